@@ -1,0 +1,42 @@
+# onshi-fleet: `make demo` runs the whole stack locally, `make test` runs every test.
+# Both install what is missing (system packages via apt-get) and start their own PostgreSQL
+# unless DATABASE_URL is set.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: deps
+deps: ## Install missing system packages (PostgreSQL, pcscd, vsmartcard-vpcd, ...)
+	@scripts/ensure-deps.sh
+
+.PHONY: build
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins --locked
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: test
+test: deps lint build ## Run every test against real PostgreSQL, TLS and processes
+	scripts/with-pg.sh scripts/run-tests.sh
+
+.PHONY: demo
+demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C stops everything
+	scripts/demo.sh
+
+.PHONY: clean-local
+clean-local: ## Remove the demo's data (PKI, database, outboxes)
+	rm -rf .local

@@ -1,0 +1,122 @@
+//! The Onshi XML codec: request and result files exchanged with the qualification terminal.
+//!
+//! Reading happens in three steps, each with its own error variants so a vendor or operator
+//! knows where a file went wrong:
+//!
+//! 1. **Bytes to text** (`charset`): the size limit is checked first; the XML declaration's
+//!    `encoding` picks UTF-8 or Shift_JIS (Windows-31J; the labels Shift_JIS, SJIS,
+//!    Windows-31J, CP932, MS932 are accepted, case-insensitive; no declaration means UTF-8;
+//!    a UTF-8 byte order mark is skipped). An invalid byte sequence is an error, never
+//!    replacement characters: a garbled name must not reach the counter.
+//! 2. **Text to tree** (`tree`): quick-xml events become a small owned element tree, with hard
+//!    limits on depth and element count, no DTD (so no entity expansion or external entities)
+//!    and only the five predefined entities plus character references.
+//! 3. **Tree to types** ([`qualification`]): exact Onshi element names, order-independent,
+//!    unknown elements ignored (the national specification has more than we model), identifiers
+//!    parsed with [`crate::ids`]. Elements that are empty or contain only whitespace are read as
+//!    absent.
+//!
+//! Writing produces `<?xml version="1.0" encoding="UTF-8"?>` or `encoding="Shift_JIS"` files.
+//! Characters Shift_JIS cannot hold are written as XML character references (`&#NNNN;`), so no
+//! text is lost; characters XML 1.0 cannot carry at all (C0 controls other than tab and line
+//! feed) are written as U+FFFD.
+//!
+//! Dates are `yyyyMMdd` and timestamps `yyyyMMddHHmmss` ([`time::PrimitiveDateTime`], no
+//! offset): the national system writes Japan Standard Time wall-clock values and so do we; the
+//! caller converts if it needs an instant.
+
+mod charset;
+pub mod qualification;
+mod read;
+mod tree;
+mod write;
+
+pub use qualification::*;
+
+/// The character encoding of a written file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum XmlEncoding {
+    /// UTF-8, declared as `encoding="UTF-8"`.
+    Utf8,
+    /// Shift_JIS (Windows-31J, as encoding_rs implements it), declared as
+    /// `encoding="Shift_JIS"`.
+    ShiftJis,
+}
+
+/// Limits applied while reading, so a hostile or broken file cannot exhaust the terminal.
+///
+/// The defaults are far above any eligibility file (a few kilobytes, depth under 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    /// Maximum input size in bytes, checked before decoding. Default 1 MiB.
+    pub max_bytes: usize,
+    /// Maximum element nesting depth. Default 32.
+    pub max_depth: usize,
+    /// Maximum number of elements. Default 10,000.
+    pub max_elements: usize,
+}
+
+impl XmlLimits {
+    pub const DEFAULT: XmlLimits = XmlLimits {
+        max_bytes: 1024 * 1024,
+        max_depth: 32,
+        max_elements: 10_000,
+    };
+}
+
+impl Default for XmlLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why an Onshi XML file could not be read.
+///
+/// Values quoted in errors (identifiers included) stay at the site: these errors go to the
+/// site's operator and the receipt computer vendor, not to central.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error(
+        "file larger than {limit} bytes, refused unread (eligibility files are a few kilobytes; is this the right file?)"
+    )]
+    TooLarge { limit: usize },
+    #[error("elements nested too deeply: this is not an Onshi message, or it is damaged")]
+    TooDeep,
+    #[error("too many elements: this is not a single Onshi message, or it is damaged")]
+    TooManyElements,
+    #[error("character encoding: {0}")]
+    Encoding(String),
+    #[error("not well-formed XML at byte {position}: {detail}")]
+    Malformed { position: u64, detail: String },
+    #[error(
+        "the file contains a DOCTYPE declaration, which Onshi files never have; refused (entity expansion risk)"
+    )]
+    DoctypeNotAllowed,
+    #[error("the root element is <{found}>, expected <XmlMsg>")]
+    UnexpectedRoot { found: String },
+    #[error("missing element {path}")]
+    MissingElement { path: String },
+    #[error("invalid value {value:?} in {path}: {reason}")]
+    InvalidValue {
+        path: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// A value as quoted in an error: controls escaped, at most 64 characters.
+pub(crate) fn shown(raw: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in raw.chars().enumerate() {
+        if i == 64 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

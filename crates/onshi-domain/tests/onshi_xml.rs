@@ -1,0 +1,722 @@
+//! The Onshi XML codec against realistic files: fixtures, both encodings, every error variant,
+//! and properties (no panics on any input; generated messages round-trip).
+
+use encoding_rs::SHIFT_JIS;
+use onshi_domain::check_digit;
+use onshi_domain::codes::{
+    CharacterCodeIdentifier, ConsentStatus, InsuredCardClassification,
+    PersonalFamilyClassification, PrescriptionIssueSelect, ProcessingResultStatus,
+    QualificationValidity, ReasonOfLoss, ReferenceClassification, SegmentOfResult, Sex,
+};
+use onshi_domain::ids::{
+    BirthDate, InsuranceCardQuery, InsuredBranchNumber, InsuredCardSymbol,
+    InsuredIdentificationNumber, InsurerNumber, MedicalInstitutionCode,
+};
+use onshi_domain::xml::{
+    ConsentGroup, ElderlyRecipientCertificateInfo, LimitApplicationCertificateRelatedInfo,
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    QualificationConfirmationResult, RequestHeader, ResultBody, ResultHeader,
+    ResultOfQualificationConfirmation, SpecificDiseasesCertificateInfo, XmlEncoding, XmlError,
+    XmlLimits,
+};
+use proptest::prelude::*;
+use time::macros::{date, datetime};
+use time::{Date, PrimitiveDateTime};
+
+const REQUEST: &str = include_str!("fixtures/OQSsiquc01req_202404010001.xml");
+const RESULT: &str = include_str!("fixtures/OQSsiquc01res_202404010001.xml");
+const ABNORMAL: &str = include_str!("fixtures/OQSsiquc01res_202404010002.xml");
+
+/// The fixture as a Shift_JIS file: same text, declaration changed, bytes encoded.
+fn to_shift_jis(utf8_text: &str) -> Vec<u8> {
+    let text = utf8_text.replacen("encoding=\"UTF-8\"", "encoding=\"Shift_JIS\"", 1);
+    let (bytes, _, unmappable) = SHIFT_JIS.encode(&text);
+    assert!(
+        !unmappable,
+        "fixture text must be representable in Shift_JIS"
+    );
+    bytes.into_owned()
+}
+
+fn expected_search() -> QualificationConfirmSearchInfo {
+    QualificationConfirmSearchInfo {
+        insurer_number: InsurerNumber::parse("138156").unwrap(),
+        insured_card_symbol: Some(InsuredCardSymbol::parse("12-34").unwrap()),
+        insured_identification_number: InsuredIdentificationNumber::parse("4260").unwrap(),
+        insured_branch_number: Some(InsuredBranchNumber::parse("01").unwrap()),
+        birthdate: BirthDate::parse("19800401").unwrap(),
+        limit_application_certificate_related_cons_flg: true,
+        arbitrary_identifier: Some("PT000123_1".into()),
+    }
+}
+
+fn expected_request() -> QualificationConfirmationRequest {
+    QualificationConfirmationRequest {
+        header: RequestHeader {
+            qualification_confirmation_date: date!(2024 - 04 - 01),
+            medical_institution_code: MedicalInstitutionCode::parse("1310123458").unwrap(),
+            arbitrary_file_identifier: Some("202404010001".into()),
+        },
+        search: expected_search(),
+    }
+}
+
+fn round_trip_request(r: &QualificationConfirmationRequest) {
+    for enc in [XmlEncoding::Utf8, XmlEncoding::ShiftJis] {
+        let bytes = r.to_xml(enc);
+        let back = QualificationConfirmationRequest::from_xml(&bytes)
+            .unwrap_or_else(|e| panic!("{enc:?}: {e}\n{}", String::from_utf8_lossy(&bytes)));
+        assert_eq!(&back, r, "{enc:?}");
+    }
+}
+
+fn round_trip_result(r: &QualificationConfirmationResult) {
+    for enc in [XmlEncoding::Utf8, XmlEncoding::ShiftJis] {
+        let bytes = r.to_xml(enc);
+        let back = QualificationConfirmationResult::from_xml(&bytes)
+            .unwrap_or_else(|e| panic!("{enc:?}: {e}"));
+        assert_eq!(&back, r, "{enc:?}");
+    }
+}
+
+#[test]
+fn request_fixture_parses_and_round_trips() {
+    let r = QualificationConfirmationRequest::from_xml(REQUEST.as_bytes()).unwrap();
+    assert_eq!(r, expected_request());
+    round_trip_request(&r);
+}
+
+#[test]
+fn request_written_as_expected() {
+    let text = String::from_utf8(expected_request().to_xml(XmlEncoding::Utf8)).unwrap();
+    assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<XmlMsg>\n"));
+    // 6-digit national health insurance numbers are space-padded to 8 in files.
+    assert!(
+        text.contains("<InsurerNumber>  138156</InsurerNumber>"),
+        "{text}"
+    );
+    assert!(text.contains("<LimitApplicationCertificateRelatedConsFlg>1<"));
+    let sjis = expected_request().to_xml(XmlEncoding::ShiftJis);
+    assert!(sjis.starts_with(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>"));
+}
+
+#[test]
+fn request_from_a_typed_query() {
+    let q = InsuranceCardQuery::parse(
+        "138156",
+        "１２－３４",
+        "4260",
+        "1",
+        "19800401",
+        date!(2024 - 04 - 01),
+    )
+    .unwrap();
+    let mut search = QualificationConfirmSearchInfo::from_query(&q, true);
+    search.arbitrary_identifier = Some("PT000123_1".into());
+    assert_eq!(search, expected_search());
+}
+
+#[test]
+fn zero_padded_insurer_numbers_are_accepted() {
+    let zeros = REQUEST.replace("  138156", "00138156");
+    let r = QualificationConfirmationRequest::from_xml(zeros.as_bytes()).unwrap();
+    assert_eq!(r, expected_request());
+}
+
+fn check_result_fixture(r: &QualificationConfirmationResult) {
+    let h = &r.header;
+    assert_eq!(h.process_execution_time, datetime!(2024-04-01 09:30:15));
+    assert_eq!(
+        h.reference_classification,
+        ReferenceClassification::InsuranceCard
+    );
+    assert_eq!(h.segment_of_result, SegmentOfResult::Normal);
+    assert_eq!(h.character_code_identifier, CharacterCodeIdentifier::Utf8);
+    assert_eq!(h.error_code, None);
+    let b = &r.body;
+    assert_eq!(
+        b.processing_result_status,
+        Some(ProcessingResultStatus::Normal)
+    );
+    assert_eq!(b.qualification_validity, Some(QualificationValidity::Valid));
+    assert_eq!(b.search_info.as_ref(), Some(&expected_search()));
+    assert_eq!(b.results.len(), 1);
+    let p = &b.results[0];
+    assert_eq!(
+        p.insured_card_classification,
+        Some(InsuredCardClassification::General)
+    );
+    assert_eq!(p.insurer_number.as_ref().unwrap().as_str(), "138156");
+    assert_eq!(
+        p.personal_family_classification,
+        Some(PersonalFamilyClassification::Insured)
+    );
+    assert_eq!(p.name.as_deref(), Some("診療　太郎"));
+    assert_eq!(p.name_kana.as_deref(), Some("ｼﾝﾘｮｳ ﾀﾛｳ"));
+    assert_eq!(p.name_of_other.as_deref(), Some("髙橋　太郎"));
+    assert_eq!(p.address.as_deref(), Some("東京都千代田区霞が関１－２－２"));
+    assert_eq!(p.sex1, Some(Sex::Male));
+    assert_eq!(p.sex2, None);
+    assert_eq!(
+        p.disqualification_date, None,
+        "empty element reads as absent"
+    );
+    assert_eq!(p.insured_card_expiration_date, Some(date!(2025 - 07 - 31)));
+    assert_eq!(p.insured_partial_contribution_ratio.as_deref(), Some("030"));
+    assert_eq!(p.insurer_name.as_deref(), Some("千代田区"));
+    let limit = p
+        .limit_application_certificate_related_info
+        .as_ref()
+        .unwrap();
+    assert_eq!(limit.classification_flag.as_deref(), Some("A03"));
+    assert_eq!(limit.long_term_date, None);
+    assert_eq!(p.specific_diseases_certificate_list.len(), 1);
+    assert_eq!(
+        p.specific_diseases_certificate_related_cons_flg,
+        Some(ConsentStatus::Given)
+    );
+    assert_eq!(
+        p.pharmacists_info,
+        Some(ConsentGroup {
+            cons_flg: ConsentStatus::Given,
+            cons_time: Some(datetime!(2024-04-01 09:29:54)),
+            available_time: Some(datetime!(2024-04-02 09:29:54)),
+        })
+    );
+    assert_eq!(
+        p.diagnosis_info.map(|g| g.cons_flg),
+        Some(ConsentStatus::NotGiven)
+    );
+    assert_eq!(p.reference_number.as_deref(), Some("R202404010001"));
+    // Body-level PrescriptionIssueSelect is carried into the result.
+    assert_eq!(
+        p.prescription_issue_select,
+        Some(PrescriptionIssueSelect::Electronic)
+    );
+}
+
+#[test]
+fn result_fixture_parses_and_round_trips() {
+    let r = QualificationConfirmationResult::from_xml(RESULT.as_bytes()).unwrap();
+    check_result_fixture(&r);
+    round_trip_result(&r);
+}
+
+#[test]
+fn shift_jis_fixture_with_kanji_and_half_width_kana() {
+    let bytes = to_shift_jis(RESULT);
+    // Really Shift_JIS: 診 is 0x90 0x66, half-width ｼ is the single byte 0xBC.
+    assert!(bytes.windows(2).any(|w| w == [0x90, 0x66]));
+    assert!(bytes.contains(&0xBC));
+    assert!(std::str::from_utf8(&bytes).is_err());
+    let r = QualificationConfirmationResult::from_xml(&bytes).unwrap();
+    check_result_fixture(&r);
+    assert_eq!(
+        r,
+        QualificationConfirmationResult::from_xml(RESULT.as_bytes()).unwrap()
+    );
+    let request = QualificationConfirmationRequest::from_xml(&to_shift_jis(REQUEST)).unwrap();
+    assert_eq!(request, expected_request());
+}
+
+#[test]
+fn shift_jis_labels_are_case_insensitive() {
+    for label in ["SJIS", "shift_jis", "Windows-31J", "cp932"] {
+        let text = RESULT.replacen("encoding=\"UTF-8\"", &format!("encoding=\"{label}\""), 1);
+        let bytes = SHIFT_JIS.encode(&text).0.into_owned();
+        QualificationConfirmationResult::from_xml(&bytes)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+    }
+}
+
+#[test]
+fn abnormal_end_result_has_an_empty_body() {
+    let r = QualificationConfirmationResult::from_xml(ABNORMAL.as_bytes()).unwrap();
+    assert_eq!(r.header.segment_of_result, SegmentOfResult::AbnormalEnd);
+    assert_eq!(r.header.error_code.as_deref(), Some("SIM-E0001"));
+    assert_eq!(
+        r.header.error_message.as_deref(),
+        Some("要求ファイルの形式に誤りがあります。")
+    );
+    assert_eq!(r.body, ResultBody::default());
+    round_trip_result(&r);
+}
+
+#[test]
+fn missing_character_code_identifier_follows_the_file_encoding() {
+    let text = RESULT.replace("<CharacterCodeIdentifier>0</CharacterCodeIdentifier>", "");
+    let r = QualificationConfirmationResult::from_xml(&to_shift_jis(&text)).unwrap();
+    assert_eq!(
+        r.header.character_code_identifier,
+        CharacterCodeIdentifier::ShiftJis
+    );
+}
+
+#[test]
+fn text_is_escaped_and_restored() {
+    let mut r = QualificationConfirmationResult::from_xml(RESULT.as_bytes()).unwrap();
+    r.body.results[0].insurer_name = Some("A&B <組合> \"x\" 'y'\r\n😀".into());
+    let bytes = r.to_xml(XmlEncoding::Utf8);
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.contains("<InsurerName>A&amp;B &lt;組合&gt; \"x\" 'y'&#13;\n😀</InsurerName>"));
+    round_trip_result(&r);
+    // Shift_JIS cannot hold the emoji: it is written as a character reference.
+    let sjis = r.to_xml(XmlEncoding::ShiftJis);
+    assert!(sjis.windows(9).any(|w| w == b"&#128512;"));
+}
+
+// --- Every XmlError variant -------------------------------------------------------------------
+
+fn request_err(bytes: &[u8]) -> XmlError {
+    QualificationConfirmationRequest::from_xml(bytes).unwrap_err()
+}
+
+#[test]
+fn error_too_large() {
+    let big = vec![b' '; 1024 * 1024 + 1];
+    assert_eq!(request_err(&big), XmlError::TooLarge { limit: 1024 * 1024 });
+    let small = XmlLimits {
+        max_bytes: 100,
+        ..XmlLimits::default()
+    };
+    let e = QualificationConfirmationRequest::from_xml_with_limits(REQUEST.as_bytes(), &small)
+        .unwrap_err();
+    assert_eq!(e, XmlError::TooLarge { limit: 100 });
+    assert!(e.to_string().contains("100 bytes"));
+}
+
+#[test]
+fn error_too_deep() {
+    let deep = format!("<XmlMsg>{}{}</XmlMsg>", "<a>".repeat(40), "</a>".repeat(40));
+    assert_eq!(request_err(deep.as_bytes()), XmlError::TooDeep);
+}
+
+#[test]
+fn error_too_many_elements() {
+    let many = format!("<XmlMsg>{}</XmlMsg>", "<a/>".repeat(10_001));
+    assert_eq!(request_err(many.as_bytes()), XmlError::TooManyElements);
+}
+
+#[test]
+fn error_encoding() {
+    // A Shift_JIS file whose declaration says UTF-8: the common vendor mistake.
+    let wrong = SHIFT_JIS.encode(RESULT).0.into_owned();
+    let e = QualificationConfirmationResult::from_xml(&wrong).unwrap_err();
+    assert!(
+        matches!(&e, XmlError::Encoding(m) if m.contains("may be Shift_JIS")),
+        "{e}"
+    );
+    let euc = REQUEST.replacen("UTF-8", "EUC-JP", 1);
+    assert!(matches!(request_err(euc.as_bytes()), XmlError::Encoding(_)));
+}
+
+#[test]
+fn error_malformed() {
+    // Read while the receipt computer was still writing it.
+    let cut = REQUEST.replace("</XmlMsg>", "");
+    let e = request_err(cut.as_bytes());
+    assert!(
+        matches!(&e, XmlError::Malformed { detail, .. } if detail.contains("still being written")),
+        "{e}"
+    );
+    let mismatched = REQUEST.replace("</Birthdate>", "</Birth>");
+    let e = request_err(mismatched.as_bytes());
+    let XmlError::Malformed { position, .. } = e else {
+        panic!("{e}")
+    };
+    assert!(position > 0);
+    let in_a_tag = &REQUEST[..REQUEST.len() - 5];
+    assert!(matches!(
+        request_err(in_a_tag.as_bytes()),
+        XmlError::Malformed { .. }
+    ));
+    let entity = REQUEST.replace("PT000123_1", "&bogus;");
+    assert!(matches!(
+        request_err(entity.as_bytes()),
+        XmlError::Malformed { .. }
+    ));
+}
+
+#[test]
+fn error_doctype_not_allowed() {
+    let xxe = REQUEST.replacen(
+        "<XmlMsg>",
+        "<!DOCTYPE XmlMsg [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<XmlMsg>",
+        1,
+    );
+    assert_eq!(request_err(xxe.as_bytes()), XmlError::DoctypeNotAllowed);
+    let bomb = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;\">]><XmlMsg>&lol2;</XmlMsg>";
+    assert_eq!(request_err(bomb.as_bytes()), XmlError::DoctypeNotAllowed);
+}
+
+#[test]
+fn error_unexpected_root() {
+    let e = request_err(b"<html><body/></html>");
+    assert_eq!(
+        e,
+        XmlError::UnexpectedRoot {
+            found: "html".into()
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "the root element is <html>, expected <XmlMsg>"
+    );
+}
+
+#[test]
+fn error_missing_element() {
+    let no_number = REQUEST.replace(
+        "<InsuredIdentificationNumber>4260</InsuredIdentificationNumber>",
+        "",
+    );
+    assert_eq!(
+        request_err(no_number.as_bytes()),
+        XmlError::MissingElement {
+            path: "XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsuredIdentificationNumber"
+                .into()
+        }
+    );
+    // A result file is not a request.
+    assert!(matches!(
+        request_err(ABNORMAL.as_bytes()),
+        XmlError::MissingElement { .. }
+    ));
+    // A consent time without its flag.
+    let no_flag = RESULT.replace("<PharmacistsInfoConsFlg>1</PharmacistsInfoConsFlg>", "");
+    let e = QualificationConfirmationResult::from_xml(no_flag.as_bytes()).unwrap_err();
+    assert_eq!(
+        e,
+        XmlError::MissingElement {
+            path: "XmlMsg/MessageBody/ResultList/ResultOfQualificationConfirmation[1]/PharmacistsInfoConsFlg".into()
+        }
+    );
+}
+
+#[test]
+fn error_invalid_value() {
+    let bad_check = REQUEST.replace("  138156", "  138157");
+    let e = request_err(bad_check.as_bytes());
+    assert_eq!(
+        e,
+        XmlError::InvalidValue {
+            path: "XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsurerNumber".into(),
+            value: "  138157".into(),
+            reason: "the check digit should be 6, not 7".into(),
+        }
+    );
+    let bad_date = REQUEST.replace(
+        "<QualificationConfirmationDate>20240401",
+        "<QualificationConfirmationDate>20240431",
+    );
+    assert!(matches!(
+        request_err(bad_date.as_bytes()),
+        XmlError::InvalidValue { path, .. } if path == "XmlMsg/MessageHeader/QualificationConfirmationDate"
+    ));
+    let bad_code = RESULT.replace("<Sex1>1</Sex1>", "<Sex1>x</Sex1>");
+    let e = QualificationConfirmationResult::from_xml(bad_code.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&e, XmlError::InvalidValue { reason, .. } if reason.contains("1, 2, 3")),
+        "{e}"
+    );
+    let twice = REQUEST.replace(
+        "<Birthdate>19800401</Birthdate>",
+        "<Birthdate>19800401</Birthdate><Birthdate>19800402</Birthdate>",
+    );
+    assert!(matches!(
+        request_err(twice.as_bytes()),
+        XmlError::InvalidValue { reason, .. } if reason.contains("more than once")
+    ));
+    let ratio = RESULT.replace(">030<", ">30<");
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(ratio.as_bytes()),
+        Err(XmlError::InvalidValue { .. })
+    ));
+}
+
+// --- Properties -------------------------------------------------------------------------------
+
+fn with_check(body: String) -> String {
+    let c = check_digit::compute(&body).unwrap();
+    format!("{body}{c}")
+}
+
+fn insurer() -> impl Strategy<Value = InsurerNumber> {
+    let nhi = (1u8..=47, "[0-9]{3}").prop_map(|(p, r)| with_check(format!("{p:02}{r}")));
+    let law = ("0[1-9]|[1-9][0-9]", 1u8..=47, "[0-9]{3}")
+        .prop_map(|(l, p, r)| with_check(format!("{l}{p:02}{r}")));
+    prop_oneof![nhi, law].prop_map(|s| InsurerNumber::parse(&s).unwrap())
+}
+
+fn institution() -> impl Strategy<Value = MedicalInstitutionCode> {
+    (1u8..=47, "[1346][0-9]{6}").prop_map(|(p, r)| {
+        MedicalInstitutionCode::parse(&with_check(format!("{p:02}{r}"))).unwrap()
+    })
+}
+
+/// Text that Shift_JIS can carry or that becomes a character reference, including markup
+/// characters, and never only whitespace.
+const TEXT: &str = "[A-Za-z0-9&<>\"'漢字東京都診療太郎髙ｱｲｳｼﾝﾘｮ😀][A-Za-z0-9 　&<>漢字ｱｲｳ-]{0,18}[A-Za-z0-9漢字ｱｲｳ]";
+
+fn card_text() -> impl Strategy<Value = String> {
+    "[0-9A-Za-z記号あいう東京-]{1,20}"
+}
+
+fn a_date() -> impl Strategy<Value = Date> {
+    (0i64..73_000).prop_map(|d| date!(1900 - 01 - 01) + time::Duration::days(d))
+}
+
+fn a_time() -> impl Strategy<Value = PrimitiveDateTime> {
+    (a_date(), 0u8..24, 0u8..60, 0u8..60)
+        .prop_map(|(d, h, m, s)| PrimitiveDateTime::new(d, time::Time::from_hms(h, m, s).unwrap()))
+}
+
+fn search_info() -> impl Strategy<Value = QualificationConfirmSearchInfo> {
+    (
+        insurer(),
+        proptest::option::of(card_text()),
+        card_text(),
+        proptest::option::of(0u8..100),
+        a_date(),
+        any::<bool>(),
+        proptest::option::of(TEXT),
+    )
+        .prop_map(
+            |(ins, sym, num, br, bd, flag, arb)| QualificationConfirmSearchInfo {
+                insurer_number: ins,
+                insured_card_symbol: sym.map(|s| InsuredCardSymbol::parse(&s).unwrap()),
+                insured_identification_number: InsuredIdentificationNumber::parse(&num).unwrap(),
+                insured_branch_number: br
+                    .map(|b| InsuredBranchNumber::parse(&format!("{b:02}")).unwrap()),
+                birthdate: BirthDate::from_date(bd).unwrap(),
+                limit_application_certificate_related_cons_flg: flag,
+                arbitrary_identifier: arb,
+            },
+        )
+}
+
+fn request() -> impl Strategy<Value = QualificationConfirmationRequest> {
+    (
+        a_date(),
+        institution(),
+        proptest::option::of(TEXT),
+        search_info(),
+    )
+        .prop_map(
+            |(d, code, file_id, search)| QualificationConfirmationRequest {
+                header: RequestHeader {
+                    qualification_confirmation_date: d,
+                    medical_institution_code: code,
+                    arbitrary_file_identifier: file_id,
+                },
+                search,
+            },
+        )
+}
+
+fn pick<T: Copy + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strategy<Value = T> {
+    proptest::sample::select(all)
+}
+
+fn consent() -> impl Strategy<Value = Option<ConsentGroup>> {
+    proptest::option::of(
+        (
+            pick(ConsentStatus::ALL),
+            proptest::option::of(a_time()),
+            proptest::option::of(a_time()),
+        )
+            .prop_map(|(cons_flg, cons_time, available_time)| ConsentGroup {
+                cons_flg,
+                cons_time,
+                available_time,
+            }),
+    )
+}
+
+fn person() -> impl Strategy<Value = ResultOfQualificationConfirmation> {
+    let ids = (
+        proptest::option::of(pick(InsuredCardClassification::ALL)),
+        proptest::option::of(insurer()),
+        proptest::option::of(card_text()),
+        proptest::option::of(card_text()),
+        proptest::option::of(0u8..100),
+        proptest::option::of(pick(PersonalFamilyClassification::ALL)),
+        proptest::option::of(a_date()),
+    );
+    let names = (
+        proptest::option::of(TEXT),
+        proptest::option::of(TEXT),
+        proptest::option::of(TEXT),
+        proptest::option::of("[ｱ-ﾝ ]{0,10}[ｱ-ﾝ]"),
+        proptest::option::of(pick(Sex::ALL)),
+        proptest::option::of(pick(Sex::ALL)),
+        proptest::option::of("[0-9]{3}"),
+        proptest::option::of(pick(ReasonOfLoss::ALL)),
+    );
+    let dates = (
+        proptest::option::of(a_date()),
+        proptest::option::of(a_date()),
+        proptest::option::of(a_date()),
+        proptest::option::of(a_date()),
+        proptest::option::of(a_date()),
+        proptest::option::of(a_time()),
+        proptest::option::of(pick(PrescriptionIssueSelect::ALL)),
+    );
+    let consents = (consent(), consent(), consent(), consent(), any::<bool>());
+    (ids, names, dates, consents).prop_map(|(ids, names, dates, consents)| {
+        let (class, ins, sym, num, br, fam, bd) = ids;
+        let (name, address, insurer_name, kana, sex1, sex2, ratio, loss) = names;
+        let (qd, dqd, issued, valid, expires, cons_time, prescription) = dates;
+        let (checkups, pharmacists, diagnosis, operation, extras) = consents;
+        ResultOfQualificationConfirmation {
+            insured_card_classification: class,
+            insurer_number: ins,
+            insured_card_symbol: sym.map(|s| InsuredCardSymbol::parse(&s).unwrap()),
+            insured_identification_number: num
+                .map(|s| InsuredIdentificationNumber::parse(&s).unwrap()),
+            insured_branch_number: br
+                .map(|b| InsuredBranchNumber::parse(&format!("{b:02}")).unwrap()),
+            personal_family_classification: fam,
+            insured_name: name.clone(),
+            name,
+            name_kana: kana,
+            sex1,
+            sex2,
+            birthdate: bd.map(|d| BirthDate::from_date(d).unwrap()),
+            address,
+            post_number: extras.then(|| "100-8916".to_owned()),
+            qualification_date: qd,
+            disqualification_date: dqd,
+            insured_certificate_issuance_date: issued,
+            insured_card_valid_date: valid,
+            insured_card_expiration_date: expires,
+            insured_partial_contribution_ratio: ratio,
+            reason_of_loss: loss,
+            insurer_name,
+            elderly_recipient_certificate_info: extras.then(|| ElderlyRecipientCertificateInfo {
+                certificate_date: qd,
+                valid_start_date: valid,
+                valid_end_date: None,
+                contribution_ratio: Some("020".into()),
+            }),
+            limit_application_certificate_related_cons_flg: Some(extras),
+            limit_application_certificate_related_cons_time: cons_time,
+            limit_application_certificate_related_info: extras.then(|| {
+                LimitApplicationCertificateRelatedInfo {
+                    classification: Some("01".into()),
+                    classification_flag: Some("B04".into()),
+                    date: issued,
+                    valid_start_date: valid,
+                    valid_end_date: expires,
+                    long_term_date: None,
+                }
+            }),
+            specific_diseases_certificate_related_cons_flg: checkups.map(|c| c.cons_flg),
+            specific_diseases_certificate_related_cons_time: cons_time,
+            specific_diseases_certificate_list: if extras {
+                vec![SpecificDiseasesCertificateInfo {
+                    disease_category: Some("1".into()),
+                    certificate_date: issued,
+                    valid_start_date: valid,
+                    valid_end_date: expires,
+                    self_pay: Some("10000".into()),
+                }]
+            } else {
+                Vec::new()
+            },
+            specific_health_checkups_info: checkups,
+            pharmacists_info: pharmacists,
+            diagnosis_info: diagnosis,
+            operation_info: operation,
+            reference_number: extras.then(|| "R1".to_owned()),
+            prescription_issue_select: prescription,
+            ..Default::default()
+        }
+    })
+}
+
+fn result() -> impl Strategy<Value = QualificationConfirmationResult> {
+    let header = (
+        a_time(),
+        a_date(),
+        institution(),
+        proptest::option::of(TEXT),
+        pick(ReferenceClassification::ALL),
+        pick(SegmentOfResult::ALL),
+        proptest::option::of(TEXT),
+        pick(CharacterCodeIdentifier::ALL),
+    )
+        .prop_map(|(t, d, code, file_id, refc, seg, err, cci)| ResultHeader {
+            process_execution_time: t,
+            qualification_confirmation_date: d,
+            medical_institution_code: code,
+            arbitrary_file_identifier: file_id,
+            reference_classification: refc,
+            segment_of_result: seg,
+            error_code: err.clone(),
+            error_message: err,
+            character_code_identifier: cci,
+        });
+    let body = (
+        proptest::option::of(pick(ProcessingResultStatus::ALL)),
+        proptest::option::of(TEXT),
+        proptest::option::of(pick(QualificationValidity::ALL)),
+        proptest::option::of(search_info()),
+        proptest::collection::vec(person(), 0..3),
+    )
+        .prop_map(|(status, message, validity, search, results)| ResultBody {
+            processing_result_status: status,
+            processing_result_code: message.clone(),
+            processing_result_message: message,
+            qualification_validity: validity,
+            search_info: search,
+            results,
+        });
+    (header, body).prop_map(|(header, body)| QualificationConfirmationResult { header, body })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = QualificationConfirmationRequest::from_xml(&bytes);
+        let _ = QualificationConfirmationResult::from_xml(&bytes);
+    }
+
+    #[test]
+    fn damaged_files_never_panic(cut in 0usize..4000, at in 0usize..4000, byte in any::<u8>()) {
+        for fixture in [REQUEST.as_bytes().to_vec(), RESULT.as_bytes().to_vec(), to_shift_jis(RESULT)] {
+            let mut bytes = fixture;
+            let i = at % bytes.len();
+            bytes[i] = byte;
+            bytes.truncate(cut.max(1).min(bytes.len()));
+            if let Err(e) = QualificationConfirmationResult::from_xml(&bytes) {
+                let _ = e.to_string();
+            }
+            let _ = QualificationConfirmationRequest::from_xml(&bytes);
+        }
+    }
+
+    #[test]
+    fn xml_like_text_never_panics(s in "(<[A-Za-z]{1,3}>|</[A-Za-z]{1,3}>|<[A-Za-z]/>|&[a-z#0-9x]{0,5};?|<!\\[CDATA\\[|\\]\\]>|<!--|-->|<\\?xml |<!DOCTYPE|[a-z\"'= ]){0,40}") {
+        let _ = QualificationConfirmationRequest::from_xml(s.as_bytes());
+        let _ = QualificationConfirmationResult::from_xml(format!("<XmlMsg>{s}</XmlMsg>").as_bytes());
+    }
+
+    #[test]
+    fn generated_requests_round_trip(r in request()) {
+        for enc in [XmlEncoding::Utf8, XmlEncoding::ShiftJis] {
+            let back = QualificationConfirmationRequest::from_xml(&r.to_xml(enc));
+            prop_assert_eq!(back.as_ref(), Ok(&r), "{:?}", enc);
+        }
+    }
+
+    #[test]
+    fn generated_results_round_trip(r in result()) {
+        for enc in [XmlEncoding::Utf8, XmlEncoding::ShiftJis] {
+            let back = QualificationConfirmationResult::from_xml(&r.to_xml(enc));
+            prop_assert_eq!(back.as_ref(), Ok(&r), "{:?}", enc);
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Wires the agent: configuration → TLS identities → outbox → lookups, uplink, control socket.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fleet_tls::config::{self, ALPN_H2, ALPN_HTTP11};
+use onshi_domain::patient::PatientHashKey;
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+
+use crate::config::AgentConfig;
+use crate::control::{self, Control};
+use crate::lookup::Lookups;
+use crate::onshi::OnshiClient;
+use crate::outbox::Outbox;
+use crate::uplink::{AgentFacts, Uplink};
+
+pub struct Agent {
+    uplink: Uplink,
+    control: Control,
+    listener: UnixListener,
+    socket: PathBuf,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").field("socket", &self.socket).finish()
+    }
+}
+
+impl Agent {
+    pub async fn build(config: &AgentConfig) -> anyhow::Result<Self> {
+        let patient_key = load_patient_key(&config.patient_hash_key_file)?;
+        let outbox = Outbox::open(&config.outbox_path())?;
+
+        let terminal = config::Identity::from_pem_files(&config.onshi.cert, &config.onshi.key)
+            .context("loading the terminal certificate for the national system")?;
+        let onshi_roots = config::load_certificates(&config.onshi.ca)?;
+        let onshi_tls =
+            config::client_config(Some(&terminal), &onshi_roots, &[ALPN_HTTP11])?;
+        let onshi = OnshiClient::new(
+            &config.onshi.endpoint,
+            onshi_tls,
+            Duration::from_millis(config.onshi.timeout_ms),
+        );
+
+        let agent_id = config::Identity::from_pem_files(&config.central.cert, &config.central.key)
+            .context("loading the agent's certificate for central")?;
+        let central_roots = config::load_certificates(&config.central.ca)?;
+        let central_tls = config::client_config(Some(&agent_id), &central_roots, &[ALPN_H2])?;
+        let channel = fleet_tls::connect::grpc_channel(&config.central.endpoint, central_tls)?;
+
+        let new_events = Arc::new(Notify::new());
+        let facts = AgentFacts {
+            site: config.site_code.clone(),
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            config_hash: config.config_hash(),
+        };
+        let (uplink, link) = Uplink::new(outbox.clone(), channel, facts, new_events.clone());
+        let lookups = Arc::new(Lookups::new(
+            config.site_code.clone(),
+            config.terminal_id.clone(),
+            onshi,
+            outbox.clone(),
+            patient_key,
+            new_events,
+        ));
+        let socket = config.control_socket();
+        let listener = control::bind_private(&socket)?;
+        let control = Control::new(lookups, outbox, link, config.site_code.to_string());
+        Ok(Self {
+            uplink,
+            control,
+            listener,
+            socket,
+        })
+    }
+
+    pub fn control_socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let uplink = self.uplink.run(stopped(stop_rx.clone()));
+        let control = self.control.serve(self.listener, stopped(stop_rx));
+        let ((), control) = tokio::join!(uplink, control);
+        control
+    }
+}
+
+/// The chain's patient-hash secret: 64 hex characters (32 bytes) or more, owner-only.
+fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the patient hash key {}", path.display()))?;
+    let text = text.trim();
+    let bytes = (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .filter(|_| text.len() % 2 == 0)
+        .with_context(|| format!("{} must hold hex characters only", path.display()))?;
+    PatientHashKey::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}

@@ -1,0 +1,303 @@
+//! The agent's configuration file (TOML), with environment overrides.
+//!
+//! ```toml
+//! version = 1
+//! site_code = "1340112345"        # the site's 10-digit medical institution code
+//! site_kind = "pharmacy"          # hospital | clinic | dental_clinic | pharmacy
+//! prefecture = "13"
+//! terminal_id = "T01"             # default terminal for lookups made from this agent
+//! data_dir = "/var/lib/onshi-fleet-agent"
+//! patient_hash_key_file = "/etc/onshi-fleet-agent/patient-hash.key"
+//!
+//! [central]
+//! endpoint = "https://central.example:7443"
+//! ca = "/etc/onshi-fleet-agent/chain-ca.pem"
+//! cert = "/etc/onshi-fleet-agent/agent.pem"
+//! key = "/etc/onshi-fleet-agent/agent.key"
+//!
+//! [onshi]
+//! endpoint = "https://onshi.example:9443"
+//! ca = "/etc/onshi-fleet-agent/common-ca.pem"
+//! cert = "/etc/onshi-fleet-agent/terminal.pem"
+//! key = "/etc/onshi-fleet-agent/terminal.key"
+//! timeout_ms = 5000
+//! ```
+//!
+//! Relative paths are resolved against the folder of the configuration file. Environment
+//! variables `EDGE_AGENT_DATA_DIR`, `EDGE_AGENT_CENTRAL_ENDPOINT` and `EDGE_AGENT_ONSHI_ENDPOINT`
+//! override the file (the environment is passed in as a map, so tests never touch the process
+//! environment).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use onshi_domain::ids::{FeeTable, Prefecture};
+use onshi_domain::site::{SiteCode, SiteKind, TerminalId};
+use serde::{Deserialize, Serialize};
+
+/// The only configuration format version this agent reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "the configuration file says version {found}; this agent reads version {CONFIG_VERSION}"
+    )]
+    Version { found: u32 },
+    #[error("the configuration is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub version: u32,
+    pub site_code: SiteCode,
+    pub site_kind: SiteKind,
+    pub prefecture: Prefecture,
+    pub terminal_id: TerminalId,
+    pub data_dir: PathBuf,
+    pub patient_hash_key_file: PathBuf,
+    /// The control socket the counter CLI talks to; defaults to `<data_dir>/agent.sock`.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    pub central: CentralLink,
+    pub onshi: OnshiLink,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentralLink {
+    pub endpoint: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnshiLink {
+    pub endpoint: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default = "default_onshi_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_onshi_timeout_ms() -> u64 {
+    5_000
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base, env).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(
+        text: &str,
+        base: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config: AgentConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        if config.version != CONFIG_VERSION {
+            return Err(ConfigError::Version {
+                found: config.version,
+            });
+        }
+        if let Some(dir) = env.get("EDGE_AGENT_DATA_DIR") {
+            config.data_dir = PathBuf::from(dir);
+        }
+        if let Some(endpoint) = env.get("EDGE_AGENT_CENTRAL_ENDPOINT") {
+            config.central.endpoint = endpoint.clone();
+        }
+        if let Some(endpoint) = env.get("EDGE_AGENT_ONSHI_ENDPOINT") {
+            config.onshi.endpoint = endpoint.clone();
+        }
+        config.resolve_paths(base);
+        config.check()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.data_dir);
+        resolve(&mut self.patient_hash_key_file);
+        if let Some(socket) = self.control_socket.as_mut() {
+            resolve(socket);
+        }
+        for p in [
+            &mut self.central.ca,
+            &mut self.central.cert,
+            &mut self.central.key,
+            &mut self.onshi.ca,
+            &mut self.onshi.cert,
+            &mut self.onshi.key,
+        ] {
+            resolve(p);
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let code = self.site_code.institution_code();
+        if code.prefecture() != self.prefecture {
+            return Err(ConfigError::Inconsistent(format!(
+                "site_code {} is in prefecture {}, but prefecture says {}",
+                self.site_code,
+                code.prefecture().code_str(),
+                self.prefecture.code_str()
+            )));
+        }
+        if !self.site_kind.accepts_fee_table(code.fee_table()) {
+            let table = match code.fee_table() {
+                FeeTable::Medical => "medical",
+                FeeTable::Dental => "dental",
+                FeeTable::Pharmacy => "pharmacy",
+                FeeTable::HomeNursing => "home nursing",
+            };
+            return Err(ConfigError::Inconsistent(format!(
+                "site_code {} is a {table} code, which a {} cannot hold",
+                self.site_code,
+                self.site_kind.as_str()
+            )));
+        }
+        for (name, endpoint) in [
+            ("central.endpoint", &self.central.endpoint),
+            ("onshi.endpoint", &self.onshi.endpoint),
+        ] {
+            if !endpoint.starts_with("https://") {
+                return Err(ConfigError::Inconsistent(format!(
+                    "{name} must be an https:// URL, got {endpoint:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.control_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("agent.sock"))
+    }
+
+    pub fn outbox_path(&self) -> PathBuf {
+        self.data_dir.join("outbox.sqlite3")
+    }
+
+    /// Hex SHA-256 of the effective configuration, reported to central so drifted sites show.
+    pub fn config_hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("the configuration serialises");
+        fleet_tls::identity::hex(ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(site: &str, kind: &str, prefecture: &str) -> String {
+        format!(
+            r#"version = 1
+site_code = "{site}"
+site_kind = "{kind}"
+prefecture = "{prefecture}"
+terminal_id = "T01"
+data_dir = "data"
+patient_hash_key_file = "patient-hash.key"
+[central]
+endpoint = "https://localhost:7443"
+ca = "pki/chain-ca.pem"
+cert = "pki/agents/{site}.pem"
+key = "pki/agents/{site}.key"
+[onshi]
+endpoint = "https://localhost:9443"
+ca = "pki/common-ca.pem"
+cert = "pki/t.pem"
+key = "pki/t.key"
+"#
+        )
+    }
+
+    #[test]
+    fn a_valid_file_loads_with_paths_resolved() {
+        let config = AgentConfig::from_toml(
+            &sample("3410712362", "clinic", "34"),
+            Path::new("/etc/agent"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/etc/agent/data"));
+        assert_eq!(config.onshi.timeout_ms, 5_000);
+        assert_eq!(config.config_hash().len(), 64);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = HashMap::from([(
+            "EDGE_AGENT_CENTRAL_ENDPOINT".to_string(),
+            "https://other:1".to_string(),
+        )]);
+        let config =
+            AgentConfig::from_toml(&sample("3410712362", "clinic", "34"), Path::new("/"), &env)
+                .unwrap();
+        assert_eq!(config.central.endpoint, "https://other:1");
+    }
+
+    #[test]
+    fn inconsistent_site_facts_are_refused() {
+        let wrong_prefecture = AgentConfig::from_toml(
+            &sample("3410712362", "clinic", "13"),
+            Path::new("/"),
+            &HashMap::new(),
+        );
+        assert!(matches!(wrong_prefecture, Err(ConfigError::Inconsistent(_))));
+        let pharmacy_with_medical_code = AgentConfig::from_toml(
+            &sample("3410712362", "pharmacy", "34"),
+            Path::new("/"),
+            &HashMap::new(),
+        );
+        assert!(matches!(
+            pharmacy_with_medical_code,
+            Err(ConfigError::Inconsistent(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_and_versions_are_refused() {
+        let text = sample("3410712362", "clinic", "34").replace("version = 1", "version = 2");
+        assert!(matches!(
+            AgentConfig::from_toml(&text, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Version { found: 2 })
+        ));
+        let text = format!("colour = \"blue\"\n{}", sample("3410712362", "clinic", "34"));
+        assert!(matches!(
+            AgentConfig::from_toml(&text, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

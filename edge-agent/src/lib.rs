@@ -1,0 +1,11 @@
+//! The edge agent: runs at a site, performs eligibility lookups, records every one as an event in
+//! a durable outbox before answering, and streams the outbox to central. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod backoff;
+pub mod config;
+pub mod control;
+pub mod lookup;
+pub mod onshi;
+pub mod outbox;
+pub mod uplink;

@@ -1,0 +1,318 @@
+//! Eligibility lookups: validate what the clerk typed, ask the national system, record the event
+//! in the outbox, and only then answer.
+//!
+//! Input is checked completely before any network call (a wrong check digit never leaves the
+//! site). Every lookup that reached the network is recorded, whatever its outcome, including
+//! "unreachable". If the event cannot be recorded the answer is withheld: nothing is shown that
+//! is not in the audit trail.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use onshi_domain::codes::{ProcessingResultStatus, QualificationValidity, SegmentOfResult};
+use onshi_domain::events::{EventBody, EventId, FleetEvent, Lookup, LookupOutcome, LookupRoute};
+use onshi_domain::ids::{IdError, InsuranceCardQuery};
+use onshi_domain::patient::{PatientHashKey, PatientRef};
+use onshi_domain::site::{SiteCode, TerminalId};
+use onshi_domain::xml::{
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    QualificationConfirmationResult, RequestHeader, ResultOfQualificationConfirmation,
+    XmlEncoding,
+};
+use time::{OffsetDateTime, UtcOffset};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::onshi::{OnshiClient, OnshiError};
+use crate::outbox::{Outbox, OutboxError};
+
+/// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
+const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => panic!("+09:00 is a valid offset"),
+};
+
+/// What the clerk typed, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct CardFields {
+    pub insurer_number: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: String,
+    pub birthdate: String,
+    pub terminal: Option<String>,
+    pub limit_consent: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The card fields are wrong; nothing was sent. Each entry is for the clerk.
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    InvalidInput(Vec<IdError>),
+    #[error("{0}")]
+    BadTerminal(String),
+    /// The lookup happened but could not be recorded, so its answer is withheld.
+    #[error(transparent)]
+    NotRecorded(#[from] OutboxError),
+}
+
+impl LookupError {
+    /// The message for the counter, Japanese first, then English.
+    pub fn for_clerk(&self) -> String {
+        match self {
+            LookupError::InvalidInput(errors) => errors
+                .iter()
+                .map(|e| format!("{} / {e}", e.message_ja()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            LookupError::BadTerminal(message) => format!("端末IDが正しくありません / {message}"),
+            LookupError::NotRecorded(error) => format!(
+                "照会結果を記録できなかったため表示できません。管理者に連絡してください / {error}"
+            ),
+        }
+    }
+}
+
+/// The patient details shown at the counter; they stay at the site.
+#[derive(Debug, Clone, Default)]
+pub struct PersonShown {
+    pub name: String,
+    pub name_kana: String,
+    pub insurer_name: String,
+    pub insured_partial_contribution_ratio: String,
+    pub disqualification_date: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LookupAnswer {
+    pub outcome: LookupOutcome,
+    pub qualification_validity: Option<QualificationValidity>,
+    pub message: String,
+    pub person: Option<PersonShown>,
+    pub event: FleetEvent,
+    pub latency_ms: u32,
+}
+
+#[derive(Debug)]
+pub struct Lookups {
+    site: SiteCode,
+    default_terminal: TerminalId,
+    onshi: OnshiClient,
+    outbox: Outbox,
+    patient_key: PatientHashKey,
+    new_events: Arc<Notify>,
+}
+
+impl Lookups {
+    pub fn new(
+        site: SiteCode,
+        default_terminal: TerminalId,
+        onshi: OnshiClient,
+        outbox: Outbox,
+        patient_key: PatientHashKey,
+        new_events: Arc<Notify>,
+    ) -> Self {
+        Self {
+            site,
+            default_terminal,
+            onshi,
+            outbox,
+            patient_key,
+            new_events,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(route = "insurance_card"), err(Display))]
+    pub async fn insurance_card(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {
+        let now = OffsetDateTime::now_utc().to_offset(JST);
+        let query = InsuranceCardQuery::parse(
+            &fields.insurer_number,
+            &fields.symbol,
+            &fields.number,
+            &fields.branch,
+            &fields.birthdate,
+            now.date(),
+        )
+        .map_err(LookupError::InvalidInput)?;
+        let terminal = match fields.terminal.as_deref() {
+            None | Some("") => self.default_terminal.clone(),
+            Some(t) => TerminalId::parse(t).map_err(|e| LookupError::BadTerminal(e.to_string()))?,
+        };
+
+        let request = QualificationConfirmationRequest {
+            header: RequestHeader {
+                qualification_confirmation_date: now.date(),
+                medical_institution_code: self.site.institution_code(),
+                arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
+            },
+            search: QualificationConfirmSearchInfo::from_query(&query, fields.limit_consent),
+        };
+        let started = Instant::now();
+        let answer = self
+            .onshi
+            .exchange("OQSsiquc01", request.to_xml(XmlEncoding::Utf8))
+            .await;
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let judged = judge(answer);
+
+        let patient_ref = PatientRef::for_insurance_card(
+            &self.patient_key,
+            &query.insurer_number,
+            query.symbol.as_ref(),
+            &query.number,
+            query.branch.as_ref(),
+        );
+        let lookup = Lookup {
+            route: LookupRoute::InsuranceCard,
+            outcome: judged.outcome,
+            patient_ref: Some(patient_ref),
+            insurer_number: Some(query.insurer_number.as_str().to_string()),
+            qualification_validity: judged.validity.map(|v| v.code().to_string()),
+            processing_result_code: judged.processing_result_code.clone(),
+            error_code: judged.error_code.clone(),
+            latency_ms,
+            staff_id: None,
+        };
+        let site = self.site.clone();
+        let occurred_at = OffsetDateTime::now_utc();
+        let event = self
+            .outbox
+            .append(move |sequence| FleetEvent {
+                id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
+                site,
+                terminal,
+                occurred_at,
+                sequence,
+                body: EventBody::Lookup(lookup),
+            })
+            .await?;
+        self.new_events.notify_one();
+        tracing::info!(outcome = judged.outcome.as_str(), latency_ms, sequence = event.sequence, "lookup recorded");
+
+        Ok(LookupAnswer {
+            outcome: judged.outcome,
+            qualification_validity: judged.validity,
+            message: judged.message,
+            person: judged.person,
+            event,
+            latency_ms,
+        })
+    }
+}
+
+/// The national system's answer, reduced to what the event and the counter need.
+struct Judged {
+    outcome: LookupOutcome,
+    validity: Option<QualificationValidity>,
+    processing_result_code: Option<String>,
+    error_code: Option<String>,
+    message: String,
+    person: Option<PersonShown>,
+}
+
+fn judge(answer: Result<Vec<u8>, OnshiError>) -> Judged {
+    let failed = |outcome, error_code: Option<String>, message: String| Judged {
+        outcome,
+        validity: None,
+        processing_result_code: None,
+        error_code,
+        message,
+        person: None,
+    };
+    let bytes = match answer {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            return failed(
+                LookupOutcome::Unreachable,
+                Some("unreachable".into()),
+                format!(
+                    "オンライン資格確認システムに接続できません。保険証で確認してください / {error}"
+                ),
+            );
+        }
+    };
+    let result = match QualificationConfirmationResult::from_xml(&bytes) {
+        Ok(result) => result,
+        Err(error) => {
+            return failed(
+                LookupOutcome::Error,
+                Some("malformed_response".into()),
+                format!("応答を読み取れませんでした / the answer could not be read: {error}"),
+            );
+        }
+    };
+    let header = &result.header;
+    let body = &result.body;
+    if header.segment_of_result != SegmentOfResult::Normal
+        || body.processing_result_status == Some(ProcessingResultStatus::Error)
+    {
+        let code = header
+            .error_code
+            .clone()
+            .or_else(|| body.processing_result_code.clone());
+        let text = header
+            .error_message
+            .clone()
+            .or_else(|| body.processing_result_message.clone())
+            .unwrap_or_default();
+        return Judged {
+            outcome: LookupOutcome::Error,
+            validity: None,
+            processing_result_code: body.processing_result_code.clone(),
+            error_code: code.clone(),
+            message: format!(
+                "照会でエラーが返されました（{}）{text} / the national system returned an error",
+                code.as_deref().unwrap_or("-")
+            ),
+            person: None,
+        };
+    }
+    let validity = body.qualification_validity;
+    let outcome = match validity {
+        Some(v) if v.is_valid() => LookupOutcome::Valid,
+        Some(QualificationValidity::Invalid | QualificationValidity::InvalidNewerExists) => {
+            LookupOutcome::Invalid
+        }
+        Some(_) => LookupOutcome::NotFound,
+        None => LookupOutcome::Error,
+    };
+    let message = match outcome {
+        LookupOutcome::Valid => "資格有効 / eligible".to_string(),
+        LookupOutcome::Invalid => "資格無効 / not eligible (qualification lost)".to_string(),
+        LookupOutcome::NotFound => {
+            "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details".to_string()
+        }
+        _ => "応答に資格情報がありません / the answer carried no qualification".to_string(),
+    };
+    Judged {
+        outcome,
+        validity,
+        processing_result_code: body.processing_result_code.clone(),
+        error_code: None,
+        message,
+        person: body.results.first().map(person_shown),
+    }
+}
+
+fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {
+    PersonShown {
+        name: r.name.clone().unwrap_or_default(),
+        name_kana: r.name_kana.clone().unwrap_or_default(),
+        insurer_name: r.insurer_name.clone().unwrap_or_default(),
+        insured_partial_contribution_ratio: r
+            .insured_partial_contribution_ratio
+            .clone()
+            .unwrap_or_default(),
+        disqualification_date: r
+            .disqualification_date
+            .map(|d| {
+                format!(
+                    "{:04}{:02}{:02}",
+                    d.year(),
+                    u8::from(d.month()),
+                    d.day()
+                )
+            })
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,103 @@
+//! The client for the national eligibility system (or onshi-sim), over the closed-network link.
+//!
+//! HTTPS with the terminal's electronic certificate as client certificate, TLS 1.3, connections
+//! kept alive between lookups (the counter waits on every round trip). The transport between a
+//! qualification terminal and the national system is not public; onshi-sim's convention is one
+//! POST per message, `POST /oqs/<message id>` with the request XML as body (UNCONFIRMED against
+//! the real service; the message formats themselves are the real ones).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// The largest answer the agent reads; a result for one person is a few kilobytes.
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnshiError {
+    #[error("the national system did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the national system cannot be reached: {0}")]
+    Unreachable(String),
+    #[error("the national system answered HTTP {status}")]
+    HttpStatus { status: u16 },
+    #[error("the national system's answer could not be read: {0}")]
+    Body(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OnshiClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl OnshiClient {
+    pub fn new(endpoint: &str, tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Self {
+            client,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            timeout,
+        }
+    }
+
+    /// Sends one message (e.g. `OQSsiquc01`) and returns the answer's bytes.
+    pub async fn exchange(&self, message_id: &str, body: Vec<u8>) -> Result<Vec<u8>, OnshiError> {
+        let request = hyper::Request::post(format!("{}/oqs/{message_id}", self.endpoint))
+            .header(hyper::header::CONTENT_TYPE, "application/xml")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| OnshiError::Unreachable(e.to_string()))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| OnshiError::Unreachable(error_chain(&e)))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| OnshiError::Body(e.to_string()))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(OnshiError::HttpStatus {
+                    status: status.as_u16(),
+                });
+            }
+            Ok(body.to_vec())
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| OnshiError::Timeout(self.timeout))?
+    }
+}
+
+/// hyper's client errors say "client error (Connect)"; the cause underneath is what helps.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,218 @@
+//! The uplink to central: one gRPC stream, batches out, acks in, events leave the outbox only
+//! when acked.
+//!
+//! On (re)connect the agent says hello, central answers with the sequence it already holds
+//! contiguously, and the agent resumes after it: an event whose ack was lost in a crash is
+//! simply sent again and counted by central as a duplicate. A bounded window of unacked events
+//! keeps memory flat; reconnects back off exponentially with full jitter, so thousands of agents
+//! do not reconnect in lockstep after central restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use onshi_domain::site::SiteCode;
+use proto::fleet::v1 as pb;
+use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::backoff::Backoff;
+use crate::outbox::{Outbox, OutboxError};
+
+/// Our own batch limits; central may announce smaller ones in its Welcome.
+const MAX_BATCH_EVENTS: usize = 500;
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Batches in flight before the agent waits for acks.
+const WINDOW_BATCHES: u64 = 4;
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    Connecting,
+    Connected,
+    Disconnected,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Connecting => "connecting",
+            LinkStatus::Connected => "connected",
+            LinkStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("central refused or dropped the stream: {0}")]
+    Status(#[from] tonic::Status),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+}
+
+/// What the agent says about itself in every hello.
+#[derive(Debug, Clone)]
+pub struct AgentFacts {
+    pub site: SiteCode,
+    pub agent_version: String,
+    pub config_hash: String,
+}
+
+#[derive(Debug)]
+pub struct Uplink {
+    outbox: Outbox,
+    channel: Channel,
+    facts: AgentFacts,
+    new_events: Arc<Notify>,
+    status: watch::Sender<LinkStatus>,
+}
+
+impl Uplink {
+    pub fn new(
+        outbox: Outbox,
+        channel: Channel,
+        facts: AgentFacts,
+        new_events: Arc<Notify>,
+    ) -> (Self, watch::Receiver<LinkStatus>) {
+        let (status, status_rx) = watch::channel(LinkStatus::Disconnected);
+        (
+            Self {
+                outbox,
+                channel,
+                facts,
+                new_events,
+                status,
+            },
+            status_rx,
+        )
+    }
+
+    /// Streams until `shutdown` resolves. Never gives up: events wait in the outbox.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
+        loop {
+            let _ = self.status.send(LinkStatus::Connecting);
+            let outcome = tokio::select! {
+                _ = &mut shutdown => return,
+                outcome = self.session(&mut backoff) => outcome,
+            };
+            let _ = self.status.send(LinkStatus::Disconnected);
+            if let Err(error) = outcome {
+                tracing::warn!(%error, "uplink to central interrupted; events stay in the outbox");
+            }
+            let delay = backoff.next_delay(random_unit());
+            tracing::debug!(?delay, "reconnecting to central after backoff");
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(&self, backoff: &mut Backoff) -> Result<(), SessionError> {
+        let before = self.outbox.status().await?;
+        let (to_central, outbound) = mpsc::channel(WINDOW_BATCHES as usize + 2);
+        let hello = pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::Hello(pb::Hello {
+                site_code: self.facts.site.as_str().to_string(),
+                stream_id: self.outbox.stream_id().0.as_bytes().to_vec(),
+                agent_version: self.facts.agent_version.clone(),
+                config_hash: self.facts.config_hash.clone(),
+                last_produced_sequence: before.last_sequence,
+            })),
+        };
+        to_central
+            .send(hello)
+            .await
+            .map_err(|_| SessionError::Protocol("request stream closed"))?;
+        let mut client = FleetUplinkClient::new(self.channel.clone());
+        let mut inbound = client
+            .session(ReceiverStream::new(outbound))
+            .await?
+            .into_inner();
+
+        let welcome = match inbound.message().await? {
+            Some(pb::CentralMessage {
+                kind: Some(pb::central_message::Kind::Welcome(w)),
+            }) => w,
+            _ => return Err(SessionError::Protocol("central did not answer with a welcome")),
+        };
+        let max_events = limit(welcome.max_batch_events, MAX_BATCH_EVENTS);
+        let max_bytes = limit(welcome.max_batch_bytes, MAX_BATCH_BYTES);
+        let mut acked = welcome.resume_after_sequence;
+        self.outbox.ack(acked).await?;
+        let mut sent = acked;
+        backoff.reset();
+        let _ = self.status.send(LinkStatus::Connected);
+        tracing::info!(resume_after = acked, "connected to central");
+
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        heartbeat.tick().await;
+        loop {
+            // Fill the window with what the outbox holds beyond what is in flight.
+            while sent - acked < WINDOW_BATCHES * max_events as u64 {
+                let batch = self.outbox.pending(sent, max_events, max_bytes).await?;
+                let Some(last) = batch.last().map(|p| p.sequence) else {
+                    break;
+                };
+                let events = batch.into_iter().map(|p| p.event).collect();
+                let message = pb::AgentMessage {
+                    kind: Some(pb::agent_message::Kind::Batch(pb::EventBatch { events })),
+                };
+                if to_central.send(message).await.is_err() {
+                    return Err(SessionError::Protocol("request stream closed"));
+                }
+                sent = last;
+            }
+            tokio::select! {
+                message = inbound.message() => match message? {
+                    Some(pb::CentralMessage { kind: Some(pb::central_message::Kind::Ack(ack)) }) => {
+                        if ack.up_to_sequence > acked {
+                            self.outbox.ack(ack.up_to_sequence).await?;
+                            acked = ack.up_to_sequence;
+                        }
+                        tracing::debug!(acked, stored = ack.stored, duplicates = ack.duplicates, "ack");
+                    }
+                    Some(pb::CentralMessage { kind: Some(pb::central_message::Kind::Directive(d)) }) => {
+                        tracing::info!(directive = %d.directive_id, "directive received (not yet acted on)");
+                    }
+                    Some(_) => return Err(SessionError::Protocol("unexpected message from central")),
+                    None => return Err(SessionError::Protocol("central closed the stream")),
+                },
+                _ = self.new_events.notified() => {}
+                _ = heartbeat.tick() => {
+                    let status = self.outbox.status().await?;
+                    let beat = pb::AgentMessage {
+                        kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
+                            sent_at: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
+                            last_produced_sequence: status.last_sequence,
+                            outbox_depth: status.depth,
+                        })),
+                    };
+                    if to_central.send(beat).await.is_err() {
+                        return Err(SessionError::Protocol("request stream closed"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn limit(announced: u32, ours: usize) -> usize {
+    match announced as usize {
+        0 => ours,
+        theirs => theirs.min(ours),
+    }
+}
+
+/// A uniform number in [0, 1) from the system's secure random source (jitter only).
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the system packages the stack and its tests need, only when missing.
+# PostgreSQL (server binaries for the throwaway cluster), pcscd + vsmartcard-vpcd + pcsc-tools
+# (the real PC/SC stack the card tests drive), libpcsclite-dev and pkg-config (the pcsc crate).
+set -euo pipefail
+
+need=()
+have_pg_server() {
+  command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && return 0
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
+}
+have_pg_server || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing missing system packages: ${need[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install: ${need[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Do not let package scripts start a system-wide PostgreSQL or pcscd: the project starts its own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster in a folder of the repo, on a private loopback port and socket.
+#   scripts/pg.sh start DIR PORT   initdb (first time) and start; prints the DATABASE_URL
+#   scripts/pg.sh stop DIR         stop it (the folder stays; delete it for a fresh cluster)
+# PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
+set -euo pipefail
+cmd=${1:?start|stop}
+dir=${2:?folder}
+port=${3:-55439}
+
+find_bin() {
+  local candidate
+  for candidate in "$(command -v "$1" 2>/dev/null || true)" /usr/lib/postgresql/*/bin/"$1"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then echo "$candidate"; return; fi
+  done
+  echo "PostgreSQL's $1 was not found: run scripts/ensure-deps.sh (make deps) to install it" >&2
+  exit 1
+}
+
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+if [ "$(id -u)" -eq 0 ]; then
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  chown postgres "$dir"
+fi
+
+case "$cmd" in
+  start)
+    initdb=$(find_bin initdb)
+    pg_ctl=$(find_bin pg_ctl)
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+      as_owner "$initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --no-locale \
+        --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+    fi
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+      || { tail -20 "$dir/server.log" >&2; exit 1; }
+    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+  stop)
+    pg_ctl=$(find_bin pg_ctl)
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      as_owner "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    fi
+    ;;
+  *)
+    echo "usage: $0 start|stop DIR [PORT]" >&2
+    exit 2
+    ;;
+esac

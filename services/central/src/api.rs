@@ -1,0 +1,72 @@
+//! The JSON API (versioned under `/api/v1`).
+//!
+//! Served over TLS 1.3 with a client certificate from the chain CA that names an operator
+//! (`urn:onshi-fleet:operator:<name>`); an agent's certificate, although from the same CA, is
+//! refused here. Browser sign-in comes with the dashboard.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use fleet_tls::listen::PeerCertificates;
+use onshi_domain::site::SiteCode;
+use serde::Deserialize;
+
+use crate::error::ServiceError;
+use crate::store::migrate::{self, SchemaStatus};
+use crate::store::{SiteSummary, Store, StoredEvent};
+
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/api/v1/sites", get(list_sites))
+        .route("/api/v1/sites/{site_code}/events", get(list_site_events))
+        .route("/api/v1/schema", get(schema))
+        .layer(axum::middleware::from_fn(require_operator))
+        .with_state(store)
+}
+
+/// Only operator certificates reach the API.
+async fn require_operator(
+    Extension(peer): Extension<PeerCertificates>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    let leaf = peer
+        .leaf()
+        .ok_or_else(|| ServiceError::Forbidden("a client certificate is required".into()))?;
+    let operator = fleet_tls::identity::operator_of(leaf).map_err(|e| {
+        ServiceError::Forbidden(format!("this API is for operators: {e}"))
+    })?;
+    tracing::debug!(%operator, path = %request.uri().path(), "api request");
+    Ok(next.run(request).await)
+}
+
+async fn list_sites(State(store): State<Store>) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
+    Ok(Json(store.sites().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    limit: Option<i64>,
+}
+
+async fn list_site_events(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<StoredEvent>>, ServiceError> {
+    let site = SiteCode::parse(&site_code)
+        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    Ok(Json(store.events_for_site(&site, limit).await?))
+}
+
+async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
+    Ok(Json(migrate::status(store.pool()).await?))
+}

@@ -1,0 +1,88 @@
+//! One error type for every interface of central, so the same failure says the same thing over
+//! gRPC and HTTP: each variant has a stable machine-readable code, a gRPC status and an HTTP
+//! status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("the client certificate speaks for site {certificate}, not for site {claimed}")]
+    ForeignSite { certificate: String, claimed: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the database is unavailable; the agent keeps its events and retries")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl ServiceError {
+    /// Stable code for programs (JSON `code`, logs).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::ForeignSite { .. } => "foreign_site",
+            ServiceError::BadRequest(_) => "bad_request",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::Internal(_) => "internal",
+        }
+    }
+
+    fn grpc_code(&self) -> tonic::Code {
+        match self {
+            ServiceError::ForeignSite { .. } | ServiceError::Forbidden(_) => {
+                tonic::Code::PermissionDenied
+            }
+            ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
+            ServiceError::NotFound(_) => tonic::Code::NotFound,
+            ServiceError::Unavailable(_) => tonic::Code::Unavailable,
+            ServiceError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    fn http_status(&self) -> StatusCode {
+        match self {
+            ServiceError::ForeignSite { .. } | ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Pool(_) | StoreError::Db(_) => {
+                tracing::warn!(%error, "database call failed");
+                ServiceError::Unavailable(error)
+            }
+            other => {
+                tracing::error!(error = %other, "store error");
+                ServiceError::Internal(other)
+            }
+        }
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
+        tonic::Status::new(error.grpc_code(), error.to_string())
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        (self.http_status(), axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,249 @@
+//! The uplink: one bidirectional stream per agent, batches in, acks out.
+//!
+//! The site an agent speaks for comes from its client certificate. Every site code the agent
+//! sends (hello, each event) must match it; a mismatch ends the stream with PERMISSION_DENIED,
+//! is written to `security_events`, and stores nothing from that batch. Acks carry the stream's
+//! contiguous sequence after the batch committed, so an agent never drops an event central
+//! does not hold.
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use onshi_domain::events::{FleetEvent, StreamId};
+use onshi_domain::site::SiteCode;
+use proto::fleet::v1 as pb;
+use proto::fleet::v1::fleet_uplink_server::FleetUplink;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use crate::error::ServiceError;
+use crate::store::Store;
+
+/// Limits central announces in its Welcome and enforces.
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Replies queued for a slow agent before central stops reading its batches.
+const REPLY_QUEUE: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    store: Store,
+}
+
+impl Ingest {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+type Replies = Pin<Box<dyn Stream<Item = Result<pb::CentralMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FleetUplink for Ingest {
+    type SessionStream = Replies;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let site = peer_site(&request)?;
+        let mut inbound = request.into_inner();
+
+        let hello = match inbound.message().await? {
+            Some(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::Hello(hello)),
+            }) => hello,
+            _ => {
+                return Err(ServiceError::BadRequest(
+                    "the first message of a session must be a Hello".into(),
+                )
+                .into());
+            }
+        };
+        let stream = self.accept_hello(&site, &hello).await?;
+        let contiguous = self
+            .store
+            .open_stream(
+                &site,
+                stream,
+                &hello.agent_version,
+                &hello.config_hash,
+                hello.last_produced_sequence,
+            )
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::info!(site = %site, stream = %stream.0, contiguous, agent_version = %hello.agent_version, "agent connected");
+
+        let (replies, rx) = mpsc::channel(REPLY_QUEUE);
+        let welcome = pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Welcome(pb::Welcome {
+                site_code: site.as_str().to_string(),
+                resume_after_sequence: contiguous,
+                server_time: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
+                max_batch_events: MAX_BATCH_EVENTS as u32,
+                max_batch_bytes: MAX_BATCH_BYTES as u32,
+            })),
+        };
+        replies
+            .send(Ok(welcome))
+            .await
+            .map_err(|_| Status::cancelled("agent went away"))?;
+
+        let session = Session {
+            store: self.store.clone(),
+            site,
+            stream,
+        };
+        tokio::spawn(async move {
+            if let Err(status) = session.run(&mut inbound, &replies).await {
+                tracing::warn!(site = %session.site, code = ?status.code(), message = status.message(), "session ended with an error");
+                let _ = replies.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl Ingest {
+    async fn accept_hello(&self, site: &SiteCode, hello: &pb::Hello) -> Result<StreamId, Status> {
+        if hello.site_code != site.as_str() {
+            self.audit_foreign_site(site, &hello.site_code, "hello names another site")
+                .await;
+            return Err(ServiceError::ForeignSite {
+                certificate: site.to_string(),
+                claimed: hello.site_code.clone(),
+            }
+            .into());
+        }
+        let stream = Uuid::from_slice(&hello.stream_id).map_err(|_| {
+            ServiceError::BadRequest("hello.stream_id must be a 16-byte UUID".into())
+        })?;
+        Ok(StreamId(stream))
+    }
+
+    async fn audit_foreign_site(&self, site: &SiteCode, claimed: &str, detail: &str) {
+        audit_foreign_site(&self.store, site, claimed, detail).await;
+    }
+}
+
+async fn audit_foreign_site(store: &Store, site: &SiteCode, claimed: &str, detail: &str) {
+    if let Err(error) = store
+        .record_security_event("foreign_site", Some(site.as_str()), Some(claimed), detail)
+        .await
+    {
+        // The refusal stands either way; the audit row is what could not be written.
+        tracing::error!(%error, site = %site, "could not record a refused foreign-site batch");
+    }
+}
+
+/// The site named by the client certificate of this request.
+fn peer_site<T>(request: &Request<T>) -> Result<SiteCode, Status> {
+    let certs = request.peer_certs();
+    let leaf = fleet_tls::identity::leaf(certs.as_deref().map(|c| c.as_slice()))
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    let code = fleet_tls::identity::site_of(leaf)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    SiteCode::parse(&code).map_err(|e| {
+        Status::unauthenticated(format!("the certificate's site code is not valid: {e}"))
+    })
+}
+
+struct Session {
+    store: Store,
+    site: SiteCode,
+    stream: StreamId,
+}
+
+impl Session {
+    async fn run(
+        &self,
+        inbound: &mut Streaming<pb::AgentMessage>,
+        replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
+    ) -> Result<(), Status> {
+        while let Some(message) = inbound.message().await? {
+            use pb::agent_message::Kind;
+            match message.kind {
+                Some(Kind::Batch(batch)) => {
+                    let ack = self.ingest(batch).await?;
+                    if replies.send(Ok(ack)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Kind::Heartbeat(beat)) => {
+                    self.store
+                        .record_heartbeat(&self.site, self.stream, beat.last_produced_sequence)
+                        .await
+                        .map_err(ServiceError::from)?;
+                }
+                Some(Kind::Inventory(_)) => {
+                    // Kept by the certificates and rollout work; accepted and ignored until then.
+                }
+                Some(Kind::Hello(_)) => {
+                    return Err(ServiceError::BadRequest(
+                        "a session has exactly one Hello".into(),
+                    )
+                    .into());
+                }
+                None => {
+                    return Err(ServiceError::BadRequest("empty message".into()).into());
+                }
+            }
+        }
+        tracing::info!(site = %self.site, stream = %self.stream.0, "agent disconnected");
+        Ok(())
+    }
+
+    async fn ingest(&self, batch: pb::EventBatch) -> Result<pb::CentralMessage, Status> {
+        if batch.events.len() > MAX_BATCH_EVENTS {
+            return Err(ServiceError::BadRequest(format!(
+                "a batch holds at most {MAX_BATCH_EVENTS} events, got {}",
+                batch.events.len()
+            ))
+            .into());
+        }
+        // Refuse the whole batch if any event names another site, before decoding the rest.
+        if let Some(foreign) = batch
+            .events
+            .iter()
+            .find(|e| e.site_code != self.site.as_str())
+        {
+            let claimed = foreign.site_code.clone();
+            let detail = format!(
+                "batch of {} events (sequences {}..={}) names site {claimed}",
+                batch.events.len(),
+                batch.events.first().map_or(0, |e| e.sequence),
+                batch.events.last().map_or(0, |e| e.sequence),
+            );
+            audit_foreign_site(&self.store, &self.site, &claimed, &detail).await;
+            return Err(ServiceError::ForeignSite {
+                certificate: self.site.to_string(),
+                claimed,
+            }
+            .into());
+        }
+        let events = batch
+            .events
+            .into_iter()
+            .map(FleetEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        if events.is_empty() {
+            return Err(ServiceError::BadRequest("an empty batch".into()).into());
+        }
+        let outcome = self
+            .store
+            .ingest_batch(&self.site, self.stream, &events)
+            .await
+            .map_err(ServiceError::from)?;
+        tracing::debug!(site = %self.site, stored = outcome.stored, duplicates = outcome.duplicates, contiguous = outcome.contiguous, "batch committed");
+        Ok(pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Ack(pb::Ack {
+                up_to_sequence: outcome.contiguous,
+                stored: outcome.stored,
+                duplicates: outcome.duplicates,
+            })),
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! The central service: ingests the event streams of every site's agent into PostgreSQL and
+//! serves what chain IT and auditors need to see. See ARCHITECTURE.md for the whole picture.
+
+pub mod api;
+pub mod app;
+pub mod error;
+pub mod ingest;
+pub mod store;

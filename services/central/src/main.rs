@@ -1,0 +1,212 @@
+//! `central`: the service, its migrations, the dev PKI and a few operator views.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use central::app::{Application, Settings};
+use central::store::{self, DatabaseUrl, Store};
+use clap::{Args, Parser, Subcommand};
+use onshi_domain::site::SiteCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "central", version, about = "onshi-fleet central service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the agent uplink (gRPC, mTLS) and the JSON API (HTTPS, mTLS).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DbArgs),
+    /// Print where the database schema stands (JSON).
+    Schema(DbArgs),
+    /// Print the sites central has heard from (JSON).
+    Sites(DbArgs),
+    /// Print the most recent events of one site, newest first (JSON).
+    Events {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        site: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Development PKI.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// PostgreSQL connection URL (never printed).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[arg(long, env = "CENTRAL_GRPC_LISTEN", default_value = "127.0.0.1:7443")]
+    grpc_listen: SocketAddr,
+    #[arg(long, env = "CENTRAL_HTTP_LISTEN", default_value = "127.0.0.1:8443")]
+    http_listen: SocketAddr,
+    #[arg(long, env = "CENTRAL_TLS_CERT")]
+    tls_cert: PathBuf,
+    #[arg(long, env = "CENTRAL_TLS_KEY")]
+    tls_key: PathBuf,
+    /// The chain CA that issued agent and operator certificates.
+    #[arg(long, env = "CENTRAL_CLIENT_CA")]
+    client_ca: PathBuf,
+    #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
+    db_pool_size: usize,
+    /// Do not migrate at start (when a separate job runs `central migrate`).
+    #[arg(long, env = "CENTRAL_NO_MIGRATE")]
+    no_migrate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Create a new dev PKI: chain CA, central, agents, operators, test common CA, terminals,
+    /// test J-LIS CA. Refuses to overwrite an existing one.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+        /// A site code to issue an agent certificate for (repeatable).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// A qualification terminal as INSTITUTION_CODE:TERMINAL_ID (repeatable).
+        #[arg(long = "terminal")]
+        terminals: Vec<String>,
+        /// An operator name for the JSON API (repeatable).
+        #[arg(long = "operator")]
+        operators: Vec<String>,
+    },
+    /// Issue an agent certificate for one more site with an existing dev chain CA.
+    IssueAgent {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        site: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(db) => {
+            let applied = store::migrate::migrate(&pool(&db)?).await?;
+            println!("{}", serde_json::json!({ "applied": applied }));
+            Ok(())
+        }
+        Command::Schema(db) => print_json(&store::migrate::status(&pool(&db)?).await?),
+        Command::Sites(db) => print_json(&Store::new(pool(&db)?).sites().await?),
+        Command::Events { db, site, limit } => {
+            let site = SiteCode::parse(&site).context("--site")?;
+            print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
+        }
+        Command::Pki(command) => pki(command),
+    }
+}
+
+fn pool(db: &DbArgs) -> anyhow::Result<deadpool_postgres::Pool> {
+    Ok(store::connect(&DatabaseUrl::new(&db.database_url), 2)?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        grpc_listen: args.grpc_listen,
+        http_listen: args.http_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        client_ca: args.client_ca,
+        database_url: DatabaseUrl::new(args.db.database_url),
+        db_pool_size: args.db_pool_size,
+        migrate_on_start: !args.no_migrate,
+    };
+    let app = Application::build(&settings).await?;
+    // One line on stdout that scripts and tests read to learn the bound ports.
+    println!(
+        "{}",
+        serde_json::json!({ "grpc": app.grpc_addr().to_string(), "http": app.http_addr().to_string() })
+    );
+    tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "central listening");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn pki(command: PkiCommand) -> anyhow::Result<()> {
+    use fleet_tls::devpki;
+    match command {
+        PkiCommand::Init {
+            out,
+            sites,
+            terminals,
+            operators,
+        } => {
+            for site in &sites {
+                SiteCode::parse(site).with_context(|| format!("--site {site}"))?;
+            }
+            let terminals = terminals
+                .iter()
+                .map(|t| {
+                    t.split_once(':')
+                        .map(|(c, id)| (c.to_string(), id.to_string()))
+                        .with_context(|| {
+                            format!("--terminal {t}: expected INSTITUTION_CODE:TERMINAL_ID")
+                        })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let spec = devpki::DevPkiSpec {
+                sites,
+                operators,
+                terminals,
+                extra_server_names: Vec::new(),
+            };
+            devpki::init(&out, &spec)?;
+            eprintln!("dev PKI written to {} (keys are owner-only)", out.display());
+            Ok(())
+        }
+        PkiCommand::IssueAgent { dir, site } => {
+            SiteCode::parse(&site).with_context(|| format!("--site {site}"))?;
+            let (cert, _) = devpki::issue_agent(&dir, &site)?;
+            eprintln!("agent certificate written to {}", cert.display());
+            Ok(())
+        }
+    }
+}

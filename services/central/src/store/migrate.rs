@@ -1,0 +1,144 @@
+//! Embedded schema migrations.
+//!
+//! Migrations are SQL files under `services/central/migrations/`, compiled into the binary and
+//! applied in order, each in its own transaction, under an advisory lock so that two replicas
+//! starting together do not race. `schema_migrations` records what was applied with a checksum:
+//! a shipped migration that was edited afterwards is refused rather than silently skipped.
+
+use deadpool_postgres::Pool;
+
+use super::StoreError;
+
+#[derive(Debug)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "events",
+    sql: include_str!("../../migrations/0001_events.sql"),
+}];
+
+/// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.
+const MIGRATION_LOCK: i64 = 0x6f6e_7368_6946_6c74; // "onshiFlt"
+
+fn checksum(sql: &str) -> String {
+    fleet_tls::identity::hex(ring::digest::digest(&ring::digest::SHA256, sql.as_bytes()).as_ref())
+}
+
+/// Where a database stands.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SchemaStatus {
+    pub current_version: i32,
+    pub latest_version: i32,
+    pub applied: Vec<AppliedMigration>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AppliedMigration {
+    pub version: i32,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub applied_at: time::OffsetDateTime,
+}
+
+/// Applies every pending migration; returns the versions applied now.
+pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, StoreError> {
+    let mut client = pool.get().await?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version    integer     PRIMARY KEY,
+                 name       text        NOT NULL,
+                 checksum   text        NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = apply_pending(&mut client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result
+}
+
+async fn apply_pending(client: &mut deadpool_postgres::Client) -> Result<Vec<i32>, StoreError> {
+    let rows = client
+        .query("SELECT version, checksum FROM schema_migrations", &[])
+        .await?;
+    let applied: std::collections::HashMap<i32, String> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if let Some(newest) = applied.keys().max()
+        && *newest > MIGRATIONS.last().map_or(0, |m| m.version)
+    {
+        return Err(StoreError::SchemaTooNew {
+            database: *newest,
+            binary: MIGRATIONS.last().map_or(0, |m| m.version),
+        });
+    }
+    let mut done = Vec::new();
+    for migration in MIGRATIONS {
+        let sum = checksum(migration.sql);
+        match applied.get(&migration.version) {
+            Some(existing) if *existing == sum => continue,
+            Some(_) => {
+                return Err(StoreError::MigrationEdited {
+                    version: migration.version,
+                    name: migration.name,
+                });
+            }
+            None => {}
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(migration.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&migration.version, &migration.name, &sum],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+        done.push(migration.version);
+    }
+    Ok(done)
+}
+
+pub async fn status(pool: &Pool) -> Result<SchemaStatus, StoreError> {
+    let client = pool.get().await?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let applied = if exists {
+        client
+            .query(
+                "SELECT version, name, applied_at FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get(0),
+                name: r.get(1),
+                applied_at: r.get(2),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(SchemaStatus {
+        current_version: applied.last().map_or(0, |m| m.version),
+        latest_version: MIGRATIONS.last().map_or(0, |m| m.version),
+        applied,
+    })
+}

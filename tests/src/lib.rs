@@ -1,0 +1,385 @@
+//! Harness for the end-to-end tests: real PostgreSQL, real binaries as child processes, a real
+//! dev PKI in a temporary folder.
+//!
+//! Every test gets its own database (created from `DATABASE_URL`, which `make test` provides
+//! with a throwaway cluster) and its own PKI, and binds port 0 everywhere: tests run in
+//! parallel without seeing each other. Processes are killed when their handle drops.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fleet_tls::devpki::{self, DevPki, DevPkiSpec};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub mod uplink;
+
+/// How long a cross-process condition may take before the test fails (`E2E_PATIENCE_SECS`).
+pub fn patience() -> Duration {
+    let secs = std::env::var("E2E_PATIENCE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// Waits until `check` returns `Some`, polling briefly, and fails after [`patience`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("gave up after {:?} waiting for: {what}", patience());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A binary built by `make build` (cargo build --workspace --bins).
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "the {name} binary is missing at {}: run `make build` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A site code (10-digit institution code) with the right check digit.
+pub fn site_code(first_nine: &str) -> String {
+    let check = onshi_domain::check_digit::compute(first_nine).expect("nine digits");
+    format!("{first_nine}{check}")
+}
+
+// ------------------------------------------------------------------------------- PostgreSQL
+
+/// A database of its own for one test, dropped afterwards.
+#[derive(Debug)]
+pub struct TestDb {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin_url = std::env::var("DATABASE_URL").context(
+            "DATABASE_URL is not set: these tests need PostgreSQL. Run `make test`, which starts \
+             a throwaway cluster, or point DATABASE_URL at a server where this user may CREATE DATABASE",
+        )?;
+        let name = format!("onshi_e2e_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&admin_url).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .context("creating the test database")?;
+        let url = with_database(&admin_url, &name);
+        Ok(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async context; a short-lived runtime on its own thread cleans up.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = connect(&admin_url).await.ok()?;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let (prefix, _) = base.rsplit_once('/').expect("a postgres:// URL");
+    match query {
+        Some(q) => format!("{prefix}/{name}?{q}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+// ------------------------------------------------------------------------------- PKI
+
+#[derive(Debug)]
+pub struct Pki {
+    _dir: tempfile::TempDir,
+    pub paths: DevPki,
+}
+
+impl Pki {
+    /// A fresh dev PKI with agent certificates for `sites`, one terminal "T01" per site, and an
+    /// operator "e2e".
+    pub fn new(sites: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spec = DevPkiSpec {
+            sites: sites.iter().map(|s| s.to_string()).collect(),
+            terminals: sites
+                .iter()
+                .map(|s| (s.to_string(), "T01".to_string()))
+                .collect(),
+            operators: vec!["e2e".into()],
+            extra_server_names: Vec::new(),
+        };
+        let paths = devpki::init(&dir.path().join("pki"), &spec)?;
+        Ok(Self { _dir: dir, paths })
+    }
+}
+
+// ------------------------------------------------------------------------------- processes
+
+/// A child process that is killed when dropped.
+#[derive(Debug)]
+pub struct Running {
+    pub child: Child,
+    /// The JSON line the process printed when ready.
+    pub ready: serde_json::Value,
+}
+
+/// Spawns `command` and waits for its first stdout line, a JSON object announcing readiness.
+pub async fn spawn_ready(mut command: Command) -> anyhow::Result<Running> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = command.spawn().context("spawning a process")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(patience(), lines.next_line())
+        .await
+        .context("the process did not announce readiness in time")??;
+    let Some(line) = line else {
+        let status = child.wait().await?;
+        bail!("the process exited ({status}) before it was ready");
+    };
+    let ready = serde_json::from_str(&line)
+        .with_context(|| format!("the readiness line is not JSON: {line}"))?;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Running { child, ready })
+}
+
+impl Running {
+    pub fn field(&self, name: &str) -> String {
+        self.ready[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("readiness line lacks {name}: {}", self.ready))
+            .to_string()
+    }
+}
+
+pub async fn start_central(pki: &Pki, db: &TestDb) -> anyhow::Result<Running> {
+    let (cert, key) = pki.paths.central();
+    let mut command = Command::new(bin("central"));
+    command
+        .arg("serve")
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(pki.paths.chain_ca())
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "info");
+    spawn_ready(command).await
+}
+
+pub const SIM_SEED: &str = "42";
+pub const SIM_POPULATION: &str = "500";
+
+pub async fn start_sim(pki: &Pki) -> anyhow::Result<Running> {
+    let (cert, key) = pki.paths.onshi_sim();
+    let mut command = Command::new(bin("onshi-sim"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(pki.paths.common_ca())
+        .args(["--seed", SIM_SEED, "--population", SIM_POPULATION]);
+    spawn_ready(command).await
+}
+
+/// Someone in onshi-sim's population, as the simulator's own CLI lists them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SimPerson {
+    pub insurer_number: String,
+    #[serde(default)]
+    pub symbol: String,
+    pub number: String,
+    #[serde(default)]
+    pub branch: String,
+    pub birthdate: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+pub async fn sim_people(kind: &str, show: usize) -> anyhow::Result<Vec<SimPerson>> {
+    let output = Command::new(bin("onshi-sim"))
+        .args(["population", "--seed", SIM_SEED, "--count", SIM_POPULATION])
+        .args(["--show", &show.to_string(), "--kind", kind])
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "onshi-sim population failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout)?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("person line: {l}")))
+        .collect()
+}
+
+/// A site agent's files: its configuration and data folder.
+#[derive(Debug)]
+pub struct AgentSite {
+    pub site: String,
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentSite {
+    pub fn new(
+        pki: &Pki,
+        site: &str,
+        central_endpoint: &str,
+        onshi_endpoint: &str,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let code = onshi_domain::site::SiteCode::parse(site)?;
+        let kind = match code.institution_code().fee_table() {
+            onshi_domain::ids::FeeTable::Pharmacy => "pharmacy",
+            onshi_domain::ids::FeeTable::Dental => "dental_clinic",
+            _ => "clinic",
+        };
+        let (agent_cert, agent_key) = pki.paths.agent(site);
+        let (terminal_cert, terminal_key) = pki.paths.terminal(site, "T01");
+        let text = format!(
+            r#"version = 1
+site_code = "{site}"
+site_kind = "{kind}"
+prefecture = "{prefecture}"
+terminal_id = "T01"
+data_dir = "data"
+patient_hash_key_file = "{patient_key}"
+
+[central]
+endpoint = "{central_endpoint}"
+ca = "{chain_ca}"
+cert = "{agent_cert}"
+key = "{agent_key}"
+
+[onshi]
+endpoint = "{onshi_endpoint}"
+ca = "{common_ca}"
+cert = "{terminal_cert}"
+key = "{terminal_key}"
+timeout_ms = 5000
+"#,
+            prefecture = &site[..2],
+            patient_key = pki.paths.patient_hash_key().display(),
+            chain_ca = pki.paths.chain_ca().display(),
+            agent_cert = agent_cert.display(),
+            agent_key = agent_key.display(),
+            common_ca = pki.paths.common_ca().display(),
+            terminal_cert = terminal_cert.display(),
+            terminal_key = terminal_key.display(),
+        );
+        let config = dir.path().join("agent.toml");
+        std::fs::write(&config, text)?;
+        Ok(Self {
+            site: site.to_string(),
+            config,
+            _dir: dir,
+        })
+    }
+
+    pub async fn start(&self) -> anyhow::Result<Running> {
+        let mut command = Command::new(bin("edge-agent"));
+        command.arg("--config").arg(&self.config).arg("run");
+        spawn_ready(command).await
+    }
+
+    /// Runs the counter CLI `edge-agent lookup`.
+    pub async fn lookup(&self, person: &SimPerson) -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(bin("edge-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["lookup", "--json"])
+            .args(["--insurer", &person.insurer_number])
+            .args(["--symbol", &person.symbol])
+            .args(["--number", &person.number])
+            .args(["--branch", &person.branch])
+            .args(["--birthdate", &person.birthdate])
+            .output()
+            .await?)
+    }
+
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let output = Command::new(bin("edge-agent"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["status", "--json"])
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!(
+                "edge-agent status failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+}
+
+pub fn https_endpoint(running: &Running, field: &str) -> String {
+    format!("https://{}", running.field(field))
+}

@@ -1,0 +1,251 @@
+//! The walking skeleton, end to end: real PostgreSQL, central, onshi-sim and edge agents as
+//! processes, real mTLS between them.
+
+use std::sync::Arc;
+
+use e2e::uplink::{Session, agent_tls, lookup_event};
+use e2e::{
+    AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_code, start_central,
+    start_sim,
+};
+use fleet_tls::config::{ALPN_H2, Identity, client_config, load_certificates};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use uuid::Uuid;
+
+/// A clinic in Hiroshima (the domain doc's example institution code).
+fn clinic() -> String {
+    site_code("341071236")
+}
+
+/// A pharmacy in Tokyo.
+fn pharmacy() -> String {
+    site_code("134012345")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookup_reaches_central_exactly_once_for_its_site() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let _agent = agent_site.start().await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+
+    let output = agent_site.lookup(&person).await?;
+    assert!(
+        output.status.success(),
+        "lookup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid", "reply: {reply}");
+    assert_eq!(reply["sequence"], 1);
+
+    // The agent drops the event only once central has acknowledged it...
+    let agent_status = agent_site.status().await?;
+    assert!(agent_status["last_produced_sequence"] == 1);
+    eventually("the agent's outbox to empty after central's ack", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["outbox_depth"] == 0 && s["last_acked_sequence"] == 1).then_some(())
+    })
+    .await;
+
+    // ...and central holds it exactly once, for this site.
+    let client = db.client().await?;
+    let rows = client
+        .query("SELECT site_code, kind, body::text FROM events", &[])
+        .await?;
+    assert_eq!(rows.len(), 1, "exactly one stored event");
+    assert_eq!(rows[0].get::<_, String>(0), site);
+    assert_eq!(rows[0].get::<_, String>(1), "lookup");
+    let body: String = rows[0].get(2);
+    let body_json: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(body_json["outcome"], "valid");
+    assert_eq!(body_json["route"], "insurance_card");
+    // The patient travels as a keyed hash only: none of the card's identifiers is in clear.
+    assert_eq!(body_json["patient_ref"].as_str().map(str::len), Some(64));
+    assert!(
+        !body.contains(&person.number) && !body.contains(&person.birthdate),
+        "central must not hold the insured number or birth date in clear: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_certificate_for_one_site_cannot_submit_for_another() -> anyhow::Result<()> {
+    let (a, b) = (clinic(), pharmacy());
+    let pki = Pki::new(&[&a, &b])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let endpoint = https_endpoint(&central, "grpc");
+    let tls_a = agent_tls(&pki, &a)?;
+
+    // Saying hello as site B with site A's certificate.
+    let refused = Session::open(&endpoint, tls_a.clone(), &b, Uuid::now_v7())
+        .await
+        .err()
+        .expect("a hello for another site is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+
+    // A batch whose events name site B, sent on site A's own session; and a mixed batch.
+    for events in [
+        vec![lookup_event(&b, 1)],
+        vec![lookup_event(&a, 1), lookup_event(&b, 2)],
+    ] {
+        let mut session = Session::open(&endpoint, tls_a.clone(), &a, Uuid::now_v7()).await?;
+        let refused = session
+            .send_batch(events)
+            .await
+            .expect_err("a batch naming another site is refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        assert!(refused.message().contains(&b), "{}", refused.message());
+    }
+
+    let client = db.client().await?;
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    assert_eq!(stored, 0, "nothing of a refused batch is stored");
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM security_events
+             WHERE kind = 'foreign_site' AND peer_site_code = $1 AND claimed_site_code = $2",
+            &[&a, &b],
+        )
+        .await?
+        .get(0);
+    assert_eq!(audited, 3, "each refusal is audited");
+    Ok(())
+}
+
+/// Speaks just enough HTTP/2 to learn whether the server accepted the TLS session: a server
+/// that accepted answers with its SETTINGS frame, one that refused the client certificate
+/// answers with a TLS alert.
+async fn probe(addr: &str, tls: Arc<rustls::ClientConfig>) -> Result<usize, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("valid name");
+    let mut stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf).await {
+        Ok(0) => Err("connection closed".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_without_a_certificate_or_from_another_ca_are_refused_at_the_handshake()
+-> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let addr = central.field("grpc");
+    let roots = load_certificates(&pki.paths.chain_ca())?;
+
+    // The probe itself tells acceptance apart: the right certificate is answered.
+    assert!(probe(&addr, agent_tls(&pki, &site)?).await.is_ok());
+
+    let no_certificate = client_config(None, &roots, &[ALPN_H2])?;
+    let error = probe(&addr, no_certificate)
+        .await
+        .expect_err("a client without a certificate is refused");
+    assert!(error.contains("CertificateRequired"), "{error}");
+
+    let stranger = Pki::new(&[&site])?;
+    let (cert, key) = stranger.paths.agent(&site);
+    let other_ca = client_config(Some(&Identity::from_pem_files(&cert, &key)?), &roots, &[ALPN_H2])?;
+    let error = probe(&addr, other_ca)
+        .await
+        .expect_err("a certificate from another CA is refused");
+    assert!(
+        error.contains("UnknownCA") || error.contains("BadCertificate"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_batch_stores_nothing_new() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let endpoint = https_endpoint(&central, "grpc");
+    let stream = Uuid::now_v7();
+    let events: Vec<_> = (1..=3).map(|s| lookup_event(&site, s)).collect();
+
+    let mut first = Session::open(&endpoint, agent_tls(&pki, &site)?, &site, stream).await?;
+    assert_eq!(first.welcome.resume_after_sequence, 0);
+    let ack = first.send_batch(events.clone()).await?;
+    assert_eq!((ack.up_to_sequence, ack.stored, ack.duplicates), (3, 3, 0));
+    drop(first);
+
+    // As after a lost ack: the agent reconnects and sends the same batch again.
+    let mut again = Session::open(&endpoint, agent_tls(&pki, &site)?, &site, stream).await?;
+    assert_eq!(again.welcome.resume_after_sequence, 3);
+    let ack = again.send_batch(events).await?;
+    assert_eq!((ack.up_to_sequence, ack.stored, ack.duplicates), (3, 0, 3));
+
+    let stored: i64 = db
+        .client()
+        .await?
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    assert_eq!(stored, 3);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_insurer_check_digit_is_refused_before_any_network_call() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    // Stand-ins for the national system and central that only record whether anyone called.
+    let onshi_trap = TcpListener::bind("127.0.0.1:0").await?;
+    let central_trap = TcpListener::bind("127.0.0.1:0").await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &format!("https://{}", central_trap.local_addr()?),
+        &format!("https://{}", onshi_trap.local_addr()?),
+    )?;
+    let _agent = agent_site.start().await?;
+
+    let mut person = sim_people("valid", 1).await?.remove(0);
+    let last = person.insurer_number.pop().expect("an insurer number");
+    let wrong = char::from_digit((last.to_digit(10).expect("a digit") + 1) % 10, 10).unwrap();
+    person.insurer_number.push(wrong);
+
+    let output = agent_site.lookup(&person).await?;
+    assert_eq!(output.status.code(), Some(2), "refused as bad input");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("check digit"), "{message}");
+    assert!(message.contains("保険者番号"), "{message}");
+
+    // Had the agent called out, the connection would already wait in the trap's backlog.
+    tokio::select! {
+        biased;
+        accepted = onshi_trap.accept() => panic!("the agent contacted the national system: {accepted:?}"),
+        () = std::future::ready(()) => {}
+    }
+    let status = agent_site.status().await?;
+    assert_eq!(status["last_produced_sequence"], 0, "no lookup event was recorded");
+    Ok(())
+}
