@@ -174,8 +174,12 @@ async fn clients_without_a_certificate_or_from_another_ca_are_refused_at_the_han
     let error = probe(&addr, other_ca)
         .await
         .expect_err("a certificate from another CA is refused");
+    // Both dev CAs carry the same name, so the server finds "its" issuer and the signature
+    // check fails (DecryptError); a differently named CA is UnknownCA.
     assert!(
-        error.contains("UnknownCA") || error.contains("BadCertificate"),
+        ["UnknownCA", "BadCertificate", "DecryptError"]
+            .iter()
+            .any(|alert| error.contains(alert)),
         "{error}"
     );
     Ok(())

@@ -814,6 +814,7 @@ string_plumbing!(InsuredBranchNumber);
 
 /// A date of birth, written `yyyyMMdd` in files and on the wire.
 ///
+/// Surrounding spaces are removed and full-width digits converted, like the other fields.
 /// [`BirthDate::parse`] accepts any real calendar date (results from the national system are
 /// taken as they are); [`BirthDate::parse_checked`] is for what a clerk typed and also rejects
 /// dates after today and before 1900-01-01. Today is passed in: this crate reads no clock.

@@ -76,26 +76,40 @@ impl Default for XmlLimits {
 /// site's operator and the receipt computer vendor, not to central.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
+    /// The input exceeds [`XmlLimits::max_bytes`]; nothing was decoded.
     #[error(
         "file larger than {limit} bytes, refused unread (eligibility files are a few kilobytes; is this the right file?)"
     )]
     TooLarge { limit: usize },
+    /// Nesting beyond [`XmlLimits::max_depth`].
     #[error("elements nested too deeply: this is not an Onshi message, or it is damaged")]
     TooDeep,
+    /// More than [`XmlLimits::max_elements`] elements.
     #[error("too many elements: this is not a single Onshi message, or it is damaged")]
     TooManyElements,
+    /// Unsupported declared encoding, or bytes that are not valid in the declared encoding
+    /// (the message names the byte offset and the likely cause).
     #[error("character encoding: {0}")]
     Encoding(String),
+    /// Not well-formed XML. `position` is a byte offset: into the file for UTF-8 files, into
+    /// the text decoded to UTF-8 for Shift_JIS files.
     #[error("not well-formed XML at byte {position}: {detail}")]
     Malformed { position: u64, detail: String },
+    /// A `<!DOCTYPE …>`: refused before any entity in it could be expanded or fetched.
     #[error(
         "the file contains a DOCTYPE declaration, which Onshi files never have; refused (entity expansion risk)"
     )]
     DoctypeNotAllowed,
+    /// Well-formed XML, but not an Onshi message.
     #[error("the root element is <{found}>, expected <XmlMsg>")]
     UnexpectedRoot { found: String },
+    /// A required element is absent (or empty). `path` is like
+    /// `XmlMsg/MessageBody/QualificationConfirmSearchInfo/Birthdate`.
     #[error("missing element {path}")]
     MissingElement { path: String },
+    /// An element whose content is wrong, or that appears twice where one is expected. For
+    /// identifiers `reason` is the [`crate::ids::Problem`] text, e.g. "the check digit should be
+    /// 6, not 7". `value` is cut to 64 characters.
     #[error("invalid value {value:?} in {path}: {reason}")]
     InvalidValue {
         path: String,

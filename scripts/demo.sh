@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL (throwaway unless DATABASE_URL is set), the dev PKI, onshi-sim,
+# central and two agents for two sites, a few lookups, then a tour of where to look.
+# Ctrl-C stops everything this script started. DEMO_ONCE=1 stops after the tour.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/target/debug"
+state="$root/.local/demo"
+mkdir -p "$state/logs"
+
+CLINIC=3410712362     # a clinic in Hiroshima (医科, 34)
+PHARMACY=1340123452   # a pharmacy in Tokyo (薬局, 13)
+SIM_PORT=${SIM_PORT:-9443}
+GRPC_PORT=${GRPC_PORT:-7443}
+HTTP_PORT=${HTTP_PORT:-8443}
+PG_PORT=${PG_PORT:-55432}
+
+pids=()
+started_pg=""
+stop_all() {
+  trap - EXIT INT TERM
+  echo
+  echo "stopping the demo..."
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$started_pg" ]; then "$root/scripts/pg.sh" stop "$state/pg" || true; fi
+  echo "stopped. Data stays in .local/demo (make clean-local removes it)."
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+for port in "$SIM_PORT" "$GRPC_PORT" "$HTTP_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; set SIM_PORT, GRPC_PORT or HTTP_PORT to free ones" >&2
+    exit 1
+  fi
+done
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL=$("$root/scripts/pg.sh" start "$state/pg" "$PG_PORT")
+  started_pg=1
+  echo "PostgreSQL (throwaway) on 127.0.0.1:$PG_PORT"
+fi
+export DATABASE_URL
+
+pki="$state/pki"
+if [ ! -f "$pki/chain-ca.pem" ]; then
+  "$bin/central" pki init --out "$pki" --site "$CLINIC" --site "$PHARMACY" \
+    --terminal "$CLINIC:T01" --terminal "$PHARMACY:T01" --operator demo
+fi
+
+# Starts a process whose first stdout line announces readiness; waits for that line.
+start() {
+  local name=$1; shift
+  "$@" >"$state/logs/$name.out" 2>"$state/logs/$name.log" &
+  pids+=($!)
+  local waited=0
+  until [ -s "$state/logs/$name.out" ]; do
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "$name failed to start; its log:" >&2; tail -20 "$state/logs/$name.log" >&2; exit 1
+    fi
+    waited=$((waited + 1))
+    [ "$waited" -lt 600 ] || { echo "$name did not start within 60 s" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "started $name: $(head -1 "$state/logs/$name.out")"
+}
+
+start onshi-sim "$bin/onshi-sim" serve --listen "127.0.0.1:$SIM_PORT" \
+  --tls-cert "$pki/onshi-sim.pem" --tls-key "$pki/onshi-sim.key" --client-ca "$pki/common-ca.pem" \
+  --seed 42 --population 1000
+start central "$bin/central" serve --grpc-listen "127.0.0.1:$GRPC_PORT" \
+  --http-listen "127.0.0.1:$HTTP_PORT" --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" \
+  --client-ca "$pki/chain-ca.pem"
+
+agent_config() { # site kind
+  local site=$1 kind=$2 dir="$state/agents/$1"
+  mkdir -p "$dir"
+  cat >"$dir/agent.toml" <<TOML
+version = 1
+site_code = "$site"
+site_kind = "$kind"
+prefecture = "${site:0:2}"
+terminal_id = "T01"
+data_dir = "data"
+patient_hash_key_file = "$pki/patient-hash.key"
+
+[central]
+endpoint = "https://localhost:$GRPC_PORT"
+ca = "$pki/chain-ca.pem"
+cert = "$pki/agents/$site.pem"
+key = "$pki/agents/$site.key"
+
+[onshi]
+endpoint = "https://localhost:$SIM_PORT"
+ca = "$pki/common-ca.pem"
+cert = "$pki/terminals/$site-T01.pem"
+key = "$pki/terminals/$site-T01.key"
+TOML
+  echo "$dir/agent.toml"
+}
+clinic_cfg=$(agent_config "$CLINIC" clinic)
+pharmacy_cfg=$(agent_config "$PHARMACY" pharmacy)
+start "agent-$CLINIC" "$bin/edge-agent" --config "$clinic_cfg" run
+start "agent-$PHARMACY" "$bin/edge-agent" --config "$pharmacy_cfg" run
+
+echo
+echo "== a few lookups at the counter =="
+lookup() { # config insurer symbol number branch birthdate
+  echo "\$ edge-agent lookup --insurer '$2' --symbol '$3' --number '$4' --branch '$5' --birthdate '$6'"
+  "$bin/edge-agent" --config "$1" lookup --insurer "$2" --symbol "$3" --number "$4" \
+    --branch "$5" --birthdate "$6" || true
+  echo
+}
+i=0
+while IFS=$'\t' read -r insurer symbol number branch birthdate; do
+  if [ $((i % 2)) -eq 0 ]; then cfg=$clinic_cfg; else cfg=$pharmacy_cfg; fi
+  lookup "$cfg" "$insurer" "$symbol" "$number" "$branch" "$birthdate"
+  i=$((i + 1))
+done < <("$bin/onshi-sim" population --seed 42 --count 1000 --show 4 --kind any |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    p = json.loads(line)
+    print("\t".join(p.get(k) or "" for k in ("insurer_number","symbol","number","branch","birthdate")))')
+echo "A typo in the insurer number is caught before any network call:"
+lookup "$pharmacy_cfg" 06139157 "" 1234 "" 19800101
+
+for cfg in "$clinic_cfg" "$pharmacy_cfg"; do
+  for _ in $(seq 1 100); do
+    depth=$("$bin/edge-agent" --config "$cfg" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["outbox_depth"])')
+    [ "$depth" = 0 ] && break
+    sleep 0.1
+  done
+done
+
+echo "== central now holds =="
+"$bin/central" sites
+cat <<TOUR
+
+== where to look ==
+  events per site (CLI):  DATABASE_URL='$DATABASE_URL' target/debug/central events --site $CLINIC
+  JSON API (mTLS):        curl --cacert $pki/chain-ca.pem --cert $pki/operators/demo.pem \\
+                            --key $pki/operators/demo.key https://localhost:$HTTP_PORT/api/v1/sites
+                          .../api/v1/sites/$PHARMACY/events
+  agent status:           target/debug/edge-agent --config $pharmacy_cfg status
+  another lookup:         target/debug/edge-agent --config $clinic_cfg lookup --insurer ... --number ... --birthdate yyyyMMdd
+  people to look up:      target/debug/onshi-sim population --seed 42 --count 1000 --show 10
+  logs:                   .local/demo/logs/
+TOUR
+
+if [ -n "${DEMO_ONCE:-}" ]; then
+  exit 0
+fi
+echo "Running. Press Ctrl-C to stop everything."
+wait
