@@ -27,7 +27,9 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent").field("socket", &self.socket).finish()
+        f.debug_struct("Agent")
+            .field("socket", &self.socket)
+            .finish()
     }
 }
 
@@ -39,8 +41,7 @@ impl Agent {
         let terminal = config::Identity::from_pem_files(&config.onshi.cert, &config.onshi.key)
             .context("loading the terminal certificate for the national system")?;
         let onshi_roots = config::load_certificates(&config.onshi.ca)?;
-        let onshi_tls =
-            config::client_config(Some(&terminal), &onshi_roots, &[ALPN_HTTP11])?;
+        let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[ALPN_HTTP11])?;
         let onshi = OnshiClient::new(
             &config.onshi.endpoint,
             onshi_tls,
@@ -109,10 +110,12 @@ fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
     let text = text.trim();
     let bytes = (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect::<Option<Vec<u8>>>()
         .filter(|_| text.len() % 2 == 0)
         .with_context(|| format!("{} must hold hex characters only", path.display()))?;
-    PatientHashKey::from_bytes(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    PatientHashKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -275,7 +275,10 @@ key = "pki/t.key"
             Path::new("/"),
             &HashMap::new(),
         );
-        assert!(matches!(wrong_prefecture, Err(ConfigError::Inconsistent(_))));
+        assert!(matches!(
+            wrong_prefecture,
+            Err(ConfigError::Inconsistent(_))
+        ));
         let pharmacy_with_medical_code = AgentConfig::from_toml(
             &sample("3410712362", "pharmacy", "34"),
             Path::new("/"),
@@ -294,7 +297,10 @@ key = "pki/t.key"
             AgentConfig::from_toml(&text, Path::new("/"), &HashMap::new()),
             Err(ConfigError::Version { found: 2 })
         ));
-        let text = format!("colour = \"blue\"\n{}", sample("3410712362", "clinic", "34"));
+        let text = format!(
+            "colour = \"blue\"\n{}",
+            sample("3410712362", "clinic", "34")
+        );
         assert!(matches!(
             AgentConfig::from_toml(&text, Path::new("/"), &HashMap::new()),
             Err(ConfigError::Parse { .. })

@@ -16,8 +16,7 @@ use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::{SiteCode, TerminalId};
 use onshi_domain::xml::{
     QualificationConfirmSearchInfo, QualificationConfirmationRequest,
-    QualificationConfirmationResult, RequestHeader, ResultOfQualificationConfirmation,
-    XmlEncoding,
+    QualificationConfirmationResult, RequestHeader, ResultOfQualificationConfirmation, XmlEncoding,
 };
 use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::Notify;
@@ -187,7 +186,12 @@ impl Lookups {
             })
             .await?;
         self.new_events.notify_one();
-        tracing::info!(outcome = judged.outcome.as_str(), latency_ms, sequence = event.sequence, "lookup recorded");
+        tracing::info!(
+            outcome = judged.outcome.as_str(),
+            latency_ms,
+            sequence = event.sequence,
+            "lookup recorded"
+        );
 
         Ok(LookupAnswer {
             outcome: judged.outcome,
@@ -305,14 +309,7 @@ fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {
             .unwrap_or_default(),
         disqualification_date: r
             .disqualification_date
-            .map(|d| {
-                format!(
-                    "{:04}{:02}{:02}",
-                    d.year(),
-                    u8::from(d.month()),
-                    d.day()
-                )
-            })
+            .map(|d| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day()))
             .unwrap_or_default(),
     }
 }

@@ -60,8 +60,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -201,12 +200,18 @@ fn print_lookup(r: &pb::LookupReply) {
         println!("保険者 / insurer   {}", r.insurer_name);
     }
     if !r.insured_partial_contribution_ratio.is_empty() {
-        println!("負担割合 / copay   {}", r.insured_partial_contribution_ratio);
+        println!(
+            "負担割合 / copay   {}",
+            r.insured_partial_contribution_ratio
+        );
     }
     if !r.disqualification_date.is_empty() {
         println!("資格喪失日 / lost  {}", r.disqualification_date);
     }
-    println!("(recorded as event {} #{}, {} ms)", r.event_id, r.sequence, r.latency_ms);
+    println!(
+        "(recorded as event {} #{}, {} ms)",
+        r.event_id, r.sequence, r.latency_ms
+    );
 }
 
 async fn shutdown_signal() {

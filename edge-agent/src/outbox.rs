@@ -62,9 +62,8 @@ impl Outbox {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         }
         let conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(
@@ -301,9 +300,16 @@ mod tests {
         drop(outbox);
 
         let reopened = Outbox::open(&path).unwrap();
-        assert_eq!(reopened.stream_id(), stream, "the stream survives a restart");
+        assert_eq!(
+            reopened.stream_id(),
+            stream,
+            "the stream survives a restart"
+        );
         let status = reopened.status().await.unwrap();
-        assert_eq!((status.depth, status.last_sequence, status.last_acked), (2, 5, 3));
+        assert_eq!(
+            (status.depth, status.last_sequence, status.last_acked),
+            (2, 5, 3)
+        );
         let pending = reopened.pending(3, 100, 1 << 20).await.unwrap();
         assert_eq!(
             pending.iter().map(|p| p.sequence).collect::<Vec<_>>(),

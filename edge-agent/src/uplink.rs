@@ -140,7 +140,11 @@ impl Uplink {
             Some(pb::CentralMessage {
                 kind: Some(pb::central_message::Kind::Welcome(w)),
             }) => w,
-            _ => return Err(SessionError::Protocol("central did not answer with a welcome")),
+            _ => {
+                return Err(SessionError::Protocol(
+                    "central did not answer with a welcome",
+                ));
+            }
         };
         let max_events = limit(welcome.max_batch_events, MAX_BATCH_EVENTS);
         let max_bytes = limit(welcome.max_batch_bytes, MAX_BATCH_BYTES);

@@ -5,8 +5,8 @@
 
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, Consent, ConsentChoice, EventBody, EventId, FleetEvent,
-    InfoCategory, InfoView, LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome,
-    LookupRoute, ReaderChange, ReaderState,
+    InfoCategory, InfoView, LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute,
+    ReaderChange, ReaderState,
 };
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};

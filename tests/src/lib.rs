@@ -214,7 +214,12 @@ pub async fn start_central(pki: &Pki, db: &TestDb) -> anyhow::Result<Running> {
     let mut command = Command::new(bin("central"));
     command
         .arg("serve")
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--tls-cert")
         .arg(cert)
         .arg("--tls-key")

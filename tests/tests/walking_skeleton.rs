@@ -52,10 +52,13 @@ async fn a_lookup_reaches_central_exactly_once_for_its_site() -> anyhow::Result<
     // The agent drops the event only once central has acknowledged it...
     let agent_status = agent_site.status().await?;
     assert!(agent_status["last_produced_sequence"] == 1);
-    eventually("the agent's outbox to empty after central's ack", || async {
-        let s = agent_site.status().await.ok()?;
-        (s["outbox_depth"] == 0 && s["last_acked_sequence"] == 1).then_some(())
-    })
+    eventually(
+        "the agent's outbox to empty after central's ack",
+        || async {
+            let s = agent_site.status().await.ok()?;
+            (s["outbox_depth"] == 0 && s["last_acked_sequence"] == 1).then_some(())
+        },
+    )
     .await;
 
     // ...and central holds it exactly once, for this site.
@@ -91,8 +94,7 @@ async fn an_agent_certificate_for_one_site_cannot_submit_for_another() -> anyhow
     // Saying hello as site B with site A's certificate.
     let refused = Session::open(&endpoint, tls_a.clone(), &b, Uuid::now_v7())
         .await
-        .err()
-        .expect("a hello for another site is refused");
+        .expect_err("a hello for another site is refused");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
 
     // A batch whose events name site B, sent on site A's own session; and a mixed batch.
@@ -170,7 +172,11 @@ async fn clients_without_a_certificate_or_from_another_ca_are_refused_at_the_han
 
     let stranger = Pki::new(&[&site])?;
     let (cert, key) = stranger.paths.agent(&site);
-    let other_ca = client_config(Some(&Identity::from_pem_files(&cert, &key)?), &roots, &[ALPN_H2])?;
+    let other_ca = client_config(
+        Some(&Identity::from_pem_files(&cert, &key)?),
+        &roots,
+        &[ALPN_H2],
+    )?;
     let error = probe(&addr, other_ca)
         .await
         .expect_err("a certificate from another CA is refused");
@@ -250,6 +256,9 @@ async fn a_wrong_insurer_check_digit_is_refused_before_any_network_call() -> any
         () = std::future::ready(()) => {}
     }
     let status = agent_site.status().await?;
-    assert_eq!(status["last_produced_sequence"], 0, "no lookup event was recorded");
+    assert_eq!(
+        status["last_produced_sequence"], 0,
+        "no lookup event was recorded"
+    );
     Ok(())
 }

@@ -29,7 +29,10 @@ pub fn host_and_port(endpoint: &str) -> Result<(String, u16), ConnectError> {
         return Err(bad());
     }
     let host = uri.host().ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     Ok((host, uri.port_u16().unwrap_or(443)))
 }
 
@@ -45,17 +48,19 @@ pub fn grpc_channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel
         .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(10))
         .tcp_nodelay(true);
-    Ok(plain.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-        let connector = connector.clone();
-        let server_name = server_name.clone();
-        let host = host.clone();
-        async move {
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector.connect(server_name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        plain.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            let host = host.clone();
+            async move {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })),
+    )
 }
 
 fn authority(host: &str, port: u16) -> String {
@@ -76,7 +81,10 @@ mod tests {
             host_and_port("https://localhost:7443").unwrap(),
             ("localhost".to_string(), 7443)
         );
-        assert_eq!(host_and_port("https://[::1]:1").unwrap(), ("::1".to_string(), 1));
+        assert_eq!(
+            host_and_port("https://[::1]:1").unwrap(),
+            ("::1".to_string(), 1)
+        );
         assert!(host_and_port("http://localhost:7443").is_err());
         assert!(host_and_port("localhost").is_err());
     }

@@ -22,8 +22,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -116,7 +116,8 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
 
     let chain_ca = new_ca("onshi-fleet dev chain CA")?;
     chain_ca.write(root, "chain-ca")?;
-    let common_ca = new_ca("onshi-fleet test common CA (オンライン請求ネットワーク共通認証局 stand-in)")?;
+    let common_ca =
+        new_ca("onshi-fleet test common CA (オンライン請求ネットワーク共通認証局 stand-in)")?;
     common_ca.write(root, "common-ca")?;
     let jlis_ca = new_ca("onshi-fleet test J-LIS CA")?;
     jlis_ca.write(root, "jlis-ca")?;
@@ -143,8 +144,13 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
     }
     for name in &spec.operators {
         let stem = checked_stem(name)?;
-        let params = client_leaf(&format!("operator {name}"), &format!("{OPERATOR_URI_PREFIX}{name}"))?;
-        chain_ca.issue(params)?.write(root, &format!("operators/{stem}"))?;
+        let params = client_leaf(
+            &format!("operator {name}"),
+            &format!("{OPERATOR_URI_PREFIX}{name}"),
+        )?;
+        chain_ca
+            .issue(params)?
+            .write(root, &format!("operators/{stem}"))?;
     }
     for (code, terminal) in &spec.terminals {
         let stem = format!("{code}-{terminal}");
@@ -153,7 +159,9 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
             &format!("terminal {code} {terminal}"),
             &format!("{TERMINAL_URI_PREFIX}{code}:{terminal}"),
         )?;
-        common_ca.issue(params)?.write(root, &format!("terminals/{stem}"))?;
+        common_ca
+            .issue(params)?
+            .write(root, &format!("terminals/{stem}"))?;
     }
     Ok(pki)
 }

@@ -94,11 +94,11 @@ pub async fn serve_https(
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    use tokio_stream::StreamExt;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
+    use tokio_stream::StreamExt;
 
     let mut incoming = tls_incoming(listener, config);
     let graceful = GracefulShutdown::new();
@@ -114,7 +114,12 @@ pub async fn serve_https(
             },
         };
         let peer = PeerCertificates(Arc::new(
-            stream.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+            stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
         ));
         let service = TowerToHyperService::new(router.clone().layer(axum::Extension(peer)));
         let connection = builder

@@ -35,9 +35,8 @@ async fn require_operator(
     let leaf = peer
         .leaf()
         .ok_or_else(|| ServiceError::Forbidden("a client certificate is required".into()))?;
-    let operator = fleet_tls::identity::operator_of(leaf).map_err(|e| {
-        ServiceError::Forbidden(format!("this API is for operators: {e}"))
-    })?;
+    let operator = fleet_tls::identity::operator_of(leaf)
+        .map_err(|e| ServiceError::Forbidden(format!("this API is for operators: {e}")))?;
     tracing::debug!(%operator, path = %request.uri().path(), "api request");
     Ok(next.run(request).await)
 }

@@ -10,7 +10,10 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("the client certificate speaks for site {certificate}, not for site {claimed}")]
-    ForeignSite { certificate: String, claimed: String },
+    ForeignSite {
+        certificate: String,
+        claimed: String,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]

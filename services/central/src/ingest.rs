@@ -143,8 +143,8 @@ fn peer_site<T>(request: &Request<T>) -> Result<SiteCode, Status> {
     let certs = request.peer_certs();
     let leaf = fleet_tls::identity::leaf(certs.as_deref().map(|c| c.as_slice()))
         .map_err(|e| Status::unauthenticated(e.to_string()))?;
-    let code = fleet_tls::identity::site_of(leaf)
-        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    let code =
+        fleet_tls::identity::site_of(leaf).map_err(|e| Status::unauthenticated(e.to_string()))?;
     SiteCode::parse(&code).map_err(|e| {
         Status::unauthenticated(format!("the certificate's site code is not valid: {e}"))
     })
@@ -181,10 +181,9 @@ impl Session {
                     // Kept by the certificates and rollout work; accepted and ignored until then.
                 }
                 Some(Kind::Hello(_)) => {
-                    return Err(ServiceError::BadRequest(
-                        "a session has exactly one Hello".into(),
-                    )
-                    .into());
+                    return Err(
+                        ServiceError::BadRequest("a session has exactly one Hello".into()).into(),
+                    );
                 }
                 None => {
                     return Err(ServiceError::BadRequest("empty message".into()).into());

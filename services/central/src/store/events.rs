@@ -186,9 +186,7 @@ impl Store {
         };
         let conflicts: Vec<&FleetEvent> = events
             .iter()
-            .filter(|e| {
-                !inserted.contains(&e.id.as_uuid()) && !known.contains(&e.id.as_uuid())
-            })
+            .filter(|e| !inserted.contains(&e.id.as_uuid()) && !known.contains(&e.id.as_uuid()))
             .collect();
         for event in &conflicts {
             tx.execute(
