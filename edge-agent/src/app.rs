@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fleet_tls::config::{self, ALPN_H2, ALPN_HTTP11};
+use fleet_tls::config::{self, ALPN_H2};
 use onshi_domain::patient::PatientHashKey;
 use tokio::net::UnixListener;
 use tokio::sync::Notify;
@@ -41,7 +41,9 @@ impl Agent {
         let terminal = config::Identity::from_pem_files(&config.onshi.cert, &config.onshi.key)
             .context("loading the terminal certificate for the national system")?;
         let onshi_roots = config::load_certificates(&config.onshi.ca)?;
-        let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[ALPN_HTTP11])?;
+        // No ALPN here: hyper-rustls sets it from the HTTP versions it enables (and panics if
+        // the config already has one).
+        let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[])?;
         let onshi = OnshiClient::new(
             &config.onshi.endpoint,
             onshi_tls,

@@ -22,7 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::onshi::{OnshiClient, OnshiError};
+use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
 use crate::outbox::{Outbox, OutboxError};
 
 /// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
@@ -121,8 +121,24 @@ impl Lookups {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(route = "insurance_card"), err(Display))]
+    #[tracing::instrument(skip_all, fields(route = "insurance_card"))]
     pub async fn insurance_card(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {
+        let result = self.insurance_card_inner(fields).await;
+        match &result {
+            // Field names only: the values may be patient identifiers, which never go to logs.
+            Err(LookupError::InvalidInput(errors)) => tracing::info!(
+                fields = ?errors.iter().map(|e| e.field.name_en()).collect::<Vec<_>>(),
+                "lookup refused: the card fields are not valid"
+            ),
+            Err(error @ LookupError::NotRecorded(_)) => {
+                tracing::error!(%error, "lookup answer withheld: the event could not be recorded")
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn insurance_card_inner(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {
         let now = OffsetDateTime::now_utc().to_offset(JST);
         let query = InsuranceCardQuery::parse(
             &fields.insurer_number,
@@ -214,7 +230,7 @@ struct Judged {
     person: Option<PersonShown>,
 }
 
-fn judge(answer: Result<Vec<u8>, OnshiError>) -> Judged {
+fn judge(answer: Result<OnshiAnswer, OnshiError>) -> Judged {
     let failed = |outcome, error_code: Option<String>, message: String| Judged {
         outcome,
         validity: None,
@@ -223,8 +239,8 @@ fn judge(answer: Result<Vec<u8>, OnshiError>) -> Judged {
         message,
         person: None,
     };
-    let bytes = match answer {
-        Ok(bytes) => bytes,
+    let answer = match answer {
+        Ok(answer) => answer,
         Err(error) => {
             return failed(
                 LookupOutcome::Unreachable,
@@ -235,8 +251,18 @@ fn judge(answer: Result<Vec<u8>, OnshiError>) -> Judged {
             );
         }
     };
-    let result = match QualificationConfirmationResult::from_xml(&bytes) {
+    let result = match QualificationConfirmationResult::from_xml(&answer.body) {
         Ok(result) => result,
+        Err(_) if !(200..300).contains(&answer.http_status) => {
+            return failed(
+                LookupOutcome::Error,
+                Some(format!("http_{}", answer.http_status)),
+                format!(
+                    "照会が拒否されました（HTTP {}） / the national system refused the request",
+                    answer.http_status
+                ),
+            );
+        }
         Err(error) => {
             return failed(
                 LookupOutcome::Error,

@@ -25,10 +25,15 @@ pub enum OnshiError {
     Timeout(Duration),
     #[error("the national system cannot be reached: {0}")]
     Unreachable(String),
-    #[error("the national system answered HTTP {status}")]
-    HttpStatus { status: u16 },
     #[error("the national system's answer could not be read: {0}")]
     Body(String),
+}
+
+/// What came back: the HTTP status and the body (normally a result XML file).
+#[derive(Debug, Clone)]
+pub struct OnshiAnswer {
+    pub http_status: u16,
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,8 +64,13 @@ impl OnshiClient {
         }
     }
 
-    /// Sends one message (e.g. `OQSsiquc01`) and returns the answer's bytes.
-    pub async fn exchange(&self, message_id: &str, body: Vec<u8>) -> Result<Vec<u8>, OnshiError> {
+    /// Sends one message (e.g. `OQSsiquc01`) and returns the answer, whatever its HTTP status:
+    /// a refusal (4xx) still carries a result file saying why.
+    pub async fn exchange(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+    ) -> Result<OnshiAnswer, OnshiError> {
         let request = hyper::Request::post(format!("{}/oqs/{message_id}", self.endpoint))
             .header(hyper::header::CONTENT_TYPE, "application/xml")
             .body(Full::new(Bytes::from(body)))
@@ -77,12 +87,10 @@ impl OnshiClient {
                 .await
                 .map_err(|e| OnshiError::Body(e.to_string()))?
                 .to_bytes();
-            if !status.is_success() {
-                return Err(OnshiError::HttpStatus {
-                    status: status.as_u16(),
-                });
-            }
-            Ok(body.to_vec())
+            Ok(OnshiAnswer {
+                http_status: status.as_u16(),
+                body: body.to_vec(),
+            })
         };
         tokio::time::timeout(self.timeout, call)
             .await

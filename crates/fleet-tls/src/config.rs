@@ -153,6 +153,8 @@ pub fn server_config_without_client_auth(
 }
 
 /// A client that speaks only TLS 1.3, trusts only `server_roots` and presents `identity`.
+/// Pass no ALPN for a config handed to hyper-rustls: it sets ALPN itself and panics if the
+/// config already has one.
 pub fn client_config(
     identity: Option<&Identity>,
     server_roots: &[CertificateDer<'static>],

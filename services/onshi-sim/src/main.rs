@@ -1,1 +1,171 @@
-fn main() {}
+//! `onshi-sim`: serve the simulator, or list its population.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use onshi_sim::population::Population;
+use onshi_sim::{SimSettings, Simulator};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onshi-sim",
+    version,
+    about = "A stand-in for the national online eligibility system (オンライン資格確認)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve OQSsiquc01 over HTTPS with terminal client certificates. Prints one JSON line
+    /// `{"https":"host:port"}` on stdout once listening; logs go to stderr.
+    Serve(ServeArgs),
+    /// Print the population as JSON lines: what a clerk types, the name, the expected answer.
+    Population(PopulationArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ONSHI_SIM_LISTEN", default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    #[arg(long, env = "ONSHI_SIM_TLS_CERT")]
+    tls_cert: PathBuf,
+    /// Server private key (PEM).
+    #[arg(long, env = "ONSHI_SIM_TLS_KEY")]
+    tls_key: PathBuf,
+    /// CA certificate(s) issuing the terminal certificates (PEM).
+    #[arg(long, env = "ONSHI_SIM_CLIENT_CA")]
+    client_ca: PathBuf,
+    /// Seed of the synthetic population.
+    #[arg(long, env = "ONSHI_SIM_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Number of people in the population.
+    #[arg(long, env = "ONSHI_SIM_POPULATION", default_value_t = 1000)]
+    population: usize,
+    /// Delay before every eligibility answer, in milliseconds.
+    #[arg(long, env = "ONSHI_SIM_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Valid,
+    Invalid,
+    Any,
+}
+
+#[derive(Debug, clap::Args)]
+struct PopulationArgs {
+    /// Seed of the synthetic population (the same as `serve --seed`).
+    #[arg(long, env = "ONSHI_SIM_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Number of people generated (the same as `serve --population`).
+    #[arg(long, env = "ONSHI_SIM_POPULATION", default_value_t = 1000)]
+    count: usize,
+    /// Print at most this many people (default: all that match --kind).
+    #[arg(long)]
+    show: Option<usize>,
+    /// Which people to print.
+    #[arg(long, value_enum, default_value_t = Kind::Any)]
+    kind: Kind,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Population(args) => population(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let settings = SimSettings {
+        listen: args.listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        client_ca: args.client_ca,
+        seed: args.seed,
+        population: args.population,
+        latency: Duration::from_millis(args.latency_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let simulator = Simulator::build(&settings)?;
+        let line = serde_json::json!({ "https": simulator.addr().to_string() });
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}").context("writing the address to stdout")?;
+        stdout.flush().context("writing the address to stdout")?;
+        drop(stdout);
+        simulator.run_until_stopped(shutdown_signal()).await
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: stopping"),
+        _ = terminate => tracing::info!("SIGTERM: stopping"),
+    }
+}
+
+fn population(args: PopulationArgs) -> anyhow::Result<()> {
+    let population = Population::generate(args.seed, args.count);
+    let wanted = population.people().iter().filter(|p| match args.kind {
+        Kind::Any => true,
+        Kind::Valid => p.validity().is_valid(),
+        Kind::Invalid => !p.validity().is_valid(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    for person in wanted.take(args.show.unwrap_or(usize::MAX)) {
+        let line = serde_json::to_string(&person.card_view()).context("encoding a person")?;
+        match writeln!(stdout, "{line}") {
+            Ok(()) => {}
+            // `onshi-sim population | head` closes the pipe early: not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("writing to stdout"),
+        }
+    }
+    match stdout.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}

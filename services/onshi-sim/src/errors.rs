@@ -1,0 +1,201 @@
+//! The simulator's own error codes.
+//!
+//! The national system's `ErrorCode` and `ProcessingResultCode` values are not public (only
+//! registered vendors get the specification), so onshi-sim defines its own catalogue. Every
+//! code starts with `SIM-` so that nobody mistakes it for a real one, and the edge agent must
+//! never branch on these codes or their text: it reads `SegmentOfResult` and
+//! `ProcessingResultStatus`, which are public code tables.
+//!
+//! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
+//! certificate), `SIM-E02xx` the insurer's side. Each code carries the HTTP status the
+//! simulator answers with, so the same failure looks the same in the XML and on the wire.
+
+use onshi_domain::xml::XmlError;
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SimErrorCode {
+    /// The body is not a readable `OQSsiquc01req` (encoding, well-formedness, root element).
+    RequestUnreadable,
+    /// A required element of the request is missing.
+    RequiredElementMissing,
+    /// An element of the request holds an invalid value (check digit, date, code).
+    InvalidValue,
+    /// The body is larger than the simulator accepts.
+    RequestTooLarge,
+    /// The client certificate does not name a terminal of a medical institution.
+    CertificateNamesNoTerminal,
+    /// The request's `MedicalInstitutionCode` is not the institution of the terminal
+    /// certificate.
+    InstitutionMismatch,
+    /// The insurer is under maintenance (see [`crate::service::MAINTENANCE_INSURER`]).
+    InsurerUnderMaintenance,
+}
+
+impl SimErrorCode {
+    /// The whole catalogue, in code order.
+    pub const ALL: &'static [Self] = &[
+        Self::RequestUnreadable,
+        Self::RequiredElementMissing,
+        Self::InvalidValue,
+        Self::RequestTooLarge,
+        Self::CertificateNamesNoTerminal,
+        Self::InstitutionMismatch,
+        Self::InsurerUnderMaintenance,
+    ];
+
+    /// The code written to `ErrorCode` or `ProcessingResultCode`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::RequestUnreadable => "SIM-E0001",
+            Self::RequiredElementMissing => "SIM-E0002",
+            Self::InvalidValue => "SIM-E0003",
+            Self::RequestTooLarge => "SIM-E0004",
+            Self::CertificateNamesNoTerminal => "SIM-E0101",
+            Self::InstitutionMismatch => "SIM-E0102",
+            Self::InsurerUnderMaintenance => "SIM-E0201",
+        }
+    }
+
+    /// The message for the counter and the vendor, as the national system would word it.
+    pub fn message_ja(self) -> &'static str {
+        match self {
+            Self::RequestUnreadable => {
+                "要求電文を読み取れません。XMLの形式と文字コードをご確認ください。"
+            }
+            Self::RequiredElementMissing => {
+                "要求電文に必須項目がありません。レセプトコンピュータの設定をご確認ください。"
+            }
+            Self::InvalidValue => {
+                "要求電文の項目の値が正しくありません。入力内容をご確認ください。"
+            }
+            Self::RequestTooLarge => "要求電文が大きすぎます（上限1MiB）。",
+            Self::CertificateNamesNoTerminal => {
+                "端末の電子証明書から医療機関コードと端末を特定できません。電子証明書をご確認ください。"
+            }
+            Self::InstitutionMismatch => {
+                "要求電文の医療機関コードが端末の電子証明書の医療機関コードと一致しません。"
+            }
+            Self::InsurerUnderMaintenance => {
+                "保険者のシステムが保守中のため資格を確認できません。時間をおいて再度照会してください。"
+            }
+        }
+    }
+
+    /// The same message in English, for operators and logs.
+    pub fn message_en(self) -> &'static str {
+        match self {
+            Self::RequestUnreadable => {
+                "the request is not a readable OQSsiquc01req XML message; check its XML and character encoding"
+            }
+            Self::RequiredElementMissing => {
+                "a required element is missing from the request; check the receipt computer's settings"
+            }
+            Self::InvalidValue => {
+                "an element of the request has an invalid value; check what was entered"
+            }
+            Self::RequestTooLarge => "the request is larger than 1 MiB",
+            Self::CertificateNamesNoTerminal => {
+                "the client certificate names no medical institution terminal; check the terminal certificate"
+            }
+            Self::InstitutionMismatch => {
+                "the request's MedicalInstitutionCode is not the institution of the terminal certificate"
+            }
+            Self::InsurerUnderMaintenance => {
+                "the insurer's system is under maintenance; eligibility cannot be confirmed, try again later"
+            }
+        }
+    }
+
+    /// The HTTP status the simulator answers with. A per-person error (the insurer under
+    /// maintenance) is a normal file with `ProcessingResultStatus` 2, hence 200.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::RequestUnreadable | Self::RequiredElementMissing | Self::InvalidValue => 400,
+            Self::RequestTooLarge => 413,
+            Self::CertificateNamesNoTerminal | Self::InstitutionMismatch => 403,
+            Self::InsurerUnderMaintenance => 200,
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.code() == code)
+    }
+
+    /// The code for a request file that could not be read.
+    pub fn for_xml_error(error: &XmlError) -> Self {
+        match error {
+            XmlError::TooLarge { .. } => Self::RequestTooLarge,
+            XmlError::MissingElement { .. } => Self::RequiredElementMissing,
+            XmlError::InvalidValue { .. } => Self::InvalidValue,
+            XmlError::TooDeep
+            | XmlError::TooManyElements
+            | XmlError::Encoding(_)
+            | XmlError::Malformed { .. }
+            | XmlError::DoctypeNotAllowed
+            | XmlError::UnexpectedRoot { .. } => Self::RequestUnreadable,
+        }
+    }
+
+    /// `ErrorMessage` / `ProcessingResultMessage`: the Japanese message, then what exactly
+    /// was wrong when there is something to add.
+    pub fn message_with(self, detail: Option<&str>) -> String {
+        match detail {
+            Some(detail) if !detail.is_empty() => format!("{}（{detail}）", self.message_ja()),
+            _ => self.message_ja().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for SimErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code(), self.message_en())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn catalogue_is_consistent() {
+        let mut codes = HashSet::new();
+        for e in SimErrorCode::ALL {
+            assert!(e.code().starts_with("SIM-E"), "{}", e.code());
+            assert_eq!(e.code().len(), 9);
+            assert!(codes.insert(e.code()), "duplicate {}", e.code());
+            assert_eq!(SimErrorCode::from_code(e.code()), Some(*e));
+            assert!(!e.message_ja().is_empty() && !e.message_en().is_empty());
+            assert!([200, 400, 403, 413].contains(&e.http_status()));
+        }
+        assert_eq!(SimErrorCode::from_code("E0001"), None);
+        assert_eq!(SimErrorCode::InstitutionMismatch.code(), "SIM-E0102");
+    }
+
+    #[test]
+    fn xml_errors_map_to_codes() {
+        let missing = XmlError::MissingElement {
+            path: "XmlMsg/MessageBody".into(),
+        };
+        assert_eq!(
+            SimErrorCode::for_xml_error(&missing),
+            SimErrorCode::RequiredElementMissing
+        );
+        let malformed = XmlError::Malformed {
+            position: 3,
+            detail: "x".into(),
+        };
+        assert_eq!(
+            SimErrorCode::for_xml_error(&malformed),
+            SimErrorCode::RequestUnreadable
+        );
+        assert_eq!(
+            SimErrorCode::RequestUnreadable.message_with(Some("at byte 3")),
+            format!(
+                "{}（at byte 3）",
+                SimErrorCode::RequestUnreadable.message_ja()
+            )
+        );
+    }
+}
