@@ -113,7 +113,8 @@ lookup() { # config insurer symbol number branch birthdate
   echo
 }
 i=0
-while IFS=$'\t' read -r insurer symbol number branch birthdate; do
+# '|' rather than a tab: read collapses consecutive tabs, and empty fields (no symbol) are common.
+while IFS='|' read -r insurer symbol number branch birthdate; do
   if [ $((i % 2)) -eq 0 ]; then cfg=$clinic_cfg; else cfg=$pharmacy_cfg; fi
   lookup "$cfg" "$insurer" "$symbol" "$number" "$branch" "$birthdate"
   i=$((i + 1))
@@ -121,7 +122,7 @@ done < <("$bin/onshi-sim" population --seed 42 --count 1000 --show 4 --kind any 
   python3 -c 'import json,sys
 for line in sys.stdin:
     p = json.loads(line)
-    print("\t".join(p.get(k) or "" for k in ("insurer_number","symbol","number","branch","birthdate")))')
+    print("|".join(p.get(k) or "" for k in ("insurer_number","symbol","number","branch","birthdate")))')
 echo "A typo in the insurer number is caught before any network call:"
 lookup "$pharmacy_cfg" 06139157 "" 1234 "" 19800101
 

@@ -14,6 +14,7 @@ use fleet_tls::devpki::{self, DevPki, DevPkiSpec};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod http;
 pub mod uplink;
 
 /// How long a cross-process condition may take before the test fails (`E2E_PATIENCE_SECS`).

@@ -262,3 +262,58 @@ async fn a_wrong_insurer_check_digit_is_refused_before_any_network_call() -> any
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_api_shows_a_sites_events_to_operators_only() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let mut session = Session::open(
+        &https_endpoint(&central, "grpc"),
+        agent_tls(&pki, &site)?,
+        &site,
+        Uuid::now_v7(),
+    )
+    .await?;
+    session
+        .send_batch((1..=2).map(|s| lookup_event(&site, s)).collect())
+        .await?;
+
+    let http = central.field("http");
+    let ca = pki.paths.chain_ca();
+    let (cert, key) = pki.paths.operator("e2e");
+    let path = format!("/api/v1/sites/{site}/events");
+    let (status, events) = e2e::http::get_json(&ca, &cert, &key, &http, &path).await?;
+    assert_eq!(status, 200, "{events}");
+    let events = events.as_array().expect("a list of events");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e["site_code"] == site.as_str()));
+    assert_eq!(events[0]["sequence"], 2, "newest first");
+
+    let (status, sites) = e2e::http::get_json(&ca, &cert, &key, &http, "/api/v1/sites").await?;
+    assert_eq!(
+        (status, sites[0]["events"].as_i64()),
+        (200, Some(2)),
+        "{sites}"
+    );
+
+    // An agent's certificate comes from the same CA but is not an operator's.
+    let (cert, key) = pki.paths.agent(&site);
+    let (status, error) = e2e::http::get_json(&ca, &cert, &key, &http, &path).await?;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (403, Some("forbidden")),
+        "{error}"
+    );
+
+    let (cert, key) = pki.paths.operator("e2e");
+    let (status, error) =
+        e2e::http::get_json(&ca, &cert, &key, &http, "/api/v1/sites/12345/events").await?;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("bad_request")),
+        "{error}"
+    );
+    Ok(())
+}
