@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use onshi_domain::codes::{ProcessingResultStatus, QualificationValidity, SegmentOfResult};
-use onshi_domain::events::{EventBody, EventId, FleetEvent, Lookup, LookupOutcome, LookupRoute};
+use onshi_domain::events::{
+    EventBody, EventId, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute,
+    LookupSource,
+};
 use onshi_domain::ids::{IdError, InsuranceCardQuery};
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::{SiteCode, TerminalId};
@@ -187,6 +190,9 @@ impl Lookups {
             error_code: judged.error_code.clone(),
             latency_ms,
             staff_id: None,
+            source: LookupSource::Counter,
+            batch_id: None,
+            identity_verification: IdentityVerification::None,
         };
         let site = self.site.clone();
         let occurred_at = OffsetDateTime::now_utc();

@@ -282,6 +282,7 @@ mod tests {
                 state: LinkState::Up,
                 detail: None,
                 rtt_ms: Some(3),
+                line_type: None,
             }),
         }
     }

@@ -4,9 +4,10 @@
 //! enum must be known, and a failure names the field so central's refusal says what was wrong.
 
 use onshi_domain::events::{
-    CertificateInfo, CertificateInventory, Consent, ConsentChoice, EventBody, EventId, FleetEvent,
-    InfoCategory, InfoView, LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute,
-    ReaderChange, ReaderState,
+    CardCheck, CardCheckResult, CertificateInfo, CertificateInventory, Consent, ConsentChoice,
+    EventBody, EventId, FleetEvent, IdentityVerification, InfoCategory, InfoView, LineType,
+    LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource, Loss,
+    OutboxPressure, PressureLevel, ReaderChange, ReaderState,
 };
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};
@@ -126,6 +127,25 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
             error_code: opt(l.error_code),
             latency_ms: l.latency_ms,
             staff_id: opt(l.staff_id),
+            source: match pb::LookupSource::try_from(l.source) {
+                Ok(pb::LookupSource::Counter) => LookupSource::Counter,
+                Ok(pb::LookupSource::FileExchange) => LookupSource::FileExchange,
+                Ok(pb::LookupSource::Batch) => LookupSource::Batch,
+                _ => return Err(bad("lookup.source", "unknown or unspecified")),
+            },
+            batch_id: opt(l.batch_id),
+            identity_verification: match pb::IdentityVerification::try_from(l.identity_verification)
+            {
+                Ok(pb::IdentityVerification::None) => IdentityVerification::None,
+                Ok(pb::IdentityVerification::Pin) => IdentityVerification::Pin,
+                Ok(pb::IdentityVerification::Face) => IdentityVerification::Face,
+                _ => {
+                    return Err(bad(
+                        "lookup.identity_verification",
+                        "unknown or unspecified",
+                    ));
+                }
+            },
         }),
         Body::Consent(c) => EventBody::Consent(Consent {
             patient_ref: patient("consent.patient_ref", &c.patient_ref)?,
@@ -168,6 +188,12 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
             },
             detail: opt(l.detail),
             rtt_ms: (l.rtt_ms != 0).then_some(l.rtt_ms),
+            line_type: match pb::LineType::try_from(l.line_type) {
+                Ok(pb::LineType::IpVpn) => Some(LineType::IpVpn),
+                Ok(pb::LineType::IpsecIke) => Some(LineType::IpsecIke),
+                Ok(pb::LineType::Unspecified) => None,
+                Err(_) => return Err(bad("link_change.line_type", "unknown")),
+            },
         }),
         Body::CertificateInventory(inv) => EventBody::CertificateInventory(CertificateInventory {
             certificates: inv
@@ -176,6 +202,41 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
                 .map(certificate_from_pb)
                 .collect::<Result<_, _>>()?,
             full_snapshot: inv.full_snapshot,
+        }),
+        Body::CardCheck(c) => EventBody::CardCheck(CardCheck {
+            reader_name: c.reader_name,
+            result: match pb::CardCheckResult::try_from(c.result) {
+                Ok(pb::CardCheckResult::Ok) => CardCheckResult::Ok,
+                Ok(pb::CardCheckResult::WrongPin) => CardCheckResult::WrongPin,
+                Ok(pb::CardCheckResult::PinLocked) => CardCheckResult::PinLocked,
+                Ok(pb::CardCheckResult::CardRemoved) => CardCheckResult::CardRemoved,
+                Ok(pb::CardCheckResult::UnsupportedCard) => CardCheckResult::UnsupportedCard,
+                Ok(pb::CardCheckResult::CertificateExpired) => CardCheckResult::CertificateExpired,
+                Ok(pb::CardCheckResult::ReaderError) => CardCheckResult::ReaderError,
+                _ => return Err(bad("card_check.result", "unknown or unspecified")),
+            },
+            pin_tries_left: c.pin_tries_left,
+            detail: opt(c.detail),
+        }),
+        Body::Loss(l) => {
+            if l.first_sequence == 0 || l.last_sequence < l.first_sequence {
+                return Err(bad("loss", "the lost sequence range is empty or reversed"));
+            }
+            EventBody::Loss(Loss {
+                first_sequence: l.first_sequence,
+                last_sequence: l.last_sequence,
+                reason: l.reason,
+            })
+        }
+        Body::OutboxPressure(p) => EventBody::OutboxPressure(OutboxPressure {
+            level: match pb::PressureLevel::try_from(p.level) {
+                Ok(pb::PressureLevel::Warning) => PressureLevel::Warning,
+                Ok(pb::PressureLevel::Full) => PressureLevel::Full,
+                Ok(pb::PressureLevel::Recovered) => PressureLevel::Recovered,
+                _ => return Err(bad("outbox_pressure.level", "unknown or unspecified")),
+            },
+            used_bytes: p.used_bytes,
+            budget_bytes: p.budget_bytes,
         }),
     })
 }
@@ -210,6 +271,17 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
             error_code: l.error_code.clone().unwrap_or_default(),
             latency_ms: l.latency_ms,
             staff_id: l.staff_id.clone().unwrap_or_default(),
+            source: match l.source {
+                LookupSource::Counter => pb::LookupSource::Counter,
+                LookupSource::FileExchange => pb::LookupSource::FileExchange,
+                LookupSource::Batch => pb::LookupSource::Batch,
+            } as i32,
+            batch_id: l.batch_id.clone().unwrap_or_default(),
+            identity_verification: match l.identity_verification {
+                IdentityVerification::None => pb::IdentityVerification::None,
+                IdentityVerification::Pin => pb::IdentityVerification::Pin,
+                IdentityVerification::Face => pb::IdentityVerification::Face,
+            } as i32,
         }),
         EventBody::Consent(c) => Body::Consent(pb::Consent {
             patient_ref: c.patient_ref.as_str().to_string(),
@@ -249,6 +321,11 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
             } as i32,
             detail: l.detail.clone().unwrap_or_default(),
             rtt_ms: l.rtt_ms.unwrap_or(0),
+            line_type: match l.line_type {
+                Some(LineType::IpVpn) => pb::LineType::IpVpn,
+                Some(LineType::IpsecIke) => pb::LineType::IpsecIke,
+                None => pb::LineType::Unspecified,
+            } as i32,
         }),
         EventBody::CertificateInventory(inv) => {
             Body::CertificateInventory(pb::CertificateInventory {
@@ -256,6 +333,34 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
                 full_snapshot: inv.full_snapshot,
             })
         }
+        EventBody::CardCheck(c) => Body::CardCheck(pb::CardCheck {
+            reader_name: c.reader_name.clone(),
+            result: match c.result {
+                CardCheckResult::Ok => pb::CardCheckResult::Ok,
+                CardCheckResult::WrongPin => pb::CardCheckResult::WrongPin,
+                CardCheckResult::PinLocked => pb::CardCheckResult::PinLocked,
+                CardCheckResult::CardRemoved => pb::CardCheckResult::CardRemoved,
+                CardCheckResult::UnsupportedCard => pb::CardCheckResult::UnsupportedCard,
+                CardCheckResult::CertificateExpired => pb::CardCheckResult::CertificateExpired,
+                CardCheckResult::ReaderError => pb::CardCheckResult::ReaderError,
+            } as i32,
+            pin_tries_left: c.pin_tries_left,
+            detail: c.detail.clone().unwrap_or_default(),
+        }),
+        EventBody::Loss(l) => Body::Loss(pb::Loss {
+            first_sequence: l.first_sequence,
+            last_sequence: l.last_sequence,
+            reason: l.reason.clone(),
+        }),
+        EventBody::OutboxPressure(p) => Body::OutboxPressure(pb::OutboxPressure {
+            level: match p.level {
+                PressureLevel::Warning => pb::PressureLevel::Warning,
+                PressureLevel::Full => pb::PressureLevel::Full,
+                PressureLevel::Recovered => pb::PressureLevel::Recovered,
+            } as i32,
+            used_bytes: p.used_bytes,
+            budget_bytes: p.budget_bytes,
+        }),
     }
 }
 
@@ -289,6 +394,9 @@ pub fn reader_from_pb(r: pb::ReaderChange) -> Result<ReaderChange, ConvertError>
             _ => return Err(bad("reader_change.state", "unknown or unspecified")),
         },
         detail: opt(r.detail),
+        cards_read: r.cards_read,
+        errors: r.errors,
+        last_error: opt(r.last_error),
     })
 }
 
@@ -302,6 +410,9 @@ pub fn reader_to_pb(r: &ReaderChange) -> pb::ReaderChange {
             ReaderState::Error => pb::ReaderState::Error,
         } as i32,
         detail: r.detail.clone().unwrap_or_default(),
+        cards_read: r.cards_read,
+        errors: r.errors,
+        last_error: r.last_error.clone().unwrap_or_default(),
     }
 }
 
@@ -358,6 +469,9 @@ mod tests {
                 error_code: None,
                 latency_ms: 12,
                 staff_id: None,
+                source: LookupSource::Counter,
+                batch_id: None,
+                identity_verification: IdentityVerification::None,
             }),
         }
     }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use fleet_tls::config::{ALPN_H2, Identity, client_config, load_certificates};
-use onshi_domain::events::{EventBody, EventId, FleetEvent, Lookup, LookupOutcome, LookupRoute};
+use onshi_domain::events::{
+    EventBody, EventId, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute,
+    LookupSource,
+};
 use onshi_domain::site::{SiteCode, TerminalId};
 use proto::fleet::v1 as pb;
 use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
@@ -112,6 +115,9 @@ pub fn lookup_event(site: &str, sequence: u64) -> pb::Event {
             error_code: None,
             latency_ms: 5,
             staff_id: None,
+            source: LookupSource::Counter,
+            batch_id: None,
+            identity_verification: IdentityVerification::None,
         }),
     };
     pb::Event::from(&event)

@@ -77,6 +77,9 @@ pub enum EventBody {
     ReaderChange(ReaderChange),
     LinkChange(LinkChange),
     CertificateInventory(CertificateInventory),
+    CardCheck(CardCheck),
+    Loss(Loss),
+    OutboxPressure(OutboxPressure),
 }
 
 impl EventBody {
@@ -89,6 +92,9 @@ impl EventBody {
             EventBody::ReaderChange(_) => "reader_change",
             EventBody::LinkChange(_) => "link_change",
             EventBody::CertificateInventory(_) => "certificate_inventory",
+            EventBody::CardCheck(_) => "card_check",
+            EventBody::Loss(_) => "loss",
+            EventBody::OutboxPressure(_) => "outbox_pressure",
         }
     }
 }
@@ -141,6 +147,80 @@ pub struct Lookup {
     pub error_code: Option<String>,
     pub latency_ms: u32,
     pub staff_id: Option<String>,
+    pub source: LookupSource,
+    /// Shared by the rows of one batch inquiry.
+    pub batch_id: Option<String>,
+    pub identity_verification: IdentityVerification,
+}
+
+/// Where a lookup came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookupSource {
+    /// Typed or presented at the counter (CLI, counter UI, card reader).
+    Counter,
+    /// A request file from the receipt computer (レセコン).
+    FileExchange,
+    /// One row of a batch inquiry (一括照会).
+    Batch,
+}
+
+/// How the patient's identity was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityVerification {
+    /// Insurance-card route: the clerk looked at the card.
+    None,
+    Pin,
+    Face,
+}
+
+/// What happened when a card was put on a reader, before (or instead of) a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardCheckResult {
+    Ok,
+    WrongPin,
+    PinLocked,
+    CardRemoved,
+    UnsupportedCard,
+    CertificateExpired,
+    ReaderError,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardCheck {
+    pub reader_name: String,
+    pub result: CardCheckResult,
+    /// PIN tries left after this attempt, when the card told.
+    pub pin_tries_left: Option<u32>,
+    pub detail: Option<String>,
+}
+
+/// Outbox records the agent could not deliver (damaged and quarantined), stated explicitly so
+/// the audit trail shows a loss instead of a silent gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loss {
+    pub first_sequence: u64,
+    pub last_sequence: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PressureLevel {
+    /// 80 % of the outbox's disk budget is used.
+    Warning,
+    /// No more events can be persisted: operations fail closed.
+    Full,
+    Recovered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxPressure {
+    pub level: PressureLevel,
+    pub used_bytes: u64,
+    pub budget_bytes: u64,
 }
 
 /// Code table 016.
@@ -202,6 +282,10 @@ pub struct ReaderChange {
     pub reader_name: String,
     pub state: ReaderState,
     pub detail: Option<String>,
+    /// Health counters since the agent started.
+    pub cards_read: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -225,6 +309,16 @@ pub struct LinkChange {
     pub state: LinkState,
     pub detail: Option<String>,
     pub rtt_ms: Option<u32>,
+    /// For the link to the national system: the closed-network line the site uses.
+    pub line_type: Option<LineType>,
+}
+
+/// The closed-network line to the national system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineType {
+    IpVpn,
+    IpsecIke,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
