@@ -16,6 +16,7 @@ use crate::control::{self, Control};
 use crate::lookup::Lookups;
 use crate::onshi::OnshiClient;
 use crate::outbox::Outbox;
+use crate::recorder::Recorder;
 use crate::uplink::{AgentFacts, Uplink};
 
 pub struct Agent {
@@ -63,13 +64,12 @@ impl Agent {
             config_hash: config.config_hash(),
         };
         let (uplink, link) = Uplink::new(outbox.clone(), channel, facts, new_events.clone());
+        let recorder = Recorder::new(config.site_code.clone(), outbox.clone(), new_events);
         let lookups = Arc::new(Lookups::new(
-            config.site_code.clone(),
             config.terminal_id.clone(),
             onshi,
-            outbox.clone(),
+            recorder,
             patient_key,
-            new_events,
         ));
         let socket = config.control_socket();
         let listener = control::bind_private(&socket)?;

@@ -8,4 +8,5 @@ pub mod control;
 pub mod lookup;
 pub mod onshi;
 pub mod outbox;
+pub mod recorder;
 pub mod uplink;

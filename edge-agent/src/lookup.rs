@@ -6,27 +6,25 @@
 //! "unreachable". If the event cannot be recorded the answer is withheld: nothing is shown that
 //! is not in the audit trail.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use onshi_domain::codes::{ProcessingResultStatus, QualificationValidity, SegmentOfResult};
 use onshi_domain::events::{
-    EventBody, EventId, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute,
-    LookupSource,
+    EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute, LookupSource,
 };
 use onshi_domain::ids::{IdError, InsuranceCardQuery};
 use onshi_domain::patient::{PatientHashKey, PatientRef};
-use onshi_domain::site::{SiteCode, TerminalId};
+use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
     QualificationConfirmSearchInfo, QualificationConfirmationRequest,
     QualificationConfirmationResult, RequestHeader, ResultOfQualificationConfirmation, XmlEncoding,
 };
 use time::{OffsetDateTime, UtcOffset};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::OutboxError;
+use crate::recorder::Recorder;
 
 /// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -97,33 +95,53 @@ pub struct LookupAnswer {
 
 #[derive(Debug)]
 pub struct Lookups {
-    site: SiteCode,
     default_terminal: TerminalId,
     onshi: OnshiClient,
-    outbox: Outbox,
+    recorder: Recorder,
     patient_key: PatientHashKey,
-    new_events: Arc<Notify>,
+}
+
+/// How a lookup was asked for, recorded on its event.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub source: LookupSource,
+    pub batch_id: Option<String>,
+    pub terminal: TerminalId,
+}
+
+/// A confirmation that went to the national system and was recorded.
+#[derive(Debug, Clone)]
+pub struct Confirmed {
+    pub answer: LookupAnswer,
+    /// The result file exactly as the national system sent it (for the receipt computer), or
+    /// `None` when it could not be reached.
+    pub raw_result: Option<Vec<u8>>,
 }
 
 impl Lookups {
     pub fn new(
-        site: SiteCode,
         default_terminal: TerminalId,
         onshi: OnshiClient,
-        outbox: Outbox,
+        recorder: Recorder,
         patient_key: PatientHashKey,
-        new_events: Arc<Notify>,
     ) -> Self {
         Self {
-            site,
             default_terminal,
             onshi,
-            outbox,
+            recorder,
             patient_key,
-            new_events,
         }
     }
 
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    pub fn default_terminal(&self) -> &TerminalId {
+        &self.default_terminal
+    }
+
+    /// The counter's insurance-card lookup: every field is checked before any network call.
     #[tracing::instrument(skip_all, fields(route = "insurance_card"))]
     pub async fn insurance_card(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {
         let result = self.insurance_card_inner(fields).await;
@@ -142,72 +160,79 @@ impl Lookups {
     }
 
     async fn insurance_card_inner(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {
-        let now = OffsetDateTime::now_utc().to_offset(JST);
+        let today = today_jst();
         let query = InsuranceCardQuery::parse(
             &fields.insurer_number,
             &fields.symbol,
             &fields.number,
             &fields.branch,
             &fields.birthdate,
-            now.date(),
+            today,
         )
         .map_err(LookupError::InvalidInput)?;
         let terminal = match fields.terminal.as_deref() {
             None | Some("") => self.default_terminal.clone(),
             Some(t) => TerminalId::parse(t).map_err(|e| LookupError::BadTerminal(e.to_string()))?,
         };
-
         let request = QualificationConfirmationRequest {
             header: RequestHeader {
-                qualification_confirmation_date: now.date(),
-                medical_institution_code: self.site.institution_code(),
+                qualification_confirmation_date: today,
+                medical_institution_code: self.recorder.site().institution_code(),
                 arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
             },
             search: QualificationConfirmSearchInfo::from_query(&query, fields.limit_consent),
         };
+        let provenance = Provenance {
+            source: LookupSource::Counter,
+            batch_id: None,
+            terminal,
+        };
+        Ok(self.confirm(&request, provenance).await?.answer)
+    }
+
+    /// Sends a single eligibility request (already validated: it is a parsed
+    /// `QualificationConfirmationRequest`), records the lookup event, then returns the answer.
+    /// Used by the counter, the receipt-computer file exchange and batch inquiries alike.
+    pub async fn confirm(
+        &self,
+        request: &QualificationConfirmationRequest,
+        provenance: Provenance,
+    ) -> Result<Confirmed, OutboxError> {
         let started = Instant::now();
         let answer = self
             .onshi
             .exchange("OQSsiquc01", request.to_xml(XmlEncoding::Utf8))
             .await;
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
         let judged = judge(answer);
 
+        let search = &request.search;
         let patient_ref = PatientRef::for_insurance_card(
             &self.patient_key,
-            &query.insurer_number,
-            query.symbol.as_ref(),
-            &query.number,
-            query.branch.as_ref(),
+            &search.insurer_number,
+            search.insured_card_symbol.as_ref(),
+            &search.insured_identification_number,
+            search.insured_branch_number.as_ref(),
         );
         let lookup = Lookup {
             route: LookupRoute::InsuranceCard,
             outcome: judged.outcome,
             patient_ref: Some(patient_ref),
-            insurer_number: Some(query.insurer_number.as_str().to_string()),
+            insurer_number: Some(search.insurer_number.as_str().to_string()),
             qualification_validity: judged.validity.map(|v| v.code().to_string()),
             processing_result_code: judged.processing_result_code.clone(),
             error_code: judged.error_code.clone(),
             latency_ms,
             staff_id: None,
-            source: LookupSource::Counter,
-            batch_id: None,
+            source: provenance.source,
+            batch_id: provenance.batch_id,
             identity_verification: IdentityVerification::None,
         };
-        let site = self.site.clone();
-        let occurred_at = OffsetDateTime::now_utc();
         let event = self
-            .outbox
-            .append(move |sequence| FleetEvent {
-                id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
-                site,
-                terminal,
-                occurred_at,
-                sequence,
-                body: EventBody::Lookup(lookup),
-            })
+            .recorder
+            .record(provenance.terminal, EventBody::Lookup(lookup))
             .await?;
-        self.new_events.notify_one();
         tracing::info!(
             outcome = judged.outcome.as_str(),
             latency_ms,
@@ -215,15 +240,23 @@ impl Lookups {
             "lookup recorded"
         );
 
-        Ok(LookupAnswer {
-            outcome: judged.outcome,
-            qualification_validity: judged.validity,
-            message: judged.message,
-            person: judged.person,
-            event,
-            latency_ms,
+        Ok(Confirmed {
+            answer: LookupAnswer {
+                outcome: judged.outcome,
+                qualification_validity: judged.validity,
+                message: judged.message,
+                person: judged.person,
+                event,
+                latency_ms,
+            },
+            raw_result,
         })
     }
+}
+
+/// Today in Japan, the date the national system's requests carry.
+pub fn today_jst() -> time::Date {
+    OffsetDateTime::now_utc().to_offset(JST).date()
 }
 
 /// The national system's answer, reduced to what the event and the counter need.
