@@ -179,6 +179,37 @@ fn issue_agent_with(ca: &impl CaSigner, root: &Path, site: &str) -> Result<(), P
     ca.issue(params)?.write(root, &format!("agents/{stem}"))
 }
 
+/// Issues a My Number card's user-authentication certificate with the dev PKI's test J-LIS CA
+/// (`jlis-ca.{pem,key}` under `root`) for the card's public key `spki_der` (a DER
+/// SubjectPublicKeyInfo; the key never leaves the card). Like a real one, the certificate names
+/// nobody: the subject carries only `serial_number` (the virtual card's holder reference).
+/// Returns the certificate in DER.
+pub fn issue_card_certificate(
+    root: &Path,
+    spki_der: &[u8],
+    serial_number: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Vec<u8>, PkiError> {
+    let ca = LoadedCa::load(root, "jlis-ca")?;
+    let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "JP");
+    dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), serial_number);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let mut serial = [0u8; 16];
+    fill_random(&mut serial);
+    serial[0] &= 0x7f;
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let cert = params.signed_by(&public_key, &ca.issuer)?;
+    Ok(cert.der().to_vec())
+}
+
 /// File names come from site codes and names typed by an operator: keep them to a safe set.
 fn checked_stem(name: &str) -> Result<&str, PkiError> {
     let ok = !name.is_empty()
