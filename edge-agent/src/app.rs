@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::AgentConfig;
 use crate::control::{self, Control};
+use crate::filex::FileExchange;
 use crate::lookup::Lookups;
 use crate::onshi::OnshiClient;
 use crate::outbox::Outbox;
@@ -24,6 +25,7 @@ pub struct Agent {
     control: Control,
     listener: UnixListener,
     socket: PathBuf,
+    file_exchange: Option<FileExchange>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -73,12 +75,29 @@ impl Agent {
         ));
         let socket = config.control_socket();
         let listener = control::bind_private(&socket)?;
+        // After the socket is bound (no other agent runs on this data folder) and before
+        // anything else records: requests a previous run left in flight are finished first.
+        let file_exchange = match &config.file_exchange {
+            Some(settings) => {
+                let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+                let exchange = FileExchange::new(
+                    settings.clone(),
+                    lookups.clone(),
+                    outbox.clone(),
+                    crate::filex::Fault::from_env(&env),
+                )?;
+                exchange.recover().await?;
+                Some(exchange)
+            }
+            None => None,
+        };
         let control = Control::new(lookups, outbox, link, config.site_code.to_string());
         Ok(Self {
             uplink,
             control,
             listener,
             socket,
+            file_exchange,
         })
     }
 
@@ -98,6 +117,9 @@ impl Agent {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        if let Some(exchange) = self.file_exchange {
+            tokio::spawn(exchange.run(stopped(stop_rx.clone())));
+        }
         let uplink = self.uplink.run(stopped(stop_rx.clone()));
         let control = self.control.serve(self.listener, stopped(stop_rx));
         let ((), control) = tokio::join!(uplink, control);

@@ -70,6 +70,9 @@ pub struct AgentConfig {
     pub control_socket: Option<PathBuf>,
     pub central: CentralLink,
     pub onshi: OnshiLink,
+    /// The receipt-computer file exchange; absent: no folder is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_exchange: Option<crate::filex::FileExchangeConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +151,9 @@ impl AgentConfig {
         };
         resolve(&mut self.data_dir);
         resolve(&mut self.patient_hash_key_file);
+        if let Some(file_exchange) = self.file_exchange.as_mut() {
+            file_exchange.resolve_paths(base);
+        }
         if let Some(socket) = self.control_socket.as_mut() {
             resolve(socket);
         }

@@ -5,6 +5,7 @@ pub mod app;
 pub mod backoff;
 pub mod config;
 pub mod control;
+pub mod filex;
 pub mod lookup;
 pub mod onshi;
 pub mod outbox;

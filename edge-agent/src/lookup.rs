@@ -109,6 +109,13 @@ pub struct Provenance {
     pub terminal: TerminalId,
 }
 
+/// The national system's answer to one request, not yet recorded ([`Lookups::ask`]).
+#[derive(Debug)]
+pub struct Asked {
+    pub answer: Result<OnshiAnswer, OnshiError>,
+    pub latency_ms: u32,
+}
+
 /// A confirmation that went to the national system and was recorded.
 #[derive(Debug, Clone)]
 pub struct Confirmed {
@@ -198,12 +205,39 @@ impl Lookups {
         request: &QualificationConfirmationRequest,
         provenance: Provenance,
     ) -> Result<Confirmed, OutboxError> {
+        let asked = self.ask(request, XmlEncoding::Utf8).await;
+        self.record_asked(request, asked, provenance, |_| {}).await
+    }
+
+    /// The first half of [`Lookups::confirm`]: sends the request (written in `encoding`; the
+    /// national system answers in the request's encoding) and returns the answer, unrecorded.
+    /// Whoever calls this must call [`Lookups::record_asked`] before showing anything.
+    pub async fn ask(
+        &self,
+        request: &QualificationConfirmationRequest,
+        encoding: XmlEncoding,
+    ) -> Asked {
         let started = Instant::now();
         let answer = self
             .onshi
-            .exchange("OQSsiquc01", request.to_xml(XmlEncoding::Utf8))
+            .exchange("OQSsiquc01", request.to_xml(encoding))
             .await;
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        Asked { answer, latency_ms }
+    }
+
+    /// The second half of [`Lookups::confirm`]: records the lookup event for an answer from
+    /// [`Lookups::ask`] (possibly one kept in a journal across a restart) and returns it.
+    /// `before_commit` sees the numbered event inside the outbox transaction
+    /// ([`Recorder::record_noting`]).
+    pub async fn record_asked(
+        &self,
+        request: &QualificationConfirmationRequest,
+        asked: Asked,
+        provenance: Provenance,
+        before_commit: impl FnOnce(&FleetEvent) + Send + 'static,
+    ) -> Result<Confirmed, OutboxError> {
+        let Asked { answer, latency_ms } = asked;
         let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
         let judged = judge(answer);
 
@@ -231,7 +265,11 @@ impl Lookups {
         };
         let event = self
             .recorder
-            .record(provenance.terminal, EventBody::Lookup(lookup))
+            .record_noting(
+                provenance.terminal,
+                EventBody::Lookup(lookup),
+                before_commit,
+            )
             .await?;
         tracing::info!(
             outcome = judged.outcome.as_str(),

@@ -53,4 +53,36 @@ impl Recorder {
         self.new_events.notify_one();
         Ok(event)
     }
+
+    /// [`Recorder::record`], calling `before_commit` with the numbered event inside the outbox
+    /// transaction, before it commits. The file exchange writes its restart journal there: if
+    /// the agent dies, the outbox's last sequence then tells whether the event committed
+    /// (`filex::journal`). `before_commit` runs on a blocking thread under the outbox lock:
+    /// keep it short (one small fsynced file).
+    pub async fn record_noting(
+        &self,
+        terminal: TerminalId,
+        body: EventBody,
+        before_commit: impl FnOnce(&FleetEvent) + Send + 'static,
+    ) -> Result<FleetEvent, OutboxError> {
+        let site = self.site.clone();
+        let occurred_at = OffsetDateTime::now_utc();
+        let event = self
+            .outbox
+            .append(move |sequence| {
+                let event = FleetEvent {
+                    id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
+                    site,
+                    terminal,
+                    occurred_at,
+                    sequence,
+                    body,
+                };
+                before_commit(&event);
+                event
+            })
+            .await?;
+        self.new_events.notify_one();
+        Ok(event)
+    }
 }

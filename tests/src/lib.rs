@@ -354,6 +354,37 @@ timeout_ms = 5000
         spawn_ready(command).await
     }
 
+    /// Starts the agent with extra environment variables (e.g. the fault-injection hook).
+    pub async fn start_with_env(&self, env: &[(&str, &str)]) -> anyhow::Result<Running> {
+        let mut command = Command::new(bin("edge-agent"));
+        command.arg("--config").arg(&self.config).arg("run");
+        command.envs(env.iter().copied());
+        spawn_ready(command).await
+    }
+
+    /// The site's own temporary folder (the configuration file is in it).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Appends TOML to the configuration, e.g. a `[file_exchange]` or `[link]` section.
+    pub fn append_config(&self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.config)?;
+        writeln!(file, "\n{text}")?;
+        Ok(())
+    }
+
+    /// Replaces a line of the configuration, e.g. to point at another endpoint or timeout.
+    pub fn edit_config(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        anyhow::ensure!(text.contains(from), "the configuration has no {from:?}");
+        std::fs::write(&self.config, text.replacen(from, to, 1))?;
+        Ok(())
+    }
+
     /// Runs the counter CLI `edge-agent lookup`.
     pub async fn lookup(&self, person: &SimPerson) -> anyhow::Result<std::process::Output> {
         Ok(Command::new(bin("edge-agent"))
@@ -384,6 +415,20 @@ timeout_ms = 5000
         }
         Ok(serde_json::from_slice(&output.stdout)?)
     }
+}
+
+/// The bodies (JSON) of the lookup events central stored, in sequence order.
+pub async fn stored_lookups(db: &TestDb) -> anyhow::Result<Vec<serde_json::Value>> {
+    let client = db.client().await?;
+    let rows = client
+        .query(
+            "SELECT body::text FROM events WHERE kind = 'lookup' ORDER BY sequence",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(&r.get::<_, String>(0))?))
+        .collect()
 }
 
 pub fn https_endpoint(running: &Running, field: &str) -> String {

@@ -15,12 +15,14 @@ use serde::Deserialize;
 
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
-use crate::store::{SiteSummary, Store, StoredEvent};
+use crate::store::{Alert, SiteSummary, Store, StoredEvent, StreamStatus};
 
 pub fn router(store: Store) -> Router {
     Router::new()
         .route("/api/v1/sites", get(list_sites))
         .route("/api/v1/sites/{site_code}/events", get(list_site_events))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/schema", get(schema))
         .layer(axum::middleware::from_fn(require_operator))
         .with_state(store)
@@ -64,6 +66,33 @@ async fn list_site_events(
         ));
     }
     Ok(Json(store.events_for_site(&site, limit).await?))
+}
+
+/// Every agent stream: produced (as the agent reported), highest received, contiguous.
+async fn list_agents(State(store): State<Store>) -> Result<Json<Vec<StreamStatus>>, ServiceError> {
+    Ok(Json(store.stream_statuses().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertsQuery {
+    /// Include resolved alerts.
+    #[serde(default)]
+    all: bool,
+    limit: Option<i64>,
+}
+
+/// Open alerts, newest first (`?all=true`: resolved ones too).
+async fn list_alerts(
+    State(store): State<Store>,
+    Query(query): Query<AlertsQuery>,
+) -> Result<Json<Vec<Alert>>, ServiceError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    Ok(Json(store.alerts(query.all, limit).await?))
 }
 
 async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {

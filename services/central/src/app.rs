@@ -13,8 +13,11 @@ use fleet_tls::listen::{serve_https, tls_incoming};
 use proto::fleet::v1::fleet_uplink_server::FleetUplinkServer;
 use tokio::net::TcpListener;
 
-use crate::ingest::{Ingest, MAX_BATCH_BYTES};
-use crate::store::{self, DatabaseUrl, Store};
+use crate::ingest::{Ingest, MAX_MESSAGE_BYTES};
+use crate::limits::RateLimiter;
+use crate::maintenance::{self, MaintenanceConfig};
+use crate::store::{self, DatabaseUrl, Store, WriteMethod};
+use crate::writer::{Writer, WriterConfig};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
 #[derive(Debug, Clone)]
@@ -28,6 +31,34 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub db_pool_size: usize,
     pub migrate_on_start: bool,
+    pub tuning: Tuning,
+}
+
+/// Ingest, limits and background work; the defaults suit production, tests shrink them.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub writer: WriterConfig,
+    /// A session that waited this long for its commit ends with UNAVAILABLE.
+    pub write_timeout: std::time::Duration,
+    /// Events per second per site (0: no limit), and the burst a site may send at once.
+    pub events_per_second: u32,
+    pub events_burst: u32,
+    pub maintenance: MaintenanceConfig,
+    /// How new rows are written; only the benchmark changes it.
+    pub write_method: WriteMethod,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            writer: WriterConfig::default(),
+            write_timeout: std::time::Duration::from_secs(30),
+            events_per_second: 2_000,
+            events_burst: 20_000,
+            maintenance: MaintenanceConfig::default(),
+            write_method: WriteMethod::Copy,
+        }
+    }
 }
 
 pub struct Application {
@@ -36,6 +67,7 @@ pub struct Application {
     grpc_tls: std::sync::Arc<rustls::ServerConfig>,
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
+    tuning: Tuning,
 }
 
 impl std::fmt::Debug for Application {
@@ -57,12 +89,25 @@ impl Application {
         let http_tls = config::server_config(&identity, &client_roots, &[ALPN_H2, ALPN_HTTP11])?;
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
+        let store = Store::new(pool).with_write_method(settings.tuning.write_method);
         if settings.migrate_on_start {
-            let applied = store::migrate::migrate(&pool)
+            let applied = store::migrate::migrate(store.pool())
                 .await
                 .context("applying database migrations")?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "database migrated");
+            }
+            // Ingest must find this month's partition from the first batch on; the maintenance
+            // loop keeps creating them ahead.
+            let created = store
+                .ensure_partitions(
+                    time::OffsetDateTime::now_utc(),
+                    settings.tuning.maintenance.partition_months_ahead,
+                )
+                .await
+                .context("creating event partitions")?;
+            if !created.is_empty() {
+                tracing::info!(?created, "event partitions created");
             }
         }
         let grpc = TcpListener::bind(settings.grpc_listen)
@@ -76,7 +121,8 @@ impl Application {
             http,
             grpc_tls,
             http_tls,
-            store: Store::new(pool),
+            store,
+            tuning: settings.tuning,
         })
     }
 
@@ -84,6 +130,10 @@ impl Application {
         self.grpc
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -105,9 +155,24 @@ impl Application {
         health_reporter
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
-        let uplink = FleetUplinkServer::new(Ingest::new(self.store.clone()))
-            .max_decoding_message_size(MAX_BATCH_BYTES);
+        let tuning = self.tuning;
+        let writer = Writer::spawn(self.store.clone(), tuning.writer);
+        let limits = std::sync::Arc::new(RateLimiter::new(
+            tuning.events_per_second,
+            tuning.events_burst,
+        ));
+        let ingest = Ingest::new(self.store.clone(), writer, limits, tuning.write_timeout);
+        let uplink = FleetUplinkServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        tokio::spawn(maintenance::run(
+            self.store.clone(),
+            tuning.maintenance,
+            stopped(stop_rx.clone()),
+        ));
+        // Explicit HTTP/2 windows: with the one decoded batch a waiting session holds, they bound
+        // what a connection can make central buffer while its writes wait for PostgreSQL.
         let grpc = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(1024 * 1024))
+            .initial_connection_window_size(Some(1024 * 1024))
             .add_service(health_service)
             .add_service(uplink)
             .serve_with_incoming_shutdown(

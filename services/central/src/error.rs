@@ -20,6 +20,10 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A message or request beyond a limit central announces; the message says which and what
+    /// to do.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the database is unavailable; the agent keeps its events and retries")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -34,6 +38,7 @@ impl ServiceError {
             ServiceError::BadRequest(_) => "bad_request",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::TooLarge(_) => "too_large",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }
@@ -46,6 +51,7 @@ impl ServiceError {
             }
             ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
             ServiceError::NotFound(_) => tonic::Code::NotFound,
+            ServiceError::TooLarge(_) => tonic::Code::ResourceExhausted,
             ServiceError::Unavailable(_) => tonic::Code::Unavailable,
             ServiceError::Internal(_) => tonic::Code::Internal,
         }
@@ -56,6 +62,7 @@ impl ServiceError {
             ServiceError::ForeignSite { .. } | ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,15 +71,12 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Pool(_) | StoreError::Db(_) => {
-                tracing::warn!(%error, "database call failed");
-                ServiceError::Unavailable(error)
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                ServiceError::Internal(other)
-            }
+        if error.is_unavailable() {
+            tracing::warn!(%error, "database call failed");
+            ServiceError::Unavailable(error)
+        } else {
+            tracing::error!(%error, "store error");
+            ServiceError::Internal(error)
         }
     }
 }

@@ -5,8 +5,21 @@
 //! is written to `security_events`, and stores nothing from that batch. Acks carry the stream's
 //! contiguous sequence after the batch committed, so an agent never drops an event central
 //! does not hold.
+//!
+//! Limits, each with a clear status: a message above [`MAX_MESSAGE_BYTES`] is refused with
+//! RESOURCE_EXHAUSTED, a batch above [`MAX_BATCH_EVENTS`] with INVALID_ARGUMENT; events per
+//! second per site are throttled (see `limits`), never refused.
+//!
+//! Backpressure: a session writes its batch (through the group-commit `writer`) and waits for
+//! the commit before it reads the agent's next message. If PostgreSQL does not commit within the
+//! write timeout, or fails, the session ends with UNAVAILABLE: the agent keeps its events,
+//! reconnects with jittered backoff and resends from the Welcome's resume point. Ending the
+//! stream (rather than retrying inside it) frees the session's memory at once and leaves the
+//! pacing of retries to the agents' backoff, which spreads thousands of them out.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::Stream;
 use onshi_domain::events::{FleetEvent, StreamId};
@@ -19,23 +32,54 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use crate::error::ServiceError;
-use crate::store::Store;
+use crate::limits::RateLimiter;
+use crate::store::{BatchWrite, Store, StoreError};
+use crate::writer::Writer;
 
 /// Limits central announces in its Welcome and enforces.
 pub const MAX_BATCH_EVENTS: usize = 1_000;
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The largest message central decodes: a full batch plus room for the message's own framing.
+pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 64 * 1024;
 /// Replies queued for a slow agent before central stops reading its batches.
 const REPLY_QUEUE: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct Ingest {
     store: Store,
+    writer: Writer,
+    limits: Arc<RateLimiter>,
+    write_timeout: Duration,
 }
 
 impl Ingest {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(
+        store: Store,
+        writer: Writer,
+        limits: Arc<RateLimiter>,
+        write_timeout: Duration,
+    ) -> Self {
+        Self {
+            store,
+            writer,
+            limits,
+            write_timeout,
+        }
     }
+}
+
+/// tonic refuses a message above the decoding limit with OUT_OF_RANGE and a terse text; the
+/// agent gets RESOURCE_EXHAUSTED and what to do instead.
+fn inbound_error(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange && status.message().contains("too large") {
+        return ServiceError::TooLarge(format!(
+            "a message may be at most {MAX_MESSAGE_BYTES} bytes and a batch at most \
+             {MAX_BATCH_BYTES} bytes (Welcome.max_batch_bytes); send smaller batches ({})",
+            status.message()
+        ))
+        .into();
+    }
+    status
 }
 
 type Replies = Pin<Box<dyn Stream<Item = Result<pb::CentralMessage, Status>> + Send>>;
@@ -51,7 +95,7 @@ impl FleetUplink for Ingest {
         let site = peer_site(&request)?;
         let mut inbound = request.into_inner();
 
-        let hello = match inbound.message().await? {
+        let hello = match inbound.message().await.map_err(inbound_error)? {
             Some(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Hello(hello)),
             }) => hello,
@@ -93,6 +137,9 @@ impl FleetUplink for Ingest {
 
         let session = Session {
             store: self.store.clone(),
+            writer: self.writer.clone(),
+            limits: self.limits.clone(),
+            write_timeout: self.write_timeout,
             site,
             stream,
         };
@@ -152,6 +199,9 @@ fn peer_site<T>(request: &Request<T>) -> Result<SiteCode, Status> {
 
 struct Session {
     store: Store,
+    writer: Writer,
+    limits: Arc<RateLimiter>,
+    write_timeout: Duration,
     site: SiteCode,
     stream: StreamId,
 }
@@ -162,7 +212,7 @@ impl Session {
         inbound: &mut Streaming<pb::AgentMessage>,
         replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
     ) -> Result<(), Status> {
-        while let Some(message) = inbound.message().await? {
+        while let Some(message) = inbound.message().await.map_err(inbound_error)? {
             use pb::agent_message::Kind;
             match message.kind {
                 Some(Kind::Batch(batch)) => {
@@ -231,10 +281,26 @@ impl Session {
         if events.is_empty() {
             return Err(ServiceError::BadRequest("an empty batch".into()).into());
         }
-        let outcome = self
-            .store
-            .ingest_batch(&self.site, self.stream, &events)
+        if let Some(pair) = events.windows(2).find(|w| w[1].sequence <= w[0].sequence) {
+            return Err(ServiceError::BadRequest(format!(
+                "events of a batch must be in strictly increasing sequence order: {} follows {}",
+                pair[1].sequence, pair[0].sequence
+            ))
+            .into());
+        }
+        let delay = self.limits.acquire(self.site.as_str(), events.len());
+        if !delay.is_zero() {
+            tracing::debug!(site = %self.site, ?delay, "throttling a site above its events-per-second limit");
+            tokio::time::sleep(delay).await;
+        }
+        let write = self.writer.write(BatchWrite {
+            site: self.site.clone(),
+            stream: self.stream,
+            events,
+        });
+        let outcome = tokio::time::timeout(self.write_timeout, write)
             .await
+            .unwrap_or(Err(StoreError::Timeout(self.write_timeout)))
             .map_err(ServiceError::from)?;
         tracing::debug!(site = %self.site, stored = outcome.stored, duplicates = outcome.duplicates, contiguous = outcome.contiguous, "batch committed");
         Ok(pb::CentralMessage {

@@ -5,4 +5,7 @@ pub mod api;
 pub mod app;
 pub mod error;
 pub mod ingest;
+pub mod limits;
+pub mod maintenance;
 pub mod store;
+pub mod writer;

@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use central::app::{Application, Settings};
-use central::store::{self, DatabaseUrl, Store};
+use central::app::{Application, Settings, Tuning};
+use central::maintenance::MaintenanceConfig;
+use central::store::{self, AlertThresholds, DatabaseUrl, Store, WriteMethod};
+use central::writer::WriterConfig;
 use clap::{Args, Parser, Subcommand};
 use onshi_domain::site::SiteCode;
 
@@ -26,6 +29,18 @@ enum Command {
     Schema(DbArgs),
     /// Print the sites central has heard from (JSON).
     Sites(DbArgs),
+    /// Print every agent stream: produced, highest received and contiguous sequences (JSON).
+    Agents(DbArgs),
+    /// Print open alerts, newest first (JSON).
+    Alerts {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Include resolved alerts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
     /// Print the most recent events of one site, newest first (JSON).
     Events {
         #[command(flatten)]
@@ -67,6 +82,35 @@ struct ServeArgs {
     /// Do not migrate at start (when a separate job runs `central migrate`).
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
     no_migrate: bool,
+    /// Events per second per site; above it central delays acks (0: no limit).
+    #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 2_000)]
+    events_per_second: u32,
+    /// Events a site may send at once before the per-second limit applies.
+    #[arg(long, env = "CENTRAL_EVENTS_BURST", default_value_t = 20_000)]
+    events_burst: u32,
+    /// Seconds a session waits for its commit before it ends with UNAVAILABLE.
+    #[arg(long, env = "CENTRAL_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    write_timeout_secs: u64,
+    /// Group-commit writer tasks (transactions in flight at once).
+    #[arg(long, env = "CENTRAL_WRITERS", default_value_t = 2)]
+    writers: usize,
+    /// Seconds a sequence gap may persist before it opens an alert.
+    #[arg(long, env = "CENTRAL_GAP_ALERT_SECS", default_value_t = 300)]
+    gap_alert_secs: u64,
+    /// Seconds produced and received may differ before it opens an alert.
+    #[arg(long, env = "CENTRAL_DIVERGENCE_ALERT_SECS", default_value_t = 900)]
+    divergence_alert_secs: u64,
+    /// Seconds between alert checks.
+    #[arg(long, env = "CENTRAL_ALERT_CHECK_SECS", default_value_t = 30)]
+    alert_check_secs: u64,
+    /// How new rows are written: copy (binary COPY) or unnest; for measurements only.
+    #[arg(
+        long,
+        env = "CENTRAL_WRITE_METHOD",
+        default_value = "copy",
+        hide = true
+    )]
+    write_method: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +161,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Schema(db) => print_json(&store::migrate::status(&pool(&db)?).await?),
         Command::Sites(db) => print_json(&Store::new(pool(&db)?).sites().await?),
+        Command::Agents(db) => print_json(&Store::new(pool(&db)?).stream_statuses().await?),
+        Command::Alerts { db, all, limit } => {
+            print_json(&Store::new(pool(&db)?).alerts(all, limit).await?)
+        }
         Command::Events { db, site, limit } => {
             let site = SiteCode::parse(&site).context("--site")?;
             print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
@@ -144,6 +192,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         database_url: DatabaseUrl::new(args.db.database_url),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
+        tuning: Tuning {
+            writer: WriterConfig {
+                writers: args.writers,
+                ..WriterConfig::default()
+            },
+            write_timeout: Duration::from_secs(args.write_timeout_secs),
+            events_per_second: args.events_per_second,
+            events_burst: args.events_burst,
+            maintenance: MaintenanceConfig {
+                alert_interval: Duration::from_secs(args.alert_check_secs.max(1)),
+                thresholds: AlertThresholds {
+                    gap: Duration::from_secs(args.gap_alert_secs),
+                    divergence: Duration::from_secs(args.divergence_alert_secs),
+                },
+                ..MaintenanceConfig::default()
+            },
+            write_method: match args.write_method.as_str() {
+                "copy" => WriteMethod::Copy,
+                "unnest" => WriteMethod::Unnest,
+                other => anyhow::bail!("--write-method {other}: expected copy or unnest"),
+            },
+        },
     };
     let app = Application::build(&settings).await?;
     // One line on stdout that scripts and tests read to learn the bound ports.

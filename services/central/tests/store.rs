@@ -1,7 +1,7 @@
 //! The store against real PostgreSQL: migrations, idempotent ingest, and the contiguous
 //! sequence that acks rest on.
 
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::{self, AlertThresholds, BatchWrite, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
@@ -135,4 +135,281 @@ async fn a_different_event_at_a_taken_sequence_is_refused_and_audited() {
         .unwrap()
         .get(0);
     assert_eq!(audited, 1);
+}
+
+fn event_at(site: &str, sequence: u64, at: time::OffsetDateTime) -> FleetEvent {
+    let mut event = FleetEvent::try_from(e2e::uplink::lookup_event(site, sequence)).unwrap();
+    event.occurred_at = at;
+    event
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client()
+        .await
+        .unwrap()
+        .query_one(sql, &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_group_of_batches_from_several_streams_commits_together_and_resends_are_stored_once() {
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let (a, b) = (e2e::site_code("341071236"), e2e::site_code("134012345"));
+    let (site_a, site_b) = (SiteCode::parse(&a).unwrap(), SiteCode::parse(&b).unwrap());
+    let (stream_a, stream_b) = (StreamId(Uuid::now_v7()), StreamId(Uuid::now_v7()));
+    for (site, stream) in [(&site_a, stream_a), (&site_b, stream_b)] {
+        store
+            .open_stream(site, stream, "test", "0", 0)
+            .await
+            .unwrap();
+    }
+    let first_a = events(&a, &[1, 2, 3]);
+    let group = vec![
+        BatchWrite {
+            site: site_a.clone(),
+            stream: stream_a,
+            events: first_a.clone(),
+        },
+        BatchWrite {
+            site: site_b.clone(),
+            stream: stream_b,
+            events: events(&b, &[1, 2]),
+        },
+        // The same stream again in the same group (an old session still draining).
+        BatchWrite {
+            site: site_a.clone(),
+            stream: stream_a,
+            events: events(&a, &[4, 5]),
+        },
+    ];
+    let outcomes: Vec<_> = store
+        .ingest_group(&group)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .map(|o| (o.stored, o.duplicates, o.contiguous))
+            .collect::<Vec<_>>(),
+        vec![(3, 0, 5), (2, 0, 2), (2, 0, 5)]
+    );
+
+    // A resend after a lost ack takes the checked path.
+    let outcome = store
+        .ingest_batch(&site_a, stream_a, &first_a[1..])
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.stored, outcome.duplicates, outcome.contiguous),
+        (0, 2, 5)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 7);
+}
+
+#[tokio::test]
+async fn an_event_id_reused_at_a_new_sequence_is_stored_once_without_failing_the_group() {
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", 0)
+        .await
+        .unwrap();
+    let first = events(&code, &[1]);
+    store.ingest_batch(&site, stream, &first).await.unwrap();
+    // A broken agent sends the same event again at sequence 2, beside a good event at 3: the
+    // fast path's COPY meets the primary key, and the group is redone on the checked path.
+    let mut reused = first[0].clone();
+    reused.sequence = 2;
+    let batch = vec![reused, events(&code, &[3]).remove(0)];
+    let outcome = store.ingest_batch(&site, stream, &batch).await.unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (1, 1));
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
+}
+
+#[tokio::test]
+async fn partitions_are_made_ahead_and_an_event_of_any_date_is_stored() {
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let now = time::OffsetDateTime::now_utc();
+    store.ensure_partitions(now, 2).await.unwrap();
+    let names: Vec<String> = store
+        .partitions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let this_month = format!("events_{:04}_{:02}", now.year(), now.month() as u8);
+    assert!(names.contains(&this_month), "{names:?}");
+    assert!(names.contains(&"events_default".to_string()), "{names:?}");
+    assert_eq!(
+        names.len(),
+        4,
+        "this month, two ahead and the default: {names:?}"
+    );
+    assert!(
+        store.ensure_partitions(now, 2).await.unwrap().is_empty(),
+        "a second run creates nothing"
+    );
+
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", 0)
+        .await
+        .unwrap();
+    let future = time::macros::datetime!(2099-01-15 09:00 UTC);
+    let past = time::macros::datetime!(1999-12-31 23:59 UTC);
+    let batch = vec![
+        event_at(&code, 1, now),
+        event_at(&code, 2, future),
+        event_at(&code, 3, past),
+    ];
+    let outcome = store.ingest_batch(&site, stream, &batch).await.unwrap();
+    assert_eq!((outcome.stored, outcome.contiguous), (3, 3));
+    assert_eq!(count(&db, "SELECT count(*) FROM events_default").await, 2);
+
+    // When January 2099 comes within reach, its stranded row moves into its own partition.
+    let created = store.ensure_partitions(future, 0).await.unwrap();
+    assert_eq!(created, vec!["events_2099_01".to_string()]);
+    assert_eq!(count(&db, "SELECT count(*) FROM events_2099_01").await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM events_default").await, 1);
+    // And the resend of all three is still recognised, partition or not.
+    let outcome = store.ingest_batch(&site, stream, &batch).await.unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (0, 3));
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 3);
+}
+
+#[tokio::test]
+async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_clears() {
+    use std::time::Duration;
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", 4)
+        .await
+        .unwrap();
+    store
+        .ingest_batch(&site, stream, &events(&code, &[1, 2, 4]))
+        .await
+        .unwrap();
+    let patient = AlertThresholds {
+        gap: Duration::from_secs(3600),
+        divergence: Duration::from_secs(3600),
+    };
+    let eager = AlertThresholds {
+        gap: Duration::ZERO,
+        divergence: Duration::ZERO,
+    };
+
+    // A gap (3 is missing) that has not yet lasted its threshold is no alert.
+    assert_eq!(store.check_alerts(patient).await.unwrap().opened, 0);
+    assert!(store.alerts(false, 10).await.unwrap().is_empty());
+    // Once it has, it opens, once.
+    assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
+    assert_eq!(store.check_alerts(eager).await.unwrap().opened, 0);
+    let open = store.alerts(false, 10).await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (
+            open[0].kind.as_str(),
+            open[0].site_code.as_str(),
+            open[0].stream_id
+        ),
+        ("sequence_gap", code.as_str(), stream.0)
+    );
+    assert!(
+        open[0].detail.contains("sequences 3.."),
+        "{}",
+        open[0].detail
+    );
+
+    // The agent reports more than central received: a divergence.
+    store.record_heartbeat(&site, stream, 9).await.unwrap();
+    assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
+    let kinds: Vec<String> = store
+        .alerts(false, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"produced_received_divergence".to_string()),
+        "{kinds:?}"
+    );
+
+    // 3 arrives: the gap resolves; 5..=9 arrive: the divergence resolves.
+    store
+        .ingest_batch(&site, stream, &events(&code, &[3]))
+        .await
+        .unwrap();
+    assert_eq!(store.check_alerts(eager).await.unwrap().resolved, 1);
+    store
+        .ingest_batch(&site, stream, &events(&code, &[5, 6, 7, 8, 9]))
+        .await
+        .unwrap();
+    assert_eq!(store.check_alerts(eager).await.unwrap().resolved, 1);
+    assert!(store.alerts(false, 10).await.unwrap().is_empty());
+    let all = store.alerts(true, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|a| a.resolved_at.is_some()));
+
+    // A condition that clears before its threshold leaves nothing behind.
+    store.record_heartbeat(&site, stream, 10).await.unwrap();
+    store.check_alerts(patient).await.unwrap();
+    store
+        .ingest_batch(&site, stream, &events(&code, &[10]))
+        .await
+        .unwrap();
+    store.check_alerts(patient).await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM alerts").await, 2);
+
+    let status = store.stream_statuses().await.unwrap();
+    assert_eq!(
+        (
+            status[0].produced,
+            status[0].highest_received,
+            status[0].contiguous,
+            status[0].lag
+        ),
+        (10, 10, 10, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_store_whose_database_is_unreachable_reports_unavailable() {
+    // A port nothing listens on: bind one, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = store::connect(
+        &DatabaseUrl::new(format!("postgres://postgres@127.0.0.1:{port}/none")),
+        2,
+    )
+    .unwrap();
+    let store = Store::new(pool);
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let error = store
+        .ingest_batch(&site, StreamId(Uuid::now_v7()), &events(&code, &[1]))
+        .await
+        .expect_err("nothing can be stored without a database");
+    assert!(error.is_unavailable(), "{error}");
+    let status = tonic::Status::from(central::error::ServiceError::from(error));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
 }

@@ -1,27 +1,12 @@
-//! Event ingest and the per-stream bookkeeping that acks rest on.
+//! Stream bookkeeping and the read side of events. The write side is `ingest.rs`.
 
-use std::collections::HashSet;
-
-use onshi_domain::events::{FleetEvent, StreamId};
+use onshi_domain::events::StreamId;
 use onshi_domain::site::SiteCode;
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
-
-/// What one committed batch changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Events that were new.
-    pub stored: u32,
-    /// Events central already had (same id): a resend after a lost ack.
-    pub duplicates: u32,
-    /// Events refused because their stream position is taken by a different event id.
-    pub conflicts: u32,
-    /// Highest n such that central holds every event 1..n of the stream.
-    pub contiguous: u64,
-}
+use super::{Store, StoreError, seq};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
@@ -47,14 +32,6 @@ pub struct SiteSummary {
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<OffsetDateTime>,
     pub agent_version: Option<String>,
-}
-
-/// How many stored sequences one contiguity walk reads at most; the rest is picked up by the
-/// next batch. Batches arrive in order, so a walk normally reads just the batch itself.
-const CONTIGUITY_WINDOW: i64 = 100_000;
-
-fn seq(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl Store {
@@ -109,119 +86,6 @@ impl Store {
             )
             .await?;
         Ok(())
-    }
-
-    /// Stores a batch in one transaction: new events are inserted, known ids are counted as
-    /// duplicates, and the stream's contiguous sequence advances. Nothing is acked before this
-    /// returns, so a crash at any point loses nothing the agent still holds.
-    pub async fn ingest_batch(
-        &self,
-        site: &SiteCode,
-        stream: StreamId,
-        events: &[FleetEvent],
-    ) -> Result<BatchOutcome, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        // Serialises sessions of the same stream (an old one still draining after a reconnect).
-        let contiguous: i64 = tx
-            .query_one(
-                "SELECT contiguous_sequence FROM agent_streams
-                 WHERE site_code = $1 AND stream_id = $2 FOR UPDATE",
-                &[&site.as_str(), &stream.0],
-            )
-            .await?
-            .get(0);
-
-        let mut ids = Vec::with_capacity(events.len());
-        let mut sites = Vec::with_capacity(events.len());
-        let mut streams = Vec::with_capacity(events.len());
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut terminals = Vec::with_capacity(events.len());
-        let mut times = Vec::with_capacity(events.len());
-        let mut kinds = Vec::with_capacity(events.len());
-        let mut bodies = Vec::with_capacity(events.len());
-        for event in events {
-            ids.push(event.id.as_uuid());
-            sites.push(event.site.as_str());
-            streams.push(stream.0);
-            sequences.push(seq(event.sequence));
-            terminals.push(event.terminal.as_str());
-            times.push(event.occurred_at);
-            kinds.push(event.body.kind());
-            bodies.push(serde_json::to_value(&event.body).expect("event bodies serialise"));
-        }
-        let inserted: HashSet<Uuid> = tx
-            .query(
-                "INSERT INTO events
-                     (event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[],
-                                      $5::text[], $6::timestamptz[], $7::text[], $8::jsonb[])
-                 ON CONFLICT DO NOTHING
-                 RETURNING event_id",
-                &[
-                    &ids, &sites, &streams, &sequences, &terminals, &times, &kinds, &bodies,
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-
-        let not_inserted: Vec<Uuid> = ids
-            .iter()
-            .copied()
-            .filter(|id| !inserted.contains(id))
-            .collect();
-        let known: HashSet<Uuid> = if not_inserted.is_empty() {
-            HashSet::new()
-        } else {
-            tx.query(
-                "SELECT event_id FROM events WHERE event_id = ANY($1)",
-                &[&not_inserted],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-        };
-        let conflicts: Vec<&FleetEvent> = events
-            .iter()
-            .filter(|e| !inserted.contains(&e.id.as_uuid()) && !known.contains(&e.id.as_uuid()))
-            .collect();
-        for event in &conflicts {
-            tx.execute(
-                "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-                 VALUES ('conflicting_sequence', $1, $1, $2)",
-                &[
-                    &site.as_str(),
-                    &format!(
-                        "stream {} sequence {} already holds another event; event {} refused",
-                        stream.0, event.sequence, event.id
-                    ),
-                ],
-            )
-            .await?;
-        }
-
-        let contiguous = advance_contiguous(&tx, site, stream, contiguous).await?;
-        let highest = sequences.iter().copied().max().unwrap_or(0);
-        tx.execute(
-            "UPDATE agent_streams SET
-                 contiguous_sequence = $3,
-                 highest_received_sequence = GREATEST(highest_received_sequence, $4),
-                 last_seen_at = now()
-             WHERE site_code = $1 AND stream_id = $2",
-            &[&site.as_str(), &stream.0, &contiguous, &highest],
-        )
-        .await?;
-        tx.commit().await?;
-
-        Ok(BatchOutcome {
-            stored: inserted.len() as u32,
-            duplicates: known.len() as u32,
-            conflicts: conflicts.len() as u32,
-            contiguous: contiguous as u64,
-        })
     }
 
     pub async fn record_security_event(
@@ -299,30 +163,4 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// Walks the stored sequences above `from` and returns the end of the gap-free run.
-async fn advance_contiguous(
-    tx: &deadpool_postgres::Transaction<'_>,
-    site: &SiteCode,
-    stream: StreamId,
-    from: i64,
-) -> Result<i64, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT sequence FROM events
-             WHERE site_code = $1 AND stream_id = $2 AND sequence > $3
-             ORDER BY sequence LIMIT $4",
-            &[&site.as_str(), &stream.0, &from, &CONTIGUITY_WINDOW],
-        )
-        .await?;
-    let mut contiguous = from;
-    for row in rows {
-        let sequence: i64 = row.get(0);
-        if sequence != contiguous + 1 {
-            break;
-        }
-        contiguous = sequence;
-    }
-    Ok(contiguous)
 }

@@ -16,11 +16,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../../migrations/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../../migrations/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "partitioned_events_and_alerts",
+        sql: include_str!("../../migrations/0002_partitioned_events_and_alerts.sql"),
+    },
+];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.
 const MIGRATION_LOCK: i64 = 0x6f6e_7368_6946_6c74; // "onshiFlt"

@@ -1,13 +1,18 @@
 //! Everything central keeps in PostgreSQL. Only this module knows SQL.
 
+pub mod alerts;
 mod events;
+mod ingest;
 pub mod migrate;
+pub mod partitions;
 
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-pub use events::{BatchOutcome, SiteSummary, StoredEvent};
+pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
+pub use events::{SiteSummary, StoredEvent};
+pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -15,6 +20,18 @@ pub enum StoreError {
     Db(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// A group transaction failed as a whole (the connection, not a statement): every batch in
+    /// it shares the error.
+    #[error("{0}")]
+    Group(std::sync::Arc<StoreError>),
+    #[error(
+        "PostgreSQL did not commit within {0:?} (slow or down); the agent keeps its events and retries"
+    )]
+    Timeout(std::time::Duration),
+    #[error("central is shutting down; the agent keeps its events and retries")]
+    ShuttingDown,
+    #[error("stream {stream} of site {site} is not registered: the session must say hello first")]
+    UnknownStream { site: String, stream: uuid::Uuid },
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
     #[error(
@@ -55,21 +72,64 @@ pub fn connect(url: &DatabaseUrl, max_size: usize) -> Result<Pool, StoreError> {
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    // Bounded waits, so that a session facing a dead or saturated database answers UNAVAILABLE
+    // instead of hanging on a pool slot.
     Pool::builder(manager)
         .max_size(max_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(std::time::Duration::from_secs(10)))
+        .create_timeout(Some(std::time::Duration::from_secs(5)))
         .build()
         .map_err(|e| StoreError::Url(e.to_string()))
+}
+
+impl StoreError {
+    /// Whether the failure is PostgreSQL (or the way to it) being unavailable, as opposed to a
+    /// bug or a refused statement: callers answer UNAVAILABLE and the agent retries.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Db(error) => error.code().is_none_or(|code| {
+                // Class 08: connection exception; 57P0x: shutdown, crash, cannot connect now;
+                // 53xxx: insufficient resources; 40xxx: serialization failure / deadlock.
+                let code = code.code();
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                    || code.starts_with("40")
+                    || code == "57014"
+            }),
+            StoreError::Timeout(_) | StoreError::ShuttingDown => true,
+            StoreError::Group(inner) => inner.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+/// Stream sequences are u64 on the wire and bigint in PostgreSQL.
+pub(crate) fn seq(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Central's store: the pool plus the queries.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    method: WriteMethod,
 }
 
 impl Store {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            method: WriteMethod::default(),
+        }
+    }
+
+    /// The same store writing new rows with `method` (the benchmark compares them).
+    pub fn with_write_method(mut self, method: WriteMethod) -> Self {
+        self.method = method;
+        self
     }
 
     pub fn pool(&self) -> &Pool {

@@ -1,0 +1,686 @@
+//! The receipt-computer (レセコン) file exchange: request files in, result files out.
+//!
+//! The receipt computer writes `OQSsiquc01req_<suffix>.xml` into the request folder; the agent
+//! answers `OQSsiquc01res_<suffix>.xml` in the result folder (domain doc §4). The folder is
+//! watched with file-system notification plus a periodic rescan (notifications can be lost, on
+//! network shares especially). A file is touched only once it is stable (size and mtime
+//! unchanged for `settle_ms`); a file that still does not parse is given `incomplete_grace_ms`
+//! of quiet to be completed before it is declared bad, so a slow writer is never answered early.
+//!
+//! One request, step by step (each step durable before the next):
+//!
+//! 1. **claim**: `rename` into the work folder (from here on, the request is the agent's);
+//! 2. **ask** the national system, in the request's own encoding, and journal the answer
+//!    ([`journal`]);
+//! 3. **record** the lookup event (`LookupSource::FileExchange`); the journal notes the event's
+//!    sequence inside the outbox transaction;
+//! 4. **answer**: the result file, written atomically (temp + fsync + rename) — the national
+//!    system's file as it came, or, when it could not be reached, a file with
+//!    `SegmentOfResult` 9 and an agent code ([`codes`]) telling the clerk to check the card;
+//! 5. **archive** the request and drop the journal.
+//!
+//! A crash anywhere is resumed at start ([`FileExchange::recover`]) from the work folder: each
+//! request is answered exactly once, with no second national query once the answer is
+//! journaled and no second event once it is recorded. (One window remains: a crash between
+//! publishing the result and archiving the request, if the receipt computer has already taken
+//! the result away, writes it again; the result carries the request's
+//! `ArbitraryFileIdentifier`.)
+//!
+//! A bad file (unreadable, malformed, oversized, another institution) is moved to the error
+//! folder with an error result (and, with `err_files`, a `<request-name>.err` text) in the
+//! result folder. Nothing about one file stops the watcher.
+
+pub mod codes;
+pub mod fsio;
+pub mod journal;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use onshi_domain::events::LookupSource;
+use onshi_domain::ids::MedicalInstitutionCode;
+use onshi_domain::xml::{
+    QualificationConfirmationRequest, QualificationConfirmationResult, XmlEncoding, XmlError,
+    XmlLimits,
+};
+use tokio::sync::Notify;
+
+use crate::lookup::{Lookups, Provenance};
+use crate::outbox::Outbox;
+use codes::{AgentErrorCode, Echo};
+use journal::{Journal, Recording};
+pub use settings::{FileExchangeConfig, Folders};
+
+pub const REQUEST_PREFIX: &str = "OQSsiquc01req_";
+pub const RESULT_PREFIX: &str = "OQSsiquc01res_";
+
+/// Fault injection for tests, from the environment variable of this name. Its one value,
+/// `abort-after-record`, makes the agent abort (as kill -9 would) right after a file-exchange
+/// lookup event is recorded and before its result file is written. Never set it in production.
+pub const FAULT_ENV: &str = "EDGE_AGENT_FAULT";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    AbortAfterRecord,
+}
+
+impl Fault {
+    pub fn from_env(env: &HashMap<String, String>) -> Option<Self> {
+        match env.get(FAULT_ENV).map(String::as_str) {
+            Some("abort-after-record") => Some(Self::AbortAfterRecord),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FileExchange {
+    config: FileExchangeConfig,
+    folders: Folders,
+    lookups: Arc<Lookups>,
+    outbox: Outbox,
+    site: MedicalInstitutionCode,
+    fault: Option<Fault>,
+}
+
+/// What the watcher last saw of one request file.
+#[derive(Debug)]
+struct Seen {
+    size: u64,
+    mtime: Option<SystemTime>,
+    /// When this size and mtime were first seen.
+    since: Instant,
+    /// It was read and did not parse (with this size and mtime).
+    unparsable: bool,
+}
+
+/// Why a file is refused.
+#[derive(Debug)]
+struct Refusal {
+    code: AgentErrorCode,
+    detail: String,
+}
+
+impl FileExchange {
+    /// Creates the folders when missing.
+    pub fn new(
+        config: FileExchangeConfig,
+        lookups: Arc<Lookups>,
+        outbox: Outbox,
+        fault: Option<Fault>,
+    ) -> anyhow::Result<Self> {
+        let folders = config.folders();
+        for dir in [
+            &folders.request,
+            &folders.result,
+            &folders.archive,
+            &folders.error,
+            &folders.work,
+        ] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the file-exchange folder {}", dir.display()))?;
+        }
+        let site = lookups.recorder().site().institution_code();
+        Ok(Self {
+            config,
+            folders,
+            lookups,
+            outbox,
+            site,
+            fault,
+        })
+    }
+
+    pub fn folders(&self) -> &Folders {
+        &self.folders
+    }
+
+    /// Finishes every request a previous run left in the work folder. Call at start, before
+    /// anything else records events.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let mut names = list_requests(&self.folders.work)
+            .with_context(|| format!("listing {}", self.folders.work.display()))?;
+        names.sort();
+        for name in &names {
+            tracing::warn!(file = %name, "resuming a request left in flight by the previous run");
+            self.process_claimed(&self.folders.work.join(name)).await;
+        }
+        Ok(names.len())
+    }
+
+    /// Watches the request folder until `shutdown`.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let wake = Arc::new(Notify::new());
+        let _watcher = watch(&self.folders.request, wake.clone());
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        tokio::pin!(shutdown);
+        tracing::info!(folder = %self.folders.request.display(), "file exchange watching");
+        loop {
+            let unsettled = self.scan(&mut seen).await;
+            let wait = if unsettled {
+                self.config.settle().min(self.config.rescan())
+            } else {
+                self.config.rescan()
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        tracing::info!("file exchange stopped");
+    }
+
+    /// One look at the request folder; returns whether a file is still settling.
+    async fn scan(&self, seen: &mut HashMap<String, Seen>) -> bool {
+        let names = match list_requests(&self.folders.request) {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::error!(%error, folder = %self.folders.request.display(), "cannot list the request folder; retrying");
+                return true;
+            }
+        };
+        seen.retain(|name, _| names.contains(name));
+        let mut unsettled = false;
+        for name in names {
+            let path = self.folders.request.join(&name);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let (size, mtime) = (meta.len(), meta.modified().ok());
+            let entry = seen.entry(name.clone()).or_insert(Seen {
+                size,
+                mtime,
+                since: Instant::now(),
+                unparsable: false,
+            });
+            if entry.size != size || entry.mtime != mtime {
+                *entry = Seen {
+                    size,
+                    mtime,
+                    since: Instant::now(),
+                    unparsable: false,
+                };
+            }
+            let quiet = entry.since.elapsed();
+            if quiet < self.config.settle() {
+                unsettled = true;
+                continue;
+            }
+            if size > self.config.max_request_bytes {
+                seen.remove(&name);
+                self.refuse_unclaimed(
+                    &path,
+                    Refusal {
+                        code: AgentErrorCode::RequestTooLarge,
+                        detail: format!(
+                            "{size} bytes, the limit is {}",
+                            self.config.max_request_bytes
+                        ),
+                    },
+                )
+                .await;
+                continue;
+            }
+            if entry.unparsable && quiet < self.config.incomplete_grace() {
+                unsettled = true;
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    if quiet < self.config.incomplete_grace() {
+                        unsettled = true;
+                        continue;
+                    }
+                    seen.remove(&name);
+                    self.refuse_unclaimed(
+                        &path,
+                        Refusal {
+                            code: AgentErrorCode::FileUnreadable,
+                            detail: error.to_string(),
+                        },
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let incomplete = matches!(
+                self.parse(&bytes),
+                Err(Refusal {
+                    code: AgentErrorCode::RequestUnreadable,
+                    ..
+                })
+            );
+            if incomplete && quiet < self.config.incomplete_grace() {
+                // Perhaps still being written: look again once it has been quiet longer.
+                entry.unparsable = true;
+                unsettled = true;
+                continue;
+            }
+            seen.remove(&name);
+            match fsio::move_into(&path, &self.folders.work) {
+                Ok(claimed) => self.process_claimed(&claimed).await,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    tracing::error!(%error, file = %name, "cannot move the request into the work folder; will retry");
+                    unsettled = true;
+                }
+            }
+        }
+        unsettled
+    }
+
+    fn parse(&self, bytes: &[u8]) -> Result<QualificationConfirmationRequest, Refusal> {
+        let limits = XmlLimits {
+            max_bytes: usize::try_from(self.config.max_request_bytes).unwrap_or(usize::MAX),
+            ..XmlLimits::DEFAULT
+        };
+        let request = QualificationConfirmationRequest::from_xml_with_limits(bytes, &limits)
+            .map_err(|e| Refusal {
+                code: match e {
+                    XmlError::TooLarge { .. } => AgentErrorCode::RequestTooLarge,
+                    _ => AgentErrorCode::RequestUnreadable,
+                },
+                detail: e.to_string(),
+            })?;
+        if request.header.medical_institution_code != self.site {
+            return Err(Refusal {
+                code: AgentErrorCode::WrongInstitution,
+                detail: format!(
+                    "request {}, this site {}",
+                    request.header.medical_institution_code, self.site
+                ),
+            });
+        }
+        Ok(request)
+    }
+
+    /// Claims a bad file into the work folder, then refuses it.
+    async fn refuse_unclaimed(&self, path: &Path, refusal: Refusal) {
+        match fsio::move_into(path, &self.folders.work) {
+            Ok(claimed) => self.refuse(&claimed, None, refusal).await,
+            Err(error) => {
+                tracing::error!(%error, file = %path.display(), "cannot move a bad request into the work folder")
+            }
+        }
+    }
+
+    /// Answers one request that is in the work folder, resuming from its journal.
+    async fn process_claimed(&self, path: &Path) {
+        if let Err(error) = self.process_claimed_inner(path).await {
+            // Left in the work folder: the next start resumes it.
+            tracing::error!(error = %format!("{error:#}"), file = %path.display(), "a request could not be finished; it stays in the work folder");
+        }
+    }
+
+    async fn process_claimed_inner(&self, path: &Path) -> anyhow::Result<()> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let refusal = Refusal {
+                    code: AgentErrorCode::FileUnreadable,
+                    detail: error.to_string(),
+                };
+                self.refuse(path, None, refusal).await;
+                return Ok(());
+            }
+        };
+        let encoding = declared_encoding(&bytes);
+        let request = match self.parse(&bytes) {
+            Ok(request) => request,
+            Err(refusal) => {
+                self.refuse(path, Some(&bytes), refusal).await;
+                return Ok(());
+            }
+        };
+        let journal_path = journal::path_for(path);
+        let journal = match journal::read(&journal_path).context("reading the journal")? {
+            Some(journal) => journal,
+            None => {
+                let asked = self.lookups.ask(&request, encoding).await;
+                let journal = Journal::from_asked(&asked);
+                write_journal(journal_path.clone(), journal.clone()).await;
+                journal
+            }
+        };
+        let recorded = match &journal.recording {
+            Some(recording) => journal::was_committed(&self.outbox, recording).await?,
+            None => false,
+        };
+        if !recorded {
+            let provenance = Provenance {
+                source: LookupSource::FileExchange,
+                batch_id: None,
+                terminal: self.lookups.default_terminal().clone(),
+            };
+            let noted = journal.clone();
+            let note_path = journal_path.clone();
+            let stream_id = self.outbox.stream_id().0.to_string();
+            let before_commit = move |event: &onshi_domain::events::FleetEvent| {
+                let mut noted = noted;
+                noted.recording = Some(Recording {
+                    sequence: event.sequence,
+                    event_id: event.id.to_string(),
+                    stream_id,
+                });
+                if let Err(error) = journal::write(&note_path, &noted) {
+                    tracing::error!(%error, "cannot journal the lookup's sequence; a crash now could record it twice");
+                }
+            };
+            let recorded = self
+                .lookups
+                .record_asked(&request, journal.asked(), provenance, before_commit)
+                .await;
+            if let Err(error) = recorded {
+                tracing::error!(%error, "file-exchange lookup not recorded: answer withheld");
+                let result = codes::error_result(
+                    &self.site,
+                    &echo_of(&request),
+                    AgentErrorCode::NotRecorded,
+                    None,
+                    encoding,
+                );
+                return self.answer(path, &journal_path, result).await;
+            }
+            if self.fault == Some(Fault::AbortAfterRecord) {
+                tracing::error!("{FAULT_ENV}=abort-after-record: aborting as instructed");
+                std::process::abort();
+            }
+        }
+        let result = match journal.raw_result() {
+            Some(raw) if QualificationConfirmationResult::from_xml(&raw).is_ok() => raw,
+            Some(_) => codes::error_result(
+                &self.site,
+                &echo_of(&request),
+                AgentErrorCode::NationalAnswerUnreadable,
+                None,
+                encoding,
+            ),
+            None => {
+                let detail = match &journal.answer {
+                    journal::StoredAnswer::Failed { message } => Some(message.as_str()),
+                    journal::StoredAnswer::Answered { .. } => None,
+                };
+                codes::error_result(
+                    &self.site,
+                    &echo_of(&request),
+                    AgentErrorCode::NationalUnreachable,
+                    detail,
+                    encoding,
+                )
+            }
+        };
+        self.answer(path, &journal_path, result).await
+    }
+
+    /// Publishes the result, archives the request, drops the journal.
+    async fn answer(
+        &self,
+        request: &Path,
+        journal_path: &Path,
+        result: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let name = file_name(request);
+        let result_path = self.folders.result.join(result_name(&name));
+        let archive = self.folders.archive.clone();
+        let request = request.to_path_buf();
+        let journal_path = journal_path.to_path_buf();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if !result_path.exists() {
+                fsio::write_atomic(&result_path, &result)
+                    .with_context(|| format!("writing {}", result_path.display()))?;
+            }
+            fsio::move_into(&request, &archive)
+                .with_context(|| format!("archiving {}", request.display()))?;
+            match std::fs::remove_file(&journal_path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(error = %e, "cannot remove a finished journal")
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .await
+        .context("the file task stopped")??;
+        tracing::info!(file = %name, "request answered");
+        Ok(())
+    }
+
+    /// Refuses a claimed request: error result (and `.err`) in the result folder, the request
+    /// to the error folder.
+    async fn refuse(&self, request: &Path, bytes: Option<&[u8]>, refusal: Refusal) {
+        let name = file_name(request);
+        let encoding = bytes.map_or(XmlEncoding::Utf8, declared_encoding);
+        let echo = bytes.map(scan_echo).unwrap_or_default();
+        let result = codes::error_result(
+            &self.site,
+            &echo,
+            refusal.code,
+            Some(&refusal.detail),
+            encoding,
+        );
+        tracing::warn!(file = %name, code = refusal.code.code(), detail = %refusal.detail, "request refused");
+        let result_path = self.folders.result.join(result_name(&name));
+        let err_path = self
+            .config
+            .err_files
+            .then(|| self.folders.result.join(format!("{name}.err")));
+        let err_text = format!(
+            "{} {}\n{}\n",
+            refusal.code.code(),
+            refusal.code.message(),
+            refusal.detail
+        );
+        let error_dir = self.folders.error.clone();
+        let request = request.to_path_buf();
+        let done = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if !result_path.exists() {
+                fsio::write_atomic(&result_path, &result)?;
+            }
+            if let Some(err_path) = err_path {
+                fsio::write_atomic(&err_path, &encode(&err_text, encoding))?;
+            }
+            fsio::move_into(&request, &error_dir)?;
+            let _ = std::fs::remove_file(journal::path_for(&request));
+            Ok(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, file = %name, "cannot finish refusing a request; it stays in the work folder")
+            }
+            Err(error) => tracing::error!(%error, "the file task stopped"),
+        }
+    }
+}
+
+async fn write_journal(path: PathBuf, journal: Journal) {
+    let written = tokio::task::spawn_blocking(move || journal::write(&path, &journal)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!("cannot write the request's journal; a crash now would ask again");
+    }
+}
+
+/// Starts file-system notification on `dir`; `None` (rescans only) when it cannot.
+fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            wake.notify_one();
+        }
+    });
+    match watcher.and_then(|mut w| {
+        w.watch(dir, notify::RecursiveMode::NonRecursive)
+            .map(|()| w)
+    }) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(%error, folder = %dir.display(), "file-system notification unavailable; relying on the periodic rescan");
+            None
+        }
+    }
+}
+
+/// The names of request files in `dir`.
+fn list_requests(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_request_name(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+pub fn is_request_name(name: &str) -> bool {
+    name.starts_with(REQUEST_PREFIX)
+        && name.len() > REQUEST_PREFIX.len() + 4
+        && name.to_ascii_lowercase().ends_with(".xml")
+}
+
+/// `OQSsiquc01req_X.xml` → `OQSsiquc01res_X.xml`.
+pub fn result_name(request_name: &str) -> String {
+    match request_name.strip_prefix(REQUEST_PREFIX) {
+        Some(rest) => format!("{RESULT_PREFIX}{rest}"),
+        None => format!("{RESULT_PREFIX}{request_name}"),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn echo_of(request: &QualificationConfirmationRequest) -> Echo {
+    Echo {
+        confirmation_date: Some(request.header.qualification_confirmation_date),
+        arbitrary_file_identifier: request.header.arbitrary_file_identifier.clone(),
+    }
+}
+
+fn encode(text: &str, encoding: XmlEncoding) -> Vec<u8> {
+    match encoding {
+        XmlEncoding::Utf8 => text.as_bytes().to_vec(),
+        XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(text).0.into_owned(),
+    }
+}
+
+/// Labels of Shift_JIS in XML declarations, lower case, as the domain codec accepts them.
+const SHIFT_JIS_LABELS: &[&str] = &[
+    "shift_jis",
+    "shift-jis",
+    "sjis",
+    "windows-31j",
+    "cp932",
+    "ms932",
+    "x-sjis",
+];
+
+/// The encoding a file declares, to answer in kind (UTF-8 when it cannot be told).
+pub fn declared_encoding(bytes: &[u8]) -> XmlEncoding {
+    let head = &bytes[..bytes.len().min(256)];
+    let Some(end) = head.windows(2).position(|w| w == b"?>") else {
+        return XmlEncoding::Utf8;
+    };
+    let declaration = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+    let Some((_, rest)) = declaration.split_once("encoding") else {
+        return XmlEncoding::Utf8;
+    };
+    let label: String = rest
+        .trim_start()
+        .trim_start_matches('=')
+        .trim_start()
+        .trim_start_matches(['"', '\''])
+        .chars()
+        .take_while(|c| !matches!(c, '"' | '\'' | ' '))
+        .collect();
+    if SHIFT_JIS_LABELS.contains(&label.as_str()) {
+        XmlEncoding::ShiftJis
+    } else {
+        XmlEncoding::Utf8
+    }
+}
+
+/// Best effort: the `ArbitraryFileIdentifier` of a file that could not be parsed, to echo it.
+fn scan_echo(bytes: &[u8]) -> Echo {
+    let text = match declared_encoding(bytes) {
+        XmlEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
+    };
+    let id = (|| {
+        let open = "<ArbitraryFileIdentifier>";
+        let start = text.find(open)? + open.len();
+        let len = text[start..].find("</ArbitraryFileIdentifier>")?;
+        let value = text[start..start + len].trim();
+        let plain = !value.is_empty()
+            && value.chars().count() <= 64
+            && !value.contains(['<', '&', '\u{FFFD}'])
+            && !value.chars().any(char::is_control);
+        plain.then(|| value.to_string())
+    })();
+    Echo {
+        confirmation_date: None,
+        arbitrary_file_identifier: id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_request_name("OQSsiquc01req_202604010001.xml"));
+        assert!(is_request_name("OQSsiquc01req_202604010001.XML"));
+        assert!(!is_request_name("OQSsiquc01res_202604010001.xml"));
+        assert!(!is_request_name(".OQSsiquc01req_1.xml.tmp"));
+        assert_eq!(
+            result_name("OQSsiquc01req_202604010001.xml"),
+            "OQSsiquc01res_202604010001.xml"
+        );
+    }
+
+    #[test]
+    fn encodings_are_sniffed() {
+        assert_eq!(
+            declared_encoding(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a/>"),
+            XmlEncoding::ShiftJis
+        );
+        assert_eq!(
+            declared_encoding(b"<?xml version='1.0' encoding = 'CP932'?>"),
+            XmlEncoding::ShiftJis
+        );
+        assert_eq!(
+            declared_encoding(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            XmlEncoding::Utf8
+        );
+        assert_eq!(declared_encoding(b"garbage"), XmlEncoding::Utf8);
+    }
+
+    #[test]
+    fn echo_is_scanned_from_broken_files() {
+        let echo = scan_echo(b"<XmlMsg><ArbitraryFileIdentifier>R-1</ArbitraryFileIdentifier><");
+        assert_eq!(echo.arbitrary_file_identifier.as_deref(), Some("R-1"));
+        assert_eq!(scan_echo(b"\xff").arbitrary_file_identifier, None);
+    }
+
+    #[test]
+    fn fault_hook_reads_only_its_value() {
+        let env = HashMap::from([(FAULT_ENV.to_string(), "abort-after-record".to_string())]);
+        assert_eq!(Fault::from_env(&env), Some(Fault::AbortAfterRecord));
+        assert_eq!(Fault::from_env(&HashMap::new()), None);
+    }
+}

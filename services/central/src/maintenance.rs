@@ -1,0 +1,77 @@
+//! Central's periodic work: monthly partitions ahead of time, and the alert checker.
+//!
+//! Both run in every replica; the store serialises them with advisory locks and they only do
+//! what is missing, so running them twice is harmless. A failure (PostgreSQL down) is logged and
+//! retried at the next tick; it never stops ingest.
+
+use std::time::Duration;
+
+use crate::store::{AlertThresholds, Store};
+
+#[derive(Debug, Clone, Copy)]
+pub struct MaintenanceConfig {
+    /// Monthly partitions kept ready after the current month.
+    pub partition_months_ahead: u32,
+    pub partition_interval: Duration,
+    pub alert_interval: Duration,
+    pub thresholds: AlertThresholds,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            partition_months_ahead: 2,
+            partition_interval: Duration::from_secs(3600),
+            alert_interval: Duration::from_secs(30),
+            thresholds: AlertThresholds {
+                gap: Duration::from_secs(300),
+                divergence: Duration::from_secs(900),
+            },
+        }
+    }
+}
+
+/// Runs both loops until `stop` completes.
+pub async fn run(
+    store: Store,
+    config: MaintenanceConfig,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let partitions = async {
+        let mut tick = tokio::time::interval(config.partition_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store
+                .ensure_partitions(
+                    time::OffsetDateTime::now_utc(),
+                    config.partition_months_ahead,
+                )
+                .await
+            {
+                Ok(created) if !created.is_empty() => {
+                    tracing::info!(?created, "event partitions created")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "could not create event partitions; retrying later")
+                }
+            }
+        }
+    };
+    let alerts = async {
+        let mut tick = tokio::time::interval(config.alert_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = store.check_alerts(config.thresholds).await {
+                tracing::warn!(%error, "alert check failed; retrying later");
+            }
+        }
+    };
+    tokio::select! {
+        () = stop => {}
+        () = partitions => {}
+        () = alerts => {}
+    }
+}

@@ -1,0 +1,218 @@
+//! Per-stream status and the alerts derived from it.
+//!
+//! Two conditions are watched per agent stream:
+//! - `sequence_gap`: central holds events beyond a hole (highest received > contiguous): an
+//!   event the agent sent never arrived, and acks are stuck below it;
+//! - `produced_received_divergence`: the agent reported (hello, heartbeat) a sequence central has
+//!   not received: events wait at the site (link down, agent stuck, backlog).
+//!
+//! Each check records a condition when it is first observed (a pending row), opens it once it has
+//! held longer than its threshold, and resolves it when it clears; a condition that clears
+//! before its threshold leaves nothing behind. The unique index `alerts_one_unresolved` is the
+//! dedup rule, so checks from several replicas (serialised by an advisory lock anyway) cannot
+//! open one condition twice. The checker only reads `agent_streams`, never locks its rows: ingest
+//! holds them during writes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Store, StoreError};
+
+/// Names the alert checker among PostgreSQL advisory locks.
+const ALERT_LOCK: i64 = 0x6f6e_7368_6941_6c72; // "onshiAlr"
+
+#[derive(Debug, Clone, Copy)]
+pub struct AlertThresholds {
+    /// How long a gap may persist before it is an alert.
+    pub gap: Duration,
+    /// How long produced and received may differ before it is an alert.
+    pub divergence: Duration,
+}
+
+/// What one check did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertCheck {
+    pub opened: u64,
+    pub resolved: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    pub site_code: String,
+    pub stream_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    pub detail: String,
+}
+
+/// Where one agent stream stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    pub site_code: String,
+    pub stream_id: Uuid,
+    pub agent_version: String,
+    /// The highest sequence the agent reported having written (hello, heartbeat).
+    pub produced: i64,
+    /// The highest sequence central has received.
+    pub highest_received: i64,
+    /// Central holds every event 1..contiguous; acks never pass it.
+    pub contiguous: i64,
+    /// produced - contiguous: events the site still holds for central.
+    pub lag: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+}
+
+/// The conditions, as SQL over `agent_streams s`, with their alert detail.
+const CONDITIONS: &str = "
+    SELECT 'sequence_gap' AS kind, s.site_code, s.stream_id,
+           format('events up to sequence %s are all here, but %s arrived: sequences %s.. are missing',
+                  s.contiguous_sequence, s.highest_received_sequence, s.contiguous_sequence + 1) AS detail
+    FROM agent_streams s WHERE s.highest_received_sequence > s.contiguous_sequence
+    UNION ALL
+    SELECT 'produced_received_divergence', s.site_code, s.stream_id,
+           format('the agent reported sequence %s produced; central received up to %s',
+                  s.last_produced_sequence, s.highest_received_sequence)
+    FROM agent_streams s WHERE s.last_produced_sequence > s.highest_received_sequence";
+
+impl Store {
+    /// Every agent stream central knows, by site.
+    pub async fn stream_statuses(&self) -> Result<Vec<StreamStatus>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT site_code, stream_id, agent_version, last_produced_sequence,
+                        highest_received_sequence, contiguous_sequence, first_seen_at, last_seen_at
+                 FROM agent_streams ORDER BY site_code, first_seen_at, stream_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let produced: i64 = r.get(3);
+                let contiguous: i64 = r.get(5);
+                StreamStatus {
+                    site_code: r.get(0),
+                    stream_id: r.get(1),
+                    agent_version: r.get(2),
+                    produced,
+                    highest_received: r.get(4),
+                    contiguous,
+                    lag: (produced - contiguous).max(0),
+                    first_seen_at: r.get(6),
+                    last_seen_at: r.get(7),
+                }
+            })
+            .collect())
+    }
+
+    /// One pass of the alert checker (see the module documentation).
+    pub async fn check_alerts(
+        &self,
+        thresholds: AlertThresholds,
+    ) -> Result<AlertCheck, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ALERT_LOCK])
+            .await?
+            .get(0);
+        if !locked {
+            // Another replica is checking right now; its result is as good as ours.
+            return Ok(AlertCheck::default());
+        }
+        // Conditions that hold: record when first seen, keep the detail current.
+        tx.execute(
+            &format!(
+                "INSERT INTO alerts (kind, site_code, stream_id, detail)
+                 SELECT kind, site_code, stream_id, detail FROM ({CONDITIONS}) c
+                 ON CONFLICT (kind, site_code, stream_id) WHERE resolved_at IS NULL
+                 DO UPDATE SET detail = EXCLUDED.detail"
+            ),
+            &[],
+        )
+        .await?;
+        // Conditions that cleared: resolve open alerts, forget pending ones.
+        let cleared = format!(
+            "resolved_at IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM ({CONDITIONS}) c
+                 WHERE c.kind = alerts.kind AND c.site_code = alerts.site_code
+                   AND c.stream_id = alerts.stream_id)"
+        );
+        let resolved = tx
+            .execute(
+                &format!(
+                    "UPDATE alerts SET resolved_at = now() WHERE opened_at IS NOT NULL AND {cleared}"
+                ),
+                &[],
+            )
+            .await?;
+        tx.execute(
+            &format!("DELETE FROM alerts WHERE opened_at IS NULL AND {cleared}"),
+            &[],
+        )
+        .await?;
+        // Conditions that held long enough: open them.
+        let opened = tx
+            .execute(
+                "UPDATE alerts SET opened_at = now()
+                 WHERE opened_at IS NULL AND resolved_at IS NULL
+                   AND observed_at <= now() - CASE kind
+                       WHEN 'sequence_gap' THEN $1::float8
+                       ELSE $2::float8 END * interval '1 second'",
+                &[
+                    &thresholds.gap.as_secs_f64(),
+                    &thresholds.divergence.as_secs_f64(),
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        if opened > 0 || resolved > 0 {
+            tracing::info!(opened, resolved, "alerts changed");
+        }
+        Ok(AlertCheck { opened, resolved })
+    }
+
+    /// Open alerts (and, with `include_resolved`, resolved ones too), newest first.
+    pub async fn alerts(
+        &self,
+        include_resolved: bool,
+        limit: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, kind, site_code, stream_id, observed_at, opened_at, resolved_at, detail
+                 FROM alerts
+                 WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL)
+                 ORDER BY opened_at DESC, id DESC LIMIT $2",
+                &[&include_resolved, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Alert {
+                id: r.get(0),
+                kind: r.get(1),
+                site_code: r.get(2),
+                stream_id: r.get(3),
+                observed_at: r.get(4),
+                opened_at: r.get(5),
+                resolved_at: r.get(6),
+                detail: r.get(7),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,442 @@
+//! Writing event batches: one transaction for a group of batches (from one or many sessions),
+//! acked by the caller only after it returns.
+//!
+//! The fast path is binary COPY straight into `events`. It is taken for a batch that lies
+//! entirely above its stream's highest received sequence: such a batch cannot meet a taken
+//! stream position, and a correct agent never reuses an event id, so there is nothing for
+//! `ON CONFLICT` to do. Everything else (a resend after a lost ack, a replay, a reordered batch)
+//! takes the checked path: the positions it covers are read first, a different event at a taken
+//! position is refused and audited, and the rest is inserted with `ON CONFLICT DO NOTHING`.
+//! If the fast path meets a unique violation anyway (a broken agent reusing an id), the group is
+//! rolled back and every batch is written again on the checked path, one per transaction, so one
+//! bad batch never fails its neighbours. The fast path beat COPY into a staging table followed
+//! by `INSERT .. SELECT .. ON CONFLICT` and the `UNNEST` insert in `fleet-bench` (README,
+//! "Performance").
+//!
+//! The stream rows of a group are locked in one statement in key order, so two groups never
+//! deadlock, and two sessions of one stream (an old one still draining after a reconnect) are
+//! serialised.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use deadpool_postgres::Transaction;
+use onshi_domain::events::{FleetEvent, StreamId};
+use onshi_domain::site::SiteCode;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql, Type};
+use uuid::Uuid;
+
+use super::{Store, StoreError, seq};
+
+/// What one committed batch changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Events that were new.
+    pub stored: u32,
+    /// Events central already had (same id and time): a resend after a lost ack.
+    pub duplicates: u32,
+    /// Events refused because their stream position is taken by a different event.
+    pub conflicts: u32,
+    /// Highest n such that central holds every event 1..n of the stream, after the commit.
+    pub contiguous: u64,
+}
+
+/// One batch of one stream, as the ingest session hands it over. Events are in strictly
+/// increasing sequence order (the session checks it) and name the batch's site.
+#[derive(Debug, Clone)]
+pub struct BatchWrite {
+    pub site: SiteCode,
+    pub stream: StreamId,
+    pub events: Vec<FleetEvent>,
+}
+
+/// How the fast path writes new rows. `Copy` is what central runs; `Unnest` (one
+/// `INSERT .. SELECT FROM UNNEST(arrays)`) is kept so the benchmark can compare the two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WriteMethod {
+    #[default]
+    Copy,
+    Unnest,
+}
+
+/// How many stored sequences one contiguity walk reads at most; the rest is picked up by the
+/// next batch. Batches arrive in order, so a walk is rare: only after a gap or a replay.
+const CONTIGUITY_WINDOW: i64 = 100_000;
+
+const COPY_EVENTS: &str = "COPY events (event_id, site_code, stream_id, sequence, terminal_id, \
+                           occurred_at, kind, body) FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 8] = [
+    Type::UUID,
+    Type::TEXT,
+    Type::UUID,
+    Type::INT8,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::JSONB,
+];
+
+#[derive(Debug)]
+struct StreamState {
+    contiguous: i64,
+    highest: i64,
+}
+
+impl Store {
+    /// Stores one batch in its own transaction (a group of one).
+    pub async fn ingest_batch(
+        &self,
+        site: &SiteCode,
+        stream: StreamId,
+        events: &[FleetEvent],
+    ) -> Result<BatchOutcome, StoreError> {
+        let batch = BatchWrite {
+            site: site.clone(),
+            stream,
+            events: events.to_vec(),
+        };
+        self.ingest_group(std::slice::from_ref(&batch))
+            .await
+            .remove(0)
+    }
+
+    /// Stores a group of batches in one transaction and returns one result per batch, in order.
+    /// Nothing of a batch is acknowledged before this returns `Ok` for it: a crash at any point
+    /// loses nothing its agent still holds.
+    pub async fn ingest_group(
+        &self,
+        batches: &[BatchWrite],
+    ) -> Vec<Result<BatchOutcome, StoreError>> {
+        if batches.is_empty() {
+            return Vec::new();
+        }
+        match self.write_group(batches, false).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            // PostgreSQL refused a statement (rather than the connection failing): find out which
+            // batch, by writing each on its own on the checked path.
+            Err(StoreError::Db(error)) if error.code().is_some() => {
+                if error.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+                    tracing::warn!(%error, batches = batches.len(), "group write refused; writing its batches one by one");
+                }
+                let mut results = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    results.push(
+                        self.write_group(std::slice::from_ref(batch), true)
+                            .await
+                            .map(|mut o| o.remove(0)),
+                    );
+                }
+                results
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                batches
+                    .iter()
+                    .map(|_| Err(StoreError::Group(error.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    async fn write_group(
+        &self,
+        batches: &[BatchWrite],
+        checked_only: bool,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+
+        let mut streams: BTreeMap<(&str, Uuid), Option<StreamState>> = batches
+            .iter()
+            .map(|b| ((b.site.as_str(), b.stream.0), None))
+            .collect();
+        let (sites, ids): (Vec<&str>, Vec<Uuid>) = streams.keys().copied().unzip();
+        let locked = tx
+            .query(
+                "SELECT s.site_code, s.stream_id, s.contiguous_sequence, s.highest_received_sequence
+                 FROM agent_streams s
+                 JOIN UNNEST($1::text[], $2::uuid[]) AS k(site_code, stream_id)
+                   ON s.site_code = k.site_code AND s.stream_id = k.stream_id
+                 ORDER BY s.site_code, s.stream_id
+                 FOR UPDATE OF s",
+                &[&sites, &ids],
+            )
+            .await?;
+        for row in &locked {
+            let key: (&str, Uuid) = (row.get(0), row.get(1));
+            if let Some(slot) = streams.get_mut(&key) {
+                *slot = Some(StreamState {
+                    contiguous: row.get(2),
+                    highest: row.get(3),
+                });
+            }
+        }
+        let mut state: HashMap<(&str, Uuid), StreamState> = HashMap::new();
+        for (key, slot) in streams {
+            let found = slot.ok_or_else(|| StoreError::UnknownStream {
+                site: key.0.to_string(),
+                stream: key.1,
+            })?;
+            state.insert(key, found);
+        }
+
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut pending: Vec<&BatchWrite> = Vec::new();
+        for batch in batches {
+            let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
+                outcomes.push(BatchOutcome {
+                    stored: 0,
+                    duplicates: 0,
+                    conflicts: 0,
+                    contiguous: 0,
+                });
+                continue;
+            };
+            let (first, last) = (seq(first.sequence), seq(last.sequence));
+            let stream = state
+                .get_mut(&(batch.site.as_str(), batch.stream.0))
+                .expect("every stream of the group was locked above");
+            if !checked_only && first > stream.highest {
+                // Contiguous with what central holds and gap-free itself: the run simply extends.
+                // Anything else is settled by the walk below.
+                let gap_free = last - first + 1 == batch.events.len() as i64;
+                if stream.contiguous == stream.highest && first == stream.contiguous + 1 && gap_free
+                {
+                    stream.contiguous = last;
+                }
+                stream.highest = last;
+                pending.push(batch);
+                outcomes.push(BatchOutcome {
+                    stored: batch.events.len() as u32,
+                    duplicates: 0,
+                    conflicts: 0,
+                    contiguous: 0,
+                });
+            } else {
+                // The check must see the rows of earlier batches of this group.
+                self.write_new(&tx, &mut pending).await?;
+                outcomes.push(write_checked(&tx, batch).await?);
+                stream.highest = stream.highest.max(last);
+            }
+        }
+        self.write_new(&tx, &mut pending).await?;
+
+        for ((site, stream_id), stream) in state.iter_mut() {
+            if stream.contiguous < stream.highest {
+                stream.contiguous =
+                    advance_contiguous(&tx, site, *stream_id, stream.contiguous).await?;
+            }
+        }
+        let mut sites = Vec::with_capacity(state.len());
+        let mut ids = Vec::with_capacity(state.len());
+        let mut contiguous = Vec::with_capacity(state.len());
+        let mut highest = Vec::with_capacity(state.len());
+        for ((site, stream_id), stream) in &state {
+            sites.push(*site);
+            ids.push(*stream_id);
+            contiguous.push(stream.contiguous);
+            highest.push(stream.highest);
+        }
+        tx.execute(
+            "UPDATE agent_streams s SET
+                 contiguous_sequence = k.contiguous,
+                 highest_received_sequence = GREATEST(s.highest_received_sequence, k.highest),
+                 last_seen_at = now()
+             FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
+                  AS k(site_code, stream_id, contiguous, highest)
+             WHERE s.site_code = k.site_code AND s.stream_id = k.stream_id",
+            &[&sites, &ids, &contiguous, &highest],
+        )
+        .await?;
+        tx.commit().await?;
+
+        for (batch, outcome) in batches.iter().zip(outcomes.iter_mut()) {
+            outcome.contiguous = state[&(batch.site.as_str(), batch.stream.0)].contiguous as u64;
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes the rows of batches known to be new, and empties `pending`.
+    async fn write_new(
+        &self,
+        tx: &Transaction<'_>,
+        pending: &mut Vec<&BatchWrite>,
+    ) -> Result<(), StoreError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        match self.method {
+            WriteMethod::Copy => {
+                let sink = tx.copy_in(COPY_EVENTS).await?;
+                let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+                let mut writer = std::pin::pin!(writer);
+                for batch in pending.iter() {
+                    for event in &batch.events {
+                        let id = event.id.as_uuid();
+                        let sequence = seq(event.sequence);
+                        let row: [&(dyn ToSql + Sync); 8] = [
+                            &id,
+                            &batch.site.as_str(),
+                            &batch.stream.0,
+                            &sequence,
+                            &event.terminal.as_str(),
+                            &event.occurred_at,
+                            &event.body.kind(),
+                            &Json(&event.body),
+                        ];
+                        writer.as_mut().write(&row).await?;
+                    }
+                }
+                writer.as_mut().finish().await?;
+            }
+            WriteMethod::Unnest => {
+                let mut events = Vec::new();
+                for batch in pending.iter() {
+                    for event in &batch.events {
+                        events.push((*batch, event));
+                    }
+                }
+                insert_unnest(tx, &events).await?;
+            }
+        }
+        pending.clear();
+        Ok(())
+    }
+}
+
+/// `INSERT .. SELECT FROM UNNEST(..) ON CONFLICT DO NOTHING`; returns the ids inserted.
+async fn insert_unnest(
+    tx: &Transaction<'_>,
+    events: &[(&BatchWrite, &FleetEvent)],
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut ids = Vec::new();
+    let mut sites = Vec::new();
+    let mut streams = Vec::new();
+    let mut sequences = Vec::new();
+    let mut terminals = Vec::new();
+    let mut times = Vec::new();
+    let mut kinds = Vec::new();
+    let mut bodies = Vec::new();
+    for &(batch, event) in events {
+        ids.push(event.id.as_uuid());
+        sites.push(batch.site.as_str());
+        streams.push(batch.stream.0);
+        sequences.push(seq(event.sequence));
+        terminals.push(event.terminal.as_str());
+        times.push(event.occurred_at);
+        kinds.push(event.body.kind());
+        bodies.push(Json(&event.body));
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tx
+        .query(
+            "INSERT INTO events
+                 (event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[],
+                                  $5::text[], $6::timestamptz[], $7::text[], $8::jsonb[])
+             ON CONFLICT DO NOTHING
+             RETURNING event_id",
+            &[
+                &ids, &sites, &streams, &sequences, &terminals, &times, &kinds, &bodies,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The checked path for one batch: positions already taken by the same event are duplicates,
+/// by another event are conflicts (refused, audited); the rest is inserted.
+async fn write_checked(
+    tx: &Transaction<'_>,
+    batch: &BatchWrite,
+) -> Result<BatchOutcome, StoreError> {
+    let first = seq(batch.events.first().map_or(0, |e| e.sequence));
+    let last = seq(batch.events.last().map_or(0, |e| e.sequence));
+    let taken: HashMap<i64, (Uuid, time::OffsetDateTime)> = tx
+        .query(
+            "SELECT sequence, event_id, occurred_at FROM events
+             WHERE site_code = $1 AND stream_id = $2 AND sequence BETWEEN $3 AND $4",
+            &[&batch.site.as_str(), &batch.stream.0, &first, &last],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+
+    let mut duplicates = 0u32;
+    let mut conflicts = Vec::new();
+    let mut fresh = Vec::new();
+    for event in &batch.events {
+        match taken.get(&seq(event.sequence)) {
+            // PostgreSQL keeps microseconds; the event may carry nanoseconds.
+            Some(&(id, at))
+                if id == event.id.as_uuid()
+                    && (at - event.occurred_at).abs() < time::Duration::MICROSECOND =>
+            {
+                duplicates += 1
+            }
+            Some(_) => conflicts.push(event),
+            None => fresh.push(event),
+        }
+    }
+    let fresh: Vec<(&BatchWrite, &FleetEvent)> = fresh.into_iter().map(|e| (batch, e)).collect();
+    let inserted = insert_unnest(tx, &fresh).await?;
+    // A fresh position whose (id, time) exists elsewhere: the event is already stored once.
+    duplicates += (fresh.len() - inserted.len()) as u32;
+
+    if !conflicts.is_empty() {
+        let details: Vec<String> = conflicts
+            .iter()
+            .map(|event| {
+                format!(
+                    "stream {} sequence {} already holds another event; event {} refused",
+                    batch.stream.0, event.sequence, event.id
+                )
+            })
+            .collect();
+        tx.execute(
+            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
+             SELECT 'conflicting_sequence', $1, $1, d FROM UNNEST($2::text[]) AS d",
+            &[&batch.site.as_str(), &details],
+        )
+        .await?;
+    }
+    Ok(BatchOutcome {
+        stored: inserted.len() as u32,
+        duplicates,
+        conflicts: conflicts.len() as u32,
+        contiguous: 0,
+    })
+}
+
+/// Walks the stored sequences above `from` and returns the end of the gap-free run.
+async fn advance_contiguous(
+    tx: &Transaction<'_>,
+    site: &str,
+    stream: Uuid,
+    from: i64,
+) -> Result<i64, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT sequence FROM events
+             WHERE site_code = $1 AND stream_id = $2 AND sequence > $3
+             ORDER BY sequence LIMIT $4",
+            &[&site, &stream, &from, &CONTIGUITY_WINDOW],
+        )
+        .await?;
+    let mut contiguous = from;
+    for row in rows {
+        let sequence: i64 = row.get(0);
+        if sequence != contiguous + 1 {
+            break;
+        }
+        contiguous = sequence;
+    }
+    Ok(contiguous)
+}

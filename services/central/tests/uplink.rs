@@ -1,0 +1,352 @@
+//! Central in-process (port 0, real PostgreSQL, real mTLS) for what needs its settings changed:
+//! limits, alert thresholds, a database that goes away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use central::app::{Application, Settings, Tuning};
+use central::store::{AlertThresholds, DatabaseUrl};
+use e2e::uplink::{Session, agent_tls, lookup_event};
+use e2e::{Pki, TestDb, eventually, site_code};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+struct Central {
+    grpc: String,
+    http: String,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central {
+    let (cert, key) = pki.paths.central();
+    let settings = Settings {
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        tls_cert: cert,
+        tls_key: key,
+        client_ca: pki.paths.chain_ca(),
+        database_url: DatabaseUrl::new(database_url),
+        db_pool_size: 4,
+        migrate_on_start: true,
+        tuning,
+    };
+    let app = Application::build(&settings)
+        .await
+        .expect("central starts against the test database");
+    let grpc = format!("https://{}", app.grpc_addr());
+    let http = app.http_addr().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    Central {
+        grpc,
+        http,
+        _stop: stop,
+    }
+}
+
+fn clinic() -> String {
+    site_code("341071236")
+}
+
+async fn stored(db: &TestDb) -> i64 {
+    db.client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore: cut closes every
+/// connection through it and refuses new ones.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (flag, cuts) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+        if !up {
+            self.cut.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+fn database_target(url: &str) -> (SocketAddr, String) {
+    // postgres://user@host:port/name[?query]: the harness's URLs always name host and port.
+    let rest = url.split_once('@').expect("a user in DATABASE_URL").1;
+    let (hostport, path) = rest.split_once('/').expect("a database name");
+    (
+        hostport.parse().expect("DATABASE_URL names 127.0.0.1:port"),
+        format!("{}@{{}}/{path}", url.split_once('@').unwrap().0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_postgresql_goes_away_nothing_uncommitted_is_acked_and_the_resend_is_stored_once() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let (target, template) = database_target(&db.url);
+    let proxy = Proxy::start(target).await;
+    let tuning = Tuning {
+        write_timeout: Duration::from_secs(5),
+        ..Tuning::default()
+    };
+    let central = start_central(
+        &pki,
+        &template.replace("{}", &proxy.addr.to_string()),
+        tuning,
+    )
+    .await;
+    let stream = Uuid::now_v7();
+    let tls = agent_tls(&pki, &site).unwrap();
+
+    let mut session = Session::open(&central.grpc, tls.clone(), &site, stream)
+        .await
+        .unwrap();
+    let ack = session
+        .send_batch((1..=3).map(|s| lookup_event(&site, s)).collect())
+        .await
+        .unwrap();
+    assert_eq!(ack.up_to_sequence, 3);
+
+    proxy.set_up(false);
+    let second: Vec<_> = (4..=6).map(|s| lookup_event(&site, s)).collect();
+    let refused = session
+        .send_batch(second.clone())
+        .await
+        .expect_err("no ack without a database");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    assert_eq!(stored(&db).await, 3, "the unacked batch was not committed");
+    let refused = Session::open(&central.grpc, tls.clone(), &site, stream)
+        .await
+        .expect_err("a hello needs the database too");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+
+    proxy.set_up(true);
+    let mut again = eventually("central to reach PostgreSQL again", || {
+        let tls = tls.clone();
+        let (endpoint, site) = (central.grpc.clone(), site.clone());
+        async move { Session::open(&endpoint, tls, &site, stream).await.ok() }
+    })
+    .await;
+    assert_eq!(again.welcome.resume_after_sequence, 3);
+    let ack = again.send_batch(second).await.unwrap();
+    assert_eq!((ack.up_to_sequence, ack.stored), (6, 3));
+    assert_eq!(stored(&db).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_above_its_events_per_second_is_throttled_not_refused() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let tuning = Tuning {
+        events_per_second: 200,
+        events_burst: 100,
+        ..Tuning::default()
+    };
+    let central = start_central(&pki, &db.url, tuning).await;
+    let mut session = Session::open(
+        &central.grpc,
+        agent_tls(&pki, &site).unwrap(),
+        &site,
+        Uuid::now_v7(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    for batch in 0..3u64 {
+        let ack = session
+            .send_batch(
+                (1..=100)
+                    .map(|s| lookup_event(&site, batch * 100 + s))
+                    .collect(),
+            )
+            .await
+            .expect("a throttled batch is still acked");
+        assert_eq!(ack.up_to_sequence, (batch + 1) * 100);
+    }
+    // 100 events of burst, then 200 more at 200 per second.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "300 events at 200/s with a burst of 100 took only {elapsed:?}"
+    );
+    assert_eq!(stored(&db).await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_message_is_refused_with_resource_exhausted_and_a_hint() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let central = start_central(&pki, &db.url, Tuning::default()).await;
+    let mut session = Session::open(
+        &central.grpc,
+        agent_tls(&pki, &site).unwrap(),
+        &site,
+        Uuid::now_v7(),
+    )
+    .await
+    .unwrap();
+    let mut event = lookup_event(&site, 1);
+    if let Some(proto::fleet::v1::event::Body::Lookup(lookup)) = event.body.as_mut() {
+        lookup.error_code = "x".repeat(5 * 1024 * 1024);
+    }
+    let refused = session
+        .send_batch(vec![event])
+        .await
+        .expect_err("a 5 MiB message is over the limit");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(
+        refused.message().contains("send smaller batches"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(stored(&db).await, 0);
+
+    // A batch over the event count limit is refused too, with the limit in the message.
+    let mut session = Session::open(
+        &central.grpc,
+        agent_tls(&pki, &site).unwrap(),
+        &site,
+        Uuid::now_v7(),
+    )
+    .await
+    .unwrap();
+    let refused = session
+        .send_batch((1..=1001).map(|s| lookup_event(&site, s)).collect())
+        .await
+        .expect_err("1001 events are over the batch limit");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    assert!(
+        refused.message().contains("at most 1000"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_see_each_agents_stream_and_the_alerts_it_raises() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let tuning = Tuning {
+        maintenance: central::maintenance::MaintenanceConfig {
+            alert_interval: Duration::from_millis(100),
+            thresholds: AlertThresholds {
+                gap: Duration::from_millis(300),
+                divergence: Duration::from_secs(3600),
+            },
+            ..Default::default()
+        },
+        ..Tuning::default()
+    };
+    let central = start_central(&pki, &db.url, tuning).await;
+    let stream = Uuid::now_v7();
+    let mut session = Session::open(
+        &central.grpc,
+        agent_tls(&pki, &site).unwrap(),
+        &site,
+        stream,
+    )
+    .await
+    .unwrap();
+    // 3 never arrives.
+    session
+        .send_batch(vec![lookup_event(&site, 1), lookup_event(&site, 2)])
+        .await
+        .unwrap();
+    let ack = session
+        .send_batch(vec![lookup_event(&site, 4)])
+        .await
+        .unwrap();
+    assert_eq!(ack.up_to_sequence, 2);
+
+    let ca = pki.paths.chain_ca();
+    let (cert, key) = pki.paths.operator("e2e");
+    let (status, agents) = e2e::http::get_json(&ca, &cert, &key, &central.http, "/api/v1/agents")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{agents}");
+    let agent = &agents[0];
+    assert_eq!(agent["site_code"], site.as_str(), "{agents}");
+    assert_eq!(agent["stream_id"], stream.to_string(), "{agents}");
+    assert_eq!(
+        (&agent["highest_received"], &agent["contiguous"]),
+        (&serde_json::json!(4), &serde_json::json!(2)),
+        "{agents}"
+    );
+
+    let alerts = eventually("the gap to open an alert", || {
+        let (ca, cert, key, http) = (ca.clone(), cert.clone(), key.clone(), central.http.clone());
+        async move {
+            let (_, alerts) = e2e::http::get_json(&ca, &cert, &key, &http, "/api/v1/alerts")
+                .await
+                .ok()?;
+            (alerts.as_array()?.len() == 1).then_some(alerts)
+        }
+    })
+    .await;
+    assert_eq!(alerts[0]["kind"], "sequence_gap", "{alerts}");
+    assert_eq!(alerts[0]["site_code"], site.as_str(), "{alerts}");
+
+    // The missing event arrives: the alert resolves.
+    session
+        .send_batch(vec![lookup_event(&site, 3)])
+        .await
+        .unwrap();
+    eventually("the gap alert to resolve", || {
+        let (ca, cert, key, http) = (ca.clone(), cert.clone(), key.clone(), central.http.clone());
+        async move {
+            let (_, alerts) = e2e::http::get_json(&ca, &cert, &key, &http, "/api/v1/alerts")
+                .await
+                .ok()?;
+            alerts.as_array()?.is_empty().then_some(())
+        }
+    })
+    .await;
+
+    // Agents' certificates do not open the operator API.
+    let (cert, key) = pki.paths.agent(&site);
+    let (status, _) = e2e::http::get_json(&ca, &cert, &key, &central.http, "/api/v1/agents")
+        .await
+        .unwrap();
+    assert_eq!(status, 403);
+}
