@@ -25,6 +25,7 @@ pub struct Agent {
     control: Control,
     listener: UnixListener,
     socket: PathBuf,
+    cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,
 }
 
@@ -39,7 +40,17 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     pub async fn build(config: &AgentConfig) -> anyhow::Result<Self> {
         let patient_key = load_patient_key(&config.patient_hash_key_file)?;
-        let outbox = Outbox::open(&config.outbox_path())?;
+        let outbox = Outbox::open(&config.outbox_path(), config.outbox_options())?;
+        // Damaged or missing records become loss events now, before anything is sent, so a bad
+        // record can neither stall the stream nor stop the agent from starting.
+        let report = outbox.verify(true).await?;
+        if !report.is_clean() {
+            tracing::warn!(
+                damaged = report.damaged.len(),
+                missing = report.missing.len(),
+                "outbox records quarantined and replaced by loss events"
+            );
+        }
 
         let terminal = config::Identity::from_pem_files(&config.onshi.cert, &config.onshi.key)
             .context("loading the terminal certificate for the national system")?;
@@ -65,8 +76,24 @@ impl Agent {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             config_hash: config.config_hash(),
         };
-        let (uplink, link) = Uplink::new(outbox.clone(), channel, facts, new_events.clone());
+        let (uplink, link) = Uplink::new(
+            outbox.clone(),
+            channel,
+            facts,
+            new_events.clone(),
+            Duration::from_millis(config.central.reconnect_max_ms),
+        );
         let recorder = Recorder::new(config.site_code.clone(), outbox.clone(), new_events);
+        let cards = config.cards.as_ref().map(|settings| {
+            Arc::new(crate::cards::Cards::new(
+                settings.clone(),
+                Arc::new(card_reader::pcsc_readers::PcscReaders::new()),
+                recorder.clone(),
+                onshi.clone(),
+                patient_key.clone(),
+                config.terminal_id.clone(),
+            ))
+        });
         let lookups = Arc::new(Lookups::new(
             config.terminal_id.clone(),
             onshi,
@@ -91,9 +118,11 @@ impl Agent {
             }
             None => None,
         };
-        let control = Control::new(lookups, outbox, link, config.site_code.to_string());
+        let control = Control::new(lookups, outbox, link, config.site_code.to_string())
+            .with_cards(cards.clone());
         Ok(Self {
             uplink,
+            cards,
             control,
             listener,
             socket,
@@ -119,6 +148,9 @@ impl Agent {
         });
         if let Some(exchange) = self.file_exchange {
             tokio::spawn(exchange.run(stopped(stop_rx.clone())));
+        }
+        if let Some(cards) = self.cards {
+            tokio::spawn(cards.run_watch(stopped(stop_rx.clone())));
         }
         let uplink = self.uplink.run(stopped(stop_rx.clone()));
         let control = self.control.serve(self.listener, stopped(stop_rx));

@@ -68,8 +68,19 @@ pub struct AgentConfig {
     /// The control socket the counter CLI talks to; defaults to `<data_dir>/agent.sock`.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// The key that seals outbox records; defaults to `<data_dir>/outbox.key`, created with a new
+    /// outbox. Keep it owner-only and back it up: the outbox cannot be read without it.
+    #[serde(default)]
+    pub outbox_key_file: Option<PathBuf>,
+    /// Disk budget of the outbox in bytes (default 256 MiB). From 80 % the agent reports
+    /// pressure; when full, operations that must record an event fail closed.
+    #[serde(default = "default_outbox_budget_bytes")]
+    pub outbox_budget_bytes: u64,
     pub central: CentralLink,
     pub onshi: OnshiLink,
+    /// The site's card readers (PC/SC); absent: the agent does not touch them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cards: Option<crate::cards::CardsConfig>,
     /// The receipt-computer file exchange; absent: no folder is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_exchange: Option<crate::filex::FileExchangeConfig>,
@@ -82,6 +93,17 @@ pub struct CentralLink {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The cap of the reconnect backoff (full jitter under it), in milliseconds.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+}
+
+fn default_reconnect_max_ms() -> u64 {
+    60_000
+}
+
+fn default_outbox_budget_bytes() -> u64 {
+    256 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +176,9 @@ impl AgentConfig {
         if let Some(file_exchange) = self.file_exchange.as_mut() {
             file_exchange.resolve_paths(base);
         }
+        if let Some(key) = self.outbox_key_file.as_mut() {
+            resolve(key);
+        }
         if let Some(socket) = self.control_socket.as_mut() {
             resolve(socket);
         }
@@ -213,6 +238,21 @@ impl AgentConfig {
 
     pub fn outbox_path(&self) -> PathBuf {
         self.data_dir.join("outbox.sqlite3")
+    }
+
+    pub fn outbox_key_file(&self) -> PathBuf {
+        self.outbox_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox.key"))
+    }
+
+    pub fn outbox_options(&self) -> crate::outbox::OutboxOptions {
+        crate::outbox::OutboxOptions {
+            key_file: self.outbox_key_file(),
+            budget_bytes: self.outbox_budget_bytes,
+            site: self.site_code.clone(),
+            terminal: self.terminal_id.clone(),
+        }
     }
 
     /// Hex SHA-256 of the effective configuration, reported to central so drifted sites show.

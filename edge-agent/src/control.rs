@@ -24,6 +24,7 @@ pub struct Control {
     outbox: Outbox,
     link: watch::Receiver<LinkStatus>,
     site_code: String,
+    cards: Option<Arc<crate::cards::Cards>>,
 }
 
 impl Control {
@@ -38,7 +39,14 @@ impl Control {
             outbox,
             link,
             site_code,
+            cards: None,
         }
+    }
+
+    /// Serves the card reader RPCs (`CardLookup`, `Readers`) with `cards`.
+    pub fn with_cards(mut self, cards: Option<Arc<crate::cards::Cards>>) -> Self {
+        self.cards = cards;
+        self
     }
 
     /// Serves on a socket bound by [`bind_private`] until `shutdown`.
@@ -71,8 +79,7 @@ pub fn bind_private(socket: &Path) -> anyhow::Result<UnixListener> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     if socket.exists() {
-        // Only a socket we can connect to belongs to a running agent.
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        if agent_is_running(socket) {
             anyhow::bail!(
                 "another agent is already running on {} (stop it first)",
                 socket.display()
@@ -131,6 +138,20 @@ impl LocalAgent for Control {
         }))
     }
 
+    async fn card_lookup(
+        &self,
+        request: Request<pb::CardLookupRequest>,
+    ) -> Result<Response<pb::CardLookupReply>, Status> {
+        self.card_lookup_rpc(request).await
+    }
+
+    async fn readers(
+        &self,
+        _request: Request<pb::ReadersRequest>,
+    ) -> Result<Response<pb::ReadersReply>, Status> {
+        Ok(Response::new(self.readers_rpc()))
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -150,8 +171,119 @@ impl LocalAgent for Control {
                 .oldest_recorded_at
                 .map_or(0, |t| now.saturating_sub(t).max(0) as u64),
             central_link: self.link.borrow().as_str().to_string(),
+            last_ack_at_unix: status.last_ack_at.unwrap_or(0),
+            outbox_used_bytes: status.used_bytes,
+            outbox_budget_bytes: status.budget_bytes,
         }))
     }
+}
+
+impl Control {
+    async fn card_lookup_rpc(
+        &self,
+        request: Request<pb::CardLookupRequest>,
+    ) -> Result<Response<pb::CardLookupReply>, Status> {
+        use crate::cards::{CardRequest, CardRequestError};
+        let cards = self.cards.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "カードリーダーが設定されていません / card readers are not enabled ([cards] in the configuration)",
+            )
+        })?;
+        let r = request.into_inner();
+        let pin = match r.pin.as_str() {
+            "" => None,
+            text => Some(
+                card_reader::Pin::parse(text)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ),
+        };
+        let terminal = match r.terminal_id.as_str() {
+            "" => None,
+            t => Some(onshi_domain::site::TerminalId::parse(t).map_err(|e| {
+                Status::invalid_argument(format!("端末IDが正しくありません / {e}"))
+            })?),
+        };
+        let answer = cards
+            .lookup(CardRequest {
+                reader: r.reader,
+                pin,
+                face_verified: r.face_verified,
+                terminal,
+                limit_consent: r.limit_consent,
+            })
+            .await
+            .map_err(|e| match e {
+                CardRequestError::Invalid(m) => Status::invalid_argument(m),
+                e @ CardRequestError::Busy(_) => Status::resource_exhausted(e.to_string()),
+                e @ CardRequestError::NotRecorded(_) => Status::unavailable(e.to_string()),
+            })?;
+        let lookup = answer.outcome.map(|outcome| {
+            let person = answer.person.clone().unwrap_or_default();
+            pb::LookupReply {
+                outcome: outcome.as_str().to_string(),
+                qualification_validity: answer
+                    .qualification_validity
+                    .and_then(|v| v.code().parse().ok())
+                    .unwrap_or(0),
+                message: answer.message.clone(),
+                name: person.name,
+                name_kana: person.name_kana,
+                insurer_name: person.insurer_name,
+                insured_partial_contribution_ratio: person.insured_partial_contribution_ratio,
+                disqualification_date: person.disqualification_date,
+                event_id: answer.event.id.to_string(),
+                sequence: answer.event.sequence,
+                latency_ms: answer.latency_ms,
+            }
+        });
+        Ok(Response::new(pb::CardLookupReply {
+            card_check: snake(&answer.card_check),
+            pin_tries_left: answer.pin_tries_left,
+            identity_verification: snake(&answer.identity_verification),
+            lookup,
+            message: answer.message,
+            event_id: answer.event.id.to_string(),
+            sequence: answer.event.sequence,
+            latency_ms: answer.latency_ms,
+        }))
+    }
+
+    fn readers_rpc(&self) -> pb::ReadersReply {
+        let Some(cards) = &self.cards else {
+            return pb::ReadersReply {
+                enabled: false,
+                readers: Vec::new(),
+            };
+        };
+        pb::ReadersReply {
+            enabled: true,
+            readers: cards
+                .readers()
+                .into_iter()
+                .map(|r| pb::ReaderInfo {
+                    name: r.name,
+                    state: snake(&r.state),
+                    face_recognition: r.face_recognition,
+                    cards_read: r.cards_read,
+                    errors: r.errors,
+                    last_error: r.last_error.unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The snake_case name serde gives a domain enum (the same names the events carry).
+fn snake<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Whether an agent answers on `socket` (a socket file alone may be left by a crash).
+pub fn agent_is_running(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
 }
 
 /// A client of a running agent's control socket.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod cards;
 pub mod config;
 pub mod control;
 pub mod filex;

@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the agent: serve the counter, stream events to central.
     Run,
+    /// Inspect the outbox (works with the agent stopped).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Check eligibility from a health insurance card's numbers (the agent must be running).
     Lookup {
         /// 保険者番号 (6 or 8 digits)
@@ -49,8 +52,47 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check eligibility with the My Number card on a reader (the agent must be running). The
+    /// PIN is read from the terminal without echo, or from the first line of stdin.
+    CardLookup {
+        /// The reader's name, as `edge-agent readers` lists it.
+        #[arg(long)]
+        reader: String,
+        /// Read the PIN from the first line of stdin instead of the terminal.
+        #[arg(long)]
+        pin_stdin: bool,
+        /// The face-recognition reader matched the patient's face (no PIN).
+        #[arg(long)]
+        face_verified: bool,
+        #[arg(long, default_value = "")]
+        terminal: String,
+        /// The patient agreed to share copay-limit information (限度額情報).
+        #[arg(long)]
+        limit_consent: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the card readers the agent sees, with their health counters.
+    Readers {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show outbox depth, oldest unacked event and the link to central.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Check every record's integrity and the sequence continuity, and report what was found.
+    /// Exit status 0: clean; 3: damage found (and repaired with --repair).
+    Verify {
+        /// Quarantine damaged or missing records and put loss events in their place (they reach
+        /// central like any event). Only with the agent stopped.
+        #[arg(long)]
+        repair: bool,
         #[arg(long)]
         json: bool,
     },
@@ -145,6 +187,61 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Outbox(OutboxCommand::Verify { repair, json }) => {
+            let socket = config.control_socket();
+            if repair && edge_agent::control::agent_is_running(&socket) {
+                anyhow::bail!(
+                    "the agent is running (socket {}); stop it before --repair. A running agent \
+                     also replaces damaged records by itself when it reaches them",
+                    socket.display()
+                );
+            }
+            let outbox =
+                edge_agent::outbox::Outbox::open(&config.outbox_path(), config.outbox_options())?;
+            let report = outbox.verify(repair).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("records         {}", report.records);
+                println!("intact          {}", report.intact);
+                println!("damaged         {:?}", report.damaged);
+                println!("missing         {:?}", report.missing);
+                if report.is_clean() {
+                    println!("verdict         clean");
+                } else if report.repaired {
+                    println!("verdict         repaired: replaced by loss events sent to central");
+                } else {
+                    println!("verdict         damaged: run with --repair (agent stopped)");
+                }
+            }
+            Ok(std::process::ExitCode::from(if report.is_clean() {
+                0
+            } else {
+                3
+            }))
+        }
+        Command::CardLookup {
+            reader,
+            pin_stdin,
+            face_verified,
+            terminal,
+            limit_consent,
+            json,
+        } => {
+            let request = pb::CardLookupRequest {
+                reader,
+                pin: if face_verified {
+                    String::new()
+                } else {
+                    read_pin(pin_stdin)?
+                },
+                face_verified,
+                terminal_id: terminal,
+                limit_consent,
+            };
+            card_lookup_command(&config, request, json).await
+        }
+        Command::Readers { json } => readers_command(&config, json).await,
         Command::Status { json } => {
             let mut client = edge_agent::control::connect(&config.control_socket()).await?;
             let s = client.status(pb::StatusRequest {}).await?.into_inner();
@@ -158,6 +255,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         "last_acked_sequence": s.last_acked_sequence,
                         "oldest_unacked_age_seconds": s.oldest_unacked_age_seconds,
                         "central_link": s.central_link,
+                        "last_ack_at_unix": s.last_ack_at_unix,
+                        "outbox_used_bytes": s.outbox_used_bytes,
+                        "outbox_budget_bytes": s.outbox_budget_bytes,
                     })
                 );
             } else {
@@ -168,6 +268,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 println!(
                     "sequence        produced {} / acked {}",
                     s.last_produced_sequence, s.last_acked_sequence
+                );
+                let last_ack = time::OffsetDateTime::from_unix_timestamp(s.last_ack_at_unix)
+                    .ok()
+                    .filter(|_| s.last_ack_at_unix > 0)
+                    .map_or("never".to_string(), |t| t.to_string());
+                println!("last ack        {last_ack}");
+                println!(
+                    "outbox disk     {} of {} bytes ({} %)",
+                    s.outbox_used_bytes,
+                    s.outbox_budget_bytes,
+                    s.outbox_used_bytes * 100 / s.outbox_budget_bytes.max(1)
                 );
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -221,4 +332,105 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
+}
+
+/// The PIN, from the terminal without echo or from stdin's first line. Never printed or logged.
+fn read_pin(from_stdin: bool) -> anyhow::Result<String> {
+    let pin = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the PIN from stdin")?;
+        line
+    } else {
+        rpassword::prompt_password("暗証番号 / PIN: ").context("reading the PIN from the terminal")?
+    };
+    Ok(pin.trim().to_string())
+}
+
+async fn card_lookup_command(
+    config: &AgentConfig,
+    request: pb::CardLookupRequest,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut client = edge_agent::control::connect(&config.control_socket()).await?;
+    match client.card_lookup(request).await {
+        Ok(reply) => {
+            let r = reply.into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "card_check": r.card_check,
+                        "pin_tries_left": r.pin_tries_left,
+                        "identity_verification": r.identity_verification,
+                        "message": r.message,
+                        "event_id": r.event_id,
+                        "sequence": r.sequence,
+                        "latency_ms": r.latency_ms,
+                        "lookup": r.lookup.as_ref().map(lookup_json),
+                    })
+                );
+            } else if let Some(lookup) = &r.lookup {
+                print_lookup(lookup);
+            } else {
+                println!("{}", r.message);
+                println!(
+                    "(recorded as event {} #{}, {} ms)",
+                    r.event_id, r.sequence, r.latency_ms
+                );
+            }
+            // 0: the card was read and the national system answered; 3: the card check failed.
+            Ok(std::process::ExitCode::from(if r.card_check == "ok" {
+                0
+            } else {
+                3
+            }))
+        }
+        Err(status) => {
+            eprintln!("{}", status.message());
+            Ok(std::process::ExitCode::from(
+                if status.code() == tonic::Code::InvalidArgument {
+                    2
+                } else {
+                    1
+                },
+            ))
+        }
+    }
+}
+
+async fn readers_command(config: &AgentConfig, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let mut client = edge_agent::control::connect(&config.control_socket()).await?;
+    let r = client.readers(pb::ReadersRequest {}).await?.into_inner();
+    let readers: Vec<serde_json::Value> = r
+        .readers
+        .iter()
+        .map(|x| {
+            serde_json::json!({
+                "name": x.name,
+                "state": x.state,
+                "face_recognition": x.face_recognition,
+                "cards_read": x.cards_read,
+                "errors": x.errors,
+                "last_error": x.last_error,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "enabled": r.enabled, "readers": readers })
+        );
+    } else if !r.enabled {
+        println!("card readers are not enabled ([cards] in the configuration)");
+    } else {
+        for x in &r.readers {
+            println!(
+                "{:<28} {:<14} face={} read={} errors={} {}",
+                x.name, x.state, x.face_recognition, x.cards_read, x.errors, x.last_error
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -31,6 +31,10 @@ impl Recorder {
         &self.site
     }
 
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// Records `body` as happening now at `terminal`; the event is on disk when this returns.
     pub async fn record(
         &self,

@@ -69,6 +69,7 @@ pub struct Uplink {
     facts: AgentFacts,
     new_events: Arc<Notify>,
     status: watch::Sender<LinkStatus>,
+    reconnect_max: Duration,
 }
 
 impl Uplink {
@@ -77,6 +78,7 @@ impl Uplink {
         channel: Channel,
         facts: AgentFacts,
         new_events: Arc<Notify>,
+        reconnect_max: Duration,
     ) -> (Self, watch::Receiver<LinkStatus>) {
         let (status, status_rx) = watch::channel(LinkStatus::Disconnected);
         (
@@ -86,6 +88,7 @@ impl Uplink {
                 facts,
                 new_events,
                 status,
+                reconnect_max,
             },
             status_rx,
         )
@@ -94,7 +97,7 @@ impl Uplink {
     /// Streams until `shutdown` resolves. Never gives up: events wait in the outbox.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(60));
+        let mut backoff = Backoff::new(Duration::from_millis(250), self.reconnect_max);
         loop {
             let _ = self.status.send(LinkStatus::Connecting);
             let outcome = tokio::select! {

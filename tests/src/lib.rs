@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod http;
+pub mod pcsc;
+pub mod proxy;
 pub mod uplink;
 
 /// How long a cross-process condition may take before the test fails (`E2E_PATIENCE_SECS`).
@@ -80,6 +82,12 @@ impl TestDb {
             "DATABASE_URL is not set: these tests need PostgreSQL. Run `make test`, which starts \
              a throwaway cluster, or point DATABASE_URL at a server where this user may CREATE DATABASE",
         )?;
+        Self::create_in(&admin_url).await
+    }
+
+    /// A database of its own on the server at `admin_url`.
+    pub async fn create_in(admin_url: &str) -> anyhow::Result<Self> {
+        let admin_url = admin_url.to_string();
         let name = format!("onshi_e2e_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&admin_url).await?;
         admin
@@ -292,12 +300,38 @@ pub struct AgentSite {
     _dir: tempfile::TempDir,
 }
 
+/// Knobs of an agent's configuration that tests turn.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSettings {
+    /// Cap of the reconnect backoff (default: the agent's own).
+    pub reconnect_max_ms: Option<u64>,
+    /// Where the outbox lives (default: a folder beside the configuration).
+    pub data_dir: Option<PathBuf>,
+    pub outbox_budget_bytes: Option<u64>,
+}
+
 impl AgentSite {
     pub fn new(
         pki: &Pki,
         site: &str,
         central_endpoint: &str,
         onshi_endpoint: &str,
+    ) -> anyhow::Result<Self> {
+        Self::with_settings(
+            pki,
+            site,
+            central_endpoint,
+            onshi_endpoint,
+            AgentSettings::default(),
+        )
+    }
+
+    pub fn with_settings(
+        pki: &Pki,
+        site: &str,
+        central_endpoint: &str,
+        onshi_endpoint: &str,
+        settings: AgentSettings,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let code = onshi_domain::site::SiteCode::parse(site)?;
@@ -314,14 +348,15 @@ site_code = "{site}"
 site_kind = "{kind}"
 prefecture = "{prefecture}"
 terminal_id = "T01"
-data_dir = "data"
+data_dir = "{data_dir}"
 patient_hash_key_file = "{patient_key}"
-
+{budget}
 [central]
 endpoint = "{central_endpoint}"
 ca = "{chain_ca}"
 cert = "{agent_cert}"
 key = "{agent_key}"
+{reconnect}
 
 [onshi]
 endpoint = "{onshi_endpoint}"
@@ -331,6 +366,16 @@ key = "{terminal_key}"
 timeout_ms = 5000
 "#,
             prefecture = &site[..2],
+            data_dir = settings
+                .data_dir
+                .as_deref()
+                .map_or("data".to_string(), |d| d.display().to_string()),
+            budget = settings
+                .outbox_budget_bytes
+                .map_or(String::new(), |b| format!("outbox_budget_bytes = {b}")),
+            reconnect = settings
+                .reconnect_max_ms
+                .map_or(String::new(), |ms| format!("reconnect_max_ms = {ms}")),
             patient_key = pki.paths.patient_hash_key().display(),
             chain_ca = pki.paths.chain_ca().display(),
             agent_cert = agent_cert.display(),

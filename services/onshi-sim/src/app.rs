@@ -13,6 +13,7 @@ use anyhow::Context;
 use fleet_tls::config::{ALPN_H2, ALPN_HTTP11, Identity, load_certificates, server_config};
 use rustls::ServerConfig;
 
+use crate::faults::Faults;
 use crate::http;
 use crate::population::Population;
 use crate::service::Service;
@@ -41,6 +42,7 @@ pub struct Simulator {
     tls: Arc<ServerConfig>,
     population: Arc<Population>,
     router: axum::Router,
+    faults: Arc<Faults>,
 }
 
 impl Simulator {
@@ -55,7 +57,8 @@ impl Simulator {
 
         let population = Arc::new(Population::generate(settings.seed, settings.population));
         let service = Arc::new(Service::new(population.clone()));
-        let router = http::router(service, settings.latency);
+        let faults = Arc::new(Faults::default());
+        let router = http::router_with_faults(service, settings.latency, faults.clone());
 
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -69,7 +72,17 @@ impl Simulator {
             tls,
             population,
             router,
+            faults,
         })
+    }
+
+    /// Adds the My Number card route ([`crate::card`]) for cards issued by the J-LIS CA
+    /// certificate in `jlis_ca` (PEM).
+    pub fn with_card_route(mut self, jlis_ca: &std::path::Path) -> anyhow::Result<Self> {
+        let service = Arc::new(Service::new(self.population.clone()));
+        let route = Arc::new(crate::card::CardRoute::load(service, jlis_ca)?);
+        self.router = self.router.merge(route.router());
+        Ok(self)
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -80,6 +93,11 @@ impl Simulator {
     /// The people this simulator answers for.
     pub fn population(&self) -> &Arc<Population> {
         &self.population
+    }
+
+    /// The fault knobs (outage, injected errors), live while serving.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
     }
 
     /// Serves HTTPS until `shutdown` completes, then lets requests in flight finish.

@@ -7,7 +7,8 @@
 //! `ProcessingResultStatus`, which are public code tables.
 //!
 //! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
-//! certificate), `SIM-E02xx` the insurer's side. Each code carries the HTTP status the
+//! certificate), `SIM-E02xx` the insurer's side, `SIM-E03xx` the national system itself (the
+//! fault knobs of [`crate::faults`]). Each code carries the HTTP status the
 //! simulator answers with, so the same failure looks the same in the XML and on the wire.
 
 use onshi_domain::xml::XmlError;
@@ -30,6 +31,18 @@ pub enum SimErrorCode {
     InstitutionMismatch,
     /// The insurer is under maintenance (see [`crate::service::MAINTENANCE_INSURER`]).
     InsurerUnderMaintenance,
+    /// Card route: the card's user-authentication certificate is outside its validity dates.
+    CardCertificateExpired,
+    /// Card route: the certificate was not issued by the (test) J-LIS CA.
+    CardCertificateUntrusted,
+    /// Card route: no or a wrong signature over the challenge (or the face was not verified).
+    CardSignatureInvalid,
+    /// Card route: the challenge is unknown, used, expired or issued to another institution.
+    CardChallengeInvalid,
+    /// Card route: no insured person is registered for the certificate.
+    CardHolderUnknown,
+    /// The national system is overloaded (injected by the fault knobs, [`crate::faults`]).
+    Overloaded,
 }
 
 impl SimErrorCode {
@@ -42,6 +55,12 @@ impl SimErrorCode {
         Self::CertificateNamesNoTerminal,
         Self::InstitutionMismatch,
         Self::InsurerUnderMaintenance,
+        Self::CardCertificateExpired,
+        Self::CardCertificateUntrusted,
+        Self::CardSignatureInvalid,
+        Self::CardChallengeInvalid,
+        Self::CardHolderUnknown,
+        Self::Overloaded,
     ];
 
     /// The code written to `ErrorCode` or `ProcessingResultCode`.
@@ -54,6 +73,12 @@ impl SimErrorCode {
             Self::CertificateNamesNoTerminal => "SIM-E0101",
             Self::InstitutionMismatch => "SIM-E0102",
             Self::InsurerUnderMaintenance => "SIM-E0201",
+            Self::CardCertificateExpired => "SIM-E0103",
+            Self::CardCertificateUntrusted => "SIM-E0104",
+            Self::CardSignatureInvalid => "SIM-E0105",
+            Self::CardChallengeInvalid => "SIM-E0106",
+            Self::CardHolderUnknown => "SIM-E0107",
+            Self::Overloaded => "SIM-E0301",
         }
     }
 
@@ -78,6 +103,18 @@ impl SimErrorCode {
             }
             Self::InsurerUnderMaintenance => {
                 "保険者のシステムが保守中のため資格を確認できません。時間をおいて再度照会してください。"
+            }
+            Self::CardCertificateExpired => {
+                "マイナンバーカードの利用者証明用電子証明書の有効期限が切れています。市区町村で更新してください。"
+            }
+            Self::CardCertificateUntrusted => "マイナンバーカードの電子証明書を確認できません。",
+            Self::CardSignatureInvalid => "本人確認（暗証番号または顔認証）を確認できません。",
+            Self::CardChallengeInvalid => {
+                "本人確認の要求が無効または期限切れです。もう一度カードを読み取ってください。"
+            }
+            Self::CardHolderUnknown => "このマイナンバーカードに登録された資格情報がありません。",
+            Self::Overloaded => {
+                "システムが混雑しているため処理できません。時間をおいて再度照会してください。"
             }
         }
     }
@@ -104,6 +141,20 @@ impl SimErrorCode {
             Self::InsurerUnderMaintenance => {
                 "the insurer's system is under maintenance; eligibility cannot be confirmed, try again later"
             }
+            Self::CardCertificateExpired => {
+                "the card's user-authentication certificate is expired (or not yet valid); it is renewed at the municipality"
+            }
+            Self::CardCertificateUntrusted => {
+                "the card's certificate was not issued by the J-LIS CA"
+            }
+            Self::CardSignatureInvalid => {
+                "the identity check failed: no valid signature over the challenge, or no face match"
+            }
+            Self::CardChallengeInvalid => {
+                "the challenge is unknown, already used, expired or for another institution; read the card again"
+            }
+            Self::CardHolderUnknown => "no qualification is registered for this card",
+            Self::Overloaded => "the national system is overloaded; try again later",
         }
     }
 
@@ -115,6 +166,12 @@ impl SimErrorCode {
             Self::RequestTooLarge => 413,
             Self::CertificateNamesNoTerminal | Self::InstitutionMismatch => 403,
             Self::InsurerUnderMaintenance => 200,
+            Self::CardCertificateExpired
+            | Self::CardCertificateUntrusted
+            | Self::CardSignatureInvalid
+            | Self::CardHolderUnknown => 403,
+            Self::CardChallengeInvalid => 400,
+            Self::Overloaded => 503,
         }
     }
 
@@ -167,7 +224,7 @@ mod tests {
             assert!(codes.insert(e.code()), "duplicate {}", e.code());
             assert_eq!(SimErrorCode::from_code(e.code()), Some(*e));
             assert!(!e.message_ja().is_empty() && !e.message_en().is_empty());
-            assert!([200, 400, 403, 413].contains(&e.http_status()));
+            assert!([200, 400, 403, 413, 503].contains(&e.http_status()));
         }
         assert_eq!(SimErrorCode::from_code("E0001"), None);
         assert_eq!(SimErrorCode::InstitutionMismatch.code(), "SIM-E0102");

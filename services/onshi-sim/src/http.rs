@@ -34,6 +34,7 @@ use onshi_domain::xml::{QualificationConfirmationRequest, XmlEncoding};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime};
 
 use crate::errors::SimErrorCode;
+use crate::faults::{FaultSettings, Faults, injected_answer};
 use crate::service::{Answer, HeaderEcho, Service, refusal};
 
 /// The path of the single eligibility inquiry.
@@ -45,16 +46,50 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 struct AppState {
     service: Arc<Service>,
     latency: Duration,
+    faults: Arc<Faults>,
 }
 
 /// The simulator's routes. `latency` delays every eligibility answer (a knob for testing
 /// timeouts and progress displays), not the health check.
 pub fn router(service: Arc<Service>, latency: Duration) -> Router {
+    router_with_faults(service, latency, Arc::new(Faults::default()))
+}
+
+/// [`router`] with the fault knobs of [`crate::faults`]: an outage holds every route (the
+/// health check too), injected errors replace eligibility answers, and `GET`/`POST
+/// /admin/faults` read and change the knobs.
+pub fn router_with_faults(service: Arc<Service>, latency: Duration, faults: Arc<Faults>) -> Router {
     Router::new()
         .route(OQS_SIQUC01_PATH, post(siquc01))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
+        .route("/admin/faults", get(get_faults).post(set_faults))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(AppState { service, latency })
+        .with_state(AppState {
+            service,
+            latency,
+            faults,
+        })
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if !state.faults.pass_outage().await {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    "ok".into_response()
+}
+
+async fn get_faults(State(state): State<AppState>) -> Response {
+    axum::Json(state.faults.current()).into_response()
+}
+
+async fn set_faults(
+    State(state): State<AppState>,
+    axum::Json(change): axum::Json<FaultSettings>,
+) -> Response {
+    match state.faults.apply(&change) {
+        Ok(()) => axum::Json(state.faults.current()).into_response(),
+        Err(error) => (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    }
 }
 
 /// Now as a Japan Standard Time (UTC+9) wall-clock value, to the second.
@@ -74,6 +109,9 @@ async fn siquc01(
     peer: Option<Extension<PeerCertificates>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if !state.faults.pass_outage().await {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
@@ -113,7 +151,10 @@ async fn siquc01(
         Ok(bytes) => {
             let encoding = declared_encoding(&bytes);
             let answer = match QualificationConfirmationRequest::from_xml(&bytes) {
-                Ok(request) => state.service.confirm(&institution, &request, now, encoding),
+                Ok(request) => match state.faults.injected_error() {
+                    Some(error) => injected_answer(&request, error, now, encoding),
+                    None => state.service.confirm(&institution, &request, now, encoding),
+                },
                 Err(e) => refusal(
                     &institution,
                     &scan_header(&bytes, encoding),

@@ -6,10 +6,14 @@
 //! - [`http`]: the axum routes (`POST /oqs/OQSsiquc01`, `GET /healthz`);
 //! - [`app`]: [`app::SimSettings`] and [`app::Simulator`], which bind and serve over TLS 1.3
 //!   with terminal client certificates;
-//! - [`errors`]: the simulator's own `SIM-` error codes (the national ones are not public).
+//! - [`card`]: the My Number card route (challenge, certificate and signature checks);
+//! - [`errors`]: the simulator's own `SIM-` error codes (the national ones are not public);
+//! - [`faults`]: knobs for outages and injected errors, set at start or at run time.
 
 pub mod app;
+pub mod card;
 pub mod errors;
+pub mod faults;
 pub mod http;
 pub mod population;
 pub mod service;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use onshi_sim::faults::{FaultSettings, Faults};
 use onshi_sim::population::Population;
 use onshi_sim::{SimSettings, Simulator};
 
@@ -53,6 +54,21 @@ struct ServeArgs {
     /// Delay before every eligibility answer, in milliseconds.
     #[arg(long, env = "ONSHI_SIM_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
+    /// The (test) J-LIS CA certificate (PEM): serves the My Number card route
+    /// (`/oqs/card/challenge`, `/oqs/card/confirm`) for cards it issued.
+    #[arg(long, env = "ONSHI_SIM_JLIS_CA")]
+    jlis_ca: Option<PathBuf>,
+    /// Start in an outage: every request is held unanswered (SIGUSR2 or
+    /// `POST /admin/faults {"outage":false}` ends it; SIGUSR1 starts one).
+    #[arg(long, env = "ONSHI_SIM_OUTAGE")]
+    outage: bool,
+    /// Answer every eligibility request with this SIM- error code (or, with --error-rate,
+    /// that share of them).
+    #[arg(long, env = "ONSHI_SIM_ERROR_CODE")]
+    error_code: Option<String>,
+    /// Share of eligibility requests answered with an error (0.0–1.0, deterministic).
+    #[arg(long, env = "ONSHI_SIM_ERROR_RATE", default_value_t = 0.0)]
+    error_rate: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +125,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let simulator = Simulator::build(&settings)?;
+        let simulator = match &args.jlis_ca {
+            Some(ca) => simulator.with_card_route(ca)?,
+            None => simulator,
+        };
+        simulator
+            .faults()
+            .apply(&FaultSettings {
+                outage: Some(args.outage),
+                error_code: args.error_code.clone(),
+                error_rate: Some(args.error_rate),
+            })
+            .context("the fault knobs")?;
+        spawn_outage_signals(simulator.faults().clone());
         let line = serde_json::json!({ "https": simulator.addr().to_string() });
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}").context("writing the address to stdout")?;
@@ -116,6 +145,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         drop(stdout);
         simulator.run_until_stopped(shutdown_signal()).await
     })
+}
+
+/// SIGUSR1 starts an outage, SIGUSR2 ends it.
+fn spawn_outage_signals(faults: std::sync::Arc<Faults>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, on) in [
+            (SignalKind::user_defined1(), true),
+            (SignalKind::user_defined2(), false),
+        ] {
+            match signal(kind) {
+                Ok(mut stream) => {
+                    let faults = faults.clone();
+                    tokio::spawn(async move {
+                        while stream.recv().await.is_some() {
+                            faults.set_outage(on);
+                        }
+                    });
+                }
+                Err(error) => tracing::error!(%error, "cannot listen for the outage signals"),
+            }
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

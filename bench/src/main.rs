@@ -1,0 +1,686 @@
+//! `fleet-bench`: how fast central ingests, compared with raw PostgreSQL, and what an agent
+//! connection costs it.
+//!
+//! - `ingest`: central runs as a process (so its figures are its own) against a fresh database
+//!   on `DATABASE_URL`; N simulated agents, each with its own dev-PKI certificate, stream
+//!   synthetic lookup events over mTLS gRPC. Then, in the same run and database, the identical
+//!   rows are written with raw binary COPY into an identical table (same columns, keys, indexes
+//!   and partitions), and through COPY into a staging table plus `INSERT .. ON CONFLICT`. Last,
+//!   the agents send at half the measured rate and the ack latency is measured.
+//! - `connections`: holds many concurrent agent sessions with heartbeats and reports central's
+//!   resident memory per connection (from /proc/<pid>/status).
+//!
+//! Everything is bounded in count and time and stays on loopback. Build in release mode with
+//! central beside it: `cargo build --release -p central -p fleet-bench` (`make bench` does).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use e2e::{Pki, Running, TestDb};
+use proto::fleet::v1 as pb;
+use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
+use tokio::sync::{Barrier, Semaphore, mpsc};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_stream::wrappers::ReceiverStream;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "fleet-bench", about = "onshi-fleet benchmarks (needs DATABASE_URL)")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Ingest throughput against raw COPY, then ack latency at half that rate.
+    Ingest {
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Events in the throughput run, spread over the agents.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events per batch in the throughput run.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Unacknowledged batches an agent keeps in flight.
+        #[arg(long, default_value_t = 2)]
+        window: usize,
+        /// How central writes new rows: copy or unnest.
+        #[arg(long, default_value = "copy")]
+        write_method: String,
+        /// Seconds of the ack latency run (0 skips it).
+        #[arg(long, default_value_t = 10)]
+        latency_secs: u64,
+        /// Events per batch in the ack latency run (a site sends few events at a time).
+        #[arg(long, default_value_t = 10)]
+        latency_batch: usize,
+    },
+    /// Concurrent agent sessions with heartbeats; central's memory per connection.
+    Connections {
+        #[arg(long, default_value_t = 5_000)]
+        connections: usize,
+        /// Distinct agent certificates (sessions reuse them with distinct stream ids).
+        #[arg(long, default_value_t = 20)]
+        certs: usize,
+        #[arg(long, default_value_t = 5)]
+        heartbeat_secs: u64,
+        /// Seconds to hold every session open once all are connected.
+        #[arg(long, default_value_t = 20)]
+        hold_secs: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.mode {
+            Mode::Ingest {
+                agents,
+                events,
+                batch,
+                window,
+                write_method,
+                latency_secs,
+                latency_batch,
+            } => {
+                let options = IngestOptions {
+                    agents,
+                    events,
+                    batch: batch.clamp(1, central::ingest::MAX_BATCH_EVENTS),
+                    window: window.max(1),
+                    write_method,
+                    latency: Duration::from_secs(latency_secs),
+                    latency_batch: latency_batch.max(1),
+                };
+                tokio::time::timeout(Duration::from_secs(900), ingest(options))
+                    .await
+                    .context("the ingest benchmark took more than 15 minutes")?
+            }
+            Mode::Connections {
+                connections,
+                certs,
+                heartbeat_secs,
+                hold_secs,
+            } => tokio::time::timeout(
+                Duration::from_secs(600),
+                connections_bench(
+                    connections,
+                    certs.max(1),
+                    Duration::from_secs(heartbeat_secs.max(1)),
+                    Duration::from_secs(hold_secs),
+                ),
+            )
+            .await
+            .context("the connections benchmark took more than 10 minutes")?,
+        }
+    })
+}
+
+// ------------------------------------------------------------------------------- central
+
+/// The central binary next to this one (both built by `cargo build --release`).
+fn central_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("central");
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with this benchmark, `cargo build --release -p central -p fleet-bench` (`make bench` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn start_central(pki: &Pki, db: &TestDb, extra: &[&str]) -> anyhow::Result<Running> {
+    let (cert, key) = pki.paths.central();
+    let mut command = tokio::process::Command::new(central_binary()?);
+    command
+        .arg("serve")
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(pki.paths.chain_ca())
+        // Throughput is the point here: no per-site limit.
+        .args(["--events-per-second", "0"])
+        .args(extra)
+        .env("DATABASE_URL", &db.url)
+        .env("RUST_LOG", "warn");
+    e2e::spawn_ready(command).await
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+fn sites(count: usize) -> Vec<String> {
+    // Tokyo (13), medical fee table (1), then a serial; the harness adds the check digit.
+    (0..count)
+        .map(|i| e2e::site_code(&format!("131{:06}", i + 1)))
+        .collect()
+}
+
+// ------------------------------------------------------------------------------- agents
+
+fn synthetic_event(site: &str, sequence: u64) -> pb::Event {
+    let id = Uuid::now_v7();
+    // A keyed hash's shape (64 lowercase hex), derived from the id: no patient behind it.
+    let patient_ref = format!("{}{}", id.simple(), id.simple());
+    pb::Event {
+        event_id: id.as_bytes().to_vec(),
+        site_code: site.to_string(),
+        terminal_id: "T01".into(),
+        occurred_at: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
+        sequence,
+        body: Some(pb::event::Body::Lookup(pb::Lookup {
+            route: pb::LookupRoute::InsuranceCard as i32,
+            outcome: pb::LookupOutcome::Valid as i32,
+            patient_ref,
+            insurer_number: "06139156".into(),
+            qualification_validity: 1,
+            processing_result_code: "1".into(),
+            error_code: String::new(),
+            latency_ms: 120,
+            staff_id: String::new(),
+        })),
+    }
+}
+
+fn batch_message(events: Vec<pb::Event>) -> pb::AgentMessage {
+    pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Batch(pb::EventBatch { events })),
+    }
+}
+
+struct AgentSession {
+    to_central: mpsc::Sender<pb::AgentMessage>,
+    from_central: tonic::Streaming<pb::CentralMessage>,
+}
+
+async fn open_session(
+    endpoint: &str,
+    tls: Arc<rustls::ClientConfig>,
+    site: &str,
+    stream: Uuid,
+    window: usize,
+) -> anyhow::Result<AgentSession> {
+    let channel = fleet_tls::connect::grpc_channel(endpoint, tls)?;
+    let (to_central, outbound) = mpsc::channel(window + 1);
+    to_central.send(e2e::uplink::hello(site, stream)).await?;
+    let mut from_central = FleetUplinkClient::new(channel)
+        .session(ReceiverStream::new(outbound))
+        .await?
+        .into_inner();
+    match from_central.message().await? {
+        Some(pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Welcome(_)),
+        }) => Ok(AgentSession {
+            to_central,
+            from_central,
+        }),
+        other => bail!("expected a welcome, got {other:?}"),
+    }
+}
+
+impl AgentSession {
+    async fn next_ack(&mut self) -> anyhow::Result<u64> {
+        match self.from_central.message().await? {
+            Some(pb::CentralMessage {
+                kind: Some(pb::central_message::Kind::Ack(ack)),
+            }) => Ok(ack.up_to_sequence),
+            other => bail!("expected an ack, got {other:?}"),
+        }
+    }
+
+    /// Sends `batches` keeping at most `window` unacknowledged, optionally one batch per
+    /// `pace`; returns each batch's ack latency.
+    async fn stream(
+        &mut self,
+        batches: Vec<Vec<pb::Event>>,
+        window: usize,
+        pace: Option<Duration>,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let mut latencies = Vec::with_capacity(batches.len());
+        let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
+        let mut acked = 0;
+        let mut next = tokio::time::Instant::now();
+        for batch in batches {
+            while in_flight.len() >= window {
+                acked = self.next_ack().await?;
+                settle(&mut in_flight, acked, &mut latencies);
+            }
+            if let Some(pace) = pace {
+                tokio::time::sleep_until(next).await;
+                next += pace;
+            }
+            let last = batch.last().map_or(0, |e| e.sequence);
+            in_flight.push_back((last, Instant::now()));
+            self.to_central.send(batch_message(batch)).await?;
+        }
+        while !in_flight.is_empty() {
+            let up_to = self.next_ack().await?;
+            if up_to < acked {
+                bail!("acks went backwards: {up_to} after {acked}");
+            }
+            acked = up_to;
+            settle(&mut in_flight, acked, &mut latencies);
+        }
+        Ok(latencies)
+    }
+}
+
+fn settle(in_flight: &mut VecDeque<(u64, Instant)>, acked: u64, latencies: &mut Vec<Duration>) {
+    while in_flight.front().is_some_and(|(last, _)| *last <= acked) {
+        let (_, sent) = in_flight.pop_front().expect("checked above");
+        latencies.push(sent.elapsed());
+    }
+}
+
+// ------------------------------------------------------------------------------- ingest
+
+#[derive(Debug)]
+struct IngestOptions {
+    agents: usize,
+    events: usize,
+    batch: usize,
+    window: usize,
+    write_method: String,
+    latency: Duration,
+    latency_batch: usize,
+}
+
+async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let sites = sites(options.agents);
+    eprintln!("issuing {} agent certificates...", sites.len());
+    let pki = Pki::new(&sites.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let central = start_central(
+        &pki,
+        &db,
+        &["--write-method", options.write_method.as_str()],
+    )
+    .await?;
+    let endpoint = format!("https://{}", central.field("grpc"));
+    let per_agent = options.events / options.agents.max(1);
+    let total = per_agent * options.agents;
+
+    // Sessions open and events built before the clock starts.
+    eprintln!(
+        "{} agents x {per_agent} events, batches of {}, window {}...",
+        options.agents, options.batch, options.window
+    );
+    let start = Arc::new(Barrier::new(options.agents + 1));
+    let mut tasks = Vec::new();
+    for site in &sites {
+        let tls = e2e::uplink::agent_tls(&pki, site)?;
+        let (endpoint, site, start) = (endpoint.clone(), site.clone(), start.clone());
+        let (batch, window) = (options.batch, options.window);
+        tasks.push(tokio::spawn(async move {
+            let stream = Uuid::now_v7();
+            let events: Vec<pb::Event> = (1..=per_agent as u64)
+                .map(|s| synthetic_event(&site, s))
+                .collect();
+            let batches: Vec<Vec<pb::Event>> =
+                events.chunks(batch).map(<[pb::Event]>::to_vec).collect();
+            let session = open_session(&endpoint, tls, &site, stream, window).await;
+            start.wait().await;
+            let mut session = session?;
+            session.stream(batches, window, None).await?;
+            anyhow::Ok((site, session))
+        }));
+    }
+    start.wait().await;
+    let began = Instant::now();
+    let mut sessions = Vec::new();
+    for task in tasks {
+        sessions.push(task.await??);
+    }
+    let elapsed = began.elapsed();
+    let central_rate = total as f64 / elapsed.as_secs_f64();
+    eprintln!("central: {total} events in {elapsed:.2?}");
+
+    let client = db.client().await?;
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    if stored != total as i64 {
+        bail!("central stored {stored} events, the agents sent {total}");
+    }
+    let (copy_rate, staged_rate) = raw_copy(&db).await?;
+
+    let latency = if options.latency.is_zero() {
+        None
+    } else {
+        Some(latency_run(&mut sessions, central_rate / 2.0, &options).await?)
+    };
+
+    let ratio = central_rate / copy_rate;
+    println!(
+        "{}",
+        serde_json::json!({
+            "mode": "ingest",
+            "agents": options.agents,
+            "events": total,
+            "batch": options.batch,
+            "window": options.window,
+            "write_method": options.write_method,
+            "central_events_per_sec": central_rate.round(),
+            "raw_copy_events_per_sec": copy_rate.round(),
+            "staging_copy_insert_events_per_sec": staged_rate.round(),
+            "ratio_central_to_copy": (ratio * 1000.0).round() / 1000.0,
+            "ack_latency": latency,
+        })
+    );
+    eprintln!(
+        "central {central_rate:.0} events/s, raw COPY {copy_rate:.0} events/s, ratio {ratio:.3}; \
+         COPY to staging + INSERT ON CONFLICT {staged_rate:.0} events/s"
+    );
+    drop(sessions);
+    drop(central);
+    Ok(())
+}
+
+type Row = (
+    Uuid,
+    String,
+    Uuid,
+    i64,
+    String,
+    time::OffsetDateTime,
+    String,
+    serde_json::Value,
+);
+
+/// Writes the rows central stored again, with raw binary COPY into an identical table, and via a
+/// staging table; returns both rates in rows per second.
+async fn raw_copy(db: &TestDb) -> anyhow::Result<(f64, f64)> {
+    let mut client = db.client().await?;
+    let rows: Vec<Row> = client
+        .query(
+            "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body
+             FROM events",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+                r.get(7),
+            )
+        })
+        .collect();
+    // Same columns, keys, indexes and partitions as `events`.
+    let bounds: Vec<(String, String)> = client
+        .query(
+            "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid)
+             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'events'::regclass",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for table in ["bench_copy", "bench_staged"] {
+        let mut ddl = format!(
+            "CREATE TABLE {table} (LIKE events INCLUDING ALL) PARTITION BY RANGE (occurred_at);"
+        );
+        for (name, bound) in &bounds {
+            ddl.push_str(&format!(
+                "CREATE TABLE {table}_{name} PARTITION OF {table} {bound};"
+            ));
+        }
+        client.batch_execute(&ddl).await?;
+    }
+    client.batch_execute("CHECKPOINT").await?;
+
+    let began = Instant::now();
+    let tx = client.transaction().await?;
+    copy_rows(&tx, "bench_copy", &rows).await?;
+    tx.commit().await?;
+    let copy_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
+
+    client.batch_execute("CHECKPOINT").await?;
+    let began = Instant::now();
+    let tx = client.transaction().await?;
+    tx.batch_execute("CREATE TEMP TABLE staging (LIKE events) ON COMMIT DROP")
+        .await?;
+    copy_rows(&tx, "staging", &rows).await?;
+    tx.batch_execute(
+        "INSERT INTO bench_staged (event_id, site_code, stream_id, sequence, terminal_id,
+                                   occurred_at, kind, body)
+         SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body
+         FROM staging ON CONFLICT DO NOTHING",
+    )
+    .await?;
+    tx.commit().await?;
+    let staged_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
+    Ok((copy_rate, staged_rate))
+}
+
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    rows: &[Row],
+) -> anyhow::Result<()> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} (event_id, site_code, stream_id, sequence, terminal_id, occurred_at, \
+             kind, body) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let types = [
+        Type::UUID,
+        Type::TEXT,
+        Type::UUID,
+        Type::INT8,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::JSONB,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for row in rows {
+        let values: [&(dyn ToSql + Sync); 8] = [
+            &row.0, &row.1, &row.2, &row.3, &row.4, &row.5, &row.6, &row.7,
+        ];
+        writer.as_mut().write(&values).await?;
+    }
+    writer.as_mut().finish().await?;
+    Ok(())
+}
+
+/// Every agent sends small batches at an even pace so that all together send `rate` events per
+/// second; returns ack latency percentiles.
+async fn latency_run(
+    sessions: &mut Vec<(String, AgentSession)>,
+    rate: f64,
+    options: &IngestOptions,
+) -> anyhow::Result<serde_json::Value> {
+    let agents = sessions.len();
+    let per_agent_rate = rate / agents as f64;
+    let pace = Duration::from_secs_f64(options.latency_batch as f64 / per_agent_rate);
+    let batches_per_agent =
+        (options.latency.as_secs_f64() / pace.as_secs_f64()).ceil().max(1.0) as usize;
+    let first = (options.events / agents) as u64 + 1;
+    eprintln!(
+        "ack latency at {rate:.0} events/s: {agents} agents, a batch of {} every {pace:.2?}...",
+        options.latency_batch
+    );
+    let mut tasks = Vec::new();
+    for (site, mut session) in sessions.drain(..) {
+        let batch = options.latency_batch;
+        tasks.push(tokio::spawn(async move {
+            let batches: Vec<Vec<pb::Event>> = (0..batches_per_agent)
+                .map(|b| {
+                    let from = first + (b * batch) as u64;
+                    (from..from + batch as u64)
+                        .map(|s| synthetic_event(&site, s))
+                        .collect()
+                })
+                .collect();
+            // Start the agents spread over one pace, as independent sites would be.
+            let offset = pace.mul_f64(rand_fraction(&site));
+            tokio::time::sleep(offset).await;
+            let latencies = session.stream(batches, 8, Some(pace)).await?;
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    all.sort();
+    let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
+    let (p50, p99) = (pick(0.50), pick(0.99));
+    eprintln!("ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches", all.len());
+    Ok(serde_json::json!({
+        "target_events_per_sec": rate.round(),
+        "batch": options.latency_batch,
+        "batches": all.len(),
+        "p50_ms": (p50.as_secs_f64() * 1e5).round() / 100.0,
+        "p99_ms": (p99.as_secs_f64() * 1e5).round() / 100.0,
+    }))
+}
+
+/// A stable fraction in [0, 1) from a site code, to spread agents' start times.
+fn rand_fraction(site: &str) -> f64 {
+    let hash = site
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (hash % 10_000) as f64 / 10_000.0
+}
+
+// ------------------------------------------------------------------------------- connections
+
+async fn connections_bench(
+    connections: usize,
+    certs: usize,
+    heartbeat: Duration,
+    hold: Duration,
+) -> anyhow::Result<()> {
+    let db = TestDb::create().await?;
+    let sites = sites(certs);
+    let pki = Pki::new(&sites.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let central = start_central(&pki, &db, &[]).await?;
+    let pid = central.child.id().context("central exited")?;
+    let endpoint = format!("https://{}", central.field("grpc"));
+    let tls: Vec<_> = sites
+        .iter()
+        .map(|s| e2e::uplink::agent_tls(&pki, s))
+        .collect::<Result<_, _>>()?;
+
+    // Warm central up with one session so that the baseline holds its one-off allocations.
+    let warm = open_session(&endpoint, tls[0].clone(), &sites[0], Uuid::now_v7(), 1).await?;
+    drop(warm);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let baseline = rss_kib(pid)?;
+    eprintln!("central RSS before: {baseline} KiB; opening {connections} sessions...");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connecting = Arc::new(Semaphore::new(64));
+    let (ready_tx, mut ready_rx) = mpsc::channel::<anyhow::Result<()>>(connections.max(1));
+    let began = Instant::now();
+    for i in 0..connections {
+        let (endpoint, site, tls) = (
+            endpoint.clone(),
+            sites[i % sites.len()].clone(),
+            tls[i % tls.len()].clone(),
+        );
+        let (connecting, ready, mut stop) =
+            (connecting.clone(), ready_tx.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let permit = connecting.acquire_owned().await;
+            let session = open_session(&endpoint, tls, &site, Uuid::now_v7(), 1).await;
+            drop(permit);
+            let session = match session {
+                Ok(s) => {
+                    let _ = ready.send(Ok(())).await;
+                    s
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e)).await;
+                    return;
+                }
+            };
+            let mut tick = tokio::time::interval(heartbeat);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tick.tick() => {
+                        let beat = pb::AgentMessage {
+                            kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat {
+                                sent_at: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
+                                last_produced_sequence: 0,
+                                outbox_depth: 0,
+                            })),
+                        };
+                        if session.to_central.send(beat).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(ready_tx);
+    for _ in 0..connections {
+        match ready_rx.recv().await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => bail!("a session failed to open: {e:#}"),
+            None => bail!("session tasks ended early"),
+        }
+    }
+    eprintln!(
+        "{connections} sessions open after {:.1?}; holding {hold:?} with heartbeats every {heartbeat:?}...",
+        began.elapsed()
+    );
+    tokio::time::sleep(hold).await;
+    let held = rss_kib(pid)?;
+    let alive = central.child.id().is_some();
+    let per_connection = (held.saturating_sub(baseline)) as f64 * 1024.0 / connections as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "mode": "connections",
+            "connections": connections,
+            "certificates": certs,
+            "heartbeat_secs": heartbeat.as_secs(),
+            "central_rss_before_kib": baseline,
+            "central_rss_holding_kib": held,
+            "central_bytes_per_connection": per_connection.round(),
+            "central_alive": alive,
+        })
+    );
+    eprintln!(
+        "central RSS {baseline} KiB -> {held} KiB: {:.1} KiB per connection",
+        per_connection / 1024.0
+    );
+    let _ = stop_tx.send(true);
+    Ok(())
+}

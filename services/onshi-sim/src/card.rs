@@ -1,0 +1,389 @@
+//! The My Number card route (マイナ保険証): a challenge, then a confirmation that carries the
+//! card's user-authentication certificate and its signature over the challenge.
+//!
+//! The real transport between a face-recognition reader / qualification terminal and the
+//! national system is not public (UNCONFIRMED); this is the **simulator's convention**, over the
+//! same HTTPS with terminal client certificates as `OQSsiquc01`:
+//!
+//! - `POST /oqs/card/challenge` (empty body) → `200 {"challenge":"<64 hex>","expires_in_ms":N}`:
+//!   32 random bytes, single use, valid [`CHALLENGE_LIFETIME`], bound to the institution of the
+//!   terminal certificate that asked.
+//! - `POST /oqs/card/confirm` with a JSON [`ConfirmRequest`] → an `OQSsiquc01res` file (UTF-8)
+//!   with `ReferenceClassification` 1 (My Number card). Checks, in order: the challenge (known,
+//!   unexpired, same institution: else `SIM-E0106`), the certificate chains to the test J-LIS CA
+//!   (`--jlis-ca`, signature checked: else `SIM-E0104`), is within its validity dates (else
+//!   `SIM-E0103`), the identity was verified: `pin` needs a PKCS#1 v1.5 SHA-256 signature of the
+//!   challenge by the certificate's key (else `SIM-E0105`), `face` needs `face_verified` (the
+//!   face-recognition reader matched the card's photo; a card cannot sign without its PIN, so
+//!   the face route carries no signature); finally the holder (subject `serialNumber`
+//!   `HOLDER-<n>`, the index in the population) must exist (else `SIM-E0107`). Failures are
+//!   result files with `SegmentOfResult` 9.
+//!
+//! Like a real user-authentication certificate, the card's certificate names nobody and the
+//! 12-digit My Number plays no part: the simulator maps the certificate to the person.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Extension;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use fleet_tls::identity::{leaf, terminal_of};
+use fleet_tls::listen::PeerCertificates;
+use onshi_domain::codes::ReferenceClassification;
+use onshi_domain::ids::MedicalInstitutionCode;
+use onshi_domain::xml::{
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader, XmlEncoding,
+};
+use ring::rand::SecureRandom;
+use time::PrimitiveDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::errors::SimErrorCode;
+use crate::http::now_jst;
+use crate::service::{Answer, HeaderEcho, Service, refusal};
+
+pub const CHALLENGE_PATH: &str = "/oqs/card/challenge";
+pub const CONFIRM_PATH: &str = "/oqs/card/confirm";
+/// How long a challenge may be answered.
+pub const CHALLENGE_LIFETIME: Duration = Duration::from_secs(60);
+/// Outstanding challenges kept at most (oldest dropped first).
+const MAX_CHALLENGES: usize = 10_000;
+/// The subject `serialNumber` prefix naming the holder's index in the population.
+pub const HOLDER_PREFIX: &str = "HOLDER-";
+
+/// The confirmation body (JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    /// The challenge, hex, as issued.
+    pub challenge: String,
+    /// The user-authentication certificate, DER in hex.
+    pub certificate: String,
+    /// `pin` or `face`.
+    pub identity_verification: String,
+    /// PKCS#1 v1.5 SHA-256 signature over the challenge bytes, hex (the `pin` route).
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// The face-recognition reader matched the holder (the `face` route).
+    #[serde(default)]
+    pub face_verified: bool,
+    /// `yyyyMMdd`; today (JST) when absent.
+    #[serde(default)]
+    pub qualification_confirmation_date: Option<String>,
+    #[serde(default)]
+    pub arbitrary_file_identifier: Option<String>,
+    #[serde(default)]
+    pub limit_consent: bool,
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    institution: MedicalInstitutionCode,
+    expires: Instant,
+}
+
+/// The card route's state: the trusted J-LIS CA and the outstanding challenges.
+#[derive(Debug)]
+pub struct CardRoute {
+    service: Arc<Service>,
+    jlis_ca_der: Vec<u8>,
+    challenges: Mutex<HashMap<[u8; 32], Outstanding>>,
+}
+
+impl CardRoute {
+    /// Trusts the first certificate of the PEM file `jlis_ca`.
+    pub fn load(service: Arc<Service>, jlis_ca: &Path) -> anyhow::Result<Self> {
+        let certs = fleet_tls::config::load_certificates(jlis_ca)
+            .with_context(|| format!("loading the J-LIS CA {}", jlis_ca.display()))?;
+        let der = certs
+            .first()
+            .with_context(|| format!("{} holds no certificate", jlis_ca.display()))?
+            .as_ref()
+            .to_vec();
+        X509Certificate::from_der(&der).context("parsing the J-LIS CA certificate")?;
+        Ok(Self {
+            service,
+            jlis_ca_der: der,
+            challenges: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(CHALLENGE_PATH, post(challenge))
+            .route(CONFIRM_PATH, post(confirm))
+            .with_state(self)
+    }
+
+    fn issue_challenge(&self, institution: MedicalInstitutionCode) -> [u8; 32] {
+        let mut nonce = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .expect("the system random number generator is available");
+        let now = Instant::now();
+        let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        challenges.retain(|_, c| c.expires > now);
+        if challenges.len() >= MAX_CHALLENGES
+            && let Some(oldest) = challenges
+                .iter()
+                .min_by_key(|(_, c)| c.expires)
+                .map(|(k, _)| *k)
+        {
+            challenges.remove(&oldest);
+        }
+        challenges.insert(
+            nonce,
+            Outstanding {
+                institution,
+                expires: now + CHALLENGE_LIFETIME,
+            },
+        );
+        nonce
+    }
+
+    /// Takes the challenge (single use) if it is live and was issued to `institution`.
+    fn take_challenge(&self, nonce: &[u8], institution: &MedicalInstitutionCode) -> bool {
+        let Ok(nonce) = <[u8; 32]>::try_from(nonce) else {
+            return false;
+        };
+        let mut challenges = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        match challenges.remove(&nonce) {
+            Some(c) => c.expires > Instant::now() && &c.institution == institution,
+            None => false,
+        }
+    }
+
+    /// Judges a confirmation at `now` (JST wall clock; `now_utc` for certificate validity).
+    pub fn confirm(
+        &self,
+        institution: &MedicalInstitutionCode,
+        request: &ConfirmRequest,
+        now: PrimitiveDateTime,
+        now_utc: time::OffsetDateTime,
+    ) -> Answer {
+        let date = request
+            .qualification_confirmation_date
+            .as_deref()
+            .and_then(parse_yyyymmdd)
+            .unwrap_or(now.date());
+        let echo = HeaderEcho {
+            qualification_confirmation_date: Some(date),
+            arbitrary_file_identifier: request.arbitrary_file_identifier.clone(),
+        };
+        let fail = |error: SimErrorCode, detail: &str| {
+            let mut answer = refusal(
+                institution,
+                &echo,
+                error,
+                Some(detail),
+                now,
+                XmlEncoding::Utf8,
+            );
+            answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+            answer
+        };
+        let Some(nonce) = unhex(&request.challenge) else {
+            return fail(SimErrorCode::CardChallengeInvalid, "challenge is not hex");
+        };
+        if !self.take_challenge(&nonce, institution) {
+            return fail(
+                SimErrorCode::CardChallengeInvalid,
+                "unknown, used or expired challenge",
+            );
+        }
+        let Some(der) = unhex(&request.certificate) else {
+            return fail(
+                SimErrorCode::CardCertificateUntrusted,
+                "certificate is not hex",
+            );
+        };
+        let Ok((_, cert)) = X509Certificate::from_der(&der) else {
+            return fail(
+                SimErrorCode::CardCertificateUntrusted,
+                "certificate is not DER",
+            );
+        };
+        let Ok((_, ca)) = X509Certificate::from_der(&self.jlis_ca_der) else {
+            return fail(SimErrorCode::CardCertificateUntrusted, "no J-LIS CA");
+        };
+        if cert.issuer() != ca.subject() || cert.verify_signature(Some(ca.public_key())).is_err() {
+            return fail(
+                SimErrorCode::CardCertificateUntrusted,
+                "not issued by the J-LIS CA",
+            );
+        }
+        let at = x509_parser::time::ASN1Time::from_timestamp(now_utc.unix_timestamp());
+        if !at.is_ok_and(|at| cert.validity().is_valid_at(at)) {
+            return fail(
+                SimErrorCode::CardCertificateExpired,
+                &format!("valid until {}", cert.validity().not_after),
+            );
+        }
+        match request.identity_verification.as_str() {
+            "pin" => {
+                let Some(signature) = request.signature.as_deref().and_then(unhex) else {
+                    return fail(SimErrorCode::CardSignatureInvalid, "no signature");
+                };
+                let key = ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    cert.public_key().subject_public_key.data.as_ref(),
+                );
+                if key.verify(&nonce, &signature).is_err() {
+                    return fail(
+                        SimErrorCode::CardSignatureInvalid,
+                        "the signature does not match the certificate",
+                    );
+                }
+            }
+            "face" if request.face_verified => {}
+            "face" => return fail(SimErrorCode::CardSignatureInvalid, "face not verified"),
+            _ => {
+                return fail(
+                    SimErrorCode::RequestUnreadable,
+                    "identity_verification is pin or face",
+                );
+            }
+        }
+        let holder = cert
+            .subject()
+            .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .and_then(|s| s.strip_prefix(HOLDER_PREFIX))
+            .and_then(|n| n.parse::<usize>().ok());
+        let population = self.service.population();
+        let Some(person) = holder.and_then(|i| population.people().get(i)) else {
+            return fail(
+                SimErrorCode::CardHolderUnknown,
+                "no insured person for this certificate",
+            );
+        };
+        let lookup = QualificationConfirmationRequest {
+            header: RequestHeader {
+                qualification_confirmation_date: date,
+                medical_institution_code: institution.clone(),
+                arbitrary_file_identifier: request.arbitrary_file_identifier.clone(),
+            },
+            search: QualificationConfirmSearchInfo {
+                insurer_number: person.insurer_number.clone(),
+                insured_card_symbol: person.symbol.clone(),
+                insured_identification_number: person.number.clone(),
+                insured_branch_number: person.branch.clone(),
+                birthdate: person.birthdate.clone(),
+                limit_application_certificate_related_cons_flg: request.limit_consent,
+                arbitrary_identifier: None,
+            },
+        };
+        let mut answer = self
+            .service
+            .confirm(institution, &lookup, now, XmlEncoding::Utf8);
+        answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+        answer
+    }
+}
+
+fn parse_yyyymmdd(s: &str) -> Option<time::Date> {
+    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let month = time::Month::try_from(s[4..6].parse::<u8>().ok()?).ok()?;
+    time::Date::from_calendar_date(s[0..4].parse().ok()?, month, s[6..8].parse().ok()?).ok()
+}
+
+/// Hex (either case) to bytes.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn institution_of(peer: Option<&PeerCertificates>) -> Result<MedicalInstitutionCode, String> {
+    let der = leaf(peer.map(|p| p.0.as_slice())).map_err(|e| e.to_string())?;
+    let (code, _terminal) = terminal_of(der).map_err(|e| e.to_string())?;
+    MedicalInstitutionCode::parse(&code).map_err(|e| e.to_string())
+}
+
+fn forbidden(detail: String) -> Response {
+    let error = SimErrorCode::CertificateNamesNoTerminal;
+    let text = format!("{} {} ({detail})\n", error.code(), error.message_en());
+    (StatusCode::FORBIDDEN, text).into_response()
+}
+
+async fn challenge(
+    State(route): State<Arc<CardRoute>>,
+    peer: Option<Extension<PeerCertificates>>,
+) -> Response {
+    let institution = match institution_of(peer.as_ref().map(|Extension(p)| p)) {
+        Ok(i) => i,
+        Err(detail) => return forbidden(detail),
+    };
+    let nonce = route.issue_challenge(institution);
+    axum::Json(serde_json::json!({
+        "challenge": fleet_tls::identity::hex(&nonce),
+        "expires_in_ms": CHALLENGE_LIFETIME.as_millis() as u64,
+    }))
+    .into_response()
+}
+
+#[tracing::instrument(
+    name = "card_confirm",
+    skip_all,
+    fields(institution, segment, validity, error)
+)]
+async fn confirm(
+    State(route): State<Arc<CardRoute>>,
+    peer: Option<Extension<PeerCertificates>>,
+    body: Bytes,
+) -> Response {
+    let span = tracing::Span::current();
+    let institution = match institution_of(peer.as_ref().map(|Extension(p)| p)) {
+        Ok(i) => i,
+        Err(detail) => return forbidden(detail),
+    };
+    span.record("institution", institution.as_str());
+    let now = now_jst();
+    let answer = match serde_json::from_slice::<ConfirmRequest>(&body) {
+        Ok(request) => route.confirm(&institution, &request, now, time::OffsetDateTime::now_utc()),
+        Err(e) => {
+            let mut answer = refusal(
+                &institution,
+                &HeaderEcho::default(),
+                SimErrorCode::RequestUnreadable,
+                Some(&e.to_string()),
+                now,
+                XmlEncoding::Utf8,
+            );
+            answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+            answer
+        }
+    };
+    span.record("segment", answer.result.header.segment_of_result.code());
+    if let Some(v) = answer.result.body.qualification_validity {
+        span.record("validity", v.code());
+    }
+    if let Some(error) = answer.error {
+        span.record("error", error.code());
+    }
+    tracing::info!("card route answered");
+    let status =
+        StatusCode::from_u16(answer.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/xml; charset=UTF-8")],
+        answer.result.to_xml(XmlEncoding::Utf8),
+    )
+        .into_response()
+}

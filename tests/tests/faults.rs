@@ -1,0 +1,448 @@
+//! Fault injection: whatever fails between a site and PostgreSQL, every event the agent recorded
+//! reaches central exactly once. Each test compares event ids (what the counter was shown, what
+//! the outbox held) with what PostgreSQL holds, not just counts. Every loop is bounded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::proxy::Proxy;
+use e2e::{
+    AgentSettings, AgentSite, Pki, SimPerson, TestDb, eventually, https_endpoint, sim_people,
+    site_code, start_central, start_sim,
+};
+use edge_agent::config::AgentConfig;
+use edge_agent::outbox::Outbox;
+use tokio::process::Command;
+
+fn clinic() -> String {
+    site_code("341071236")
+}
+
+/// A tiny deterministic generator for fault timings; the seed is printed so a failure replays.
+struct Dice(u64);
+
+impl Dice {
+    fn from_env() -> Self {
+        let seed = std::env::var("FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("fault timings: FAULT_SEED={seed}");
+        Self(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Runs `people` through `edge-agent lookup`, `parallel` at a time; returns the event ids of
+/// the answers the counter was shown (lookups cut short by a fault simply have none).
+async fn burst(site: &AgentSite, people: &[SimPerson], parallel: usize) -> BTreeSet<String> {
+    let mut shown = BTreeSet::new();
+    for chunk in people.chunks(parallel) {
+        let runs = chunk.iter().map(|p| site.lookup(p));
+        for output in futures_util::future::join_all(runs).await {
+            let Ok(output) = output else { continue };
+            if !output.status.success() {
+                continue;
+            }
+            if let Ok(reply) = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                && let Some(id) = reply["event_id"].as_str()
+            {
+                shown.insert(id.to_string());
+            }
+        }
+    }
+    shown
+}
+
+async fn central_ids(db: &TestDb, site: &str) -> anyhow::Result<Vec<String>> {
+    let rows = db
+        .client()
+        .await?
+        .query(
+            "SELECT event_id::text FROM events WHERE site_code = $1 ORDER BY sequence",
+            &[&site],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The ids of the events an agent's outbox holds (the agent stopped).
+async fn outbox_ids(config: &Path) -> anyhow::Result<BTreeSet<String>> {
+    let config = AgentConfig::load(config, &HashMap::new())?;
+    let outbox = Outbox::open(&config.outbox_path(), config.outbox_options())?;
+    Ok(outbox
+        .pending(0, usize::MAX, usize::MAX)
+        .await?
+        .into_iter()
+        .map(|p| uuid::Uuid::from_slice(&p.event.event_id).map(|u| u.to_string()))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Waits until the running agent's outbox is empty and central acknowledged all it produced.
+async fn drained(site: &AgentSite) -> u64 {
+    eventually("the agent's outbox to drain to central", || async {
+        let s = site.status().await.ok()?;
+        let produced = s["last_produced_sequence"].as_u64()?;
+        (s["outbox_depth"] == 0 && s["last_acked_sequence"].as_u64()? == produced)
+            .then_some(produced)
+    })
+    .await
+}
+
+/// Central holds exactly sequences 1..=produced of the site, each once, and every id in
+/// `must_hold`.
+async fn assert_exactly_once(
+    db: &TestDb,
+    site: &str,
+    produced: u64,
+    must_hold: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let client = db.client().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT event_id), count(DISTINCT sequence), max(sequence)
+             FROM events WHERE site_code = $1",
+            &[&site],
+        )
+        .await?;
+    let (count, ids, sequences, max): (i64, i64, i64, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        count as u64, produced,
+        "one stored event per sequence the agent produced"
+    );
+    assert_eq!((ids, sequences), (count, count), "no duplicates");
+    assert_eq!(max.unwrap_or(0) as u64, produced, "no hole: 1..=produced");
+    let stored: BTreeSet<String> = central_ids(db, site).await?.into_iter().collect();
+    let lost: Vec<_> = must_hold.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "events recorded at the site but not in central: {lost:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            reconnect_max_ms: Some(500),
+            ..Default::default()
+        },
+    )?;
+    let people = sim_people("any", 12).await?;
+    let mut dice = Dice::from_env();
+    let mut recorded = BTreeSet::new();
+
+    for round in 0..6 {
+        let mut agent = agent_site.start().await?;
+        let kill_after = Duration::from_millis(dice.below(60));
+        let lookups = burst(&agent_site, &people, 3);
+        tokio::pin!(lookups);
+        let shown_before_kill = tokio::select! {
+            shown = &mut lookups => shown,
+            _ = tokio::time::sleep(kill_after) => BTreeSet::new(),
+        };
+        agent.child.start_kill()?; // SIGKILL
+        agent.child.wait().await?;
+        let shown = if shown_before_kill.is_empty() {
+            lookups.await
+        } else {
+            shown_before_kill
+        };
+        // Whatever the counter was shown, and whatever the outbox still holds, was recorded.
+        recorded.extend(shown);
+        recorded.extend(outbox_ids(&agent_site.config).await?);
+        eprintln!(
+            "round {round}: killed after {kill_after:?}, {} recorded so far",
+            recorded.len()
+        );
+    }
+
+    let _agent = agent_site.start().await?;
+    let produced = drained(&agent_site).await;
+    assert!(produced > 0, "the bursts recorded something");
+    assert_exactly_once(&db, &site, produced, &recorded).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_cut_longer_than_the_backoff_cap_loses_nothing() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &format!("https://{}", proxy.addr()),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            reconnect_max_ms: Some(300),
+            ..Default::default()
+        },
+    )?;
+    let _agent = agent_site.start().await?;
+    let people = sim_people("any", 10).await?;
+
+    let mut shown = burst(&agent_site, &people[..4], 2).await;
+    proxy.cut();
+    // The counter keeps working while central is unreachable; events wait in the outbox.
+    shown.extend(burst(&agent_site, &people[4..], 2).await);
+    eventually("the agent to notice the cut", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["central_link"] != "connected" && s["outbox_depth"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    // Longer than the backoff cap: several reconnects fail before the link returns.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    proxy.restore(central.field("grpc").parse()?);
+
+    let produced = drained(&agent_site).await;
+    assert_eq!(
+        shown.len() as u64,
+        produced,
+        "every lookup was answered and recorded"
+    );
+    assert_exactly_once(&db, &site, produced, &shown).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn central_killed_and_restarted_mid_stream_loses_nothing() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let mut central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &format!("https://{}", proxy.addr()),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            reconnect_max_ms: Some(300),
+            ..Default::default()
+        },
+    )?;
+    let _agent = agent_site.start().await?;
+    let people = sim_people("any", 12).await?;
+
+    let mut shown = burst(&agent_site, &people[..4], 2).await;
+    central.child.start_kill()?;
+    central.child.wait().await?;
+    shown.extend(burst(&agent_site, &people[4..8], 2).await);
+    let restarted = start_central(&pki, &db).await?;
+    proxy.restore(restarted.field("grpc").parse()?);
+    shown.extend(burst(&agent_site, &people[8..], 2).await);
+
+    let produced = drained(&agent_site).await;
+    assert_eq!(shown.len() as u64, produced);
+    assert_exactly_once(&db, &site, produced, &shown).await
+}
+
+/// A PostgreSQL cluster of the test's own, so it can be stopped without disturbing others.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnCluster {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = pg(dir.path(), "start", Some(port)).await?;
+        Ok(Self { dir, url })
+    }
+
+    async fn stop(&self) -> anyhow::Result<()> {
+        pg(self.dir.path(), "stop", None).await.map(|_| ())
+    }
+
+    async fn restart(&self) -> anyhow::Result<()> {
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the URL");
+        pg(self.dir.path(), "start", Some(port)).await.map(|_| ())
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script())
+            .args(["stop"])
+            .arg(self.dir.path().join("pg"))
+            .status();
+    }
+}
+
+fn script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg.sh")
+}
+
+async fn pg(dir: &Path, action: &str, port: Option<u16>) -> anyhow::Result<String> {
+    let mut command = Command::new(script());
+    command.arg(action).arg(dir.join("pg"));
+    if let Some(port) = port {
+        command.arg(port.to_string());
+    }
+    let output = command.output().await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "scripts/pg.sh {action} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_stopped_and_restarted_mid_stream_loses_nothing() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let cluster = OwnCluster::start().await?;
+    let db = TestDb::create_in(&cluster.url).await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            reconnect_max_ms: Some(300),
+            ..Default::default()
+        },
+    )?;
+    let _agent = agent_site.start().await?;
+    let people = sim_people("any", 12).await?;
+
+    let mut shown = burst(&agent_site, &people[..4], 2).await;
+    cluster.stop().await?;
+    shown.extend(burst(&agent_site, &people[4..8], 2).await);
+    cluster.restart().await?;
+    shown.extend(burst(&agent_site, &people[8..], 2).await);
+
+    let produced = drained(&agent_site).await;
+    assert_eq!(shown.len() as u64, produced);
+    assert_exactly_once(&db, &site, produced, &shown).await
+}
+
+/// Mounts a small tmpfs (the test runs as root under `make test`; anything else fails here
+/// saying so).
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount(size: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "this test mounts a small tmpfs to fill the outbox's filesystem and needs root \
+             (CAP_SYS_ADMIN); run it as `make test` does, as root"
+        );
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbox_on_a_full_filesystem_fails_closed_then_recovers() -> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
+    proxy.cut(); // central unreachable: events pile up in the outbox
+    let fs = SmallFilesystem::mount("1m")?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &format!("https://{}", proxy.addr()),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            reconnect_max_ms: Some(300),
+            data_dir: Some(fs.dir.path().join("data")),
+            ..Default::default()
+        },
+    )?;
+    let _agent = agent_site.start().await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+
+    let mut shown = BTreeSet::new();
+    let refusal = 'fill: loop {
+        assert!(shown.len() < 20_000, "the filesystem never filled up");
+        let runs = (0..4).map(|_| agent_site.lookup(&person));
+        for output in futures_util::future::join_all(runs).await {
+            let output = output?;
+            if !output.status.success() {
+                break 'fill String::from_utf8_lossy(&output.stderr).to_string();
+            }
+            let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+            shown.insert(reply["event_id"].as_str().unwrap_or_default().to_string());
+        }
+    };
+    assert!(
+        refusal.contains("nothing was recorded"),
+        "the clerk is told the lookup was not recorded: {refusal}"
+    );
+    // Failing closed changed nothing: the count of recorded events stands.
+    let status = agent_site.status().await?;
+    let produced_when_full = status["last_produced_sequence"].as_u64().unwrap_or(0);
+
+    proxy.restore(central.field("grpc").parse()?);
+    drained(&agent_site).await;
+    let output = agent_site.lookup(&person).await?;
+    assert!(
+        output.status.success(),
+        "lookups work again once central took the events: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    shown.insert(reply["event_id"].as_str().unwrap_or_default().to_string());
+
+    let produced = drained(&agent_site).await;
+    assert!(produced > produced_when_full);
+    assert_exactly_once(&db, &site, produced, &shown).await
+}
