@@ -4,6 +4,7 @@
 //! Callers pass in the current time and the keys; everything here is a pure function of its
 //! inputs, which is what lets the agent, the simulator and central agree byte for byte.
 
+pub mod access;
 pub mod check_digit;
 pub mod codes;
 pub mod events;
