@@ -5,6 +5,8 @@
 //! inputs, which is what lets the agent, the simulator and central agree byte for byte.
 
 pub mod access;
+pub mod adoption;
+pub mod calendar;
 pub mod check_digit;
 pub mod codes;
 pub mod events;
