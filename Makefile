@@ -29,8 +29,12 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+.PHONY: helm-check
+helm-check: ## Lint the Helm chart and validate its manifests (installs helm and kubernetes-validate into .local/tools)
+	scripts/check-helm.sh
+
 .PHONY: test
-test: deps lint build ## Run every test against real PostgreSQL, TLS and processes
+test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
 
 .PHONY: demo

@@ -1,0 +1,72 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "central.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart unless overridden. Leaves room for the "-grpc"/"-https" suffixes. */}}
+{{- define "central.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 57 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 57 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "central.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "central.labels" -}}
+helm.sh/chart: {{ include "central.chart" . }}
+{{ include "central.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: onshi-fleet
+{{- end }}
+
+{{/* Selects every pod of the release (server and migration job). */}}
+{{- define "central.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "central.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selects the serving pods only. */}}
+{{- define "central.serverSelectorLabels" -}}
+{{ include "central.selectorLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "central.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "central.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "central.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* DATABASE_URL from the existing Secret: a reference, the value never enters the manifest. */}}
+{{- define "central.databaseEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.existingSecret is required (an existing Secret with the PostgreSQL URL)" .Values.database.existingSecret }}
+      key: {{ .Values.database.urlKey }}
+{{- end }}
+
+{{- define "central.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
