@@ -152,6 +152,18 @@ impl LocalAgent for Control {
         Ok(Response::new(self.readers_rpc()))
     }
 
+    type BatchInquiryStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::BatchInquiryProgress, Status>>;
+
+    async fn batch_inquiry(
+        &self,
+        request: Request<pb::BatchInquiryRequest>,
+    ) -> Result<Response<Self::BatchInquiryStream>, Status> {
+        crate::batch::serve(self.lookups.clone(), request.into_inner())
+            .map(Response::new)
+            .map_err(Status::invalid_argument)
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod batch;
 pub mod cards;
 pub mod config;
 pub mod control;

@@ -77,6 +77,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Batch inquiry (一括照会): check every row of a CSV (保険者番号/insurer_number, 記号/symbol,
+    /// 番号/number, 枝番/branch, 生年月日/birthdate, optional 患者ID/row_id; UTF-8 or
+    /// Shift_JIS) and write 有効 / 無効 / エラー per row (the agent must be running).
+    Batch {
+        /// The input CSV.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The results CSV (default: <input>_result.csv beside the input), same encoding.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "")]
+        terminal: String,
+        /// Lookups in flight at once (1–16).
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show outbox depth, oldest unacked event and the link to central.
     Status {
         #[arg(long)]
@@ -242,6 +261,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             card_lookup_command(&config, request, json).await
         }
         Command::Readers { json } => readers_command(&config, json).await,
+        Command::Batch {
+            csv,
+            out,
+            terminal,
+            concurrency,
+            json,
+        } => {
+            edge_agent::batch::cli(
+                &config.control_socket(),
+                &csv,
+                out,
+                terminal,
+                concurrency,
+                json,
+            )
+            .await
+        }
         Command::Status { json } => {
             let mut client = edge_agent::control::connect(&config.control_socket()).await?;
             let s = client.status(pb::StatusRequest {}).await?.into_inner();
@@ -343,7 +379,8 @@ fn read_pin(from_stdin: bool) -> anyhow::Result<String> {
             .context("reading the PIN from stdin")?;
         line
     } else {
-        rpassword::prompt_password("暗証番号 / PIN: ").context("reading the PIN from the terminal")?
+        rpassword::prompt_password("暗証番号 / PIN: ")
+            .context("reading the PIN from the terminal")?
     };
     Ok(pin.trim().to_string())
 }
@@ -400,7 +437,10 @@ async fn card_lookup_command(
     }
 }
 
-async fn readers_command(config: &AgentConfig, json: bool) -> anyhow::Result<std::process::ExitCode> {
+async fn readers_command(
+    config: &AgentConfig,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let mut client = edge_agent::control::connect(&config.control_socket()).await?;
     let r = client.readers(pb::ReadersRequest {}).await?.into_inner();
     let readers: Vec<serde_json::Value> = r

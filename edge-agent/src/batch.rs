@@ -1,0 +1,756 @@
+//! Batch inquiry (一括照会): a CSV of, say, tomorrow's appointments in; per row 有効 / 無効 /
+//! エラー out, in a CSV of the same encoding.
+//!
+//! Two halves:
+//!
+//! - the **CLI** (`edge-agent batch --csv FILE`): reads the file (UTF-8 with or without BOM, or
+//!   Shift_JIS as Japanese spreadsheets save it; detected), maps the header (Japanese or
+//!   English column names), sends the rows to the running agent, shows progress (a bar on a
+//!   terminal, plain counts otherwise) and writes the results. A row id / 患者ID column never
+//!   leaves the CLI;
+//! - the **agent** ([`run_rows`]): validates every row locally first (a bad row is an エラー row
+//!   with the reason, and is never sent), then looks the others up one by one through
+//!   [`Lookups::confirm`], a few at a time, each recorded as a lookup event with
+//!   `LookupSource::Batch` and the batch's id.
+//!
+//! The national batch messages (`OQSmuquc01req`/`OQSmuquc02req`, two-step with a
+//! `ReceptionNumber`) are not used: their body shape is UNCONFIRMED (domain doc §3), and
+//! row-by-row confirmation gives every row its own event and its own answer as it comes.
+//!
+//! Patient identifiers in the rows are never logged: only counts and field names.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use onshi_domain::events::{LookupOutcome, LookupSource};
+use onshi_domain::ids::InsuranceCardQuery;
+use onshi_domain::site::TerminalId;
+use onshi_domain::xml::{
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader,
+};
+use proto::agent::v1 as pb;
+use tokio::sync::{Semaphore, mpsc};
+use uuid::Uuid;
+
+use crate::lookup::{CardFields, LookupError, Lookups, Provenance, today_jst};
+
+/// The most rows one batch may have (a day's appointments at a large hospital fit easily).
+pub const MAX_ROWS: usize = 10_000;
+pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const MAX_CONCURRENCY: usize = 16;
+
+/// A row's verdict, as the national guide's table shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    Valid,
+    Invalid,
+    Error,
+}
+
+impl RowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Valid => "valid",
+            RowStatus::Invalid => "invalid",
+            RowStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "valid" => Some(RowStatus::Valid),
+            "invalid" => Some(RowStatus::Invalid),
+            "error" => Some(RowStatus::Error),
+            _ => None,
+        }
+    }
+
+    pub fn ja(self) -> &'static str {
+        match self {
+            RowStatus::Valid => "有効",
+            RowStatus::Invalid => "無効",
+            RowStatus::Error => "エラー",
+        }
+    }
+
+    fn of(outcome: LookupOutcome) -> Self {
+        match outcome {
+            LookupOutcome::Valid => RowStatus::Valid,
+            // "No matching qualification" is not eligibility: the card must be checked.
+            LookupOutcome::Invalid | LookupOutcome::NotFound => RowStatus::Invalid,
+            _ => RowStatus::Error,
+        }
+    }
+}
+
+/// One row answered by the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowDone {
+    pub index: usize,
+    pub status: RowStatus,
+    /// The lookup outcome when the row reached the network.
+    pub outcome: Option<LookupOutcome>,
+    pub message: String,
+    pub event_id: Option<String>,
+}
+
+/// Answers `rows` as one batch, sending each answer to `done` as it completes; returns when
+/// every row is answered, or early when `done` is closed (the CLI went away: rows not yet
+/// started are not asked).
+pub async fn run_rows(
+    lookups: Arc<Lookups>,
+    rows: Vec<CardFields>,
+    batch_id: String,
+    terminal: TerminalId,
+    concurrency: usize,
+    done: mpsc::Sender<RowDone>,
+) {
+    let limit = Arc::new(Semaphore::new(concurrency.clamp(1, MAX_CONCURRENCY)));
+    let today = today_jst();
+    let total = rows.len();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut refused = 0usize;
+    for (index, fields) in rows.into_iter().enumerate() {
+        if done.is_closed() {
+            break;
+        }
+        let query = match InsuranceCardQuery::parse(
+            &fields.insurer_number,
+            &fields.symbol,
+            &fields.number,
+            &fields.branch,
+            &fields.birthdate,
+            today,
+        ) {
+            Ok(query) => query,
+            Err(errors) => {
+                refused += 1;
+                let _ = done
+                    .send(RowDone {
+                        index,
+                        status: RowStatus::Error,
+                        outcome: None,
+                        message: LookupError::InvalidInput(errors).for_clerk(),
+                        event_id: None,
+                    })
+                    .await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let request = QualificationConfirmationRequest {
+            header: RequestHeader {
+                qualification_confirmation_date: today,
+                medical_institution_code: lookups.recorder().site().institution_code(),
+                arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
+            },
+            search: QualificationConfirmSearchInfo::from_query(&query, fields.limit_consent),
+        };
+        let provenance = Provenance {
+            source: LookupSource::Batch,
+            batch_id: Some(batch_id.clone()),
+            terminal: terminal.clone(),
+        };
+        let lookups = lookups.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            let row = match lookups.confirm(&request, provenance).await {
+                Ok(confirmed) => RowDone {
+                    index,
+                    status: RowStatus::of(confirmed.answer.outcome),
+                    outcome: Some(confirmed.answer.outcome),
+                    message: confirmed.answer.message,
+                    event_id: Some(confirmed.answer.event.id.to_string()),
+                },
+                Err(error) => RowDone {
+                    index,
+                    status: RowStatus::Error,
+                    outcome: None,
+                    message: LookupError::NotRecorded(error).for_clerk(),
+                    event_id: None,
+                },
+            };
+            drop(permit);
+            let _ = done.send(row).await;
+        });
+        // Reap finished rows as we go, so the set stays as small as the concurrency.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    tracing::info!(
+        batch_id,
+        rows = total,
+        refused_locally = refused,
+        "batch inquiry done"
+    );
+}
+
+/// The control API's side (`LocalAgent.BatchInquiry`): starts the batch and returns the stream
+/// of per-row progress. Refuses (with a message for the clerk) an empty or oversized batch or a
+/// bad terminal id.
+pub fn serve(
+    lookups: Arc<Lookups>,
+    request: pb::BatchInquiryRequest,
+) -> Result<
+    tokio_stream::wrappers::ReceiverStream<Result<pb::BatchInquiryProgress, tonic::Status>>,
+    String,
+> {
+    let total = request.rows.len();
+    if total == 0 {
+        return Err("行がありません / the batch has no rows".into());
+    }
+    if total > MAX_ROWS {
+        return Err(format!(
+            "行が多すぎます（上限 {MAX_ROWS} 行） / more than {MAX_ROWS} rows: split the file"
+        ));
+    }
+    let terminal = match request.terminal_id.as_str() {
+        "" => lookups.default_terminal().clone(),
+        t => TerminalId::parse(t).map_err(|e| format!("端末IDが正しくありません / {e}"))?,
+    };
+    let concurrency = match request.concurrency {
+        0 => DEFAULT_CONCURRENCY,
+        n => n as usize,
+    };
+    let rows: Vec<CardFields> = request
+        .rows
+        .into_iter()
+        .map(|r| CardFields {
+            insurer_number: r.insurer_number,
+            symbol: r.insured_card_symbol,
+            number: r.insured_identification_number,
+            branch: r.insured_branch_number,
+            birthdate: r.birthdate,
+            terminal: None,
+            limit_consent: false,
+        })
+        .collect();
+    let batch_id = Uuid::now_v7().to_string();
+    let (row_tx, mut row_rx) = mpsc::channel::<RowDone>(64);
+    let (out_tx, out_rx) = mpsc::channel(64);
+    tracing::info!(batch_id, rows = total, concurrency, "batch inquiry started");
+    tokio::spawn(run_rows(
+        lookups,
+        rows,
+        batch_id.clone(),
+        terminal,
+        concurrency,
+        row_tx,
+    ));
+    tokio::spawn(async move {
+        let mut done = 0u32;
+        while let Some(row) = row_rx.recv().await {
+            done += 1;
+            let progress = pb::BatchInquiryProgress {
+                batch_id: batch_id.clone(),
+                total: total as u32,
+                done,
+                index: row.index as u32,
+                status: row.status.as_str().to_string(),
+                outcome: row
+                    .outcome
+                    .map(|o| o.as_str().to_string())
+                    .unwrap_or_default(),
+                message: row.message,
+                event_id: row.event_id.unwrap_or_default(),
+            };
+            if out_tx.send(Ok(progress)).await.is_err() {
+                // The CLI went away; dropping the row receiver stops new lookups.
+                break;
+            }
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+}
+
+// ------------------------------------------------------------------------------------ CSV
+
+/// How the input file was encoded; the results are written the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvEncoding {
+    Utf8,
+    Utf8Bom,
+    ShiftJis,
+}
+
+/// One data row of the input file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputRow {
+    /// The data row's number in the file, from 1 (the header not counted).
+    pub line: u64,
+    /// The row id / 患者ID column; stays at the CLI.
+    pub row_id: String,
+    pub insurer_number: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: String,
+    pub birthdate: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchInput {
+    pub encoding: CsvEncoding,
+    pub rows: Vec<InputRow>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchCsvError {
+    #[error(
+        "文字コードを判別できません / the file is neither UTF-8 nor Shift_JIS (save it as CSV UTF-8 or CSV Shift_JIS)"
+    )]
+    Encoding,
+    #[error("見出し行がありません / the file has no header row")]
+    NoHeader,
+    #[error("列「{ja}」({en}) がありません / the header has no {en} column")]
+    MissingColumn { ja: &'static str, en: &'static str },
+    #[error("CSV を読めません / the CSV is not readable: {0}")]
+    Csv(String),
+    #[error("行が多すぎます（上限 {MAX_ROWS} 行） / more than {MAX_ROWS} rows: split the file")]
+    TooManyRows,
+    #[error("データ行がありません / the file has no data rows")]
+    Empty,
+}
+
+/// Decodes the file: a UTF-8 BOM, else valid UTF-8, else Shift_JIS without a single invalid
+/// sequence; anything else is refused rather than guessed.
+pub fn decode(bytes: &[u8]) -> Result<(String, CsvEncoding), BatchCsvError> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        let text = std::str::from_utf8(rest).map_err(|_| BatchCsvError::Encoding)?;
+        return Ok((text.to_string(), CsvEncoding::Utf8Bom));
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Ok((text.to_string(), CsvEncoding::Utf8));
+    }
+    let (text, had_errors) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(bytes);
+    if had_errors {
+        return Err(BatchCsvError::Encoding);
+    }
+    Ok((text.into_owned(), CsvEncoding::ShiftJis))
+}
+
+pub fn encode(text: &str, encoding: CsvEncoding) -> Vec<u8> {
+    match encoding {
+        CsvEncoding::Utf8 => text.as_bytes().to_vec(),
+        CsvEncoding::Utf8Bom => [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
+        CsvEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(text).0.into_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    RowId,
+    Insurer,
+    Symbol,
+    Number,
+    Branch,
+    Birthdate,
+}
+
+fn column_of(header: &str) -> Option<Column> {
+    let h: String = header
+        .trim()
+        .trim_matches('\u{feff}')
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_lowercase()
+        .replace('ｉ', "i")
+        .replace('ｄ', "d");
+    Some(match h.as_str() {
+        "保険者番号" | "insurer_number" | "insurer" | "insurernumber" => Column::Insurer,
+        "記号" | "symbol" | "insured_card_symbol" => Column::Symbol,
+        "番号" | "number" | "insured_identification_number" => Column::Number,
+        "枝番" | "branch" | "insured_branch_number" => Column::Branch,
+        "生年月日" | "birthdate" | "birth_date" | "dateofbirth" => Column::Birthdate,
+        "患者id" | "患者番号" | "行id" | "row_id" | "rowid" | "id" | "patient_id" => {
+            Column::RowId
+        }
+        _ => return None,
+    })
+}
+
+/// `1980/01/02` and `1980-01-02`, as spreadsheets write dates, become `19800102`.
+fn normalise_date(raw: &str) -> String {
+    let raw = raw.trim();
+    let parts: Vec<&str> = raw.split(['/', '-']).collect();
+    if parts.len() == 3
+        && parts[0].len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[1].len() <= 2
+        && parts[2].len() <= 2
+    {
+        return format!("{}{:0>2}{:0>2}", parts[0], parts[1], parts[2]);
+    }
+    raw.to_string()
+}
+
+pub fn parse_csv(bytes: &[u8]) -> Result<BatchInput, BatchCsvError> {
+    let (text, encoding) = decode(bytes)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let header = records
+        .next()
+        .ok_or(BatchCsvError::NoHeader)?
+        .map_err(|e| BatchCsvError::Csv(e.to_string()))?;
+    let columns: Vec<Option<Column>> = header.iter().map(column_of).collect();
+    let find = |c: Column| columns.iter().position(|x| *x == Some(c));
+    for (c, ja, en) in [
+        (Column::Insurer, "保険者番号", "insurer_number"),
+        (Column::Number, "番号", "number"),
+        (Column::Birthdate, "生年月日", "birthdate"),
+    ] {
+        if find(c).is_none() {
+            return Err(BatchCsvError::MissingColumn { ja, en });
+        }
+    }
+    let mut rows = Vec::new();
+    for record in records {
+        let record = record.map_err(|e| BatchCsvError::Csv(e.to_string()))?;
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if rows.len() == MAX_ROWS {
+            return Err(BatchCsvError::TooManyRows);
+        }
+        let get = |c: Column| {
+            find(c)
+                .and_then(|at| record.get(at))
+                .map(|f| f.trim().to_string())
+                .unwrap_or_default()
+        };
+        rows.push(InputRow {
+            line: rows.len() as u64 + 1,
+            row_id: get(Column::RowId),
+            insurer_number: get(Column::Insurer),
+            symbol: get(Column::Symbol),
+            number: get(Column::Number),
+            branch: get(Column::Branch),
+            birthdate: normalise_date(&get(Column::Birthdate)),
+        });
+    }
+    if rows.is_empty() {
+        return Err(BatchCsvError::Empty);
+    }
+    Ok(BatchInput { encoding, rows })
+}
+
+/// The per-row result of the CLI, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowResult {
+    pub status: RowStatus,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub valid: usize,
+    pub invalid: usize,
+    pub error: usize,
+}
+
+impl Summary {
+    pub fn of(results: &[RowResult]) -> Self {
+        let mut s = Summary::default();
+        for r in results {
+            match r.status {
+                RowStatus::Valid => s.valid += 1,
+                RowStatus::Invalid => s.invalid += 1,
+                RowStatus::Error => s.error += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The results file: the input's fields, then 結果 (有効 / 無効 / エラー) and 詳細, in the
+/// input's encoding (Shift_JIS files come back with CRLF line ends, as spreadsheets expect).
+pub fn write_results(input: &BatchInput, results: &[RowResult]) -> Vec<u8> {
+    let terminator = match input.encoding {
+        CsvEncoding::ShiftJis => csv::Terminator::CRLF,
+        _ => csv::Terminator::Any(b'\n'),
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(terminator)
+        .from_writer(Vec::new());
+    let header = [
+        "行",
+        "患者ID",
+        "保険者番号",
+        "記号",
+        "番号",
+        "枝番",
+        "生年月日",
+        "結果",
+        "詳細",
+    ];
+    // Writing to a Vec cannot fail.
+    let _ = writer.write_record(header);
+    for (row, result) in input.rows.iter().zip(results) {
+        let line = row.line.to_string();
+        let message = result.message.replace('\n', " ");
+        let _ = writer.write_record([
+            line.as_str(),
+            &row.row_id,
+            &row.insurer_number,
+            &row.symbol,
+            &row.number,
+            &row.branch,
+            &row.birthdate,
+            result.status.ja(),
+            &message,
+        ]);
+    }
+    let bytes = writer.into_inner().unwrap_or_default();
+    encode(&String::from_utf8_lossy(&bytes), input.encoding)
+}
+
+// ------------------------------------------------------------------------------------ CLI
+
+/// The default results file: `<input stem>_result.csv` beside the input.
+pub fn default_output(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "batch".into());
+    input.with_file_name(format!("{stem}_result.csv"))
+}
+
+/// A progress display: a bar on a terminal, a count line every tenth otherwise.
+#[derive(Debug)]
+struct Progress {
+    tty: bool,
+    total: usize,
+    last_tenth: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            total,
+            last_tenth: 0,
+        }
+    }
+
+    fn show(&mut self, done: usize, summary: Summary) {
+        if self.tty {
+            let width = 30;
+            let filled = (done * width).checked_div(self.total).unwrap_or(width);
+            eprint!(
+                "\r[{}{}] {done}/{} 有効 {} 無効 {} エラー {}",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                self.total,
+                summary.valid,
+                summary.invalid,
+                summary.error
+            );
+            if done == self.total {
+                eprintln!();
+            }
+        } else {
+            let tenth = (done * 10).checked_div(self.total).unwrap_or(10);
+            if tenth > self.last_tenth || done == self.total {
+                self.last_tenth = tenth;
+                eprintln!("{done}/{} rows", self.total);
+            }
+        }
+    }
+}
+
+/// `edge-agent batch`: runs the file through the agent at `socket`, writes the results.
+pub async fn cli(
+    socket: &Path,
+    csv_path: &Path,
+    out: Option<PathBuf>,
+    terminal: String,
+    concurrency: u32,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let bytes =
+        std::fs::read(csv_path).with_context(|| format!("reading {}", csv_path.display()))?;
+    let input = match parse_csv(&bytes) {
+        Ok(input) => input,
+        Err(error) => {
+            eprintln!("{}: {error}", csv_path.display());
+            return Ok(std::process::ExitCode::from(2));
+        }
+    };
+    let out = out.unwrap_or_else(|| default_output(csv_path));
+    let mut client = crate::control::connect(socket).await?;
+    let request = pb::BatchInquiryRequest {
+        rows: input
+            .rows
+            .iter()
+            .map(|r| pb::BatchRow {
+                insurer_number: r.insurer_number.clone(),
+                insured_card_symbol: r.symbol.clone(),
+                insured_identification_number: r.number.clone(),
+                insured_branch_number: r.branch.clone(),
+                birthdate: r.birthdate.clone(),
+            })
+            .collect(),
+        terminal_id: terminal,
+        concurrency,
+    };
+    let mut stream = client
+        .batch_inquiry(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let total = input.rows.len();
+    let mut results: Vec<Option<RowResult>> = vec![None; total];
+    let mut progress = Progress::new(total);
+    let mut batch_id = String::new();
+    let mut done = 0usize;
+    let mut running = Summary::default();
+    while let Some(message) = stream
+        .message()
+        .await
+        .map_err(|s| anyhow::anyhow!("the batch stopped: {}", s.message()))?
+    {
+        batch_id = message.batch_id.clone();
+        let index = message.index as usize;
+        let Some(slot) = results.get_mut(index) else {
+            anyhow::bail!("the agent answered row {index} of {total}");
+        };
+        if slot.is_some() {
+            continue;
+        }
+        let status = RowStatus::parse(&message.status).unwrap_or(RowStatus::Error);
+        match status {
+            RowStatus::Valid => running.valid += 1,
+            RowStatus::Invalid => running.invalid += 1,
+            RowStatus::Error => running.error += 1,
+        }
+        *slot = Some(RowResult {
+            status,
+            message: message.message,
+        });
+        done += 1;
+        progress.show(done, running);
+    }
+    let results: Vec<RowResult> = results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(RowResult {
+                status: RowStatus::Error,
+                message: "未処理 / not answered (the batch was interrupted)".into(),
+            })
+        })
+        .collect();
+    let summary = Summary::of(&results);
+    crate::filex::fsio::write_atomic(&out, &write_results(&input, &results))
+        .with_context(|| format!("writing {}", out.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "batch_id": batch_id,
+                "rows": total,
+                "valid": summary.valid,
+                "invalid": summary.invalid,
+                "error": summary.error,
+                "out": out,
+            })
+        );
+    } else {
+        println!(
+            "一括照会 / batch {batch_id}: 有効 {} / 無効 {} / エラー {}（計 {total}） → {}",
+            summary.valid,
+            summary.invalid,
+            summary.error,
+            out.display()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn japanese_headers_in_shift_jis_with_slashed_dates() {
+        let text = "患者ID,保険者番号,記号,番号,枝番,生年月日\r\nP-1,06139992,記号A,123,01,1980/1/2\r\n\r\n";
+        let bytes = encoding_rs::SHIFT_JIS.encode(text).0.into_owned();
+        let input = parse_csv(&bytes).unwrap();
+        assert_eq!(input.encoding, CsvEncoding::ShiftJis);
+        assert_eq!(input.rows.len(), 1);
+        let row = &input.rows[0];
+        assert_eq!(row.row_id, "P-1");
+        assert_eq!(row.symbol, "記号A");
+        assert_eq!(row.birthdate, "19800102");
+        assert_eq!(row.line, 1);
+
+        let results = [RowResult {
+            status: RowStatus::Valid,
+            message: "資格有効 / eligible".into(),
+        }];
+        let out = write_results(&input, &results);
+        let (back, encoding) = decode(&out).unwrap();
+        assert_eq!(encoding, CsvEncoding::ShiftJis);
+        assert!(back.starts_with("行,患者ID,"));
+        assert!(back.contains("1,P-1,06139992,記号A,123,01,19800102,有効,"));
+        assert!(back.contains("\r\n"));
+    }
+
+    #[test]
+    fn english_headers_with_bom_and_any_column_order() {
+        let text = "\u{feff}birthdate,number,insurer_number,row_id\n19800102,9,138156,7\n";
+        let input = parse_csv(text.as_bytes()).unwrap();
+        assert_eq!(input.encoding, CsvEncoding::Utf8Bom);
+        assert_eq!(input.rows[0].insurer_number, "138156");
+        assert_eq!(input.rows[0].branch, "");
+        let out = write_results(
+            &input,
+            &[RowResult {
+                status: RowStatus::Error,
+                message: "a\nb".into(),
+            }],
+        );
+        assert!(out.starts_with(b"\xEF\xBB\xBF"));
+        assert!(String::from_utf8_lossy(&out).contains("エラー,a b"));
+    }
+
+    #[test]
+    fn unreadable_files_say_why() {
+        assert_eq!(
+            parse_csv(b"name,number\nx,1\n"),
+            Err(BatchCsvError::MissingColumn {
+                ja: "保険者番号",
+                en: "insurer_number"
+            })
+        );
+        assert_eq!(parse_csv(b""), Err(BatchCsvError::NoHeader));
+        assert_eq!(
+            parse_csv(b"insurer,number,birthdate\n"),
+            Err(BatchCsvError::Empty)
+        );
+        // Bytes that are valid neither as UTF-8 nor as Shift_JIS.
+        assert_eq!(parse_csv(b"\x80\x80\xff"), Err(BatchCsvError::Encoding));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(RowStatus::of(LookupOutcome::Valid), RowStatus::Valid);
+        assert_eq!(RowStatus::of(LookupOutcome::NotFound), RowStatus::Invalid);
+        assert_eq!(RowStatus::of(LookupOutcome::Unreachable), RowStatus::Error);
+        for s in [RowStatus::Valid, RowStatus::Invalid, RowStatus::Error] {
+            assert_eq!(RowStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(
+            default_output(Path::new("/a/明日.csv")),
+            PathBuf::from("/a/明日_result.csv")
+        );
+    }
+}
