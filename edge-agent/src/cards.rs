@@ -820,7 +820,7 @@ fn elapsed_ms(started: Instant) -> u32 {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

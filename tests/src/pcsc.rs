@@ -376,9 +376,14 @@ impl VirtualCard {
 
     /// Puts the card on the reader and waits until pcscd sees it.
     pub async fn insert(&mut self) -> anyhow::Result<()> {
-        self.command("insert").await?;
-        self.expect("inserted").await?;
+        self.insert_only().await?;
         wait_card_present(self.reader).await
+    }
+
+    /// Puts the card on the reader (connects to vpcd) without waiting for pcscd.
+    pub async fn insert_only(&mut self) -> anyhow::Result<()> {
+        self.command("insert").await?;
+        self.expect("inserted").await.map(|_| ())
     }
 
     /// Takes the card off and waits until pcscd sees the reader empty.
@@ -412,7 +417,12 @@ pub async fn start_sim_with_cards(pki: &Pki) -> anyhow::Result<Running> {
         .arg(pki.paths.common_ca())
         .arg("--jlis-ca")
         .arg(pki.paths.jlis_ca())
-        .args(["--seed", crate::SIM_SEED, "--population", crate::SIM_POPULATION]);
+        .args([
+            "--seed",
+            crate::SIM_SEED,
+            "--population",
+            crate::SIM_POPULATION,
+        ]);
     spawn_ready(command).await
 }
 

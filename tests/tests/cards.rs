@@ -11,14 +11,16 @@ use card_reader::CardReaders;
 use card_reader::conformance::{self, Bench, TestCard};
 use card_reader::pcsc_readers::PcscReaders;
 use e2e::pcsc::{
-    CardMode, IssuedCard, Pcsc, READERS, VirtualCard, card_key_cache, card_lookup,
-    enable_cards, issue_card, readers_of, start_sim_with_cards,
+    CardMode, IssuedCard, Pcsc, READERS, VirtualCard, card_key_cache, card_lookup, enable_cards,
+    issue_card, readers_of, start_sim_with_cards,
 };
 use e2e::{
-    AgentSite, Pki, Running, SimPerson, TestDb, eventually, https_endpoint, sim_people,
-    site_code, start_central,
+    AgentSite, Pki, Running, SimPerson, TestDb, eventually, https_endpoint, sim_people, site_code,
+    start_central,
 };
-use onshi_domain::ids::{InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber};
+use onshi_domain::ids::{
+    InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
+};
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use virtual_card::applet::{Applet, CardSecrets, Kind};
 use virtual_card::issue::{IssueSpec, cached_key, issue};
@@ -174,20 +176,27 @@ fn patient_ref(key: &PatientHashKey, p: &SimPerson) -> String {
 struct PcscBench {
     readers: PcscReaders,
     secrets: CardSecrets,
-    on_reader: [Option<(std::net::TcpStream, std::thread::JoinHandle<()>)>; 2],
+    on_reader: [Option<virtual_card::vpcd::OnReader>; 2],
 }
 
 impl PcscBench {
     fn serve(&mut self, reader: usize, applet: Applet, pull_after: Option<usize>) {
         let addr = SocketAddr::from(([127, 0, 0, 1], virtual_card::VPCD_PORTS[reader]));
-        let mut stream =
-            virtual_card::vpcd::connect(addr, Duration::from_secs(10)).expect("vpcd listens");
-        let control = stream.try_clone().expect("clone the socket");
-        let thread = std::thread::spawn(move || {
-            let mut applet = applet;
-            virtual_card::vpcd::serve(&mut stream, &mut applet, pull_after);
-        });
-        self.on_reader[reader] = Some((control, thread));
+        let on = virtual_card::vpcd::OnReader::insert(
+            addr,
+            std::sync::Arc::new(std::sync::Mutex::new(applet)),
+            pull_after,
+            Duration::from_secs(10),
+            |_| {},
+        )
+        .expect("vpcd listens");
+        self.on_reader[reader] = Some(on);
+    }
+
+    fn remove_now(&mut self, reader: usize) {
+        if let Some(on) = self.on_reader[reader].take() {
+            on.remove();
+        }
     }
 }
 
@@ -218,15 +227,6 @@ impl Bench for PcscBench {
     }
     fn patience(&self) -> Duration {
         e2e::patience()
-    }
-}
-
-impl PcscBench {
-    fn remove_now(&mut self, reader: usize) {
-        if let Some((socket, thread)) = self.on_reader[reader].take() {
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-            let _ = thread.join();
-        }
     }
 }
 
@@ -266,7 +266,8 @@ async fn a_card_lookup_with_the_pin_reaches_central() -> anyhow::Result<()> {
     let mut card = VirtualCard::start(Some(&issued), CardMode::MyNumber, 0, None).await?;
     card.insert().await?;
 
-    let (status, reply, stderr) = card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
+    let (status, reply, stderr) =
+        card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
     assert!(status.success(), "card-lookup failed: {stderr} {reply}");
     assert_eq!(reply["card_check"], "ok", "{reply}");
     assert_eq!(reply["identity_verification"], "pin");
@@ -315,7 +316,10 @@ async fn a_wrong_pin_reports_tries_left_and_the_right_pin_resets_the_counter() -
     assert_eq!(status.code(), Some(3), "a failed card check: {reply}");
     assert_eq!(reply["card_check"], "wrong_pin");
     assert_eq!(reply["pin_tries_left"], 2);
-    assert!(reply["message"].as_str().unwrap_or("").contains("残り2回"), "{reply}");
+    assert!(
+        reply["message"].as_str().unwrap_or("").contains("残り2回"),
+        "{reply}"
+    );
     let check = stack.card_check("wrong_pin").await;
     assert_eq!(check["pin_tries_left"], 2);
     assert_eq!(check["reader_name"], READERS[0]);
@@ -380,8 +384,7 @@ async fn a_card_pulled_mid_read_gives_a_clear_result_and_frees_the_reader() -> a
     let mut pulled = VirtualCard::start(Some(&issued), CardMode::MyNumber, 0, Some(3)).await?;
     pulled.insert().await?;
     let started = Instant::now();
-    let (status, reply, _) =
-        card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
+    let (status, reply, _) = card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "a pulled card is reported promptly"
@@ -434,7 +437,12 @@ async fn an_unknown_card_and_an_empty_reader_are_answered_clearly() -> anyhow::R
     let (status, reply, _) = card_lookup(config, READERS[1], Some(PIN)).await?;
     assert_eq!(status.code(), Some(3));
     assert_eq!(reply["card_check"], "card_removed", "{reply}");
-    assert!(reply["message"].as_str().unwrap_or("").contains("置かれていません"));
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("置かれていません")
+    );
     let readers = eventually("both readers listed by the agent", || async {
         let r = readers_of(config).await.ok()?;
         (r["readers"].as_array()?.len() == 2).then_some(r)

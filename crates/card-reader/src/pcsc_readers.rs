@@ -81,16 +81,28 @@ impl CardReaders for PcscReaders {
         let card = ctx
             .connect(&name, ShareMode::Shared, Protocols::ANY)
             .map_err(map_error)?;
-        let atr = card
-            .get_attribute_owned(pcsc::Attribute::AtrString)
-            .map_err(map_error)?;
-        Ok(Box::new(PcscChannel { card, atr }))
+        let atr = card.status2_owned().map_err(map_error)?.atr().to_vec();
+        Ok(Box::new(PcscChannel {
+            card: Some(card),
+            atr,
+        }))
     }
 }
 
 struct PcscChannel {
-    card: pcsc::Card,
+    /// `None` once disconnected.
+    card: Option<pcsc::Card>,
     atr: Vec<u8>,
+}
+
+impl Drop for PcscChannel {
+    fn drop(&mut self) {
+        // Leave the card as it is: a reset (what dropping a pcsc::Card does) fails on a card
+        // that left mid-command and can leave the driver believing it is still there.
+        if let Some(card) = self.card.take() {
+            let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+        }
+    }
 }
 
 impl std::fmt::Debug for PcscChannel {
@@ -106,9 +118,15 @@ impl CardChannel for PcscChannel {
 
     fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
         let mut buffer = [0u8; pcsc::MAX_BUFFER_SIZE];
-        let response = self.card.transmit(apdu, &mut buffer).map_err(map_error)?;
+        let card = self.card.as_ref().ok_or(CardError::CardRemoved)?;
+        let response = card.transmit(apdu, &mut buffer).map_err(map_error)?;
         let out = response.to_vec();
         buffer.iter_mut().for_each(|b| *b = 0);
+        if out.len() < 2 {
+            // vpcd (like a reader whose card leaves mid-command) hands back no status word: the
+            // card is gone.
+            return Err(CardError::CardRemoved);
+        }
         Ok(out)
     }
 }

@@ -8,7 +8,7 @@
 //! leave mid-read; closed: vpcd closed the socket, e.g. pcscd stopped).
 
 use std::io::{BufRead, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use virtual_card::applet::{Applet, Kind};
 use virtual_card::issue::{CardDir, IssueSpec, cached_key, generate_key, issue};
-use virtual_card::vpcd::{self, Ended};
+use virtual_card::vpcd::{Ended, OnReader};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,11 +144,6 @@ fn say(value: serde_json::Value) {
     let _ = out.flush();
 }
 
-struct OnReader {
-    socket: TcpStream,
-    thread: std::thread::JoinHandle<()>,
-}
-
 fn run(
     applet: Applet,
     addr: SocketAddr,
@@ -160,39 +155,35 @@ fn run(
     say(serde_json::json!({ "ready": true, "vpcd": addr.to_string() }));
 
     let insert = |current: &mut Option<OnReader>| -> anyhow::Result<()> {
-        if let Some(on) = current.as_ref()
-            && !on.thread.is_finished()
-        {
+        if current.as_ref().is_some_and(|on| !on.is_finished()) {
             say(serde_json::json!({ "inserted": true, "already": true }));
             return Ok(());
         }
-        let mut socket = vpcd::connect(addr, Duration::from_secs(15))
-            .with_context(|| format!("connecting to vpcd at {addr} (is pcscd running?)"))?;
-        let control = socket.try_clone()?;
-        let applet = applet.clone();
-        let thread = std::thread::spawn(move || {
-            let mut applet = applet.lock().unwrap_or_else(|p| p.into_inner());
-            match vpcd::serve(&mut socket, &mut applet, pull_after) {
-                Ended::Closed => {}
+        let on = OnReader::insert(
+            addr,
+            applet.clone(),
+            pull_after,
+            Duration::from_secs(15),
+            |ended| match ended {
+                Ended::Closed { .. } => {
+                    say(serde_json::json!({ "removed": true, "reason": "closed" }))
+                }
                 Ended::Pulled(n) => {
                     say(serde_json::json!({ "removed": true, "reason": "pulled", "after": n }))
                 }
                 Ended::Failed(e) => say(
                     serde_json::json!({ "removed": true, "reason": "error", "error": e.to_string() }),
                 ),
-            }
-        });
-        *current = Some(OnReader {
-            socket: control,
-            thread,
-        });
+            },
+        )
+        .with_context(|| format!("connecting to vpcd at {addr} (is pcscd running?)"))?;
+        *current = Some(on);
         say(serde_json::json!({ "inserted": true }));
         Ok(())
     };
     let remove = |current: &mut Option<OnReader>| {
         if let Some(on) = current.take() {
-            let _ = on.socket.shutdown(std::net::Shutdown::Both);
-            let _ = on.thread.join();
+            on.remove();
         }
         say(serde_json::json!({ "removed": true, "reason": "command" }));
     };

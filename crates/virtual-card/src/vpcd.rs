@@ -8,6 +8,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::applet::Applet;
@@ -15,8 +18,11 @@ use crate::applet::Applet;
 /// How a session on the reader ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// The socket was closed (by us on "remove", or by pcscd stopping).
-    Closed,
+    /// The socket was closed (by us on "remove", or by pcscd stopping). `spoke`: vpcd sent at
+    /// least one frame first.
+    Closed {
+        spoke: bool,
+    },
     /// The card left while answering its `n`-th command ([`serve`]'s `pull_after`).
     Pulled(usize),
     Failed(io::Error),
@@ -64,10 +70,14 @@ fn write_frame(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
 pub fn serve(stream: &mut TcpStream, applet: &mut Applet, pull_after: Option<usize>) -> Ended {
     applet.reset();
     let mut commands = 0usize;
+    let mut spoke = false;
     loop {
         let frame = match read_frame(stream) {
-            Ok(frame) => frame,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ended::Closed,
+            Ok(frame) => {
+                spoke = true;
+                frame
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ended::Closed { spoke },
             Err(e)
                 if matches!(
                     e.kind(),
@@ -77,7 +87,7 @@ pub fn serve(stream: &mut TcpStream, applet: &mut Applet, pull_after: Option<usi
                         | io::ErrorKind::NotConnected
                 ) =>
             {
-                return Ended::Closed;
+                return Ended::Closed { spoke };
             }
             Err(e) => return Ended::Failed(e),
         };
@@ -101,9 +111,99 @@ pub fn serve(stream: &mut TcpStream, applet: &mut Applet, pull_after: Option<usi
             && let Err(e) = write_frame(stream, &reply)
         {
             return match e.kind() {
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ended::Closed,
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                    Ended::Closed { spoke }
+                }
                 _ => Ended::Failed(e),
             };
         }
+    }
+}
+
+/// A card on a vpcd reader, served by a thread of its own.
+///
+/// vpcd may drop a connection made while it is still handling the previous card's removal
+/// (closed before it said anything): the card then connects again, as a patient would put the
+/// card down again, until it is served or [`OnReader::remove`] is called.
+#[derive(Debug)]
+pub struct OnReader {
+    control: Arc<Mutex<Option<TcpStream>>>,
+    removed: Arc<AtomicBool>,
+    thread: JoinHandle<Ended>,
+}
+
+impl OnReader {
+    /// Connects (waiting up to `patience` for vpcd) and serves `applet` until removed, pulled or
+    /// closed; `on_end` is told how it ended unless it was [`OnReader::remove`]d.
+    pub fn insert(
+        addr: SocketAddr,
+        applet: Arc<Mutex<crate::applet::Applet>>,
+        pull_after: Option<usize>,
+        patience: Duration,
+        on_end: impl FnOnce(&Ended) + Send + 'static,
+    ) -> io::Result<Self> {
+        let stream = connect(addr, patience)?;
+        let control = Arc::new(Mutex::new(Some(stream.try_clone()?)));
+        let removed = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let control = control.clone();
+            let removed = removed.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut retries = 0;
+                loop {
+                    let ended = {
+                        let mut applet = applet.lock().unwrap_or_else(|p| p.into_inner());
+                        serve(&mut stream, &mut applet, pull_after)
+                    };
+                    let unheard = matches!(ended, Ended::Closed { spoke: false });
+                    if unheard && !removed.load(Ordering::SeqCst) && retries < 100 {
+                        retries += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                        let Ok(next) = connect(addr, patience) else {
+                            return ended;
+                        };
+                        let Ok(clone) = next.try_clone() else {
+                            return ended;
+                        };
+                        *control.lock().unwrap_or_else(|p| p.into_inner()) = Some(clone);
+                        if removed.load(Ordering::SeqCst) {
+                            let _ = next.shutdown(std::net::Shutdown::Both);
+                            return ended;
+                        }
+                        stream = next;
+                        continue;
+                    }
+                    if !removed.load(Ordering::SeqCst) {
+                        on_end(&ended);
+                    }
+                    return ended;
+                }
+            })
+        };
+        Ok(Self {
+            control,
+            removed,
+            thread,
+        })
+    }
+
+    /// Whether the card already left (pulled, or vpcd closed).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Takes the card off the reader (closes the socket) and waits for the thread.
+    pub fn remove(self) -> Option<Ended> {
+        self.removed.store(true, Ordering::SeqCst);
+        if let Some(socket) = self
+            .control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+        self.thread.join().ok()
     }
 }

@@ -301,7 +301,7 @@ fn parse_yyyymmdd(s: &str) -> Option<time::Date> {
 /// Hex (either case) to bytes.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
