@@ -446,3 +446,34 @@ async fn an_outbox_on_a_full_filesystem_fails_closed_then_recovers() -> anyhow::
     assert!(produced > produced_when_full);
     assert_exactly_once(&db, &site, produced, &shown).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reordered_and_replayed_batches_are_stored_once_and_acked_only_when_contiguous()
+-> anyhow::Result<()> {
+    use e2e::uplink::{Session, agent_tls, lookup_event};
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let endpoint = https_endpoint(&central, "grpc");
+    let stream = uuid::Uuid::now_v7();
+    let events: Vec<_> = (1..=6).map(|s| lookup_event(&site, s)).collect();
+    let mut session = Session::open(&endpoint, agent_tls(&pki, &site)?, &site, stream).await?;
+
+    // The second half first: stored, but the ack cannot pass the hole at 1..=3.
+    let ack = session.send_batch(events[3..].to_vec()).await?;
+    assert_eq!((ack.up_to_sequence, ack.stored), (0, 3));
+    // Then the first half, then all of it again: the ack jumps to 6, nothing is stored twice.
+    let ack = session.send_batch(events[..3].to_vec()).await?;
+    assert_eq!((ack.up_to_sequence, ack.stored), (6, 3));
+    let ack = session.send_batch(events.clone()).await?;
+    assert_eq!((ack.up_to_sequence, ack.stored, ack.duplicates), (6, 0, 6));
+
+    let stored: BTreeSet<String> = central_ids(&db, &site).await?.into_iter().collect();
+    let sent: BTreeSet<String> = events
+        .iter()
+        .map(|e| uuid::Uuid::from_slice(&e.event_id).map(|u| u.to_string()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(stored, sent);
+    Ok(())
+}
