@@ -17,6 +17,7 @@ use crate::filex::FileExchange;
 use crate::lookup::Lookups;
 use crate::onshi::OnshiClient;
 use crate::outbox::Outbox;
+use crate::probe::Probes;
 use crate::recorder::Recorder;
 use crate::uplink::{AgentFacts, Uplink};
 
@@ -27,6 +28,7 @@ pub struct Agent {
     socket: PathBuf,
     cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,
+    probes: Option<Probes>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -60,7 +62,7 @@ impl Agent {
         let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[])?;
         let onshi = OnshiClient::new(
             &config.onshi.endpoint,
-            onshi_tls,
+            onshi_tls.clone(),
             Duration::from_millis(config.onshi.timeout_ms),
         );
 
@@ -78,7 +80,7 @@ impl Agent {
         };
         let (uplink, link) = Uplink::new(
             outbox.clone(),
-            channel,
+            channel.clone(),
             facts,
             new_events.clone(),
             Duration::from_millis(config.central.reconnect_max_ms),
@@ -118,6 +120,16 @@ impl Agent {
             }
             None => None,
         };
+        let probes = config.link.clone().map(|settings| {
+            Probes::new(
+                settings,
+                &config.onshi.endpoint,
+                onshi_tls.clone(),
+                channel.clone(),
+                lookups.recorder().clone(),
+                config.terminal_id.clone(),
+            )
+        });
         let control = Control::new(lookups, outbox, link, config.site_code.to_string())
             .with_cards(cards.clone());
         Ok(Self {
@@ -127,6 +139,7 @@ impl Agent {
             listener,
             socket,
             file_exchange,
+            probes,
         })
     }
 
@@ -146,6 +159,9 @@ impl Agent {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        if let Some(probes) = self.probes {
+            tokio::spawn(probes.run(stopped(stop_rx.clone())));
+        }
         if let Some(exchange) = self.file_exchange {
             tokio::spawn(exchange.run(stopped(stop_rx.clone())));
         }

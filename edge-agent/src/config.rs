@@ -84,6 +84,9 @@ pub struct AgentConfig {
     /// The receipt-computer file exchange; absent: no folder is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_exchange: Option<crate::filex::FileExchangeConfig>,
+    /// Closed-network link probes (national system and central); absent: no probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<crate::probe::LinkConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

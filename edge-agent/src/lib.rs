@@ -11,5 +11,6 @@ pub mod filex;
 pub mod lookup;
 pub mod onshi;
 pub mod outbox;
+pub mod probe;
 pub mod recorder;
 pub mod uplink;

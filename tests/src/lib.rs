@@ -243,6 +243,36 @@ pub async fn start_central(pki: &Pki, db: &TestDb) -> anyhow::Result<Running> {
 pub const SIM_SEED: &str = "42";
 pub const SIM_POPULATION: &str = "500";
 
+/// onshi-sim with extra `serve` arguments (e.g. `--outage`, `--error-code SIM-E0301`).
+pub async fn start_sim_with(pki: &Pki, extra: &[&str]) -> anyhow::Result<Running> {
+    let (cert, key) = pki.paths.onshi_sim();
+    let mut command = Command::new(bin("onshi-sim"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(pki.paths.common_ca())
+        .args(["--seed", SIM_SEED, "--population", SIM_POPULATION])
+        .args(extra);
+    spawn_ready(command).await
+}
+
+/// Sends `signal` (e.g. "USR1") to a running process.
+pub async fn signal(running: &Running, signal: &str) -> anyhow::Result<()> {
+    let pid = running.child.id().context("the process has exited")?;
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
 pub async fn start_sim(pki: &Pki) -> anyhow::Result<Running> {
     let (cert, key) = pki.paths.onshi_sim();
     let mut command = Command::new(bin("onshi-sim"));
