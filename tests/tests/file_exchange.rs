@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use e2e::{
     AgentSite, Pki, Running, SimPerson, TestDb, eventually, https_endpoint, sim_people, site_code,
-    start_central, start_sim, stored_lookups,
+    start_central, start_sim_with, stored_lookups,
 };
 use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::ids::{InsuranceCardQuery, MedicalInstitutionCode};
@@ -30,17 +30,25 @@ struct Stack {
 
 impl Stack {
     async fn start(extra: &str) -> anyhow::Result<(Self, Running)> {
+        Self::start_with(extra, &[]).await
+    }
+
+    /// With onshi-sim's fault knobs (`sim_args`) and a 1 s national timeout when any is set.
+    async fn start_with(extra: &str, sim_args: &[&str]) -> anyhow::Result<(Self, Running)> {
         let site = clinic();
         let pki = Pki::new(&[&site])?;
         let db = TestDb::create().await?;
         let central = start_central(&pki, &db).await?;
-        let sim = start_sim(&pki).await?;
+        let sim = start_sim_with(&pki, sim_args).await?;
         let agent_site = AgentSite::new(
             &pki,
             &site,
             &https_endpoint(&central, "grpc"),
             &https_endpoint(&sim, "https"),
         )?;
+        if !sim_args.is_empty() {
+            agent_site.edit_config("timeout_ms = 5000", "timeout_ms = 1000")?;
+        }
         let share = agent_site.dir().join("share");
         agent_site.append_config(&format!(
             "[file_exchange]\nfolder = \"{}\"\nsettle_ms = 150\nincomplete_grace_ms = 2500\nrescan_ms = 1000\n{extra}",
@@ -333,5 +341,65 @@ async fn a_crash_between_recording_and_answering_is_answered_exactly_once_after_
     let stored = stored_lookups(&stack.db).await?;
     assert_eq!(stored.len(), 1, "exactly one lookup event: {stored:?}");
     assert_eq!(stored[0]["source"], "file_exchange");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_national_system_is_unreachable_the_result_says_to_check_the_card()
+-> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start_with("", &["--outage"]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let xml = request(&stack.site.site, &person, "受付0009")?.to_xml(XmlEncoding::ShiftJis);
+    stack.put_request("OQSsiquc01req_202604010009.xml", &xml)?;
+
+    let bytes = stack.result("OQSsiquc01res_202604010009.xml").await;
+    let result = QualificationConfirmationResult::from_xml(&bytes)?;
+    assert_eq!(
+        result.header.segment_of_result,
+        SegmentOfResult::AbnormalEnd
+    );
+    assert_eq!(result.header.error_code.as_deref(), Some("AGT-E0101"));
+    assert_eq!(
+        result.header.arbitrary_file_identifier.as_deref(),
+        Some("受付0009")
+    );
+    assert!(
+        result
+            .header
+            .error_message
+            .is_some_and(|m| m.contains("保険証")),
+        "the receipt computer is told to fall back to the physical card"
+    );
+    assert!(String::from_utf8_lossy(&bytes[..60]).contains("Shift_JIS"));
+    // Not the file's fault: archived, not in the error folder; and the attempt is audited.
+    eventually("the request to be archived", || async {
+        (files_in(&stack.dir("archive")).len() == 1).then_some(())
+    })
+    .await;
+    assert!(files_in(&stack.dir("error")).is_empty());
+    let stored = stack.lookups_in_central(1).await;
+    assert_eq!(stored[0]["outcome"], "unreachable", "{}", stored[0]);
+    assert_eq!(stored[0]["source"], "file_exchange");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_answer_of_the_national_system_is_passed_on_as_it_came() -> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start_with("", &["--error-code", "SIM-E0301"]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let xml = request(&stack.site.site, &person, "R-10")?.to_xml(XmlEncoding::Utf8);
+    stack.put_request("OQSsiquc01req_202604010010.xml", &xml)?;
+
+    let result = QualificationConfirmationResult::from_xml(
+        &stack.result("OQSsiquc01res_202604010010.xml").await,
+    )?;
+    assert_eq!(
+        result.header.segment_of_result,
+        SegmentOfResult::AbnormalEnd
+    );
+    assert_eq!(result.header.error_code.as_deref(), Some("SIM-E0301"));
+    let stored = stack.lookups_in_central(1).await;
+    assert_eq!(stored[0]["outcome"], "error", "{}", stored[0]);
+    assert_eq!(stored[0]["error_code"], "SIM-E0301", "{}", stored[0]);
     Ok(())
 }
