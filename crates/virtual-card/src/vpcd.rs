@@ -49,6 +49,10 @@ pub fn connect(addr: SocketAddr, patience: Duration) -> io::Result<TcpStream> {
 }
 
 fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    // vpcd sends the length and the body in two writes: acknowledge at once, or Nagle on its
+    // side waits for our delayed ACK (40 ms) before sending the body. Linux clears the flag
+    // after use, so it is set before every read.
+    let _ = socket2::SockRef::from(&*stream).set_tcp_quickack(true);
     let mut length = [0u8; 2];
     stream.read_exact(&mut length)?;
     let mut frame = vec![0u8; usize::from(u16::from_be_bytes(length))];
