@@ -149,3 +149,111 @@ pub async fn was_committed(outbox: &Outbox, recording: &Recording) -> Result<boo
         _ => Ok(true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::OutboxOptions;
+    use onshi_domain::events::{
+        EventBody, EventId, FleetEvent, LineType, LinkChange, LinkState, LinkTarget,
+    };
+    use onshi_domain::site::{SiteCode, TerminalId};
+
+    fn event(sequence: u64) -> FleetEvent {
+        FleetEvent {
+            id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
+            site: SiteCode::parse("3410712362").unwrap(),
+            terminal: TerminalId::parse("T01").unwrap(),
+            occurred_at: time::OffsetDateTime::now_utc(),
+            sequence,
+            body: EventBody::LinkChange(LinkChange {
+                target: LinkTarget::Onshi,
+                state: LinkState::Up,
+                detail: None,
+                rtt_ms: Some(1),
+                line_type: Some(LineType::IpVpn),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_outbox_tells_whether_the_noted_transaction_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(
+            &dir.path().join("outbox.sqlite3"),
+            OutboxOptions {
+                key_file: dir.path().join("outbox.key"),
+                budget_bytes: 64 * 1024 * 1024,
+                site: SiteCode::parse("3410712362").unwrap(),
+                terminal: TerminalId::parse("T01").unwrap(),
+            },
+        )
+        .unwrap();
+        let stream_id = outbox.stream_id().0.to_string();
+        let committed = outbox.append(event).await.unwrap();
+        let noted = |sequence, event_id: String, stream_id: &str| Recording {
+            sequence,
+            event_id,
+            stream_id: stream_id.to_string(),
+        };
+        // Committed and still unacknowledged: the id at that sequence is ours.
+        assert!(
+            was_committed(&outbox, &noted(1, committed.id.to_string(), &stream_id))
+                .await
+                .unwrap()
+        );
+        // Rolled back, and the number reused by another event.
+        assert!(
+            !was_committed(
+                &outbox,
+                &noted(1, uuid::Uuid::now_v7().to_string(), &stream_id)
+            )
+            .await
+            .unwrap()
+        );
+        // Rolled back before anything took the number.
+        assert!(
+            !was_committed(
+                &outbox,
+                &noted(2, uuid::Uuid::now_v7().to_string(), &stream_id)
+            )
+            .await
+            .unwrap()
+        );
+        // Acknowledged and gone: committed.
+        outbox.ack(1).await.unwrap();
+        assert!(
+            was_committed(&outbox, &noted(1, committed.id.to_string(), &stream_id))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_journal_round_trips_the_answer() {
+        let asked = Asked {
+            answer: Ok(OnshiAnswer {
+                http_status: 200,
+                body: "<XmlMsg>資格</XmlMsg>".as_bytes().to_vec(),
+            }),
+            latency_ms: 7,
+        };
+        let journal = Journal::from_asked(&asked);
+        let text = serde_json::to_vec(&journal).unwrap();
+        let back: Journal = serde_json::from_slice(&text).unwrap();
+        assert_eq!(back, journal);
+        assert_eq!(
+            back.raw_result().unwrap(),
+            "<XmlMsg>資格</XmlMsg>".as_bytes()
+        );
+        let failed = Journal::from_asked(&Asked {
+            answer: Err(OnshiError::Timeout(std::time::Duration::from_secs(1))),
+            latency_ms: 1000,
+        });
+        assert!(failed.raw_result().is_none());
+        assert!(matches!(
+            failed.asked().answer,
+            Err(OnshiError::Unreachable(_))
+        ));
+    }
+}

@@ -102,7 +102,36 @@ struct Seen {
 #[derive(Debug)]
 struct Refusal {
     code: AgentErrorCode,
+    /// For the result file and the `.err` file (they stay at the site): may quote a value.
     detail: String,
+    /// For the log: never a value from the file, which may be a patient identifier.
+    log_detail: String,
+}
+
+impl Refusal {
+    fn new(code: AgentErrorCode, detail: String) -> Self {
+        Self {
+            code,
+            log_detail: detail.clone(),
+            detail,
+        }
+    }
+
+    fn xml(error: XmlError) -> Self {
+        let code = match error {
+            XmlError::TooLarge { .. } => AgentErrorCode::RequestTooLarge,
+            _ => AgentErrorCode::RequestUnreadable,
+        };
+        let log_detail = match &error {
+            XmlError::InvalidValue { path, .. } => format!("invalid value in {path}"),
+            other => other.to_string(),
+        };
+        Self {
+            code,
+            detail: error.to_string(),
+            log_detail,
+        }
+    }
 }
 
 impl FileExchange {
@@ -215,13 +244,13 @@ impl FileExchange {
                 seen.remove(&name);
                 self.refuse_unclaimed(
                     &path,
-                    Refusal {
-                        code: AgentErrorCode::RequestTooLarge,
-                        detail: format!(
+                    Refusal::new(
+                        AgentErrorCode::RequestTooLarge,
+                        format!(
                             "{size} bytes, the limit is {}",
                             self.config.max_request_bytes
                         ),
-                    },
+                    ),
                 )
                 .await;
                 continue;
@@ -241,10 +270,7 @@ impl FileExchange {
                     seen.remove(&name);
                     self.refuse_unclaimed(
                         &path,
-                        Refusal {
-                            code: AgentErrorCode::FileUnreadable,
-                            detail: error.to_string(),
-                        },
+                        Refusal::new(AgentErrorCode::FileUnreadable, error.to_string()),
                     )
                     .await;
                     continue;
@@ -282,21 +308,15 @@ impl FileExchange {
             ..XmlLimits::DEFAULT
         };
         let request = QualificationConfirmationRequest::from_xml_with_limits(bytes, &limits)
-            .map_err(|e| Refusal {
-                code: match e {
-                    XmlError::TooLarge { .. } => AgentErrorCode::RequestTooLarge,
-                    _ => AgentErrorCode::RequestUnreadable,
-                },
-                detail: e.to_string(),
-            })?;
+            .map_err(Refusal::xml)?;
         if request.header.medical_institution_code != self.site {
-            return Err(Refusal {
-                code: AgentErrorCode::WrongInstitution,
-                detail: format!(
+            return Err(Refusal::new(
+                AgentErrorCode::WrongInstitution,
+                format!(
                     "request {}, this site {}",
                     request.header.medical_institution_code, self.site
                 ),
-            });
+            ));
         }
         Ok(request)
     }
@@ -323,10 +343,7 @@ impl FileExchange {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(error) => {
-                let refusal = Refusal {
-                    code: AgentErrorCode::FileUnreadable,
-                    detail: error.to_string(),
-                };
+                let refusal = Refusal::new(AgentErrorCode::FileUnreadable, error.to_string());
                 self.refuse(path, None, refusal).await;
                 return Ok(());
             }
@@ -465,7 +482,7 @@ impl FileExchange {
             Some(&refusal.detail),
             encoding,
         );
-        tracing::warn!(file = %name, code = refusal.code.code(), detail = %refusal.detail, "request refused");
+        tracing::warn!(file = %name, code = refusal.code.code(), detail = %refusal.log_detail, "request refused");
         let result_path = self.folders.result.join(result_name(&name));
         let err_path = self
             .config
@@ -675,6 +692,22 @@ mod tests {
         let echo = scan_echo(b"<XmlMsg><ArbitraryFileIdentifier>R-1</ArbitraryFileIdentifier><");
         assert_eq!(echo.arbitrary_file_identifier.as_deref(), Some("R-1"));
         assert_eq!(scan_echo(b"\xff").arbitrary_file_identifier, None);
+    }
+
+    #[test]
+    fn logged_refusals_never_quote_a_value() {
+        let refusal = Refusal::xml(XmlError::InvalidValue {
+            path: "XmlMsg/MessageBody/QualificationConfirmSearchInfo/Birthdate".into(),
+            value: "19800231".into(),
+            reason: "no such day".into(),
+        });
+        assert_eq!(refusal.code, AgentErrorCode::RequestUnreadable);
+        assert!(
+            refusal.detail.contains("19800231"),
+            "the result file says which"
+        );
+        assert!(!refusal.log_detail.contains("19800231"), "the log does not");
+        assert!(refusal.log_detail.contains("Birthdate"));
     }
 
     #[test]
