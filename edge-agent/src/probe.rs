@@ -14,6 +14,7 @@
 //! probe_timeout_ms = 3000
 //! degraded_rtt_ms = 500
 //! down_after = 2
+//! onshi_probe_path = "/healthz"  # onshi-sim's; the national system's is not public (UNCONFIRMED)
 //! ```
 //!
 //! Without a `[link]` section nothing is probed.
@@ -44,6 +45,15 @@ pub struct LinkConfig {
     pub degraded_rtt_ms: u64,
     #[serde(default = "default_down_after")]
     pub down_after: u32,
+    /// The path probed on the national endpoint with `GET`. onshi-sim serves `/healthz`; what
+    /// the real national endpoint offers for this is not public (UNCONFIRMED), so it is
+    /// configurable.
+    #[serde(default = "default_onshi_probe_path")]
+    pub onshi_probe_path: String,
+}
+
+fn default_onshi_probe_path() -> String {
+    "/healthz".into()
 }
 
 fn default_line_type() -> LineType {
@@ -213,7 +223,7 @@ impl Probes {
     }
 
     async fn probe_onshi(&self) -> Result<Duration, String> {
-        let uri: hyper::Uri = format!("{}/healthz", self.onshi_endpoint)
+        let uri: hyper::Uri = format!("{}{}", self.onshi_endpoint, self.config.onshi_probe_path)
             .parse()
             .map_err(|e| format!("bad endpoint: {e}"))?;
         let started = Instant::now();
@@ -303,6 +313,7 @@ mod tests {
         let c: LinkConfig = toml::from_str("").unwrap();
         assert_eq!(c.line_type, LineType::IpVpn);
         assert_eq!(c.probe_interval_ms, 30_000);
+        assert_eq!(c.onshi_probe_path, "/healthz");
         assert_eq!(config().line_type, LineType::IpsecIke);
         assert!(toml::from_str::<LinkConfig>("line_type = \"adsl\"").is_err());
         assert!(toml::from_str::<LinkConfig>("colour = 1").is_err());

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use e2e::{
-    AgentSite, Pki, Running, SimPerson, TestDb, eventually, https_endpoint, sim_people, site_code,
-    start_central, start_sim_with, stored_lookups,
+    AgentSite, Pki, Running, SimPerson, TestDb, eventually, https_endpoint, signal, sim_people,
+    site_code, start_central, start_sim_with, stored_lookups,
 };
 use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::ids::{InsuranceCardQuery, MedicalInstitutionCode};
@@ -23,7 +23,7 @@ struct Stack {
     db: TestDb,
     _pki: Pki,
     _central: Running,
-    _sim: Running,
+    sim: Running,
     site: AgentSite,
     share: PathBuf,
 }
@@ -60,7 +60,7 @@ impl Stack {
                 db,
                 _pki: pki,
                 _central: central,
-                _sim: sim,
+                sim,
                 site: agent_site,
                 share,
             },
@@ -401,5 +401,47 @@ async fn an_error_answer_of_the_national_system_is_passed_on_as_it_came() -> any
     let stored = stack.lookups_in_central(1).await;
     assert_eq!(stored[0]["outcome"], "error", "{}", stored[0]);
     assert_eq!(stored[0]["error_code"], "SIM-E0301", "{}", stored[0]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_answer_is_journaled_records_it_after_restart_without_asking_again()
+-> anyhow::Result<()> {
+    let (stack, agent) = Stack::start("").await?;
+    drop(agent);
+    let mut crashing = stack
+        .site
+        .start_with_env(&[("EDGE_AGENT_FAULT", "abort-after-answer")])
+        .await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let xml = request(&stack.site.site, &person, "R-11")?.to_xml(XmlEncoding::Utf8);
+    stack.put_request("OQSsiquc01req_202604010011.xml", &xml)?;
+    let status = tokio::time::timeout(e2e::patience(), crashing.child.wait()).await??;
+    assert!(!status.success(), "the agent aborted: {status}");
+
+    // The national system is now unreachable: only the journaled answer can produce a valid
+    // result, so a valid result proves there was no second query.
+    signal(&stack.sim, "USR1").await?;
+    let _restarted = stack.site.start().await?;
+    let result = QualificationConfirmationResult::from_xml(
+        &stack.result("OQSsiquc01res_202604010011.xml").await,
+    )?;
+    assert_eq!(result.header.segment_of_result, SegmentOfResult::Normal);
+    assert!(
+        result
+            .body
+            .qualification_validity
+            .is_some_and(|v| v.is_valid())
+    );
+    eventually("the agent's outbox to drain", || async {
+        let s = stack.site.status().await.ok()?;
+        (s["outbox_depth"] == 0 && s["last_acked_sequence"] == s["last_produced_sequence"])
+            .then_some(())
+    })
+    .await;
+    let stored = stored_lookups(&stack.db).await?;
+    assert_eq!(stored.len(), 1, "exactly one lookup event: {stored:?}");
+    assert_eq!(stored[0]["outcome"], "valid", "{}", stored[0]);
+    assert_eq!(stored[0]["source"], "file_exchange");
     Ok(())
 }

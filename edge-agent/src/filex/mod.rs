@@ -58,21 +58,32 @@ pub use settings::{FileExchangeConfig, Folders};
 pub const REQUEST_PREFIX: &str = "OQSsiquc01req_";
 pub const RESULT_PREFIX: &str = "OQSsiquc01res_";
 
-/// Fault injection for tests, from the environment variable of this name. Its one value,
-/// `abort-after-record`, makes the agent abort (as kill -9 would) right after a file-exchange
-/// lookup event is recorded and before its result file is written. Never set it in production.
+/// Fault injection for tests, from the environment variable of this name: the agent aborts
+/// (as kill -9 would) at a chosen point of answering a request file. Never set it in production.
+///
+/// - `abort-after-answer`: the national answer is journaled, the event not yet recorded;
+/// - `abort-after-record`: the event is recorded, the result file not yet written.
 pub const FAULT_ENV: &str = "EDGE_AGENT_FAULT";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    AbortAfterAnswer,
     AbortAfterRecord,
 }
 
 impl Fault {
     pub fn from_env(env: &HashMap<String, String>) -> Option<Self> {
         match env.get(FAULT_ENV).map(String::as_str) {
+            Some("abort-after-answer") => Some(Self::AbortAfterAnswer),
             Some("abort-after-record") => Some(Self::AbortAfterRecord),
             _ => None,
+        }
+    }
+
+    fn strike(self, at: Fault) {
+        if self == at {
+            tracing::error!(fault = ?at, "{FAULT_ENV}: aborting as instructed");
+            std::process::abort();
         }
     }
 }
@@ -363,6 +374,9 @@ impl FileExchange {
                 let asked = self.lookups.ask(&request, encoding).await;
                 let journal = Journal::from_asked(&asked);
                 write_journal(journal_path.clone(), journal.clone()).await;
+                if let Some(fault) = self.fault {
+                    fault.strike(Fault::AbortAfterAnswer);
+                }
                 journal
             }
         };
@@ -405,9 +419,8 @@ impl FileExchange {
                 );
                 return self.answer(path, &journal_path, result).await;
             }
-            if self.fault == Some(Fault::AbortAfterRecord) {
-                tracing::error!("{FAULT_ENV}=abort-after-record: aborting as instructed");
-                std::process::abort();
+            if let Some(fault) = self.fault {
+                fault.strike(Fault::AbortAfterRecord);
             }
         }
         let result = match journal.raw_result() {
