@@ -41,6 +41,15 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     pub async fn build(config: &AgentConfig) -> anyhow::Result<Self> {
+        Self::build_with_env(config, &std::env::vars().collect()).await
+    }
+
+    /// [`Agent::build`] with the environment passed in (only the test fault-injection hook,
+    /// [`crate::filex::FAULT_ENV`], is read from it).
+    pub async fn build_with_env(
+        config: &AgentConfig,
+        env: &std::collections::HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
         let patient_key = load_patient_key(&config.patient_hash_key_file)?;
         let outbox = Outbox::open(&config.outbox_path(), config.outbox_options())?;
         // Damaged or missing records become loss events now, before anything is sent, so a bad
@@ -108,12 +117,11 @@ impl Agent {
         // anything else records: requests a previous run left in flight are finished first.
         let file_exchange = match &config.file_exchange {
             Some(settings) => {
-                let env: std::collections::HashMap<String, String> = std::env::vars().collect();
                 let exchange = FileExchange::new(
                     settings.clone(),
                     lookups.clone(),
                     outbox.clone(),
-                    crate::filex::Fault::from_env(&env),
+                    crate::filex::Fault::from_env(env),
                 )?;
                 exchange.recover().await?;
                 Some(exchange)

@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = AgentConfig::load(&path, &env)?;
     match cli.command {
         Command::Run => {
-            let agent = Agent::build(&config).await?;
+            let agent = Agent::build_with_env(&config, &env).await?;
             // One line on stdout that scripts and tests read: the agent is ready.
             println!(
                 "{}",

@@ -255,6 +255,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_admin_route_reads_and_changes_the_knobs() {
+        use axum::body::{Body, to_bytes};
+        use axum::http::{Request, StatusCode};
+        use tower::ServiceExt;
+
+        let population = std::sync::Arc::new(crate::population::Population::generate(1, 5));
+        let service = std::sync::Arc::new(crate::service::Service::new(population));
+        let faults = std::sync::Arc::new(Faults::default());
+        let router =
+            crate::http::router_with_faults(service, std::time::Duration::ZERO, faults.clone());
+        let post = |body: &'static str| {
+            Request::post("/admin/faults")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        };
+
+        let answer = router
+            .clone()
+            .oneshot(post(r#"{"error_code":"SIM-E0301","error_rate":0.5}"#))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let now: FaultSettings =
+            serde_json::from_slice(&to_bytes(answer.into_body(), 4096).await.unwrap()).unwrap();
+        assert_eq!(now.error_code.as_deref(), Some("SIM-E0301"));
+        assert_eq!(now.error_rate, Some(0.5));
+        assert_eq!(now.outage, Some(false));
+
+        let refused = router
+            .clone()
+            .oneshot(post(r#"{"error_code":"E-1"}"#))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(faults.current().error_code.as_deref(), Some("SIM-E0301"));
+
+        let read = router
+            .oneshot(Request::get("/admin/faults").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(read.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
     async fn an_outage_holds_requests_until_it_ends() {
         let faults = std::sync::Arc::new(Faults::default());
         assert!(faults.pass_outage().await);
