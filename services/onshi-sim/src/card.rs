@@ -387,3 +387,178 @@ async fn confirm(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::population::Population;
+    use onshi_domain::codes::{QualificationValidity, SegmentOfResult};
+    use virtual_card::applet::{Applet, Kind};
+    use virtual_card::issue::{IssueSpec, cached_key, issue};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        route: CardRoute,
+        institution: MedicalInstitutionCode,
+        card: Applet,
+        certificate: Vec<u8>,
+        expired_certificate: Vec<u8>,
+        foreign_certificate: Vec<u8>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let key = cached_key(&std::env::temp_dir().join("onshi-fleet-test-card-key.pem")).unwrap();
+        let pki = fleet_tls::devpki::init(&dir.path().join("pki"), &Default::default()).unwrap();
+        let other =
+            fleet_tls::devpki::init(&dir.path().join("other"), &Default::default()).unwrap();
+        let spec = |pki: &fleet_tls::devpki::DevPki, expired| IssueSpec {
+            pki: pki.root().to_path_buf(),
+            holder: 3,
+            pin: "1234".into(),
+            expired,
+        };
+        let card = issue(&dir.path().join("card"), &spec(&pki, false), &key).unwrap();
+        let expired = issue(&dir.path().join("expired"), &spec(&pki, true), &key).unwrap();
+        let foreign = issue(&dir.path().join("foreign"), &spec(&other, false), &key).unwrap();
+        let secrets = card.secrets().unwrap();
+        let service = Arc::new(Service::new(Arc::new(Population::generate(42, 50))));
+        Fixture {
+            route: CardRoute::load(service, &pki.jlis_ca()).unwrap(),
+            institution: MedicalInstitutionCode::parse("3410712362").unwrap(),
+            certificate: secrets.certificate_der.clone(),
+            card: Applet::new(Kind::MyNumber(Box::new(secrets)), None),
+            expired_certificate: expired.secrets().unwrap().certificate_der,
+            foreign_certificate: foreign.secrets().unwrap().certificate_der,
+            _dir: dir,
+        }
+    }
+
+    /// The card signs like the agent asks it to: VERIFY, then COMPUTE DIGITAL SIGNATURE over
+    /// the DigestInfo of SHA-256(challenge).
+    fn sign(card: &mut Applet, challenge: &[u8]) -> Vec<u8> {
+        let jpki = [0xD3, 0x92, 0xF0, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x01];
+        let mut select = vec![0x00, 0xA4, 0x04, 0x0C, 0x0A];
+        select.extend_from_slice(&jpki);
+        assert_eq!(card.process(&select), [0x90, 0x00]);
+        card.process(&[0x00, 0xA4, 0x02, 0x0C, 0x02, 0x00, 0x18]);
+        assert_eq!(
+            card.process(&[0x00, 0x20, 0x00, 0x80, 0x04, b'1', b'2', b'3', b'4']),
+            [0x90, 0x00]
+        );
+        card.process(&[0x00, 0xA4, 0x02, 0x0C, 0x02, 0x00, 0x17]);
+        let digest = ring::digest::digest(&ring::digest::SHA256, challenge);
+        let mut info = vec![
+            0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+            0x01, 0x05, 0x00, 0x04, 0x20,
+        ];
+        info.extend_from_slice(digest.as_ref());
+        let mut apdu = vec![0x80, 0x2A, 0x00, 0x80, info.len() as u8];
+        apdu.extend_from_slice(&info);
+        apdu.push(0);
+        let mut response = card.process(&apdu);
+        assert_eq!(response.split_off(response.len() - 2), [0x90, 0x00]);
+        response
+    }
+
+    fn request(f: &mut Fixture, certificate: &[u8], signed: bool) -> ConfirmRequest {
+        let challenge = f.route.issue_challenge(f.institution.clone());
+        let signature = signed.then(|| fleet_tls::identity::hex(&sign(&mut f.card, &challenge)));
+        ConfirmRequest {
+            challenge: fleet_tls::identity::hex(&challenge),
+            certificate: fleet_tls::identity::hex(certificate),
+            identity_verification: "pin".into(),
+            signature,
+            face_verified: false,
+            qualification_confirmation_date: None,
+            arbitrary_file_identifier: Some("card-1".into()),
+            limit_consent: false,
+        }
+    }
+
+    fn confirm(f: &Fixture, r: &ConfirmRequest) -> Answer {
+        f.route.confirm(
+            &f.institution,
+            r,
+            now_jst(),
+            time::OffsetDateTime::now_utc(),
+        )
+    }
+
+    #[test]
+    fn a_signed_challenge_answers_for_the_holder_as_a_card_lookup() {
+        let mut f = fixture();
+        let cert = f.certificate.clone();
+        let r = request(&mut f, &cert, true);
+        let answer = confirm(&f, &r);
+        assert_eq!(answer.error, None, "{answer:?}");
+        let header = &answer.result.header;
+        assert_eq!(
+            header.reference_classification,
+            ReferenceClassification::MyNumberCard
+        );
+        assert_eq!(header.segment_of_result, SegmentOfResult::Normal);
+        let person = &f.route.service.population().people()[3];
+        let body = &answer.result.body;
+        assert_eq!(body.qualification_validity, Some(person.validity()));
+        assert_ne!(
+            body.qualification_validity,
+            Some(QualificationValidity::NoMatch)
+        );
+        assert_eq!(body.results[0].name.as_deref(), Some(person.name.as_str()));
+        // A challenge answers once.
+        assert_eq!(
+            confirm(&f, &r).error,
+            Some(SimErrorCode::CardChallengeInvalid)
+        );
+    }
+
+    #[test]
+    fn expired_foreign_and_unsigned_cards_end_abnormally() {
+        let mut f = fixture();
+        for (cert, signed, error) in [
+            (
+                f.expired_certificate.clone(),
+                true,
+                SimErrorCode::CardCertificateExpired,
+            ),
+            (
+                f.foreign_certificate.clone(),
+                true,
+                SimErrorCode::CardCertificateUntrusted,
+            ),
+            (
+                f.certificate.clone(),
+                false,
+                SimErrorCode::CardSignatureInvalid,
+            ),
+        ] {
+            let r = request(&mut f, &cert, signed);
+            let answer = confirm(&f, &r);
+            assert_eq!(answer.error, Some(error));
+            assert_eq!(
+                answer.result.header.segment_of_result,
+                SegmentOfResult::AbnormalEnd
+            );
+            assert_eq!(
+                answer.result.header.error_code.as_deref(),
+                Some(error.code())
+            );
+        }
+        // Another institution cannot use this institution's challenge.
+        let cert = f.certificate.clone();
+        let r = request(&mut f, &cert, true);
+        let other = MedicalInstitutionCode::parse("1340123452").unwrap();
+        let answer = f
+            .route
+            .confirm(&other, &r, now_jst(), time::OffsetDateTime::now_utc());
+        assert_eq!(answer.error, Some(SimErrorCode::CardChallengeInvalid));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}
