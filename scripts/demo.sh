@@ -68,7 +68,7 @@ start() {
 
 start onshi-sim "$bin/onshi-sim" serve --listen "127.0.0.1:$SIM_PORT" \
   --tls-cert "$pki/onshi-sim.pem" --tls-key "$pki/onshi-sim.key" --client-ca "$pki/common-ca.pem" \
-  --seed 42 --population 1000
+  --seed 42 --population 1000 --jlis-ca "$pki/jlis-ca.pem"
 start central "$bin/central" serve --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" \
   --client-ca "$pki/chain-ca.pem"

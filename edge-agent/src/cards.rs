@@ -28,22 +28,26 @@ use card_reader::jpki::sha256_digest_info;
 use card_reader::{
     CardError, CardPresence, CardReaders, JpkiCard, Pin, ReaderSnapshot, WatchEvent,
 };
-use onshi_domain::codes::{ProcessingResultStatus, QualificationValidity, SegmentOfResult};
 use onshi_domain::events::{
     CardCheck, CardCheckResult, EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome,
     LookupRoute, LookupSource, ReaderChange, ReaderState,
 };
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::TerminalId;
-use onshi_domain::xml::{QualificationConfirmationResult, ResultOfQualificationConfirmation};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::judge::judge;
 use crate::lookup::{PersonShown, today_jst};
 use crate::onshi::OnshiClient;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
+use onshi_domain::codes::QualificationValidity;
+
+/// "No matching qualification" for a card on the reader.
+const NOT_FOUND_ON_CARD: &str =
+    "該当する資格がありません / no qualification is registered for this card";
 
 /// `[cards]` in the agent's configuration: present means the agent owns the site's readers.
 ///
@@ -440,14 +444,14 @@ impl Cards {
         });
         let answer = self
             .onshi
-            .exchange(
+            .exchange_json(
                 "card/confirm",
                 serde_json::to_vec(&body).unwrap_or_default(),
             )
             .await;
         let latency_ms = elapsed_ms(started);
         let judged = match answer {
-            Ok(answer) => judge(&answer.body, answer.http_status),
+            Ok(answer) => judge(&answer.body, answer.http_status, NOT_FOUND_ON_CARD),
             Err(error) => {
                 return self
                     .unreachable(terminal, identity, error.to_string(), started)
@@ -497,8 +501,8 @@ impl Cards {
             outcome: Some(judged.outcome),
             qualification_validity: judged.validity,
             identity_verification: identity,
+            person: judged.person(),
             message: judged.message,
-            person: judged.first.as_ref().map(person_shown),
             event,
             latency_ms,
         })
@@ -508,7 +512,7 @@ impl Cards {
     async fn challenge(&self) -> Result<Vec<u8>, String> {
         let answer = self
             .onshi
-            .exchange("card/challenge", Vec::new())
+            .exchange_json("card/challenge", Vec::new())
             .await
             .map_err(|e| e.to_string())?;
         if answer.http_status != 200 {
@@ -705,109 +709,6 @@ fn watch_thread(
                 }
             }
         }
-    }
-}
-
-struct Judged {
-    outcome: LookupOutcome,
-    validity: Option<QualificationValidity>,
-    processing_result_code: Option<String>,
-    error_code: Option<String>,
-    message: String,
-    first: Option<ResultOfQualificationConfirmation>,
-}
-
-/// The national system's answer to a card confirmation, reduced to what the event and the
-/// counter need (the same reading as the insurance-card route's).
-fn judge(body: &[u8], http_status: u16) -> Judged {
-    let failed = |error_code: String, message: String| Judged {
-        outcome: LookupOutcome::Error,
-        validity: None,
-        processing_result_code: None,
-        error_code: Some(error_code),
-        message,
-        first: None,
-    };
-    let result = match QualificationConfirmationResult::from_xml(body) {
-        Ok(result) => result,
-        Err(_) if !(200..300).contains(&http_status) => {
-            return failed(
-                format!("http_{http_status}"),
-                format!(
-                    "照会が拒否されました（HTTP {http_status}） / the national system refused the request"
-                ),
-            );
-        }
-        Err(error) => {
-            return failed(
-                "malformed_response".into(),
-                format!("応答を読み取れませんでした / the answer could not be read: {error}"),
-            );
-        }
-    };
-    let header = &result.header;
-    let body = &result.body;
-    if header.segment_of_result != SegmentOfResult::Normal
-        || body.processing_result_status == Some(ProcessingResultStatus::Error)
-    {
-        let code = header
-            .error_code
-            .clone()
-            .or_else(|| body.processing_result_code.clone());
-        let text = header
-            .error_message
-            .clone()
-            .or_else(|| body.processing_result_message.clone())
-            .unwrap_or_default();
-        return Judged {
-            outcome: LookupOutcome::Error,
-            validity: None,
-            processing_result_code: body.processing_result_code.clone(),
-            error_code: code.clone(),
-            message: format!(
-                "照会でエラーが返されました（{}）{text} / the national system returned an error",
-                code.as_deref().unwrap_or("-")
-            ),
-            first: None,
-        };
-    }
-    let validity = body.qualification_validity;
-    let outcome = match validity {
-        Some(v) if v.is_valid() => LookupOutcome::Valid,
-        Some(QualificationValidity::Invalid | QualificationValidity::InvalidNewerExists) => {
-            LookupOutcome::Invalid
-        }
-        Some(_) => LookupOutcome::NotFound,
-        None => LookupOutcome::Error,
-    };
-    let message = match outcome {
-        LookupOutcome::Valid => "資格有効 / eligible".to_string(),
-        LookupOutcome::Invalid => "資格無効 / not eligible (qualification lost)".to_string(),
-        LookupOutcome::NotFound => {
-            "該当する資格がありません / no qualification is registered for this card".to_string()
-        }
-        _ => "応答に資格情報がありません / the answer carried no qualification".to_string(),
-    };
-    Judged {
-        outcome,
-        validity,
-        processing_result_code: body.processing_result_code.clone(),
-        error_code: None,
-        message,
-        first: body.results.first().cloned(),
-    }
-}
-
-fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {
-    PersonShown {
-        name: r.name.clone().unwrap_or_default(),
-        name_kana: r.name_kana.clone().unwrap_or_default(),
-        insurer_name: r.insurer_name.clone().unwrap_or_default(),
-        insured_partial_contribution_ratio: r
-            .insured_partial_contribution_ratio
-            .clone()
-            .unwrap_or_default(),
-        disqualification_date: r.disqualification_date.map(yyyymmdd).unwrap_or_default(),
     }
 }
 

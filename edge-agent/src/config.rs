@@ -340,6 +340,30 @@ key = "pki/t.key"
     }
 
     #[test]
+    fn the_example_configuration_in_deploy_is_valid() {
+        let example = include_str!("../../deploy/agent.example.toml");
+        let config = AgentConfig::from_toml(example, Path::new("/"), &HashMap::new()).unwrap();
+        assert_eq!(config.site_kind, SiteKind::Pharmacy);
+        // And with every commented-out setting switched on (prose comments stay comments).
+        let is_setting = |rest: &str| {
+            rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        };
+        let uncommented: String = example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|rest| is_setting(rest))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        AgentConfig::from_toml(&uncommented, Path::new("/"), &HashMap::new()).unwrap();
+    }
+
+    #[test]
     fn unknown_keys_and_versions_are_refused() {
         let text = sample("3410712362", "clinic", "34").replace("version = 1", "version = 2");
         assert!(matches!(

@@ -8,6 +8,7 @@ pub mod cards;
 pub mod config;
 pub mod control;
 pub mod filex;
+pub mod judge;
 pub mod lookup;
 pub mod onshi;
 pub mod outbox;

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use onshi_domain::codes::{ProcessingResultStatus, QualificationValidity, SegmentOfResult};
+use onshi_domain::codes::QualificationValidity;
 use onshi_domain::events::{
     EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute, LookupSource,
 };
@@ -16,15 +16,18 @@ use onshi_domain::ids::{IdError, InsuranceCardQuery};
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
-    QualificationConfirmationResult, RequestHeader, ResultOfQualificationConfirmation, XmlEncoding,
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader, XmlEncoding,
 };
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+use crate::judge::judge;
 use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
+
+/// "No matching qualification" for numbers typed at the counter: most often a typing mistake.
+const NOT_FOUND_TYPED: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
 
 /// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -239,7 +242,10 @@ impl Lookups {
     ) -> Result<Confirmed, OutboxError> {
         let Asked { answer, latency_ms } = asked;
         let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
-        let judged = judge(answer);
+        let judged = match &answer {
+            Ok(a) => judge(&a.body, a.http_status, NOT_FOUND_TYPED),
+            Err(error) => crate::judge::unreachable(error),
+        };
 
         let search = &request.search;
         let patient_ref = PatientRef::for_insurance_card(
@@ -282,8 +288,8 @@ impl Lookups {
             answer: LookupAnswer {
                 outcome: judged.outcome,
                 qualification_validity: judged.validity,
+                person: judged.person(),
                 message: judged.message,
-                person: judged.person,
                 event,
                 latency_ms,
             },
@@ -295,124 +301,4 @@ impl Lookups {
 /// Today in Japan, the date the national system's requests carry.
 pub fn today_jst() -> time::Date {
     OffsetDateTime::now_utc().to_offset(JST).date()
-}
-
-/// The national system's answer, reduced to what the event and the counter need.
-struct Judged {
-    outcome: LookupOutcome,
-    validity: Option<QualificationValidity>,
-    processing_result_code: Option<String>,
-    error_code: Option<String>,
-    message: String,
-    person: Option<PersonShown>,
-}
-
-fn judge(answer: Result<OnshiAnswer, OnshiError>) -> Judged {
-    let failed = |outcome, error_code: Option<String>, message: String| Judged {
-        outcome,
-        validity: None,
-        processing_result_code: None,
-        error_code,
-        message,
-        person: None,
-    };
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(error) => {
-            return failed(
-                LookupOutcome::Unreachable,
-                Some("unreachable".into()),
-                format!(
-                    "オンライン資格確認システムに接続できません。保険証で確認してください / {error}"
-                ),
-            );
-        }
-    };
-    let result = match QualificationConfirmationResult::from_xml(&answer.body) {
-        Ok(result) => result,
-        Err(_) if !(200..300).contains(&answer.http_status) => {
-            return failed(
-                LookupOutcome::Error,
-                Some(format!("http_{}", answer.http_status)),
-                format!(
-                    "照会が拒否されました（HTTP {}） / the national system refused the request",
-                    answer.http_status
-                ),
-            );
-        }
-        Err(error) => {
-            return failed(
-                LookupOutcome::Error,
-                Some("malformed_response".into()),
-                format!("応答を読み取れませんでした / the answer could not be read: {error}"),
-            );
-        }
-    };
-    let header = &result.header;
-    let body = &result.body;
-    if header.segment_of_result != SegmentOfResult::Normal
-        || body.processing_result_status == Some(ProcessingResultStatus::Error)
-    {
-        let code = header
-            .error_code
-            .clone()
-            .or_else(|| body.processing_result_code.clone());
-        let text = header
-            .error_message
-            .clone()
-            .or_else(|| body.processing_result_message.clone())
-            .unwrap_or_default();
-        return Judged {
-            outcome: LookupOutcome::Error,
-            validity: None,
-            processing_result_code: body.processing_result_code.clone(),
-            error_code: code.clone(),
-            message: format!(
-                "照会でエラーが返されました（{}）{text} / the national system returned an error",
-                code.as_deref().unwrap_or("-")
-            ),
-            person: None,
-        };
-    }
-    let validity = body.qualification_validity;
-    let outcome = match validity {
-        Some(v) if v.is_valid() => LookupOutcome::Valid,
-        Some(QualificationValidity::Invalid | QualificationValidity::InvalidNewerExists) => {
-            LookupOutcome::Invalid
-        }
-        Some(_) => LookupOutcome::NotFound,
-        None => LookupOutcome::Error,
-    };
-    let message = match outcome {
-        LookupOutcome::Valid => "資格有効 / eligible".to_string(),
-        LookupOutcome::Invalid => "資格無効 / not eligible (qualification lost)".to_string(),
-        LookupOutcome::NotFound => {
-            "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details".to_string()
-        }
-        _ => "応答に資格情報がありません / the answer carried no qualification".to_string(),
-    };
-    Judged {
-        outcome,
-        validity,
-        processing_result_code: body.processing_result_code.clone(),
-        error_code: None,
-        message,
-        person: body.results.first().map(person_shown),
-    }
-}
-
-fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {
-    PersonShown {
-        name: r.name.clone().unwrap_or_default(),
-        name_kana: r.name_kana.clone().unwrap_or_default(),
-        insurer_name: r.insurer_name.clone().unwrap_or_default(),
-        insured_partial_contribution_ratio: r
-            .insured_partial_contribution_ratio
-            .clone()
-            .unwrap_or_default(),
-        disqualification_date: r
-            .disqualification_date
-            .map(|d| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day()))
-            .unwrap_or_default(),
-    }
 }

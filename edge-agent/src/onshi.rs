@@ -71,8 +71,26 @@ impl OnshiClient {
         message_id: &str,
         body: Vec<u8>,
     ) -> Result<OnshiAnswer, OnshiError> {
-        let request = hyper::Request::post(format!("{}/oqs/{message_id}", self.endpoint))
-            .header(hyper::header::CONTENT_TYPE, "application/xml")
+        self.post(message_id, "application/xml", body).await
+    }
+
+    /// Like `exchange`, for the card route's JSON messages (onshi-sim's convention).
+    pub async fn exchange_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<OnshiAnswer, OnshiError> {
+        self.post(path, "application/json", body).await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<OnshiAnswer, OnshiError> {
+        let request = hyper::Request::post(format!("{}/oqs/{path}", self.endpoint))
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| OnshiError::Unreachable(e.to_string()))?;
         let call = async {
