@@ -210,6 +210,13 @@ pub async fn spawn_ready(mut command: Command) -> anyhow::Result<Running> {
 }
 
 impl Running {
+    /// Kills the process (SIGKILL) and waits until it is gone, so that whatever it held (a port,
+    /// a control socket) is free when this returns. Dropping only sends the signal.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     pub fn field(&self, name: &str) -> String {
         self.ready[name]
             .as_str()

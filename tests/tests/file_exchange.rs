@@ -293,7 +293,7 @@ async fn a_file_written_slowly_in_pieces_is_not_read_early() -> anyhow::Result<(
 async fn a_crash_between_recording_and_answering_is_answered_exactly_once_after_restart()
 -> anyhow::Result<()> {
     let (stack, agent) = Stack::start("").await?;
-    drop(agent);
+    agent.kill().await?;
     // The same agent, now told to abort right after the lookup event is recorded.
     let mut crashing = stack
         .site
@@ -408,7 +408,7 @@ async fn an_error_answer_of_the_national_system_is_passed_on_as_it_came() -> any
 async fn a_crash_after_the_answer_is_journaled_records_it_after_restart_without_asking_again()
 -> anyhow::Result<()> {
     let (stack, agent) = Stack::start("").await?;
-    drop(agent);
+    agent.kill().await?;
     let mut crashing = stack
         .site
         .start_with_env(&[("EDGE_AGENT_FAULT", "abort-after-answer")])

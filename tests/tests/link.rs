@@ -143,7 +143,7 @@ async fn a_lookup_when_the_national_system_is_unreachable_fails_within_the_timeo
     );
 
     // A closed port (the line is down at the router): refused at once, same answer.
-    drop(agent);
+    agent.kill().await?;
     agent_site.edit_config(&https_endpoint(&sim, "https"), "https://127.0.0.1:9")?;
     let _agent = agent_site.start().await?;
     let output = agent_site.lookup(&person).await?;
