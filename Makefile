@@ -41,6 +41,12 @@ test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS 
 demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C stops everything
 	scripts/demo.sh
 
+.PHONY: bench
+bench: deps ## Ingest (vs raw COPY) and connection benchmarks, release build, throwaway PostgreSQL
+	$(CARGO) build --release --locked -p central -p fleet-bench
+	scripts/with-pg.sh target/release/fleet-bench ingest
+	scripts/with-pg.sh target/release/fleet-bench connections
+
 .PHONY: clean-local
 clean-local: ## Remove the demo's data (PKI, database, outboxes)
 	rm -rf .local

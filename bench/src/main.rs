@@ -30,7 +30,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
-#[command(name = "fleet-bench", about = "onshi-fleet benchmarks (needs DATABASE_URL)")]
+#[command(
+    name = "fleet-bench",
+    about = "onshi-fleet benchmarks (needs DATABASE_URL)"
+)]
 struct Cli {
     #[command(subcommand)]
     mode: Mode,
@@ -58,7 +61,7 @@ enum Mode {
         #[arg(long, default_value_t = 10)]
         latency_secs: u64,
         /// Events per batch in the ack latency run (a site sends few events at a time).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 50)]
         latency_batch: usize,
     },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
@@ -145,7 +148,12 @@ async fn start_central(pki: &Pki, db: &TestDb, extra: &[&str]) -> anyhow::Result
     let mut command = tokio::process::Command::new(central_binary()?);
     command
         .arg("serve")
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--tls-cert")
         .arg(cert)
         .arg("--tls-key")
@@ -178,28 +186,16 @@ fn sites(count: usize) -> Vec<String> {
 
 // ------------------------------------------------------------------------------- agents
 
+/// A valid lookup event as the harness builds it (so it follows the protocol as it grows), with a
+/// patient reference of a keyed hash's shape (64 lowercase hex) and no patient behind it.
 fn synthetic_event(site: &str, sequence: u64) -> pb::Event {
-    let id = Uuid::now_v7();
-    // A keyed hash's shape (64 lowercase hex), derived from the id: no patient behind it.
-    let patient_ref = format!("{}{}", id.simple(), id.simple());
-    pb::Event {
-        event_id: id.as_bytes().to_vec(),
-        site_code: site.to_string(),
-        terminal_id: "T01".into(),
-        occurred_at: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
-        sequence,
-        body: Some(pb::event::Body::Lookup(pb::Lookup {
-            route: pb::LookupRoute::InsuranceCard as i32,
-            outcome: pb::LookupOutcome::Valid as i32,
-            patient_ref,
-            insurer_number: "06139156".into(),
-            qualification_validity: 1,
-            processing_result_code: "1".into(),
-            error_code: String::new(),
-            latency_ms: 120,
-            staff_id: String::new(),
-        })),
+    let mut event = e2e::uplink::lookup_event(site, sequence);
+    if let Some(pb::event::Body::Lookup(lookup)) = event.body.as_mut() {
+        let id = Uuid::from_slice(&event.event_id).unwrap_or_default();
+        lookup.patient_ref = format!("{}{}", id.simple(), id.simple());
+        lookup.latency_ms = 120;
     }
+    event
 }
 
 fn batch_message(events: Vec<pb::Event>) -> pb::AgentMessage {
@@ -238,57 +234,71 @@ async fn open_session(
     }
 }
 
-impl AgentSession {
-    async fn next_ack(&mut self) -> anyhow::Result<u64> {
-        match self.from_central.message().await? {
-            Some(pb::CentralMessage {
-                kind: Some(pb::central_message::Kind::Ack(ack)),
-            }) => Ok(ack.up_to_sequence),
-            other => bail!("expected an ack, got {other:?}"),
-        }
+async fn next_ack(from_central: &mut tonic::Streaming<pb::CentralMessage>) -> anyhow::Result<u64> {
+    match from_central.message().await? {
+        Some(pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Ack(ack)),
+        }) => Ok(ack.up_to_sequence),
+        other => bail!("expected an ack, got {other:?}"),
     }
+}
 
+impl AgentSession {
     /// Sends `batches` keeping at most `window` unacknowledged, optionally one batch per
-    /// `pace`; returns each batch's ack latency.
+    /// `pace`; returns each batch's ack latency, taken when the ack arrives (acks are read
+    /// while sending goes on).
     async fn stream(
         &mut self,
         batches: Vec<Vec<pb::Event>>,
         window: usize,
         pace: Option<Duration>,
     ) -> anyhow::Result<Vec<Duration>> {
-        let mut latencies = Vec::with_capacity(batches.len());
-        let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
-        let mut acked = 0;
-        let mut next = tokio::time::Instant::now();
-        for batch in batches {
-            while in_flight.len() >= window {
-                acked = self.next_ack().await?;
-                settle(&mut in_flight, acked, &mut latencies);
+        let AgentSession {
+            to_central,
+            from_central,
+        } = self;
+        let total = batches.len();
+        let permits = Semaphore::new(window);
+        let (sent_tx, mut sent_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+        let sender = async {
+            let mut next = tokio::time::Instant::now();
+            for batch in batches {
+                permits.acquire().await?.forget();
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(next).await;
+                    next += pace;
+                }
+                let last = batch.last().map_or(0, |e| e.sequence);
+                sent_tx.send((last, Instant::now()))?;
+                to_central.send(batch_message(batch)).await?;
             }
-            if let Some(pace) = pace {
-                tokio::time::sleep_until(next).await;
-                next += pace;
+            anyhow::Ok(())
+        };
+        let reader = async {
+            let mut latencies = Vec::with_capacity(total);
+            let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
+            let mut acked = 0;
+            while latencies.len() < total {
+                let up_to = next_ack(from_central).await?;
+                if up_to < acked {
+                    bail!("acks went backwards: {up_to} after {acked}");
+                }
+                acked = up_to;
+                while let Ok(sent) = sent_rx.try_recv() {
+                    in_flight.push_back(sent);
+                }
+                let before = latencies.len();
+                while in_flight.front().is_some_and(|(last, _)| *last <= acked) {
+                    let (_, sent) = in_flight.pop_front().expect("checked above");
+                    latencies.push(sent.elapsed());
+                }
+                permits.add_permits(latencies.len() - before);
             }
-            let last = batch.last().map_or(0, |e| e.sequence);
-            in_flight.push_back((last, Instant::now()));
-            self.to_central.send(batch_message(batch)).await?;
-        }
-        while !in_flight.is_empty() {
-            let up_to = self.next_ack().await?;
-            if up_to < acked {
-                bail!("acks went backwards: {up_to} after {acked}");
-            }
-            acked = up_to;
-            settle(&mut in_flight, acked, &mut latencies);
-        }
-        Ok(latencies)
-    }
-}
-
-fn settle(in_flight: &mut VecDeque<(u64, Instant)>, acked: u64, latencies: &mut Vec<Duration>) {
-    while in_flight.front().is_some_and(|(last, _)| *last <= acked) {
-        let (_, sent) = in_flight.pop_front().expect("checked above");
-        latencies.push(sent.elapsed());
+            anyhow::Ok(latencies)
+        };
+        let (sent, latencies) = tokio::join!(sender, reader);
+        sent?;
+        latencies
     }
 }
 
@@ -363,7 +373,9 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     if stored != total as i64 {
         bail!("central stored {stored} events, the agents sent {total}");
     }
-    let (copy_rate, staged_rate) = raw_copy(&db).await?;
+    let raw = raw_copy(&db).await?;
+    // The ratio is against the faster of one and two COPY streams.
+    let copy_rate = raw.copy.max(raw.copy_parallel);
 
     let latency = if options.latency.is_zero() {
         None
@@ -382,15 +394,17 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
             "window": options.window,
             "write_method": options.write_method,
             "central_events_per_sec": central_rate.round(),
-            "raw_copy_events_per_sec": copy_rate.round(),
-            "staging_copy_insert_events_per_sec": staged_rate.round(),
+            "raw_copy_events_per_sec": raw.copy.round(),
+            "raw_copy_2_streams_events_per_sec": raw.copy_parallel.round(),
+            "staging_copy_insert_events_per_sec": raw.staged.round(),
             "ratio_central_to_copy": (ratio * 1000.0).round() / 1000.0,
             "ack_latency": latency,
         })
     );
     eprintln!(
-        "central {central_rate:.0} events/s, raw COPY {copy_rate:.0} events/s, ratio {ratio:.3}; \
-         COPY to staging + INSERT ON CONFLICT {staged_rate:.0} events/s"
+        "central {central_rate:.0} events/s; raw COPY {:.0} events/s (2 streams: {:.0}); \
+         ratio {ratio:.3}; COPY to staging + INSERT ON CONFLICT {:.0} events/s",
+        raw.copy, raw.copy_parallel, raw.staged
     );
     drop(sessions);
     drop(central);
@@ -409,8 +423,8 @@ type Row = (
 );
 
 /// Writes the rows central stored again, with raw binary COPY into an identical table, and via a
-/// staging table; returns both rates in rows per second.
-async fn raw_copy(db: &TestDb) -> anyhow::Result<(f64, f64)> {
+/// staging table; returns the rates in rows per second.
+async fn raw_copy(db: &TestDb) -> anyhow::Result<RawRates> {
     let mut client = db.client().await?;
     let rows: Vec<Row> = client
         .query(
@@ -464,10 +478,39 @@ async fn raw_copy(db: &TestDb) -> anyhow::Result<(f64, f64)> {
     tx.commit().await?;
     let copy_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
 
+    // Central writes with two transactions in flight (its default writers); so does this one,
+    // each COPY on its own connection with half of the rows.
+    client
+        .batch_execute("TRUNCATE bench_copy; CHECKPOINT")
+        .await?;
+    let rows = Arc::new(rows);
+    let began = Instant::now();
+    let mut halves = Vec::new();
+    for half in 0..2usize {
+        let (rows, url) = (rows.clone(), db.url.clone());
+        halves.push(tokio::spawn(async move {
+            let mut client = e2e::connect(&url).await?;
+            let tx = client.transaction().await?;
+            let mid = rows.len() / 2;
+            let part = if half == 0 {
+                &rows[..mid]
+            } else {
+                &rows[mid..]
+            };
+            copy_rows(&tx, "bench_copy", part).await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        }));
+    }
+    for half in halves {
+        half.await??;
+    }
+    let parallel_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
+
     client.batch_execute("CHECKPOINT").await?;
     let began = Instant::now();
     let tx = client.transaction().await?;
-    tx.batch_execute("CREATE TEMP TABLE staging (LIKE events) ON COMMIT DROP")
+    tx.batch_execute("CREATE TEMP TABLE staging (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP")
         .await?;
     copy_rows(&tx, "staging", &rows).await?;
     tx.batch_execute(
@@ -479,7 +522,21 @@ async fn raw_copy(db: &TestDb) -> anyhow::Result<(f64, f64)> {
     .await?;
     tx.commit().await?;
     let staged_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
-    Ok((copy_rate, staged_rate))
+    Ok(RawRates {
+        copy: copy_rate,
+        copy_parallel: parallel_rate,
+        staged: staged_rate,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RawRates {
+    /// One COPY in one transaction.
+    copy: f64,
+    /// Two COPYs in two transactions at once.
+    copy_parallel: f64,
+    /// COPY into a temporary staging table, then INSERT .. SELECT .. ON CONFLICT DO NOTHING.
+    staged: f64,
 }
 
 async fn copy_rows(
@@ -525,8 +582,9 @@ async fn latency_run(
     let agents = sessions.len();
     let per_agent_rate = rate / agents as f64;
     let pace = Duration::from_secs_f64(options.latency_batch as f64 / per_agent_rate);
-    let batches_per_agent =
-        (options.latency.as_secs_f64() / pace.as_secs_f64()).ceil().max(1.0) as usize;
+    let batches_per_agent = (options.latency.as_secs_f64() / pace.as_secs_f64())
+        .ceil()
+        .max(1.0) as usize;
     let first = (options.events / agents) as u64 + 1;
     eprintln!(
         "ack latency at {rate:.0} events/s: {agents} agents, a batch of {} every {pace:.2?}...",
@@ -551,16 +609,22 @@ async fn latency_run(
             anyhow::Ok(latencies)
         }));
     }
+    let began = Instant::now();
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await??);
     }
+    let achieved = (all.len() * options.latency_batch) as f64 / began.elapsed().as_secs_f64();
     all.sort();
     let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
     let (p50, p99) = (pick(0.50), pick(0.99));
-    eprintln!("ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches", all.len());
+    eprintln!(
+        "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches",
+        all.len()
+    );
     Ok(serde_json::json!({
         "target_events_per_sec": rate.round(),
+        "achieved_events_per_sec": achieved.round(),
         "batch": options.latency_batch,
         "batches": all.len(),
         "p50_ms": (p50.as_secs_f64() * 1e5).round() / 100.0,
@@ -570,9 +634,9 @@ async fn latency_run(
 
 /// A stable fraction in [0, 1) from a site code, to spread agents' start times.
 fn rand_fraction(site: &str) -> f64 {
-    let hash = site
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = site.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     (hash % 10_000) as f64 / 10_000.0
 }
 
@@ -587,7 +651,7 @@ async fn connections_bench(
     let db = TestDb::create().await?;
     let sites = sites(certs);
     let pki = Pki::new(&sites.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let central = start_central(&pki, &db, &[]).await?;
+    let mut central = start_central(&pki, &db, &[]).await?;
     let pid = central.child.id().context("central exited")?;
     let endpoint = format!("https://{}", central.field("grpc"));
     let tls: Vec<_> = sites
@@ -612,8 +676,7 @@ async fn connections_bench(
             sites[i % sites.len()].clone(),
             tls[i % tls.len()].clone(),
         );
-        let (connecting, ready, mut stop) =
-            (connecting.clone(), ready_tx.clone(), stop_rx.clone());
+        let (connecting, ready, mut stop) = (connecting.clone(), ready_tx.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let permit = connecting.acquire_owned().await;
             let session = open_session(&endpoint, tls, &site, Uuid::now_v7(), 1).await;
@@ -662,7 +725,10 @@ async fn connections_bench(
     );
     tokio::time::sleep(hold).await;
     let held = rss_kib(pid)?;
-    let alive = central.child.id().is_some();
+    let alive = central.child.try_wait()?.is_none();
+    if !alive {
+        bail!("central exited while holding {connections} sessions");
+    }
     let per_connection = (held.saturating_sub(baseline)) as f64 * 1024.0 / connections as f64;
     println!(
         "{}",
