@@ -53,8 +53,8 @@ impl Default for Tuning {
         Self {
             writer: WriterConfig::default(),
             write_timeout: std::time::Duration::from_secs(30),
-            events_per_second: 2_000,
-            events_burst: 20_000,
+            events_per_second: 5_000,
+            events_burst: 50_000,
             maintenance: MaintenanceConfig::default(),
             write_method: WriteMethod::Copy,
         }

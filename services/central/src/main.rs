@@ -83,10 +83,10 @@ struct ServeArgs {
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
     no_migrate: bool,
     /// Events per second per site; above it central delays acks (0: no limit).
-    #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 2_000)]
+    #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 5_000)]
     events_per_second: u32,
     /// Events a site may send at once before the per-second limit applies.
-    #[arg(long, env = "CENTRAL_EVENTS_BURST", default_value_t = 20_000)]
+    #[arg(long, env = "CENTRAL_EVENTS_BURST", default_value_t = 50_000)]
     events_burst: u32,
     /// Seconds a session waits for its commit before it ends with UNAVAILABLE.
     #[arg(long, env = "CENTRAL_WRITE_TIMEOUT_SECS", default_value_t = 30)]

@@ -413,3 +413,57 @@ async fn a_store_whose_database_is_unreachable_reports_unavailable() {
     let status = tonic::Status::from(central::error::ServiceError::from(error));
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
 }
+
+#[tokio::test]
+async fn events_stored_before_partitioning_move_into_monthly_partitions() {
+    let db = TestDb::create().await.unwrap();
+    let client = db.client().await.unwrap();
+    // A database as the walking skeleton left it: migration 1 only, with events of two months.
+    let first = &migrate::MIGRATIONS[0];
+    let checksum = fleet_tls::identity::hex(
+        ring::digest::digest(&ring::digest::SHA256, first.sql.as_bytes()).as_ref(),
+    );
+    client.batch_execute(first.sql).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (1, $1, $2)",
+            &[&first.name, &checksum],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO events (event_id, site_code, stream_id, sequence, terminal_id,
+                                 occurred_at, kind, body) VALUES
+             (gen_random_uuid(), '3410712362', gen_random_uuid(), 1, 'T01',
+              '2020-01-31 23:00:00+00', 'lookup', '{}'),
+             (gen_random_uuid(), '3410712362', gen_random_uuid(), 1, 'T01',
+              '2026-11-01 00:00:00+00', 'lookup', '{}')",
+        )
+        .await
+        .unwrap();
+
+    let pool = store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
+    let applied = migrate::migrate(&pool).await.unwrap();
+    assert!(applied.contains(&2), "{applied:?}");
+    let partitions = Store::new(pool).partitions().await.unwrap();
+    for (name, rows) in [
+        ("events_2020_01", 1),
+        ("events_2026_11", 1),
+        ("events_default", 0),
+    ] {
+        assert!(
+            partitions.contains(&(name.to_string(), rows)),
+            "{name} with {rows} rows in {partitions:?}"
+        );
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
+}

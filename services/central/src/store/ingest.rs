@@ -114,10 +114,21 @@ impl Store {
         }
         match self.write_group(batches, false).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            // PostgreSQL refused a statement (rather than the connection failing): find out which
-            // batch, by writing each on its own on the checked path.
-            Err(StoreError::Db(error)) if error.code().is_some() => {
-                if error.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+            // PostgreSQL (or the way to it) is down: every batch of the group shares that fate.
+            Err(error) if error.is_unavailable() => {
+                let error = Arc::new(error);
+                batches
+                    .iter()
+                    .map(|_| Err(StoreError::Group(error.clone())))
+                    .collect()
+            }
+            // A statement was refused: find out which batch, by writing each on its own on the
+            // checked path. A unique violation is the expected case (an id reused by a broken
+            // agent); anything else is worth a line in the log.
+            Err(error) => {
+                let unique_violation = matches!(&error, StoreError::Db(e)
+                    if e.code() == Some(&SqlState::UNIQUE_VIOLATION));
+                if !unique_violation {
                     tracing::warn!(%error, batches = batches.len(), "group write refused; writing its batches one by one");
                 }
                 let mut results = Vec::with_capacity(batches.len());
@@ -129,13 +140,6 @@ impl Store {
                     );
                 }
                 results
-            }
-            Err(error) => {
-                let error = Arc::new(error);
-                batches
-                    .iter()
-                    .map(|_| Err(StoreError::Group(error.clone())))
-                    .collect()
             }
         }
     }

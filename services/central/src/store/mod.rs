@@ -16,7 +16,8 @@ pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    /// Shown without PostgreSQL's DETAIL, which may quote a row (an event body).
+    #[error("database error: {}", db_summary(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -103,6 +104,14 @@ impl StoreError {
             StoreError::Group(inner) => inner.is_unavailable(),
             _ => false,
         }
+    }
+}
+
+/// A PostgreSQL error as message and SQLSTATE only; other errors (connection) as they are.
+fn db_summary(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
     }
 }
 
