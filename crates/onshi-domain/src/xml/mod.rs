@@ -26,11 +26,17 @@
 //! caller converts if it needs an instant.
 
 mod charset;
+pub mod checkup;
+pub mod drug;
+mod info;
 pub mod qualification;
 mod read;
 mod tree;
 mod write;
 
+pub use checkup::*;
+pub use drug::*;
+pub use info::{FileCategory, InfoRequestHeader, InfoResultHeader, YearMonth};
 pub use qualification::*;
 
 /// The character encoding of a written file.
