@@ -107,17 +107,14 @@ impl FleetUplink for Ingest {
             }
         };
         let stream = self.accept_hello(&site, &hello).await?;
-        let contiguous = self
-            .store
-            .open_stream(
-                &site,
-                stream,
-                &hello.agent_version,
-                &hello.config_hash,
-                hello.last_produced_sequence,
-            )
-            .await
-            .map_err(ServiceError::from)?;
+        let open = self.store.open_stream(
+            &site,
+            stream,
+            &hello.agent_version,
+            &hello.config_hash,
+            hello.last_produced_sequence,
+        );
+        let contiguous = within(self.write_timeout, open).await?;
         tracing::info!(site = %site, stream = %stream.0, contiguous, agent_version = %hello.agent_version, "agent connected");
 
         let (replies, rx) = mpsc::channel(REPLY_QUEUE);
@@ -185,6 +182,18 @@ async fn audit_foreign_site(store: &Store, site: &SiteCode, claimed: &str, detai
     }
 }
 
+/// A store call that must answer within `limit`, else UNAVAILABLE: a session never hangs on a
+/// database that stopped answering.
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, Status> {
+    let result = tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(limit)));
+    result.map_err(|error| ServiceError::from(error).into())
+}
+
 /// The site named by the client certificate of this request.
 fn peer_site<T>(request: &Request<T>) -> Result<SiteCode, Status> {
     let certs = request.peer_certs();
@@ -222,10 +231,12 @@ impl Session {
                     }
                 }
                 Some(Kind::Heartbeat(beat)) => {
-                    self.store
-                        .record_heartbeat(&self.site, self.stream, beat.last_produced_sequence)
-                        .await
-                        .map_err(ServiceError::from)?;
+                    let beat = self.store.record_heartbeat(
+                        &self.site,
+                        self.stream,
+                        beat.last_produced_sequence,
+                    );
+                    within(self.write_timeout, beat).await?;
                 }
                 Some(Kind::Inventory(_)) => {
                     // Kept by the certificates and rollout work; accepted and ignored until then.
@@ -298,10 +309,7 @@ impl Session {
             stream: self.stream,
             events,
         });
-        let outcome = tokio::time::timeout(self.write_timeout, write)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.write_timeout)))
-            .map_err(ServiceError::from)?;
+        let outcome = within(self.write_timeout, write).await?;
         tracing::debug!(site = %self.site, stored = outcome.stored, duplicates = outcome.duplicates, contiguous = outcome.contiguous, "batch committed");
         Ok(pb::CentralMessage {
             kind: Some(pb::central_message::Kind::Ack(pb::Ack {
