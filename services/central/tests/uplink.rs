@@ -63,12 +63,20 @@ async fn stored(db: &TestDb) -> i64 {
         .get(0)
 }
 
-/// A TCP proxy in front of PostgreSQL that the test can cut and restore: cut closes every
-/// connection through it and refuses new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// Connections stay open but no byte goes through: PostgreSQL "hangs".
+    Stalled,
+    /// Every connection is closed and new ones are refused.
+    Down,
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can stall, cut and restore.
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
+    link: tokio::sync::watch::Sender<Link>,
 }
 
 impl Proxy {
@@ -76,33 +84,42 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
-        let (cut, _) = tokio::sync::watch::channel(0u64);
-        let (flag, cuts) = (up.clone(), cut.clone());
+        let (link, _) = tokio::sync::watch::channel(Link::Up);
+        let (flag, links) = (up.clone(), link.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !flag.load(Ordering::SeqCst) {
                     continue; // dropped: the connection is closed at once
                 }
-                let mut cut = cuts.subscribe();
+                let mut link = links.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(target).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.changed() => {}
+                    loop {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                            changed = link.changed() => if changed.is_err() { return },
+                        }
+                        // Stalled: hold both sockets without reading until the link changes.
+                        while *link.borrow_and_update() == Link::Stalled {
+                            if link.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                        if *link.borrow() == Link::Down {
+                            return;
+                        }
                     }
                 });
             }
         });
-        Self { addr, up, cut }
+        Self { addr, up, link }
     }
 
-    fn set_up(&self, up: bool) {
-        self.up.store(up, Ordering::SeqCst);
-        if !up {
-            self.cut.send_modify(|n| *n += 1);
-        }
+    fn set(&self, state: Link) {
+        self.up.store(state != Link::Down, Ordering::SeqCst);
+        self.link.send_replace(state);
     }
 }
 
@@ -145,7 +162,7 @@ async fn when_postgresql_goes_away_nothing_uncommitted_is_acked_and_the_resend_i
         .unwrap();
     assert_eq!(ack.up_to_sequence, 3);
 
-    proxy.set_up(false);
+    proxy.set(Link::Down);
     let second: Vec<_> = (4..=6).map(|s| lookup_event(&site, s)).collect();
     let refused = session
         .send_batch(second.clone())
@@ -158,7 +175,7 @@ async fn when_postgresql_goes_away_nothing_uncommitted_is_acked_and_the_resend_i
         .expect_err("a hello needs the database too");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
 
-    proxy.set_up(true);
+    proxy.set(Link::Up);
     let mut again = eventually("central to reach PostgreSQL again", || {
         let tls = tls.clone();
         let (endpoint, site) = (central.grpc.clone(), site.clone());
@@ -349,4 +366,60 @@ async fn operators_see_each_agents_stream_and_the_alerts_it_raises() {
         .await
         .unwrap();
     assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_postgresql_hangs_the_session_ends_unavailable_after_the_write_timeout() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let (target, template) = database_target(&db.url);
+    let proxy = Proxy::start(target).await;
+    let tuning = Tuning {
+        write_timeout: Duration::from_secs(1),
+        ..Tuning::default()
+    };
+    let central = start_central(
+        &pki,
+        &template.replace("{}", &proxy.addr.to_string()),
+        tuning,
+    )
+    .await;
+    let stream = Uuid::now_v7();
+    let tls = agent_tls(&pki, &site).unwrap();
+    let mut session = Session::open(&central.grpc, tls.clone(), &site, stream)
+        .await
+        .unwrap();
+    session
+        .send_batch(vec![lookup_event(&site, 1)])
+        .await
+        .unwrap();
+
+    proxy.set(Link::Stalled);
+    let second = vec![lookup_event(&site, 2), lookup_event(&site, 3)];
+    let started = Instant::now();
+    let refused = session
+        .send_batch(second.clone())
+        .await
+        .expect_err("no ack while PostgreSQL hangs");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // PostgreSQL answers again; the write that was cut off may now commit late. The agent's
+    // resend is then a duplicate: stored once either way.
+    proxy.set(Link::Up);
+    let mut again = eventually("central to reach PostgreSQL again", || {
+        let tls = tls.clone();
+        let (endpoint, site) = (central.grpc.clone(), site.clone());
+        async move { Session::open(&endpoint, tls, &site, stream).await.ok() }
+    })
+    .await;
+    let ack = again.send_batch(second).await.unwrap();
+    assert_eq!(ack.up_to_sequence, 3);
+    assert_eq!(ack.stored + ack.duplicates, 2);
+    assert_eq!(stored(&db).await, 3);
 }
