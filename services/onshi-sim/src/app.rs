@@ -43,6 +43,8 @@ pub struct Simulator {
     population: Arc<Population>,
     router: axum::Router,
     faults: Arc<Faults>,
+    consents: Arc<crate::consent::Consents>,
+    windows: Arc<crate::disaster::DisasterWindows>,
 }
 
 impl Simulator {
@@ -58,7 +60,16 @@ impl Simulator {
         let population = Arc::new(Population::generate(settings.seed, settings.population));
         let service = Arc::new(Service::new(population.clone()));
         let faults = Arc::new(Faults::default());
-        let router = http::router_with_faults(service, settings.latency, faults.clone());
+        let consents = Arc::new(crate::consent::Consents::default());
+        let windows = Arc::new(crate::disaster::DisasterWindows::default());
+        let info = Arc::new(crate::info::InfoRoute::new(
+            service.clone(),
+            consents.clone(),
+            windows.clone(),
+            faults.clone(),
+        ));
+        let router = http::router_with_faults(service, settings.latency, faults.clone())
+            .merge(info.router());
 
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -73,6 +84,8 @@ impl Simulator {
             population,
             router,
             faults,
+            consents,
+            windows,
         })
     }
 
@@ -80,9 +93,16 @@ impl Simulator {
     /// certificate in `jlis_ca` (PEM).
     pub fn with_card_route(mut self, jlis_ca: &std::path::Path) -> anyhow::Result<Self> {
         let service = Arc::new(Service::new(self.population.clone()));
-        let route = Arc::new(crate::card::CardRoute::load(service, jlis_ca)?);
+        let route = Arc::new(
+            crate::card::CardRoute::load(service, jlis_ca)?.with_consents(self.consents.clone()),
+        );
         self.router = self.router.merge(route.router());
         Ok(self)
+    }
+
+    /// The disaster windows (災害時医療情報閲覧) in force, live while serving.
+    pub fn disaster_windows(&self) -> &Arc<crate::disaster::DisasterWindows> {
+        &self.windows
     }
 
     /// The address actually bound (the real port when 0 was asked for).

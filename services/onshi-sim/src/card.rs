@@ -82,6 +82,42 @@ pub struct ConfirmRequest {
     pub arbitrary_file_identifier: Option<String>,
     #[serde(default)]
     pub limit_consent: bool,
+    /// The patient's choices on the reader for drug, checkup, diagnosis and surgery
+    /// information: recorded per person with the confirmation's time ([`crate::consent`]) and
+    /// answered in the result's consent groups (`PharmacistsInfo…`,
+    /// `SpecificHealthCheckupsInfo…`, `DiagnosisInfo…`, `OperationInfo…`; `…AvailableTime` is
+    /// the consent time plus 24 hours).
+    #[serde(default)]
+    pub consent: ConsentChoices,
+}
+
+/// What the patient agreed to share, besides the copay limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChoices {
+    #[serde(default)]
+    pub drug: bool,
+    #[serde(default)]
+    pub checkup: bool,
+    #[serde(default)]
+    pub diagnosis: bool,
+    #[serde(default)]
+    pub surgery: bool,
+}
+
+impl ConsentChoices {
+    pub fn categories(self) -> Vec<onshi_domain::events::InfoCategory> {
+        use onshi_domain::events::InfoCategory;
+        [
+            (self.drug, InfoCategory::Drug),
+            (self.checkup, InfoCategory::Checkup),
+            (self.diagnosis, InfoCategory::Diagnosis),
+            (self.surgery, InfoCategory::Surgery),
+        ]
+        .into_iter()
+        .filter_map(|(given, c)| given.then_some(c))
+        .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -96,6 +132,7 @@ pub struct CardRoute {
     service: Arc<Service>,
     jlis_ca_der: Vec<u8>,
     challenges: Mutex<HashMap<[u8; 32], Outstanding>>,
+    consents: Arc<crate::consent::Consents>,
 }
 
 impl CardRoute {
@@ -113,7 +150,14 @@ impl CardRoute {
             service,
             jlis_ca_der: der,
             challenges: Mutex::new(HashMap::new()),
+            consents: Arc::default(),
         })
+    }
+
+    /// Records consents in `consents` (shared with [`crate::info`]).
+    pub fn with_consents(mut self, consents: Arc<crate::consent::Consents>) -> Self {
+        self.consents = consents;
+        self
     }
 
     pub fn router(self: Arc<Self>) -> Router {
@@ -286,7 +330,55 @@ impl CardRoute {
             .service
             .confirm(institution, &lookup, now, XmlEncoding::Utf8);
         answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+        if answer.error.is_none() {
+            self.consent_given(person, request.consent, now, &mut answer);
+        }
         answer
+    }
+
+    /// Records the patient's consent choices (at `now`, JST) and answers them in the result's
+    /// consent groups.
+    fn consent_given(
+        &self,
+        person: &crate::population::Person,
+        choices: ConsentChoices,
+        now: PrimitiveDateTime,
+        answer: &mut Answer,
+    ) {
+        use onshi_domain::access::{CONSENT_LIFETIME, ConsentRecord};
+        use onshi_domain::codes::ConsentStatus;
+        use onshi_domain::xml::ConsentGroup;
+        let categories = choices.categories();
+        if !categories.is_empty() {
+            self.consents.record(
+                crate::consent::PersonKey::of(person),
+                ConsentRecord {
+                    consented_at: now.assume_offset(time::macros::offset!(+9)),
+                    categories,
+                },
+            );
+        }
+        let group = |given: bool| {
+            Some(if given {
+                ConsentGroup {
+                    cons_flg: ConsentStatus::Given,
+                    cons_time: Some(now),
+                    available_time: Some(now + CONSENT_LIFETIME),
+                }
+            } else {
+                ConsentGroup {
+                    cons_flg: ConsentStatus::NotGiven,
+                    cons_time: None,
+                    available_time: None,
+                }
+            })
+        };
+        for result in &mut answer.result.body.results {
+            result.pharmacists_info = group(choices.drug);
+            result.specific_health_checkups_info = group(choices.checkup);
+            result.diagnosis_info = group(choices.diagnosis);
+            result.operation_info = group(choices.surgery);
+        }
     }
 }
 
@@ -473,6 +565,7 @@ mod tests {
             qualification_confirmation_date: None,
             arbitrary_file_identifier: Some("card-1".into()),
             limit_consent: false,
+            consent: ConsentChoices::default(),
         }
     }
 
@@ -553,6 +646,52 @@ mod tests {
             .route
             .confirm(&other, &r, now_jst(), time::OffsetDateTime::now_utc());
         assert_eq!(answer.error, Some(SimErrorCode::CardChallengeInvalid));
+    }
+
+    #[test]
+    fn consent_choices_are_recorded_and_answered_in_the_consent_groups() {
+        use onshi_domain::codes::ConsentStatus;
+        use onshi_domain::events::InfoCategory;
+        let mut f = fixture();
+        let consents = Arc::new(crate::consent::Consents::default());
+        f.route.consents = consents.clone();
+        let cert = f.certificate.clone();
+        let mut r = request(&mut f, &cert, true);
+        r.consent = ConsentChoices {
+            drug: true,
+            ..ConsentChoices::default()
+        };
+        r.limit_consent = true;
+        let now = now_jst();
+        let answer = f
+            .route
+            .confirm(&f.institution, &r, now, time::OffsetDateTime::now_utc());
+        assert_eq!(answer.error, None, "{answer:?}");
+        let result = &answer.result.body.results[0];
+        let drug = result.pharmacists_info.unwrap();
+        assert_eq!(drug.cons_flg, ConsentStatus::Given);
+        assert_eq!(drug.cons_time, Some(now));
+        assert_eq!(
+            drug.available_time,
+            Some(now + onshi_domain::access::CONSENT_LIFETIME)
+        );
+        assert_eq!(
+            result.specific_health_checkups_info.unwrap().cons_flg,
+            ConsentStatus::NotGiven
+        );
+        assert_eq!(
+            result.limit_application_certificate_related_cons_flg,
+            Some(true)
+        );
+        let person = crate::consent::PersonKey::of(&f.route.service.population().people()[3]);
+        let at = now.assume_offset(time::macros::offset!(+9));
+        assert!(consents.live(&person, InfoCategory::Drug, at));
+        assert!(!consents.live(&person, InfoCategory::Checkup, at));
+        // The JSON field is optional and strict.
+        let json = serde_json::json!({"challenge":"00","certificate":"00","identity_verification":"pin","consent":{"drug":true}});
+        assert!(serde_json::from_value::<ConfirmRequest>(json).is_ok());
+        let json = serde_json::json!({"challenge":"00","certificate":"00","identity_verification":"pin","consent":{"dental":true}});
+        assert!(serde_json::from_value::<ConfirmRequest>(json).is_err());
     }
 
     #[test]

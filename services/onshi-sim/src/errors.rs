@@ -8,7 +8,8 @@
 //!
 //! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
 //! certificate), `SIM-E02xx` the insurer's side, `SIM-E03xx` the national system itself (the
-//! fault knobs of [`crate::faults`]). Each code carries the HTTP status the
+//! fault knobs of [`crate::faults`]), `SIM-E04xx` drug and checkup information
+//! ([`crate::info`]). Each code carries the HTTP status the
 //! simulator answers with, so the same failure looks the same in the XML and on the wire.
 
 use onshi_domain::xml::XmlError;
@@ -43,6 +44,13 @@ pub enum SimErrorCode {
     CardHolderUnknown,
     /// The national system is overloaded (injected by the fault knobs, [`crate::faults`]).
     Overloaded,
+    /// Drug or checkup information: no live consent for the category (given on the card
+    /// within 24 hours) and no open disaster window for the institution's prefecture.
+    InfoNotConsented,
+    /// Drug or checkup information: no single insured person matches the numbers.
+    InfoPersonUnknown,
+    /// Drug or checkup information: only `FileCategory` 2 (XML) is simulated.
+    InfoPdfNotSupported,
 }
 
 impl SimErrorCode {
@@ -61,6 +69,9 @@ impl SimErrorCode {
         Self::CardChallengeInvalid,
         Self::CardHolderUnknown,
         Self::Overloaded,
+        Self::InfoNotConsented,
+        Self::InfoPersonUnknown,
+        Self::InfoPdfNotSupported,
     ];
 
     /// The code written to `ErrorCode` or `ProcessingResultCode`.
@@ -79,6 +90,9 @@ impl SimErrorCode {
             Self::CardChallengeInvalid => "SIM-E0106",
             Self::CardHolderUnknown => "SIM-E0107",
             Self::Overloaded => "SIM-E0301",
+            Self::InfoNotConsented => "SIM-E0401",
+            Self::InfoPersonUnknown => "SIM-E0402",
+            Self::InfoPdfNotSupported => "SIM-E0403",
         }
     }
 
@@ -116,6 +130,11 @@ impl SimErrorCode {
             Self::Overloaded => {
                 "システムが混雑しているため処理できません。時間をおいて再度照会してください。"
             }
+            Self::InfoNotConsented => {
+                "患者の同意（24時間以内）がなく、災害時の閲覧期間でもないため、情報を提供できません。"
+            }
+            Self::InfoPersonUnknown => "指定された被保険者番号等に該当する方がいません。",
+            Self::InfoPdfNotSupported => "この環境ではXML形式（ファイル種別2）のみ提供しています。",
         }
     }
 
@@ -155,6 +174,11 @@ impl SimErrorCode {
             }
             Self::CardHolderUnknown => "no qualification is registered for this card",
             Self::Overloaded => "the national system is overloaded; try again later",
+            Self::InfoNotConsented => {
+                "no live consent for this category (given on the card within 24 hours) and no disaster window open for the institution's prefecture"
+            }
+            Self::InfoPersonUnknown => "no single insured person matches these numbers",
+            Self::InfoPdfNotSupported => "the simulator answers FileCategory 2 (XML) only",
         }
     }
 
@@ -172,6 +196,9 @@ impl SimErrorCode {
             | Self::CardHolderUnknown => 403,
             Self::CardChallengeInvalid => 400,
             Self::Overloaded => 503,
+            Self::InfoNotConsented => 403,
+            Self::InfoPersonUnknown => 200,
+            Self::InfoPdfNotSupported => 400,
         }
     }
 

@@ -8,13 +8,19 @@
 //!   with terminal client certificates;
 //! - [`card`]: the My Number card route (challenge, certificate and signature checks);
 //! - [`errors`]: the simulator's own `SIM-` error codes (the national ones are not public);
-//! - [`faults`]: knobs for outages and injected errors, set at start or at run time.
+//! - [`faults`]: knobs for outages and injected errors, set at start or at run time;
+//! - [`info`]: drug and checkup information (`YZKsiquc01`, `TKKsiquc01`), answered from
+//!   [`histories`] only with a card consent ([`consent`]) or an open [`disaster`] window.
 
 pub mod app;
 pub mod card;
+pub mod consent;
+pub mod disaster;
 pub mod errors;
 pub mod faults;
+pub mod histories;
 pub mod http;
+pub mod info;
 pub mod population;
 pub mod service;
 

@@ -69,6 +69,12 @@ struct ServeArgs {
     /// Share of eligibility requests answered with an error (0.0–1.0, deterministic).
     #[arg(long, env = "ONSHI_SIM_ERROR_RATE", default_value_t = 0.0)]
     error_rate: f64,
+    /// Open a disaster window (災害時医療情報閲覧): drug and checkup information is answered
+    /// without a card consent to institutions in these prefectures during this period.
+    /// `PREFECTURES@START/END`, e.g. `13,27@2026-01-01T00:00:00+09:00/2026-01-08T00:00:00+09:00`
+    /// (RFC 3339); repeatable. `POST /admin/disaster-windows` opens more at run time.
+    #[arg(long = "disaster-window", value_parser = onshi_sim::disaster::parse_flag)]
+    disaster_windows: Vec<onshi_sim::disaster::OpenWindow>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +143,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 error_rate: Some(args.error_rate),
             })
             .context("the fault knobs")?;
+        for window in args.disaster_windows.clone() {
+            simulator
+                .disaster_windows()
+                .open(window)
+                .map_err(|e| anyhow::anyhow!("--disaster-window: {e}"))?;
+        }
         spawn_outage_signals(simulator.faults().clone());
         let line = serde_json::json!({ "https": simulator.addr().to_string() });
         let mut stdout = std::io::stdout().lock();
