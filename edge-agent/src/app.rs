@@ -95,15 +95,34 @@ impl Agent {
             Duration::from_millis(config.central.reconnect_max_ms),
         );
         let recorder = Recorder::new(config.site_code.clone(), outbox.clone(), new_events);
+        let consents = crate::consents::ConsentStore::open(&config.consents_path())
+            .context("opening the consent store")?;
+        let views = Arc::new(crate::views::Views::new(
+            crate::views::ViewRules {
+                site_kind: config.site_kind,
+                prefecture: config.prefecture,
+                policy: config.access_policy,
+                staff: config.staff.clone(),
+                disaster_windows: config.disaster_windows.clone(),
+            },
+            consents,
+            onshi.clone(),
+            recorder.clone(),
+            patient_key.clone(),
+            config.terminal_id.clone(),
+        ));
         let cards = config.cards.as_ref().map(|settings| {
-            Arc::new(crate::cards::Cards::new(
-                settings.clone(),
-                Arc::new(card_reader::pcsc_readers::PcscReaders::new()),
-                recorder.clone(),
-                onshi.clone(),
-                patient_key.clone(),
-                config.terminal_id.clone(),
-            ))
+            Arc::new(
+                crate::cards::Cards::new(
+                    settings.clone(),
+                    Arc::new(card_reader::pcsc_readers::PcscReaders::new()),
+                    recorder.clone(),
+                    onshi.clone(),
+                    patient_key.clone(),
+                    config.terminal_id.clone(),
+                )
+                .with_views(views.clone()),
+            )
         });
         let lookups = Arc::new(Lookups::new(
             config.terminal_id.clone(),
@@ -139,7 +158,8 @@ impl Agent {
             )
         });
         let control = Control::new(lookups, outbox, link, config.site_code.to_string())
-            .with_cards(cards.clone());
+            .with_cards(cards.clone())
+            .with_views(views);
         Ok(Self {
             uplink,
             cards,

@@ -29,8 +29,9 @@ use card_reader::{
     CardError, CardPresence, CardReaders, JpkiCard, Pin, ReaderSnapshot, WatchEvent,
 };
 use onshi_domain::events::{
-    CardCheck, CardCheckResult, EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome,
-    LookupRoute, LookupSource, ReaderChange, ReaderState,
+    CardCheck, CardCheckResult, Consent, ConsentChoice, EventBody, FleetEvent,
+    IdentityVerification, InfoCategory, Lookup, LookupOutcome, LookupRoute, LookupSource,
+    ReaderChange, ReaderState,
 };
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::TerminalId;
@@ -57,13 +58,33 @@ const NOT_FOUND_ON_CARD: &str =
 /// name = "Virtual PCD 00 01"
 /// face_recognition = true     # a face-recognition reader (顔認証付きカードリーダー)
 /// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+///
+/// `consent_categories` lists what the readers offer the patient to share besides the copay
+/// limit (always offered): `drug`, `checkup`, `diagnosis`, `surgery`; by default drug and
+/// checkup, as the national defaults are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardsConfig {
     /// What the agent is told about particular readers; unlisted readers are general-purpose
     /// readers (PIN route only).
     #[serde(default)]
     pub readers: Vec<ReaderConfig>,
+    /// The information categories the readers offer for consent.
+    #[serde(default = "default_consent_categories")]
+    pub consent_categories: Vec<InfoCategory>,
+}
+
+fn default_consent_categories() -> Vec<InfoCategory> {
+    vec![InfoCategory::Drug, InfoCategory::Checkup]
+}
+
+impl Default for CardsConfig {
+    fn default() -> Self {
+        Self {
+            readers: Vec::new(),
+            consent_categories: default_consent_categories(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +106,8 @@ pub struct CardRequest {
     pub face_verified: bool,
     pub terminal: Option<TerminalId>,
     pub limit_consent: bool,
+    /// What the patient agreed on the reader to share (each must be offered at this site).
+    pub consent: Vec<InfoCategory>,
 }
 
 /// Refused before touching the card or recording anything.
@@ -115,6 +138,10 @@ pub struct CardAnswer {
     pub person: Option<PersonShown>,
     pub event: FleetEvent,
     pub latency_ms: u32,
+    /// The consent recorded for this lookup (a `Consent` event), if the patient was asked.
+    pub consent: Option<Consent>,
+    /// Names the patient for information views ([`crate::views`]) for a while.
+    pub view_handle: Option<String>,
 }
 
 /// One reader's health, reported with each `ReaderChange`.
@@ -145,6 +172,7 @@ pub struct Cards {
     patient_key: PatientHashKey,
     default_terminal: TerminalId,
     health: Mutex<Health>,
+    views: Option<Arc<crate::views::Views>>,
 }
 
 enum WatchMessage {
@@ -192,7 +220,14 @@ impl Cards {
             patient_key,
             default_terminal,
             health: Mutex::new(Health::default()),
+            views: None,
         }
+    }
+
+    /// Keeps consents and view handles for information views.
+    pub fn with_views(mut self, views: Arc<crate::views::Views>) -> Self {
+        self.views = Some(views);
+        self
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, Health> {
@@ -341,6 +376,19 @@ impl Cards {
                 request.reader
             )));
         }
+        if let Some(c) = request
+            .consent
+            .iter()
+            .find(|c| !self.config.consent_categories.contains(c))
+        {
+            let name = serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(CardRequestError::Invalid(format!(
+                "この同意項目はこのカードリーダーでは提示していません / consent to {name} is not offered at this site (cards.consent_categories)"
+            )));
+        }
         if !face && request.pin.is_none() {
             return Err(CardRequestError::Invalid(
                 "暗証番号を入力してください / the PIN is needed (or a face match on a face-recognition reader)"
@@ -373,6 +421,8 @@ impl Cards {
             .terminal
             .clone()
             .unwrap_or_else(|| self.default_terminal.clone());
+        let consent_asked = request.consent.clone();
+        let limit_asked = request.limit_consent;
         let identity = if request.face_verified {
             IdentityVerification::Face
         } else {
@@ -441,6 +491,12 @@ impl Cards {
             "qualification_confirmation_date": yyyymmdd(today_jst()),
             "arbitrary_file_identifier": Uuid::now_v7().simple().to_string(),
             "limit_consent": request.limit_consent,
+            "consent": {
+                "drug": request.consent.contains(&InfoCategory::Drug),
+                "checkup": request.consent.contains(&InfoCategory::Checkup),
+                "diagnosis": request.consent.contains(&InfoCategory::Diagnosis),
+                "surgery": request.consent.contains(&InfoCategory::Surgery),
+            },
         });
         let answer = self
             .onshi
@@ -470,7 +526,7 @@ impl Cards {
         let lookup = Lookup {
             route: LookupRoute::MyNumberCard,
             outcome: judged.outcome,
-            patient_ref,
+            patient_ref: patient_ref.clone(),
             insurer_number: judged
                 .first
                 .as_ref()
@@ -487,7 +543,7 @@ impl Cards {
         };
         let event = self
             .recorder
-            .record(terminal, EventBody::Lookup(lookup))
+            .record(terminal.clone(), EventBody::Lookup(lookup))
             .await?;
         tracing::info!(
             outcome = judged.outcome.as_str(),
@@ -495,6 +551,49 @@ impl Cards {
             sequence = event.sequence,
             "card lookup recorded"
         );
+        let mut message = judged.message.clone();
+        let mut consent = None;
+        let mut view_handle = None;
+        let asked = limit_asked || !consent_asked.is_empty();
+        let numbers = judged.first.as_ref().and_then(|first| {
+            Some((
+                first,
+                crate::views::PatientNumbers {
+                    insurer_number: first.insurer_number.clone()?,
+                    symbol: first.insured_card_symbol.clone(),
+                    number: first.insured_identification_number.clone()?,
+                    branch: first.insured_branch_number.clone(),
+                },
+            ))
+        });
+        if let (true, Some((first, numbers)), Some(patient_ref)) = (
+            asked && judged.outcome == LookupOutcome::Valid,
+            numbers,
+            patient_ref,
+        ) {
+            let given = consent_of(first, patient_ref);
+            self.recorder
+                .record(terminal, EventBody::Consent(given.clone()))
+                .await?;
+            if let Some(views) = &self.views {
+                let categories = given_categories(&given);
+                let record = onshi_domain::access::ConsentRecord {
+                    consented_at: given.consented_at,
+                    categories,
+                };
+                if let Err(error) = views
+                    .consent_recorded(event.id.to_string(), numbers, &record)
+                    .await
+                {
+                    tracing::error!(%error, "the consent could not be kept for views");
+                    message.push_str(
+                        "\n同意を端末に保存できませんでした（閲覧はできません） / the consent could not be kept at the site: views will be refused",
+                    );
+                }
+                view_handle = Some(event.id.to_string());
+            }
+            consent = Some(given);
+        }
         Ok(CardAnswer {
             card_check: CardCheckResult::Ok,
             pin_tries_left: None,
@@ -502,9 +601,11 @@ impl Cards {
             qualification_validity: judged.validity,
             identity_verification: identity,
             person: judged.person(),
-            message: judged.message,
+            message,
             event,
             latency_ms,
+            consent,
+            view_handle,
         })
     }
 
@@ -577,6 +678,8 @@ impl Cards {
             person: None,
             event,
             latency_ms: elapsed_ms(started),
+            consent: None,
+            view_handle: None,
         })
     }
 
@@ -618,8 +721,66 @@ impl Cards {
             person: None,
             event,
             latency_ms,
+            consent: None,
+            view_handle: None,
         })
     }
+}
+
+/// The consent the national answer states: per category its `…ConsFlg` (a category the
+/// answer does not mention was not given), the time from `…ConsTime` (JST) or now.
+fn consent_of(
+    first: &onshi_domain::xml::ResultOfQualificationConfirmation,
+    patient_ref: PatientRef,
+) -> Consent {
+    use onshi_domain::codes::ConsentStatus;
+    let choice = |g: Option<&onshi_domain::xml::ConsentGroup>| match g.map(|g| g.cons_flg) {
+        Some(ConsentStatus::Given) => ConsentChoice::Given,
+        Some(ConsentStatus::Expired) => ConsentChoice::Expired,
+        Some(ConsentStatus::HardToObtain) => ConsentChoice::HardToObtain,
+        Some(ConsentStatus::NotGiven) | None => ConsentChoice::None,
+    };
+    let groups = [
+        first.pharmacists_info.as_ref(),
+        first.specific_health_checkups_info.as_ref(),
+        first.diagnosis_info.as_ref(),
+        first.operation_info.as_ref(),
+    ];
+    let jst = time::macros::offset!(+9);
+    let consented_at = groups
+        .iter()
+        .flatten()
+        .find_map(|g| g.cons_time)
+        .or(first.limit_application_certificate_related_cons_time)
+        .map(|t| t.assume_offset(jst))
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    let limit_given = first.limit_application_certificate_related_cons_flg == Some(true);
+    Consent {
+        patient_ref,
+        consented_at,
+        available_until: consented_at + onshi_domain::access::CONSENT_LIFETIME,
+        limit_info: if limit_given {
+            ConsentChoice::Given
+        } else {
+            ConsentChoice::None
+        },
+        drug: choice(groups[0]),
+        checkup: choice(groups[1]),
+        diagnosis: choice(groups[2]),
+        surgery: choice(groups[3]),
+    }
+}
+
+fn given_categories(c: &Consent) -> Vec<InfoCategory> {
+    [
+        (c.drug, InfoCategory::Drug),
+        (c.checkup, InfoCategory::Checkup),
+        (c.diagnosis, InfoCategory::Diagnosis),
+        (c.surgery, InfoCategory::Surgery),
+    ]
+    .into_iter()
+    .filter_map(|(choice, category)| (choice == ConsentChoice::Given).then_some(category))
+    .collect()
 }
 
 fn reader_change(entry: &ReaderHealth, detail: Option<String>) -> ReaderChange {

@@ -87,6 +87,34 @@ pub struct AgentConfig {
     /// Closed-network link probes (national system and central); absent: no probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<crate::probe::LinkConfig>,
+    /// The access policy version deciding who may view what (`jp-2020-11`, the current rule,
+    /// by default; `jp-2020-09` is the stricter 2020 rule). Central will push it later; until
+    /// then it is set here.
+    #[serde(default = "default_access_policy")]
+    pub access_policy: onshi_domain::access::PolicyVersion,
+    /// The site's qualified staff and their roles, for information views. Central will
+    /// distribute rosters later; until then they are listed here (`[[staff]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staff: Vec<StaffMember>,
+    /// Disaster windows (災害時医療情報閲覧) the ministry designated: drug and checkup
+    /// information may be viewed without the card in these prefectures during these periods.
+    /// Central will push them later; until then they are listed here (`[[disaster_windows]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disaster_windows: Vec<onshi_domain::access::DisasterWindow>,
+}
+
+/// One member of the site's staff roster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffMember {
+    /// The site's own staff id (never a national identifier).
+    pub id: String,
+    /// doctor | dentist | pharmacist | clerk | site_admin
+    pub role: onshi_domain::access::Role,
+}
+
+fn default_access_policy() -> onshi_domain::access::PolicyVersion {
+    onshi_domain::access::PolicyVersion::CURRENT
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +248,23 @@ impl AgentConfig {
                 self.site_kind.as_str()
             )));
         }
+        let mut ids = std::collections::HashSet::new();
+        for member in &self.staff {
+            if member.id.trim().is_empty() || !ids.insert(member.id.as_str()) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "staff ids must be unique and not empty (\"{}\")",
+                    member.id
+                )));
+            }
+        }
+        for window in &self.disaster_windows {
+            if window.ends_at <= window.starts_at || window.prefectures.is_empty() {
+                return Err(ConfigError::Inconsistent(format!(
+                    "disaster window {} must name prefectures and end after it starts",
+                    window.id
+                )));
+            }
+        }
         for (name, endpoint) in [
             ("central.endpoint", &self.central.endpoint),
             ("onshi.endpoint", &self.onshi.endpoint),
@@ -241,6 +286,11 @@ impl AgentConfig {
 
     pub fn outbox_path(&self) -> PathBuf {
         self.data_dir.join("outbox.sqlite3")
+    }
+
+    /// The consents given on the card reader ([`crate::consents`]).
+    pub fn consents_path(&self) -> PathBuf {
+        self.data_dir.join("consents.sqlite3")
     }
 
     pub fn outbox_key_file(&self) -> PathBuf {
@@ -361,6 +411,56 @@ key = "pki/t.key"
             .collect::<Vec<_>>()
             .join("\n");
         AgentConfig::from_toml(&uncommented, Path::new("/"), &HashMap::new()).unwrap();
+    }
+
+    #[test]
+    fn staff_policy_and_disaster_windows() {
+        let text = sample("3410712362", "clinic", "34").replace(
+            "terminal_id = \"T01\"",
+            "terminal_id = \"T01\"\naccess_policy = \"jp-2020-09\"",
+        ) + r#"
+[[staff]]
+id = "D001"
+role = "doctor"
+[[staff]]
+id = "C001"
+role = "clerk"
+[[disaster_windows]]
+id = "2026-noto"
+prefectures = ["34", "17"]
+starts_at = "2026-01-01T00:00:00+09:00"
+ends_at = "2026-01-08T00:00:00+09:00"
+"#;
+        let config = AgentConfig::from_toml(&text, Path::new("/"), &HashMap::new()).unwrap();
+        assert_eq!(
+            config.access_policy,
+            onshi_domain::access::PolicyVersion::Jp2020Sep
+        );
+        assert_eq!(config.staff.len(), 2);
+        assert_eq!(config.staff[1].role, onshi_domain::access::Role::Clerk);
+        assert_eq!(config.disaster_windows[0].prefectures.len(), 2);
+        let default = AgentConfig::from_toml(
+            &sample("3410712362", "clinic", "34"),
+            Path::new("/"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            default.access_policy,
+            onshi_domain::access::PolicyVersion::CURRENT
+        );
+        let duplicate = text.replace("\"C001\"", "\"D001\"");
+        assert!(matches!(
+            AgentConfig::from_toml(&duplicate, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Inconsistent(_))
+        ));
+        let backwards = text.replace("2026-01-08", "2025-12-31");
+        assert!(matches!(
+            AgentConfig::from_toml(&backwards, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Inconsistent(_))
+        ));
+        let unknown_role = text.replace("\"clerk\"", "\"nurse\"");
+        assert!(AgentConfig::from_toml(&unknown_role, Path::new("/"), &HashMap::new()).is_err());
     }
 
     #[test]

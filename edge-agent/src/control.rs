@@ -25,6 +25,7 @@ pub struct Control {
     link: watch::Receiver<LinkStatus>,
     site_code: String,
     cards: Option<Arc<crate::cards::Cards>>,
+    views: Option<Arc<crate::views::Views>>,
 }
 
 impl Control {
@@ -40,7 +41,14 @@ impl Control {
             link,
             site_code,
             cards: None,
+            views: None,
         }
+    }
+
+    /// Serves `InfoView` with `views`.
+    pub fn with_views(mut self, views: Arc<crate::views::Views>) -> Self {
+        self.views = Some(views);
+        self
     }
 
     /// Serves the card reader RPCs (`CardLookup`, `Readers`) with `cards`.
@@ -164,6 +172,15 @@ impl LocalAgent for Control {
             .map_err(Status::invalid_argument)
     }
 
+    async fn info_view(
+        &self,
+        request: Request<pb::InfoViewRequest>,
+    ) -> Result<Response<pb::InfoViewReply>, Status> {
+        self.info_view_rpc(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn status(
         &self,
         _request: Request<pb::StatusRequest>,
@@ -221,7 +238,19 @@ impl Control {
                 pin,
                 face_verified: r.face_verified,
                 terminal,
-                limit_consent: r.limit_consent,
+                limit_consent: r.limit_consent || r.consent.iter().any(|c| c == "limit"),
+                consent: r
+                    .consent
+                    .iter()
+                    .filter(|c| c.as_str() != "limit")
+                    .map(|c| {
+                        serde_json::from_value(serde_json::Value::String(c.clone())).map_err(|_| {
+                            Status::invalid_argument(format!(
+                                "同意項目が正しくありません / unknown consent category {c:?} (limit, drug, checkup, diagnosis, surgery)"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
             })
             .await
             .map_err(|e| match e {
@@ -257,7 +286,117 @@ impl Control {
             event_id: answer.event.id.to_string(),
             sequence: answer.event.sequence,
             latency_ms: answer.latency_ms,
+            view_handle: answer.view_handle.clone().unwrap_or_default(),
+            consented: answer
+                .consent
+                .as_ref()
+                .map(|c| {
+                    [
+                        ("limit", c.limit_info),
+                        ("drug", c.drug),
+                        ("checkup", c.checkup),
+                        ("diagnosis", c.diagnosis),
+                        ("surgery", c.surgery),
+                    ]
+                    .into_iter()
+                    .filter(|(_, choice)| *choice == onshi_domain::events::ConsentChoice::Given)
+                    .map(|(name, _)| name.to_string())
+                    .collect()
+                })
+                .unwrap_or_default(),
+            consent_available_until: answer
+                .consent
+                .as_ref()
+                .and_then(|c| {
+                    c.available_until
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default(),
         }))
+    }
+
+    async fn info_view_rpc(&self, r: pb::InfoViewRequest) -> Result<pb::InfoViewReply, Status> {
+        use crate::views::{PatientBy, ViewError, ViewQuery};
+        let views = self.views.as_ref().ok_or_else(|| {
+            Status::failed_precondition(
+                "情報閲覧は有効になっていません / information views are not enabled",
+            )
+        })?;
+        let patient = if r.view_handle.is_empty() {
+            PatientBy::Card {
+                insurer_number: r.insurer_number,
+                symbol: r.insured_card_symbol,
+                number: r.insured_identification_number,
+                branch: r.insured_branch_number,
+            }
+        } else {
+            PatientBy::Handle(r.view_handle)
+        };
+        let answer = views
+            .view(ViewQuery {
+                category: r.category,
+                staff_id: r.staff_id,
+                patient,
+                terminal: Some(r.terminal_id),
+            })
+            .await
+            .map_err(|e| match e {
+                ViewError::Invalid(m) => Status::invalid_argument(m),
+                e @ ViewError::NotRecorded(_) => Status::unavailable(e.to_string()),
+                e @ ViewError::Consents(_) => Status::internal(e.to_string()),
+            })?;
+        let ymd =
+            |d: time::Date| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day());
+        let drugs = answer
+            .drugs
+            .iter()
+            .flat_map(|m| m.days.iter())
+            .flat_map(|day| {
+                day.drugs.iter().map(move |x| pb::DrugLine {
+                    date: ymd(day.date),
+                    drug_name: x.drug_name.clone().unwrap_or_default(),
+                    ingredient: x.ingredient_name.clone().unwrap_or_default(),
+                    quantity: x.quantity.clone().unwrap_or_default(),
+                    unit: x.unit.clone().unwrap_or_default(),
+                    usage: x.usage.clone().unwrap_or_default(),
+                    times: x.times.clone().unwrap_or_default(),
+                    institution: day.institution_name.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let checkups = answer
+            .checkups
+            .iter()
+            .flat_map(|c| {
+                c.items.iter().map(move |i| pb::CheckupLine {
+                    date: ymd(c.date),
+                    item_code: i.item_code.clone().unwrap_or_default(),
+                    item_name: i.item_name.clone().unwrap_or_default(),
+                    value: i.data_value.clone().unwrap_or_default(),
+                    unit: i.unit.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        let (basis, window) = match &answer.basis {
+            Some(onshi_domain::access::Basis::Consent { .. }) => ("consent", String::new()),
+            Some(onshi_domain::access::Basis::DisasterWindow { id }) => {
+                ("disaster_window", id.clone())
+            }
+            None => ("", String::new()),
+        };
+        Ok(pb::InfoViewReply {
+            allowed: answer.allowed,
+            message: answer.message,
+            refusal_reason: answer.refusal_reason.unwrap_or_default(),
+            basis: basis.to_string(),
+            disaster_window_id: window,
+            policy_version: answer.policy.as_str().to_string(),
+            drugs,
+            checkups,
+            event_id: answer.event.id.to_string(),
+            sequence: answer.event.sequence,
+        })
     }
 
     fn readers_rpc(&self) -> pb::ReadersReply {

@@ -69,6 +69,42 @@ enum Command {
         /// The patient agreed to share copay-limit information (限度額情報).
         #[arg(long)]
         limit_consent: bool,
+        /// What the patient agreed on the reader to share, comma-separated: limit (限度額),
+        /// drug (薬剤), checkup (特定健診), diagnosis (診療), surgery (手術). Each must be
+        /// offered at the site (`cards.consent_categories`).
+        #[arg(long, value_delimiter = ',')]
+        consent: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a patient's drug or checkup information to a staff member (the agent must be
+    /// running): allowed by the site's access policy with the patient's card consent or in a
+    /// disaster window, and recorded either way. The patient is named by a card lookup's
+    /// view handle or by the insurance numbers.
+    View {
+        /// drug (薬剤情報) or checkup (特定健診情報).
+        #[arg(long)]
+        category: String,
+        /// The staff member's id in the site's roster.
+        #[arg(long)]
+        staff: String,
+        /// The view_handle a card lookup printed.
+        #[arg(long, conflicts_with_all = ["insurer", "number"])]
+        handle: Option<String>,
+        /// 保険者番号
+        #[arg(long, required_unless_present = "handle")]
+        insurer: Option<String>,
+        /// 記号
+        #[arg(long, default_value = "")]
+        symbol: String,
+        /// 番号
+        #[arg(long, required_unless_present = "handle")]
+        number: Option<String>,
+        /// 枝番
+        #[arg(long, default_value = "")]
+        branch: String,
+        #[arg(long, default_value = "")]
+        terminal: String,
         #[arg(long)]
         json: bool,
     },
@@ -245,9 +281,11 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             face_verified,
             terminal,
             limit_consent,
+            consent,
             json,
         } => {
             let request = pb::CardLookupRequest {
+                consent,
                 reader,
                 pin: if face_verified {
                     String::new()
@@ -261,6 +299,29 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             card_lookup_command(&config, request, json).await
         }
         Command::Readers { json } => readers_command(&config, json).await,
+        Command::View {
+            category,
+            staff,
+            handle,
+            insurer,
+            symbol,
+            number,
+            branch,
+            terminal,
+            json,
+        } => {
+            let request = pb::InfoViewRequest {
+                category,
+                staff_id: staff,
+                view_handle: handle.unwrap_or_default(),
+                insurer_number: insurer.unwrap_or_default(),
+                insured_card_symbol: symbol,
+                insured_identification_number: number.unwrap_or_default(),
+                insured_branch_number: branch,
+                terminal_id: terminal,
+            };
+            view_command(&config, request, json).await
+        }
         Command::Batch {
             csv,
             out,
@@ -406,10 +467,21 @@ async fn card_lookup_command(
                         "sequence": r.sequence,
                         "latency_ms": r.latency_ms,
                         "lookup": r.lookup.as_ref().map(lookup_json),
+                        "view_handle": r.view_handle,
+                        "consented": r.consented,
+                        "consent_available_until": r.consent_available_until,
                     })
                 );
             } else if let Some(lookup) = &r.lookup {
                 print_lookup(lookup);
+                if !r.view_handle.is_empty() {
+                    println!(
+                        "同意 / consent     {} (until {}); view handle {}",
+                        r.consented.join(","),
+                        r.consent_available_until,
+                        r.view_handle
+                    );
+                }
             } else {
                 println!("{}", r.message);
                 println!(
@@ -435,6 +507,86 @@ async fn card_lookup_command(
             ))
         }
     }
+}
+
+async fn view_command(
+    config: &AgentConfig,
+    request: pb::InfoViewRequest,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut client = edge_agent::control::connect(&config.control_socket()).await?;
+    let r = match client.info_view(request).await {
+        Ok(reply) => reply.into_inner(),
+        Err(status) => {
+            eprintln!("{}", status.message());
+            return Ok(std::process::ExitCode::from(
+                if status.code() == tonic::Code::InvalidArgument {
+                    2
+                } else {
+                    1
+                },
+            ));
+        }
+    };
+    if json {
+        let drugs: Vec<serde_json::Value> = r
+            .drugs
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "date": d.date, "drug_name": d.drug_name, "ingredient": d.ingredient,
+                    "quantity": d.quantity, "unit": d.unit, "usage": d.usage, "times": d.times,
+                    "institution": d.institution,
+                })
+            })
+            .collect();
+        let checkups: Vec<serde_json::Value> = r
+            .checkups
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "date": c.date, "item_code": c.item_code, "item_name": c.item_name,
+                    "value": c.value, "unit": c.unit,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "allowed": r.allowed,
+                "message": r.message,
+                "refusal_reason": r.refusal_reason,
+                "basis": r.basis,
+                "disaster_window_id": r.disaster_window_id,
+                "policy_version": r.policy_version,
+                "drugs": drugs,
+                "checkups": checkups,
+                "event_id": r.event_id,
+                "sequence": r.sequence,
+            })
+        );
+    } else {
+        println!("{}", r.message);
+        for d in &r.drugs {
+            println!(
+                "{}  {}（{}） {}{} {} {}日分  {}",
+                d.date,
+                d.drug_name,
+                d.ingredient,
+                d.quantity,
+                d.unit,
+                d.usage,
+                d.times,
+                d.institution
+            );
+        }
+        for c in &r.checkups {
+            println!("{}  {:<24} {} {}", c.date, c.item_name, c.value, c.unit);
+        }
+        println!("(recorded as event {} #{})", r.event_id, r.sequence);
+    }
+    // 0: shown; 3: refused (and recorded).
+    Ok(std::process::ExitCode::from(if r.allowed { 0 } else { 3 }))
 }
 
 async fn readers_command(
