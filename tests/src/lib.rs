@@ -516,3 +516,101 @@ pub async fn stored_lookups(db: &TestDb) -> anyhow::Result<Vec<serde_json::Value
 pub fn https_endpoint(running: &Running, field: &str) -> String {
     format!("https://{}", running.field(field))
 }
+
+// ------------------------------------------------------------------------------- information views
+
+/// Who an information view is about: a card lookup's view handle, or insurance numbers.
+#[derive(Debug, Clone, Copy)]
+pub enum ViewPatient<'a> {
+    Handle(&'a str),
+    Card(&'a SimPerson),
+}
+
+impl AgentSite {
+    /// Runs `edge-agent view --json`: (exit code, the JSON answer or Null, stderr).
+    pub async fn view(
+        &self,
+        category: &str,
+        staff: &str,
+        patient: ViewPatient<'_>,
+    ) -> anyhow::Result<(Option<i32>, serde_json::Value, String)> {
+        let mut command = Command::new(bin("edge-agent"));
+        command.arg("--config").arg(&self.config).args([
+            "view",
+            "--json",
+            "--category",
+            category,
+            "--staff",
+            staff,
+        ]);
+        match patient {
+            ViewPatient::Handle(handle) => {
+                command.args(["--handle", handle]);
+            }
+            ViewPatient::Card(p) => {
+                command
+                    .args(["--insurer", &p.insurer_number])
+                    .args(["--symbol", &p.symbol])
+                    .args(["--number", &p.number])
+                    .args(["--branch", &p.branch]);
+            }
+        }
+        let output = tokio::time::timeout(patience(), command.output())
+            .await
+            .context("edge-agent view did not finish in time")??;
+        let value = if output.stdout.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&output.stdout)?
+        };
+        Ok((
+            output.status.code(),
+            value,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
+    }
+}
+
+/// The bodies (JSON) of the events of `kind` central stored for `site`, in sequence order.
+pub async fn stored_events(
+    db: &TestDb,
+    site: &str,
+    kind: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let client = db.client().await?;
+    let rows = client
+        .query(
+            "SELECT body::text FROM events WHERE site_code = $1 AND kind = $2 ORDER BY sequence",
+            &[&site, &kind],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(&r.get::<_, String>(0))?))
+        .collect()
+}
+
+/// Waits until central holds `count` events of `kind` for `site`, and returns them.
+pub async fn await_events(
+    db: &TestDb,
+    site: &str,
+    kind: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    eventually(
+        &format!("{count} {kind} events of {site} at central"),
+        || async {
+            stored_events(db, site, kind)
+                .await
+                .ok()
+                .filter(|events| events.len() >= count)
+        },
+    )
+    .await
+}
+
+/// RFC 3339 for `now + offset_hours`, for disaster windows in configurations and flags.
+pub fn rfc3339_in_hours(offset_hours: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::hours(offset_hours))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time formats as RFC 3339")
+}

@@ -1,0 +1,234 @@
+//! Information views without a card (disaster mode, 災害時医療情報閲覧) through the real stack:
+//! agents + onshi-sim + central + PostgreSQL. Each view or refusal must reach central as an
+//! `InfoView` event with the decision's facts (allowed, reason, staff role, policy version,
+//! disaster window).
+
+use e2e::{
+    AgentSite, Pki, TestDb, ViewPatient, await_events, https_endpoint, rfc3339_in_hours,
+    sim_people, site_code, start_central, start_sim_with,
+};
+
+/// The roster and disaster windows appended to an agent's configuration.
+fn roster(staff: &[(&str, &str)], windows: &[(&str, &str, i64, i64)]) -> String {
+    let mut text = String::new();
+    for (id, role) in staff {
+        text.push_str(&format!("[[staff]]\nid = \"{id}\"\nrole = \"{role}\"\n"));
+    }
+    for (id, prefectures, from_h, until_h) in windows {
+        let list = prefectures
+            .split(',')
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        text.push_str(&format!(
+            "[[disaster_windows]]\nid = \"{id}\"\nprefectures = [{list}]\nstarts_at = \"{}\"\nends_at = \"{}\"\n",
+            rfc3339_in_hours(*from_h),
+            rfc3339_in_hours(*until_h)
+        ));
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disaster_windows_decide_views_by_place_time_and_role() -> anyhow::Result<()> {
+    let tokyo_open = site_code("131000001");
+    let tokyo_past = site_code("131000002");
+    let osaka = site_code("271000003");
+    let osaka_unknown_to_sim = site_code("271000004");
+    let pki = Pki::new(&[&tokyo_open, &tokyo_past, &osaka, &osaka_unknown_to_sim])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    // The national side opened a window for Tokyo (13) only.
+    let window = format!("13@{}/{}", rfc3339_in_hours(-24), rfc3339_in_hours(120));
+    let sim = start_sim_with(&pki, &["--disaster-window", &window]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let open_window = ("w-tokyo", "13", -24, 120);
+
+    let agent = |site: &str, extra: String| {
+        let s = AgentSite::new(
+            &pki,
+            site,
+            &https_endpoint(&central, "grpc"),
+            &https_endpoint(&sim, "https"),
+        );
+        s.and_then(|s| s.append_config(&extra).map(|()| s))
+    };
+    let a = agent(
+        &tokyo_open,
+        roster(&[("D1", "doctor"), ("C1", "clerk")], &[open_window]),
+    )?;
+    let b = agent(
+        &tokyo_past,
+        roster(&[("D1", "doctor")], &[("w-past", "13", -240, -72)]),
+    )?;
+    let c = agent(&osaka, roster(&[("D1", "doctor")], &[open_window]))?;
+    let d = agent(
+        &osaka_unknown_to_sim,
+        roster(&[("D1", "doctor")], &[("w-osaka", "27", -24, 120)]),
+    )?;
+    let _agents = (
+        a.start().await?,
+        b.start().await?,
+        c.start().await?,
+        d.start().await?,
+    );
+    let card = ViewPatient::Card(&person);
+
+    // Inside the window, a doctor sees drugs and checkups.
+    let (code, drug, stderr) = a.view("drug", "D1", card).await?;
+    assert_eq!(code, Some(0), "{drug} {stderr}");
+    assert_eq!(drug["allowed"], true);
+    assert_eq!(drug["basis"], "disaster_window");
+    assert_eq!(drug["disaster_window_id"], "w-tokyo");
+    assert!(
+        !drug["drugs"].as_array().unwrap().is_empty(),
+        "the simulator has a drug history for this person: {drug}"
+    );
+    assert!(
+        drug["drugs"][0]["drug_name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+    );
+    let (code, checkup, stderr) = a.view("checkup", "D1", card).await?;
+    assert_eq!(code, Some(0), "{checkup} {stderr}");
+    assert_eq!(checkup["allowed"], true);
+    // A clerk never does, window or not.
+    let (code, clerk, _) = a.view("drug", "C1", card).await?;
+    assert_eq!(code, Some(3), "{clerk}");
+    assert_eq!(clerk["allowed"], false);
+    assert_eq!(clerk["refusal_reason"], "role_not_permitted");
+    assert!(clerk["drugs"].as_array().unwrap().is_empty());
+    let message = clerk["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("この職種では"),
+        "Japanese first: {message}"
+    );
+    assert!(message.contains("may not view"), "then English: {message}");
+    // Someone not on the roster is refused too.
+    let (code, stranger, _) = a.view("drug", "X9", card).await?;
+    assert_eq!(code, Some(3));
+    assert_eq!(stranger["refusal_reason"], "unknown_staff");
+
+    // After the window ended: refused.
+    let (code, late, _) = b.view("drug", "D1", card).await?;
+    assert_eq!(code, Some(3), "{late}");
+    assert_eq!(late["refusal_reason"], "not_consented");
+    // Another prefecture than the window's: refused.
+    let (code, elsewhere, _) = c.view("drug", "D1", card).await?;
+    assert_eq!(code, Some(3), "{elsewhere}");
+    assert_eq!(elsewhere["refusal_reason"], "not_consented");
+    // The agent believes in a window the national side does not have: the national system
+    // refuses, and that refusal is what is recorded.
+    let (code, national, _) = d.view("drug", "D1", card).await?;
+    assert_eq!(code, Some(3), "{national}");
+    assert_eq!(national["refusal_reason"], "national_error:SIM-E0401");
+
+    // Central holds every decision.
+    let events = await_events(&db, &tokyo_open, "info_view", 4).await;
+    let facts: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["category"].as_str().unwrap_or(""),
+                e["allowed"].as_bool().unwrap_or(false),
+                e["refusal_reason"].as_str().unwrap_or(""),
+                e["staff_role"].as_str().unwrap_or(""),
+                e["disaster_window_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            ("drug", true, "", "doctor", "w-tokyo"),
+            ("checkup", true, "", "doctor", "w-tokyo"),
+            ("drug", false, "role_not_permitted", "clerk", ""),
+            ("drug", false, "unknown_staff", "", ""),
+        ]
+    );
+    for e in &events {
+        assert_eq!(e["policy_version"], "jp-2020-11", "{e}");
+        assert!(e["patient_ref"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    assert_eq!(events[0]["staff_id"], "D1");
+    for (site, reason) in [
+        (&tokyo_past, "not_consented"),
+        (&osaka, "not_consented"),
+        (&osaka_unknown_to_sim, "national_error:SIM-E0401"),
+    ] {
+        let events = await_events(&db, site, "info_view", 1).await;
+        assert_eq!(events[0]["allowed"], false, "{site}");
+        assert_eq!(events[0]["refusal_reason"], reason, "{site}");
+        assert_eq!(events[0]["policy_version"], "jp-2020-11");
+    }
+    // No insured number in clear at central.
+    let all = serde_json::to_string(&events)?;
+    assert!(!all.contains(&person.number), "no insured number in clear");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pharmacies_see_checkups_only_under_the_current_policy() -> anyhow::Result<()> {
+    let strict = site_code("134000005");
+    let current = site_code("134000006");
+    let pki = Pki::new(&[&strict, &current])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let window = format!("13@{}/{}", rfc3339_in_hours(-1), rfc3339_in_hours(48));
+    let sim = start_sim_with(&pki, &["--disaster-window", &window]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let card = ViewPatient::Card(&person);
+    let extra = roster(&[("P1", "pharmacist")], &[("w-13", "13", -1, 48)]);
+    let mut running = Vec::new();
+    let mut sites = Vec::new();
+    for (site, policy) in [(&strict, Some("jp-2020-09")), (&current, None)] {
+        let s = AgentSite::new(
+            &pki,
+            site,
+            &https_endpoint(&central, "grpc"),
+            &https_endpoint(&sim, "https"),
+        )?;
+        if let Some(policy) = policy {
+            s.edit_config(
+                "terminal_id = \"T01\"",
+                &format!("terminal_id = \"T01\"\naccess_policy = \"{policy}\""),
+            )?;
+        }
+        s.append_config(&extra)?;
+        running.push(s.start().await?);
+        sites.push(s);
+    }
+
+    // Under the 2020 rule a pharmacist sees drugs but not checkups.
+    let (code, drug, stderr) = sites[0].view("drug", "P1", card).await?;
+    assert_eq!(code, Some(0), "{drug} {stderr}");
+    assert_eq!(drug["policy_version"], "jp-2020-09");
+    let (code, checkup, _) = sites[0].view("checkup", "P1", card).await?;
+    assert_eq!(code, Some(3), "{checkup}");
+    assert_eq!(checkup["refusal_reason"], "role_not_permitted");
+    assert!(
+        checkup["message"].as_str().unwrap().contains("jp-2020-09"),
+        "{checkup}"
+    );
+    // Under the current rule, checkups too.
+    let (code, checkup, stderr) = sites[1].view("checkup", "P1", card).await?;
+    assert_eq!(code, Some(0), "{checkup} {stderr}");
+    assert_eq!(checkup["allowed"], true);
+    assert_eq!(checkup["policy_version"], "jp-2020-11");
+
+    let strict_events = await_events(&db, &strict, "info_view", 2).await;
+    assert_eq!(strict_events[0]["allowed"], true);
+    assert_eq!(strict_events[1]["category"], "checkup");
+    assert_eq!(strict_events[1]["allowed"], false);
+    assert_eq!(strict_events[1]["refusal_reason"], "role_not_permitted");
+    assert_eq!(strict_events[1]["staff_role"], "pharmacist");
+    for e in &strict_events {
+        assert_eq!(e["policy_version"], "jp-2020-09");
+    }
+    let current_events = await_events(&db, &current, "info_view", 1).await;
+    assert_eq!(current_events[0]["category"], "checkup");
+    assert_eq!(current_events[0]["allowed"], true);
+    assert_eq!(current_events[0]["policy_version"], "jp-2020-11");
+    assert_eq!(current_events[0]["disaster_window_id"], "w-13");
+    Ok(())
+}
