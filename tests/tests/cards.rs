@@ -47,6 +47,11 @@ struct Stack {
 /// pcscd (exclusive), PostgreSQL, central, onshi-sim with the card route, and an agent with
 /// `[cards]` (`face_readers` are face-recognition readers).
 async fn stack(face_readers: &[&str]) -> anyhow::Result<Stack> {
+    stack_with(face_readers, "").await
+}
+
+/// [`stack`] with `extra` appended to the agent's configuration (e.g. a staff roster).
+async fn stack_with(face_readers: &[&str], extra: &str) -> anyhow::Result<Stack> {
     let pcsc = Pcsc::acquire().await?;
     let site = site();
     let pki = Pki::new(&[&site])?;
@@ -60,6 +65,9 @@ async fn stack(face_readers: &[&str]) -> anyhow::Result<Stack> {
         &https_endpoint(&sim, "https"),
     )?;
     enable_cards(&agent_site.config, face_readers)?;
+    if !extra.is_empty() {
+        agent_site.append_config(extra)?;
+    }
     let agent = agent_site.start().await?;
     Ok(Stack {
         pcsc,
@@ -538,6 +546,161 @@ async fn a_reader_unplugged_and_replugged_is_reported_to_central() -> anyhow::Re
     let (status, reply, stderr) =
         card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
     assert!(status.success(), "{stderr} {reply}");
+    card.quit().await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------- consent and views
+
+/// `edge-agent card-lookup --json --pin-stdin --consent <consent>`.
+async fn card_lookup_consenting(
+    config: &std::path::Path,
+    consent: &str,
+) -> anyhow::Result<(std::process::ExitStatus, serde_json::Value, String)> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(e2e::bin("edge-agent"))
+        .arg("--config")
+        .arg(config)
+        .args([
+            "card-lookup",
+            "--json",
+            "--pin-stdin",
+            "--reader",
+            READERS[0],
+        ])
+        .args(["--consent", consent])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(format!("{PIN}\n").as_bytes()).await?;
+    drop(stdin);
+    let output = tokio::time::timeout(e2e::patience(), child.wait_with_output()).await??;
+    let value = if output.stdout.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&output.stdout)?
+    };
+    Ok((
+        output.status,
+        value,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_on_the_card_allows_drug_views_for_a_day_and_nothing_else() -> anyhow::Result<()> {
+    // An Osaka pharmacy whose readers offer drug and checkup consent (the default).
+    let stack = stack_with(&[], "[[staff]]\nid = \"P1\"\nrole = \"pharmacist\"\n").await?;
+    let (index, person) = holder("valid").await?;
+    let issued = stack.card(index, false).await?;
+    let mut card = VirtualCard::start(Some(&issued), CardMode::MyNumber, 0, None).await?;
+    card.insert().await?;
+    let config = &stack.agent_site.config;
+
+    // A category the site's readers do not offer is refused before the card is read.
+    let (status, _, stderr) = card_lookup_consenting(config, "drug,surgery").await?;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not offered"), "{stderr}");
+
+    // The patient agrees to share copay-limit and drug information.
+    let (status, reply, stderr) = card_lookup_consenting(config, "limit,drug").await?;
+    assert!(status.success(), "{stderr} {reply}");
+    assert_eq!(reply["lookup"]["outcome"], "valid", "{reply}");
+    assert_eq!(reply["consented"], serde_json::json!(["limit", "drug"]));
+    let handle = reply["view_handle"].as_str().unwrap().to_string();
+    assert_eq!(handle, reply["event_id"].as_str().unwrap());
+
+    let consent = stack
+        .central_has("the consent at central", "consent", |_| true)
+        .await;
+    assert_eq!(consent["drug"], "given");
+    assert_eq!(consent["limit_info"], "given");
+    assert_eq!(consent["checkup"], "none");
+    assert_eq!(
+        consent["patient_ref"].as_str(),
+        Some(patient_ref(&stack.patient_key(), &person).as_str())
+    );
+    let at = time::OffsetDateTime::parse(
+        consent["consented_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )?;
+    let until = time::OffsetDateTime::parse(
+        consent["available_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )?;
+    assert_eq!(until - at, time::Duration::hours(24));
+
+    // Within the 24 hours the pharmacist sees the drug history, by the lookup's handle.
+    let (code, drug, stderr) = stack
+        .agent_site
+        .view("drug", "P1", e2e::ViewPatient::Handle(&handle))
+        .await?;
+    assert_eq!(code, Some(0), "{drug} {stderr}");
+    assert_eq!(drug["allowed"], true);
+    assert_eq!(drug["basis"], "consent");
+    // Checkups were not consented to: refused, and recorded.
+    let (code, checkup, _) = stack
+        .agent_site
+        .view("checkup", "P1", e2e::ViewPatient::Handle(&handle))
+        .await?;
+    assert_eq!(code, Some(3), "{checkup}");
+    assert_eq!(checkup["refusal_reason"], "not_consented");
+
+    // The consent survives an agent restart (by the insurance numbers: handles live in memory).
+    e2e::signal(&stack._agent, "KILL").await?;
+    let socket = stack.agent_site.dir().join("data").join("agent.sock");
+    eventually("the old agent gone", || async {
+        (!edge_agent::control::agent_is_running(&socket)).then_some(())
+    })
+    .await;
+    let _restarted = stack.agent_site.start().await?;
+    let (code, again, stderr) = stack
+        .agent_site
+        .view("drug", "P1", e2e::ViewPatient::Card(&person))
+        .await?;
+    assert_eq!(code, Some(0), "{again} {stderr}");
+    assert_eq!(again["basis"], "consent");
+
+    // Every view and refusal reached central, with who looked and under which rule.
+    let views = eventually("three info views at central", || async {
+        let views: Vec<_> = stack
+            .central_events()
+            .await
+            .into_iter()
+            .filter(|(k, _)| k == "info_view")
+            .map(|(_, b)| b)
+            .collect();
+        (views.len() >= 3).then_some(views)
+    })
+    .await;
+    let facts: Vec<_> = views
+        .iter()
+        .map(|v| {
+            (
+                v["category"].as_str().unwrap_or(""),
+                v["allowed"].as_bool().unwrap_or(false),
+                v["refusal_reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        facts,
+        [
+            ("drug", true, ""),
+            ("checkup", false, "not_consented"),
+            ("drug", true, ""),
+        ]
+    );
+    for v in &views {
+        assert_eq!(v["staff_role"], "pharmacist");
+        assert_eq!(v["policy_version"], "jp-2020-11");
+        assert_eq!(v["patient_ref"], consent["patient_ref"]);
+        assert!(v["disaster_window_id"].is_null(), "{v}");
+    }
+    let all = serde_json::to_string(&stack.central_events().await)?;
+    assert!(!all.contains(&person.number), "no insured number in clear");
     card.quit().await?;
     Ok(())
 }
