@@ -158,12 +158,17 @@ async fn a_request_file_is_answered_archived_and_recorded_once() -> anyhow::Resu
     );
     assert!(String::from_utf8_lossy(&bytes).contains("encoding=\"UTF-8\""));
 
-    eventually("the request to be archived", || async {
-        (files_in(&stack.dir("archive")) == ["OQSsiquc01req_202604010001.xml"]).then_some(())
-    })
+    // The request is archived, then its journal removed: wait for both.
+    eventually(
+        "the request to be archived and its journal removed",
+        || async {
+            (files_in(&stack.dir("archive")) == ["OQSsiquc01req_202604010001.xml"]
+                && files_in(&stack.dir("work")).is_empty())
+            .then_some(())
+        },
+    )
     .await;
     assert!(files_in(&stack.dir("req")).is_empty());
-    assert!(files_in(&stack.dir("work")).is_empty());
     assert!(files_in(&stack.dir("error")).is_empty());
 
     let stored = stack.lookups_in_central(1).await;
@@ -328,7 +333,11 @@ async fn a_crash_between_recording_and_answering_is_answered_exactly_once_after_
         files_in(&stack.dir("res")),
         ["OQSsiquc01res_202604010008.xml"]
     );
-    assert!(files_in(&stack.dir("work")).is_empty());
+    // The result is written first, then the request archived and its journal removed.
+    eventually("the work folder to empty", || async {
+        files_in(&stack.dir("work")).is_empty().then_some(())
+    })
+    .await;
 
     // Exactly one lookup in central: the restart wrote the result from the journal without
     // asking or recording again. Wait for the agent's outbox to drain before counting.
