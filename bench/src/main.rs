@@ -64,6 +64,12 @@ enum Mode {
         #[arg(long, default_value_t = 50)]
         latency_batch: usize,
     },
+    /// A real edge agent draining a backlog from its outbox, against the bench's own client
+    /// streaming the same number of events (the outbox's cost).
+    Drain {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+    },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
     Connections {
         #[arg(long, default_value_t = 5_000)]
@@ -108,6 +114,11 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("the ingest benchmark took more than 15 minutes")?
             }
+            Mode::Drain { events } => {
+                tokio::time::timeout(Duration::from_secs(600), drain::run(events.max(1)))
+                    .await
+                    .context("the drain benchmark took more than 10 minutes")?
+            }
             Mode::Connections {
                 connections,
                 certs,
@@ -128,10 +139,12 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+mod drain;
+
 // ------------------------------------------------------------------------------- central
 
 /// The central binary next to this one (both built by `cargo build --release`).
-fn central_binary() -> anyhow::Result<PathBuf> {
+pub(crate) fn central_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("central");
     if !path.exists() {
@@ -143,7 +156,11 @@ fn central_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn start_central(pki: &Pki, db: &TestDb, extra: &[&str]) -> anyhow::Result<Running> {
+pub(crate) async fn start_central(
+    pki: &Pki,
+    db: &TestDb,
+    extra: &[&str],
+) -> anyhow::Result<Running> {
     let (cert, key) = pki.paths.central();
     let mut command = tokio::process::Command::new(central_binary()?);
     command
@@ -177,7 +194,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/<pid>/status")
 }
 
-fn sites(count: usize) -> Vec<String> {
+pub(crate) fn sites(count: usize) -> Vec<String> {
     // Tokyo (13), medical fee table (1), then a serial; the harness adds the check digit.
     (0..count)
         .map(|i| e2e::site_code(&format!("131{:06}", i + 1)))
@@ -188,7 +205,7 @@ fn sites(count: usize) -> Vec<String> {
 
 /// A valid lookup event as the harness builds it (so it follows the protocol as it grows), with a
 /// patient reference of a keyed hash's shape (64 lowercase hex) and no patient behind it.
-fn synthetic_event(site: &str, sequence: u64) -> pb::Event {
+pub(crate) fn synthetic_event(site: &str, sequence: u64) -> pb::Event {
     let mut event = e2e::uplink::lookup_event(site, sequence);
     if let Some(pb::event::Body::Lookup(lookup)) = event.body.as_mut() {
         let id = Uuid::from_slice(&event.event_id).unwrap_or_default();
@@ -204,12 +221,12 @@ fn batch_message(events: Vec<pb::Event>) -> pb::AgentMessage {
     }
 }
 
-struct AgentSession {
+pub(crate) struct AgentSession {
     to_central: mpsc::Sender<pb::AgentMessage>,
     from_central: tonic::Streaming<pb::CentralMessage>,
 }
 
-async fn open_session(
+pub(crate) async fn open_session(
     endpoint: &str,
     tls: Arc<rustls::ClientConfig>,
     site: &str,
@@ -247,7 +264,7 @@ impl AgentSession {
     /// Sends `batches` keeping at most `window` unacknowledged, optionally one batch per
     /// `pace`; returns each batch's ack latency, taken when the ack arrives (acks are read
     /// while sending goes on).
-    async fn stream(
+    pub(crate) async fn stream(
         &mut self,
         batches: Vec<Vec<pb::Event>>,
         window: usize,

@@ -331,6 +331,38 @@ impl Outbox {
         .await
     }
 
+    /// Appends `count` events in one transaction (one fsync): for producers of many events at
+    /// once (a restored backlog, a benchmark filling an outbox). The budget is checked once.
+    pub async fn append_many(
+        &self,
+        count: u64,
+        mut build: impl FnMut(u64) -> FleetEvent + Send + 'static,
+    ) -> Result<u64, OutboxError> {
+        self.with_conn(move |conn, this| {
+            let budget = this.options.budget_bytes;
+            let used = used_bytes(conn).map_err(OutboxError::Read)?;
+            if used >= budget {
+                return Err(OutboxError::Full { used, budget });
+            }
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(write_error)?;
+            let first = meta(&tx, "last_sequence").map_err(write_error)? + 1;
+            for sequence in first..first + count {
+                let event = build(sequence);
+                insert_record(&tx, &this.key, this.stream_id.0, &event).map_err(write_error)?;
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'last_sequence'",
+                params![(first + count - 1) as i64],
+            )
+            .map_err(write_error)?;
+            tx.commit().map_err(write_error)?;
+            Ok(first + count - 1)
+        })
+        .await
+    }
+
     /// Fails with `Full` when the budget is used up: called before work (a national query)
     /// whose event could then not be recorded.
     pub async fn ensure_room(&self) -> Result<(), OutboxError> {

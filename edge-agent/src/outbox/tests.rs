@@ -82,6 +82,17 @@ async fn events_are_numbered_kept_until_acked_and_survive_reopening() {
 }
 
 #[tokio::test]
+async fn many_events_append_in_one_transaction_and_continue_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("o.sqlite3"), options(dir.path(), 1 << 30)).unwrap();
+    append(&outbox).await;
+    assert_eq!(outbox.append_many(250, event).await.unwrap(), 251);
+    assert_eq!(append(&outbox).await.sequence, 252);
+    let pending = outbox.pending(0, 1_000, 1 << 30).await.unwrap();
+    assert!(pending.iter().map(|p| p.sequence).eq(1..=252));
+}
+
+#[tokio::test]
 async fn pending_respects_the_byte_budget_but_always_yields_one() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(&dir.path().join("o.sqlite3"), options(dir.path(), 1 << 30)).unwrap();
