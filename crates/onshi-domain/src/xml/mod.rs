@@ -11,7 +11,7 @@
 //! 2. **Text to tree** (`tree`): quick-xml events become a small owned element tree, with hard
 //!    limits on depth and element count, no DTD (so no entity expansion or external entities)
 //!    and only the five predefined entities plus character references.
-//! 3. **Tree to types** ([`qualification`]): exact Onshi element names, order-independent,
+//! 3. **Tree to types** ([`qualification`], [`bulk`] for the two-step batch inquiry): exact Onshi element names, order-independent,
 //!    unknown elements ignored (the national specification has more than we model), identifiers
 //!    parsed with [`crate::ids`]. Elements that are empty or contain only whitespace are read as
 //!    absent.
@@ -25,6 +25,7 @@
 //! offset): the national system writes Japan Standard Time wall-clock values and so do we; the
 //! caller converts if it needs an instant.
 
+pub mod bulk;
 mod charset;
 pub mod checkup;
 pub mod drug;
@@ -34,6 +35,7 @@ mod read;
 mod tree;
 mod write;
 
+pub use bulk::*;
 pub use checkup::*;
 pub use drug::*;
 pub use info::{FileCategory, InfoRequestHeader, InfoResultHeader, YearMonth};

@@ -29,12 +29,12 @@ use crate::ids::{
     InsuredIdentificationNumber, InsurerNumber, MedicalInstitutionCode,
 };
 
-const ROOT: &str = "XmlMsg";
-const HEADER: &str = "MessageHeader";
-const BODY: &str = "MessageBody";
-const SEARCH_INFO: &str = "QualificationConfirmSearchInfo";
-const RESULT_LIST: &str = "ResultList";
-const RESULT: &str = "ResultOfQualificationConfirmation";
+pub(crate) const ROOT: &str = "XmlMsg";
+pub(crate) const HEADER: &str = "MessageHeader";
+pub(crate) const BODY: &str = "MessageBody";
+pub(crate) const SEARCH_INFO: &str = "QualificationConfirmSearchInfo";
+pub(crate) const RESULT_LIST: &str = "ResultList";
+pub(crate) const RESULT: &str = "ResultOfQualificationConfirmation";
 
 // ---------------------------------------------------------------------------------------------
 // Request
@@ -89,7 +89,7 @@ impl QualificationConfirmSearchInfo {
         }
     }
 
-    fn read(node: &Node<'_>) -> Result<Self, XmlError> {
+    pub(crate) fn read(node: &Node<'_>) -> Result<Self, XmlError> {
         Ok(QualificationConfirmSearchInfo {
             insurer_number: node.req_text("InsurerNumber")?.id(InsurerNumber::parse)?,
             insured_card_symbol: node.opt_id("InsuredCardSymbol", InsuredCardSymbol::parse)?,
@@ -106,7 +106,7 @@ impl QualificationConfirmSearchInfo {
         })
     }
 
-    fn write(&self, out: &mut Out) {
+    pub(crate) fn write(&self, out: &mut Out) {
         out.open(SEARCH_INFO);
         out.leaf("InsurerNumber", &self.insurer_number.to_file_field());
         out.opt(
@@ -399,7 +399,7 @@ impl ResultOfQualificationConfirmation {
         ]
     }
 
-    fn read(n: &Node<'_>) -> Result<Self, XmlError> {
+    pub(crate) fn read(n: &Node<'_>) -> Result<Self, XmlError> {
         let ratio = n.text("InsuredPartialContributionRatio")?;
         let insured_partial_contribution_ratio = match ratio {
             None => None,
@@ -495,7 +495,7 @@ impl ResultOfQualificationConfirmation {
         })
     }
 
-    fn write(&self, out: &mut Out) {
+    pub(crate) fn write(&self, out: &mut Out) {
         out.open(RESULT);
         out.opt(
             "InsuredCardClassification",
@@ -753,7 +753,10 @@ impl QualificationConfirmationResult {
 }
 
 /// Bytes → checked root element `XmlMsg`, and the encoding the file was decoded with.
-fn read_root(bytes: &[u8], limits: &XmlLimits) -> Result<(Element, XmlEncoding), XmlError> {
+pub(crate) fn read_root(
+    bytes: &[u8],
+    limits: &XmlLimits,
+) -> Result<(Element, XmlEncoding), XmlError> {
     if bytes.len() > limits.max_bytes {
         return Err(XmlError::TooLarge {
             limit: limits.max_bytes,
