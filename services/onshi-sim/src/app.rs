@@ -45,6 +45,7 @@ pub struct Simulator {
     faults: Arc<Faults>,
     consents: Arc<crate::consent::Consents>,
     windows: Arc<crate::disaster::DisasterWindows>,
+    bulk: Arc<crate::bulk::BulkRoute>,
 }
 
 impl Simulator {
@@ -68,8 +69,10 @@ impl Simulator {
             windows.clone(),
             faults.clone(),
         ));
+        let bulk = Arc::new(crate::bulk::BulkRoute::new(service.clone(), faults.clone()));
         let router = http::router_with_faults(service, settings.latency, faults.clone())
-            .merge(info.router());
+            .merge(info.router())
+            .merge(bulk.clone().router());
 
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -86,7 +89,20 @@ impl Simulator {
             faults,
             consents,
             windows,
+            bulk,
         })
+    }
+
+    /// Sets the time from a batch inquiry's acceptance to its results being ready
+    /// ([`crate::bulk`]; default [`crate::bulk::DEFAULT_BATCH_DELAY`]).
+    pub fn with_batch_delay(self, delay: Duration) -> Self {
+        self.bulk.set_delay(delay);
+        self
+    }
+
+    /// The batch inquiry route (`OQSmuquc01`/`OQSmuquc02`), live while serving.
+    pub fn bulk(&self) -> &Arc<crate::bulk::BulkRoute> {
+        &self.bulk
     }
 
     /// Adds the My Number card route ([`crate::card`]) for cards issued by the J-LIS CA

@@ -9,7 +9,7 @@
 //! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
 //! certificate), `SIM-E02xx` the insurer's side, `SIM-E03xx` the national system itself (the
 //! fault knobs of [`crate::faults`]), `SIM-E04xx` drug and checkup information
-//! ([`crate::info`]). Each code carries the HTTP status the
+//! ([`crate::info`]), `SIM-E05xx` the two-step batch inquiry ([`crate::bulk`]). Each code carries the HTTP status the
 //! simulator answers with, so the same failure looks the same in the XML and on the wire.
 
 use onshi_domain::xml::XmlError;
@@ -51,6 +51,14 @@ pub enum SimErrorCode {
     InfoPersonUnknown,
     /// Drug or checkup information: only `FileCategory` 2 (XML) is simulated.
     InfoPdfNotSupported,
+    /// Batch inquiry: more rows than one `OQSmuquc01req` may carry
+    /// ([`crate::bulk::MAX_ROWS`]), or none.
+    BulkRowCount,
+    /// Batch results: the reception number is unknown, expired, or another institution's
+    /// (the three are not told apart, so numbers cannot be probed).
+    BulkReceptionUnknown,
+    /// Batch inquiry: too many batches are kept unfetched ([`crate::bulk::MAX_KEPT`]).
+    BulkStoreFull,
 }
 
 impl SimErrorCode {
@@ -72,6 +80,9 @@ impl SimErrorCode {
         Self::InfoNotConsented,
         Self::InfoPersonUnknown,
         Self::InfoPdfNotSupported,
+        Self::BulkRowCount,
+        Self::BulkReceptionUnknown,
+        Self::BulkStoreFull,
     ];
 
     /// The code written to `ErrorCode` or `ProcessingResultCode`.
@@ -93,6 +104,9 @@ impl SimErrorCode {
             Self::InfoNotConsented => "SIM-E0401",
             Self::InfoPersonUnknown => "SIM-E0402",
             Self::InfoPdfNotSupported => "SIM-E0403",
+            Self::BulkRowCount => "SIM-E0501",
+            Self::BulkReceptionUnknown => "SIM-E0502",
+            Self::BulkStoreFull => "SIM-E0503",
         }
     }
 
@@ -135,6 +149,15 @@ impl SimErrorCode {
             }
             Self::InfoPersonUnknown => "指定された被保険者番号等に該当する方がいません。",
             Self::InfoPdfNotSupported => "この環境ではXML形式（ファイル種別2）のみ提供しています。",
+            Self::BulkRowCount => {
+                "一括照会の件数が上限（1,000件）を超えているか、0件です。分割して照会してください。"
+            }
+            Self::BulkReceptionUnknown => {
+                "受付番号に該当する一括照会がありません（期限切れまたは他の医療機関の受付番号）。"
+            }
+            Self::BulkStoreFull => {
+                "未取得の一括照会が多すぎます。結果を取得してから再度照会してください。"
+            }
         }
     }
 
@@ -179,6 +202,13 @@ impl SimErrorCode {
             }
             Self::InfoPersonUnknown => "no single insured person matches these numbers",
             Self::InfoPdfNotSupported => "the simulator answers FileCategory 2 (XML) only",
+            Self::BulkRowCount => "a batch inquiry carries 1 to 1,000 searches; split the batch",
+            Self::BulkReceptionUnknown => {
+                "no batch inquiry has this reception number for this institution (unknown, expired or another institution's)"
+            }
+            Self::BulkStoreFull => {
+                "too many batch inquiries are waiting to be fetched; fetch their results first"
+            }
         }
     }
 
@@ -199,6 +229,9 @@ impl SimErrorCode {
             Self::InfoNotConsented => 403,
             Self::InfoPersonUnknown => 200,
             Self::InfoPdfNotSupported => 400,
+            Self::BulkRowCount => 413,
+            Self::BulkReceptionUnknown => 400,
+            Self::BulkStoreFull => 503,
         }
     }
 

@@ -172,7 +172,9 @@ async fn siquc01(
 }
 
 /// The institution and terminal named by the client certificate.
-fn caller(peer: Option<&PeerCertificates>) -> Result<(MedicalInstitutionCode, String), String> {
+pub(crate) fn caller(
+    peer: Option<&PeerCertificates>,
+) -> Result<(MedicalInstitutionCode, String), String> {
     let chain = peer.map(|p| p.0.as_slice());
     let der = leaf(chain).map_err(|e| e.to_string())?;
     let (code, terminal) = terminal_of(der).map_err(|e| e.to_string())?;

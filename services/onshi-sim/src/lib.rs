@@ -6,6 +6,8 @@
 //! - [`http`]: the axum routes (`POST /oqs/OQSsiquc01`, `GET /healthz`);
 //! - [`app`]: [`app::SimSettings`] and [`app::Simulator`], which bind and serve over TLS 1.3
 //!   with terminal client certificates;
+//! - [`bulk`]: the two-step batch inquiry (`OQSmuquc01`, `OQSmuquc02`), a reception number
+//!   then the results, each row answered by [`service`];
 //! - [`card`]: the My Number card route (challenge, certificate and signature checks);
 //! - [`errors`]: the simulator's own `SIM-` error codes (the national ones are not public);
 //! - [`faults`]: knobs for outages and injected errors, set at start or at run time;
@@ -13,6 +15,7 @@
 //!   [`histories`] only with a card consent ([`consent`]) or an open [`disaster`] window.
 
 pub mod app;
+pub mod bulk;
 pub mod card;
 pub mod consent;
 pub mod disaster;

@@ -54,6 +54,10 @@ struct ServeArgs {
     /// Delay before every eligibility answer, in milliseconds.
     #[arg(long, env = "ONSHI_SIM_LATENCY_MS", default_value_t = 0)]
     latency_ms: u64,
+    /// Time from a batch inquiry's acceptance (OQSmuquc01) to its results being ready
+    /// (OQSmuquc02 answers "in progress" until then), in milliseconds.
+    #[arg(long, env = "ONSHI_SIM_BATCH_DELAY_MS", default_value_t = 200)]
+    batch_delay_ms: u64,
     /// The (test) J-LIS CA certificate (PEM): serves the My Number card route
     /// (`/oqs/card/challenge`, `/oqs/card/confirm`) for cards it issued.
     #[arg(long, env = "ONSHI_SIM_JLIS_CA")]
@@ -130,7 +134,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let simulator = Simulator::build(&settings)?;
+        let simulator = Simulator::build(&settings)?
+            .with_batch_delay(Duration::from_millis(args.batch_delay_ms));
         let simulator = match &args.jlis_ca {
             Some(ca) => simulator.with_card_route(ca)?,
             None => simulator,
