@@ -13,28 +13,39 @@
 //!   [`Lookups::confirm`], a few at a time, each recorded as a lookup event with
 //!   `LookupSource::Batch` and the batch's id.
 //!
-//! The national batch messages (`OQSmuquc01req`/`OQSmuquc02req`, two-step with a
-//! `ReceptionNumber`) are not used: their body shape is UNCONFIRMED (domain doc §3), and
-//! row-by-row confirmation gives every row its own event and its own answer as it comes.
+//! Two modes ([`BatchMode`]): **row by row** (the default) gives every row its own single
+//! confirmation, event and answer as it comes; **national** ([`run_national`], `--mode
+//! national`) sends the valid rows as the national two-step batch inquiry (`OQSmuquc01req`,
+//! answered with a `ReceptionNumber`, then `OQSmuquc02req` polled with a bounded backoff until
+//! the results are ready; body shapes UNCONFIRMED, see `onshi_domain::xml::bulk`). Either way
+//! each row that reached the national system is one lookup event, recorded through
+//! [`Lookups::record_asked`] (each batch unit read as the single result it stands for) before
+//! the row is answered.
 //!
 //! Patient identifiers in the rows are never logged: only counts and field names.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::events::{LookupOutcome, LookupSource};
 use onshi_domain::ids::InsuranceCardQuery;
 use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader,
+    BulkInquiryAccepted, BulkInquiryRequest, BulkResult, BulkResultRequest,
+    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    QualificationConfirmationResult, RequestHeader, ResultBody, ResultHeader, XmlEncoding,
 };
 use proto::agent::v1 as pb;
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
-use crate::lookup::{CardFields, LookupError, Lookups, Provenance, today_jst};
+use crate::backoff::Backoff;
+use crate::lookup::{Asked, CardFields, LookupError, Lookups, Provenance, today_jst};
+use crate::onshi::{OnshiAnswer, OnshiError};
 
 /// The most rows one batch may have (a day's appointments at a large hospital fit easily).
 pub const MAX_ROWS: usize = 10_000;
@@ -189,6 +200,342 @@ pub async fn run_rows(
     );
 }
 
+/// How a batch is asked of the national system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BatchMode {
+    /// One single confirmation (`OQSsiquc01`) per row, a few at a time.
+    #[default]
+    RowByRow,
+    /// The national two-step batch inquiry (`OQSmuquc01`, then `OQSmuquc02` until ready).
+    National,
+}
+
+impl BatchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchMode::RowByRow => "row",
+            BatchMode::National => "national",
+        }
+    }
+
+    /// `""` and `"row"` are row by row; `"national"` the two-step batch inquiry.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "" | "row" | "row-by-row" => Some(BatchMode::RowByRow),
+            "national" => Some(BatchMode::National),
+            _ => None,
+        }
+    }
+}
+
+/// The most rows sent in one `OQSmuquc01req`: larger batches go as several, one after the
+/// other (the real limit is not public; onshi-sim's is 1,000).
+pub const NATIONAL_CHUNK: usize = 1_000;
+
+/// How the agent waits for a national batch's results: polls `OQSmuquc02` after `first`, then
+/// doubling up to `cap` between polls, and gives up after `total` from acceptance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polling {
+    pub first: Duration,
+    pub cap: Duration,
+    pub total: Duration,
+}
+
+impl Polling {
+    pub const DEFAULT: Polling = Polling {
+        first: Duration::from_millis(250),
+        cap: Duration::from_secs(5),
+        total: Duration::from_secs(10 * 60),
+    };
+
+    /// The delays between polls: exponential from `first`, capped, and the last one cut so
+    /// that the sum never exceeds `total`. Finite.
+    pub fn delays(&self) -> Vec<Duration> {
+        let mut backoff = Backoff::new(self.first.max(Duration::from_millis(1)), self.cap);
+        let mut delays = Vec::new();
+        let mut spent = Duration::ZERO;
+        while spent < self.total {
+            let delay = backoff.next_delay(1.0).min(self.total - spent);
+            spent += delay;
+            delays.push(delay);
+        }
+        delays
+    }
+}
+
+/// Why a national batch brought no results for its rows.
+#[derive(Debug)]
+enum NationalFailure {
+    /// The national system could not be reached (`OQSmuquc01`): as for a single lookup.
+    Onshi(OnshiError),
+    /// It answered with an abnormal end: the file's header, to be judged per row.
+    Refused {
+        http_status: u16,
+        process_execution_time: time::PrimitiveDateTime,
+        error_code: Option<String>,
+        error_message: Option<String>,
+    },
+    /// Its answer could not be read: the raw answer, judged per row as unreadable.
+    Unreadable(OnshiAnswer),
+    /// The results were not ready within [`Polling::total`].
+    NotReady(Duration),
+}
+
+/// Sends one national batch and waits for its results.
+async fn national_exchange(
+    lookups: &Lookups,
+    request: &BulkInquiryRequest,
+    polling: Polling,
+) -> Result<BulkResult, NationalFailure> {
+    let onshi = lookups.onshi();
+    let answer = onshi
+        .exchange("OQSmuquc01", request.to_xml(XmlEncoding::Utf8))
+        .await
+        .map_err(NationalFailure::Onshi)?;
+    let accepted = match BulkInquiryAccepted::from_xml(&answer.body) {
+        Ok(accepted) => accepted,
+        Err(_) => return Err(NationalFailure::Unreadable(answer)),
+    };
+    let reception_number = match (accepted.segment_of_result, accepted.reception_number) {
+        (SegmentOfResult::Normal, Some(number)) => number,
+        _ => {
+            return Err(NationalFailure::Refused {
+                http_status: answer.http_status,
+                process_execution_time: accepted.process_execution_time,
+                error_code: accepted.error_code,
+                error_message: accepted.error_message,
+            });
+        }
+    };
+    tracing::info!(
+        rows = request.searches.len(),
+        reception_number,
+        "national batch accepted"
+    );
+    let ask = BulkResultRequest {
+        medical_institution_code: request.header.medical_institution_code.clone(),
+        reception_number,
+        arbitrary_file_identifier: request.header.arbitrary_file_identifier.clone(),
+    }
+    .to_xml(XmlEncoding::Utf8);
+    let mut polls = 0u32;
+    for delay in polling.delays() {
+        tokio::time::sleep(delay).await;
+        polls += 1;
+        // A poll that does not get through is retried at the next step: the results wait.
+        let answer = match onshi.exchange("OQSmuquc02", ask.clone()).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                tracing::warn!(%error, polls, "national batch: polling failed, retrying");
+                continue;
+            }
+        };
+        let result = match BulkResult::from_xml(&answer.body) {
+            Ok(result) => result,
+            Err(_) => return Err(NationalFailure::Unreadable(answer)),
+        };
+        match result.header.segment_of_result {
+            SegmentOfResult::InProgress => continue,
+            SegmentOfResult::Normal => {
+                tracing::info!(polls, units = result.units.len(), "national batch ready");
+                return Ok(result);
+            }
+            SegmentOfResult::AbnormalEnd => {
+                return Err(NationalFailure::Refused {
+                    http_status: answer.http_status,
+                    process_execution_time: result.header.process_execution_time,
+                    error_code: result.header.error_code,
+                    error_message: result.header.error_message,
+                });
+            }
+        }
+    }
+    tracing::warn!(polls, total = ?polling.total, "national batch: results not ready in time");
+    Err(NationalFailure::NotReady(polling.total))
+}
+
+/// A single result file standing for a whole-batch abnormal end or a missing unit, so that the
+/// row is judged (and recorded) like a single confirmation that ended so.
+fn abnormal_single(
+    request: &QualificationConfirmationRequest,
+    process_execution_time: time::PrimitiveDateTime,
+    error_code: Option<String>,
+    error_message: Option<String>,
+) -> Vec<u8> {
+    QualificationConfirmationResult {
+        header: ResultHeader {
+            process_execution_time,
+            qualification_confirmation_date: request.header.qualification_confirmation_date,
+            medical_institution_code: request.header.medical_institution_code.clone(),
+            arbitrary_file_identifier: request.header.arbitrary_file_identifier.clone(),
+            reference_classification: onshi_domain::codes::ReferenceClassification::InsuranceCard,
+            segment_of_result: SegmentOfResult::AbnormalEnd,
+            error_code,
+            error_message,
+            character_code_identifier: onshi_domain::codes::CharacterCodeIdentifier::Utf8,
+        },
+        body: ResultBody::default(),
+    }
+    .to_xml(XmlEncoding::Utf8)
+}
+
+/// Answers `rows` as national batches ([`BatchMode::National`]): rows refused locally are
+/// answered at once; the others are sent in batches of [`NATIONAL_CHUNK`], and when a batch's
+/// results are in (or it failed, or `polling.total` passed) each of its rows is recorded as
+/// one lookup event with the batch's id, then answered.
+pub async fn run_national(
+    lookups: Arc<Lookups>,
+    rows: Vec<CardFields>,
+    batch_id: String,
+    terminal: TerminalId,
+    polling: Polling,
+    done: mpsc::Sender<RowDone>,
+) {
+    let today = today_jst();
+    let total = rows.len();
+    let institution = lookups.recorder().site().institution_code();
+    let mut refused = 0usize;
+    let mut valid: Vec<(usize, QualificationConfirmSearchInfo)> = Vec::new();
+    for (index, fields) in rows.into_iter().enumerate() {
+        match InsuranceCardQuery::parse(
+            &fields.insurer_number,
+            &fields.symbol,
+            &fields.number,
+            &fields.branch,
+            &fields.birthdate,
+            today,
+        ) {
+            Ok(query) => {
+                let mut search = QualificationConfirmSearchInfo::from_query(&query, false);
+                // The row's index is how its unit is found in the results.
+                search.arbitrary_identifier = Some(index.to_string());
+                valid.push((index, search));
+            }
+            Err(errors) => {
+                refused += 1;
+                let _ = done
+                    .send(RowDone {
+                        index,
+                        status: RowStatus::Error,
+                        outcome: None,
+                        message: LookupError::InvalidInput(errors).for_clerk(),
+                        event_id: None,
+                    })
+                    .await;
+            }
+        }
+    }
+    let mut chunks = 0usize;
+    for chunk in valid.chunks(NATIONAL_CHUNK) {
+        if done.is_closed() {
+            break;
+        }
+        chunks += 1;
+        let header = RequestHeader {
+            qualification_confirmation_date: today,
+            medical_institution_code: institution.clone(),
+            arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
+        };
+        let request = BulkInquiryRequest {
+            header: header.clone(),
+            searches: chunk.iter().map(|(_, s)| s.clone()).collect(),
+        };
+        let started = Instant::now();
+        let outcome = national_exchange(&lookups, &request, polling).await;
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        for (index, search) in chunk {
+            let single = QualificationConfirmationRequest {
+                header: header.clone(),
+                search: search.clone(),
+            };
+            let answer = match &outcome {
+                Ok(result) => {
+                    let body = match result.units.iter().find(|u| {
+                        u.search_info.as_ref().and_then(|s| s.arbitrary_identifier.as_ref())
+                            == search.arbitrary_identifier.as_ref()
+                    }) {
+                        Some(unit) => result.single_result(unit, today).to_xml(XmlEncoding::Utf8),
+                        None => abnormal_single(
+                            &single,
+                            result.header.process_execution_time,
+                            Some("bulk_unit_missing".into()),
+                            Some("一括照会の結果にこの行がありません / the batch result has no entry for this row".into()),
+                        ),
+                    };
+                    Ok(OnshiAnswer {
+                        http_status: 200,
+                        body,
+                    })
+                }
+                Err(NationalFailure::Onshi(error)) => Err(match error {
+                    OnshiError::Timeout(d) => OnshiError::Timeout(*d),
+                    OnshiError::Unreachable(e) => OnshiError::Unreachable(e.clone()),
+                    OnshiError::Body(e) => OnshiError::Body(e.clone()),
+                }),
+                Err(NationalFailure::Refused {
+                    http_status,
+                    process_execution_time,
+                    error_code,
+                    error_message,
+                }) => Ok(OnshiAnswer {
+                    http_status: *http_status,
+                    body: abnormal_single(
+                        &single,
+                        *process_execution_time,
+                        error_code.clone(),
+                        error_message.clone(),
+                    ),
+                }),
+                Err(NationalFailure::Unreadable(answer)) => Ok(answer.clone()),
+                Err(NationalFailure::NotReady(d)) => Err(OnshiError::Timeout(*d)),
+            };
+            let provenance = Provenance {
+                source: LookupSource::Batch,
+                batch_id: Some(batch_id.clone()),
+                terminal: terminal.clone(),
+            };
+            let asked = Asked { answer, latency_ms };
+            let row = match lookups
+                .record_asked(&single, asked, provenance, |_| {})
+                .await
+            {
+                Ok(confirmed) => {
+                    let message = match &outcome {
+                        Err(NationalFailure::NotReady(d)) => format!(
+                            "一括照会の結果が{}秒以内に返されませんでした。保険証で確認してください / the national batch results did not come back within {}s",
+                            d.as_secs(),
+                            d.as_secs()
+                        ),
+                        _ => confirmed.answer.message,
+                    };
+                    RowDone {
+                        index: *index,
+                        status: RowStatus::of(confirmed.answer.outcome),
+                        outcome: Some(confirmed.answer.outcome),
+                        message,
+                        event_id: Some(confirmed.answer.event.id.to_string()),
+                    }
+                }
+                Err(error) => RowDone {
+                    index: *index,
+                    status: RowStatus::Error,
+                    outcome: None,
+                    message: LookupError::NotRecorded(error).for_clerk(),
+                    event_id: None,
+                },
+            };
+            let _ = done.send(row).await;
+        }
+    }
+    tracing::info!(
+        batch_id,
+        rows = total,
+        refused_locally = refused,
+        national_batches = chunks,
+        "national batch inquiry done"
+    );
+}
+
 /// The control API's side (`LocalAgent.BatchInquiry`): starts the batch and returns the stream
 /// of per-row progress. Refuses (with a message for the clerk) an empty or oversized batch or a
 /// bad terminal id.
@@ -216,6 +563,12 @@ pub fn serve(
         0 => DEFAULT_CONCURRENCY,
         n => n as usize,
     };
+    let mode = BatchMode::parse(&request.mode).ok_or_else(|| {
+        format!(
+            "照会方式が正しくありません / unknown batch mode {:?}: use row or national",
+            request.mode
+        )
+    })?;
     let rows: Vec<CardFields> = request
         .rows
         .into_iter()
@@ -232,15 +585,35 @@ pub fn serve(
     let batch_id = Uuid::now_v7().to_string();
     let (row_tx, mut row_rx) = mpsc::channel::<RowDone>(64);
     let (out_tx, out_rx) = mpsc::channel(64);
-    tracing::info!(batch_id, rows = total, concurrency, "batch inquiry started");
-    tokio::spawn(run_rows(
-        lookups,
-        rows,
-        batch_id.clone(),
-        terminal,
+    tracing::info!(
+        batch_id,
+        rows = total,
         concurrency,
-        row_tx,
-    ));
+        mode = mode.as_str(),
+        "batch inquiry started"
+    );
+    match mode {
+        BatchMode::RowByRow => {
+            tokio::spawn(run_rows(
+                lookups,
+                rows,
+                batch_id.clone(),
+                terminal,
+                concurrency,
+                row_tx,
+            ));
+        }
+        BatchMode::National => {
+            tokio::spawn(run_national(
+                lookups,
+                rows,
+                batch_id.clone(),
+                terminal,
+                Polling::DEFAULT,
+                row_tx,
+            ));
+        }
+    }
     tokio::spawn(async move {
         let mut done = 0u32;
         while let Some(row) = row_rx.recv().await {
@@ -574,8 +947,13 @@ pub async fn cli(
     out: Option<PathBuf>,
     terminal: String,
     concurrency: u32,
+    mode: &str,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let Some(mode) = BatchMode::parse(mode) else {
+        eprintln!("--mode {mode:?}: use row (the default) or national");
+        return Ok(std::process::ExitCode::from(2));
+    };
     let bytes =
         std::fs::read(csv_path).with_context(|| format!("reading {}", csv_path.display()))?;
     let input = match parse_csv(&bytes) {
@@ -601,6 +979,7 @@ pub async fn cli(
             .collect(),
         terminal_id: terminal,
         concurrency,
+        mode: mode.as_str().to_string(),
     };
     let mut stream = client
         .batch_inquiry(request)
@@ -738,6 +1117,33 @@ mod tests {
         );
         // Bytes that are valid neither as UTF-8 nor as Shift_JIS.
         assert_eq!(parse_csv(b"\x80\x80\xff"), Err(BatchCsvError::Encoding));
+    }
+
+    #[test]
+    fn modes_and_polling() {
+        assert_eq!(BatchMode::parse(""), Some(BatchMode::RowByRow));
+        assert_eq!(BatchMode::default(), BatchMode::RowByRow);
+        for m in [BatchMode::RowByRow, BatchMode::National] {
+            assert_eq!(BatchMode::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(BatchMode::parse("zip"), None);
+
+        let polling = Polling {
+            first: Duration::from_millis(250),
+            cap: Duration::from_secs(2),
+            total: Duration::from_secs(10),
+        };
+        let delays: Vec<u128> = polling.delays().iter().map(|d| d.as_millis()).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 2000, 2000, 2000, 250]);
+        assert_eq!(
+            Polling::DEFAULT.delays().iter().sum::<Duration>(),
+            Polling::DEFAULT.total
+        );
+        let none = Polling {
+            total: Duration::ZERO,
+            ..polling
+        };
+        assert!(none.delays().is_empty());
     }
 
     #[test]

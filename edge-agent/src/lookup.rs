@@ -151,6 +151,13 @@ impl Lookups {
         &self.default_terminal
     }
 
+    /// The national system's client, for exchanges that are not a single confirmation (the
+    /// batch inquiry's two steps, [`crate::batch`]); their lookups are still recorded through
+    /// [`Lookups::record_asked`].
+    pub fn onshi(&self) -> &OnshiClient {
+        &self.onshi
+    }
+
     /// The counter's insurance-card lookup: every field is checked before any network call.
     #[tracing::instrument(skip_all, fields(route = "insurance_card"))]
     pub async fn insurance_card(&self, fields: CardFields) -> Result<LookupAnswer, LookupError> {

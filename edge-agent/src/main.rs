@@ -128,6 +128,10 @@ enum Command {
         /// Lookups in flight at once (1–16).
         #[arg(long, default_value_t = 4)]
         concurrency: u32,
+        /// `row`: row by row through single confirmations (the default); `national`: the
+        /// national two-step batch inquiry (OQSmuquc01, then OQSmuquc02 until ready).
+        #[arg(long, default_value = "row")]
+        mode: String,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -327,6 +331,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             out,
             terminal,
             concurrency,
+            mode,
             json,
         } => {
             edge_agent::batch::cli(
@@ -335,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 out,
                 terminal,
                 concurrency,
+                &mode,
                 json,
             )
             .await
