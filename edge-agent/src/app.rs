@@ -29,6 +29,8 @@ pub struct Agent {
     cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,
     probes: Option<Probes>,
+    /// Samples the outbox and the link for the metrics, only when metrics are exported.
+    metrics: Option<MetricsSampler>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -157,6 +159,7 @@ impl Agent {
                 config.terminal_id.clone(),
             )
         });
+        let metrics = MetricsSampler::from_env(env, outbox.clone(), link.clone());
         let control = Control::new(lookups, outbox, link, config.site_code.to_string())
             .with_cards(cards.clone())
             .with_views(views);
@@ -168,6 +171,7 @@ impl Agent {
             socket,
             file_exchange,
             probes,
+            metrics,
         })
     }
 
@@ -196,6 +200,9 @@ impl Agent {
         if let Some(cards) = self.cards {
             tokio::spawn(cards.run_watch(stopped(stop_rx.clone())));
         }
+        if let Some(metrics) = self.metrics {
+            tokio::spawn(metrics.run(stopped(stop_rx.clone())));
+        }
         let uplink = self.uplink.run(stopped(stop_rx.clone()));
         let control = self.control.serve(self.listener, stopped(stop_rx));
         let ((), control) = tokio::join!(uplink, control);
@@ -204,6 +211,90 @@ impl Agent {
 }
 
 /// The chain's patient-hash secret: 64 hex characters (32 bytes) or more, owner-only.
+/// The outbox's depth and oldest age and the central link's state, as gauges. A background task
+/// that reads the outbox, so it only runs when the binary exports metrics (the same OTEL_*
+/// variables `fleet-telemetry` reads): with telemetry off the agent does no extra work.
+#[derive(Debug)]
+struct MetricsSampler {
+    outbox: Outbox,
+    link: tokio::sync::watch::Receiver<crate::uplink::LinkStatus>,
+    every: Duration,
+}
+
+impl MetricsSampler {
+    fn from_env(
+        env: &std::collections::HashMap<String, String>,
+        outbox: Outbox,
+        link: tokio::sync::watch::Receiver<crate::uplink::LinkStatus>,
+    ) -> Option<Self> {
+        let get = |key: &str| env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || get("OTEL_METRICS_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+        let endpoint = get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+            .or_else(|| get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .is_some();
+        if disabled || !endpoint {
+            return None;
+        }
+        // Sample at the export interval (at most every 15 s, at least every 100 ms).
+        let interval = get("OTEL_METRIC_EXPORT_INTERVAL")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(15_000)
+            .clamp(100, 15_000);
+        Some(Self {
+            outbox,
+            link,
+            every: Duration::from_millis(interval),
+        })
+    }
+
+    async fn run(self, stop: impl Future<Output = ()>) {
+        use crate::uplink::LinkStatus;
+        use opentelemetry::KeyValue;
+        let meter = opentelemetry::global::meter("edge-agent");
+        let depth = meter
+            .u64_gauge("agent_outbox_depth_events")
+            .with_description("Events in the outbox not yet acknowledged by central")
+            .build();
+        let age = meter
+            .u64_gauge("agent_outbox_oldest_age_seconds")
+            .with_description("Age of the oldest unacknowledged event (0 when empty)")
+            .with_unit("s")
+            .build();
+        let link = meter
+            .u64_gauge("agent_uplink_state")
+            .with_description(
+                "1 for the uplink's current state (connecting, connected, disconnected)",
+            )
+            .build();
+        let mut tick = tokio::time::interval(self.every);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            if let Ok(status) = self.outbox.status().await {
+                depth.record(status.depth, &[]);
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let oldest = status.oldest_recorded_at.map_or(0, |t| (now - t).max(0));
+                age.record(oldest as u64, &[]);
+            }
+            let current = *self.link.borrow();
+            for state in [
+                LinkStatus::Connecting,
+                LinkStatus::Connected,
+                LinkStatus::Disconnected,
+            ] {
+                link.record(
+                    u64::from(current == state),
+                    &[KeyValue::new("state", state.as_str())],
+                );
+            }
+        }
+    }
+}
+
 fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the patient hash key {}", path.display()))?;

@@ -551,6 +551,7 @@ impl Cards {
             sequence = event.sequence,
             "card lookup recorded"
         );
+        crate::lookup::observe_latency(LookupRoute::MyNumberCard, judged.outcome, latency_ms);
         let mut message = judged.message.clone();
         let mut consent = None;
         let mut view_handle = None;
@@ -709,6 +710,11 @@ impl Cards {
             .recorder
             .record(terminal, EventBody::Lookup(lookup))
             .await?;
+        crate::lookup::observe_latency(
+            LookupRoute::MyNumberCard,
+            LookupOutcome::Unreachable,
+            latency_ms,
+        );
         Ok(CardAnswer {
             card_check: CardCheckResult::Ok,
             pin_tries_left: None,

@@ -26,6 +26,32 @@ use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
+/// Records a lookup's national round trip in `agent_lookup_duration_seconds`, labelled by
+/// route and outcome only (never by patient, staff or terminal).
+pub fn observe_latency(route: LookupRoute, outcome: LookupOutcome, latency_ms: u32) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::Histogram;
+    static HISTOGRAM: std::sync::LazyLock<Histogram<f64>> = std::sync::LazyLock::new(|| {
+        opentelemetry::global::meter("edge-agent")
+            .f64_histogram("agent_lookup_duration_seconds")
+            .with_description("National round trip of an eligibility lookup, by route and outcome")
+            .with_unit("s")
+            .with_boundaries(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            .build()
+    });
+    let route = match route {
+        LookupRoute::MyNumberCard => "my_number_card",
+        LookupRoute::InsuranceCard => "insurance_card",
+    };
+    HISTOGRAM.record(
+        f64::from(latency_ms) / 1000.0,
+        &[
+            KeyValue::new("route", route),
+            KeyValue::new("outcome", outcome.as_str()),
+        ],
+    );
+}
+
 /// "No matching qualification" for numbers typed at the counter: most often a typing mistake.
 const NOT_FOUND_TYPED: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
 
@@ -290,6 +316,7 @@ impl Lookups {
             sequence = event.sequence,
             "lookup recorded"
         );
+        observe_latency(LookupRoute::InsuranceCard, judged.outcome, latency_ms);
 
         Ok(Confirmed {
             answer: LookupAnswer {

@@ -159,12 +159,6 @@ enum OutboxCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(error) => {
@@ -172,13 +166,32 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    // Only the daemon exports telemetry: a counter command must not wait at exit on a collector.
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if !matches!(cli.command, Command::Run) {
+        env.retain(|key, _| !key.starts_with("OTEL_"));
+    }
+    // Inside the runtime: the OTLP exporter's gRPC channel lives on it. The guard flushes on
+    // drop, before the runtime goes.
+    let telemetry = {
+        let _entered = runtime.enter();
+        match fleet_telemetry::init("edge-agent", &env) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("error: telemetry: {error:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    drop(telemetry);
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {

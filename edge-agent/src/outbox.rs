@@ -313,6 +313,17 @@ impl Outbox {
         &self,
         build: impl FnOnce(u64) -> FleetEvent + Send + 'static,
     ) -> Result<FleetEvent, OutboxError> {
+        self.append_traced(None, build).await
+    }
+
+    /// [`Outbox::append`], storing `traceparent` (the W3C trace context of the span that
+    /// recorded the event) in the sealed record beside the event, so that it reaches central
+    /// with the event even after a restart. Observability only: it changes nothing else.
+    pub async fn append_traced(
+        &self,
+        traceparent: Option<String>,
+        build: impl FnOnce(u64) -> FleetEvent + Send + 'static,
+    ) -> Result<FleetEvent, OutboxError> {
         self.with_conn(move |conn, this| {
             if !this.disk_room_returned(conn) {
                 return Err(OutboxError::DiskFull);
@@ -323,7 +334,7 @@ impl Outbox {
                 this.report_pressure(conn, used)?;
                 return Err(OutboxError::Full { used, budget });
             }
-            let event = this.insert_next(conn, build)?;
+            let event = this.insert_next(conn, traceparent.as_deref(), build)?;
             let used = used_bytes(conn).map_err(OutboxError::Read)?;
             this.report_pressure(conn, used)?;
             Ok(event)
@@ -350,7 +361,8 @@ impl Outbox {
             let first = meta(&tx, "last_sequence").map_err(write_error)? + 1;
             for sequence in first..first + count {
                 let event = build(sequence);
-                insert_record(&tx, &this.key, this.stream_id.0, &event).map_err(write_error)?;
+                insert_record(&tx, &this.key, this.stream_id.0, &event, None)
+                    .map_err(write_error)?;
             }
             tx.execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'last_sequence'",
@@ -381,6 +393,7 @@ impl Outbox {
     fn insert_next(
         &self,
         conn: &mut Connection,
+        traceparent: Option<&str>,
         build: impl FnOnce(u64) -> FleetEvent,
     ) -> Result<FleetEvent, OutboxError> {
         let tx = conn
@@ -389,7 +402,8 @@ impl Outbox {
         let sequence = meta(&tx, "last_sequence").map_err(write_error)? + 1;
         let event = build(sequence);
         debug_assert_eq!(event.sequence, sequence);
-        insert_record(&tx, &self.key, self.stream_id.0, &event).map_err(write_error)?;
+        insert_record(&tx, &self.key, self.stream_id.0, &event, traceparent)
+            .map_err(write_error)?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'last_sequence'",
             params![sequence as i64],
@@ -442,7 +456,7 @@ impl Outbox {
         }
         let site = self.options.site.clone();
         let terminal = self.options.terminal.clone();
-        self.insert_next(conn, move |sequence| FleetEvent {
+        self.insert_next(conn, None, move |sequence| FleetEvent {
             id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
             site,
             terminal,
@@ -559,7 +573,7 @@ impl Outbox {
             params![sequence as i64],
         )
         .map_err(write_error)?;
-        insert_record(&tx, &self.key, self.stream_id.0, &loss).map_err(write_error)?;
+        insert_record(&tx, &self.key, self.stream_id.0, &loss, None).map_err(write_error)?;
         tx.commit().map_err(write_error)?;
         tracing::warn!(
             sequence,
@@ -694,8 +708,11 @@ fn insert_record(
     key: &OutboxKey,
     stream: Uuid,
     event: &FleetEvent,
+    traceparent: Option<&str>,
 ) -> rusqlite::Result<usize> {
-    let plain = pb::Event::from(event).encode_to_vec();
+    let mut record = pb::Event::from(event);
+    record.traceparent = traceparent.map(str::to_string);
+    let plain = record.encode_to_vec();
     tx.execute(
         "INSERT INTO events (sequence, event_id, recorded_at, payload) VALUES (?1, ?2, ?3, ?4)",
         params![

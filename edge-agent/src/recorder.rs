@@ -43,9 +43,10 @@ impl Recorder {
     ) -> Result<FleetEvent, OutboxError> {
         let site = self.site.clone();
         let occurred_at = OffsetDateTime::now_utc();
+        let traceparent = current_traceparent();
         let event = self
             .outbox
-            .append(move |sequence| FleetEvent {
+            .append_traced(traceparent, move |sequence| FleetEvent {
                 id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
                 site,
                 terminal,
@@ -54,6 +55,7 @@ impl Recorder {
                 body,
             })
             .await?;
+        metrics::observe(&event);
         self.new_events.notify_one();
         Ok(event)
     }
@@ -71,9 +73,10 @@ impl Recorder {
     ) -> Result<FleetEvent, OutboxError> {
         let site = self.site.clone();
         let occurred_at = OffsetDateTime::now_utc();
+        let traceparent = current_traceparent();
         let event = self
             .outbox
-            .append(move |sequence| {
+            .append_traced(traceparent, move |sequence| {
                 let event = FleetEvent {
                     id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
                     site,
@@ -86,7 +89,111 @@ impl Recorder {
                 event
             })
             .await?;
+        metrics::observe(&event);
         self.new_events.notify_one();
         Ok(event)
+    }
+}
+
+/// The W3C `traceparent` of the current span (the lookup, card check or file request that
+/// records the event), when the binary exports traces; `None` otherwise (no cost then: without
+/// the OpenTelemetry layer a span has no context). Stored with the event in the outbox, so
+/// central's commit joins the same trace even after an agent restart.
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let context = span.span_context();
+    context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            context.trace_id(),
+            context.span_id(),
+            context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Metrics the agent's events carry: link RTT and state (from the probes' `LinkChange`
+/// events) and reader states (`ReaderChange`). Labels are link targets, states and reader
+/// names: a handful per site, never a patient or staff id.
+mod metrics {
+    use std::sync::LazyLock;
+
+    use onshi_domain::events::{EventBody, FleetEvent, LinkState, LinkTarget, ReaderState};
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::Gauge;
+
+    struct Instruments {
+        link_rtt: Gauge<f64>,
+        link_up: Gauge<u64>,
+        reader_state: Gauge<u64>,
+    }
+
+    static INSTRUMENTS: LazyLock<Instruments> = LazyLock::new(|| {
+        let meter = opentelemetry::global::meter("edge-agent");
+        Instruments {
+            link_rtt: meter
+                .f64_gauge("agent_link_rtt_seconds")
+                .with_description("Round trip of the last link probe that changed the state")
+                .with_unit("s")
+                .build(),
+            link_up: meter
+                .u64_gauge("agent_link_state")
+                .with_description("1 for the link's current state (up, degraded, down), else 0")
+                .build(),
+            reader_state: meter
+                .u64_gauge("agent_reader_state")
+                .with_description("1 for the reader's current state, else 0")
+                .build(),
+        }
+    });
+
+    pub(super) fn observe(event: &FleetEvent) {
+        match &event.body {
+            EventBody::LinkChange(change) => {
+                let target = match change.target {
+                    LinkTarget::Onshi => "onshi",
+                    LinkTarget::Central => "central",
+                };
+                let m = &*INSTRUMENTS;
+                if let Some(rtt) = change.rtt_ms {
+                    m.link_rtt
+                        .record(f64::from(rtt) / 1000.0, &[KeyValue::new("target", target)]);
+                }
+                for (state, name) in [
+                    (LinkState::Up, "up"),
+                    (LinkState::Degraded, "degraded"),
+                    (LinkState::Down, "down"),
+                ] {
+                    m.link_up.record(
+                        u64::from(change.state == state),
+                        &[
+                            KeyValue::new("target", target),
+                            KeyValue::new("state", name),
+                        ],
+                    );
+                }
+            }
+            EventBody::ReaderChange(change) => {
+                let m = &*INSTRUMENTS;
+                for (state, name) in [
+                    (ReaderState::PresentEmpty, "present_empty"),
+                    (ReaderState::CardPresent, "card_present"),
+                    (ReaderState::Removed, "removed"),
+                    (ReaderState::Error, "error"),
+                ] {
+                    m.reader_state.record(
+                        u64::from(change.state == state),
+                        &[
+                            KeyValue::new("reader", change.reader_name.clone()),
+                            KeyValue::new("state", name),
+                        ],
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }

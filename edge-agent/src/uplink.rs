@@ -16,6 +16,7 @@ use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::backoff::Backoff;
 use crate::outbox::{Outbox, OutboxError};
@@ -134,12 +135,19 @@ impl Uplink {
             .await
             .map_err(|_| SessionError::Protocol("request stream closed"))?;
         let mut client = FleetUplinkClient::new(self.channel.clone());
+        // The session's opening (hello to welcome) is a span of its own, and its W3C trace
+        // context goes to central in the request metadata. Lookups do not ride on it (a stream
+        // lives for hours): each event carries its own `traceparent` from the outbox.
+        let opening = tracing::info_span!("uplink_connect");
+        let mut request = tonic::Request::new(ReceiverStream::new(outbound));
+        inject_trace_context(&opening, request.metadata_mut());
         let mut inbound = client
-            .session(ReceiverStream::new(outbound))
+            .session(request)
+            .instrument(opening.clone())
             .await?
             .into_inner();
 
-        let welcome = match inbound.message().await? {
+        let welcome = match inbound.message().instrument(opening).await? {
             Some(pb::CentralMessage {
                 kind: Some(pb::central_message::Kind::Welcome(w)),
             }) => w,
@@ -208,6 +216,27 @@ impl Uplink {
             }
         }
     }
+}
+
+/// Writes `span`'s W3C trace context (`traceparent`, `tracestate`) into gRPC metadata through the
+/// global propagator, which only `fleet-telemetry` installs: with telemetry off nothing is added.
+fn inject_trace_context(span: &tracing::Span, metadata: &mut tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    struct Injector<'a>(&'a mut tonic::metadata::MetadataMap);
+    impl opentelemetry::propagation::Injector for Injector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+                tonic::metadata::MetadataValue::try_from(value.as_str()),
+            ) {
+                self.0.insert(key, value);
+            }
+        }
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut Injector(metadata))
+    });
 }
 
 fn limit(announced: u32, ours: usize) -> usize {

@@ -98,6 +98,8 @@ impl From<&FleetEvent> for pb::Event {
             occurred_at: Some(timestamp(e.occurred_at)),
             sequence: e.sequence,
             body: Some(body_to_pb(&e.body)),
+            // Not part of the domain event: the agent's outbox sets it beside the event.
+            traceparent: None,
         }
     }
 }

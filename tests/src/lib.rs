@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod http;
+pub mod otlp;
 pub mod pcsc;
 pub mod proxy;
 pub mod uplink;
@@ -226,6 +227,15 @@ impl Running {
 }
 
 pub async fn start_central(pki: &Pki, db: &TestDb) -> anyhow::Result<Running> {
+    start_central_with_env(pki, db, &[]).await
+}
+
+/// Central with extra environment variables (e.g. OTEL_* pointing at [`otlp::OtlpReceiver`]).
+pub async fn start_central_with_env(
+    pki: &Pki,
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Running> {
     let (cert, key) = pki.paths.central();
     let mut command = Command::new(bin("central"));
     command
@@ -243,7 +253,8 @@ pub async fn start_central(pki: &Pki, db: &TestDb) -> anyhow::Result<Running> {
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
         .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
     spawn_ready(command).await
 }
 

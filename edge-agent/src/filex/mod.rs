@@ -342,7 +342,9 @@ impl FileExchange {
         }
     }
 
-    /// Answers one request that is in the work folder, resuming from its journal.
+    /// Answers one request that is in the work folder, resuming from its journal. The span is the
+    /// root of the request's trace: its lookup event carries it to central.
+    #[tracing::instrument(name = "file_request", skip_all)]
     async fn process_claimed(&self, path: &Path) {
         if let Err(error) = self.process_claimed_inner(path).await {
             // Left in the work folder: the next start resumes it.

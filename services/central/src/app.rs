@@ -156,6 +156,8 @@ impl Application {
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
         let tuning = self.tuning;
+        // Kept until the end: the pool gauge is read at each metrics collection.
+        let _pool_gauge = pool_gauge(self.store.pool().clone());
         let writer = Writer::spawn(self.store.clone(), tuning.writer);
         let limits = std::sync::Arc::new(RateLimiter::new(
             tuning.events_per_second,
@@ -194,4 +196,25 @@ impl Application {
         grpc.context("gRPC server")?;
         Ok(())
     }
+}
+
+/// `central_db_pool_connections{state}`: connections in use, idle, the pool's maximum, and
+/// callers waiting for one. Read at each metrics collection; a no-op when metrics are off.
+fn pool_gauge(pool: deadpool_postgres::Pool) -> opentelemetry::metrics::ObservableGauge<u64> {
+    use opentelemetry::KeyValue;
+    opentelemetry::global::meter("central")
+        .u64_observable_gauge("central_db_pool_connections")
+        .with_description("PostgreSQL connections by state: in_use, idle, max, waiting")
+        .with_callback(move |observer| {
+            let status = pool.status();
+            for (value, state) in [
+                (status.size.saturating_sub(status.available), "in_use"),
+                (status.available, "idle"),
+                (status.max_size, "max"),
+                (status.waiting, "waiting"),
+            ] {
+                observer.observe(value as u64, &[KeyValue::new("state", state)]);
+            }
+        })
+        .build()
 }

@@ -29,6 +29,7 @@ use proto::fleet::v1::fleet_uplink_server::FleetUplink;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ServiceError;
@@ -93,8 +94,21 @@ impl FleetUplink for Ingest {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let site = peer_site(&request)?;
-        let mut inbound = request.into_inner();
+        // The agent's `uplink_connect` span, from the W3C trace context in the metadata.
+        let opening = tracing::info_span!("uplink_session_open");
+        join_trace(&opening, request.metadata());
+        self.open_session(site, request.into_inner())
+            .instrument(opening)
+            .await
+    }
+}
 
+impl Ingest {
+    async fn open_session(
+        &self,
+        site: SiteCode,
+        mut inbound: Streaming<pb::AgentMessage>,
+    ) -> Result<Response<Replies>, Status> {
         let hello = match inbound.message().await.map_err(inbound_error)? {
             Some(pb::AgentMessage {
                 kind: Some(pb::agent_message::Kind::Hello(hello)),
@@ -141,6 +155,7 @@ impl FleetUplink for Ingest {
             stream,
         };
         tokio::spawn(async move {
+            let _connected = ConnectedAgent::new();
             if let Err(status) = session.run(&mut inbound, &replies).await {
                 tracing::warn!(site = %session.site, code = ?status.code(), message = status.message(), "session ended with an error");
                 let _ = replies.send(Err(status)).await;
@@ -148,9 +163,7 @@ impl FleetUplink for Ingest {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
 
-impl Ingest {
     async fn accept_hello(&self, site: &SiteCode, hello: &pb::Hello) -> Result<StreamId, Status> {
         if hello.site_code != site.as_str() {
             self.audit_foreign_site(site, &hello.site_code, "hello names another site")
@@ -255,7 +268,7 @@ impl Session {
         Ok(())
     }
 
-    async fn ingest(&self, batch: pb::EventBatch) -> Result<pb::CentralMessage, Status> {
+    async fn ingest(&self, mut batch: pb::EventBatch) -> Result<pb::CentralMessage, Status> {
         if batch.events.len() > MAX_BATCH_EVENTS {
             return Err(ServiceError::BadRequest(format!(
                 "a batch holds at most {MAX_BATCH_EVENTS} events, got {}",
@@ -283,6 +296,12 @@ impl Session {
             }
             .into());
         }
+        // Kept beside the domain events for the commit span (observability only).
+        let traceparents: Vec<String> = batch
+            .events
+            .iter_mut()
+            .filter_map(|e| e.traceparent.take())
+            .collect();
         let events = batch
             .events
             .into_iter()
@@ -304,12 +323,16 @@ impl Session {
             tracing::debug!(site = %self.site, ?delay, "throttling a site above its events-per-second limit");
             tokio::time::sleep(delay).await;
         }
-        let write = self.writer.write(BatchWrite {
-            site: self.site.clone(),
-            stream: self.stream,
-            events,
-        });
+        let write = self.writer.write_traced(
+            BatchWrite {
+                site: self.site.clone(),
+                stream: self.stream,
+                events,
+            },
+            traceparents,
+        );
         let outcome = within(self.write_timeout, write).await?;
+        metrics().acks.add(1, &[]);
         tracing::debug!(site = %self.site, stored = outcome.stored, duplicates = outcome.duplicates, contiguous = outcome.contiguous, "batch committed");
         Ok(pb::CentralMessage {
             kind: Some(pb::central_message::Kind::Ack(pb::Ack {
@@ -318,5 +341,68 @@ impl Session {
                 duplicates: outcome.duplicates,
             })),
         })
+    }
+}
+
+/// Makes `span` a child of the W3C trace context in `metadata` (through the global propagator,
+/// which only `fleet-telemetry` installs: with telemetry off this does nothing).
+fn join_trace(span: &tracing::Span, metadata: &tonic::metadata::MetadataMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    struct Extractor<'a>(&'a tonic::metadata::MetadataMap);
+    impl opentelemetry::propagation::Extractor for Extractor<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0
+                .keys()
+                .filter_map(|k| match k {
+                    tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                    tonic::metadata::KeyRef::Binary(_) => None,
+                })
+                .collect()
+        }
+    }
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extractor(metadata)));
+    let _ = span.set_parent(parent);
+}
+
+struct Metrics {
+    acks: opentelemetry::metrics::Counter<u64>,
+    connected: opentelemetry::metrics::UpDownCounter<i64>,
+}
+
+/// Created on first use, after the binary installed (or not) the meter provider.
+fn metrics() -> &'static Metrics {
+    static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
+        let meter = opentelemetry::global::meter("central");
+        Metrics {
+            acks: meter
+                .u64_counter("central_acks_total")
+                .with_description("Acks sent to agents, each after its batch committed")
+                .build(),
+            connected: meter
+                .i64_up_down_counter("central_agents_connected")
+                .with_description("Agent sessions open on this replica")
+                .build(),
+        }
+    });
+    &METRICS
+}
+
+/// Counts one open agent session while it lives.
+struct ConnectedAgent;
+
+impl ConnectedAgent {
+    fn new() -> Self {
+        metrics().connected.add(1, &[]);
+        Self
+    }
+}
+
+impl Drop for ConnectedAgent {
+    fn drop(&mut self) {
+        metrics().connected.add(-1, &[]);
     }
 }

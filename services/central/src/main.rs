@@ -141,14 +141,17 @@ enum PkiCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(cli.command))
+    // Inside the runtime: the OTLP exporter's gRPC channel lives on it. The guard flushes on
+    // drop, before the runtime goes.
+    let telemetry = {
+        let _entered = runtime.enter();
+        fleet_telemetry::init("central", &env)?
+    };
+    let result = runtime.block_on(run(cli.command));
+    drop(telemetry);
+    result
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

@@ -1,0 +1,171 @@
+//! OpenTelemetry end to end: central and an agent export to a small OTLP receiver in the test;
+//! one lookup is one trace across both processes, and the named metrics arrive from both.
+
+use e2e::otlp::OtlpReceiver;
+use e2e::{
+    AgentSite, Pki, Running, TestDb, eventually, https_endpoint, sim_people, site_code,
+    start_central_with_env, start_sim,
+};
+
+const CENTRAL_METRICS: [&str; 6] = [
+    "central_ingest_events_total",
+    "central_ingest_batch_size_events",
+    "central_commit_duration_seconds",
+    "central_db_pool_connections",
+    "central_acks_total",
+    "central_agents_connected",
+];
+
+const AGENT_METRICS: [&str; 4] = [
+    "agent_lookup_duration_seconds",
+    "agent_outbox_depth_events",
+    "agent_outbox_oldest_age_seconds",
+    "agent_uplink_state",
+];
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// SIGTERM, then wait for the exit: the telemetry guard flushes on the way out.
+async fn stop(mut running: Running) -> anyhow::Result<()> {
+    e2e::signal(&running, "TERM").await?;
+    let status = tokio::time::timeout(e2e::patience(), running.child.wait()).await??;
+    anyhow::ensure!(status.success(), "exited with {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let site = site_code("341071236");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let env = receiver.env();
+    let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let _agent = agent_site.start_with_env(&as_refs(&env)).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+
+    let output = agent_site.lookup(&person).await?;
+    assert!(
+        output.status.success(),
+        "lookup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eventually("central's ack of the lookup", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["last_acked_sequence"] == 1).then_some(())
+    })
+    .await;
+
+    // The counter lookup's span at the agent...
+    let lookup = receiver
+        .wait_for("the agent's lookup span", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.service == "edge-agent" && s.name == "insurance_card")
+        })
+        .await;
+    // ...is the parent of central's commit span: its traceparent travelled with the event.
+    let commit = receiver
+        .wait_for("central's commit span in the lookup's trace", |r| {
+            r.spans().into_iter().find(|s| {
+                s.service == "central" && s.name == "commit" && s.trace_id == lookup.trace_id
+            })
+        })
+        .await;
+    assert_eq!(
+        commit.parent_span_id, lookup.span_id,
+        "the commit's parent is the lookup span: {commit:?} / {lookup:?}"
+    );
+
+    // The session's opening: W3C trace context in the gRPC metadata.
+    let connect = receiver
+        .wait_for("the agent's uplink_connect span", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.service == "edge-agent" && s.name == "uplink_connect")
+        })
+        .await;
+    receiver
+        .wait_for("central's session span joined to the agent's", |r| {
+            r.spans().into_iter().find(|s| {
+                s.service == "central"
+                    && s.name == "uplink_session_open"
+                    && s.trace_id == connect.trace_id
+            })
+        })
+        .await;
+
+    // The named metrics arrive from both processes.
+    receiver
+        .wait_for("every named metric from central and the agent", |r| {
+            let points = r.points();
+            let has = |service: &str, metric: &str| {
+                points
+                    .iter()
+                    .any(|p| p.service == service && p.metric == metric)
+            };
+            (CENTRAL_METRICS.iter().all(|m| has("central", m))
+                && AGENT_METRICS.iter().all(|m| has("edge-agent", m)))
+            .then_some(())
+        })
+        .await;
+    let points = receiver.points();
+    assert!(
+        points
+            .iter()
+            .any(|p| p.metric == "agent_lookup_duration_seconds"
+                && p.attributes.iter().any(|a| a == "outcome=valid")),
+        "the lookup latency is labelled by outcome: {points:?}"
+    );
+    // No patient identifier in any label.
+    for point in &points {
+        for attribute in &point.attributes {
+            assert!(
+                !attribute.contains(&person.number) && !attribute.contains(&person.birthdate),
+                "a metric label holds a patient identifier: {point:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_is_exported_when_the_sdk_is_disabled() -> anyhow::Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let site = site_code("134012345");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let mut env = receiver.env();
+    env.push(("OTEL_SDK_DISABLED", "true".into()));
+    let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let agent = agent_site.start_with_env(&as_refs(&env)).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let output = agent_site.lookup(&person).await?;
+    assert!(output.status.success());
+    eventually("central's ack of the lookup", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["last_acked_sequence"] == 1).then_some(())
+    })
+    .await;
+    // Both exit cleanly; an exporter would have flushed on the way out.
+    stop(agent).await?;
+    stop(central).await?;
+    assert_eq!(receiver.requests(), 0, "nothing may reach the receiver");
+    Ok(())
+}
