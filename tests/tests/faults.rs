@@ -19,6 +19,67 @@ fn clinic() -> String {
     site_code("341071236")
 }
 
+/// What every fault test starts with: one site's PKI, central on its own database, onshi-sim,
+/// and the site's agent configured to reach central directly or through a test-controlled proxy.
+struct Stack {
+    site: String,
+    pki: Pki,
+    central: e2e::Running,
+    _sim: e2e::Running,
+    proxy: Option<Proxy>,
+    agent_site: AgentSite,
+}
+
+/// How the agent reaches central.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    Proxied,
+}
+
+impl Stack {
+    async fn start(db: &TestDb, route: Route, settings: AgentSettings) -> anyhow::Result<Self> {
+        let site = clinic();
+        let pki = Pki::new(&[&site])?;
+        let central = start_central(&pki, db).await?;
+        let sim = start_sim(&pki).await?;
+        let (proxy, central_endpoint) = match route {
+            Route::Direct => (None, https_endpoint(&central, "grpc")),
+            Route::Proxied => {
+                let proxy = Proxy::start(central.field("grpc").parse()?).await?;
+                let endpoint = format!("https://{}", proxy.addr());
+                (Some(proxy), endpoint)
+            }
+        };
+        let agent_site = AgentSite::with_settings(
+            &pki,
+            &site,
+            &central_endpoint,
+            &https_endpoint(&sim, "https"),
+            AgentSettings {
+                reconnect_max_ms: settings.reconnect_max_ms.or(Some(300)),
+                ..settings
+            },
+        )?;
+        Ok(Self {
+            site,
+            pki,
+            central,
+            _sim: sim,
+            proxy,
+            agent_site,
+        })
+    }
+
+    fn proxy(&self) -> &Proxy {
+        self.proxy.as_ref().expect("started with Route::Proxied")
+    }
+
+    fn central_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(self.central.field("grpc").parse()?)
+    }
+}
+
 /// A tiny deterministic generator for fault timings; the seed is printed so a failure replays.
 struct Dice(u64);
 
@@ -136,21 +197,9 @@ async fn assert_exactly_once(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> anyhow::Result<()> {
-    let site = clinic();
-    let pki = Pki::new(&[&site])?;
     let db = TestDb::create().await?;
-    let central = start_central(&pki, &db).await?;
-    let sim = start_sim(&pki).await?;
-    let agent_site = AgentSite::with_settings(
-        &pki,
-        &site,
-        &https_endpoint(&central, "grpc"),
-        &https_endpoint(&sim, "https"),
-        AgentSettings {
-            reconnect_max_ms: Some(500),
-            ..Default::default()
-        },
-    )?;
+    let stack = Stack::start(&db, Route::Direct, AgentSettings::default()).await?;
+    let (site, agent_site) = (&stack.site, &stack.agent_site);
     let people = sim_people("any", 12).await?;
     let mut dice = Dice::from_env();
     let mut recorded = BTreeSet::new();
@@ -158,7 +207,7 @@ async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> any
     for round in 0..6 {
         let mut agent = agent_site.start().await?;
         let kill_after = Duration::from_millis(dice.below(60));
-        let lookups = burst(&agent_site, &people, 3);
+        let lookups = burst(agent_site, &people, 3);
         tokio::pin!(lookups);
         let shown_before_kill = tokio::select! {
             shown = &mut lookups => shown,
@@ -181,36 +230,23 @@ async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> any
     }
 
     let _agent = agent_site.start().await?;
-    let produced = drained(&agent_site).await;
+    let produced = drained(agent_site).await;
     assert!(produced > 0, "the bursts recorded something");
-    assert_exactly_once(&db, &site, produced, &recorded).await
+    assert_exactly_once(&db, site, produced, &recorded).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_link_cut_longer_than_the_backoff_cap_loses_nothing() -> anyhow::Result<()> {
-    let site = clinic();
-    let pki = Pki::new(&[&site])?;
     let db = TestDb::create().await?;
-    let central = start_central(&pki, &db).await?;
-    let sim = start_sim(&pki).await?;
-    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
-    let agent_site = AgentSite::with_settings(
-        &pki,
-        &site,
-        &format!("https://{}", proxy.addr()),
-        &https_endpoint(&sim, "https"),
-        AgentSettings {
-            reconnect_max_ms: Some(300),
-            ..Default::default()
-        },
-    )?;
+    let stack = Stack::start(&db, Route::Proxied, AgentSettings::default()).await?;
+    let (site, agent_site, proxy) = (&stack.site, &stack.agent_site, stack.proxy());
     let _agent = agent_site.start().await?;
     let people = sim_people("any", 10).await?;
 
-    let mut shown = burst(&agent_site, &people[..4], 2).await;
+    let mut shown = burst(agent_site, &people[..4], 2).await;
     proxy.cut();
     // The counter keeps working while central is unreachable; events wait in the outbox.
-    shown.extend(burst(&agent_site, &people[4..], 2).await);
+    shown.extend(burst(agent_site, &people[4..], 2).await);
     eventually("the agent to notice the cut", || async {
         let s = agent_site.status().await.ok()?;
         (s["central_link"] != "connected" && s["outbox_depth"].as_u64()? > 0).then_some(())
@@ -218,49 +254,35 @@ async fn a_link_cut_longer_than_the_backoff_cap_loses_nothing() -> anyhow::Resul
     .await;
     // Longer than the backoff cap: several reconnects fail before the link returns.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    proxy.restore(central.field("grpc").parse()?);
+    proxy.restore(stack.central_addr()?);
 
-    let produced = drained(&agent_site).await;
+    let produced = drained(agent_site).await;
     assert_eq!(
         shown.len() as u64,
         produced,
         "every lookup was answered and recorded"
     );
-    assert_exactly_once(&db, &site, produced, &shown).await
+    assert_exactly_once(&db, site, produced, &shown).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn central_killed_and_restarted_mid_stream_loses_nothing() -> anyhow::Result<()> {
-    let site = clinic();
-    let pki = Pki::new(&[&site])?;
     let db = TestDb::create().await?;
-    let mut central = start_central(&pki, &db).await?;
-    let sim = start_sim(&pki).await?;
-    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
-    let agent_site = AgentSite::with_settings(
-        &pki,
-        &site,
-        &format!("https://{}", proxy.addr()),
-        &https_endpoint(&sim, "https"),
-        AgentSettings {
-            reconnect_max_ms: Some(300),
-            ..Default::default()
-        },
-    )?;
-    let _agent = agent_site.start().await?;
+    let mut stack = Stack::start(&db, Route::Proxied, AgentSettings::default()).await?;
+    let _agent = stack.agent_site.start().await?;
     let people = sim_people("any", 12).await?;
 
-    let mut shown = burst(&agent_site, &people[..4], 2).await;
-    central.child.start_kill()?;
-    central.child.wait().await?;
-    shown.extend(burst(&agent_site, &people[4..8], 2).await);
-    let restarted = start_central(&pki, &db).await?;
-    proxy.restore(restarted.field("grpc").parse()?);
-    shown.extend(burst(&agent_site, &people[8..], 2).await);
+    let mut shown = burst(&stack.agent_site, &people[..4], 2).await;
+    stack.central.child.start_kill()?;
+    stack.central.child.wait().await?;
+    shown.extend(burst(&stack.agent_site, &people[4..8], 2).await);
+    stack.central = start_central(&stack.pki, &db).await?;
+    stack.proxy().restore(stack.central_addr()?);
+    shown.extend(burst(&stack.agent_site, &people[8..], 2).await);
 
-    let produced = drained(&agent_site).await;
+    let produced = drained(&stack.agent_site).await;
     assert_eq!(shown.len() as u64, produced);
-    assert_exactly_once(&db, &site, produced, &shown).await
+    assert_exactly_once(&db, &stack.site, produced, &shown).await
 }
 
 /// A PostgreSQL cluster of the test's own, so it can be stopped without disturbing others.
@@ -325,34 +347,22 @@ async fn pg(dir: &Path, action: &str, port: Option<u16>) -> anyhow::Result<Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_stopped_and_restarted_mid_stream_loses_nothing() -> anyhow::Result<()> {
-    let site = clinic();
-    let pki = Pki::new(&[&site])?;
     let cluster = OwnCluster::start().await?;
     let db = TestDb::create_in(&cluster.url).await?;
-    let central = start_central(&pki, &db).await?;
-    let sim = start_sim(&pki).await?;
-    let agent_site = AgentSite::with_settings(
-        &pki,
-        &site,
-        &https_endpoint(&central, "grpc"),
-        &https_endpoint(&sim, "https"),
-        AgentSettings {
-            reconnect_max_ms: Some(300),
-            ..Default::default()
-        },
-    )?;
+    let stack = Stack::start(&db, Route::Direct, AgentSettings::default()).await?;
+    let (site, agent_site) = (&stack.site, &stack.agent_site);
     let _agent = agent_site.start().await?;
     let people = sim_people("any", 12).await?;
 
-    let mut shown = burst(&agent_site, &people[..4], 2).await;
+    let mut shown = burst(agent_site, &people[..4], 2).await;
     cluster.stop().await?;
-    shown.extend(burst(&agent_site, &people[4..8], 2).await);
+    shown.extend(burst(agent_site, &people[4..8], 2).await);
     cluster.restart().await?;
-    shown.extend(burst(&agent_site, &people[8..], 2).await);
+    shown.extend(burst(agent_site, &people[8..], 2).await);
 
-    let produced = drained(&agent_site).await;
+    let produced = drained(agent_site).await;
     assert_eq!(shown.len() as u64, produced);
-    assert_exactly_once(&db, &site, produced, &shown).await
+    assert_exactly_once(&db, site, produced, &shown).await
 }
 
 /// Mounts a small tmpfs (the test runs as root under `make test`; anything else fails here
@@ -388,25 +398,19 @@ impl Drop for SmallFilesystem {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outbox_on_a_full_filesystem_fails_closed_then_recovers() -> anyhow::Result<()> {
-    let site = clinic();
-    let pki = Pki::new(&[&site])?;
     let db = TestDb::create().await?;
-    let central = start_central(&pki, &db).await?;
-    let sim = start_sim(&pki).await?;
-    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
-    proxy.cut(); // central unreachable: events pile up in the outbox
     let fs = SmallFilesystem::mount("1m")?;
-    let agent_site = AgentSite::with_settings(
-        &pki,
-        &site,
-        &format!("https://{}", proxy.addr()),
-        &https_endpoint(&sim, "https"),
+    let stack = Stack::start(
+        &db,
+        Route::Proxied,
         AgentSettings {
-            reconnect_max_ms: Some(300),
             data_dir: Some(fs.dir.path().join("data")),
             ..Default::default()
         },
-    )?;
+    )
+    .await?;
+    let (site, agent_site, proxy) = (&stack.site, &stack.agent_site, stack.proxy());
+    proxy.cut(); // central unreachable: events pile up in the outbox
     let _agent = agent_site.start().await?;
     let person = sim_people("valid", 1).await?.remove(0);
 
@@ -431,8 +435,8 @@ async fn an_outbox_on_a_full_filesystem_fails_closed_then_recovers() -> anyhow::
     let status = agent_site.status().await?;
     let produced_when_full = status["last_produced_sequence"].as_u64().unwrap_or(0);
 
-    proxy.restore(central.field("grpc").parse()?);
-    drained(&agent_site).await;
+    proxy.restore(stack.central_addr()?);
+    drained(agent_site).await;
     let output = agent_site.lookup(&person).await?;
     assert!(
         output.status.success(),
@@ -442,9 +446,9 @@ async fn an_outbox_on_a_full_filesystem_fails_closed_then_recovers() -> anyhow::
     let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     shown.insert(reply["event_id"].as_str().unwrap_or_default().to_string());
 
-    let produced = drained(&agent_site).await;
+    let produced = drained(agent_site).await;
     assert!(produced > produced_when_full);
-    assert_exactly_once(&db, &site, produced, &shown).await
+    assert_exactly_once(&db, site, produced, &shown).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
