@@ -54,6 +54,7 @@ start() {
   local name=$1; shift
   "$@" >"$state/logs/$name.out" 2>"$state/logs/$name.log" &
   pids+=($!)
+  echo "$!" >"$state/logs/$name.pid"
   local waited=0
   until [ -s "$state/logs/$name.out" ]; do
     if ! kill -0 "${pids[-1]}" 2>/dev/null; then
