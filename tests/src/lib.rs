@@ -279,6 +279,24 @@ pub async fn start_sim_with(pki: &Pki, extra: &[&str]) -> anyhow::Result<Running
     spawn_ready(command).await
 }
 
+/// onshi-sim with extra environment variables (e.g. OTEL_* pointing at [`otlp::OtlpReceiver`]).
+pub async fn start_sim_with_env(pki: &Pki, env: &[(&str, &str)]) -> anyhow::Result<Running> {
+    let (cert, key) = pki.paths.onshi_sim();
+    let mut command = Command::new(bin("onshi-sim"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--client-ca")
+        .arg(pki.paths.common_ca())
+        .args(["--seed", SIM_SEED, "--population", SIM_POPULATION])
+        .envs(env.iter().copied());
+    spawn_ready(command).await
+}
+
 /// Sends `signal` (e.g. "USR1") to a running process.
 pub async fn signal(running: &Running, signal: &str) -> anyhow::Result<()> {
     let pid = running.child.id().context("the process has exited")?;

@@ -4,7 +4,7 @@
 use e2e::otlp::OtlpReceiver;
 use e2e::{
     AgentSite, Pki, Running, TestDb, eventually, https_endpoint, sim_people, site_code,
-    start_central_with_env, start_sim,
+    start_central_with_env, start_sim, start_sim_with_env,
 };
 
 const CENTRAL_METRICS: [&str; 6] = [
@@ -43,7 +43,7 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
     let db = TestDb::create().await?;
     let env = receiver.env();
     let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
-    let sim = start_sim(&pki).await?;
+    let sim = start_sim_with_env(&pki, &as_refs(&env)).await?;
     let agent_site = AgentSite::new(
         &pki,
         &site,
@@ -85,6 +85,13 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
         commit.parent_span_id, lookup.span_id,
         "the commit's parent is the lookup span: {commit:?} / {lookup:?}"
     );
+
+    // onshi-sim exports its request spans too.
+    receiver
+        .wait_for("onshi-sim's request span", |r| {
+            r.spans().into_iter().find(|s| s.service == "onshi-sim")
+        })
+        .await;
 
     // The session's opening: W3C trace context in the gRPC metadata.
     let connect = receiver

@@ -113,13 +113,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let settings = SimSettings {
         listen: args.listen,
         tls_cert: args.tls_cert,
@@ -133,7 +126,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    // Inside the runtime: the OTLP exporter's gRPC channel lives on it. The guard flushes on
+    // drop, before the runtime goes.
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let telemetry = {
+        let _entered = runtime.enter();
+        fleet_telemetry::init("onshi-sim", &env)?
+    };
+    let result = runtime.block_on(async {
         let simulator = Simulator::build(&settings)?
             .with_batch_delay(Duration::from_millis(args.batch_delay_ms));
         let simulator = match &args.jlis_ca {
@@ -161,7 +161,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         stdout.flush().context("writing the address to stdout")?;
         drop(stdout);
         simulator.run_until_stopped(shutdown_signal()).await
-    })
+    });
+    drop(telemetry);
+    result
 }
 
 /// SIGUSR1 starts an outage, SIGUSR2 ends it.
