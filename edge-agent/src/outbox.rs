@@ -774,3 +774,52 @@ fn write_error(error: rusqlite::Error) -> OutboxError {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod traceparent_tests {
+    use super::*;
+    use onshi_domain::events::ReaderChange;
+
+    /// The trace context recorded with an event is sealed in its record: it is there after the
+    /// agent reopens the outbox (a restart between recording and sending), and only on that event.
+    #[tokio::test]
+    async fn the_traceparent_survives_reopening_with_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let options = OutboxOptions {
+            key_file: dir.path().join("outbox.key"),
+            budget_bytes: 1 << 30,
+            site: SiteCode::parse("3410712362").unwrap(),
+            terminal: TerminalId::parse("T01").unwrap(),
+        };
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let event = |sequence| FleetEvent {
+            id: EventId::from_uuid(Uuid::now_v7()).unwrap(),
+            site: SiteCode::parse("3410712362").unwrap(),
+            terminal: TerminalId::parse("T01").unwrap(),
+            occurred_at: OffsetDateTime::now_utc(),
+            sequence,
+            body: EventBody::ReaderChange(ReaderChange {
+                reader_name: "reader".into(),
+                state: onshi_domain::events::ReaderState::PresentEmpty,
+                detail: None,
+                cards_read: 0,
+                errors: 0,
+                last_error: None,
+            }),
+        };
+        {
+            let outbox = Outbox::open(&path, options.clone()).unwrap();
+            outbox
+                .append_traced(Some(traceparent.into()), event)
+                .await
+                .unwrap();
+            outbox.append(event).await.unwrap();
+        }
+        let outbox = Outbox::open(&path, options).unwrap();
+        let pending = outbox.pending(0, 10, 1 << 20).await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].event.traceparent.as_deref(), Some(traceparent));
+        assert_eq!(pending[1].event.traceparent, None);
+    }
+}

@@ -27,6 +27,22 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// `GET /metrics` over plain HTTP/1.0; the body.
+async fn scrape(addr: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    anyhow::ensure!(response.starts_with("HTTP/1.0 200"), "{response}");
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
 /// SIGTERM, then wait for the exit: the telemetry guard flushes on the way out.
 async fn stop(mut running: Running) -> anyhow::Result<()> {
     e2e::signal(&running, "TERM").await?;
@@ -42,7 +58,9 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
     let pki = Pki::new(&[&site])?;
     let db = TestDb::create().await?;
     let env = receiver.env();
-    let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    let mut central_env = as_refs(&env);
+    central_env.push(("CENTRAL_METRICS_LISTEN", "127.0.0.1:0"));
+    let central = start_central_with_env(&pki, &db, &central_env).await?;
     let sim = start_sim_with_env(&pki, &as_refs(&env)).await?;
     let agent_site = AgentSite::new(
         &pki,
@@ -125,6 +143,22 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
             .then_some(())
         })
         .await;
+    // The same metrics on central's Prometheus endpoint (plain HTTP, loopback).
+    let metrics_addr = central.field("metrics");
+    let scraped = eventually("the Prometheus endpoint to show the ingest", || async {
+        let text = scrape(&metrics_addr).await.ok()?;
+        text.lines()
+            .any(|l| l.starts_with("central_ingest_events_total{result=\"stored\"}"))
+            .then_some(text)
+    })
+    .await;
+    for name in CENTRAL_METRICS {
+        assert!(
+            scraped.contains(&format!("# TYPE {name} ")),
+            "{name} missing from the scrape:\n{scraped}"
+        );
+    }
+
     let points = receiver.points();
     assert!(
         points

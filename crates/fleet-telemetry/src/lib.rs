@@ -17,6 +17,12 @@
 //! `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 //! `OTEL_TRACES_EXPORTER` / `OTEL_METRICS_EXPORTER` (`none` turns a signal off),
 //! `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds).
+//!
+//! A binary that serves a Prometheus scrape endpoint asks for it with [`Options::prometheus`]:
+//! the meter provider is then built whatever the OTEL_* variables say, with a reader that keeps
+//! a Prometheus rendering ([`prometheus::PrometheusText`]) beside the OTLP one, if any.
+
+pub mod prometheus;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -121,18 +127,31 @@ impl OtelSettings {
     }
 }
 
+/// What a binary asks for beyond the OTEL_* variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep a Prometheus rendering of the metrics for a scrape endpoint.
+    pub prometheus: bool,
+}
+
 /// Flushes and stops the exporters when dropped (at the end of `main`, inside the runtime).
 #[must_use = "dropping the guard stops the exporters"]
 #[derive(Debug, Default)]
 pub struct TelemetryGuard {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
+    prometheus: Option<prometheus::PrometheusText>,
 }
 
 impl TelemetryGuard {
     /// Whether anything is exported.
     pub fn exporting(&self) -> bool {
         self.tracer_provider.is_some() || self.meter_provider.is_some()
+    }
+
+    /// The Prometheus rendering, when [`Options::prometheus`] asked for it.
+    pub fn prometheus(&self) -> Option<prometheus::PrometheusText> {
+        self.prometheus.clone()
     }
 }
 
@@ -158,6 +177,15 @@ pub fn init(
     default_service_name: &str,
     env: &HashMap<String, String>,
 ) -> anyhow::Result<TelemetryGuard> {
+    init_with(default_service_name, env, Options::default())
+}
+
+/// [`init`] with what the binary asks for beyond the OTEL_* variables.
+pub fn init_with(
+    default_service_name: &str,
+    env: &HashMap<String, String>,
+    options: Options,
+) -> anyhow::Result<TelemetryGuard> {
     let filter = || {
         env.get("RUST_LOG")
             .and_then(|v| EnvFilter::try_new(v).ok())
@@ -173,11 +201,23 @@ pub fn init(
             return Err(error);
         }
     };
-    let Some(settings) = settings else {
-        tracing_subscriber::registry().with(fmt).try_init()?;
-        return Ok(TelemetryGuard::default());
+    let settings = match settings {
+        Some(settings) => settings,
+        None if options.prometheus => OtelSettings {
+            traces_endpoint: None,
+            metrics_endpoint: None,
+            service_name: default_service_name.to_string(),
+            resource_attributes: Vec::new(),
+            timeout: Duration::from_secs(10),
+            span_delay: Duration::from_secs(5),
+            metric_interval: Duration::from_secs(15),
+        },
+        None => {
+            tracing_subscriber::registry().with(fmt).try_init()?;
+            return Ok(TelemetryGuard::default());
+        }
     };
-    let guard = build(&settings)?;
+    let guard = build(&settings, options)?;
     let otel = guard.tracer_provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("onshi-fleet"))
@@ -191,12 +231,13 @@ pub fn init(
         service = %settings.service_name,
         traces = settings.traces_endpoint.is_some(),
         metrics = settings.metrics_endpoint.is_some(),
-        "exporting OpenTelemetry over OTLP/gRPC"
+        prometheus = options.prometheus,
+        "telemetry export set up (OTLP/gRPC where an endpoint is set)"
     );
     Ok(guard)
 }
 
-fn build(settings: &OtelSettings) -> anyhow::Result<TelemetryGuard> {
+fn build(settings: &OtelSettings, options: Options) -> anyhow::Result<TelemetryGuard> {
     let resource = Resource::builder_empty()
         .with_service_name(settings.service_name.clone())
         .with_attributes(
@@ -229,20 +270,32 @@ fn build(settings: &OtelSettings) -> anyhow::Result<TelemetryGuard> {
         opentelemetry::global::set_tracer_provider(provider.clone());
         guard.tracer_provider = Some(provider);
     }
-    if let Some(endpoint) = &settings.metrics_endpoint {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .with_timeout(settings.timeout)
-            .build()
-            .context("building the OTLP metric exporter")?;
-        let reader = PeriodicReader::builder(exporter)
-            .with_interval(settings.metric_interval)
-            .build();
-        let provider = SdkMeterProvider::builder()
-            .with_reader(reader)
-            .with_resource(resource)
-            .build();
+    if settings.metrics_endpoint.is_some() || options.prometheus {
+        let mut provider = SdkMeterProvider::builder().with_resource(resource);
+        if let Some(endpoint) = &settings.metrics_endpoint {
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(settings.timeout)
+                .build()
+                .context("building the OTLP metric exporter")?;
+            provider = provider.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(settings.metric_interval)
+                    .build(),
+            );
+        }
+        if options.prometheus {
+            let text = prometheus::PrometheusText::default();
+            let exporter = prometheus::PrometheusExporter { text: text.clone() };
+            provider = provider.with_reader(
+                PeriodicReader::builder(exporter)
+                    .with_interval(settings.metric_interval)
+                    .build(),
+            );
+            guard.prometheus = Some(text);
+        }
+        let provider = provider.build();
         opentelemetry::global::set_meter_provider(provider.clone());
         guard.meter_provider = Some(provider);
     }

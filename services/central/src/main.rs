@@ -70,6 +70,10 @@ struct ServeArgs {
     grpc_listen: SocketAddr,
     #[arg(long, env = "CENTRAL_HTTP_LISTEN", default_value = "127.0.0.1:8443")]
     http_listen: SocketAddr,
+    /// Serve Prometheus metrics on plain HTTP at this address (`GET /metrics`); off by default.
+    /// No TLS and no authentication: keep it on loopback or a scrape-only network.
+    #[arg(long, env = "CENTRAL_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     #[arg(long, env = "CENTRAL_TLS_CERT")]
     tls_cert: PathBuf,
     #[arg(long, env = "CENTRAL_TLS_KEY")]
@@ -145,18 +149,24 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // Inside the runtime: the OTLP exporter's gRPC channel lives on it. The guard flushes on
     // drop, before the runtime goes.
+    let options = fleet_telemetry::Options {
+        prometheus: matches!(&cli.command, Command::Serve(args) if args.metrics_listen.is_some()),
+    };
     let telemetry = {
         let _entered = runtime.enter();
-        fleet_telemetry::init("central", &env)?
+        fleet_telemetry::init_with("central", &env, options)?
     };
-    let result = runtime.block_on(run(cli.command));
+    let result = runtime.block_on(run(cli.command, telemetry.prometheus()));
     drop(telemetry);
     result
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(
+    command: Command,
+    prometheus: Option<fleet_telemetry::prometheus::PrometheusText>,
+) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, prometheus).await,
         Command::Migrate(db) => {
             let applied = store::migrate::migrate(&pool(&db)?).await?;
             println!("{}", serde_json::json!({ "applied": applied }));
@@ -185,7 +195,14 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    prometheus: Option<fleet_telemetry::prometheus::PrometheusText>,
+) -> anyhow::Result<()> {
+    let metrics = match (args.metrics_listen, prometheus) {
+        (Some(addr), Some(text)) => Some(serve_metrics(addr, text).await?),
+        _ => None,
+    };
     let settings = Settings {
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
@@ -220,12 +237,50 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = Application::build(&settings).await?;
     // One line on stdout that scripts and tests read to learn the bound ports.
-    println!(
-        "{}",
-        serde_json::json!({ "grpc": app.grpc_addr().to_string(), "http": app.http_addr().to_string() })
-    );
+    let mut ready = serde_json::json!({ "grpc": app.grpc_addr().to_string(), "http": app.http_addr().to_string() });
+    if let Some(metrics) = metrics {
+        ready["metrics"] = metrics.to_string().into();
+    }
+    println!("{ready}");
     tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "central listening");
     app.run_until_stopped(shutdown_signal()).await
+}
+
+/// The Prometheus scrape endpoint: `GET /metrics` on plain HTTP, the last rendering of the
+/// metrics (refreshed every OTEL_METRIC_EXPORT_INTERVAL, 15 s by default). Returns the bound
+/// address (port 0 works).
+async fn serve_metrics(
+    addr: SocketAddr,
+    text: fleet_telemetry::prometheus::PrometheusText,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    if !bound.ip().is_loopback() {
+        tracing::warn!(%bound, "the Prometheus endpoint is plain HTTP without authentication on a non-loopback address");
+    }
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = text.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text.render(),
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
 }
 
 async fn shutdown_signal() {
