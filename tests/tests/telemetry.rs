@@ -179,6 +179,57 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
     Ok(())
 }
 
+/// The lookup's trace context is kept with its event in the outbox: recorded while central is
+/// down, the agent restarted, central back at another address, and the commit still joins the
+/// lookup's trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trace_survives_an_agent_restart_before_sending() -> anyhow::Result<()> {
+    let receiver = OtlpReceiver::start().await?;
+    let site = site_code("271234567");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let env = receiver.env();
+    let first_central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    let first_endpoint = https_endpoint(&first_central, "grpc");
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(&pki, &site, &first_endpoint, &https_endpoint(&sim, "https"))?;
+    first_central.kill().await?;
+    let agent = agent_site.start_with_env(&as_refs(&env)).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let output = agent_site.lookup(&person).await?;
+    assert!(
+        output.status.success(),
+        "lookup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lookup = receiver
+        .wait_for("the agent's lookup span", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.service == "edge-agent" && s.name == "insurance_card")
+        })
+        .await;
+    stop(agent).await?;
+
+    let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    agent_site.edit_config(&first_endpoint, &https_endpoint(&central, "grpc"))?;
+    let _agent = agent_site.start_with_env(&as_refs(&env)).await?;
+    eventually("central's ack of the lookup after the restart", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["last_acked_sequence"].as_u64()? >= 1 && s["outbox_depth"] == 0).then_some(())
+    })
+    .await;
+    let commit = receiver
+        .wait_for("central's commit span in the lookup's trace", |r| {
+            r.spans().into_iter().find(|s| {
+                s.service == "central" && s.name == "commit" && s.trace_id == lookup.trace_id
+            })
+        })
+        .await;
+    assert_eq!(commit.parent_span_id, lookup.span_id);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_exported_when_the_sdk_is_disabled() -> anyhow::Result<()> {
     let receiver = OtlpReceiver::start().await?;
