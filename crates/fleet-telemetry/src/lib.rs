@@ -3,7 +3,7 @@
 //! calls [`init`].
 //!
 //! Logs always go to stderr through `tracing-subscriber`'s fmt layer, filtered by `RUST_LOG`
-//! (default `info`). Only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or a signal's own
+//! (default `info`); traces take the spans at `info` and above whatever `RUST_LOG` says. Only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or a signal's own
 //! `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`) is set, and `OTEL_SDK_DISABLED` is not
 //! `true`, spans are exported as OTLP/gRPC traces (through `tracing-opentelemetry`) and the
 //! `opentelemetry` instruments as OTLP/gRPC metrics; the W3C trace-context propagator is
@@ -218,10 +218,12 @@ pub fn init_with(
         }
     };
     let guard = build(&settings, options)?;
+    // Spans at info and above are traced whatever RUST_LOG says: quieter logs must not cut the
+    // traces, and the HTTP/2 and gRPC internals (the exporter's own among them) stay out.
     let otel = guard.tracer_provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("onshi-fleet"))
-            .with_filter(filter())
+            .with_filter(EnvFilter::new("info"))
     });
     tracing_subscriber::registry()
         .with(fmt)
