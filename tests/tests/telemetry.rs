@@ -230,6 +230,78 @@ async fn the_trace_survives_an_agent_restart_before_sending() -> anyhow::Result<
     Ok(())
 }
 
+/// A receipt computer's request file: the agent's `file_request` span is the parent of central's
+/// commit of its lookup event.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_file_is_one_trace_to_centrals_commit() -> anyhow::Result<()> {
+    use onshi_domain::ids::{InsuranceCardQuery, MedicalInstitutionCode};
+    use onshi_domain::xml::{
+        QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader,
+        XmlEncoding,
+    };
+    let receiver = OtlpReceiver::start().await?;
+    let site = site_code("341071236");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let env = receiver.env();
+    let central = start_central_with_env(&pki, &db, &as_refs(&env)).await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let share = agent_site.dir().join("share");
+    agent_site.append_config(&format!(
+        "[file_exchange]\nfolder = \"{}\"\nsettle_ms = 150\nrescan_ms = 1000\n",
+        share.display()
+    ))?;
+    let _agent = agent_site.start_with_env(&as_refs(&env)).await?;
+
+    let person = sim_people("valid", 1).await?.remove(0);
+    let today = time::OffsetDateTime::now_utc().date();
+    let query = InsuranceCardQuery::parse(
+        &person.insurer_number,
+        &person.symbol,
+        &person.number,
+        &person.branch,
+        &person.birthdate,
+        today,
+    )
+    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let xml = QualificationConfirmationRequest {
+        header: RequestHeader {
+            qualification_confirmation_date: today,
+            medical_institution_code: MedicalInstitutionCode::parse(&site)?,
+            arbitrary_file_identifier: Some("R-OTEL".into()),
+        },
+        search: QualificationConfirmSearchInfo::from_query(&query, false),
+    }
+    .to_xml(XmlEncoding::Utf8);
+    let name = "OQSsiquc01req_202604010001.xml";
+    let staging = share.join(format!(".{name}.staging"));
+    std::fs::write(&staging, xml)?;
+    std::fs::rename(&staging, share.join("req").join(name))?;
+
+    let request = receiver
+        .wait_for("the agent's file_request span", |r| {
+            r.spans()
+                .into_iter()
+                .find(|s| s.service == "edge-agent" && s.name == "file_request")
+        })
+        .await;
+    let commit = receiver
+        .wait_for("central's commit span in the request's trace", |r| {
+            r.spans().into_iter().find(|s| {
+                s.service == "central" && s.name == "commit" && s.trace_id == request.trace_id
+            })
+        })
+        .await;
+    assert_eq!(commit.parent_span_id, request.span_id);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nothing_is_exported_when_the_sdk_is_disabled() -> anyhow::Result<()> {
     let receiver = OtlpReceiver::start().await?;
