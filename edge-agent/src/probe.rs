@@ -194,6 +194,14 @@ impl Probes {
                 _ = &mut shutdown => break,
             }
             let (national, fleet) = tokio::join!(self.probe_onshi(), self.probe_central());
+            for (target, probe) in [
+                (LinkTarget::Onshi, &national),
+                (LinkTarget::Central, &fleet),
+            ] {
+                if let Ok(rtt) = probe {
+                    crate::recorder::metrics::link_rtt(target, *rtt);
+                }
+            }
             if let Some(change) = onshi.observe(national) {
                 self.record(LinkTarget::Onshi, change).await;
             }

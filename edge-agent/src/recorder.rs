@@ -118,7 +118,7 @@ pub fn current_traceparent() -> Option<String> {
 /// Metrics the agent's events carry: link RTT and state (from the probes' `LinkChange`
 /// events) and reader states (`ReaderChange`). Labels are link targets, states and reader
 /// names: a handful per site, never a patient or staff id.
-mod metrics {
+pub(crate) mod metrics {
     use std::sync::LazyLock;
 
     use onshi_domain::events::{EventBody, FleetEvent, LinkState, LinkTarget, ReaderState};
@@ -136,7 +136,7 @@ mod metrics {
         Instruments {
             link_rtt: meter
                 .f64_gauge("agent_link_rtt_seconds")
-                .with_description("Round trip of the last link probe that changed the state")
+                .with_description("Round trip of the last answered link probe")
                 .with_unit("s")
                 .build(),
             link_up: meter
@@ -150,6 +150,17 @@ mod metrics {
         }
     });
 
+    /// Every answered probe, not only state changes: RTT drifts long before a link degrades.
+    pub(crate) fn link_rtt(target: LinkTarget, rtt: std::time::Duration) {
+        let target = match target {
+            LinkTarget::Onshi => "onshi",
+            LinkTarget::Central => "central",
+        };
+        INSTRUMENTS
+            .link_rtt
+            .record(rtt.as_secs_f64(), &[KeyValue::new("target", target)]);
+    }
+
     pub(super) fn observe(event: &FleetEvent) {
         match &event.body {
             EventBody::LinkChange(change) => {
@@ -158,10 +169,6 @@ mod metrics {
                     LinkTarget::Central => "central",
                 };
                 let m = &*INSTRUMENTS;
-                if let Some(rtt) = change.rtt_ms {
-                    m.link_rtt
-                        .record(f64::from(rtt) / 1000.0, &[KeyValue::new("target", target)]);
-                }
                 for (state, name) in [
                     (LinkState::Up, "up"),
                     (LinkState::Degraded, "degraded"),
