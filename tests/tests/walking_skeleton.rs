@@ -317,3 +317,47 @@ async fn the_json_api_shows_a_sites_events_to_operators_only() -> anyhow::Result
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn central_health_answers_serving_over_mtls_and_fails_clearly_when_down() -> anyhow::Result<()>
+{
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let (cert, key) = pki.paths.central();
+    let health = |addr: String| {
+        let mut command = tokio::process::Command::new(e2e::bin("central"));
+        command
+            .arg("health")
+            .args(["--addr", &addr, "--server-name", "localhost"])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--client-ca")
+            .arg(pki.paths.chain_ca());
+        command
+    };
+
+    let output = health(central.field("grpc")).output().await?;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
+
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?
+        .to_string();
+    let output = health(closed.clone()).output().await?;
+    assert!(!output.status.success(), "a closed port is not healthy");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains(&closed),
+        "the failure names the address: {message}"
+    );
+    Ok(())
+}

@@ -40,8 +40,23 @@ pub fn host_and_port(endpoint: &str) -> Result<(String, u16), ConnectError> {
 /// The channel reconnects by itself; the first call fails if the handshake is refused.
 pub fn grpc_channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel, ConnectError> {
     let (host, port) = host_and_port(endpoint)?;
-    let server_name = ServerName::try_from(host.clone())
-        .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))?;
+    grpc_channel_via(&host, port, &host, config)
+        .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))
+}
+
+/// Like [`grpc_channel`], connecting to `host:port` while verifying the server's certificate
+/// for `server_name`: a health probe inside a pod reaches 127.0.0.1 but central's certificate
+/// names the service.
+pub fn grpc_channel_via(
+    host: &str,
+    port: u16,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> Result<Channel, ConnectError> {
+    let endpoint = format!("https://{}", authority(host, port));
+    let server_name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| ConnectError::BadEndpoint(format!("server name {server_name}")))?;
+    let host = host.to_string();
     let connector = TlsConnector::from(config);
     // tonic sees plain http: the TLS happens in the connector below.
     let plain = Endpoint::from_shared(format!("http://{}", authority(&host, port)))

@@ -132,9 +132,13 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
 
     let mut server_names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     server_names.extend(spec.extra_server_names.iter().cloned());
-    chain_ca
-        .issue(server_leaf("central", &server_names)?)?
-        .write(root, "central")?;
+    // central also presents its own certificate as a client to its health check (`central
+    // health`, the Kubernetes probe), hence clientAuth beside serverAuth.
+    let mut central = server_leaf("central", &server_names)?;
+    central
+        .extended_key_usages
+        .push(ExtendedKeyUsagePurpose::ClientAuth);
+    chain_ca.issue(central)?.write(root, "central")?;
     common_ca
         .issue(server_leaf("onshi-sim", &server_names)?)?
         .write(root, "onshi-sim")?;

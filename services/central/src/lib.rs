@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod error;
+pub mod health;
 pub mod ingest;
 pub mod limits;
 pub mod maintenance;

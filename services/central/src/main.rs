@@ -50,9 +50,31 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// Ask a running central's gRPC health service over mTLS (the Kubernetes probe): exit 0
+    /// when the uplink is SERVING, 1 otherwise.
+    Health(HealthArgs),
     /// Development PKI.
     #[command(subcommand)]
     Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// Where central's gRPC listener answers (inside a pod: 127.0.0.1 and the gRPC port).
+    #[arg(long, env = "CENTRAL_HEALTH_ADDR", default_value = "127.0.0.1:7443")]
+    addr: SocketAddr,
+    /// The name central's certificate is verified for (one of its DNS names).
+    #[arg(long, env = "CENTRAL_HEALTH_SERVER_NAME", default_value = "localhost")]
+    server_name: String,
+    /// central's own certificate and key (issued for clientAuth too), and the chain CA.
+    #[arg(long, env = "CENTRAL_TLS_CERT")]
+    tls_cert: PathBuf,
+    #[arg(long, env = "CENTRAL_TLS_KEY")]
+    tls_key: PathBuf,
+    #[arg(long, env = "CENTRAL_CLIENT_CA")]
+    client_ca: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -145,7 +167,12 @@ enum PkiCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // One-shot commands (a probe every few seconds, an operator's query) export nothing:
+        // no collector connection to open and flush on exit.
+        env.retain(|key, _| !key.starts_with("OTEL_"));
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     // Inside the runtime: the OTLP exporter's gRPC channel lives on it. The guard flushes on
     // drop, before the runtime goes.
@@ -181,6 +208,27 @@ async fn run(
         Command::Events { db, site, limit } => {
             let site = SiteCode::parse(&site).context("--site")?;
             print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
+        }
+        Command::Health(args) => {
+            let status = central::health::check(
+                args.addr,
+                &args.server_name,
+                &args.tls_cert,
+                &args.tls_key,
+                &args.client_ca,
+                std::time::Duration::from_secs(args.timeout_secs.max(1)),
+            )
+            .await?;
+            println!("{}", status.as_str_name());
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "central at {} is not serving: {}",
+                    args.addr,
+                    status.as_str_name()
+                )
+            }
         }
         Command::Pki(command) => pki(command),
     }
