@@ -87,6 +87,9 @@ pub struct AgentConfig {
     /// Closed-network link probes (national system and central); absent: no probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<crate::probe::LinkConfig>,
+    /// Certificates to inventory besides the always-watched ones ([`crate::certs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<crate::certs::CertificatesConfig>,
     /// The access policy version deciding who may view what (`jp-2020-11`, the current rule,
     /// by default; `jp-2020-09` is the stricter 2020 rule). Central will push it later; until
     /// then it is set here.
@@ -207,6 +210,9 @@ impl AgentConfig {
         if let Some(file_exchange) = self.file_exchange.as_mut() {
             file_exchange.resolve_paths(base);
         }
+        if let Some(certificates) = self.certificates.as_mut() {
+            certificates.resolve_paths(base);
+        }
         if let Some(key) = self.outbox_key_file.as_mut() {
             resolve(key);
         }
@@ -264,6 +270,9 @@ impl AgentConfig {
                     window.id
                 )));
             }
+        }
+        if let Some(certificates) = &self.certificates {
+            certificates.check().map_err(ConfigError::Inconsistent)?;
         }
         for (name, endpoint) in [
             ("central.endpoint", &self.central.endpoint),

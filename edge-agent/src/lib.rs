@@ -5,6 +5,7 @@ pub mod app;
 pub mod backoff;
 pub mod batch;
 pub mod cards;
+pub mod certs;
 pub mod config;
 pub mod consents;
 pub mod control;
