@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
-use crate::store::{Alert, SiteSummary, Store, StoredEvent, StreamStatus};
+use crate::store::{
+    Alert, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent, StreamStatus,
+};
 
 pub fn router(store: Store) -> Router {
     Router::new()
@@ -23,6 +25,8 @@ pub fn router(store: Store) -> Router {
         .route("/api/v1/sites/{site_code}/events", get(list_site_events))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/certificates", get(list_certificates))
+        .route("/api/v1/certificates/alerts", get(list_certificate_alerts))
         .route("/api/v1/schema", get(schema))
         .layer(axum::middleware::from_fn(require_operator))
         .with_state(store)
@@ -93,6 +97,55 @@ async fn list_alerts(
         ));
     }
     Ok(Json(store.alerts(query.all, limit).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct CertificatesQuery {
+    expiring_within_days: Option<i64>,
+    site: Option<String>,
+}
+
+/// The certificates sites hold now, soonest expiry first, with days to expiry and (terminal
+/// certificates) the renewal lead time left.
+async fn list_certificates(
+    State(store): State<Store>,
+    Query(query): Query<CertificatesQuery>,
+) -> Result<Json<Vec<CertificateRow>>, ServiceError> {
+    if let Some(days) = query.expiring_within_days
+        && !(0..=36_500).contains(&days)
+    {
+        return Err(ServiceError::BadRequest(
+            "expiring_within_days must be between 0 and 36500".into(),
+        ));
+    }
+    let site = query
+        .site
+        .map(|s| SiteCode::parse(&s).map(|s| s.to_string()))
+        .transpose()
+        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    Ok(Json(
+        store
+            .certificates(
+                time::OffsetDateTime::now_utc(),
+                query.expiring_within_days,
+                site.as_deref(),
+            )
+            .await?,
+    ))
+}
+
+/// Certificate expiry alerts, newest first.
+async fn list_certificate_alerts(
+    State(store): State<Store>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<Vec<CertificateAlert>>, ServiceError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    Ok(Json(store.certificate_alerts(limit).await?))
 }
 
 async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {

@@ -41,6 +41,20 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// Print the certificates sites hold, soonest expiry first, with days to expiry and the
+    /// renewal lead time of terminal certificates (JSON); `--alerts`: the expiry alerts instead.
+    Certificates {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only those expiring within this many days (expired ones included).
+        #[arg(long)]
+        expiring_within_days: Option<i64>,
+        #[arg(long)]
+        site: Option<String>,
+        /// Print the expiry alerts raised, newest first.
+        #[arg(long)]
+        alerts: bool,
+    },
     /// Print the most recent events of one site, newest first (JSON).
     Events {
         #[command(flatten)]
@@ -129,6 +143,13 @@ struct ServeArgs {
     /// Seconds between alert checks.
     #[arg(long, env = "CENTRAL_ALERT_CHECK_SECS", default_value_t = 30)]
     alert_check_secs: u64,
+    /// Certificate expiry alert thresholds, in days before expiry (each raised once).
+    #[arg(
+        long,
+        env = "CENTRAL_CERTIFICATE_ALERT_DAYS",
+        default_value = "90,60,30,15,7,0"
+    )]
+    certificate_alert_days: store::CertificateAlertDays,
     /// How new rows are written: copy (binary COPY) or unnest; for measurements only.
     #[arg(
         long,
@@ -205,6 +226,31 @@ async fn run(
         Command::Alerts { db, all, limit } => {
             print_json(&Store::new(pool(&db)?).alerts(all, limit).await?)
         }
+        Command::Certificates {
+            db,
+            expiring_within_days,
+            site,
+            alerts,
+        } => {
+            let store = Store::new(pool(&db)?);
+            if alerts {
+                print_json(&store.certificate_alerts(1000).await?)
+            } else {
+                let site = site
+                    .map(|s| SiteCode::parse(&s).map(|s| s.to_string()))
+                    .transpose()
+                    .context("--site")?;
+                print_json(
+                    &store
+                        .certificates(
+                            time::OffsetDateTime::now_utc(),
+                            expiring_within_days,
+                            site.as_deref(),
+                        )
+                        .await?,
+                )
+            }
+        }
         Command::Events { db, site, limit } => {
             let site = SiteCode::parse(&site).context("--site")?;
             print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
@@ -274,6 +320,7 @@ async fn serve(
                     gap: Duration::from_secs(args.gap_alert_secs),
                     divergence: Duration::from_secs(args.divergence_alert_secs),
                 },
+                certificate_alert_days: args.certificate_alert_days,
                 ..MaintenanceConfig::default()
             },
             write_method: match args.write_method.as_str() {

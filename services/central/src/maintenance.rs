@@ -1,4 +1,5 @@
-//! Central's periodic work: monthly partitions ahead of time, and the alert checker.
+//! Central's periodic work: monthly partitions ahead of time, the alert checker, and the
+//! certificate inventory (projection of inventory events, expiry alerts: `store::certificates`).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
 //! what is missing, so running them twice is harmless. A failure (PostgreSQL down) is logged and
@@ -6,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::store::{AlertThresholds, Store};
+use crate::store::{AlertThresholds, CertificateAlertDays, Store};
 
 #[derive(Debug, Clone, Copy)]
 pub struct MaintenanceConfig {
@@ -15,6 +16,9 @@ pub struct MaintenanceConfig {
     pub partition_interval: Duration,
     pub alert_interval: Duration,
     pub thresholds: AlertThresholds,
+    /// Certificate expiry alert thresholds (days before expiry); the certificate inventory is
+    /// projected and checked at `alert_interval` too.
+    pub certificate_alert_days: CertificateAlertDays,
 }
 
 impl Default for MaintenanceConfig {
@@ -27,6 +31,7 @@ impl Default for MaintenanceConfig {
                 gap: Duration::from_secs(300),
                 divergence: Duration::from_secs(900),
             },
+            certificate_alert_days: CertificateAlertDays::default(),
         }
     }
 }
@@ -66,6 +71,15 @@ pub async fn run(
             tick.tick().await;
             if let Err(error) = store.check_alerts(config.thresholds).await {
                 tracing::warn!(%error, "alert check failed; retrying later");
+            }
+            if let Err(error) = store
+                .check_certificates(
+                    time::OffsetDateTime::now_utc(),
+                    config.certificate_alert_days,
+                )
+                .await
+            {
+                tracing::warn!(%error, "certificate inventory check failed; retrying later");
             }
         }
     };

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "partitioned_events_and_alerts",
         sql: include_str!("../../migrations/0002_partitioned_events_and_alerts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "certificates",
+        sql: include_str!("../../migrations/0003_certificates.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -1,6 +1,7 @@
 //! Everything central keeps in PostgreSQL. Only this module knows SQL.
 
 pub mod alerts;
+pub mod certificates;
 mod events;
 mod ingest;
 pub mod migrate;
@@ -11,6 +12,7 @@ use std::str::FromStr;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
+pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
 pub use events::{SiteSummary, StoredEvent};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 
