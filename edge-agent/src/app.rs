@@ -29,7 +29,7 @@ pub struct Agent {
     cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,
     probes: Option<Probes>,
-    certificates: crate::certs::CertificateWatch,
+    certificates: Option<crate::certs::CertificateWatch>,
     /// Samples the outbox and the link for the metrics, only when metrics are exported.
     metrics: Option<MetricsSampler>,
 }
@@ -98,7 +98,10 @@ impl Agent {
             Duration::from_millis(config.central.reconnect_max_ms),
         );
         let recorder = Recorder::new(config.site_code.clone(), outbox.clone(), new_events);
-        let certificates = crate::certs::CertificateWatch::new(config, recorder.clone());
+        let certificates = config
+            .certificates
+            .is_some()
+            .then(|| crate::certs::CertificateWatch::new(config, recorder.clone()));
         let consents = crate::consents::ConsentStore::open(&config.consents_path())
             .context("opening the consent store")?;
         let views = Arc::new(crate::views::Views::new(
@@ -194,7 +197,9 @@ impl Agent {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        tokio::spawn(self.certificates.run(stopped(stop_rx.clone())));
+        if let Some(certificates) = self.certificates {
+            tokio::spawn(certificates.run(stopped(stop_rx.clone())));
+        }
         if let Some(probes) = self.probes {
             tokio::spawn(probes.run(stopped(stop_rx.clone())));
         }

@@ -11,9 +11,11 @@
 //! format = "pem"                   # pem only; "p12" is refused (see below)
 //! ```
 //!
-//! Always watched, with or without the section: the agent's own mTLS certificate for central
-//! (role `agent`) and its CA bundle (`ca`), and the terminal certificate and CA bundle of the
-//! `[onshi]` link (`terminal`, `ca`). A file named twice is read once.
+//! Without a `[certificates]` section nothing is inventoried (like `[link]`: existing sites see no
+//! new events until they opt in); an empty `[certificates]` section is enough to start. With it,
+//! always watched besides the listed files: the agent's own mTLS certificate for central (role
+//! `agent`) and its CA bundle (`ca`), and the terminal certificate and CA bundle of the `[onshi]`
+//! link (`terminal`, `ca`). A file named twice is read once.
 //!
 //! **Every certificate of a PEM file is reported**, so the intermediates and CAs of a chain are
 //! tracked as well as the leaf: a certificate that is a CA (basicConstraints) is reported with
