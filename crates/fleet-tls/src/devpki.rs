@@ -170,6 +170,27 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
     Ok(pki)
 }
 
+/// Re-issues the terminal certificate `terminals/<code>-<terminal>.{pem,key}` with the dev
+/// common CA, valid from an hour ago until `lifetime` from now (tests of expiry alerts).
+pub fn issue_terminal_valid_for(
+    root: &Path,
+    code: &str,
+    terminal: &str,
+    lifetime: Duration,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca = LoadedCa::load(root, "common-ca")?;
+    let stem = format!("{code}-{terminal}");
+    checked_stem(&stem)?;
+    let mut params = client_leaf(
+        &format!("terminal {code} {terminal}"),
+        &format!("{TERMINAL_URI_PREFIX}{code}:{terminal}"),
+    )?;
+    validity(&mut params, lifetime);
+    ca.issue(params)?
+        .write(root, &format!("terminals/{stem}"))?;
+    Ok(DevPki::at(root).terminal(code, terminal))
+}
+
 /// Issues (or re-issues) the certificate of one more agent with an existing dev chain CA.
 pub fn issue_agent(root: &Path, site: &str) -> Result<(PathBuf, PathBuf), PkiError> {
     let ca = LoadedCa::load(root, "chain-ca")?;
