@@ -411,7 +411,9 @@ impl Store {
                 .execute(
                     "INSERT INTO certificate_alerts (sha256_fingerprint, threshold_days,
                          site_code, terminal_id, role, subject, not_after, raised_at, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+                     WHERE NOT EXISTS (SELECT 1 FROM certificate_alerts
+                                       WHERE sha256_fingerprint = $1 AND threshold_days = $2)
                      ON CONFLICT (sha256_fingerprint, threshold_days) DO NOTHING",
                     &[
                         &fingerprint,
