@@ -4,12 +4,19 @@
 //! There is one pcscd per machine and the two vpcd readers are shared, so card tests run one at
 //! a time: [`Pcsc::acquire`] takes an exclusive file lock (for plain `cargo test`, whose tests
 //! are threads) and `.config/nextest.toml` puts the card tests in a test group of one thread.
-//! If no pcscd runs, the harness starts `pcscd --foreground` (it needs the vpcd driver
-//! configuration from the `vsmartcard-vpcd` package in /etc/reader.conf.d/, and root, or a user
-//! allowed to create /run/pcscd); a test that cannot get one fails and says what is missing.
+//! If no pcscd runs, the harness starts `pcscd --foreground` (it needs the vpcd driver from the
+//! `vsmartcard-vpcd` package, and root, or a user allowed to create /run/pcscd); a test that
+//! cannot get one fails and says what is missing.
+//!
+//! The pcscd it starts reads the harness's own reader configuration, which puts vpcd on
+//! [`HARNESS_VPCD_PORTS`] instead of Debian's 35963/35964. Those lie inside Linux's ephemeral
+//! port range, so in a busy test run a server bound to port 0 or an outgoing connection can hold
+//! one of them when pcscd starts, and vpcd then offers no reader at all (seen in CI: three card
+//! tests waiting 30 s for readers that never came).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,6 +31,20 @@ use crate::{Pki, Running, bin, patience, spawn_ready};
 pub const READERS: [&str; 2] = ["Virtual PCD 00 00", "Virtual PCD 00 01"];
 const PCSCD_SOCKET: &str = "/run/pcscd/pcscd.comm";
 const LOCK_FILE: &str = "onshi-fleet-pcsc.lock";
+const DEBIAN_READER_CONF: &str = "/etc/reader.conf.d";
+
+/// vpcd's ports (reader 0, reader 1) when the harness runs pcscd itself: below the ephemeral
+/// range (32768–60999 by default), where only an explicit bind can take them.
+pub const HARNESS_VPCD_PORTS: [u16; 2] = [29515, 29516];
+
+/// The vpcd port of reader 0 for the pcscd in use: the harness's own, or Debian's for a pcscd
+/// that was already running.
+static VPCD_BASE_PORT: AtomicU16 = AtomicU16::new(virtual_card::VPCD_PORTS[0]);
+
+/// The vpcd port a virtual card on reader `index` connects to.
+pub fn vpcd_port(index: usize) -> u16 {
+    VPCD_BASE_PORT.load(Ordering::SeqCst) + index as u16
+}
 
 /// Exclusive use of pcscd and the vpcd readers for one test.
 #[derive(Debug)]
@@ -31,20 +52,53 @@ pub struct Pcsc {
     _lock: std::fs::File,
     /// The pcscd this harness started, if it had to.
     pcscd: Option<std::process::Child>,
+    /// The reader configuration folder given to that pcscd.
+    reader_conf: Option<tempfile::TempDir>,
 }
 
 fn pcscd_answers() -> bool {
     std::os::unix::net::UnixStream::connect(PCSCD_SOCKET).is_ok()
 }
 
-fn vpcd_configured() -> bool {
-    std::fs::read_dir("/etc/reader.conf.d")
-        .map(|dir| {
-            dir.flatten().any(|e| {
-                std::fs::read_to_string(e.path()).is_ok_and(|text| text.contains("libifdvpcd"))
-            })
+/// The vpcd driver library named by Debian's reader configuration (`vsmartcard-vpcd`).
+fn vpcd_library() -> Option<String> {
+    std::fs::read_dir(DEBIAN_READER_CONF)
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| line.trim().strip_prefix("LIBPATH"))
+                .map(|path| path.trim().to_string())
+                .collect::<Vec<_>>()
         })
-        .unwrap_or(false)
+        .find(|path| path.contains("libifdvpcd"))
+}
+
+/// A reader configuration folder for pcscd with one vpcd entry on [`HARNESS_VPCD_PORTS`]
+/// (vpcd opens the DEVICENAME port for its first reader and the next port for its second).
+fn harness_reader_conf(library: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("onshi-fleet-reader-conf")
+        .tempdir()?;
+    let port = HARNESS_VPCD_PORTS[0];
+    std::fs::write(
+        dir.path().join("vpcd"),
+        format!(
+            "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME   /dev/null:0x{port:04X}\n\
+             LIBPATH      {library}\nCHANNELID    0x{port:04X}\n"
+        ),
+    )?;
+    Ok(dir)
+}
+
+/// The ports of `ports` another process holds (a vpcd reader whose port is taken is not listed).
+fn ports_in_use(ports: &[u16]) -> Vec<u16> {
+    ports
+        .iter()
+        .copied()
+        .filter(|port| std::net::TcpListener::bind(("0.0.0.0", *port)).is_err())
+        .collect()
 }
 
 impl Pcsc {
@@ -65,6 +119,7 @@ impl Pcsc {
         let mut pcsc = Self {
             _lock: lock,
             pcscd: None,
+            reader_conf: None,
         };
         if !pcscd_answers() {
             pcsc.start_pcscd().await?;
@@ -87,19 +142,35 @@ impl Pcsc {
                 "pcscd is not running and not installed: install the pcscd and vsmartcard-vpcd \
                  packages (`make deps`)",
             )?;
-        if !vpcd_configured() {
+        let library = vpcd_library().with_context(|| {
+            format!(
+                "no vpcd driver configured ({DEBIAN_READER_CONF}/ names no libifdvpcd): install \
+                 the vsmartcard-vpcd package (`make deps`)"
+            )
+        })?;
+        let busy = ports_in_use(&HARNESS_VPCD_PORTS);
+        if !busy.is_empty() {
             bail!(
-                "pcscd has no vpcd reader configured (/etc/reader.conf.d/ lacks libifdvpcd): \
-                 install the vsmartcard-vpcd package (`make deps`)"
+                "the card tests' vpcd ports {busy:?} are held by another process: stop it \
+                 (`ss -ltnp 'sport = :{}'`)",
+                busy[0]
             );
         }
+        let conf = match self.reader_conf.take() {
+            Some(conf) => conf,
+            None => harness_reader_conf(&library)?,
+        };
         let child = std::process::Command::new(pcscd)
             .arg("--foreground")
+            .arg("--config")
+            .arg(conf.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", pcscd.display()))?;
         self.pcscd = Some(child);
+        self.reader_conf = Some(conf);
+        VPCD_BASE_PORT.store(HARNESS_VPCD_PORTS[0], Ordering::SeqCst);
         let deadline = Instant::now() + patience();
         while !pcscd_answers() {
             if let Some(child) = self.pcscd.as_mut()
@@ -120,12 +191,27 @@ impl Pcsc {
     }
 
     async fn wait_for_readers(&self) -> anyhow::Result<Vec<ReaderSnapshot>> {
-        wait_readers("both vpcd readers to be listed", |readers| {
+        let listed = wait_readers("both vpcd readers to be listed", |readers| {
             READERS
                 .iter()
                 .all(|name| readers.iter().any(|r| r.name == *name))
         })
-        .await
+        .await;
+        listed.map_err(|e| {
+            let ports = [vpcd_port(0), vpcd_port(1)];
+            match self.pcscd {
+                // The harness checked its ports were free just before starting pcscd; vpcd lists
+                // no reader at all when one was taken in between.
+                Some(_) => e.context(format!(
+                    "the pcscd the harness started lists no vpcd readers (vpcd ports {ports:?})"
+                )),
+                None => e.context(format!(
+                    "a pcscd the harness did not start is running without both vpcd readers: \
+                     is vsmartcard-vpcd installed, and are ports {ports:?} free of other \
+                     processes? (or stop that pcscd and the harness starts its own)"
+                )),
+            }
+        })
     }
 
     /// Stops pcscd (every reader disappears for its clients) — only a pcscd this harness
@@ -318,7 +404,9 @@ impl VirtualCard {
         pull_after: Option<usize>,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(bin("virtual-card"));
-        command.arg("run").args(["--reader", &reader.to_string()]);
+        command
+            .arg("run")
+            .args(["--port", &vpcd_port(reader).to_string()]);
         match mode {
             CardMode::MyNumber => {
                 let card = card.context("a My Number card needs its folder")?;

@@ -189,7 +189,7 @@ struct PcscBench {
 
 impl PcscBench {
     fn serve(&mut self, reader: usize, applet: Applet, pull_after: Option<usize>) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], virtual_card::VPCD_PORTS[reader]));
+        let addr = SocketAddr::from(([127, 0, 0, 1], e2e::pcsc::vpcd_port(reader)));
         let on = virtual_card::vpcd::OnReader::insert(
             addr,
             std::sync::Arc::new(std::sync::Mutex::new(applet)),
