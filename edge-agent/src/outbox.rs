@@ -21,6 +21,7 @@ pub mod seal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use onshi_domain::chain::ChainHash;
 use onshi_domain::events::{
     EventBody, EventId, FleetEvent, Loss, OutboxPressure, PressureLevel, StreamId,
 };
@@ -168,7 +169,8 @@ impl Outbox {
                  sequence    INTEGER PRIMARY KEY,
                  event_id    BLOB    NOT NULL UNIQUE,
                  recorded_at INTEGER NOT NULL,
-                 payload     BLOB    NOT NULL
+                 payload     BLOB    NOT NULL,
+                 chain_hash  BLOB
              );
              CREATE TABLE IF NOT EXISTS quarantine (
                  sequence       INTEGER NOT NULL,
@@ -178,6 +180,7 @@ impl Outbox {
              );",
         )
         .map_err(open_err)?;
+        add_chain_column(&conn).map_err(open_err)?;
         let existing = conn
             .query_row("SELECT value FROM meta WHERE key = 'stream_id'", [], |r| {
                 r.get::<_, Vec<u8>>(0)
@@ -360,7 +363,8 @@ impl Outbox {
                 .map_err(write_error)?;
             let first = meta(&tx, "last_sequence").map_err(write_error)? + 1;
             for sequence in first..first + count {
-                let event = build(sequence);
+                let mut event = build(sequence);
+                chain_next(&tx, &mut event).map_err(write_error)?;
                 insert_record(&tx, &this.key, this.stream_id.0, &event, None)
                     .map_err(write_error)?;
             }
@@ -400,8 +404,9 @@ impl Outbox {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(write_error)?;
         let sequence = meta(&tx, "last_sequence").map_err(write_error)? + 1;
-        let event = build(sequence);
+        let mut event = build(sequence);
         debug_assert_eq!(event.sequence, sequence);
+        chain_next(&tx, &mut event).map_err(write_error)?;
         insert_record(&tx, &self.key, self.stream_id.0, &event, traceparent)
             .map_err(write_error)?;
         tx.execute(
@@ -462,6 +467,7 @@ impl Outbox {
             terminal,
             occurred_at: OffsetDateTime::now_utc(),
             sequence,
+            chain_hash: None,
             body: EventBody::OutboxPressure(OutboxPressure {
                 level,
                 used_bytes: used,
@@ -542,12 +548,16 @@ impl Outbox {
         record: Option<&[u8]>,
         reason: &str,
     ) -> Result<FleetEvent, OutboxError> {
+        // The lost record's link, kept in clear beside its sealed payload, lets the chain go on
+        // past the loss; without it the next link cannot be proved (central reports that).
+        let lost_link = recorded_link(conn, sequence).map_err(OutboxError::Read)?;
         let loss = FleetEvent {
             id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
             site: self.options.site.clone(),
             terminal: self.options.terminal.clone(),
             occurred_at: OffsetDateTime::now_utc(),
             sequence,
+            chain_hash: lost_link,
             body: EventBody::Loss(Loss {
                 first_sequence: sequence,
                 last_sequence: sequence,
@@ -714,14 +724,64 @@ fn insert_record(
     record.traceparent = traceparent.map(str::to_string);
     let plain = record.encode_to_vec();
     tx.execute(
-        "INSERT INTO events (sequence, event_id, recorded_at, payload) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO events (sequence, event_id, recorded_at, payload, chain_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             event.sequence as i64,
             event.id.as_uuid().as_bytes().to_vec(),
             OffsetDateTime::now_utc().unix_timestamp(),
-            key.seal(stream, event.sequence, &plain)
+            key.seal(stream, event.sequence, &plain),
+            event.chain_hash.map(|h| h.as_bytes().to_vec()),
         ],
     )
+}
+
+/// Outboxes created before events were chained get the column that keeps each record's link.
+fn add_chain_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'chain_hash'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN chain_hash BLOB")?;
+    }
+    Ok(())
+}
+
+/// Links `event` into the stream's hash chain: it follows the head kept in `meta` (genesis for
+/// a new outbox, or one that predates chaining), and becomes the head, in the caller's
+/// transaction.
+fn chain_next(tx: &rusqlite::Transaction<'_>, event: &mut FleetEvent) -> rusqlite::Result<()> {
+    let head = tx
+        .query_row("SELECT value FROM meta WHERE key = 'chain_head'", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .optional()?
+        .and_then(|bytes| ChainHash::from_slice(&bytes).ok())
+        .unwrap_or(ChainHash::GENESIS);
+    let link = proto::chain::link(&head, event);
+    event.chain_hash = Some(link);
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('chain_head', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![link.as_bytes().to_vec()],
+    )?;
+    Ok(())
+}
+
+/// The link recorded beside the record at `sequence`, if there is one.
+fn recorded_link(conn: &Connection, sequence: u64) -> rusqlite::Result<Option<ChainHash>> {
+    let bytes: Option<Option<Vec<u8>>> = conn
+        .query_row(
+            "SELECT chain_hash FROM events WHERE sequence = ?1",
+            params![sequence as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(bytes
+        .flatten()
+        .and_then(|b| ChainHash::from_slice(&b).ok()))
 }
 
 /// Room inside the database file that appends can reuse without growing it.
@@ -799,6 +859,7 @@ mod traceparent_tests {
             terminal: TerminalId::parse("T01").unwrap(),
             occurred_at: OffsetDateTime::now_utc(),
             sequence,
+            chain_hash: None,
             body: EventBody::ReaderChange(ReaderChange {
                 reader_name: "reader".into(),
                 state: onshi_domain::events::ReaderState::PresentEmpty,

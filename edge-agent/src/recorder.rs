@@ -52,6 +52,7 @@ impl Recorder {
                 terminal,
                 occurred_at,
                 sequence,
+                chain_hash: None,
                 body,
             })
             .await?;
@@ -83,6 +84,7 @@ impl Recorder {
                     terminal,
                     occurred_at,
                     sequence,
+                    chain_hash: None,
                     body,
                 };
                 before_commit(&event);

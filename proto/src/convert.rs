@@ -9,6 +9,7 @@ use onshi_domain::events::{
     LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource, Loss,
     OutboxPressure, PressureLevel, ReaderChange, ReaderState,
 };
+use onshi_domain::chain::ChainHash;
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};
 use time::OffsetDateTime;
@@ -84,6 +85,11 @@ impl TryFrom<pb::Event> for FleetEvent {
             terminal: TerminalId::parse(&e.terminal_id).map_err(|err| bad("terminal_id", err))?,
             occurred_at: from_timestamp("occurred_at", e.occurred_at)?,
             sequence: e.sequence,
+            chain_hash: if e.chain_hash.is_empty() {
+                None
+            } else {
+                Some(ChainHash::from_slice(&e.chain_hash).map_err(|err| bad("chain_hash", err))?)
+            },
             body,
         })
     }
@@ -100,6 +106,10 @@ impl From<&FleetEvent> for pb::Event {
             body: Some(body_to_pb(&e.body)),
             // Not part of the domain event: the agent's outbox sets it beside the event.
             traceparent: None,
+            chain_hash: e
+                .chain_hash
+                .map(|h| h.as_bytes().to_vec())
+                .unwrap_or_default(),
         }
     }
 }
@@ -461,6 +471,7 @@ mod tests {
             occurred_at: OffsetDateTime::from_unix_timestamp_nanos(1_763_700_000_123_456_789)
                 .unwrap(),
             sequence: 7,
+            chain_hash: None,
             body: EventBody::Lookup(Lookup {
                 route: LookupRoute::InsuranceCard,
                 outcome: LookupOutcome::Valid,
@@ -480,7 +491,10 @@ mod tests {
 
     #[test]
     fn events_survive_the_wire() {
-        let event = lookup_event();
+        let mut event = lookup_event();
+        let wire = pb::Event::from(&event);
+        assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+        event.chain_hash = Some(crate::chain::link(&ChainHash::GENESIS, &event));
         let wire = pb::Event::from(&event);
         assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
     }
@@ -496,5 +510,8 @@ mod tests {
         let mut wire = pb::Event::from(&lookup_event());
         wire.sequence = 0;
         assert_eq!(FleetEvent::try_from(wire).unwrap_err().field, "sequence");
+        let mut wire = pb::Event::from(&lookup_event());
+        wire.chain_hash = vec![1; 31];
+        assert_eq!(FleetEvent::try_from(wire).unwrap_err().field, "chain_hash");
     }
 }

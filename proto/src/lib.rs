@@ -12,4 +12,5 @@ pub mod agent {
         tonic::include_proto!("onshi.agent.v1");
     }
 }
+pub mod chain;
 pub mod convert;

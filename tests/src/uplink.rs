@@ -105,6 +105,7 @@ pub fn lookup_event(site: &str, sequence: u64) -> pb::Event {
         terminal: TerminalId::parse("T01").expect("valid terminal"),
         occurred_at: time::OffsetDateTime::now_utc(),
         sequence,
+        chain_hash: None,
         body: EventBody::Lookup(Lookup {
             route: LookupRoute::InsuranceCard,
             outcome: LookupOutcome::Valid,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::chain::ChainHash;
 use crate::patient::PatientRef;
 use crate::site::{SiteCode, TerminalId};
 
@@ -66,6 +67,11 @@ pub struct FleetEvent {
     /// Starts at 1 and increases by exactly 1 within a stream.
     pub sequence: u64,
     pub body: EventBody,
+    /// The event's link in its stream's hash chain ([`crate::chain`]), set by the agent's outbox
+    /// when it numbers the event; `None` before that, and for events recorded by agents that
+    /// predate chaining. Not part of the event's canonical encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_hash: Option<ChainHash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

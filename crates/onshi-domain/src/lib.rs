@@ -7,9 +7,11 @@
 pub mod access;
 pub mod adoption;
 pub mod calendar;
+pub mod chain;
 pub mod check_digit;
 pub mod codes;
 pub mod events;
+pub mod hex;
 pub mod ids;
 pub mod patient;
 pub mod site;

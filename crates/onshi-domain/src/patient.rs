@@ -109,12 +109,7 @@ impl PatientRef {
             branch.map(InsuredBranchNumber::as_str),
         );
         let tag = hmac::sign(&key.key, &input);
-        let mut hex = String::with_capacity(64);
-        for b in tag.as_ref() {
-            hex.push(char::from(HEX[usize::from(b >> 4)]));
-            hex.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-        PatientRef(hex)
+        PatientRef(crate::hex::encode(tag.as_ref()))
     }
 
     /// Accepts exactly 64 lowercase hex characters (what [`PatientRef::for_insurance_card`]

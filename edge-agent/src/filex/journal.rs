@@ -166,6 +166,7 @@ mod tests {
             terminal: TerminalId::parse("T01").unwrap(),
             occurred_at: time::OffsetDateTime::now_utc(),
             sequence,
+            chain_hash: None,
             body: EventBody::LinkChange(LinkChange {
                 target: LinkTarget::Onshi,
                 state: LinkState::Up,

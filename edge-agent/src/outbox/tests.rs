@@ -23,6 +23,7 @@ fn event(sequence: u64) -> FleetEvent {
         terminal: TerminalId::parse("T01").unwrap(),
         occurred_at: OffsetDateTime::now_utc(),
         sequence,
+        chain_hash: None,
         body: EventBody::Lookup(Lookup {
             route: LookupRoute::InsuranceCard,
             outcome: LookupOutcome::Valid,
@@ -322,4 +323,61 @@ mod model {
             });
         }
     }
+}
+
+/// Walks `events` (in sequence order) as central's verifier does.
+fn chain_findings(events: &[FleetEvent]) -> Vec<onshi_domain::chain::Finding> {
+    let mut walk = onshi_domain::chain::ChainWalk::default();
+    events
+        .iter()
+        .flat_map(|e| {
+            let canonical = proto::chain::canonical(e);
+            walk.step(onshi_domain::chain::ChainStep {
+                sequence: e.sequence,
+                is_loss: matches!(e.body, EventBody::Loss(_)),
+                stored: e.chain_hash.as_ref(),
+                canonical: &canonical,
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_are_chained_across_reopening_and_a_loss_keeps_the_lost_records_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.sqlite3");
+    let outbox = Outbox::open(&path, options(dir.path(), 1 << 30)).unwrap();
+    let first = append(&outbox).await;
+    assert_eq!(
+        first.chain_hash,
+        Some(proto::chain::link(&ChainHash::GENESIS, &first)),
+        "the first event links to genesis"
+    );
+    append(&outbox).await;
+    outbox.append_many(2, event).await.unwrap();
+    drop(outbox);
+    let outbox = Outbox::open(&path, options(dir.path(), 1 << 30)).unwrap();
+    append(&outbox).await;
+    let sent = |pending: Vec<Pending>| -> Vec<FleetEvent> {
+        pending
+            .into_iter()
+            .map(|p| FleetEvent::try_from(p.event).unwrap())
+            .collect()
+    };
+    let events = sent(outbox.pending(0, 100, 1 << 20).await.unwrap());
+    assert_eq!(events.len(), 5);
+    assert_eq!(chain_findings(&events), vec![], "one unbroken chain");
+
+    // A damaged record goes out as a loss carrying the lost record's link: the chain goes on.
+    raw(&path)
+        .execute(
+            "UPDATE events SET payload = substr(payload, 1, 20) || x'00' WHERE sequence = 3",
+            [],
+        )
+        .unwrap();
+    let events = sent(outbox.pending(0, 100, 1 << 20).await.unwrap());
+    assert_eq!(
+        chain_findings(&events),
+        vec![onshi_domain::chain::Finding::DeclaredLoss { sequence: 3 }]
+    );
 }

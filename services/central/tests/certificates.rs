@@ -63,6 +63,7 @@ impl Site {
             terminal: TerminalId::parse("T01").unwrap(),
             occurred_at: self.at,
             sequence: self.next,
+            chain_hash: None,
             body: EventBody::CertificateInventory(CertificateInventory {
                 certificates,
                 full_snapshot: full,
