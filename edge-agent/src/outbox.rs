@@ -779,9 +779,7 @@ fn recorded_link(conn: &Connection, sequence: u64) -> rusqlite::Result<Option<Ch
             |r| r.get(0),
         )
         .optional()?;
-    Ok(bytes
-        .flatten()
-        .and_then(|b| ChainHash::from_slice(&b).ok()))
+    Ok(bytes.flatten().and_then(|b| ChainHash::from_slice(&b).ok()))
 }
 
 /// Room inside the database file that appends can reuse without growing it.

@@ -3,13 +3,13 @@
 //! Decoding is where untrusted bytes become domain values: every identifier is parsed, every
 //! enum must be known, and a failure names the field so central's refusal says what was wrong.
 
+use onshi_domain::chain::ChainHash;
 use onshi_domain::events::{
     CardCheck, CardCheckResult, CertificateInfo, CertificateInventory, Consent, ConsentChoice,
     EventBody, EventId, FleetEvent, IdentityVerification, InfoCategory, InfoView, LineType,
     LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource, Loss,
     OutboxPressure, PressureLevel, ReaderChange, ReaderState,
 };
-use onshi_domain::chain::ChainHash;
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};
 use time::OffsetDateTime;

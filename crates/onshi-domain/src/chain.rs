@@ -93,7 +93,7 @@ pub fn link(previous: &ChainHash, canonical: &[u8]) -> ChainHash {
 }
 
 /// What a walk found at one place in a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {
     /// The event's hash does not follow from the previous one: the event, or the one before it,
@@ -159,20 +159,9 @@ impl ChainWalk {
     /// in order; a repeat means the same position twice).
     pub fn step(&mut self, event: ChainStep<'_>) -> Vec<Finding> {
         let mut findings = Vec::new();
-        if event.sequence <= self.through {
-            findings.push(Finding::Broken {
-                sequence: event.sequence,
-            });
+        if !self.advance_to(event.sequence, &mut findings) {
             return findings;
         }
-        if event.sequence > self.through + 1 {
-            findings.push(Finding::Missing {
-                first: self.through + 1,
-                last: event.sequence - 1,
-            });
-            self.head = None;
-        }
-        self.through = event.sequence;
         if event.is_loss {
             findings.push(Finding::DeclaredLoss {
                 sequence: event.sequence,
@@ -206,6 +195,37 @@ impl ChainWalk {
         }
         self.head = Some(*stored);
         findings
+    }
+}
+
+impl ChainWalk {
+    /// A stored record at `sequence` that is not an event at all (it cannot be decoded): a
+    /// break, after which the next link cannot be known.
+    pub fn step_unreadable(&mut self, sequence: u64) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if self.advance_to(sequence, &mut findings) {
+            findings.push(Finding::Broken { sequence });
+            self.head = None;
+        }
+        findings
+    }
+
+    /// Moves to `sequence`, reporting what lies between; `false` (with a finding) when it is not
+    /// ahead of the walk.
+    fn advance_to(&mut self, sequence: u64, findings: &mut Vec<Finding>) -> bool {
+        if sequence <= self.through {
+            findings.push(Finding::Broken { sequence });
+            return false;
+        }
+        if sequence > self.through + 1 {
+            findings.push(Finding::Missing {
+                first: self.through + 1,
+                last: sequence - 1,
+            });
+            self.head = None;
+        }
+        self.through = sequence;
+        true
     }
 }
 
@@ -390,6 +410,32 @@ mod tests {
             canonical: BODIES[2],
         });
         assert!(findings.is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_record_is_a_break_and_the_next_link_is_taken_as_given() {
+        let h = chain(&BODIES);
+        let mut walk = ChainWalk::default();
+        let step = |walk: &mut ChainWalk, i: usize| {
+            walk.step(ChainStep {
+                sequence: i as u64 + 1,
+                is_loss: false,
+                stored: Some(&h[i]),
+                canonical: BODIES[i],
+            })
+        };
+        assert!(step(&mut walk, 0).is_empty());
+        assert_eq!(
+            walk.step_unreadable(2),
+            vec![Finding::Broken { sequence: 2 }]
+        );
+        assert!(step(&mut walk, 2).is_empty());
+        assert!(step(&mut walk, 3).is_empty());
+        assert_eq!(
+            walk.step_unreadable(4),
+            vec![Finding::Broken { sequence: 4 }],
+            "not ahead of the walk"
+        );
     }
 
     #[test]

@@ -64,6 +64,24 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+    /// Check that the stored events of a period still follow their sites' hash chains: prints
+    /// the verdict (INTACT or BROKEN, with each finding), exit 0 when intact, 1 when broken.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+        /// One site (default: every site).
+        #[arg(long)]
+        site: Option<String>,
+        /// First day of the period (YYYY-MM-DD, Asia/Tokyo), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last day of the period (YYYY-MM-DD, Asia/Tokyo), inclusive.
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask a running central's gRPC health service over mTLS (the Kubernetes probe): exit 0
     /// when the uplink is SERVING, 1 otherwise.
     Health(HealthArgs),
@@ -255,6 +273,38 @@ async fn run(
             let site = SiteCode::parse(&site).context("--site")?;
             print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
         }
+        Command::Verify {
+            db,
+            site,
+            from,
+            to,
+            json,
+        } => {
+            let site = site
+                .map(|s| SiteCode::parse(&s))
+                .transpose()
+                .context("--site")?;
+            let from = from
+                .map(|d| tokyo_day_start(&d, 0))
+                .transpose()
+                .context("--from")?;
+            let to = to
+                .map(|d| tokyo_day_start(&d, 1))
+                .transpose()
+                .context("--to")?;
+            let verdict = Store::new(pool(&db)?)
+                .verify_period(site.as_ref(), from, to)
+                .await?;
+            if json {
+                print_json(&verdict)?;
+            } else {
+                print!("{}", verdict.describe());
+            }
+            if !verdict.intact {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Health(args) => {
             let status = central::health::check(
                 args.addr,
@@ -431,4 +481,15 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The start of day `date` (YYYY-MM-DD) plus `days_after` days, in Asia/Tokyo (UTC+9, no DST).
+fn tokyo_day_start(date: &str, days_after: i64) -> anyhow::Result<time::OffsetDateTime> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(date, &format)
+        .with_context(|| format!("{date:?} is not a date (YYYY-MM-DD)"))?;
+    Ok(day
+        .midnight()
+        .assume_offset(time::macros::offset!(+9))
+        .saturating_add(time::Duration::days(days_after)))
 }

@@ -1,10 +1,12 @@
 //! Per-stream status and the alerts derived from it.
 //!
-//! Two conditions are watched per agent stream:
+//! Three conditions are watched per agent stream:
 //! - `sequence_gap`: central holds events beyond a hole (highest received > contiguous): an
 //!   event the agent sent never arrived, and acks are stuck below it;
 //! - `produced_received_divergence`: the agent reported (hello, heartbeat) a sequence central has
-//!   not received: events wait at the site (link down, agent stuck, backlog).
+//!   not received: events wait at the site (link down, agent stuck, backlog);
+//! - `chain_break`: the chain verifier found stored events that do not follow from the site's
+//!   hash chain (`chain.rs`); opened at once, and it stays: a break is evidence.
 //!
 //! Each check records a condition when it is first observed (a pending row), opens it once it has
 //! held longer than its threshold, and resolves it when it clears; a condition that clears
@@ -84,7 +86,10 @@ const CONDITIONS: &str = "
     SELECT 'produced_received_divergence', s.site_code, s.stream_id,
            format('the agent reported sequence %s produced; central received up to %s',
                   s.last_produced_sequence, s.highest_received_sequence)
-    FROM agent_streams s WHERE s.last_produced_sequence > s.highest_received_sequence";
+    FROM agent_streams s WHERE s.last_produced_sequence > s.highest_received_sequence
+    UNION ALL
+    SELECT 'chain_break', v.site_code, v.stream_id, v.break_detail
+    FROM chain_verification v WHERE v.break_detail IS NOT NULL";
 
 impl Store {
     /// Every agent stream central knows, by site.
@@ -171,6 +176,7 @@ impl Store {
                  WHERE opened_at IS NULL AND resolved_at IS NULL
                    AND observed_at <= now() - CASE kind
                        WHEN 'sequence_gap' THEN $1::float8
+                       WHEN 'chain_break' THEN 0
                        ELSE $2::float8 END * interval '1 second'",
                 &[
                     &thresholds.gap.as_secs_f64(),

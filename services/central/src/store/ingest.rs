@@ -66,8 +66,8 @@ pub enum WriteMethod {
 const CONTIGUITY_WINDOW: i64 = 100_000;
 
 const COPY_EVENTS: &str = "COPY events (event_id, site_code, stream_id, sequence, terminal_id, \
-                           occurred_at, kind, body) FROM STDIN (FORMAT binary)";
-const COPY_TYPES: [Type; 8] = [
+                           occurred_at, kind, body, chain_hash) FROM STDIN (FORMAT binary)";
+const COPY_TYPES: [Type; 9] = [
     Type::UUID,
     Type::TEXT,
     Type::UUID,
@@ -76,6 +76,7 @@ const COPY_TYPES: [Type; 8] = [
     Type::TIMESTAMPTZ,
     Type::TEXT,
     Type::JSONB,
+    Type::BYTEA,
 ];
 
 #[derive(Debug)]
@@ -280,7 +281,8 @@ impl Store {
                     for event in &batch.events {
                         let id = event.id.as_uuid();
                         let sequence = seq(event.sequence);
-                        let row: [&(dyn ToSql + Sync); 8] = [
+                        let chain_hash = event.chain_hash.as_ref().map(|h| h.as_bytes().as_slice());
+                        let row: [&(dyn ToSql + Sync); 9] = [
                             &id,
                             &batch.site.as_str(),
                             &batch.stream.0,
@@ -289,6 +291,7 @@ impl Store {
                             &event.occurred_at,
                             &event.body.kind(),
                             &Json(&event.body),
+                            &chain_hash,
                         ];
                         writer.as_mut().write(&row).await?;
                     }
@@ -323,6 +326,7 @@ async fn insert_unnest(
     let mut times = Vec::new();
     let mut kinds = Vec::new();
     let mut bodies = Vec::new();
+    let mut chain_hashes = Vec::new();
     for &(batch, event) in events {
         ids.push(event.id.as_uuid());
         sites.push(batch.site.as_str());
@@ -332,6 +336,7 @@ async fn insert_unnest(
         times.push(event.occurred_at);
         kinds.push(event.body.kind());
         bodies.push(Json(&event.body));
+        chain_hashes.push(event.chain_hash.as_ref().map(|h| h.as_bytes().as_slice()));
     }
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -339,13 +344,23 @@ async fn insert_unnest(
     Ok(tx
         .query(
             "INSERT INTO events
-                 (event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body)
+                 (event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body,
+                  chain_hash)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bigint[],
-                                  $5::text[], $6::timestamptz[], $7::text[], $8::jsonb[])
+                                  $5::text[], $6::timestamptz[], $7::text[], $8::jsonb[],
+                                  $9::bytea[])
              ON CONFLICT DO NOTHING
              RETURNING event_id",
             &[
-                &ids, &sites, &streams, &sequences, &terminals, &times, &kinds, &bodies,
+                &ids,
+                &sites,
+                &streams,
+                &sequences,
+                &terminals,
+                &times,
+                &kinds,
+                &bodies,
+                &chain_hashes,
             ],
         )
         .await?

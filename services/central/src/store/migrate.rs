@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "certificates",
         sql: include_str!("../../migrations/0003_certificates.sql"),
     },
+    Migration {
+        version: 4,
+        name: "event_chain",
+        sql: include_str!("../../migrations/0004_event_chain.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod certificates;
+pub mod chain;
 mod events;
 mod ingest;
 pub mod migrate;
@@ -13,6 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
+pub use chain::{ChainCheck, ChainVerdict, StreamVerification};
 pub use events::{SiteSummary, StoredEvent};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 

@@ -1,0 +1,241 @@
+//! The sites' hash chains against real PostgreSQL: the verifier that follows ingest, and the
+//! audit check (`central verify`) that finds events altered, deleted or moved after storage.
+
+use std::time::Duration;
+
+use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
+use e2e::TestDb;
+use onshi_domain::chain::{ChainHash, Finding};
+use onshi_domain::events::{FleetEvent, StreamId};
+use onshi_domain::site::SiteCode;
+use uuid::Uuid;
+
+async fn store(db: &TestDb) -> Store {
+    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
+    migrate::migrate(&pool).await.unwrap();
+    Store::new(pool)
+}
+
+/// Events 1..=n of one stream, linked as an agent's outbox links them.
+fn chained(site: &str, n: u64) -> Vec<FleetEvent> {
+    let mut head = ChainHash::GENESIS;
+    (1..=n)
+        .map(|s| {
+            let mut event = FleetEvent::try_from(e2e::uplink::lookup_event(site, s)).unwrap();
+            let link = proto::chain::link(&head, &event);
+            event.chain_hash = Some(link);
+            head = link;
+            event
+        })
+        .collect()
+}
+
+struct Fixture {
+    db: TestDb,
+    store: Store,
+    site: SiteCode,
+    stream: StreamId,
+}
+
+async fn fixture(n: u64) -> Fixture {
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", n)
+        .await
+        .unwrap();
+    let outcome = store
+        .ingest_batch(&site, stream, &chained(&code, n))
+        .await
+        .unwrap();
+    assert_eq!(outcome.contiguous, n);
+    Fixture {
+        db,
+        store,
+        site,
+        stream,
+    }
+}
+
+impl Fixture {
+    /// As the application role cannot: the test stands for someone with direct access.
+    async fn tamper(&self, sql: &str) {
+        let client = self.db.client().await.unwrap();
+        let changed = client
+            .execute(sql, &[&self.stream.0])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(changed > 0, "{sql} changed nothing");
+    }
+
+    async fn findings(&self) -> Vec<Finding> {
+        let verdict = self
+            .store
+            .verify_period(Some(&self.site), None, None)
+            .await
+            .unwrap();
+        assert_eq!(verdict.streams.len(), 1, "{verdict:?}");
+        assert_eq!(
+            verdict.intact,
+            !verdict.streams[0].findings.iter().any(Finding::is_break)
+        );
+        verdict.streams[0].findings.clone()
+    }
+}
+
+#[tokio::test]
+async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
+    let f = fixture(20).await;
+    let verdict = f
+        .store
+        .verify_period(Some(&f.site), None, None)
+        .await
+        .unwrap();
+    assert!(verdict.intact, "{}", verdict.describe());
+    assert_eq!(verdict.events, 20);
+    assert!(verdict.describe().starts_with("INTACT"));
+    let check = f.store.verify_chains(1_000).await.unwrap();
+    assert_eq!((check.events, check.breaks), (20, 0));
+    // Walked once: the next pass has nothing new.
+    assert_eq!(f.store.verify_chains(1_000).await.unwrap().events, 0);
+    let eager = AlertThresholds {
+        gap: Duration::ZERO,
+        divergence: Duration::ZERO,
+    };
+    f.store.check_alerts(eager).await.unwrap();
+    assert!(f.store.alerts(false, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_modified_event_is_found_at_its_sequence() {
+    let f = fixture(10).await;
+    f.tamper(
+        "UPDATE events SET body = jsonb_set(body, '{outcome}', '\"invalid\"')
+         WHERE stream_id = $1 AND sequence = 4",
+    )
+    .await;
+    assert_eq!(f.findings().await, vec![Finding::Broken { sequence: 4 }]);
+    // A changed column is found as well as a changed body.
+    f.tamper("UPDATE events SET terminal_id = 'T99' WHERE stream_id = $1 AND sequence = 7")
+        .await;
+    assert_eq!(
+        f.findings().await,
+        vec![
+            Finding::Broken { sequence: 4 },
+            Finding::Broken { sequence: 7 }
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_event_is_found_in_the_middle_and_at_the_end() {
+    let f = fixture(10).await;
+    f.tamper("DELETE FROM events WHERE stream_id = $1 AND sequence = 5")
+        .await;
+    assert_eq!(
+        f.findings().await,
+        vec![Finding::Missing { first: 5, last: 5 }]
+    );
+    f.tamper("DELETE FROM events WHERE stream_id = $1 AND sequence >= 9")
+        .await;
+    assert_eq!(
+        f.findings().await,
+        vec![
+            Finding::Missing { first: 5, last: 5 },
+            Finding::Missing { first: 9, last: 10 }
+        ]
+    );
+}
+
+#[tokio::test]
+async fn reordered_events_are_found() {
+    let f = fixture(10).await;
+    // Swap the stream positions of events 3 and 6.
+    f.tamper(
+        "UPDATE events SET sequence = CASE sequence WHEN 3 THEN 6 ELSE 3 END
+         WHERE stream_id = $1 AND sequence IN (3, 6)",
+    )
+    .await;
+    let findings = f.findings().await;
+    assert!(
+        findings.contains(&Finding::Broken { sequence: 3 }),
+        "{findings:?}"
+    );
+    assert!(
+        findings.contains(&Finding::Broken { sequence: 6 }),
+        "{findings:?}"
+    );
+    // A forged hash moves the break to the next event, never hides it.
+    f.tamper("UPDATE events SET chain_hash = NULL WHERE stream_id = $1 AND sequence = 8")
+        .await;
+    assert!(
+        f.findings()
+            .await
+            .contains(&Finding::HashRemoved { sequence: 8 })
+    );
+}
+
+#[tokio::test]
+async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
+    let db = TestDb::create().await.unwrap();
+    let store = store(&db).await;
+    let code = e2e::site_code("134012345");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", 6)
+        .await
+        .unwrap();
+    // An agent (forged or faulty) sends event 3 with a hash that does not follow from 2.
+    let mut events = chained(&code, 6);
+    events[2].chain_hash = Some(ChainHash::GENESIS);
+    store.ingest_batch(&site, stream, &events).await.unwrap();
+    let check = store.verify_chains(1_000).await.unwrap();
+    assert_eq!(
+        check.breaks, 2,
+        "3 breaks its link, and 4 follows the stored hash of 3"
+    );
+    let patient = AlertThresholds {
+        gap: Duration::from_secs(3600),
+        divergence: Duration::from_secs(3600),
+    };
+    store.check_alerts(patient).await.unwrap();
+    let open = store.alerts(false, 10).await.unwrap();
+    assert_eq!(
+        open.len(),
+        1,
+        "opened at once, whatever the thresholds: {open:?}"
+    );
+    assert_eq!(open[0].kind, "chain_break");
+    assert_eq!(open[0].site_code, code);
+    assert!(open[0].detail.contains("sequence 4"), "{}", open[0].detail);
+    // A break is evidence: later checks keep it open.
+    store.check_alerts(patient).await.unwrap();
+    assert_eq!(store.alerts(false, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_period_starting_mid_stream_is_anchored_and_says_so() {
+    let f = fixture(10).await;
+    // Move events 1..=5 to the previous year, so the period holds 6..=10 only.
+    f.tamper(
+        "UPDATE events SET occurred_at = occurred_at - interval '1 year'
+         WHERE stream_id = $1 AND sequence <= 5",
+    )
+    .await;
+    let from = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let verdict = f
+        .store
+        .verify_period(Some(&f.site), Some(from), None)
+        .await
+        .unwrap();
+    assert_eq!(verdict.events, 5);
+    assert_eq!(verdict.streams[0].anchored_at, Some(6));
+    assert!(verdict.describe().contains("taken as given"));
+    // The moved events changed: the whole history shows it.
+    let all = f.findings().await;
+    assert_eq!(all.len(), 5, "{all:?}");
+}
