@@ -258,6 +258,29 @@ pub async fn start_central_with_env(
     spawn_ready(command).await
 }
 
+/// `central verify --site <site> --json`: whether the site's stored events follow its hash
+/// chain, and the verdict.
+pub async fn central_verify(db: &TestDb, site: &str) -> anyhow::Result<(bool, serde_json::Value)> {
+    let output = Command::new(bin("central"))
+        .args(["verify", "--json", "--site", site])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await?;
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "central verify printed no verdict: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let intact = verdict["intact"] == true;
+    anyhow::ensure!(
+        output.status.code() == Some(if intact { 0 } else { 1 }),
+        "central verify exits 0 when intact, 1 when broken: {:?} for {verdict}",
+        output.status
+    );
+    Ok((intact, verdict))
+}
+
 pub const SIM_SEED: &str = "42";
 pub const SIM_POPULATION: &str = "500";
 

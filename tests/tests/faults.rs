@@ -192,6 +192,10 @@ async fn assert_exactly_once(
         lost.is_empty(),
         "events recorded at the site but not in central: {lost:?}"
     );
+    // And they are the site's own record, in order: its hash chain holds across whatever failed.
+    let (intact, verdict) = e2e::central_verify(db, site).await?;
+    assert!(intact, "the site's hash chain is broken: {verdict}");
+    assert_eq!(verdict["events"].as_u64(), Some(produced), "{verdict}");
     Ok(())
 }
 

@@ -79,6 +79,26 @@ async fn a_lookup_reaches_central_exactly_once_for_its_site() -> anyhow::Result<
         !body.contains(&person.number) && !body.contains(&person.birthdate),
         "central must not hold the insured number or birth date in clear: {body}"
     );
+
+    // The stored event is the one the agent chained: `central verify` says so, and says so no
+    // more once someone with database access changes it.
+    let (intact, verdict) = e2e::central_verify(&db, &site).await?;
+    assert!(intact, "{verdict}");
+    client
+        .execute(
+            "UPDATE events SET body = jsonb_set(body, '{outcome}', '\"invalid\"')",
+            &[],
+        )
+        .await?;
+    let (intact, verdict) = e2e::central_verify(&db, &site).await?;
+    assert!(
+        !intact,
+        "an altered event must fail verification: {verdict}"
+    );
+    assert_eq!(
+        verdict["streams"][0]["findings"][0]["finding"], "broken",
+        "{verdict}"
+    );
     Ok(())
 }
 
