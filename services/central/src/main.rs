@@ -83,7 +83,8 @@ enum Command {
         json: bool,
     },
     /// Ask a running central's gRPC health service over mTLS (the Kubernetes probe): exit 0
-    /// when the uplink is SERVING, 1 otherwise.
+    /// when the uplink is SERVING (PostgreSQL answers), 1 otherwise; `--liveness`: whether the
+    /// process answers at all.
     Health(HealthArgs),
     /// Development PKI.
     #[command(subcommand)]
@@ -107,6 +108,9 @@ struct HealthArgs {
     client_ca: PathBuf,
     #[arg(long, default_value_t = 2)]
     timeout_secs: u64,
+    /// Ask for liveness (the process answers) instead of readiness (it can store events).
+    #[arg(long)]
+    liveness: bool,
 }
 
 #[derive(Debug, Args)]
@@ -306,7 +310,13 @@ async fn run(
             Ok(())
         }
         Command::Health(args) => {
+            let probe = if args.liveness {
+                central::health::Probe::Liveness
+            } else {
+                central::health::Probe::Readiness
+            };
             let status = central::health::check(
+                probe,
                 args.addr,
                 &args.server_name,
                 &args.tls_cert,
@@ -378,6 +388,7 @@ async fn serve(
                 "unnest" => WriteMethod::Unnest,
                 other => anyhow::bail!("--write-method {other}: expected copy or unnest"),
             },
+            ..Tuning::default()
         },
     };
     let app = Application::build(&settings).await?;

@@ -423,3 +423,61 @@ async fn when_postgresql_hangs_the_session_ends_unavailable_after_the_write_time
     assert_eq!(ack.stored + ack.duplicates, 2);
     assert_eq!(stored(&db).await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_postgresql_and_liveness_does_not() {
+    use central::health::{Probe, check};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let pki = Pki::new(&[]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let (target, template) = database_target(&db.url);
+    let proxy = Proxy::start(target).await;
+    let tuning = Tuning {
+        readiness_interval: Duration::from_millis(100),
+        ..Tuning::default()
+    };
+    let central = start_central(
+        &pki,
+        &template.replace("{}", &proxy.addr.to_string()),
+        tuning,
+    )
+    .await;
+    let addr: SocketAddr = central.grpc.trim_start_matches("https://").parse().unwrap();
+    let (cert, key) = pki.paths.central();
+    let ca = pki.paths.chain_ca();
+    let status = |probe| {
+        let (cert, key, ca) = (cert.clone(), key.clone(), ca.clone());
+        async move {
+            check(
+                probe,
+                addr,
+                "localhost",
+                &cert,
+                &key,
+                &ca,
+                Duration::from_secs(2),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(status(Probe::Readiness).await, ServingStatus::Serving);
+
+    proxy.set(Link::Down);
+    eventually(
+        "readiness to report NOT_SERVING without PostgreSQL",
+        || async { (status(Probe::Readiness).await == ServingStatus::NotServing).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        status(Probe::Liveness).await,
+        ServingStatus::Serving,
+        "a missing database is no reason to restart central"
+    );
+
+    proxy.set(Link::Up);
+    eventually("readiness to come back with PostgreSQL", || async {
+        (status(Probe::Readiness).await == ServingStatus::Serving).then_some(())
+    })
+    .await;
+}

@@ -35,6 +35,12 @@ pub struct SiteSummary {
 }
 
 impl Store {
+    /// Whether PostgreSQL answers a query (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.get().await?.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     /// Registers (or refreshes) an agent's stream at hello; returns the contiguous sequence.
     pub async fn open_stream(
         &self,
