@@ -16,11 +16,14 @@ const CENTRAL_METRICS: [&str; 6] = [
     "central_agents_connected",
 ];
 
-const AGENT_METRICS: [&str; 4] = [
+const AGENT_METRICS: [&str; 6] = [
     "agent_lookup_duration_seconds",
     "agent_outbox_depth_events",
     "agent_outbox_oldest_age_seconds",
     "agent_uplink_state",
+    // With the [link] section the test adds: the probes' state and round-trip time.
+    "agent_link_state",
+    "agent_link_rtt_seconds",
 ];
 
 fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -68,6 +71,9 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
         &https_endpoint(&central, "grpc"),
         &https_endpoint(&sim, "https"),
     )?;
+    agent_site.append_config(
+        "[link]\nline_type = \"ip_vpn\"\nprobe_interval_ms = 200\nprobe_timeout_ms = 1000\n",
+    )?;
     let _agent = agent_site.start_with_env(&as_refs(&env)).await?;
     let person = sim_people("valid", 1).await?.remove(0);
 
@@ -77,9 +83,12 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
         "lookup failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The link probes record events too: wait for the lookup's own sequence.
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let sequence = reply["sequence"].as_u64().expect("the lookup's sequence");
     eventually("central's ack of the lookup", || async {
         let s = agent_site.status().await.ok()?;
-        (s["last_acked_sequence"] == 1).then_some(())
+        (s["last_acked_sequence"].as_u64()? >= sequence).then_some(())
     })
     .await;
 
