@@ -164,6 +164,11 @@ impl Agent {
                 config.terminal_id.clone(),
             )
         });
+        let uplink = uplink.with_inventory(inventory_source(
+            cards.clone(),
+            certificates.as_ref().map(|c| c.current()),
+            config.terminal_id.clone(),
+        ));
         let metrics = MetricsSampler::from_env(env, outbox.clone(), link.clone());
         let control = Control::new(lookups, outbox, link, config.site_code.to_string())
             .with_cards(cards.clone())
@@ -318,4 +323,25 @@ fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
         .filter(|_| text.len() % 2 == 0)
         .with_context(|| format!("{} must hold hex characters only", path.display()))?;
     PatientHashKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// What the uplink reports as the site's inventory: the readers as the card watch last saw
+/// them, the certificates of the last inventory scan, the terminal.
+fn inventory_source(
+    cards: Option<Arc<crate::cards::Cards>>,
+    certificates: Option<Arc<std::sync::Mutex<Vec<onshi_domain::events::CertificateInfo>>>>,
+    terminal: onshi_domain::site::TerminalId,
+) -> crate::uplink::InventorySource {
+    crate::uplink::InventorySource::new(move || onshi_domain::events::Inventory {
+        taken_at: time::OffsetDateTime::now_utc(),
+        readers: cards
+            .as_ref()
+            .map(|c| c.reader_states())
+            .unwrap_or_default(),
+        certificates: certificates
+            .as_ref()
+            .and_then(|c| c.lock().ok().map(|c| c.clone()))
+            .unwrap_or_default(),
+        terminal_ids: vec![terminal.clone()],
+    })
 }

@@ -241,6 +241,14 @@ impl Cards {
             .any(|r| r.name == reader && r.face_recognition)
     }
 
+    /// Every reader's state and counters, as a `ReaderChange` would report them.
+    pub fn reader_states(&self) -> Vec<ReaderChange> {
+        self.readers()
+            .iter()
+            .map(|entry| reader_change(entry, None))
+            .collect()
+    }
+
     /// The readers as last seen, sorted by name.
     pub fn readers(&self) -> Vec<ReaderHealth> {
         let mut readers: Vec<ReaderHealth> = self.health().readers.values().cloned().collect();

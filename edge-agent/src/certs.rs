@@ -41,6 +41,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fleet_tls::identity::CertificateSummary;
@@ -337,6 +338,8 @@ fn info(summary: CertificateSummary, role: &str, source: &str) -> CertificateInf
 #[derive(Debug)]
 pub struct CertificateWatch {
     inventory: Inventory,
+    /// The certificates of the last scan, for the uplink's inventory snapshot.
+    current: Arc<Mutex<Vec<CertificateInfo>>>,
     recorder: Recorder,
     terminal: TerminalId,
     check_every: Duration,
@@ -348,11 +351,17 @@ impl CertificateWatch {
         let settings = config.certificates.clone().unwrap_or_default();
         Self {
             inventory: Inventory::new(watched(config)),
+            current: Arc::default(),
             recorder,
             terminal: config.terminal_id.clone(),
             check_every: Duration::from_secs(settings.check_interval_secs.max(1)),
             snapshot_every: Duration::from_secs(settings.snapshot_interval_secs.max(1)),
         }
+    }
+
+    /// The certificates of the last scan (empty until the first), kept current.
+    pub fn current(&self) -> Arc<Mutex<Vec<CertificateInfo>>> {
+        self.current.clone()
     }
 
     pub async fn run(mut self, stop: impl Future<Output = ()>) {
@@ -375,6 +384,11 @@ impl CertificateWatch {
             } else {
                 scan.changes()
             };
+            // The live view follows what the agent reads, before the event that reports it is
+            // recorded (recording wakes the uplink, which then sends the new inventory).
+            if let Ok(mut current) = self.current.lock() {
+                *current = scan.full_snapshot().certificates;
+            }
             let Some(body) = body else { continue };
             let full = body.full_snapshot;
             let count = body.certificates.len();

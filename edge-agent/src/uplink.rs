@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use onshi_domain::events::Inventory;
 use onshi_domain::site::SiteCode;
 use proto::fleet::v1 as pb;
 use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
@@ -63,6 +64,27 @@ pub struct AgentFacts {
     pub config_hash: String,
 }
 
+/// Reads what the agent sees now (readers, certificates, terminals) for central's
+/// `InventorySnapshot`, sent after each Welcome and when central asks.
+#[derive(Clone)]
+pub struct InventorySource(Arc<dyn Fn() -> Inventory + Send + Sync>);
+
+impl InventorySource {
+    pub fn new(read: impl Fn() -> Inventory + Send + Sync + 'static) -> Self {
+        Self(Arc::new(read))
+    }
+
+    fn snapshot(&self) -> pb::InventorySnapshot {
+        pb::InventorySnapshot::from(&(self.0)())
+    }
+}
+
+impl std::fmt::Debug for InventorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InventorySource")
+    }
+}
+
 #[derive(Debug)]
 pub struct Uplink {
     outbox: Outbox,
@@ -71,6 +93,7 @@ pub struct Uplink {
     new_events: Arc<Notify>,
     status: watch::Sender<LinkStatus>,
     reconnect_max: Duration,
+    inventory: Option<InventorySource>,
 }
 
 impl Uplink {
@@ -90,9 +113,46 @@ impl Uplink {
                 new_events,
                 status,
                 reconnect_max,
+                inventory: None,
             },
             status_rx,
         )
+    }
+
+    /// Where the inventory sent to central comes from (without one, none is sent).
+    pub fn with_inventory(mut self, source: InventorySource) -> Self {
+        self.inventory = Some(source);
+        self
+    }
+
+    /// Sends the inventory when `always`, or when it differs from `sent` (the last one sent in
+    /// this session, its time left out): central's live view follows reader and certificate
+    /// changes, which are recorded as events and so wake the uplink.
+    async fn send_inventory(
+        &self,
+        to_central: &mpsc::Sender<pb::AgentMessage>,
+        sent: &mut Option<pb::InventorySnapshot>,
+        always: bool,
+    ) -> Result<(), SessionError> {
+        let Some(source) = &self.inventory else {
+            return Ok(());
+        };
+        let snapshot = source.snapshot();
+        let content = pb::InventorySnapshot {
+            taken_at: None,
+            ..snapshot.clone()
+        };
+        if !always && sent.as_ref() == Some(&content) {
+            return Ok(());
+        }
+        *sent = Some(content);
+        let message = pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::Inventory(snapshot)),
+        };
+        to_central
+            .send(message)
+            .await
+            .map_err(|_| SessionError::Protocol("request stream closed"))
     }
 
     /// Streams until `shutdown` resolves. Never gives up: events wait in the outbox.
@@ -165,6 +225,9 @@ impl Uplink {
         backoff.reset();
         let _ = self.status.send(LinkStatus::Connected);
         tracing::info!(resume_after = acked, "connected to central");
+        let mut inventory_sent = None;
+        self.send_inventory(&to_central, &mut inventory_sent, true)
+            .await?;
 
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         heartbeat.tick().await;
@@ -194,12 +257,21 @@ impl Uplink {
                         tracing::debug!(acked, stored = ack.stored, duplicates = ack.duplicates, "ack");
                     }
                     Some(pb::CentralMessage { kind: Some(pb::central_message::Kind::Directive(d)) }) => {
-                        tracing::info!(directive = %d.directive_id, "directive received (not yet acted on)");
+                        match d.kind {
+                            Some(pb::directive::Kind::RequestInventory(_)) => {
+                                tracing::debug!(directive = %d.directive_id, "central asked for the inventory");
+                                self.send_inventory(&to_central, &mut inventory_sent, true).await?;
+                            }
+                            // A newer central's directive: nothing this agent can do about it.
+                            None => tracing::info!(directive = %d.directive_id, "unknown directive ignored"),
+                        }
                     }
                     Some(_) => return Err(SessionError::Protocol("unexpected message from central")),
                     None => return Err(SessionError::Protocol("central closed the stream")),
                 },
-                _ = self.new_events.notified() => {}
+                _ = self.new_events.notified() => {
+                    self.send_inventory(&to_central, &mut inventory_sent, false).await?;
+                }
                 _ = heartbeat.tick() => {
                     let status = self.outbox.status().await?;
                     let beat = pb::AgentMessage {

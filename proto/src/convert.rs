@@ -6,9 +6,9 @@
 use onshi_domain::chain::ChainHash;
 use onshi_domain::events::{
     CardCheck, CardCheckResult, CertificateInfo, CertificateInventory, Consent, ConsentChoice,
-    EventBody, EventId, FleetEvent, IdentityVerification, InfoCategory, InfoView, LineType,
-    LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource, Loss,
-    OutboxPressure, PressureLevel, ReaderChange, ReaderState,
+    EventBody, EventId, FleetEvent, IdentityVerification, InfoCategory, InfoView, Inventory,
+    LineType, LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource,
+    Loss, OutboxPressure, PressureLevel, ReaderChange, ReaderState,
 };
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};
@@ -458,6 +458,46 @@ pub fn certificate_to_pb(c: &CertificateInfo) -> pb::CertificateInfo {
     }
 }
 
+impl From<&Inventory> for pb::InventorySnapshot {
+    fn from(i: &Inventory) -> Self {
+        pb::InventorySnapshot {
+            taken_at: Some(timestamp(i.taken_at)),
+            readers: i.readers.iter().map(reader_to_pb).collect(),
+            certificates: i.certificates.iter().map(certificate_to_pb).collect(),
+            terminal_ids: i
+                .terminal_ids
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::InventorySnapshot> for Inventory {
+    type Error = ConvertError;
+
+    fn try_from(i: pb::InventorySnapshot) -> Result<Self, ConvertError> {
+        Ok(Inventory {
+            taken_at: from_timestamp("taken_at", i.taken_at)?,
+            readers: i
+                .readers
+                .into_iter()
+                .map(reader_from_pb)
+                .collect::<Result<_, _>>()?,
+            certificates: i
+                .certificates
+                .into_iter()
+                .map(certificate_from_pb)
+                .collect::<Result<_, _>>()?,
+            terminal_ids: i
+                .terminal_ids
+                .iter()
+                .map(|t| TerminalId::parse(t).map_err(|e| bad("terminal_ids", e)))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +537,25 @@ mod tests {
         event.chain_hash = Some(crate::chain::link(&ChainHash::GENESIS, &event));
         let wire = pb::Event::from(&event);
         assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+    }
+
+    #[test]
+    fn an_inventory_survives_the_wire() {
+        let inventory = Inventory {
+            taken_at: OffsetDateTime::from_unix_timestamp(1_763_700_000).unwrap(),
+            readers: vec![ReaderChange {
+                reader_name: "Reader A".into(),
+                state: ReaderState::CardPresent,
+                detail: None,
+                cards_read: 3,
+                errors: 1,
+                last_error: Some("mute card".into()),
+            }],
+            certificates: Vec::new(),
+            terminal_ids: vec![TerminalId::parse("T01").unwrap()],
+        };
+        let wire = pb::InventorySnapshot::from(&inventory);
+        assert_eq!(Inventory::try_from(wire).unwrap(), inventory);
     }
 
     #[test]

@@ -306,6 +306,29 @@ async fn a_card_lookup_with_the_pin_reaches_central() -> anyhow::Result<()> {
         .await;
     let readers = readers_of(&stack.agent_site.config).await?;
     assert_eq!(readers["enabled"], true);
+    // Central's live view of the site (the agent's InventorySnapshot) shows the reader with its
+    // card and the card read.
+    eventually("the reader in the agent's inventory at central", || async {
+        let client = stack.db.client().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT inventory::text FROM agent_inventory WHERE site_code = $1",
+                &[&stack.agent_site.site],
+            )
+            .await
+            .ok()??;
+        let inventory: serde_json::Value = serde_json::from_str(&row.get::<_, String>(0)).ok()?;
+        inventory["readers"]
+            .as_array()?
+            .iter()
+            .any(|r| {
+                r["reader_name"] == READERS[0]
+                    && r["state"] == "card_present"
+                    && r["cards_read"].as_u64() >= Some(1)
+            })
+            .then_some(())
+    })
+    .await;
     card.quit().await?;
     Ok(())
 }

@@ -105,5 +105,30 @@ async fn a_short_lived_terminal_certificate_reaches_central_with_its_days_to_exp
         "{}",
         alerts[0]["detail"]
     );
+
+    // The agent's live inventory (InventorySnapshot) lists the same certificates and its
+    // terminal; it follows the scan that recorded them.
+    let inventory = eventually("the agent's inventory with its certificates", || {
+        let (get, site) = (&get, &site);
+        async move {
+            let (_, body) = get(format!("/api/v1/sites/{site}/inventory")).await.ok()?;
+            let latest = body.as_array()?.first()?.clone();
+            (latest["inventory"]["certificates"].as_array()?.len() == all.len()).then_some(latest)
+        }
+    })
+    .await;
+    assert_eq!(
+        inventory["inventory"]["terminal_ids"],
+        serde_json::json!(["T01"]),
+        "{inventory}"
+    );
+    assert!(
+        inventory["inventory"]["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["sha256_fingerprint"] == terminal["sha256_fingerprint"]),
+        "{inventory}"
+    );
     Ok(())
 }

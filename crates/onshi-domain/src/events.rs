@@ -350,3 +350,16 @@ pub struct CertificateInventory {
     pub certificates: Vec<CertificateInfo>,
     pub full_snapshot: bool,
 }
+
+/// What an agent sees right now: its readers with their health, the certificates it watches, its
+/// terminals. Sent to central after each Welcome and when central asks; central keeps the latest
+/// per stream for the site pages. Not an audit event: the changes themselves arrive as
+/// `ReaderChange` and `CertificateInventory` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    #[serde(with = "time::serde::rfc3339")]
+    pub taken_at: OffsetDateTime,
+    pub readers: Vec<ReaderChange>,
+    pub certificates: Vec<CertificateInfo>,
+    pub terminal_ids: Vec<TerminalId>,
+}

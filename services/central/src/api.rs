@@ -16,13 +16,19 @@ use serde::Deserialize;
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
-    Alert, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent, StreamStatus,
+    Alert, CertificateAlert, CertificateRow, ChainVerdict, SiteSummary, Store, StoredEvent,
+    StoredInventory, StreamStatus,
 };
 
 pub fn router(store: Store) -> Router {
     Router::new()
         .route("/api/v1/sites", get(list_sites))
         .route("/api/v1/sites/{site_code}/events", get(list_site_events))
+        .route("/api/v1/sites/{site_code}/inventory", get(site_inventory))
+        .route(
+            "/api/v1/sites/{site_code}/verification",
+            get(site_verification),
+        )
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/certificates", get(list_certificates))
@@ -70,6 +76,27 @@ async fn list_site_events(
         ));
     }
     Ok(Json(store.events_for_site(&site, limit).await?))
+}
+
+/// What the site's agents last said they see: readers, certificates, terminals.
+async fn site_inventory(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<Vec<StoredInventory>>, ServiceError> {
+    let site = SiteCode::parse(&site_code)
+        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    Ok(Json(store.inventories(&site).await?))
+}
+
+/// Whether the site's stored events still follow its hash chains (the whole history; the
+/// same verdict as `central verify --site`).
+async fn site_verification(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<ChainVerdict>, ServiceError> {
+    let site = SiteCode::parse(&site_code)
+        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    Ok(Json(store.verify_period(Some(&site), None, None).await?))
 }
 
 /// Every agent stream: produced (as the agent reported), highest received, contiguous.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use onshi_domain::events::{FleetEvent, StreamId};
+use onshi_domain::events::{FleetEvent, Inventory, StreamId};
 use onshi_domain::site::SiteCode;
 use proto::fleet::v1 as pb;
 use proto::fleet::v1::fleet_uplink_server::FleetUplink;
@@ -219,6 +219,20 @@ fn peer_site<T>(request: &Request<T>) -> Result<SiteCode, Status> {
     })
 }
 
+/// How old a session's latest inventory may get before central asks for a new one.
+const INVENTORY_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+fn request_inventory() -> pb::CentralMessage {
+    pb::CentralMessage {
+        kind: Some(pb::central_message::Kind::Directive(pb::Directive {
+            directive_id: Uuid::now_v7().to_string(),
+            kind: Some(pb::directive::Kind::RequestInventory(
+                pb::RequestInventory {},
+            )),
+        })),
+    }
+}
+
 struct Session {
     store: Store,
     writer: Writer,
@@ -234,6 +248,8 @@ impl Session {
         inbound: &mut Streaming<pb::AgentMessage>,
         replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
     ) -> Result<(), Status> {
+        // When this session last received (or asked for) the agent's inventory.
+        let mut inventory_at: Option<tokio::time::Instant> = None;
         while let Some(message) = inbound.message().await.map_err(inbound_error)? {
             use pb::agent_message::Kind;
             match message.kind {
@@ -250,9 +266,22 @@ impl Session {
                         beat.last_produced_sequence,
                     );
                     within(self.write_timeout, beat).await?;
+                    // Streams live for days: ask for a fresh inventory once a day.
+                    if inventory_at.is_none_or(|at| at.elapsed() >= INVENTORY_MAX_AGE) {
+                        inventory_at = Some(tokio::time::Instant::now());
+                        if replies.send(Ok(request_inventory())).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
-                Some(Kind::Inventory(_)) => {
-                    // Kept by the certificates and rollout work; accepted and ignored until then.
+                Some(Kind::Inventory(snapshot)) => {
+                    let inventory = Inventory::try_from(snapshot)
+                        .map_err(|e| ServiceError::BadRequest(format!("inventory: {e}")))?;
+                    let record = self
+                        .store
+                        .record_inventory(&self.site, self.stream, &inventory);
+                    within(self.write_timeout, record).await?;
+                    inventory_at = Some(tokio::time::Instant::now());
                 }
                 Some(Kind::Hello(_)) => {
                     return Err(

@@ -481,3 +481,81 @@ async fn readiness_follows_postgresql_and_liveness_does_not() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn central_asks_for_an_inventory_it_lacks_and_keeps_the_latest() {
+    use proto::fleet::v1 as pb;
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let central = start_central(&pki, &db.url, Tuning::default()).await;
+    let tls = agent_tls(&pki, &site).unwrap();
+    let mut session = Session::open(&central.grpc, tls, &site, Uuid::now_v7())
+        .await
+        .unwrap();
+
+    // An agent that sent no inventory is asked for one at its heartbeat.
+    session
+        .to_central
+        .send(pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::Heartbeat(pb::Heartbeat::default())),
+        })
+        .await
+        .unwrap();
+    let asked = session.from_central.message().await.unwrap();
+    assert!(
+        matches!(
+            &asked,
+            Some(pb::CentralMessage {
+                kind: Some(pb::central_message::Kind::Directive(pb::Directive {
+                    kind: Some(pb::directive::Kind::RequestInventory(_)),
+                    ..
+                }))
+            })
+        ),
+        "{asked:?}"
+    );
+
+    // The answer is kept as the stream's latest inventory.
+    let snapshot = |terminal: &str| pb::AgentMessage {
+        kind: Some(pb::agent_message::Kind::Inventory(pb::InventorySnapshot {
+            taken_at: Some(proto::convert::timestamp(time::OffsetDateTime::now_utc())),
+            readers: vec![pb::ReaderChange {
+                reader_name: "Reader A".into(),
+                state: pb::ReaderState::PresentEmpty as i32,
+                ..Default::default()
+            }],
+            certificates: Vec::new(),
+            terminal_ids: vec![terminal.into()],
+        })),
+    };
+    session.to_central.send(snapshot("T01")).await.unwrap();
+    let stored = eventually("the inventory at central", || async {
+        let client = db.client().await.ok()?;
+        client
+            .query_opt(
+                "SELECT inventory->'readers'->0->>'reader_name' FROM agent_inventory
+                 WHERE site_code = $1",
+                &[&site],
+            )
+            .await
+            .ok()?
+            .map(|r| r.get::<_, String>(0))
+    })
+    .await;
+    assert_eq!(stored, "Reader A");
+
+    // A malformed inventory ends the session with a clear error and changes nothing.
+    session
+        .to_central
+        .send(snapshot("not a terminal id!"))
+        .await
+        .unwrap();
+    let refused = session
+        .from_central
+        .message()
+        .await
+        .expect_err("a bad inventory is refused");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    assert!(refused.message().contains("terminal_ids"), "{refused}");
+}

@@ -1,6 +1,6 @@
 //! Stream bookkeeping and the read side of events. The write side is `ingest.rs`.
 
-use onshi_domain::events::StreamId;
+use onshi_domain::events::{Inventory, StreamId};
 use onshi_domain::site::SiteCode;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -34,7 +34,70 @@ pub struct SiteSummary {
     pub agent_version: Option<String>,
 }
 
+/// An agent stream's latest inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredInventory {
+    pub site_code: String,
+    pub stream_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub inventory: Inventory,
+}
+
 impl Store {
+    /// Keeps `inventory` as the stream's latest (an older snapshot never replaces a newer one).
+    pub async fn record_inventory(
+        &self,
+        site: &SiteCode,
+        stream: StreamId,
+        inventory: &Inventory,
+    ) -> Result<(), StoreError> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO agent_inventory (site_code, stream_id, taken_at, inventory)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (site_code, stream_id) DO UPDATE SET
+                     taken_at = EXCLUDED.taken_at, inventory = EXCLUDED.inventory,
+                     received_at = now()
+                 WHERE agent_inventory.taken_at <= EXCLUDED.taken_at",
+                &[
+                    &site.as_str(),
+                    &stream.0,
+                    &inventory.taken_at,
+                    &tokio_postgres::types::Json(inventory),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The latest inventory of each of `site`'s streams, newest first.
+    pub async fn inventories(&self, site: &SiteCode) -> Result<Vec<StoredInventory>, StoreError> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT site_code, stream_id, received_at, inventory FROM agent_inventory
+                 WHERE site_code = $1 ORDER BY taken_at DESC",
+                &[&site.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let tokio_postgres::types::Json(inventory) = r.get(3);
+                Ok(StoredInventory {
+                    site_code: r.get(0),
+                    stream_id: r.get(1),
+                    received_at: r.get(2),
+                    inventory,
+                })
+            })
+            .collect()
+    }
+
     /// Whether PostgreSQL answers a query (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.pool.get().await?.query_one("SELECT 1", &[]).await?;

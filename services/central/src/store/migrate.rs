@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "event_chain",
         sql: include_str!("../../migrations/0004_event_chain.sql"),
     },
+    Migration {
+        version: 5,
+        name: "agent_inventory",
+        sql: include_str!("../../migrations/0005_agent_inventory.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -15,7 +15,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
 pub use chain::{ChainCheck, ChainVerdict, StreamVerification};
-pub use events::{SiteSummary, StoredEvent};
+pub use events::{SiteSummary, StoredEvent, StoredInventory};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 
 #[derive(Debug, thiserror::Error)]
