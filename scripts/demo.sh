@@ -70,7 +70,20 @@ start() {
 start onshi-sim "$bin/onshi-sim" serve --listen "127.0.0.1:$SIM_PORT" \
   --tls-cert "$pki/onshi-sim.pem" --tls-key "$pki/onshi-sim.key" --client-ca "$pki/common-ca.pem" \
   --seed 42 --population 1000 --jlis-ca "$pki/jlis-ca.pem"
-start central "$bin/central" serve --grpc-listen "127.0.0.1:$GRPC_PORT" \
+# Least privilege, as in production: the migrations run as the schema owner, and central serves
+# as a login role that has only the application role onshi_app (no UPDATE or DELETE on audit
+# rows). A DATABASE_URL given from outside is used as it is.
+"$bin/central" migrate >/dev/null
+central_url=$DATABASE_URL
+if [ -n "${started_pg:-}" ]; then
+  psql "$DATABASE_URL" -qtAc "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'onshi_central') THEN
+      CREATE ROLE onshi_central LOGIN IN ROLE onshi_app;
+    END IF; END \$\$" >/dev/null
+  central_url=${DATABASE_URL/postgres@/onshi_central@}
+fi
+start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate \
+  --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" \
   --client-ca "$pki/chain-ca.pem"
 

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agent_inventory",
         sql: include_str!("../../migrations/0005_agent_inventory.sql"),
     },
+    Migration {
+        version: 6,
+        name: "append_only_audit",
+        sql: include_str!("../../migrations/0006_append_only_audit.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

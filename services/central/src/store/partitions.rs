@@ -5,7 +5,9 @@
 //! once: the work happens under a transaction-scoped advisory lock and only creates what is
 //! missing. Rows that reached `events_default` for a month (a site clock running far ahead) are
 //! moved into the month's partition when it is created, since PostgreSQL refuses to create a
-//! partition whose range the default partition already holds rows for.
+//! partition whose range the default partition already holds rows for. Both are done by the
+//! schema owner's `onshi_ensure_month_partition` (migration 0006): the application role owns
+//! nothing and may not delete events.
 
 use time::{Date, Month, OffsetDateTime};
 
@@ -26,14 +28,6 @@ pub fn partition_name(start: Date) -> String {
     format!("events_{:04}_{:02}", start.year(), start.month() as u8)
 }
 
-fn literal(date: Date) -> String {
-    format!(
-        "'{:04}-{:02}-01 00:00:00+00'",
-        date.year(),
-        date.month() as u8
-    )
-}
-
 impl Store {
     /// Creates the partitions of the month of `now` and of the `months_ahead` months after it,
     /// where missing; returns the names of those created now.
@@ -50,44 +44,15 @@ impl Store {
         let mut created = Vec::new();
         for ahead in 0..=months_ahead {
             let start = month_start(today, ahead);
-            let end = month_start(today, ahead + 1);
-            let name = partition_name(start);
-            let exists: bool = tx
-                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            // The schema owner's function (migration 0006): the application role may not
+            // create partitions of `events` itself, nor move rows between them.
+            let made: bool = tx
+                .query_one("SELECT onshi_ensure_month_partition($1)", &[&start])
                 .await?
                 .get(0);
-            if exists {
-                continue;
+            if made {
+                created.push(partition_name(start));
             }
-            let (from, to) = (literal(start), literal(end));
-            let stranded: bool = tx
-                .query_one(
-                    &format!(
-                        "SELECT EXISTS (SELECT 1 FROM events_default
-                                        WHERE occurred_at >= {from} AND occurred_at < {to})"
-                    ),
-                    &[],
-                )
-                .await?
-                .get(0);
-            if stranded {
-                tx.batch_execute(&format!(
-                    "CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-                     WITH moved AS (
-                         DELETE FROM events_default
-                         WHERE occurred_at >= {from} AND occurred_at < {to}
-                         RETURNING *)
-                     INSERT INTO {name} SELECT * FROM moved;
-                     ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
-                ))
-                .await?;
-            } else {
-                tx.batch_execute(&format!(
-                    "CREATE TABLE {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
-                ))
-                .await?;
-            }
-            created.push(name);
         }
         tx.commit().await?;
         Ok(created)
