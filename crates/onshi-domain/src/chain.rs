@@ -108,6 +108,13 @@ pub enum Finding {
     /// Events recorded before the agent chained its events (an older agent version): present,
     /// but not provable.
     Unchained { first: u64, last: u64 },
+    /// A daily seal (`seal`) that the stored events or the other seals contradict, or whose
+    /// signature does not verify.
+    Seal {
+        day: String,
+        sequence: u64,
+        problem: String,
+    },
 }
 
 impl Finding {
@@ -116,7 +123,10 @@ impl Finding {
     pub fn is_break(&self) -> bool {
         matches!(
             self,
-            Finding::Broken { .. } | Finding::Missing { .. } | Finding::HashRemoved { .. }
+            Finding::Broken { .. }
+                | Finding::Missing { .. }
+                | Finding::HashRemoved { .. }
+                | Finding::Seal { .. }
         )
     }
 }

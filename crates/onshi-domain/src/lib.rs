@@ -14,5 +14,6 @@ pub mod events;
 pub mod hex;
 pub mod ids;
 pub mod patient;
+pub mod seal;
 pub mod site;
 pub mod xml;

@@ -31,6 +31,8 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub db_pool_size: usize,
     pub migrate_on_start: bool,
+    /// The key that signs the daily seals (`central seal-key init`); without one, no seals.
+    pub seal_key: Option<PathBuf>,
     pub tuning: Tuning,
 }
 
@@ -70,6 +72,7 @@ pub struct Application {
     grpc_tls: std::sync::Arc<rustls::ServerConfig>,
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
+    seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     tuning: Tuning,
 }
 
@@ -119,12 +122,20 @@ impl Application {
         let http = TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("binding HTTPS listener {}", settings.http_listen))?;
+        let seal_key = match &settings.seal_key {
+            Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
+            None => {
+                tracing::warn!("no seal key (--seal-key): streams are verified but not sealed");
+                None
+            }
+        };
         Ok(Self {
             grpc,
             http,
             grpc_tls,
             http_tls,
             store,
+            seal_key,
             tuning: settings.tuning,
         })
     }
@@ -177,6 +188,7 @@ impl Application {
         tokio::spawn(maintenance::run(
             self.store.clone(),
             tuning.maintenance,
+            self.seal_key.clone(),
             stopped(stop_rx.clone()),
         ));
         // Explicit HTTP/2 windows: with the one decoded batch a waiting session holds, they bound

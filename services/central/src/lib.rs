@@ -8,5 +8,6 @@ pub mod health;
 pub mod ingest;
 pub mod limits;
 pub mod maintenance;
+pub mod sealing;
 pub mod store;
 pub mod writer;

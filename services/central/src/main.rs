@@ -89,6 +89,31 @@ enum Command {
     /// Development PKI.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// The seal signing key.
+    #[command(subcommand)]
+    SealKey(SealKeyCommand),
+    /// Seal every stream the chain verifier has walked beyond its last seal (what the running
+    /// central does once a day), after a verifier pass; prints how many seals were made.
+    Seal {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, env = "CENTRAL_SEAL_KEY")]
+        seal_key: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SealKeyCommand {
+    /// Create a new seal key (owner-only file, never overwritten) and print its public key.
+    Init {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public key of an existing seal key (what auditors compare seals with).
+    Public {
+        #[arg(long, env = "CENTRAL_SEAL_KEY")]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +169,10 @@ struct ServeArgs {
     /// Do not migrate at start (when a separate job runs `central migrate`).
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
     no_migrate: bool,
+    /// The key that signs each stream's daily seal (`central seal-key init`); without one,
+    /// chains are verified but not sealed.
+    #[arg(long, env = "CENTRAL_SEAL_KEY")]
+    seal_key: Option<PathBuf>,
     /// Events per second per site; above it central delays acks (0: no limit).
     #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 5_000)]
     events_per_second: u32,
@@ -337,6 +366,30 @@ async fn run(
             }
         }
         Command::Pki(command) => pki(command),
+        Command::SealKey(SealKeyCommand::Init { out }) => {
+            let key = central::sealing::SealKey::create(&out)?;
+            println!("{}", key.public_hex());
+            eprintln!(
+                "seal key written to {} (owner-only); the line above is its public key",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::SealKey(SealKeyCommand::Public { key }) => {
+            println!("{}", central::sealing::SealKey::load(&key)?.public_hex());
+            Ok(())
+        }
+        Command::Seal { db, seal_key } => {
+            let key = central::sealing::SealKey::load(&seal_key)?;
+            let store = Store::new(pool(&db)?);
+            // Catch the verifier up first: a seal names what it has walked.
+            while store.verify_chains(1_000_000).await?.events > 0 {}
+            let made = store
+                .seal_streams(&key, time::OffsetDateTime::now_utc())
+                .await?;
+            println!("{made}");
+            Ok(())
+        }
     }
 }
 
@@ -366,6 +419,7 @@ async fn serve(
         database_url: DatabaseUrl::new(args.db.database_url),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
+        seal_key: args.seal_key,
         tuning: Tuning {
             writer: WriterConfig {
                 writers: args.writers,

@@ -1,5 +1,6 @@
 //! Central's periodic work: monthly partitions ahead of time, the chain verifier (each stream's
-//! hash chain as it grows: `store::chain`), the alert checker, and the certificate inventory
+//! hash chain as it grows: `store::chain`) and the daily seals of its head (`store::seals`, with
+//! a seal key), the alert checker, and the certificate inventory
 //! (projection of inventory events, expiry alerts: `store::certificates`).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
@@ -45,6 +46,7 @@ impl Default for MaintenanceConfig {
 pub async fn run(
     store: Store,
     config: MaintenanceConfig,
+    seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let partitions = async {
@@ -85,6 +87,13 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "chain verification failed; retrying later"),
+            }
+            if let Some(key) = &seal_key
+                && let Err(error) = store
+                    .seal_streams(key, time::OffsetDateTime::now_utc())
+                    .await
+            {
+                tracing::warn!(%error, "sealing failed; retrying later");
             }
             if let Err(error) = store.check_alerts(config.thresholds).await {
                 tracing::warn!(%error, "alert check failed; retrying later");

@@ -239,3 +239,167 @@ async fn a_period_starting_mid_stream_is_anchored_and_says_so() {
     let all = f.findings().await;
     assert_eq!(all.len(), 5, "{all:?}");
 }
+
+// ------------------------------------------------------------------------------- seals
+
+fn seal_key(dir: &tempfile::TempDir) -> central::sealing::SealKey {
+    central::sealing::SealKey::create(&dir.path().join("seal.key")).unwrap()
+}
+
+/// Re-links events `from..` of the stream from the stored hash before `from`: what someone who
+/// can write the database does to make an edit pass the chain check.
+async fn rewrite_tail(f: &Fixture, from: i64) {
+    let client = f.db.client().await.unwrap();
+    let rows = client
+        .query(
+            "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash FROM events
+             WHERE stream_id = $1 ORDER BY sequence",
+            &[&f.stream.0],
+        )
+        .await
+        .unwrap();
+    let mut head = ChainHash::GENESIS;
+    for row in rows {
+        let sequence: i64 = row.get(0);
+        let stored = ChainHash::from_slice(&row.get::<_, Vec<u8>>(5)).unwrap();
+        if sequence < from {
+            head = stored;
+            continue;
+        }
+        let event = FleetEvent {
+            id: onshi_domain::events::EventId::from_uuid(row.get(1)).unwrap(),
+            site: f.site.clone(),
+            terminal: onshi_domain::site::TerminalId::parse(&row.get::<_, String>(2)).unwrap(),
+            occurred_at: row.get(3),
+            sequence: sequence as u64,
+            body: serde_json::from_value(row.get(4)).unwrap(),
+            chain_hash: None,
+        };
+        head = proto::chain::link(&head, &event);
+        client
+            .execute(
+                "UPDATE events SET chain_hash = $1 WHERE stream_id = $2 AND sequence = $3",
+                &[&head.as_bytes().as_slice(), &f.stream.0, &sequence],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_daily_seal_is_made_once_and_verifies() {
+    let f = fixture(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = seal_key(&dir);
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        f.store.seal_streams(&key, now).await.unwrap(),
+        0,
+        "nothing verified yet"
+    );
+    f.store.verify_chains(1_000).await.unwrap();
+    assert_eq!(f.store.seal_streams(&key, now).await.unwrap(), 1);
+    assert_eq!(
+        f.store.seal_streams(&key, now).await.unwrap(),
+        0,
+        "once a day"
+    );
+    let verdict = f
+        .store
+        .verify_period(Some(&f.site), None, None)
+        .await
+        .unwrap();
+    assert!(verdict.intact, "{}", verdict.describe());
+    assert_eq!(verdict.streams[0].seals, 1);
+    assert_eq!(verdict.seal_keys, vec![key.public_hex()]);
+    let seals = f.store.seals(f.site.as_str(), f.stream.0).await.unwrap();
+    assert_eq!(seals[0].seal.through_sequence, 10);
+}
+
+#[tokio::test]
+async fn a_rewritten_tail_passes_the_chain_but_not_the_seal() {
+    let f = fixture(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = seal_key(&dir);
+    f.store.verify_chains(1_000).await.unwrap();
+    f.store
+        .seal_streams(&key, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    f.tamper(
+        "UPDATE events SET body = jsonb_set(body, '{outcome}', '\"invalid\"')
+         WHERE stream_id = $1 AND sequence = 6",
+    )
+    .await;
+    rewrite_tail(&f, 6).await;
+    let findings = f.findings().await;
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        matches!(&findings[0], Finding::Seal { sequence: 10, problem, .. } if problem.contains("rewritten")),
+        "{findings:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_or_removed_seal_is_found() {
+    let f = fixture(5).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = seal_key(&dir);
+    let today = time::OffsetDateTime::now_utc();
+    f.store.verify_chains(1_000).await.unwrap();
+    f.store.seal_streams(&key, today).await.unwrap();
+    // More events, and the next day's seal.
+    let more: Vec<_> = {
+        let mut all = chained(f.site.as_str(), 8);
+        // The fixture's events 1..=5 have other ids: link 6..=8 to the stored head of 5.
+        let client = f.db.client().await.unwrap();
+        let head: Vec<u8> = client
+            .query_one(
+                "SELECT chain_hash FROM events WHERE stream_id = $1 AND sequence = 5",
+                &[&f.stream.0],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let mut head = ChainHash::from_slice(&head).unwrap();
+        all.drain(..5);
+        for event in &mut all {
+            let link = proto::chain::link(&head, event);
+            event.chain_hash = Some(link);
+            head = link;
+        }
+        all
+    };
+    f.store
+        .ingest_batch(&f.site, f.stream, &more)
+        .await
+        .unwrap();
+    f.store.verify_chains(1_000).await.unwrap();
+    let tomorrow = today + time::Duration::days(1);
+    assert_eq!(f.store.seal_streams(&key, tomorrow).await.unwrap(), 1);
+    assert!(f.findings().await.is_empty());
+
+    // A signature that is not central's.
+    f.tamper(
+        "UPDATE seals SET signature = set_byte(signature, 0, get_byte(signature, 0) # 1)
+         WHERE stream_id = $1 AND through_sequence = 8",
+    )
+    .await;
+    let findings = f.findings().await;
+    assert!(
+        findings
+            .iter()
+            .any(|x| matches!(x, Finding::Seal { sequence: 8, problem, .. } if problem.contains("signature"))),
+        "{findings:?}"
+    );
+    // The first day's seal removed: the second no longer follows.
+    f.tamper("DELETE FROM seals WHERE stream_id = $1 AND through_sequence = 5")
+        .await;
+    let findings = f.findings().await;
+    assert!(
+        findings
+            .iter()
+            .any(|x| matches!(x, Finding::Seal { sequence: 8, problem, .. } if problem.contains("previous seal"))),
+        "{findings:?}"
+    );
+}

@@ -31,6 +31,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         database_url: DatabaseUrl::new(database_url),
         db_pool_size: 4,
         migrate_on_start: true,
+        seal_key: None,
         tuning,
     };
     let app = Application::build(&settings)

@@ -48,6 +48,8 @@ pub struct StreamVerification {
     /// Set when the period starts mid-stream: the link of this first event was taken as given
     /// (only a walk from the stream's start proves it).
     pub anchored_at: Option<u64>,
+    /// Daily seals checked against the events (their signature, head and chain).
+    pub seals: u64,
     pub findings: Vec<Finding>,
     pub intact: bool,
 }
@@ -62,6 +64,9 @@ pub struct ChainVerdict {
     pub to: Option<OffsetDateTime>,
     pub events: u64,
     pub streams: Vec<StreamVerification>,
+    /// The public keys (hex) that signed the seals checked: compare them with central's
+    /// published seal key.
+    pub seal_keys: Vec<String>,
     pub intact: bool,
 }
 
@@ -73,8 +78,10 @@ impl ChainVerdict {
             .as_deref()
             .map_or("all sites".to_string(), |s| format!("site {s}"));
         let mut out = if self.intact {
+            let seals: u64 = self.streams.iter().map(|s| s.seals).sum();
             format!(
-                "INTACT: {scope}, {} events in {} streams follow their hash chains\n",
+                "INTACT: {scope}, {} events in {} streams follow their hash chains; {seals} daily \
+                 seals agree\n",
                 self.events,
                 self.streams.len()
             )
@@ -86,6 +93,9 @@ impl ChainVerdict {
                 self.streams.len()
             )
         };
+        for key in &self.seal_keys {
+            out.push_str(&format!("  seals signed by key {key}\n"));
+        }
         for stream in &self.streams {
             for finding in &stream.findings {
                 out.push_str(&format!(
@@ -128,6 +138,11 @@ pub fn describe(finding: &Finding) -> String {
             "sequences {first}..{last} were recorded before the agent chained its events \
              (present, not provable)"
         ),
+        Finding::Seal {
+            day,
+            sequence,
+            problem,
+        } => format!("the seal of {day} (sequence {sequence}): {problem}"),
     }
 }
 
@@ -219,7 +234,7 @@ impl Store {
                 .get::<_, Option<serde_json::Value>>(4)
                 .and_then(|f| serde_json::from_value(f).ok())
                 .unwrap_or_default();
-            let limit = PAGE.min((max_events - check.events) as i64);
+            let limit = PAGE.min(i64::try_from(max_events - check.events).unwrap_or(i64::MAX));
             let rows = tx
                 .query(
                     EVENTS_PAGE,
@@ -310,6 +325,7 @@ impl Store {
             )
             .await?;
         let mut streams = Vec::new();
+        let mut seal_keys = std::collections::BTreeSet::new();
         for range in ranges {
             let site_code: String = range.get(0);
             let stream_id: Uuid = range.get(1);
@@ -351,15 +367,27 @@ impl Store {
                     last: last as u64,
                 });
             }
+            let first_walked = if whole { 1 } else { first as u64 };
+            let seals = self
+                .check_seals(
+                    &site_code,
+                    stream_id,
+                    first_walked,
+                    last as u64,
+                    &mut findings,
+                    &mut seal_keys,
+                )
+                .await?;
             let findings = merge_ranges(findings);
             let intact = !findings.iter().any(Finding::is_break);
             streams.push(StreamVerification {
                 site_code,
                 stream_id,
-                first_sequence: if whole { 1 } else { first as u64 },
+                first_sequence: first_walked,
                 last_sequence: last as u64,
                 events,
                 anchored_at,
+                seals,
                 findings,
                 intact,
             });
@@ -372,7 +400,67 @@ impl Store {
             to,
             events,
             streams,
+            seal_keys: seal_keys.into_iter().collect(),
             intact,
         })
+    }
+
+    /// Checks the stream's seals whose sequence lies in `first..=last`: each is signed by the
+    /// key it names, follows the stream's previous seal, and names the chain hash the event at
+    /// its sequence holds. Returns how many were checked.
+    async fn check_seals(
+        &self,
+        site_code: &str,
+        stream: Uuid,
+        first: u64,
+        last: u64,
+        findings: &mut Vec<Finding>,
+        keys: &mut std::collections::BTreeSet<String>,
+    ) -> Result<u64, StoreError> {
+        let seals = self.seals(site_code, stream).await?;
+        let client = self.pool.get().await?;
+        let mut previous = ChainHash::GENESIS;
+        let mut checked = 0;
+        for stored in &seals {
+            let seal = &stored.seal;
+            let mut problem = |what: &str| {
+                findings.push(Finding::Seal {
+                    day: seal.day.to_string(),
+                    sequence: seal.through_sequence,
+                    problem: what.to_string(),
+                })
+            };
+            let in_range = (first..=last).contains(&seal.through_sequence);
+            if seal.previous != previous && in_range {
+                problem(
+                    "it does not follow the stream's previous seal (a seal removed or replaced)",
+                );
+            }
+            previous = seal.hash();
+            if !in_range {
+                continue;
+            }
+            checked += 1;
+            keys.insert(onshi_domain::hex::encode(&stored.public_key));
+            if !seal.verify(&stored.public_key, &stored.signature) {
+                problem("its signature does not verify");
+            }
+            let held: Option<Option<Vec<u8>>> = client
+                .query_opt(
+                    "SELECT chain_hash FROM events
+                     WHERE site_code = $1 AND stream_id = $2 AND sequence = $3",
+                    &[&site_code, &stream, &(seal.through_sequence as i64)],
+                )
+                .await?
+                .map(|r| r.get(0));
+            match held {
+                None => problem("the sealed event is gone"),
+                Some(hash) if hash.as_deref() != Some(seal.head.as_bytes().as_slice()) => {
+                    problem("the event there is not the one sealed (the chain was rewritten)")
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(checked)
     }
 }

@@ -47,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "append_only_audit",
         sql: include_str!("../../migrations/0006_append_only_audit.sql"),
     },
+    Migration {
+        version: 7,
+        name: "seals",
+        sql: include_str!("../../migrations/0007_seals.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -7,6 +7,7 @@ mod events;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
+pub mod seals;
 
 use std::str::FromStr;
 
@@ -17,6 +18,7 @@ pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck,
 pub use chain::{ChainCheck, ChainVerdict, StreamVerification};
 pub use events::{SiteSummary, StoredEvent, StoredInventory};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
+pub use seals::StoredSeal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
