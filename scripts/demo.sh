@@ -82,7 +82,10 @@ if [ -n "${started_pg:-}" ]; then
     END IF; END \$\$" >/dev/null
   central_url=${DATABASE_URL/postgres@/onshi_central@}
 fi
+# The key that signs each stream's daily seal; its public key is what auditors check seals with.
+[ -f "$state/seal.key" ] || "$bin/central" seal-key init --out "$state/seal.key" >/dev/null 2>&1
 start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate \
+  --seal-key "$state/seal.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" \
   --client-ca "$pki/chain-ca.pem"
@@ -154,6 +157,7 @@ cat <<TOUR
 
 == where to look ==
   events per site (CLI):  DATABASE_URL='$DATABASE_URL' target/debug/central events --site $CLINIC
+  hash chains and seals:  DATABASE_URL='$DATABASE_URL' target/debug/central verify --site $CLINIC
   JSON API (mTLS):        curl --cacert $pki/chain-ca.pem --cert $pki/operators/demo.pem \\
                             --key $pki/operators/demo.key https://localhost:$HTTP_PORT/api/v1/sites
                           .../api/v1/sites/$PHARMACY/events
