@@ -84,6 +84,53 @@ async fn a_lookup_reaches_central_exactly_once_for_its_site() -> anyhow::Result<
     // more once someone with database access changes it.
     let (intact, verdict) = e2e::central_verify(&db, &site).await?;
     assert!(intact, "{verdict}");
+
+    // An auditor's offline bundle: it verifies with nothing but the CLI, holds no insured
+    // number, name or birth date in clear, and fails once edited.
+    let dir = tempfile::tempdir()?;
+    let bundle = dir.path().join("bundle.json");
+    let export = tokio::process::Command::new(e2e::bin("central"))
+        .args(["export", "--site", &site, "--by", "auditor-1", "--out"])
+        .arg(&bundle)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await?;
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let text = std::fs::read_to_string(&bundle)?;
+    for secret in [&person.number, &person.name, &person.birthdate] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "the bundle holds {secret} in clear"
+        );
+    }
+    let verify_bundle = |path: std::path::PathBuf| async move {
+        tokio::process::Command::new(e2e::bin("central"))
+            .arg("verify-bundle")
+            .arg(path)
+            .env_remove("DATABASE_URL")
+            .output()
+            .await
+    };
+    let offline = verify_bundle(bundle.clone()).await?;
+    assert_eq!(
+        offline.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&offline.stdout)
+    );
+    assert!(String::from_utf8_lossy(&offline.stdout).starts_with("INTACT"));
+    std::fs::write(&bundle, text.replace("\"valid\"", "\"invalid\""))?;
+    let offline = verify_bundle(bundle).await?;
+    assert_eq!(
+        offline.status.code(),
+        Some(1),
+        "a tampered bundle fails the offline verify"
+    );
+    assert!(String::from_utf8_lossy(&offline.stdout).starts_with("BROKEN"));
     client
         .execute(
             "UPDATE events SET body = jsonb_set(body, '{outcome}', '\"invalid\"')",

@@ -209,6 +209,16 @@ impl ChainWalk {
 }
 
 impl ChainWalk {
+    /// A walk that starts after `sequence` without knowing the head there: the next event's
+    /// link is taken as given (a period that starts mid-stream).
+    pub fn anchored_after(sequence: u64) -> Self {
+        Self {
+            through: sequence,
+            head: None,
+            chained: true,
+        }
+    }
+
     /// A stored record at `sequence` that is not an event at all (it cannot be decoded): a
     /// break, after which the next link cannot be known.
     pub fn step_unreadable(&mut self, sequence: u64) -> Vec<Finding> {

@@ -13,11 +13,12 @@ use fleet_tls::listen::PeerCertificates;
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
+use crate::audit::ChainVerdict;
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
-    Alert, CertificateAlert, CertificateRow, ChainVerdict, SiteSummary, Store, StoredEvent,
-    StoredInventory, StreamStatus,
+    Alert, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent, StoredInventory,
+    StreamStatus,
 };
 
 pub fn router(store: Store) -> Router {

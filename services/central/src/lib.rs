@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod error;
 pub mod health;
 pub mod ingest;

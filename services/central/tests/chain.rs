@@ -403,3 +403,87 @@ async fn a_forged_or_removed_seal_is_found() {
         "{findings:?}"
     );
 }
+
+// ------------------------------------------------------------------------------- bundles
+
+#[tokio::test]
+async fn an_exported_bundle_verifies_offline_and_any_tampering_fails() {
+    let f = fixture(12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = seal_key(&dir);
+    f.store.verify_chains(1_000).await.unwrap();
+    f.store
+        .seal_streams(&key, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let bundle = f
+        .store
+        .export_bundle(
+            &f.site,
+            (None, None),
+            "auditor-1",
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    // The export is itself audited, naming who exported what.
+    let audited: String =
+        f.db.client()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT detail FROM security_events WHERE kind = 'audit_export'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert!(
+        audited.contains("auditor-1") && audited.contains("12 events"),
+        "{audited}"
+    );
+
+    // Written and read back, it verifies by itself.
+    let bytes = serde_json::to_vec(&bundle).unwrap();
+    let verdict = central::audit::Bundle::parse(&bytes).unwrap().verify();
+    assert!(verdict.intact, "{}", verdict.describe());
+    assert_eq!((verdict.events, verdict.streams[0].seals), (12, 1));
+    assert_eq!(verdict.seal_keys, vec![key.public_hex()]);
+
+    let tampered = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        edit(&mut json);
+        let bundle = central::audit::Bundle::parse(&serde_json::to_vec(&json).unwrap()).unwrap();
+        bundle.verify()
+    };
+    // An event's outcome changed.
+    let verdict = tampered(&|j| j["streams"][0]["events"][3]["body"]["outcome"] = "invalid".into());
+    assert!(!verdict.intact);
+    assert_eq!(
+        verdict.streams[0].findings,
+        vec![Finding::Broken { sequence: 4 }]
+    );
+    // An event removed.
+    let verdict = tampered(&|j| {
+        j["streams"][0]["events"].as_array_mut().unwrap().remove(5);
+    });
+    assert_eq!(
+        verdict.streams[0].findings,
+        vec![Finding::Missing { first: 6, last: 6 }]
+    );
+    // The last events dropped: the seal no longer finds its event.
+    let verdict = tampered(&|j| {
+        j["streams"][0]["events"]
+            .as_array_mut()
+            .unwrap()
+            .truncate(10);
+    });
+    assert!(!verdict.intact, "{}", verdict.describe());
+    // A seal that names another head.
+    let verdict = tampered(&|j| {
+        j["streams"][0]["seals"][0]["seal"]["through_sequence"] = 11.into();
+    });
+    assert!(!verdict.intact, "{}", verdict.describe());
+    // Not a bundle at all.
+    assert!(central::audit::Bundle::parse(b"{\"format\":\"something else\"}").is_err());
+}

@@ -13,15 +13,16 @@
 //! canonical encoding (`proto::chain`) must then give the hash the agent linked. A row that
 //! cannot even be rebuilt (a body that is no event, an id that is no UUIDv7) was altered.
 
-use onshi_domain::chain::{ChainHash, ChainStep, ChainWalk, Finding, merge_ranges};
-use onshi_domain::events::{EventBody, EventId, FleetEvent};
-use onshi_domain::site::{SiteCode, TerminalId};
-use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+
+use onshi_domain::chain::{ChainWalk, Finding, merge_ranges};
+use onshi_domain::site::SiteCode;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
+use crate::audit::{self, ChainVerdict, EventRecord, StreamVerification, describe, walk_records};
 
 /// Names the chain verifier among PostgreSQL advisory locks.
 const CHAIN_LOCK: i64 = 0x6f6e_7368_6943_686e; // "onshiChn"
@@ -37,157 +38,23 @@ pub struct ChainCheck {
     pub breaks: u64,
 }
 
-/// One stream's part of an audit check.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamVerification {
-    pub site_code: String,
-    pub stream_id: Uuid,
-    pub first_sequence: u64,
-    pub last_sequence: u64,
-    pub events: u64,
-    /// Set when the period starts mid-stream: the link of this first event was taken as given
-    /// (only a walk from the stream's start proves it).
-    pub anchored_at: Option<u64>,
-    /// Daily seals checked against the events (their signature, head and chain).
-    pub seals: u64,
-    pub findings: Vec<Finding>,
-    pub intact: bool,
-}
-
-/// The verdict of an audit check over a period.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainVerdict {
-    pub site_code: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub from: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub to: Option<OffsetDateTime>,
-    pub events: u64,
-    pub streams: Vec<StreamVerification>,
-    /// The public keys (hex) that signed the seals checked: compare them with central's
-    /// published seal key.
-    pub seal_keys: Vec<String>,
-    pub intact: bool,
-}
-
-impl ChainVerdict {
-    /// The verdict for a person: one line, then one line per finding.
-    pub fn describe(&self) -> String {
-        let scope = self
-            .site_code
-            .as_deref()
-            .map_or("all sites".to_string(), |s| format!("site {s}"));
-        let mut out = if self.intact {
-            let seals: u64 = self.streams.iter().map(|s| s.seals).sum();
-            format!(
-                "INTACT: {scope}, {} events in {} streams follow their hash chains; {seals} daily \
-                 seals agree\n",
-                self.events,
-                self.streams.len()
-            )
-        } else {
-            let broken = self.streams.iter().filter(|s| !s.intact).count();
-            format!(
-                "BROKEN: {scope}, {broken} of {} streams have events that are not what the site \
-                 recorded\n",
-                self.streams.len()
-            )
-        };
-        for key in &self.seal_keys {
-            out.push_str(&format!("  seals signed by key {key}\n"));
-        }
-        for stream in &self.streams {
-            for finding in &stream.findings {
-                out.push_str(&format!(
-                    "  site {} stream {}: {}\n",
-                    stream.site_code,
-                    stream.stream_id,
-                    describe(finding)
-                ));
-            }
-            if let Some(at) = stream.anchored_at {
-                out.push_str(&format!(
-                    "  site {} stream {}: the period starts at sequence {at}; its own link is \
-                     taken as given\n",
-                    stream.site_code, stream.stream_id
-                ));
-            }
-        }
-        out
+/// A row of [`EVENTS_PAGE`] as the record the checks read.
+pub(super) fn record(row: &Row) -> EventRecord {
+    EventRecord {
+        sequence: row.get(0),
+        event_id: row.get(1),
+        terminal_id: row.get(2),
+        occurred_at: row.get(3),
+        body: row.get(4),
+        chain_hash: row
+            .get::<_, Option<Vec<u8>>>(5)
+            .map(|h| onshi_domain::hex::encode(&h)),
     }
 }
 
-/// One finding, for a person.
-pub fn describe(finding: &Finding) -> String {
-    match finding {
-        Finding::Broken { sequence } => format!(
-            "sequence {sequence} does not follow from the one before it (an event altered, \
-             replaced or moved)"
-        ),
-        Finding::Missing { first, last } if first == last => {
-            format!("sequence {first} is missing")
-        }
-        Finding::Missing { first, last } => format!("sequences {first}..{last} are missing"),
-        Finding::HashRemoved { sequence } => {
-            format!("sequence {sequence} has lost its chain hash")
-        }
-        Finding::DeclaredLoss { sequence } => format!(
-            "sequence {sequence} is a loss the site declared (a record it could not read back)"
-        ),
-        Finding::Unchained { first, last } => format!(
-            "sequences {first}..{last} were recorded before the agent chained its events \
-             (present, not provable)"
-        ),
-        Finding::Seal {
-            day,
-            sequence,
-            problem,
-        } => format!("the seal of {day} (sequence {sequence}): {problem}"),
-    }
-}
-
-/// A stored row as the domain event the agent recorded, or `None` if it cannot be one.
-fn event_from_row(site_code: &str, row: &Row) -> Option<FleetEvent> {
-    let sequence: i64 = row.get(0);
-    let id: Uuid = row.get(1);
-    let terminal: String = row.get(2);
-    let occurred_at: OffsetDateTime = row.get(3);
-    let body: serde_json::Value = row.get(4);
-    let chain_hash: Option<Vec<u8>> = row.get(5);
-    Some(FleetEvent {
-        id: EventId::from_uuid(id).ok()?,
-        site: SiteCode::parse(site_code).ok()?,
-        terminal: TerminalId::parse(&terminal).ok()?,
-        occurred_at,
-        sequence: u64::try_from(sequence).ok()?,
-        chain_hash: match chain_hash {
-            Some(bytes) => Some(ChainHash::from_slice(&bytes).ok()?),
-            None => None,
-        },
-        body: serde_json::from_value::<EventBody>(body).ok()?,
-    })
-}
-
-/// Walks the rows (in sequence order) and returns the findings.
 fn walk_rows(site_code: &str, rows: &[Row], walk: &mut ChainWalk) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for row in rows {
-        let sequence = row.get::<_, i64>(0).max(0) as u64;
-        match event_from_row(site_code, row) {
-            Some(event) => {
-                let canonical = proto::chain::canonical(&event);
-                findings.extend(walk.step(ChainStep {
-                    sequence,
-                    is_loss: matches!(event.body, EventBody::Loss(_)),
-                    stored: event.chain_hash.as_ref(),
-                    canonical: &canonical,
-                }));
-            }
-            // Not even an event any more: a break, and the next link is unknown.
-            None => findings.extend(walk.step_unreadable(sequence)),
-        }
-    }
-    findings
+    let records: Vec<EventRecord> = rows.iter().map(record).collect();
+    walk_records(site_code, &records, walk)
 }
 
 const EVENTS_PAGE: &str = "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash
@@ -325,7 +192,7 @@ impl Store {
             )
             .await?;
         let mut streams = Vec::new();
-        let mut seal_keys = std::collections::BTreeSet::new();
+        let mut seal_keys = BTreeSet::new();
         for range in ranges {
             let site_code: String = range.get(0);
             let stream_id: Uuid = range.get(1);
@@ -336,12 +203,10 @@ impl Store {
                 (ChainWalk::default(), None)
             } else {
                 // Mid-stream: the first event's link cannot be checked without its predecessor.
-                let walk = ChainWalk {
-                    through: first as u64 - 1,
-                    head: None,
-                    chained: true,
-                };
-                (walk, Some(first as u64))
+                (
+                    ChainWalk::anchored_after(first as u64 - 1),
+                    Some(first as u64),
+                )
             };
             if whole {
                 last = last.max(contiguous.unwrap_or(0));
@@ -369,98 +234,146 @@ impl Store {
             }
             let first_walked = if whole { 1 } else { first as u64 };
             let seals = self
-                .check_seals(
+                .check_stream_seals(
                     &site_code,
                     stream_id,
-                    first_walked,
-                    last as u64,
+                    (first_walked, last as u64),
                     &mut findings,
                     &mut seal_keys,
                 )
                 .await?;
-            let findings = merge_ranges(findings);
-            let intact = !findings.iter().any(Finding::is_break);
-            streams.push(StreamVerification {
+            streams.push(StreamVerification::new(
                 site_code,
                 stream_id,
-                first_sequence: first_walked,
-                last_sequence: last as u64,
+                (first_walked, last as u64),
                 events,
                 anchored_at,
                 seals,
                 findings,
-                intact,
-            });
+            ));
         }
-        let events = streams.iter().map(|s| s.events).sum();
-        let intact = streams.iter().all(|s| s.intact);
-        Ok(ChainVerdict {
-            site_code: site.map(|s| s.to_string()),
-            from,
-            to,
-            events,
+        Ok(ChainVerdict::new(
+            site.map(|s| s.to_string()),
+            (from, to),
             streams,
-            seal_keys: seal_keys.into_iter().collect(),
-            intact,
-        })
+            seal_keys,
+        ))
     }
 
-    /// Checks the stream's seals whose sequence lies in `first..=last`: each is signed by the
-    /// key it names, follows the stream's previous seal, and names the chain hash the event at
-    /// its sequence holds. Returns how many were checked.
-    async fn check_seals(
+    /// [`audit::check_seals`] for one stream, with the chain hashes of the sealed events read
+    /// in one query.
+    async fn check_stream_seals(
         &self,
         site_code: &str,
         stream: Uuid,
-        first: u64,
-        last: u64,
+        (first, last): (u64, u64),
         findings: &mut Vec<Finding>,
-        keys: &mut std::collections::BTreeSet<String>,
+        keys: &mut BTreeSet<String>,
     ) -> Result<u64, StoreError> {
         let seals = self.seals(site_code, stream).await?;
+        let sealed: Vec<i64> = seals
+            .iter()
+            .map(|s| s.seal.through_sequence as i64)
+            .collect();
+        let held: HashMap<i64, Option<String>> = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT sequence, chain_hash FROM events
+                 WHERE site_code = $1 AND stream_id = $2 AND sequence = ANY($3)",
+                &[&site_code, &stream, &sealed],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    r.get::<_, Option<Vec<u8>>>(1)
+                        .map(|h| onshi_domain::hex::encode(&h)),
+                )
+            })
+            .collect();
+        Ok(audit::check_seals(
+            &seals,
+            first,
+            last,
+            |sequence| held.get(&(sequence as i64)).cloned(),
+            findings,
+            keys,
+        ))
+    }
+}
+
+impl Store {
+    /// The audit bundle of `site` over `from..to` (or all time): for each stream, its events
+    /// from the first that occurred in the period to the last (so the chain is whole between
+    /// them), and every seal of the stream (the seal chain is checked from its start). The
+    /// export is recorded as a security event naming `exported_by`.
+    pub async fn export_bundle(
+        &self,
+        site: &SiteCode,
+        (from, to): (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        exported_by: &str,
+        now: OffsetDateTime,
+    ) -> Result<audit::Bundle, StoreError> {
         let client = self.pool.get().await?;
-        let mut previous = ChainHash::GENESIS;
-        let mut checked = 0;
-        for stored in &seals {
-            let seal = &stored.seal;
-            let mut problem = |what: &str| {
-                findings.push(Finding::Seal {
-                    day: seal.day.to_string(),
-                    sequence: seal.through_sequence,
-                    problem: what.to_string(),
-                })
-            };
-            let in_range = (first..=last).contains(&seal.through_sequence);
-            if seal.previous != previous && in_range {
-                problem(
-                    "it does not follow the stream's previous seal (a seal removed or replaced)",
-                );
-            }
-            previous = seal.hash();
-            if !in_range {
-                continue;
-            }
-            checked += 1;
-            keys.insert(onshi_domain::hex::encode(&stored.public_key));
-            if !seal.verify(&stored.public_key, &stored.signature) {
-                problem("its signature does not verify");
-            }
-            let held: Option<Option<Vec<u8>>> = client
-                .query_opt(
-                    "SELECT chain_hash FROM events
-                     WHERE site_code = $1 AND stream_id = $2 AND sequence = $3",
-                    &[&site_code, &stream, &(seal.through_sequence as i64)],
+        let ranges = client
+            .query(
+                "SELECT stream_id, min(sequence), max(sequence) FROM events
+                 WHERE site_code = $1
+                   AND ($2::timestamptz IS NULL OR occurred_at >= $2)
+                   AND ($3::timestamptz IS NULL OR occurred_at < $3)
+                 GROUP BY stream_id ORDER BY stream_id",
+                &[&site.as_str(), &from, &to],
+            )
+            .await?;
+        let mut streams = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let stream_id: Uuid = range.get(0);
+            let (first, last): (i64, i64) = (range.get(1), range.get(2));
+            let from_start = (from.is_none() && to.is_none()) || first <= 1;
+            let start = if from_start { 0 } else { first - 1 };
+            let events = client
+                .query(
+                    "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash
+                     FROM events
+                     WHERE site_code = $1 AND stream_id = $2 AND sequence > $3 AND sequence <= $4
+                     ORDER BY sequence",
+                    &[&site.as_str(), &stream_id, &start, &last],
                 )
                 .await?
-                .map(|r| r.get(0));
-            match held {
-                None => problem("the sealed event is gone"),
-                Some(hash) if hash.as_deref() != Some(seal.head.as_bytes().as_slice()) => {
-                    problem("the event there is not the one sealed (the chain was rewritten)")
-                }
-                Some(_) => {}
-            }
+                .iter()
+                .map(record)
+                .collect();
+            streams.push(audit::BundleStream {
+                stream_id,
+                from_start,
+                events,
+                seals: self.seals(site.as_str(), stream_id).await?,
+            });
         }
-        Ok(checked)
+        let bundle = audit::Bundle {
+            format: audit::BUNDLE_FORMAT.to_string(),
+            site_code: site.to_string(),
+            from,
+            to,
+            exported_at: now,
+            exported_by: exported_by.to_string(),
+            streams,
+        };
+        let events: usize = bundle.streams.iter().map(|s| s.events.len()).sum();
+        self.record_security_event(
+            "audit_export",
+            Some(site.as_str()),
+            None,
+            &format!(
+                "audit bundle of {events} events of site {site} ({} to {}) exported by {exported_by}",
+                from.map_or("the start".to_string(), |t| t.to_string()),
+                to.map_or("now".to_string(), |t| t.to_string()),
+            ),
+        )
+        .await?;
+        Ok(bundle)
     }
 }

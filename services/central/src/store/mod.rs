@@ -15,10 +15,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
-pub use chain::{ChainCheck, ChainVerdict, StreamVerification};
+pub use chain::ChainCheck;
 pub use events::{SiteSummary, StoredEvent, StoredInventory};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
-pub use seals::StoredSeal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

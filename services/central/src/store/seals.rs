@@ -7,26 +7,12 @@
 
 use onshi_domain::chain::{ChainHash, ChainWalk};
 use onshi_domain::seal::Seal;
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
+use crate::audit::SignedSeal;
 use crate::sealing::SealKey;
-
-/// A seal as stored, with its signature and the public key that made it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredSeal {
-    pub seal: Seal,
-    #[serde(serialize_with = "hex")]
-    pub signature: Vec<u8>,
-    #[serde(serialize_with = "hex")]
-    pub public_key: Vec<u8>,
-}
-
-fn hex<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&onshi_domain::hex::encode(bytes))
-}
 
 /// The Asia/Tokyo day of `at` (JST is UTC+9 all year).
 pub fn tokyo_day(at: OffsetDateTime) -> time::Date {
@@ -115,7 +101,7 @@ impl Store {
         &self,
         site_code: &str,
         stream: Uuid,
-    ) -> Result<Vec<StoredSeal>, StoreError> {
+    ) -> Result<Vec<SignedSeal>, StoreError> {
         self.seals_where(site_code, stream, "ORDER BY day").await
     }
 
@@ -124,7 +110,7 @@ impl Store {
         site_code: &str,
         stream: Uuid,
         order: &'static str,
-    ) -> Result<Vec<StoredSeal>, StoreError> {
+    ) -> Result<Vec<SignedSeal>, StoreError> {
         let rows = self
             .pool
             .get()
@@ -141,7 +127,7 @@ impl Store {
         Ok(rows
             .iter()
             .filter_map(|r| {
-                Some(StoredSeal {
+                Some(SignedSeal {
                     seal: Seal {
                         site_code: r.get(0),
                         stream_id: r.get(1),
@@ -151,8 +137,8 @@ impl Store {
                         previous: ChainHash::from_slice(&r.get::<_, Vec<u8>>(5)).ok()?,
                         sealed_at: r.get(6),
                     },
-                    signature: r.get(7),
-                    public_key: r.get(8),
+                    signature: onshi_domain::hex::encode(&r.get::<_, Vec<u8>>(7)),
+                    public_key: onshi_domain::hex::encode(&r.get::<_, Vec<u8>>(8)),
                 })
             })
             .collect())
