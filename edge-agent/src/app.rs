@@ -312,17 +312,7 @@ impl MetricsSampler {
 fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the patient hash key {}", path.display()))?;
-    let text = text.trim();
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-        .filter(|_| text.len() % 2 == 0)
-        .with_context(|| format!("{} must hold hex characters only", path.display()))?;
-    PatientHashKey::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    PatientHashKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// What the uplink reports as the site's inventory: the readers as the card watch last saw

@@ -16,6 +16,19 @@ pub async fn get_json(
     addr: &str,
     path: &str,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, _, body) = get(ca, cert, key, addr, path).await?;
+    Ok((status, serde_json::from_slice(&body)?))
+}
+
+/// GETs `https://{addr}{path}` with the certificate at `cert`/`key`; returns status, content
+/// type and body.
+pub async fn get(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    addr: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String, Vec<u8>)> {
     let identity = Identity::from_pem_files(cert, key)?;
     // No ALPN: hyper-rustls sets it itself.
     let tls = client_config(Some(&identity), &load_certificates(ca)?, &[])?;
@@ -27,6 +40,12 @@ pub async fn get_json(
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let response = client.get(format!("https://{addr}{path}").parse()?).await?;
     let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&body)?))
+    Ok((status, content_type, body.to_vec()))
 }

@@ -8,6 +8,19 @@ use e2e::{
     sim_people, site_code, start_central, start_sim_with,
 };
 
+/// `value` percent-encoded for a URL query (card symbols may hold kanji).
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The roster and disaster windows appended to an agent's configuration.
 fn roster(staff: &[(&str, &str)], windows: &[(&str, &str, i64, i64)]) -> String {
     let mut text = String::new();
@@ -230,5 +243,156 @@ async fn pharmacies_see_checkups_only_under_the_current_policy() -> anyhow::Resu
     assert_eq!(current_events[0]["allowed"], true);
     assert_eq!(current_events[0]["policy_version"], "jp-2020-11");
     assert_eq!(current_events[0]["disaster_window_id"], "w-13");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report()
+-> anyhow::Result<()> {
+    let site = site_code("131000005");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    // With the chain's patient hash key, central can hash card details at query time.
+    let key_file = pki.paths.patient_hash_key().display().to_string();
+    let central =
+        e2e::start_central_with_env(&pki, &db, &[("CENTRAL_PATIENT_KEY", key_file.as_str())])
+            .await?;
+    let window = format!("13@{}/{}", rfc3339_in_hours(-24), rfc3339_in_hours(120));
+    let sim = start_sim_with(&pki, &["--disaster-window", &window]).await?;
+    let people = sim_people("valid", 2).await?;
+    let agent = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    agent.append_config(&roster(
+        &[("D1", "doctor"), ("C1", "clerk")],
+        &[("w-tokyo", "13", -24, 120)],
+    ))?;
+    let _agent = agent.start().await?;
+    let (first, second) = (&people[0], &people[1]);
+    assert_eq!(
+        agent.view("drug", "D1", ViewPatient::Card(first)).await?.0,
+        Some(0)
+    );
+    assert_eq!(
+        agent
+            .view("checkup", "D1", ViewPatient::Card(second))
+            .await?
+            .0,
+        Some(0)
+    );
+    assert_eq!(
+        agent.view("drug", "C1", ViewPatient::Card(first)).await?.0,
+        Some(3)
+    );
+    await_events(&db, &site, "info_view", 3).await;
+
+    let (cert, key) = pki.paths.operator("e2e");
+    let ca = pki.paths.chain_ca();
+    let addr = central.field("http");
+    let get = |path: String| {
+        let (ca, cert, key, addr) = (ca.clone(), cert.clone(), key.clone(), addr.clone());
+        async move { e2e::http::get(&ca, &cert, &key, &addr, &path).await }
+    };
+    let json = |path: String| {
+        let get = &get;
+        async move {
+            let (status, _, body) = get(path).await?;
+            anyhow::Ok((status, serde_json::from_slice::<serde_json::Value>(&body)?))
+        }
+    };
+
+    // By the patient's insurance card details (hashed by central): the two views of the first.
+    let card = format!(
+        "insurer={}&number={}&symbol={}&branch={}",
+        query_value(&first.insurer_number),
+        query_value(&first.number),
+        query_value(&first.symbol),
+        query_value(&first.branch)
+    );
+    let (status, found) = json(format!("/api/v1/audit/events?site={site}&{card}")).await?;
+    assert_eq!(status, 200, "{found}");
+    let found = found.as_array().unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|e| e["kind"] == "info_view"));
+    // By staff, by refusal, by window.
+    let (_, by_staff) = json(format!("/api/v1/audit/events?site={site}&staff=D1")).await?;
+    assert_eq!(by_staff.as_array().unwrap().len(), 2);
+    let (_, refused) = json(format!("/api/v1/audit/events?site={site}&result=refused")).await?;
+    assert_eq!(refused.as_array().unwrap().len(), 1);
+    assert_eq!(refused[0]["body"]["staff_role"], "clerk");
+    let (_, in_window) = json(format!(
+        "/api/v1/audit/events?site={site}&disaster_window=true"
+    ))
+    .await?;
+    assert_eq!(in_window.as_array().unwrap().len(), 2);
+    // A bad request says what is wrong, with a code.
+    let (status, error) = json(format!("/api/v1/audit/events?site={site}&consent=teeth")).await?;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("consent"),
+        "{error}"
+    );
+    let (status, error) = json(format!(
+        "/api/v1/audit/events?insurer={}",
+        query_value(&first.insurer_number)
+    ))
+    .await?;
+    assert_eq!(status, 400, "insurer without number: {error}");
+
+    // CSV for spreadsheets, and the printable monthly summary with the verification verdict.
+    let (status, content_type, csv) =
+        get(format!("/api/v1/audit/events?site={site}&format=csv")).await?;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let csv = String::from_utf8(csv)?;
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3,
+        "a header and three views:\n{csv}"
+    );
+    let month = time::OffsetDateTime::now_utc()
+        .to_offset(time::macros::offset!(+9))
+        .format(time::macros::format_description!("[year]-[month]"))?;
+    let (status, content_type, html) =
+        get(format!("/api/v1/audit/report?site={site}&month={month}")).await?;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let html = String::from_utf8(html)?;
+    assert!(
+        html.contains("監査月報") && html.contains("改ざんなし / INTACT"),
+        "{html}"
+    );
+    assert!(
+        html.contains("role_not_permitted") && html.contains("w-tokyo"),
+        "{html}"
+    );
+    // Nothing in clear: no insured number, name or birth date in the exports.
+    for person in [first, second] {
+        for secret in [&person.number, &person.name, &person.birthdate] {
+            assert!(
+                !csv.contains(secret.as_str()) && !html.contains(secret.as_str()),
+                "{secret}"
+            );
+        }
+    }
+    // Each export is in the audit trail, with the operator who made it.
+    let client = db.client().await?;
+    let exports: Vec<String> = client
+        .query(
+            "SELECT detail FROM security_events WHERE kind = 'audit_export' ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(exports.len(), 2, "{exports:?}");
+    assert!(
+        exports.iter().all(|e| e.contains("operator e2e")),
+        "{exports:?}"
+    );
     Ok(())
 }

@@ -72,6 +72,23 @@ impl PatientHashKey {
     }
 }
 
+/// A key file's text that is not a usable key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyTextError {
+    #[error("the patient hash key must be written as lowercase hex characters only")]
+    NotHex,
+    #[error(transparent)]
+    TooShort(#[from] KeyTooShort),
+}
+
+impl PatientHashKey {
+    /// The key as a key file holds it: lowercase hex (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<Self, KeyTextError> {
+        let bytes = crate::hex::decode(text.trim()).ok_or(KeyTextError::NotHex)?;
+        Ok(Self::from_bytes(&bytes)?)
+    }
+}
+
 impl fmt::Debug for PatientHashKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PatientHashKey(<redacted>)")

@@ -4,12 +4,15 @@
 //! (`urn:onshi-fleet:operator:<name>`); an agent's certificate, although from the same CA, is
 //! refused here. Browser sign-in comes with the dashboard.
 
-use axum::extract::{Path, Query, Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use fleet_tls::listen::PeerCertificates;
+use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
@@ -17,11 +20,36 @@ use crate::audit::ChainVerdict;
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
-    Alert, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent, StoredInventory,
-    StreamStatus,
+    Alert, AuditQuery, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
+    StoredInventory, StreamStatus,
 };
 
+/// What the API's handlers share: the store, and the chain's patient hash key when central was
+/// given one (auditors then search by insurance card details, hashed at query time).
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub patient_key: Option<Arc<PatientHashKey>>,
+}
+
+impl FromRef<ApiState> for Store {
+    fn from_ref(state: &ApiState) -> Store {
+        state.store.clone()
+    }
+}
+
+/// The operator a request comes from (their certificate's name), for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Operator(pub String);
+
 pub fn router(store: Store) -> Router {
+    router_with(ApiState {
+        store,
+        patient_key: None,
+    })
+}
+
+pub fn router_with(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/sites", get(list_sites))
         .route("/api/v1/sites/{site_code}/events", get(list_site_events))
@@ -35,14 +63,16 @@ pub fn router(store: Store) -> Router {
         .route("/api/v1/certificates", get(list_certificates))
         .route("/api/v1/certificates/alerts", get(list_certificate_alerts))
         .route("/api/v1/schema", get(schema))
+        .route("/api/v1/audit/events", get(audit_events))
+        .route("/api/v1/audit/report", get(audit_report))
         .layer(axum::middleware::from_fn(require_operator))
-        .with_state(store)
+        .with_state(state)
 }
 
 /// Only operator certificates reach the API.
 async fn require_operator(
     Extension(peer): Extension<PeerCertificates>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ServiceError> {
     let leaf = peer
@@ -51,6 +81,9 @@ async fn require_operator(
     let operator = fleet_tls::identity::operator_of(leaf)
         .map_err(|e| ServiceError::Forbidden(format!("this API is for operators: {e}")))?;
     tracing::debug!(%operator, path = %request.uri().path(), "api request");
+    request
+        .extensions_mut()
+        .insert(Operator(operator.to_string()));
     Ok(next.run(request).await)
 }
 
@@ -178,4 +211,290 @@ async fn list_certificate_alerts(
 
 async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
     Ok(Json(migrate::status(store.pool()).await?))
+}
+
+// ------------------------------------------------------------------------------- audit
+
+/// An auditor's search (`/api/v1/audit/events`) and a report's period (`/api/v1/audit/report`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    site: Option<String>,
+    /// RFC 3339 instants, or with `month` (YYYY-MM, Asia/Tokyo) instead.
+    from: Option<String>,
+    to: Option<String>,
+    month: Option<String>,
+    /// Comma-separated event kinds.
+    kind: Option<String>,
+    staff: Option<String>,
+    role: Option<String>,
+    patient_ref: Option<String>,
+    /// The patient by insurance card details (hashed here, with the chain's key).
+    insurer: Option<String>,
+    symbol: Option<String>,
+    number: Option<String>,
+    branch: Option<String>,
+    result: Option<String>,
+    consent: Option<String>,
+    disaster_window: Option<bool>,
+    limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> ServiceError {
+    ServiceError::BadRequest(message.into())
+}
+
+fn instant(name: &str, text: &str) -> Result<time::OffsetDateTime, ServiceError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
+        |_| {
+            bad(format!(
+                "{name} {text:?}: expected an RFC 3339 time, e.g. 2026-12-01T00:00:00+09:00"
+            ))
+        },
+    )
+}
+
+/// The period of `params`: `month` (a whole Tokyo month) or `from`/`to`.
+fn period(
+    params: &AuditParams,
+) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), ServiceError> {
+    if let Some(month) = &params.month {
+        if params.from.is_some() || params.to.is_some() {
+            return Err(bad("give either month or from/to, not both"));
+        }
+        let wrong = || bad(format!("month {month:?}: expected YYYY-MM"));
+        let (year, m) = month.split_once('-').ok_or_else(wrong)?;
+        let year: i32 = year.parse().map_err(|_| wrong())?;
+        let m: u8 = m.parse().map_err(|_| wrong())?;
+        let m = time::Month::try_from(m).map_err(|_| wrong())?;
+        let start = time::Date::from_calendar_date(year, m, 1).map_err(|_| wrong())?;
+        let next = start
+            .checked_add(time::Duration::days(31))
+            .ok_or_else(wrong)?;
+        let end =
+            time::Date::from_calendar_date(next.year(), next.month(), 1).map_err(|_| wrong())?;
+        let tokyo = time::macros::offset!(+9);
+        return Ok((
+            Some(start.midnight().assume_offset(tokyo)),
+            Some(end.midnight().assume_offset(tokyo)),
+        ));
+    }
+    Ok((
+        params
+            .from
+            .as_deref()
+            .map(|t| instant("from", t))
+            .transpose()?,
+        params.to.as_deref().map(|t| instant("to", t)).transpose()?,
+    ))
+}
+
+fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, ServiceError> {
+    let site = params
+        .site
+        .as_deref()
+        .map(|s| SiteCode::parse(s).map_err(|e| bad(format!("site code: {e}"))))
+        .transpose()?;
+    let patient = match (&params.patient_ref, &params.insurer, &params.number) {
+        (Some(r), None, None) => {
+            Some(PatientRef::parse(r).map_err(|e| bad(format!("patient_ref: {e}")))?)
+        }
+        (None, Some(insurer), Some(number)) => {
+            let key = state.patient_key.as_deref().ok_or_else(|| {
+                bad("central has no patient hash key (--patient-key): search by patient_ref")
+            })?;
+            use onshi_domain::ids::{
+                InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
+            };
+            let id = |e: onshi_domain::ids::IdError| bad(e.to_string());
+            let present = |s: &Option<String>| {
+                s.as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+            };
+            let symbol = present(&params.symbol)
+                .map(|s| InsuredCardSymbol::parse(&s))
+                .transpose()
+                .map_err(id)?;
+            let branch = present(&params.branch)
+                .map(|s| InsuredBranchNumber::parse(&s))
+                .transpose()
+                .map_err(id)?;
+            Some(PatientRef::for_insurance_card(
+                key,
+                &InsurerNumber::parse(insurer).map_err(id)?,
+                symbol.as_ref(),
+                &InsuredIdentificationNumber::parse(number).map_err(id)?,
+                branch.as_ref(),
+            ))
+        }
+        (None, None, None) => None,
+        _ => {
+            return Err(bad(
+                "a patient is patient_ref, or insurer and number (with symbol and branch if the card has them)",
+            ));
+        }
+    };
+    let (from, to) = period(params)?;
+    Ok(AuditQuery {
+        site,
+        from,
+        to,
+        kinds: params
+            .kind
+            .as_deref()
+            .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default(),
+        staff_id: params.staff.clone(),
+        staff_role: params.role.clone(),
+        patient,
+        result: params.result.clone(),
+        consent: params.consent.clone(),
+        disaster_window: params.disaster_window,
+        limit: params.limit.unwrap_or(1000),
+    })
+}
+
+/// Records an export (who exported what) in the audit trail; the export fails if it cannot be.
+async fn audit_export(store: &Store, operator: &Operator, what: &str) -> Result<(), ServiceError> {
+    store
+        .record_security_event(
+            "audit_export",
+            None,
+            None,
+            &format!("{what} exported by operator {}", operator.0),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn audit_events(
+    State(state): State<ApiState>,
+    Extension(operator): Extension<Operator>,
+    Query(params): Query<AuditParams>,
+) -> Result<Response, ServiceError> {
+    use axum::response::IntoResponse;
+    let query = audit_query(&state, &params)?;
+    let events = state.store.audit_search(&query).await?;
+    match params.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(events).into_response()),
+        "csv" => {
+            audit_export(
+                &state.store,
+                &operator,
+                &format!(
+                    "audit search CSV of {} events ({})",
+                    events.len(),
+                    describe_query(&query)
+                ),
+            )
+            .await?;
+            Ok((
+                [
+                    (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        axum::http::header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"onshi-audit.csv\"",
+                    ),
+                ],
+                crate::audit_report::csv(&events),
+            )
+                .into_response())
+        }
+        other => Err(bad(format!("format {other:?}: expected json or csv"))),
+    }
+}
+
+/// A search, for the audit trail: the filters, never a patient identifier beyond its hash.
+fn describe_query(query: &AuditQuery) -> String {
+    let mut parts = Vec::new();
+    if let Some(site) = &query.site {
+        parts.push(format!("site {site}"));
+    }
+    if let Some(from) = query.from {
+        parts.push(format!("from {from}"));
+    }
+    if let Some(to) = query.to {
+        parts.push(format!("to {to}"));
+    }
+    if let Some(staff) = &query.staff_id {
+        parts.push(format!("staff {staff}"));
+    }
+    if let Some(patient) = &query.patient {
+        parts.push(format!("patient {}", patient.as_str()));
+    }
+    if parts.is_empty() {
+        "everything".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The printable report of a period (with `month`, the monthly summary an auditor files).
+async fn audit_report(
+    State(state): State<ApiState>,
+    Extension(operator): Extension<Operator>,
+    Query(params): Query<AuditParams>,
+) -> Result<Response, ServiceError> {
+    use axum::response::IntoResponse;
+    let query = audit_query(&state, &params)?;
+    let store = &state.store;
+    let totals = store
+        .audit_totals(query.site.as_ref(), (query.from, query.to))
+        .await?;
+    let views = |allowed_or_disaster: AuditQuery| async move {
+        store.audit_search(&allowed_or_disaster).await
+    };
+    let base = AuditQuery {
+        kinds: vec!["info_view".into()],
+        ..query.clone()
+    };
+    let refusals = views(AuditQuery {
+        result: Some("refused".into()),
+        ..base.clone()
+    })
+    .await?;
+    let disaster_views = views(AuditQuery {
+        disaster_window: Some(true),
+        ..base
+    })
+    .await?;
+    let verdict = store
+        .verify_period(query.site.as_ref(), query.from, query.to)
+        .await?;
+    let title = match &params.month {
+        Some(month) => format!("オンライン資格確認 監査月報 {month} / monthly audit summary"),
+        None => "オンライン資格確認 監査報告 / audit report".to_string(),
+    };
+    let site = query.site.as_ref().map(|s| s.to_string());
+    let html = crate::audit_report::html(&crate::audit_report::ReportInput {
+        title,
+        site_code: site.as_deref(),
+        from: query.from,
+        to: query.to,
+        generated_at: time::OffsetDateTime::now_utc(),
+        generated_by: &operator.0,
+        totals: &totals,
+        refusals: &refusals,
+        disaster_views: &disaster_views,
+        verdict: &verdict,
+    });
+    audit_export(
+        store,
+        &operator,
+        &format!(
+            "audit report ({}; verdict {})",
+            describe_query(&query),
+            if verdict.intact { "INTACT" } else { "BROKEN" }
+        ),
+    )
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response())
 }

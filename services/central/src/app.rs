@@ -33,6 +33,9 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// The key that signs the daily seals (`central seal-key init`); without one, no seals.
     pub seal_key: Option<PathBuf>,
+    /// The chain's patient hash key (the agents' `patient_hash_key_file`): lets auditors search
+    /// by insurance card details. Without it, searches name the patient by `patient_ref`.
+    pub patient_key: Option<PathBuf>,
     pub tuning: Tuning,
 }
 
@@ -73,6 +76,7 @@ pub struct Application {
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
     seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
+    patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     tuning: Tuning,
 }
 
@@ -122,6 +126,17 @@ impl Application {
         let http = TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("binding HTTPS listener {}", settings.http_listen))?;
+        let patient_key = settings
+            .patient_key
+            .as_ref()
+            .map(|path| -> anyhow::Result<_> {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the patient hash key {}", path.display()))?;
+                let key = onshi_domain::patient::PatientHashKey::from_hex(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Ok(std::sync::Arc::new(key))
+            })
+            .transpose()?;
         let seal_key = match &settings.seal_key {
             Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
             None => {
@@ -136,6 +151,7 @@ impl Application {
             http_tls,
             store,
             seal_key,
+            patient_key,
             tuning: settings.tuning,
         })
     }
@@ -205,7 +221,10 @@ impl Application {
         let http = serve_https(
             self.http,
             self.http_tls,
-            crate::api::router(self.store.clone()),
+            crate::api::router_with(crate::api::ApiState {
+                store: self.store.clone(),
+                patient_key: self.patient_key.clone(),
+            }),
             stopped(stop_rx),
         );
         tokio::spawn(async move {

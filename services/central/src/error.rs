@@ -71,6 +71,9 @@ impl ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::BadQuery(message) = error {
+            return ServiceError::BadRequest(message);
+        }
         if error.is_unavailable() {
             tracing::warn!(%error, "database call failed");
             ServiceError::Unavailable(error)

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audit_report;
 pub mod error;
 pub mod health;
 pub mod ingest;

@@ -203,6 +203,10 @@ struct ServeArgs {
     /// chains are verified but not sealed.
     #[arg(long, env = "CENTRAL_SEAL_KEY")]
     seal_key: Option<PathBuf>,
+    /// The chain's patient hash key (hex, the agents' patient_hash_key_file), so auditors can
+    /// search by insurance card details; never logged.
+    #[arg(long, env = "CENTRAL_PATIENT_KEY")]
+    patient_key: Option<PathBuf>,
     /// Events per second per site; above it central delays acks (0: no limit).
     #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 5_000)]
     events_per_second: u32,
@@ -510,6 +514,7 @@ async fn serve(
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
         seal_key: args.seal_key,
+        patient_key: args.patient_key,
         tuning: Tuning {
             writer: WriterConfig {
                 writers: args.writers,

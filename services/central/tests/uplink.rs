@@ -32,6 +32,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         db_pool_size: 4,
         migrate_on_start: true,
         seal_key: None,
+        patient_key: None,
         tuning,
     };
     let app = Application::build(&settings)

@@ -23,6 +23,24 @@ pub struct StoredEvent {
     pub body: serde_json::Value,
 }
 
+impl StoredEvent {
+    /// A row of `SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
+    /// received_at, kind, body`.
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Self {
+        StoredEvent {
+            event_id: r.get(0),
+            site_code: r.get(1),
+            stream_id: r.get(2),
+            sequence: r.get(3),
+            terminal_id: r.get(4),
+            occurred_at: r.get(5),
+            received_at: r.get(6),
+            kind: r.get(7),
+            body: r.get(8),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteSummary {
     pub site_code: String,
@@ -191,20 +209,7 @@ impl Store {
                 &[&site.as_str(), &limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                event_id: r.get(0),
-                site_code: r.get(1),
-                stream_id: r.get(2),
-                sequence: r.get(3),
-                terminal_id: r.get(4),
-                occurred_at: r.get(5),
-                received_at: r.get(6),
-                kind: r.get(7),
-                body: r.get(8),
-            })
-            .collect())
+        Ok(rows.iter().map(StoredEvent::from_row).collect())
     }
 
     /// Every site central has heard from, with its event count.

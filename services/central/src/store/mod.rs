@@ -1,9 +1,10 @@
 //! Everything central keeps in PostgreSQL. Only this module knows SQL.
 
 pub mod alerts;
+pub mod audit_search;
 pub mod certificates;
 pub mod chain;
-mod events;
+pub(crate) mod events;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
@@ -14,6 +15,7 @@ use std::str::FromStr;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
+pub use audit_search::{AuditQuery, AuditTotals};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
 pub use chain::ChainCheck;
 pub use events::{SiteSummary, StoredEvent, StoredInventory};
@@ -38,6 +40,9 @@ pub enum StoreError {
     ShuttingDown,
     #[error("stream {stream} of site {site} is not registered: the session must say hello first")]
     UnknownStream { site: String, stream: uuid::Uuid },
+    /// A search that cannot be run as asked (the message says why, for the person asking).
+    #[error("{0}")]
+    BadQuery(String),
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
     #[error(

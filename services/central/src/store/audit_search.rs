@@ -1,0 +1,180 @@
+//! The auditor's search over the audit trail: who looked up whom, who saw which history, under
+//! what consent or disaster window, and the totals a report is made of.
+//!
+//! Patients are only ever searched by their keyed reference (`PatientRef`); the caller computes
+//! it from the insurance card details at query time, so nothing here holds them in clear.
+
+use onshi_domain::patient::PatientRef;
+use onshi_domain::site::SiteCode;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::events::StoredEvent;
+use super::{Store, StoreError};
+
+/// The kinds an audit search covers by default: what people did, not what machines reported.
+pub const AUDIT_KINDS: [&str; 4] = ["lookup", "consent", "info_view", "card_check"];
+
+/// What to look for; every field narrows the search.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub site: Option<SiteCode>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// Event kinds (default [`AUDIT_KINDS`]).
+    pub kinds: Vec<String>,
+    pub staff_id: Option<String>,
+    pub staff_role: Option<String>,
+    pub patient: Option<PatientRef>,
+    /// A lookup outcome (`valid`, `invalid`, `not_found`, `error`, `unreachable`), an
+    /// information view's `allowed` or `refused`, or a card check result.
+    pub result: Option<String>,
+    /// Consents that gave this category (`limit_info`, `drug`, `checkup`, `diagnosis`,
+    /// `surgery`).
+    pub consent: Option<String>,
+    /// Only views made under a disaster window (true) or outside one (false).
+    pub disaster_window: Option<bool>,
+    pub limit: i64,
+}
+
+/// The categories a consent event names (its JSON fields).
+const CONSENT_CATEGORIES: [&str; 5] = ["limit_info", "drug", "checkup", "diagnosis", "surgery"];
+
+/// Totals per site and staff member over a period.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditTotals {
+    pub site_code: String,
+    /// Empty for events without a staff member (lookups before rosters, machine events).
+    pub staff_id: String,
+    pub staff_role: String,
+    pub lookups: i64,
+    pub lookups_valid: i64,
+    pub views_allowed: i64,
+    pub views_refused: i64,
+    pub disaster_window_views: i64,
+    pub consents: i64,
+}
+
+impl AuditQuery {
+    /// Refuses what cannot be a search, with a message for the auditor.
+    pub fn check(&self) -> Result<(), StoreError> {
+        if let Some(c) = &self.consent
+            && !CONSENT_CATEGORIES.contains(&c.as_str())
+        {
+            return Err(StoreError::BadQuery(format!(
+                "consent {c:?}: expected one of {}",
+                CONSENT_CATEGORIES.join(", ")
+            )));
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err(StoreError::BadQuery(
+                "the period is empty: `from` must be before `to`".into(),
+            ));
+        }
+        if !(1..=100_000).contains(&self.limit) {
+            return Err(StoreError::BadQuery(
+                "limit must be between 1 and 100000".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Events matching `query`, oldest first.
+    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        query.check()?;
+        let kinds: Vec<String> = if query.kinds.is_empty() {
+            AUDIT_KINDS.iter().map(|k| k.to_string()).collect()
+        } else {
+            query.kinds.clone()
+        };
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
+                        received_at, kind, body
+                 FROM events
+                 WHERE kind = ANY($1)
+                   AND ($2::text IS NULL OR site_code = $2)
+                   AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+                   AND ($4::timestamptz IS NULL OR occurred_at < $4)
+                   AND ($5::text IS NULL OR body->>'staff_id' = $5)
+                   AND ($6::text IS NULL OR body->>'staff_role' = $6)
+                   AND ($7::text IS NULL OR body->>'patient_ref' = $7)
+                   AND ($8::text IS NULL
+                        OR (kind = 'lookup' AND body->>'outcome' = $8)
+                        OR (kind = 'card_check' AND body->>'result' = $8)
+                        OR (kind = 'info_view' AND $8 = CASE WHEN (body->>'allowed')::boolean
+                                                             THEN 'allowed' ELSE 'refused' END))
+                   AND ($9::text IS NULL OR (kind = 'consent' AND body->>$9 = 'given'))
+                   AND ($10::boolean IS NULL OR (kind = 'info_view'
+                        AND (body->>'disaster_window_id' IS NOT NULL) = $10))
+                 ORDER BY occurred_at, site_code, sequence
+                 LIMIT $11",
+                &[
+                    &kinds,
+                    &query.site.as_ref().map(SiteCode::as_str),
+                    &query.from,
+                    &query.to,
+                    &query.staff_id,
+                    &query.staff_role,
+                    &query.patient.as_ref().map(PatientRef::as_str),
+                    &query.result,
+                    &query.consent,
+                    &query.disaster_window,
+                    &query.limit,
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(StoredEvent::from_row).collect())
+    }
+
+    /// Totals per site and staff member over a period (a report's table).
+    pub async fn audit_totals(
+        &self,
+        site: Option<&SiteCode>,
+        (from, to): (Option<OffsetDateTime>, Option<OffsetDateTime>),
+    ) -> Result<Vec<AuditTotals>, StoreError> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT site_code, coalesce(body->>'staff_id', ''), coalesce(body->>'staff_role', ''),
+                        count(*) FILTER (WHERE kind = 'lookup'),
+                        count(*) FILTER (WHERE kind = 'lookup' AND body->>'outcome' = 'valid'),
+                        count(*) FILTER (WHERE kind = 'info_view' AND (body->>'allowed')::boolean),
+                        count(*) FILTER (WHERE kind = 'info_view' AND NOT (body->>'allowed')::boolean),
+                        count(*) FILTER (WHERE kind = 'info_view'
+                                           AND body->>'disaster_window_id' IS NOT NULL),
+                        count(*) FILTER (WHERE kind = 'consent')
+                 FROM events
+                 WHERE kind IN ('lookup', 'info_view', 'consent')
+                   AND ($1::text IS NULL OR site_code = $1)
+                   AND ($2::timestamptz IS NULL OR occurred_at >= $2)
+                   AND ($3::timestamptz IS NULL OR occurred_at < $3)
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                &[&site.map(SiteCode::as_str), &from, &to],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditTotals {
+                site_code: r.get(0),
+                staff_id: r.get(1),
+                staff_role: r.get(2),
+                lookups: r.get(3),
+                lookups_valid: r.get(4),
+                views_allowed: r.get(5),
+                views_refused: r.get(6),
+                disaster_window_views: r.get(7),
+                consents: r.get(8),
+            })
+            .collect())
+    }
+}
