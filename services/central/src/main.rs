@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the agent uplink (gRPC, mTLS) and the JSON API (HTTPS, mTLS).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DbArgs),
     /// Print where the database schema stands (JSON).
@@ -299,7 +299,7 @@ async fn run(
     prometheus: Option<fleet_telemetry::prometheus::PrometheusText>,
 ) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args, prometheus).await,
+        Command::Serve(args) => serve(*args, prometheus).await,
         Command::Migrate(db) => {
             let applied = store::migrate::migrate(&pool(&db)?).await?;
             println!("{}", serde_json::json!({ "applied": applied }));
