@@ -254,9 +254,17 @@ async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report
     let db = TestDb::create().await?;
     // With the chain's patient hash key, central can hash card details at query time.
     let key_file = pki.paths.patient_hash_key().display().to_string();
-    let central =
-        e2e::start_central_with_env(&pki, &db, &[("CENTRAL_PATIENT_KEY", key_file.as_str())])
-            .await?;
+    // Re-checks views at once (and alerts every second) so the test sees the re-check.
+    let central = e2e::start_central_with_env(
+        &pki,
+        &db,
+        &[
+            ("CENTRAL_PATIENT_KEY", key_file.as_str()),
+            ("CENTRAL_RECHECK_SETTLE_SECS", "0"),
+            ("CENTRAL_ALERT_CHECK_SECS", "1"),
+        ],
+    )
+    .await?;
     let window = format!("13@{}/{}", rfc3339_in_hours(-24), rfc3339_in_hours(120));
     let sim = start_sim_with(&pki, &["--disaster-window", &window]).await?;
     let people = sim_people("valid", 2).await?;
@@ -394,5 +402,28 @@ async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report
         exports.iter().all(|e| e.contains("operator e2e")),
         "{exports:?}"
     );
+
+    // Central re-checked the views the agent allowed (policy, role, window) and found nothing.
+    e2e::eventually("central's re-check to pass the views", || async {
+        let client = db.client().await.ok()?;
+        let checked: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM access_recheck_position)
+                        AND NOT EXISTS (SELECT 1 FROM events e WHERE e.kind = 'info_view'
+                            AND (e.received_at, e.event_id) > (SELECT received_at, event_id
+                                                              FROM access_recheck_position))",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        checked.then_some(())
+    })
+    .await;
+    let violations: i64 = client
+        .query_one("SELECT count(*) FROM access_violations", &[])
+        .await?
+        .get(0);
+    assert_eq!(violations, 0, "the agent's decisions hold at central");
     Ok(())
 }

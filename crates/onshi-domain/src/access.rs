@@ -248,6 +248,112 @@ pub fn decide(request: &ViewRequest<'_>) -> Result<Basis, Refusal> {
     })
 }
 
+// ------------------------------------------------------------------------------- central's re-check
+
+/// What central finds wrong with a view an agent allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("the view names no policy version, or one central does not know ({0:?})")]
+    UnknownPolicy(Option<String>),
+    #[error("the view names no staff role, or an unknown one ({0:?})")]
+    UnknownRole(Option<String>),
+    #[error("a site with fee table {0:?} shows no medical information")]
+    SiteKind(crate::ids::FeeTable),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("central holds no live consent of the patient for {0} information at this site")]
+    NoConsent(&'static str),
+}
+
+impl Violation {
+    /// A stable code for the audit trail.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Violation::UnknownPolicy(_) => "unknown_policy",
+            Violation::UnknownRole(_) => "unknown_role",
+            Violation::SiteKind(_) => "site_kind",
+            Violation::Refused(r) => r.code(),
+            Violation::NoConsent(_) => "no_consent_at_central",
+        }
+    }
+}
+
+fn parse_role(role: &str) -> Option<Role> {
+    [
+        Role::Doctor,
+        Role::Dentist,
+        Role::Pharmacist,
+        Role::Clerk,
+        Role::SiteAdmin,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == role)
+}
+
+/// Central's second look at a view the agent of `site` allowed at `at`: the recorded policy
+/// version must allow the recorded role, at a site of the kind its institution code says, to
+/// see the category; and unless the view names a disaster window, one of `consents` (the
+/// consent events central holds for the same patient at the site) must have given the
+/// category and still be live at `at`. Windows are taken as recorded: the agent and onshi-sim
+/// both check them, and central does not hold the national announcements yet.
+pub fn recheck(
+    site: &crate::site::SiteCode,
+    view: &crate::events::InfoView,
+    at: OffsetDateTime,
+    consents: &[crate::events::Consent],
+) -> Result<(), Violation> {
+    use crate::events::ConsentChoice;
+    use crate::ids::FeeTable;
+    let policy = view
+        .policy_version
+        .as_deref()
+        .and_then(PolicyVersion::parse)
+        .ok_or_else(|| Violation::UnknownPolicy(view.policy_version.clone()))?;
+    let role = view
+        .staff_role
+        .as_deref()
+        .and_then(parse_role)
+        .ok_or_else(|| Violation::UnknownRole(view.staff_role.clone()))?;
+    let table = site.institution_code().fee_table();
+    let kind = match table {
+        // Hospitals and clinics share one row of the table.
+        FeeTable::Medical => SiteKind::Clinic,
+        FeeTable::Dental => SiteKind::DentalClinic,
+        FeeTable::Pharmacy => SiteKind::Pharmacy,
+        FeeTable::HomeNursing => return Err(Violation::SiteKind(table)),
+    };
+    let category = category_name(view.category);
+    if !policy.role_may_view(kind, role, view.category) {
+        return Err(Refusal::RoleNotPermitted {
+            role: role.as_str(),
+            kind: kind.as_str(),
+            category,
+            policy: policy.as_str(),
+        }
+        .into());
+    }
+    if view.disaster_window_id.is_some() {
+        return Ok(());
+    }
+    let given = |c: &crate::events::Consent| {
+        let choice = match view.category {
+            InfoCategory::Drug => c.drug,
+            InfoCategory::Checkup => c.checkup,
+            InfoCategory::Diagnosis => c.diagnosis,
+            InfoCategory::Surgery => c.surgery,
+        };
+        choice == ConsentChoice::Given
+            && c.patient_ref == view.patient_ref
+            && c.consented_at <= at
+            && at < c.consented_at + CONSENT_LIFETIME
+    };
+    if consents.iter().any(given) {
+        Ok(())
+    } else {
+        Err(Violation::NoConsent(category))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +558,112 @@ mod tests {
             assert_eq!(PolicyVersion::parse(v.as_str()), Some(v));
         }
         assert_eq!(PolicyVersion::CURRENT, PolicyVersion::Jp2020Nov);
+    }
+
+    mod recheck {
+        use super::super::*;
+        use crate::events::{Consent, ConsentChoice, InfoView};
+        use crate::patient::PatientRef;
+        use crate::site::SiteCode;
+        use time::macros::datetime;
+
+        const AT: OffsetDateTime = datetime!(2026-11-21 10:00 +09:00);
+
+        fn patient() -> PatientRef {
+            PatientRef::parse(&"ab".repeat(32)).unwrap()
+        }
+
+        fn view(role: &str, category: InfoCategory, window: Option<&str>) -> InfoView {
+            InfoView {
+                patient_ref: patient(),
+                category,
+                allowed: true,
+                refusal_reason: None,
+                staff_id: Some("S1".into()),
+                staff_role: Some(role.into()),
+                policy_version: Some("jp-2020-11".into()),
+                disaster_window_id: window.map(str::to_string),
+            }
+        }
+
+        fn consent(at: OffsetDateTime, drug: ConsentChoice) -> Consent {
+            Consent {
+                patient_ref: patient(),
+                consented_at: at,
+                available_until: at + CONSENT_LIFETIME,
+                limit_info: ConsentChoice::None,
+                drug,
+                checkup: ConsentChoice::None,
+                diagnosis: ConsentChoice::None,
+                surgery: ConsentChoice::None,
+            }
+        }
+
+        // 13 Tokyo, fee table 1 (medical) / 4 (pharmacy): codes from the domain doc's rules.
+        fn site(body: &str) -> SiteCode {
+            let digit = crate::check_digit::compute(body).unwrap();
+            SiteCode::parse(&format!("{body}{digit}")).unwrap()
+        }
+        fn clinic() -> SiteCode {
+            site("131000001")
+        }
+        fn pharmacy() -> SiteCode {
+            site("134000001")
+        }
+
+        #[test]
+        fn a_consented_view_by_a_doctor_passes_and_expires_after_24_hours() {
+            let v = view("doctor", InfoCategory::Drug, None);
+            let given = [consent(AT - Duration::hours(3), ConsentChoice::Given)];
+            assert_eq!(recheck(&clinic(), &v, AT, &given), Ok(()));
+            let old = [consent(AT - Duration::hours(25), ConsentChoice::Given)];
+            assert_eq!(
+                recheck(&clinic(), &v, AT, &old).unwrap_err().code(),
+                "no_consent_at_central"
+            );
+            let refused = [consent(AT - Duration::hours(1), ConsentChoice::None)];
+            assert!(recheck(&clinic(), &v, AT, &refused).is_err());
+        }
+
+        #[test]
+        fn a_clerk_or_a_pharmacist_at_a_clinic_fails_whatever_the_consent() {
+            let given = [consent(AT - Duration::hours(1), ConsentChoice::Given)];
+            let err = recheck(
+                &clinic(),
+                &view("clerk", InfoCategory::Drug, None),
+                AT,
+                &given,
+            );
+            assert_eq!(err.unwrap_err().code(), "role_not_permitted");
+            let err = recheck(
+                &pharmacy(),
+                &view("doctor", InfoCategory::Drug, Some("w")),
+                AT,
+                &[],
+            );
+            assert_eq!(
+                err.unwrap_err().code(),
+                "role_not_permitted",
+                "a doctor at a pharmacy"
+            );
+        }
+
+        #[test]
+        fn a_disaster_window_stands_in_for_consent_and_the_2020_rule_is_applied() {
+            let v = view("pharmacist", InfoCategory::Checkup, Some("w-tokyo"));
+            assert_eq!(recheck(&pharmacy(), &v, AT, &[]), Ok(()));
+            let mut strict = v.clone();
+            strict.policy_version = Some("jp-2020-09".into());
+            assert_eq!(
+                recheck(&pharmacy(), &strict, AT, &[]).unwrap_err().code(),
+                "role_not_permitted"
+            );
+            let mut unknown = v;
+            unknown.policy_version = Some("jp-2099-01".into());
+            assert_eq!(
+                recheck(&pharmacy(), &unknown, AT, &[]).unwrap_err().code(),
+                "unknown_policy"
+            );
+        }
     }
 }

@@ -228,6 +228,10 @@ struct ServeArgs {
     /// Seconds between alert checks.
     #[arg(long, env = "CENTRAL_ALERT_CHECK_SECS", default_value_t = 30)]
     alert_check_secs: u64,
+    /// How old an information view must be before central re-checks it (longer than the write
+    /// timeout, so no view can still commit behind the re-check's position).
+    #[arg(long, env = "CENTRAL_RECHECK_SETTLE_SECS", default_value_t = 60)]
+    recheck_settle_secs: u64,
     /// Certificate expiry alert thresholds, in days before expiry (each raised once).
     #[arg(
         long,
@@ -525,6 +529,7 @@ async fn serve(
             events_burst: args.events_burst,
             maintenance: MaintenanceConfig {
                 alert_interval: Duration::from_secs(args.alert_check_secs.max(1)),
+                recheck_settle: Duration::from_secs(args.recheck_settle_secs),
                 thresholds: AlertThresholds {
                     gap: Duration::from_secs(args.gap_alert_secs),
                     divergence: Duration::from_secs(args.divergence_alert_secs),

@@ -1,6 +1,7 @@
 //! Central's periodic work: monthly partitions ahead of time, the chain verifier (each stream's
 //! hash chain as it grows: `store::chain`) and the daily seals of its head (`store::seals`, with
-//! a seal key), the alert checker, and the certificate inventory
+//! a seal key), the re-check of allowed information views (`store::access_recheck`), the alert
+//! checker, and the certificate inventory
 //! (projection of inventory events, expiry alerts: `store::certificates`).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
@@ -10,6 +11,9 @@
 use std::time::Duration;
 
 use crate::store::{AlertThresholds, CertificateAlertDays, Store};
+
+/// Views the access re-check reads per pass at most.
+const RECHECK_VIEWS_PER_PASS: i64 = 50_000;
 
 /// Events the chain verifier walks per pass at most; at the default interval that is far above
 /// any chain's ingest rate, and a backlog (after an upgrade) is caught up over a few passes.
@@ -25,6 +29,9 @@ pub struct MaintenanceConfig {
     /// Certificate expiry alert thresholds (days before expiry); the certificate inventory is
     /// projected and checked at `alert_interval` too.
     pub certificate_alert_days: CertificateAlertDays,
+    /// How old a view must be before it is re-checked (longer than the write timeout: see
+    /// `Store::recheck_views`).
+    pub recheck_settle: Duration,
 }
 
 impl Default for MaintenanceConfig {
@@ -38,6 +45,7 @@ impl Default for MaintenanceConfig {
                 divergence: Duration::from_secs(900),
             },
             certificate_alert_days: CertificateAlertDays::default(),
+            recheck_settle: Duration::from_secs(60),
         }
     }
 }
@@ -94,6 +102,12 @@ pub async fn run(
                     .await
             {
                 tracing::warn!(%error, "sealing failed; retrying later");
+            }
+            if let Err(error) = store
+                .recheck_views(RECHECK_VIEWS_PER_PASS, config.recheck_settle)
+                .await
+            {
+                tracing::warn!(%error, "the re-check of information views failed; retrying later");
             }
             if let Err(error) = store.check_alerts(config.thresholds).await {
                 tracing::warn!(%error, "alert check failed; retrying later");

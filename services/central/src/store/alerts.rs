@@ -1,12 +1,14 @@
 //! Per-stream status and the alerts derived from it.
 //!
-//! Three conditions are watched per agent stream:
+//! Four conditions are watched per agent stream:
 //! - `sequence_gap`: central holds events beyond a hole (highest received > contiguous): an
 //!   event the agent sent never arrived, and acks are stuck below it;
 //! - `produced_received_divergence`: the agent reported (hello, heartbeat) a sequence central has
 //!   not received: events wait at the site (link down, agent stuck, backlog);
 //! - `chain_break`: the chain verifier found stored events that do not follow from the site's
-//!   hash chain (`chain.rs`); opened at once, and it stays: a break is evidence.
+//!   hash chain (`chain.rs`); opened at once, and it stays: a break is evidence;
+//! - `access_violation`: a view the agent allowed fails central's re-check
+//!   (`access_recheck.rs`); opened at once, and it stays.
 //!
 //! Each check records a condition when it is first observed (a pending row), opens it once it has
 //! held longer than its threshold, and resolves it when it clears; a condition that clears
@@ -89,7 +91,13 @@ const CONDITIONS: &str = "
     FROM agent_streams s WHERE s.last_produced_sequence > s.highest_received_sequence
     UNION ALL
     SELECT 'chain_break', v.site_code, v.stream_id, v.break_detail
-    FROM chain_verification v WHERE v.break_detail IS NOT NULL";
+    FROM chain_verification v WHERE v.break_detail IS NOT NULL
+    UNION ALL
+    SELECT 'access_violation', a.site_code, a.stream_id,
+           format('%s views allowed at the site fail central''s re-check; the latest: sequence %s, %s',
+                  count(*), (array_agg(a.sequence ORDER BY a.found_at DESC, a.sequence DESC))[1],
+                  (array_agg(a.detail ORDER BY a.found_at DESC, a.sequence DESC))[1])
+    FROM access_violations a GROUP BY a.site_code, a.stream_id";
 
 impl Store {
     /// Every agent stream central knows, by site.
@@ -177,6 +185,7 @@ impl Store {
                    AND observed_at <= now() - CASE kind
                        WHEN 'sequence_gap' THEN $1::float8
                        WHEN 'chain_break' THEN 0
+                       WHEN 'access_violation' THEN 0
                        ELSE $2::float8 END * interval '1 second'",
                 &[
                     &thresholds.gap.as_secs_f64(),

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "seals",
         sql: include_str!("../../migrations/0007_seals.sql"),
     },
+    Migration {
+        version: 8,
+        name: "access_recheck",
+        sql: include_str!("../../migrations/0008_access_recheck.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

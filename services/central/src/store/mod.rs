@@ -1,5 +1,6 @@
 //! Everything central keeps in PostgreSQL. Only this module knows SQL.
 
+pub mod access_recheck;
 pub mod alerts;
 pub mod audit_search;
 pub mod certificates;
