@@ -222,7 +222,12 @@ impl Uplink {
         let mut acked = welcome.resume_after_sequence;
         self.outbox.ack(acked).await?;
         let mut sent = acked;
-        backoff.reset();
+        // The backoff is reset by progress (an ack that moves), not by a welcome: a batch that
+        // central refuses every time must not turn into a reconnect every 250 ms.
+        let nothing_to_send = before.last_sequence <= acked;
+        if nothing_to_send {
+            backoff.reset();
+        }
         let _ = self.status.send(LinkStatus::Connected);
         tracing::info!(resume_after = acked, "connected to central");
         let mut inventory_sent = None;
@@ -253,6 +258,7 @@ impl Uplink {
                         if ack.up_to_sequence > acked {
                             self.outbox.ack(ack.up_to_sequence).await?;
                             acked = ack.up_to_sequence;
+                            backoff.reset();
                         }
                         tracing::debug!(acked, stored = ack.stored, duplicates = ack.duplicates, "ack");
                     }

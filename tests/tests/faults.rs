@@ -210,7 +210,9 @@ async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> any
 
     for round in 0..6 {
         let mut agent = agent_site.start().await?;
-        let kill_after = Duration::from_millis(dice.below(60));
+        // A burst of 12 CLI lookups takes 100-300 ms on a quiet machine and longer on a busy
+        // one, so kills in this window land before, inside and after it.
+        let kill_after = Duration::from_millis(dice.below(400));
         let lookups = burst(agent_site, &people, 3);
         tokio::pin!(lookups);
         let shown_before_kill = tokio::select! {
@@ -233,7 +235,9 @@ async fn kill_9_of_the_agent_during_bursts_loses_and_duplicates_nothing() -> any
         );
     }
 
+    // A last burst that is not killed: however busy the machine was, something was recorded.
     let _agent = agent_site.start().await?;
+    recorded.extend(burst(agent_site, &people, 3).await);
     let produced = drained(agent_site).await;
     assert!(produced > 0, "the bursts recorded something");
     assert_exactly_once(&db, site, produced, &recorded).await
