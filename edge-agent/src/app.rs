@@ -112,6 +112,7 @@ impl Agent {
                 staff: config.staff.clone(),
                 disaster_windows: config.disaster_windows.clone(),
             },
+            config.access_rules_path(),
             consents,
             onshi.clone(),
             recorder.clone(),
@@ -164,11 +165,16 @@ impl Agent {
                 config.terminal_id.clone(),
             )
         });
-        let uplink = uplink.with_inventory(inventory_source(
-            cards.clone(),
-            certificates.as_ref().map(|c| c.current()),
-            config.terminal_id.clone(),
-        ));
+        let rules_views = views.clone();
+        let uplink = uplink
+            .with_access_rules(crate::uplink::RulesSink::new(move |rules| {
+                rules_views.apply_central_rules(rules)
+            }))
+            .with_inventory(inventory_source(
+                cards.clone(),
+                certificates.as_ref().map(|c| c.current()),
+                config.terminal_id.clone(),
+            ));
         let metrics = MetricsSampler::from_env(env, outbox.clone(), link.clone());
         let control = Control::new(lookups, outbox, link, config.site_code.to_string())
             .with_cards(cards.clone())

@@ -106,15 +106,9 @@ pub struct AgentConfig {
     pub disaster_windows: Vec<onshi_domain::access::DisasterWindow>,
 }
 
-/// One member of the site's staff roster.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaffMember {
-    /// The site's own staff id (never a national identifier).
-    pub id: String,
-    /// doctor | dentist | pharmacist | clerk | site_admin
-    pub role: onshi_domain::access::Role,
-}
+/// One member of the site's staff roster (`[[staff]]`: id, and doctor | dentist | pharmacist |
+/// clerk | site_admin).
+pub use onshi_domain::access::Staff as StaffMember;
 
 fn default_access_policy() -> onshi_domain::access::PolicyVersion {
     onshi_domain::access::PolicyVersion::CURRENT
@@ -295,6 +289,11 @@ impl AgentConfig {
 
     pub fn outbox_path(&self) -> PathBuf {
         self.data_dir.join("outbox.sqlite3")
+    }
+
+    /// Where the access rules central last pushed (roster, disaster windows) are kept.
+    pub fn access_rules_path(&self) -> PathBuf {
+        self.data_dir.join("access-rules.json")
     }
 
     /// The consents given on the card reader ([`crate::consents`]).

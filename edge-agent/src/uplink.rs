@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use onshi_domain::access::AccessRules;
 use onshi_domain::events::Inventory;
 use onshi_domain::site::SiteCode;
 use proto::fleet::v1 as pb;
@@ -79,6 +80,24 @@ impl InventorySource {
     }
 }
 
+/// Where access rules from central go (the views), kept on disk before this returns.
+#[derive(Clone)]
+pub struct RulesSink(Arc<dyn Fn(AccessRules) -> std::io::Result<bool> + Send + Sync>);
+
+impl RulesSink {
+    pub fn new(
+        apply: impl Fn(AccessRules) -> std::io::Result<bool> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(apply))
+    }
+}
+
+impl std::fmt::Debug for RulesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RulesSink")
+    }
+}
+
 impl std::fmt::Debug for InventorySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("InventorySource")
@@ -94,6 +113,7 @@ pub struct Uplink {
     status: watch::Sender<LinkStatus>,
     reconnect_max: Duration,
     inventory: Option<InventorySource>,
+    rules: Option<RulesSink>,
 }
 
 impl Uplink {
@@ -114,15 +134,39 @@ impl Uplink {
                 status,
                 reconnect_max,
                 inventory: None,
+                rules: None,
             },
             status_rx,
         )
+    }
+
+    /// Where access rules central pushes go (without a sink they are ignored).
+    pub fn with_access_rules(mut self, sink: RulesSink) -> Self {
+        self.rules = Some(sink);
+        self
     }
 
     /// Where the inventory sent to central comes from (without one, none is sent).
     pub fn with_inventory(mut self, source: InventorySource) -> Self {
         self.inventory = Some(source);
         self
+    }
+
+    /// Applies access rules from central. Rules that do not parse end the session (central
+    /// sent something wrong; the last good rules stay in force); rules that cannot be kept on
+    /// disk are not applied, and the next session brings them again.
+    fn take_rules(&self, rules: pb::AccessRules) -> Result<(), SessionError> {
+        let Some(sink) = &self.rules else {
+            return Ok(());
+        };
+        let rules = AccessRules::try_from(rules).map_err(|e| {
+            tracing::error!(error = %e, "central sent access rules this agent cannot read; keeping the current ones");
+            SessionError::Protocol("unreadable access rules")
+        })?;
+        if let Err(error) = (sink.0)(rules) {
+            tracing::error!(%error, "the access rules from central could not be kept; keeping the current ones");
+        }
+        Ok(())
     }
 
     /// Sends the inventory when `always`, or when it differs from `sent` (the last one sent in
@@ -268,6 +312,7 @@ impl Uplink {
                                 tracing::debug!(directive = %d.directive_id, "central asked for the inventory");
                                 self.send_inventory(&to_central, &mut inventory_sent, true).await?;
                             }
+                            Some(pb::directive::Kind::AccessRules(rules)) => self.take_rules(rules)?,
                             // A newer central's directive: nothing this agent can do about it.
                             None => tracing::info!(directive = %d.directive_id, "unknown directive ignored"),
                         }

@@ -22,10 +22,13 @@
 //! Logs carry codes and counts only: never a patient identifier or a staff id.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
-use onshi_domain::access::{Basis, ConsentRecord, DisasterWindow, PolicyVersion, ViewRequest};
+use onshi_domain::access::{
+    AccessRules, Basis, ConsentRecord, DisasterWindow, PolicyVersion, ViewRequest,
+};
 use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::events::{EventBody, FleetEvent, InfoCategory, InfoView};
 use onshi_domain::ids::{
@@ -145,6 +148,10 @@ struct Handle {
 #[derive(Debug)]
 pub struct Views {
     rules: ViewRules,
+    /// The roster and disaster windows central pushed (`AccessRules`), which replace those of
+    /// the configuration once they exist; kept in `rules_file` across restarts.
+    central: std::sync::RwLock<Option<AccessRules>>,
+    rules_file: PathBuf,
     consents: ConsentStore,
     handles: Mutex<HashMap<String, Handle>>,
     onshi: OnshiClient,
@@ -169,20 +176,75 @@ fn category_of(name: &str) -> Result<InfoCategory, ViewError> {
 impl Views {
     pub fn new(
         rules: ViewRules,
+        rules_file: PathBuf,
         consents: ConsentStore,
         onshi: OnshiClient,
         recorder: Recorder,
         patient_key: PatientHashKey,
         default_terminal: TerminalId,
     ) -> Self {
+        let central = match std::fs::read(&rules_file) {
+            Ok(bytes) => match serde_json::from_slice::<AccessRules>(&bytes) {
+                Ok(kept) => Some(kept),
+                Err(error) => {
+                    // Not fatal: the configuration's rules apply until central sends new ones.
+                    tracing::warn!(path = %rules_file.display(), %error, "the kept access rules cannot be read; using the configuration's until central sends them");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         Self {
             rules,
+            central: std::sync::RwLock::new(central),
+            rules_file,
             consents,
             handles: Mutex::new(HashMap::new()),
             onshi,
             recorder,
             patient_key,
             default_terminal,
+        }
+    }
+
+    /// Takes the access rules central pushed: kept on disk first (temp file, fsync, rename),
+    /// then used for every view. Returns whether they were new.
+    pub fn apply_central_rules(&self, rules: AccessRules) -> std::io::Result<bool> {
+        let current = self
+            .central
+            .read()
+            .map(|c| c.as_ref().map(|r| r.version.clone()));
+        if current.ok().flatten().as_deref() == Some(rules.version.as_str()) {
+            return Ok(false);
+        }
+        let temp = self.rules_file.with_extension("json.tmp");
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(&serde_json::to_vec_pretty(&rules).map_err(std::io::Error::other)?)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temp, &self.rules_file)?;
+        tracing::info!(
+            version = %rules.version,
+            staff = rules.staff.len(),
+            windows = rules.disaster_windows.len(),
+            "access rules from central applied"
+        );
+        if let Ok(mut central) = self.central.write() {
+            *central = Some(rules);
+        }
+        Ok(true)
+    }
+
+    /// The roster and windows in force: central's once it sent some, else the configuration's.
+    fn roster_and_windows(&self) -> (Vec<StaffMember>, Vec<DisasterWindow>) {
+        match self.central.read().ok().and_then(|c| c.clone()) {
+            Some(rules) => (rules.staff, rules.disaster_windows),
+            None => (
+                self.rules.staff.clone(),
+                self.rules.disaster_windows.clone(),
+            ),
         }
     }
 
@@ -291,7 +353,8 @@ impl Views {
         let patient_ref = numbers.patient_ref(&self.patient_key);
         let policy = self.rules.policy;
         let now = OffsetDateTime::now_utc();
-        let staff = self.rules.staff.iter().find(|s| s.id == query.staff_id);
+        let (roster, windows) = self.roster_and_windows();
+        let staff = roster.iter().find(|s| s.id == query.staff_id);
         let Some(staff) = staff else {
             let view = InfoView {
                 patient_ref,
@@ -324,7 +387,7 @@ impl Views {
             role: staff.role,
             category,
             consent: consent.as_ref(),
-            disaster_windows: &self.rules.disaster_windows,
+            disaster_windows: &windows,
             now,
         });
         let base = InfoView {

@@ -3,6 +3,7 @@
 //! Decoding is where untrusted bytes become domain values: every identifier is parsed, every
 //! enum must be known, and a failure names the field so central's refusal says what was wrong.
 
+use onshi_domain::access::{AccessRules, DisasterWindow, Role, Staff};
 use onshi_domain::chain::ChainHash;
 use onshi_domain::events::{
     CardCheck, CardCheckResult, CertificateInfo, CertificateInventory, Consent, ConsentChoice,
@@ -10,6 +11,7 @@ use onshi_domain::events::{
     LineType, LinkChange, LinkState, LinkTarget, Lookup, LookupOutcome, LookupRoute, LookupSource,
     Loss, OutboxPressure, PressureLevel, ReaderChange, ReaderState,
 };
+use onshi_domain::ids::Prefecture;
 use onshi_domain::patient::PatientRef;
 use onshi_domain::site::{SiteCode, TerminalId};
 use time::OffsetDateTime;
@@ -494,6 +496,74 @@ impl TryFrom<pb::InventorySnapshot> for Inventory {
                 .iter()
                 .map(|t| TerminalId::parse(t).map_err(|e| bad("terminal_ids", e)))
                 .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl From<&AccessRules> for pb::AccessRules {
+    fn from(r: &AccessRules) -> Self {
+        pb::AccessRules {
+            version: r.version.clone(),
+            staff: r
+                .staff
+                .iter()
+                .map(|s| pb::StaffMember {
+                    id: s.id.clone(),
+                    role: s.role.as_str().to_string(),
+                })
+                .collect(),
+            disaster_windows: r
+                .disaster_windows
+                .iter()
+                .map(|w| pb::DisasterWindow {
+                    id: w.id.clone(),
+                    prefectures: w
+                        .prefectures
+                        .iter()
+                        .map(|p| p.as_str().to_string())
+                        .collect(),
+                    starts_at: Some(timestamp(w.starts_at)),
+                    ends_at: Some(timestamp(w.ends_at)),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::AccessRules> for AccessRules {
+    type Error = ConvertError;
+
+    fn try_from(r: pb::AccessRules) -> Result<Self, ConvertError> {
+        Ok(AccessRules {
+            version: r.version,
+            staff: r
+                .staff
+                .into_iter()
+                .map(|s| {
+                    let role = Role::parse(&s.role)
+                        .ok_or_else(|| bad("staff.role", format!("unknown role {:?}", s.role)))?;
+                    Ok(Staff { id: s.id, role })
+                })
+                .collect::<Result<_, ConvertError>>()?,
+            disaster_windows: r
+                .disaster_windows
+                .into_iter()
+                .map(|w| {
+                    Ok(DisasterWindow {
+                        id: w.id,
+                        prefectures: w
+                            .prefectures
+                            .iter()
+                            .map(|p| {
+                                Prefecture::parse(p)
+                                    .map_err(|e| bad("disaster_windows.prefectures", e))
+                            })
+                            .collect::<Result<_, _>>()?,
+                        starts_at: from_timestamp("disaster_windows.starts_at", w.starts_at)?,
+                        ends_at: from_timestamp("disaster_windows.ends_at", w.ends_at)?,
+                    })
+                })
+                .collect::<Result<_, ConvertError>>()?,
         })
     }
 }

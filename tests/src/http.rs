@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use fleet_tls::config::{Identity, client_config, load_certificates};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -29,6 +29,42 @@ pub async fn get(
     addr: &str,
     path: &str,
 ) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    request(ca, cert, key, addr, "GET", path, None).await
+}
+
+/// `method` with a JSON `body` (PUT, POST); returns status and the JSON answer.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_json(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, _, answer) = request(
+        ca,
+        cert,
+        key,
+        addr,
+        method,
+        path,
+        Some(serde_json::to_vec(body)?),
+    )
+    .await?;
+    Ok((status, serde_json::from_slice(&answer)?))
+}
+
+async fn request(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, String, Vec<u8>)> {
     let identity = Identity::from_pem_files(cert, key)?;
     // No ALPN: hyper-rustls sets it itself.
     let tls = client_config(Some(&identity), &load_certificates(ca)?, &[])?;
@@ -37,8 +73,15 @@ pub async fn get(
         .https_only()
         .enable_http1()
         .build();
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-    let response = client.get(format!("https://{addr}{path}").parse()?).await?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://{addr}{path}"));
+    if body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let response = client.request(request).await?;
     let status = response.status().as_u16();
     let content_type = response
         .headers()

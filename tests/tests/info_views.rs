@@ -427,3 +427,97 @@ async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report
     assert_eq!(violations, 0, "the agent's decisions hold at central");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roster_and_disaster_windows_set_centrally_decide_views_at_the_site()
+-> anyhow::Result<()> {
+    let site = site_code("131000006");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let window = format!("13@{}/{}", rfc3339_in_hours(-24), rfc3339_in_hours(120));
+    let sim = start_sim_with(&pki, &["--disaster-window", &window]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let (cert, key) = pki.paths.operator("e2e");
+    let (ca, addr) = (pki.paths.chain_ca(), central.field("http"));
+    let send = |method: &'static str, path: String, body: serde_json::Value| {
+        let (ca, cert, key, addr) = (ca.clone(), cert.clone(), key.clone(), addr.clone());
+        async move { e2e::http::send_json(&ca, &cert, &key, &addr, method, &path, &body).await }
+    };
+
+    // Chain IT sets the roster and opens the window; the agent's configuration has neither.
+    let roster = serde_json::json!([{"id": "D7", "role": "doctor"}, {"id": "C7", "role": "clerk"}]);
+    let (status, answer) = send("PUT", format!("/api/v1/sites/{site}/staff"), roster).await?;
+    assert_eq!(status, 200, "{answer}");
+    let opened = serde_json::json!({
+        "id": "w-central", "prefectures": ["13"],
+        "starts_at": rfc3339_in_hours(-24), "ends_at": rfc3339_in_hours(120),
+    });
+    let (status, answer) = send("POST", "/api/v1/disaster-windows".into(), opened).await?;
+    assert_eq!(status, 200, "{answer}");
+    // Bad input is refused with the reason, and changes nothing.
+    let (status, answer) = send(
+        "PUT",
+        format!("/api/v1/sites/{site}/staff"),
+        serde_json::json!([{"id": "X", "role": "janitor"}]),
+    )
+    .await?;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("role"),
+        "{answer}"
+    );
+
+    let agent = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let kept = agent.dir().join("data").join("access-rules.json");
+    let running = agent.start().await?;
+    e2e::eventually("the agent to keep central's access rules", || async {
+        kept.exists().then_some(())
+    })
+    .await;
+    let card = ViewPatient::Card(&person);
+    let (code, view, stderr) = agent.view("drug", "D7", card).await?;
+    assert_eq!(code, Some(0), "{view} {stderr}");
+    assert_eq!(view["disaster_window_id"], "w-central");
+    let (code, view, _) = agent.view("drug", "C7", card).await?;
+    assert_eq!(code, Some(3));
+    assert_eq!(view["refusal_reason"], "role_not_permitted");
+
+    // D7 leaves the roster: after the agent reconnects it has the new rules, and keeps them.
+    let (status, _) = send(
+        "PUT",
+        format!("/api/v1/sites/{site}/staff"),
+        serde_json::json!([{"id": "C7", "role": "clerk"}]),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    running.kill().await?;
+    let before = std::fs::read_to_string(&kept)?;
+    let _running = agent.start().await?;
+    e2e::eventually("the new rules at the agent", || async {
+        (std::fs::read_to_string(&kept).ok()? != before).then_some(())
+    })
+    .await;
+    let (code, view, _) = agent.view("drug", "D7", card).await?;
+    assert_eq!(code, Some(3), "{view}");
+    assert_eq!(view["refusal_reason"], "unknown_staff");
+
+    // Every change is in the audit trail, with the operator.
+    let changes: i64 = db
+        .client()
+        .await?
+        .query_one(
+            "SELECT count(*) FROM security_events
+             WHERE kind = 'admin_action' AND detail LIKE '%by e2e'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(changes, 3, "two rosters and one window");
+    Ok(())
+}

@@ -34,6 +34,19 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Doctor,
+        Role::Dentist,
+        Role::Pharmacist,
+        Role::Clerk,
+        Role::SiteAdmin,
+    ];
+
+    /// The role named `name` (as [`Role::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Doctor => "doctor",
@@ -278,18 +291,6 @@ impl Violation {
     }
 }
 
-fn parse_role(role: &str) -> Option<Role> {
-    [
-        Role::Doctor,
-        Role::Dentist,
-        Role::Pharmacist,
-        Role::Clerk,
-        Role::SiteAdmin,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == role)
-}
-
 /// Central's second look at a view the agent of `site` allowed at `at`: the recorded policy
 /// version must allow the recorded role, at a site of the kind its institution code says, to
 /// see the category; and unless the view names a disaster window, one of `consents` (the
@@ -312,7 +313,7 @@ pub fn recheck(
     let role = view
         .staff_role
         .as_deref()
-        .and_then(parse_role)
+        .and_then(Role::parse)
         .ok_or_else(|| Violation::UnknownRole(view.staff_role.clone()))?;
     let table = site.institution_code().fee_table();
     let kind = match table {
@@ -666,4 +667,23 @@ mod tests {
             );
         }
     }
+}
+
+/// A site's access rules as chain IT sets them centrally: its staff roster and the disaster
+/// windows covering its prefecture. `version` names the content (central computes it), so an
+/// agent that already holds a version changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRules {
+    pub version: String,
+    pub staff: Vec<Staff>,
+    pub disaster_windows: Vec<DisasterWindow>,
+}
+
+/// One member of a site's roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staff {
+    /// The site's own staff id (never a national identifier).
+    pub id: String,
+    pub role: Role,
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{FromRef, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use fleet_tls::listen::PeerCertificates;
 use onshi_domain::patient::{PatientHashKey, PatientRef};
@@ -64,6 +64,12 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/certificates/alerts", get(list_certificate_alerts))
         .route("/api/v1/schema", get(schema))
         .route("/api/v1/audit/events", get(audit_events))
+        .route(
+            "/api/v1/sites/{site_code}/access-rules",
+            get(site_access_rules),
+        )
+        .route("/api/v1/sites/{site_code}/staff", put(put_site_staff))
+        .route("/api/v1/disaster-windows", post(open_disaster_window))
         .route("/api/v1/audit/report", get(audit_report))
         .layer(axum::middleware::from_fn(require_operator))
         .with_state(state)
@@ -497,4 +503,60 @@ async fn audit_report(
         html,
     )
         .into_response())
+}
+
+// ------------------------------------------------------------------------------- access rules
+
+fn site_of(code: &str) -> Result<SiteCode, ServiceError> {
+    SiteCode::parse(code).map_err(|e| bad(format!("site code: {e}")))
+}
+
+/// What the site's agent is told (roster and the windows covering its prefecture); `null`
+/// while chain IT has set neither and the agent's own configuration applies.
+async fn site_access_rules(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<Option<onshi_domain::access::AccessRules>>, ServiceError> {
+    let site = site_of(&site_code)?;
+    Ok(Json(
+        store
+            .access_rules(&site, time::OffsetDateTime::now_utc())
+            .await?,
+    ))
+}
+
+/// Replaces the site's staff roster (`[{"id": "D1", "role": "doctor"}, ...]`); its agent has
+/// it within a heartbeat.
+async fn put_site_staff(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let staff: Vec<onshi_domain::access::Staff> = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "the roster is a JSON list of {{\"id\", \"role\"}} (role: doctor, dentist, pharmacist, clerk or site_admin): {e}"
+        ))
+    })?;
+    store.put_roster(&site, &staff, &operator.0).await?;
+    Ok(Json(
+        serde_json::json!({ "site_code": site.as_str(), "staff": staff.len() }),
+    ))
+}
+
+/// Opens (or changes) a disaster window (`{"id", "prefectures": ["13"], "starts_at",
+/// "ends_at"}`, RFC 3339); the agents of those prefectures have it within a heartbeat.
+async fn open_disaster_window(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    body: axum::body::Bytes,
+) -> Result<Json<onshi_domain::access::DisasterWindow>, ServiceError> {
+    let window: onshi_domain::access::DisasterWindow = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "a disaster window is {{\"id\", \"prefectures\": [\"13\"], \"starts_at\", \"ends_at\"}} with RFC 3339 times: {e}"
+        ))
+    })?;
+    store.open_disaster_window(&window, &operator.0).await?;
+    Ok(Json(window))
 }

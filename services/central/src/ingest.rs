@@ -250,6 +250,11 @@ impl Session {
     ) -> Result<(), Status> {
         // When this session last received (or asked for) the agent's inventory.
         let mut inventory_at: Option<tokio::time::Instant> = None;
+        // The version of the access rules this session sent the agent.
+        let mut rules_sent: Option<String> = None;
+        if !self.push_rules(replies, &mut rules_sent).await? {
+            return Ok(());
+        }
         while let Some(message) = inbound.message().await.map_err(inbound_error)? {
             use pb::agent_message::Kind;
             match message.kind {
@@ -266,6 +271,10 @@ impl Session {
                         beat.last_produced_sequence,
                     );
                     within(self.write_timeout, beat).await?;
+                    // Rules changed centrally reach the agent within a heartbeat.
+                    if !self.push_rules(replies, &mut rules_sent).await? {
+                        return Ok(());
+                    }
                     // Streams live for days: ask for a fresh inventory once a day.
                     if inventory_at.is_none_or(|at| at.elapsed() >= INVENTORY_MAX_AGE) {
                         inventory_at = Some(tokio::time::Instant::now());
@@ -295,6 +304,37 @@ impl Session {
         }
         tracing::info!(site = %self.site, stream = %self.stream.0, "agent disconnected");
         Ok(())
+    }
+
+    /// Sends the site's access rules when they differ from what this session sent; `false`
+    /// when the agent has gone.
+    async fn push_rules(
+        &self,
+        replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
+        sent: &mut Option<String>,
+    ) -> Result<bool, Status> {
+        let rules = within(
+            self.write_timeout,
+            self.store
+                .access_rules(&self.site, time::OffsetDateTime::now_utc()),
+        )
+        .await?;
+        let Some(rules) = rules else {
+            return Ok(true);
+        };
+        if sent.as_deref() == Some(rules.version.as_str()) {
+            return Ok(true);
+        }
+        *sent = Some(rules.version.clone());
+        let directive = pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Directive(pb::Directive {
+                directive_id: Uuid::now_v7().to_string(),
+                kind: Some(pb::directive::Kind::AccessRules(pb::AccessRules::from(
+                    &rules,
+                ))),
+            })),
+        };
+        Ok(replies.send(Ok(directive)).await.is_ok())
     }
 
     async fn ingest(&self, mut batch: pb::EventBatch) -> Result<pb::CentralMessage, Status> {

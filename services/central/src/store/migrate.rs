@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "access_recheck",
         sql: include_str!("../../migrations/0008_access_recheck.sql"),
     },
+    Migration {
+        version: 9,
+        name: "access_rules",
+        sql: include_str!("../../migrations/0009_access_rules.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -1,6 +1,7 @@
 //! Everything central keeps in PostgreSQL. Only this module knows SQL.
 
 pub mod access_recheck;
+pub mod access_rules;
 pub mod alerts;
 pub mod audit_search;
 pub mod certificates;
