@@ -91,17 +91,18 @@ pub struct AgentConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<crate::certs::CertificatesConfig>,
     /// The access policy version deciding who may view what (`jp-2020-11`, the current rule,
-    /// by default; `jp-2020-09` is the stricter 2020 rule). Central will push it later; until
-    /// then it is set here.
+    /// by default; `jp-2020-09` is the stricter 2020 rule), set per site here.
     #[serde(default = "default_access_policy")]
     pub access_policy: onshi_domain::access::PolicyVersion,
-    /// The site's qualified staff and their roles, for information views. Central will
-    /// distribute rosters later; until then they are listed here (`[[staff]]`).
+    /// The site's qualified staff and their roles, for information views (`[[staff]]`), until
+    /// central sends the roster chain IT set (`access-rules.json` in the data folder), which
+    /// then replaces it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staff: Vec<StaffMember>,
     /// Disaster windows (災害時医療情報閲覧) the ministry designated: drug and checkup
     /// information may be viewed without the card in these prefectures during these periods.
-    /// Central will push them later; until then they are listed here (`[[disaster_windows]]`).
+    /// Listed here (`[[disaster_windows]]`) until central sends the windows chain IT opened,
+    /// which then replace them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disaster_windows: Vec<onshi_domain::access::DisasterWindow>,
 }
