@@ -107,8 +107,7 @@ async fn list_site_events(
     Path(site_code): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ServiceError> {
-    let site = SiteCode::parse(&site_code)
-        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    let site = site_of(&site_code)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ServiceError::BadRequest(
@@ -123,8 +122,7 @@ async fn site_inventory(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<Vec<StoredInventory>>, ServiceError> {
-    let site = SiteCode::parse(&site_code)
-        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    let site = site_of(&site_code)?;
     Ok(Json(store.inventories(&site).await?))
 }
 
@@ -134,8 +132,7 @@ async fn site_verification(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<ChainVerdict>, ServiceError> {
-    let site = SiteCode::parse(&site_code)
-        .map_err(|e| ServiceError::BadRequest(format!("site code: {e}")))?;
+    let site = site_of(&site_code)?;
     Ok(Json(store.verify_period(Some(&site), None, None).await?))
 }
 
@@ -301,7 +298,7 @@ fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, Ser
     let site = params
         .site
         .as_deref()
-        .map(|s| SiteCode::parse(s).map_err(|e| bad(format!("site code: {e}"))))
+        .map(site_of)
         .transpose()?;
     let patient = match (&params.patient_ref, &params.insurer, &params.number) {
         (Some(r), None, None) => {

@@ -355,14 +355,7 @@ async fn run(
                 .map(|s| SiteCode::parse(&s))
                 .transpose()
                 .context("--site")?;
-            let from = from
-                .map(|d| tokyo_day_start(&d, 0))
-                .transpose()
-                .context("--from")?;
-            let to = to
-                .map(|d| tokyo_day_start(&d, 1))
-                .transpose()
-                .context("--to")?;
+            let (from, to) = tokyo_period(from.as_deref(), to.as_deref())?;
             let verdict = Store::new(pool(&db)?)
                 .verify_period(site.as_ref(), from, to)
                 .await?;
@@ -385,14 +378,7 @@ async fn run(
             by,
         } => {
             let site = SiteCode::parse(&site).context("--site")?;
-            let from = from
-                .map(|d| tokyo_day_start(&d, 0))
-                .transpose()
-                .context("--from")?;
-            let to = to
-                .map(|d| tokyo_day_start(&d, 1))
-                .transpose()
-                .context("--to")?;
+            let (from, to) = tokyo_period(from.as_deref(), to.as_deref())?;
             let bundle = Store::new(pool(&db)?)
                 .export_bundle(&site, (from, to), &by, time::OffsetDateTime::now_utc())
                 .await?;
@@ -646,6 +632,21 @@ fn pki(command: PkiCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--from` and `--to` (days, both inclusive) as the instants that bound the period.
+fn tokyo_period(
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>)> {
+    Ok((
+        from.map(|d| tokyo_day_start(d, 0))
+            .transpose()
+            .context("--from")?,
+        to.map(|d| tokyo_day_start(d, 1))
+            .transpose()
+            .context("--to")?,
+    ))
 }
 
 /// The start of day `date` (YYYY-MM-DD) plus `days_after` days, in Asia/Tokyo (UTC+9, no DST).
