@@ -428,3 +428,81 @@ async fn central_health_answers_serving_over_mtls_and_fails_clearly_when_down() 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_agent_certificate_is_refused_at_the_handshake_and_audited() -> anyhow::Result<()>
+{
+    let (site, other) = (clinic(), pharmacy());
+    let pki = Pki::new(&[&site, &other])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let endpoint = https_endpoint(&central, "grpc");
+    let tls = agent_tls(&pki, &site)?;
+    Session::open(&endpoint, tls.clone(), &site, Uuid::now_v7())
+        .await
+        .expect("the agent connects before its revocation");
+
+    // The operator revokes it by the fingerprint the certificate inventory shows.
+    let cert = load_certificates(&pki.paths.agent(&site).0)?.remove(0);
+    let fingerprint = onshi_domain::hex::encode(&fleet_tls::deny::fingerprint(&cert));
+    let (operator_cert, operator_key) = pki.paths.operator("e2e");
+    let send = |body: serde_json::Value| {
+        let (ca, cert, key) = (
+            pki.paths.chain_ca(),
+            operator_cert.clone(),
+            operator_key.clone(),
+        );
+        let addr = central.field("http");
+        async move {
+            e2e::http::send_json(
+                &ca,
+                &cert,
+                &key,
+                &addr,
+                "POST",
+                "/api/v1/revocations",
+                &body,
+            )
+            .await
+        }
+    };
+    let (status, answer) = send(serde_json::json!({
+        "sha256_fingerprint": "not-a-fingerprint", "reason": "lost"
+    }))
+    .await?;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("fingerprint"),
+        "{answer}"
+    );
+    let (status, answer) = send(serde_json::json!({
+        "sha256_fingerprint": fingerprint, "reason": "the terminal was stolen"
+    }))
+    .await?;
+    assert_eq!(status, 200, "{answer}");
+
+    // Refused at the handshake; another site's agent still connects.
+    let refused = Session::open(&endpoint, tls, &site, Uuid::now_v7()).await;
+    assert!(refused.is_err(), "a revoked certificate must not connect");
+    Session::open(&endpoint, agent_tls(&pki, &other)?, &other, Uuid::now_v7())
+        .await
+        .expect("other agents are not affected");
+    // The revocation and the refusal are in the audit trail.
+    let kinds = eventually("the refusal in the audit trail", || async {
+        let client = db.client().await.ok()?;
+        let kinds: Vec<String> = client
+            .query(
+                "SELECT kind FROM security_events WHERE detail LIKE '%' || $1 || '%' ORDER BY id",
+                &[&fingerprint],
+            )
+            .await
+            .ok()?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (kinds.len() >= 2).then_some(kinds)
+    })
+    .await;
+    assert_eq!(kinds, ["admin_action", "revoked_certificate_refused"]);
+    Ok(())
+}

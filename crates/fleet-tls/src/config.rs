@@ -138,6 +138,32 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// [`server_config`], refusing at the handshake every client certificate on `deny`
+/// (`refused` is told each time, for the audit trail).
+pub fn server_config_with_deny_list(
+    identity: &Identity,
+    client_roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+    deny: crate::deny::DenyList,
+    refused: crate::deny::OnRefused,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let webpki =
+        WebPkiClientVerifier::builder_with_provider(roots(client_roots)?, provider.clone())
+            .build()?;
+    let verifier = Arc::new(crate::deny::DenyingVerifier::new(webpki, deny, refused));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.cert_chain.clone(), identity.key.clone_key())?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    // No session resumption: a resumed session skips the client certificate, and with it the
+    // deny list. Agents hold one long stream, so a full handshake per connection costs little.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(Arc::new(config))
+}
+
 /// A server that speaks only TLS 1.3 and does not ask for a client certificate. For endpoints
 /// that authenticate people another way (the dashboard's sessions), never for processes.
 pub fn server_config_without_client_auth(

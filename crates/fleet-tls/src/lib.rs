@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod deny;
 pub mod devpki;
 pub mod identity;
 pub mod listen;

@@ -30,6 +30,8 @@ use crate::store::{
 pub struct ApiState {
     pub store: Store,
     pub patient_key: Option<Arc<PatientHashKey>>,
+    /// The handshake's deny list: a revocation made here applies at once in this replica.
+    pub deny: fleet_tls::deny::DenyList,
 }
 
 impl FromRef<ApiState> for Store {
@@ -46,6 +48,7 @@ pub fn router(store: Store) -> Router {
     router_with(ApiState {
         store,
         patient_key: None,
+        deny: fleet_tls::deny::DenyList::default(),
     })
 }
 
@@ -70,6 +73,10 @@ pub fn router_with(state: ApiState) -> Router {
         )
         .route("/api/v1/sites/{site_code}/staff", put(put_site_staff))
         .route("/api/v1/disaster-windows", post(open_disaster_window))
+        .route(
+            "/api/v1/revocations",
+            get(list_revocations).post(revoke_certificate),
+        )
         .route("/api/v1/audit/report", get(audit_report))
         .layer(axum::middleware::from_fn(require_operator))
         .with_state(state)
@@ -295,11 +302,7 @@ fn period(
 }
 
 fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, ServiceError> {
-    let site = params
-        .site
-        .as_deref()
-        .map(site_of)
-        .transpose()?;
+    let site = params.site.as_deref().map(site_of).transpose()?;
     let patient = match (&params.patient_ref, &params.insurer, &params.number) {
         (Some(r), None, None) => {
             Some(PatientRef::parse(r).map_err(|e| bad(format!("patient_ref: {e}")))?)
@@ -556,4 +559,41 @@ async fn open_disaster_window(
     })?;
     store.open_disaster_window(&window, &operator.0).await?;
     Ok(Json(window))
+}
+
+// ------------------------------------------------------------------------------- revocations
+
+async fn list_revocations(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::revocations::Revocation>>, ServiceError> {
+    Ok(Json(store.revocations().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    sha256_fingerprint: String,
+    reason: String,
+}
+
+/// Revokes a certificate (`{"sha256_fingerprint", "reason"}`): refused at the next handshake
+/// by this replica at once, by the others within seconds; audited with the operator.
+async fn revoke_certificate(
+    State(state): State<ApiState>,
+    Extension(operator): Extension<Operator>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let request: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "a revocation is {{\"sha256_fingerprint\", \"reason\"}}: {e}"
+        ))
+    })?;
+    let fingerprint = state
+        .store
+        .revoke(&request.sha256_fingerprint, &request.reason, &operator.0)
+        .await?;
+    state.deny.insert(fingerprint);
+    Ok(Json(
+        serde_json::json!({ "revoked": onshi_domain::hex::encode(&fingerprint) }),
+    ))
 }

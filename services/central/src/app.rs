@@ -77,6 +77,8 @@ pub struct Application {
     store: Store,
     seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
+    deny: fleet_tls::deny::DenyList,
+    refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     tuning: Tuning,
 }
 
@@ -95,8 +97,28 @@ impl Application {
             .context("loading central's server certificate")?;
         let client_roots =
             config::load_certificates(&settings.client_ca).context("loading the chain CA")?;
-        let grpc_tls = config::server_config(&identity, &client_roots, &[ALPN_H2])?;
-        let http_tls = config::server_config(&identity, &client_roots, &[ALPN_H2, ALPN_HTTP11])?;
+        // Revoked certificates are refused at every handshake; the refusals are audited by a
+        // task of `run_until_stopped` (the verifier cannot wait for the database).
+        let deny = fleet_tls::deny::DenyList::default();
+        let (refused_tx, refused) = tokio::sync::mpsc::channel::<[u8; 32]>(REFUSALS_QUEUE);
+        let on_refused: fleet_tls::deny::OnRefused = std::sync::Arc::new(move |fingerprint| {
+            let _ = refused_tx.try_send(fingerprint); // a full queue: the log line below stands
+            tracing::warn!(fingerprint = %onshi_domain::hex::encode(&fingerprint), "a revoked certificate was refused");
+        });
+        let grpc_tls = config::server_config_with_deny_list(
+            &identity,
+            &client_roots,
+            &[ALPN_H2],
+            deny.clone(),
+            on_refused.clone(),
+        )?;
+        let http_tls = config::server_config_with_deny_list(
+            &identity,
+            &client_roots,
+            &[ALPN_H2, ALPN_HTTP11],
+            deny.clone(),
+            on_refused,
+        )?;
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
         let store = Store::new(pool).with_write_method(settings.tuning.write_method);
@@ -137,6 +159,12 @@ impl Application {
                 Ok(std::sync::Arc::new(key))
             })
             .transpose()?;
+        deny.replace(
+            store
+                .revoked_fingerprints()
+                .await
+                .context("loading the revoked certificates")?,
+        );
         let seal_key = match &settings.seal_key {
             Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
             None => {
@@ -152,6 +180,8 @@ impl Application {
             store,
             seal_key,
             patient_key,
+            deny,
+            refused,
             tuning: settings.tuning,
         })
     }
@@ -186,6 +216,12 @@ impl Application {
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
         let tuning = self.tuning;
+        tokio::spawn(follow_revocations(
+            self.store.clone(),
+            self.deny.clone(),
+            self.refused,
+            stopped(stop_rx.clone()),
+        ));
         tokio::spawn(follow_readiness(
             self.store.clone(),
             health_reporter,
@@ -224,6 +260,7 @@ impl Application {
             crate::api::router_with(crate::api::ApiState {
                 store: self.store.clone(),
                 patient_key: self.patient_key.clone(),
+                deny: self.deny.clone(),
             }),
             stopped(stop_rx),
         );
@@ -301,3 +338,54 @@ async fn follow_readiness(
 
 /// The least time a readiness query gets, however short the interval.
 const MIN_READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Completed refusals of revoked certificates waiting to be audited.
+const REFUSALS_QUEUE: usize = 256;
+/// How often a replica reloads the deny list (revocations made through another replica).
+const DENY_LIST_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// One audit row per revoked certificate and minute at most (an agent retries with backoff).
+const REFUSAL_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps the handshake's deny list on the database's revocations, and audits each refusal.
+async fn follow_revocations(
+    store: Store,
+    deny: fleet_tls::deny::DenyList,
+    mut refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
+    stop: impl Future<Output = ()>,
+) {
+    let follow = async {
+        let mut tick = tokio::time::interval(DENY_LIST_REFRESH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut audited: std::collections::HashMap<[u8; 32], tokio::time::Instant> =
+            std::collections::HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => match store.revoked_fingerprints().await {
+                    Ok(list) => deny.replace(list),
+                    Err(error) => tracing::warn!(%error, "could not reload the revocations; keeping the list in memory"),
+                },
+                Some(fingerprint) = refused.recv() => {
+                    let now = tokio::time::Instant::now();
+                    if audited.get(&fingerprint).is_some_and(|at| now - *at < REFUSAL_AUDIT_EVERY) {
+                        continue;
+                    }
+                    audited.insert(fingerprint, now);
+                    let detail = format!(
+                        "a revoked certificate ({}) was refused at the TLS handshake",
+                        onshi_domain::hex::encode(&fingerprint)
+                    );
+                    if let Err(error) = store
+                        .record_security_event("revoked_certificate_refused", None, None, &detail)
+                        .await
+                    {
+                        tracing::error!(%error, "could not audit a refused revoked certificate");
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = stop => {}
+        () = follow => {}
+    }
+}

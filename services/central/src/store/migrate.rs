@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "access_rules",
         sql: include_str!("../../migrations/0009_access_rules.sql"),
     },
+    Migration {
+        version: 10,
+        name: "revocations",
+        sql: include_str!("../../migrations/0010_revocations.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -10,6 +10,7 @@ pub(crate) mod events;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
+pub mod revocations;
 pub mod seals;
 
 use std::str::FromStr;
