@@ -6,6 +6,7 @@
 //! - [`identity`] reads who a peer is from its certificate (the site code of an agent, the
 //!   institution code and terminal of a qualification terminal) and summarises certificates
 //!   for the inventory.
+//! - [`deny`] refuses revoked client certificates at the handshake.
 //! - [`devpki`] generates the development PKI (`central pki init`); no key is ever committed.
 //! - [`listen`] turns a bound TCP listener into TLS connections for tonic and axum, handshaking
 //!   concurrently so one slow client cannot stall the accept loop.
