@@ -438,7 +438,7 @@ async fn a_revoked_agent_certificate_is_refused_at_the_handshake_and_audited() -
     let central = start_central(&pki, &db).await?;
     let endpoint = https_endpoint(&central, "grpc");
     let tls = agent_tls(&pki, &site)?;
-    Session::open(&endpoint, tls.clone(), &site, Uuid::now_v7())
+    let mut open = Session::open(&endpoint, tls.clone(), &site, Uuid::now_v7())
         .await
         .expect("the agent connects before its revocation");
 
@@ -481,7 +481,14 @@ async fn a_revoked_agent_certificate_is_refused_at_the_handshake_and_audited() -
     .await?;
     assert_eq!(status, 200, "{answer}");
 
-    // Refused at the handshake; another site's agent still connects.
+    // The session it had open ends at its next message...
+    let ended = open
+        .send_batch(vec![lookup_event(&site, 1)])
+        .await
+        .expect_err("a revoked agent's open session ends");
+    assert_eq!(ended.code(), tonic::Code::PermissionDenied, "{ended}");
+    assert!(ended.message().contains("revoked"), "{ended}");
+    // ...and a new one is refused at the handshake; another site's agent still connects.
     let refused = Session::open(&endpoint, tls, &site, Uuid::now_v7()).await;
     assert!(refused.is_err(), "a revoked certificate must not connect");
     Session::open(&endpoint, agent_tls(&pki, &other)?, &other, Uuid::now_v7())

@@ -235,7 +235,13 @@ impl Application {
             tuning.events_per_second,
             tuning.events_burst,
         ));
-        let ingest = Ingest::new(self.store.clone(), writer, limits, tuning.write_timeout);
+        let ingest = Ingest::new(
+            self.store.clone(),
+            writer,
+            limits,
+            tuning.write_timeout,
+            self.deny.clone(),
+        );
         let uplink = FleetUplinkServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES);
         tokio::spawn(maintenance::run(
             self.store.clone(),

@@ -51,6 +51,9 @@ pub struct Ingest {
     writer: Writer,
     limits: Arc<RateLimiter>,
     write_timeout: Duration,
+    /// Revoked certificates: refused at the handshake, and a session open when its certificate
+    /// is revoked ends at its next message.
+    deny: fleet_tls::deny::DenyList,
 }
 
 impl Ingest {
@@ -59,12 +62,14 @@ impl Ingest {
         writer: Writer,
         limits: Arc<RateLimiter>,
         write_timeout: Duration,
+        deny: fleet_tls::deny::DenyList,
     ) -> Self {
         Self {
             store,
             writer,
             limits,
             write_timeout,
+            deny,
         }
     }
 }
@@ -94,10 +99,13 @@ impl FleetUplink for Ingest {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let site = peer_site(&request)?;
+        let certificate = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(fleet_tls::deny::fingerprint));
         // The agent's `uplink_connect` span, from the W3C trace context in the metadata.
         let opening = tracing::info_span!("uplink_session_open");
         join_trace(&opening, request.metadata());
-        self.open_session(site, request.into_inner())
+        self.open_session(site, certificate, request.into_inner())
             .instrument(opening)
             .await
     }
@@ -107,6 +115,7 @@ impl Ingest {
     async fn open_session(
         &self,
         site: SiteCode,
+        certificate: Option<[u8; 32]>,
         mut inbound: Streaming<pb::AgentMessage>,
     ) -> Result<Response<Replies>, Status> {
         let hello = match inbound.message().await.map_err(inbound_error)? {
@@ -151,6 +160,8 @@ impl Ingest {
             writer: self.writer.clone(),
             limits: self.limits.clone(),
             write_timeout: self.write_timeout,
+            deny: self.deny.clone(),
+            certificate,
             site,
             stream,
         };
@@ -234,6 +245,9 @@ fn request_inventory() -> pb::CentralMessage {
 }
 
 struct Session {
+    deny: fleet_tls::deny::DenyList,
+    /// The fingerprint of the agent's certificate.
+    certificate: Option<[u8; 32]>,
     store: Store,
     writer: Writer,
     limits: Arc<RateLimiter>,
@@ -257,6 +271,12 @@ impl Session {
         }
         while let Some(message) = inbound.message().await.map_err(inbound_error)? {
             use pb::agent_message::Kind;
+            if self.certificate.is_some_and(|c| self.deny.contains(&c)) {
+                tracing::warn!(site = %self.site, "ending the session of a revoked certificate");
+                return Err(Status::permission_denied(
+                    "this agent's certificate has been revoked; the site needs a new one",
+                ));
+            }
             match message.kind {
                 Some(Kind::Batch(batch)) => {
                     let ack = self.ingest(batch).await?;
