@@ -489,3 +489,81 @@ async fn reordered_and_replayed_batches_are_stored_once_and_acked_only_when_cont
     assert_eq!(stored, sent);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_verify_reports_a_damaged_record_and_repair_replaces_it_with_a_loss()
+-> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let sim = start_sim(&pki).await?;
+    // Central is unreachable: the lookups stay in the outbox.
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        "https://127.0.0.1:1",
+        &https_endpoint(&sim, "https"),
+    )?;
+    let agent = agent_site.start().await?;
+    for person in sim_people("valid", 3).await? {
+        let output = agent_site.lookup(&person).await?;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let verify = |repair: bool| {
+        let config = agent_site.config.clone();
+        async move {
+            let mut command = Command::new(e2e::bin("edge-agent"));
+            command
+                .arg("--config")
+                .arg(&config)
+                .args(["outbox", "verify", "--json"]);
+            if repair {
+                command.arg("--repair");
+            }
+            let output = command.output().await?;
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+                .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&output.stderr)))?;
+            anyhow::Ok((output.status.code(), report))
+        }
+    };
+    // With the agent running, verify reads and --repair is refused with the reason.
+    assert_eq!(verify(false).await?.0, Some(0));
+    let refused = Command::new(e2e::bin("edge-agent"))
+        .arg("--config")
+        .arg(&agent_site.config)
+        .args(["outbox", "verify", "--repair"])
+        .output()
+        .await?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it before --repair"));
+    agent.kill().await?;
+
+    // Record 2's sealed payload damaged on disk.
+    let config = AgentConfig::load(&agent_site.config, &HashMap::new())?;
+    let db = rusqlite::Connection::open(config.outbox_path())?;
+    db.execute(
+        "UPDATE events SET payload = substr(payload, 1, 20) || x'00' WHERE sequence = 2",
+        [],
+    )?;
+    drop(db);
+    let (code, report) = verify(false).await?;
+    assert_eq!(code, Some(3), "{report}");
+    assert_eq!(report["damaged"], serde_json::json!([2]), "{report}");
+    assert_eq!(report["repaired"], false);
+    let (code, report) = verify(true).await?;
+    assert_eq!(
+        (code, &report["repaired"]),
+        (Some(3), &serde_json::json!(true)),
+        "{report}"
+    );
+    let (code, report) = verify(false).await?;
+    assert_eq!(code, Some(0), "clean after the repair: {report}");
+    assert_eq!(
+        report["records"], 3,
+        "the loss event took record 2's place: {report}"
+    );
+    Ok(())
+}
