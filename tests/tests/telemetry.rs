@@ -7,13 +7,15 @@ use e2e::{
     start_central_with_env, start_sim, start_sim_with_env,
 };
 
-const CENTRAL_METRICS: [&str; 6] = [
+const CENTRAL_METRICS: [&str; 7] = [
     "central_ingest_events_total",
     "central_ingest_batch_size_events",
     "central_commit_duration_seconds",
     "central_db_pool_connections",
     "central_acks_total",
     "central_agents_connected",
+    // From the test's own session that skips a sequence.
+    "central_ingest_gaps_total",
 ];
 
 const AGENT_METRICS: [&str; 6] = [
@@ -91,6 +93,19 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
         (s["last_acked_sequence"].as_u64()? >= sequence).then_some(())
     })
     .await;
+
+    // A stream that skips sequence 1 (the test's own session, beside the agent's): a gap.
+    let mut gapped = e2e::uplink::Session::open(
+        &https_endpoint(&central, "grpc"),
+        e2e::uplink::agent_tls(&pki, &site)?,
+        &site,
+        uuid::Uuid::now_v7(),
+    )
+    .await?;
+    let ack = gapped
+        .send_batch(vec![e2e::uplink::lookup_event(&site, 2)])
+        .await?;
+    assert_eq!(ack.up_to_sequence, 0, "nothing contiguous before the gap");
 
     // The counter lookup's span at the agent...
     let lookup = receiver
