@@ -359,15 +359,7 @@ async fn run(
             let verdict = Store::new(pool(&db)?)
                 .verify_period(site.as_ref(), from, to)
                 .await?;
-            if json {
-                print_json(&verdict)?;
-            } else {
-                print!("{}", verdict.describe());
-            }
-            if !verdict.intact {
-                std::process::exit(1);
-            }
-            Ok(())
+            print_verdict(&verdict, json)
         }
         Command::Export {
             db,
@@ -412,15 +404,7 @@ async fn run(
                     eprintln!("seals signed by keys other than the expected one: {others:?}");
                 }
             }
-            if json {
-                print_json(&verdict)?;
-            } else {
-                print!("{}", verdict.describe());
-            }
-            if !verdict.intact {
-                std::process::exit(1);
-            }
-            Ok(())
+            print_verdict(&verdict, json)
         }
         Command::Health(args) => {
             let probe = if args.liveness {
@@ -479,6 +463,19 @@ async fn run(
 
 fn pool(db: &DbArgs) -> anyhow::Result<deadpool_postgres::Pool> {
     Ok(store::connect(&DatabaseUrl::new(&db.database_url), 2)?)
+}
+
+/// Prints a verification verdict (JSON, or for a person) and exits 1 when it is broken.
+fn print_verdict(verdict: &central::audit::ChainVerdict, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(verdict)?;
+    } else {
+        print!("{}", verdict.describe());
+    }
+    if !verdict.intact {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

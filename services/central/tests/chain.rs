@@ -71,6 +71,15 @@ impl Fixture {
         assert!(changed > 0, "{sql} changed nothing");
     }
 
+    /// What central's maintenance does: walk the chain, then seal today's head.
+    async fn seal_today(&self, key: &central::sealing::SealKey) {
+        self.store.verify_chains(1_000).await.unwrap();
+        self.store
+            .seal_streams(key, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+    }
+
     async fn findings(&self) -> Vec<Finding> {
         let verdict = self
             .store
@@ -321,11 +330,7 @@ async fn a_rewritten_tail_passes_the_chain_but_not_the_seal() {
     let f = fixture(10).await;
     let dir = tempfile::tempdir().unwrap();
     let key = seal_key(&dir);
-    f.store.verify_chains(1_000).await.unwrap();
-    f.store
-        .seal_streams(&key, time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    f.seal_today(&key).await;
     f.tamper(
         "UPDATE events SET body = jsonb_set(body, '{outcome}', '\"invalid\"')
          WHERE stream_id = $1 AND sequence = 6",
@@ -411,11 +416,7 @@ async fn an_exported_bundle_verifies_offline_and_any_tampering_fails() {
     let f = fixture(12).await;
     let dir = tempfile::tempdir().unwrap();
     let key = seal_key(&dir);
-    f.store.verify_chains(1_000).await.unwrap();
-    f.store
-        .seal_streams(&key, time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    f.seal_today(&key).await;
     let bundle = f
         .store
         .export_bundle(
