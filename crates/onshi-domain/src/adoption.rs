@@ -225,6 +225,61 @@ pub fn deadlines(start: Date, new_site: bool) -> Result<Vec<(StepKind, Date)>, O
     Ok(out)
 }
 
+/// Where a site stands on its way to the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteAdoption {
+    OnTrack,
+    /// A step not done is due within [`AT_RISK_BUSINESS_DAYS`].
+    AtRisk,
+    /// A step not done is past its deadline.
+    Overdue,
+    /// Started: the first production lookup was made.
+    Live,
+}
+
+/// How close an open step's deadline may come before the site is at risk.
+pub const AT_RISK_BUSINESS_DAYS: u32 = 10;
+
+/// One step of a site's checklist: its deadline and whether (and when) it was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepState {
+    pub kind: StepKind,
+    pub deadline: Date,
+    pub done: Option<Date>,
+}
+
+/// The site's status on `today`, with the step that decides it (for the reason shown).
+pub fn site_status(
+    steps: &[StepState],
+    today: Date,
+) -> Result<(SiteAdoption, Option<StepKind>), OutOfRange> {
+    // Live from the first production lookup on (the step it advances by itself).
+    if steps.iter().any(|s| {
+        s.done.is_some()
+            && step(s.kind).and_then(|d| d.evidence) == Some(AgentEvidence::FirstProductionLookup)
+    }) {
+        return Ok((SiteAdoption::Live, None));
+    }
+    let mut open: Vec<&StepState> = steps.iter().filter(|s| s.done.is_none()).collect();
+    open.sort_by_key(|s| s.deadline);
+    let Some(first) = open.first() else {
+        return Ok((SiteAdoption::OnTrack, None));
+    };
+    if first.deadline < today {
+        return Ok((SiteAdoption::Overdue, Some(first.kind)));
+    }
+    if first.deadline <= calendar::business_days_after(today, AT_RISK_BUSINESS_DAYS)? {
+        return Ok((SiteAdoption::AtRisk, Some(first.kind)));
+    }
+    Ok((SiteAdoption::OnTrack, None))
+}
+
+/// The guide's description of `kind`.
+pub fn step(kind: StepKind) -> Option<&'static Step> {
+    STEPS.iter().find(|s| s.kind == kind)
+}
+
 /// The kind of facility as the subsidy table distinguishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -360,5 +415,50 @@ mod tests {
                 .amount,
             400_000
         );
+    }
+
+    mod status {
+        use super::super::*;
+        use time::macros::date;
+
+        fn states(start: Date, done: &[StepKind]) -> Vec<StepState> {
+            deadlines(start, false)
+                .unwrap()
+                .into_iter()
+                .map(|(kind, deadline)| StepState {
+                    kind,
+                    deadline,
+                    done: done.contains(&kind).then_some(deadline),
+                })
+                .collect()
+        }
+
+        #[test]
+        fn a_site_months_ahead_is_on_track_and_one_past_a_deadline_is_overdue() {
+            let start = date!(2027 - 06 - 01);
+            let steps = states(start, &[]);
+            assert_eq!(
+                site_status(&steps, date!(2026 - 12 - 01)).unwrap(),
+                (SiteAdoption::OnTrack, None)
+            );
+            // Card readers and the line are due about four months before the start.
+            let (status, step) = site_status(&steps, date!(2027 - 03 - 01)).unwrap();
+            assert_eq!(status, SiteAdoption::Overdue);
+            assert_eq!(step, Some(StepKind::CardReaderProcurement));
+        }
+
+        #[test]
+        fn a_deadline_within_ten_business_days_is_at_risk_and_the_first_lookup_is_live() {
+            let start = date!(2027 - 06 - 01);
+            let steps = states(start, &[]);
+            let due = steps.iter().map(|s| s.deadline).min().unwrap();
+            let before = calendar::business_days_before(due, 3).unwrap();
+            assert_eq!(site_status(&steps, before).unwrap().0, SiteAdoption::AtRisk);
+            let live = states(start, &[StepKind::StartDateEntry]);
+            assert_eq!(
+                site_status(&live, date!(2027 - 06 - 02)).unwrap(),
+                (SiteAdoption::Live, None)
+            );
+        }
     }
 }

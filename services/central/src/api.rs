@@ -74,6 +74,14 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/sites/{site_code}/staff", put(put_site_staff))
         .route("/api/v1/disaster-windows", post(open_disaster_window))
         .route(
+            "/api/v1/sites/{site_code}/adoption",
+            get(site_adoption).put(put_site_adoption),
+        )
+        .route(
+            "/api/v1/sites/{site_code}/adoption/steps/{step}",
+            put(put_adoption_step),
+        )
+        .route(
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
         )
@@ -595,5 +603,96 @@ async fn revoke_certificate(
     state.deny.insert(fingerprint);
     Ok(Json(
         serde_json::json!({ "revoked": onshi_domain::hex::encode(&fingerprint) }),
+    ))
+}
+
+// ------------------------------------------------------------------------------- adoption
+
+fn day(name: &str, text: &str) -> Result<time::Date, ServiceError> {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| bad(format!("{name} {text:?}: expected a date, YYYY-MM-DD")))
+}
+
+/// The site's adoption checklist with deadlines, evidence and status; `null` without a plan.
+async fn site_adoption(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+    let site = site_of(&site_code)?;
+    Ok(Json(
+        store
+            .adoption(&site, time::OffsetDateTime::now_utc())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptionPlan {
+    planned_start: String,
+    #[serde(default)]
+    new_site: bool,
+}
+
+/// Sets the planned start (`{"planned_start": "2027-04-01", "new_site": false}`).
+async fn put_site_adoption(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let plan: AdoptionPlan = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "a plan is {{\"planned_start\": \"YYYY-MM-DD\", \"new_site\"}}: {e}"
+        ))
+    })?;
+    let start = day("planned_start", &plan.planned_start)?;
+    store
+        .set_adoption_plan(&site, start, plan.new_site, &operator.0)
+        .await?;
+    Ok(Json(
+        store
+            .adoption(&site, time::OffsetDateTime::now_utc())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepDone {
+    done_on: String,
+    evidence: String,
+}
+
+/// Marks a step done (`{"done_on": "2026-12-01", "evidence": "application no. 123"}`).
+async fn put_adoption_step(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path((site_code, step)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let done: StepDone = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "a done step is {{\"done_on\": \"YYYY-MM-DD\", \"evidence\"}}: {e}"
+        ))
+    })?;
+    store
+        .set_adoption_step(
+            &site,
+            &step,
+            day("done_on", &done.done_on)?,
+            &done.evidence,
+            &operator.0,
+        )
+        .await?;
+    Ok(Json(
+        store
+            .adoption(&site, time::OffsetDateTime::now_utc())
+            .await?,
     ))
 }

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "revocations",
         sql: include_str!("../../migrations/0010_revocations.sql"),
     },
+    Migration {
+        version: 11,
+        name: "adoption",
+        sql: include_str!("../../migrations/0011_adoption.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

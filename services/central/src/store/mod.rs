@@ -2,6 +2,7 @@
 
 pub mod access_recheck;
 pub mod access_rules;
+pub mod adoption;
 pub mod alerts;
 pub mod audit_search;
 pub mod certificates;

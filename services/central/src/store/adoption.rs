@@ -1,0 +1,256 @@
+//! Each site's adoption checklist (migration 0011): deadlines from the planned start in Japanese
+//! business days, steps marked done through the API, and the steps the agent proves by itself
+//! (readers present, national link up, a valid terminal certificate, the first production
+//! lookup) read from what it reported, with that evidence attached.
+
+use onshi_domain::adoption::{
+    AgentEvidence, SiteAdoption, StepKind, StepState, deadlines, site_status, step,
+};
+use onshi_domain::site::SiteCode;
+use serde::Serialize;
+use time::{Date, OffsetDateTime};
+
+use super::{Store, StoreError};
+
+/// One step as the site page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub step: StepKind,
+    pub label_ja: &'static str,
+    pub label_en: &'static str,
+    pub owner: onshi_domain::adoption::Owner,
+    pub deadline: String,
+    pub done_on: Option<String>,
+    pub evidence: Option<String>,
+    /// Whether the agent's own reports advanced it.
+    pub by_agent: bool,
+}
+
+/// A site's checklist and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdoptionView {
+    pub site_code: String,
+    pub planned_start: String,
+    pub new_site: bool,
+    pub status: SiteAdoption,
+    /// The step behind an at-risk or overdue status.
+    pub reason: Option<StepKind>,
+    pub steps: Vec<StepView>,
+}
+
+fn step_name(kind: StepKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn parse_step(name: &str) -> Result<StepKind, StoreError> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+        StoreError::BadQuery(format!(
+            "{name:?} is not an adoption step (e.g. usage_application, operation_test)"
+        ))
+    })
+}
+
+fn tokyo_day(at: OffsetDateTime) -> Date {
+    at.to_offset(time::macros::offset!(+9)).date()
+}
+
+impl Store {
+    /// Sets the site's planned start (and whether it is a new site, which adds the reception
+    /// number step); audited.
+    pub async fn set_adoption_plan(
+        &self,
+        site: &SiteCode,
+        planned_start: Date,
+        new_site: bool,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        deadlines(planned_start, new_site).map_err(|e| {
+            StoreError::BadQuery(format!("no business-day calendar for that start: {e:?}"))
+        })?;
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO site_adoption (site_code, planned_start, new_site, updated_by)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (site_code) DO UPDATE SET planned_start = EXCLUDED.planned_start,
+                 new_site = EXCLUDED.new_site, updated_by = EXCLUDED.updated_by, updated_at = now()",
+            &[&site.as_str(), &planned_start, &new_site, &by],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
+             VALUES ('admin_action', $1, NULL, $2)",
+            &[
+                &site.as_str(),
+                &format!("adoption plan of site {site}: start {planned_start} (new site: {new_site}) set by {by}"),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a step done on `done_on` with its evidence (a document number, a note); audited.
+    pub async fn set_adoption_step(
+        &self,
+        site: &SiteCode,
+        step_name_text: &str,
+        done_on: Date,
+        evidence: &str,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        let kind = parse_step(step_name_text)?;
+        if evidence.trim().is_empty() {
+            return Err(StoreError::BadQuery(
+                "a step marked done needs its evidence (a reference, a document, a note)".into(),
+            ));
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO adoption_steps (site_code, step, done_on, evidence, set_by)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (site_code, step) DO UPDATE SET done_on = EXCLUDED.done_on,
+                 evidence = EXCLUDED.evidence, set_by = EXCLUDED.set_by, set_at = now()",
+            &[&site.as_str(), &step_name(kind), &done_on, &evidence, &by],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
+             VALUES ('admin_action', $1, NULL, $2)",
+            &[
+                &site.as_str(),
+                &format!(
+                    "adoption step {} of site {site} done on {done_on} set by {by}",
+                    step_name(kind)
+                ),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// When the agent first proved `evidence`, with what (`None`: not yet).
+    async fn agent_evidence(
+        &self,
+        site: &SiteCode,
+        evidence: AgentEvidence,
+        now: OffsetDateTime,
+    ) -> Result<Option<(OffsetDateTime, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = match evidence {
+            AgentEvidence::ReadersPresent => client
+                .query_opt(
+                    "SELECT min(occurred_at), 'reader ' || min(body->>'reader_name') || ' present'
+                     FROM events WHERE site_code = $1 AND kind = 'reader_change'
+                       AND body->>'state' IN ('present_empty', 'card_present')
+                     HAVING count(*) > 0",
+                    &[&site.as_str()],
+                )
+                .await?,
+            AgentEvidence::NationalLinkUp => {
+                client
+                    .query_opt(
+                        "SELECT min(occurred_at), 'link to the national system up'
+                     FROM events WHERE site_code = $1 AND kind = 'link_change'
+                       AND body->>'target' = 'onshi' AND body->>'state' = 'up'
+                     HAVING count(*) > 0",
+                        &[&site.as_str()],
+                    )
+                    .await?
+            }
+            AgentEvidence::TerminalCertificateValid => client
+                .query_opt(
+                    "SELECT min(first_seen_at), 'terminal certificate ' || min(sha256_fingerprint)
+                     FROM certificates WHERE site_code = $1 AND role = 'terminal'
+                       AND retired_at IS NULL AND NOT missing AND not_after > $2
+                     HAVING count(*) > 0",
+                    &[&site.as_str(), &now],
+                )
+                .await?,
+            AgentEvidence::FirstProductionLookup => client
+                .query_opt(
+                    "SELECT min(occurred_at), 'first eligibility confirmed by the national system'
+                     FROM events WHERE site_code = $1 AND kind = 'lookup'
+                       AND body->>'outcome' = 'valid'
+                     HAVING count(*) > 0",
+                    &[&site.as_str()],
+                )
+                .await?,
+        };
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// The site's checklist on `now`, or `None` without a planned start.
+    pub async fn adoption(
+        &self,
+        site: &SiteCode,
+        now: OffsetDateTime,
+    ) -> Result<Option<AdoptionView>, StoreError> {
+        let client = self.pool.get().await?;
+        let Some(plan) = client
+            .query_opt(
+                "SELECT planned_start, new_site FROM site_adoption WHERE site_code = $1",
+                &[&site.as_str()],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (start, new_site): (Date, bool) = (plan.get(0), plan.get(1));
+        let done: std::collections::HashMap<String, (Date, String)> = client
+            .query(
+                "SELECT step, done_on, evidence FROM adoption_steps WHERE site_code = $1",
+                &[&site.as_str()],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect();
+        let due = deadlines(start, new_site)
+            .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
+        let mut steps = Vec::with_capacity(due.len());
+        let mut states = Vec::with_capacity(due.len());
+        for (kind, deadline) in due {
+            let Some(guide) = step(kind) else { continue };
+            let mut state = done.get(&step_name(kind)).cloned();
+            let mut by_agent = false;
+            if state.is_none()
+                && let Some(evidence) = guide.evidence
+                && let Some((at, what)) = self.agent_evidence(site, evidence, now).await?
+            {
+                state = Some((tokyo_day(at), what));
+                by_agent = true;
+            }
+            states.push(StepState {
+                kind,
+                deadline,
+                done: state.as_ref().map(|(d, _)| *d),
+            });
+            steps.push(StepView {
+                step: kind,
+                label_ja: guide.label_ja,
+                label_en: guide.label_en,
+                owner: guide.owner,
+                deadline: deadline.to_string(),
+                done_on: state.as_ref().map(|(d, _)| d.to_string()),
+                evidence: state.map(|(_, e)| e),
+                by_agent,
+            });
+        }
+        let (status, reason) = site_status(&states, tokyo_day(now))
+            .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
+        Ok(Some(AdoptionView {
+            site_code: site.to_string(),
+            planned_start: start.to_string(),
+            new_site,
+            status,
+            reason,
+            steps,
+        }))
+    }
+}

@@ -1,0 +1,115 @@
+//! A site's adoption checklist through the real stack: chain IT sets the planned start and marks
+//! steps done through the API; the steps the agent can prove (national link up, the first
+//! production lookup) advance by themselves with their evidence.
+
+use e2e::{
+    AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_code, start_central,
+    start_sim,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checklist_has_business_day_deadlines_and_agent_proven_steps() -> anyhow::Result<()> {
+    let site = site_code("131000007");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let (cert, key) = pki.paths.operator("e2e");
+    let (ca, addr) = (pki.paths.chain_ca(), central.field("http"));
+    let call = |method: &'static str, path: String, body: serde_json::Value| {
+        let (ca, cert, key, addr) = (ca.clone(), cert.clone(), key.clone(), addr.clone());
+        async move {
+            if method == "GET" {
+                e2e::http::get_json(&ca, &cert, &key, &addr, &path).await
+            } else {
+                e2e::http::send_json(&ca, &cert, &key, &addr, method, &path, &body).await
+            }
+        }
+    };
+    let adoption = format!("/api/v1/sites/{site}/adoption");
+    let (status, none) = call("GET", adoption.clone(), serde_json::Value::Null).await?;
+    assert_eq!(
+        (status, none),
+        (200, serde_json::Value::Null),
+        "no plan yet"
+    );
+
+    // A start half a year ahead: on track, every deadline a business day before it.
+    let start = time::OffsetDateTime::now_utc().date() + time::Duration::days(180);
+    let (status, view) = call(
+        "PUT",
+        adoption.clone(),
+        serde_json::json!({ "planned_start": start.to_string() }),
+    )
+    .await?;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["status"], "on_track", "{view}");
+    let steps = view["steps"].as_array().unwrap();
+    assert!(steps.len() >= 10, "{view}");
+    for step in steps {
+        let deadline = time::Date::parse(
+            step["deadline"].as_str().unwrap(),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )?;
+        assert!(
+            onshi_domain::calendar::is_business_day(deadline)?,
+            "{} falls on a business day",
+            step["deadline"]
+        );
+    }
+    // A step done by chain IT, with its evidence; a bad one is refused with the reason.
+    let (status, view) = call(
+        "PUT",
+        format!("{adoption}/steps/usage_application"),
+        serde_json::json!({ "done_on": "2026-12-01", "evidence": "portal application 0042" }),
+    )
+    .await?;
+    assert_eq!(status, 200, "{view}");
+    let usage = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "usage_application")
+        .unwrap()
+        .clone();
+    assert_eq!(usage["evidence"], "portal application 0042");
+    assert_eq!(usage["by_agent"], false);
+    let (status, error) = call(
+        "PUT",
+        format!("{adoption}/steps/dance_party"),
+        serde_json::json!({ "done_on": "2026-12-01", "evidence": "x" }),
+    )
+    .await?;
+    assert_eq!(status, 400, "{error}");
+
+    // The agent's link probe and its first valid lookup prove two steps by themselves.
+    let agent = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    agent.append_config("[link]\nline_type = \"ip_vpn\"\nprobe_interval_ms = 200\n")?;
+    let _agent = agent.start().await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    assert!(agent.lookup(&person).await?.status.success());
+    let view = eventually("the agent-proven steps", || {
+        let call = &call;
+        let adoption = adoption.clone();
+        async move {
+            let (_, view) = call("GET", adoption, serde_json::Value::Null).await.ok()?;
+            (view["status"] == "live").then_some(view)
+        }
+    })
+    .await;
+    let by_agent: Vec<&str> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["by_agent"] == true)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert!(by_agent.contains(&"start_date_entry"), "{view}");
+    assert!(by_agent.contains(&"network_line"), "{view}");
+    Ok(())
+}
