@@ -111,5 +111,41 @@ async fn the_checklist_has_business_day_deadlines_and_agent_proven_steps() -> an
         .collect();
     assert!(by_agent.contains(&"start_date_entry"), "{view}");
     assert!(by_agent.contains(&"network_line"), "{view}");
+
+    // The subsidy calculator, against the domain doc's figures.
+    let subsidy = |q: &str| {
+        call(
+            "GET",
+            format!("/api/v1/adoption/subsidy?{q}"),
+            serde_json::Value::Null,
+        )
+    };
+    let (status, hospital) =
+        subsidy("facility=hospital&readers=1&cost=3000000&reader_applied_on=2022-05-01").await?;
+    assert_eq!(status, 200, "{hospital}");
+    assert_eq!(
+        (
+            hospital["cost_cap"].as_u64(),
+            hospital["amount"].as_u64(),
+            hospital["free_readers"].as_u64()
+        ),
+        (Some(2_101_000), Some(1_050_000), Some(3))
+    );
+    let (_, clinic) =
+        subsidy("facility=clinic_or_pharmacy&cost=500000&reader_applied_on=2022-05-01").await?;
+    assert_eq!(
+        clinic["amount"].as_u64(),
+        Some(321_000),
+        "3/4 of the 429,000 cap, to the thousand"
+    );
+    let (_, early) =
+        subsidy("facility=clinic_or_pharmacy&cost=400000&reader_applied_on=2021-03-01").await?;
+    assert_eq!(
+        early["amount"].as_u64(),
+        Some(400_000),
+        "the accelerated plan pays the cost"
+    );
+    let (status, error) = subsidy("facility=hospital&cost=1&reader_applied_on=2022-05-01").await?;
+    assert_eq!(status, 400, "{error}");
     Ok(())
 }

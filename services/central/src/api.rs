@@ -81,6 +81,7 @@ pub fn router_with(state: ApiState) -> Router {
             "/api/v1/sites/{site_code}/adoption/steps/{step}",
             put(put_adoption_step),
         )
+        .route("/api/v1/adoption/subsidy", get(subsidy))
         .route(
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
@@ -695,4 +696,43 @@ async fn put_adoption_step(
             .adoption(&site, time::OffsetDateTime::now_utc())
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubsidyQuery {
+    /// hospital | large_chain_pharmacy | clinic_or_pharmacy
+    facility: String,
+    /// Card readers (hospitals: 1 to 3).
+    readers: Option<u8>,
+    /// The actual project cost, yen (tax included).
+    cost: u64,
+    /// When the card reader was applied for (YYYY-MM-DD): by 2021-03-31 the accelerated plan.
+    reader_applied_on: String,
+}
+
+/// The subsidy calculator (the domain doc's table): what finance can expect for one site.
+async fn subsidy(
+    Query(query): Query<SubsidyQuery>,
+) -> Result<Json<onshi_domain::adoption::Subsidy>, ServiceError> {
+    use onshi_domain::adoption::SubsidyClass;
+    let class = match query.facility.as_str() {
+        "hospital" => SubsidyClass::Hospital {
+            readers: query
+                .readers
+                .ok_or_else(|| bad("a hospital's subsidy depends on its readers (1 to 3)"))?,
+        },
+        "large_chain_pharmacy" => SubsidyClass::LargeChainPharmacy,
+        "clinic_or_pharmacy" => SubsidyClass::ClinicOrPharmacy,
+        other => {
+            return Err(bad(format!(
+                "facility {other:?}: expected hospital, large_chain_pharmacy or clinic_or_pharmacy"
+            )));
+        }
+    };
+    let applied = day("reader_applied_on", &query.reader_applied_on)?;
+    let accelerated = applied <= time::macros::date!(2021 - 03 - 31);
+    onshi_domain::adoption::subsidy(class, query.cost, accelerated)
+        .map(Json)
+        .map_err(|e| bad(e.to_string()))
 }
