@@ -112,6 +112,36 @@ async fn the_checklist_has_business_day_deadlines_and_agent_proven_steps() -> an
     assert!(by_agent.contains(&"start_date_entry"), "{view}");
     assert!(by_agent.contains(&"network_line"), "{view}");
 
+    // The per-prefecture table: one Tokyo site, connected and operating.
+    let (status, table) = call(
+        "GET",
+        "/api/v1/adoption/prefectures".into(),
+        serde_json::Value::Null,
+    )
+    .await?;
+    assert_eq!(status, 200, "{table}");
+    let tokyo = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefecture"] == "13")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(tokyo["institutions"], 1, "{table}");
+    assert_eq!(
+        (
+            &tokyo["production_connected"],
+            &tokyo["operating"],
+            &tokyo["operating_rate"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(100)
+        ),
+        "{table}"
+    );
+
     // The subsidy calculator, against the domain doc's figures.
     let subsidy = |q: &str| {
         call(

@@ -280,6 +280,60 @@ pub fn step(kind: StepKind) -> Option<&'static Step> {
     STEPS.iter().find(|s| s.kind == kind)
 }
 
+/// What the per-prefecture table counts of one site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteProgress {
+    pub prefecture: crate::ids::Prefecture,
+    pub reader_applied: bool,
+    pub connected: bool,
+    pub operating: bool,
+}
+
+/// One row of the adoption table as the association publishes it per prefecture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrefectureRow {
+    pub prefecture: crate::ids::Prefecture,
+    pub institutions: u64,
+    pub card_reader_applied: u64,
+    pub production_connected: u64,
+    pub operating: u64,
+    /// Percent of `institutions`, rounded half up as the published table shows them.
+    pub card_reader_rate: u64,
+    pub connected_rate: u64,
+    pub operating_rate: u64,
+}
+
+fn percent(part: u64, whole: u64) -> u64 {
+    (part * 100 + whole / 2).checked_div(whole).unwrap_or(0)
+}
+
+/// The table for `sites`, a row per prefecture in code order.
+pub fn prefecture_table(sites: &[SiteProgress]) -> Vec<PrefectureRow> {
+    let mut rows: std::collections::BTreeMap<crate::ids::Prefecture, [u64; 4]> =
+        std::collections::BTreeMap::new();
+    for site in sites {
+        let counts = rows.entry(site.prefecture).or_default();
+        counts[0] += 1;
+        counts[1] += u64::from(site.reader_applied);
+        counts[2] += u64::from(site.connected);
+        counts[3] += u64::from(site.operating);
+    }
+    rows.into_iter()
+        .map(
+            |(prefecture, [all, readers, connected, operating])| PrefectureRow {
+                prefecture,
+                institutions: all,
+                card_reader_applied: readers,
+                production_connected: connected,
+                operating,
+                card_reader_rate: percent(readers, all),
+                connected_rate: percent(connected, all),
+                operating_rate: percent(operating, all),
+            },
+        )
+        .collect()
+}
+
 /// The kind of facility as the subsidy table distinguishes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -458,6 +512,50 @@ mod tests {
             assert_eq!(
                 site_status(&live, date!(2027 - 06 - 02)).unwrap(),
                 (SiteAdoption::Live, None)
+            );
+        }
+    }
+
+    mod table {
+        use super::super::*;
+        use crate::ids::Prefecture;
+
+        /// `all` sites of one prefecture of which the first `readers`, `connected`, `operating`
+        /// have got so far.
+        fn sites(
+            all: usize,
+            readers: usize,
+            connected: usize,
+            operating: usize,
+        ) -> Vec<SiteProgress> {
+            (0..all)
+                .map(|i| SiteProgress {
+                    prefecture: Prefecture::parse("13").unwrap(),
+                    reader_applied: i < readers,
+                    connected: i < connected,
+                    operating: i < operating,
+                })
+                .collect()
+        }
+
+        #[test]
+        fn the_rates_match_the_published_national_figures() {
+            // Hospitals nationally on 2023-02-19: 8,192 / 8,083 (99 %) / 5,881 (72 %) / 4,924 (60 %).
+            let row = &prefecture_table(&sites(8_192, 8_083, 5_881, 4_924))[0];
+            assert_eq!(
+                (row.card_reader_rate, row.connected_rate, row.operating_rate),
+                (99, 72, 60)
+            );
+            // All facilities: 229,717 / 210,947 (92 %) / 136,113 (59 %) / 113,835 (50 %).
+            let row = &prefecture_table(&sites(229_717, 210_947, 136_113, 113_835))[0];
+            assert_eq!(
+                (
+                    row.institutions,
+                    row.card_reader_rate,
+                    row.connected_rate,
+                    row.operating_rate
+                ),
+                (229_717, 92, 59, 50)
             );
         }
     }

@@ -82,6 +82,7 @@ pub fn router_with(state: ApiState) -> Router {
             put(put_adoption_step),
         )
         .route("/api/v1/adoption/subsidy", get(subsidy))
+        .route("/api/v1/adoption/prefectures", get(prefecture_table))
         .route(
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
@@ -735,4 +736,16 @@ async fn subsidy(
     onshi_domain::adoption::subsidy(class, query.cost, accelerated)
         .map(Json)
         .map_err(|e| bad(e.to_string()))
+}
+
+/// The per-prefecture adoption table (institutions, card reader applied, production connected,
+/// operating, rates) for the chain's sites.
+async fn prefecture_table(
+    State(store): State<Store>,
+) -> Result<Json<Vec<onshi_domain::adoption::PrefectureRow>>, ServiceError> {
+    Ok(Json(
+        store
+            .prefecture_table(time::OffsetDateTime::now_utc())
+            .await?,
+    ))
 }

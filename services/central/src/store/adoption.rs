@@ -253,4 +253,54 @@ impl Store {
             steps,
         }))
     }
+
+    /// The per-prefecture adoption table over every site central knows (it has heard from, or
+    /// has a plan for): a card reader applied for, the production connection, operating.
+    pub async fn prefecture_table(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<onshi_domain::adoption::PrefectureRow>, StoreError> {
+        let codes: Vec<String> = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT site_code FROM agent_streams UNION SELECT site_code FROM site_adoption
+                 ORDER BY 1",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut progress = Vec::with_capacity(codes.len());
+        for code in codes {
+            let Ok(site) = SiteCode::parse(&code) else {
+                continue;
+            };
+            let done = |view: &Option<AdoptionView>, kind: StepKind| {
+                view.as_ref().is_some_and(|v| {
+                    v.steps
+                        .iter()
+                        .any(|s| s.step == kind && s.done_on.is_some())
+                })
+            };
+            let view = self.adoption(&site, now).await?;
+            let proved = |evidence| self.agent_evidence(&site, evidence, now);
+            progress.push(onshi_domain::adoption::SiteProgress {
+                prefecture: site.prefecture(),
+                reader_applied: done(&view, StepKind::CardReaderProcurement)
+                    || proved(AgentEvidence::ReadersPresent).await?.is_some(),
+                connected: done(&view, StepKind::NetworkLine)
+                    || proved(AgentEvidence::NationalLinkUp).await?.is_some(),
+                operating: view
+                    .as_ref()
+                    .is_some_and(|v| v.status == SiteAdoption::Live)
+                    || proved(AgentEvidence::FirstProductionLookup)
+                        .await?
+                        .is_some(),
+            });
+        }
+        Ok(onshi_domain::adoption::prefecture_table(&progress))
+    }
 }
