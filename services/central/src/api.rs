@@ -517,6 +517,12 @@ async fn audit_report(
 
 // ------------------------------------------------------------------------------- access rules
 
+/// A request's JSON body as `T`, or a 400 that shows the expected shape (`shape`) and what
+/// was wrong.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ServiceError> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("{shape}: {e}")))
+}
+
 fn site_of(code: &str) -> Result<SiteCode, ServiceError> {
     SiteCode::parse(code).map_err(|e| bad(format!("site code: {e}")))
 }
@@ -544,11 +550,10 @@ async fn put_site_staff(
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ServiceError> {
     let site = site_of(&site_code)?;
-    let staff: Vec<onshi_domain::access::Staff> = serde_json::from_slice(&body).map_err(|e| {
-        bad(format!(
-            "the roster is a JSON list of {{\"id\", \"role\"}} (role: doctor, dentist, pharmacist, clerk or site_admin): {e}"
-        ))
-    })?;
+    let staff: Vec<onshi_domain::access::Staff> = json_body(
+        &body,
+        "the roster is a JSON list of {\"id\", \"role\"} (role: doctor, dentist, pharmacist, clerk or site_admin)",
+    )?;
     store.put_roster(&site, &staff, &operator.0).await?;
     Ok(Json(
         serde_json::json!({ "site_code": site.as_str(), "staff": staff.len() }),
@@ -562,11 +567,10 @@ async fn open_disaster_window(
     Extension(operator): Extension<Operator>,
     body: axum::body::Bytes,
 ) -> Result<Json<onshi_domain::access::DisasterWindow>, ServiceError> {
-    let window: onshi_domain::access::DisasterWindow = serde_json::from_slice(&body).map_err(|e| {
-        bad(format!(
-            "a disaster window is {{\"id\", \"prefectures\": [\"13\"], \"starts_at\", \"ends_at\"}} with RFC 3339 times: {e}"
-        ))
-    })?;
+    let window: onshi_domain::access::DisasterWindow = json_body(
+        &body,
+        "a disaster window is {\"id\", \"prefectures\": [\"13\"], \"starts_at\", \"ends_at\"} with RFC 3339 times",
+    )?;
     store.open_disaster_window(&window, &operator.0).await?;
     Ok(Json(window))
 }
@@ -593,11 +597,10 @@ async fn revoke_certificate(
     Extension(operator): Extension<Operator>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ServiceError> {
-    let request: RevokeRequest = serde_json::from_slice(&body).map_err(|e| {
-        bad(format!(
-            "a revocation is {{\"sha256_fingerprint\", \"reason\"}}: {e}"
-        ))
-    })?;
+    let request: RevokeRequest = json_body(
+        &body,
+        "a revocation is {\"sha256_fingerprint\", \"reason\"}",
+    )?;
     let fingerprint = state
         .store
         .revoke(&request.sha256_fingerprint, &request.reason, &operator.0)
@@ -647,11 +650,10 @@ async fn put_site_adoption(
     body: axum::body::Bytes,
 ) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
     let site = site_of(&site_code)?;
-    let plan: AdoptionPlan = serde_json::from_slice(&body).map_err(|e| {
-        bad(format!(
-            "a plan is {{\"planned_start\": \"YYYY-MM-DD\", \"new_site\"}}: {e}"
-        ))
-    })?;
+    let plan: AdoptionPlan = json_body(
+        &body,
+        "a plan is {\"planned_start\": \"YYYY-MM-DD\", \"new_site\"}",
+    )?;
     let start = day("planned_start", &plan.planned_start)?;
     store
         .set_adoption_plan(&site, start, plan.new_site, &operator.0)
@@ -678,11 +680,10 @@ async fn put_adoption_step(
     body: axum::body::Bytes,
 ) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
     let site = site_of(&site_code)?;
-    let done: StepDone = serde_json::from_slice(&body).map_err(|e| {
-        bad(format!(
-            "a done step is {{\"done_on\": \"YYYY-MM-DD\", \"evidence\"}}: {e}"
-        ))
-    })?;
+    let done: StepDone = json_body(
+        &body,
+        "a done step is {\"done_on\": \"YYYY-MM-DD\", \"evidence\"}",
+    )?;
     store
         .set_adoption_step(
             &site,
