@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::config::AgentConfig;
 use crate::control::{self, Control};
 use crate::filex::FileExchange;
+use crate::identity::AgentIdentity;
 use crate::lookup::Lookups;
 use crate::onshi::OnshiClient;
 use crate::outbox::Outbox;
@@ -78,11 +79,32 @@ impl Agent {
             Duration::from_millis(config.onshi.timeout_ms),
         );
 
-        let agent_id = config::Identity::from_pem_files(&config.central.cert, &config.central.key)
-            .context("loading the agent's certificate for central")?;
+        let agent_id = Arc::new(
+            AgentIdentity::load(
+                &config.central.cert,
+                &config.central.key,
+                config.site_code.clone(),
+                config
+                    .central
+                    .renew_before_days
+                    .map(|days| time::Duration::days(days.into())),
+            )
+            .context("loading the agent's certificate for central")?,
+        );
         let central_roots = config::load_certificates(&config.central.ca)?;
-        let central_tls = config::client_config(Some(&agent_id), &central_roots, &[ALPN_H2])?;
-        let channel = fleet_tls::connect::grpc_channel(&config.central.endpoint, central_tls)?;
+        let central_tls =
+            config::client_config_swappable(agent_id.presented(), &central_roots, &[ALPN_H2])?;
+        let channel =
+            fleet_tls::connect::grpc_channel(&config.central.endpoint, central_tls.clone())?;
+        let renewal = {
+            let endpoint = config.central.endpoint.clone();
+            crate::uplink::Renewal {
+                identity: agent_id,
+                connect: Arc::new(move || {
+                    fleet_tls::connect::grpc_channel(&endpoint, central_tls.clone())
+                }),
+            }
+        };
 
         let new_events = Arc::new(Notify::new());
         let facts = AgentFacts {
@@ -167,6 +189,7 @@ impl Agent {
         });
         let rules_views = views.clone();
         let uplink = uplink
+            .with_renewal(renewal)
             .with_access_rules(crate::uplink::RulesSink::new(move |rules| {
                 rules_views.apply_central_rules(rules)
             }))

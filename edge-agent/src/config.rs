@@ -125,6 +125,11 @@ pub struct CentralLink {
     /// The cap of the reconnect backoff (full jitter under it), in milliseconds.
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+    /// Ask central for a new certificate when fewer days than this are left (default: when a
+    /// third of the certificate's lifetime is left). `cert` and `key` are then replaced in
+    /// place, so their folder must be writable by the agent.
+    #[serde(default)]
+    pub renew_before_days: Option<u32>,
 }
 
 fn default_reconnect_max_ms() -> u64 {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod consents;
 pub mod control;
 pub mod filex;
+pub mod identity;
 pub mod judge;
 pub mod lookup;
 pub mod onshi;

@@ -21,7 +21,9 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::backoff::Backoff;
+use crate::identity::AgentIdentity;
 use crate::outbox::{Outbox, OutboxError};
+use fleet_tls::renewal::RenewalRequest;
 
 /// Our own batch limits; central may announce smaller ones in its Welcome.
 const MAX_BATCH_EVENTS: usize = 500;
@@ -104,16 +106,35 @@ impl std::fmt::Debug for InventorySource {
     }
 }
 
+/// Renews the agent's certificate over the stream (see [`crate::identity`]); a renewed one is
+/// presented on a new connection, made by `connect`.
+#[derive(Clone)]
+pub struct Renewal {
+    pub identity: Arc<AgentIdentity>,
+    pub connect: Arc<dyn Fn() -> Result<Channel, fleet_tls::connect::ConnectError> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renewal")
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
 #[derive(Debug)]
 pub struct Uplink {
     outbox: Outbox,
-    channel: Channel,
+    /// Replaced after a renewal: an open HTTP/2 connection keeps the certificate it was made
+    /// with, so the new one needs a new connection.
+    channel: std::sync::Mutex<Channel>,
     facts: AgentFacts,
     new_events: Arc<Notify>,
     status: watch::Sender<LinkStatus>,
     reconnect_max: Duration,
     inventory: Option<InventorySource>,
     rules: Option<RulesSink>,
+    renewal: Option<Renewal>,
 }
 
 impl Uplink {
@@ -128,13 +149,14 @@ impl Uplink {
         (
             Self {
                 outbox,
-                channel,
+                channel: std::sync::Mutex::new(channel),
                 facts,
                 new_events,
                 status,
                 reconnect_max,
                 inventory: None,
                 rules: None,
+                renewal: None,
             },
             status_rx,
         )
@@ -144,6 +166,104 @@ impl Uplink {
     pub fn with_access_rules(mut self, sink: RulesSink) -> Self {
         self.rules = Some(sink);
         self
+    }
+
+    /// Renews the agent's certificate through central when it is due.
+    pub fn with_renewal(mut self, renewal: Renewal) -> Self {
+        self.renewal = Some(renewal);
+        self
+    }
+
+    /// Sends a CSR when the certificate is due and none was sent in this session; returns the
+    /// request whose answer is awaited.
+    async fn ask_renewal(
+        &self,
+        to_central: &mpsc::Sender<pb::AgentMessage>,
+        asked: &mut bool,
+    ) -> Result<Option<RenewalRequest>, SessionError> {
+        let Some(renewal) = &self.renewal else {
+            return Ok(None);
+        };
+        if *asked {
+            return Ok(None);
+        }
+        let due = renewal.identity.due(time::OffsetDateTime::now_utc());
+        match due {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(error) => {
+                tracing::error!(%error, "cannot tell when the agent certificate expires");
+                return Ok(None);
+            }
+        }
+        *asked = true;
+        if let Err(error) = renewal.identity.writable() {
+            tracing::error!(%error, "the agent certificate is due for renewal but its files cannot be replaced");
+            return Ok(None);
+        }
+        let request = match fleet_tls::renewal::request(self.facts.site.as_str()) {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::error!(%error, "cannot make a certificate signing request");
+                return Ok(None);
+            }
+        };
+        tracing::info!("the agent certificate is due: asking central for a new one");
+        let message = pb::AgentMessage {
+            kind: Some(pb::agent_message::Kind::RenewCertificate(
+                pb::RenewCertificate {
+                    csr_der: request.csr_der.clone(),
+                },
+            )),
+        };
+        to_central
+            .send(message)
+            .await
+            .map_err(|_| SessionError::Protocol("request stream closed"))?;
+        Ok(Some(request))
+    }
+
+    /// Installs central's answer; `true` when the session should end so that the next one
+    /// presents the new certificate.
+    fn take_renewal(
+        &self,
+        pending: &mut Option<RenewalRequest>,
+        answer: pb::CertificateRenewal,
+    ) -> bool {
+        let (Some(renewal), Some(request)) = (&self.renewal, pending.take()) else {
+            tracing::warn!("central sent a certificate this agent did not ask for; ignored");
+            return false;
+        };
+        if !answer.refused.is_empty() {
+            tracing::warn!(reason = %answer.refused, "central refused to renew the agent certificate; keeping the current one");
+            return false;
+        }
+        let installed = renewal.identity.install(
+            request,
+            &answer.certificate_chain_pem,
+            time::OffsetDateTime::now_utc(),
+        );
+        match installed {
+            Ok(summary) => {
+                tracing::info!(serial = %summary.serial_hex, not_after = %summary.not_after, "agent certificate renewed; reconnecting with it");
+                match (renewal.connect)() {
+                    Ok(channel) => {
+                        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = channel;
+                        true
+                    }
+                    // The old connection stays; the next reconnect of the channel presents the
+                    // new certificate anyway.
+                    Err(error) => {
+                        tracing::error!(%error, "cannot open a new connection to central");
+                        false
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "the renewed certificate was not installed");
+                false
+            }
+        }
     }
 
     /// Where the inventory sent to central comes from (without one, none is sent).
@@ -238,7 +358,12 @@ impl Uplink {
             .send(hello)
             .await
             .map_err(|_| SessionError::Protocol("request stream closed"))?;
-        let mut client = FleetUplinkClient::new(self.channel.clone());
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut client = FleetUplinkClient::new(channel);
         // The session's opening (hello to welcome) is a span of its own, and its W3C trace
         // context goes to central in the request metadata. Lookups do not ride on it (a stream
         // lives for hours): each event carries its own `traceparent` from the outbox.
@@ -277,6 +402,8 @@ impl Uplink {
         let mut inventory_sent = None;
         self.send_inventory(&to_central, &mut inventory_sent, true)
             .await?;
+        let mut renewal_asked = false;
+        let mut renewal = self.ask_renewal(&to_central, &mut renewal_asked).await?;
 
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         heartbeat.tick().await;
@@ -317,6 +444,12 @@ impl Uplink {
                             None => tracing::info!(directive = %d.directive_id, "unknown directive ignored"),
                         }
                     }
+                    Some(pb::CentralMessage { kind: Some(pb::central_message::Kind::CertificateRenewal(answer)) }) => {
+                        if self.take_renewal(&mut renewal, answer) {
+                            backoff.reset();
+                            return Ok(());
+                        }
+                    }
                     Some(_) => return Err(SessionError::Protocol("unexpected message from central")),
                     None => return Err(SessionError::Protocol("central closed the stream")),
                 },
@@ -334,6 +467,10 @@ impl Uplink {
                     };
                     if to_central.send(beat).await.is_err() {
                         return Err(SessionError::Protocol("request stream closed"));
+                    }
+                    // Sessions live for weeks: the certificate may fall due during one.
+                    if renewal.is_none() {
+                        renewal = self.ask_renewal(&to_central, &mut renewal_asked).await?;
                     }
                 }
             }

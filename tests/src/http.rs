@@ -92,3 +92,48 @@ async fn request(
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, content_type, body.to_vec()))
 }
+
+/// The dev PKI's operator `e2e` calling one running central's JSON API: what most tests need
+/// instead of passing four paths to every call.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    addr: String,
+}
+
+impl Operator {
+    pub fn new(pki: &crate::Pki, central: &crate::Running) -> Self {
+        let (cert, key) = pki.paths.operator("e2e");
+        Self {
+            ca: pki.paths.chain_ca(),
+            cert,
+            key,
+            addr: central.field("http"),
+        }
+    }
+
+    /// GET `path`: status and JSON.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        get_json(&self.ca, &self.cert, &self.key, &self.addr, path).await
+    }
+
+    /// GET `path`: status, content type and body (CSV, HTML).
+    pub async fn get_raw(&self, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        get(&self.ca, &self.cert, &self.key, &self.addr, path).await
+    }
+
+    /// `method` (POST, PUT) with a JSON body: status and JSON.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        send_json(
+            &self.ca, &self.cert, &self.key, &self.addr, method, path, body,
+        )
+        .await
+    }
+}

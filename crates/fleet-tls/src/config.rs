@@ -196,3 +196,65 @@ pub fn client_config(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
+
+/// The client identity of a long-lived process whose certificate is renewed while it runs (the
+/// edge agent): every new handshake presents the identity set last; connections already open
+/// keep the one they were made with.
+#[derive(Debug)]
+pub struct SwappableIdentity(std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>);
+
+impl SwappableIdentity {
+    pub fn new(identity: &Identity) -> Result<Arc<Self>, TlsError> {
+        Ok(Arc::new(Self(std::sync::RwLock::new(certified(identity)?))))
+    }
+
+    /// Presents `identity` from the next handshake on.
+    pub fn replace(&self, identity: &Identity) -> Result<(), TlsError> {
+        let key = certified(identity)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    /// The leaf certificate presented now.
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).cert[0].clone()
+    }
+}
+
+impl rustls::client::ResolvesClientCert for SwappableIdentity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn certified(identity: &Identity) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let key = provider()
+        .key_provider
+        .load_private_key(identity.key.clone_key())?;
+    let certified = rustls::sign::CertifiedKey::new(identity.cert_chain.clone(), key);
+    // A certificate that does not belong to the key would fail every handshake from now on.
+    certified.keys_match()?;
+    Ok(Arc::new(certified))
+}
+
+/// Like [`client_config`], presenting whatever `identity` holds at each handshake.
+pub fn client_config_swappable(
+    identity: Arc<SwappableIdentity>,
+    server_roots: &[CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(server_roots)?)
+        .with_client_cert_resolver(identity);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}

@@ -185,7 +185,7 @@ pub fn issue_terminal_valid_for(
         &format!("terminal {code} {terminal}"),
         &format!("{TERMINAL_URI_PREFIX}{code}:{terminal}"),
     )?;
-    validity(&mut params, lifetime);
+    set_validity(&mut params, lifetime);
     ca.issue(params)?
         .write(root, &format!("terminals/{stem}"))?;
     Ok(DevPki::at(root).terminal(code, terminal))
@@ -200,8 +200,28 @@ pub fn issue_agent(root: &Path, site: &str) -> Result<(PathBuf, PathBuf), PkiErr
 
 fn issue_agent_with(ca: &impl CaSigner, root: &Path, site: &str) -> Result<(), PkiError> {
     let stem = checked_stem(site)?;
-    let params = client_leaf(&format!("site {site}"), &format!("{SITE_URI_PREFIX}{site}"))?;
-    ca.issue(params)?.write(root, &format!("agents/{stem}"))
+    ca.issue(agent_leaf(site)?)?
+        .write(root, &format!("agents/{stem}"))
+}
+
+/// Re-issues `agents/<site>.{pem,key}` valid from an hour ago until `lifetime` from now (tests
+/// of certificate renewal).
+pub fn issue_agent_valid_for(
+    root: &Path,
+    site: &str,
+    lifetime: Duration,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca = LoadedCa::load(root, "chain-ca")?;
+    let stem = checked_stem(site)?;
+    let mut params = agent_leaf(site)?;
+    set_validity(&mut params, lifetime);
+    ca.issue(params)?.write(root, &format!("agents/{stem}"))?;
+    Ok(DevPki::at(root).agent(site))
+}
+
+/// An agent's client certificate: its site as a SAN URI, client authentication only.
+pub(crate) fn agent_leaf(site: &str) -> Result<CertificateParams, rcgen::Error> {
+    client_leaf(&format!("site {site}"), &format!("{SITE_URI_PREFIX}{site}"))
 }
 
 /// Issues a My Number card's user-authentication certificate with the dev PKI's test J-LIS CA
@@ -332,7 +352,7 @@ fn new_ca(common_name: &str) -> Result<NewCa, PkiError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut params, Duration::days(3650));
+    set_validity(&mut params, Duration::days(3650));
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     Ok(NewCa {
@@ -346,17 +366,17 @@ fn server_leaf(common_name: &str, names: &[String]) -> Result<CertificateParams,
     params.distinguished_name = name(common_name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, Duration::days(397));
+    set_validity(&mut params, Duration::days(397));
     Ok(params)
 }
 
-fn client_leaf(common_name: &str, uri: &str) -> Result<CertificateParams, PkiError> {
+fn client_leaf(common_name: &str, uri: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name);
     params.subject_alt_names = vec![SanType::URI(uri.try_into()?)];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    validity(&mut params, Duration::days(365));
+    set_validity(&mut params, Duration::days(365));
     Ok(params)
 }
 
@@ -367,7 +387,8 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-fn validity(params: &mut CertificateParams, lifetime: Duration) {
+/// Valid from an hour ago (clocks that disagree a little) for `lifetime`, with a new serial.
+pub(crate) fn set_validity(params: &mut CertificateParams, lifetime: Duration) {
     let now = OffsetDateTime::now_utc();
     // An hour of slack for clocks that disagree a little.
     params.not_before = now - Duration::hours(1);

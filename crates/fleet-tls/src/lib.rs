@@ -7,6 +7,8 @@
 //!   institution code and terminal of a qualification terminal) and summarises certificates
 //!   for the inventory.
 //! - [`deny`] refuses revoked client certificates at the handshake.
+//! - [`renewal`] makes an agent's certificate signing request and signs it at central with
+//!   the chain CA (self-renewing agent certificates).
 //! - [`devpki`] generates the development PKI (`central pki init`); no key is ever committed.
 //! - [`listen`] turns a bound TCP listener into TLS connections for tonic and axum, handshaking
 //!   concurrently so one slow client cannot stall the accept loop.
@@ -17,5 +19,6 @@ pub mod deny;
 pub mod devpki;
 pub mod identity;
 pub mod listen;
+pub mod renewal;
 
 pub use config::{Identity, TlsError};

@@ -36,6 +36,9 @@ pub struct Settings {
     /// The chain's patient hash key (the agents' `patient_hash_key_file`): lets auditors search
     /// by insurance card details. Without it, searches name the patient by `patient_ref`.
     pub patient_key: Option<PathBuf>,
+    /// The chain CA's certificate and key, to sign agents' certificate renewals; without,
+    /// renewals are refused (and the sites renew through the chain's PKI process).
+    pub renewal: Option<crate::renewal::RenewalSettings>,
     pub tuning: Tuning,
 }
 
@@ -79,6 +82,7 @@ pub struct Application {
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
+    renewals: crate::renewal::Renewals,
     tuning: Tuning,
 }
 
@@ -172,6 +176,11 @@ impl Application {
                 None
             }
         };
+        let renewals = match &settings.renewal {
+            Some(renewal) => crate::renewal::Renewals::load(renewal)
+                .context("loading the chain CA that signs agent renewals")?,
+            None => crate::renewal::Renewals::disabled(),
+        };
         Ok(Self {
             grpc,
             http,
@@ -182,6 +191,7 @@ impl Application {
             patient_key,
             deny,
             refused,
+            renewals,
             tuning: settings.tuning,
         })
     }
@@ -241,7 +251,8 @@ impl Application {
             limits,
             tuning.write_timeout,
             self.deny.clone(),
-        );
+        )
+        .with_renewals(self.renewals.clone());
         let uplink = FleetUplinkServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES);
         tokio::spawn(maintenance::run(
             self.store.clone(),

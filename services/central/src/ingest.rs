@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 use crate::error::ServiceError;
 use crate::limits::RateLimiter;
+use crate::renewal::Renewals;
 use crate::store::{BatchWrite, Store, StoreError};
 use crate::writer::Writer;
 
@@ -54,6 +55,7 @@ pub struct Ingest {
     /// Revoked certificates: refused at the handshake, and a session open when its certificate
     /// is revoked ends at its next message.
     deny: fleet_tls::deny::DenyList,
+    renewals: Renewals,
 }
 
 impl Ingest {
@@ -70,7 +72,14 @@ impl Ingest {
             limits,
             write_timeout,
             deny,
+            renewals: Renewals::disabled(),
         }
+    }
+
+    /// Signs agents' certificate renewals with this CA (without, they are refused).
+    pub fn with_renewals(mut self, renewals: Renewals) -> Self {
+        self.renewals = renewals;
+        self
     }
 }
 
@@ -161,6 +170,7 @@ impl Ingest {
             limits: self.limits.clone(),
             write_timeout: self.write_timeout,
             deny: self.deny.clone(),
+            renewals: self.renewals.clone(),
             certificate,
             site,
             stream,
@@ -248,6 +258,7 @@ struct Session {
     deny: fleet_tls::deny::DenyList,
     /// The fingerprint of the agent's certificate.
     certificate: Option<[u8; 32]>,
+    renewals: Renewals,
     store: Store,
     writer: Writer,
     limits: Arc<RateLimiter>,
@@ -266,6 +277,8 @@ impl Session {
         let mut inventory_at: Option<tokio::time::Instant> = None;
         // The version of the access rules this session sent the agent.
         let mut rules_sent: Option<String> = None;
+        // One renewal per session: an agent that got its certificate reconnects with it.
+        let mut renewed = false;
         if !self.push_rules(replies, &mut rules_sent).await? {
             return Ok(());
         }
@@ -311,6 +324,26 @@ impl Session {
                         .record_inventory(&self.site, self.stream, &inventory);
                     within(self.write_timeout, record).await?;
                     inventory_at = Some(tokio::time::Instant::now());
+                }
+                Some(Kind::RenewCertificate(request)) => {
+                    if renewed {
+                        return Err(ServiceError::BadRequest(
+                            "one certificate renewal per session; reconnect with the new certificate"
+                                .into(),
+                        )
+                        .into());
+                    }
+                    renewed = true;
+                    let answer = self
+                        .renewals
+                        .answer(&self.store, &self.site, &request)
+                        .await;
+                    let message = pb::CentralMessage {
+                        kind: Some(pb::central_message::Kind::CertificateRenewal(answer)),
+                    };
+                    if replies.send(Ok(message)).await.is_err() {
+                        return Ok(());
+                    }
                 }
                 Some(Kind::Hello(_)) => {
                     return Err(

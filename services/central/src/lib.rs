@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod limits;
 pub mod maintenance;
+pub mod renewal;
 pub mod sealing;
 pub mod store;
 pub mod writer;

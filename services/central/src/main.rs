@@ -207,6 +207,16 @@ struct ServeArgs {
     /// search by insurance card details; never logged.
     #[arg(long, env = "CENTRAL_PATIENT_KEY")]
     patient_key: Option<PathBuf>,
+    /// The chain CA's private key: central then signs agents' certificate renewals (sent over
+    /// their authenticated stream) for the agent's own site; without it renewals are refused.
+    #[arg(long, env = "CENTRAL_AGENT_CA_KEY")]
+    agent_ca_key: Option<PathBuf>,
+    /// The certificate of that CA (default: --client-ca).
+    #[arg(long, env = "CENTRAL_AGENT_CA_CERT")]
+    agent_ca_cert: Option<PathBuf>,
+    /// Days a renewed agent certificate is valid; agents renew when a third of it is left.
+    #[arg(long, env = "CENTRAL_AGENT_CERT_DAYS", default_value_t = 30)]
+    agent_cert_days: i64,
     /// Events per second per site; above it central delays acks (0: no limit).
     #[arg(long, env = "CENTRAL_EVENTS_PER_SECOND", default_value_t = 5_000)]
     events_per_second: u32,
@@ -496,12 +506,19 @@ async fn serve(
         http_listen: args.http_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
-        client_ca: args.client_ca,
+        client_ca: args.client_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
         seal_key: args.seal_key,
         patient_key: args.patient_key,
+        renewal: args
+            .agent_ca_key
+            .map(|ca_key| central::renewal::RenewalSettings {
+                ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.client_ca.clone()),
+                ca_key,
+                lifetime: time::Duration::days(args.agent_cert_days),
+            }),
         tuning: Tuning {
             writer: WriterConfig {
                 writers: args.writers,

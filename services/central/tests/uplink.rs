@@ -33,6 +33,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         migrate_on_start: true,
         seal_key: None,
         patient_key: None,
+        renewal: None,
         tuning,
     };
     let app = Application::build(&settings)
