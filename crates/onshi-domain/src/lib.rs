@@ -11,6 +11,7 @@ pub mod chain;
 pub mod check_digit;
 pub mod codes;
 pub mod events;
+pub mod grace;
 pub mod hex;
 pub mod ids;
 pub mod patient;

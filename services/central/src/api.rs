@@ -84,6 +84,18 @@ pub fn router_with(state: ApiState) -> Router {
         .route("/api/v1/adoption/subsidy", get(subsidy))
         .route("/api/v1/adoption/prefectures", get(prefecture_table))
         .route(
+            "/api/v1/sites/{site_code}/grace-notifications",
+            get(site_grace_notifications).post(file_grace_notification),
+        )
+        .route(
+            "/api/v1/sites/{site_code}/grace-notifications/{id}/end",
+            put(end_grace_notification),
+        )
+        .route(
+            "/api/v1/grace-notifications",
+            get(chain_grace_notifications),
+        )
+        .route(
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
         )
@@ -747,6 +759,144 @@ async fn prefecture_table(
     Ok(Json(
         store
             .prefecture_table(time::OffsetDateTime::now_utc())
+            .await?,
+    ))
+}
+
+// ------------------------------------------------------------------------------- grace notifications
+
+/// A grace notification (猶予届出) as filed; dates are YYYY-MM-DD. Which fields a category
+/// takes is `onshi_domain::grace::GraceNotification`'s table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraceFiling {
+    /// 1 to 6, or its name (system_not_ready, no_optical_line, home_visit_only,
+    /// renovation_or_temporary_facility, planned_closure, special_difficulty).
+    category: onshi_domain::grace::GraceCategory,
+    filed_on: String,
+    contracted_on: Option<String>,
+    line_available_on: Option<String>,
+    ends_on: Option<String>,
+    review_on: Option<String>,
+    evidence: Option<String>,
+}
+
+fn optional_day(name: &str, text: &Option<String>) -> Result<Option<time::Date>, ServiceError> {
+    text.as_deref().map(|t| day(name, t)).transpose()
+}
+
+/// The site's grace notifications, oldest first, each with its deadline and status today.
+async fn site_grace_notifications(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
+    let site = site_of(&site_code)?;
+    Ok(Json(
+        store
+            .grace_notifications(&site, time::OffsetDateTime::now_utc())
+            .await?,
+    ))
+}
+
+/// Files a grace notification (`{"category": 2, "filed_on": "2023-03-01",
+/// "line_available_on": "2023-08-31"}`): 201 with its deadline and status; audited.
+async fn file_grace_notification(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<crate::store::grace::GraceView>), ServiceError> {
+    let site = site_of(&site_code)?;
+    let filing: GraceFiling = json_body(
+        &body,
+        "a grace notification is {\"category\": 1-6, \"filed_on\": \"YYYY-MM-DD\"} with its category's \
+         contracted_on, line_available_on, ends_on or review_on, and evidence",
+    )?;
+    let notification = onshi_domain::grace::GraceNotification {
+        category: filing.category,
+        filed_on: day("filed_on", &filing.filed_on)?,
+        contracted_on: optional_day("contracted_on", &filing.contracted_on)?,
+        line_available_on: optional_day("line_available_on", &filing.line_available_on)?,
+        ends_on: optional_day("ends_on", &filing.ends_on)?,
+        review_on: optional_day("review_on", &filing.review_on)?,
+        evidence: filing.evidence,
+    };
+    let view = store
+        .file_grace_notification(
+            &site,
+            &notification,
+            &operator.0,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraceEnding {
+    ended_on: String,
+}
+
+/// Ends a grace notification (`{"ended_on": "2023-06-30"}`): the system is ready, the line in
+/// use, the works over, the site closed, the difficulty resolved. Once; audited.
+async fn end_grace_notification(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path((site_code, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::store::grace::GraceView>, ServiceError> {
+    use crate::store::grace::GraceEnd;
+    let site = site_of(&site_code)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("grace notification id {id:?}: expected a number")))?;
+    let ending: GraceEnding = json_body(&body, "an ending is {\"ended_on\": \"YYYY-MM-DD\"}")?;
+    let ended_on = day("ended_on", &ending.ended_on)?;
+    match store
+        .end_grace_notification(
+            &site,
+            id,
+            ended_on,
+            &operator.0,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?
+    {
+        GraceEnd::Ended(view) => Ok(Json(*view)),
+        GraceEnd::NotFound => Err(ServiceError::NotFound(format!(
+            "there is no grace notification {id}"
+        ))),
+        GraceEnd::OtherSite(owner) => Err(ServiceError::NotFound(format!(
+            "grace notification {id} is site {owner}'s, not site {site}'s"
+        ))),
+        GraceEnd::AlreadyEnded { on, by } => Err(bad(format!(
+            "grace notification {id} was already ended on {on} by {by}; file a new one if a grace applies again"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraceListQuery {
+    /// active | overdue | ended; without it, the open ones (active and overdue).
+    status: Option<String>,
+}
+
+/// Across the chain: grace notifications by status today, soonest deadline first.
+async fn chain_grace_notifications(
+    State(store): State<Store>,
+    Query(query): Query<GraceListQuery>,
+) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
+    let state = query
+        .status
+        .as_deref()
+        .map(str::parse::<onshi_domain::grace::GraceState>)
+        .transpose()
+        .map_err(bad)?;
+    Ok(Json(
+        store
+            .chain_grace_notifications(state, time::OffsetDateTime::now_utc())
             .await?,
     ))
 }

@@ -36,6 +36,8 @@ pub struct AdoptionView {
     /// The step behind an at-risk or overdue status.
     pub reason: Option<StepKind>,
     pub steps: Vec<StepView>,
+    /// The site's grace notifications (猶予届出) active today: not ended, not past their deadline.
+    pub grace_notifications: Vec<super::grace::GraceView>,
 }
 
 fn step_name(kind: StepKind) -> String {
@@ -244,6 +246,12 @@ impl Store {
         }
         let (status, reason) = site_status(&states, tokyo_day(now))
             .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
+        let grace_notifications = self
+            .grace_notifications(site, now)
+            .await?
+            .into_iter()
+            .filter(|g| g.status.state() == onshi_domain::grace::GraceState::Active)
+            .collect();
         Ok(Some(AdoptionView {
             site_code: site.to_string(),
             planned_start: start.to_string(),
@@ -251,6 +259,7 @@ impl Store {
             status,
             reason,
             steps,
+            grace_notifications,
         }))
     }
 

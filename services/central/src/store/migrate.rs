@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "adoption",
         sql: include_str!("../../migrations/0011_adoption.sql"),
     },
+    Migration {
+        version: 12,
+        name: "grace_notifications",
+        sql: include_str!("../../migrations/0012_grace_notifications.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

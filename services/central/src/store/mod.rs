@@ -8,6 +8,7 @@ pub mod audit_search;
 pub mod certificates;
 pub mod chain;
 pub(crate) mod events;
+pub mod grace;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
