@@ -190,6 +190,8 @@ impl Agent {
         let rules_views = views.clone();
         let uplink = uplink
             .with_renewal(renewal)
+            .with_update_target_file(config.data_dir.join("update-target.json"))
+            .with_heartbeat_every(Duration::from_secs(config.central.heartbeat_secs.max(1)))
             .with_access_rules(crate::uplink::RulesSink::new(move |rules| {
                 rules_views.apply_central_rules(rules)
             }))

@@ -130,6 +130,14 @@ pub struct CentralLink {
     /// place, so their folder must be writable by the agent.
     #[serde(default)]
     pub renew_before_days: Option<u32>,
+    /// Seconds between heartbeats; keep it well under central's silence limit
+    /// (`--silence-secs`, 90), after which central counts the site's link as down.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_heartbeat_secs() -> u64 {
+    30
 }
 
 fn default_reconnect_max_ms() -> u64 {

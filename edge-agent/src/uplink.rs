@@ -30,7 +30,8 @@ const MAX_BATCH_EVENTS: usize = 500;
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Batches in flight before the agent waits for acks.
 const WINDOW_BATCHES: u64 = 4;
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// Central counts a session silent after a few of these (`--silence-secs`, 90 by default).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkStatus {
@@ -135,6 +136,8 @@ pub struct Uplink {
     inventory: Option<InventorySource>,
     rules: Option<RulesSink>,
     renewal: Option<Renewal>,
+    heartbeat_every: Duration,
+    update_target_file: Option<std::path::PathBuf>,
 }
 
 impl Uplink {
@@ -157,6 +160,8 @@ impl Uplink {
                 inventory: None,
                 rules: None,
                 renewal: None,
+                heartbeat_every: HEARTBEAT_EVERY,
+                update_target_file: None,
             },
             status_rx,
         )
@@ -165,6 +170,12 @@ impl Uplink {
     /// Where access rules central pushes go (without a sink they are ignored).
     pub fn with_access_rules(mut self, sink: RulesSink) -> Self {
         self.rules = Some(sink);
+        self
+    }
+
+    /// How often to send a heartbeat (central reads silence as a link down).
+    pub fn with_heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every;
         self
     }
 
@@ -263,6 +274,37 @@ impl Uplink {
                 tracing::error!(%error, "the renewed certificate was not installed");
                 false
             }
+        }
+    }
+
+    /// Where rollout targets go for the site's updater (without a folder they are logged only).
+    pub fn with_update_target_file(mut self, path: std::path::PathBuf) -> Self {
+        self.update_target_file = Some(path);
+        self
+    }
+
+    /// Hands central's update target to the site's updater: `update-target.json` (rollout,
+    /// version, when), written whole or not at all. The agent does not replace itself; central
+    /// sees the new version in the next hello.
+    fn take_update_target(&self, target: &pb::UpdateTarget) {
+        if target.version == self.facts.agent_version {
+            tracing::debug!(rollout = target.rollout_id, version = %target.version, "already at the rollout's target");
+        } else {
+            tracing::info!(rollout = target.rollout_id, version = %target.version, running = %self.facts.agent_version, "central asks for another agent version");
+        }
+        let Some(path) = &self.update_target_file else {
+            return;
+        };
+        let body = serde_json::json!({
+            "rollout_id": target.rollout_id,
+            "version": target.version,
+            "running_version": self.facts.agent_version,
+            "received_at": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        });
+        if let Err(error) = crate::filex::fsio::write_atomic(path, body.to_string().as_bytes()) {
+            tracing::error!(%error, path = %path.display(), "the update target could not be written for the updater");
         }
     }
 
@@ -405,7 +447,7 @@ impl Uplink {
         let mut renewal_asked = false;
         let mut renewal = self.ask_renewal(&to_central, &mut renewal_asked).await?;
 
-        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut heartbeat = tokio::time::interval(self.heartbeat_every);
         heartbeat.tick().await;
         loop {
             // Fill the window with what the outbox holds beyond what is in flight.
@@ -440,6 +482,7 @@ impl Uplink {
                                 self.send_inventory(&to_central, &mut inventory_sent, true).await?;
                             }
                             Some(pb::directive::Kind::AccessRules(rules)) => self.take_rules(rules)?,
+                            Some(pb::directive::Kind::UpdateTarget(target)) => self.take_update_target(&target),
                             // A newer central's directive: nothing this agent can do about it.
                             None => tracing::info!(directive = %d.directive_id, "unknown directive ignored"),
                         }

@@ -1,11 +1,12 @@
 //! A TCP proxy the test controls, standing in for the network between an agent and central:
-//! it can cut the link (drop every connection and refuse new ones), restore it, and point at a
-//! new backend (a restarted central on another port). Loopback only.
+//! it can cut the link (drop every connection and refuse new ones), silence it (connections stay
+//! open but nothing gets through, as when a router on the closed network dies), restore it, and
+//! point at a new backend (a restarted central on another port). Loopback only.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -22,6 +23,8 @@ pub struct Proxy {
     link: Arc<Mutex<Link>>,
     /// Bumped on every cut: live connections watch it and close.
     generation: watch::Sender<u64>,
+    /// While true, live connections hold what they read instead of passing it on.
+    silent: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,9 +34,11 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let link = Arc::new(Mutex::new(Link::Up(backend)));
         let (generation, _) = watch::channel(0u64);
+        let (silent, _) = watch::channel(false);
         let task = {
             let link = link.clone();
             let generation = generation.clone();
+            let silent = silent.clone();
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let current = *link.lock().expect("proxy state");
@@ -42,13 +47,16 @@ impl Proxy {
                         continue;
                     };
                     let mut cut = generation.subscribe();
+                    let (up, down) = (silent.subscribe(), silent.subscribe());
                     tokio::spawn(async move {
-                        let Ok(mut server) = TcpStream::connect(backend).await else {
+                        let Ok(server) = TcpStream::connect(backend).await else {
                             return;
                         };
-                        let mut client = client;
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
                         tokio::select! {
-                            _ = copy_bidirectional(&mut client, &mut server) => {}
+                            _ = pump(client_read, server_write, up) => {}
+                            _ = pump(server_read, client_write, down) => {}
                             _ = cut.changed() => {}
                         }
                     });
@@ -59,6 +67,7 @@ impl Proxy {
             addr,
             link,
             generation,
+            silent,
             task,
         })
     }
@@ -73,9 +82,36 @@ impl Proxy {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Forwards to `backend` again (the same one, or a restarted server elsewhere).
+    /// Forwards to `backend` again (the same one, or a restarted server elsewhere), and ends a
+    /// silence: what was held is delivered.
     pub fn restore(&self, backend: SocketAddr) {
         *self.link.lock().expect("proxy state") = Link::Up(backend);
+        self.silent.send_replace(false);
+    }
+
+    /// Connections stay open, but nothing passes either way until `restore`: no FIN, no RST,
+    /// just silence.
+    pub fn silence(&self) {
+        self.silent.send_replace(true);
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while the link is silent.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut silent: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buffer).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        if silent.wait_for(|s| !*s).await.is_err() {
+            return Ok(()); // the proxy is gone
+        }
+        to.write_all(&buffer[..n]).await?;
     }
 }
 

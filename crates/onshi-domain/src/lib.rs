@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod adoption;
+pub mod availability;
 pub mod calendar;
 pub mod chain;
 pub mod check_digit;
@@ -13,8 +14,10 @@ pub mod codes;
 pub mod events;
 pub mod grace;
 pub mod hex;
+pub mod hours;
 pub mod ids;
 pub mod patient;
+pub mod rollout;
 pub mod seal;
 pub mod site;
 pub mod xml;

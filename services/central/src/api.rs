@@ -63,6 +63,19 @@ pub fn router_with(state: ApiState) -> Router {
         )
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/rollouts", get(list_rollouts).post(start_rollout))
+        .route("/api/v1/rollouts/{id}", get(one_rollout))
+        .route("/api/v1/rollouts/{id}/{action}", post(act_on_rollout))
+        .route("/api/v1/availability", get(list_availability))
+        .route(
+            "/api/v1/sites/{site_code}/availability",
+            get(site_availability),
+        )
+        .route("/api/v1/opening-hours", put(put_chain_opening_hours))
+        .route(
+            "/api/v1/sites/{site_code}/opening-hours",
+            get(site_opening_hours).put(put_site_opening_hours),
+        )
         .route("/api/v1/certificates", get(list_certificates))
         .route("/api/v1/certificates/alerts", get(list_certificate_alerts))
         .route("/api/v1/schema", get(schema))
@@ -190,6 +203,130 @@ async fn list_alerts(
         ));
     }
     Ok(Json(store.alerts(query.all, limit).await?))
+}
+
+/// Rollouts, newest first, with their sites (wave, state) and every transition.
+async fn list_rollouts(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::rollouts::RolloutView>>, ServiceError> {
+    Ok(Json(store.rollouts(None).await?))
+}
+
+async fn one_rollout(
+    State(store): State<Store>,
+    Path(id): Path<i64>,
+) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
+    store
+        .rollouts(Some(id))
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(|| ServiceError::NotFound(format!("there is no rollout {id}")))
+}
+
+/// Starts a rollout: `{"target_version": "0.2.0", "waves": [{"share": 5}, {"share": 25},
+/// {"share": 100}], "gates": {...}, "window": "outside_opening_hours", "on_gate_failure":
+/// "pause", "soak_secs": 3600, "apply_timeout_secs": 86400}`.
+async fn start_rollout(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    body: axum::body::Bytes,
+) -> Result<
+    (
+        axum::http::StatusCode,
+        Json<crate::store::rollouts::RolloutView>,
+    ),
+    ServiceError,
+> {
+    let new: crate::store::rollouts::NewRollout = json_body(
+        &body,
+        "a rollout is {\"target_version\", \"waves\": [{\"share\": 5}, {\"sites\": [...]}, {\"share\": 100}], \"gates\", \"window\", \"on_gate_failure\", \"soak_secs\", \"apply_timeout_secs\"}",
+    )?;
+    let id = store
+        .create_rollout(&new, &operator.0, time::OffsetDateTime::now_utc())
+        .await?;
+    let view = store.rollouts(Some(id)).await?.pop().ok_or_else(|| {
+        ServiceError::NotFound(format!("rollout {id} vanished after it was created"))
+    })?;
+    Ok((axum::http::StatusCode::CREATED, Json(view)))
+}
+
+/// `POST /api/v1/rollouts/{id}/pause | resume | rollback`.
+async fn act_on_rollout(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path((id, action)): Path<(i64, String)>,
+) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
+    let action = crate::store::rollouts::Action::parse(&action).ok_or_else(|| {
+        ServiceError::NotFound(format!(
+            "{action:?} is not an action on a rollout: pause, resume or rollback"
+        ))
+    })?;
+    store.act_on_rollout(id, action, &operator.0).await?;
+    one_rollout(State(store), Path(id)).await
+}
+
+/// Every site's availability: online, closed, agent down, link down, national system
+/// unreachable, reader unplugged; whether it is alerting (open and not online).
+async fn list_availability(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::availability::SiteAvailability>>, ServiceError> {
+    Ok(Json(store.availability(None).await?))
+}
+
+/// One site's availability; 404 before central has classified it (no agent seen yet).
+async fn site_availability(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<crate::store::availability::SiteAvailability>, ServiceError> {
+    let site = site_of(&site_code)?;
+    store
+        .availability(Some(&site))
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "central has not classified site {site} yet: no agent of it has connected"
+            ))
+        })
+}
+
+/// The opening hours that apply to a site and where they come from (site, chain, built_in).
+async fn site_opening_hours(
+    State(store): State<Store>,
+    Path(site_code): Path<String>,
+) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
+    let site = site_of(&site_code)?;
+    Ok(Json(store.opening_hours(&site).await?))
+}
+
+const HOURS_SHAPE: &str = "opening hours are {\"weekly\": {\"mon\": [\"09:00-18:00\"], ...}, \"closed_on_national_holidays\": true, \"closed_dates\": [\"YYYY-MM-DD\"], \"open_dates\": {\"YYYY-MM-DD\": [\"10:00-16:00\"]}}";
+
+/// Sets the chain default opening hours (sites without their own follow it).
+async fn put_chain_opening_hours(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    body: axum::body::Bytes,
+) -> Result<Json<onshi_domain::hours::OpeningHours>, ServiceError> {
+    let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
+    store.set_opening_hours(None, &hours, &operator.0).await?;
+    Ok(Json(hours))
+}
+
+/// Sets one site's own opening hours.
+async fn put_site_opening_hours(
+    State(store): State<Store>,
+    Extension(operator): Extension<Operator>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
+    store
+        .set_opening_hours(Some(&site), &hours, &operator.0)
+        .await?;
+    Ok(Json(store.opening_hours(&site).await?))
 }
 
 #[derive(Debug, Deserialize)]

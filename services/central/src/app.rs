@@ -252,7 +252,8 @@ impl Application {
             tuning.write_timeout,
             self.deny.clone(),
         )
-        .with_renewals(self.renewals.clone());
+        .with_renewals(self.renewals.clone())
+        .with_silence(tuning.maintenance.silence);
         let uplink = FleetUplinkServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES);
         tokio::spawn(maintenance::run(
             self.store.clone(),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
+use onshi_domain::availability::SessionEnd;
 use onshi_domain::events::{FleetEvent, Inventory, StreamId};
 use onshi_domain::site::SiteCode;
 use proto::fleet::v1 as pb;
@@ -56,6 +57,8 @@ pub struct Ingest {
     /// is revoked ends at its next message.
     deny: fleet_tls::deny::DenyList,
     renewals: Renewals,
+    /// A session that says nothing for this long is ended: the link is counted as down.
+    silence: Duration,
 }
 
 impl Ingest {
@@ -73,7 +76,14 @@ impl Ingest {
             write_timeout,
             deny,
             renewals: Renewals::disabled(),
+            silence: Duration::from_secs(90),
         }
+    }
+
+    /// How long a session may say nothing (a few agent heartbeats) before central ends it.
+    pub fn with_silence(mut self, silence: Duration) -> Self {
+        self.silence = silence;
+        self
     }
 
     /// Signs agents' certificate renewals with this CA (without, they are refused).
@@ -164,6 +174,11 @@ impl Ingest {
             .await
             .map_err(|_| Status::cancelled("agent went away"))?;
 
+        let presence = Uuid::now_v7();
+        if let Err(error) = self.store.session_opened(&site, stream, presence).await {
+            // Presence feeds the availability view only; the session itself goes on.
+            tracing::warn!(%error, "could not record the session's presence");
+        }
         let session = Session {
             store: self.store.clone(),
             writer: self.writer.clone(),
@@ -171,15 +186,24 @@ impl Ingest {
             write_timeout: self.write_timeout,
             deny: self.deny.clone(),
             renewals: self.renewals.clone(),
+            silence: self.silence,
             certificate,
             site,
             stream,
         };
         tokio::spawn(async move {
             let _connected = ConnectedAgent::new();
-            if let Err(status) = session.run(&mut inbound, &replies).await {
+            let mut end = SessionEnd::Prompt;
+            if let Err(status) = session.run(&mut inbound, &replies, &mut end).await {
                 tracing::warn!(site = %session.site, code = ?status.code(), message = status.message(), "session ended with an error");
                 let _ = replies.send(Err(status)).await;
+            }
+            if let Err(error) = session
+                .store
+                .session_ended(&session.site, presence, end)
+                .await
+            {
+                tracing::warn!(%error, "could not record the end of the session");
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -259,6 +283,7 @@ struct Session {
     /// The fingerprint of the agent's certificate.
     certificate: Option<[u8; 32]>,
     renewals: Renewals,
+    silence: Duration,
     store: Store,
     writer: Writer,
     limits: Arc<RateLimiter>,
@@ -268,21 +293,40 @@ struct Session {
 }
 
 impl Session {
+    /// Serves the session until the agent goes; `end` says how it went (silent: central heard
+    /// nothing for `silence` and ended it).
     async fn run(
         &self,
         inbound: &mut Streaming<pb::AgentMessage>,
         replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
+        end: &mut SessionEnd,
     ) -> Result<(), Status> {
         // When this session last received (or asked for) the agent's inventory.
         let mut inventory_at: Option<tokio::time::Instant> = None;
         // The version of the access rules this session sent the agent.
         let mut rules_sent: Option<String> = None;
+        // The update target this session sent the agent.
+        let mut target_sent: Option<(i64, String)> = None;
+        if !self.push_target(replies, &mut target_sent).await? {
+            return Ok(());
+        }
         // One renewal per session: an agent that got its certificate reconnects with it.
         let mut renewed = false;
         if !self.push_rules(replies, &mut rules_sent).await? {
             return Ok(());
         }
-        while let Some(message) = inbound.message().await.map_err(inbound_error)? {
+        loop {
+            let Ok(next) = tokio::time::timeout(self.silence, inbound.message()).await else {
+                *end = SessionEnd::Silent;
+                tracing::warn!(site = %self.site, silence = ?self.silence, "nothing from the agent; ending the session");
+                return Err(Status::unavailable(format!(
+                    "nothing received for {:?}; central ended the session",
+                    self.silence
+                )));
+            };
+            let Some(message) = next.map_err(inbound_error)? else {
+                break;
+            };
             use pb::agent_message::Kind;
             if self.certificate.is_some_and(|c| self.deny.contains(&c)) {
                 tracing::warn!(site = %self.site, "ending the session of a revoked certificate");
@@ -306,6 +350,10 @@ impl Session {
                     within(self.write_timeout, beat).await?;
                     // Rules changed centrally reach the agent within a heartbeat.
                     if !self.push_rules(replies, &mut rules_sent).await? {
+                        return Ok(());
+                    }
+                    // So do rollout targets.
+                    if !self.push_target(replies, &mut target_sent).await? {
                         return Ok(());
                     }
                     // Streams live for days: ask for a fresh inventory once a day.
@@ -357,6 +405,33 @@ impl Session {
         }
         tracing::info!(site = %self.site, stream = %self.stream.0, "agent disconnected");
         Ok(())
+    }
+
+    /// Sends the site's update target when it differs from what this session sent; `false`
+    /// when the agent has gone.
+    async fn push_target(
+        &self,
+        replies: &mpsc::Sender<Result<pb::CentralMessage, Status>>,
+        sent: &mut Option<(i64, String)>,
+    ) -> Result<bool, Status> {
+        let target = within(self.write_timeout, self.store.update_target(&self.site)).await?;
+        let Some((rollout_id, version)) = target else {
+            return Ok(true);
+        };
+        if sent.as_ref() == Some(&(rollout_id, version.clone())) {
+            return Ok(true);
+        }
+        let message = pb::CentralMessage {
+            kind: Some(pb::central_message::Kind::Directive(pb::Directive {
+                directive_id: format!("rollout-{rollout_id}-{version}"),
+                kind: Some(pb::directive::Kind::UpdateTarget(pb::UpdateTarget {
+                    rollout_id,
+                    version: version.clone(),
+                })),
+            })),
+        };
+        *sent = Some((rollout_id, version));
+        Ok(replies.send(Ok(message)).await.is_ok())
     }
 
     /// Sends the site's access rules when they differ from what this session sent; `false`

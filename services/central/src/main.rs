@@ -235,6 +235,14 @@ struct ServeArgs {
     /// Seconds produced and received may differ before it opens an alert.
     #[arg(long, env = "CENTRAL_DIVERGENCE_ALERT_SECS", default_value_t = 900)]
     divergence_alert_secs: u64,
+    /// Seconds an open site may be unavailable (agent or link down, national system
+    /// unreachable, reader unplugged) before it opens an alert.
+    #[arg(long, env = "CENTRAL_UNAVAILABLE_ALERT_SECS", default_value_t = 120)]
+    unavailable_alert_secs: u64,
+    /// Seconds a session may say nothing (agents send a heartbeat every 30 s) before central
+    /// ends it and counts the site's closed-network link as down.
+    #[arg(long, env = "CENTRAL_SILENCE_SECS", default_value_t = 90)]
+    silence_secs: u64,
     /// Seconds between alert checks.
     #[arg(long, env = "CENTRAL_ALERT_CHECK_SECS", default_value_t = 30)]
     alert_check_secs: u64,
@@ -533,7 +541,9 @@ async fn serve(
                 thresholds: AlertThresholds {
                     gap: Duration::from_secs(args.gap_alert_secs),
                     divergence: Duration::from_secs(args.divergence_alert_secs),
+                    unavailable: Duration::from_secs(args.unavailable_alert_secs),
                 },
+                silence: Duration::from_secs(args.silence_secs.max(1)),
                 certificate_alert_days: args.certificate_alert_days,
                 ..MaintenanceConfig::default()
             },

@@ -1,7 +1,8 @@
 //! Central's periodic work: monthly partitions ahead of time, the chain verifier (each stream's
 //! hash chain as it grows: `store::chain`) and the daily seals of its head (`store::seals`, with
-//! a seal key), the re-check of allowed information views (`store::access_recheck`), the alert
-//! checker, and the certificate inventory
+//! a seal key), the re-check of allowed information views (`store::access_recheck`), each
+//! site's availability (`store::availability`), the rollout controller (`store::rollouts`), the
+//! alert checker, and the certificate inventory
 //! (projection of inventory events, expiry alerts: `store::certificates`).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
@@ -32,6 +33,9 @@ pub struct MaintenanceConfig {
     /// How old a view must be before it is re-checked (longer than the write timeout: see
     /// `Store::recheck_views`).
     pub recheck_settle: Duration,
+    /// How long a session may say nothing before central ends it (ingest) and counts the
+    /// site's link as down (the availability check): a few agent heartbeats.
+    pub silence: Duration,
 }
 
 impl Default for MaintenanceConfig {
@@ -43,7 +47,9 @@ impl Default for MaintenanceConfig {
             thresholds: AlertThresholds {
                 gap: Duration::from_secs(300),
                 divergence: Duration::from_secs(900),
+                unavailable: Duration::from_secs(120),
             },
+            silence: Duration::from_secs(90),
             certificate_alert_days: CertificateAlertDays::default(),
             recheck_settle: Duration::from_secs(60),
         }
@@ -108,6 +114,17 @@ pub async fn run(
                 .await
             {
                 tracing::warn!(%error, "the re-check of information views failed; retrying later");
+            }
+            // Before the alert check, so what it finds is an alert in the same pass.
+            if let Err(error) = store
+                .check_availability(time::OffsetDateTime::now_utc(), config.silence)
+                .await
+            {
+                tracing::warn!(%error, "the availability check failed; retrying later");
+            }
+            // After the availability check: the offline gate reads it.
+            if let Err(error) = store.step_rollouts(time::OffsetDateTime::now_utc()).await {
+                tracing::warn!(%error, "the rollout controller failed; retrying later");
             }
             if let Err(error) = store.check_alerts(config.thresholds).await {
                 tracing::warn!(%error, "alert check failed; retrying later");

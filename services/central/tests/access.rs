@@ -104,6 +104,7 @@ async fn views_the_policy_or_central_s_consents_do_not_allow_raise_an_alert() {
     let patient_alerts = AlertThresholds {
         gap: Duration::from_secs(3600),
         divergence: Duration::from_secs(3600),
+        unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient_alerts).await.unwrap();
     let open = store.alerts(false, 10).await.unwrap();

@@ -113,6 +113,7 @@ async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
     let eager = AlertThresholds {
         gap: Duration::ZERO,
         divergence: Duration::ZERO,
+        unavailable: Duration::ZERO,
     };
     f.store.check_alerts(eager).await.unwrap();
     assert!(f.store.alerts(false, 10).await.unwrap().is_empty());
@@ -210,6 +211,7 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     let patient = AlertThresholds {
         gap: Duration::from_secs(3600),
         divergence: Duration::from_secs(3600),
+        unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient).await.unwrap();
     let open = store.alerts(false, 10).await.unwrap();

@@ -308,10 +308,12 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     let patient = AlertThresholds {
         gap: Duration::from_secs(3600),
         divergence: Duration::from_secs(3600),
+        unavailable: Duration::from_secs(3600),
     };
     let eager = AlertThresholds {
         gap: Duration::ZERO,
         divergence: Duration::ZERO,
+        unavailable: Duration::ZERO,
     };
 
     // A gap (3 is missing) that has not yet lasted its threshold is no alert.

@@ -293,6 +293,7 @@ async fn operators_see_each_agents_stream_and_the_alerts_it_raises() {
             thresholds: AlertThresholds {
                 gap: Duration::from_millis(300),
                 divergence: Duration::from_secs(3600),
+                unavailable: Duration::from_secs(3600),
             },
             ..Default::default()
         },

@@ -8,7 +8,9 @@
 //! - `chain_break`: the chain verifier found stored events that do not follow from the site's
 //!   hash chain (`chain.rs`); opened at once, and it stays: a break is evidence;
 //! - `access_violation`: a view the agent allowed fails central's re-check
-//!   (`access_recheck.rs`); opened at once, and it stays.
+//!   (`access_recheck.rs`); opened at once, and it stays;
+//! - `site_unavailable`: an open site is not online (agent down, link down, national system
+//!   unreachable, reader unplugged: `availability.rs`); resolved when it is back or closes.
 //!
 //! Each check records a condition when it is first observed (a pending row), opens it once it has
 //! held longer than its threshold, and resolves it when it clears; a condition that clears
@@ -34,6 +36,8 @@ pub struct AlertThresholds {
     pub gap: Duration,
     /// How long produced and received may differ before it is an alert.
     pub divergence: Duration,
+    /// How long an open site may be unavailable before it is an alert.
+    pub unavailable: Duration,
 }
 
 /// What one check did.
@@ -97,7 +101,10 @@ const CONDITIONS: &str = "
            format('%s views allowed at the site fail central''s re-check; the latest: sequence %s, %s',
                   count(*), (array_agg(a.sequence ORDER BY a.found_at DESC, a.sequence DESC))[1],
                   (array_agg(a.detail ORDER BY a.found_at DESC, a.sequence DESC))[1])
-    FROM access_violations a GROUP BY a.site_code, a.stream_id";
+    FROM access_violations a GROUP BY a.site_code, a.stream_id
+    UNION ALL
+    SELECT 'site_unavailable', v.site_code, v.stream_id, v.detail
+    FROM site_availability v WHERE v.alerting";
 
 impl Store {
     /// Every agent stream central knows, by site.
@@ -186,10 +193,12 @@ impl Store {
                        WHEN 'sequence_gap' THEN $1::float8
                        WHEN 'chain_break' THEN 0
                        WHEN 'access_violation' THEN 0
+                       WHEN 'site_unavailable' THEN $3::float8
                        ELSE $2::float8 END * interval '1 second'",
                 &[
                     &thresholds.gap.as_secs_f64(),
                     &thresholds.divergence.as_secs_f64(),
+                    &thresholds.unavailable.as_secs_f64(),
                 ],
             )
             .await?;

@@ -77,6 +77,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "grace_notifications",
         sql: include_str!("../../migrations/0012_grace_notifications.sql"),
     },
+    Migration {
+        version: 13,
+        name: "site_availability",
+        sql: include_str!("../../migrations/0013_site_availability.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "rollouts",
+        sql: include_str!("../../migrations/0014_rollouts.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

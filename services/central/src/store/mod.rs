@@ -5,6 +5,7 @@ pub mod access_rules;
 pub mod adoption;
 pub mod alerts;
 pub mod audit_search;
+pub mod availability;
 pub mod certificates;
 pub mod chain;
 pub(crate) mod events;
@@ -13,6 +14,7 @@ mod ingest;
 pub mod migrate;
 pub mod partitions;
 pub mod revocations;
+pub mod rollouts;
 pub mod seals;
 
 use std::str::FromStr;
@@ -50,6 +52,9 @@ pub enum StoreError {
     BadQuery(String),
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
+    /// A stored value this binary cannot read (written by a newer central, or edited by hand).
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
     #[error(
         "migration {version} ({name}) was changed after it was applied; ship a new migration instead"
     )]

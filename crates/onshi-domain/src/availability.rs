@@ -1,0 +1,211 @@
+//! Is the site really offline? Central's reading of the signals it has about one site.
+//!
+//! Central cannot see into a site; it reads what the stream tells it and how the stream ended:
+//! - an agent whose process stops closes its connection at once (the kernel sends FIN or RST,
+//!   or the agent says goodbye): the session ends promptly after the last message;
+//! - a closed-network link that fails (router down, line cut) closes nothing: messages just
+//!   stop, and central ends the session itself after a silence longer than a few heartbeats
+//!   (a hung agent PC looks the same from central, which the detail says);
+//! - while the stream is up, the agent's own signals: its latest national link probe and the
+//!   readers its latest inventory lists.
+//!
+//! The state is what is wrong (or `Online`); whether to alert is the state and the opening
+//! hours together: a site that is closed is reported as `Closed`, and alerts are for open sites.
+
+use serde::Serialize;
+
+/// How the last session of the site ended, as central saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// The agent closed its stream (a shutdown) or its connection dropped right after it
+    /// last spoke: the agent (process or PC) stopped.
+    Prompt,
+    /// Nothing arrived for longer than central waits (several heartbeats): the link is gone.
+    Silent,
+}
+
+/// What central knows about one site now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// The site's opening hours say it is open now.
+    pub open: bool,
+    /// A session of the site's agent is up and spoke recently.
+    pub connected: bool,
+    /// How the last session ended (`None`: never connected, or no end recorded).
+    pub last_end: Option<SessionEnd>,
+    /// The agent's latest national link probe said down (`None`: no probe reported).
+    pub national_down: Option<bool>,
+    /// The site has had a card reader, and its latest inventory lists none present.
+    pub readers_missing: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Online,
+    /// Outside opening hours (whatever else is true then; see `underlying`).
+    Closed,
+    AgentDown,
+    LinkDown,
+    ReaderUnplugged,
+    NationalUnreachable,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Online => "online",
+            State::Closed => "closed",
+            State::AgentDown => "agent_down",
+            State::LinkDown => "link_down",
+            State::ReaderUnplugged => "reader_unplugged",
+            State::NationalUnreachable => "national_unreachable",
+        }
+    }
+
+    /// For the dashboard and alert texts: Japanese, then English.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Online => "稼働中 / online",
+            State::Closed => "営業時間外 / closed",
+            State::AgentDown => "エージェント停止 / agent down",
+            State::LinkDown => "閉域網回線断 / closed-network link down",
+            State::ReaderUnplugged => "カードリーダー未接続 / card reader unplugged",
+            State::NationalUnreachable => {
+                "オンライン資格確認等システムに接続不可 / national endpoint unreachable"
+            }
+        }
+    }
+}
+
+/// The verdict for one site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Availability {
+    /// What the site's status is now.
+    pub state: State,
+    /// What is wrong regardless of the hours (equal to `state` while open).
+    pub underlying: State,
+    /// Whether this is worth an alert now: open, and something is wrong.
+    pub alerting: bool,
+}
+
+/// Reads the signals (see the module documentation); the first problem in the chain from
+/// central to the card counts: no agent, then no link, then no national system, then no reader.
+pub fn classify(signals: Signals) -> Availability {
+    let underlying = if !signals.connected {
+        match signals.last_end {
+            Some(SessionEnd::Silent) => State::LinkDown,
+            // Never connected or stopped: nothing at the site is talking to central.
+            Some(SessionEnd::Prompt) | None => State::AgentDown,
+        }
+    } else if signals.national_down == Some(true) {
+        State::NationalUnreachable
+    } else if signals.readers_missing {
+        State::ReaderUnplugged
+    } else {
+        State::Online
+    };
+    let state = if signals.open {
+        underlying
+    } else {
+        State::Closed
+    };
+    Availability {
+        state,
+        underlying,
+        alerting: signals.open && underlying != State::Online,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up() -> Signals {
+        Signals {
+            open: true,
+            connected: true,
+            last_end: None,
+            national_down: Some(false),
+            readers_missing: false,
+        }
+    }
+
+    #[test]
+    fn each_signal_names_its_state() {
+        assert_eq!(classify(up()).state, State::Online);
+        let stopped = Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Prompt),
+            ..up()
+        };
+        assert_eq!(classify(stopped).state, State::AgentDown);
+        let silent = Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Silent),
+            ..up()
+        };
+        assert_eq!(classify(silent).state, State::LinkDown);
+        let national = Signals {
+            national_down: Some(true),
+            ..up()
+        };
+        assert_eq!(classify(national).state, State::NationalUnreachable);
+        let reader = Signals {
+            readers_missing: true,
+            ..up()
+        };
+        assert_eq!(classify(reader).state, State::ReaderUnplugged);
+        let never = Signals {
+            connected: false,
+            last_end: None,
+            ..up()
+        };
+        assert_eq!(classify(never).state, State::AgentDown);
+    }
+
+    #[test]
+    fn the_first_problem_from_central_to_the_counter_counts() {
+        // Disconnected: what the agent said before (national down, no reader) is stale.
+        let all = Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Silent),
+            national_down: Some(true),
+            readers_missing: true,
+            ..up()
+        };
+        assert_eq!(classify(all).state, State::LinkDown);
+        let both = Signals {
+            national_down: Some(true),
+            readers_missing: true,
+            ..up()
+        };
+        assert_eq!(classify(both).state, State::NationalUnreachable);
+    }
+
+    #[test]
+    fn only_an_open_site_alerts() {
+        let down = Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Prompt),
+            ..up()
+        };
+        let open = classify(down);
+        assert!(open.alerting);
+        let closed = classify(Signals {
+            open: false,
+            ..down
+        });
+        assert_eq!(closed.state, State::Closed);
+        assert_eq!(closed.underlying, State::AgentDown);
+        assert!(!closed.alerting);
+        assert!(!classify(up()).alerting);
+        let closed_but_fine = classify(Signals {
+            open: false,
+            ..up()
+        });
+        assert_eq!(closed_but_fine.state, State::Closed);
+        assert_eq!(closed_but_fine.underlying, State::Online);
+    }
+}
