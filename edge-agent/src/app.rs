@@ -94,14 +94,22 @@ impl Agent {
         let central_roots = config::load_certificates(&config.central.ca)?;
         let central_tls =
             config::client_config_swappable(agent_id.presented(), &central_roots, &[ALPN_H2])?;
-        let channel =
-            fleet_tls::connect::grpc_channel(&config.central.endpoint, central_tls.clone())?;
+        let keepalive = Duration::from_secs(config.central.keepalive_secs.max(1));
+        let channel = fleet_tls::connect::grpc_channel_with_keepalive(
+            &config.central.endpoint,
+            central_tls.clone(),
+            keepalive,
+        )?;
         let renewal = {
             let endpoint = config.central.endpoint.clone();
             crate::uplink::Renewal {
                 identity: agent_id,
                 connect: Arc::new(move || {
-                    fleet_tls::connect::grpc_channel(&endpoint, central_tls.clone())
+                    fleet_tls::connect::grpc_channel_with_keepalive(
+                        &endpoint,
+                        central_tls.clone(),
+                        keepalive,
+                    )
                 }),
             }
         };

@@ -134,6 +134,16 @@ pub struct CentralLink {
     /// (`--silence-secs`, 90), after which central counts the site's link as down.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// See [`default_keepalive_secs`].
+    #[serde(default = "default_keepalive_secs")]
+    pub keepalive_secs: u64,
+}
+
+/// Seconds between HTTP/2 pings on the connection to central; one unanswered for as long
+/// drops the connection, so a closed-network link that went silent is noticed and the agent
+/// reconnects when it returns.
+fn default_keepalive_secs() -> u64 {
+    30
 }
 
 fn default_heartbeat_secs() -> u64 {

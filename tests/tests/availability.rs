@@ -99,7 +99,10 @@ async fn central_tells_why_a_site_is_offline_and_alerts_only_while_it_is_open() 
         &format!("https://{}", network.addr()),
         &https_endpoint(&sim, "https"),
     )?;
-    agent_site.edit_config("[central]\n", "[central]\nheartbeat_secs = 1\n")?;
+    agent_site.edit_config(
+        "[central]\n",
+        "[central]\nheartbeat_secs = 1\nkeepalive_secs = 1\n",
+    )?;
     agent_site.append_config(
         "[link]\nline_type = \"ipsec_ike\"\nprobe_interval_ms = 200\nprobe_timeout_ms = 400\n\
          degraded_rtt_ms = 3000\ndown_after = 2",
@@ -132,6 +135,13 @@ async fn central_tells_why_a_site_is_offline_and_alerts_only_while_it_is_open() 
         alert["detail"].as_str().unwrap_or("").contains(&site),
         "{alert}"
     );
+
+    // The agent notices too (its pings go unanswered) instead of waiting on a dead connection.
+    eventually("the agent sees its link to central down", || async {
+        let status = agent_site.status().await.ok()?;
+        (status["central_link"] != "connected").then_some(())
+    })
+    .await;
 
     // The link comes back and the agent reconnects; then the agent stops: agent down.
     network.restore(grpc);

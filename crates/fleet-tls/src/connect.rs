@@ -44,6 +44,19 @@ pub fn grpc_channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel
         .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))
 }
 
+/// Like [`grpc_channel`], for a long-lived stream: the connection sends an HTTP/2 PING every
+/// `keepalive` and is dropped when one goes unanswered for as long, so a link that went silent
+/// (no FIN, no RST) is noticed and the caller reconnects instead of waiting for ever.
+pub fn grpc_channel_with_keepalive(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    keepalive: std::time::Duration,
+) -> Result<Channel, ConnectError> {
+    let (host, port) = host_and_port(endpoint)?;
+    channel(&host, port, &host, config, Some(keepalive))
+        .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))
+}
+
 /// Like [`grpc_channel`], connecting to `host:port` while verifying the server's certificate
 /// for `server_name`: a health probe inside a pod reaches 127.0.0.1 but central's certificate
 /// names the service.
@@ -52,6 +65,16 @@ pub fn grpc_channel_via(
     port: u16,
     server_name: &str,
     config: Arc<ClientConfig>,
+) -> Result<Channel, ConnectError> {
+    channel(host, port, server_name, config, None)
+}
+
+fn channel(
+    host: &str,
+    port: u16,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+    keepalive: Option<std::time::Duration>,
 ) -> Result<Channel, ConnectError> {
     let endpoint = format!("https://{}", authority(host, port));
     let server_name = ServerName::try_from(server_name.to_string())
@@ -63,6 +86,13 @@ pub fn grpc_channel_via(
         .map_err(|_| ConnectError::BadEndpoint(endpoint.to_string()))?
         .connect_timeout(std::time::Duration::from_secs(10))
         .tcp_nodelay(true);
+    let plain = match keepalive {
+        Some(every) => plain
+            .http2_keep_alive_interval(every)
+            .keep_alive_timeout(every)
+            .keep_alive_while_idle(true),
+        None => plain,
+    };
     Ok(
         plain.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
