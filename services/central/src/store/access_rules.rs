@@ -37,13 +37,10 @@ impl Store {
             )
             .await?;
         }
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.as_str(),
-                &format!("roster of site {site} set to {} staff by {by}", staff.len()),
-            ],
+        super::audit_admin(
+            &tx,
+            Some(site.as_str()),
+            &format!("roster of site {site} set to {} staff by {by}", staff.len()),
         )
         .await?;
         tx.commit().await?;
@@ -82,16 +79,16 @@ impl Store {
             ],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', NULL, NULL, $1)",
-            &[&format!(
+        super::audit_admin(
+            &tx,
+            None,
+            &format!(
                 "disaster window {} for prefectures {} from {} to {} opened by {by}",
                 window.id,
                 prefectures.join(","),
                 window.starts_at,
                 window.ends_at
-            )],
+            ),
         )
         .await?;
         tx.commit().await?;

@@ -82,15 +82,7 @@ impl Store {
             &[&site.as_str(), &planned_start, &new_site, &by],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.as_str(),
-                &format!("adoption plan of site {site}: start {planned_start} (new site: {new_site}) set by {by}"),
-            ],
-        )
-        .await?;
+        super::audit_admin(&tx, Some(site.as_str()), &format!("adoption plan of site {site}: start {planned_start} (new site: {new_site}) set by {by}")).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -120,16 +112,13 @@ impl Store {
             &[&site.as_str(), &step_name(kind), &done_on, &evidence, &by],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.as_str(),
-                &format!(
-                    "adoption step {} of site {site} done on {done_on} set by {by}",
-                    step_name(kind)
-                ),
-            ],
+        super::audit_admin(
+            &tx,
+            Some(site.as_str()),
+            &format!(
+                "adoption step {} of site {site} done on {done_on} set by {by}",
+                step_name(kind)
+            ),
         )
         .await?;
         tx.commit().await?;

@@ -123,13 +123,10 @@ impl Store {
         )
         .await?;
         let what = site.map_or("the chain default".to_string(), |s| format!("site {s}"));
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.map(SiteCode::as_str),
-                &format!("opening hours of {what} set by {by}: {json}"),
-            ],
+        super::audit_admin(
+            &tx,
+            site.map(SiteCode::as_str),
+            &format!("opening hours of {what} set by {by}: {json}"),
         )
         .await?;
         tx.commit().await?;

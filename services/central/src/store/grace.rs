@@ -161,12 +161,7 @@ impl Store {
             )
             .await?;
         let view = view(&row, today)?;
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.as_str(),
-                &format!(
+        super::audit_admin(&tx, Some(site.as_str()), &format!(
                     "grace notification {} of site {site} filed by {by}: category {} ({}), filed on {}, {} {}",
                     view.id,
                     category.number(),
@@ -178,10 +173,7 @@ impl Store {
                         "deadline"
                     },
                     deadline.date
-                ),
-            ],
-        )
-        .await?;
+                )).await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -231,16 +223,13 @@ impl Store {
                 &[&id, &ended_on, &by],
             )
             .await?;
-        tx.execute(
-            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-             VALUES ('admin_action', $1, NULL, $2)",
-            &[
-                &site.as_str(),
-                &format!(
-                    "grace notification {id} of site {site} (category {}) ended on {ended_on} by {by}",
-                    notification.category.number()
-                ),
-            ],
+        super::audit_admin(
+            &tx,
+            Some(site.as_str()),
+            &format!(
+                "grace notification {id} of site {site} (category {}) ended on {ended_on} by {by}",
+                notification.category.number()
+            ),
         )
         .await?;
         tx.commit().await?;

@@ -165,3 +165,19 @@ impl Store {
         &self.pool
     }
 }
+
+/// Records an administrative action (who changed what through the API) in `security_events`,
+/// in the transaction that makes the change, so the change and its audit row commit together.
+pub(crate) async fn audit_admin(
+    tx: &tokio_postgres::Transaction<'_>,
+    site: Option<&str>,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
+         VALUES ('admin_action', $1, NULL, $2)",
+        &[&site, &detail],
+    )
+    .await?;
+    Ok(())
+}

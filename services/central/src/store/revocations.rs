@@ -49,10 +49,10 @@ impl Store {
             )
             .await?;
         if new > 0 {
-            tx.execute(
-                "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
-                 VALUES ('admin_action', NULL, NULL, $1)",
-                &[&format!("certificate {hex} revoked by {by}: {reason}")],
+            super::audit_admin(
+                &tx,
+                None,
+                &format!("certificate {hex} revoked by {by}: {reason}"),
             )
             .await?;
         }
