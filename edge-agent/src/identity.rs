@@ -143,9 +143,7 @@ impl AgentIdentity {
                 not_after: summary.not_after,
             });
         }
-        // Also proves the certificate is the new key's: refused otherwise.
-        let check = SwappableIdentity::new(&identity)?;
-        drop(check);
+        identity.check_key_pair()?;
 
         let (key_next, cert_next) = (next_path(&self.key, "next"), next_path(&self.cert, "next"));
         write_private(&key_next, request.key_pem.as_bytes())?;

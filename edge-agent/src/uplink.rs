@@ -109,6 +109,13 @@ impl std::fmt::Debug for InventorySource {
 
 /// Renews the agent's certificate over the stream (see [`crate::identity`]); a renewed one is
 /// presented on a new connection, made by `connect`.
+/// Where this session stands with a renewal: at most one request per session.
+enum Renewing {
+    NotAsked,
+    Awaiting(RenewalRequest),
+    Done,
+}
+
 #[derive(Clone)]
 pub struct Renewal {
     pub identity: Arc<AgentIdentity>,
@@ -185,38 +192,34 @@ impl Uplink {
         self
     }
 
-    /// Sends a CSR when the certificate is due and none was sent in this session; returns the
-    /// request whose answer is awaited.
+    /// Sends a CSR when the certificate is due and this session has not asked yet.
     async fn ask_renewal(
         &self,
         to_central: &mpsc::Sender<pb::AgentMessage>,
-        asked: &mut bool,
-    ) -> Result<Option<RenewalRequest>, SessionError> {
-        let Some(renewal) = &self.renewal else {
-            return Ok(None);
+        renewing: &mut Renewing,
+    ) -> Result<(), SessionError> {
+        let (Some(renewal), Renewing::NotAsked) = (&self.renewal, &renewing) else {
+            return Ok(());
         };
-        if *asked {
-            return Ok(None);
-        }
-        let due = renewal.identity.due(time::OffsetDateTime::now_utc());
-        match due {
-            Ok(false) => return Ok(None),
+        match renewal.identity.due(time::OffsetDateTime::now_utc()) {
+            Ok(false) => return Ok(()),
             Ok(true) => {}
             Err(error) => {
                 tracing::error!(%error, "cannot tell when the agent certificate expires");
-                return Ok(None);
+                return Ok(());
             }
         }
-        *asked = true;
+        // Whatever happens next, once per session.
+        *renewing = Renewing::Done;
         if let Err(error) = renewal.identity.writable() {
             tracing::error!(%error, "the agent certificate is due for renewal but its files cannot be replaced");
-            return Ok(None);
+            return Ok(());
         }
         let request = match fleet_tls::renewal::request(self.facts.site.as_str()) {
             Ok(request) => request,
             Err(error) => {
                 tracing::error!(%error, "cannot make a certificate signing request");
-                return Ok(None);
+                return Ok(());
             }
         };
         tracing::info!("the agent certificate is due: asking central for a new one");
@@ -231,17 +234,16 @@ impl Uplink {
             .send(message)
             .await
             .map_err(|_| SessionError::Protocol("request stream closed"))?;
-        Ok(Some(request))
+        *renewing = Renewing::Awaiting(request);
+        Ok(())
     }
 
     /// Installs central's answer; `true` when the session should end so that the next one
     /// presents the new certificate.
-    fn take_renewal(
-        &self,
-        pending: &mut Option<RenewalRequest>,
-        answer: pb::CertificateRenewal,
-    ) -> bool {
-        let (Some(renewal), Some(request)) = (&self.renewal, pending.take()) else {
+    fn take_renewal(&self, renewing: &mut Renewing, answer: pb::CertificateRenewal) -> bool {
+        let (Some(renewal), Renewing::Awaiting(request)) =
+            (&self.renewal, std::mem::replace(renewing, Renewing::Done))
+        else {
             tracing::warn!("central sent a certificate this agent did not ask for; ignored");
             return false;
         };
@@ -444,8 +446,8 @@ impl Uplink {
         let mut inventory_sent = None;
         self.send_inventory(&to_central, &mut inventory_sent, true)
             .await?;
-        let mut renewal_asked = false;
-        let mut renewal = self.ask_renewal(&to_central, &mut renewal_asked).await?;
+        let mut renewing = Renewing::NotAsked;
+        self.ask_renewal(&to_central, &mut renewing).await?;
 
         let mut heartbeat = tokio::time::interval(self.heartbeat_every);
         heartbeat.tick().await;
@@ -488,7 +490,7 @@ impl Uplink {
                         }
                     }
                     Some(pb::CentralMessage { kind: Some(pb::central_message::Kind::CertificateRenewal(answer)) }) => {
-                        if self.take_renewal(&mut renewal, answer) {
+                        if self.take_renewal(&mut renewing, answer) {
                             backoff.reset();
                             return Ok(());
                         }
@@ -512,9 +514,7 @@ impl Uplink {
                         return Err(SessionError::Protocol("request stream closed"));
                     }
                     // Sessions live for weeks: the certificate may fall due during one.
-                    if renewal.is_none() {
-                        renewal = self.ask_renewal(&to_central, &mut renewal_asked).await?;
-                    }
+                    self.ask_renewal(&to_central, &mut renewing).await?;
                 }
             }
         }

@@ -87,6 +87,11 @@ impl Identity {
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.cert_chain[0]
     }
+
+    /// Fails unless the leaf certificate is the private key's (and rustls can use the key).
+    pub fn check_key_pair(&self) -> Result<(), TlsError> {
+        certified(self).map(|_| ())
+    }
 }
 
 /// Loads every certificate of a PEM file; an empty file is an error, not an empty trust store.

@@ -53,6 +53,20 @@ pub enum State {
 }
 
 impl State {
+    const ALL: [State; 6] = [
+        State::Online,
+        State::Closed,
+        State::AgentDown,
+        State::LinkDown,
+        State::ReaderUnplugged,
+        State::NationalUnreachable,
+    ];
+
+    /// The state named by [`State::as_str`].
+    pub fn parse(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Online => "online",
@@ -182,6 +196,14 @@ mod tests {
             ..up()
         };
         assert_eq!(classify(both).state, State::NationalUnreachable);
+    }
+
+    #[test]
+    fn every_state_reads_back_from_its_name() {
+        for state in State::ALL {
+            assert_eq!(State::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(State::parse("offline"), None);
     }
 
     #[test]

@@ -22,29 +22,19 @@ pub struct RenewalSettings {
     pub lifetime: time::Duration,
 }
 
+/// The CA and the lifetime of what it signs; `None`: renewals are refused.
 #[derive(Debug, Clone)]
-pub struct Renewals {
-    ca: Option<Arc<AgentCa>>,
-    lifetime: time::Duration,
-}
+pub struct Renewals(Option<Arc<(AgentCa, time::Duration)>>);
 
 impl Renewals {
     pub fn load(settings: &RenewalSettings) -> Result<Self, RenewalError> {
-        Ok(Self {
-            ca: Some(Arc::new(AgentCa::load(
-                &settings.ca_cert,
-                &settings.ca_key,
-            )?)),
-            lifetime: settings.lifetime,
-        })
+        let ca = AgentCa::load(&settings.ca_cert, &settings.ca_key)?;
+        Ok(Self(Some(Arc::new((ca, settings.lifetime)))))
     }
 
     /// Every request is answered with a refusal that says what to do instead.
     pub fn disabled() -> Self {
-        Self {
-            ca: None,
-            lifetime: time::Duration::ZERO,
-        }
+        Self(None)
     }
 
     /// Signs (or refuses) one request of `site`'s session, and audits the outcome.
@@ -54,14 +44,14 @@ impl Renewals {
         site: &SiteCode,
         request: &pb::RenewCertificate,
     ) -> pb::CertificateRenewal {
-        let signed = match &self.ca {
+        let signed = match self.0.as_deref() {
             None => Err(
                 "central does not sign agent certificates (no --agent-ca-key); renew this \
                  site's certificate through the chain's PKI process"
                     .to_string(),
             ),
-            Some(ca) => ca
-                .sign(site.as_str(), &request.csr_der, self.lifetime)
+            Some((ca, lifetime)) => ca
+                .sign(site.as_str(), &request.csr_der, *lifetime)
                 .map_err(|e| e.to_string()),
         };
         let (kind, detail, answer) = match signed {

@@ -46,20 +46,6 @@ pub struct SiteAvailability {
     pub detail: String,
 }
 
-fn state_of(text: &str) -> State {
-    [
-        State::Online,
-        State::Closed,
-        State::AgentDown,
-        State::LinkDown,
-        State::ReaderUnplugged,
-        State::NationalUnreachable,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-    .unwrap_or(State::AgentDown)
-}
-
 impl Store {
     /// A session of `site` started (it now holds the site's presence).
     pub async fn session_opened(
@@ -154,7 +140,7 @@ impl Store {
                 } else {
                     "site"
                 },
-                hours: hours_from(row.get(1))?,
+                hours: hours_from(Some(row.get(1)))?,
             },
         })
     }
@@ -182,7 +168,7 @@ impl Store {
             .query_opt("SELECT hours FROM opening_hours WHERE scope = '*'", &[])
             .await?
         {
-            Some(row) => hours_from(row.get(0))?,
+            Some(row) => hours_from(Some(row.get(0)))?,
             None => OpeningHours::chain_default(),
         };
         // Per site: its latest stream, presence, own hours, latest national probe, whether it
@@ -222,7 +208,7 @@ impl Store {
             let presence_connected: Option<bool> = row.get(3);
             let ended: Option<String> = row.get(4);
             let hours = match row.get::<_, Option<serde_json::Value>>(5) {
-                Some(json) => hours_from(json)?,
+                Some(json) => hours_from(Some(json))?,
                 None => chain_default.clone(),
             };
             let national: Option<String> = row.get(6);
@@ -251,7 +237,7 @@ impl Store {
                 readers_missing: had_reader && has_inventory && present == 0,
             });
             let since = match (&previous, previous_since) {
-                (Some(p), Some(since)) if state_of(p) == verdict.state => since,
+                (Some(p), Some(since)) if State::parse(p) == Some(verdict.state) => since,
                 _ => now,
             };
             let detail = detail(&site, &verdict, last_seen);
@@ -302,7 +288,7 @@ impl Store {
                 let state: String = r.get(1);
                 SiteAvailability {
                     site_code: r.get(0),
-                    label: state_of(&state).label().to_string(),
+                    label: State::parse(&state).map_or("", State::label).to_string(),
                     state,
                     underlying: r.get(2),
                     alerting: r.get(3),
@@ -316,7 +302,11 @@ impl Store {
     }
 }
 
-fn hours_from(json: serde_json::Value) -> Result<OpeningHours, StoreError> {
+/// Stored opening hours (`None`: the built-in chain default).
+pub(super) fn hours_from(json: Option<serde_json::Value>) -> Result<OpeningHours, StoreError> {
+    let Some(json) = json else {
+        return Ok(OpeningHours::chain_default());
+    };
     serde_json::from_value(json)
         .map_err(|e| StoreError::Corrupt(format!("stored opening hours: {e}")))
 }

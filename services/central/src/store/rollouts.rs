@@ -8,7 +8,6 @@
 //! complete, pause or roll back. Every transition is a `rollout_transitions` row. Ingest tells
 //! each agent its target (`Store::update_target`) after Welcome and at heartbeats.
 
-use onshi_domain::hours::OpeningHours;
 use onshi_domain::rollout::{self, Gates, Health, Wave, WaveState};
 use onshi_domain::site::SiteCode;
 use serde::{Deserialize, Serialize};
@@ -525,11 +524,7 @@ async fn target_wave(
     for row in pending {
         let site: String = row.get(0);
         if window != "any" {
-            let hours = match row.get::<_, Option<serde_json::Value>>(1) {
-                Some(json) => serde_json::from_value(json)
-                    .map_err(|e| StoreError::Corrupt(format!("stored opening hours: {e}")))?,
-                None => OpeningHours::chain_default(),
-            };
+            let hours = super::availability::hours_from(row.get(1))?;
             if hours.is_open(now).unwrap_or(true) {
                 continue; // its turn comes when it closes
             }
