@@ -32,6 +32,11 @@ impl PeerCertificates {
     }
 }
 
+/// The client's address, as an axum request extension (for per-address limits and the audit
+/// trail of sign-ins).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddress(pub SocketAddr);
+
 /// Accepts TCP connections on `listener` and yields the ones whose TLS handshake succeeded.
 /// The stream ends, and the accept task with it, when the consumer drops it.
 pub fn tls_incoming(
@@ -87,7 +92,7 @@ async fn handshake(
 
 /// Serves `router` over HTTPS on `listener` until `shutdown` completes, then lets in-flight
 /// requests finish (bounded by `HANDSHAKE_TIMEOUT`). Each request carries the client's
-/// certificates as a [`PeerCertificates`] extension.
+/// certificates as a [`PeerCertificates`] extension and its address as a [`PeerAddress`].
 pub async fn serve_https(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -121,7 +126,13 @@ pub async fn serve_https(
                 .map(<[_]>::to_vec)
                 .unwrap_or_default(),
         ));
-        let service = TowerToHyperService::new(router.clone().layer(axum::Extension(peer)));
+        let address = stream.get_ref().0.peer_addr().ok().map(PeerAddress);
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(peer))
+                .layer(axum::Extension(address)),
+        );
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -1,22 +1,25 @@
-//! The JSON API (versioned under `/api/v1`).
+//! The JSON API (versioned under `/api/v1`), and the one router that serves it with the
+//! dashboard's pages.
 //!
-//! Served over TLS 1.3 with a client certificate from the chain CA that names an operator
-//! (`urn:onshi-fleet:operator:<name>`); an agent's certificate, although from the same CA, is
-//! refused here. Browser sign-in comes with the dashboard.
+//! Served over TLS 1.3, on the mTLS listener to operators (a client certificate from the chain
+//! CA naming `urn:onshi-fleet:operator:<name>`; an agent's certificate is refused here) and on
+//! the web listener to people and programs with an account (session cookie or API token).
+//! `crate::auth` resolves who asks; `auth::routes` says what each route needs; site scope is
+//! checked on every `{site_code}` and applied inside listing queries.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Path, Query, Request, State};
-use axum::middleware::Next;
+use axum::extract::{FromRef, Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
-use fleet_tls::listen::PeerCertificates;
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
 use crate::audit::ChainVerdict;
+use crate::auth::Principal;
+use crate::auth::rate_limit::SignInLimiter;
 use crate::error::ServiceError;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
@@ -32,6 +35,8 @@ pub struct ApiState {
     pub patient_key: Option<Arc<PatientHashKey>>,
     /// The handshake's deny list: a revocation made here applies at once in this replica.
     pub deny: fleet_tls::deny::DenyList,
+    /// Failed sign-ins, per login and per address.
+    pub limiter: SignInLimiter,
 }
 
 impl FromRef<ApiState> for Store {
@@ -40,19 +45,35 @@ impl FromRef<ApiState> for Store {
     }
 }
 
-/// The operator a request comes from (their certificate's name), for the audit trail.
-#[derive(Debug, Clone)]
-pub struct Operator(pub String);
-
 pub fn router(store: Store) -> Router {
     router_with(ApiState {
         store,
         patient_key: None,
         deny: fleet_tls::deny::DenyList::default(),
+        limiter: SignInLimiter::default(),
     })
 }
 
+/// The API and the dashboard: every route but sign-in needs a principal, the permission
+/// `auth::routes` names for it, and any `{site_code}` in scope.
 pub fn router_with(state: ApiState) -> Router {
+    use crate::auth::middleware::{authenticate, require_site_in_scope};
+    use crate::auth::routes::require_route_permission;
+    let protected = api_routes()
+        .merge(crate::web::pages())
+        .route_layer(axum::middleware::from_fn(require_site_in_scope))
+        .route_layer(axum::middleware::from_fn(require_route_permission))
+        .layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .merge(crate::web::public())
+        .merge(protected)
+        .with_state(state)
+}
+
+fn api_routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/sites", get(list_sites))
         .route("/api/v1/sites/{site_code}/events", get(list_site_events))
@@ -113,26 +134,6 @@ pub fn router_with(state: ApiState) -> Router {
             get(list_revocations).post(revoke_certificate),
         )
         .route("/api/v1/audit/report", get(audit_report))
-        .layer(axum::middleware::from_fn(require_operator))
-        .with_state(state)
-}
-
-/// Only operator certificates reach the API.
-async fn require_operator(
-    Extension(peer): Extension<PeerCertificates>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ServiceError> {
-    let leaf = peer
-        .leaf()
-        .ok_or_else(|| ServiceError::Forbidden("a client certificate is required".into()))?;
-    let operator = fleet_tls::identity::operator_of(leaf)
-        .map_err(|e| ServiceError::Forbidden(format!("this API is for operators: {e}")))?;
-    tracing::debug!(%operator, path = %request.uri().path(), "api request");
-    request
-        .extensions_mut()
-        .insert(Operator(operator.to_string()));
-    Ok(next.run(request).await)
 }
 
 async fn list_sites(State(store): State<Store>) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
@@ -229,7 +230,7 @@ async fn one_rollout(
 /// "pause", "soak_secs": 3600, "apply_timeout_secs": 86400}`.
 async fn start_rollout(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<
     (
@@ -243,7 +244,11 @@ async fn start_rollout(
         "a rollout is {\"target_version\", \"waves\": [{\"share\": 5}, {\"sites\": [...]}, {\"share\": 100}], \"gates\", \"window\", \"on_gate_failure\", \"soak_secs\", \"apply_timeout_secs\"}",
     )?;
     let id = store
-        .create_rollout(&new, &operator.0, time::OffsetDateTime::now_utc())
+        .create_rollout(
+            &new,
+            &principal.audit_name(),
+            time::OffsetDateTime::now_utc(),
+        )
         .await?;
     let view = store.rollouts(Some(id)).await?.pop().ok_or_else(|| {
         ServiceError::NotFound(format!("rollout {id} vanished after it was created"))
@@ -254,7 +259,7 @@ async fn start_rollout(
 /// `POST /api/v1/rollouts/{id}/pause | resume | rollback`.
 async fn act_on_rollout(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
     let action = crate::store::rollouts::Action::parse(&action).ok_or_else(|| {
@@ -262,7 +267,9 @@ async fn act_on_rollout(
             "{action:?} is not an action on a rollout: pause, resume or rollback"
         ))
     })?;
-    store.act_on_rollout(id, action, &operator.0).await?;
+    store
+        .act_on_rollout(id, action, &principal.audit_name())
+        .await?;
     one_rollout(State(store), Path(id)).await
 }
 
@@ -306,25 +313,27 @@ const HOURS_SHAPE: &str = "opening hours are {\"weekly\": {\"mon\": [\"09:00-18:
 /// Sets the chain default opening hours (sites without their own follow it).
 async fn put_chain_opening_hours(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<Json<onshi_domain::hours::OpeningHours>, ServiceError> {
     let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
-    store.set_opening_hours(None, &hours, &operator.0).await?;
+    store
+        .set_opening_hours(None, &hours, &principal.audit_name())
+        .await?;
     Ok(Json(hours))
 }
 
 /// Sets one site's own opening hours.
 async fn put_site_opening_hours(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
     let site = site_of(&site_code)?;
     let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
     store
-        .set_opening_hours(Some(&site), &hours, &operator.0)
+        .set_opening_hours(Some(&site), &hours, &principal.audit_name())
         .await?;
     Ok(Json(store.opening_hours(&site).await?))
 }
@@ -524,13 +533,17 @@ fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, Ser
 }
 
 /// Records an export (who exported what) in the audit trail; the export fails if it cannot be.
-async fn audit_export(store: &Store, operator: &Operator, what: &str) -> Result<(), ServiceError> {
+async fn audit_export(
+    store: &Store,
+    principal: &Principal,
+    what: &str,
+) -> Result<(), ServiceError> {
     store
         .record_security_event(
             "audit_export",
             None,
             None,
-            &format!("{what} exported by operator {}", operator.0),
+            &format!("{what} exported by {}", principal.audit_name()),
         )
         .await?;
     Ok(())
@@ -538,7 +551,7 @@ async fn audit_export(store: &Store, operator: &Operator, what: &str) -> Result<
 
 async fn audit_events(
     State(state): State<ApiState>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
@@ -547,9 +560,10 @@ async fn audit_events(
     match params.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(events).into_response()),
         "csv" => {
+            principal.require(crate::auth::Permission::ExportAudit)?;
             audit_export(
                 &state.store,
-                &operator,
+                &principal,
                 &format!(
                     "audit search CSV of {} events ({})",
                     events.len(),
@@ -601,7 +615,7 @@ fn describe_query(query: &AuditQuery) -> String {
 /// The printable report of a period (with `month`, the monthly summary an auditor files).
 async fn audit_report(
     State(state): State<ApiState>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
@@ -641,7 +655,7 @@ async fn audit_report(
         from: query.from,
         to: query.to,
         generated_at: time::OffsetDateTime::now_utc(),
-        generated_by: &operator.0,
+        generated_by: &principal.audit_name(),
         totals: &totals,
         refusals: &refusals,
         disaster_views: &disaster_views,
@@ -649,7 +663,7 @@ async fn audit_report(
     });
     audit_export(
         store,
-        &operator,
+        &principal,
         &format!(
             "audit report ({}; verdict {})",
             describe_query(&query),
@@ -694,7 +708,7 @@ async fn site_access_rules(
 /// it within a heartbeat.
 async fn put_site_staff(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ServiceError> {
@@ -703,7 +717,9 @@ async fn put_site_staff(
         &body,
         "the roster is a JSON list of {\"id\", \"role\"} (role: doctor, dentist, pharmacist, clerk or site_admin)",
     )?;
-    store.put_roster(&site, &staff, &operator.0).await?;
+    store
+        .put_roster(&site, &staff, &principal.audit_name())
+        .await?;
     Ok(Json(
         serde_json::json!({ "site_code": site.as_str(), "staff": staff.len() }),
     ))
@@ -713,14 +729,16 @@ async fn put_site_staff(
 /// "ends_at"}`, RFC 3339); the agents of those prefectures have it within a heartbeat.
 async fn open_disaster_window(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<Json<onshi_domain::access::DisasterWindow>, ServiceError> {
     let window: onshi_domain::access::DisasterWindow = json_body(
         &body,
         "a disaster window is {\"id\", \"prefectures\": [\"13\"], \"starts_at\", \"ends_at\"} with RFC 3339 times",
     )?;
-    store.open_disaster_window(&window, &operator.0).await?;
+    store
+        .open_disaster_window(&window, &principal.audit_name())
+        .await?;
     Ok(Json(window))
 }
 
@@ -743,7 +761,7 @@ struct RevokeRequest {
 /// by this replica at once, by the others within seconds; audited with the operator.
 async fn revoke_certificate(
     State(state): State<ApiState>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ServiceError> {
     let request: RevokeRequest = json_body(
@@ -752,7 +770,11 @@ async fn revoke_certificate(
     )?;
     let fingerprint = state
         .store
-        .revoke(&request.sha256_fingerprint, &request.reason, &operator.0)
+        .revoke(
+            &request.sha256_fingerprint,
+            &request.reason,
+            &principal.audit_name(),
+        )
         .await?;
     state.deny.insert(fingerprint);
     Ok(Json(
@@ -794,7 +816,7 @@ struct AdoptionPlan {
 /// Sets the planned start (`{"planned_start": "2027-04-01", "new_site": false}`).
 async fn put_site_adoption(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
@@ -805,7 +827,7 @@ async fn put_site_adoption(
     )?;
     let start = day("planned_start", &plan.planned_start)?;
     store
-        .set_adoption_plan(&site, start, plan.new_site, &operator.0)
+        .set_adoption_plan(&site, start, plan.new_site, &principal.audit_name())
         .await?;
     Ok(Json(
         store
@@ -824,7 +846,7 @@ struct StepDone {
 /// Marks a step done (`{"done_on": "2026-12-01", "evidence": "application no. 123"}`).
 async fn put_adoption_step(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path((site_code, step)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
@@ -839,7 +861,7 @@ async fn put_adoption_step(
             &step,
             day("done_on", &done.done_on)?,
             &done.evidence,
-            &operator.0,
+            &principal.audit_name(),
         )
         .await?;
     Ok(Json(
@@ -939,7 +961,7 @@ async fn site_grace_notifications(
 /// "line_available_on": "2023-08-31"}`): 201 with its deadline and status; audited.
 async fn file_grace_notification(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<crate::store::grace::GraceView>), ServiceError> {
@@ -962,7 +984,7 @@ async fn file_grace_notification(
         .file_grace_notification(
             &site,
             &notification,
-            &operator.0,
+            &principal.audit_name(),
             time::OffsetDateTime::now_utc(),
         )
         .await?;
@@ -979,7 +1001,7 @@ struct GraceEnding {
 /// use, the works over, the site closed, the difficulty resolved. Once; audited.
 async fn end_grace_notification(
     State(store): State<Store>,
-    Extension(operator): Extension<Operator>,
+    Extension(principal): Extension<Principal>,
     Path((site_code, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<crate::store::grace::GraceView>, ServiceError> {
@@ -995,7 +1017,7 @@ async fn end_grace_notification(
             &site,
             id,
             ended_on,
-            &operator.0,
+            &principal.audit_name(),
             time::OffsetDateTime::now_utc(),
         )
         .await?

@@ -23,7 +23,11 @@ use crate::writer::{Writer, WriterConfig};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub grpc_listen: SocketAddr,
+    /// The JSON API for operators (client certificates required).
     pub http_listen: SocketAddr,
+    /// The dashboard and the JSON API for accounts (sign-in or API token; no client
+    /// certificate asked). None: no dashboard.
+    pub web_listen: Option<SocketAddr>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     /// The chain CA: agents and operators must present a certificate it issued.
@@ -75,8 +79,10 @@ impl Default for Tuning {
 pub struct Application {
     grpc: TcpListener,
     http: TcpListener,
+    web: Option<TcpListener>,
     grpc_tls: std::sync::Arc<rustls::ServerConfig>,
     http_tls: std::sync::Arc<rustls::ServerConfig>,
+    web_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
     seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
@@ -91,6 +97,7 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field("grpc", &self.grpc.local_addr().ok())
             .field("http", &self.http.local_addr().ok())
+            .field("web", &self.web_addr())
             .finish()
     }
 }
@@ -123,6 +130,10 @@ impl Application {
             deny.clone(),
             on_refused,
         )?;
+        // People's browsers have no client certificate: the dashboard listener does not ask
+        // for one, and every request there is authenticated by session or API token.
+        let web_tls =
+            config::server_config_without_client_auth(&identity, &[ALPN_H2, ALPN_HTTP11])?;
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
         let store = Store::new(pool).with_write_method(settings.tuning.write_method);
@@ -152,6 +163,14 @@ impl Application {
         let http = TcpListener::bind(settings.http_listen)
             .await
             .with_context(|| format!("binding HTTPS listener {}", settings.http_listen))?;
+        let web = match settings.web_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the dashboard listener {addr}"))?,
+            ),
+            None => None,
+        };
         let patient_key = settings
             .patient_key
             .as_ref()
@@ -184,8 +203,10 @@ impl Application {
         Ok(Self {
             grpc,
             http,
+            web,
             grpc_tls,
             http_tls,
+            web_tls,
             store,
             seal_key,
             patient_key,
@@ -210,6 +231,13 @@ impl Application {
         self.http
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// Where the dashboard answers, when it was asked for.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web
+            .as_ref()
+            .map(|web| web.local_addr().expect("bound listener has an address"))
     }
 
     pub async fn run_until_stopped(
@@ -272,22 +300,28 @@ impl Application {
                 tls_incoming(self.grpc, self.grpc_tls),
                 stopped(stop_rx.clone()),
             );
-        let http = serve_https(
-            self.http,
-            self.http_tls,
-            crate::api::router_with(crate::api::ApiState {
-                store: self.store.clone(),
-                patient_key: self.patient_key.clone(),
-                deny: self.deny.clone(),
-            }),
-            stopped(stop_rx),
-        );
+        let router = crate::api::router_with(crate::api::ApiState {
+            store: self.store.clone(),
+            patient_key: self.patient_key.clone(),
+            deny: self.deny.clone(),
+            limiter: crate::auth::rate_limit::SignInLimiter::default(),
+        });
+        let web = {
+            let (listener, tls, router) = (self.web, self.web_tls, router.clone());
+            let stop = stopped(stop_rx.clone());
+            async move {
+                if let Some(listener) = listener {
+                    serve_https(listener, tls, router, stop).await;
+                }
+            }
+        };
+        let http = serve_https(self.http, self.http_tls, router, stopped(stop_rx));
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
-        let (grpc, ()) = tokio::join!(grpc, http);
+        let (grpc, (), ()) = tokio::join!(grpc, http, web);
         grpc.context("gRPC server")?;
         Ok(())
     }

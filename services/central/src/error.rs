@@ -20,6 +20,22 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A site outside an area manager's scope.
+    #[error("site {0} is outside your scope (担当範囲外のサイトです)")]
+    OutOfScope(String),
+    /// No credential, or one that is unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Too many failed sign-ins; the message says when to try again.
+    #[error(
+        "too many failed sign-ins; try again in {retry_after_secs} seconds (サインインの失敗が多すぎます)"
+    )]
+    RateLimited { retry_after_secs: u64 },
+    /// A state-changing request from a browser session without the session's CSRF token.
+    #[error(
+        "the form is out of date or came from another site; reload the page and try again (CSRF)"
+    )]
+    Csrf,
     /// A message or request beyond a limit central announces; the message says which and what
     /// to do.
     #[error("{0}")]
@@ -38,6 +54,10 @@ impl ServiceError {
             ServiceError::BadRequest(_) => "bad_request",
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::OutOfScope(_) => "out_of_scope",
+            ServiceError::Unauthenticated(_) => "unauthenticated",
+            ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::Csrf => "csrf",
             ServiceError::TooLarge(_) => "too_large",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
@@ -46,9 +66,12 @@ impl ServiceError {
 
     fn grpc_code(&self) -> tonic::Code {
         match self {
-            ServiceError::ForeignSite { .. } | ServiceError::Forbidden(_) => {
-                tonic::Code::PermissionDenied
-            }
+            ServiceError::ForeignSite { .. }
+            | ServiceError::Forbidden(_)
+            | ServiceError::OutOfScope(_)
+            | ServiceError::Csrf => tonic::Code::PermissionDenied,
+            ServiceError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            ServiceError::RateLimited { .. } => tonic::Code::ResourceExhausted,
             ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
             ServiceError::NotFound(_) => tonic::Code::NotFound,
             ServiceError::TooLarge(_) => tonic::Code::ResourceExhausted,
@@ -59,7 +82,12 @@ impl ServiceError {
 
     fn http_status(&self) -> StatusCode {
         match self {
-            ServiceError::ForeignSite { .. } | ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::ForeignSite { .. }
+            | ServiceError::Forbidden(_)
+            | ServiceError::OutOfScope(_)
+            | ServiceError::Csrf => StatusCode::FORBIDDEN,
+            ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -93,6 +121,13 @@ impl From<ServiceError> for tonic::Status {
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
-        (self.http_status(), axum::Json(body)).into_response()
+        let mut response = (self.http_status(), axum::Json(body)).into_response();
+        if let ServiceError::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }

@@ -116,6 +116,9 @@ enum Command {
     /// when the uplink is SERVING (PostgreSQL answers), 1 otherwise; `--liveness`: whether the
     /// process answers at all.
     Health(HealthArgs),
+    /// Dashboard accounts and API tokens.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Development PKI.
     #[command(subcommand)]
     Pki(PkiCommand),
@@ -129,6 +132,49 @@ enum Command {
         db: DbArgs,
         #[arg(long, env = "CENTRAL_SEAL_KEY")]
         seal_key: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountCommand {
+    /// Make an account. The password is read from standard input (its first line), never from
+    /// the command line, where other users and the shell history would see it.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        login: String,
+        /// The name the dashboard shows.
+        #[arg(long)]
+        name: String,
+        /// chain_admin, area_manager, auditor or viewer.
+        #[arg(long)]
+        role: String,
+        /// An area manager's prefecture (two digits; repeat for several).
+        #[arg(long = "prefecture")]
+        prefectures: Vec<String>,
+        /// An area manager's site (repeat for several).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// Who makes it (recorded in the audit trail); default: the OS user.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Print the accounts (JSON; no password hashes).
+    List(DbArgs),
+    /// Issue an API token acting as an account; the token is printed once, on standard output.
+    Token {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        login: String,
+        /// What uses the token (shown in the account's token list).
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
     },
 }
 
@@ -183,6 +229,10 @@ struct ServeArgs {
     grpc_listen: SocketAddr,
     #[arg(long, env = "CENTRAL_HTTP_LISTEN", default_value = "127.0.0.1:8443")]
     http_listen: SocketAddr,
+    /// Serve the dashboard (and the API for accounts: sign-in or API token) on HTTPS without
+    /// client certificates at this address; off by default.
+    #[arg(long, env = "CENTRAL_WEB_LISTEN")]
+    web_listen: Option<SocketAddr>,
     /// Serve Prometheus metrics on plain HTTP at this address (`GET /metrics`); off by default.
     /// No TLS and no authentication: keep it on loopback or a scrape-only network.
     #[arg(long, env = "CENTRAL_METRICS_LISTEN")]
@@ -451,6 +501,7 @@ async fn run(
                 )
             }
         }
+        Command::Account(command) => account(command).await,
         Command::Pki(command) => pki(command),
         Command::SealKey(SealKeyCommand::Init { out }) => {
             let key = central::sealing::SealKey::create(&out)?;
@@ -496,6 +547,62 @@ fn print_verdict(verdict: &central::audit::ChainVerdict, json: bool) -> anyhow::
     Ok(())
 }
 
+async fn account(command: AccountCommand) -> anyhow::Result<()> {
+    use central::auth::accounts::{AccountSpec, create_account, issue_token};
+    match command {
+        AccountCommand::Add {
+            db,
+            login,
+            name,
+            role,
+            prefectures,
+            sites,
+            by,
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let spec = AccountSpec {
+                login,
+                display_name: name,
+                role,
+                prefectures,
+                sites,
+                password: password.trim_end_matches(['\r', '\n']).to_string(),
+            };
+            create_account(
+                &Store::new(pool(&db)?),
+                &spec,
+                &format!("{by} (central account add)"),
+            )
+            .await?;
+            eprintln!("account {} created", spec.login);
+            Ok(())
+        }
+        AccountCommand::List(db) => print_json(&Store::new(pool(&db)?).accounts().await?),
+        AccountCommand::Token {
+            db,
+            login,
+            label,
+            days,
+            by,
+        } => {
+            let (id, token) = issue_token(
+                &Store::new(pool(&db)?),
+                &login,
+                &label,
+                days,
+                &format!("{by} (central account token)"),
+            )
+            .await?;
+            eprintln!("API token {id} for {login}, valid {days} days; it is shown only now:");
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -512,6 +619,7 @@ async fn serve(
     let settings = Settings {
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
+        web_listen: args.web_listen,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         client_ca: args.client_ca.clone(),
@@ -560,6 +668,9 @@ async fn serve(
     let mut ready = serde_json::json!({ "grpc": app.grpc_addr().to_string(), "http": app.http_addr().to_string() });
     if let Some(metrics) = metrics {
         ready["metrics"] = metrics.to_string().into();
+    }
+    if let Some(web) = app.web_addr() {
+        ready["web"] = web.to_string().into();
     }
     println!("{ready}");
     tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "central listening");

@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollouts",
         sql: include_str!("../../migrations/0014_rollouts.sql"),
     },
+    Migration {
+        version: 15,
+        name: "accounts_and_sites",
+        sql: include_str!("../../migrations/0015_accounts_and_sites.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -2,6 +2,7 @@
 
 pub mod access_recheck;
 pub mod access_rules;
+pub mod accounts;
 pub mod adoption;
 pub mod alerts;
 pub mod audit_search;
@@ -15,6 +16,7 @@ pub mod migrate;
 pub mod partitions;
 pub mod revocations;
 pub mod rollouts;
+pub mod scope;
 pub mod seals;
 
 use std::str::FromStr;

@@ -1,0 +1,278 @@
+//! Resolving the [`Principal`] of each request, checking CSRF on browser writes, and the
+//! per-route checks of role and site scope.
+//!
+//! Order of credentials: a client certificate (the mTLS listener), then `Authorization: Bearer`
+//! (an API token), then the session cookie. A request without any is answered 401 on the API
+//! and redirected to the sign-in page elsewhere.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use axum::body::Body;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use fleet_tls::listen::{PeerAddress, PeerCertificates};
+use onshi_domain::site::SiteCode;
+use time::OffsetDateTime;
+
+use super::{Credential, Permission, Principal, Role, SiteScope, secret};
+use crate::error::ServiceError;
+use crate::store::Store;
+use crate::store::accounts::AccountRow;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "onshi_session";
+/// Where scripts put the CSRF token of a browser write.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Where forms put it.
+pub const CSRF_FIELD: &str = "_csrf";
+/// A form body read to find its CSRF token is at most this large.
+const MAX_FORM_BYTES: usize = 1024 * 1024;
+
+/// Whether `path` is answered as JSON (401) rather than with the sign-in page.
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// The principal an account row stands for.
+pub fn principal_of(
+    account: AccountRow,
+    credential: Credential,
+    csrf_token: Option<String>,
+) -> Result<Principal, ServiceError> {
+    let role = Role::parse(&account.role).map_err(|e| {
+        ServiceError::Internal(crate::store::StoreError::Corrupt(format!(
+            "account {}: {e}",
+            account.login
+        )))
+    })?;
+    let scope = match role {
+        Role::AreaManager => SiteScope::Area {
+            prefectures: account.scope_prefectures,
+            sites: account.scope_sites,
+        },
+        _ => SiteScope::All,
+    };
+    Ok(Principal {
+        name: account.login,
+        display_name: account.display_name,
+        role,
+        scope,
+        credential,
+        csrf_token,
+    })
+}
+
+/// The session token in the request's cookies, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// The client's IP address (unspecified when the listener could not tell).
+pub fn client_address(request_extensions: &axum::http::Extensions) -> IpAddr {
+    request_extensions
+        .get::<Option<PeerAddress>>()
+        .copied()
+        .flatten()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.0.ip())
+}
+
+/// `certificate`: the client certificate's leaf, when the listener asked for one.
+async fn resolve(
+    store: &Store,
+    certificate: Option<&rustls::pki_types::CertificateDer<'static>>,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ServiceError> {
+    if let Some(leaf) = certificate {
+        let operator = fleet_tls::identity::operator_of(leaf)
+            .map_err(|e| ServiceError::Forbidden(format!("this API is for operators: {e}")))?;
+        return Ok(Some(Principal::operator(operator.to_string())));
+    }
+    let now = OffsetDateTime::now_utc();
+    if let Some(token) = bearer(headers) {
+        let account = store
+            .api_token(&secret::digest(token), now)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Unauthenticated("the API token is unknown, expired or revoked".into())
+            })?;
+        return principal_of(account, Credential::ApiToken, None).map(Some);
+    }
+    if let Some(token) = session_cookie(headers) {
+        if let Some(session) = store.session(&secret::digest(token), now).await? {
+            return principal_of(
+                session.account,
+                Credential::Session,
+                Some(session.csrf_token),
+            )
+            .map(Some);
+        }
+    }
+    Ok(None)
+}
+
+/// Puts the request's [`Principal`] in its extensions, or answers 401 / redirects to sign-in.
+/// Browser writes must carry the session's CSRF token.
+pub async fn authenticate(
+    State(store): State<Store>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    // The request itself is not Sync, so what `resolve` reads is taken out before it waits.
+    let certificate = request
+        .extensions()
+        .get::<PeerCertificates>()
+        .and_then(PeerCertificates::leaf)
+        .cloned();
+    let headers = request.headers().clone();
+    let Some(principal) = resolve(&store, certificate.as_ref(), &headers).await? else {
+        let path = request.uri().path();
+        if is_api(path) {
+            return Err(ServiceError::Unauthenticated(
+                "sign in, or present an API token (Authorization: Bearer) or an operator \
+                 certificate"
+                    .into(),
+            ));
+        }
+        let back = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let to = format!("/login?next={}", crate::web::form::encode(&back));
+        return Ok(Redirect::to(&to).into_response());
+    };
+    let request = if principal.credential == Credential::Session && !is_safe(request.method()) {
+        check_csrf(&principal, request).await?
+    } else {
+        request
+    };
+    tracing::debug!(role = principal.role.as_str(), path = %request.uri().path(), "request");
+    let mut request = request;
+    request.extensions_mut().insert(principal);
+    Ok(next.run(request).await)
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Passes the request on when its CSRF token (header, or the form's `_csrf` field) is the
+/// session's. The form body is read and put back.
+async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, ServiceError> {
+    let expected = principal.csrf_token.as_deref().ok_or(ServiceError::Csrf)?;
+    if let Some(sent) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        return if secret::same(sent, expected) {
+            Ok(request)
+        } else {
+            Err(ServiceError::Csrf)
+        };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(ServiceError::Csrf);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| {
+            ServiceError::TooLarge(format!("a form may be at most {MAX_FORM_BYTES} bytes"))
+        })?;
+    let sent = crate::web::form::field(&bytes, CSRF_FIELD);
+    if sent.is_some_and(|sent| secret::same(&sent, expected)) {
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    } else {
+        Err(ServiceError::Csrf)
+    }
+}
+
+/// A route layer: the principal's role must grant `permission`.
+pub async fn require(
+    State(permission): State<Permission>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    principal(&request)?.require(permission)?;
+    Ok(next.run(request).await)
+}
+
+/// A route layer: a `{site_code}` in the path must be a valid site code in the principal's
+/// scope, checked before the handler queries anything about it.
+pub async fn require_site_in_scope(
+    params: RawPathParams,
+    request: Request,
+    next: Next,
+) -> Result<Response, ServiceError> {
+    if let Some((_, code)) = params.iter().find(|(name, _)| *name == "site_code") {
+        let site = SiteCode::parse(code)
+            .map_err(|e| ServiceError::BadRequest(format!("site code {code:?}: {e}")))?;
+        principal(&request)?.require_site(&site)?;
+    }
+    Ok(next.run(request).await)
+}
+
+fn principal(request: &Request) -> Result<&Principal, ServiceError> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| ServiceError::Unauthenticated("no principal on the request".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "theme=dark; onshi_session=abc123; other=x".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&headers), Some("abc123"));
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn an_area_manager_account_gets_its_scope_and_others_the_chain() {
+        let account = |role: &str| AccountRow {
+            login: "k.sato".into(),
+            display_name: "佐藤".into(),
+            role: role.into(),
+            scope_prefectures: vec!["13".into()],
+            scope_sites: vec![],
+            password_hash: String::new(),
+            disabled: false,
+        };
+        let manager = principal_of(account("area_manager"), Credential::Session, None).unwrap();
+        assert!(matches!(manager.scope, SiteScope::Area { .. }));
+        let viewer = principal_of(account("viewer"), Credential::Session, None).unwrap();
+        assert_eq!(viewer.scope, SiteScope::All);
+        assert!(principal_of(account("root"), Credential::Session, None).is_err());
+    }
+}

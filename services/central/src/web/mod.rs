@@ -1,0 +1,23 @@
+//! The chain IT dashboard: server-rendered HTML pages (Japanese first, English second), no
+//! front-end build. Pages read the same store functions as the JSON API, with the principal's
+//! site scope applied in the queries.
+
+pub mod form;
+mod login;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::api::ApiState;
+
+/// Routes reachable without signing in: the sign-in page and the stylesheet.
+pub fn public() -> Router<ApiState> {
+    Router::new()
+        .route("/login", get(login::page).post(login::submit))
+        .route("/static/app.css", get(login::stylesheet))
+}
+
+/// The dashboard's pages; `api::router_with` puts them behind authentication.
+pub fn pages() -> Router<ApiState> {
+    Router::new().route("/logout", post(login::logout))
+}
