@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod http;
+pub mod openapi;
 pub mod otlp;
 pub mod pcsc;
 pub mod proxy;
