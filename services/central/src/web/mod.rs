@@ -3,6 +3,8 @@
 //! site scope applied in the queries.
 
 pub mod form;
+pub mod format;
+pub mod layout;
 mod login;
 
 use axum::Router;
