@@ -2,6 +2,7 @@
 //! front-end build. Pages read the same store functions as the JSON API, with the principal's
 //! site scope applied in the queries.
 
+pub mod charts;
 pub mod form;
 pub mod format;
 pub mod layout;
