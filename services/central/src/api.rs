@@ -136,8 +136,11 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/audit/report", get(audit_report))
 }
 
-async fn list_sites(State(store): State<Store>) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
-    Ok(Json(store.sites().await?))
+async fn list_sites(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
+    Ok(Json(store.sites(&principal.scope).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,8 +183,11 @@ async fn site_verification(
 }
 
 /// Every agent stream: produced (as the agent reported), highest received, contiguous.
-async fn list_agents(State(store): State<Store>) -> Result<Json<Vec<StreamStatus>>, ServiceError> {
-    Ok(Json(store.stream_statuses().await?))
+async fn list_agents(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<StreamStatus>>, ServiceError> {
+    Ok(Json(store.stream_statuses(&principal.scope).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +201,7 @@ struct AlertsQuery {
 /// Open alerts, newest first (`?all=true`: resolved ones too).
 async fn list_alerts(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<AlertsQuery>,
 ) -> Result<Json<Vec<Alert>>, ServiceError> {
     let limit = query.limit.unwrap_or(100);
@@ -203,7 +210,9 @@ async fn list_alerts(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    Ok(Json(store.alerts(query.all, limit).await?))
+    Ok(Json(
+        store.alerts(query.all, limit, &principal.scope).await?,
+    ))
 }
 
 /// Rollouts, newest first, with their sites (wave, state) and every transition.
@@ -277,8 +286,9 @@ async fn act_on_rollout(
 /// unreachable, reader unplugged; whether it is alerting (open and not online).
 async fn list_availability(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<crate::store::availability::SiteAvailability>>, ServiceError> {
-    Ok(Json(store.availability(None).await?))
+    Ok(Json(store.availability(None, &principal.scope).await?))
 }
 
 /// One site's availability; 404 before central has classified it (no agent seen yet).
@@ -288,7 +298,7 @@ async fn site_availability(
 ) -> Result<Json<crate::store::availability::SiteAvailability>, ServiceError> {
     let site = site_of(&site_code)?;
     store
-        .availability(Some(&site))
+        .availability(Some(&site), &crate::auth::SiteScope::All)
         .await?
         .pop()
         .map(Json)
@@ -348,6 +358,7 @@ struct CertificatesQuery {
 /// certificates) the renewal lead time left.
 async fn list_certificates(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<CertificatesQuery>,
 ) -> Result<Json<Vec<CertificateRow>>, ServiceError> {
     if let Some(days) = query.expiring_within_days
@@ -368,6 +379,7 @@ async fn list_certificates(
                 time::OffsetDateTime::now_utc(),
                 query.expiring_within_days,
                 site.as_deref(),
+                &principal.scope,
             )
             .await?,
     ))
@@ -376,6 +388,7 @@ async fn list_certificates(
 /// Certificate expiry alerts, newest first.
 async fn list_certificate_alerts(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Vec<CertificateAlert>>, ServiceError> {
     let limit = query.limit.unwrap_or(100);
@@ -384,7 +397,9 @@ async fn list_certificate_alerts(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    Ok(Json(store.certificate_alerts(limit).await?))
+    Ok(Json(
+        store.certificate_alerts(limit, &principal.scope).await?,
+    ))
 }
 
 async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
@@ -914,10 +929,11 @@ async fn subsidy(
 /// operating, rates) for the chain's sites.
 async fn prefecture_table(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<onshi_domain::adoption::PrefectureRow>>, ServiceError> {
     Ok(Json(
         store
-            .prefecture_table(time::OffsetDateTime::now_utc())
+            .prefecture_table(time::OffsetDateTime::now_utc(), &principal.scope)
             .await?,
     ))
 }
@@ -1045,6 +1061,7 @@ struct GraceListQuery {
 /// Across the chain: grace notifications by status today, soonest deadline first.
 async fn chain_grace_notifications(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<GraceListQuery>,
 ) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
     let state = query
@@ -1055,7 +1072,7 @@ async fn chain_grace_notifications(
         .map_err(bad)?;
     Ok(Json(
         store
-            .chain_grace_notifications(state, time::OffsetDateTime::now_utc())
+            .chain_grace_notifications(state, time::OffsetDateTime::now_utc(), &principal.scope)
             .await?,
     ))
 }

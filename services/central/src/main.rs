@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
 use central::maintenance::MaintenanceConfig;
+use central::store::scope::SiteScope;
 use central::store::{self, AlertThresholds, DatabaseUrl, Store, WriteMethod};
 use central::writer::WriterConfig;
 use clap::{Args, Parser, Subcommand};
@@ -378,11 +379,17 @@ async fn run(
             Ok(())
         }
         Command::Schema(db) => print_json(&store::migrate::status(&pool(&db)?).await?),
-        Command::Sites(db) => print_json(&Store::new(pool(&db)?).sites().await?),
-        Command::Agents(db) => print_json(&Store::new(pool(&db)?).stream_statuses().await?),
-        Command::Alerts { db, all, limit } => {
-            print_json(&Store::new(pool(&db)?).alerts(all, limit).await?)
-        }
+        Command::Sites(db) => print_json(&Store::new(pool(&db)?).sites(&SiteScope::All).await?),
+        Command::Agents(db) => print_json(
+            &Store::new(pool(&db)?)
+                .stream_statuses(&SiteScope::All)
+                .await?,
+        ),
+        Command::Alerts { db, all, limit } => print_json(
+            &Store::new(pool(&db)?)
+                .alerts(all, limit, &SiteScope::All)
+                .await?,
+        ),
         Command::Certificates {
             db,
             expiring_within_days,
@@ -391,7 +398,7 @@ async fn run(
         } => {
             let store = Store::new(pool(&db)?);
             if alerts {
-                print_json(&store.certificate_alerts(1000).await?)
+                print_json(&store.certificate_alerts(1000, &SiteScope::All).await?)
             } else {
                 let site = site
                     .map(|s| SiteCode::parse(&s).map(|s| s.to_string()))
@@ -403,6 +410,7 @@ async fn run(
                             time::OffsetDateTime::now_utc(),
                             expiring_within_days,
                             site.as_deref(),
+                            &SiteScope::All,
                         )
                         .await?,
                 )

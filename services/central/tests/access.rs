@@ -1,6 +1,7 @@
 //! Central's re-check of the views agents allowed, against real PostgreSQL: a view the policy
 //! or the consents central holds do not allow raises an access_violation alert.
 
+use central::store::scope::SiteScope;
 use std::time::Duration;
 
 use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
@@ -107,7 +108,7 @@ async fn views_the_policy_or_central_s_consents_do_not_allow_raise_an_alert() {
         unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient_alerts).await.unwrap();
-    let open = store.alerts(false, 10).await.unwrap();
+    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0].kind, "access_violation");
     assert_eq!(open[0].site_code, code);

@@ -2,6 +2,7 @@
 //! whose latest inventory lists no reader (after it had one) is `reader_unplugged`, a national
 //! probe that says down is `national_unreachable`, and a session that ended is `agent_down`.
 
+use central::store::scope::SiteScope;
 use std::time::Duration;
 
 use central::store::{self, DatabaseUrl, Store, migrate};
@@ -48,7 +49,11 @@ async fn state(store: &Store, site: &SiteCode) -> (String, bool) {
         .check_availability(OffsetDateTime::now_utc(), Duration::from_secs(90))
         .await
         .unwrap();
-    let verdict = store.availability(Some(site)).await.unwrap().remove(0);
+    let verdict = store
+        .availability(Some(site), &SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     (verdict.state, verdict.alerting)
 }
 

@@ -2,6 +2,7 @@
 //! snapshots retiring what they no longer list, and expiry alerts raised once per threshold as
 //! time passes ("now" is injected; nothing sleeps).
 
+use central::store::scope::SiteScope;
 use central::store::{self, CertificateAlertDays, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{
@@ -100,7 +101,10 @@ async fn thresholds_fire_once_each_as_time_passes() {
         (1, 0),
         "100 days left: none yet"
     );
-    let listed = store.certificates(start, None, None).await.unwrap();
+    let listed = store
+        .certificates(start, None, None, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].days_to_expiry, 100);
     assert!(listed[0].renewal_lead_business_days.unwrap() > 0);
@@ -118,7 +122,10 @@ async fn thresholds_fire_once_each_as_time_passes() {
         assert_eq!(store.raise_certificate_alerts(at, days).await.unwrap(), 0);
     }
     assert_eq!(fired, [10, 40, 70, 85, 93, 100]);
-    let alerts = store.certificate_alerts(100).await.unwrap();
+    let alerts = store
+        .certificate_alerts(100, &SiteScope::All)
+        .await
+        .unwrap();
     let mut thresholds: Vec<i32> = alerts.iter().map(|a| a.threshold_days).collect();
     thresholds.sort_unstable();
     assert_eq!(thresholds, [0, 7, 15, 30, 60, 90]);
@@ -168,7 +175,11 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
     .await;
     store.check_certificates(start, days).await.unwrap();
     assert_eq!(
-        store.certificates(start, None, None).await.unwrap().len(),
+        store
+            .certificates(start, None, None, &SiteScope::All)
+            .await
+            .unwrap()
+            .len(),
         2
     );
 
@@ -177,7 +188,11 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
         .await;
     store.check_certificates(start, days).await.unwrap();
     assert_eq!(
-        store.certificates(start, None, None).await.unwrap().len(),
+        store
+            .certificates(start, None, None, &SiteScope::All)
+            .await
+            .unwrap()
+            .len(),
         3
     );
 
@@ -187,7 +202,10 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
     site.report(&store, vec![cert("terminal", "new", far), missing_ca], true)
         .await;
     store.check_certificates(start, days).await.unwrap();
-    let listed = store.certificates(start, None, None).await.unwrap();
+    let listed = store
+        .certificates(start, None, None, &SiteScope::All)
+        .await
+        .unwrap();
     let subjects: Vec<_> = listed.iter().map(|c| c.subject.as_str()).collect();
     assert_eq!(subjects.len(), 2, "{subjects:?}");
     assert!(!subjects.contains(&"CN=old"), "{subjects:?}");
@@ -208,7 +226,7 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
     // Filters: by site and by expiry.
     assert_eq!(
         store
-            .certificates(start, Some(30), None)
+            .certificates(start, Some(30), None, &SiteScope::All)
             .await
             .unwrap()
             .len(),
@@ -216,7 +234,7 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
     );
     assert_eq!(
         store
-            .certificates(start, None, Some("1310000000"))
+            .certificates(start, None, Some("1310000000"), &SiteScope::All)
             .await
             .unwrap()
             .len(),
@@ -224,7 +242,7 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
     );
     assert_eq!(
         store
-            .certificates(start, None, Some(&site.code.to_string()))
+            .certificates(start, None, Some(&site.code.to_string()), &SiteScope::All)
             .await
             .unwrap()
             .len(),
@@ -256,7 +274,7 @@ async fn an_expiring_ca_raises_one_alert_for_every_site_holding_it() {
         .await
         .unwrap();
     assert_eq!((check.projected, check.raised), (2, 1));
-    let alerts = store.certificate_alerts(10).await.unwrap();
+    let alerts = store.certificate_alerts(10, &SiteScope::All).await.unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].threshold_days, 30);
     assert_eq!(alerts[0].role, "ca");
@@ -268,7 +286,10 @@ async fn an_expiring_ca_raises_one_alert_for_every_site_holding_it() {
         alerts[0].detail
     );
     // Sorted by expiry: the CA (held by both sites) comes first.
-    let listed = store.certificates(start, None, None).await.unwrap();
+    let listed = store
+        .certificates(start, None, None, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 4);
     assert_eq!(listed[0].role, "ca");
     assert_eq!(listed[1].role, "ca");

@@ -1,6 +1,7 @@
 //! The sites' hash chains against real PostgreSQL: the verifier that follows ingest, and the
 //! audit check (`central verify`) that finds events altered, deleted or moved after storage.
 
+use central::store::scope::SiteScope;
 use std::time::Duration;
 
 use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
@@ -116,7 +117,13 @@ async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
         unavailable: Duration::ZERO,
     };
     f.store.check_alerts(eager).await.unwrap();
-    assert!(f.store.alerts(false, 10).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .alerts(false, 10, &SiteScope::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -214,7 +221,7 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
         unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient).await.unwrap();
-    let open = store.alerts(false, 10).await.unwrap();
+    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
     assert_eq!(
         open.len(),
         1,
@@ -225,7 +232,14 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     assert!(open[0].detail.contains("sequence 4"), "{}", open[0].detail);
     // A break is evidence: later checks keep it open.
     store.check_alerts(patient).await.unwrap();
-    assert_eq!(store.alerts(false, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .alerts(false, 10, &SiteScope::All)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! least privilege for the application role, and the API routes through central over mTLS.
 
 use central::store::grace::{GraceEnd, GraceView};
+use central::store::scope::SiteScope;
 use central::store::{self, DatabaseUrl, Store, StoreError, migrate};
 use e2e::TestDb;
 use onshi_domain::grace::{GraceCategory, GraceNotification, GraceState, GraceStatus};
@@ -276,7 +277,7 @@ async fn a_notification_is_ended_once_by_its_own_site_and_the_ending_is_audited(
     // Past its deadline without being ended: overdue, in the chain-wide list too.
     let may = datetime!(2023-05-02 09:00 +9);
     let overdue = store
-        .chain_grace_notifications(Some(GraceState::Overdue), may)
+        .chain_grace_notifications(Some(GraceState::Overdue), may, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(overdue.iter().map(|v| v.id).collect::<Vec<_>>(), vec![id]);
@@ -287,11 +288,14 @@ async fn a_notification_is_ended_once_by_its_own_site_and_the_ending_is_audited(
         }
     );
     let active = store
-        .chain_grace_notifications(Some(GraceState::Active), may)
+        .chain_grace_notifications(Some(GraceState::Active), may, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(active.iter().map(|v| v.id).collect::<Vec<_>>(), vec![other]);
-    let open = store.chain_grace_notifications(None, may).await.unwrap();
+    let open = store
+        .chain_grace_notifications(None, may, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(
         open.iter().map(|v| v.id).collect::<Vec<_>>(),
         vec![id, other],
@@ -351,14 +355,14 @@ async fn a_notification_is_ended_once_by_its_own_site_and_the_ending_is_audited(
         other => panic!("ended twice: {other:?}"),
     }
     let ended_list = store
-        .chain_grace_notifications(Some(GraceState::Ended), may)
+        .chain_grace_notifications(Some(GraceState::Ended), may, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(ended_list.len(), 1);
     assert_eq!(ended_list[0].ended_on.as_deref(), Some("2023-04-28"));
     assert!(
         store
-            .chain_grace_notifications(Some(GraceState::Overdue), may)
+            .chain_grace_notifications(Some(GraceState::Overdue), may, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
@@ -508,7 +512,7 @@ async fn the_api_files_lists_and_ends_grace_notifications() -> anyhow::Result<()
     assert_eq!(line["deadline"], "2024-02-29");
     assert_eq!(line["status"], "overdue", "{line}");
     assert_eq!(line["since"], "2024-03-01");
-    assert_eq!(line["filed_by"], "e2e");
+    assert_eq!(line["filed_by"], "operator e2e");
 
     // Category 6 by name, reviewed in a month: active.
     let review = today + time::Duration::days(30);
@@ -617,7 +621,7 @@ async fn the_api_files_lists_and_ends_grace_notifications() -> anyhow::Result<()
     assert_eq!(status, 200, "{ended}");
     assert_eq!(ended["status"], "ended");
     assert_eq!(day(ended["on"].as_str().unwrap()), yesterday);
-    assert_eq!(ended["ended_by"], "e2e");
+    assert_eq!(ended["ended_by"], "operator e2e");
     let (status, error) = call(
         "PUT",
         end(&code, line_id),

@@ -1,6 +1,7 @@
 //! The store against real PostgreSQL: migrations, idempotent ingest, and the contiguous
 //! sequence that acks rest on.
 
+use central::store::scope::SiteScope;
 use central::store::{self, AlertThresholds, BatchWrite, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
@@ -318,11 +319,17 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
 
     // A gap (3 is missing) that has not yet lasted its threshold is no alert.
     assert_eq!(store.check_alerts(patient).await.unwrap().opened, 0);
-    assert!(store.alerts(false, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .alerts(false, 10, &SiteScope::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Once it has, it opens, once.
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 0);
-    let open = store.alerts(false, 10).await.unwrap();
+    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(
         (
@@ -342,7 +349,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     store.record_heartbeat(&site, stream, 9).await.unwrap();
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     let kinds: Vec<String> = store
-        .alerts(false, 10)
+        .alerts(false, 10, &SiteScope::All)
         .await
         .unwrap()
         .into_iter()
@@ -364,8 +371,14 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
         .await
         .unwrap();
     assert_eq!(store.check_alerts(eager).await.unwrap().resolved, 1);
-    assert!(store.alerts(false, 10).await.unwrap().is_empty());
-    let all = store.alerts(true, 10).await.unwrap();
+    assert!(
+        store
+            .alerts(false, 10, &SiteScope::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store.alerts(true, 10, &SiteScope::All).await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|a| a.resolved_at.is_some()));
 
@@ -379,7 +392,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     store.check_alerts(patient).await.unwrap();
     assert_eq!(count(&db, "SELECT count(*) FROM alerts").await, 2);
 
-    let status = store.stream_statuses().await.unwrap();
+    let status = store.stream_statuses(&SiteScope::All).await.unwrap();
     assert_eq!(
         (
             status[0].produced,

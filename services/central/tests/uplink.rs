@@ -24,6 +24,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
     let (cert, key) = pki.paths.central();
     let settings = Settings {
         grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        web_listen: None,
         http_listen: "127.0.0.1:0".parse().unwrap(),
         tls_cert: cert,
         tls_key: key,

@@ -8,8 +8,11 @@ use onshi_domain::adoption::{
 };
 use onshi_domain::site::SiteCode;
 use serde::Serialize;
+use std::collections::HashMap;
+
 use time::{Date, OffsetDateTime};
 
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// One step as the site page shows it.
@@ -125,55 +128,66 @@ impl Store {
         Ok(())
     }
 
-    /// When the agent first proved `evidence`, with what (`None`: not yet).
-    async fn agent_evidence(
+    /// When the agent first proved each kind of evidence at each of `sites`, with what. Four
+    /// queries whatever the number of sites: the signals through their partial index, the
+    /// first valid lookup through each site's time index (stopping at the first match).
+    async fn agent_proofs(
         &self,
-        site: &SiteCode,
-        evidence: AgentEvidence,
+        sites: &[String],
         now: OffsetDateTime,
-    ) -> Result<Option<(OffsetDateTime, String)>, StoreError> {
+    ) -> Result<Proofs, StoreError> {
         let client = self.pool.get().await?;
-        let row = match evidence {
-            AgentEvidence::ReadersPresent => client
-                .query_opt(
-                    "SELECT min(occurred_at), 'reader ' || min(body->>'reader_name') || ' present'
-                     FROM events WHERE site_code = $1 AND kind = 'reader_change'
-                       AND body->>'state' IN ('present_empty', 'card_present')
-                     HAVING count(*) > 0",
-                    &[&site.as_str()],
-                )
-                .await?,
-            AgentEvidence::NationalLinkUp => {
-                client
-                    .query_opt(
-                        "SELECT min(occurred_at), 'link to the national system up'
-                     FROM events WHERE site_code = $1 AND kind = 'link_change'
-                       AND body->>'target' = 'onshi' AND body->>'state' = 'up'
-                     HAVING count(*) > 0",
-                        &[&site.as_str()],
-                    )
-                    .await?
+        let mut proofs = Proofs::new();
+        let queries: [(AgentEvidence, &str, bool); 4] = [
+            (
+                AgentEvidence::ReadersPresent,
+                "SELECT site_code, min(occurred_at),
+                        'reader ' || min(body->>'reader_name') || ' present'
+                 FROM events WHERE site_code = ANY($1) AND kind = 'reader_change'
+                   AND body->>'state' IN ('present_empty', 'card_present')
+                 GROUP BY site_code",
+                false,
+            ),
+            (
+                AgentEvidence::NationalLinkUp,
+                "SELECT site_code, min(occurred_at), 'link to the national system up'
+                 FROM events WHERE site_code = ANY($1) AND kind = 'link_change'
+                   AND body->>'target' = 'onshi' AND body->>'state' = 'up'
+                 GROUP BY site_code",
+                false,
+            ),
+            (
+                AgentEvidence::TerminalCertificateValid,
+                "SELECT site_code, min(first_seen_at),
+                        'terminal certificate ' || min(sha256_fingerprint)
+                 FROM certificates WHERE site_code = ANY($1) AND role = 'terminal'
+                   AND retired_at IS NULL AND NOT missing AND not_after > $2
+                 GROUP BY site_code",
+                true,
+            ),
+            (
+                AgentEvidence::FirstProductionLookup,
+                "SELECT k.code, f.occurred_at, 'first eligibility confirmed by the national system'
+                 FROM unnest($1::text[]) AS k(code)
+                 CROSS JOIN LATERAL (
+                     SELECT occurred_at FROM events e
+                     WHERE e.site_code = k.code AND e.kind = 'lookup'
+                       AND e.body->>'outcome' = 'valid'
+                     ORDER BY occurred_at LIMIT 1) f",
+                false,
+            ),
+        ];
+        for (evidence, sql, takes_now) in queries {
+            let rows = if takes_now {
+                client.query(sql, &[&sites, &now]).await?
+            } else {
+                client.query(sql, &[&sites]).await?
+            };
+            for row in rows {
+                proofs.insert((row.get(0), evidence), (row.get(1), row.get(2)));
             }
-            AgentEvidence::TerminalCertificateValid => client
-                .query_opt(
-                    "SELECT min(first_seen_at), 'terminal certificate ' || min(sha256_fingerprint)
-                     FROM certificates WHERE site_code = $1 AND role = 'terminal'
-                       AND retired_at IS NULL AND NOT missing AND not_after > $2
-                     HAVING count(*) > 0",
-                    &[&site.as_str(), &now],
-                )
-                .await?,
-            AgentEvidence::FirstProductionLookup => client
-                .query_opt(
-                    "SELECT min(occurred_at), 'first eligibility confirmed by the national system'
-                     FROM events WHERE site_code = $1 AND kind = 'lookup'
-                       AND body->>'outcome' = 'valid'
-                     HAVING count(*) > 0",
-                    &[&site.as_str()],
-                )
-                .await?,
-        };
-        Ok(row.map(|r| (r.get(0), r.get(1))))
+        }
+        Ok(proofs)
     }
 
     /// The site's checklist on `now`, or `None` without a planned start.
@@ -182,123 +196,174 @@ impl Store {
         site: &SiteCode,
         now: OffsetDateTime,
     ) -> Result<Option<AdoptionView>, StoreError> {
+        let mut views = self.adoptions(Some(site), &SiteScope::All, now).await?;
+        Ok(views.pop())
+    }
+
+    /// The checklists of every site with a planned start in `scope` (or just `site`), by code.
+    pub async fn adoptions(
+        &self,
+        site: Option<&SiteCode>,
+        scope: &SiteScope,
+        now: OffsetDateTime,
+    ) -> Result<Vec<AdoptionView>, StoreError> {
         let client = self.pool.get().await?;
-        let Some(plan) = client
-            .query_opt(
-                "SELECT planned_start, new_site FROM site_adoption WHERE site_code = $1",
-                &[&site.as_str()],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let (start, new_site): (Date, bool) = (plan.get(0), plan.get(1));
-        let done: std::collections::HashMap<String, (Date, String)> = client
+        let (prefectures, sites) = scope.params();
+        let plans: Vec<(String, Date, bool)> = client
             .query(
-                "SELECT step, done_on, evidence FROM adoption_steps WHERE site_code = $1",
-                &[&site.as_str()],
+                &format!(
+                    "SELECT site_code, planned_start, new_site FROM site_adoption
+                     WHERE ($1::text IS NULL OR site_code = $1) AND {}
+                     ORDER BY site_code",
+                    SiteScope::sql("site_code", 2, 3)
+                ),
+                &[&site.map(SiteCode::as_str), &prefectures, &sites],
             )
             .await?
             .iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
-        let due = deadlines(start, new_site)
-            .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
-        let mut steps = Vec::with_capacity(due.len());
-        let mut states = Vec::with_capacity(due.len());
-        for (kind, deadline) in due {
-            let Some(guide) = step(kind) else { continue };
-            let mut state = done.get(&step_name(kind)).cloned();
-            let mut by_agent = false;
-            if state.is_none()
-                && let Some(evidence) = guide.evidence
-                && let Some((at, what)) = self.agent_evidence(site, evidence, now).await?
-            {
-                state = Some((tokyo_day(at), what));
-                by_agent = true;
-            }
-            states.push(StepState {
-                kind,
-                deadline,
-                done: state.as_ref().map(|(d, _)| *d),
-            });
-            steps.push(StepView {
-                step: kind,
-                label_ja: guide.label_ja,
-                label_en: guide.label_en,
-                owner: guide.owner,
-                deadline: deadline.to_string(),
-                done_on: state.as_ref().map(|(d, _)| d.to_string()),
-                evidence: state.map(|(_, e)| e),
-                by_agent,
-            });
-        }
-        let (status, reason) = site_status(&states, tokyo_day(now))
-            .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
-        let grace_notifications = self
-            .grace_notifications(site, now)
+        let codes: Vec<String> = plans.iter().map(|(code, _, _)| code.clone()).collect();
+        let mut done: HashMap<String, HashMap<String, (Date, String)>> = HashMap::new();
+        for r in client
+            .query(
+                "SELECT site_code, step, done_on, evidence FROM adoption_steps
+                 WHERE site_code = ANY($1)",
+                &[&codes],
+            )
             .await?
+        {
+            done.entry(r.get(0))
+                .or_default()
+                .insert(r.get(1), (r.get(2), r.get(3)));
+        }
+        let proofs = self.agent_proofs(&codes, now).await?;
+        let mut grace = self.active_grace_by_site(&codes, now).await?;
+        let no_steps = HashMap::new();
+        plans
             .into_iter()
-            .filter(|g| g.status.state() == onshi_domain::grace::GraceState::Active)
-            .collect();
-        Ok(Some(AdoptionView {
-            site_code: site.to_string(),
-            planned_start: start.to_string(),
-            new_site,
-            status,
-            reason,
-            steps,
-            grace_notifications,
-        }))
+            .map(|(code, start, new_site)| {
+                let steps = done.get(&code).unwrap_or(&no_steps);
+                let grace = grace.remove(&code).unwrap_or_default();
+                view(code, start, new_site, steps, &proofs, grace, now)
+            })
+            .collect()
     }
 
-    /// The per-prefecture adoption table over every site central knows (it has heard from, or
-    /// has a plan for): a card reader applied for, the production connection, operating.
+    /// The per-prefecture adoption table over every site central knows in `scope` (it has
+    /// heard from, or has a plan for): a card reader applied for, the production connection,
+    /// operating. A fixed handful of queries, whatever the number of sites.
     pub async fn prefecture_table(
         &self,
         now: OffsetDateTime,
+        scope: &SiteScope,
     ) -> Result<Vec<onshi_domain::adoption::PrefectureRow>, StoreError> {
+        let (prefectures, sites) = scope.params();
         let codes: Vec<String> = self
             .pool
             .get()
             .await?
             .query(
-                "SELECT site_code FROM agent_streams UNION SELECT site_code FROM site_adoption
-                 ORDER BY 1",
-                &[],
+                &format!(
+                    "SELECT site_code FROM (SELECT site_code FROM agent_streams
+                                            UNION SELECT site_code FROM site_adoption) known
+                     WHERE {} ORDER BY 1",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[&prefectures, &sites],
             )
             .await?
             .iter()
             .map(|r| r.get(0))
+            .collect();
+        let proofs = self.agent_proofs(&codes, now).await?;
+        let views: HashMap<String, AdoptionView> = self
+            .adoptions(None, scope, now)
+            .await?
+            .into_iter()
+            .map(|v| (v.site_code.clone(), v))
             .collect();
         let mut progress = Vec::with_capacity(codes.len());
         for code in codes {
             let Ok(site) = SiteCode::parse(&code) else {
                 continue;
             };
-            let done = |view: &Option<AdoptionView>, kind: StepKind| {
-                view.as_ref().is_some_and(|v| {
+            let view = views.get(&code);
+            let done = |kind: StepKind| {
+                view.is_some_and(|v| {
                     v.steps
                         .iter()
                         .any(|s| s.step == kind && s.done_on.is_some())
                 })
             };
-            let view = self.adoption(&site, now).await?;
-            let proved = |evidence| self.agent_evidence(&site, evidence, now);
+            let proved = |evidence| proofs.contains_key(&(code.clone(), evidence));
             progress.push(onshi_domain::adoption::SiteProgress {
                 prefecture: site.prefecture(),
-                reader_applied: done(&view, StepKind::CardReaderProcurement)
-                    || proved(AgentEvidence::ReadersPresent).await?.is_some(),
-                connected: done(&view, StepKind::NetworkLine)
-                    || proved(AgentEvidence::NationalLinkUp).await?.is_some(),
-                operating: view
-                    .as_ref()
-                    .is_some_and(|v| v.status == SiteAdoption::Live)
-                    || proved(AgentEvidence::FirstProductionLookup)
-                        .await?
-                        .is_some(),
+                reader_applied: done(StepKind::CardReaderProcurement)
+                    || proved(AgentEvidence::ReadersPresent),
+                connected: done(StepKind::NetworkLine) || proved(AgentEvidence::NationalLinkUp),
+                operating: view.is_some_and(|v| v.status == SiteAdoption::Live)
+                    || proved(AgentEvidence::FirstProductionLookup),
             });
         }
         Ok(onshi_domain::adoption::prefecture_table(&progress))
     }
+}
+
+/// First proof per (site, evidence): when, and with what.
+type Proofs = HashMap<(String, AgentEvidence), (OffsetDateTime, String)>;
+
+/// One site's checklist from its plan, the steps marked done, the agent's proofs and its
+/// active grace notifications.
+fn view(
+    site_code: String,
+    start: Date,
+    new_site: bool,
+    done: &HashMap<String, (Date, String)>,
+    proofs: &Proofs,
+    grace_notifications: Vec<super::grace::GraceView>,
+    now: OffsetDateTime,
+) -> Result<AdoptionView, StoreError> {
+    let due = deadlines(start, new_site)
+        .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
+    let mut steps = Vec::with_capacity(due.len());
+    let mut states = Vec::with_capacity(due.len());
+    for (kind, deadline) in due {
+        let Some(guide) = step(kind) else { continue };
+        let mut state = done.get(&step_name(kind)).cloned();
+        let mut by_agent = false;
+        if state.is_none()
+            && let Some(evidence) = guide.evidence
+            && let Some((at, what)) = proofs.get(&(site_code.clone(), evidence))
+        {
+            state = Some((tokyo_day(*at), what.clone()));
+            by_agent = true;
+        }
+        states.push(StepState {
+            kind,
+            deadline,
+            done: state.as_ref().map(|(d, _)| *d),
+        });
+        steps.push(StepView {
+            step: kind,
+            label_ja: guide.label_ja,
+            label_en: guide.label_en,
+            owner: guide.owner,
+            deadline: deadline.to_string(),
+            done_on: state.as_ref().map(|(d, _)| d.to_string()),
+            evidence: state.map(|(_, e)| e),
+            by_agent,
+        });
+    }
+    let (status, reason) = site_status(&states, tokyo_day(now))
+        .map_err(|e| StoreError::BadQuery(format!("no business-day calendar: {e:?}")))?;
+    Ok(AdoptionView {
+        site_code,
+        planned_start: start.to_string(),
+        new_site,
+        status,
+        reason,
+        steps,
+        grace_notifications,
+    })
 }

@@ -25,6 +25,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// Names the alert checker among PostgreSQL advisory locks.
@@ -108,14 +109,23 @@ const CONDITIONS: &str = "
 
 impl Store {
     /// Every agent stream central knows, by site.
-    pub async fn stream_statuses(&self) -> Result<Vec<StreamStatus>, StoreError> {
+    pub async fn stream_statuses(
+        &self,
+        scope: &SiteScope,
+    ) -> Result<Vec<StreamStatus>, StoreError> {
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT site_code, stream_id, agent_version, last_produced_sequence,
-                        highest_received_sequence, contiguous_sequence, first_seen_at, last_seen_at
-                 FROM agent_streams ORDER BY site_code, first_seen_at, stream_id",
-                &[],
+                &format!(
+                    "SELECT site_code, stream_id, agent_version, last_produced_sequence,
+                            highest_received_sequence, contiguous_sequence, first_seen_at,
+                            last_seen_at
+                     FROM agent_streams WHERE {}
+                     ORDER BY site_code, first_seen_at, stream_id",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[&prefectures, &sites],
             )
             .await?;
         Ok(rows
@@ -214,15 +224,21 @@ impl Store {
         &self,
         include_resolved: bool,
         limit: i64,
+        scope: &SiteScope,
     ) -> Result<Vec<Alert>, StoreError> {
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT id, kind, site_code, stream_id, observed_at, opened_at, resolved_at, detail
-                 FROM alerts
-                 WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL)
-                 ORDER BY opened_at DESC, id DESC LIMIT $2",
-                &[&include_resolved, &limit],
+                &format!(
+                    "SELECT id, kind, site_code, stream_id, observed_at, opened_at, resolved_at,
+                            detail
+                     FROM alerts
+                     WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL) AND {}
+                     ORDER BY opened_at DESC, id DESC LIMIT $2",
+                    SiteScope::sql("site_code", 3, 4)
+                ),
+                &[&include_resolved, &limit, &prefectures, &sites],
             )
             .await?;
         Ok(rows

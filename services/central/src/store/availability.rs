@@ -16,6 +16,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// Names the availability check among PostgreSQL advisory locks.
@@ -272,14 +273,20 @@ impl Store {
     pub async fn availability(
         &self,
         site: Option<&SiteCode>,
+        scope: &SiteScope,
     ) -> Result<Vec<SiteAvailability>, StoreError> {
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT site_code, state, underlying, alerting, open_now, since, checked_at, detail
-                 FROM site_availability WHERE $1::text IS NULL OR site_code = $1
-                 ORDER BY site_code",
-                &[&site.map(SiteCode::as_str)],
+                &format!(
+                    "SELECT site_code, state, underlying, alerting, open_now, since, checked_at,
+                            detail
+                     FROM site_availability WHERE ($1::text IS NULL OR site_code = $1) AND {}
+                     ORDER BY site_code",
+                    SiteScope::sql("site_code", 2, 3)
+                ),
+                &[&site.map(SiteCode::as_str), &prefectures, &sites],
             )
             .await?;
         Ok(rows

@@ -27,6 +27,7 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// Names the certificate projection among PostgreSQL advisory locks.
@@ -453,21 +454,27 @@ impl Store {
         now: OffsetDateTime,
         expiring_within_days: Option<i64>,
         site: Option<&str>,
+        scope: &SiteScope,
     ) -> Result<Vec<CertificateRow>, StoreError> {
         let until = expiring_within_days.map(|d| now + Duration::days(d));
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT site_code, terminal_id, role, subject, issuer, serial_hex,
-                        sha256_fingerprint, not_before, not_after, key_type, key_bits, source,
-                        missing, first_seen_at, last_seen_at
-                 FROM certificates
-                 WHERE retired_at IS NULL
-                   AND ($1::timestamptz IS NULL OR not_after <= $1)
-                   AND ($2::text IS NULL OR site_code = $2)
-                 ORDER BY not_after, site_code, terminal_id, sha256_fingerprint
-                 LIMIT 10000",
-                &[&until, &site],
+                &format!(
+                    "SELECT site_code, terminal_id, role, subject, issuer, serial_hex,
+                            sha256_fingerprint, not_before, not_after, key_type, key_bits,
+                            source, missing, first_seen_at, last_seen_at
+                     FROM certificates
+                     WHERE retired_at IS NULL
+                       AND ($1::timestamptz IS NULL OR not_after <= $1)
+                       AND ($2::text IS NULL OR site_code = $2)
+                       AND {}
+                     ORDER BY not_after, site_code, terminal_id, sha256_fingerprint
+                     LIMIT 10000",
+                    SiteScope::sql("site_code", 3, 4)
+                ),
+                &[&until, &site, &prefectures, &sites],
             )
             .await?;
         Ok(rows
@@ -502,14 +509,20 @@ impl Store {
     pub async fn certificate_alerts(
         &self,
         limit: i64,
+        scope: &SiteScope,
     ) -> Result<Vec<CertificateAlert>, StoreError> {
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT id, sha256_fingerprint, threshold_days, site_code, terminal_id, role,
-                        subject, not_after, raised_at, detail
-                 FROM certificate_alerts ORDER BY raised_at DESC, id DESC LIMIT $1",
-                &[&limit],
+                &format!(
+                    "SELECT id, sha256_fingerprint, threshold_days, site_code, terminal_id, role,
+                            subject, not_after, raised_at, detail
+                     FROM certificate_alerts WHERE {}
+                     ORDER BY raised_at DESC, id DESC LIMIT $1",
+                    SiteScope::sql("site_code", 2, 3)
+                ),
+                &[&limit, &prefectures, &sites],
             )
             .await?;
         Ok(rows

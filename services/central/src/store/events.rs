@@ -6,6 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::scope::SiteScope;
 use super::{Store, StoreError, seq};
 
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +45,10 @@ impl StoredEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteSummary {
     pub site_code: String,
+    /// The name chain IT gave it (`PUT /api/v1/sites/{site_code}`), if any.
+    pub name: Option<String>,
+    /// Events central holds in an unbroken run from each of the site's streams (the sum of
+    /// their contiguous sequences: read from the stream rows, never counted over `events`).
     pub events: i64,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_event_at: Option<OffsetDateTime>,
@@ -213,27 +218,47 @@ impl Store {
     }
 
     /// Every site central has heard from, with its event count.
-    pub async fn sites(&self) -> Result<Vec<SiteSummary>, StoreError> {
+    /// Every site of the chain in `scope`: those with an agent, a planned adoption or a name
+    /// in the directory, by code.
+    pub async fn sites(&self, scope: &SiteScope) -> Result<Vec<SiteSummary>, StoreError> {
         let client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
         let rows = client
             .query(
-                "SELECT s.site_code,
-                        (SELECT count(*) FROM events e WHERE e.site_code = s.site_code),
-                        (SELECT max(occurred_at) FROM events e WHERE e.site_code = s.site_code),
-                        max(s.last_seen_at),
-                        (array_agg(s.agent_version ORDER BY s.last_seen_at DESC))[1]
-                 FROM agent_streams s GROUP BY s.site_code ORDER BY s.site_code",
-                &[],
+                &format!(
+                    "WITH known AS (
+                         SELECT site_code FROM agent_streams
+                         UNION SELECT site_code FROM site_adoption
+                         UNION SELECT site_code FROM sites),
+                     streams AS (
+                         SELECT site_code, sum(contiguous_sequence)::bigint AS events,
+                                max(last_seen_at) AS last_seen_at,
+                                (array_agg(agent_version ORDER BY last_seen_at DESC))[1]
+                                    AS agent_version
+                         FROM agent_streams GROUP BY site_code)
+                     SELECT k.site_code, d.name, coalesce(s.events, 0),
+                            (SELECT max(occurred_at) FROM events e
+                              WHERE e.site_code = k.site_code),
+                            s.last_seen_at, s.agent_version
+                     FROM known k
+                     LEFT JOIN streams s USING (site_code)
+                     LEFT JOIN sites d USING (site_code)
+                     WHERE {}
+                     ORDER BY k.site_code",
+                    SiteScope::sql("k.site_code", 1, 2)
+                ),
+                &[&prefectures, &sites],
             )
             .await?;
         Ok(rows
             .iter()
             .map(|r| SiteSummary {
                 site_code: r.get(0),
-                events: r.get(1),
-                last_event_at: r.get(2),
-                last_seen_at: r.get(3),
-                agent_version: r.get(4),
+                name: r.get(1),
+                events: r.get(2),
+                last_event_at: r.get(3),
+                last_seen_at: r.get(4),
+                agent_version: r.get(5),
             })
             .collect())
     }

@@ -9,6 +9,7 @@ use onshi_domain::site::SiteCode;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
+use super::scope::SiteScope;
 use super::seals::tokyo_day;
 use super::{Store, StoreError};
 
@@ -265,9 +266,11 @@ impl Store {
         &self,
         state: Option<GraceState>,
         now: OffsetDateTime,
+        scope: &SiteScope,
     ) -> Result<Vec<GraceView>, StoreError> {
         let today = tokyo_day(now);
         let ended = state.map(|s| s == GraceState::Ended).unwrap_or(false);
+        let (prefectures, sites) = scope.params();
         let rows = self
             .pool
             .get()
@@ -275,10 +278,11 @@ impl Store {
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM grace_notifications
-                     WHERE (ended_on IS NOT NULL) = $1
-                     ORDER BY deadline, site_code, id"
+                     WHERE (ended_on IS NOT NULL) = $1 AND {}
+                     ORDER BY deadline, site_code, id",
+                    SiteScope::sql("site_code", 2, 3)
                 ),
-                &[&ended],
+                &[&ended, &prefectures, &sites],
             )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -289,5 +293,38 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The active notifications (not ended, not past their deadline) of each of `sites`.
+    pub async fn active_grace_by_site(
+        &self,
+        sites: &[String],
+        now: OffsetDateTime,
+    ) -> Result<std::collections::HashMap<String, Vec<GraceView>>, StoreError> {
+        let today = tokyo_day(now);
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM grace_notifications
+                     WHERE ended_on IS NULL AND site_code = ANY($1)
+                     ORDER BY filed_on, id"
+                ),
+                &[&sites],
+            )
+            .await?;
+        let mut by_site: std::collections::HashMap<String, Vec<GraceView>> = Default::default();
+        for row in &rows {
+            let view = view(row, today)?;
+            if view.status.state() == GraceState::Active {
+                by_site
+                    .entry(view.site_code.clone())
+                    .or_default()
+                    .push(view);
+            }
+        }
+        Ok(by_site)
     }
 }
