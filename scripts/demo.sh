@@ -13,6 +13,7 @@ PHARMACY=1340123452   # a pharmacy in Tokyo (薬局, 13)
 SIM_PORT=${SIM_PORT:-9443}
 GRPC_PORT=${GRPC_PORT:-7443}
 HTTP_PORT=${HTTP_PORT:-8443}
+WEB_PORT=${WEB_PORT:-8444}
 PG_PORT=${PG_PORT:-55432}
 
 pids=()
@@ -87,8 +88,18 @@ fi
 start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate \
   --seal-key "$state/seal.key" --agent-ca-key "$pki/chain-ca.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
-  --http-listen "127.0.0.1:$HTTP_PORT" --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" \
-  --client-ca "$pki/chain-ca.pem"
+  --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \
+  --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem"
+
+# A chain administrator for the dashboard. Its password is generated once into an owner-only
+# file (never printed); the tour says where it is.
+if [ ! -f "$state/dashboard-admin.password" ]; then
+  (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/dashboard-admin.password")
+fi
+if ! "$bin/central" account list | grep -q '"login": "demo-admin"'; then
+  "$bin/central" account add --login demo-admin --name "デモ管理者" --role chain_admin \
+    --by demo <"$state/dashboard-admin.password" 2>/dev/null
+fi
 
 agent_config() { # site kind
   local site=$1 kind=$2 dir="$state/agents/$1"
@@ -158,6 +169,9 @@ cat <<TOUR
 == where to look ==
   events per site (CLI):  DATABASE_URL='$DATABASE_URL' target/debug/central events --site $CLINIC
   hash chains and seals:  DATABASE_URL='$DATABASE_URL' target/debug/central verify --site $CLINIC
+  dashboard:              https://localhost:$WEB_PORT/ (login demo-admin; the password is in
+                          .local/demo/dashboard-admin.password; the browser will not know the
+                          dev CA: import $pki/chain-ca.pem or accept the warning)
   JSON API (mTLS):        curl --cacert $pki/chain-ca.pem --cert $pki/operators/demo.pem \\
                             --key $pki/operators/demo.key https://localhost:$HTTP_PORT/api/v1/sites
                           .../api/v1/sites/$PHARMACY/events

@@ -2,7 +2,8 @@
 # Installs the system packages the stack and its tests need, only when missing.
 # PostgreSQL (server binaries for the throwaway cluster), pcscd + vsmartcard-vpcd + pcsc-tools
 # (the real PC/SC stack the card tests drive), libpcsclite-dev and pkg-config (the pcsc crate),
-# npm and python3 when missing.
+# npm and python3 when missing; Debian's Chromium and a Japanese font for the dashboard's browser
+# tests, and their npm packages (tests/browser: playwright-core driving the system Chromium).
 set -euo pipefail
 
 need=()
@@ -16,11 +17,22 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # reads the servers' JSON lines with python3. This machine kind ships them; a bare Debian does not.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
-for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config; do
+for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 
+browser_packages() {
+  # Exactly what package-lock.json names; no browser download (the system Chromium is used).
+  local dir
+  dir="$(dirname "$0")/../tests/browser"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
+    echo "installing the browser tests' npm packages (tests/browser)" >&2
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund >&2
+  fi
+}
+
 if [ ${#need[@]} -eq 0 ]; then
+  browser_packages
   exit 0
 fi
 echo "installing missing system packages: ${need[*]}" >&2
@@ -38,3 +50,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+browser_packages
