@@ -9,6 +9,7 @@ pub mod audit_search;
 pub mod availability;
 pub mod certificates;
 pub mod chain;
+pub mod dashboard;
 pub(crate) mod events;
 pub mod grace;
 mod ingest;

@@ -2,11 +2,14 @@
 //! front-end build. Pages read the same store functions as the JSON API, with the principal's
 //! site scope applied in the queries.
 
+mod alerts;
 pub mod charts;
 pub mod form;
 pub mod format;
 pub mod layout;
 mod login;
+mod overview;
+mod sites;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -22,5 +25,15 @@ pub fn public() -> Router<ApiState> {
 
 /// The dashboard's pages; `api::router_with` puts them behind authentication.
 pub fn pages() -> Router<ApiState> {
-    Router::new().route("/logout", post(login::logout))
+    Router::new()
+        .route("/logout", post(login::logout))
+        .route("/", get(overview::page_handler))
+        .route("/sites", get(sites::list_handler))
+        .route("/sites/{site_code}", get(sites::detail_handler))
+        .route("/alerts", get(alerts::list_handler))
+        .route("/alerts/{id}/acknowledge", post(alerts::acknowledge_form))
+        .route(
+            "/api/v1/alerts/{id}/acknowledge",
+            post(alerts::acknowledge_json),
+        )
 }
