@@ -237,6 +237,16 @@ pub async fn start_central_with_env(
     db: &TestDb,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Running> {
+    start_central_with(pki, db, &[], env).await
+}
+
+/// Central with extra `serve` arguments (e.g. `--web-listen 127.0.0.1:0`) and environment.
+pub async fn start_central_with(
+    pki: &Pki,
+    db: &TestDb,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Running> {
     let (cert, key) = pki.paths.central();
     let mut command = Command::new(bin("central"));
     command
@@ -253,6 +263,7 @@ pub async fn start_central_with_env(
         .arg(key)
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
+        .args(args)
         .env("DATABASE_URL", &db.url)
         .env("RUST_LOG", "info")
         .envs(env.iter().copied());

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
@@ -21,6 +21,7 @@ use crate::audit::ChainVerdict;
 use crate::auth::Principal;
 use crate::auth::rate_limit::SignInLimiter;
 use crate::error::ServiceError;
+use crate::extract::{Path, Query};
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
     Alert, AuditQuery, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
@@ -134,6 +135,11 @@ fn api_routes() -> Router<ApiState> {
             get(list_revocations).post(revoke_certificate),
         )
         .route("/api/v1/audit/report", get(audit_report))
+        .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/api/v1/accounts", get(list_accounts).post(create_account))
 }
 
 async fn list_sites(
@@ -1074,5 +1080,142 @@ async fn chain_grace_notifications(
         store
             .chain_grace_notifications(state, time::OffsetDateTime::now_utc(), &principal.scope)
             .await?,
+    ))
+}
+
+// ------------------------------------------------------------------------------- accounts
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteName {
+    name: String,
+}
+
+/// Names a site in the directory (`{"name": "さくら薬局 新宿店"}`); audited.
+async fn put_site(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let named: SiteName = json_body(&body, "a site is {\"name\"}")?;
+    store
+        .put_site_name(&site, &named.name, &principal.audit_name())
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "site_code": site.as_str(), "name": named.name.trim() }),
+    ))
+}
+
+/// Who the caller is: login, role, scope (`null`: the whole chain) and how they signed in.
+async fn me(Extension(principal): Extension<Principal>) -> Json<serde_json::Value> {
+    let scope = match &principal.scope {
+        crate::auth::SiteScope::All => serde_json::Value::Null,
+        crate::auth::SiteScope::Area { prefectures, sites } => {
+            serde_json::json!({ "prefectures": prefectures, "sites": sites })
+        }
+    };
+    Json(serde_json::json!({
+        "login": principal.name,
+        "display_name": principal.display_name,
+        "role": principal.role,
+        "scope": scope,
+        "credential": principal.credential,
+    }))
+}
+
+/// API tokens belong to accounts; an operator certificate is its own credential.
+fn account_of(principal: &Principal) -> Result<&str, ServiceError> {
+    if principal.credential == crate::auth::Credential::Certificate {
+        return Err(bad(
+            "operators authenticate with their certificate; API tokens belong to accounts",
+        ));
+    }
+    Ok(&principal.name)
+}
+
+async fn list_tokens(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Vec<crate::store::accounts::ApiTokenSummary>>, ServiceError> {
+    Ok(Json(store.api_tokens(account_of(&principal)?).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    label: String,
+    #[serde(default = "default_token_days")]
+    days: i64,
+}
+
+fn default_token_days() -> i64 {
+    90
+}
+
+/// Issues an API token acting as the caller (`{"label": "nightly export", "days": 90}`): 201
+/// with the token, shown this once.
+async fn create_token(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
+    let login = account_of(&principal)?;
+    let new: NewToken = json_body(&body, "a token is {\"label\", \"days\": 1-366}")?;
+    let (id, token) = crate::auth::accounts::issue_token(
+        &store,
+        login,
+        &new.label,
+        new.days,
+        &principal.audit_name(),
+    )
+    .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(
+            serde_json::json!({ "id": id, "label": new.label.trim(), "days": new.days, "token": token }),
+        ),
+    ))
+}
+
+/// Revokes one of the caller's tokens (a chain administrator: anyone's).
+async fn revoke_token(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Result<axum::http::StatusCode, ServiceError> {
+    let owner = if principal.may(crate::auth::Permission::Administer) {
+        None
+    } else {
+        Some(account_of(&principal)?)
+    };
+    store
+        .revoke_api_token(id, owner, &principal.audit_name())
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+async fn list_accounts(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::accounts::AccountSummary>>, ServiceError> {
+    Ok(Json(store.accounts().await?))
+}
+
+/// Makes an account (`{"login", "display_name", "role", "prefectures", "sites",
+/// "password"}`): 201; audited. The password never leaves this request.
+async fn create_account(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
+    let spec: crate::auth::accounts::AccountSpec = json_body(
+        &body,
+        "an account is {\"login\", \"display_name\", \"role\", \"prefectures\", \"sites\", \"password\"}",
+    )?;
+    crate::auth::accounts::create_account(&store, &spec, &principal.audit_name()).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serde_json::json!({ "login": spec.login.trim().to_lowercase(), "role": spec.role })),
     ))
 }

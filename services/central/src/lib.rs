@@ -7,6 +7,7 @@ pub mod audit;
 pub mod audit_report;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod ingest;
 pub mod limits;

@@ -35,6 +35,9 @@ const ANYONE_SIGNED_IN: &[&str] = &[
     "/logout",
 ];
 
+/// Reads only a chain administrator may make.
+const ADMIN_READS: &[&str] = &["/api/v1/accounts"];
+
 /// Reads that are exports: CSV and printable reports (each one audited by its handler).
 fn is_export(route: &str) -> bool {
     route.ends_with(".csv") || route.ends_with("/report") || route.ends_with("/bundle")
@@ -54,6 +57,9 @@ pub fn permission_for(method: &Method, route: &str) -> Option<Permission> {
         return None;
     }
     let read = matches!(*method, Method::GET | Method::HEAD);
+    if read && ADMIN_READS.contains(&route) {
+        return Some(Permission::Administer);
+    }
     Some(match (is_audit(route), read) {
         (true, true) if is_export(route) => Permission::ExportAudit,
         (true, true) => Permission::ViewAudit,
@@ -109,6 +115,10 @@ mod tests {
             Some(Permission::ActOnSite)
         );
         assert_eq!(permission_for(&Method::POST, "/api/v1/tokens"), None);
+        assert_eq!(
+            permission_for(&get, "/api/v1/accounts"),
+            Some(Permission::Administer)
+        );
     }
 
     #[test]
