@@ -10,6 +10,7 @@ pub mod availability;
 pub mod certificates;
 pub mod chain;
 pub mod dashboard;
+pub mod dashboard_rollout;
 pub(crate) mod events;
 pub mod grace;
 mod ingest;

@@ -3,12 +3,15 @@
 //! site scope applied in the queries.
 
 mod alerts;
+mod audit;
+mod certificates;
 pub mod charts;
 pub mod form;
 pub mod format;
 pub mod layout;
 mod login;
 mod overview;
+mod rollout;
 mod sites;
 
 use axum::Router;
@@ -36,4 +39,13 @@ pub fn pages() -> Router<ApiState> {
             "/api/v1/alerts/{id}/acknowledge",
             post(alerts::acknowledge_json),
         )
+        .route("/certificates", get(certificates::page_handler))
+        .route("/certificates.csv", get(certificates::csv_handler))
+        .route("/rollout", get(rollout::overview))
+        .route("/rollouts", post(rollout::start))
+        .route("/rollouts/{id}", get(rollout::detail))
+        .route("/rollouts/{id}/{action}", post(rollout::act))
+        .route("/audit", get(audit::page_handler))
+        .route("/audit/export.csv", get(audit::export_csv))
+        .route("/audit/report", get(audit::report))
 }
