@@ -42,11 +42,12 @@ demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C st
 	scripts/demo.sh
 
 .PHONY: bench
-bench: deps ## Ingest (vs raw COPY), connection and drain benchmarks, release build, throwaway PostgreSQL
+bench: deps ## Ingest (vs raw COPY), connection, drain and dashboard page benchmarks, release build, throwaway PostgreSQL
 	$(CARGO) build --release --locked -p central -p edge-agent -p fleet-bench
 	scripts/with-pg.sh target/release/fleet-bench ingest
 	scripts/with-pg.sh target/release/fleet-bench connections
 	scripts/with-pg.sh target/release/fleet-bench drain
+	scripts/with-pg.sh target/release/fleet-bench pages
 
 .PHONY: clean-local
 clean-local: ## Remove the demo's data (PKI, database, outboxes)

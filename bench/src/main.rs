@@ -7,6 +7,8 @@
 //!   rows are written with raw binary COPY into an identical table (same columns, keys, indexes
 //!   and partitions), and through COPY into a staging table plus `INSERT .. ON CONFLICT`. Last,
 //!   the agents send at half the measured rate and the ack latency is measured.
+//! - `pages`: seeds 1,000 sites and 10 million events and times every dashboard page as a
+//!   signed-in browser would, against the request path's own baseline (`pages.rs`).
 //! - `connections`: holds many concurrent agent sessions with heartbeats and reports central's
 //!   resident memory per connection (from /proc/<pid>/status).
 //!
@@ -70,6 +72,17 @@ enum Mode {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
     },
+    /// Every dashboard page over 1,000 sites and 10 million events: p50/p95 per page against
+    /// the request path's own baseline (`/api/v1/me`).
+    Pages {
+        #[arg(long, default_value_t = 1_000)]
+        sites: usize,
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Timed requests per page.
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+    },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
     Connections {
         #[arg(long, default_value_t = 5_000)]
@@ -114,6 +127,20 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("the ingest benchmark took more than 15 minutes")?
             }
+            Mode::Pages {
+                sites,
+                events,
+                requests,
+            } => {
+                let options = pages::Options {
+                    sites: sites.max(8),
+                    events,
+                    requests: requests.max(5),
+                };
+                tokio::time::timeout(Duration::from_secs(3600), pages::run(options))
+                    .await
+                    .context("the pages benchmark took more than an hour")?
+            }
             Mode::Drain { events } => {
                 tokio::time::timeout(Duration::from_secs(600), drain::run(events.max(1)))
                     .await
@@ -140,6 +167,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 mod drain;
+mod pages;
 
 // ------------------------------------------------------------------------------- central
 

@@ -137,3 +137,101 @@ impl Operator {
         .await
     }
 }
+
+/// A person at the dashboard: one HTTPS client (connections reused, no client certificate)
+/// carrying the session cookie of a real sign-in through `POST /login`.
+#[derive(Clone)]
+pub struct WebSession {
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
+    addr: String,
+    cookie: String,
+}
+
+impl std::fmt::Debug for WebSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSession")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSession {
+    /// Signs in at central's dashboard listener `addr`, trusting `ca`.
+    pub async fn sign_in(
+        ca: &Path,
+        addr: &str,
+        login: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        let tls = client_config(None, &load_certificates(ca)?, &[])?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let form = format!(
+            "login={}&password={}",
+            form_field(login),
+            form_field(password)
+        );
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("https://{addr}/login"))
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::from(form)))?;
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        let cookie = response
+            .headers()
+            .get(hyper::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let Some(cookie) = cookie.filter(|_| status == 303) else {
+            anyhow::bail!("signing in as {login} answered {status} without a session cookie");
+        };
+        Ok(Self {
+            client,
+            addr: addr.to_string(),
+            cookie,
+        })
+    }
+
+    /// GET `path` with the session: status, content type and body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .header(hyper::header::COOKIE, &self.cookie)
+            .body(Full::new(Bytes::new()))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, content_type, body.to_vec()))
+    }
+}
+
+/// `value` percent-encoded for a form body (unreserved characters kept).
+fn form_field(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
