@@ -439,21 +439,27 @@ impl Checker<'_> {
                     match keyword.as_str() {
                         "allOf" => out.extend(results.into_iter().flatten()),
                         _ if matched.is_empty() => {
+                            // The closest branches (fewest violations) say what is wrong: for a
+                            // union tagged by a `const`, the branch of the value's own tag.
+                            let fewest = results.iter().map(Vec::len).min().unwrap_or(0);
                             let why = results
                                 .iter()
                                 .enumerate()
+                                .filter(|(_, found)| found.len() == fewest)
                                 .map(|(i, found)| {
-                                    format!(
-                                        "[{i}] {}",
-                                        found.first().map_or(String::new(), Violation::to_string)
-                                    )
+                                    let each: Vec<String> =
+                                        found.iter().map(Violation::to_string).collect();
+                                    format!("[{i}] {}", each.join(", "))
                                 })
                                 .collect::<Vec<_>>()
                                 .join("; ");
                             fail(
                                 out,
                                 if keyword == "oneOf" { "oneOf" } else { "anyOf" },
-                                format!("matches none of the {} branches: {why}", branches.len()),
+                                format!(
+                                    "matches none of the {} branches; the closest: {why}",
+                                    branches.len()
+                                ),
                             );
                         }
                         "oneOf" if matched.len() > 1 => fail(
@@ -992,6 +998,23 @@ mod tests {
             report(&errors)
         );
         assert_eq!(errors.len(), 3, "{}", report(&errors));
+    }
+
+    #[test]
+    fn a_tagged_union_names_the_branch_of_its_own_tag() {
+        let branch = |tag: &str, field: &str| {
+            json!({"type": "object", "required": ["kind", field], "additionalProperties": false,
+                   "properties": {"kind": {"const": tag}, field: {"type": "integer"}}})
+        };
+        let schema = json!({"oneOf": [branch("a", "x"), branch("b", "y")]});
+        let errors = validate(&doc(), &schema, &json!({"kind": "a", "x": "1"})).unwrap_err();
+        assert_eq!(errors.len(), 1, "{}", report(&errors));
+        assert!(
+            errors[0].message.contains("the closest: [0] /x: type")
+                && !errors[0].message.contains("[1]"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
