@@ -39,12 +39,37 @@ fn site_codes(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// The JSON body the store writes for a lookup, from the domain type itself.
-fn lookup_template() -> anyhow::Result<serde_json::Value> {
+/// The JSON bodies the store writes for a lookup, a link change and a reader change, from the
+/// domain types themselves (so central rebuilds them to their canonical bytes, as the chain
+/// verifier does for real events).
+fn templates() -> anyhow::Result<[serde_json::Value; 3]> {
+    use onshi_domain::events::{
+        EventBody, LinkChange, LinkState, LinkTarget, ReaderChange, ReaderState,
+    };
     let event = e2e::uplink::lookup_event(&e2e::site_code("131000001"), 1);
-    let event = onshi_domain::events::FleetEvent::try_from(event)
-        .map_err(|e| anyhow::anyhow!("the harness's lookup event: {e:?}"))?;
-    Ok(serde_json::to_value(&event.body)?)
+    let lookup = onshi_domain::events::FleetEvent::try_from(event)
+        .map_err(|e| anyhow::anyhow!("the harness's lookup event: {e:?}"))?
+        .body;
+    let link = EventBody::LinkChange(LinkChange {
+        target: LinkTarget::Onshi,
+        state: LinkState::Up,
+        detail: None,
+        rtt_ms: Some(12),
+        line_type: None,
+    });
+    let reader = EventBody::ReaderChange(ReaderChange {
+        reader_name: "SONY RC-S380".into(),
+        state: ReaderState::PresentEmpty,
+        detail: None,
+        cards_read: 0,
+        errors: 0,
+        last_error: None,
+    });
+    Ok([
+        serde_json::to_value(&lookup)?,
+        serde_json::to_value(&link)?,
+        serde_json::to_value(&reader)?,
+    ])
 }
 
 async fn seed(db: &TestDb, store: &Store, options: &Options) -> anyhow::Result<Vec<String>> {
@@ -58,7 +83,7 @@ async fn seed(db: &TestDb, store: &Store, options: &Options) -> anyhow::Result<V
     let codes = site_codes(options.sites);
     let client = db.client().await?;
     let per_site = (options.events / options.sites as u64).max(1) as i64;
-    let template = lookup_template()?;
+    let [lookup, link, reader] = templates()?;
     let started = Instant::now();
     client
         .execute(
@@ -87,27 +112,30 @@ async fn seed(db: &TestDb, store: &Store, options: &Options) -> anyhow::Result<V
         codes.len()
     );
     // One statement per site keeps each transaction small; the sequence is the row's place in
-    // its site's stream and occurred_at grows with it, as an agent's would.
+    // its site's stream and occurred_at grows with it, as an agent's would. Event ids are
+    // UUIDv7 of their time, as the agents make them (central reads nothing else as an event).
     for (n, code) in codes.iter().enumerate() {
         client
             .execute(
                 "INSERT INTO events (event_id, site_code, stream_id, sequence, terminal_id,
                                      occurred_at, received_at, kind, body)
-                 SELECT gen_random_uuid(), $1, md5($1)::uuid, i, 'T0' || (1 + i % 3),
-                        now() - interval '180 days' + (i::float8 / $2) * interval '180 days',
-                        now(),
+                 SELECT (lpad(to_hex(floor(extract(epoch FROM x.t) * 1000)::bigint), 12, '0')
+                         || '7' || substr(x.h, 1, 3) || '8' || substr(x.h, 4, 15))::uuid,
+                        $1, md5($1)::uuid, i, 'T0' || (1 + i % 3), x.t, now(),
                         CASE WHEN i % 500 = 0 THEN 'link_change'
                              WHEN i % 499 = 0 THEN 'reader_change' ELSE 'lookup' END,
-                        CASE WHEN i % 500 = 0 THEN jsonb_build_object('target', 'onshi',
+                        CASE WHEN i % 500 = 0 THEN $4::jsonb || jsonb_build_object(
                                  'state', CASE WHEN i % 1000 = 0 THEN 'down' ELSE 'up' END)
-                             WHEN i % 499 = 0 THEN jsonb_build_object('reader_name',
-                                 'SONY RC-S380', 'state', 'present_empty')
+                             WHEN i % 499 = 0 THEN $5::jsonb
                              ELSE $3::jsonb || jsonb_build_object(
                                  'outcome', (ARRAY['valid','valid','valid','valid','valid',
                                                    'invalid','not_found','error'])[1 + i % 8],
-                                 'patient_ref', md5($1 || i) || md5(i || $1)) END
-                 FROM generate_series(1, $2) AS i",
-                &[code, &per_site, &template],
+                                 'patient_ref', x.h || md5(x.h)) END
+                 FROM generate_series(1, $2::bigint) AS i,
+                      LATERAL (SELECT now() - interval '180 days'
+                                      + (i::float8 / ($2::bigint + 1)) * interval '180 days' AS t,
+                                      md5($1 || ':' || i) AS h) AS x",
+                &[code, &per_site, &lookup, &link, &reader],
             )
             .await?;
         if (n + 1) % 100 == 0 {
