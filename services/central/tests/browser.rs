@@ -72,7 +72,9 @@ async fn seed_site(store: &Store, first_nine: &str, name: &str, now: OffsetDateT
 
 async fn add_account(db: &TestDb, login: &str, role: &str, extra: &[&str], password: &str) {
     let mut child = tokio::process::Command::new(e2e::bin("central"))
-        .args(["account", "add", "--login", login, "--name", login, "--role", role])
+        .args([
+            "account", "add", "--login", login, "--name", login, "--role", role,
+        ])
         .args(extra)
         .env("DATABASE_URL", &db.url)
         .stdin(Stdio::piped())
