@@ -73,7 +73,7 @@ async function asChainAdmin(browser) {
   await page.selectOption('select[name=prefecture], input[name=prefecture]', '13').catch(async () => {
     await page.fill('[name=prefecture]', '13');
   });
-  await Promise.all([page.waitForURL(/prefecture=13/), page.locator('form#site-filters [type=submit], form#site-filters button').first().click()]);
+  await Promise.all([page.waitForURL(/prefecture=13/), page.locator('form#site-filter [type=submit], form#site-filter button').first().click()]);
   const codes = await page.locator('table#sites tr[data-site]').evaluateAll((rows) => rows.map((r) => r.dataset.site));
   check(codes.length > 0 && codes.length < all, `the filter keeps some sites, not all (${codes.length} of ${all})`);
   check(codes.every((c) => c.startsWith('13')), `only Tokyo sites after filtering: ${codes}`);
@@ -143,9 +143,13 @@ async function asAreaManager(browser) {
   check(response.status() === 403, `a site outside the scope answers 403, got ${response.status()}`);
   check(!(await page.content()).includes('table#site'), 'nothing of the site is shown');
   await shot(page, '11-manager-out-of-scope');
-  const api = await page.request.get(`${base}/api/v1/sites/${outside}/events`);
-  check(api.status() === 403, `the API refuses it too, got ${api.status()}`);
-  check((await api.json()).code === 'out_of_scope', 'with the machine-readable code out_of_scope');
+  // The JSON API from the same page (the browser's own fetch, with the session cookie).
+  const api = await page.evaluate(async (url) => {
+    const r = await fetch(url);
+    return { status: r.status, body: await r.json() };
+  }, `${base}/api/v1/sites/${outside}/events`);
+  check(api.status === 403, `the API refuses it too, got ${api.status}`);
+  check(api.body.code === 'out_of_scope', `with the machine-readable code out_of_scope: ${JSON.stringify(api.body)}`);
   await context.close();
 }
 

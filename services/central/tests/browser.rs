@@ -202,5 +202,9 @@ async fn chain_it_and_an_area_manager_use_the_dashboard_in_chromium() {
     assert!(has("sign_in: account it-admin"), "{kinds:#?}");
     assert!(has("sign_in: account tokyo-manager"), "{kinds:#?}");
     assert!(has("audit_export: certificates CSV"), "{kinds:#?}");
-    assert!(has("9.9.9"), "the rollout is audited: {kinds:#?}");
+    assert!(has("started rollout"), "the rollout is audited: {kinds:#?}");
+    assert!(
+        has("from running to paused"),
+        "the pause is audited: {kinds:#?}"
+    );
 }

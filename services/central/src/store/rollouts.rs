@@ -202,6 +202,15 @@ impl Store {
             .await?
             .get(0);
         transition(&tx, id, None, "running", 0, "started", by).await?;
+        super::audit_admin(
+            &tx,
+            None,
+            &format!(
+                "{by} started rollout {id} of agent version {}",
+                new.target_version
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -242,6 +251,12 @@ impl Store {
             roll_back_sites(&tx, id).await?;
         }
         transition(&tx, id, Some(&state), to, wave, "operator action", by).await?;
+        super::audit_admin(
+            &tx,
+            None,
+            &format!("{by} moved rollout {id} from {state} to {to}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
