@@ -110,7 +110,7 @@ const WEEKDAYS: [(&str, Weekday); 7] = [
 
 /// When a site is open. Deserializing the JSON form checks every span and date, with a
 /// specific error per mistake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpeningHours {
     /// `mon` .. `sun` → spans, sorted and disjoint.
     weekly: BTreeMap<String, Vec<Span>>,
@@ -135,6 +135,34 @@ struct Unchecked {
 
 fn yes() -> bool {
     true
+}
+
+/// Written in the JSON form it is read from: dates as `YYYY-MM-DD`, spans as `HH:MM-HH:MM`
+/// (time's own Date serialization is a tuple, which the reader refuses).
+impl Serialize for OpeningHours {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let day = |d: &Date| d.to_string();
+        let mut out = serializer.serialize_struct("OpeningHours", 4)?;
+        out.serialize_field("weekly", &self.weekly)?;
+        out.serialize_field(
+            "closed_on_national_holidays",
+            &self.closed_on_national_holidays,
+        )?;
+        out.serialize_field(
+            "closed_dates",
+            &self.closed_dates.iter().map(day).collect::<Vec<_>>(),
+        )?;
+        out.serialize_field(
+            "open_dates",
+            &self
+                .open_dates
+                .iter()
+                .map(|(d, spans)| (day(d), spans))
+                .collect::<BTreeMap<_, _>>(),
+        )?;
+        out.end()
+    }
 }
 
 impl<'de> Deserialize<'de> for OpeningHours {
@@ -322,6 +350,26 @@ mod tests {
             json["weekly"]["tue"],
             serde_json::json!(["09:00-12:30", "14:00-18:00"])
         );
+    }
+
+    #[test]
+    fn dates_are_written_as_they_are_read_and_read_back() {
+        let h = parse(
+            r#"{"closed_dates": ["2026-12-31", "2026-12-30"],
+                "open_dates": {"2027-01-03": ["10:00-16:00"]}}"#,
+        )
+        .unwrap();
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            json["closed_dates"],
+            serde_json::json!(["2026-12-30", "2026-12-31"])
+        );
+        assert_eq!(
+            json["open_dates"],
+            serde_json::json!({"2027-01-03": ["10:00-16:00"]})
+        );
+        let again: OpeningHours = serde_json::from_value(json).unwrap();
+        assert_eq!(again, h);
     }
 
     #[test]

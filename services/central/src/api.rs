@@ -137,6 +137,7 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/audit/report", get(audit_report))
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
         .route("/api/v1/me", get(me))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
@@ -1106,6 +1107,14 @@ async fn put_site(
     Ok(Json(
         serde_json::json!({ "site_code": site.as_str(), "name": named.name.trim() }),
     ))
+}
+
+/// This API's OpenAPI 3.1 document (checked against real answers by tests/openapi.rs).
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
 }
 
 /// Who the caller is: login, role, scope (`null`: the whole chain) and how they signed in.

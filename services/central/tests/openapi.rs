@@ -985,6 +985,12 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(200, "GET", "/api/v1/certificates/alerts?limit=1", None)
         .await;
     api.expect(200, "GET", "/api/v1/schema", None).await;
+    let served = api.expect(200, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(
+        served["openapi"],
+        document()["openapi"],
+        "central serves the document this test checks"
+    );
     let trail = api
         .expect(
             200,

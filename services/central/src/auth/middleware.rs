@@ -115,15 +115,15 @@ async fn resolve(
             })?;
         return principal_of(account, Credential::ApiToken, None).map(Some);
     }
-    if let Some(token) = session_cookie(headers) {
-        if let Some(session) = store.session(&secret::digest(token), now).await? {
-            return principal_of(
-                session.account,
-                Credential::Session,
-                Some(session.csrf_token),
-            )
-            .map(Some);
-        }
+    if let Some(token) = session_cookie(headers)
+        && let Some(session) = store.session(&secret::digest(token), now).await?
+    {
+        return principal_of(
+            session.account,
+            Credential::Session,
+            Some(session.csrf_token),
+        )
+        .map(Some);
     }
     Ok(None)
 }

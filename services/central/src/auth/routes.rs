@@ -27,6 +27,7 @@ const SITE_ACTIONS: &[&str] = &[
 const ANYONE_SIGNED_IN: &[&str] = &[
     "/",
     "/api/v1/me",
+    "/api/v1/openapi.json",
     "/api/v1/tokens",
     "/api/v1/tokens/{id}",
     "/account",

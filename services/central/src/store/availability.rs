@@ -324,11 +324,11 @@ fn detail(site: &str, verdict: &Availability, last_seen: OffsetDateTime) -> Stri
     match verdict.underlying {
         State::Online => format!("site {site}: online"),
         State::LinkDown => format!(
-            "site {site}: {} (nothing heard since {last} JST; the agent PC may also be hung)",
+            "site {site}: {} (nothing heard since {last}; the agent PC may also be hung)",
             verdict.underlying.label()
         ),
         State::AgentDown => format!(
-            "site {site}: {} (the agent's connection closed; last heard {last} JST)",
+            "site {site}: {} (the agent's connection closed; last heard {last})",
             verdict.underlying.label()
         ),
         other => format!("site {site}: {}", other.label()),
