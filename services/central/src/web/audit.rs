@@ -303,10 +303,10 @@ fn describe(query: &AuditQuery) -> String {
         parts.push(format!("site {site}"));
     }
     if let Some(from) = query.from {
-        parts.push(format!("from {}", tokyo(from)));
+        parts.push(format!("from {}", crate::audit_report::tokyo(from)));
     }
     if let Some(to) = query.to {
-        parts.push(format!("to {}", tokyo(to)));
+        parts.push(format!("to {}", crate::audit_report::tokyo(to)));
     }
     if !query.kinds.is_empty() {
         parts.push(format!("kind {}", query.kinds.join("+")));

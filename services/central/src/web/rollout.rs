@@ -549,7 +549,7 @@ fn waves_table(detail: &RolloutDetail) -> Markup {
                     tr data-wave=(n) class=[(n == detail.summary.current_wave).then_some("current")] {
                         th scope="row" {
                             (n)
-                            @if n == detail.summary.current_wave { " " span.en { "(現在 / current)" } }
+                            @if n == detail.summary.current_wave { " 現在 " span.en { "current" } }
                         }
                         td { (wave_text(wave)) }
                         td.num { (count(sites.len() as i64)) }
