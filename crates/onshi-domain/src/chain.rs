@@ -108,6 +108,9 @@ pub enum Finding {
     /// Events recorded before the agent chained its events (an older agent version): present,
     /// but not provable.
     Unchained { first: u64, last: u64 },
+    /// Events dropped under the chain's retention policy: their content is gone, their links
+    /// are kept (`expired_events`), so the chain runs on through them and proves they existed.
+    Expired { first: u64, last: u64 },
     /// A daily seal (`seal`) that the stored events or the other seals contradict, or whose
     /// signature does not verify.
     Seal {
@@ -219,6 +222,32 @@ impl ChainWalk {
         }
     }
 
+    /// An event at `sequence` that expired under the retention policy: only its link is left
+    /// (`stored`), which the next event's link must follow from.
+    pub fn step_expired(&mut self, sequence: u64, stored: Option<&ChainHash>) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        if !self.advance_to(sequence, &mut findings) {
+            return findings;
+        }
+        findings.push(Finding::Expired {
+            first: sequence,
+            last: sequence,
+        });
+        match stored {
+            Some(hash) => {
+                self.chained = true;
+                self.head = Some(*hash);
+            }
+            // Expired before its agent chained its events: the chain starts after it.
+            None if !self.chained => self.head = Some(ChainHash::GENESIS),
+            None => {
+                findings.push(Finding::HashRemoved { sequence });
+                self.head = None;
+            }
+        }
+        findings
+    }
+
     /// A stored record at `sequence` that is not an event at all (it cannot be decoded): a
     /// break, after which the next link cannot be known.
     pub fn step_unreadable(&mut self, sequence: u64) -> Vec<Finding> {
@@ -255,6 +284,7 @@ pub fn merge_ranges(findings: Vec<Finding>) -> Vec<Finding> {
     for finding in findings {
         match (out.last_mut(), &finding) {
             (Some(Finding::Unchained { last, .. }), Finding::Unchained { first, last: l })
+            | (Some(Finding::Expired { last, .. }), Finding::Expired { first, last: l })
                 if *first == *last + 1 =>
             {
                 *last = *l;
@@ -278,6 +308,43 @@ mod tests {
                 head
             })
             .collect()
+    }
+
+    #[test]
+    fn an_expired_event_keeps_the_chain_going_and_a_forged_link_breaks_it() {
+        let hashes = chain(&[b"one", b"two", b"three"]);
+        let mut walk = ChainWalk::default();
+        let mut found = walk.step(ChainStep {
+            sequence: 1,
+            is_loss: false,
+            stored: Some(&hashes[0]),
+            canonical: b"one",
+        });
+        found.extend(walk.step_expired(2, Some(&hashes[1])));
+        found.extend(walk.step(ChainStep {
+            sequence: 3,
+            is_loss: false,
+            stored: Some(&hashes[2]),
+            canonical: b"three",
+        }));
+        assert_eq!(found, vec![Finding::Expired { first: 2, last: 2 }]);
+        assert!(!found[0].is_break());
+
+        let mut walk = ChainWalk::default();
+        walk.step(ChainStep {
+            sequence: 1,
+            is_loss: false,
+            stored: Some(&hashes[0]),
+            canonical: b"one",
+        });
+        walk.step_expired(2, Some(&hashes[0]));
+        let after_forged = walk.step(ChainStep {
+            sequence: 3,
+            is_loss: false,
+            stored: Some(&hashes[2]),
+            canonical: b"three",
+        });
+        assert_eq!(after_forged, vec![Finding::Broken { sequence: 3 }]);
     }
 
     fn walk(steps: &[(u64, bool, Option<ChainHash>, &[u8])]) -> Vec<Finding> {

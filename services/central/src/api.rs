@@ -138,6 +138,10 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
         .route("/api/v1/me", get(me))
         .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/api/v1/audit/retention",
+            get(retention_policy).put(put_retention),
+        )
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
@@ -1227,4 +1231,28 @@ async fn create_account(
         axum::http::StatusCode::CREATED,
         Json(serde_json::json!({ "login": spec.login.trim().to_lowercase(), "role": spec.role })),
     ))
+}
+
+// ------------------------------------------------------------------------------- retention
+
+/// The retention policy (months per event kind, `*` for the rest).
+async fn retention_policy(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
+    Ok(Json(store.retention_policy().await?))
+}
+
+/// Sets one kind's retention (`{"kind": "link_change", "months": 13}`); months partitioned
+/// from now on follow it. Audited.
+async fn put_retention(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
+    let rule: crate::store::retention::RetentionRule = json_body(
+        &body,
+        "a retention rule is {\"kind\": \"link_change\" (or \"*\"), \"months\": 1-1200}",
+    )?;
+    store.set_retention(&rule, &principal.audit_name()).await?;
+    Ok(Json(store.retention_policy().await?))
 }

@@ -28,6 +28,10 @@ pub struct EventRecord {
     /// Lowercase hex; absent for events from agents that predate chaining.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_hash: Option<String>,
+    /// The event expired under the retention policy: only its link (and sequence, time, id)
+    /// is left; `body` is null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expired: bool,
 }
 
 impl EventRecord {
@@ -67,6 +71,15 @@ pub fn walk_records(
     let mut findings = Vec::new();
     for record in records {
         let sequence = record.sequence.max(0) as u64;
+        if record.expired {
+            let link = record.chain_hash.as_deref().map(ChainHash::from_hex);
+            match link {
+                Some(None) => findings.extend(walk.step_unreadable(sequence)),
+                Some(Some(hash)) => findings.extend(walk.step_expired(sequence, Some(&hash))),
+                None => findings.extend(walk.step_expired(sequence, None)),
+            }
+            continue;
+        }
         match record.event(site_code) {
             Some(event) => {
                 let canonical = proto::chain::canonical(&event);
@@ -283,6 +296,10 @@ pub fn describe(finding: &Finding) -> String {
         Finding::Unchained { first, last } => format!(
             "sequences {first}..{last} were recorded before the agent chained its events \
              (present, not provable)"
+        ),
+        Finding::Expired { first, last } => format!(
+            "sequences {first}..{last} expired under the retention policy (content dropped; \
+             their chain links remain and the chain continues through them)"
         ),
         Finding::Seal {
             day,

@@ -1,4 +1,4 @@
-//! Central's periodic work: monthly partitions ahead of time, the chain verifier (each stream's
+//! Central's periodic work: monthly partitions ahead of time and expiry under the retention policy, the chain verifier (each stream's
 //! hash chain as it grows: `store::chain`) and the daily seals of its head (`store::seals`, with
 //! a seal key), the re-check of allowed information views (`store::access_recheck`), each
 //! site's availability (`store::availability`), the rollout controller (`store::rollouts`), the
@@ -81,6 +81,16 @@ pub async fn run(
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "could not create event partitions; retrying later")
+                }
+            }
+            // Retention: partitions whose period ran out are dropped, their links kept.
+            match store.expire_events(time::OffsetDateTime::now_utc()).await {
+                Ok(dropped) if !dropped.is_empty() => {
+                    tracing::info!(?dropped, "expired event partitions dropped")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "could not expire event partitions; retrying later")
                 }
             }
         }

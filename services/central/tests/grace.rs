@@ -659,6 +659,9 @@ async fn the_api_files_lists_and_ends_grace_notifications() -> anyhow::Result<()
     // Two filings and one ending by the operator, in the audit trail.
     let audit = grace_audit_rows(&db).await;
     assert_eq!(audit.len(), 3, "{audit:?}");
-    assert!(audit.iter().all(|(_, d)| d.contains("by e2e")), "{audit:?}");
+    assert!(
+        audit.iter().all(|(_, d)| d.contains("by operator e2e")),
+        "{audit:?}"
+    );
     Ok(())
 }

@@ -985,6 +985,31 @@ async fn every_documented_operation_answers_as_documented() {
     api.expect(200, "GET", "/api/v1/certificates/alerts?limit=1", None)
         .await;
     api.expect(200, "GET", "/api/v1/schema", None).await;
+    let policy = api
+        .expect(
+            200,
+            "PUT",
+            "/api/v1/audit/retention",
+            Some(serde_json::json!({ "kind": "link_change", "months": 24 })),
+        )
+        .await;
+    assert!(
+        policy
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "link_change" && r["months"] == 24),
+        "{policy}"
+    );
+    api.expect(200, "GET", "/api/v1/audit/retention", None)
+        .await;
+    api.expect(
+        400,
+        "PUT",
+        "/api/v1/audit/retention",
+        Some(serde_json::json!({ "kind": "lookups", "months": 24 })),
+    )
+    .await;
     let served = api.expect(200, "GET", "/api/v1/openapi.json", None).await;
     assert_eq!(
         served["openapi"],

@@ -49,6 +49,7 @@ pub(super) fn record(row: &Row) -> EventRecord {
         chain_hash: row
             .get::<_, Option<Vec<u8>>>(5)
             .map(|h| onshi_domain::hex::encode(&h)),
+        expired: row.get(6),
     }
 }
 
@@ -57,8 +58,10 @@ fn walk_rows(site_code: &str, rows: &[Row], walk: &mut ChainWalk) -> Vec<Finding
     walk_records(site_code, &records, walk)
 }
 
-const EVENTS_PAGE: &str = "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash
-     FROM events
+/// Events and the stubs of expired ones (`chain_records`, migration 0016), in stream order.
+const EVENTS_PAGE: &str = "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash,
+            expired
+     FROM chain_records
      WHERE site_code = $1 AND stream_id = $2 AND sequence > $3 AND sequence <= $4
      ORDER BY sequence LIMIT $5";
 
@@ -181,7 +184,7 @@ impl Store {
             .query(
                 "SELECT e.site_code, e.stream_id, min(e.sequence), max(e.sequence),
                         max(s.contiguous_sequence)
-                 FROM events e
+                 FROM chain_records e
                  LEFT JOIN agent_streams s USING (site_code, stream_id)
                  WHERE ($1::text IS NULL OR e.site_code = $1)
                    AND ($2::timestamptz IS NULL OR e.occurred_at >= $2)
@@ -280,7 +283,7 @@ impl Store {
             .get()
             .await?
             .query(
-                "SELECT sequence, chain_hash FROM events
+                "SELECT sequence, chain_hash FROM chain_records
                  WHERE site_code = $1 AND stream_id = $2 AND sequence = ANY($3)",
                 &[&site_code, &stream, &sealed],
             )
@@ -320,7 +323,7 @@ impl Store {
         let client = self.pool.get().await?;
         let ranges = client
             .query(
-                "SELECT stream_id, min(sequence), max(sequence) FROM events
+                "SELECT stream_id, min(sequence), max(sequence) FROM chain_records
                  WHERE site_code = $1
                    AND ($2::timestamptz IS NULL OR occurred_at >= $2)
                    AND ($3::timestamptz IS NULL OR occurred_at < $3)
@@ -336,8 +339,9 @@ impl Store {
             let start = if from_start { 0 } else { first - 1 };
             let events = client
                 .query(
-                    "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash
-                     FROM events
+                    "SELECT sequence, event_id, terminal_id, occurred_at, body, chain_hash,
+                            expired
+                     FROM chain_records
                      WHERE site_code = $1 AND stream_id = $2 AND sequence > $3 AND sequence <= $4
                      ORDER BY sequence",
                     &[&site.as_str(), &stream_id, &start, &last],

@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "accounts_and_sites",
         sql: include_str!("../../migrations/0015_accounts_and_sites.sql"),
     },
+    Migration {
+        version: 16,
+        name: "retention",
+        sql: include_str!("../../migrations/0016_retention.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -16,6 +16,7 @@ pub mod grace;
 mod ingest;
 pub mod migrate;
 pub mod partitions;
+pub mod retention;
 pub mod revocations;
 pub mod rollouts;
 pub mod scope;
