@@ -128,9 +128,10 @@ impl Store {
         Ok(())
     }
 
-    /// When the agent first proved each kind of evidence at each of `sites`, with what. Four
-    /// queries whatever the number of sites: the signals through their partial index, the
-    /// first valid lookup through each site's time index (stopping at the first match).
+    /// When the agent first proved each kind of evidence at each of `sites`, with what. A
+    /// proof never changes once made, so found proofs are kept in `adoption_proofs` (migration
+    /// 0017) and only sites still without one are looked for: one query per kind of evidence,
+    /// each a per-site index probe that stops at the first match.
     async fn agent_proofs(
         &self,
         sites: &[String],
@@ -138,32 +139,40 @@ impl Store {
     ) -> Result<Proofs, StoreError> {
         let client = self.pool.get().await?;
         let mut proofs = Proofs::new();
-        let queries: [(AgentEvidence, &str, bool); 4] = [
+        for row in client
+            .query(
+                "SELECT site_code, evidence, first_at, what FROM adoption_proofs
+                 WHERE site_code = ANY($1)",
+                &[&sites],
+            )
+            .await?
+        {
+            let evidence: String = row.get(1);
+            if let Some(evidence) = evidence_of(&evidence) {
+                proofs.insert((row.get(0), evidence), (row.get(2), row.get(3)));
+            }
+        }
+        // The terminal certificate is not kept: it can expire, so it is read as it is now.
+        let queries: [(AgentEvidence, &str); 4] = [
             (
                 AgentEvidence::ReadersPresent,
-                "SELECT site_code, min(occurred_at),
-                        'reader ' || min(body->>'reader_name') || ' present'
-                 FROM events WHERE site_code = ANY($1) AND kind = 'reader_change'
-                   AND body->>'state' IN ('present_empty', 'card_present')
-                 GROUP BY site_code",
-                false,
+                "SELECT k.code, f.occurred_at, 'reader ' || f.reader || ' present'
+                 FROM unnest($1::text[]) AS k(code)
+                 CROSS JOIN LATERAL (
+                     SELECT occurred_at, body->>'reader_name' AS reader FROM events e
+                     WHERE e.site_code = k.code AND e.kind = 'reader_change'
+                       AND e.body->>'state' IN ('present_empty', 'card_present')
+                     ORDER BY occurred_at LIMIT 1) f",
             ),
             (
                 AgentEvidence::NationalLinkUp,
-                "SELECT site_code, min(occurred_at), 'link to the national system up'
-                 FROM events WHERE site_code = ANY($1) AND kind = 'link_change'
-                   AND body->>'target' = 'onshi' AND body->>'state' = 'up'
-                 GROUP BY site_code",
-                false,
-            ),
-            (
-                AgentEvidence::TerminalCertificateValid,
-                "SELECT site_code, min(first_seen_at),
-                        'terminal certificate ' || min(sha256_fingerprint)
-                 FROM certificates WHERE site_code = ANY($1) AND role = 'terminal'
-                   AND retired_at IS NULL AND NOT missing AND not_after > $2
-                 GROUP BY site_code",
-                true,
+                "SELECT k.code, f.occurred_at, 'link to the national system up'
+                 FROM unnest($1::text[]) AS k(code)
+                 CROSS JOIN LATERAL (
+                     SELECT occurred_at FROM events e
+                     WHERE e.site_code = k.code AND e.kind = 'link_change'
+                       AND e.body->>'target' = 'onshi' AND e.body->>'state' = 'up'
+                     ORDER BY occurred_at LIMIT 1) f",
             ),
             (
                 AgentEvidence::FirstProductionLookup,
@@ -174,17 +183,64 @@ impl Store {
                      WHERE e.site_code = k.code AND e.kind = 'lookup'
                        AND e.body->>'outcome' = 'valid'
                      ORDER BY occurred_at LIMIT 1) f",
-                false,
+            ),
+            (
+                AgentEvidence::TerminalCertificateValid,
+                "SELECT site_code, min(first_seen_at),
+                        'terminal certificate ' || min(sha256_fingerprint)
+                 FROM certificates WHERE site_code = ANY($1) AND role = 'terminal'
+                   AND retired_at IS NULL AND NOT missing AND not_after > $2
+                 GROUP BY site_code",
             ),
         ];
-        for (evidence, sql, takes_now) in queries {
-            let rows = if takes_now {
-                client.query(sql, &[&sites, &now]).await?
+        for (evidence, sql) in queries {
+            let kept = evidence != AgentEvidence::TerminalCertificateValid;
+            let wanted: Vec<String> = sites
+                .iter()
+                .filter(|s| !proofs.contains_key(&((*s).clone(), evidence)))
+                .cloned()
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let rows = if kept {
+                client.query(sql, &[&wanted]).await?
             } else {
-                client.query(sql, &[&sites]).await?
+                client.query(sql, &[&wanted, &now]).await?
             };
+            let mut found: Vec<(String, OffsetDateTime, String)> = Vec::new();
             for row in rows {
-                proofs.insert((row.get(0), evidence), (row.get(1), row.get(2)));
+                let (site, at, what): (String, OffsetDateTime, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                if kept {
+                    found.push((site.clone(), at, what.clone()));
+                }
+                proofs.insert((site, evidence), (at, what));
+            }
+            if !found.is_empty() {
+                let (codes, times, whats): (Vec<_>, Vec<_>, Vec<_>) = found.into_iter().fold(
+                    (Vec::new(), Vec::new(), Vec::new()),
+                    |(mut c, mut t, mut w), (code, at, what)| {
+                        c.push(code);
+                        t.push(at);
+                        w.push(what);
+                        (c, t, w)
+                    },
+                );
+                client
+                    .execute(
+                        "INSERT INTO adoption_proofs (site_code, evidence, first_at, what)
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[],
+                                              $4::text[])
+                         ON CONFLICT DO NOTHING",
+                        &[
+                            &codes,
+                            &vec![evidence_name(evidence); codes.len()],
+                            &times,
+                            &whats,
+                        ],
+                    )
+                    .await?;
             }
         }
         Ok(proofs)
@@ -206,6 +262,17 @@ impl Store {
         site: Option<&SiteCode>,
         scope: &SiteScope,
         now: OffsetDateTime,
+    ) -> Result<Vec<AdoptionView>, StoreError> {
+        self.adoptions_with(site, scope, now, None).await
+    }
+
+    /// [`Store::adoptions`], with the agent's proofs when the caller has them already.
+    async fn adoptions_with(
+        &self,
+        site: Option<&SiteCode>,
+        scope: &SiteScope,
+        now: OffsetDateTime,
+        proofs: Option<&Proofs>,
     ) -> Result<Vec<AdoptionView>, StoreError> {
         let client = self.pool.get().await?;
         let (prefectures, sites) = scope.params();
@@ -237,7 +304,14 @@ impl Store {
                 .or_default()
                 .insert(r.get(1), (r.get(2), r.get(3)));
         }
-        let proofs = self.agent_proofs(&codes, now).await?;
+        let found;
+        let proofs = match proofs {
+            Some(proofs) => proofs,
+            None => {
+                found = self.agent_proofs(&codes, now).await?;
+                &found
+            }
+        };
         let mut grace = self.active_grace_by_site(&codes, now).await?;
         let no_steps = HashMap::new();
         plans
@@ -245,7 +319,7 @@ impl Store {
             .map(|(code, start, new_site)| {
                 let steps = done.get(&code).unwrap_or(&no_steps);
                 let grace = grace.remove(&code).unwrap_or_default();
-                view(code, start, new_site, steps, &proofs, grace, now)
+                view(code, start, new_site, steps, proofs, grace, now)
             })
             .collect()
     }
@@ -258,6 +332,22 @@ impl Store {
         now: OffsetDateTime,
         scope: &SiteScope,
     ) -> Result<Vec<onshi_domain::adoption::PrefectureRow>, StoreError> {
+        Ok(self.adoption_overview(now, scope).await?.0)
+    }
+
+    /// The per-prefecture table and every planned site's checklist in `scope`, from one
+    /// reading of the agents' proofs (what the rollout page shows together).
+    pub async fn adoption_overview(
+        &self,
+        now: OffsetDateTime,
+        scope: &SiteScope,
+    ) -> Result<
+        (
+            Vec<onshi_domain::adoption::PrefectureRow>,
+            Vec<AdoptionView>,
+        ),
+        StoreError,
+    > {
         let (prefectures, sites) = scope.params();
         let codes: Vec<String> = self
             .pool
@@ -277,18 +367,15 @@ impl Store {
             .map(|r| r.get(0))
             .collect();
         let proofs = self.agent_proofs(&codes, now).await?;
-        let views: HashMap<String, AdoptionView> = self
-            .adoptions(None, scope, now)
-            .await?
-            .into_iter()
-            .map(|v| (v.site_code.clone(), v))
-            .collect();
+        let list = self.adoptions_with(None, scope, now, Some(&proofs)).await?;
+        let views: HashMap<&str, &AdoptionView> =
+            list.iter().map(|v| (v.site_code.as_str(), v)).collect();
         let mut progress = Vec::with_capacity(codes.len());
         for code in codes {
             let Ok(site) = SiteCode::parse(&code) else {
                 continue;
             };
-            let view = views.get(&code);
+            let view = views.get(code.as_str()).copied();
             let done = |kind: StepKind| {
                 view.is_some_and(|v| {
                     v.steps
@@ -306,8 +393,20 @@ impl Store {
                     || proved(AgentEvidence::FirstProductionLookup),
             });
         }
-        Ok(onshi_domain::adoption::prefecture_table(&progress))
+        Ok((onshi_domain::adoption::prefecture_table(&progress), list))
     }
+}
+
+/// How `adoption_proofs` names each kind of evidence (the domain's serde name).
+fn evidence_name(evidence: AgentEvidence) -> String {
+    serde_json::to_value(evidence)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn evidence_of(name: &str) -> Option<AgentEvidence> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// First proof per (site, evidence): when, and with what.

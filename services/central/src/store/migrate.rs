@@ -97,6 +97,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../../migrations/0016_retention.sql"),
     },
+    Migration {
+        version: 17,
+        name: "dashboard_speed",
+        sql: include_str!("../../migrations/0017_dashboard_speed.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

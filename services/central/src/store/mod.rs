@@ -89,8 +89,15 @@ impl std::fmt::Debug for DatabaseUrl {
 /// Opens a connection pool. Connections are made lazily, so this does not fail when PostgreSQL
 /// is down; the first query does.
 pub fn connect(url: &DatabaseUrl, max_size: usize) -> Result<Pool, StoreError> {
-    let config =
+    let mut config =
         tokio_postgres::Config::from_str(&url.0).map_err(|e| StoreError::Url(e.to_string()))?;
+    // No JIT: central's queries are short and index-driven, and compiling them cost more than
+    // running them (0.7 s on the adoption proofs over 1,000 sites).
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c jit=off"),
+        None => "-c jit=off".to_string(),
+    };
+    config.options(options);
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,

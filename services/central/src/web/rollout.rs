@@ -418,9 +418,8 @@ async fn rollout_page(
     let now = OffsetDateTime::now_utc();
     let store = &state.store;
     let scope = &principal.scope;
-    let (prefectures, views, rollouts) = tokio::try_join!(
-        store.prefecture_table(now, scope),
-        store.adoptions(None, scope, now),
+    let ((prefectures, views), rollouts) = tokio::try_join!(
+        store.adoption_overview(now, scope),
         store.rollout_summaries(scope, LISTED_ROLLOUTS),
     )?;
     let body = html! {
