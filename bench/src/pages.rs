@@ -254,6 +254,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .iter()
         .find(|c| c.starts_with("13"))
         .context("a Tokyo site")?;
+    let patient: String = db
+        .client()
+        .await?
+        .query_one(
+            "SELECT body->>'patient_ref' FROM events WHERE kind = 'lookup' AND site_code = $1
+             LIMIT 1",
+            &[tokyo_site],
+        )
+        .await?
+        .get(0);
     let today = OffsetDateTime::now_utc().date();
     let month = format!("{}-{:02}", today.year(), u8::from(today.month()));
     let pages: Vec<(&str, String)> = vec![
@@ -273,6 +283,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         (
             "audit: a site's month",
             format!("/audit?site={tokyo_site}&month={month}"),
+        ),
+        ("audit: the chain's month", format!("/audit?month={month}")),
+        (
+            "audit: a patient, all time",
+            format!("/audit?patient_ref={patient}&from=2020-01-01"),
         ),
         ("api: sites", "/api/v1/sites".into()),
     ];
@@ -294,6 +309,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     for (label, path) in [
         ("area manager: overview", "/"),
+        ("area manager: rollout", "/rollout"),
         ("area manager: sites", "/sites"),
     ] {
         timings.push(time_page(&manager, label, path, options.requests).await?);
