@@ -157,6 +157,23 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
     assert!(findings.contains(&Finding::Expired { first: 6, last: 6 }));
     assert!(findings.contains(&Finding::Expired { first: 8, last: 8 }));
     assert!(!findings.iter().any(|x| matches!(x, Finding::Seal { .. })));
+
+    // An auditor's bundle carries the stubs and verifies offline: expired, not missing, and
+    // the seal made before the expiry still holds.
+    let bundle = f
+        .store
+        .export_bundle(&f.site, (None, None), "auditor-1", f.now)
+        .await
+        .unwrap();
+    let bytes = serde_json::to_vec(&bundle).unwrap();
+    let verdict = central::audit::Bundle::parse(&bytes).unwrap().verify();
+    assert!(verdict.intact, "{}", verdict.describe());
+    assert_eq!(verdict.streams[0].seals, 1);
+    assert!(
+        verdict.describe().contains("expired under the retention policy"),
+        "{}",
+        verdict.describe()
+    );
 }
 
 #[tokio::test]
