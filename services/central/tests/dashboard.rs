@@ -350,6 +350,16 @@ fn metric(html: &str, name: &str) -> i64 {
         .unwrap()
 }
 
+/// The sum of the bars of `#lookups-chart`.
+fn chart_total(html: &str) -> i64 {
+    let chart = &html[html.find("id=\"lookups-chart\"").expect("the chart")..];
+    chart
+        .split("data-total=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].parse::<i64>().unwrap())
+        .sum()
+}
+
 /// The site codes of the rows of `table#sites`, in order.
 fn listed_sites(html: &str) -> Vec<String> {
     html.split("<tr data-site=\"")
@@ -465,12 +475,34 @@ async fn the_overview_shows_the_fleet_from_its_data() {
     assert!(html.contains("id=\"lookups-chart\""), "{html}");
     let chart = &html[html.find("id=\"lookups-chart\"").unwrap()..];
     assert_eq!(chart.matches("<g class=\"bar\"").count(), 24, "{chart}");
-    let total: i64 = chart
-        .split("data-total=\"")
-        .skip(1)
-        .map(|rest| rest[..rest.find('"').unwrap()].parse::<i64>().unwrap())
-        .sum();
-    assert_eq!(total, 7);
+    assert_eq!(chart_total(html), 7);
+
+    // Again, the completed hours from the memo and the current hour read anew.
+    let umeda_stream: uuid::Uuid = fleet
+        .db
+        .query_one(
+            "SELECT stream_id FROM agent_streams WHERE site_code = $1",
+            &[&fleet.umeda.as_str()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    fleet
+        .store
+        .ingest_batch(
+            &fleet.umeda,
+            StreamId(umeda_stream),
+            &lookups(
+                &fleet.umeda,
+                2,
+                &[(LookupOutcome::Valid, OffsetDateTime::now_utc())],
+            ),
+        )
+        .await
+        .unwrap();
+    let html = admin.get("/").await.body;
+    assert_eq!(metric(&html, "lookups-hour"), 6);
+    assert_eq!(chart_total(&html), 8);
 
     // The area manager of Tokyo sees Tokyo's numbers only.
     let tokyo = fleet.sign_in("tokyo").await;

@@ -5,7 +5,12 @@
 //! queries, one per table and none per site, pipelined on one connection; events are only read
 //! through their indexes: by kind and time over the last 24 hours (`events_by_kind_and_time`),
 //! a site's latest link probes (`events_signals_by_site`), a site's newest events
-//! (`events_by_site_and_time`). Nothing counts over all events.
+//! (`events_by_site_and_time`). Nothing counts over all events, and the overview's chart
+//! keeps the completed hours of the last day in memory ([`LookupHours`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use onshi_domain::site::SiteCode;
 use serde::Serialize;
@@ -52,6 +57,145 @@ pub struct Overview {
     pub certificates_expiring: i64,
     pub certificates_expired: i64,
     pub rollouts: Vec<RolloutProgress>,
+}
+
+/// How long the counts of a completed hour are served before they are read again, in the
+/// background: an agent that was offline delivers its lookups late.
+pub const PAST_HOUR_FRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Scopes the memo holds at most; past that it starts over.
+const MEMO_SCOPES: usize = 256;
+
+/// What a scope is, as a key: its two SQL parameters.
+type ScopeKey = (Option<Vec<String>>, Option<Vec<String>>);
+
+/// Lookups per outcome of each completed hour, per scope: the overview's chart reads the
+/// 23 completed hours of the last day from here and only the current hour from `events`, so
+/// a page view does not aggregate a day of lookups (about 150,000 rows for 1,000 sites).
+/// An hour missing is read before answering; an hour read more than [`PAST_HOUR_FRESH`] ago
+/// is served as it is and read again in the background. One memo per router (each replica
+/// its own); cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct LookupHours {
+    inner: Arc<Mutex<MemoInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoInner {
+    scopes: HashMap<ScopeKey, BTreeMap<OffsetDateTime, PastHour>>,
+    refreshing: HashSet<ScopeKey>,
+}
+
+#[derive(Debug, Clone)]
+struct PastHour {
+    read_at: Instant,
+    counts: Vec<(String, i64)>,
+}
+
+/// The hours `[from, to)` to read: the first and the one after the last.
+type HourRange = (OffsetDateTime, OffsetDateTime);
+
+/// Hours of `[from, to)` (hour starts) that are not in `held`, and those held but read
+/// before `fresh_after`, each as one range covering them.
+fn plan(
+    held: Option<&BTreeMap<OffsetDateTime, PastHour>>,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    fresh_after: Option<Instant>,
+) -> (Option<HourRange>, Option<HourRange>) {
+    let mut missing: Option<HourRange> = None;
+    let mut stale: Option<HourRange> = None;
+    let widen = |range: &mut Option<HourRange>, hour: OffsetDateTime| {
+        let end = hour + Duration::hours(1);
+        *range = Some(range.map_or((hour, end), |(a, b)| (a.min(hour), b.max(end))));
+    };
+    let mut hour = from;
+    while hour < to {
+        match held.and_then(|h| h.get(&hour)) {
+            None => widen(&mut missing, hour),
+            Some(past) if fresh_after.is_some_and(|f| past.read_at < f) => widen(&mut stale, hour),
+            Some(_) => {}
+        }
+        hour += Duration::hours(1);
+    }
+    (missing, stale)
+}
+
+impl LookupHours {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoInner> {
+        // A panic while holding it leaves counts, not a broken invariant.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What to read for `[from, to)`; forgets hours before `from`.
+    fn plan(
+        &self,
+        key: &ScopeKey,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> (Option<HourRange>, Option<HourRange>) {
+        let mut inner = self.lock();
+        if let Some(hours) = inner.scopes.get_mut(key) {
+            hours.retain(|hour, _| *hour >= from);
+        }
+        let fresh_after = Instant::now().checked_sub(PAST_HOUR_FRESH);
+        plan(inner.scopes.get(key), from, to, fresh_after)
+    }
+
+    fn keep(
+        &self,
+        key: &ScopeKey,
+        read: &BTreeMap<OffsetDateTime, Vec<(String, i64)>>,
+        at: Instant,
+    ) {
+        let mut inner = self.lock();
+        if !inner.scopes.contains_key(key) && inner.scopes.len() >= MEMO_SCOPES {
+            inner.scopes.clear();
+        }
+        let hours = inner.scopes.entry(key.clone()).or_default();
+        for (hour, counts) in read {
+            hours.insert(
+                *hour,
+                PastHour {
+                    read_at: at,
+                    counts: counts.clone(),
+                },
+            );
+        }
+    }
+
+    /// Whether this caller should refresh `key` (nobody else is).
+    fn start_refresh(&self, key: &ScopeKey) -> bool {
+        self.lock().refreshing.insert(key.clone())
+    }
+
+    fn end_refresh(&self, key: &ScopeKey) {
+        self.lock().refreshing.remove(key);
+    }
+
+    /// `(hour, outcome, lookups)` of `[from, to)` as held, `read` taking precedence.
+    fn collect(
+        &self,
+        key: &ScopeKey,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        read: Option<&BTreeMap<OffsetDateTime, Vec<(String, i64)>>>,
+    ) -> Vec<(OffsetDateTime, String, i64)> {
+        let inner = self.lock();
+        let held = inner.scopes.get(key);
+        let mut out = Vec::new();
+        let mut hour = from;
+        while hour < to {
+            let counts = read
+                .and_then(|r| r.get(&hour))
+                .or_else(|| held.and_then(|h| h.get(&hour)).map(|p| &p.counts));
+            for (outcome, n) in counts.into_iter().flatten() {
+                out.push((hour, outcome.clone(), *n));
+            }
+            hour += Duration::hours(1);
+        }
+        out
+    }
 }
 
 /// A running or paused rollout and how far it got among the sites in scope.
@@ -288,17 +432,20 @@ pub enum Acknowledgement {
 }
 
 impl Store {
-    /// The fleet overview for `scope` at `now`.
+    /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart come
+    /// from `memo` (see [`LookupHours`]), the current hour and the last hour are read now.
     pub async fn overview(
         &self,
         scope: &SiteScope,
         now: OffsetDateTime,
+        memo: &LookupHours,
     ) -> Result<Overview, StoreError> {
         let client = self.pool.get().await?;
         let (prefectures, sites) = scope.params();
         let in_scope = |column: &str| SiteScope::sql(column, 1, 2);
         let from = first_hour(now);
-        let to = from + Duration::hours(24);
+        let current = from + Duration::hours(23);
+        let to = current + Duration::hours(1);
         let hour_ago = now - Duration::hours(1);
         let soon = now + Duration::days(30);
 
@@ -349,11 +496,12 @@ impl Store {
             in_scope("site_code")
         );
         let lookups_sql = format!(
-            "SELECT date_trunc('hour', occurred_at), coalesce(body->>'outcome', 'unknown'),
-                    count(*), count(*) FILTER (WHERE occurred_at > $5 AND occurred_at <= $6)
+            "SELECT coalesce(body->>'outcome', 'unknown'),
+                    count(*) FILTER (WHERE occurred_at >= $3),
+                    count(*) FILTER (WHERE occurred_at > $4 AND occurred_at <= $5)
              FROM events
-             WHERE kind = 'lookup' AND occurred_at >= $3 AND occurred_at < $4 AND {}
-             GROUP BY 1, 2 ORDER BY 1, 2",
+             WHERE kind = 'lookup' AND occurred_at > $4 AND occurred_at < $6 AND {}
+             GROUP BY 1 ORDER BY 1",
             in_scope("site_code")
         );
         let certificates_sql = format!(
@@ -372,7 +520,7 @@ impl Store {
             in_scope("s.site_code")
         );
         let scoped: [Param; 2] = [&prefectures, &sites];
-        let lookup_params: [Param; 6] = [&prefectures, &sites, &from, &to, &hour_ago, &now];
+        let lookup_params: [Param; 6] = [&prefectures, &sites, &current, &hour_ago, &now, &to];
         let certificate_params: [Param; 4] = [&prefectures, &sites, &now, &soon];
         // One connection, the queries pipelined.
         let (sites_row, availability, readers, links, lag, alerts, lookups, certs, rollouts) = tokio::try_join!(
@@ -387,18 +535,17 @@ impl Store {
             client.query(&rollouts_sql, &scoped),
         )?;
 
+        let mut by_hour = self.past_lookup_hours(memo, scope, from, current).await?;
         let mut last_hour: Vec<(String, i64)> = Vec::new();
-        let mut by_hour = Vec::with_capacity(lookups.len());
         for r in &lookups {
-            let outcome: String = r.get(1);
-            let recent: i64 = r.get(3);
-            if recent > 0 {
-                match last_hour.iter_mut().find(|(o, _)| *o == outcome) {
-                    Some((_, n)) => *n += recent,
-                    None => last_hour.push((outcome.clone(), recent)),
-                }
+            let outcome: String = r.get(0);
+            let (this_hour, recent): (i64, i64) = (r.get(1), r.get(2));
+            if this_hour > 0 {
+                by_hour.push((current, outcome.clone(), this_hour));
             }
-            by_hour.push((r.get(0), outcome, r.get(2)));
+            if recent > 0 {
+                last_hour.push((outcome, recent));
+            }
         }
         last_hour.sort();
         Ok(Overview {
@@ -432,6 +579,76 @@ impl Store {
                 })
                 .collect(),
         })
+    }
+
+    /// Lookups per hour and outcome over the completed hours `[from, to)`, every hour of the
+    /// range present (empty when it had none).
+    async fn read_lookup_hours(
+        &self,
+        (prefectures, sites): &ScopeKey,
+        (from, to): HourRange,
+    ) -> Result<BTreeMap<OffsetDateTime, Vec<(String, i64)>>, StoreError> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                &format!(
+                    "SELECT date_trunc('hour', occurred_at), coalesce(body->>'outcome', 'unknown'),
+                            count(*)
+                     FROM events
+                     WHERE kind = 'lookup' AND occurred_at >= $3 AND occurred_at < $4 AND {}
+                     GROUP BY 1, 2 ORDER BY 1, 2",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[prefectures, sites, &from, &to],
+            )
+            .await?;
+        let mut hours = BTreeMap::new();
+        let mut hour = from;
+        while hour < to {
+            hours.insert(hour, Vec::new());
+            hour += Duration::hours(1);
+        }
+        for r in &rows {
+            hours
+                .entry(r.get(0))
+                .or_insert_with(Vec::new)
+                .push((r.get(1), r.get(2)));
+        }
+        Ok(hours)
+    }
+
+    /// The completed hours `[from, to)` of the lookups chart for `scope`, through `memo`.
+    async fn past_lookup_hours(
+        &self,
+        memo: &LookupHours,
+        scope: &SiteScope,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<(OffsetDateTime, String, i64)>, StoreError> {
+        let key = scope.params();
+        let (missing, stale) = memo.plan(&key, from, to);
+        let mut read = None;
+        if let Some(range) = missing {
+            let started = Instant::now();
+            let hours = self.read_lookup_hours(&key, range).await?;
+            memo.keep(&key, &hours, started);
+            read = Some(hours);
+        } else if let Some(range) = stale
+            && memo.start_refresh(&key)
+        {
+            let (store, memo, key) = (self.clone(), memo.clone(), key.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                match store.read_lookup_hours(&key, range).await {
+                    Ok(hours) => memo.keep(&key, &hours, started),
+                    Err(error) => tracing::warn!(%error, "refreshing the lookups chart failed"),
+                }
+                memo.end_refresh(&key);
+            });
+        }
+        Ok(memo.collect(&key, from, to, read.as_ref()))
     }
 
     /// One page of the sites in `scope` that match `filter`, by code.
@@ -746,5 +963,100 @@ mod tests {
             assert_eq!(AlertState::parse(state.as_str()), Some(state));
         }
         assert_eq!(AlertState::parse("closed"), None);
+    }
+
+    fn hours(from: OffsetDateTime, n: i64) -> Vec<OffsetDateTime> {
+        (0..n).map(|i| from + Duration::hours(i)).collect()
+    }
+
+    #[test]
+    fn missing_hours_are_read_and_old_ones_refreshed_as_one_range_each() {
+        let from = datetime!(2026-12-01 06:00 UTC);
+        let to = from + Duration::hours(23);
+        assert_eq!(plan(None, from, to, None), (Some((from, to)), None));
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(1);
+        let mut held: BTreeMap<OffsetDateTime, PastHour> = hours(from, 22)
+            .into_iter()
+            .map(|h| {
+                (
+                    h,
+                    PastHour {
+                        read_at: later,
+                        counts: vec![],
+                    },
+                )
+            })
+            .collect();
+        // The hour that just ended is missing.
+        let last = to - Duration::hours(1);
+        assert_eq!(
+            plan(Some(&held), from, to, Some(now)),
+            (Some((last, to)), None)
+        );
+        // Two hours read long ago: one range from the first to after the second.
+        held.insert(
+            last,
+            PastHour {
+                read_at: later,
+                counts: vec![],
+            },
+        );
+        for h in [from + Duration::hours(2), from + Duration::hours(5)] {
+            held.get_mut(&h).unwrap().read_at = now;
+        }
+        let fresh_after = Some(now + std::time::Duration::from_millis(500));
+        assert_eq!(
+            plan(Some(&held), from, to, fresh_after),
+            (
+                None,
+                Some((from + Duration::hours(2), from + Duration::hours(6)))
+            )
+        );
+        assert_eq!(plan(Some(&held), from, to, Some(now)), (None, None));
+    }
+
+    #[test]
+    fn the_memo_serves_what_it_read_and_forgets_hours_before_the_chart() {
+        let memo = LookupHours::default();
+        let key: ScopeKey = (Some(vec!["13".into()]), Some(vec![]));
+        let from = datetime!(2026-12-01 06:00 UTC);
+        let read: BTreeMap<_, _> = hours(from, 3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                (
+                    h,
+                    if i == 1 {
+                        vec![]
+                    } else {
+                        vec![("valid".to_string(), i as i64 + 1)]
+                    },
+                )
+            })
+            .collect();
+        memo.keep(&key, &read, Instant::now());
+        let to = from + Duration::hours(3);
+        assert_eq!(memo.plan(&key, from, to), (None, None));
+        assert_eq!(
+            memo.collect(&key, from, to, None),
+            vec![
+                (from, "valid".to_string(), 1),
+                (from + Duration::hours(2), "valid".to_string(), 3)
+            ]
+        );
+        // Another scope sees nothing of it.
+        assert_eq!(memo.plan(&(None, None), from, to), (Some((from, to)), None));
+        // An hour later the first hour is gone and the new one missing.
+        let (next_from, next_to) = (from + Duration::hours(1), to + Duration::hours(1));
+        assert_eq!(
+            memo.plan(&key, next_from, next_to),
+            (Some((to, next_to)), None)
+        );
+        assert_eq!(memo.collect(&key, from, to, None).len(), 1);
+        assert!(memo.start_refresh(&key));
+        assert!(!memo.start_refresh(&key));
+        memo.end_refresh(&key);
+        assert!(memo.start_refresh(&key));
     }
 }

@@ -30,7 +30,7 @@ pub fn public() -> Router<ApiState> {
 pub fn pages() -> Router<ApiState> {
     Router::new()
         .route("/logout", post(login::logout))
-        .route("/", get(overview::page_handler))
+        .route("/", overview::route())
         .route("/sites", get(sites::list_handler))
         .route("/sites/{site_code}", get(sites::detail_handler))
         .route("/alerts", get(alerts::list_handler))

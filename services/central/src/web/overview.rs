@@ -5,6 +5,7 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{MethodRouter, get};
 use maud::{Markup, html};
 use onshi_domain::availability::State as Availability;
 use time::{Duration, OffsetDateTime};
@@ -15,7 +16,7 @@ use super::layout::{Nav, page};
 use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
-use crate::store::dashboard::Overview;
+use crate::store::dashboard::{LookupHours, Overview};
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
 pub const OUTCOMES: [(&str, &str, &str, &str); 5] = [
@@ -33,9 +34,17 @@ fn outcome_label(outcome: &str) -> (&str, &str) {
         .map_or((outcome, outcome), |(_, ja, en, _)| (ja, en))
 }
 
-pub async fn page_handler(
+/// `GET /`, with the memo of the lookups chart this router keeps (see
+/// [`LookupHours`]).
+pub fn route() -> MethodRouter<ApiState> {
+    let memo = LookupHours::default();
+    get(move |state, principal| page_handler(state, principal, memo.clone()))
+}
+
+async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
+    memo: LookupHours,
 ) -> Result<Response, ServiceError> {
     if !principal.may(Permission::ViewFleet) {
         let to = if principal.may(Permission::ViewAudit) {
@@ -46,7 +55,7 @@ pub async fn page_handler(
         return Ok(Redirect::to(to).into_response());
     }
     let now = OffsetDateTime::now_utc();
-    let overview = state.store.overview(&principal.scope, now).await?;
+    let overview = state.store.overview(&principal.scope, now, &memo).await?;
     Ok(page(
         &principal,
         Nav::Overview,
