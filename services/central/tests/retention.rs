@@ -170,7 +170,9 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
     assert!(verdict.intact, "{}", verdict.describe());
     assert_eq!(verdict.streams[0].seals, 1);
     assert!(
-        verdict.describe().contains("expired under the retention policy"),
+        verdict
+            .describe()
+            .contains("expired under the retention policy"),
         "{}",
         verdict.describe()
     );
