@@ -513,7 +513,7 @@ async fn the_roster_and_disaster_windows_set_centrally_decide_views_at_the_site(
         .await?
         .query_one(
             "SELECT count(*) FROM security_events
-             WHERE kind = 'admin_action' AND detail LIKE '%by e2e'",
+             WHERE kind = 'admin_action' AND detail LIKE '%by operator e2e'",
             &[],
         )
         .await?
