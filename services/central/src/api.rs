@@ -136,6 +136,7 @@ fn api_routes() -> Router<ApiState> {
         )
         .route("/api/v1/audit/report", get(audit_report))
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
+        .route("/api/v1/sites/search", get(search_sites))
         .route("/api/v1/me", get(me))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
@@ -1119,6 +1120,23 @@ async fn openapi() -> impl axum::response::IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         include_str!("../openapi.json"),
     )
+}
+
+/// The site list as the dashboard filters it, a page at a time (50 per page, by code):
+/// `?prefecture=13&kind=pharmacy&status=online&rollout=applied&q=新宿&page=2`.
+async fn search_sites(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Query(params): Query<crate::web::sites::Params>,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let filter = params.filter().map_err(bad)?;
+    let found = store.site_page(&principal.scope, &filter).await?;
+    Ok(Json(serde_json::json!({
+        "matches": found.matches,
+        "page": filter.page.max(1),
+        "per_page": crate::store::dashboard::SITES_PER_PAGE,
+        "rows": found.rows,
+    })))
 }
 
 /// Who the caller is: login, role, scope (`null`: the whole chain) and how they signed in.

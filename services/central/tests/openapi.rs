@@ -1003,6 +1003,14 @@ async fn every_documented_operation_answers_as_documented() {
     );
     api.expect(200, "GET", "/api/v1/audit/retention", None)
         .await;
+    let listed = api
+        .expect(200, "GET", "/api/v1/sites/search?page=1", None)
+        .await;
+    assert!(listed["matches"].as_i64().unwrap() >= 1, "{listed}");
+    api.expect(400, "GET", "/api/v1/sites/search?prefecture=99", None)
+        .await;
+    api.expect(400, "GET", "/api/v1/sites/search?colour=blue", None)
+        .await;
     api.expect(
         400,
         "PUT",

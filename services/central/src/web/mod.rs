@@ -12,7 +12,7 @@ pub mod layout;
 mod login;
 mod overview;
 mod rollout;
-mod sites;
+pub(crate) mod sites;
 
 use axum::Router;
 use axum::routing::{get, post};

@@ -51,8 +51,10 @@ const STATUSES: [&str; 7] = [
 
 const MAX_Q: usize = 100;
 
-/// The filter form as the browser sends it; empty fields mean "any".
+/// The filter form as the browser sends it (and `GET /api/v1/sites/search` takes); empty
+/// fields mean "any".
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Params {
     prefecture: Option<String>,
     kind: Option<String>,
