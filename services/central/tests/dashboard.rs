@@ -28,7 +28,7 @@ struct Fleet {
     /// Tokyo pharmacy 新宿店: online, a reader unplugged, national link down, lookups, a
     /// certificate expiring, an open alert, applied in the rollout.
     shinjuku: SiteCode,
-    /// Tokyo dental clinic: agent down.
+    /// Tokyo dental clinic: agent down, its national link degraded since 40 days.
     tokyo_dental: SiteCode,
     /// Osaka pharmacy 梅田店: online, an open alert, targeted in the rollout, 5 events behind.
     umeda: SiteCode,
@@ -160,7 +160,21 @@ async fn fleet() -> Fleet {
         .await
         .unwrap();
 
-    let s2 = stream(&store, &tokyo_dental, 0).await;
+    // The dental clinic's national link went degraded 40 days ago and has not changed since.
+    let s2 = stream(&store, &tokyo_dental, 1).await;
+    store
+        .ingest_batch(
+            &tokyo_dental,
+            s2,
+            &[link_change(
+                &tokyo_dental,
+                1,
+                LinkState::Degraded,
+                now - Duration::days(40),
+            )],
+        )
+        .await
+        .unwrap();
     // 梅田店: the agent wrote 6 events, central holds 1.
     let s3 = stream(&store, &umeda, 6).await;
     store
@@ -445,8 +459,9 @@ async fn the_overview_shows_the_fleet_from_its_data() {
     assert_eq!(metric(html, "sites-online"), 2);
     assert_eq!(metric(html, "sites-offline"), 1);
     assert_eq!(metric(html, "readers-down"), 1);
-    assert_eq!(metric(html, "links-down"), 1);
+    assert_eq!(metric(html, "links-down"), 2);
     assert_eq!(metric(html, "links-down-only"), 1);
+    assert_eq!(metric(html, "links-degraded"), 1);
     // 梅田店 holds 5 events (6 produced, 1 received); 新宿店 none (7 of 7).
     assert_eq!(metric(html, "outbox-lag"), 5);
     assert_eq!(

@@ -5,8 +5,9 @@
 //! queries, one per table and none per site, pipelined on one connection; events are only read
 //! through their indexes: by kind and time over the last 24 hours (`events_by_kind_and_time`),
 //! a site's latest link probes (`events_signals_by_site`), a site's newest events
-//! (`events_by_site_and_time`). Nothing counts over all events, and the overview's chart
-//! keeps the completed hours of the last day in memory ([`LookupHours`]).
+//! (`events_by_site_and_time`). Nothing counts over all events. The overview keeps what takes
+//! longest to read (the completed hours of its chart, the links tile) in memory between page
+//! views ([`OverviewMemo`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -69,22 +70,46 @@ const MEMO_SCOPES: usize = 256;
 /// What a scope is, as a key: its two SQL parameters.
 type ScopeKey = (Option<Vec<String>>, Option<Vec<String>>);
 
-/// Lookups per outcome of each completed hour, per scope: the overview's chart reads the
-/// 23 completed hours of the last day from here and only the current hour from `events`, so
-/// a page view does not aggregate a day of lookups (about 150,000 rows for 1,000 sites).
-/// An hour missing is read before answering; an hour read more than [`PAST_HOUR_FRESH`] ago
-/// is served as it is and read again in the background. One memo per router (each replica
-/// its own); cloning shares it.
+/// What the overview keeps in memory between page views, per scope, because reading it
+/// takes longer than a page may:
+/// - lookups per outcome of each completed hour: the chart reads the 23 completed hours of
+///   the last day from here and only the current hour from `events`, so a page view does not
+///   aggregate a day of lookups (about 150,000 rows for 1,000 sites). An hour read more than
+///   [`PAST_HOUR_FRESH`] ago is read again;
+/// - the links down and degraded (the latest probe of each site and target, an index probe
+///   per site, target and month): read again after [`LINKS_FRESH`], about as often as the
+///   maintenance task classifies availability.
+///
+/// What is missing is read before answering; what is old is served as it is and read again in
+/// the background. One memo per router (each replica its own); cloning shares it.
 #[derive(Debug, Clone, Default)]
-pub struct LookupHours {
+pub struct OverviewMemo {
     inner: Arc<Mutex<MemoInner>>,
+}
+
+/// What a background read is refreshing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    PastHours,
+    Links,
 }
 
 #[derive(Debug, Default)]
 struct MemoInner {
     scopes: HashMap<ScopeKey, BTreeMap<OffsetDateTime, PastHour>>,
-    refreshing: HashSet<ScopeKey>,
+    links: HashMap<ScopeKey, (Instant, LinkCounts)>,
+    refreshing: HashSet<(ScopeKey, Part)>,
 }
+
+/// Links (site × target) whose latest probe says down, and degraded.
+type LinkCounts = (i64, i64);
+
+/// How long the links tile is served before it is read again.
+pub const LINKS_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How far back the latest link probe is looked for first; older ones only for the links
+/// without a probe in that time.
+const RECENT_LINKS: Duration = Duration::days(31);
 
 #[derive(Debug, Clone)]
 struct PastHour {
@@ -121,7 +146,7 @@ fn plan(
     (missing, stale)
 }
 
-impl LookupHours {
+impl OverviewMemo {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoInner> {
         // A panic while holding it leaves counts, not a broken invariant.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -164,13 +189,26 @@ impl LookupHours {
         }
     }
 
-    /// Whether this caller should refresh `key` (nobody else is).
-    fn start_refresh(&self, key: &ScopeKey) -> bool {
-        self.lock().refreshing.insert(key.clone())
+    /// Whether this caller should refresh `part` of `key` (nobody else is).
+    fn start_refresh(&self, key: &ScopeKey, part: Part) -> bool {
+        self.lock().refreshing.insert((key.clone(), part))
     }
 
-    fn end_refresh(&self, key: &ScopeKey) {
-        self.lock().refreshing.remove(key);
+    fn end_refresh(&self, key: &ScopeKey, part: Part) {
+        self.lock().refreshing.remove(&(key.clone(), part));
+    }
+
+    /// The links tile of `key` and when it was read.
+    fn links(&self, key: &ScopeKey) -> Option<(Instant, LinkCounts)> {
+        self.lock().links.get(key).copied()
+    }
+
+    fn keep_links(&self, key: &ScopeKey, counts: LinkCounts, at: Instant) {
+        let mut inner = self.lock();
+        if !inner.links.contains_key(key) && inner.links.len() >= MEMO_SCOPES {
+            inner.links.clear();
+        }
+        inner.links.insert(key.clone(), (at, counts));
     }
 
     /// `(hour, outcome, lookups)` of `[from, to)` as held, `read` taking precedence.
@@ -432,13 +470,13 @@ pub enum Acknowledgement {
 }
 
 impl Store {
-    /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart come
-    /// from `memo` (see [`LookupHours`]), the current hour and the last hour are read now.
+    /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart and
+    /// the links tile come through `memo` (see [`OverviewMemo`]), the rest is read now.
     pub async fn overview(
         &self,
         scope: &SiteScope,
         now: OffsetDateTime,
-        memo: &LookupHours,
+        memo: &OverviewMemo,
     ) -> Result<Overview, StoreError> {
         let client = self.pool.get().await?;
         let (prefectures, sites) = scope.params();
@@ -467,18 +505,6 @@ impl Store {
              SELECT count(*), count(DISTINCT l.site_code)
              FROM latest l, jsonb_array_elements(l.inventory->'readers') r
              WHERE r->>'state' IN ('removed', 'error')",
-            in_scope("site_code")
-        );
-        let links_sql = format!(
-            "SELECT count(*) FILTER (WHERE l.state = 'down'),
-                    count(*) FILTER (WHERE l.state = 'degraded')
-             FROM (SELECT DISTINCT site_code FROM agent_streams WHERE {}) s
-             CROSS JOIN (VALUES ('onshi'), ('central')) t (target)
-             CROSS JOIN LATERAL (
-                 SELECT e.body->>'state' AS state FROM events e
-                 WHERE e.site_code = s.site_code AND e.kind = 'link_change'
-                   AND e.body->>'target' = t.target
-                 ORDER BY e.occurred_at DESC LIMIT 1) l",
             in_scope("site_code")
         );
         let lag_sql = format!(
@@ -522,20 +548,29 @@ impl Store {
         let scoped: [Param; 2] = [&prefectures, &sites];
         let lookup_params: [Param; 6] = [&prefectures, &sites, &current, &hour_ago, &now, &to];
         let certificate_params: [Param; 4] = [&prefectures, &sites, &now, &soon];
-        // One connection, the queries pipelined.
-        let (sites_row, availability, readers, links, lag, alerts, lookups, certs, rollouts) = tokio::try_join!(
-            client.query_one(&sites_sql, &scoped),
-            client.query(&availability_sql, &scoped),
-            client.query_one(&readers_sql, &scoped),
-            client.query_one(&links_sql, &scoped),
-            client.query_opt(&lag_sql, &scoped),
-            client.query_one(&alerts_sql, &scoped),
-            client.query(&lookups_sql, &lookup_params),
-            client.query_one(&certificates_sql, &certificate_params),
-            client.query(&rollouts_sql, &scoped),
+        // One connection with the queries pipelined, beside the memo's parts on their own.
+        let counts = async {
+            tokio::try_join!(
+                client.query_one(&sites_sql, &scoped),
+                client.query(&availability_sql, &scoped),
+                client.query_one(&readers_sql, &scoped),
+                client.query_opt(&lag_sql, &scoped),
+                client.query_one(&alerts_sql, &scoped),
+                client.query(&lookups_sql, &lookup_params),
+                client.query_one(&certificates_sql, &certificate_params),
+                client.query(&rollouts_sql, &scoped),
+            )
+            .map_err(StoreError::from)
+        };
+        let (
+            (sites_row, availability, readers, lag, alerts, lookups, certs, rollouts),
+            mut by_hour,
+            (links_down, links_degraded),
+        ) = tokio::try_join!(
+            counts,
+            self.past_lookup_hours(memo, scope, from, current),
+            self.link_counts(memo, scope, now),
         )?;
-
-        let mut by_hour = self.past_lookup_hours(memo, scope, from, current).await?;
         let mut last_hour: Vec<(String, i64)> = Vec::new();
         for r in &lookups {
             let outcome: String = r.get(0);
@@ -553,8 +588,8 @@ impl Store {
             availability: availability.iter().map(|r| (r.get(0), r.get(1))).collect(),
             readers_down: readers.get(0),
             sites_with_readers_down: readers.get(1),
-            links_down: links.get(0),
-            links_degraded: links.get(1),
+            links_down,
+            links_degraded,
             outbox_lag: lag.as_ref().map_or(0, |r| r.get(2)),
             worst_lag: lag
                 .as_ref()
@@ -622,7 +657,7 @@ impl Store {
     /// The completed hours `[from, to)` of the lookups chart for `scope`, through `memo`.
     async fn past_lookup_hours(
         &self,
-        memo: &LookupHours,
+        memo: &OverviewMemo,
         scope: &SiteScope,
         from: OffsetDateTime,
         to: OffsetDateTime,
@@ -636,7 +671,7 @@ impl Store {
             memo.keep(&key, &hours, started);
             read = Some(hours);
         } else if let Some(range) = stale
-            && memo.start_refresh(&key)
+            && memo.start_refresh(&key, Part::PastHours)
         {
             let (store, memo, key) = (self.clone(), memo.clone(), key.clone());
             tokio::spawn(async move {
@@ -645,10 +680,90 @@ impl Store {
                     Ok(hours) => memo.keep(&key, &hours, started),
                     Err(error) => tracing::warn!(%error, "refreshing the lookups chart failed"),
                 }
-                memo.end_refresh(&key);
+                memo.end_refresh(&key, Part::PastHours);
             });
         }
         Ok(memo.collect(&key, from, to, read.as_ref()))
+    }
+
+    /// Links (each site with an agent × national, central) whose latest probe says down, and
+    /// degraded, at `now`.
+    async fn read_link_counts(
+        &self,
+        (prefectures, sites): &ScopeKey,
+        now: OffsetDateTime,
+    ) -> Result<LinkCounts, StoreError> {
+        let recent = now - RECENT_LINKS;
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_one(
+                &format!(
+                    "WITH pairs AS (
+                         SELECT s.site_code, t.target
+                         FROM (SELECT DISTINCT site_code FROM agent_streams WHERE {}) s
+                         CROSS JOIN (VALUES ('onshi'), ('central')) t (target)),
+                     recent AS MATERIALIZED (
+                         SELECT p.site_code, p.target, l.state FROM pairs p
+                         LEFT JOIN LATERAL (
+                             SELECT e.body->>'state' AS state FROM events e
+                             WHERE e.site_code = p.site_code AND e.kind = 'link_change'
+                               AND e.body->>'target' = p.target AND e.occurred_at >= $3
+                             ORDER BY e.occurred_at DESC LIMIT 1) l ON true),
+                     older AS (
+                         SELECT l.state FROM recent r
+                         CROSS JOIN LATERAL (
+                             SELECT e.body->>'state' AS state FROM events e
+                             WHERE e.site_code = r.site_code AND e.kind = 'link_change'
+                               AND e.body->>'target' = r.target AND e.occurred_at < $3
+                             ORDER BY e.occurred_at DESC LIMIT 1) l
+                         WHERE r.state IS NULL)
+                     SELECT count(*) FILTER (WHERE state = 'down'),
+                            count(*) FILTER (WHERE state = 'degraded')
+                     FROM (SELECT state FROM recent WHERE state IS NOT NULL
+                           UNION ALL SELECT state FROM older) latest",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[prefectures, sites, &recent],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// The links tile for `scope`, through `memo`.
+    async fn link_counts(
+        &self,
+        memo: &OverviewMemo,
+        scope: &SiteScope,
+        now: OffsetDateTime,
+    ) -> Result<LinkCounts, StoreError> {
+        let key = scope.params();
+        match memo.links(&key) {
+            None => {
+                let started = Instant::now();
+                let counts = self.read_link_counts(&key, now).await?;
+                memo.keep_links(&key, counts, started);
+                Ok(counts)
+            }
+            Some((read_at, counts)) => {
+                if read_at.elapsed() > LINKS_FRESH && memo.start_refresh(&key, Part::Links) {
+                    let (store, memo, key) = (self.clone(), memo.clone(), key.clone());
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let now = OffsetDateTime::now_utc();
+                        match store.read_link_counts(&key, now).await {
+                            Ok(counts) => memo.keep_links(&key, counts, started),
+                            Err(error) => {
+                                tracing::warn!(%error, "refreshing the links tile failed")
+                            }
+                        }
+                        memo.end_refresh(&key, Part::Links);
+                    });
+                }
+                Ok(counts)
+            }
+        }
     }
 
     /// One page of the sites in `scope` that match `filter`, by code.
@@ -1018,7 +1133,7 @@ mod tests {
 
     #[test]
     fn the_memo_serves_what_it_read_and_forgets_hours_before_the_chart() {
-        let memo = LookupHours::default();
+        let memo = OverviewMemo::default();
         let key: ScopeKey = (Some(vec!["13".into()]), Some(vec![]));
         let from = datetime!(2026-12-01 06:00 UTC);
         let read: BTreeMap<_, _> = hours(from, 3)
@@ -1054,9 +1169,16 @@ mod tests {
             (Some((to, next_to)), None)
         );
         assert_eq!(memo.collect(&key, from, to, None).len(), 1);
-        assert!(memo.start_refresh(&key));
-        assert!(!memo.start_refresh(&key));
-        memo.end_refresh(&key);
-        assert!(memo.start_refresh(&key));
+        assert!(memo.start_refresh(&key, Part::PastHours));
+        assert!(!memo.start_refresh(&key, Part::PastHours));
+        assert!(memo.start_refresh(&key, Part::Links));
+        memo.end_refresh(&key, Part::PastHours);
+        assert!(memo.start_refresh(&key, Part::PastHours));
+        // The links tile, per scope.
+        assert_eq!(memo.links(&key), None);
+        let at = Instant::now();
+        memo.keep_links(&key, (2, 1), at);
+        assert_eq!(memo.links(&key), Some((at, (2, 1))));
+        assert_eq!(memo.links(&(None, None)), None);
     }
 }

@@ -16,7 +16,7 @@ use super::layout::{Nav, page};
 use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
-use crate::store::dashboard::{LookupHours, Overview};
+use crate::store::dashboard::{Overview, OverviewMemo};
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
 pub const OUTCOMES: [(&str, &str, &str, &str); 5] = [
@@ -34,17 +34,17 @@ fn outcome_label(outcome: &str) -> (&str, &str) {
         .map_or((outcome, outcome), |(_, ja, en, _)| (ja, en))
 }
 
-/// `GET /`, with the memo of the lookups chart this router keeps (see
-/// [`LookupHours`]).
+/// `GET /`, with the memo this router keeps for it (see
+/// [`OverviewMemo`]).
 pub fn route() -> MethodRouter<ApiState> {
-    let memo = LookupHours::default();
+    let memo = OverviewMemo::default();
     get(move |state, principal| page_handler(state, principal, memo.clone()))
 }
 
 async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-    memo: LookupHours,
+    memo: OverviewMemo,
 ) -> Result<Response, ServiceError> {
     if !principal.may(Permission::ViewFleet) {
         let to = if principal.may(Permission::ViewAudit) {
