@@ -209,6 +209,37 @@ fn lead_time_for(role: &str, now: OffsetDateTime, not_after: OffsetDateTime) -> 
         .flatten()
 }
 
+/// The columns [`certificate_row`] reads, in its order.
+pub const CERTIFICATE_COLUMNS: &str = "site_code, terminal_id, role, subject, issuer, serial_hex, \
+     sha256_fingerprint, not_before, not_after, key_type, key_bits, source, missing, \
+     first_seen_at, last_seen_at";
+
+/// A row of [`CERTIFICATE_COLUMNS`] as listed on `now`: days to expiry and, for terminal
+/// certificates, the renewal lead time left.
+pub(crate) fn certificate_row(r: &tokio_postgres::Row, now: OffsetDateTime) -> CertificateRow {
+    let role: String = r.get(2);
+    let not_after: OffsetDateTime = r.get(8);
+    CertificateRow {
+        site_code: r.get(0),
+        terminal_id: r.get(1),
+        renewal_lead_business_days: lead_time_for(&role, now, not_after),
+        role,
+        subject: r.get(3),
+        issuer: r.get(4),
+        serial_hex: r.get(5),
+        sha256_fingerprint: r.get(6),
+        not_before: r.get(7),
+        not_after,
+        key_type: r.get(9),
+        key_bits: r.get(10),
+        source: r.get(11),
+        missing: r.get(12),
+        first_seen_at: r.get(13),
+        last_seen_at: r.get(14),
+        days_to_expiry: days_to_expiry(now, not_after),
+    }
+}
+
 /// The alert's text.
 pub fn alert_detail(
     role: &str,
@@ -462,9 +493,7 @@ impl Store {
         let rows = client
             .query(
                 &format!(
-                    "SELECT site_code, terminal_id, role, subject, issuer, serial_hex,
-                            sha256_fingerprint, not_before, not_after, key_type, key_bits,
-                            source, missing, first_seen_at, last_seen_at
+                    "SELECT {CERTIFICATE_COLUMNS}
                      FROM certificates
                      WHERE retired_at IS NULL
                        AND ($1::timestamptz IS NULL OR not_after <= $1)
@@ -477,32 +506,7 @@ impl Store {
                 &[&until, &site, &prefectures, &sites],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let role: String = r.get(2);
-                let not_after: OffsetDateTime = r.get(8);
-                CertificateRow {
-                    site_code: r.get(0),
-                    terminal_id: r.get(1),
-                    renewal_lead_business_days: lead_time_for(&role, now, not_after),
-                    role,
-                    subject: r.get(3),
-                    issuer: r.get(4),
-                    serial_hex: r.get(5),
-                    sha256_fingerprint: r.get(6),
-                    not_before: r.get(7),
-                    not_after,
-                    key_type: r.get(9),
-                    key_bits: r.get(10),
-                    source: r.get(11),
-                    missing: r.get(12),
-                    first_seen_at: r.get(13),
-                    last_seen_at: r.get(14),
-                    days_to_expiry: days_to_expiry(now, not_after),
-                }
-            })
-            .collect())
+        Ok(rows.iter().map(|r| certificate_row(r, now)).collect())
     }
 
     /// Expiry alerts, newest first.

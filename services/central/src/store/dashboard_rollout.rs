@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::certificates::{CertificateRow, days_to_expiry, renewal_lead_business_days};
+use super::certificates::CertificateRow;
 use super::rollouts::Transition;
 use super::scope::SiteScope;
 use super::{Store, StoreError};
@@ -149,10 +149,7 @@ impl Store {
             .await?
             .query(
                 &format!(
-                    "SELECT site_code, terminal_id, role, subject, issuer, serial_hex,
-                            sha256_fingerprint, not_before, not_after, key_type, key_bits,
-                            source, missing, first_seen_at, last_seen_at
-                     FROM certificates
+                    "SELECT {} FROM certificates
                      WHERE retired_at IS NULL
                        AND ($1::timestamptz IS NULL OR not_after <= $1)
                        AND ($2::text IS NULL OR role = $2)
@@ -161,6 +158,7 @@ impl Store {
                        AND {}
                      ORDER BY not_after, site_code, terminal_id, sha256_fingerprint
                      LIMIT $7",
+                    super::certificates::CERTIFICATE_COLUMNS,
                     SiteScope::sql("site_code", 5, 6)
                 ),
                 &[
@@ -176,31 +174,7 @@ impl Store {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let role: String = r.get(2);
-                let not_after: OffsetDateTime = r.get(8);
-                CertificateRow {
-                    site_code: r.get(0),
-                    terminal_id: r.get(1),
-                    renewal_lead_business_days: (role == "terminal")
-                        .then(|| renewal_lead_business_days(now, not_after))
-                        .flatten(),
-                    role,
-                    subject: r.get(3),
-                    issuer: r.get(4),
-                    serial_hex: r.get(5),
-                    sha256_fingerprint: r.get(6),
-                    not_before: r.get(7),
-                    not_after,
-                    key_type: r.get(9),
-                    key_bits: r.get(10),
-                    source: r.get(11),
-                    missing: r.get(12),
-                    first_seen_at: r.get(13),
-                    last_seen_at: r.get(14),
-                    days_to_expiry: days_to_expiry(now, not_after),
-                }
-            })
+            .map(|r| super::certificates::certificate_row(r, now))
             .collect())
     }
 
