@@ -97,6 +97,19 @@ fn availability_label(state: &str) -> String {
     )
 }
 
+/// `counts` by outcome in [`OUTCOMES`] order, others after them by name.
+fn in_outcome_order(counts: &[(String, i64)]) -> Vec<(&str, i64)> {
+    let rank = |o: &str| {
+        OUTCOMES
+            .iter()
+            .position(|(n, ..)| *n == o)
+            .unwrap_or(OUTCOMES.len())
+    };
+    let mut out: Vec<(&str, i64)> = counts.iter().map(|(o, n)| (o.as_str(), *n)).collect();
+    out.sort_by(|a, b| rank(a.0).cmp(&rank(b.0)).then(a.0.cmp(b.0)));
+    out
+}
+
 /// The 24 hourly bars of the lookups chart: hour labels in Tokyo time and one series per
 /// outcome (those known first, in [`OUTCOMES`] order, then any other the data has).
 pub fn lookup_series(overview: &Overview) -> (Vec<String>, Vec<Series>) {
@@ -213,10 +226,10 @@ fn body(overview: &Overview, now: OffsetDateTime) -> Markup {
                 (tile("lookups-hour", "直近1時間の照会", "Lookups, last hour", lookups_hour, "",
                       html! {
                     ul.breakdown {
-                        @for (outcome, n) in &overview.lookups_last_hour {
+                        @for (outcome, n) in in_outcome_order(&overview.lookups_last_hour) {
                             @let (ja, en) = outcome_label(outcome);
                             li data-result=(outcome) data-value=(n) {
-                                (ja) " " span.en { (en) } ": " (count(*n))
+                                (ja) " " span.en { (en) } ": " (count(n))
                             }
                         }
                     }
@@ -309,5 +322,18 @@ mod tests {
         assert!(!is_offline("online"));
         assert!(!is_offline("closed"));
         assert!(!is_offline("unknown"));
+    }
+
+    #[test]
+    fn the_last_hour_lists_outcomes_as_the_chart_stacks_them() {
+        let counts = vec![
+            ("error".to_string(), 1),
+            ("strange".to_string(), 2),
+            ("valid".to_string(), 3),
+        ];
+        assert_eq!(
+            in_outcome_order(&counts),
+            vec![("valid", 3), ("error", 1), ("strange", 2)]
+        );
     }
 }

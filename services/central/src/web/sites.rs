@@ -223,7 +223,7 @@ fn filter_form(params: &Params) -> Markup {
     let value = |v: &Option<String>| v.clone().unwrap_or_default();
     let selected = |v: &Option<String>, option: &str| present(v) == Some(option);
     html! {
-        form #site-filter method="get" action="/sites" {
+        form.filters #site-filter method="get" action="/sites" {
             label { "検索 " span.en { "Search (code prefix or name)" } " "
                 input name="q" type="search" value=(value(&params.q)) maxlength=(MAX_Q); }
             label { "都道府県 " span.en { "Prefecture" } " "
@@ -406,6 +406,33 @@ pub fn event_summary(body: &serde_json::Value) -> Vec<(&'static str, String)> {
     out
 }
 
+/// An event kind as people read it: Japanese, English.
+fn event_kind_label(kind: &str) -> (&str, &str) {
+    match kind {
+        "lookup" => ("資格確認", "lookup"),
+        "consent" => ("同意", "consent"),
+        "info_view" => ("情報閲覧", "information view"),
+        "reader_change" => ("カードリーダー", "reader change"),
+        "link_change" => ("回線", "link change"),
+        "certificate_inventory" => ("証明書", "certificates"),
+        "card_check" => ("カード確認", "card check"),
+        "loss" => ("欠損", "loss"),
+        "outbox_pressure" => ("送信待ち容量", "outbox pressure"),
+        other => (other, other),
+    }
+}
+
+/// A card reader's state: Japanese, English.
+fn reader_state_label(state: &str) -> (&str, &str) {
+    match state {
+        "present_empty" => ("接続中", "connected, no card"),
+        "card_present" => ("カードあり", "card on the reader"),
+        "removed" => ("取り外し", "removed"),
+        "error" => ("エラー", "error"),
+        other => (other, other),
+    }
+}
+
 fn events_table(id: &str, events: &[SiteEvent]) -> Markup {
     html! {
         table id=(id) {
@@ -422,7 +449,8 @@ fn events_table(id: &str, events: &[SiteEvent]) -> Markup {
                 @for event in events {
                     tr data-kind=(event.kind) data-sequence=(event.sequence) {
                         td { (tokyo(event.occurred_at)) }
-                        td { (event.kind) }
+                        @let (kind_ja, kind_en) = event_kind_label(&event.kind);
+                        td { (kind_ja) " " span.en { (kind_en) } }
                         td { (event.terminal_id) }
                         td.num { (event.sequence) }
                         td {
@@ -523,7 +551,7 @@ fn detail_body(site: &SiteDetail, adoption: Option<&AdoptionView>, now: OffsetDa
     html! {
         div #site data-site=(site.site_code) {
             section #site-summary {
-                dl {
+                dl.facts {
                     dt { "都道府県 " span.en { "Prefecture" } } dd { (prefecture_of(&site.site_code)) }
                     dt { "種別 " span.en { "Kind" } } dd { (kind_ja) " " span.en { (kind_en) } }
                     dt { "状態 " span.en { "Status" } }
@@ -591,7 +619,10 @@ fn detail_body(site: &SiteDetail, adoption: Option<&AdoptionView>, now: OffsetDa
                                     @let state = serde_json::to_value(reader.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
                                     tr data-reader=(reader.reader_name) data-state=(state) {
                                         td { (reader.reader_name) }
-                                        td { (state) }
+                                        @let (state_ja, state_en) = reader_state_label(&state);
+                                        td class=[matches!(state.as_str(), "removed" | "error").then_some("bad")] {
+                                            (state_ja) " " span.en { (state_en) }
+                                        }
                                         td.num { (reader.cards_read) }
                                         td.num { (reader.errors) }
                                         td { (reader.last_error.as_deref().unwrap_or("")) }
