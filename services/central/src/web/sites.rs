@@ -528,7 +528,7 @@ fn adoption_section(adoption: Option<&AdoptionView>) -> Markup {
                                     td { (owner_label(step.owner)) }
                                     td { (era_date(&step.deadline)) }
                                     td { @match &step.done_on { Some(d) => (era_date(d)), None => "—" } }
-                                    td {
+                                    td.evidence {
                                         (step.evidence.as_deref().unwrap_or(""))
                                         @if step.by_agent { " " span.en { "(エージェント確認 / proved by the agent)" } }
                                     }
