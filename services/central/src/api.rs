@@ -137,6 +137,10 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/audit/report", get(audit_report))
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
         .route("/api/v1/sites/search", get(search_sites))
+        .route(
+            "/api/v1/alerts/{id}/acknowledge",
+            post(crate::web::alerts::acknowledge_json),
+        )
         .route("/api/v1/me", get(me))
         .route("/api/v1/openapi.json", get(openapi))
         .route(

@@ -941,6 +941,25 @@ async fn every_documented_operation_answers_as_documented() {
     );
     api.expect(200, "GET", "/api/v1/alerts?all=true&limit=5", None)
         .await;
+    let first = alerts[0]["id"].as_i64().unwrap();
+    let acknowledged = api
+        .expect(
+            200,
+            "POST",
+            &format!("/api/v1/alerts/{first}/acknowledge"),
+            None,
+        )
+        .await;
+    assert_eq!(acknowledged["acknowledged_by"], "e2e", "{acknowledged}");
+    api.expect(
+        400,
+        "POST",
+        &format!("/api/v1/alerts/{first}/acknowledge"),
+        None,
+    )
+    .await;
+    api.expect(404, "POST", "/api/v1/alerts/999999/acknowledge", None)
+        .await;
     let rollouts = api.expect(200, "GET", "/api/v1/rollouts", None).await;
     assert!(
         !rollouts[0]["sites"].as_array().unwrap().is_empty(),

@@ -2,7 +2,7 @@
 //! front-end build. Pages read the same store functions as the JSON API, with the principal's
 //! site scope applied in the queries.
 
-mod alerts;
+pub(crate) mod alerts;
 mod audit;
 mod certificates;
 pub mod charts;
@@ -35,10 +35,6 @@ pub fn pages() -> Router<ApiState> {
         .route("/sites/{site_code}", get(sites::detail_handler))
         .route("/alerts", get(alerts::list_handler))
         .route("/alerts/{id}/acknowledge", post(alerts::acknowledge_form))
-        .route(
-            "/api/v1/alerts/{id}/acknowledge",
-            post(alerts::acknowledge_json),
-        )
         .route("/certificates", get(certificates::page_handler))
         .route("/certificates.csv", get(certificates::csv_handler))
         .route("/rollout", get(rollout::overview))
