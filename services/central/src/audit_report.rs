@@ -21,7 +21,7 @@ pub fn tokyo(at: OffsetDateTime) -> String {
 }
 
 /// The fields of an event body an auditor reads, as text ("" when absent).
-fn field(event: &StoredEvent, name: &str) -> String {
+pub(crate) fn field(event: &StoredEvent, name: &str) -> String {
     match event.body.get(name) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Null) | None => String::new(),
@@ -31,7 +31,7 @@ fn field(event: &StoredEvent, name: &str) -> String {
 
 /// What happened, in one word: a lookup's outcome, a view allowed or refused, a card check's
 /// result, the consent categories given.
-fn result(event: &StoredEvent) -> String {
+pub(crate) fn result(event: &StoredEvent) -> String {
     match event.kind.as_str() {
         "lookup" => field(event, "outcome"),
         "card_check" => field(event, "result"),

@@ -24,6 +24,7 @@ use super::form::encode;
 use super::format::{TOKYO, count, date_with_era, tokyo, tokyo_day, tokyo_or_dash};
 use super::layout::{Nav, page};
 use crate::api::ApiState;
+use crate::audit_report::{field, result as result_of};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::store::dashboard_rollout::StreamVerificationStatus;
@@ -333,33 +334,6 @@ fn describe(query: &AuditQuery) -> String {
         "everything".into()
     } else {
         parts.join(", ")
-    }
-}
-
-/// What an event's body says in `name`, as text ("" when absent).
-fn field(event: &StoredEvent, name: &str) -> String {
-    match event.body.get(name) {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn result_of(event: &StoredEvent) -> String {
-    match event.kind.as_str() {
-        "lookup" => field(event, "outcome"),
-        "card_check" => field(event, "result"),
-        "info_view" => match event.body.get("allowed").and_then(|a| a.as_bool()) {
-            Some(true) => "allowed".into(),
-            _ => "refused".into(),
-        },
-        "consent" => CONSENTS
-            .iter()
-            .filter(|(c, _)| field(event, c) == "given")
-            .map(|(c, _)| *c)
-            .collect::<Vec<_>>()
-            .join("+"),
-        _ => String::new(),
     }
 }
 
@@ -695,22 +669,11 @@ pub async fn export_csv(
         ),
     )
     .await?;
-    let day = tokyo_day(OffsetDateTime::now_utc());
-    let disposition = format!(
-        "attachment; filename=\"audit-{:04}{:02}{:02}.csv\"",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
+    Ok(super::csv_download(
+        "audit",
+        OffsetDateTime::now_utc(),
         crate::audit_report::csv(&events),
-    )
-        .into_response())
+    ))
 }
 
 /// `GET /audit/report`: the printable report of the search's site and period

@@ -4,7 +4,7 @@
 
 use axum::Extension;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use onshi_domain::ids::Prefecture;
@@ -495,22 +495,7 @@ pub async fn csv_handler(
             ),
         )
         .await?;
-    let day = tokyo_day(now);
-    let disposition = format!(
-        "attachment; filename=\"certificates-{:04}{:02}{:02}.csv\"",
-        day.year(),
-        u8::from(day.month()),
-        day.day()
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        csv(&rows),
-    )
-        .into_response())
+    Ok(super::csv_download("certificates", now, csv(&rows)))
 }
 
 #[cfg(test)]

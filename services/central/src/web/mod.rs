@@ -19,6 +19,32 @@ use axum::routing::{get, post};
 
 use crate::api::ApiState;
 
+/// A CSV download named `<prefix>-YYYYMMDD.csv` (the Tokyo day of `now`), never cached.
+pub(crate) fn csv_download(
+    prefix: &str,
+    now: time::OffsetDateTime,
+    body: Vec<u8>,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let day = format::tokyo_day(now);
+    let disposition = format!(
+        "attachment; filename=\"{prefix}-{:04}{:02}{:02}.csv\"",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Routes reachable without signing in: the sign-in page and the stylesheet.
 pub fn public() -> Router<ApiState> {
     Router::new()
