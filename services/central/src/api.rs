@@ -563,23 +563,6 @@ fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, Ser
     })
 }
 
-/// Records an export (who exported what) in the audit trail; the export fails if it cannot be.
-async fn audit_export(
-    store: &Store,
-    principal: &Principal,
-    what: &str,
-) -> Result<(), ServiceError> {
-    store
-        .record_security_event(
-            "audit_export",
-            None,
-            None,
-            &format!("{what} exported by {}", principal.audit_name()),
-        )
-        .await?;
-    Ok(())
-}
-
 async fn audit_events(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
@@ -592,16 +575,17 @@ async fn audit_events(
         "json" => Ok(Json(events).into_response()),
         "csv" => {
             principal.require(crate::auth::Permission::ExportAudit)?;
-            audit_export(
-                &state.store,
-                &principal,
-                &format!(
-                    "audit search CSV of {} events ({})",
-                    events.len(),
-                    describe_query(&query)
-                ),
-            )
-            .await?;
+            state
+                .store
+                .record_export(
+                    &format!(
+                        "audit search CSV of {} events ({})",
+                        events.len(),
+                        crate::audit_report::describe_query(&query)
+                    ),
+                    &principal.audit_name(),
+                )
+                .await?;
             Ok((
                 [
                     (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -615,31 +599,6 @@ async fn audit_events(
                 .into_response())
         }
         other => Err(bad(format!("format {other:?}: expected json or csv"))),
-    }
-}
-
-/// A search, for the audit trail: the filters, never a patient identifier beyond its hash.
-fn describe_query(query: &AuditQuery) -> String {
-    let mut parts = Vec::new();
-    if let Some(site) = &query.site {
-        parts.push(format!("site {site}"));
-    }
-    if let Some(from) = query.from {
-        parts.push(format!("from {from}"));
-    }
-    if let Some(to) = query.to {
-        parts.push(format!("to {to}"));
-    }
-    if let Some(staff) = &query.staff_id {
-        parts.push(format!("staff {staff}"));
-    }
-    if let Some(patient) = &query.patient {
-        parts.push(format!("patient {}", patient.as_str()));
-    }
-    if parts.is_empty() {
-        "everything".into()
-    } else {
-        parts.join(", ")
     }
 }
 
@@ -692,16 +651,16 @@ async fn audit_report(
         disaster_views: &disaster_views,
         verdict: &verdict,
     });
-    audit_export(
-        store,
-        &principal,
-        &format!(
-            "audit report ({}; verdict {})",
-            describe_query(&query),
-            if verdict.intact { "INTACT" } else { "BROKEN" }
-        ),
-    )
-    .await?;
+    store
+        .record_export(
+            &format!(
+                "audit report ({}; verdict {})",
+                crate::audit_report::describe_query(&query),
+                if verdict.intact { "INTACT" } else { "BROKEN" }
+            ),
+            &principal.audit_name(),
+        )
+        .await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,

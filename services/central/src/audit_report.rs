@@ -7,7 +7,7 @@ use std::fmt::Write;
 use time::OffsetDateTime;
 
 use crate::audit::{ChainVerdict, describe};
-use crate::store::{AuditTotals, StoredEvent};
+use crate::store::{AuditQuery, AuditTotals, StoredEvent};
 
 const TOKYO: time::UtcOffset = time::macros::offset!(+9);
 
@@ -239,6 +239,46 @@ pub fn html(report: &ReportInput<'_>) -> String {
          hashes outside the site.</p></body></html>",
     );
     h
+}
+
+/// A search for the audit trail: its filters, the patient only as the keyed hash.
+pub(crate) fn describe_query(query: &AuditQuery) -> String {
+    let mut parts = Vec::new();
+    if let Some(site) = &query.site {
+        parts.push(format!("site {site}"));
+    }
+    if let Some(from) = query.from {
+        parts.push(format!("from {}", tokyo(from)));
+    }
+    if let Some(to) = query.to {
+        parts.push(format!("to {}", tokyo(to)));
+    }
+    if !query.kinds.is_empty() {
+        parts.push(format!("kind {}", query.kinds.join("+")));
+    }
+    if let Some(staff) = &query.staff_id {
+        parts.push(format!("staff {staff}"));
+    }
+    if let Some(role) = &query.staff_role {
+        parts.push(format!("role {role}"));
+    }
+    if let Some(result) = &query.result {
+        parts.push(format!("result {result}"));
+    }
+    if let Some(consent) = &query.consent {
+        parts.push(format!("consent {consent}"));
+    }
+    if let Some(disaster) = query.disaster_window {
+        parts.push(format!("disaster window {disaster}"));
+    }
+    if let Some(patient) = &query.patient {
+        parts.push(format!("patient {}", patient.as_str()));
+    }
+    if parts.is_empty() {
+        "everything".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 #[cfg(test)]

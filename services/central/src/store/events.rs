@@ -198,6 +198,18 @@ impl Store {
         Ok(())
     }
 
+    /// Records an export (what, and who made it) as an `audit_export` security event; callers
+    /// write it before handing the export out, so an export that cannot be recorded fails.
+    pub async fn record_export(&self, what: &str, by: &str) -> Result<(), StoreError> {
+        self.record_security_event(
+            "audit_export",
+            None,
+            None,
+            &format!("{what} exported by {by}"),
+        )
+        .await
+    }
+
     /// The most recent events of a site, newest first.
     pub async fn events_for_site(
         &self,

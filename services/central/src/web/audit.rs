@@ -24,7 +24,7 @@ use super::form::encode;
 use super::format::{TOKYO, count, date_with_era, tokyo, tokyo_day, tokyo_or_dash};
 use super::layout::{Nav, page};
 use crate::api::ApiState;
-use crate::audit_report::{field, result as result_of};
+use crate::audit_report::{describe_query, field, result as result_of};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::store::dashboard_rollout::StreamVerificationStatus;
@@ -294,46 +294,6 @@ impl Params {
             branch: None,
             ..self.clone()
         }
-    }
-}
-
-/// A search for the audit trail: its filters, the patient only as the keyed hash.
-fn describe(query: &AuditQuery) -> String {
-    let mut parts = Vec::new();
-    if let Some(site) = &query.site {
-        parts.push(format!("site {site}"));
-    }
-    if let Some(from) = query.from {
-        parts.push(format!("from {}", crate::audit_report::tokyo(from)));
-    }
-    if let Some(to) = query.to {
-        parts.push(format!("to {}", crate::audit_report::tokyo(to)));
-    }
-    if !query.kinds.is_empty() {
-        parts.push(format!("kind {}", query.kinds.join("+")));
-    }
-    if let Some(staff) = &query.staff_id {
-        parts.push(format!("staff {staff}"));
-    }
-    if let Some(role) = &query.staff_role {
-        parts.push(format!("role {role}"));
-    }
-    if let Some(result) = &query.result {
-        parts.push(format!("result {result}"));
-    }
-    if let Some(consent) = &query.consent {
-        parts.push(format!("consent {consent}"));
-    }
-    if let Some(disaster) = query.disaster_window {
-        parts.push(format!("disaster window {disaster}"));
-    }
-    if let Some(patient) = &query.patient {
-        parts.push(format!("patient {}", patient.as_str()));
-    }
-    if parts.is_empty() {
-        "everything".into()
-    } else {
-        parts.join(", ")
     }
 }
 
@@ -622,25 +582,6 @@ pub async fn page_handler(
     Ok(page(&principal, Nav::Audit, title, body).into_response())
 }
 
-/// Records an export (who exported what) before it is handed out; the export fails if the
-/// record cannot be written.
-async fn record_export(
-    state: &ApiState,
-    principal: &Principal,
-    what: &str,
-) -> Result<(), ServiceError> {
-    state
-        .store
-        .record_security_event(
-            "audit_export",
-            None,
-            None,
-            &format!("{what} exported by {}", principal.audit_name()),
-        )
-        .await?;
-    Ok(())
-}
-
 fn export_query(state: &ApiState, params: &Params, limit: i64) -> Result<AuditQuery, ServiceError> {
     params.query(state, limit).map_err(ServiceError::BadRequest)
 }
@@ -659,16 +600,17 @@ pub async fn export_csv(
              that the export is complete"
         )));
     }
-    record_export(
-        &state,
-        &principal,
-        &format!(
-            "audit search CSV of {} events ({})",
-            events.len(),
-            describe(&query)
-        ),
-    )
-    .await?;
+    state
+        .store
+        .record_export(
+            &format!(
+                "audit search CSV of {} events ({})",
+                events.len(),
+                describe_query(&query)
+            ),
+            &principal.audit_name(),
+        )
+        .await?;
     Ok(super::csv_download(
         "audit",
         OffsetDateTime::now_utc(),
@@ -722,16 +664,17 @@ pub async fn report(
         disaster_views: &disaster_views,
         verdict: &verdict,
     });
-    record_export(
-        &state,
-        &principal,
-        &format!(
-            "audit report ({}; verdict {})",
-            describe(&query),
-            if verdict.intact { "INTACT" } else { "BROKEN" }
-        ),
-    )
-    .await?;
+    state
+        .store
+        .record_export(
+            &format!(
+                "audit report ({}; verdict {})",
+                describe_query(&query),
+                if verdict.intact { "INTACT" } else { "BROKEN" }
+            ),
+            &principal.audit_name(),
+        )
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -819,7 +762,11 @@ mod tests {
             link.contains(&format!("patient_ref={}", patient.as_str())),
             "{link}"
         );
-        assert!(!describe(&q).contains("1234567"), "{}", describe(&q));
+        assert!(
+            !describe_query(&q).contains("1234567"),
+            "{}",
+            describe_query(&q)
+        );
         let both = params(&[("patient_ref", patient.as_str()), ("number", "1234567")]);
         assert!(both.query(&state(true), 10).is_err());
     }

@@ -485,14 +485,9 @@ pub async fn csv_handler(
     let filters = format!("{}; {} rows", describe(&filter), rows.len());
     state
         .store
-        .record_security_event(
-            "audit_export",
-            None,
-            None,
-            &format!(
-                "certificates CSV ({filters}) exported by {}",
-                principal.audit_name()
-            ),
+        .record_export(
+            &format!("certificates CSV ({filters})"),
+            &principal.audit_name(),
         )
         .await?;
     Ok(super::csv_download("certificates", now, csv(&rows)))
