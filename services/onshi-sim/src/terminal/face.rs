@@ -1,0 +1,87 @@
+//! `onshi-sim terminal present`: a patient uses a My Number card on the face-recognition
+//! reader. The terminal writes the eligibility result unasked into `<folder>/face`
+//! (`OQSsiquc01res_face_<unique>_<yyyyMMddHHmmss>.xml`, `ReferenceClassification` 1, the
+//! consent groups as chosen) and the national side keeps the consent for 24 hours: it is
+//! written to `<folder>/.sim/consents/` first, so a drug or checkup request sent as soon as
+//! the face file appears is answered.
+//!
+//! The running terminal and this command are different processes: the people and the
+//! institution are taken from `<folder>/.sim/terminal.json` (written by the terminal at
+//! start) unless given.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use onshi_domain::ids::MedicalInstitutionCode;
+use ring::rand::SecureRandom;
+
+use super::files::{self, Folders, Identity};
+use super::names;
+use super::national::National;
+use crate::card::ConsentChoices;
+use crate::http::now_jst;
+use crate::population::Population;
+
+/// One reading at the face reader.
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    /// The person's index in the population.
+    pub holder: usize,
+    pub consent: ConsentChoices,
+    pub limit_consent: bool,
+}
+
+/// Writes the face result and keeps the consent; returns the face file's path.
+pub fn present(
+    folders: &Folders,
+    identity: &Identity,
+    presentation: &Presentation,
+) -> anyhow::Result<PathBuf> {
+    let institution = MedicalInstitutionCode::parse(&identity.institution)
+        .map_err(|e| anyhow::anyhow!("institution {}: {e}", identity.institution))?;
+    let population = Arc::new(Population::generate(identity.seed, identity.population));
+    let national = National::new(institution, population, Duration::ZERO);
+    let unique = unique_id()?;
+    let now = now_jst();
+    let (xml, consent) = national
+        .face_reading(
+            presentation.holder,
+            &unique,
+            presentation.limit_consent,
+            presentation.consent,
+            now,
+        )
+        .with_context(|| {
+            format!(
+                "no person {} in a population of {} (seed {}): 指定された番号の方は母集団にいません",
+                presentation.holder, identity.population, identity.seed
+            )
+        })?;
+    folders.create(false)?;
+    files::write_consent(folders, &consent)?;
+    let path = folders.face.join(names::face_name(&unique, now));
+    files::write_atomic(&path, &xml).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The identity of the terminal serving `folders`, or `None` when none was started there.
+pub fn identity_of(folders: &Folders) -> anyhow::Result<Option<Identity>> {
+    match std::fs::read(folders.identity()) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("reading {}", folders.identity().display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", folders.identity().display())),
+    }
+}
+
+/// 16 random hex digits: unique among readings in the same second, across processes.
+fn unique_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    Ok(onshi_domain::hex::encode(&bytes))
+}
