@@ -512,6 +512,26 @@ fn unreadable_requests_get_error_results() {
         SegmentOfResult::AbnormalEnd
     );
 
+    // A message kind the terminal software knows but the simulator does not answer.
+    let name = "OQSsiimm01req_refnumber.xml";
+    t.submit(name, b"<?xml version=\"1.0\"?><XmlMsg><MessageHeader><ArbitraryFileIdentifier>imm</ArbitraryFileIdentifier></MessageHeader><MessageBody/></XmlMsg>");
+    let result = QualificationConfirmationResult::from_xml(&t.take_result(name)).unwrap();
+    assert_eq!(
+        result.header.segment_of_result,
+        SegmentOfResult::AbnormalEnd
+    );
+    assert_eq!(
+        result.header.arbitrary_file_identifier.as_deref(),
+        Some("imm")
+    );
+    assert!(
+        result
+            .header
+            .error_message
+            .unwrap()
+            .contains("not simulated")
+    );
+
     let name = "YZKsiquc01req_broken.xml";
     t.submit(name, broken);
     let r = DrugInfoResult::from_xml(&t.take_result(name)).expect("a drug result");

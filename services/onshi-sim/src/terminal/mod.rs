@@ -142,6 +142,7 @@ impl Terminal {
         let wake = Arc::new(Notify::new());
         let _watcher = watch_folders(&[&self.folders.req, self.folders.sim()], wake.clone());
         let mut seen = HashMap::new();
+        let mut knobs_file = Vec::new();
         let mut pending = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         tracing::info!(
@@ -149,7 +150,7 @@ impl Terminal {
             "onshi-sim terminal watching its request folder"
         );
         loop {
-            self.reload_knobs();
+            self.reload_knobs(&mut knobs_file);
             let unsettled = if self.knobs.borrow().silent {
                 false
             } else {
@@ -173,11 +174,14 @@ impl Terminal {
     }
 
     /// Takes the knobs from the control file when it changed (a file that does not read is
-    /// reported and ignored).
-    fn reload_knobs(&self) {
+    /// reported once and ignored).
+    fn reload_knobs(&self, last: &mut Vec<u8>) {
         let Ok(bytes) = std::fs::read(self.folders.knobs()) else {
             return;
         };
+        if bytes == *last {
+            return;
+        }
         match serde_json::from_slice::<Knobs>(&bytes) {
             Ok(knobs) => {
                 self.knobs.send_if_modified(|current| {
@@ -191,6 +195,7 @@ impl Terminal {
             }
             Err(error) => tracing::warn!(%error, "knobs.json does not read; keeping the knobs"),
         }
+        *last = bytes;
     }
 
     /// One look at `req`; returns whether a file is still being waited for.
