@@ -141,6 +141,10 @@ struct PresentArgs {
     /// The patient agrees to share the copay-limit certificate.
     #[arg(long)]
     limit_consent: bool,
+    /// Write the face result's elements in schema order (by default they are not, as the
+    /// real terminal writes them).
+    #[arg(long)]
+    schema_order: bool,
     /// Institution, seed and population size, when no terminal was started in the folder
     /// (default: those of `<folder>/.sim/terminal.json`).
     #[arg(long)]
@@ -332,6 +336,7 @@ fn present(args: PresentArgs) -> anyhow::Result<()> {
             surgery: has(ConsentCategory::Surgery),
         },
         limit_consent: args.limit_consent,
+        schema_order: args.schema_order,
     };
     let path = face::present(&folders, &identity, &presentation)?;
     print_line(&serde_json::json!({ "face": path }))

@@ -142,15 +142,23 @@ fn await_file(path: &Path, within: Duration) -> Option<Vec<u8>> {
     }
 }
 
+/// The files a client sees in `dir`: a writer's dot-named temporaries are not files yet.
 fn files_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut names: Vec<String> = all_files_in(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+fn all_files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+        .collect()
 }
 
 fn search_for(p: &Person) -> QualificationConfirmSearchInfo {
@@ -712,7 +720,11 @@ fn a_burst_of_200_requests_gets_200_answers_none_twice() {
         assert!(files_in(&t.res).is_empty(), "{:?}", files_in(&t.res));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(files_in(&t.req).is_empty());
+    assert!(
+        all_files_in(&t.res).is_empty(),
+        "no temporary file left behind"
+    );
+    assert!(all_files_in(&t.req).is_empty());
     assert_eq!(
         files_in(&t.req.join("done")).len(),
         200,

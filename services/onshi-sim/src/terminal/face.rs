@@ -1,7 +1,7 @@
 //! `onshi-sim terminal present`: a patient uses a My Number card on the face-recognition
 //! reader. The terminal writes the eligibility result unasked into `<folder>/face`
 //! (`OQSsiquc01res_face_<unique>_<yyyyMMddHHmmss>.xml`, `ReferenceClassification` 1, the
-//! consent groups as chosen) and the national side keeps the consent for 24 hours: it is
+//! consent groups as chosen, elements in no schema order unless asked) and the national side keeps the consent for 24 hours: it is
 //! written to `<folder>/.sim/consents/` first, so a drug or checkup request sent as soon as
 //! the face file appears is answered.
 //!
@@ -31,6 +31,9 @@ pub struct Presentation {
     pub holder: usize,
     pub consent: ConsentChoices,
     pub limit_consent: bool,
+    /// Write the elements in schema order; by default they are not, as the real terminal
+    /// writes face results (`shared/onshi-corpus/OQSsiquc01res_face_unordered.xml`).
+    pub schema_order: bool,
 }
 
 /// Writes the face result and keeps the consent; returns the face file's path.
@@ -59,6 +62,11 @@ pub fn present(
                 presentation.holder, identity.population, identity.seed
             )
         })?;
+    let xml = if presentation.schema_order {
+        xml
+    } else {
+        out_of_order(&xml)
+    };
     folders.create(false)?;
     files::write_consent(folders, &consent)?;
     let path = folders.face.join(names::face_name(&unique, now));
@@ -77,6 +85,35 @@ pub fn identity_of(folders: &Folders) -> anyhow::Result<Option<Identity>> {
     }
 }
 
+/// The codec's file with every run of one-line elements at the same depth reversed: the same
+/// content, in no schema order (the codec writes one element per line, so this stays
+/// well-formed).
+fn out_of_order(xml: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(xml);
+    let is_leaf = |line: &str| {
+        let t = line.trim();
+        t.starts_with('<') && !t.starts_with("</") && !t.starts_with("<?") && t.contains("</")
+    };
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i;
+        while j < lines.len() && is_leaf(lines[j]) && indent(lines[j]) == indent(lines[i]) {
+            j += 1;
+        }
+        if j > i {
+            out.extend(lines[i..j].iter().rev());
+            i = j;
+        } else {
+            out.push(lines[i]);
+            i += 1;
+        }
+    }
+    out.join("\n").into_bytes()
+}
+
 /// 16 random hex digits: unique among readings in the same second, across processes.
 fn unique_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 8];
@@ -84,4 +121,41 @@ fn unique_id() -> anyhow::Result<String> {
         .fill(&mut bytes)
         .map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
     Ok(onshi_domain::hex::encode(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_domain::xml::QualificationConfirmationResult;
+
+    #[test]
+    fn a_face_result_out_of_order_reads_the_same() {
+        let population = Arc::new(Population::generate(42, 20));
+        let national = National::new(
+            MedicalInstitutionCode::parse(super::super::DEFAULT_INSTITUTION).unwrap(),
+            population,
+            Duration::ZERO,
+        );
+        let choices = ConsentChoices {
+            drug: true,
+            ..ConsentChoices::default()
+        };
+        let now = time::macros::datetime!(2026-12-01 09:15:02);
+        let (xml, consent) = national.face_reading(3, "id", true, choices, now).unwrap();
+        assert_eq!(consent.holder, 3);
+        let shuffled = out_of_order(&xml);
+        assert_ne!(shuffled, xml);
+        let text = String::from_utf8(shuffled.clone()).unwrap();
+        let header = |name: &str| text.find(&format!("<{name}>")).unwrap();
+        assert!(header("CharacterCodeIdentifier") < header("ProcessExecutionTime"));
+        assert_eq!(
+            QualificationConfirmationResult::from_xml(&shuffled).unwrap(),
+            QualificationConfirmationResult::from_xml(&xml).unwrap()
+        );
+        assert!(
+            national
+                .face_reading(20, "id", false, choices, now)
+                .is_none()
+        );
+    }
 }
