@@ -335,17 +335,24 @@ impl CardRoute {
         choices: ConsentChoices,
         now: PrimitiveDateTime,
     ) {
-        let categories = choices.categories();
-        if !categories.is_empty() {
-            self.consents.record(
-                crate::consent::PersonKey::of(person),
-                onshi_domain::access::ConsentRecord {
-                    consented_at: now.assume_offset(time::macros::offset!(+9)),
-                    categories,
-                },
-            );
+        if let Some(record) = consent_record(choices, now) {
+            self.consents
+                .record(crate::consent::PersonKey::of(person), record);
         }
     }
+}
+
+/// The consent a card reading at `now` (JST) gives, or `None` when the patient chose nothing
+/// (an earlier consent then stays as it was).
+pub fn consent_record(
+    choices: ConsentChoices,
+    now: PrimitiveDateTime,
+) -> Option<onshi_domain::access::ConsentRecord> {
+    let categories = choices.categories();
+    (!categories.is_empty()).then(|| onshi_domain::access::ConsentRecord {
+        consented_at: now.assume_offset(time::macros::offset!(+9)),
+        categories,
+    })
 }
 
 /// What a card reading asks besides the holder: shared by the card route and the terminal's

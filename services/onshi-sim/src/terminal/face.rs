@@ -68,7 +68,9 @@ pub fn present(
         out_of_order(&xml)
     };
     folders.create(false)?;
-    files::write_consent(folders, &consent)?;
+    if let Some(consent) = &consent {
+        files::write_consent(folders, consent)?;
+    }
     let path = folders.face.join(names::face_name(&unique, now));
     files::write_atomic(&path, &xml).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
@@ -142,7 +144,11 @@ mod tests {
         };
         let now = time::macros::datetime!(2026-12-01 09:15:02);
         let (xml, consent) = national.face_reading(3, "id", true, choices, now).unwrap();
-        assert_eq!(consent.holder, 3);
+        assert_eq!(consent.map(|c| c.holder), Some(3));
+        let (_, none) = national
+            .face_reading(3, "id", false, ConsentChoices::default(), now)
+            .unwrap();
+        assert!(none.is_none(), "no choice, no new consent");
         let shuffled = out_of_order(&xml);
         assert_ne!(shuffled, xml);
         let text = String::from_utf8(shuffled.clone()).unwrap();

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use onshi_domain::access::ConsentRecord;
 use onshi_domain::ids::MedicalInstitutionCode;
 use onshi_domain::xml::{
     BulkInquiryRequest, BulkResultRequest, CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest,
@@ -22,7 +21,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use super::files::StoredConsent;
 use super::names::Kind;
 use crate::bulk::BulkRoute;
-use crate::card::{CardReading, ConsentChoices, card_reading};
+use crate::card::{CardReading, ConsentChoices, card_reading, consent_record};
 use crate::consent::{Consents, PersonKey};
 use crate::disaster::DisasterWindows;
 use crate::errors::SimErrorCode;
@@ -233,7 +232,8 @@ impl National {
     }
 
     /// A patient of the population (index `holder`) used the face reader at `now` (JST):
-    /// the face result file (UTF-8) and the consent to keep, or `None` for an unknown holder.
+    /// the face result file (UTF-8) and the consent to keep (none when the patient chose
+    /// nothing), or `None` for an unknown holder.
     pub fn face_reading(
         &self,
         holder: usize,
@@ -241,7 +241,7 @@ impl National {
         limit_consent: bool,
         choices: ConsentChoices,
         now: PrimitiveDateTime,
-    ) -> Option<(Vec<u8>, StoredConsent)> {
+    ) -> Option<(Vec<u8>, Option<StoredConsent>)> {
         let person = self.population().people().get(holder)?;
         let answer = card_reading(
             &self.service,
@@ -255,13 +255,9 @@ impl National {
             },
             now,
         );
-        let consent = StoredConsent {
-            holder,
-            record: ConsentRecord {
-                consented_at: now.assume_offset(time::macros::offset!(+9)),
-                categories: choices.categories(),
-            },
-        };
+        let consent = consent_record(choices, now)
+            .filter(|_| answer.error.is_none())
+            .map(|record| StoredConsent { holder, record });
         Some((answer.result.to_xml(XmlEncoding::Utf8), consent))
     }
 }
