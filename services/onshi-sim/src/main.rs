@@ -31,7 +31,8 @@ enum Command {
     Population(PopulationArgs),
     /// Play the qualification terminal's software: answer request files in `<folder>/req`
     /// into `<folder>/res` (the file interface real sites use). Prints one JSON line with the
-    /// folders on stdout once watching; logs go to stderr.
+    /// folders on stdout once watching; logs go to stderr. SIGUSR1 silences the terminal,
+    /// SIGUSR2 brings it back (as `terminal knobs --silent true|false`).
     Terminal(TerminalCommand),
 }
 
@@ -304,6 +305,7 @@ fn terminal(args: TerminalArgs) -> anyhow::Result<()> {
             "institution": terminal.national().institution().as_str(),
         });
         print_line(&line)?;
+        spawn_silence_signals(folders.clone());
         terminal.run_until_stopped(shutdown_signal()).await
     });
     drop(telemetry);
@@ -432,6 +434,41 @@ fn spawn_outage_signals(faults: std::sync::Arc<Faults>) {
                     });
                 }
                 Err(error) => tracing::error!(%error, "cannot listen for the outage signals"),
+            }
+        }
+    }
+}
+
+/// For the terminal, as for `serve`: SIGUSR1 silences it (down), SIGUSR2 brings it back.
+/// Through the control file, so `knobs.json` always says what holds.
+fn spawn_silence_signals(folders: onshi_sim::terminal::Folders) {
+    #[cfg(unix)]
+    {
+        use onshi_sim::terminal::{read_knobs, write_knobs};
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, silent) in [
+            (SignalKind::user_defined1(), true),
+            (SignalKind::user_defined2(), false),
+        ] {
+            match signal(kind) {
+                Ok(mut stream) => {
+                    let folders = folders.clone();
+                    tokio::spawn(async move {
+                        while stream.recv().await.is_some() {
+                            let changed = read_knobs(&folders).and_then(|mut knobs| {
+                                knobs.silent = silent;
+                                write_knobs(&folders, &knobs)
+                            });
+                            if let Err(error) = changed {
+                                tracing::error!(
+                                    error = format!("{error:#}"),
+                                    "cannot change the silence knob"
+                                );
+                            }
+                        }
+                    });
+                }
+                Err(error) => tracing::error!(%error, "cannot listen for the silence signals"),
             }
         }
     }

@@ -110,6 +110,31 @@ impl Terminal {
         bytes
     }
 
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits until the control file satisfies `ok`.
+    fn await_knobs(&self, ok: impl Fn(&serde_json::Value) -> bool) {
+        let path = self.dir.path().join(".sim/knobs.json");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let knobs: Option<serde_json::Value> = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if knobs.as_ref().is_some_and(&ok) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "knobs.json is {knobs:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn cli(&self, args: &[&str]) -> serde_json::Value {
         let out = Command::new(env!("CARGO_BIN_EXE_onshi-sim"))
             .arg("terminal")
@@ -607,6 +632,22 @@ fn a_silent_terminal_answers_nothing_until_it_is_back() {
     assert_eq!(
         result.header.arbitrary_file_identifier.as_deref(),
         Some("silent")
+    );
+
+    // The same with signals, as `serve` takes them: SIGUSR1 down, SIGUSR2 back.
+    t.signal("USR1");
+    t.await_knobs(|k| k["silent"] == true);
+    let name = "OQSsiquc01req_silent2.xml";
+    t.submit(
+        name,
+        &eligibility_request(&p, "silent2").to_xml(XmlEncoding::Utf8),
+    );
+    assert!(await_file(&t.result_path(name), Duration::from_millis(800)).is_none());
+    t.signal("USR2");
+    let result = QualificationConfirmationResult::from_xml(&t.take_result(name)).unwrap();
+    assert_eq!(
+        result.header.arbitrary_file_identifier.as_deref(),
+        Some("silent2")
     );
 }
 

@@ -18,7 +18,9 @@
 //!   an `OQSsiquc01res_face_…` file in `<folder>/face` and the consent, kept in
 //!   `<folder>/.sim/consents/` for the running terminal ([`files`]).
 //! - Knobs ([`knobs`]): latency, silence, malformed results, late results; at start and at run
-//!   time through `<folder>/.sim/knobs.json`.
+//!   time through `<folder>/.sim/knobs.json` (or SIGUSR1/SIGUSR2 for silence). A terminal
+//!   stopped while it holds answers loses them (their requests were already taken), as a
+//!   crashed terminal would.
 //!
 //! The terminal answers for one institution (`--institution`): a request naming another is
 //! answered with `SIM-E0102`, as the national system refuses a terminal certificate's
