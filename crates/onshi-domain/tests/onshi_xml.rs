@@ -449,9 +449,8 @@ fn insurer() -> impl Strategy<Value = InsurerNumber> {
 }
 
 fn institution() -> impl Strategy<Value = MedicalInstitutionCode> {
-    (1u8..=47, "[1346][0-9]{6}").prop_map(|(p, r)| {
-        MedicalInstitutionCode::parse(&with_check(format!("{p:02}{r}"))).unwrap()
-    })
+    (1u8..=47, "[1346][0-9]{6}")
+        .prop_map(|(p, r)| MedicalInstitutionCode::with_check_digit(&format!("{p:02}{r}")).unwrap())
 }
 
 /// Text that Shift_JIS can carry or that becomes a character reference, including markup
