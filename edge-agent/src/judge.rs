@@ -150,11 +150,12 @@ pub fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {
     }
 }
 
-/// Logs what the reader tolerated in a national answer: element paths and codes only (a
+/// Logs what the reader tolerated in an Onshi file (a national answer, a receipt computer's
+/// request): element paths and codes only (a
 /// [`ReadWarning`] carries no name or number of the patient).
 pub fn log_read_warnings(kind: &'static str, warnings: &[ReadWarning]) {
     for w in warnings {
-        tracing::warn!(file = kind, path = %w.path, warning = %w.kind, "national answer read with tolerance");
+        tracing::warn!(file = kind, path = %w.path, warning = %w.kind, "Onshi file read with tolerance");
     }
 }
 

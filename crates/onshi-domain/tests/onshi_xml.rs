@@ -977,3 +977,87 @@ proptest! {
         }
     }
 }
+
+// --- The medical-aid block ----------------------------------------------------------------------
+
+const AID: &str = "<PublicExpenseNumber>12138019</PublicExpenseNumber>\
+    <BeneficiaryNumber>1234567</BeneficiaryNumber>\
+    <WelfareOfficeName>中央市福祉事務所</WelfareOfficeName>\
+    <NumberOfMedicalTickets>2</NumberOfMedicalTickets>\
+    <PublicExpenseResultList><MedicalTicketInfo><TicketType>1</TicketType>\
+    <MedicalTicketValidDate>20260401</MedicalTicketValidDate>\
+    <MedicalTicketExpirationDate>20260430</MedicalTicketExpirationDate>\
+    <StatusOfInfecton>0</StatusOfInfecton><Remarks3>備考</Remarks3>\
+    </MedicalTicketInfo></PublicExpenseResultList>";
+
+fn with_aid(aid: &str) -> String {
+    RESULT.replace("<InsurerName>", &format!("{aid}<InsurerName>"))
+}
+
+#[test]
+fn medical_aid_block_is_read_and_its_count_checked() {
+    // One ticket, though the file says two: the ticket is kept, the count warned about.
+    let (r, warnings) = tolerated(&with_aid(AID));
+    let aid = r.body.results[0].medical_aid.as_ref().unwrap();
+    assert_eq!(aid.public_expense_number.as_deref(), Some("12138019"));
+    assert_eq!(aid.beneficiary_number.as_deref(), Some("1234567"));
+    assert_eq!(aid.welfare_office_name.as_deref(), Some("中央市福祉事務所"));
+    assert_eq!(aid.number_of_medical_tickets, Some(2));
+    let [ticket] = aid.medical_tickets.as_slice() else {
+        panic!("one ticket expected");
+    };
+    assert_eq!(ticket.ticket_type.as_deref(), Some("1"));
+    assert_eq!(ticket.valid_date, Some(date!(2026 - 04 - 01)));
+    assert_eq!(ticket.expiration_date, Some(date!(2026 - 04 - 30)));
+    assert_eq!(ticket.status_of_infection.as_deref(), Some("0"));
+    assert_eq!(ticket.remarks3.as_deref(), Some("備考"));
+    assert_eq!(
+        warnings,
+        [(
+            format!("{PERSON}/NumberOfMedicalTickets"),
+            WarningKind::CountMismatch {
+                stated: 2,
+                found: 1
+            }
+        )]
+    );
+    // Flat tickets (no PublicExpenseResultList) read the same.
+    let flat = AID
+        .replace("<PublicExpenseResultList>", "")
+        .replace("</PublicExpenseResultList>", "")
+        .replace(">2</NumberOfMedicalTickets>", ">1</NumberOfMedicalTickets>");
+    let (r, warnings) = tolerated(&with_aid(&flat));
+    assert_eq!(warnings, []);
+    assert_eq!(
+        r.body.results[0]
+            .medical_aid
+            .as_ref()
+            .unwrap()
+            .medical_tickets
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn medical_aid_numbers_are_identifiers_and_stay_strict() {
+    let bad = with_aid(&AID.replace(">1234567<", ">12345<"));
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == format!("{PERSON}/BeneficiaryNumber")
+    ));
+    let bad = with_aid(&AID.replace(">12138019<", ">1213801X<"));
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == format!("{PERSON}/PublicExpenseNumber")
+    ));
+}
+
+#[test]
+fn an_unknown_per_person_status_is_refused() {
+    let bad = RESULT.replace("<ProcessingResultStatus>1<", "<ProcessingResultStatus>7<");
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == "XmlMsg/MessageBody/ProcessingResultStatus"
+    ));
+}

@@ -561,6 +561,43 @@ mod tests {
         assert!(aid.medical_tickets.is_empty());
     }
 
+    /// Header and body elements of a file, as paths (values and deeper levels aside), and
+    /// where the results sit.
+    fn placement(bytes: &[u8]) -> std::collections::BTreeSet<String> {
+        onshi_domain::xml::element_paths(bytes)
+            .unwrap()
+            .into_iter()
+            .filter(|p| {
+                p.matches('/').count() <= 2 || p.ends_with("/ResultOfQualificationConfirmation")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_place_their_elements_as_the_corpus() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/onshi-corpus/OQSsiquc01res_insurance_card.xml");
+        let corpus = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "the conformance corpus file {} cannot be read: {e}",
+                path.display()
+            )
+        });
+        let s = service();
+        let p = person(&s, |p| p.loss.is_none() && p.limit_rank.is_some());
+        let mut request = request_for(&p);
+        request
+            .search
+            .limit_application_certificate_related_cons_flg = true;
+        let ours = placement(&ask(&s, &request).result.to_xml(XmlEncoding::Utf8));
+        let theirs = placement(&corpus);
+        // The corpus's result has a body-level PrescriptionIssueSelect, which we do not
+        // simulate; everything we write sits where the corpus puts it.
+        let missing: Vec<_> = theirs.difference(&ours).collect();
+        assert_eq!(missing, ["XmlMsg/MessageBody/PrescriptionIssueSelect"]);
+        assert!(ours.is_subset(&theirs), "{:?}", ours.difference(&theirs));
+    }
+
     #[test]
     fn maintenance_insurer_is_valid() {
         assert!(check_digit::is_valid(MAINTENANCE_INSURER));

@@ -1058,7 +1058,11 @@ impl QualificationConfirmationResult {
                     results.push(ResultOfQualificationConfirmation::read(&item.node(&b))?);
                 }
                 ResultBody {
-                    processing_result_status: b.opt_code("ProcessingResultStatus")?,
+                    // The per-person outcome has no safe default: an unknown one is refused.
+                    processing_result_status: b
+                        .text("ProcessingResultStatus")?
+                        .map(|l| l.code())
+                        .transpose()?,
                     processing_result_code: b.opt_string("ProcessingResultCode")?,
                     processing_result_message: b.opt_string("ProcessingResultMessage")?,
                     qualification_validity: b.opt_code("QualificationValidity")?,
