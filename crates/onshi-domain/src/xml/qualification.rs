@@ -4,9 +4,14 @@
 //! Element names are the real ones (see `shared/domain/onshi.md` §3). Both messages have the
 //! root `XmlMsg` with `MessageHeader` and `MessageBody`.
 //!
-//! Reading is order-independent and ignores elements we do not model. Insurer numbers are
-//! written in the 8-character file form (6-digit national health insurance numbers padded with
-//! spaces); spaces or zeros are accepted on input.
+//! Reading is order-independent (face-reader results have no schema order) and tolerant as
+//! `super::read` describes: elements we do not model are ignored with a warning, lists
+//! (`ResultList`, `SpecificDiseasesCertificateList`, `PublicExpenseResultList`) are read nested
+//! or flat. Writing follows the corpus's order (`shared/onshi-corpus`); the medical-aid block,
+//! `LimitApplicationCertificateChanged` and `ArbitraryIdentifier` go last in a result (their
+//! place in the national schema is not public). Insurer numbers are written in the 8-character
+//! file form (6-digit national health insurance numbers padded with spaces); spaces or zeros
+//! are accepted on input.
 //!
 //! Rules enforced when a clerk types a query (late-stage elderly: no branch, 8-digit number;
 //! birth date not in the future) are *not* re-applied when reading files: a result states what
