@@ -33,7 +33,7 @@ pub enum ServiceError {
     RateLimited { retry_after_secs: u64 },
     /// Every password-check slot is taken (argon2id is costly by design); try again shortly.
     #[error(
-        "サインインが混み合っています。{retry_after_secs}秒後にもう一度お試しください: sign-in is busy; try again in {retry_after_secs} seconds"
+        "サインインが混み合っています。{retry_after_secs}秒後にもう一度お試しください: sign-in is busy; try again in {retry_after_secs} s"
     )]
     Busy { retry_after_secs: u64 },
     /// A state-changing request from a browser session without the session's CSRF token.

@@ -96,6 +96,8 @@ fn tally(answers: &[Answer]) -> (usize, usize, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded_memory() {
     let central = central().await;
+    let failed_rows =
+        || central.count("SELECT count(*) FROM security_events WHERE kind = 'sign_in_failed'");
     let before = central.peak_rss_kib();
     let answers = central
         .at_once(64, |_| sign_in_form("hanako", "guess-number-one"))
@@ -106,10 +108,9 @@ async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded
         64,
         "every attempt is a 401 or a 429: {answers:?}"
     );
-    // The limiter counted each attempt before its hash: five for the login, never more,
-    // however many were in flight; the 6th and later were refused without a check.
+    // Counted before its hash: never more than the login's five checked, however many were
+    // in flight (before the fix, all 64 passed the limiter and were hashed at once).
     assert!(checked <= 5, "{checked} passwords checked for one login");
-    assert!(limited >= 59, "{limited} refused by the limit");
     for answer in answers.iter().filter(|a| a.status == 429) {
         assert!(
             answer.retry_after.is_some(),
@@ -117,9 +118,7 @@ async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded
         );
     }
     assert_eq!(
-        central
-            .count("SELECT count(*) FROM security_events WHERE kind = 'sign_in_failed'")
-            .await,
+        failed_rows().await,
         checked as i64,
         "one audit row per checked password, none per refusal"
     );
@@ -130,6 +129,39 @@ async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded
         grown_mib <= bound,
         "central's peak memory grew by {grown_mib} MiB (bound {bound} MiB)"
     );
+
+    // One at a time, the login's attempts are checked up to five; the sixth and every later
+    // one, at once or not, is refused by the limit without a hash.
+    for _ in checked..5 {
+        let answer = central
+            .web
+            .post_form("/login", sign_in_form("hanako", "guess-number-two"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    assert_eq!(failed_rows().await, 5);
+    let sixth = central
+        .web
+        .post_form("/login", sign_in_form("hanako", "guess-number-three"))
+        .await
+        .unwrap();
+    assert_eq!(sixth.status, 429, "{sixth:?}");
+    assert!(
+        sixth.body.contains("too many sign-in attempts"),
+        "{sixth:?}"
+    );
+    let wait: u64 = sixth.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!(
+        wait > 60,
+        "the window's remaining time, not a moment: {wait}"
+    );
+    let answers = central
+        .at_once(64, |_| sign_in_form("HANAKO", "guess-number-four"))
+        .await;
+    let (checked, limited, busy) = tally(&answers);
+    assert_eq!((checked, limited, busy), (0, 64, 0), "{answers:?}");
+    assert_eq!(failed_rows().await, 5, "no hash, no row");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,22 +234,35 @@ async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_no
     assert!(long.body.contains("1 to 64 characters"), "{}", long.body);
     assert_eq!(rows().await, at_start, "refused inputs write nothing");
 
-    // A thousand attempts at one login, twenty at a time: five are checked, the rest refused.
+    // The login's five checked attempts, then a thousand more, twenty at a time: every one of
+    // them refused by the limit (before the fix, each was a security_events row).
+    for _ in 0..5 {
+        let answer = central
+            .web
+            .post_form("/login", sign_in_form("taro", "guess-again"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let after_checks = rows().await;
+    assert_eq!(after_checks - at_start, 5, "one row per checked password");
     for _ in 0..50 {
-        central
+        let answers = central
             .at_once(20, |_| sign_in_form("taro", "guess-again"))
             .await;
+        assert_eq!(tally(&answers), (0, 20, 0), "{answers:?}");
     }
-    let refused = central
-        .count("SELECT coalesce(sum(attempts), 0)::bigint FROM sign_in_refusals")
-        .await;
-    let checked = central
-        .count("SELECT count(*) FROM security_events WHERE kind = 'sign_in_failed'")
-        .await;
-    assert_eq!(refused + checked, 1000, "every attempt is accounted for");
-    assert!(checked <= 5, "{checked}");
-    let written = rows().await - at_start;
-    // At most 5 checked, and one row per refusal reason and key a window (two if the test
-    // straddles the end of a 15-minute window).
-    assert!(written <= 10, "{written} rows for 1,000 attempts");
+    assert_eq!(
+        central
+            .count(
+                "SELECT coalesce(sum(attempts), 0)::bigint FROM sign_in_refusals
+                 WHERE reason = 'rate_limited' AND key = 'login:taro'"
+            )
+            .await,
+        1000,
+        "every refusal is counted"
+    );
+    // One row for the login's key, two if the test straddles the end of a 15-minute window.
+    let written = rows().await - after_checks;
+    assert!(written <= 2, "{written} rows for 1,000 refused attempts");
 }
