@@ -248,6 +248,14 @@ pub struct Anonymous {
     addr: String,
 }
 
+impl std::fmt::Debug for Anonymous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anonymous")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What central answered: status, `Retry-After`, body.
 #[derive(Debug, Clone)]
 pub struct Answer {
