@@ -3,7 +3,9 @@
 //! nor take the pod's memory (argon2id takes 19 MiB a check), and refused attempts must not
 //! write an append-only row each.
 
-use e2e::http::{Anonymous, Answer, sign_in_form};
+use central::auth::accounts::{AccountSpec, create_account};
+use central::store::{self, DatabaseUrl, Store};
+use e2e::http::{Anonymous, Answer, WebSession, sign_in_form};
 use e2e::{Pki, Running, TestDb};
 
 /// Password checks central may run at once in these tests (`--sign-in-checks`).
@@ -13,7 +15,7 @@ const MIB_PER_CHECK: u64 = 19;
 
 struct Central {
     db: TestDb,
-    _pki: Pki,
+    pki: Pki,
     process: Running,
     web: Anonymous,
 }
@@ -38,7 +40,7 @@ async fn central() -> Central {
     let web = Anonymous::new(&pki.paths.chain_ca(), &process.field("web")).unwrap();
     Central {
         db,
-        _pki: pki,
+        pki,
         process,
         web,
     }
@@ -165,7 +167,7 @@ async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sign_ins_beyond_the_check_slots_are_answered_busy_with_retry_after() {
+async fn sign_ins_beyond_the_check_slots_are_answered_busy_and_a_person_still_signs_in() {
     let central = central().await;
     // Twenty logins (the per-address limit), all at once: only CHECKS are checked together.
     let answers = central
@@ -197,6 +199,41 @@ async fn sign_ins_beyond_the_check_slots_are_answered_busy_with_retry_after() {
             >= busy as i64,
         "busy refusals are counted"
     );
+
+    // A person with an account still signs in: four wrong passwords, then the right one.
+    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
+    let account = AccountSpec {
+        login: "kanri".into(),
+        display_name: "管理 花子".into(),
+        role: "viewer".into(),
+        prefectures: Vec::new(),
+        sites: Vec::new(),
+        password: "correct horse battery".into(),
+    };
+    create_account(&store, &account, "test").await.unwrap();
+    for _ in 0..4 {
+        let wrong = central
+            .web
+            .post_form("/login", sign_in_form("kanri", "wrong horse battery"))
+            .await
+            .unwrap();
+        assert_eq!(wrong.status, 401, "{wrong:?}");
+    }
+    let ca = central.pki.paths.chain_ca();
+    let web = central.process.field("web");
+    WebSession::sign_in(&ca, &web, "kanri", "correct horse battery")
+        .await
+        .unwrap();
+    // The success cleared the login's count: it is not locked after one more mistake.
+    let wrong = central
+        .web
+        .post_form("/login", sign_in_form("kanri", "wrong horse battery"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    WebSession::sign_in(&ca, &web, "kanri", "correct horse battery")
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,8 +245,10 @@ async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_no
     };
     let at_start = rows().await;
     // A megabyte login: refused before it is read, counted or written.
-    let huge = central
-        .web
+    // Its own connection: central answers before reading the body and closes it.
+    let once =
+        Anonymous::new(&central.pki.paths.chain_ca(), &central.process.field("web")).unwrap();
+    let huge = once
         .post_form("/login", sign_in_form(&"a".repeat(1 << 20), "x"))
         .await
         .unwrap();
