@@ -76,17 +76,18 @@ pub async fn sign_in(
         }
     };
     let account = store.account(&login).await?;
-    // Hash even when there is no such account, so timing does not tell logins apart.
-    let stored = account
-        .as_ref()
-        .map_or(password::decoy(), |a| a.password_hash.as_str())
-        .to_string();
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
     let candidate = password.to_string();
     // The slot moves into the blocking task: it is freed when the hash is done, even if the
-    // client has gone away meanwhile.
+    // client has gone away meanwhile. Hash even when there is no such account (against the
+    // decoy, itself made in the task the first time), so timing does not tell logins apart.
     let matches = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        password::verify(&candidate, &stored)
+        let hash = match &stored {
+            Some(hash) => hash.as_str(),
+            None => password::decoy(),
+        };
+        password::verify(&candidate, hash)
     })
     .await
     .unwrap_or(false);
