@@ -1,7 +1,10 @@
 //! Wires central together: TLS material, the store, the gRPC ingest and the JSON API.
 //!
-//! `Application::build` binds the listeners (port 0 works; the bound ports are reported) and
-//! runs migrations; `run_until_stopped` serves until the shutdown future completes.
+//! `Application::build` refuses a database role that owns the schema (the audit trail's
+//! append-only protections do not hold against the owner) unless told it is development,
+//! migrates (with the owner's URL when given) or checks the schema is current, and binds the
+//! listeners (port 0 works; the bound ports are reported); `run_until_stopped` serves until the
+//! shutdown future completes.
 
 use std::future::Future;
 use std::net::SocketAddr;
