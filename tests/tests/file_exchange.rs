@@ -248,6 +248,49 @@ async fn bad_files_go_to_the_error_folder_with_an_explanation_and_watching_goes_
     })
     .await;
 
+    // A whole request with a mistyped insurer number: answered at once (no grace wait, meant
+    // for half-written files), naming the field and the rule, Japanese first.
+    let xml = request(&stack.site.site, &person, "R-8")?.to_xml(XmlEncoding::Utf8);
+    let typo = String::from_utf8(xml)?;
+    let insurer = onshi_domain::ids::InsurerNumber::parse(&person.insurer_number)?.to_file_field();
+    let wrong_digit = (insurer.as_bytes()[7] - b'0' + 1) % 10;
+    let typo = typo.replacen(
+        &format!("<InsurerNumber>{insurer}</InsurerNumber>"),
+        &format!(
+            "<InsurerNumber>{}{wrong_digit}</InsurerNumber>",
+            &insurer[..7]
+        ),
+        1,
+    );
+    assert!(
+        typo.contains(&format!("{}{wrong_digit}<", &insurer[..7])),
+        "{typo}"
+    );
+    let put = std::time::Instant::now();
+    stack.put_request("OQSsiquc01req_202604010008.xml", typo.as_bytes())?;
+    let bytes = stack.result("OQSsiquc01res_202604010008.xml").await;
+    assert!(
+        put.elapsed() < std::time::Duration::from_millis(2500),
+        "answered after {:?}, not before the grace of 2.5 s",
+        put.elapsed()
+    );
+    let result = QualificationConfirmationResult::from_xml(&bytes)?;
+    assert_eq!(result.header.error_code.as_deref(), Some("AGT-E0005"));
+    assert_eq!(
+        result.header.arbitrary_file_identifier.as_deref(),
+        Some("R-8")
+    );
+    let message = result.header.error_message.unwrap_or_default();
+    let ja = message.find("保険者番号の検証番号が一致しません");
+    let en = message.find("insurer number");
+    assert!(matches!((ja, en), (Some(j), Some(e)) if j < e), "{message}");
+    assert!(message.contains("check digit should be"), "{message}");
+    assert!(!message.contains("読み取れません"), "{message}");
+    eventually("the mistyped request in the error folder", || async {
+        (files_in(&stack.dir("error")).len() == 4).then_some(())
+    })
+    .await;
+
     // The watcher is still there: a good request after the bad ones is answered.
     let xml = request(&stack.site.site, &person, "R-6")?.to_xml(XmlEncoding::Utf8);
     stack.put_request("OQSsiquc01req_202604010006.xml", &xml)?;

@@ -161,6 +161,29 @@ pub enum Problem {
     LateStageElderlyNumberFormat,
 }
 
+impl Problem {
+    /// What kind of problem, without any digit of the value: for logs, which must never carry
+    /// a patient's identifier (a check digit's expected value is part of one).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Empty => "empty",
+            Problem::TooLong { .. } => "too long",
+            Problem::NotDigits => "not digits",
+            Problem::WrongLength { .. } => "wrong length",
+            Problem::CheckDigit { .. } => "check digit",
+            Problem::InstitutionCheckDigit { .. } => "institution check digit",
+            Problem::UnknownPrefecture(_) => "unknown prefecture",
+            Problem::UnknownFeeTable(_) => "unknown fee table",
+            Problem::NotADate => "not a date",
+            Problem::InFuture => "in the future",
+            Problem::TooOld => "too old",
+            Problem::ControlCharacter => "control character",
+            Problem::BranchNotUsedByLateStageElderly => "branch not used",
+            Problem::LateStageElderlyNumberFormat => "late-stage elderly number format",
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     /// The reason alone, without field or value; used inside other messages (e.g. XML errors).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

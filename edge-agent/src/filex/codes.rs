@@ -19,6 +19,9 @@ pub enum AgentErrorCode {
     RequestTooLarge,
     /// The request names another medical institution than this site.
     WrongInstitution,
+    /// A complete request with a field whose value is wrong (a check digit, a date that does
+    /// not exist): answered at once, naming the field and the rule, never as "unreadable".
+    RequestInvalidField,
     /// The request file could not be read from disk.
     FileUnreadable,
     /// The national system could not be reached (link down, timeout).
@@ -34,6 +37,7 @@ impl AgentErrorCode {
         Self::RequestUnreadable,
         Self::RequestTooLarge,
         Self::WrongInstitution,
+        Self::RequestInvalidField,
         Self::FileUnreadable,
         Self::NationalUnreachable,
         Self::NationalAnswerUnreadable,
@@ -46,6 +50,7 @@ impl AgentErrorCode {
             Self::RequestTooLarge => "AGT-E0002",
             Self::WrongInstitution => "AGT-E0003",
             Self::FileUnreadable => "AGT-E0004",
+            Self::RequestInvalidField => "AGT-E0005",
             Self::NationalUnreachable => "AGT-E0101",
             Self::NationalAnswerUnreadable => "AGT-E0102",
             Self::NotRecorded => "AGT-E0103",
@@ -66,6 +71,9 @@ impl AgentErrorCode {
             }
             Self::FileUnreadable => {
                 "要求ファイルを開けません / the request file could not be read from disk"
+            }
+            Self::RequestInvalidField => {
+                "要求ファイルの入力内容に誤りがあります。レセコンで入力した番号を確認してください / a value in the request is wrong; check what was entered at the receipt computer"
             }
             Self::NationalUnreachable => {
                 "オンライン資格確認システムに接続できません。保険証（資格確認書）で確認してください / the national system cannot be reached: check the patient's physical insurance card"

@@ -131,17 +131,37 @@ impl Refusal {
     fn xml(error: XmlError) -> Self {
         let code = match error {
             XmlError::TooLarge { .. } => AgentErrorCode::RequestTooLarge,
+            // A whole file with a wrong value: complete, so no grace, and said precisely.
+            XmlError::InvalidIdentifier { .. } | XmlError::InvalidValue { .. } => {
+                AgentErrorCode::RequestInvalidField
+            }
             _ => AgentErrorCode::RequestUnreadable,
         };
         let log_detail = match &error {
             XmlError::InvalidValue { path, .. } => format!("invalid value in {path}"),
+            XmlError::InvalidIdentifier { path, error } => {
+                format!("{} ({}) in {path}", error.field, error.problem.kind())
+            }
+            other => other.to_string(),
+        };
+        let detail = match &error {
+            // For the clerk: the field, the value and the rule, Japanese then English.
+            XmlError::InvalidIdentifier { path, error } => {
+                format!("{} / {} ({path})", error.message_ja(), error)
+            }
             other => other.to_string(),
         };
         Self {
             code,
-            detail: error.to_string(),
+            detail,
             log_detail,
         }
+    }
+
+    /// A file that may still be being written: only a file that is not yet well-formed XML
+    /// (a writer that writes in place has not reached `</XmlMsg>`) deserves the grace wait.
+    fn may_be_incomplete(&self) -> bool {
+        self.code == AgentErrorCode::RequestUnreadable
     }
 }
 
@@ -287,13 +307,8 @@ impl FileExchange {
                     continue;
                 }
             };
-            let incomplete = matches!(
-                self.parse(&bytes),
-                Err(Refusal {
-                    code: AgentErrorCode::RequestUnreadable,
-                    ..
-                })
-            );
+            let incomplete =
+                matches!(self.parse(&bytes), Err(refusal) if refusal.may_be_incomplete());
             if incomplete && quiet < self.config.incomplete_grace() {
                 // Perhaps still being written: look again once it has been quiet longer.
                 entry.unparsable = true;
@@ -718,13 +733,54 @@ mod tests {
             value: "19800231".into(),
             reason: "no such day".into(),
         });
-        assert_eq!(refusal.code, AgentErrorCode::RequestUnreadable);
+        assert_eq!(refusal.code, AgentErrorCode::RequestInvalidField);
         assert!(
             refusal.detail.contains("19800231"),
             "the result file says which"
         );
         assert!(!refusal.log_detail.contains("19800231"), "the log does not");
         assert!(refusal.log_detail.contains("Birthdate"));
+    }
+
+    /// A wrong check digit in a whole file is not a half-written file: answered at once, with
+    /// the field and the rule in Japanese then English, never as "unreadable".
+    #[test]
+    fn a_wrong_check_digit_is_named_and_not_given_the_grace_wait() {
+        let error = onshi_domain::ids::InsurerNumber::parse("06139157").unwrap_err();
+        let refusal = Refusal::xml(XmlError::InvalidIdentifier {
+            path: "XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsurerNumber".into(),
+            error,
+        });
+        assert_eq!(refusal.code, AgentErrorCode::RequestInvalidField);
+        assert!(!refusal.may_be_incomplete());
+        let ja = refusal.detail.find("保険者番号の検証番号が一致しません");
+        let en = refusal.detail.find("check digit should be 8, not 7");
+        assert!(
+            matches!((ja, en), (Some(j), Some(e)) if j < e),
+            "{}",
+            refusal.detail
+        );
+        assert!(
+            !refusal.detail.contains("読み取れません"),
+            "{}",
+            refusal.detail
+        );
+        assert!(
+            !refusal.log_detail.contains("06139157"),
+            "{}",
+            refusal.log_detail
+        );
+        assert!(
+            !refusal.log_detail.contains("should be 8"),
+            "{}",
+            refusal.log_detail
+        );
+        // A file that is not yet well-formed may still be being written.
+        let truncated = Refusal::xml(XmlError::Malformed {
+            position: 10,
+            detail: "unexpected end".into(),
+        });
+        assert!(truncated.may_be_incomplete());
     }
 
     #[test]

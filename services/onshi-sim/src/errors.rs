@@ -244,7 +244,9 @@ impl SimErrorCode {
         match error {
             XmlError::TooLarge { .. } => Self::RequestTooLarge,
             XmlError::MissingElement { .. } => Self::RequiredElementMissing,
-            XmlError::InvalidValue { .. } => Self::InvalidValue,
+            XmlError::InvalidValue { .. } | XmlError::InvalidIdentifier { .. } => {
+                Self::InvalidValue
+            }
             XmlError::TooDeep
             | XmlError::TooManyElements
             | XmlError::Encoding(_)

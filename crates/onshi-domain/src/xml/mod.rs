@@ -130,6 +130,15 @@ pub enum XmlError {
         value: String,
         reason: String,
     },
+    /// An identifier (institution code, insurer number, card symbol and number, branch, date of
+    /// birth) that its own rules refuse: the [`crate::ids::IdError`] names the field and the
+    /// rule, in English and Japanese, so a request file with a typing error is answered with
+    /// what to fix rather than "unreadable".
+    #[error("invalid {} in {path}: {error}", error.field)]
+    InvalidIdentifier {
+        path: String,
+        error: crate::ids::IdError,
+    },
 }
 
 /// A value as quoted in an error: controls escaped, at most 64 characters.

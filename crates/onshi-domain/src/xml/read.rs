@@ -627,7 +627,10 @@ impl Leaf<'_> {
 
     /// Parses an identifier; the reason is the identifier's own problem text.
     pub(crate) fn id<T>(&self, parse: fn(&str) -> Result<T, IdError>) -> Result<T, XmlError> {
-        parse(self.raw).map_err(|e| self.invalid(e.problem.to_string()))
+        parse(self.raw).map_err(|error| XmlError::InvalidIdentifier {
+            path: self.path.clone(),
+            error,
+        })
     }
 
     pub(crate) fn code<T>(&self) -> Result<T, XmlError>
