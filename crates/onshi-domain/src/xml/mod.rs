@@ -38,7 +38,10 @@ mod write;
 pub use bulk::*;
 pub use checkup::*;
 pub use drug::*;
-pub use info::{FileCategory, InfoRequestHeader, InfoResultHeader, YearMonth};
+pub use info::{
+    FileCategory, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, ResultCode,
+    YearMonth, element_paths,
+};
 pub use qualification::*;
 
 /// The character encoding of a written file.
