@@ -124,7 +124,7 @@ impl FileCategory {
 
     /// Whether the answer is XML (even codes; UNCONFIRMED inference, see the type's docs).
     pub fn is_xml(self) -> bool {
-        self.0 % 2 == 0
+        self.0.is_multiple_of(2)
     }
 }
 
