@@ -605,8 +605,10 @@ impl Views {
         };
         match category {
             InfoCategory::Drug => {
-                let result =
-                    DrugInfoResult::from_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
+                let read =
+                    DrugInfoResult::read_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
+                crate::judge::log_read_warnings("YZKsiquc01res", &read.warnings);
+                let result = read.value;
                 national(&result.outcome)?;
                 Ok(ViewedInfo {
                     drugs: result.months,
@@ -616,8 +618,10 @@ impl Views {
                 })
             }
             _ => {
-                let result = CheckupInfoResult::from_xml(&answer.body)
+                let read = CheckupInfoResult::read_xml(&answer.body)
                     .map_err(|e| malformed(e.to_string()))?;
+                crate::judge::log_read_warnings("TKKsiquc01res", &read.warnings);
+                let result = read.value;
                 national(&result.outcome)?;
                 Ok(ViewedInfo {
                     checkups: result.checkups,

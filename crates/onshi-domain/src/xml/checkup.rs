@@ -11,15 +11,15 @@
 //! header; in the body, one `SpecificHealthCheckupInfo` per checkup (`EffectiveTime`) with
 //! `HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo` items (`ItemCode`,
 //! `ItemName`, `DataType`, `DataValue`, `Unit`, `Oid`, `DataValueName`). Items are read nested
-//! or flat; unknown elements are ignored.
+//! or flat; unknown elements are warnings ([`CheckupInfoResult::read_xml`]), never refusals.
 
 use time::Date;
 
 use super::info::{
-    At, BODY, HEADER, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, PatientNames,
-    ROOT, YearMonth, opt_month, read_result, read_root, req_file_category,
+    BODY, HEADER, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, Parts,
+    PatientNames, ROOT, YearMonth, code, opt_month, read_root, req_file_category,
 };
-use super::read::Node;
+use super::read::{Doc, Node, Warned};
 use super::write::Out;
 use super::{FileCategory, XmlEncoding, XmlError, XmlLimits};
 use crate::ids::parse_yyyymmdd;
@@ -175,43 +175,62 @@ impl CheckupInfoResult {
         out.finish()
     }
 
+    /// Reads a result, dropping the warnings (tests, tools); programs use [`Self::read_xml`].
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, outcome) = read_result(bytes, limits)?;
-        let root = At::root(&root);
-        let patient = InfoPatient::read(&root, &QUALIFICATIONS_INFO)?;
-        let checkups = root
-            .child(BODY)
-            .map(|body| {
-                body.all(CHECKUP)
-                    .iter()
-                    .map(|c| Checkup {
-                        effective_time: c.code("EffectiveTime"),
-                        items: c
-                            .items(ITEMS, ITEM)
-                            .iter()
-                            .map(|i| CheckupItem {
-                                item_code: i.code("ItemCode"),
-                                item_name: i.leaf("ItemName"),
-                                data_type: i.code("DataType"),
-                                data_value: i.leaf("DataValue"),
-                                unit: i.leaf("Unit"),
-                                oid: i.code("Oid"),
-                                data_value_name: i.leaf("DataValueName"),
-                            })
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(CheckupInfoResult {
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    /// Reads a result with what was tolerated (unknown elements, unreadable dates).
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let header = root.envelope(HEADER)?;
+        let body = root.opt_envelope(BODY)?;
+        let parts = Parts {
+            header: &header,
+            body: body.as_ref(),
+            root: &root,
+        };
+        let outcome = InfoOutcome::read(&parts)?;
+        let patient = InfoPatient::read(&parts, &QUALIFICATIONS_INFO)?;
+        let mut checkups = Vec::new();
+        if let Some(body) = &body {
+            for c in body.children(CHECKUP) {
+                let mut items = Vec::new();
+                for item in c.list(ITEMS, ITEM) {
+                    let i = item.node(&c);
+                    items.push(CheckupItem {
+                        item_code: code(&i, "ItemCode")?,
+                        item_name: i.opt_string("ItemName")?,
+                        data_type: code(&i, "DataType")?,
+                        data_value: i.opt_string("DataValue")?,
+                        unit: i.opt_string("Unit")?,
+                        oid: code(&i, "Oid")?,
+                        data_value_name: i.opt_string("DataValueName")?,
+                    });
+                }
+                checkups.push(Checkup {
+                    effective_time: code(&c, "EffectiveTime")?,
+                    items,
+                });
+            }
+        }
+        Ok(doc.finish(CheckupInfoResult {
             outcome,
             patient,
             checkups,
-        })
+        }))
     }
 }
 
@@ -311,18 +330,23 @@ mod tests {
         );
         let text = String::from_utf8(result.to_xml(XmlEncoding::Utf8)).unwrap();
         let bad = text.replace("<Birthday>19600229", "<Birthday>19610229");
-        assert!(matches!(
-            CheckupInfoResult::from_xml(bad.as_bytes()),
-            Err(XmlError::InvalidValue { path, .. }) if path.ends_with("QualificationsInfo/Birthday")
-        ));
+        let read = CheckupInfoResult::read_xml(bad.as_bytes()).unwrap();
+        assert_eq!(read.value.patient.unwrap().birth, None);
+        assert!(
+            read.warnings[0]
+                .path
+                .ends_with("QualificationsInfo/Birthday"),
+            "{:?}",
+            read.warnings
+        );
     }
 
     #[test]
-    fn items_read_flat_and_result_code_anywhere() {
+    fn items_read_flat_and_result_code_in_the_body() {
         let xml = r#"<XmlMsg><MessageHeader/><MessageBody>
 <SpecificHealthCheckupInfo><EffectiveTime>20240501093000</EffectiveTime>
 <HealthCheckupResultAndQuestionInfo><ItemCode>X</ItemCode></HealthCheckupResultAndQuestionInfo>
-</SpecificHealthCheckupInfo><Status><ResultCode>2</ResultCode><MessageContents>m</MessageContents></Status>
+</SpecificHealthCheckupInfo><ResultCode>2</ResultCode><MessageContents>m</MessageContents>
 </MessageBody></XmlMsg>"#;
         let r = CheckupInfoResult::from_xml(xml.as_bytes()).unwrap();
         assert_eq!(r.outcome.result_code, ResultCode::Other("2".into()));

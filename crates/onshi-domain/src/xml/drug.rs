@@ -17,15 +17,16 @@
 //! UNCONFIRMED: the other `Cz…` names and every `Sh…` name below each container (built by
 //! analogy), the content of `MeTrInf` (kept as name/text pairs), and whether `DrugInfs` can
 //! also sit directly in the month (the notes can be read that way: such drugs are read into
-//! [`MedicationMonth::drugs`]). Lists are read nested or flat ([`At::items`]).
+//! [`MedicationMonth::drugs`]). Lists are read nested or flat ([`Node::list`]); a date or
+//! month that cannot be read is absent with a warning ([`DrugInfoResult::read_xml`]).
 
 use time::Date;
 
 use super::info::{
-    At, BODY, HEADER, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, PatientNames,
-    ROOT, YearMonth, read_result, read_root, req_file_category, req_month,
+    BODY, HEADER, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, Parts,
+    PatientNames, ROOT, YearMonth, code, read_root, req_file_category, req_month, result_month,
 };
-use super::read::Node;
+use super::read::{Doc, Node, Warned};
 use super::write::Out;
 use super::{FileCategory, XmlEncoding, XmlError, XmlLimits};
 
@@ -305,24 +306,43 @@ impl DrugInfoResult {
         out.finish()
     }
 
+    /// Reads a result, dropping the warnings (tests, tools); programs use [`Self::read_xml`].
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, outcome) = read_result(bytes, limits)?;
-        let root = At::root(&root);
-        let patient = InfoPatient::read(&root, &QUA_INF)?;
-        let mut result = DrugInfoResult {
-            patient,
-            ..DrugInfoResult::refused(outcome)
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    /// Reads a result with what was tolerated (unknown elements, unreadable dates).
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let header = root.envelope(HEADER)?;
+        let body = root.opt_envelope(BODY)?;
+        let parts = Parts {
+            header: &header,
+            body: body.as_ref(),
+            root: &root,
         };
-        if let Some(body) = root.child(BODY) {
-            result.months = read_list(&body, &MEDICAL)?;
-            result.dispensing = read_list(&body, &DISPENSING)?;
-            result.prescriptions = read_list(&body, &PRESCRIPTIONS)?;
+        let mut result = DrugInfoResult {
+            patient: InfoPatient::read(&parts, &QUA_INF)?,
+            ..DrugInfoResult::refused(InfoOutcome::read(&parts)?)
+        };
+        if let Some(body) = &body {
+            result.months = read_list(body, &MEDICAL)?;
+            result.dispensing = read_list(body, &DISPENSING)?;
+            result.prescriptions = read_list(body, &PRESCRIPTIONS)?;
         }
-        Ok(result)
+        Ok(doc.finish(result))
     }
 }
 
@@ -397,62 +417,72 @@ fn write_treatments(out: &mut Out, n: &ListNames, treatments: &[TreatmentEntry])
     out.close(n.treatments);
 }
 
-fn read_list(body: &At<'_>, n: &ListNames) -> Result<Vec<MedicationMonth>, XmlError> {
-    let months = match n.list {
-        Some(list) => body.items(list, n.month_inf),
-        None => body.all(n.month_inf),
-    };
-    months
-        .iter()
-        .map(|m| {
-            Ok(MedicationMonth {
-                organization: m.code(n.org),
-                institution_code: m.code(n.institution_code),
-                institution_name: m.leaf(n.institution_name),
-                month: m.month(n.month)?,
-                in_out: m.code(n.in_out),
-                days: m
-                    .items(n.days, n.day)
-                    .iter()
-                    .map(|d| {
-                        Ok(MedicationDay {
-                            date: d.date(n.date)?,
-                            prescription_date: d.date(n.prescription_date)?,
-                            drugs: read_drugs(d, n),
-                            treatments: read_treatments(d, n),
-                        })
-                    })
-                    .collect::<Result<_, XmlError>>()?,
-                drugs: read_drugs(m, n),
-                treatments: read_treatments(m, n),
-            })
-        })
-        .collect()
+fn read_list(body: &Node<'_>, n: &ListNames) -> Result<Vec<MedicationMonth>, XmlError> {
+    let mut out = Vec::new();
+    match n.list {
+        Some(list) => {
+            for item in body.list(list, n.month_inf) {
+                out.push(read_month(&item.node(body), n)?);
+            }
+        }
+        None => {
+            for m in body.children(n.month_inf) {
+                out.push(read_month(&m, n)?);
+            }
+        }
+    }
+    Ok(out)
 }
 
-fn read_drugs(parent: &At<'_>, n: &ListNames) -> Vec<DrugEntry> {
-    parent
-        .items(n.drugs, n.drug)
-        .iter()
-        .map(|x| DrugEntry {
-            drug_code: x.code(n.drug_code),
-            drug_name: x.leaf(n.drug_name),
-            ingredient_name: x.leaf(n.ingredient),
-            quantity: x.leaf(n.quantity),
-            unit: x.leaf(n.unit),
-            usage: x.leaf(n.usage),
-            special_instruction: x.leaf(n.special_instruction),
-            times: x.leaf(n.times),
-            treatment_class: x.code(n.treatment_class),
-        })
-        .collect()
+fn read_month(m: &Node<'_>, n: &ListNames) -> Result<MedicationMonth, XmlError> {
+    let mut days = Vec::new();
+    for item in m.list(n.days, n.day) {
+        let d = item.node(m);
+        days.push(MedicationDay {
+            date: d.opt_date(n.date)?,
+            prescription_date: d.opt_date(n.prescription_date)?,
+            drugs: read_drugs(&d, n)?,
+            treatments: read_treatments(&d, n),
+        });
+    }
+    Ok(MedicationMonth {
+        organization: code(m, n.org)?,
+        institution_code: code(m, n.institution_code)?,
+        institution_name: m.opt_string(n.institution_name)?,
+        month: result_month(m, n.month)?,
+        in_out: code(m, n.in_out)?,
+        days,
+        drugs: read_drugs(m, n)?,
+        treatments: read_treatments(m, n),
+    })
 }
 
-fn read_treatments(parent: &At<'_>, n: &ListNames) -> Vec<TreatmentEntry> {
+fn read_drugs(parent: &Node<'_>, n: &ListNames) -> Result<Vec<DrugEntry>, XmlError> {
+    let mut out = Vec::new();
+    for item in parent.list(n.drugs, n.drug) {
+        let x = item.node(parent);
+        out.push(DrugEntry {
+            drug_code: code(&x, n.drug_code)?,
+            drug_name: x.opt_string(n.drug_name)?,
+            ingredient_name: x.opt_string(n.ingredient)?,
+            quantity: x.opt_string(n.quantity)?,
+            unit: x.opt_string(n.unit)?,
+            usage: x.opt_string(n.usage)?,
+            special_instruction: x.opt_string(n.special_instruction)?,
+            times: x.opt_string(n.times)?,
+            treatment_class: code(&x, n.treatment_class)?,
+        });
+    }
+    Ok(out)
+}
+
+fn read_treatments(parent: &Node<'_>, n: &ListNames) -> Vec<TreatmentEntry> {
     parent
-        .items(n.treatments, n.treatment)
+        .list(n.treatments, n.treatment)
         .iter()
-        .map(|t| TreatmentEntry { fields: t.leaves() })
+        .map(|item| TreatmentEntry {
+            fields: item.node(parent).leaves(),
+        })
         .collect()
 }
 
@@ -601,7 +631,7 @@ pub(crate) mod tests {
     <DiDateInf><DiDate>20251203</DiDate><DrugInf><DrugN>a</DrugN></DrugInf></DiDateInf>
     <DiDateInfs><DiDateInf><DiDate>20251204</DiDate>
       <DrugInfs><DrugInf><DrugN>b</DrugN></DrugInf></DrugInfs>
-      <DrugInfs><DrugInf><DrugN>c</DrugN><DrugN>c2</DrugN></DrugInf></DrugInfs>
+      <DrugInfs><DrugInf><DrugN>c</DrugN><DrugN>c</DrugN></DrugInf></DrugInfs>
     </DiDateInf></DiDateInfs>
     <DrugInfs><DrugInf><DrugN>month-level</DrugN></DrugInf></DrugInfs>
   </MeTrMonthInf>
@@ -609,7 +639,17 @@ pub(crate) mod tests {
   <CzDiInf><CzDiMonthInf><CzDiMonth>202511</CzDiMonth></CzDiMonthInf></CzDiInf>
   <CzDiInf><CzDiMonthInf><CzDiMonth>202510</CzDiMonth></CzDiMonthInf></CzDiInf>
 </MessageBody></XmlMsg>"#;
-        let r = DrugInfoResult::from_xml(xml.as_bytes()).unwrap();
+        let read = DrugInfoResult::read_xml(xml.as_bytes()).unwrap();
+        let warned: Vec<String> = read.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            warned.iter().any(|w| w.contains("MessageBody/NewThing")),
+            "{warned:?}"
+        );
+        assert!(
+            warned.iter().any(|w| w.contains("QuaInf/Unknown")),
+            "{warned:?}"
+        );
+        let r = read.value;
         assert!(r.outcome.result_code.is_success());
         assert_eq!(r.patient.unwrap().name.as_deref(), Some("A"));
         let m = &r.months[0];
@@ -620,7 +660,7 @@ pub(crate) mod tests {
             .flat_map(|d| d.drugs.iter())
             .map(|x| x.drug_name.as_deref().unwrap())
             .collect();
-        // Nested days first, then flat ones; a repeated leaf gives its first value.
+        // Nested days first, then flat ones; a repeated equal leaf is read once.
         assert_eq!(names, ["b", "c", "a"]);
         assert_eq!(m.drugs[0].drug_name.as_deref(), Some("month-level"));
         let months: Vec<_> = r
@@ -649,12 +689,27 @@ pub(crate) mod tests {
             DrugInfoRequest::from_xml(missing.as_bytes()),
             Err(XmlError::MissingElement { .. })
         ));
+        // In a result, an unreadable date is absent with a warning naming it.
         let result = String::from_utf8(sample_result().to_xml(XmlEncoding::Utf8)).unwrap();
-        let bad = result.replace("<DiDate>20260314", "<DiDate>20260332");
+        let bad = result.replacen("<DiDate>20260314", "<DiDate>20260332", 1);
+        let read = DrugInfoResult::read_xml(bad.as_bytes()).unwrap();
+        assert_eq!(read.value.months[0].days[0].date, None);
+        assert_eq!(read.warnings.len(), 1, "{:?}", read.warnings);
+        assert!(
+            read.warnings[0]
+                .path
+                .ends_with("MeTrMonthInf/DiDateInfs/DiDateInf/DiDate"),
+            "{:?}",
+            read.warnings
+        );
+        // Two different values where one is expected have no safe reading.
+        let twice = result.replace(
+            "<DrugN>アムロジピン錠５ｍｇ</DrugN>",
+            "<DrugN>アムロジピン錠５ｍｇ</DrugN><DrugN>別の薬</DrugN>",
+        );
         assert!(matches!(
-            DrugInfoResult::from_xml(bad.as_bytes()),
-            Err(XmlError::InvalidValue { path, .. })
-                if path.ends_with("MeTrMonthInf[1]/DiDateInfs[1]/DiDateInf[1]/DiDate")
+            DrugInfoResult::from_xml(twice.as_bytes()),
+            Err(XmlError::InvalidValue { .. })
         ));
         let no_code = result.replace("<ResultCode>1</ResultCode>", "");
         assert!(matches!(

@@ -8,7 +8,9 @@
 //! sources leave open is marked **UNCONFIRMED** where it is decided.
 //!
 //! Requests are read strictly (they name a patient: identifiers must be right); results are
-//! read tolerantly ([`At`]): unknown elements and unknown code values never refuse a file.
+//! read with the tolerant reader ([`super::read::Doc`]): unknown elements, unknown code values
+//! and unreadable dates never refuse a file, they are warnings ([`super::Warned`]); lists are
+//! read nested or flat ([`Node::list`]); codes whose tables are not public are kept as written.
 
 use time::{Date, Month};
 
@@ -18,7 +20,7 @@ use super::write::Out;
 use super::{XmlError, XmlLimits, charset, shown};
 use crate::ids::{
     InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
-    MedicalInstitutionCode, parse_yyyymmdd,
+    MedicalInstitutionCode,
 };
 
 pub(crate) const ROOT: &str = "XmlMsg";
@@ -265,8 +267,8 @@ impl ResultCode {
 /// How a drug or checkup result ended: `ResultCode` and `MessageContents`.
 ///
 /// Their parent is not public (the client the corpus follows reads them anywhere): the reader
-/// looks in `MessageHeader`, then `MessageBody`, then the root, then anywhere; the writer puts
-/// them first in `MessageHeader`, where the corpus has `ResultCode`.
+/// takes them from `MessageHeader`, else `MessageBody`, else the root; the writer puts them
+/// first in `MessageHeader`, where the corpus has `ResultCode`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InfoOutcome {
     pub result_code: ResultCode,
@@ -288,37 +290,44 @@ impl InfoOutcome {
     }
 
     /// A file without any `ResultCode` is refused: nobody can tell whether it succeeded.
-    pub(crate) fn read(root: &Element) -> Result<Self, XmlError> {
-        let result_code = find_leaf(root, "ResultCode")
-            .map(ResultCode::from_code)
+    pub(crate) fn read(parts: &Parts<'_, '_>) -> Result<Self, XmlError> {
+        let result_code = parts
+            .text("ResultCode")?
+            .map(|code| ResultCode::from_code(&code))
             .ok_or_else(|| XmlError::MissingElement {
                 path: format!("{ROOT}/{HEADER}/ResultCode"),
             })?;
         Ok(InfoOutcome {
             result_code,
-            message_contents: find_leaf(root, "MessageContents").map(str::to_owned),
+            message_contents: parts.text("MessageContents")?,
         })
     }
 }
 
-/// The text of the first non-empty leaf `name`: in the header, the body, the root, then
-/// anywhere (depth first, document order).
-fn find_leaf<'a>(root: &'a Element, name: &str) -> Option<&'a str> {
-    fn direct<'a>(el: &'a Element, name: &str) -> Option<&'a str> {
-        el.children
-            .iter()
-            .find(|c| c.name == name && !c.text.trim().is_empty())
-            .map(|c| c.text.as_str())
+/// The three places a result's outcome and patient block may sit, in the order they are
+/// looked in: `MessageHeader` (where the corpus has them), `MessageBody`, the root.
+pub(crate) struct Parts<'n, 'a> {
+    pub(crate) header: &'n Node<'a>,
+    pub(crate) body: Option<&'n Node<'a>>,
+    pub(crate) root: &'n Node<'a>,
+}
+
+impl<'n, 'a> Parts<'n, 'a> {
+    fn in_order(&self) -> impl Iterator<Item = &'n Node<'a>> {
+        [Some(self.header), self.body, Some(self.root)]
+            .into_iter()
+            .flatten()
     }
-    fn anywhere<'a>(el: &'a Element, name: &str) -> Option<&'a str> {
-        direct(el, name).or_else(|| el.children.iter().find_map(|c| anywhere(c, name)))
+
+    /// The first non-empty leaf `name` found in the three places.
+    fn text(&self, name: &str) -> Result<Option<String>, XmlError> {
+        for part in self.in_order() {
+            if let Some(text) = part.opt_string(name)? {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
     }
-    let part = |n: &str| root.children.iter().find(|c| c.name == n);
-    part(HEADER)
-        .and_then(|h| direct(h, name))
-        .or_else(|| part(BODY).and_then(|b| direct(b, name)))
-        .or_else(|| direct(root, name))
-        .or_else(|| anywhere(root, name))
 }
 
 /// The patient as a drug or checkup result names them: `QuaInf` (`Name`, `KanaName`, `Birth`,
@@ -354,160 +363,32 @@ impl InfoPatient {
     }
 
     /// The block in the header (where the corpus has it), else in the body or the root.
-    pub(crate) fn read(root: &At<'_>, n: &PatientNames) -> Result<Option<Self>, XmlError> {
-        let block = [root.child(HEADER), root.child(BODY), Some(root.clone())]
-            .into_iter()
-            .flatten()
-            .find_map(|part| part.child(n.block));
-        let Some(b) = block else { return Ok(None) };
-        Ok(Some(InfoPatient {
-            name: b.leaf(n.name),
-            kana_name: b.leaf(n.kana),
-            birth: b.date(n.birth)?,
-            gender_code: b.code(n.gender),
-        }))
+    pub(crate) fn read(parts: &Parts<'_, '_>, n: &PatientNames) -> Result<Option<Self>, XmlError> {
+        for part in parts.in_order() {
+            if let Some(b) = part.child(n.block)? {
+                return Ok(Some(InfoPatient {
+                    name: b.opt_string(n.name)?,
+                    kana_name: b.opt_string(n.kana)?,
+                    birth: b.opt_date(n.birth)?,
+                    gender_code: code(&b, n.gender)?,
+                }));
+            }
+        }
+        Ok(None)
     }
 }
 
-/// A tolerant cursor over a result's tree. Results are read leniently, unlike requests:
-/// unknown elements are ignored, a leaf that appears twice gives its first non-empty value,
-/// and a list is read whether its items sit in one container, in several, or directly in the
-/// parent ("nested or flat", where sources disagree). Values that mean something as a date or
-/// month are still checked, and a bad one names its element.
-#[derive(Clone)]
-pub(crate) struct At<'a> {
-    el: &'a Element,
-    path: String,
+/// A code whose table is not public: the leaf trimmed, kept whatever its value.
+pub(crate) fn code(node: &Node<'_>, name: &str) -> Result<Option<String>, XmlError> {
+    Ok(node.opt_string(name)?.map(|s| s.trim().to_owned()))
 }
 
-impl<'a> At<'a> {
-    pub(crate) fn root(el: &'a Element) -> Self {
-        At {
-            el,
-            path: el.name.clone(),
-        }
-    }
-
-    fn at(&self, el: &'a Element, index: Option<usize>) -> At<'a> {
-        let mut path = format!("{}/{}", self.path, el.name);
-        if let Some(i) = index {
-            path.push_str(&format!("[{}]", i + 1));
-        }
-        At { el, path }
-    }
-
-    /// The first child called `name`.
-    pub(crate) fn child(&self, name: &str) -> Option<At<'a>> {
-        self.el
-            .children
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| self.at(c, None))
-    }
-
-    /// Every child called `name`, in document order.
-    pub(crate) fn all(&self, name: &str) -> Vec<At<'a>> {
-        self.el
-            .children
-            .iter()
-            .filter(|c| c.name == name)
-            .enumerate()
-            .map(|(i, c)| self.at(c, Some(i)))
-            .collect()
-    }
-
-    /// The items of a list: `container/item` for every `container`, then `item` directly
-    /// here, in document order within each.
-    pub(crate) fn items(&self, container: &str, item: &str) -> Vec<At<'a>> {
-        let mut out = Vec::new();
-        for c in self.all(container) {
-            out.extend(c.all(item));
-        }
-        out.extend(self.all(item));
-        out
-    }
-
-    /// The first non-empty text of leaf `name`, as written.
-    pub(crate) fn leaf(&self, name: &str) -> Option<String> {
-        self.el
-            .children
-            .iter()
-            .find(|c| c.name == name && !c.text.trim().is_empty())
-            .map(|c| c.text.clone())
-    }
-
-    /// A code: the leaf, trimmed, kept whatever its value.
-    pub(crate) fn code(&self, name: &str) -> Option<String> {
-        self.leaf(name).map(|s| s.trim().to_owned())
-    }
-
-    /// Every leaf child (no children of its own) with text, as (name, text), in order.
-    pub(crate) fn leaves(&self) -> Vec<(String, String)> {
-        self.el
-            .children
-            .iter()
-            .filter(|c| c.children.is_empty() && !c.text.trim().is_empty())
-            .map(|c| (c.name.clone(), c.text.clone()))
-            .collect()
-    }
-
-    fn invalid(&self, name: &str, raw: &str, reason: &str) -> XmlError {
-        XmlError::InvalidValue {
-            path: format!("{}/{name}", self.path),
-            value: shown(raw),
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn date(&self, name: &str) -> Result<Option<Date>, XmlError> {
-        self.leaf(name)
-            .map(|raw| {
-                parse_yyyymmdd(raw.trim()).ok_or_else(|| {
-                    self.invalid(name, &raw, "expected a real date written yyyyMMdd")
-                })
-            })
-            .transpose()
-    }
-
-    pub(crate) fn month(&self, name: &str) -> Result<Option<YearMonth>, XmlError> {
-        self.leaf(name)
-            .map(|raw| {
-                YearMonth::parse(raw.trim())
-                    .ok_or_else(|| self.invalid(name, &raw, "expected a month written yyyyMM"))
-            })
-            .transpose()
-    }
-}
-
-/// Bytes → the root of a drug or checkup result and its outcome.
-pub(crate) fn read_result(
-    bytes: &[u8],
-    limits: &XmlLimits,
-) -> Result<(Element, InfoOutcome), XmlError> {
-    let (root, _) = read_root(bytes, limits)?;
-    let outcome = InfoOutcome::read(&root)?;
-    Ok((root, outcome))
-}
-
-/// The element paths of a file in document order, one per element, without indices
-/// (`XmlMsg/MessageBody/MeTrMonthInf/DiDateInfs/DiDateInf`): for comparing the placement of
-/// elements between files, whatever their values.
-pub fn element_paths(bytes: &[u8]) -> Result<Vec<String>, XmlError> {
-    fn walk(el: &Element, prefix: &str, out: &mut Vec<String>) {
-        let path = if prefix.is_empty() {
-            el.name.clone()
-        } else {
-            format!("{prefix}/{}", el.name)
-        };
-        out.push(path.clone());
-        for c in &el.children {
-            walk(c, &path, out);
-        }
-    }
-    let (root, _) = read_root(bytes, &XmlLimits::DEFAULT)?;
-    let mut out = Vec::new();
-    walk(&root, "", &mut out);
-    Ok(out)
+/// An optional `yyyyMM` leaf of a result: a value that is not one is read as absent, with a
+/// warning.
+pub(crate) fn result_month(node: &Node<'_>, name: &str) -> Result<Option<YearMonth>, XmlError> {
+    Ok(node
+        .opt_checked(name, |s| YearMonth::parse(s).is_some(), "a month yyyyMM")?
+        .and_then(|s| YearMonth::parse(&s)))
 }
 
 /// Reads a `yyyyMM` leaf.
