@@ -54,7 +54,7 @@ fn expected_request() -> QualificationConfirmationRequest {
     QualificationConfirmationRequest {
         header: RequestHeader {
             qualification_confirmation_date: date!(2024 - 04 - 01),
-            medical_institution_code: MedicalInstitutionCode::parse("1310123458").unwrap(),
+            medical_institution_code: MedicalInstitutionCode::parse("1310123455").unwrap(),
             arbitrary_file_identifier: Some("202404010001".into()),
         },
         search: expected_search(),
@@ -626,9 +626,8 @@ fn insurer() -> impl Strategy<Value = InsurerNumber> {
 }
 
 fn institution() -> impl Strategy<Value = MedicalInstitutionCode> {
-    (1u8..=47, "[1346][0-9]{6}").prop_map(|(p, r)| {
-        MedicalInstitutionCode::parse(&with_check(format!("{p:02}{r}"))).unwrap()
-    })
+    (1u8..=47, "[1346][0-9]{6}")
+        .prop_map(|(p, r)| MedicalInstitutionCode::with_check_digit(&format!("{p:02}{r}")).unwrap())
 }
 
 /// Text that Shift_JIS can carry or that becomes a character reference, including markup

@@ -22,8 +22,7 @@
 //! `MeTrIdCl`, `CzDiOrg`) carry the corpus's values. Drug codes are illustrative 9-digit
 //! codes (the corpus's 620000001 for amlodipine).
 
-use onshi_domain::check_digit;
-use onshi_domain::ids::Prefecture;
+use onshi_domain::ids::{MedicalInstitutionCode, Prefecture};
 use onshi_domain::xml::{
     Checkup, CheckupItem, DrugEntry, MedicationDay, MedicationMonth, YearMonth,
 };
@@ -511,18 +510,14 @@ fn dispensing_entry(d: &DrugEntry) -> DrugEntry {
 }
 
 /// The code of clinic `index` in `prefecture` (fee table 1, medical): district 01, institution
-/// 1000 + index, and the check digit by the prefecture's rule (`shared/domain/onshi.md` §5:
-/// over the 6 digits of the 7-digit part in Saitama, Chiba, Tokyo and Kanagawa, over the first
-/// 9 digits elsewhere).
+/// 1000 + index, and the check digit by the prefecture's rule
+/// ([`MedicalInstitutionCode::with_check_digit`]).
 pub fn institution_code(prefecture: Prefecture, index: usize) -> String {
-    let body = format!("{}101{:04}", prefecture.code_str(), 1000 + index % 9000);
-    let covered = if (11..=14).contains(&prefecture.code()) {
-        &body[3..]
-    } else {
-        &body[..]
-    };
-    let check = check_digit::compute(covered).unwrap_or(0);
-    format!("{body}{check}")
+    let first_nine = format!("{}101{:04}", prefecture.code_str(), 1000 + index % 9000);
+    MedicalInstitutionCode::with_check_digit(&first_nine)
+        .map(|c| c.as_str().to_owned())
+        // Nine digits of a real prefecture always make a code; kept total all the same.
+        .unwrap_or(first_nine)
 }
 
 #[cfg(test)]
@@ -604,33 +599,14 @@ mod tests {
     }
 
     #[test]
-    fn institution_codes_follow_the_prefecture_rule() {
-        // The corpus's real codes come out of the same rule.
-        let rule = |body: &str| {
-            let pref: u8 = body[..2].parse().unwrap();
-            let covered = if (11..=14).contains(&pref) {
-                &body[3..]
-            } else {
-                body
-            };
-            check_digit::compute(covered).unwrap()
-        };
-        assert_eq!(rule("131011004"), 9, "1310110049, Tokyo");
-        assert_eq!(rule("011011248"), 9, "0110112489, Hokkaido");
+    fn institution_codes_are_valid_in_every_prefecture() {
         for pref in 1..=47u8 {
             let p = Prefecture::from_code(pref).unwrap();
             for i in 0..CLINICS.len() {
                 let code = institution_code(p, i);
-                assert_eq!(code.len(), 10);
-                assert_eq!(&code[..2], p.as_str());
-                assert_eq!(
-                    u32::from(rule(&code[..9])),
-                    code[9..].parse::<u32>().unwrap(),
-                    "{code}"
-                );
-                if !(11..=14).contains(&pref) {
-                    assert!(check_digit::is_valid(&code), "{code}");
-                }
+                let parsed =
+                    MedicalInstitutionCode::parse(&code).unwrap_or_else(|e| panic!("{code}: {e}"));
+                assert_eq!(parsed.prefecture(), p);
             }
         }
     }
