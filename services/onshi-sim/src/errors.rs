@@ -4,7 +4,9 @@
 //! registered vendors get the specification), so onshi-sim defines its own catalogue. Every
 //! code starts with `SIM-` so that nobody mistakes it for a real one, and the edge agent must
 //! never branch on these codes or their text: it reads `SegmentOfResult` and
-//! `ProcessingResultStatus`, which are public code tables.
+//! `ProcessingResultStatus`, which are public code tables, and for drug and checkup results
+//! whether `ResultCode` is 1 (there the `SIM-` code itself is the `ResultCode` of a refusal,
+//! since the real failure codes are not public either).
 //!
 //! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
 //! certificate), `SIM-E02xx` the insurer's side, `SIM-E03xx` the national system itself (the
