@@ -348,38 +348,7 @@ impl Control {
                 e @ ViewError::NotRecorded(_) => Status::unavailable(e.to_string()),
                 e @ ViewError::Consents(_) => Status::internal(e.to_string()),
             })?;
-        let ymd =
-            |d: time::Date| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day());
-        let drugs = answer
-            .drugs
-            .iter()
-            .flat_map(|m| m.days.iter())
-            .flat_map(|day| {
-                day.drugs.iter().map(move |x| pb::DrugLine {
-                    date: ymd(day.date),
-                    drug_name: x.drug_name.clone().unwrap_or_default(),
-                    ingredient: x.ingredient_name.clone().unwrap_or_default(),
-                    quantity: x.quantity.clone().unwrap_or_default(),
-                    unit: x.unit.clone().unwrap_or_default(),
-                    usage: x.usage.clone().unwrap_or_default(),
-                    times: x.times.clone().unwrap_or_default(),
-                    institution: day.institution_name.clone().unwrap_or_default(),
-                })
-            })
-            .collect();
-        let checkups = answer
-            .checkups
-            .iter()
-            .flat_map(|c| {
-                c.items.iter().map(move |i| pb::CheckupLine {
-                    date: ymd(c.date),
-                    item_code: i.item_code.clone().unwrap_or_default(),
-                    item_name: i.item_name.clone().unwrap_or_default(),
-                    value: i.data_value.clone().unwrap_or_default(),
-                    unit: i.unit.clone().unwrap_or_default(),
-                })
-            })
-            .collect();
+        let (drugs, checkups) = crate::views::view_lines(&answer.info);
         let (basis, window) = match &answer.basis {
             Some(onshi_domain::access::Basis::Consent { .. }) => ("consent", String::new()),
             Some(onshi_domain::access::Basis::DisasterWindow { id }) => {

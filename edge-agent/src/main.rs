@@ -557,9 +557,12 @@ async fn view_command(
             .iter()
             .map(|d| {
                 serde_json::json!({
-                    "date": d.date, "drug_name": d.drug_name, "ingredient": d.ingredient,
+                    "source": d.source, "month": d.month, "date": d.date,
+                    "prescription_date": d.prescription_date,
+                    "institution": d.institution, "institution_code": d.institution_code,
+                    "drug_code": d.drug_code, "drug_name": d.drug_name, "ingredient": d.ingredient,
                     "quantity": d.quantity, "unit": d.unit, "usage": d.usage, "times": d.times,
-                    "institution": d.institution,
+                    "special_instruction": d.special_instruction,
                 })
             })
             .collect();
@@ -569,7 +572,8 @@ async fn view_command(
             .map(|c| {
                 serde_json::json!({
                     "date": c.date, "item_code": c.item_code, "item_name": c.item_name,
-                    "value": c.value, "unit": c.unit,
+                    "value": c.value, "value_name": c.value_name, "unit": c.unit,
+                    "data_type": c.data_type, "oid": c.oid,
                 })
             })
             .collect();
@@ -590,22 +594,7 @@ async fn view_command(
         );
     } else {
         println!("{}", r.message);
-        for d in &r.drugs {
-            println!(
-                "{}  {}（{}） {}{} {} {}日分  {}",
-                d.date,
-                d.drug_name,
-                d.ingredient,
-                d.quantity,
-                d.unit,
-                d.usage,
-                d.times,
-                d.institution
-            );
-        }
-        for c in &r.checkups {
-            println!("{}  {:<24} {} {}", c.date, c.item_name, c.value, c.unit);
-        }
+        print!("{}", edge_agent::views::render_lines(&r.drugs, &r.checkups));
         println!("(recorded as event {} #{})", r.event_id, r.sequence);
     }
     // 0: shown; 3: refused (and recorded).

@@ -13,11 +13,13 @@
 //! 3. [`onshi_domain::access::decide`] with the site's kind and prefecture, the configured
 //!    policy version, the patient's kept consent ([`crate::consents`]) and the configured
 //!    disaster windows. A refusal is recorded with its code, then told (Japanese, English).
-//! 4. Allowed: `YZKsiquc01` (drugs, the last 36 months) or `TKKsiquc01` (checkups) is sent.
-//!    A national refusal or an unreachable national system is recorded as a refusal
-//!    (`national_error:<code>`, `unreachable`, `malformed_response`); an answer is recorded as
-//!    an allowed view (staff, role, policy version, disaster window when that was the basis),
-//!    and only then returned.
+//! 4. Allowed: `YZKsiquc01` (drugs, the last 36 months) or `TKKsiquc01` (checkups) is sent,
+//!    as real clients send them ([`drug_request`], [`checkup_request`]). A national refusal
+//!    (a `ResultCode` other than 1) or an unreachable national system is recorded as a refusal
+//!    (`national_error:<ResultCode>`, `unreachable`, `malformed_response`) and the clerk is
+//!    shown the answer's `MessageContents` as written (never interpreted); an answer is
+//!    recorded as an allowed view (staff, role, policy version, disaster window when that was
+//!    the basis), and only then returned.
 //!
 //! Logs carry codes and counts only: never a patient identifier or a staff id.
 
@@ -29,7 +31,6 @@ use std::time::Duration as StdDuration;
 use onshi_domain::access::{
     AccessRules, Basis, ConsentRecord, DisasterWindow, PolicyVersion, ViewRequest,
 };
-use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::events::{EventBody, FleetEvent, InfoCategory, InfoView};
 use onshi_domain::ids::{
     InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber, Prefecture,
@@ -37,8 +38,8 @@ use onshi_domain::ids::{
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::{SiteKind, TerminalId};
 use onshi_domain::xml::{
-    Checkup, CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult, DrugMonth,
-    FileCategory, InfoRequestHeader, InfoResultHeader, XmlEncoding, YearMonth,
+    Checkup, CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult, FileCategory,
+    InfoOutcome, InfoRequestFlags, InfoRequestHeader, MedicationMonth, XmlEncoding, YearMonth,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -123,9 +124,83 @@ pub struct ViewAnswer {
     pub refusal_reason: Option<String>,
     pub basis: Option<Basis>,
     pub policy: PolicyVersion,
-    pub drugs: Vec<DrugMonth>,
-    pub checkups: Vec<Checkup>,
+    /// What the answer carried; empty when refused.
+    pub info: ViewedInfo,
     pub event: FleetEvent,
+}
+
+/// The information a view shows, as the national answer carries it.
+#[derive(Debug, Clone, Default)]
+pub struct ViewedInfo {
+    /// `MeTrMonthInf`: per prescribing institution and month.
+    pub drugs: Vec<MedicationMonth>,
+    /// `CzDiInf`: dispensing.
+    pub dispensing: Vec<MedicationMonth>,
+    /// `ShPrInf`: prescriptions.
+    pub prescriptions: Vec<MedicationMonth>,
+    pub checkups: Vec<Checkup>,
+}
+
+impl ViewedInfo {
+    /// Entries shown, for the log (counts only).
+    pub fn entries(&self) -> usize {
+        let drugs = |ms: &[MedicationMonth]| -> usize {
+            ms.iter()
+                .map(|m| m.drugs.len() + m.days.iter().map(|d| d.drugs.len()).sum::<usize>())
+                .sum()
+        };
+        drugs(&self.drugs)
+            + drugs(&self.dispensing)
+            + drugs(&self.prescriptions)
+            + self.checkups.iter().map(|c| c.items.len()).sum::<usize>()
+    }
+}
+
+/// The drug request real clients send: the last [`DRUG_MONTHS`] months up to `this_month`,
+/// `FileCategory` 4 (XML, and under our reading the category that includes the most; it is
+/// also what clinic software sends by default: see [`FileCategory`]), and the two codes as
+/// clients send them.
+pub fn drug_request(header: InfoRequestHeader, this_month: YearMonth) -> DrugInfoRequest {
+    DrugInfoRequest {
+        header,
+        start_month: this_month.minus_months(DRUG_MONTHS - 1),
+        end_month: this_month,
+        file_category: FileCategory::FULL_XML,
+        flags: InfoRequestFlags::as_clients_send(),
+    }
+}
+
+/// The checkup request real clients send: `FileCategory` 2 (XML; checkups have 1 and 2 only),
+/// no period (the national side answers its 5 years), the two codes as clients send them.
+pub fn checkup_request(header: InfoRequestHeader) -> CheckupInfoRequest {
+    CheckupInfoRequest {
+        header,
+        start_month: None,
+        end_month: None,
+        file_category: FileCategory::XML,
+        flags: InfoRequestFlags::as_clients_send(),
+    }
+}
+
+/// `Err((reason code, message))` unless the answer's `ResultCode` is 1. The message is the
+/// answer's `MessageContents` as written (Japanese then English in the simulator): the agent
+/// never branches on its text or on the failure code.
+fn national(outcome: &InfoOutcome) -> Result<(), (String, String)> {
+    if outcome.result_code.is_success() {
+        return Ok(());
+    }
+    let code = outcome.result_code.code();
+    let said = outcome
+        .message_contents
+        .as_deref()
+        .map(|m| format!("\n{m}"))
+        .unwrap_or_default();
+    Err((
+        format!("national_error:{code}"),
+        format!(
+            "オンライン資格確認システムが情報を提供しませんでした（結果コード {code}） / the national system did not provide the information (ResultCode {code}){said}"
+        ),
+    ))
 }
 
 /// The site facts and rules views are decided by.
@@ -437,7 +512,7 @@ impl Views {
                 tracing::info!(reason = %reason, sequence = event.sequence, "view refused by the national side");
                 Ok(refused(message, &reason, policy, event))
             }
-            Ok((drugs, checkups)) => {
+            Ok(info) => {
                 let view = InfoView {
                     allowed: true,
                     disaster_window_id: window_id,
@@ -445,7 +520,7 @@ impl Views {
                 };
                 let event = self.record(terminal, view).await?;
                 tracing::info!(
-                    entries = drugs.len() + checkups.len(),
+                    entries = info.entries(),
                     sequence = event.sequence,
                     "view recorded"
                 );
@@ -464,8 +539,7 @@ impl Views {
                     refusal_reason: None,
                     basis: Some(basis),
                     policy,
-                    drugs,
-                    checkups,
+                    info,
                     event,
                 })
             }
@@ -487,7 +561,7 @@ impl Views {
         &self,
         category: InfoCategory,
         numbers: &PatientNumbers,
-    ) -> Result<(Vec<DrugMonth>, Vec<Checkup>), (String, String)> {
+    ) -> Result<ViewedInfo, (String, String)> {
         let header = InfoRequestHeader {
             medical_institution_code: self.recorder.site().institution_code(),
             insurer_number: numbers.insurer_number.clone(),
@@ -500,23 +574,11 @@ impl Views {
         let (message_id, body) = match category {
             InfoCategory::Drug => (
                 "YZKsiquc01",
-                DrugInfoRequest {
-                    header,
-                    start_month: this_month.minus_months(DRUG_MONTHS - 1),
-                    end_month: this_month,
-                    file_category: FileCategory::Xml,
-                }
-                .to_xml(XmlEncoding::Utf8),
+                drug_request(header, this_month).to_xml(XmlEncoding::Utf8),
             ),
             _ => (
                 "TKKsiquc01",
-                CheckupInfoRequest {
-                    header,
-                    start_month: None,
-                    end_month: None,
-                    file_category: FileCategory::Xml,
-                }
-                .to_xml(XmlEncoding::Utf8),
+                checkup_request(header).to_xml(XmlEncoding::Utf8),
             ),
         };
         let answer = self.onshi.exchange(message_id, body).await.map_err(|e| {
@@ -541,34 +603,192 @@ impl Views {
                 )
             }
         };
-        let national = |h: &InfoResultHeader| -> Result<(), (String, String)> {
-            if h.segment_of_result == SegmentOfResult::Normal {
-                return Ok(());
-            }
-            let code = h.error_code.clone().unwrap_or_else(|| "-".into());
-            Err((
-                format!("national_error:{code}"),
-                format!(
-                    "オンライン資格確認システムが情報を提供しませんでした（{code}）{} / the national system did not provide the information",
-                    h.error_message.as_deref().unwrap_or("")
-                ),
-            ))
-        };
         match category {
             InfoCategory::Drug => {
-                let result =
-                    DrugInfoResult::from_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
-                national(&result.header)?;
-                Ok((result.months, Vec::new()))
+                let read =
+                    DrugInfoResult::read_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
+                crate::judge::log_read_warnings("YZKsiquc01res", &read.warnings);
+                let result = read.value;
+                national(&result.outcome)?;
+                Ok(ViewedInfo {
+                    drugs: result.months,
+                    dispensing: result.dispensing,
+                    prescriptions: result.prescriptions,
+                    checkups: Vec::new(),
+                })
             }
             _ => {
-                let result = CheckupInfoResult::from_xml(&answer.body)
+                let read = CheckupInfoResult::read_xml(&answer.body)
                     .map_err(|e| malformed(e.to_string()))?;
-                national(&result.header)?;
-                Ok((Vec::new(), result.checkups))
+                crate::judge::log_read_warnings("TKKsiquc01res", &read.warnings);
+                let result = read.value;
+                national(&result.outcome)?;
+                Ok(ViewedInfo {
+                    checkups: result.checkups,
+                    ..ViewedInfo::default()
+                })
             }
         }
     }
+}
+
+/// The lines the local API carries for a view (one per drug, one per checkup item), in the
+/// answer's order: medical months first, then dispensing, then prescriptions.
+pub fn view_lines(
+    info: &ViewedInfo,
+) -> (
+    Vec<proto::agent::v1::DrugLine>,
+    Vec<proto::agent::v1::CheckupLine>,
+) {
+    use proto::agent::v1 as pb;
+    let ymd = |d: Option<time::Date>| {
+        d.map(|d| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day()))
+            .unwrap_or_default()
+    };
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    let mut drugs = Vec::new();
+    for (source, months) in [
+        ("medical", &info.drugs),
+        ("dispensing", &info.dispensing),
+        ("prescription", &info.prescriptions),
+    ] {
+        for m in months {
+            let days = m
+                .days
+                .iter()
+                .map(|d| (d.date, d.prescription_date, &d.drugs))
+                .chain(std::iter::once((None, None, &m.drugs)));
+            for (date, prescribed, list) in days {
+                for x in list {
+                    drugs.push(pb::DrugLine {
+                        date: ymd(date),
+                        drug_name: text(&x.drug_name),
+                        ingredient: text(&x.ingredient_name),
+                        quantity: text(&x.quantity),
+                        unit: text(&x.unit),
+                        usage: text(&x.usage),
+                        times: text(&x.times),
+                        institution: text(&m.institution_name),
+                        month: m.month.map(|m| m.to_string()).unwrap_or_default(),
+                        institution_code: text(&m.institution_code),
+                        drug_code: text(&x.drug_code),
+                        special_instruction: text(&x.special_instruction),
+                        prescription_date: ymd(prescribed),
+                        source: source.into(),
+                    });
+                }
+            }
+        }
+    }
+    let checkups = info
+        .checkups
+        .iter()
+        .flat_map(|c| {
+            c.items.iter().map(move |i| pb::CheckupLine {
+                // The day when EffectiveTime is one, else EffectiveTime as written.
+                date: c
+                    .date()
+                    .map(|d| ymd(Some(d)))
+                    .unwrap_or_else(|| text(&c.effective_time)),
+                item_code: text(&i.item_code),
+                item_name: text(&i.item_name),
+                value: text(&i.data_value),
+                unit: text(&i.unit),
+                value_name: text(&i.data_value_name),
+                data_type: text(&i.data_type),
+                oid: text(&i.oid),
+            })
+        })
+        .collect();
+    (drugs, checkups)
+}
+
+/// The view as the clerk reads it on the command line, Japanese first: a heading per list,
+/// a line per month and institution, then each day's drugs with quantity, directions and
+/// days; checkups by day, item by item.
+pub fn render_lines(
+    drugs: &[proto::agent::v1::DrugLine],
+    checkups: &[proto::agent::v1::CheckupLine],
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut source = None;
+    let mut place = None;
+    for d in drugs {
+        if source != Some(d.source.as_str()) {
+            source = Some(d.source.as_str());
+            place = None;
+            let title = match d.source.as_str() {
+                "dispensing" => "調剤情報 / dispensing",
+                "prescription" => "処方情報 / prescriptions",
+                _ => "薬剤情報 / drugs",
+            };
+            let _ = writeln!(out, "【{title}】");
+        }
+        let here = (
+            d.month.as_str(),
+            d.institution_code.as_str(),
+            d.institution.as_str(),
+        );
+        if place != Some(here) {
+            place = Some(here);
+            let month = match (d.month.get(..4), d.month.get(4..6)) {
+                (Some(y), Some(m)) => format!("{y}年{m}月"),
+                _ => "月不明 / month unknown".to_string(),
+            };
+            let mut line = month;
+            if !d.institution.is_empty() {
+                let _ = write!(line, "  {}", d.institution);
+            }
+            if !d.institution_code.is_empty() {
+                let _ = write!(line, "（{}）", d.institution_code);
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        let mut line = format!("  {:<8}  {}", d.date, d.drug_name);
+        if !d.ingredient.is_empty() {
+            let _ = write!(line, "（{}）", d.ingredient);
+        }
+        if !d.quantity.is_empty() {
+            let _ = write!(line, " {}{}", d.quantity, d.unit);
+        }
+        if !d.usage.is_empty() {
+            let _ = write!(line, " {}", d.usage);
+        }
+        if !d.times.is_empty() {
+            let _ = write!(line, " {}日分", d.times);
+        }
+        if !d.special_instruction.is_empty() {
+            let _ = write!(line, " ［{}］", d.special_instruction);
+        }
+        if !d.drug_code.is_empty() {
+            let _ = write!(line, "  code {}", d.drug_code);
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let mut day = None;
+    for c in checkups {
+        if day.is_none() {
+            let _ = writeln!(out, "【特定健診情報 / checkups】");
+        }
+        if day != Some(c.date.as_str()) {
+            day = Some(c.date.as_str());
+            let _ = writeln!(out, "{}", c.date);
+        }
+        let value = if c.value_name.is_empty() {
+            format!("{} {}", c.value, c.unit)
+        } else {
+            format!("{}（{}） {}", c.value_name, c.value, c.unit)
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {}  [{}]",
+            c.item_name,
+            value.trim_end(),
+            c.item_code
+        );
+    }
+    out
 }
 
 fn refused(message: String, reason: &str, policy: PolicyVersion, event: FleetEvent) -> ViewAnswer {
@@ -578,8 +798,7 @@ fn refused(message: String, reason: &str, policy: PolicyVersion, event: FleetEve
         refusal_reason: Some(reason.to_string()),
         basis: None,
         policy,
-        drugs: Vec::new(),
-        checkups: Vec::new(),
+        info: ViewedInfo::default(),
         event,
     }
 }
@@ -594,5 +813,158 @@ mod tests {
         assert_eq!(category_of("checkup").unwrap(), InfoCategory::Checkup);
         assert!(matches!(category_of("surgery"), Err(ViewError::Invalid(_))));
         assert!(matches!(category_of("x"), Err(ViewError::Invalid(_))));
+    }
+
+    fn corpus_paths(name: &str) -> Vec<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/onshi-corpus")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} cannot be read ({e}): shared/onshi-corpus/ must be beside the checkout",
+                path.display()
+            )
+        });
+        onshi_domain::xml::element_paths(&bytes).unwrap()
+    }
+
+    fn header() -> InfoRequestHeader {
+        InfoRequestHeader {
+            medical_institution_code: onshi_domain::ids::MedicalInstitutionCode::parse(
+                "0110112489",
+            )
+            .unwrap(),
+            insurer_number: InsurerNumber::parse("01130012").unwrap(),
+            insurance_card_symbol: Some(InsuredCardSymbol::parse("12345").unwrap()),
+            insured_person_identification_number: InsuredIdentificationNumber::parse("678")
+                .unwrap(),
+            branch_number: Some(InsuredBranchNumber::parse("00").unwrap()),
+            arbitrary_file_identifier: Some("12340".into()),
+        }
+    }
+
+    #[test]
+    fn requests_are_what_real_clients_send() {
+        let month = YearMonth::parse("202601").unwrap();
+        let drug = drug_request(header(), month);
+        assert_eq!(drug.file_category, FileCategory::FULL_XML);
+        assert!(drug.file_category.is_xml());
+        assert_eq!(drug.start_month.to_string(), "202302");
+        let xml = drug.to_xml(XmlEncoding::Utf8);
+        assert_eq!(
+            onshi_domain::xml::element_paths(&xml).unwrap(),
+            corpus_paths("YZKsiquc01req_02261201093012340.xml")
+        );
+        let checkup = checkup_request(header());
+        assert_eq!(checkup.file_category, FileCategory::XML);
+        let xml = checkup.to_xml(XmlEncoding::Utf8);
+        assert_eq!(
+            onshi_domain::xml::element_paths(&xml).unwrap(),
+            corpus_paths("TKKsiquc01req_02261201093012340.xml")
+        );
+    }
+
+    #[test]
+    fn national_refusals_keep_the_code_and_show_the_message_as_written() {
+        use onshi_domain::xml::ResultCode;
+        assert!(national(&InfoOutcome::success()).is_ok());
+        let (reason, message) = national(&InfoOutcome {
+            result_code: ResultCode::Other("SIM-E0401".into()),
+            message_contents: Some("同意がありません / no consent".into()),
+        })
+        .unwrap_err();
+        assert_eq!(reason, "national_error:SIM-E0401");
+        assert!(
+            message.starts_with("オンライン資格確認システム"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("\n同意がありません / no consent"),
+            "{message}"
+        );
+        let (reason, _) = national(&InfoOutcome {
+            result_code: ResultCode::Other("2".into()),
+            message_contents: None,
+        })
+        .unwrap_err();
+        assert_eq!(reason, "national_error:2");
+    }
+
+    #[test]
+    fn the_clerk_reads_months_days_institutions_drugs_and_items() {
+        use onshi_domain::xml::{CheckupItem, DrugEntry, MedicationDay};
+        let amlodipine = DrugEntry {
+            drug_code: Some("620000001".into()),
+            drug_name: Some("アムロジピン錠５ｍｇ".into()),
+            ingredient_name: Some("アムロジピンベシル酸塩".into()),
+            quantity: Some("1".into()),
+            unit: Some("錠".into()),
+            usage: Some("１日１回朝食後".into()),
+            times: Some("28".into()),
+            ..DrugEntry::default()
+        };
+        let day = |drugs: Vec<DrugEntry>| MedicationDay {
+            date: Some(time::macros::date!(2025 - 12 - 03)),
+            drugs,
+            ..MedicationDay::default()
+        };
+        let info = ViewedInfo {
+            drugs: vec![MedicationMonth {
+                institution_code: Some("0110112489".into()),
+                institution_name: Some("愛全病院".into()),
+                month: YearMonth::parse("202512"),
+                days: vec![day(vec![amlodipine.clone()])],
+                ..MedicationMonth::default()
+            }],
+            dispensing: vec![MedicationMonth {
+                month: YearMonth::parse("202512"),
+                days: vec![day(vec![DrugEntry {
+                    drug_name: amlodipine.drug_name.clone(),
+                    ..DrugEntry::default()
+                }])],
+                ..MedicationMonth::default()
+            }],
+            prescriptions: Vec::new(),
+            checkups: vec![Checkup {
+                effective_time: Some("20250610".into()),
+                items: vec![
+                    CheckupItem {
+                        item_code: Some("9N001000000000001".into()),
+                        item_name: Some("身長".into()),
+                        data_value: Some("170.0".into()),
+                        unit: Some("cm".into()),
+                        ..CheckupItem::default()
+                    },
+                    CheckupItem {
+                        item_code: Some("1A020000000190111".into()),
+                        item_name: Some("尿糖".into()),
+                        data_value: Some("1".into()),
+                        data_value_name: Some("－".into()),
+                        ..CheckupItem::default()
+                    },
+                ],
+            }],
+        };
+        assert_eq!(info.entries(), 4);
+        let (drugs, checkups) = view_lines(&info);
+        assert_eq!(drugs.len(), 2);
+        assert_eq!(drugs[0].source, "medical");
+        assert_eq!(drugs[0].month, "202512");
+        assert_eq!(drugs[1].source, "dispensing");
+        assert_eq!(checkups[1].value_name, "－");
+        let text = render_lines(&drugs, &checkups);
+        let expected = "【薬剤情報 / drugs】
+2025年12月  愛全病院（0110112489）
+  20251203  アムロジピン錠５ｍｇ（アムロジピンベシル酸塩） 1錠 １日１回朝食後 28日分  code 620000001
+【調剤情報 / dispensing】
+2025年12月
+  20251203  アムロジピン錠５ｍｇ
+【特定健診情報 / checkups】
+20250610
+";
+        assert!(text.starts_with(expected), "{text}");
+        assert!(text.contains("身長"), "{text}");
+        assert!(text.contains("170.0 cm  [9N001000000000001]"), "{text}");
+        assert!(text.contains("－（1）  [1A020000000190111]"), "{text}");
     }
 }

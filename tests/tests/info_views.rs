@@ -97,14 +97,54 @@ async fn disaster_windows_decide_views_by_place_time_and_role() -> anyhow::Resul
         !drug["drugs"].as_array().unwrap().is_empty(),
         "the simulator has a drug history for this person: {drug}"
     );
+    // The real shapes, end to end: the prescribing clinic's month, in the site's prefecture
+    // (Tokyo), the drug's code, quantity and directions, and the pharmacy's dispensing.
+    let first = &drug["drugs"][0];
+    assert_eq!(first["source"], "medical", "{drug}");
+    for key in [
+        "drug_name",
+        "drug_code",
+        "ingredient",
+        "quantity",
+        "usage",
+        "institution",
+        "date",
+    ] {
+        assert!(
+            first[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key} in {first}"
+        );
+    }
     assert!(
-        drug["drugs"][0]["drug_name"]
+        first["institution_code"]
             .as_str()
-            .is_some_and(|n| !n.is_empty())
+            .is_some_and(|c| c.starts_with("131") && c.len() == 10),
+        "{first}"
+    );
+    assert!(
+        first["month"]
+            .as_str()
+            .is_some_and(|m| first["date"].as_str().unwrap().starts_with(m)),
+        "{first}"
+    );
+    assert!(
+        drug["drugs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["source"] == "dispensing"),
+        "{drug}"
     );
     let (code, checkup, stderr) = a.view("checkup", "D1", card).await?;
     assert_eq!(code, Some(0), "{checkup} {stderr}");
     assert_eq!(checkup["allowed"], true);
+    if let Some(item) = checkup["checkups"].as_array().and_then(|c| c.first()) {
+        assert_eq!(item["item_code"], "9N001000000000001", "{checkup}");
+        assert_eq!(item["item_name"], "身長");
+        assert_eq!(item["unit"], "cm");
+        assert_eq!(item["data_type"], "PQ");
+        assert!(item["oid"].as_str().is_some_and(|o| !o.is_empty()));
+    }
     // A clerk never does, window or not.
     let (code, clerk, _) = a.view("drug", "C1", card).await?;
     assert_eq!(code, Some(3), "{clerk}");

@@ -389,14 +389,29 @@ fn error_missing_element() {
 fn error_invalid_value() {
     let bad_check = REQUEST.replace("  138156", "  138157");
     let e = request_err(bad_check.as_bytes());
-    assert_eq!(
-        e,
-        XmlError::InvalidValue {
-            path: "XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsurerNumber".into(),
-            value: "  138157".into(),
-            reason: "the check digit should be 6, not 7".into(),
+    // An identifier names its field and rule (for the clerk, in both languages).
+    match e {
+        XmlError::InvalidIdentifier { path, error } => {
+            assert_eq!(
+                path,
+                "XmlMsg/MessageBody/QualificationConfirmSearchInfo/InsurerNumber"
+            );
+            assert_eq!(
+                error.problem,
+                onshi_domain::ids::Problem::CheckDigit {
+                    expected: 6,
+                    got: 7
+                }
+            );
+            assert_eq!(error.value, "138157");
+            assert!(
+                error
+                    .message_ja()
+                    .contains("保険者番号の検証番号が一致しません")
+            );
         }
-    );
+        other => panic!("{other:?}"),
+    }
     let bad_date = REQUEST.replace(
         "<QualificationConfirmationDate>20240401",
         "<QualificationConfirmationDate>20240431",
@@ -423,7 +438,7 @@ fn error_invalid_value() {
     assert_ne!(bad_insurer, RESULT);
     assert!(matches!(
         QualificationConfirmationResult::from_xml(bad_insurer.as_bytes()),
-        Err(XmlError::InvalidValue { reason, .. }) if reason.contains("check digit")
+        Err(XmlError::InvalidIdentifier { error, .. }) if error.to_string().contains("check digit")
     ));
     // The envelope too: a second MessageHeader, or an unknown SegmentOfResult.
     let two_headers = RESULT.replacen("</MessageHeader>", "</MessageHeader><MessageHeader/>", 1);

@@ -4,7 +4,9 @@
 //! registered vendors get the specification), so onshi-sim defines its own catalogue. Every
 //! code starts with `SIM-` so that nobody mistakes it for a real one, and the edge agent must
 //! never branch on these codes or their text: it reads `SegmentOfResult` and
-//! `ProcessingResultStatus`, which are public code tables.
+//! `ProcessingResultStatus`, which are public code tables, and for drug and checkup results
+//! whether `ResultCode` is 1 (there the `SIM-` code itself is the `ResultCode` of a refusal,
+//! since the real failure codes are not public either).
 //!
 //! Numbering: `SIM-E00xx` the request file itself, `SIM-E01xx` who is asking (the terminal
 //! certificate), `SIM-E02xx` the insurer's side, `SIM-E03xx` the national system itself (the
@@ -49,7 +51,7 @@ pub enum SimErrorCode {
     InfoNotConsented,
     /// Drug or checkup information: no single insured person matches the numbers.
     InfoPersonUnknown,
-    /// Drug or checkup information: only `FileCategory` 2 (XML) is simulated.
+    /// Drug or checkup information: only the XML file categories (2 and 4) are simulated.
     InfoPdfNotSupported,
     /// Batch inquiry: more rows than one `OQSmuquc01req` may carry
     /// ([`crate::bulk::MAX_ROWS`]), or none.
@@ -148,7 +150,9 @@ impl SimErrorCode {
                 "患者の同意（24時間以内）がなく、災害時の閲覧期間でもないため、情報を提供できません。"
             }
             Self::InfoPersonUnknown => "指定された被保険者番号等に該当する方がいません。",
-            Self::InfoPdfNotSupported => "この環境ではXML形式（ファイル種別2）のみ提供しています。",
+            Self::InfoPdfNotSupported => {
+                "この環境ではXML形式（ファイル種別2・4）のみ提供しています。"
+            }
             Self::BulkRowCount => {
                 "一括照会の件数が上限（1,000件）を超えているか、0件です。分割して照会してください。"
             }
@@ -201,7 +205,9 @@ impl SimErrorCode {
                 "no live consent for this category (given on the card within 24 hours) and no disaster window open for the institution's prefecture"
             }
             Self::InfoPersonUnknown => "no single insured person matches these numbers",
-            Self::InfoPdfNotSupported => "the simulator answers FileCategory 2 (XML) only",
+            Self::InfoPdfNotSupported => {
+                "the simulator answers the XML file categories (FileCategory 2 and 4) only"
+            }
             Self::BulkRowCount => "a batch inquiry carries 1 to 1,000 searches; split the batch",
             Self::BulkReceptionUnknown => {
                 "no batch inquiry has this reception number for this institution (unknown, expired or another institution's)"

@@ -9,10 +9,23 @@
 //! Retention as the national side applies it (`shared/domain/onshi.md` §1): drugs 3 years,
 //! checkups 5 years, counted back from the day of the request. Drugs and checkup items come
 //! from small lists of common ones with plausible doses and values; checkup item codes are
-//! JLAC10-style codes for illustration (UNCONFIRMED against the real code list). Specific
-//! health checkups are for people aged 40–74, and so are these.
+//! JLAC10-style codes for illustration (UNCONFIRMED against the real code list, except
+//! 9N001000000000001 height, which the corpus shows). Specific health checkups are for people
+//! aged 40–74, and so are these.
+//!
+//! The shapes are the real ones ([`onshi_domain::xml::drug`]): each visit is a `MeTrMonthInf`
+//! entry of the prescribing clinic (its code valid for the site's prefecture, by the rule of
+//! `shared/domain/onshi.md` §5, so Saitama, Chiba, Tokyo and Kanagawa codes differ) with the
+//! day and its drugs (`DrugC` code, name, ingredient, quantity, unit, directions, days), and
+//! the pharmacy's dispensing of the same drugs that day is a `CzDiMonthInf` entry with the
+//! corpus's `Cz…` elements. Codes whose meanings are not public (`DiOrg`, `InOut`,
+//! `MeTrIdCl`, `CzDiOrg`) carry the corpus's values. Drug codes are illustrative 9-digit
+//! codes (the corpus's 620000001 for amlodipine).
 
-use onshi_domain::xml::{Checkup, CheckupItem, DrugDay, DrugEntry, DrugMonth, YearMonth};
+use onshi_domain::ids::{MedicalInstitutionCode, Prefecture};
+use onshi_domain::xml::{
+    Checkup, CheckupItem, DrugEntry, MedicationDay, MedicationMonth, YearMonth,
+};
 use time::{Date, Month};
 
 use crate::consent::PersonKey;
@@ -23,7 +36,7 @@ pub const DRUG_RETENTION_MONTHS: i32 = 36;
 /// Years of checkups kept.
 pub const CHECKUP_RETENTION_YEARS: i32 = 5;
 
-/// (name, ingredient, quantity per day, unit, directions, days).
+/// (name, ingredient, quantity per day, unit, directions). Its code is [`drug_code`].
 type Drug = (
     &'static str,
     &'static str,
@@ -125,14 +138,31 @@ const ACUTE: &[Drug] = &[
     ),
 ];
 
-const PHARMACIES: &[&str] = &[
-    "さくら調剤薬局",
-    "みどり薬局 駅前店",
-    "ひまわり薬局",
-    "あおば調剤薬局",
+/// Clinics that prescribe; each gets a code in the site's prefecture ([`institution_code`]).
+const CLINICS: &[&str] = &[
+    "さくら内科クリニック",
+    "みなと整形外科",
+    "市民病院",
+    "あおば耳鼻咽喉科",
+    "ひまわりファミリークリニック",
 ];
 
-const CHECKUP_SITES: &[&str] = &["中央健診センター", "市民病院 健診部", "さくらクリニック"];
+/// The codes whose meanings are not public, as the corpus writes them.
+const ORG: &str = "1";
+const IN_OUT: &str = "1";
+const TREATMENT_CLASS: &str = "1";
+
+/// The code system of checkup items, as the corpus writes it for height.
+const CHECKUP_OID: &str = "1.2.392.200119.6.1005";
+
+/// A drug history: the prescribing clinics' months and the pharmacies' dispensing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DrugHistory {
+    /// `MeTrMonthInf`, oldest month first.
+    pub months: Vec<MedicationMonth>,
+    /// `CzDiInf/CzDiMonthInf`, oldest month first.
+    pub dispensing: Vec<MedicationMonth>,
+}
 
 /// The histories of one population.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +173,8 @@ pub struct Histories {
 /// One person's stable traits: chronic drugs and checkup baselines.
 struct Profile {
     chronic: Vec<&'static Drug>,
+    /// The clinic (index into [`CLINICS`]) that prescribes the chronic drugs.
+    clinic: usize,
     height_cm: f64,
     bmi: f64,
     systolic: f64,
@@ -188,6 +220,7 @@ impl Histories {
         }
         Profile {
             chronic,
+            clinic: rng.between(0, CLINICS.len() as u64 - 1) as usize,
             height_cm: uniform(&mut rng, 148.0, 183.0),
             bmi: uniform(&mut rng, 18.0, 31.0),
             systolic: uniform(&mut rng, 105.0, 158.0),
@@ -203,26 +236,28 @@ impl Histories {
         }
     }
 
-    /// The drugs dispensed to `person` in `from..=to`, limited to the retention period before
-    /// `today` (and to days before or on `today`), oldest month first.
+    /// The drugs prescribed and dispensed to `person` in `from..=to`, limited to the
+    /// retention period before `today` (and to days before or on `today`), oldest month
+    /// first; the clinics are in `prefecture` (the asking site's).
     pub fn drugs(
         &self,
         person: &PersonKey,
         from: YearMonth,
         to: YearMonth,
         today: Date,
-    ) -> Vec<DrugMonth> {
+        prefecture: Prefecture,
+    ) -> DrugHistory {
         let this_month = YearMonth::of(today);
         let first = from.max(this_month.minus_months(DRUG_RETENTION_MONTHS - 1));
         let last = to.min(this_month);
         let profile = self.profile(person);
-        let mut months = Vec::new();
+        let mut history = DrugHistory::default();
         let mut month = first;
         while month <= last {
             let salt = 1000 + (month.year() as u64) * 12 + u64::from(u8::from(month.month()));
             let mut rng = self.rng(person, salt);
-            let mut days = Vec::new();
-            let pharmacy = *rng.pick(PHARMACIES);
+            // (clinic index, date, drugs)
+            let mut visits: Vec<(usize, Date, Vec<DrugEntry>)> = Vec::new();
             if !profile.chronic.is_empty() && rng.percent(85) {
                 let date = day_in(month, rng.between(1, 28) as u8);
                 let drugs = profile
@@ -230,7 +265,7 @@ impl Histories {
                     .iter()
                     .map(|d| entry(d, if rng.percent(70) { "28" } else { "30" }))
                     .collect();
-                days.push((date, pharmacy, drugs));
+                visits.push((profile.clinic, date, drugs));
             }
             if rng.percent(15) {
                 let date = day_in(month, rng.between(1, 28) as u8);
@@ -241,26 +276,54 @@ impl Histories {
                         drugs.push(entry(second, "5"));
                     }
                 }
-                days.push((date, *rng.pick(PHARMACIES), drugs));
+                visits.push((
+                    rng.between(0, CLINICS.len() as u64 - 1) as usize,
+                    date,
+                    drugs,
+                ));
             }
-            days.retain(|(date, _, _)| *date <= today);
-            days.sort_by_key(|(date, _, _)| *date);
-            if !days.is_empty() {
-                months.push(DrugMonth {
-                    month,
-                    days: days
-                        .into_iter()
-                        .map(|(date, pharmacy, drugs)| DrugDay {
-                            date,
-                            institution_name: Some(pharmacy.to_string()),
-                            drugs,
-                        })
-                        .collect(),
+            visits.retain(|(_, date, _)| *date <= today);
+            visits.sort_by_key(|(clinic, date, _)| (*date, *clinic));
+            let mut dispensed = Vec::new();
+            for (clinic, date, drugs) in visits {
+                dispensed.push(MedicationDay {
+                    date: Some(date),
+                    drugs: drugs.iter().map(dispensing_entry).collect(),
+                    ..MedicationDay::default()
+                });
+                let day = MedicationDay {
+                    date: Some(date),
+                    drugs,
+                    ..MedicationDay::default()
+                };
+                let code = institution_code(prefecture, clinic);
+                let months = &mut history.months;
+                match months.iter_mut().find(|m| {
+                    m.month == Some(month) && m.institution_code.as_deref() == Some(code.as_str())
+                }) {
+                    Some(m) => m.days.push(day),
+                    None => months.push(MedicationMonth {
+                        organization: Some(ORG.into()),
+                        institution_code: Some(code),
+                        institution_name: Some(CLINICS[clinic].into()),
+                        month: Some(month),
+                        in_out: Some(IN_OUT.into()),
+                        days: vec![day],
+                        ..MedicationMonth::default()
+                    }),
+                }
+            }
+            if !dispensed.is_empty() {
+                history.dispensing.push(MedicationMonth {
+                    organization: Some(ORG.into()),
+                    month: Some(month),
+                    days: dispensed,
+                    ..MedicationMonth::default()
                 });
             }
             month = month.minus_months(-1);
         }
-        months
+        history
     }
 
     /// The specific health checkups of `person` in the retention period before `today`,
@@ -363,18 +426,43 @@ impl Histories {
                     "%",
                 ),
             ];
+            let mut items: Vec<CheckupItem> = values
+                .into_iter()
+                .map(|(code, name, value, unit)| CheckupItem {
+                    item_code: Some(code.to_string()),
+                    item_name: Some(name.to_string()),
+                    data_type: Some("PQ".into()),
+                    data_value: Some(value),
+                    unit: Some(unit.to_string()),
+                    oid: Some(CHECKUP_OID.into()),
+                    data_value_name: None,
+                })
+                .collect();
+            // One coded result, whose value has a name (urine glucose: − / ± / +).
+            let (value, name) = *rng.pick(&[
+                ("1", "－"),
+                ("1", "－"),
+                ("1", "－"),
+                ("2", "±"),
+                ("3", "＋"),
+            ]);
+            items.push(CheckupItem {
+                item_code: Some("1A020000000190111".into()),
+                item_name: Some("尿糖".into()),
+                data_type: Some("CD".into()),
+                data_value: Some(value.into()),
+                unit: None,
+                oid: Some(CHECKUP_OID.into()),
+                data_value_name: Some(name.into()),
+            });
             checkups.push(Checkup {
-                date,
-                institution_name: Some(rng.pick(CHECKUP_SITES).to_string()),
-                items: values
-                    .into_iter()
-                    .map(|(code, name, value, unit)| CheckupItem {
-                        item_code: Some(code.to_string()),
-                        item_name: Some(name.to_string()),
-                        data_value: Some(value),
-                        unit: Some(unit.to_string()),
-                    })
-                    .collect(),
+                effective_time: Some(format!(
+                    "{:04}{:02}{:02}",
+                    date.year(),
+                    u8::from(date.month()),
+                    date.day()
+                )),
+                items,
             });
         }
         checkups
@@ -385,15 +473,51 @@ fn day_in(month: YearMonth, day: u8) -> Date {
     Date::from_calendar_date(month.year(), month.month(), day.clamp(1, 28)).unwrap_or(Date::MIN)
 }
 
+/// An illustrative 9-digit drug code: 6200000NN by the drug's place in the lists (the corpus's
+/// amlodipine is 620000001, and so is ours).
+fn drug_code(d: &Drug) -> String {
+    let index = CHRONIC
+        .iter()
+        .chain(ACUTE)
+        .position(|x| x.0 == d.0)
+        .unwrap_or(0);
+    format!("{:09}", 620_000_001 + index)
+}
+
 fn entry(d: &Drug, days: &str) -> DrugEntry {
     DrugEntry {
+        drug_code: Some(drug_code(d)),
         drug_name: Some(d.0.to_string()),
         ingredient_name: Some(d.1.to_string()),
         quantity: Some(d.2.to_string()),
         unit: Some(d.3.to_string()),
         usage: Some(d.4.to_string()),
+        special_instruction: None,
         times: Some(days.to_string()),
+        treatment_class: Some(TREATMENT_CLASS.into()),
     }
+}
+
+/// The pharmacy's line for a prescribed drug: the corpus's `CzDrugInf` elements.
+fn dispensing_entry(d: &DrugEntry) -> DrugEntry {
+    DrugEntry {
+        drug_name: d.drug_name.clone(),
+        quantity: d.quantity.clone(),
+        unit: d.unit.clone(),
+        times: d.times.clone(),
+        ..DrugEntry::default()
+    }
+}
+
+/// The code of clinic `index` in `prefecture` (fee table 1, medical): district 01, institution
+/// 1000 + index, and the check digit by the prefecture's rule
+/// ([`MedicalInstitutionCode::with_check_digit`]).
+pub fn institution_code(prefecture: Prefecture, index: usize) -> String {
+    let first_nine = format!("{}101{:04}", prefecture.code_str(), 1000 + index % 9000);
+    MedicalInstitutionCode::with_check_digit(&first_nine)
+        .map(|c| c.as_str().to_owned())
+        // Nine digits of a real prefecture always make a code; kept total all the same.
+        .unwrap_or(first_nine)
 }
 
 #[cfg(test)]
@@ -404,48 +528,87 @@ mod tests {
 
     const TODAY: Date = date!(2026 - 04 - 15);
 
+    fn tokyo() -> Prefecture {
+        Prefecture::parse("13").unwrap()
+    }
+
     #[test]
     fn drug_histories_are_deterministic_and_kept_3_years() {
         let population = Population::generate(42, 200);
         let histories = Histories::new(42);
         let all = YearMonth::parse("200001").unwrap();
+        let now = YearMonth::of(TODAY);
         let mut with_drugs = 0;
         for p in population.people() {
             let key = PersonKey::of(p);
-            let a = histories.drugs(&key, all, YearMonth::of(TODAY), TODAY);
-            assert_eq!(a, histories.drugs(&key, all, YearMonth::of(TODAY), TODAY));
-            if let Some(first) = a.first() {
+            let a = histories.drugs(&key, all, now, TODAY, tokyo());
+            assert_eq!(a, histories.drugs(&key, all, now, TODAY, tokyo()));
+            if let Some(first) = a.months.first() {
                 with_drugs += 1;
-                assert!(
-                    first.month >= YearMonth::parse("202305").unwrap(),
-                    "{first:?}"
-                );
+                assert!(first.month >= YearMonth::parse("202305"), "{first:?}");
             }
-            for m in &a {
+            for m in &a.months {
+                let code = m.institution_code.as_deref().unwrap();
+                assert!(code.starts_with("131"), "{code}");
+                assert!(CLINICS.contains(&m.institution_name.as_deref().unwrap()));
                 for d in &m.days {
-                    assert!(d.date <= TODAY);
-                    assert_eq!(YearMonth::of(d.date), m.month);
+                    let date = d.date.unwrap();
+                    assert!(date <= TODAY);
+                    assert_eq!(Some(YearMonth::of(date)), m.month);
                     assert!(!d.drugs.is_empty());
+                    for x in &d.drugs {
+                        assert_eq!(x.drug_code.as_ref().map(String::len), Some(9));
+                        assert!(x.ingredient_name.is_some() && x.usage.is_some());
+                    }
                 }
             }
+            // Every prescribed day is dispensed the same day, drug for drug.
+            let prescribed: usize = a
+                .months
+                .iter()
+                .flat_map(|m| &m.days)
+                .map(|d| d.drugs.len())
+                .sum();
+            let dispensed: usize = a
+                .dispensing
+                .iter()
+                .flat_map(|m| &m.days)
+                .map(|d| d.drugs.len())
+                .sum();
+            assert_eq!(prescribed, dispensed);
             // A window is the same months as the whole history cut to the window.
             let from = YearMonth::parse("202501").unwrap();
             let to = YearMonth::parse("202506").unwrap();
-            let window = histories.drugs(&key, from, to, TODAY);
-            let cut: Vec<_> = a
-                .iter()
-                .filter(|m| m.month >= from && m.month <= to)
-                .cloned()
-                .collect();
-            assert_eq!(window, cut);
+            let window = histories.drugs(&key, from, to, TODAY, tokyo());
+            let cut = |ms: &[MedicationMonth]| -> Vec<MedicationMonth> {
+                ms.iter()
+                    .filter(|m| m.month >= Some(from) && m.month <= Some(to))
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(window.months, cut(&a.months));
+            assert_eq!(window.dispensing, cut(&a.dispensing));
         }
         assert!(with_drugs > 150, "most people have drugs: {with_drugs}");
         // Another seed, another history.
         let p = PersonKey::of(&population.people()[0]);
         assert_ne!(
-            Histories::new(7).drugs(&p, all, YearMonth::of(TODAY), TODAY),
-            histories.drugs(&p, all, YearMonth::of(TODAY), TODAY)
+            Histories::new(7).drugs(&p, all, now, TODAY, tokyo()),
+            histories.drugs(&p, all, now, TODAY, tokyo())
         );
+    }
+
+    #[test]
+    fn institution_codes_are_valid_in_every_prefecture() {
+        for pref in 1..=47u8 {
+            let p = Prefecture::from_code(pref).unwrap();
+            for i in 0..CLINICS.len() {
+                let code = institution_code(p, i);
+                let parsed =
+                    MedicalInstitutionCode::parse(&code).unwrap_or_else(|e| panic!("{code}: {e}"));
+                assert_eq!(parsed.prefecture(), p);
+            }
+        }
     }
 
     #[test]
@@ -461,11 +624,16 @@ mod tests {
                 with_checkups += 1;
             }
             for c in &checkups {
-                assert!(c.date <= TODAY && c.date.year() > TODAY.year() - 5);
-                assert!((40..75).contains(&p.age_on(c.date)));
-                assert_eq!(c.items.len(), 14);
+                let date = c.date().unwrap();
+                assert!(date <= TODAY && date.year() > TODAY.year() - 5);
+                assert!((40..75).contains(&p.age_on(date)));
+                assert_eq!(c.items.len(), 15);
+                assert_eq!(c.items[0].item_code.as_deref(), Some("9N001000000000001"));
+                assert_eq!(c.items[0].data_type.as_deref(), Some("PQ"));
+                assert_eq!(c.items[0].oid.as_deref(), Some(CHECKUP_OID));
                 let bmi: f64 = c.items[2].data_value.as_deref().unwrap().parse().unwrap();
                 assert!((14.0..40.0).contains(&bmi), "{bmi}");
+                assert!(c.items[14].data_value_name.is_some());
             }
         }
         assert!(with_checkups > 20, "{with_checkups}");

@@ -7,9 +7,13 @@
 //! (else `SIM-E0102`), exactly one insured person matches the header's numbers (else
 //! `SIM-E0402`), the file category is XML (else `SIM-E0403`) and either that person gave a
 //! consent for the category on the card reader within 24 hours ([`crate::consent`]) or a
-//! disaster window is open for the institution's prefecture (else `SIM-E0401`). Refusals are
-//! result files with `SegmentOfResult` 9 and the `SIM-` code. Drug requests are answered for
-//! the months asked, within 3 years; checkups for 5 years ([`crate::histories`]).
+//! disaster window is open for the institution's prefecture (else `SIM-E0401`). Answers have
+//! the real shapes (`ResultCode` 1, `QuaInf` / `QualificationsInfo`, the histories of
+//! [`crate::histories`]); refusals are result files whose `ResultCode` is the `SIM-` code
+//! (the real failure codes are not public; anything but 1 is a failure) and whose
+//! `MessageContents` says why in Japanese, then English. Drug requests are answered for the
+//! months asked, within 3 years; checkups for 5 years. The file category must be an XML one
+//! (2 or 4, [`FileCategory::is_xml`]).
 //!
 //! The paths follow the simulator's one-POST-per-message convention (UNCONFIRMED, like
 //! `OQSsiquc01`). An outage ([`crate::faults`]) holds these routes too.
@@ -25,12 +29,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fleet_tls::identity::{leaf, terminal_of};
 use fleet_tls::listen::PeerCertificates;
-use onshi_domain::codes::SegmentOfResult;
 use onshi_domain::events::InfoCategory;
 use onshi_domain::ids::MedicalInstitutionCode;
 use onshi_domain::xml::{
     CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult, FileCategory,
-    InfoRequestHeader, InfoResultHeader, XmlEncoding, YearMonth,
+    InfoOutcome, InfoPatient, InfoRequestHeader, ResultCode, XmlEncoding, YearMonth,
 };
 use time::{OffsetDateTime, PrimitiveDateTime};
 
@@ -41,7 +44,7 @@ use crate::faults::Faults;
 use crate::histories::{DRUG_RETENTION_MONTHS, Histories};
 use crate::http::{declared_encoding, now_jst};
 use crate::population::Person;
-use crate::service::{Service, character_code};
+use crate::service::Service;
 
 pub const YZK_PATH: &str = "/oqs/YZKsiquc01";
 pub const TKK_PATH: &str = "/oqs/TKKsiquc01";
@@ -131,7 +134,7 @@ impl InfoRoute {
                 format!("{} people match", people.len()),
             ));
         };
-        if file_category != FileCategory::Xml {
+        if !file_category.is_xml() {
             return Err((SimErrorCode::InfoPdfNotSupported, String::new()));
         }
         let key = PersonKey::of(person);
@@ -144,16 +147,15 @@ impl InfoRoute {
         }
     }
 
-    /// Answers a drug request at `now` (JST wall clock) / `now_utc`.
+    /// Answers a drug request at `now` (JST wall clock) / `now_utc`. The encoding is the
+    /// caller's concern: the answer is the same in both.
     pub fn drug(
         &self,
         institution: &MedicalInstitutionCode,
         request: &DrugInfoRequest,
         now: PrimitiveDateTime,
         now_utc: OffsetDateTime,
-        encoding: XmlEncoding,
     ) -> InfoAnswer<DrugInfoResult> {
-        let header = result_header(institution, Some(&request.header), now, encoding);
         match self.admit(
             institution,
             &request.header,
@@ -162,29 +164,26 @@ impl InfoRoute {
             now_utc,
         ) {
             Err((error, detail)) => InfoAnswer {
-                result: DrugInfoResult {
-                    header: refused(header, error, &detail),
-                    start_month: None,
-                    end_month: None,
-                    months: Vec::new(),
-                },
+                result: DrugInfoResult::refused(refusal(error, &detail)),
                 error: Some(error),
             },
             Ok((person, _window)) => {
                 let today = now.date();
                 let oldest = YearMonth::of(today).minus_months(DRUG_RETENTION_MONTHS - 1);
-                let months = self.histories.drugs(
+                let history = self.histories.drugs(
                     &PersonKey::of(person),
                     request.start_month.max(oldest),
                     request.end_month,
                     today,
+                    institution.prefecture(),
                 );
                 InfoAnswer {
                     result: DrugInfoResult {
-                        header,
-                        start_month: Some(request.start_month),
-                        end_month: Some(request.end_month),
-                        months,
+                        outcome: InfoOutcome::success(),
+                        patient: Some(patient(person)),
+                        months: history.months,
+                        dispensing: history.dispensing,
+                        prescriptions: Vec::new(),
                     },
                     error: None,
                 }
@@ -199,9 +198,7 @@ impl InfoRoute {
         request: &CheckupInfoRequest,
         now: PrimitiveDateTime,
         now_utc: OffsetDateTime,
-        encoding: XmlEncoding,
     ) -> InfoAnswer<CheckupInfoResult> {
-        let header = result_header(institution, Some(&request.header), now, encoding);
         match self.admit(
             institution,
             &request.header,
@@ -210,10 +207,7 @@ impl InfoRoute {
             now_utc,
         ) {
             Err((error, detail)) => InfoAnswer {
-                result: CheckupInfoResult {
-                    header: refused(header, error, &detail),
-                    checkups: Vec::new(),
-                },
+                result: CheckupInfoResult::refused(refusal(error, &detail)),
                 error: Some(error),
             },
             Ok((person, _window)) => {
@@ -221,13 +215,16 @@ impl InfoRoute {
                     self.histories
                         .checkups(&PersonKey::of(person), person, now.date());
                 checkups.retain(|c| {
-                    request
-                        .start_month
-                        .is_none_or(|m| YearMonth::of(c.date) >= m)
-                        && request.end_month.is_none_or(|m| YearMonth::of(c.date) <= m)
+                    let month = c.date().map(YearMonth::of);
+                    request.start_month.is_none_or(|m| month >= Some(m))
+                        && request.end_month.is_none_or(|m| month <= Some(m))
                 });
                 InfoAnswer {
-                    result: CheckupInfoResult { header, checkups },
+                    result: CheckupInfoResult {
+                        outcome: InfoOutcome::success(),
+                        patient: Some(patient(person)),
+                        checkups,
+                    },
                     error: None,
                 }
             }
@@ -235,35 +232,27 @@ impl InfoRoute {
     }
 }
 
-fn result_header(
-    institution: &MedicalInstitutionCode,
-    request: Option<&InfoRequestHeader>,
-    now: PrimitiveDateTime,
-    encoding: XmlEncoding,
-) -> InfoResultHeader {
-    InfoResultHeader {
-        process_execution_time: now,
-        medical_institution_code: request
-            .map_or(institution, |r| &r.medical_institution_code)
-            .clone(),
-        insurer_number: request.map(|r| r.insurer_number.clone()),
-        insurance_card_symbol: request.and_then(|r| r.insurance_card_symbol.clone()),
-        insured_person_identification_number: request
-            .map(|r| r.insured_person_identification_number.clone()),
-        branch_number: request.and_then(|r| r.branch_number.clone()),
-        arbitrary_file_identifier: request.and_then(|r| r.arbitrary_file_identifier.clone()),
-        segment_of_result: SegmentOfResult::Normal,
-        error_code: None,
-        error_message: None,
-        character_code_identifier: character_code(encoding),
+/// The patient block (`QuaInf` / `QualificationsInfo`) for `person`.
+fn patient(person: &Person) -> InfoPatient {
+    InfoPatient {
+        name: Some(person.name.clone()),
+        kana_name: Some(person.name_kana.clone()),
+        birth: Some(person.birthdate.date()),
+        gender_code: Some(person.sex.code().to_string()),
     }
 }
 
-fn refused(mut header: InfoResultHeader, error: SimErrorCode, detail: &str) -> InfoResultHeader {
-    header.segment_of_result = SegmentOfResult::AbnormalEnd;
-    header.error_code = Some(error.code().to_string());
-    header.error_message = Some(error.message_with(Some(detail)));
-    header
+/// A refusal: the `SIM-` code as `ResultCode`, the reason in Japanese then English (and what
+/// exactly was wrong, when there is something to add) as `MessageContents`.
+pub fn refusal(error: SimErrorCode, detail: &str) -> InfoOutcome {
+    InfoOutcome {
+        result_code: ResultCode::Other(error.code().to_string()),
+        message_contents: Some(format!(
+            "{} / {}",
+            error.message_with(Some(detail)),
+            error.message_en()
+        )),
+    }
 }
 
 fn institution_of(peer: Option<&PeerCertificates>) -> Result<MedicalInstitutionCode, String> {
@@ -306,17 +295,12 @@ async fn handle(
     let now_utc = OffsetDateTime::now_utc();
     let unreadable = |e: onshi_domain::xml::XmlError| {
         let error = SimErrorCode::for_xml_error(&e);
-        let header = refused(
-            result_header(&institution, None, now, encoding),
-            error,
-            &e.to_string(),
-        );
-        (header, error)
+        (refusal(error, &e.to_string()), error)
     };
     let (status, xml, error) = match category {
         InfoCategory::Drug => match DrugInfoRequest::from_xml(body) {
             Ok(request) => {
-                let a = route.drug(&institution, &request, now, now_utc, encoding);
+                let a = route.drug(&institution, &request, now, now_utc);
                 (
                     a.error.map_or(200, SimErrorCode::http_status),
                     a.result.to_xml(encoding),
@@ -324,19 +308,14 @@ async fn handle(
                 )
             }
             Err(e) => {
-                let (header, error) = unreadable(e);
-                let result = DrugInfoResult {
-                    header,
-                    start_month: None,
-                    end_month: None,
-                    months: Vec::new(),
-                };
+                let (outcome, error) = unreadable(e);
+                let result = DrugInfoResult::refused(outcome);
                 (error.http_status(), result.to_xml(encoding), Some(error))
             }
         },
         _ => match CheckupInfoRequest::from_xml(body) {
             Ok(request) => {
-                let a = route.checkup(&institution, &request, now, now_utc, encoding);
+                let a = route.checkup(&institution, &request, now, now_utc);
                 (
                     a.error.map_or(200, SimErrorCode::http_status),
                     a.result.to_xml(encoding),
@@ -344,11 +323,8 @@ async fn handle(
                 )
             }
             Err(e) => {
-                let (header, error) = unreadable(e);
-                let result = CheckupInfoResult {
-                    header,
-                    checkups: Vec::new(),
-                };
+                let (outcome, error) = unreadable(e);
+                let result = CheckupInfoResult::refused(outcome);
                 (error.http_status(), result.to_xml(encoding), Some(error))
             }
         },
@@ -406,6 +382,7 @@ mod tests {
     use super::*;
     use crate::population::Population;
     use onshi_domain::access::ConsentRecord;
+    use onshi_domain::xml::InfoRequestFlags;
     use time::macros::{datetime, offset};
 
     const NOW: PrimitiveDateTime = datetime!(2026-04-01 10:00:00);
@@ -444,7 +421,8 @@ mod tests {
             header: header_for(p),
             start_month: YearMonth::parse("202001").unwrap(),
             end_month: YearMonth::parse("202604").unwrap(),
-            file_category: FileCategory::Xml,
+            file_category: FileCategory::FULL_XML,
+            flags: InfoRequestFlags::as_clients_send(),
         }
     }
 
@@ -452,19 +430,19 @@ mod tests {
     fn views_need_a_live_consent_or_a_window_for_the_prefecture() {
         let r = route();
         let p = r.service.population().people()[0].clone();
-        let ask = |r: &InfoRoute, at: OffsetDateTime| {
-            r.drug(&clinic(), &drug_request(&p), NOW, at, XmlEncoding::Utf8)
-        };
+        let ask = |r: &InfoRoute, at: OffsetDateTime| r.drug(&clinic(), &drug_request(&p), NOW, at);
         let refused = ask(&r, now_utc());
         assert_eq!(refused.error, Some(SimErrorCode::InfoNotConsented));
         assert_eq!(
-            refused.result.header.segment_of_result,
-            SegmentOfResult::AbnormalEnd
+            refused.result.outcome.result_code,
+            ResultCode::Other("SIM-E0401".into())
         );
-        assert_eq!(
-            refused.result.header.error_code.as_deref(),
-            Some("SIM-E0401")
+        let message = refused.result.outcome.message_contents.clone().unwrap();
+        assert!(
+            message.starts_with("患者の同意") && message.contains(" / no live consent"),
+            "Japanese, then English: {message}"
         );
+        assert_eq!(refused.result.patient, None, "nothing about the patient");
 
         r.consents.record(
             PersonKey::of(&p),
@@ -475,16 +453,25 @@ mod tests {
         );
         let allowed = ask(&r, now_utc());
         assert_eq!(allowed.error, None);
+        assert!(allowed.result.outcome.result_code.is_success());
         assert_eq!(
-            allowed.result.header.segment_of_result,
-            SegmentOfResult::Normal
+            allowed.result.patient.as_ref().unwrap().name.as_deref(),
+            Some(p.name.as_str())
         );
         assert!(
             allowed
                 .result
                 .months
                 .iter()
-                .all(|m| m.month >= YearMonth::parse("202305").unwrap())
+                .all(|m| m.month >= YearMonth::parse("202305"))
+        );
+        // Clinics in the asking site's prefecture (Hiroshima, 34).
+        assert!(
+            allowed.result.months.iter().all(|m| m
+                .institution_code
+                .as_deref()
+                .unwrap()
+                .starts_with("341"))
         );
         // The consent was for drugs only, and lasts 24 hours.
         let checkup = r.checkup(
@@ -493,11 +480,11 @@ mod tests {
                 header: header_for(&p),
                 start_month: None,
                 end_month: None,
-                file_category: FileCategory::Xml,
+                file_category: FileCategory::XML,
+                flags: InfoRequestFlags::as_clients_send(),
             },
             NOW,
             now_utc(),
-            XmlEncoding::Utf8,
         );
         assert_eq!(checkup.error, Some(SimErrorCode::InfoNotConsented));
         let later = ask(&r, now_utc() + time::Duration::hours(22));
@@ -523,17 +510,102 @@ mod tests {
     fn other_institutions_unknown_people_and_pdf_are_refused() {
         let r = route();
         let p = r.service.population().people()[1].clone();
-        let other = MedicalInstitutionCode::parse("1340123455").unwrap();
-        let a = r.drug(&other, &drug_request(&p), NOW, now_utc(), XmlEncoding::Utf8);
+        let other = MedicalInstitutionCode::parse("0110112489").unwrap();
+        let a = r.drug(&other, &drug_request(&p), NOW, now_utc());
         assert_eq!(a.error, Some(SimErrorCode::InstitutionMismatch));
         let mut nobody = drug_request(&p);
         nobody.header.insured_person_identification_number =
             onshi_domain::ids::InsuredIdentificationNumber::parse("99999999").unwrap();
-        let a = r.drug(&clinic(), &nobody, NOW, now_utc(), XmlEncoding::Utf8);
+        let a = r.drug(&clinic(), &nobody, NOW, now_utc());
         assert_eq!(a.error, Some(SimErrorCode::InfoPersonUnknown));
-        let mut pdf = drug_request(&p);
-        pdf.file_category = FileCategory::Pdf;
-        let a = r.drug(&clinic(), &pdf, NOW, now_utc(), XmlEncoding::Utf8);
-        assert_eq!(a.error, Some(SimErrorCode::InfoPdfNotSupported));
+        for pdf_category in [FileCategory::PDF, FileCategory::FULL_PDF] {
+            let mut pdf = drug_request(&p);
+            pdf.file_category = pdf_category;
+            let a = r.drug(&clinic(), &pdf, NOW, now_utc());
+            assert_eq!(a.error, Some(SimErrorCode::InfoPdfNotSupported));
+        }
+    }
+
+    /// The corpus's element paths, as a set (the order of siblings is the codec's concern,
+    /// checked against the corpus in `onshi-domain`'s `corpus_info` test).
+    fn corpus_paths(name: &str) -> std::collections::BTreeSet<String> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/onshi-corpus")
+            .join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} cannot be read ({e}): shared/onshi-corpus/ must be beside the checkout",
+                path.display()
+            )
+        });
+        onshi_domain::xml::element_paths(&bytes)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    fn paths(xml: &[u8]) -> std::collections::BTreeSet<String> {
+        onshi_domain::xml::element_paths(xml)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn answers_place_elements_as_the_corpus_does() {
+        let r = route();
+        let people = r.service.population().people().to_vec();
+        let everyone = |category| {
+            for p in &people {
+                r.consents.record(
+                    PersonKey::of(p),
+                    ConsentRecord {
+                        consented_at: now_utc(),
+                        categories: vec![category],
+                    },
+                );
+            }
+        };
+        everyone(InfoCategory::Drug);
+        let drug = people
+            .iter()
+            .map(|p| r.drug(&clinic(), &drug_request(p), NOW, now_utc()).result)
+            .find(|d| !d.months.is_empty() && !d.dispensing.is_empty())
+            .expect("someone has a drug history");
+        assert_eq!(
+            paths(&drug.to_xml(XmlEncoding::ShiftJis)),
+            corpus_paths("YZKsiquc01res_drug.xml")
+        );
+        everyone(InfoCategory::Checkup);
+        let checkup = people
+            .iter()
+            .map(|p| {
+                let request = CheckupInfoRequest {
+                    header: header_for(p),
+                    start_month: None,
+                    end_month: None,
+                    file_category: FileCategory::XML,
+                    flags: InfoRequestFlags::as_clients_send(),
+                };
+                r.checkup(&clinic(), &request, NOW, now_utc()).result
+            })
+            .find(|c| !c.checkups.is_empty())
+            .expect("someone has checkups");
+        let mut expected = corpus_paths("TKKsiquc01res_checkup.xml");
+        // Coded results carry the name of their value (domain notes §3; not in the corpus).
+        expected.insert(
+            "XmlMsg/MessageBody/SpecificHealthCheckupInfo/HealthCheckupResultAndQuestionInfos/HealthCheckupResultAndQuestionInfo/DataValueName".into(),
+        );
+        assert_eq!(paths(&checkup.to_xml(XmlEncoding::ShiftJis)), expected);
+        // A refusal: the outcome where the corpus has ResultCode, and nothing else.
+        let refused = DrugInfoResult::refused(refusal(SimErrorCode::InfoNotConsented, ""));
+        let written = paths(&refused.to_xml(XmlEncoding::Utf8));
+        let corpus = corpus_paths("YZKsiquc01res_drug.xml");
+        for p in &written {
+            assert!(
+                corpus.contains(p) || p == "XmlMsg/MessageHeader/MessageContents",
+                "{p}"
+            );
+        }
     }
 }

@@ -22,8 +22,10 @@ use onshi_domain::codes::{
 };
 use onshi_domain::ids::{InsurerNumber, MedicalInstitutionCode};
 use onshi_domain::xml::{
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
-    QualificationConfirmationResult, RequestHeader, XmlEncoding,
+    CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult, FileCategory,
+    InfoRequestFlags, InfoRequestHeader, QualificationConfirmSearchInfo,
+    QualificationConfirmationRequest, QualificationConfirmationResult, RequestHeader, ResultCode,
+    XmlEncoding, YearMonth, element_paths,
 };
 use onshi_sim::http::{BODY_LIMIT, OQS_SIQUC01_PATH, now_jst};
 use onshi_sim::population::{Person, Population};
@@ -140,8 +142,19 @@ impl TestSim {
         client: &HttpsClient,
         body: Vec<u8>,
     ) -> Result<Reply, hyper_util::client::legacy::Error> {
-        let request = Request::post(self.url(OQS_SIQUC01_PATH))
-            .header("content-type", "application/xml")
+        self.post_to(client, OQS_SIQUC01_PATH, "application/xml", body)
+            .await
+    }
+
+    async fn post_to(
+        &self,
+        client: &HttpsClient,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply, hyper_util::client::legacy::Error> {
+        let request = Request::post(self.url(path))
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         let response = client.request(request).await?;
@@ -208,6 +221,134 @@ fn request_for(p: &Person) -> QualificationConfirmationRequest {
             arbitrary_identifier: None,
         },
     }
+}
+
+/// Drug and checkup requests as clinic software writes them (Shift_JIS, drug `FileCategory` 4),
+/// over HTTPS: refused in the real result shape without consent or window, answered in the
+/// real shape inside a disaster window, in the request's encoding.
+#[tokio::test]
+async fn drug_and_checkup_requests_are_answered_in_the_real_shapes() {
+    let sim = spawn_sim(Duration::ZERO).await;
+    let client = sim.pki.client(true);
+    let p = sim.person(|p| p.loss.is_none());
+    let header = InfoRequestHeader {
+        medical_institution_code: MedicalInstitutionCode::parse(INSTITUTION).unwrap(),
+        insurer_number: p.insurer_number.clone(),
+        insurance_card_symbol: p.symbol.clone(),
+        insured_person_identification_number: p.number.clone(),
+        branch_number: p.branch.clone(),
+        arbitrary_file_identifier: Some("12340".into()),
+    };
+    let this_month = YearMonth::of(now_jst().date());
+    let drug = |category| DrugInfoRequest {
+        header: header.clone(),
+        start_month: this_month.minus_months(35),
+        end_month: this_month,
+        file_category: category,
+        flags: InfoRequestFlags::as_clients_send(),
+    };
+    let post = |path: &'static str, body: Vec<u8>| {
+        let (sim, client) = (&sim, &client);
+        async move {
+            sim.post_to(client, path, "application/xml", body)
+                .await
+                .expect("an answer")
+        }
+    };
+
+    // No consent, no window: the refusal's code and reason, Japanese then English.
+    let refused = post(
+        onshi_sim::info::YZK_PATH,
+        drug(FileCategory::FULL_XML).to_xml(XmlEncoding::ShiftJis),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.content_type, "application/xml; charset=Shift_JIS");
+    let result = DrugInfoResult::from_xml(&refused.body).unwrap();
+    assert_eq!(
+        result.outcome.result_code,
+        ResultCode::Other("SIM-E0401".into())
+    );
+    let message = result.outcome.message_contents.unwrap();
+    assert!(
+        message.contains("同意") && message.contains(" / no live consent"),
+        "{message}"
+    );
+    assert_eq!(
+        element_paths(&refused.body).unwrap()[..4],
+        [
+            "XmlMsg",
+            "XmlMsg/MessageHeader",
+            "XmlMsg/MessageHeader/ResultCode",
+            "XmlMsg/MessageHeader/MessageContents"
+        ]
+    );
+
+    // A disaster window for the institution's prefecture (Hiroshima, 34) opens the views.
+    let now = time::OffsetDateTime::now_utc();
+    let window = format!(
+        r#"{{"id":"w-34","prefectures":["34"],"starts_at":"{}","ends_at":"{}"}}"#,
+        (now - time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        (now + time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let opened = sim
+        .post_to(
+            &client,
+            onshi_sim::info::DISASTER_ADMIN_PATH,
+            "application/json",
+            window.into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.status, StatusCode::OK);
+    let answered = post(
+        onshi_sim::info::YZK_PATH,
+        drug(FileCategory::FULL_XML).to_xml(XmlEncoding::ShiftJis),
+    )
+    .await;
+    assert_eq!(answered.status, StatusCode::OK);
+    let result = DrugInfoResult::from_xml(&answered.body).unwrap();
+    assert!(result.outcome.result_code.is_success());
+    assert_eq!(
+        result.patient.unwrap().name.as_deref(),
+        Some(p.name.as_str())
+    );
+    for m in &result.months {
+        assert!(m.institution_code.as_deref().unwrap().starts_with("341"));
+    }
+    // PDF categories (odd) are not simulated.
+    let pdf = post(
+        onshi_sim::info::YZK_PATH,
+        drug(FileCategory::FULL_PDF).to_xml(XmlEncoding::Utf8),
+    )
+    .await;
+    assert_eq!(pdf.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        DrugInfoResult::from_xml(&pdf.body)
+            .unwrap()
+            .outcome
+            .result_code,
+        ResultCode::Other("SIM-E0403".into())
+    );
+    // Checkups, UTF-8 in, UTF-8 out.
+    let checkup = CheckupInfoRequest {
+        header: header.clone(),
+        start_month: None,
+        end_month: None,
+        file_category: FileCategory::XML,
+        flags: InfoRequestFlags::as_clients_send(),
+    };
+    let answered = post(onshi_sim::info::TKK_PATH, checkup.to_xml(XmlEncoding::Utf8)).await;
+    assert_eq!(answered.status, StatusCode::OK);
+    assert_eq!(answered.content_type, "application/xml; charset=UTF-8");
+    let result = CheckupInfoResult::from_xml(&answered.body).unwrap();
+    assert!(result.outcome.result_code.is_success());
+    assert!(result.patient.is_some());
+    sim.stop().await;
 }
 
 #[tokio::test]

@@ -15,8 +15,8 @@ use onshi_domain::codes::{
 use onshi_domain::ids::MedicalInstitutionCode;
 use onshi_domain::xml::{
     BulkInquiryAccepted, BulkInquiryRequest, BulkResult, BulkResultRequest, CheckupInfoRequest,
-    CheckupInfoResult, DrugInfoRequest, DrugInfoResult, FileCategory, InfoRequestHeader,
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    CheckupInfoResult, DrugInfoRequest, DrugInfoResult, FileCategory, InfoRequestFlags,
+    InfoRequestHeader, QualificationConfirmSearchInfo, QualificationConfirmationRequest,
     QualificationConfirmationResult, RequestHeader, XmlEncoding, YearMonth,
 };
 use onshi_sim::population::{Person, Population};
@@ -220,14 +220,14 @@ fn info_header(p: &Person, file_id: &str) -> InfoRequestHeader {
     }
 }
 
-/// Whether a drug or checkup result says it failed (its header's refusal). The one place
-/// that knows how these results carry a failure.
+/// Whether a drug or checkup result says it failed (a `ResultCode` other than 1). The one
+/// place that knows how these results carry a failure.
 fn drug_failed(r: &DrugInfoResult) -> bool {
-    r.header.segment_of_result != SegmentOfResult::Normal && r.header.error_code.is_some()
+    !r.outcome.result_code.is_success()
 }
 
 fn checkup_failed(r: &CheckupInfoResult) -> bool {
-    r.header.segment_of_result != SegmentOfResult::Normal && r.header.error_code.is_some()
+    !r.outcome.result_code.is_success()
 }
 
 /// The index and the person: valid, with a symbol and branch (an ordinary insured family).
@@ -408,7 +408,8 @@ fn drug_and_checkup_answers_follow_the_face_reader_consent() {
             header: info_header(&p, id),
             start_month: YearMonth::of(onshi_sim::http::now_jst().date()).minus_months(24),
             end_month: YearMonth::of(onshi_sim::http::now_jst().date()),
-            file_category: FileCategory::Xml,
+            file_category: FileCategory::FULL_XML,
+            flags: InfoRequestFlags::as_clients_send(),
         }
         .to_xml(XmlEncoding::ShiftJis)
     };
@@ -418,7 +419,7 @@ fn drug_and_checkup_answers_follow_the_face_reader_consent() {
     assert!(
         drug_failed(&refused),
         "no consent yet: {:?}",
-        refused.header
+        refused.outcome
     );
 
     // The patient uses the face reader and agrees to share drugs and checkups.
@@ -469,10 +470,11 @@ fn drug_and_checkup_answers_follow_the_face_reader_consent() {
     let name = "YZKsiquc01req_0226120109301002.xml";
     t.submit(name, &drug("after"));
     let answered = DrugInfoResult::from_xml(&t.take_result(name)).unwrap();
-    assert!(!drug_failed(&answered), "{:?}", answered.header);
+    assert!(!drug_failed(&answered), "{:?}", answered.outcome);
+    // The real result echoes no file identifier; it names the patient (QuaInf).
     assert_eq!(
-        answered.header.arbitrary_file_identifier.as_deref(),
-        Some("after")
+        answered.patient.as_ref().and_then(|q| q.name.as_deref()),
+        Some(p.name.as_str())
     );
 
     let name = "TKKsiquc01req_0226120109301003.xml";
@@ -480,11 +482,12 @@ fn drug_and_checkup_answers_follow_the_face_reader_consent() {
         header: info_header(&p, "checkup"),
         start_month: None,
         end_month: None,
-        file_category: FileCategory::Xml,
+        file_category: FileCategory::XML,
+        flags: InfoRequestFlags::as_clients_send(),
     };
     t.submit(name, &checkup.to_xml(XmlEncoding::Utf8));
     let answered = CheckupInfoResult::from_xml(&t.take_result(name)).unwrap();
-    assert!(!checkup_failed(&answered), "{:?}", answered.header);
+    assert!(!checkup_failed(&answered), "{:?}", answered.outcome);
 }
 
 #[test]

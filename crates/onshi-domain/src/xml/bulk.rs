@@ -868,7 +868,7 @@ mod tests {
         let bad = text.replacen("<Birthdate>19800102", "<Birthdate>19801302", 1);
         assert!(matches!(
             BulkInquiryRequest::from_xml(bad.as_bytes()),
-            Err(XmlError::InvalidValue { path, .. })
+            Err(XmlError::InvalidIdentifier { path, .. })
                 if path == "XmlMsg/MessageBody/QualificationConfirmSearchInfo[1]/Birthdate"
         ));
         let rows = BulkInquiryRequest::from_xml_rows(bad.as_bytes()).unwrap();

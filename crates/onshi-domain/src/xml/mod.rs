@@ -43,7 +43,10 @@ mod write;
 pub use bulk::*;
 pub use checkup::*;
 pub use drug::*;
-pub use info::{FileCategory, InfoRequestHeader, InfoResultHeader, YearMonth};
+pub use info::{
+    FileCategory, InfoOutcome, InfoPatient, InfoRequestFlags, InfoRequestHeader, ResultCode,
+    YearMonth,
+};
 pub use qualification::*;
 pub use read::{ReadWarning, Warned, WarningKind, element_paths};
 

@@ -578,6 +578,21 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// Every leaf child with text, as (element name, text as written), in document order,
+    /// each marked as read: for a block whose content is not public (`MeTrInf`), kept as
+    /// written rather than reported unknown. Children with children of their own are left
+    /// unread (reported by [`Doc::finish`]).
+    pub(crate) fn leaves(&self) -> Vec<(String, String)> {
+        self.el
+            .children
+            .iter()
+            .filter(|c| c.children.is_empty())
+            .inspect(|c| self.visit(c))
+            .filter(|c| !c.text.trim().is_empty())
+            .map(|c| (c.name.clone(), c.text.clone()))
+            .collect()
+    }
+
     /// Records a tolerated problem of this node's own (e.g. a consent time without its flag:
     /// `Unreadable`); strict nodes return `strict` instead.
     pub(crate) fn warn(

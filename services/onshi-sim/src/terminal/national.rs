@@ -27,7 +27,7 @@ use crate::disaster::DisasterWindows;
 use crate::errors::SimErrorCode;
 use crate::faults::Faults;
 use crate::http::{declared_encoding, scan_header};
-use crate::info::InfoRoute;
+use crate::info::{InfoRoute, refusal as info_refusal};
 use crate::population::Population;
 use crate::service::{Service, refusal};
 
@@ -144,12 +144,12 @@ impl National {
                 .to_xml(enc),
             Request::Drug(r) => self
                 .info
-                .drug(institution, r, now, now_utc, enc)
+                .drug(institution, r, now, now_utc)
                 .result
                 .to_xml(enc),
             Request::Checkup(r) => self
                 .info
-                .checkup(institution, r, now, now_utc, enc)
+                .checkup(institution, r, now, now_utc)
                 .result
                 .to_xml(enc),
             Request::Other => {
@@ -194,18 +194,14 @@ impl National {
                 .fetch(&self.institution, bytes, now, at)
                 .result
                 .to_xml(enc),
-            Kind::Drug => DrugInfoResult {
-                header: unreadable_info_header(&self.institution, code, &detail, now, enc),
-                start_month: None,
-                end_month: None,
-                months: Vec::new(),
+            // `ResultCode` the SIM- code, `MessageContents` Japanese then English with what
+            // exactly was wrong (nothing of the request is echoed).
+            Kind::Drug => {
+                DrugInfoResult::refused(info_refusal(code, &error.to_string())).to_xml(enc)
             }
-            .to_xml(enc),
-            Kind::Checkup => CheckupInfoResult {
-                header: unreadable_info_header(&self.institution, code, &detail, now, enc),
-                checkups: Vec::new(),
+            Kind::Checkup => {
+                CheckupInfoResult::refused(info_refusal(code, &error.to_string())).to_xml(enc)
             }
-            .to_xml(enc),
             Kind::Eligibility | Kind::Other => refusal(
                 &self.institution,
                 &scan_header(bytes, enc),
@@ -259,29 +255,5 @@ impl National {
             .filter(|_| answer.error.is_none())
             .map(|record| StoredConsent { holder, record });
         Some((answer.result.to_xml(XmlEncoding::Utf8), consent))
-    }
-}
-
-/// The header of a drug or checkup result for a request that could not be read (nothing of
-/// the request is echoed).
-fn unreadable_info_header(
-    institution: &MedicalInstitutionCode,
-    code: SimErrorCode,
-    detail: &str,
-    now: PrimitiveDateTime,
-    enc: XmlEncoding,
-) -> onshi_domain::xml::InfoResultHeader {
-    onshi_domain::xml::InfoResultHeader {
-        process_execution_time: now,
-        medical_institution_code: institution.clone(),
-        insurer_number: None,
-        insurance_card_symbol: None,
-        insured_person_identification_number: None,
-        branch_number: None,
-        arbitrary_file_identifier: None,
-        segment_of_result: onshi_domain::codes::SegmentOfResult::AbnormalEnd,
-        error_code: Some(code.code().to_string()),
-        error_message: Some(code.message_with(Some(detail))),
-        character_code_identifier: crate::service::character_code(enc),
     }
 }
