@@ -541,7 +541,7 @@ async fn write_journal(path: PathBuf, journal: Journal) {
 }
 
 /// Starts file-system notification on `dir`; `None` (rescans only) when it cannot.
-fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+pub(crate) fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
