@@ -310,76 +310,118 @@ impl CardRoute {
                 "no insured person for this certificate",
             );
         };
-        let lookup = QualificationConfirmationRequest {
-            header: RequestHeader {
-                qualification_confirmation_date: date,
-                medical_institution_code: institution.clone(),
+        let answer = card_reading(
+            &self.service,
+            institution,
+            person,
+            &CardReading {
+                date,
                 arbitrary_file_identifier: request.arbitrary_file_identifier.clone(),
+                limit_consent: request.limit_consent,
+                consent: request.consent,
             },
-            search: QualificationConfirmSearchInfo {
-                insurer_number: person.insurer_number.clone(),
-                insured_card_symbol: person.symbol.clone(),
-                insured_identification_number: person.number.clone(),
-                insured_branch_number: person.branch.clone(),
-                birthdate: person.birthdate.clone(),
-                limit_application_certificate_related_cons_flg: request.limit_consent,
-                arbitrary_identifier: None,
-            },
-        };
-        let mut answer = self
-            .service
-            .confirm(institution, &lookup, now, XmlEncoding::Utf8);
-        answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+            now,
+        );
         if answer.error.is_none() {
-            self.consent_given(person, request.consent, now, &mut answer);
+            self.record_consent(person, request.consent, now);
         }
         answer
     }
 
-    /// Records the patient's consent choices (at `now`, JST) and answers them in the result's
-    /// consent groups.
-    fn consent_given(
+    /// Records the patient's consent choices (at `now`, JST) for [`crate::info`].
+    fn record_consent(
         &self,
         person: &crate::population::Person,
         choices: ConsentChoices,
         now: PrimitiveDateTime,
-        answer: &mut Answer,
     ) {
-        use onshi_domain::access::{CONSENT_LIFETIME, ConsentRecord};
-        use onshi_domain::codes::ConsentStatus;
-        use onshi_domain::xml::ConsentGroup;
-        let categories = choices.categories();
-        if !categories.is_empty() {
-            self.consents.record(
-                crate::consent::PersonKey::of(person),
-                ConsentRecord {
-                    consented_at: now.assume_offset(time::macros::offset!(+9)),
-                    categories,
-                },
-            );
-        }
-        let group = |given: bool| {
-            Some(if given {
-                ConsentGroup {
-                    cons_flg: ConsentStatus::Given,
-                    cons_time: Some(now),
-                    available_time: Some(now + CONSENT_LIFETIME),
-                }
-            } else {
-                ConsentGroup {
-                    cons_flg: ConsentStatus::NotGiven,
-                    cons_time: None,
-                    available_time: None,
-                }
-            })
-        };
-        for result in &mut answer.result.body.results {
-            result.pharmacists_info = group(choices.drug);
-            result.specific_health_checkups_info = group(choices.checkup);
-            result.diagnosis_info = group(choices.diagnosis);
-            result.operation_info = group(choices.surgery);
+        if let Some(record) = consent_record(choices, now) {
+            self.consents
+                .record(crate::consent::PersonKey::of(person), record);
         }
     }
+}
+
+/// The consent a card reading at `now` (JST) gives, or `None` when the patient chose nothing
+/// (an earlier consent then stays as it was).
+pub fn consent_record(
+    choices: ConsentChoices,
+    now: PrimitiveDateTime,
+) -> Option<onshi_domain::access::ConsentRecord> {
+    let categories = choices.categories();
+    (!categories.is_empty()).then(|| onshi_domain::access::ConsentRecord {
+        consented_at: now.assume_offset(time::macros::offset!(+9)),
+        categories,
+    })
+}
+
+/// What a card reading asks besides the holder: shared by the card route and the terminal's
+/// face reader ([`crate::terminal`]).
+#[derive(Debug, Clone)]
+pub struct CardReading {
+    pub date: time::Date,
+    pub arbitrary_file_identifier: Option<String>,
+    pub limit_consent: bool,
+    pub consent: ConsentChoices,
+}
+
+/// The result of a card reading for `person` (identity already proven): the eligibility
+/// answer with `ReferenceClassification` 1 and the patient's choices in the consent groups
+/// (`…AvailableTime` is `now` plus 24 hours). Recording the consent is the caller's.
+pub fn card_reading(
+    service: &Service,
+    institution: &MedicalInstitutionCode,
+    person: &crate::population::Person,
+    reading: &CardReading,
+    now: PrimitiveDateTime,
+) -> Answer {
+    use onshi_domain::access::CONSENT_LIFETIME;
+    use onshi_domain::codes::ConsentStatus;
+    use onshi_domain::xml::ConsentGroup;
+    let lookup = QualificationConfirmationRequest {
+        header: RequestHeader {
+            qualification_confirmation_date: reading.date,
+            medical_institution_code: institution.clone(),
+            arbitrary_file_identifier: reading.arbitrary_file_identifier.clone(),
+        },
+        search: QualificationConfirmSearchInfo {
+            insurer_number: person.insurer_number.clone(),
+            insured_card_symbol: person.symbol.clone(),
+            insured_identification_number: person.number.clone(),
+            insured_branch_number: person.branch.clone(),
+            birthdate: person.birthdate.clone(),
+            limit_application_certificate_related_cons_flg: reading.limit_consent,
+            arbitrary_identifier: None,
+        },
+    };
+    let mut answer = service.confirm(institution, &lookup, now, XmlEncoding::Utf8);
+    answer.result.header.reference_classification = ReferenceClassification::MyNumberCard;
+    if answer.error.is_some() {
+        return answer;
+    }
+    let group = |given: bool| {
+        Some(if given {
+            ConsentGroup {
+                cons_flg: ConsentStatus::Given,
+                cons_time: Some(now),
+                available_time: Some(now + CONSENT_LIFETIME),
+            }
+        } else {
+            ConsentGroup {
+                cons_flg: ConsentStatus::NotGiven,
+                cons_time: None,
+                available_time: None,
+            }
+        })
+    };
+    let choices = reading.consent;
+    for result in &mut answer.result.body.results {
+        result.pharmacists_info = group(choices.drug);
+        result.specific_health_checkups_info = group(choices.checkup);
+        result.diagnosis_info = group(choices.diagnosis);
+        result.operation_info = group(choices.surgery);
+    }
+    answer
 }
 
 fn parse_yyyymmdd(s: &str) -> Option<time::Date> {

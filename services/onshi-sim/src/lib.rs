@@ -12,7 +12,9 @@
 //! - [`errors`]: the simulator's own `SIM-` error codes (the national ones are not public);
 //! - [`faults`]: knobs for outages and injected errors, set at start or at run time;
 //! - [`info`]: drug and checkup information (`YZKsiquc01`, `TKKsiquc01`), answered from
-//!   [`histories`] only with a card consent ([`consent`]) or an open [`disaster`] window.
+//!   [`histories`] only with a card consent ([`consent`]) or an open [`disaster`] window;
+//! - [`terminal`]: the qualification terminal's file interface (`req`/`res`/`face` folders),
+//!   answering request files with the same logic, and the face reader (`terminal present`).
 
 pub mod app;
 pub mod bulk;
@@ -26,5 +28,6 @@ pub mod http;
 pub mod info;
 pub mod population;
 pub mod service;
+pub mod terminal;
 
 pub use app::{SimSettings, Simulator};

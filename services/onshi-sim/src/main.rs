@@ -29,6 +29,148 @@ enum Command {
     Serve(ServeArgs),
     /// Print the population as JSON lines: what a clerk types, the name, the expected answer.
     Population(PopulationArgs),
+    /// Play the qualification terminal's software: answer request files in `<folder>/req`
+    /// into `<folder>/res` (the file interface real sites use). Prints one JSON line with the
+    /// folders on stdout once watching; logs go to stderr. SIGUSR1 silences the terminal,
+    /// SIGUSR2 brings it back (as `terminal knobs --silent true|false`).
+    Terminal(TerminalCommand),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct TerminalCommand {
+    #[command(subcommand)]
+    action: Option<TerminalAction>,
+    #[command(flatten)]
+    run: TerminalArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum TerminalAction {
+    /// A patient uses a My Number card on the face-recognition reader: writes one
+    /// `OQSsiquc01res_face_…` file into `<folder>/face` and keeps the consent for 24 hours.
+    /// Prints `{"face":"<path>"}`.
+    Present(PresentArgs),
+    /// Change the knobs of a running terminal (its `<folder>/.sim/knobs.json`); prints them.
+    Knobs(KnobArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TerminalArgs {
+    /// The terminal's base folder (`req`, `res`, `face` are created under it).
+    #[arg(long, env = "ONSHI_SIM_TERMINAL_FOLDER", required = true)]
+    folder: Option<PathBuf>,
+    /// The institution this terminal belongs to; requests naming another get SIM-E0102.
+    #[arg(long, env = "ONSHI_SIM_INSTITUTION", default_value = onshi_sim::terminal::DEFAULT_INSTITUTION)]
+    institution: String,
+    /// Seed of the synthetic population.
+    #[arg(long, env = "ONSHI_SIM_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Number of people in the population.
+    #[arg(long, env = "ONSHI_SIM_POPULATION", default_value_t = 1000)]
+    population: usize,
+    /// Time from a batch inquiry's acceptance to its results being ready, in milliseconds.
+    #[arg(long, env = "ONSHI_SIM_BATCH_DELAY_MS", default_value_t = 200)]
+    batch_delay_ms: u64,
+    /// What happens to a request file once taken: removed, or moved to `req/done`.
+    #[arg(long, value_enum, default_value_t = onshi_sim::terminal::AfterAnswer::Remove)]
+    requests: onshi_sim::terminal::AfterAnswer,
+    /// Periodic rescan of `req`, besides file-system notification, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    rescan_ms: u64,
+    /// Quiet time before a file that does not read is answered as unreadable, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    incomplete_grace_ms: u64,
+    /// Open a disaster window, as `serve --disaster-window`.
+    #[arg(long = "disaster-window", value_parser = onshi_sim::disaster::parse_flag)]
+    disaster_windows: Vec<onshi_sim::disaster::OpenWindow>,
+    #[command(flatten)]
+    knobs: KnobFlags,
+}
+
+/// The knobs as flags (all optional: unset ones keep their value).
+#[derive(Debug, Clone, clap::Args)]
+struct KnobFlags {
+    /// Delay before every answer, in milliseconds.
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    /// Terminal down: no request is answered until this is switched off.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    silent: Option<bool>,
+    /// Every n-th answer is a broken XML file (1: all).
+    #[arg(long)]
+    malformed_every: Option<u64>,
+    /// Every n-th answer is held `--late-ms` (longer than the client's timeout).
+    #[arg(long)]
+    late_every: Option<u64>,
+    #[arg(long)]
+    late_ms: Option<u64>,
+}
+
+impl KnobFlags {
+    fn apply(&self, knobs: &mut onshi_sim::terminal::knobs::Knobs) {
+        if let Some(v) = self.latency_ms {
+            knobs.latency_ms = v;
+        }
+        if let Some(v) = self.silent {
+            knobs.silent = v;
+        }
+        if let Some(v) = self.malformed_every {
+            knobs.malformed_every = v;
+        }
+        if let Some(v) = self.late_every {
+            knobs.late_every = v;
+        }
+        if let Some(v) = self.late_ms {
+            knobs.late_ms = v;
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct PresentArgs {
+    /// The terminal's base folder.
+    #[arg(long, env = "ONSHI_SIM_TERMINAL_FOLDER")]
+    folder: PathBuf,
+    /// The person's index in the population (`onshi-sim population` lists them in order).
+    #[arg(long)]
+    holder: usize,
+    /// Information the patient agrees to share on the reader: drug, checkup, diagnosis,
+    /// surgery (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    consent: Vec<ConsentCategory>,
+    /// The patient agrees to share the copay-limit certificate.
+    #[arg(long)]
+    limit_consent: bool,
+    /// Write the face result's elements in schema order (by default they are not, as the
+    /// real terminal writes them).
+    #[arg(long)]
+    schema_order: bool,
+    /// Institution, seed and population size, when no terminal was started in the folder
+    /// (default: those of `<folder>/.sim/terminal.json`).
+    #[arg(long)]
+    institution: Option<String>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    population: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ConsentCategory {
+    Drug,
+    Checkup,
+    Diagnosis,
+    Surgery,
+}
+
+#[derive(Debug, clap::Args)]
+struct KnobArgs {
+    /// The terminal's base folder.
+    #[arg(long, env = "ONSHI_SIM_TERMINAL_FOLDER")]
+    folder: PathBuf,
+    #[command(flatten)]
+    knobs: KnobFlags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +251,114 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Population(args) => population(args),
+        Command::Terminal(command) => match command.action {
+            None => terminal(command.run),
+            Some(TerminalAction::Present(args)) => present(args),
+            Some(TerminalAction::Knobs(args)) => knobs(args),
+        },
     }
+}
+
+fn terminal(args: TerminalArgs) -> anyhow::Result<()> {
+    use onshi_sim::terminal::{Terminal, TerminalSettings, knobs::Knobs};
+    let folder = args.folder.context("--folder is required")?;
+    let institution = onshi_domain::ids::MedicalInstitutionCode::parse(&args.institution)
+        .map_err(|e| anyhow::anyhow!("--institution {}: {e}", args.institution))?;
+    let mut knobs = Knobs::default();
+    args.knobs.apply(&mut knobs);
+    let settings = TerminalSettings {
+        folder,
+        institution,
+        seed: args.seed,
+        population: args.population,
+        batch_delay: Duration::from_millis(args.batch_delay_ms),
+        requests: args.requests,
+        knobs,
+        rescan: Duration::from_millis(args.rescan_ms.max(10)),
+        incomplete_grace: Duration::from_millis(args.incomplete_grace_ms),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let telemetry = {
+        let _entered = runtime.enter();
+        fleet_telemetry::init("onshi-sim", &env)?
+    };
+    let result = runtime.block_on(async {
+        let terminal = Terminal::build(settings)?;
+        for window in args.disaster_windows.clone() {
+            terminal
+                .national()
+                .disaster_windows()
+                .open(window)
+                .map_err(|e| anyhow::anyhow!("--disaster-window: {e}"))?;
+        }
+        let folders = terminal.folders();
+        let line = serde_json::json!({
+            "terminal": folders.base,
+            "req": folders.req,
+            "res": folders.res,
+            "face": folders.face,
+            "knobs": folders.knobs(),
+            "institution": terminal.national().institution().as_str(),
+        });
+        print_line(&line)?;
+        spawn_silence_signals(folders.clone());
+        terminal.run_until_stopped(shutdown_signal()).await
+    });
+    drop(telemetry);
+    result
+}
+
+fn present(args: PresentArgs) -> anyhow::Result<()> {
+    use onshi_sim::card::ConsentChoices;
+    use onshi_sim::terminal::{Folders, Identity, face};
+    let folders = Folders::under(&args.folder);
+    let running = face::identity_of(&folders)?;
+    let identity = Identity {
+        institution: args
+            .institution
+            .or_else(|| running.as_ref().map(|i| i.institution.clone()))
+            .unwrap_or_else(|| onshi_sim::terminal::DEFAULT_INSTITUTION.to_string()),
+        seed: args.seed.or(running.as_ref().map(|i| i.seed)).unwrap_or(42),
+        population: args
+            .population
+            .or(running.as_ref().map(|i| i.population))
+            .unwrap_or(1000),
+    };
+    let has = |c: ConsentCategory| args.consent.contains(&c);
+    let presentation = face::Presentation {
+        holder: args.holder,
+        consent: ConsentChoices {
+            drug: has(ConsentCategory::Drug),
+            checkup: has(ConsentCategory::Checkup),
+            diagnosis: has(ConsentCategory::Diagnosis),
+            surgery: has(ConsentCategory::Surgery),
+        },
+        limit_consent: args.limit_consent,
+        schema_order: args.schema_order,
+    };
+    let path = face::present(&folders, &identity, &presentation)?;
+    print_line(&serde_json::json!({ "face": path }))
+}
+
+fn knobs(args: KnobArgs) -> anyhow::Result<()> {
+    use onshi_sim::terminal::{Folders, read_knobs, write_knobs};
+    let folders = Folders::under(&args.folder);
+    folders.create(false)?;
+    let mut knobs = read_knobs(&folders)?;
+    args.knobs.apply(&mut knobs);
+    write_knobs(&folders, &knobs)?;
+    print_line(&serde_json::to_value(&knobs).context("encoding the knobs")?)
+}
+
+/// One JSON line on stdout, flushed (scripts and tests wait for it).
+fn print_line(line: &serde_json::Value) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").context("writing to stdout")?;
+    stdout.flush().context("writing to stdout")
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -185,6 +434,41 @@ fn spawn_outage_signals(faults: std::sync::Arc<Faults>) {
                     });
                 }
                 Err(error) => tracing::error!(%error, "cannot listen for the outage signals"),
+            }
+        }
+    }
+}
+
+/// For the terminal, as for `serve`: SIGUSR1 silences it (down), SIGUSR2 brings it back.
+/// Through the control file, so `knobs.json` always says what holds.
+fn spawn_silence_signals(folders: onshi_sim::terminal::Folders) {
+    #[cfg(unix)]
+    {
+        use onshi_sim::terminal::{read_knobs, write_knobs};
+        use tokio::signal::unix::{SignalKind, signal};
+        for (kind, silent) in [
+            (SignalKind::user_defined1(), true),
+            (SignalKind::user_defined2(), false),
+        ] {
+            match signal(kind) {
+                Ok(mut stream) => {
+                    let folders = folders.clone();
+                    tokio::spawn(async move {
+                        while stream.recv().await.is_some() {
+                            let changed = read_knobs(&folders).and_then(|mut knobs| {
+                                knobs.silent = silent;
+                                write_knobs(&folders, &knobs)
+                            });
+                            if let Err(error) = changed {
+                                tracing::error!(
+                                    error = format!("{error:#}"),
+                                    "cannot change the silence knob"
+                                );
+                            }
+                        }
+                    });
+                }
+                Err(error) => tracing::error!(%error, "cannot listen for the silence signals"),
             }
         }
     }
