@@ -644,7 +644,7 @@ pub fn declared_encoding(bytes: &[u8]) -> XmlEncoding {
 }
 
 /// Best effort: the `ArbitraryFileIdentifier` of a file that could not be parsed, to echo it.
-fn scan_echo(bytes: &[u8]) -> Echo {
+pub(crate) fn scan_echo(bytes: &[u8]) -> Echo {
     let text = match declared_encoding(bytes) {
         XmlEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
         XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS

@@ -48,6 +48,15 @@ struct Waiter {
     last: Option<(u64, Option<SystemTime>, Instant)>,
     /// Being read by the collector right now.
     taking: bool,
+    /// The request's `ArbitraryFileIdentifier`, which its result must echo.
+    correlation: Option<String>,
+}
+
+/// A request given up: when, and its late result's size and mtime at the last look.
+#[derive(Debug)]
+struct GivenUp {
+    at: Instant,
+    last: Option<((u64, Option<SystemTime>), Instant)>,
 }
 
 #[derive(Debug)]
@@ -58,6 +67,8 @@ pub struct Terminal {
     wake: Arc<Notify>,
     health: Arc<Health>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Results of requests given up (by result name, since when): removed when they arrive late.
+    given_up: Mutex<HashMap<String, GivenUp>>,
 }
 
 /// The result file's name for a request file's name: `…req_X` → `…res_X`.
@@ -110,6 +121,7 @@ impl Terminal {
             wake,
             health,
             watcher: Mutex::new(watcher),
+            given_up: Mutex::new(HashMap::new()),
         });
         tokio::spawn(collect(Arc::downgrade(&terminal)));
         Ok(terminal)
@@ -144,6 +156,7 @@ impl Terminal {
         &self,
         id: i64,
         name: &str,
+        correlation: Option<String>,
         started: Instant,
         deadline: Instant,
     ) -> Result<Vec<u8>, OnshiError> {
@@ -156,6 +169,7 @@ impl Terminal {
                 tx: Some(tx),
                 last: None,
                 taking: false,
+                correlation,
             },
         );
         self.health.sent(id, started);
@@ -177,6 +191,16 @@ impl Terminal {
             }
             Err(_) => {
                 self.waiting().remove(&result);
+                self.given_up
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        result.clone(),
+                        GivenUp {
+                            at: Instant::now(),
+                            last: None,
+                        },
+                    );
                 self.health.gave_up(id);
                 self.withdraw(name).await;
                 if let Err(error) = self.journal.give_up(id).await {
@@ -297,10 +321,12 @@ impl Terminal {
                     let lookups = lookups.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
+                        let correlation = correlation_of(&entry.request);
                         let answer = this
                             .wait_for(
                                 entry.id,
                                 &entry.name,
+                                correlation,
                                 started,
                                 started + this.settings.timeout,
                             )
@@ -359,7 +385,8 @@ impl Terminal {
 
     /// One look at `res` for every waiting request; returns whether a result is settling.
     async fn scan(&self) -> bool {
-        if self.waiting().is_empty() {
+        let late = self.late_results();
+        if self.waiting().is_empty() && late.is_empty() {
             return false;
         }
         let dir = self.settings.folders.result.clone();
@@ -372,9 +399,43 @@ impl Terminal {
             }
             Err(_) => return true,
         };
+        let mut settling = false;
+        for name in late {
+            let Some(seen) = present.get(&name).copied() else {
+                continue;
+            };
+            // Removed once it has been left alone for `incomplete_grace` (nobody reads it, so no
+            // need to judge whether it is whole), never while the terminal may still write it.
+            let stable = {
+                let mut given_up = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+                match given_up.get_mut(&name) {
+                    Some(GivenUp {
+                        last: Some((last, since)),
+                        ..
+                    }) if *last == seen => {
+                        let quiet = since.elapsed() >= self.settings.incomplete_grace;
+                        if quiet {
+                            given_up.remove(&name);
+                        }
+                        quiet
+                    }
+                    Some(entry) => {
+                        entry.last = Some((seen, Instant::now()));
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if !stable {
+                settling = true;
+                continue;
+            }
+            tracing::warn!(file = %name, "a terminal result arrived after its request was given up; removed");
+            let path = self.settings.folders.result.join(&name);
+            let _ = tokio::task::spawn_blocking(move || remove_durably(&path)).await;
+        }
         let now = Instant::now();
         let mut ready = Vec::new();
-        let mut settling = false;
         {
             let mut waiting = self.waiting();
             for (name, waiter) in waiting.iter_mut() {
@@ -406,6 +467,15 @@ impl Terminal {
         settling
     }
 
+    /// Results still expected late (given up within the last ten timeouts; older ones are
+    /// forgotten, and then left in `res` for the site to clear).
+    fn late_results(&self) -> Vec<String> {
+        let keep = self.settings.timeout * 10;
+        let mut given_up = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+        given_up.retain(|_, g| g.at.elapsed() < keep);
+        given_up.keys().cloned().collect()
+    }
+
     /// Reads, journals and removes one stable result, then hands it to its waiter. Returns
     /// whether it must be looked at again (it looks cut short and may still be completed).
     async fn take(&self, name: &str, id: i64, since: Instant) -> bool {
@@ -422,6 +492,10 @@ impl Terminal {
                     w.taking = false;
                 }
                 return true;
+            }
+            Ok(bytes) if !self.echoes(name, &bytes) => {
+                tracing::warn!(file = %name, "a terminal result does not echo its request's ArbitraryFileIdentifier");
+                Err("資格確認端末の結果が別の照会のものです / the terminal's result names another request (ArbitraryFileIdentifier)".to_string())
             }
             Ok(bytes) => {
                 if let Err(error) = self.journal.store_result(id, bytes.clone()).await {
@@ -461,6 +535,23 @@ impl Terminal {
         }
         false
     }
+}
+
+impl Terminal {
+    /// Whether the result echoes the request's `ArbitraryFileIdentifier` (when both carry one:
+    /// zipped results and requests without one are matched by file name alone).
+    fn echoes(&self, name: &str, result: &[u8]) -> bool {
+        let expected = self.waiting().get(name).and_then(|w| w.correlation.clone());
+        match (expected, correlation_of(result)) {
+            (Some(expected), Some(found)) => expected == found,
+            _ => true,
+        }
+    }
+}
+
+/// The `ArbitraryFileIdentifier` a request or result carries (a plain value only).
+fn correlation_of(bytes: &[u8]) -> Option<String> {
+    crate::filex::scan_echo(bytes).arbitrary_file_identifier
 }
 
 /// A result that ends before its root element closes is still being written (zipped batch
@@ -579,6 +670,7 @@ impl Transport for Terminal {
             }
         };
         let ticket = Ticket::journaled(self.journal.clone(), id);
+        let correlation = correlation_of(&body);
         let path: PathBuf = self.settings.folders.request.join(&name);
         let written = tokio::task::spawn_blocking(move || fsio::write_atomic(&path, &body))
             .await
@@ -596,7 +688,7 @@ impl Transport for Terminal {
             );
         }
         let answer = self
-            .wait_for(id, &name, started, deadline)
+            .wait_for(id, &name, correlation, started, deadline)
             .await
             .map(|body| OnshiAnswer {
                 http_status: 200,

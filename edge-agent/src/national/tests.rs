@@ -172,6 +172,8 @@ fn request() -> QualificationConfirmationRequest {
 struct Seen {
     requests: Vec<String>,
     bad: Vec<String>,
+    /// Answers written whole.
+    answered: usize,
 }
 
 /// Plays the terminal software: answers every `*req_*.xml` in `req` with `answer` under the
@@ -181,6 +183,17 @@ fn responder(
     oqs: PathBuf,
     answer: Vec<u8>,
     pause: Duration,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    responder_echoing(oqs, answer, pause, true)
+}
+
+/// [`responder`], echoing the request's `ArbitraryFileIdentifier` in the answer (as the terminal
+/// does) or not.
+fn responder_echoing(
+    oqs: PathBuf,
+    answer: Vec<u8>,
+    pause: Duration,
+    echo: bool,
 ) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let record = seen.clone();
@@ -203,6 +216,14 @@ fn responder(
                 }
                 std::fs::remove_file(req.join(&name)).unwrap();
                 record.lock().unwrap().requests.push(name.clone());
+                let id = crate::filex::scan_echo(&bytes).arbitrary_file_identifier;
+                let answer = match (echo, id) {
+                    (true, Some(id)) => String::from_utf8(answer.clone())
+                        .unwrap()
+                        .replace("c2FtcGxlLWZhY2U=", &id)
+                        .into_bytes(),
+                    _ => answer.clone(),
+                };
                 let out = res.join(result_name(&name));
                 // Cut inside a tag, so the first half cannot pass for a whole file.
                 let half = answer
@@ -213,6 +234,8 @@ fn responder(
                 tokio::time::sleep(pause).await;
                 let mut file = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
                 std::io::Write::write_all(&mut file, &answer[half..]).unwrap();
+                drop(file);
+                record.lock().unwrap().answered += 1;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -241,7 +264,11 @@ async fn a_lookup_goes_through_the_terminal_folder_once_and_is_recorded() {
         .unwrap();
     task.abort();
     assert_eq!(confirmed.answer.outcome, LookupOutcome::Valid);
-    assert_eq!(confirmed.raw_result.as_deref(), Some(FACE));
+    let raw = String::from_utf8(confirmed.raw_result.clone().unwrap()).unwrap();
+    assert!(
+        raw.contains("<ArbitraryFileIdentifier>t-1<"),
+        "the result echoes the request"
+    );
     let (requests, bad) = {
         let seen = seen.lock().unwrap();
         (seen.requests.clone(), seen.bad.clone())
@@ -410,6 +437,51 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
         0
     );
     assert_eq!(lookups(&agent.events().await).len(), 1);
+}
+
+#[tokio::test]
+async fn a_late_result_is_removed_and_never_recorded() {
+    let site = Site::new();
+    let agent = site.open(300);
+    // The terminal takes the request and finishes its answer long after the agent gave up.
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(800));
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Unreachable);
+    let res = site.oqs().join("res");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Wait for the late answer to be complete, then for the agent to take it away.
+    while !names_in(&res).is_empty() || seen.lock().unwrap().answered == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late result stays in res"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(lookups_count(&agent).await, 1);
+}
+
+#[tokio::test]
+async fn a_result_that_names_another_request_is_not_taken_for_this_one() {
+    let site = Site::new();
+    let agent = site.open(5_000);
+    let (_, task) = responder_echoing(site.oqs(), FACE.to_vec(), Duration::ZERO, false);
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    task.abort();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Unreachable);
+    assert!(
+        confirmed.answer.message.contains("ArbitraryFileIdentifier"),
+        "{}",
+        confirmed.answer.message
+    );
 }
 
 async fn lookups_count(agent: &Agent) -> usize {
