@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use e2e::{
-    AgentSite, Pki, Running, TestDb, await_events, eventually, https_endpoint, sim_people,
-    sim_terminal_command, start_central, start_sim_terminal, stored_events, stored_lookups,
+    AgentSite, Pki, Running, TestDb, ViewPatient, await_events, bin, eventually, https_endpoint,
+    sim_people, sim_terminal_command, start_central, start_sim_terminal, stored_events,
+    stored_lookups,
 };
 
 /// The corpus clinic in Hokkaido, the sim terminal's default institution.
@@ -23,6 +24,15 @@ struct Stack {
 
 impl Stack {
     async fn start(timeout_ms: u64, sim_flags: &[&str]) -> anyhow::Result<(Self, Running)> {
+        Self::start_with(timeout_ms, sim_flags, "").await
+    }
+
+    /// With `extra` appended to the agent's configuration (e.g. a staff roster).
+    async fn start_with(
+        timeout_ms: u64,
+        sim_flags: &[&str],
+        extra: &str,
+    ) -> anyhow::Result<(Self, Running)> {
         let pki = Pki::new(&[CLINIC])?;
         let db = TestDb::create().await?;
         let central = start_central(&pki, &db).await?;
@@ -36,6 +46,9 @@ impl Stack {
         let folder = site.dir().join("OQS");
         let terminal = start_sim_terminal(&folder, sim_flags).await?;
         site.use_terminal(&folder, timeout_ms)?;
+        if !extra.is_empty() {
+            site.append_config(extra)?;
+        }
         let agent = site.start().await?;
         Ok((
             Self {
@@ -218,5 +231,69 @@ async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start
     await_events(&stack.db, CLINIC, "lookup", 2).await;
     let all = stored_lookups(&stack.db).await?;
     assert_eq!(all.len(), 2, "each result recorded once: {all:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_national_batch_and_a_drug_view_go_through_the_terminal() -> anyhow::Result<()> {
+    let (stack, _agent) =
+        Stack::start_with(10_000, &[], "[[staff]]\nid = \"D1\"\nrole = \"doctor\"\n").await?;
+
+    // The batch inquiry's two steps (OQSmuquc01, then OQSmuquc02 until the results are ready).
+    let valid = sim_people("valid", 2).await?;
+    let mut csv = String::from("row_id,insurer_number,symbol,number,branch,birthdate\n");
+    for (i, p) in valid.iter().enumerate() {
+        csv.push_str(&format!(
+            "R-{i},{},{},{},{},{}\n",
+            p.insurer_number, p.symbol, p.number, p.branch, p.birthdate
+        ));
+    }
+    let input = stack.site.dir().join("batch.csv");
+    std::fs::write(&input, &csv)?;
+    let out = stack.site.dir().join("batch_result.csv");
+    let output = tokio::process::Command::new(bin("edge-agent"))
+        .arg("--config")
+        .arg(&stack.site.config)
+        .args(["batch", "--json", "--mode", "national", "--csv"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "batch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(summary["valid"], 2, "{summary}");
+
+    // The first valid person presents the card on the face reader and agrees to share drug
+    // information; a doctor then views it, through a YZKsiquc01 request file.
+    let everyone = sim_people("any", 200).await?;
+    let holder = everyone
+        .iter()
+        .position(|p| p.number == valid[0].number && p.insurer_number == valid[0].insurer_number)
+        .expect("the valid person's index");
+    sim_terminal_command(
+        &stack.folder,
+        &[
+            "present",
+            "--holder",
+            &holder.to_string(),
+            "--consent",
+            "drug",
+        ],
+    )
+    .await?;
+    await_events(&stack.db, CLINIC, "consent", 1).await;
+    let (code, drug, stderr) = stack
+        .site
+        .view("drug", "D1", ViewPatient::Card(&valid[0]))
+        .await?;
+    assert_eq!(code, Some(0), "{drug} {stderr}");
+    assert_eq!(drug["allowed"], true, "{drug}");
+    assert!(names(&stack.folder.join("req")).is_empty());
+    assert!(names(&stack.folder.join("res")).is_empty());
     Ok(())
 }
