@@ -9,7 +9,7 @@ state="$root/.local/demo"
 mkdir -p "$state/logs"
 
 CLINIC=3410712362     # a clinic in Hiroshima (医科, 34)
-PHARMACY=1340123452   # a pharmacy in Tokyo (薬局, 13)
+PHARMACY=1340123455   # a pharmacy in Tokyo (薬局, 13)
 SIM_PORT=${SIM_PORT:-9443}
 GRPC_PORT=${GRPC_PORT:-7443}
 HTTP_PORT=${HTTP_PORT:-8443}

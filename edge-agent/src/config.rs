@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! version = 1
-//! site_code = "1340112345"        # the site's 10-digit medical institution code
+//! site_code = "1340112342"        # the site's 10-digit medical institution code
 //! site_kind = "pharmacy"          # hospital | clinic | dental_clinic | pharmacy
 //! prefecture = "13"
 //! terminal_id = "T01"             # default terminal for lookups made from this agent

@@ -205,7 +205,7 @@ fn rename(from: &Path, to: &Path) -> Result<(), IdentityError> {
 mod tests {
     use super::*;
 
-    const SITE: &str = "1311234569";
+    const SITE: &str = "1311234566";
 
     struct Pki {
         dir: tempfile::TempDir,

@@ -44,7 +44,7 @@ mod tests {
                 0x0190_0000_0000_7000_8000_0000_0000_0001,
             ))
             .unwrap(),
-            site: SiteCode::parse("1340123452").unwrap(),
+            site: SiteCode::parse("1340123455").unwrap(),
             terminal: TerminalId::parse("T1").unwrap(),
             occurred_at: datetime!(2026-12-01 10:00:00.123456789 UTC),
             sequence: 7,

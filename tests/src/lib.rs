@@ -62,10 +62,11 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A site code (10-digit institution code) with the right check digit.
+/// A site code (10-digit institution code) with the check digit its prefecture's rule gives.
 pub fn site_code(first_nine: &str) -> String {
-    let check = onshi_domain::check_digit::compute(first_nine).expect("nine digits");
-    format!("{first_nine}{check}")
+    onshi_domain::ids::MedicalInstitutionCode::with_check_digit(first_nine)
+        .expect("nine digits of a real prefecture and fee table")
+        .to_string()
 }
 
 // ------------------------------------------------------------------------------- PostgreSQL

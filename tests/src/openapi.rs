@@ -1065,7 +1065,7 @@ mod tests {
     fn a_concrete_path_finds_its_templated_operation_and_response() {
         let doc = doc();
         let pointer =
-            response_schema(&doc, "GET", "/api/v1/sites/1312345678/events?limit=5", 200).unwrap();
+            response_schema(&doc, "GET", "/api/v1/sites/1312345676/events?limit=5", 200).unwrap();
         assert_eq!(
             pointer,
             "/paths/~1api~1v1~1sites~1{site_code}~1events/get/responses/200/content/application~1json/schema"
@@ -1076,7 +1076,7 @@ mod tests {
             "the schema the pointer names"
         );
         // A status class, through a $ref to components/responses.
-        let found = find_response(&doc, "get", "/api/v1/sites/1312345678/events", 404).unwrap();
+        let found = find_response(&doc, "get", "/api/v1/sites/1312345676/events", 404).unwrap();
         assert_eq!(found.template, "/api/v1/sites/{site_code}/events");
         assert_eq!(found.pointer, "/components/responses/Error");
         assert_eq!(
@@ -1129,11 +1129,11 @@ mod tests {
             "a template segment is never empty"
         );
         assert_eq!(
-            error("DELETE", "/api/v1/sites/1312345678/events", 200),
+            error("DELETE", "/api/v1/sites/1312345676/events", 200),
             "DELETE /api/v1/sites/{site_code}/events is not documented (the path documents GET)"
         );
         assert_eq!(
-            error("GET", "/api/v1/sites/1312345678/events", 500),
+            error("GET", "/api/v1/sites/1312345676/events", 500),
             "GET /api/v1/sites/{site_code}/events documents no 500 response (it documents 200, 4XX)"
         );
         assert_eq!(

@@ -447,20 +447,20 @@ mod tests {
     fn init_issues_certificates_naming_their_holders() {
         let dir = tempfile::tempdir().unwrap();
         let spec = DevPkiSpec {
-            sites: vec!["1311234567".into()],
-            terminals: vec![("1311234567".into(), "T01".into())],
+            sites: vec!["1311234566".into()],
+            terminals: vec![("1311234566".into(), "T01".into())],
             operators: vec!["ops".into()],
             ..Default::default()
         };
         let pki = init(dir.path(), &spec).unwrap();
-        let (cert, key) = pki.agent("1311234567");
+        let (cert, key) = pki.agent("1311234566");
         let id = Identity::from_pem_files(&cert, &key).unwrap();
-        assert_eq!(site_of(id.leaf()).unwrap(), "1311234567");
-        let (cert, _) = pki.terminal("1311234567", "T01");
+        assert_eq!(site_of(id.leaf()).unwrap(), "1311234566");
+        let (cert, _) = pki.terminal("1311234566", "T01");
         let leaf = &load_certificates(&cert).unwrap()[0];
         assert_eq!(
             terminal_of(leaf).unwrap(),
-            ("1311234567".to_string(), "T01".to_string())
+            ("1311234566".to_string(), "T01".to_string())
         );
         #[cfg(unix)]
         {

@@ -136,7 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = ca(dir.path());
         // The CSR asks for another site: the session's site is what gets signed.
-        let request = request("1311234567").unwrap();
+        let request = request("1311234566").unwrap();
         let issued = ca
             .sign("2711111111", &request.csr_der, Duration::days(30))
             .unwrap();
@@ -154,13 +154,13 @@ mod tests {
     fn a_request_not_signed_by_its_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ca = ca(dir.path());
-        let mut csr = request("1311234567").unwrap().csr_der;
+        let mut csr = request("1311234566").unwrap().csr_der;
         let last = csr.len() - 1;
         csr[last] ^= 0x01; // the signature's last byte
-        let error = ca.sign("1311234567", &csr, Duration::days(30)).unwrap_err();
+        let error = ca.sign("1311234566", &csr, Duration::days(30)).unwrap_err();
         assert!(matches!(error, RenewalError::BadRequest(_)), "{error}");
         assert!(matches!(
-            ca.sign("1311234567", b"not a csr", Duration::days(30)),
+            ca.sign("1311234566", b"not a csr", Duration::days(30)),
             Err(RenewalError::BadRequest(_))
         ));
     }
@@ -169,11 +169,11 @@ mod tests {
     fn a_swapped_identity_is_presented_from_then_on() {
         let dir = tempfile::tempdir().unwrap();
         let ca = ca(dir.path());
-        let first = request("1311234567").unwrap();
-        let second = request("1311234567").unwrap();
+        let first = request("1311234566").unwrap();
+        let second = request("1311234566").unwrap();
         let issue = |r: &RenewalRequest| {
             let issued = ca
-                .sign("1311234567", &r.csr_der, Duration::days(1))
+                .sign("1311234566", &r.csr_der, Duration::days(1))
                 .unwrap();
             crate::Identity::from_pem(&issued.chain_pem, &r.key_pem).unwrap()
         };
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(swappable.leaf(), *two.leaf());
         // A certificate with someone else's key is refused and changes nothing.
         let mismatched = crate::Identity::from_pem(
-            &ca.sign("1311234567", &first.csr_der, Duration::days(1))
+            &ca.sign("1311234566", &first.csr_der, Duration::days(1))
                 .unwrap()
                 .chain_pem,
             &second.key_pem,

@@ -602,8 +602,8 @@ mod tests {
 
         // 13 Tokyo, fee table 1 (medical) / 4 (pharmacy): codes from the domain doc's rules.
         fn site(body: &str) -> SiteCode {
-            let digit = crate::check_digit::compute(body).unwrap();
-            SiteCode::parse(&format!("{body}{digit}")).unwrap()
+            let code = crate::ids::MedicalInstitutionCode::with_check_digit(body).unwrap();
+            SiteCode::parse(code.as_str()).unwrap()
         }
         fn clinic() -> SiteCode {
             site("131000001")

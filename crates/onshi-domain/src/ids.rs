@@ -103,6 +103,7 @@ impl fmt::Display for Field {
 mod expected {
     pub const INSURER: &str = "6 or 8 digits";
     pub const INSTITUTION: &str = "10 digits";
+    pub const INSTITUTION_BODY: &str = "9 digits (without the check digit)";
     pub const BRANCH: &str = "1 or 2 digits";
     pub const DATE: &str = "8 digits (yyyyMMdd)";
     pub const PREFECTURE: &str = "2 digits";
@@ -111,6 +112,7 @@ mod expected {
         match expected {
             INSURER => "6桁または8桁",
             INSTITUTION => "10桁",
+            INSTITUTION_BODY => "検証番号を除く9桁",
             BRANCH => "1桁または2桁",
             DATE => "西暦8桁（例：19800401）",
             PREFECTURE => "2桁",
@@ -132,6 +134,14 @@ pub enum Problem {
     WrongLength { expected: &'static str, got: usize },
     /// The last digit is not the check digit of the others: almost always a typing error.
     CheckDigit { expected: u8, got: u8 },
+    /// A medical institution code (or a new site's reception number, 受付番号, which has the
+    /// same form) whose check digit is wrong under its prefecture's rule: the rule is named
+    /// because two rules exist and a code from another prefecture's list does not help.
+    InstitutionCheckDigit {
+        expected: u8,
+        got: u8,
+        prefecture: Prefecture,
+    },
     /// The prefecture part (shown) is not 01–47.
     UnknownPrefecture(String),
     /// The fee-table digit of a medical institution code is not 1, 3, 4 or 6.
@@ -166,6 +176,16 @@ impl fmt::Display for Problem {
             Problem::CheckDigit { expected, got } => {
                 write!(f, "the check digit should be {expected}, not {got}")
             }
+            Problem::InstitutionCheckDigit {
+                expected,
+                got,
+                prefecture,
+            } => write!(
+                f,
+                "the check digit should be {expected}, not {got} (for {} codes the check digit covers {})",
+                prefecture.name_en(),
+                InstitutionCheckRule::of(*prefecture).covers_en()
+            ),
             Problem::UnknownPrefecture(p) => {
                 write!(f, "{p} is not a prefecture code (01-47)")
             }
@@ -246,6 +266,11 @@ impl IdError {
             Problem::CheckDigit { .. } => {
                 format!("{field}の検証番号が一致しません（{v}）。{hint}")
             }
+            Problem::InstitutionCheckDigit { prefecture, .. } => format!(
+                "{field}の検証番号が一致しません（{v}）。{}のコードの検証番号は{}から計算します。{hint}",
+                prefecture.name_ja(),
+                InstitutionCheckRule::of(*prefecture).covers_ja()
+            ),
             Problem::UnknownPrefecture(p) => {
                 format!("{field}の都道府県番号「{p}」が正しくありません（{v}）。{hint}")
             }
@@ -354,6 +379,13 @@ fn check(field: Field, all: &str) -> Result<(), IdError> {
         )),
         None => Err(IdError::new(field, Problem::NotDigits, all)),
     }
+}
+
+/// The check digit of an institution code whose first nine digits (all ASCII digits) are
+/// `first_nine`, under `prefecture`'s rule.
+fn institution_check_digit(prefecture: Prefecture, first_nine: &str) -> u8 {
+    check_digit::compute(InstitutionCheckRule::of(prefecture).body(first_nine))
+        .expect("nine ASCII digits checked by the caller")
 }
 
 fn prefecture_part(field: Field, part: &str, all: &str) -> Result<Prefecture, IdError> {
@@ -653,11 +685,61 @@ impl FeeTable {
     }
 }
 
-/// 医療機関等コード: 10 digits = prefecture (2) + fee table (1) + district (2) + institution (4)
-/// + check digit (1, over the first 9).
+/// Which digits of a medical institution code its check digit is computed over.
 ///
-/// A legacy exception reported for four prefectures is UNCONFIRMED and deliberately not
-/// special-cased: every code must pass the check digit.
+/// Two rules exist (domain notes §5, checked against the national list of August 2025: 96,461
+/// of 96,488 codes follow them, all 28,875 codes of prefectures 11–14 included). The 27 legacy
+/// codes that follow neither (prefectures 04 and 27–30) are refused: a site with one would be
+/// told which rule its code fails, and the rule can be widened here if such a site appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstitutionCheckRule {
+    /// Prefectures 11 Saitama, 12 Chiba, 13 Tokyo and 14 Kanagawa: over the six digits of the
+    /// seven-digit code only (district and institution, positions 4–9), e.g. 1310110049.
+    SevenDigitCode,
+    /// Every other prefecture: over the first nine digits (prefecture, fee table, the six),
+    /// e.g. 3410712362.
+    FirstNineDigits,
+}
+
+impl InstitutionCheckRule {
+    /// The rule used for codes of `prefecture`.
+    pub fn of(prefecture: Prefecture) -> Self {
+        match prefecture.code() {
+            11..=14 => InstitutionCheckRule::SevenDigitCode,
+            _ => InstitutionCheckRule::FirstNineDigits,
+        }
+    }
+
+    /// The digits the check digit is computed over, out of the nine digits before it.
+    fn body(self, first_nine: &str) -> &str {
+        match self {
+            InstitutionCheckRule::SevenDigitCode => &first_nine[3..9],
+            InstitutionCheckRule::FirstNineDigits => &first_nine[0..9],
+        }
+    }
+
+    fn covers_en(self) -> &'static str {
+        match self {
+            InstitutionCheckRule::SevenDigitCode => {
+                "only the six digits before it (the district and institution number)"
+            }
+            InstitutionCheckRule::FirstNineDigits => "all nine digits before it",
+        }
+    }
+
+    fn covers_ja(self) -> &'static str {
+        match self {
+            InstitutionCheckRule::SevenDigitCode => "直前の6桁（郡市区番号と医療機関番号）のみ",
+            InstitutionCheckRule::FirstNineDigits => "先頭の9桁すべて",
+        }
+    }
+}
+
+/// 医療機関等コード: 10 digits = prefecture (2) + fee table (1) + district (2) + institution (4)
+/// + check digit (1), computed under the prefecture's [`InstitutionCheckRule`].
+///
+/// A new site's reception number (受付番号) has the same form (it is the code the site will be
+/// given) and is parsed by the same function.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MedicalInstitutionCode(String);
@@ -676,13 +758,51 @@ impl MedicalInstitutionCode {
                 trim_pad(s),
             ));
         }
-        prefecture_part(F, &d[0..2], &d)?;
+        let prefecture = prefecture_part(F, &d[0..2], &d)?;
         let fee = char::from(d.as_bytes()[2]);
         if FeeTable::from_digit(fee).is_none() {
             return Err(IdError::new(F, Problem::UnknownFeeTable(fee), &d));
         }
-        check(F, &d)?;
+        let expected = institution_check_digit(prefecture, &d[0..9]);
+        let got = d.as_bytes()[9] - b'0';
+        if expected != got {
+            return Err(IdError::new(
+                F,
+                Problem::InstitutionCheckDigit {
+                    expected,
+                    got,
+                    prefecture,
+                },
+                &d,
+            ));
+        }
         Ok(MedicalInstitutionCode(d))
+    }
+
+    /// The code whose first nine digits are `first_nine`, with the check digit its
+    /// prefecture's rule gives: for the simulator's population, fixtures and tests that make
+    /// codes, so that none of them computes the rule again.
+    pub fn with_check_digit(first_nine: &str) -> Result<Self, IdError> {
+        const F: Field = Field::MedicalInstitutionCode;
+        let d = digits(F, first_nine)?;
+        if d.len() != 9 {
+            return Err(IdError::new(
+                F,
+                Problem::WrongLength {
+                    expected: expected::INSTITUTION_BODY,
+                    got: d.len(),
+                },
+                trim_pad(first_nine),
+            ));
+        }
+        let prefecture = prefecture_part(F, &d[0..2], &d)?;
+        let check = institution_check_digit(prefecture, &d);
+        Self::parse(&format!("{d}{check}"))
+    }
+
+    /// The check-digit rule this code follows.
+    pub fn check_rule(&self) -> InstitutionCheckRule {
+        InstitutionCheckRule::of(self.prefecture())
     }
 
     pub fn as_str(&self) -> &str {
@@ -1118,11 +1238,13 @@ mod tests {
         let c = MedicalInstitutionCode::parse("3410712362").unwrap();
         assert_eq!(c.prefecture().name_ja(), "広島県");
         assert_eq!(c.fee_table(), FeeTable::Medical);
+        let hiroshima = Prefecture::from_code(34).unwrap();
         assert_eq!(
             err(MedicalInstitutionCode::parse("3410712363")).problem,
-            Problem::CheckDigit {
+            Problem::InstitutionCheckDigit {
                 expected: 2,
-                got: 3
+                got: 3,
+                prefecture: hiroshima
             }
         );
         let e = err(MedicalInstitutionCode::parse("3420712362"));
@@ -1146,12 +1268,88 @@ mod tests {
             ('4', FeeTable::Pharmacy),
             ('6', FeeTable::HomeNursing),
         ] {
-            let body = format!("13{digit}012345");
-            let code = format!("{body}{}", check_digit::compute(&body).unwrap());
-            let parsed = MedicalInstitutionCode::parse(&code).unwrap();
+            let parsed =
+                MedicalInstitutionCode::with_check_digit(&format!("13{digit}012345")).unwrap();
             assert_eq!(parsed.fee_table(), fee);
             assert_eq!(fee.digit(), digit);
         }
+    }
+
+    /// The two rules of the domain notes §5, on the real codes of the corpus and the notes.
+    #[test]
+    fn institution_check_digit_rule_depends_on_the_prefecture() {
+        // Tokyo: over the six digits before the check digit only.
+        let tokyo = MedicalInstitutionCode::parse("1310110049").unwrap();
+        assert_eq!(tokyo.check_rule(), InstitutionCheckRule::SevenDigitCode);
+        // Hokkaido and Hiroshima: over the first nine digits.
+        for code in ["0110112489", "3410712362"] {
+            let c = MedicalInstitutionCode::parse(code).unwrap();
+            assert_eq!(c.check_rule(), InstitutionCheckRule::FirstNineDigits);
+        }
+        for p in 1..=47u8 {
+            let expected = if (11..=14).contains(&p) {
+                InstitutionCheckRule::SevenDigitCode
+            } else {
+                InstitutionCheckRule::FirstNineDigits
+            };
+            assert_eq!(
+                InstitutionCheckRule::of(Prefecture::from_code(p).unwrap()),
+                expected
+            );
+        }
+    }
+
+    /// A wrong check digit names the prefecture and its rule, in both languages.
+    #[test]
+    fn institution_check_digit_error_names_the_rule() {
+        // Valid under the nine-digit rule only: refused in Tokyo, with the Tokyo rule named.
+        let e = err(MedicalInstitutionCode::parse("1310000011"));
+        assert_eq!(
+            e.problem,
+            Problem::InstitutionCheckDigit {
+                expected: 8,
+                got: 1,
+                prefecture: Prefecture::from_code(13).unwrap()
+            }
+        );
+        let en = e.to_string();
+        assert!(
+            en.contains("for Tokyo codes the check digit covers only the six digits before it"),
+            "{en}"
+        );
+        let ja = e.message_ja();
+        assert!(ja.contains("東京都のコードの検証番号は直前の6桁"), "{ja}");
+        // Valid under the six-digit rule only: refused in Hokkaido, with the nine-digit rule.
+        let e = err(MedicalInstitutionCode::parse("0110112480"));
+        let en = e.to_string();
+        assert!(
+            en.contains("for Hokkaido codes the check digit covers all nine digits before it"),
+            "{en}"
+        );
+        assert!(
+            e.message_ja()
+                .contains("北海道のコードの検証番号は先頭の9桁すべて")
+        );
+    }
+
+    #[test]
+    fn with_check_digit_completes_under_each_rule() {
+        assert_eq!(
+            MedicalInstitutionCode::with_check_digit("131011004")
+                .unwrap()
+                .as_str(),
+            "1310110049"
+        );
+        assert_eq!(
+            MedicalInstitutionCode::with_check_digit("011011248")
+                .unwrap()
+                .as_str(),
+            "0110112489"
+        );
+        assert!(matches!(
+            err(MedicalInstitutionCode::with_check_digit("13101100")).problem,
+            Problem::WrongLength { got: 8, .. }
+        ));
     }
 
     #[test]
@@ -1357,9 +1555,14 @@ mod tests {
 
         #[test]
         fn institution_round_trips(p in 1u8..=47, fee in "[1346]", rest in "[0-9]{6}") {
-            let s = with_check(format!("{p:02}{fee}{rest}"));
-            let c = MedicalInstitutionCode::parse(&s).unwrap();
-            prop_assert_eq!(MedicalInstitutionCode::parse(&c.to_string()).unwrap(), c);
+            let c = MedicalInstitutionCode::with_check_digit(&format!("{p:02}{fee}{rest}")).unwrap();
+            prop_assert_eq!(MedicalInstitutionCode::parse(&c.to_string()).unwrap(), c.clone());
+            // Any other last digit is refused, naming the prefecture's rule.
+            let s = c.as_str();
+            let wrong = (s.as_bytes()[9] - b'0' + 1) % 10;
+            let e = MedicalInstitutionCode::parse(&format!("{}{wrong}", &s[..9])).unwrap_err();
+            let is_rule_error = matches!(e.problem, Problem::InstitutionCheckDigit { .. });
+            prop_assert!(is_rule_error);
         }
 
         #[test]

@@ -274,7 +274,7 @@ mod tests {
             .is_ok()
         );
         let parsed: Vec<Wave> =
-            serde_json::from_str(r#"[{"share": 5}, {"sites": ["1310000011"]}, {"share": 100}]"#)
+            serde_json::from_str(r#"[{"share": 5}, {"sites": ["1310000018"]}, {"share": 100}]"#)
                 .unwrap();
         assert!(check_plan(&parsed).is_ok());
     }

@@ -54,7 +54,7 @@ fn expected_request() -> QualificationConfirmationRequest {
     QualificationConfirmationRequest {
         header: RequestHeader {
             qualification_confirmation_date: date!(2024 - 04 - 01),
-            medical_institution_code: MedicalInstitutionCode::parse("1310123458").unwrap(),
+            medical_institution_code: MedicalInstitutionCode::parse("1310123455").unwrap(),
             arbitrary_file_identifier: Some("202404010001".into()),
         },
         search: expected_search(),

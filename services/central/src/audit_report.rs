@@ -288,7 +288,7 @@ mod tests {
     fn event(kind: &str, body: serde_json::Value) -> StoredEvent {
         StoredEvent {
             event_id: uuid::Uuid::nil(),
-            site_code: "1340123452".into(),
+            site_code: "1340123455".into(),
             stream_id: uuid::Uuid::nil(),
             sequence: 1,
             terminal_id: "T01".into(),
@@ -312,7 +312,7 @@ mod tests {
         assert_eq!(lines.next().unwrap(), CSV_HEADER.join(","));
         let row = lines.next().unwrap();
         assert!(
-            row.starts_with("2026-12-01 09:30:00 JST,1340123452,T01,info_view,refused,P1"),
+            row.starts_with("2026-12-01 09:30:00 JST,1340123455,T01,info_view,refused,P1"),
             "{row}"
         );
         assert!(

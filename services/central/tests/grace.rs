@@ -241,7 +241,7 @@ async fn a_refused_notification_stores_nothing_and_audits_nothing() {
         .unwrap()
         .execute(
             "INSERT INTO grace_notifications (site_code, category, filed_on, deadline, filed_by)
-             VALUES ('1310000391', 1, '2023-03-01', '2023-09-30', 'x')",
+             VALUES ('1310000398', 1, '2023-03-01', '2023-09-30', 'x')",
             &[],
         )
         .await

@@ -551,7 +551,7 @@ mod tests {
     }
 
     fn other_institution() -> MedicalInstitutionCode {
-        MedicalInstitutionCode::parse("1340123452").unwrap()
+        MedicalInstitutionCode::parse("1340123455").unwrap()
     }
 
     fn route() -> BulkRoute {

@@ -683,7 +683,7 @@ mod tests {
         // Another institution cannot use this institution's challenge.
         let cert = f.certificate.clone();
         let r = request(&mut f, &cert, true);
-        let other = MedicalInstitutionCode::parse("1340123452").unwrap();
+        let other = MedicalInstitutionCode::parse("1340123455").unwrap();
         let answer = f
             .route
             .confirm(&other, &r, now_jst(), time::OffsetDateTime::now_utc());

@@ -523,7 +523,7 @@ mod tests {
     fn other_institutions_unknown_people_and_pdf_are_refused() {
         let r = route();
         let p = r.service.population().people()[1].clone();
-        let other = MedicalInstitutionCode::parse("1340123452").unwrap();
+        let other = MedicalInstitutionCode::parse("1340123455").unwrap();
         let a = r.drug(&other, &drug_request(&p), NOW, now_utc(), XmlEncoding::Utf8);
         assert_eq!(a.error, Some(SimErrorCode::InstitutionMismatch));
         let mut nobody = drug_request(&p);

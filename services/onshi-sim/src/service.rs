@@ -577,9 +577,9 @@ mod tests {
         let s = service();
         let p = person(&s, |p| p.loss.is_none());
         let mut request = request_for(&p);
-        let body = "131012345";
-        let other = format!("{body}{}", check_digit::compute(body).unwrap());
-        request.header.medical_institution_code = MedicalInstitutionCode::parse(&other).unwrap();
+        let other = MedicalInstitutionCode::with_check_digit("131012345").unwrap();
+        request.header.medical_institution_code = other.clone();
+        let other = other.to_string();
         let answer = s.confirm(&institution(), &request, NOW, XmlEncoding::ShiftJis);
         assert_eq!(answer.error, Some(SimErrorCode::InstitutionMismatch));
         assert_eq!(answer.http_status(), 403);

@@ -17,7 +17,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use onshi_domain::check_digit;
 use onshi_domain::codes::{
     CharacterCodeIdentifier, ProcessingResultStatus, QualificationValidity, SegmentOfResult,
 };
@@ -316,9 +315,8 @@ async fn a_terminal_cannot_ask_for_another_institution() {
     let sim = spawn_sim(Duration::ZERO).await;
     let p = sim.person(|p| p.loss.is_none());
     let mut request = request_for(&p);
-    let body = "131012345";
-    let other = format!("{body}{}", check_digit::compute(body).unwrap());
-    request.header.medical_institution_code = MedicalInstitutionCode::parse(&other).unwrap();
+    let other = MedicalInstitutionCode::with_check_digit("131012345").unwrap();
+    request.header.medical_institution_code = other;
     let reply = sim.post(request.to_xml(XmlEncoding::Utf8)).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let result = reply.result();

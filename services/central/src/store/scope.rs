@@ -55,8 +55,8 @@ mod tests {
     use super::*;
 
     fn code(nine: &str) -> SiteCode {
-        let check = onshi_domain::check_digit::compute(nine).unwrap();
-        SiteCode::parse(&format!("{nine}{check}")).unwrap()
+        let code = onshi_domain::ids::MedicalInstitutionCode::with_check_digit(nine).unwrap();
+        SiteCode::parse(code.as_str()).unwrap()
     }
 
     #[test]

@@ -747,7 +747,7 @@ mod tests {
     #[tokio::test]
     async fn card_details_become_a_keyed_hash_and_never_a_link() {
         let card = params(&[
-            ("site", "1310000219"),
+            ("site", "1310000224"),
             ("insurer", "06139158"),
             ("number", "1234567"),
         ]);

@@ -559,7 +559,7 @@ mod tests {
     fn the_csv_has_a_bom_and_a_bilingual_header() {
         let at = datetime!(2027-01-15 03:00 UTC);
         let row = CertificateRow {
-            site_code: "1310000217".into(),
+            site_code: "1310000216".into(),
             terminal_id: "T01".into(),
             role: "terminal".into(),
             subject: "CN=terminal, O=\"clinic\"".into(),
@@ -587,7 +587,7 @@ mod tests {
         );
         let line = lines.next().unwrap();
         assert!(
-            line.starts_with("2027-01-15 12:00,令和9年1月15日,10,1310000217,T01,terminal,"),
+            line.starts_with("2027-01-15 12:00,令和9年1月15日,10,1310000216,T01,terminal,"),
             "{line}"
         );
         assert!(line.contains("\"CN=terminal, O=\"\"clinic\"\"\""), "{line}");

@@ -793,7 +793,7 @@ mod tests {
 
     #[test]
     fn a_plan_reads_as_arrows() {
-        let waves = serde_json::json!([{"share": 5}, {"sites": ["1310000217"]}, {"share": 100}]);
+        let waves = serde_json::json!([{"share": 5}, {"sites": ["1310000216"]}, {"share": 100}]);
         assert_eq!(plan_text(&waves), "5% → 1 施設 / sites → 100%");
     }
 }

@@ -815,8 +815,8 @@ mod tests {
 
     #[test]
     fn kinds_and_prefectures_come_from_the_code() {
-        assert_eq!(kind_of("1341234567"), ("調剤", "pharmacy"));
-        assert_eq!(prefecture_of("1341234567"), "東京都");
+        assert_eq!(kind_of("1341234566"), ("調剤", "pharmacy"));
+        assert_eq!(prefecture_of("1341234566"), "東京都");
         assert_eq!(era_date("2026-12-02"), "2026-12-02（令和8年12月2日）");
         assert_eq!(era_date("soon"), "soon");
     }
