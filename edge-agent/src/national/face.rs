@@ -124,6 +124,26 @@ impl FaceWatch {
                 _ => self.journal.face_step(row.name.clone(), STEP_DONE).await?,
             }
         }
+        // Files the site has cleared away and that were handled more than a week ago.
+        let folder = self.folder.clone();
+        let present = tokio::task::spawn_blocking(move || -> std::collections::HashSet<String> {
+            std::fs::read_dir(&folder)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .await?;
+        // Only when the folder could be listed: an unmounted share is not an emptied folder.
+        if self.folder.is_dir() {
+            let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
+            let pruned = self.journal.face_prune(present, week_ago).await?;
+            if pruned > 0 {
+                tracing::info!(pruned, "forgot face results the site has cleared away");
+            }
+        }
         Ok(rows.len())
     }
 
@@ -363,13 +383,7 @@ impl FaceWatch {
         consent: Option<String>,
         step: u8,
     ) -> anyhow::Result<()> {
-        let now = i64::try_from(
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(i64::MAX);
+        let now = now_ms();
         self.journal
             .face_begin(name.to_string(), size, consent, step, now)
             .await?;
@@ -389,4 +403,14 @@ fn carries_consent(first: &onshi_domain::xml::ResultOfQualificationConfirmation)
         || first.diagnosis_info.is_some()
         || first.operation_info.is_some()
         || first.limit_application_certificate_related_cons_flg == Some(true)
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
 }

@@ -327,6 +327,31 @@ impl Journal {
         .await
     }
 
+    /// Forgets face files handled before `before_ms` that are no longer in the folder (`present`
+    /// is what the folder holds now): the table stays as small as the folder.
+    pub async fn face_prune(
+        &self,
+        present: std::collections::HashSet<String>,
+        before_ms: i64,
+    ) -> Result<usize, JournalError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let names: Vec<String> = {
+                let mut statement = tx
+                    .prepare("SELECT name FROM face_files WHERE step = 2 AND handled_at_ms < ?1")?;
+                let rows = statement.query_map(params![before_ms], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut pruned = 0;
+            for name in names.iter().filter(|n| !present.contains(*n)) {
+                pruned += tx.execute("DELETE FROM face_files WHERE name = ?1", params![name])?;
+            }
+            tx.commit()?;
+            Ok(pruned)
+        })
+        .await
+    }
+
     /// Whether a face row exists (tests).
     pub async fn face_step_of(&self, name: String) -> Result<Option<u8>, JournalError> {
         self.with(move |conn| {

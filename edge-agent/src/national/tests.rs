@@ -703,3 +703,21 @@ async fn a_burst_of_face_results_is_recorded_once_each_across_a_restart() {
         .collect();
     assert_eq!(before, after);
 }
+
+#[tokio::test]
+async fn face_rows_of_files_cleared_away_are_forgotten_once_old_enough() {
+    let site = Site::new();
+    let agent = site.open(5_000);
+    let journal = agent.terminal.journal().clone();
+    for name in ["gone_old", "kept_old", "gone_new"] {
+        journal
+            .face_begin(name.into(), 1, None, 2, 0)
+            .await
+            .unwrap();
+    }
+    journal.face_step("gone_new".into(), 2).await.unwrap();
+    let present = HashSet::from(["kept_old".to_string()]);
+    assert_eq!(journal.face_prune(present, 1).await.unwrap(), 2);
+    let left = journal.face_names().await.unwrap();
+    assert_eq!(left, HashSet::from(["kept_old".to_string()]));
+}
