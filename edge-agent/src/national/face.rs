@@ -256,12 +256,13 @@ impl FaceWatch {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(true),
             Err(error) if fsio::is_refusal(&error) => {
-                tracing::warn!(%error, file = %name, "a face file is refused and ignored");
+                // No file name in the log: the middle of a face file's name is the terminal's (UNCONFIRMED what).
+                tracing::warn!(%error, "a face file is refused and ignored");
                 self.remember(name, size, None, STEP_DONE).await?;
                 return Ok(true);
             }
             Err(error) => {
-                tracing::warn!(%error, file = %name, "a face file cannot be read yet");
+                tracing::warn!(%error, "a face file cannot be read yet");
                 return Ok(false);
             }
         };
