@@ -73,19 +73,25 @@ start onshi-sim "$bin/onshi-sim" serve --listen "127.0.0.1:$SIM_PORT" \
   --seed 42 --population 1000 --jlis-ca "$pki/jlis-ca.pem"
 # Least privilege, as in production: the migrations run as the schema owner, and central serves
 # as a login role that has only the application role onshi_app (no UPDATE or DELETE on audit
-# rows). A DATABASE_URL given from outside is used as it is.
+# rows); central refuses to serve as the owner. With a DATABASE_URL given from outside (the
+# owner's), CENTRAL_DATABASE_URL names central's own login role; without one, central is told
+# explicitly that it serves as the owner (--allow-schema-owner, a development flag).
 "$bin/central" migrate >/dev/null
-central_url=$DATABASE_URL
+central_url=${CENTRAL_DATABASE_URL:-$DATABASE_URL}
+owner_flag=()
 if [ -n "${started_pg:-}" ]; then
   psql "$DATABASE_URL" -qtAc "DO \$\$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'onshi_central') THEN
       CREATE ROLE onshi_central LOGIN IN ROLE onshi_app;
     END IF; END \$\$" >/dev/null
   central_url=${DATABASE_URL/postgres@/onshi_central@}
+elif [ -z "${CENTRAL_DATABASE_URL:-}" ]; then
+  echo "CENTRAL_DATABASE_URL is not set: central serves as DATABASE_URL's role (--allow-schema-owner)" >&2
+  owner_flag=(--allow-schema-owner)
 fi
 # The key that signs each stream's daily seal; its public key is what auditors check seals with.
 [ -f "$state/seal.key" ] || "$bin/central" seal-key init --out "$state/seal.key" >/dev/null 2>&1
-start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate \
+start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate "${owner_flag[@]}" \
   --seal-key "$state/seal.key" --agent-ca-key "$pki/chain-ca.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \

@@ -208,7 +208,9 @@ pub(crate) async fn start_central(
         // Throughput is the point here: no per-site limit.
         .args(["--events-per-second", "0"])
         .args(extra)
-        .env("DATABASE_URL", &db.url)
+        // As in production: central's own login role, migrations with the owner's URL.
+        .env("DATABASE_URL", db.app_login().await?)
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn");
     e2e::spawn_ready(command).await
 }

@@ -17,7 +17,7 @@
 //! confirmation, event and answer as it comes; **national** ([`run_national`], `--mode
 //! national`) sends the valid rows as the national two-step batch inquiry (`OQSmuquc01req`,
 //! answered with a `ReceptionNumber`, then `OQSmuquc02req` polled with a bounded backoff until
-//! the results are ready; body shapes UNCONFIRMED, see `onshi_domain::xml::bulk`). Either way
+//! the results are ready; shapes as in `shared/onshi-corpus`, see `onshi_domain::xml::bulk`). Either way
 //! each row that reached the national system is one lookup event, recorded through
 //! [`Lookups::record_asked`] (each batch unit read as the single result it stands for) before
 //! the row is answered.
@@ -44,6 +44,7 @@ use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
+use crate::judge::log_read_warnings;
 use crate::lookup::{Asked, CardFields, LookupError, Lookups, Provenance, today_jst};
 use crate::national::{OnshiAnswer, OnshiError};
 
@@ -292,8 +293,11 @@ async fn national_exchange(
         .exchange("OQSmuquc01", request.to_xml(XmlEncoding::Utf8))
         .await
         .map_err(NationalFailure::Onshi)?;
-    let accepted = match BulkInquiryAccepted::from_xml(&answer.body) {
-        Ok(accepted) => accepted,
+    let accepted = match BulkInquiryAccepted::read_xml(&answer.body) {
+        Ok(read) => {
+            log_read_warnings("OQSmuquc01res", &read.warnings);
+            read.value
+        }
         Err(_) => return Err(NationalFailure::Unreadable(answer)),
     };
     let reception_number = match (accepted.segment_of_result, accepted.reception_number) {
@@ -312,12 +316,7 @@ async fn national_exchange(
         reception_number,
         "national batch accepted"
     );
-    let ask = BulkResultRequest {
-        medical_institution_code: request.header.medical_institution_code.clone(),
-        reception_number,
-        arbitrary_file_identifier: request.header.arbitrary_file_identifier.clone(),
-    }
-    .to_xml(XmlEncoding::Utf8);
+    let ask = results_request(request, reception_number);
     let mut polls = 0u32;
     for delay in polling.delays() {
         tokio::time::sleep(delay).await;
@@ -330,8 +329,11 @@ async fn national_exchange(
                 continue;
             }
         };
-        let result = match BulkResult::from_xml(&answer.body) {
-            Ok(result) => result,
+        let result = match BulkResult::read_xml(&answer.body) {
+            Ok(read) => {
+                log_read_warnings("OQSmuquc02res", &read.warnings);
+                read.value
+            }
             Err(_) => return Err(NationalFailure::Unreadable(answer)),
         };
         match result.header.segment_of_result {
@@ -352,6 +354,36 @@ async fn national_exchange(
     }
     tracing::warn!(polls, total = ?polling.total, "national batch: results not ready in time");
     Err(NationalFailure::NotReady(polling.total))
+}
+
+/// The `OQSmuquc01req` for `searches` (their `ArbitraryIdentifier` tells the units apart),
+/// under a new file identifier.
+fn batch_request(
+    institution: &onshi_domain::ids::MedicalInstitutionCode,
+    today: time::Date,
+    searches: Vec<QualificationConfirmSearchInfo>,
+) -> BulkInquiryRequest {
+    BulkInquiryRequest {
+        header: RequestHeader {
+            qualification_confirmation_date: today,
+            medical_institution_code: institution.clone(),
+            arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
+        },
+        searches,
+    }
+}
+
+/// The `OQSmuquc02req` asking for the results of `request`, accepted under
+/// `reception_number`: the institution in the header, the number in the body, as real
+/// clients write it (`shared/onshi-corpus/OQSmuquc02req_fetch.xml`); the reception number is
+/// the correlation, so no `ArbitraryFileIdentifier` is added.
+fn results_request(request: &BulkInquiryRequest, reception_number: String) -> Vec<u8> {
+    BulkResultRequest {
+        medical_institution_code: request.header.medical_institution_code.clone(),
+        reception_number,
+        arbitrary_file_identifier: None,
+    }
+    .to_xml(XmlEncoding::Utf8)
 }
 
 /// A single result file standing for a whole-batch abnormal end or a missing unit, so that the
@@ -431,15 +463,12 @@ pub async fn run_national(
             break;
         }
         chunks += 1;
-        let header = RequestHeader {
-            qualification_confirmation_date: today,
-            medical_institution_code: institution.clone(),
-            arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
-        };
-        let request = BulkInquiryRequest {
-            header: header.clone(),
-            searches: chunk.iter().map(|(_, s)| s.clone()).collect(),
-        };
+        let request = batch_request(
+            &institution,
+            today,
+            chunk.iter().map(|(_, s)| s.clone()).collect(),
+        );
+        let header = request.header.clone();
         let started = Instant::now();
         let outcome = national_exchange(&lookups, &request, polling).await;
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
@@ -1060,6 +1089,45 @@ pub async fn cli(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file of `shared/onshi-corpus`; a missing corpus fails with the path it looked for.
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/onshi-corpus")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "the conformance corpus file {} cannot be read: {e}",
+                path.display()
+            )
+        })
+    }
+
+    #[test]
+    fn national_requests_place_their_elements_as_the_corpus() {
+        use onshi_domain::xml::element_paths;
+        let institution = onshi_domain::ids::MedicalInstitutionCode::parse("0110112489").unwrap();
+        let corpus_request = BulkInquiryRequest::from_xml(&corpus("OQSmuquc01req_batch.xml"))
+            .expect("the corpus batch request reads");
+        let request = batch_request(
+            &institution,
+            time::macros::date!(2026 - 01 - 15),
+            corpus_request.searches.clone(),
+        );
+        assert_eq!(
+            element_paths(&request.to_xml(XmlEncoding::Utf8)).unwrap(),
+            element_paths(&corpus("OQSmuquc01req_batch.xml")).unwrap()
+        );
+        let ask = results_request(&request, "20260115000000000123".into());
+        assert_eq!(
+            element_paths(&ask).unwrap(),
+            element_paths(&corpus("OQSmuquc02req_fetch.xml")).unwrap(),
+            "{}",
+            String::from_utf8_lossy(&ask)
+        );
+        let read = BulkResultRequest::from_xml(&ask).unwrap();
+        assert_eq!(read.reception_number, "20260115000000000123");
+    }
 
     #[test]
     fn japanese_headers_in_shift_jis_with_slashed_dates() {

@@ -110,6 +110,8 @@ pub struct PersonShown {
     pub insurer_name: String,
     pub insured_partial_contribution_ratio: String,
     pub disqualification_date: String,
+    /// Copay limit, specific-disease and medical-aid lines ([`crate::judge::details_shown`]).
+    pub details: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

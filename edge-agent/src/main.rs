@@ -414,6 +414,7 @@ fn lookup_json(r: &pb::LookupReply) -> serde_json::Value {
         "insurer_name": r.insurer_name,
         "insured_partial_contribution_ratio": r.insured_partial_contribution_ratio,
         "disqualification_date": r.disqualification_date,
+        "details": r.details,
         "event_id": r.event_id,
         "sequence": r.sequence,
         "latency_ms": r.latency_ms,
@@ -436,6 +437,9 @@ fn print_lookup(r: &pb::LookupReply) {
     }
     if !r.disqualification_date.is_empty() {
         println!("資格喪失日 / lost  {}", r.disqualification_date);
+    }
+    for line in &r.details {
+        println!("{line}");
     }
     println!(
         "(recorded as event {} #{}, {} ms)",

@@ -235,3 +235,98 @@ fn form_field(value: &str) -> String {
         })
         .collect()
 }
+
+/// Someone without an account at the dashboard listener (no client certificate, no session):
+/// one client whose connections are kept and reused, so that many requests can be sent at
+/// the same moment over connections opened beforehand.
+#[derive(Clone)]
+pub struct Anonymous {
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<Bytes>,
+    >,
+    addr: String,
+}
+
+impl std::fmt::Debug for Anonymous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anonymous")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What central answered: status, `Retry-After`, body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: String,
+}
+
+impl Anonymous {
+    /// A client for central's dashboard listener `addr`, trusting `ca`.
+    pub fn new(ca: &Path, addr: &str) -> anyhow::Result<Self> {
+        let tls = client_config(None, &load_certificates(ca)?, &[])?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            addr: addr.to_string(),
+        })
+    }
+
+    /// Opens `count` connections (concurrent GETs of the sign-in page) and keeps them for the
+    /// requests that follow.
+    pub async fn warm_up(&self, count: usize) -> anyhow::Result<()> {
+        let gets = (0..count).map(|_| async {
+            let request = hyper::Request::builder()
+                .uri(format!("https://{}/login", self.addr))
+                .body(Full::new(Bytes::new()))?;
+            let response = self.client.request(request).await?;
+            response.into_body().collect().await?;
+            anyhow::Ok(())
+        });
+        for result in futures_util::future::join_all(gets).await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// POSTs a form `body` to `path`.
+    pub async fn post_form(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Answer> {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("https://{}{path}", self.addr))
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(body.into()))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(hyper::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            retry_after,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// The sign-in form's body for `login` and `password`.
+pub fn sign_in_form(login: &str, password: &str) -> String {
+    format!(
+        "login={}&password={}",
+        form_field(login),
+        form_field(password)
+    )
+}

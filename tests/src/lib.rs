@@ -71,12 +71,15 @@ pub fn site_code(first_nine: &str) -> String {
 
 // ------------------------------------------------------------------------------- PostgreSQL
 
-/// A database of its own for one test, dropped afterwards.
+/// A database of its own for one test, dropped afterwards (with the login roles it made).
+/// `url` is the schema owner's (the server's administrator); central serves as
+/// [`TestDb::app_login`], as in production.
 #[derive(Debug)]
 pub struct TestDb {
     admin_url: String,
     pub name: String,
     pub url: String,
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -102,11 +105,33 @@ impl TestDb {
             admin_url,
             name,
             url,
+            roles: std::sync::Mutex::default(),
         })
     }
 
     pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
         connect(&self.url).await
+    }
+
+    /// The URL of a new login role that is a member of the application role `onshi_app` only
+    /// (no ownership, no superuser): what central serves as. Works before the first migration
+    /// (the role `onshi_app` is made here if this server has none yet; migration 0006 keeps it).
+    pub async fn app_login(&self) -> anyhow::Result<String> {
+        let login = format!("central_{}", uuid::Uuid::new_v4().simple());
+        let admin = self.client().await?;
+        admin
+            .batch_execute(
+                "DO $$ BEGIN CREATE ROLE onshi_app NOLOGIN;
+                 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+            )
+            .await
+            .context("making the role onshi_app")?;
+        admin
+            .batch_execute(&format!("CREATE ROLE {login} LOGIN IN ROLE onshi_app"))
+            .await
+            .context("making central's login role")?;
+        self.roles.lock().expect("roles lock").push(login.clone());
+        Ok(with_user(&self.url, &login))
     }
 }
 
@@ -114,6 +139,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop runs outside async context; a short-lived runtime on its own thread cleans up.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +151,13 @@ impl Drop for TestDb {
                 admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await
-                    .ok()
+                    .ok()?;
+                for role in roles {
+                    let _ = admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+                        .await;
+                }
+                Some(())
             })
         })
         .join();
@@ -138,6 +170,13 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
         .context("connecting to PostgreSQL")?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// `url` with its user replaced by `user` (the throwaway cluster trusts loopback).
+pub fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let host_and_db = rest.split_once('@').map_or(rest, |(_, h)| h);
+    format!("{scheme}://{user}@{host_and_db}")
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -242,12 +281,26 @@ pub async fn start_central_with_env(
 }
 
 /// Central with extra `serve` arguments (e.g. `--web-listen 127.0.0.1:0`) and environment.
+/// As in production, it serves as a login role in `onshi_app` ([`TestDb::app_login`]) and
+/// migrates at start with the owner's URL (`CENTRAL_MIGRATE_DATABASE_URL`).
 pub async fn start_central_with(
     pki: &Pki,
     db: &TestDb,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<Running> {
+    let app_url = db.app_login().await?;
+    let mut command = central_serve(pki, args);
+    command
+        .env("DATABASE_URL", &app_url)
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url)
+        .envs(env.iter().copied());
+    spawn_ready(command).await
+}
+
+/// `central serve` on port 0 with the PKI's certificates and extra `args`, logging at info;
+/// the database comes from the caller (DATABASE_URL).
+pub fn central_serve(pki: &Pki, args: &[&str]) -> Command {
     let (cert, key) = pki.paths.central();
     let mut command = Command::new(bin("central"));
     command
@@ -265,10 +318,10 @@ pub async fn start_central_with(
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
         .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied());
-    spawn_ready(command).await
+        .env_remove("CENTRAL_MIGRATE_DATABASE_URL")
+        .env_remove("CENTRAL_ALLOW_SCHEMA_OWNER")
+        .env("RUST_LOG", "info");
+    command
 }
 
 /// `central verify --site <site> --json`: whether the site's stored events follow its hash

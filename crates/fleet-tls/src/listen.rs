@@ -3,16 +3,28 @@
 //! Handshakes run in their own tasks with a deadline, so a client that connects and stays silent
 //! cannot hold up the others, and a refused handshake (no certificate, a certificate from another
 //! CA, TLS 1.2 only) is logged with the peer address and never reaches the application.
+//!
+//! Every listener holds at most [`ListenerLimits::max_connections`] connections, handshakes
+//! included: one more is closed as soon as it is accepted, so a flood of idle sockets costs a
+//! file descriptor for a moment, never memory or a task. HTTPS listeners also close a connection
+//! whose request head does not arrive within [`ListenerLimits::header_read_timeout`] — which is
+//! also how an idle HTTP/1.1 keep-alive connection ends — and ping HTTP/2 connections, closing
+//! those that stop answering. The agents' gRPC stream keeps its own keepalive (tonic's).
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,6 +33,103 @@ use tokio_stream::wrappers::ReceiverStream;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Completed handshakes waiting for the server to pick them up.
 const READY_QUEUE: usize = 64;
+
+/// What one listener allows, whoever connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections open at once, TLS handshakes included; one more is closed on accept.
+    pub max_connections: usize,
+    /// HTTPS: how long a request head may take to arrive, counted from the connection's start
+    /// or the previous response (so an idle HTTP/1.1 keep-alive connection is closed after it).
+    pub header_read_timeout: Duration,
+    /// HTTPS over HTTP/2: how often an idle connection is pinged.
+    pub keepalive_interval: Duration,
+    /// HTTPS over HTTP/2: how long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// HTTPS over HTTP/2: requests in flight on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl ListenerLimits {
+    /// For central's listeners: far above a chain's agents and operators (a 3,000-site chain
+    /// holds 3,000 agent streams), far below what exhausts a pod's file descriptors or memory.
+    pub const DEFAULT: ListenerLimits = ListenerLimits {
+        max_connections: 8_192,
+        header_read_timeout: Duration::from_secs(15),
+        keepalive_interval: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(20),
+        max_concurrent_streams: 64,
+    };
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// An accepted connection holding its place under [`ListenerLimits::max_connections`]: the
+/// place is given back when the connection is dropped, however it ends.
+#[derive(Debug)]
+pub struct Limited<S> {
+    inner: S,
+    _place: OwnedSemaphorePermit,
+}
+
+impl<S> Limited<S> {
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Limited<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Limited<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// tonic reads the peer's certificates through this (the agents' identity).
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Limited<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
 
 /// The certificate chain a client presented, as an axum request extension.
 #[derive(Debug, Clone)]
@@ -37,14 +146,26 @@ impl PeerCertificates {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddress(pub SocketAddr);
 
-/// Accepts TCP connections on `listener` and yields the ones whose TLS handshake succeeded.
-/// The stream ends, and the accept task with it, when the consumer drops it.
+/// Accepts TCP connections on `listener` and yields the ones whose TLS handshake succeeded,
+/// under [`ListenerLimits::DEFAULT`]. The stream ends, and the accept task with it, when the
+/// consumer drops it.
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<Limited<TlsStream<TcpStream>>, std::io::Error>> {
+    tls_incoming_with(listener, config, ListenerLimits::DEFAULT)
+}
+
+/// [`tls_incoming`] under `limits`.
+pub fn tls_incoming_with(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    limits: ListenerLimits,
+) -> ReceiverStream<Result<Limited<TlsStream<TcpStream>>, std::io::Error>> {
     let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
     let acceptor = TlsAcceptor::from(config);
+    let places = Arc::new(Semaphore::new(limits.max_connections));
+    let turned_away = AtomicU64::new(0);
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -59,10 +180,29 @@ pub fn tls_incoming(
                     }
                 },
             };
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                // Closed at once. Logged on the first and then every 1,000th, so a flood
+                // cannot fill the log either.
+                let n = turned_away.fetch_add(1, Ordering::Relaxed);
+                if n.is_multiple_of(1_000) {
+                    tracing::warn!(
+                        %peer,
+                        limit = limits.max_connections,
+                        turned_away = n + 1,
+                        "connection limit reached; connection closed"
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
             let acceptor = acceptor.clone();
             let ready_tx = ready_tx.clone();
             tokio::spawn(async move {
                 if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                    let stream = Limited {
+                        inner: stream,
+                        _place: place,
+                    };
                     let _ = ready_tx.send(Ok(stream)).await;
                 }
             });
@@ -90,24 +230,47 @@ async fn handshake(
     }
 }
 
-/// Serves `router` over HTTPS on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish (bounded by `HANDSHAKE_TIMEOUT`). Each request carries the client's
-/// certificates as a [`PeerCertificates`] extension and its address as a [`PeerAddress`].
+/// Serves `router` over HTTPS on `listener` under [`ListenerLimits::DEFAULT`] until
+/// `shutdown` completes, then lets in-flight requests finish (bounded by `HANDSHAKE_TIMEOUT`).
+/// Each request carries the client's certificates as a [`PeerCertificates`] extension and its
+/// address as a [`PeerAddress`].
 pub async fn serve_https(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    serve_https_with(listener, config, router, ListenerLimits::DEFAULT, shutdown).await
+}
+
+/// [`serve_https`] under `limits`.
+pub async fn serve_https_with(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: axum::Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
     use tokio_stream::StreamExt;
 
-    let mut incoming = tls_incoming(listener, config);
+    let mut incoming = tls_incoming_with(listener, config, limits);
     let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    // hyper enforces its header timeout and HTTP/2 keepalive only with a timer.
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keepalive_interval)
+        .keep_alive_timeout(limits.keepalive_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -118,27 +281,48 @@ pub async fn serve_https(
                 None => break,
             },
         };
+        let tls = stream.get_ref();
         let peer = PeerCertificates(Arc::new(
-            stream
-                .get_ref()
+            tls.get_ref()
                 .1
                 .peer_certificates()
                 .map(<[_]>::to_vec)
                 .unwrap_or_default(),
         ));
-        let address = stream.get_ref().0.peer_addr().ok().map(PeerAddress);
+        let address = tls.get_ref().0.peer_addr().ok().map(PeerAddress);
+        // hyper's header timeout runs only once the client has sent something (or between
+        // requests): a client that completes the handshake and stays silent is closed here.
+        let asked = Arc::new(AtomicBool::new(false));
+        let noted = asked.clone();
         let service = TowerToHyperService::new(
             router
                 .clone()
                 .layer(axum::Extension(peer))
-                .layer(axum::Extension(address)),
+                .layer(axum::Extension(address))
+                .layer(tower::util::MapRequestLayer::new(
+                    move |request: axum::extract::Request| {
+                        noted.store(true, Ordering::Relaxed);
+                        request
+                    },
+                )),
         );
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = &mut connection => Some(ended),
+                () = tokio::time::sleep(limits.header_read_timeout) => None,
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                // Dropping the connection closes it.
+                None if !asked.load(Ordering::Relaxed) => return,
+                None => connection.await,
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "HTTPS connection ended with an error");
             }
         });

@@ -14,10 +14,10 @@ use onshi_domain::ids::{
 };
 use onshi_domain::xml::{
     ConsentGroup, ElderlyRecipientCertificateInfo, LimitApplicationCertificateRelatedInfo,
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
-    QualificationConfirmationResult, RequestHeader, ResultBody, ResultHeader,
-    ResultOfQualificationConfirmation, SpecificDiseasesCertificateInfo, XmlEncoding, XmlError,
-    XmlLimits,
+    MedicalAid, MedicalTicketInfo, QualificationConfirmSearchInfo,
+    QualificationConfirmationRequest, QualificationConfirmationResult, ReadWarning, RequestHeader,
+    ResultBody, ResultHeader, ResultOfQualificationConfirmation, SpecificDiseasesCertificateInfo,
+    WarningKind, XmlEncoding, XmlError, XmlLimits,
 };
 use proptest::prelude::*;
 use time::macros::{date, datetime};
@@ -188,11 +188,12 @@ fn check_result_fixture(r: &QualificationConfirmationResult) {
         Some(ConsentStatus::NotGiven)
     );
     assert_eq!(p.reference_number.as_deref(), Some("R202404010001"));
-    // Body-level PrescriptionIssueSelect is carried into the result.
+    // Body-level PrescriptionIssueSelect stays at body level.
     assert_eq!(
-        p.prescription_issue_select,
+        b.prescription_issue_select,
         Some(PrescriptionIssueSelect::Electronic)
     );
+    assert_eq!(p.prescription_issue_select, None);
 }
 
 #[test]
@@ -382,15 +383,6 @@ fn error_missing_element() {
         request_err(ABNORMAL.as_bytes()),
         XmlError::MissingElement { .. }
     ));
-    // A consent time without its flag.
-    let no_flag = RESULT.replace("<PharmacistsInfoConsFlg>1</PharmacistsInfoConsFlg>", "");
-    let e = QualificationConfirmationResult::from_xml(no_flag.as_bytes()).unwrap_err();
-    assert_eq!(
-        e,
-        XmlError::MissingElement {
-            path: "XmlMsg/MessageBody/ResultList/ResultOfQualificationConfirmation[1]/PharmacistsInfoConsFlg".into()
-        }
-    );
 }
 
 #[test]
@@ -413,12 +405,7 @@ fn error_invalid_value() {
         request_err(bad_date.as_bytes()),
         XmlError::InvalidValue { path, .. } if path == "XmlMsg/MessageHeader/QualificationConfirmationDate"
     ));
-    let bad_code = RESULT.replace("<Sex1>1</Sex1>", "<Sex1>x</Sex1>");
-    let e = QualificationConfirmationResult::from_xml(bad_code.as_bytes()).unwrap_err();
-    assert!(
-        matches!(&e, XmlError::InvalidValue { reason, .. } if reason.contains("1, 2, 3")),
-        "{e}"
-    );
+    // An element twice with different values has no safe reading.
     let twice = REQUEST.replace(
         "<Birthdate>19800401</Birthdate>",
         "<Birthdate>19800401</Birthdate><Birthdate>19800402</Birthdate>",
@@ -427,11 +414,201 @@ fn error_invalid_value() {
         request_err(twice.as_bytes()),
         XmlError::InvalidValue { reason, .. } if reason.contains("more than once")
     ));
-    let ratio = RESULT.replace(">030<", ">30<");
+    // Identifiers in a result stay strict.
+    let bad_insurer = RESULT.replacen(
+        "<InsurerNumber>  138156</InsurerNumber>\n        <InsuredCardSymbol>",
+        "<InsurerNumber>  138157</InsurerNumber>\n        <InsuredCardSymbol>",
+        1,
+    );
+    assert_ne!(bad_insurer, RESULT);
     assert!(matches!(
-        QualificationConfirmationResult::from_xml(ratio.as_bytes()),
-        Err(XmlError::InvalidValue { .. })
+        QualificationConfirmationResult::from_xml(bad_insurer.as_bytes()),
+        Err(XmlError::InvalidValue { reason, .. }) if reason.contains("check digit")
     ));
+    // The envelope too: a second MessageHeader, or an unknown SegmentOfResult.
+    let two_headers = RESULT.replacen("</MessageHeader>", "</MessageHeader><MessageHeader/>", 1);
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(two_headers.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == "XmlMsg/MessageHeader"
+    ));
+    let segment = RESULT.replace("<SegmentOfResult>1<", "<SegmentOfResult>7<");
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(segment.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == "XmlMsg/MessageHeader/SegmentOfResult"
+    ));
+}
+
+// --- Tolerance --------------------------------------------------------------------------------
+
+const PERSON: &str = "XmlMsg/MessageBody/ResultList/ResultOfQualificationConfirmation";
+
+/// The element the result fixture carries on purpose, which no reader knows.
+const FIXTURE_UNKNOWN: &str =
+    "XmlMsg/MessageBody/ResultList/ResultOfQualificationConfirmation/SomeFutureElement";
+
+/// Reads `text`; the warnings, but the one every variant of the fixture has.
+fn tolerated(text: &str) -> (QualificationConfirmationResult, Vec<(String, WarningKind)>) {
+    let read = QualificationConfirmationResult::read_xml(text.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let warnings = read
+        .warnings
+        .into_iter()
+        .filter(|w| w.path != FIXTURE_UNKNOWN)
+        .map(|w| (w.path, w.kind))
+        .collect();
+    (read.value, warnings)
+}
+
+#[test]
+fn the_fixture_reads_with_its_one_unknown_element_warned() {
+    let read = QualificationConfirmationResult::read_xml(RESULT.as_bytes()).unwrap();
+    assert_eq!(
+        read.warnings,
+        [ReadWarning {
+            path: FIXTURE_UNKNOWN.into(),
+            kind: WarningKind::UnknownElement
+        }]
+    );
+}
+
+#[test]
+fn unknown_codes_are_read_as_absent_with_a_warning() {
+    let (r, warnings) = tolerated(&RESULT.replace("<Sex1>1</Sex1>", "<Sex1>x</Sex1>"));
+    assert_eq!(r.body.results[0].sex1, None);
+    assert_eq!(
+        warnings,
+        [(
+            format!("{PERSON}/Sex1"),
+            WarningKind::UnknownCode {
+                code: "x".into(),
+                table: "Sex (OQSCD007)"
+            }
+        )]
+    );
+    // The warning names the path and the code, never a value of the patient.
+    let shown = ReadWarning {
+        path: warnings[0].0.clone(),
+        kind: warnings[0].1.clone(),
+    }
+    .to_string();
+    assert!(shown.contains("Sex1") && shown.contains("\"x\""), "{shown}");
+}
+
+#[test]
+fn unreadable_optional_values_are_read_as_absent_with_a_warning() {
+    let (r, warnings) = tolerated(&RESULT.replace(">030<", ">30<"));
+    assert_eq!(r.body.results[0].insured_partial_contribution_ratio, None);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(
+        warnings[0].0,
+        format!("{PERSON}/InsuredPartialContributionRatio")
+    );
+    assert!(matches!(warnings[0].1, WarningKind::Unreadable { .. }));
+
+    // "99999999" as an open end date (seen in the field) is not a date: absent, warned.
+    let (r, warnings) = tolerated(&RESULT.replace(
+        "<InsuredCardExpirationDate>20250731<",
+        "<InsuredCardExpirationDate>99999999<",
+    ));
+    assert_eq!(r.body.results[0].insured_card_expiration_date, None);
+    assert_eq!(warnings[0].0, format!("{PERSON}/InsuredCardExpirationDate"));
+}
+
+#[test]
+fn a_consent_time_without_its_flag_is_no_consent() {
+    let no_flag = RESULT.replace("<PharmacistsInfoConsFlg>1</PharmacistsInfoConsFlg>", "");
+    let (r, warnings) = tolerated(&no_flag);
+    assert_eq!(r.body.results[0].pharmacists_info, None);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].0, format!("{PERSON}/PharmacistsInfoConsFlg"));
+}
+
+#[test]
+fn unknown_elements_are_ignored_with_a_warning() {
+    let text = RESULT
+        .replace(
+            "<InsurerName>",
+            "<FutureElement><Inner>個人情報</Inner></FutureElement><InsurerName>",
+        )
+        .replace(
+            "</MessageHeader>",
+            "<NewHeaderPart>1</NewHeaderPart></MessageHeader>",
+        );
+    let (r, warnings) = tolerated(&text);
+    assert_eq!(
+        r,
+        QualificationConfirmationResult::from_xml(RESULT.as_bytes()).unwrap()
+    );
+    assert_eq!(
+        warnings,
+        [
+            (
+                "XmlMsg/MessageHeader/NewHeaderPart".to_string(),
+                WarningKind::UnknownElement
+            ),
+            (
+                format!("{PERSON}/FutureElement"),
+                WarningKind::UnknownElement
+            ),
+        ]
+    );
+}
+
+#[test]
+fn equal_repeats_are_read_once_with_a_warning() {
+    let text = RESULT.replace(
+        "<InsurerName>千代田区</InsurerName>",
+        "<InsurerName>千代田区</InsurerName><InsurerName>千代田区</InsurerName>",
+    );
+    let (r, warnings) = tolerated(&text);
+    assert_eq!(r.body.results[0].insurer_name.as_deref(), Some("千代田区"));
+    assert_eq!(
+        warnings,
+        [(
+            format!("{PERSON}/InsurerName"),
+            WarningKind::Repeated { count: 2 }
+        )]
+    );
+}
+
+#[test]
+fn lists_read_nested_repeated_or_flat() {
+    let base = QualificationConfirmationResult::from_xml(RESULT.as_bytes()).unwrap();
+    let disease = base.body.results[0].specific_diseases_certificate_list[0].clone();
+    let text = String::from_utf8(base.to_xml(XmlEncoding::Utf8)).unwrap();
+    let start = text.find("<SpecificDiseasesCertificateList>").unwrap();
+    let end = text.find("</SpecificDiseasesCertificateList>").unwrap()
+        + "</SpecificDiseasesCertificateList>".len();
+    let list = &text[start..end];
+    let inner = list
+        .trim_start_matches("<SpecificDiseasesCertificateList>")
+        .trim_end_matches("</SpecificDiseasesCertificateList>");
+    let shapes = [
+        // The container twice.
+        format!("{list}{list}"),
+        // Two items in one container.
+        format!(
+            "<SpecificDiseasesCertificateList>{inner}{inner}</SpecificDiseasesCertificateList>"
+        ),
+        // Flat: the items directly in the result.
+        format!("{inner}{inner}"),
+    ];
+    for shape in shapes {
+        let (r, warnings) = tolerated(&text.replace(list, &shape));
+        assert_eq!(warnings, [], "{shape}");
+        assert_eq!(
+            r.body.results[0].specific_diseases_certificate_list,
+            [disease.clone(), disease.clone()],
+            "{shape}"
+        );
+    }
+    // Results flat in the body, without ResultList.
+    let flat = text
+        .replace("<ResultList>", "")
+        .replace("</ResultList>", "");
+    let (r, warnings) = tolerated(&flat);
+    assert_eq!(warnings, []);
+    assert_eq!(r, base);
 }
 
 // --- Properties -------------------------------------------------------------------------------
@@ -449,9 +626,8 @@ fn insurer() -> impl Strategy<Value = InsurerNumber> {
 }
 
 fn institution() -> impl Strategy<Value = MedicalInstitutionCode> {
-    (1u8..=47, "[1346][0-9]{6}").prop_map(|(p, r)| {
-        MedicalInstitutionCode::parse(&with_check(format!("{p:02}{r}"))).unwrap()
-    })
+    (1u8..=47, "[1346][0-9]{6}")
+        .prop_map(|(p, r)| MedicalInstitutionCode::with_check_digit(&format!("{p:02}{r}")).unwrap())
 }
 
 /// Text that Shift_JIS can carry or that becomes a character reference, including markup
@@ -533,6 +709,70 @@ fn consent() -> impl Strategy<Value = Option<ConsentGroup>> {
     )
 }
 
+fn ticket() -> impl Strategy<Value = MedicalTicketInfo> {
+    let text = || proptest::option::of(TEXT);
+    (
+        (
+            text(),
+            proptest::option::of(a_date()),
+            proptest::option::of(a_date()),
+        ),
+        (text(), text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), text()),
+    )
+        .prop_map(|(a, b, c, d, e)| MedicalTicketInfo {
+            ticket_type: a.0,
+            valid_date: a.1,
+            expiration_date: a.2,
+            issue_number: b.0,
+            medical_treatment_month: b.1,
+            designated_medical_institution_code: b.2,
+            designated_medical_institution_flag: b.3,
+            designated_medical_institution_name: b.4,
+            prescription_issuer_medical_institution_code: b.5,
+            prescription_issuer_medical_institution_name: b.6,
+            injury_name1: c.0,
+            injury_name2: c.1,
+            injury_name3: c.2,
+            medical_treatment_type: c.3,
+            self_pay_amount: c.4,
+            district_contact_name: c.5,
+            handling_contact_name: d.0,
+            single_or_combined_use: d.1,
+            status_of_social_insurance: d.2,
+            consistency_flag: d.3,
+            status_of_infection: d.4,
+            status_of_elderly_medical_care: d.5,
+            status_of_prefectural_expenses: e.0,
+            remarks1: e.1,
+            remarks2: e.2,
+            remarks3: e.3,
+        })
+}
+
+/// A medical-aid block whose ticket count agrees with its tickets (a disagreeing count is
+/// read with a warning, tested on its own).
+fn medical_aid() -> impl Strategy<Value = Option<MedicalAid>> {
+    proptest::option::of(
+        (
+            proptest::option::of("[0-9]{8}"),
+            proptest::option::of("[0-9]{7}"),
+            proptest::option::of(TEXT),
+            any::<bool>(),
+            proptest::collection::vec(ticket(), 1..3),
+        )
+            .prop_map(|(payer, recipient, office, counted, tickets)| MedicalAid {
+                public_expense_number: payer,
+                beneficiary_number: recipient,
+                welfare_office_name: office,
+                number_of_medical_tickets: counted.then_some(tickets.len() as u32),
+                medical_tickets: tickets,
+            }),
+    )
+}
+
 fn person() -> impl Strategy<Value = ResultOfQualificationConfirmation> {
     let ids = (
         proptest::option::of(pick(InsuredCardClassification::ALL)),
@@ -563,7 +803,13 @@ fn person() -> impl Strategy<Value = ResultOfQualificationConfirmation> {
         proptest::option::of(pick(PrescriptionIssueSelect::ALL)),
     );
     let consents = (consent(), consent(), consent(), consent(), any::<bool>());
-    (ids, names, dates, consents).prop_map(|(ids, names, dates, consents)| {
+    let more = (
+        medical_aid(),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(TEXT),
+    );
+    (ids, names, dates, consents, more).prop_map(|(ids, names, dates, consents, more)| {
+        let (medical_aid, changed, tag) = more;
         let (class, ins, sym, num, br, fam, bd) = ids;
         let (name, address, insurer_name, kana, sex1, sex2, ratio, loss) = names;
         let (qd, dqd, issued, valid, expires, cons_time, prescription) = dates;
@@ -630,6 +876,9 @@ fn person() -> impl Strategy<Value = ResultOfQualificationConfirmation> {
             operation_info: operation,
             reference_number: extras.then(|| "R1".to_owned()),
             prescription_issue_select: prescription,
+            medical_aid,
+            limit_application_certificate_changed: changed,
+            arbitrary_identifier: tag,
             ..Default::default()
         }
     })
@@ -662,16 +911,20 @@ fn result() -> impl Strategy<Value = QualificationConfirmationResult> {
         proptest::option::of(TEXT),
         proptest::option::of(pick(QualificationValidity::ALL)),
         proptest::option::of(search_info()),
+        proptest::option::of(pick(PrescriptionIssueSelect::ALL)),
         proptest::collection::vec(person(), 0..3),
     )
-        .prop_map(|(status, message, validity, search, results)| ResultBody {
-            processing_result_status: status,
-            processing_result_code: message.clone(),
-            processing_result_message: message,
-            qualification_validity: validity,
-            search_info: search,
-            results,
-        });
+        .prop_map(
+            |(status, message, validity, search, prescription, results)| ResultBody {
+                processing_result_status: status,
+                processing_result_code: message.clone(),
+                processing_result_message: message,
+                qualification_validity: validity,
+                search_info: search,
+                prescription_issue_select: prescription,
+                results,
+            },
+        );
     (header, body).prop_map(|(header, body)| QualificationConfirmationResult { header, body })
 }
 
@@ -715,8 +968,95 @@ proptest! {
     #[test]
     fn generated_results_round_trip(r in result()) {
         for enc in [XmlEncoding::Utf8, XmlEncoding::ShiftJis] {
-            let back = QualificationConfirmationResult::from_xml(&r.to_xml(enc));
-            prop_assert_eq!(back.as_ref(), Ok(&r), "{:?}", enc);
+            // Read back equal, and with nothing tolerated: the writer writes only what the
+            // reader knows, where it expects it.
+            let back = QualificationConfirmationResult::read_xml(&r.to_xml(enc));
+            prop_assert_eq!(back.as_ref().map(|w| &w.value), Ok(&r), "{:?}", enc);
+            prop_assert_eq!(back.map(|w| w.warnings).unwrap_or_default(), vec![]);
         }
     }
+}
+
+// --- The medical-aid block ----------------------------------------------------------------------
+
+const AID: &str = "<PublicExpenseNumber>12138019</PublicExpenseNumber>\
+    <BeneficiaryNumber>1234567</BeneficiaryNumber>\
+    <WelfareOfficeName>中央市福祉事務所</WelfareOfficeName>\
+    <NumberOfMedicalTickets>2</NumberOfMedicalTickets>\
+    <PublicExpenseResultList><MedicalTicketInfo><TicketType>1</TicketType>\
+    <MedicalTicketValidDate>20260401</MedicalTicketValidDate>\
+    <MedicalTicketExpirationDate>20260430</MedicalTicketExpirationDate>\
+    <StatusOfInfecton>0</StatusOfInfecton><Remarks3>備考</Remarks3>\
+    </MedicalTicketInfo></PublicExpenseResultList>";
+
+fn with_aid(aid: &str) -> String {
+    RESULT.replace("<InsurerName>", &format!("{aid}<InsurerName>"))
+}
+
+#[test]
+fn medical_aid_block_is_read_and_its_count_checked() {
+    // One ticket, though the file says two: the ticket is kept, the count warned about.
+    let (r, warnings) = tolerated(&with_aid(AID));
+    let aid = r.body.results[0].medical_aid.as_ref().unwrap();
+    assert_eq!(aid.public_expense_number.as_deref(), Some("12138019"));
+    assert_eq!(aid.beneficiary_number.as_deref(), Some("1234567"));
+    assert_eq!(aid.welfare_office_name.as_deref(), Some("中央市福祉事務所"));
+    assert_eq!(aid.number_of_medical_tickets, Some(2));
+    let [ticket] = aid.medical_tickets.as_slice() else {
+        panic!("one ticket expected");
+    };
+    assert_eq!(ticket.ticket_type.as_deref(), Some("1"));
+    assert_eq!(ticket.valid_date, Some(date!(2026 - 04 - 01)));
+    assert_eq!(ticket.expiration_date, Some(date!(2026 - 04 - 30)));
+    assert_eq!(ticket.status_of_infection.as_deref(), Some("0"));
+    assert_eq!(ticket.remarks3.as_deref(), Some("備考"));
+    assert_eq!(
+        warnings,
+        [(
+            format!("{PERSON}/NumberOfMedicalTickets"),
+            WarningKind::CountMismatch {
+                stated: 2,
+                found: 1
+            }
+        )]
+    );
+    // Flat tickets (no PublicExpenseResultList) read the same.
+    let flat = AID
+        .replace("<PublicExpenseResultList>", "")
+        .replace("</PublicExpenseResultList>", "")
+        .replace(">2</NumberOfMedicalTickets>", ">1</NumberOfMedicalTickets>");
+    let (r, warnings) = tolerated(&with_aid(&flat));
+    assert_eq!(warnings, []);
+    assert_eq!(
+        r.body.results[0]
+            .medical_aid
+            .as_ref()
+            .unwrap()
+            .medical_tickets
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn medical_aid_numbers_are_identifiers_and_stay_strict() {
+    let bad = with_aid(&AID.replace(">1234567<", ">12345<"));
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == format!("{PERSON}/BeneficiaryNumber")
+    ));
+    let bad = with_aid(&AID.replace(">12138019<", ">1213801X<"));
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == format!("{PERSON}/PublicExpenseNumber")
+    ));
+}
+
+#[test]
+fn an_unknown_per_person_status_is_refused() {
+    let bad = RESULT.replace("<ProcessingResultStatus>1<", "<ProcessingResultStatus>7<");
+    assert!(matches!(
+        QualificationConfirmationResult::from_xml(bad.as_bytes()),
+        Err(XmlError::InvalidValue { path, .. }) if path == "XmlMsg/MessageBody/ProcessingResultStatus"
+    ));
 }

@@ -318,8 +318,10 @@ impl FileExchange {
             max_bytes: usize::try_from(self.config.max_request_bytes).unwrap_or(usize::MAX),
             ..XmlLimits::DEFAULT
         };
-        let request = QualificationConfirmationRequest::from_xml_with_limits(bytes, &limits)
+        let read = QualificationConfirmationRequest::read_xml_with_limits(bytes, &limits)
             .map_err(Refusal::xml)?;
+        crate::judge::log_read_warnings("OQSsiquc01req", &read.warnings);
+        let request = read.value;
         if request.header.medical_institution_code != self.site {
             return Err(Refusal::new(
                 AgentErrorCode::WrongInstitution,

@@ -58,13 +58,28 @@ app.kubernetes.io/component: server
 {{- end }}
 {{- end }}
 
-{{/* DATABASE_URL from the existing Secret: a reference, the value never enters the manifest. */}}
+{{/* DATABASE_URL from the existing Secret: central's own role (a member of onshi_app, owning
+     nothing). A reference: the value never enters the manifest. */}}
 {{- define "central.databaseEnv" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ required "database.existingSecret is required (an existing Secret with the PostgreSQL URL)" .Values.database.existingSecret }}
+      name: {{ required "database.existingSecret is required (an existing Secret with central's own PostgreSQL URL)" .Values.database.existingSecret }}
       key: {{ .Values.database.urlKey }}
+{{- if .Values.database.allowSchemaOwner }}
+- name: CENTRAL_ALLOW_SCHEMA_OWNER
+  value: "true"
+{{- end }}
+{{- end }}
+
+{{/* The schema owner's URL under the variable `name`: DATABASE_URL for `central migrate`,
+     CENTRAL_MIGRATE_DATABASE_URL for a central that migrates at start. */}}
+{{- define "central.ownerDatabaseEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.owner.existingSecret is required (an existing Secret with the schema owner's PostgreSQL URL, for migrations)" .root.Values.database.owner.existingSecret }}
+      key: {{ .root.Values.database.owner.urlKey }}
 {{- end }}
 
 {{- define "central.containerSecurityContext" -}}

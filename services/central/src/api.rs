@@ -1224,7 +1224,8 @@ async fn retention_policy(
 }
 
 /// Sets one kind's retention (`{"kind": "link_change", "months": 13}`); months partitioned
-/// from now on follow it. Audited.
+/// from now on follow it. Not below the kind's floor (migration 0018); audited by the
+/// owner's function that makes the change.
 async fn put_retention(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
@@ -1232,7 +1233,7 @@ async fn put_retention(
 ) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
     let rule: crate::store::retention::RetentionRule = json_body(
         &body,
-        "a retention rule is {\"kind\": \"link_change\" (or \"*\"), \"months\": 1-1200}",
+        "a retention rule is {\"kind\": \"link_change\" (or \"*\"), \"months\": the kind's floor (60, or 13 for equipment and link kinds) to 1200}",
     )?;
     store.set_retention(&rule, &principal.audit_name()).await?;
     Ok(Json(store.retention_policy().await?))

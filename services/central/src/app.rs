@@ -1,7 +1,10 @@
 //! Wires central together: TLS material, the store, the gRPC ingest and the JSON API.
 //!
-//! `Application::build` binds the listeners (port 0 works; the bound ports are reported) and
-//! runs migrations; `run_until_stopped` serves until the shutdown future completes.
+//! `Application::build` refuses a database role that owns the schema (the audit trail's
+//! append-only protections do not hold against the owner) unless told it is development,
+//! migrates (with the owner's URL when given) or checks the schema is current, and binds the
+//! listeners (port 0 works; the bound ports are reported); `run_until_stopped` serves until the
+//! shutdown future completes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -32,9 +35,18 @@ pub struct Settings {
     pub tls_key: PathBuf,
     /// The chain CA: agents and operators must present a certificate it issued.
     pub client_ca: PathBuf,
+    /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
     pub db_pool_size: usize,
+    /// Migrate at start (without: only check the schema is current).
     pub migrate_on_start: bool,
+    /// The schema owner's URL, for migrating at start; without it, central migrates with
+    /// `database_url` only if that is the owner (development), and otherwise checks the schema
+    /// is current (a separate `central migrate` ran as the owner).
+    pub migrate_database_url: Option<DatabaseUrl>,
+    /// Serve even when `database_url` is the schema owner or a superuser (development only;
+    /// the append-only protections do not hold then, and a warning says so at every start).
+    pub allow_schema_owner: bool,
     /// The key that signs the daily seals (`central seal-key init`); without one, no seals.
     pub seal_key: Option<PathBuf>,
     /// The chain's patient hash key (the agents' `patient_hash_key_file`): lets auditors search
@@ -60,6 +72,9 @@ pub struct Tuning {
     pub write_method: WriteMethod,
     /// How often readiness (the uplink's gRPC health status) asks PostgreSQL.
     pub readiness_interval: std::time::Duration,
+    /// Sign-in passwords checked at once (argon2id, 19 MiB each); more attempts at the same
+    /// moment are answered 429 with Retry-After. Default: one per core.
+    pub sign_in_checks: usize,
 }
 
 impl Default for Tuning {
@@ -72,6 +87,7 @@ impl Default for Tuning {
             maintenance: MaintenanceConfig::default(),
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
+            sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
         }
     }
 }
@@ -137,26 +153,7 @@ impl Application {
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
         let store = Store::new(pool).with_write_method(settings.tuning.write_method);
-        if settings.migrate_on_start {
-            let applied = store::migrate::migrate(store.pool())
-                .await
-                .context("applying database migrations")?;
-            if !applied.is_empty() {
-                tracing::info!(?applied, "database migrated");
-            }
-            // Ingest must find this month's partition from the first batch on; the maintenance
-            // loop keeps creating them ahead.
-            let created = store
-                .ensure_partitions(
-                    time::OffsetDateTime::now_utc(),
-                    settings.tuning.maintenance.partition_months_ahead,
-                )
-                .await
-                .context("creating event partitions")?;
-            if !created.is_empty() {
-                tracing::info!(?created, "event partitions created");
-            }
-        }
+        prepare_database(settings, &store).await?;
         let grpc = TcpListener::bind(settings.grpc_listen)
             .await
             .with_context(|| format!("binding gRPC listener {}", settings.grpc_listen))?;
@@ -304,7 +301,10 @@ impl Application {
             store: self.store.clone(),
             patient_key: self.patient_key.clone(),
             deny: self.deny.clone(),
-            limiter: crate::auth::rate_limit::SignInLimiter::default(),
+            limiter: crate::auth::rate_limit::SignInLimiter::new(crate::auth::rate_limit::Limits {
+                concurrent_checks: tuning.sign_in_checks,
+                ..crate::auth::rate_limit::Limits::default()
+            }),
         });
         let web = {
             let (listener, tls, router) = (self.web, self.web_tls, router.clone());
@@ -325,6 +325,113 @@ impl Application {
         grpc.context("gRPC server")?;
         Ok(())
     }
+}
+
+/// Refuses a schema owner (unless allowed), migrates or checks the schema, and makes this
+/// month's partitions, before anything is served.
+async fn prepare_database(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    // Before migrating: a refused owner changes nothing.
+    check_session_role(store, settings.allow_schema_owner, false).await?;
+    if settings.migrate_on_start {
+        let applied = match &settings.migrate_database_url {
+            Some(owner_url) => {
+                let owner = store::connect(owner_url, 1)?;
+                store::migrate::migrate(&owner).await
+            }
+            None => {
+                let role = store.session_role().await?;
+                if role.owns_schema() {
+                    store::migrate::migrate(store.pool()).await
+                } else {
+                    require_current_schema(store).await?;
+                    Ok(Vec::new())
+                }
+            }
+        }
+        .context("applying database migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "database migrated");
+        }
+    } else {
+        require_current_schema(store).await?;
+    }
+    // After migrating: `events` exists now, and its owner is known.
+    check_session_role(store, settings.allow_schema_owner, true).await?;
+    // Ingest must find this month's partition from the first batch on; the maintenance loop
+    // keeps creating them ahead.
+    let created = store
+        .ensure_partitions(
+            time::OffsetDateTime::now_utc(),
+            settings.tuning.maintenance.partition_months_ahead,
+        )
+        .await
+        .context("creating event partitions")?;
+    if !created.is_empty() {
+        tracing::info!(?created, "event partitions created");
+    }
+    Ok(())
+}
+
+/// Central serving as the schema owner (or a superuser) would pass the append-only trigger and
+/// every grant: refused, unless `allow` (development), which is then said loudly (once per
+/// start, when `warn`).
+async fn check_session_role(store: &Store, allow: bool, warn: bool) -> anyhow::Result<()> {
+    let role = store
+        .session_role()
+        .await
+        .context("asking PostgreSQL which role central is")?;
+    if !role.owns_schema() {
+        return Ok(());
+    }
+    if !allow {
+        anyhow::bail!(
+            "データベースのロール {user} はスキーマの所有者権限を持つため起動しません（監査ログの追記専用の保護が効きません）: \
+             central's database role {user} {why}, so the audit trail's append-only protections \
+             would not apply to it; central refuses to serve. Give DATABASE_URL a login role \
+             that is a member of onshi_app and owns nothing (CREATE ROLE central_app LOGIN \
+             PASSWORD '...' IN ROLE onshi_app), and run the migrations with the owner's URL \
+             (`central migrate`, or --migrate-database-url). For development only, \
+             --allow-schema-owner (CENTRAL_ALLOW_SCHEMA_OWNER=true) serves anyway.",
+            user = role.user,
+            why = role.why(),
+        );
+    }
+    if warn {
+        tracing::warn!(
+            role = %role.user,
+            why = role.why(),
+            "DEVELOPMENT ONLY: serving as the schema owner (--allow-schema-owner): the audit \
+             trail is NOT append-only for this process; never run like this in production"
+        );
+    }
+    Ok(())
+}
+
+/// Without migrating, the schema must have every migration this binary knows. A newer schema
+/// (the migration job of an upgrade ran before this replica restarted) is served, with a warning.
+async fn require_current_schema(store: &Store) -> anyhow::Result<()> {
+    let status = store::migrate::status(store.pool())
+        .await
+        .context("reading the schema version")?;
+    if status.current_version < status.latest_version {
+        anyhow::bail!(
+            "データベースのスキーマ（バージョン{}）が古いため起動しません（このcentralは{}）: the \
+             database schema is at version {}, this central needs {}; run `central migrate` as \
+             the schema owner first (or give --migrate-database-url)",
+            status.current_version,
+            status.latest_version,
+            status.current_version,
+            status.latest_version
+        );
+    }
+    if status.current_version > status.latest_version {
+        tracing::warn!(
+            database = status.current_version,
+            binary = status.latest_version,
+            "the database schema is newer than this central knows; upgrade central"
+        );
+    }
+    Ok(())
 }
 
 /// `central_db_pool_connections{state}`: connections in use, idle, the pool's maximum, and

@@ -26,11 +26,16 @@ pub enum ServiceError {
     /// No credential, or one that is unknown, expired or revoked.
     #[error("{0}")]
     Unauthenticated(String),
-    /// Too many failed sign-ins; the message says when to try again.
+    /// Too many sign-in attempts; the message says when to try again.
     #[error(
-        "too many failed sign-ins; try again in {retry_after_secs} seconds (サインインの失敗が多すぎます)"
+        "サインインの試行が多すぎます。{retry_after_secs}秒後にもう一度お試しください: too many sign-in attempts; try again in {retry_after_secs} seconds"
     )]
     RateLimited { retry_after_secs: u64 },
+    /// Every password-check slot is taken (argon2id is costly by design); try again shortly.
+    #[error(
+        "サインインが混み合っています。{retry_after_secs}秒後にもう一度お試しください: sign-in is busy; try again in {retry_after_secs} s"
+    )]
+    Busy { retry_after_secs: u64 },
     /// A state-changing request from a browser session without the session's CSRF token.
     #[error(
         "the form is out of date or came from another site; reload the page and try again (CSRF)"
@@ -57,6 +62,7 @@ impl ServiceError {
             ServiceError::OutOfScope(_) => "out_of_scope",
             ServiceError::Unauthenticated(_) => "unauthenticated",
             ServiceError::RateLimited { .. } => "rate_limited",
+            ServiceError::Busy { .. } => "busy",
             ServiceError::Csrf => "csrf",
             ServiceError::TooLarge(_) => "too_large",
             ServiceError::Unavailable(_) => "unavailable",
@@ -71,7 +77,9 @@ impl ServiceError {
             | ServiceError::OutOfScope(_)
             | ServiceError::Csrf => tonic::Code::PermissionDenied,
             ServiceError::Unauthenticated(_) => tonic::Code::Unauthenticated,
-            ServiceError::RateLimited { .. } => tonic::Code::ResourceExhausted,
+            ServiceError::RateLimited { .. } | ServiceError::Busy { .. } => {
+                tonic::Code::ResourceExhausted
+            }
             ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
             ServiceError::NotFound(_) => tonic::Code::NotFound,
             ServiceError::TooLarge(_) => tonic::Code::ResourceExhausted,
@@ -80,19 +88,32 @@ impl ServiceError {
         }
     }
 
-    fn http_status(&self) -> StatusCode {
+    pub fn http_status(&self) -> StatusCode {
         match self {
             ServiceError::ForeignSite { .. }
             | ServiceError::Forbidden(_)
             | ServiceError::OutOfScope(_)
             | ServiceError::Csrf => StatusCode::FORBIDDEN,
             ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ServiceError::RateLimited { .. } | ServiceError::Busy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl ServiceError {
+    /// The `Retry-After` of a refusal that passes with time.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ServiceError::RateLimited { retry_after_secs }
+            | ServiceError::Busy { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 }
@@ -122,10 +143,10 @@ impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code(), "message": self.to_string() });
         let mut response = (self.http_status(), axum::Json(body)).into_response();
-        if let ServiceError::RateLimited { retry_after_secs } = self {
+        if let Some(secs) = self.retry_after_secs() {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(retry_after_secs),
+                axum::http::HeaderValue::from(secs),
             );
         }
         response

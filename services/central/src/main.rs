@@ -247,9 +247,19 @@ struct ServeArgs {
     client_ca: PathBuf,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
-    /// Do not migrate at start (when a separate job runs `central migrate`).
+    /// Do not migrate at start (when a separate job runs `central migrate` as the schema
+    /// owner); central then checks the schema is current.
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
     no_migrate: bool,
+    /// The schema owner's PostgreSQL URL, used only to migrate at start (never printed);
+    /// DATABASE_URL is then central's own role, a member of onshi_app.
+    #[arg(long, env = "CENTRAL_MIGRATE_DATABASE_URL", hide_env_values = true)]
+    migrate_database_url: Option<String>,
+    /// DEVELOPMENT ONLY: serve even when DATABASE_URL's role owns the schema or is a superuser
+    /// (central refuses to otherwise: the audit trail is not append-only for the owner). A
+    /// warning says so at every start.
+    #[arg(long, env = "CENTRAL_ALLOW_SCHEMA_OWNER")]
+    allow_schema_owner: bool,
     /// The key that signs each stream's daily seal (`central seal-key init`); without one,
     /// chains are verified but not sealed.
     #[arg(long, env = "CENTRAL_SEAL_KEY")]
@@ -297,6 +307,10 @@ struct ServeArgs {
     /// Seconds between alert checks.
     #[arg(long, env = "CENTRAL_ALERT_CHECK_SECS", default_value_t = 30)]
     alert_check_secs: u64,
+    /// Sign-in passwords checked at once (argon2id takes 19 MiB each); more attempts at the
+    /// same moment are answered 429 with Retry-After. Default: the number of cores.
+    #[arg(long, env = "CENTRAL_SIGN_IN_CHECKS")]
+    sign_in_checks: Option<usize>,
     /// How old an information view must be before central re-checks it (longer than the write
     /// timeout, so no view can still commit behind the re-check's position).
     #[arg(long, env = "CENTRAL_RECHECK_SETTLE_SECS", default_value_t = 60)]
@@ -634,6 +648,8 @@ async fn serve(
         database_url: DatabaseUrl::new(args.db.database_url),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
+        migrate_database_url: args.migrate_database_url.map(DatabaseUrl::new),
+        allow_schema_owner: args.allow_schema_owner,
         seal_key: args.seal_key,
         patient_key: args.patient_key,
         renewal: args
@@ -663,6 +679,10 @@ async fn serve(
                 certificate_alert_days: args.certificate_alert_days,
                 ..MaintenanceConfig::default()
             },
+            sign_in_checks: args
+                .sign_in_checks
+                .unwrap_or_else(|| Tuning::default().sign_in_checks)
+                .max(1),
             write_method: match args.write_method.as_str() {
                 "copy" => WriteMethod::Copy,
                 "unnest" => WriteMethod::Unnest,

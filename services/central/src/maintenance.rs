@@ -84,7 +84,7 @@ pub async fn run(
                 }
             }
             // Retention: partitions whose period ran out are dropped, their links kept.
-            match store.expire_events(time::OffsetDateTime::now_utc()).await {
+            match store.expire_events().await {
                 Ok(dropped) if !dropped.is_empty() => {
                     tracing::info!(?dropped, "expired event partitions dropped")
                 }

@@ -419,25 +419,11 @@ async fn the_adoption_view_carries_the_active_grace_notifications() {
     assert!(view.grace_notifications.is_empty(), "{view:?}");
 }
 
-/// `url` with its user replaced by `user` (the throwaway cluster trusts loopback).
-fn url_as(url: &str, user: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (_, host_and_db) = rest.split_once('@').expect("a user in the URL");
-    format!("{scheme}://{user}@{host_and_db}")
-}
-
 #[tokio::test]
 async fn the_application_role_files_and_ends_but_never_rewrites_a_filing() {
     let db = TestDb::create().await.unwrap();
     store(&db).await;
-    let login = format!("central_{}", uuid::Uuid::new_v4().simple());
-    db.client()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE ROLE {login} LOGIN IN ROLE onshi_app"))
-        .await
-        .unwrap();
-    let app_url = url_as(&db.url, &login);
+    let app_url = db.app_login().await.unwrap();
     let app = Store::new(store::connect(&DatabaseUrl::new(&app_url), 2).unwrap());
     let clinic = site("131000063");
     let id = app

@@ -1,6 +1,10 @@
 //! Retention per event kind against real PostgreSQL: months are partitioned by kind, expiry
 //! drops whole partitions once their period has run out, and verification tells the expired
 //! (stubs keep each event's chain link) from the missing, with the seal over them still holding.
+//!
+//! Expiry reads the database's clock (migration 0018), so the fixture stores events whose
+//! `occurred_at` lies months and years back: today's clock expires them, honestly. The
+//! application role can neither pass a later time nor rewrite the policy.
 
 use central::store::retention::RetentionRule;
 use central::store::{self, DatabaseUrl, Store, migrate};
@@ -9,6 +13,7 @@ use onshi_domain::chain::{ChainHash, Finding};
 use onshi_domain::events::{EventBody, FleetEvent, LinkChange, LinkState, LinkTarget, StreamId};
 use onshi_domain::site::SiteCode;
 use time::{Duration, OffsetDateTime};
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 async fn store(db: &TestDb) -> Store {
@@ -62,7 +67,8 @@ async fn fixture() -> Fixture {
     for month in [ancient, old, now] {
         store.ensure_partitions(month, 0).await.unwrap();
     }
-    let code = e2e::site_code("131000055");
+    // A real Hokkaido code of the corpus (prefecture 13 codes follow another check-digit rule).
+    let code = "0110112489".to_string();
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());
     let minute = Duration::minutes(1);
@@ -120,7 +126,7 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
     f.store.verify_chains(1_000).await.unwrap();
     f.store.seal_streams(&key, f.now).await.unwrap();
 
-    let dropped = f.store.expire_events(f.now).await.unwrap();
+    let dropped = f.store.expire_events().await.unwrap();
     let names: Vec<(String, i64)> = dropped
         .iter()
         .map(|d| (d.partition.clone(), d.events))
@@ -146,7 +152,7 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
         dropped.len() as i64
     );
     // Run again: nothing more has expired.
-    assert!(f.store.expire_events(f.now).await.unwrap().is_empty());
+    assert!(f.store.expire_events().await.unwrap().is_empty());
 
     let (intact, findings) = f.findings().await;
     assert!(intact, "{findings:?}");
@@ -181,7 +187,7 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
 #[tokio::test]
 async fn a_deleted_or_forged_stub_is_not_mistaken_for_an_expired_event() {
     let f = fixture().await;
-    f.store.expire_events(f.now).await.unwrap();
+    f.store.expire_events().await.unwrap();
     let owner = f.db.client().await.unwrap();
     // Someone with the owner's access forges the link an expired event left.
     owner
@@ -276,4 +282,109 @@ async fn a_changed_policy_shapes_the_months_made_after_it() {
         .unwrap()
         .get(0);
     assert_eq!(audited, 1);
+}
+
+#[tokio::test]
+async fn the_application_role_cannot_turn_expiry_into_erasure() {
+    let f = fixture().await;
+    let app_url = f.db.app_login().await.unwrap();
+    let app = e2e::connect(&app_url).await.unwrap();
+    let app_store = Store::new(store::connect(&DatabaseUrl::new(&app_url), 2).unwrap());
+
+    // The attack of issue 15: expire "as of" a far future, which dropped every partition.
+    for attack in [
+        "SELECT * FROM onshi_expire_events('9999-01-01')",
+        "SELECT * FROM onshi_expire_events('9999-01-01'::timestamptz)",
+    ] {
+        let error = app.query(attack, &[]).await.expect_err(attack);
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::UNDEFINED_FUNCTION),
+            "{attack}: {error}"
+        );
+    }
+    assert_eq!(f.count("SELECT count(*) FROM events").await, 10);
+    assert_eq!(f.count("SELECT count(*) FROM expired_events").await, 0);
+
+    // Expiry by the database's clock, as the application role, drops only what ran out.
+    let dropped = app_store.expire_events().await.unwrap();
+    assert_eq!(dropped.iter().map(|d| d.events).sum::<i64>(), 6);
+    assert_eq!(f.count("SELECT count(*) FROM events").await, 4);
+
+    // The policy table is the owner's: no direct writes.
+    for sql in [
+        "UPDATE retention_policy SET months = 1",
+        "INSERT INTO retention_policy (kind, months, updated_by) VALUES ('lookup', 1, 'x')",
+        "DELETE FROM retention_policy",
+        "UPDATE retention_floor SET months = 1",
+    ] {
+        let error = app.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {error}"
+        );
+    }
+    // Below the floor is refused with the floor in the message, through the API's path and
+    // directly.
+    let error = app_store
+        .set_retention(
+            &RetentionRule {
+                kind: "lookup".into(),
+                months: 12,
+            },
+            "admin-1",
+        )
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, store::StoreError::BadQuery(_)) && message.contains("60"),
+        "{message}"
+    );
+    assert!(message.contains("保存期間"), "Japanese first: {message}");
+    let error = app
+        .execute("SELECT onshi_set_retention('link_change', 12, 'x')", &[])
+        .await
+        .expect_err("below the equipment kinds' floor");
+    assert_eq!(error.code(), Some(&SqlState::INVALID_PARAMETER_VALUE));
+    assert_eq!(
+        f.count("SELECT count(*) FROM retention_policy WHERE months < 13")
+            .await,
+        0
+    );
+
+    // A valid change goes through, audited with who asked and as which database role.
+    app_store
+        .set_retention(
+            &RetentionRule {
+                kind: "lookup".into(),
+                months: 72,
+            },
+            "admin-1",
+        )
+        .await
+        .unwrap();
+    let role = app_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(user, _)| user.to_string())
+        .unwrap();
+    let audited =
+        f.db.client()
+            .await
+            .unwrap()
+            .query(
+                "SELECT detail FROM security_events
+             WHERE kind = 'admin_action' AND detail LIKE '%retention of lookup to 72%'",
+                &[],
+            )
+            .await
+            .unwrap();
+    assert_eq!(audited.len(), 1);
+    let detail: String = audited[0].get(0);
+    assert!(
+        detail.contains("admin-1") && detail.contains(&role),
+        "{detail}"
+    );
 }

@@ -1,32 +1,22 @@
 //! Least privilege in PostgreSQL: central works as the application role `onshi_app`, which
-//! cannot change or delete audit rows, even when granted the privilege by mistake.
+//! cannot change or delete audit rows, even when granted the privilege by mistake; and the
+//! real central process refuses to serve as the schema owner unless told it is development.
 
 use central::store::{self, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
+use std::process::Stdio;
 use tokio_postgres::error::SqlState;
-use uuid::Uuid;
 
-/// `url` with its user replaced by `user` (the throwaway cluster trusts loopback).
-fn url_as(url: &str, user: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (_, host_and_db) = rest.split_once('@').expect("a user in the URL");
-    format!("{scheme}://{user}@{host_and_db}")
-}
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use uuid::Uuid;
 
 /// Migrates as the owner, then returns a login role that is a member of `onshi_app` only.
 async fn app_login(db: &TestDb) -> String {
     let owner = store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
     migrate::migrate(&owner).await.unwrap();
-    let login = format!("central_{}", Uuid::new_v4().simple());
-    db.client()
-        .await
-        .unwrap()
-        .batch_execute(&format!("CREATE ROLE {login} LOGIN IN ROLE onshi_app"))
-        .await
-        .unwrap();
-    url_as(&db.url, &login)
+    db.app_login().await.unwrap()
 }
 
 fn events(site: &str, sequences: std::ops::RangeInclusive<u64>) -> Vec<FleetEvent> {
@@ -120,4 +110,85 @@ async fn the_application_role_stores_and_maintains_but_cannot_change_audit_rows(
         .unwrap()
         .get(0);
     assert_eq!(stored, 3, "nothing was changed or deleted");
+}
+
+/// central serving as `database_url`'s role with extra `args`: its readiness line (None when it
+/// exited instead) and what it logged.
+async fn serve_as(pki: &e2e::Pki, database_url: &str, args: &[&str]) -> (Option<String>, String) {
+    let mut command = e2e::central_serve(pki, args);
+    command
+        .env("DATABASE_URL", database_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let ready = tokio::time::timeout(e2e::patience(), stdout.next_line())
+        .await
+        .expect("central starts or exits in time")
+        .unwrap();
+    if ready.is_some() {
+        child.kill().await.unwrap();
+    }
+    child.wait().await.unwrap();
+    let mut logged = String::new();
+    stderr.read_to_string(&mut logged).await.unwrap();
+    (ready, logged)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn central_refuses_to_serve_as_the_schema_owner_unless_told_it_is_development() {
+    let db = TestDb::create().await.unwrap();
+    let pki = e2e::Pki::new(&[]).unwrap();
+    // The harness's URL is the server's superuser, who owns the schema (as the chart and the
+    // compose file used to serve).
+    let (ready, logged) = serve_as(&pki, &db.url, &[]).await;
+    assert!(ready.is_none(), "central served as the owner: {ready:?}");
+    assert!(
+        logged.contains("refuses to serve") && logged.contains("is a superuser"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains("onshi_app"),
+        "the error says what to do: {logged}"
+    );
+    let migrated: bool = db
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT to_regclass('events') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!migrated, "a refused owner changed nothing");
+
+    // The development flag serves, and says so.
+    let (ready, logged) = serve_as(&pki, &db.url, &["--allow-schema-owner"]).await;
+    assert!(ready.is_some(), "{logged}");
+    assert!(logged.contains("DEVELOPMENT ONLY"), "{logged}");
+
+    // A plain owner (not a superuser) that owns the schema's tables is refused too.
+    let owner = format!("owner_{}", Uuid::new_v4().simple());
+    let admin = db.client().await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {owner} LOGIN; ALTER TABLE events OWNER TO {owner}"
+        ))
+        .await
+        .unwrap();
+    let (ready, logged) = serve_as(&pki, &e2e::with_user(&db.url, &owner), &["--no-migrate"]).await;
+    assert!(ready.is_none(), "central served as the owner of events");
+    assert!(logged.contains("owns the events table"), "{logged}");
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE events OWNER TO CURRENT_USER; DROP ROLE {owner}"
+        ))
+        .await
+        .unwrap();
+
+    // Its own login role in onshi_app serves, without a warning.
+    let (ready, logged) = serve_as(&pki, &db.app_login().await.unwrap(), &["--no-migrate"]).await;
+    assert!(ready.is_some(), "{logged}");
+    assert!(!logged.contains("DEVELOPMENT ONLY"), "{logged}");
 }

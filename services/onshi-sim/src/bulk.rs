@@ -45,7 +45,7 @@ use time::PrimitiveDateTime;
 
 use crate::errors::SimErrorCode;
 use crate::faults::Faults;
-use crate::http::{caller, declared_encoding, now_jst, scan_header};
+use crate::http::{caller, declared_encoding, log_read_warnings, now_jst, scan_header};
 use crate::service::{Service, character_code};
 
 pub const MUQUC01_PATH: &str = "/oqs/OQSmuquc01";
@@ -142,6 +142,7 @@ impl BulkRoute {
                 medical_institution_code: institution.clone(),
                 arbitrary_file_identifier: file_id,
                 reception_number: None,
+                reception_date_time: None,
                 segment_of_result: SegmentOfResult::AbnormalEnd,
                 error_code: Some(error.code().to_string()),
                 error_message: Some(error.message_with(Some(detail))),
@@ -149,8 +150,11 @@ impl BulkRoute {
             },
             error: Some(error),
         };
-        let request = match BulkInquiryRequest::from_xml_rows(bytes) {
-            Ok(request) => request,
+        let request = match BulkInquiryRequest::read_xml_rows(bytes) {
+            Ok(read) => {
+                log_read_warnings("OQSmuquc01req", &read.warnings);
+                read.value
+            }
             Err(e) => {
                 let echo = scan_header(bytes, encoding);
                 return refuse(
@@ -259,6 +263,7 @@ impl BulkRoute {
                 medical_institution_code: institution.clone(),
                 arbitrary_file_identifier: file_id,
                 reception_number: Some(number),
+                reception_date_time: Some(now),
                 segment_of_result: SegmentOfResult::Normal,
                 error_code: None,
                 error_message: None,
@@ -302,8 +307,11 @@ impl BulkRoute {
             },
             error: error.map(|(e, _)| e),
         };
-        let request = match BulkResultRequest::from_xml(bytes) {
-            Ok(request) => request,
+        let request = match BulkResultRequest::read_xml(bytes) {
+            Ok(read) => {
+                log_read_warnings("OQSmuquc02req", &read.warnings);
+                read.value
+            }
             Err(e) => {
                 return answer(
                     institution,
@@ -450,6 +458,7 @@ async fn muquc01(
                     medical_institution_code: institution,
                     arbitrary_file_identifier: None,
                     reception_number: None,
+                    reception_date_time: None,
                     segment_of_result: SegmentOfResult::AbnormalEnd,
                     error_code: Some(error.code().to_string()),
                     error_message: Some(error.message_with(Some(&rejection.body_text()))),
@@ -682,6 +691,82 @@ mod tests {
         let gone = route.fetch(&institution(), &ask(&institution(), &number), NOW, expired);
         assert_eq!(gone.error, Some(SimErrorCode::BulkReceptionUnknown));
         assert_eq!(route.kept(expired), 0);
+    }
+
+    /// A file of `shared/onshi-corpus`; a missing corpus fails with the path it looked for.
+    fn corpus(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/onshi-corpus")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "the conformance corpus file {} cannot be read: {e}",
+                path.display()
+            )
+        })
+    }
+
+    /// Where a file puts its elements down to the children of header and body.
+    fn placement(bytes: &[u8]) -> std::collections::BTreeSet<String> {
+        onshi_domain::xml::element_paths(bytes)
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.matches('/').count() <= 2)
+            .collect()
+    }
+
+    #[test]
+    fn answers_place_their_elements_as_the_corpus() {
+        let route = route();
+        route.set_delay(Duration::ZERO);
+        let t0 = Instant::now();
+        let bytes = inquiry(&institution(), searches(&route, 3), XmlEncoding::Utf8);
+        // What the agent sends reads here; what we answer is shaped like the corpus's answer.
+        assert_eq!(
+            placement(&bytes),
+            placement(&corpus("OQSmuquc01req_batch.xml"))
+        );
+        let answer = route.submit(&institution(), &bytes, NOW, t0);
+        let xml = answer.result.to_xml(XmlEncoding::Utf8);
+        assert_eq!(
+            onshi_domain::xml::element_paths(&xml).unwrap(),
+            onshi_domain::xml::element_paths(&corpus("OQSmuquc01res_reception.xml")).unwrap(),
+            "{}",
+            String::from_utf8_lossy(&xml)
+        );
+        assert_eq!(answer.result.reception_date_time, Some(NOW));
+        let number = answer.result.reception_number.unwrap();
+
+        let fetch = ask(&institution(), &number);
+        assert_eq!(
+            onshi_domain::xml::element_paths(&fetch).unwrap(),
+            onshi_domain::xml::element_paths(&corpus("OQSmuquc02req_fetch.xml")).unwrap()
+        );
+        let ready = route.fetch(&institution(), &fetch, NOW, t0);
+        assert_eq!(ready.error, None);
+        let xml = ready.result.to_xml(XmlEncoding::Utf8);
+        assert_eq!(
+            placement(&xml),
+            placement(&corpus("OQSmuquc02res_results.xml"))
+        );
+    }
+
+    #[test]
+    fn a_fetch_in_the_old_shape_is_still_answered() {
+        let route = route();
+        route.set_delay(Duration::ZERO);
+        let t0 = Instant::now();
+        let number = accepted(&route, 2, t0);
+        let old = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><XmlMsg><MessageHeader>\
+             <MedicalInstitutionCode>{}</MedicalInstitutionCode>\
+             <ReceptionNumber>{number}</ReceptionNumber></MessageHeader>\
+             <MessageBody/></XmlMsg>",
+            institution()
+        );
+        let ready = route.fetch(&institution(), old.as_bytes(), NOW, t0);
+        assert_eq!(ready.error, None);
+        assert_eq!(ready.result.units.len(), 2);
     }
 
     #[test]

@@ -190,6 +190,7 @@ pub fn injected_answer(
             processing_result_message: Some(error.message_ja().to_string()),
             qualification_validity: None,
             search_info: Some(request.search.clone()),
+            prescription_issue_select: None,
             results: Vec::new(),
         };
     }

@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use fleet_tls::identity::{leaf, terminal_of};
 use fleet_tls::listen::PeerCertificates;
 use onshi_domain::ids::MedicalInstitutionCode;
-use onshi_domain::xml::{QualificationConfirmationRequest, XmlEncoding};
+use onshi_domain::xml::{QualificationConfirmationRequest, ReadWarning, XmlEncoding};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime};
 
 use crate::errors::SimErrorCode;
@@ -150,10 +150,15 @@ async fn siquc01(
         }
         Ok(bytes) => {
             let encoding = declared_encoding(&bytes);
-            let answer = match QualificationConfirmationRequest::from_xml(&bytes) {
-                Ok(request) => match state.faults.injected_error() {
-                    Some(error) => injected_answer(&request, error, now, encoding),
-                    None => state.service.confirm(&institution, &request, now, encoding),
+            let answer = match QualificationConfirmationRequest::read_xml(&bytes) {
+                Ok(read) => match state.faults.injected_error() {
+                    Some(error) => injected_answer(&read.value, error, now, encoding),
+                    None => {
+                        log_read_warnings("OQSsiquc01req", &read.warnings);
+                        state
+                            .service
+                            .confirm(&institution, &read.value, now, encoding)
+                    }
                 },
                 Err(e) => refusal(
                     &institution,
@@ -169,6 +174,14 @@ async fn siquc01(
     };
     record_outcome(&span, &answer, encoding);
     respond(&answer, encoding)
+}
+
+/// Logs what the reader tolerated in a request file: element paths and codes, never a value
+/// of the patient (a [`ReadWarning`] carries none).
+pub(crate) fn log_read_warnings(kind: &'static str, warnings: &[ReadWarning]) {
+    for w in warnings {
+        tracing::warn!(file = kind, path = %w.path, warning = %w.kind, "request read with tolerance");
+    }
 }
 
 /// The institution and terminal named by the client certificate.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use onshi_sim::faults::{FaultSettings, Faults};
-use onshi_sim::population::Population;
+use onshi_sim::population::{InsuranceKind, Population};
 use onshi_sim::{SimSettings, Simulator};
 
 #[derive(Debug, Parser)]
@@ -227,6 +227,8 @@ struct ServeArgs {
 enum Kind {
     Valid,
     Invalid,
+    /// Medical-aid recipients (医療扶助): found by the welfare office's number.
+    MedicalAid,
     Any,
 }
 
@@ -509,6 +511,7 @@ fn population(args: PopulationArgs) -> anyhow::Result<()> {
         Kind::Any => true,
         Kind::Valid => p.validity().is_valid(),
         Kind::Invalid => !p.validity().is_valid(),
+        Kind::MedicalAid => p.kind == InsuranceKind::MedicalAid,
     });
     let mut stdout = std::io::stdout().lock();
     for person in wanted.take(args.show.unwrap_or(usize::MAX)) {

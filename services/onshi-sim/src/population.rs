@@ -17,7 +17,13 @@
 //!   insurer number has a valid check digit and none is [`crate::service::MAINTENANCE_INSURER`];
 //! - about one household in ten has lost its qualification (`DisqualificationDate`,
 //!   `ReasonOfLoss`);
-//! - about a quarter of the people hold a copay limit certificate (限度額適用認定証).
+//! - about a quarter of the people hold a copay limit certificate (限度額適用認定証);
+//! - one person in fifty (none below 50 people) receives medical aid (医療扶助): they come
+//!   last, drawn from a generator of their own so that the other people of a seed do not
+//!   change with them; they are found by the welfare office's 公費負担者番号 (law code 12) as
+//!   insurer number and their 7-digit 受給者番号 as number, without symbol or branch; one in
+//!   five is valid but not yet registered online (`QualificationValidity` 6), the others get
+//!   medical tickets for the month asked about.
 //!
 //! Names, addresses and insurer names are made up from small lists; any likeness is chance.
 
@@ -104,6 +110,26 @@ pub enum InsuranceKind {
     LateStageElderly,
     /// 国民健康保険: 6-digit insurer numbers.
     NationalHealthInsurance,
+    /// 医療扶助 (medical aid under the Public Assistance Act): the welfare office's
+    /// 公費負担者番号 (law code 12) and the recipient's 受給者番号, no symbol, no branch.
+    MedicalAid,
+}
+
+/// What the welfare office holds about a medical-aid recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MedicalAidRecord {
+    pub welfare_office_name: String,
+    /// Valid but not yet registered online (`QualificationValidity` 6): no tickets.
+    pub unregistered: bool,
+    /// A dispensing ticket (調剤券) is issued beside the medical ticket (医療券) each month.
+    pub dispensing: bool,
+    /// 傷病名 on the tickets, one or two.
+    pub injuries: Vec<&'static str>,
+    /// 本人支払額 in yen (0 for most).
+    pub self_pay: u32,
+    /// 地区担当員 and 取扱担当者 of the welfare office.
+    pub district_contact: String,
+    pub handling_contact: String,
 }
 
 /// Why and when a qualification ended.
@@ -141,13 +167,18 @@ pub struct Person {
     /// Which copay-limit bracket the person's certificate has, if they hold one; the bracket
     /// itself depends on the age on the day of the query (A-brackets under 70, B from 70).
     pub limit_rank: Option<u8>,
+    /// Only for [`InsuranceKind::MedicalAid`].
+    pub medical_aid: Option<MedicalAidRecord>,
 }
 
 impl Person {
-    /// What the national system answers for this person (1 valid or 2 invalid).
+    /// What the national system answers for this person (1 valid, 2 invalid, or 6 for a
+    /// medical-aid recipient not yet registered online).
     pub fn validity(&self) -> QualificationValidity {
         if self.loss.is_some() {
             QualificationValidity::Invalid
+        } else if self.medical_aid.as_ref().is_some_and(|a| a.unregistered) {
+            QualificationValidity::ValidUnregistered
         } else {
             QualificationValidity::Valid
         }
@@ -263,15 +294,19 @@ pub struct Population {
 }
 
 impl Population {
-    /// Exactly `count` people, the same for the same seed.
+    /// Exactly `count` people, the same for the same seed: insured households, then the
+    /// medical-aid recipients ([`medical_aid_count`] of them).
     pub fn generate(seed: u64, count: usize) -> Self {
+        let aid = medical_aid_count(count);
+        let insured = count - aid;
         let mut generator = Generator::new(seed, count);
         let mut people = Vec::with_capacity(count);
-        while people.len() < count {
+        while people.len() < insured {
             let household = generator.household();
-            let room = count - people.len();
+            let room = insured - people.len();
             people.extend(household.into_iter().take(room));
         }
+        people.extend(AidGenerator::new(seed).recipients(aid));
         let mut index: HashMap<_, Vec<usize>> = HashMap::new();
         for (i, p) in people.iter().enumerate() {
             index
@@ -545,6 +580,8 @@ impl Generator {
                             None,
                         )
                     }
+                    // Not in KIND_WEIGHTS: recipients come from `AidGenerator`.
+                    InsuranceKind::MedicalAid => break,
                     InsuranceKind::NationalHealthInsurance => {
                         let city = *rng.pick(CITIES);
                         (
@@ -624,7 +661,7 @@ impl Generator {
                     format!("{}-{}", self.rng.between(1, 9), self.rng.between(10, 99))
                 }
             }
-            InsuranceKind::LateStageElderly => return None,
+            InsuranceKind::LateStageElderly | InsuranceKind::MedicalAid => return None,
             InsuranceKind::NationalHealthInsurance => {
                 if self.rng.percent(50) {
                     return None;
@@ -794,6 +831,7 @@ impl Generator {
                 card_issued,
                 loss: None,
                 limit_rank,
+                medical_aid: None,
             });
         }
 
@@ -827,9 +865,178 @@ impl Generator {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Medical aid
+// ---------------------------------------------------------------------------------------------
+
+/// How many of `count` people receive medical aid: one in fifty (about the national rate of
+/// public assistance), none in populations under 50.
+pub fn medical_aid_count(count: usize) -> usize {
+    count / 50
+}
+
+/// Mixed into the seed for the medical-aid generator, so its draws never shift the others'.
+const AID_SALT: u64 = 0x6d65_6469_6361_6c61; // "medicala"
+
+const INJURIES: &[&str] = &[
+    "高血圧症",
+    "２型糖尿病",
+    "腰痛症",
+    "慢性胃炎",
+    "変形性膝関節症",
+    "気管支喘息",
+    "脂質異常症",
+    "不眠症",
+];
+
+const CONTACT_GIVEN: &[&str] = &["誠", "浩", "恵子", "由美", "隆", "陽子"];
+
+/// Medical-aid recipients, one person per 受給者番号.
+struct AidGenerator {
+    rng: SplitMix64,
+    numbers: HashSet<(String, String)>,
+}
+
+impl AidGenerator {
+    fn new(seed: u64) -> Self {
+        Self {
+            rng: SplitMix64::new(seed ^ AID_SALT),
+            numbers: HashSet::new(),
+        }
+    }
+
+    fn contact(&mut self) -> String {
+        let surname = self.rng.pick(SURNAMES).0;
+        format!("{surname}\u{3000}{}", self.rng.pick(CONTACT_GIVEN))
+    }
+
+    fn recipients(&mut self, count: usize) -> Vec<Person> {
+        (0..count).map(|_| self.recipient()).collect()
+    }
+
+    fn recipient(&mut self) -> Person {
+        let prefecture = Generator::prefecture(&mut self.rng);
+        let city = *self.rng.pick(CITIES);
+        // 公費負担者番号: law code 12 (生活保護), prefecture, the office's 3 digits, check digit.
+        let office = with_check_digit(&format!(
+            "12{}{}",
+            prefecture.as_str(),
+            self.rng.between(100, 899)
+        ));
+        let number = loop {
+            let body = format!("{:06}", self.rng.between(1, 999_999));
+            let check = check_digit::compute(&body).expect("ASCII digits");
+            let text = format!("{body}{check}");
+            if self.numbers.insert((office.to_string(), text.clone())) {
+                break InsuredIdentificationNumber::parse(&text)
+                    .expect("7 digits are an insured number");
+            }
+        };
+        let sex = if self.rng.percent(50) {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
+        let surname = *self.rng.pick(SURNAMES);
+        let given = match sex {
+            Sex::Female => *self.rng.pick(FEMALE_NAMES),
+            _ => *self.rng.pick(MALE_NAMES),
+        };
+        let age = self.rng.between(20, 90);
+        let anniversary = add_years(EPOCH, -(age as i32));
+        let birth = anniversary - Duration::days(self.rng.below(365) as i64);
+        let started = EPOCH - Duration::days(self.rng.between(30, 3650) as i64);
+        let name = format!("{}\u{3000}{}", surname.0, given.0);
+        let office_name = format!("{city}福祉事務所");
+        let mut injuries = vec![*self.rng.pick(INJURIES)];
+        if self.rng.percent(40) {
+            let second = *self.rng.pick(INJURIES);
+            if second != injuries[0] {
+                injuries.push(second);
+            }
+        }
+        let record = MedicalAidRecord {
+            welfare_office_name: office_name.clone(),
+            unregistered: self.rng.percent(20),
+            dispensing: self.rng.percent(60),
+            injuries,
+            self_pay: if self.rng.percent(15) {
+                self.rng.between(1, 20) as u32 * 1000
+            } else {
+                0
+            },
+            district_contact: self.contact(),
+            handling_contact: self.contact(),
+        };
+        Person {
+            kind: InsuranceKind::MedicalAid,
+            insurer_number: office,
+            insurer_name: office_name,
+            symbol: None,
+            number,
+            branch: None,
+            family: PersonalFamilyClassification::Insured,
+            insured_name: name.clone(),
+            name,
+            name_kana: format!("{} {}", surname.1, given.1),
+            sex,
+            birthdate: BirthDate::from_date(birth).expect("birth dates are after 1900"),
+            address: format!(
+                "{}{city}{}{}丁目{}番{}号",
+                prefecture.name_ja(),
+                self.rng.pick(TOWNS),
+                self.rng.between(1, 9),
+                self.rng.between(1, 30),
+                self.rng.between(1, 20),
+            ),
+            post_number: format!(
+                "{:03}-{:04}",
+                self.rng.between(100, 999),
+                self.rng.below(10_000)
+            ),
+            qualification_date: started,
+            card_issued: started,
+            loss: None,
+            limit_rank: None,
+            medical_aid: Some(record),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medical_aid_recipients_come_last_and_leave_the_others_unchanged() {
+        let small = Population::generate(7, 49);
+        assert!(small.people().iter().all(|p| p.medical_aid.is_none()));
+        let population = Population::generate(7, 1000);
+        let aid: Vec<_> = population
+            .people()
+            .iter()
+            .filter(|p| p.kind == InsuranceKind::MedicalAid)
+            .collect();
+        assert_eq!(aid.len(), 20);
+        assert!(
+            population.people()[980..]
+                .iter()
+                .all(|p| p.kind == InsuranceKind::MedicalAid)
+        );
+        // A larger population of the same seed (same insurers: count / 200 of each kind)
+        // starts with the same insured people: the recipients' draws shift nobody.
+        let other = Population::generate(7, 1049);
+        assert!(population.people()[..980] == other.people()[..980]);
+        let unregistered = aid
+            .iter()
+            .filter(|p| p.validity() == QualificationValidity::ValidUnregistered)
+            .count();
+        assert!((1..20).contains(&unregistered), "{unregistered}");
+        // Found by the office's number and the recipient's number.
+        let p = aid[0];
+        assert_eq!(population.find(&p.insurer_number, &p.number).count(), 1);
+        assert_eq!(Population::generate(7, 1000).people(), population.people());
+    }
 
     #[test]
     fn splitmix64_matches_the_reference_output() {
@@ -899,7 +1106,18 @@ mod tests {
                 InsuranceKind::MutualAid => {
                     assert!(matches!(n.law_code(), Some("31" | "32" | "33" | "34")));
                 }
+                InsuranceKind::MedicalAid => {
+                    assert_eq!(n.law_code(), Some("12"));
+                    assert!(p.branch.is_none() && p.symbol.is_none());
+                    let num = p.number.as_str();
+                    assert!(num.len() == 7 && check_digit::is_valid(num), "{num}");
+                    let aid = p.medical_aid.as_ref().expect("a medical-aid record");
+                    assert!(!aid.injuries.is_empty());
+                    assert!(p.validity().is_valid());
+                    continue;
+                }
             }
+            assert!(p.medical_aid.is_none());
             if p.kind != InsuranceKind::LateStageElderly {
                 let branch = p.branch.as_ref().unwrap().as_str();
                 assert!(["00", "01", "02", "03"].contains(&branch), "{branch}");
@@ -921,7 +1139,7 @@ mod tests {
                 assert_eq!(p.validity(), QualificationValidity::Invalid);
             }
         }
-        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
         let share = invalid * 100 / population.len();
         assert!((4..=18).contains(&share), "{share}% invalid");
         assert!(family > 300, "{family} family members");

@@ -12,6 +12,16 @@
 //!   `ResultOfQualificationConfirmation`; several (twins on a card typed without a branch)
 //!   answer 5 and list them; none answers 4 with an empty list.
 //!
+//! - a medical-aid recipient (`InsuredCardClassification` A1) answers with the medical-aid
+//!   block: `PublicExpenseNumber`, `BeneficiaryNumber`, `WelfareOfficeName` and, when
+//!   registered, `NumberOfMedicalTickets` and one medical ticket (医療券) for the month asked
+//!   about, plus a dispensing ticket (調剤券) for some, both designating the asking
+//!   institution; an unregistered recipient answers `QualificationValidity` 6 without
+//!   tickets. The ticket codes (`TicketType` 1 medical / 2 dispensing, the status fields) are
+//!   the simulator's own, since the real tables are not public;
+//! - `LimitApplicationCertificateChanged` is 1 for about a fifth of the people whose copay
+//!   limit certificate is shown, else 0 (derived from the card's issue day, no randomness).
+//!
 //! Whether a person is valid does not depend on the request's `QualificationConfirmationDate`
 //! (every generated qualification starts and ends before [`crate::population::EPOCH`]); what
 //! depends on the day (copay ratio, elderly and copay-limit certificate periods, card expiry)
@@ -25,15 +35,15 @@ use onshi_domain::codes::{
 };
 use onshi_domain::ids::MedicalInstitutionCode;
 use onshi_domain::xml::{
-    ElderlyRecipientCertificateInfo, LimitApplicationCertificateRelatedInfo,
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    ElderlyRecipientCertificateInfo, LimitApplicationCertificateRelatedInfo, MedicalAid,
+    MedicalTicketInfo, QualificationConfirmSearchInfo, QualificationConfirmationRequest,
     QualificationConfirmationResult, ResultBody, ResultHeader, ResultOfQualificationConfirmation,
     XmlEncoding,
 };
 use time::{Date, Duration, Month, PrimitiveDateTime};
 
 use crate::errors::SimErrorCode;
-use crate::population::{InsuranceKind, Person, Population};
+use crate::population::{InsuranceKind, MedicalAidRecord, Person, Population};
 
 /// The insurer number that is always "under maintenance": law code 06 (健康保険組合), Tokyo
 /// (13), insurer 999, check digit 2. Valid, and never given to a generated person (their
@@ -169,6 +179,7 @@ impl Service {
                         processing_result_message: Some(error.message_ja().to_string()),
                         qualification_validity: None,
                         search_info: Some(search.clone()),
+                        prescription_issue_select: None,
                         results: Vec::new(),
                     },
                 },
@@ -185,7 +196,7 @@ impl Service {
         let day = header.qualification_confirmation_date;
         let results = matches
             .iter()
-            .map(|p| result_for(p, day, search, now))
+            .map(|p| result_for(p, day, search, now, &header.medical_institution_code))
             .collect();
         Answer {
             result: QualificationConfirmationResult {
@@ -196,6 +207,7 @@ impl Service {
                     processing_result_message: None,
                     qualification_validity: Some(validity),
                     search_info: Some(search.clone()),
+                    prescription_issue_select: None,
                     results,
                 },
             },
@@ -292,13 +304,91 @@ fn limit_info(p: &Person, rank: u8, day: Date) -> LimitApplicationCertificateRel
     }
 }
 
-/// Everything the national system says about one qualification, as of `day`.
+/// The first and last day of the month of `day`.
+fn month_of(day: Date) -> (Date, Date) {
+    let first = calendar(day.year(), day.month(), 1);
+    let last = calendar(day.year(), day.month(), day.month().length(day.year()));
+    (first, last)
+}
+
+/// The medical-aid block of a recipient, as of `day`, the tickets designating `institution`.
+fn medical_aid_for(
+    p: &Person,
+    aid: &MedicalAidRecord,
+    day: Date,
+    institution: &MedicalInstitutionCode,
+) -> MedicalAid {
+    let (first, last) = month_of(day);
+    let month = format!("{:04}{:02}", day.year(), u8::from(day.month()));
+    let ticket = |ticket_type: &str, serial: u32| MedicalTicketInfo {
+        ticket_type: Some(ticket_type.to_string()),
+        valid_date: Some(first.max(p.qualification_date)),
+        expiration_date: Some(last),
+        // 発行番号: the month and the recipient's number, so it is stable for a month.
+        issue_number: Some(format!("{month}{}{serial}", p.number.as_str())),
+        medical_treatment_month: Some(month.clone()),
+        designated_medical_institution_code: Some(institution.as_str().to_string()),
+        designated_medical_institution_flag: Some("1".to_string()),
+        prescription_issuer_medical_institution_code: (ticket_type == "2")
+            .then(|| institution.as_str().to_string()),
+        injury_name1: aid.injuries.first().map(|s| s.to_string()),
+        injury_name2: aid.injuries.get(1).map(|s| s.to_string()),
+        medical_treatment_type: Some("1".to_string()),
+        self_pay_amount: Some(aid.self_pay.to_string()),
+        district_contact_name: Some(aid.district_contact.clone()),
+        handling_contact_name: Some(aid.handling_contact.clone()),
+        single_or_combined_use: Some("1".to_string()),
+        status_of_social_insurance: Some("0".to_string()),
+        consistency_flag: Some("1".to_string()),
+        status_of_infection: Some("0".to_string()),
+        status_of_elderly_medical_care: Some("0".to_string()),
+        status_of_prefectural_expenses: Some("0".to_string()),
+        remarks1: (aid.self_pay > 0).then(|| "本人支払額あり".to_string()),
+        ..MedicalTicketInfo::default()
+    };
+    let mut tickets = Vec::new();
+    if !aid.unregistered {
+        tickets.push(ticket("1", 1));
+        if aid.dispensing {
+            tickets.push(ticket("2", 2));
+        }
+    }
+    MedicalAid {
+        public_expense_number: Some(p.insurer_number.as_str().to_string()),
+        beneficiary_number: Some(p.number.as_str().to_string()),
+        welfare_office_name: Some(aid.welfare_office_name.clone()),
+        number_of_medical_tickets: Some(tickets.len() as u32),
+        medical_tickets: tickets,
+    }
+}
+
+/// Everything the national system says about one qualification, as of `day`; medical-aid
+/// tickets designate `institution`.
 fn result_for(
     p: &Person,
     day: Date,
     search: &QualificationConfirmSearchInfo,
     now: PrimitiveDateTime,
+    institution: &MedicalInstitutionCode,
 ) -> ResultOfQualificationConfirmation {
+    if let Some(aid) = &p.medical_aid {
+        return ResultOfQualificationConfirmation {
+            insured_card_classification: Some(InsuredCardClassification::MedicalAid),
+            insurer_number: Some(p.insurer_number.clone()),
+            insured_identification_number: Some(p.number.clone()),
+            personal_family_classification: Some(p.family),
+            name: Some(p.name.clone()),
+            name_kana: Some(p.name_kana.clone()),
+            sex1: Some(p.sex),
+            birthdate: Some(p.birthdate.clone()),
+            address: Some(p.address.clone()),
+            post_number: Some(p.post_number.clone()),
+            qualification_date: Some(p.qualification_date),
+            insurer_name: Some(p.insurer_name.clone()),
+            medical_aid: Some(medical_aid_for(p, aid, day, institution)),
+            ..ResultOfQualificationConfirmation::default()
+        };
+    }
     let late_stage = p.kind == InsuranceKind::LateStageElderly;
     let age = p.age_on(day);
     let elderly_recipient = (!late_stage && (70..75).contains(&age)).then(|| {
@@ -346,6 +436,10 @@ fn result_for(
         limit_application_certificate_related_cons_time: consent.then_some(now),
         limit_application_certificate_related_info: match p.limit_rank {
             Some(rank) if consent && valid => Some(limit_info(p, rank, day)),
+            _ => None,
+        },
+        limit_application_certificate_changed: match p.limit_rank {
+            Some(_) if consent && valid => Some(p.card_issued.day().is_multiple_of(5)),
             _ => None,
         },
         ..ResultOfQualificationConfirmation::default()
@@ -404,6 +498,104 @@ mod tests {
             .find(|p| f(p))
             .expect("the population has such a person")
             .clone()
+    }
+
+    #[test]
+    fn medical_aid_recipients_get_the_block_and_their_tickets() {
+        let s = service();
+        let p = person(&s, |p| {
+            p.medical_aid
+                .as_ref()
+                .is_some_and(|a| !a.unregistered && a.dispensing)
+        });
+        let answer = ask(&s, &request_for(&p));
+        let r = &answer.result;
+        assert_eq!(
+            r.body.qualification_validity,
+            Some(QualificationValidity::Valid)
+        );
+        let one = &r.body.results[0];
+        assert_eq!(
+            one.insured_card_classification,
+            Some(InsuredCardClassification::MedicalAid)
+        );
+        let aid = one.medical_aid.as_ref().expect("the medical-aid block");
+        assert_eq!(
+            aid.public_expense_number.as_deref(),
+            Some(p.insurer_number.as_str())
+        );
+        assert_eq!(aid.beneficiary_number.as_deref(), Some(p.number.as_str()));
+        assert!(
+            aid.welfare_office_name
+                .as_deref()
+                .unwrap()
+                .ends_with("福祉事務所")
+        );
+        assert_eq!(aid.number_of_medical_tickets, Some(2));
+        let [medical, dispensing] = aid.medical_tickets.as_slice() else {
+            panic!("two tickets expected: {:?}", aid.medical_tickets);
+        };
+        assert_eq!(medical.ticket_type.as_deref(), Some("1"));
+        assert_eq!(dispensing.ticket_type.as_deref(), Some("2"));
+        assert_eq!(medical.medical_treatment_month.as_deref(), Some("202604"));
+        assert_eq!(medical.expiration_date, Some(date!(2026 - 04 - 30)));
+        assert_eq!(
+            medical.designated_medical_institution_code.as_deref(),
+            Some(institution().as_str())
+        );
+        assert!(medical.injury_name1.is_some());
+        assert_eq!(one.insured_partial_contribution_ratio, None);
+        let xml = r.to_xml(XmlEncoding::Utf8);
+        assert_eq!(&QualificationConfirmationResult::from_xml(&xml).unwrap(), r);
+
+        let q = person(&s, |p| {
+            p.medical_aid.as_ref().is_some_and(|a| a.unregistered)
+        });
+        let answer = ask(&s, &request_for(&q));
+        assert_eq!(
+            answer.result.body.qualification_validity,
+            Some(QualificationValidity::ValidUnregistered)
+        );
+        let aid = answer.result.body.results[0].medical_aid.as_ref().unwrap();
+        assert_eq!(aid.number_of_medical_tickets, Some(0));
+        assert!(aid.medical_tickets.is_empty());
+    }
+
+    /// Header and body elements of a file, as paths (values and deeper levels aside), and
+    /// where the results sit.
+    fn placement(bytes: &[u8]) -> std::collections::BTreeSet<String> {
+        onshi_domain::xml::element_paths(bytes)
+            .unwrap()
+            .into_iter()
+            .filter(|p| {
+                p.matches('/').count() <= 2 || p.ends_with("/ResultOfQualificationConfirmation")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_place_their_elements_as_the_corpus() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/onshi-corpus/OQSsiquc01res_insurance_card.xml");
+        let corpus = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "the conformance corpus file {} cannot be read: {e}",
+                path.display()
+            )
+        });
+        let s = service();
+        let p = person(&s, |p| p.loss.is_none() && p.limit_rank.is_some());
+        let mut request = request_for(&p);
+        request
+            .search
+            .limit_application_certificate_related_cons_flg = true;
+        let ours = placement(&ask(&s, &request).result.to_xml(XmlEncoding::Utf8));
+        let theirs = placement(&corpus);
+        // The corpus's result has a body-level PrescriptionIssueSelect, which we do not
+        // simulate; everything we write sits where the corpus puts it.
+        let missing: Vec<_> = theirs.difference(&ours).collect();
+        assert_eq!(missing, ["XmlMsg/MessageBody/PrescriptionIssueSelect"]);
+        assert!(ours.is_subset(&theirs), "{:?}", ours.difference(&theirs));
     }
 
     #[test]

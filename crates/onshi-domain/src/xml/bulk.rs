@@ -3,22 +3,28 @@
 //! answered "in progress" (`SegmentOfResult` 2) until they are ready, then with one
 //! `BulkConfirmUnit` per search.
 //!
-//! The element names are the real ones (`shared/domain/onshi.md` §3); the shape around them is
-//! UNCONFIRMED and ours:
+//! The shapes follow the corpus (`shared/onshi-corpus/OQSmuquc0*`, rebuilt from independent
+//! clinic software; `shared/domain/onshi.md` §3):
 //!
 //! - `OQSmuquc01req`: the single request's header (`QualificationConfirmationDate`,
 //!   `MedicalInstitutionCode`, `ArbitraryFileIdentifier`) and a `MessageBody` holding the
 //!   `QualificationConfirmSearchInfo` elements directly, repeated, in order;
-//! - its answer ([`BulkInquiryAccepted`]): a header only, like a result header plus
-//!   `ReceptionNumber` (absent when the file ends abnormally);
-//! - `OQSmuquc02req`: a header of `MedicalInstitutionCode`, `ReceptionNumber` and an optional
-//!   `ArbitraryFileIdentifier`, and an empty body;
+//! - its answer ([`BulkInquiryAccepted`]): a result-like header (`ProcessExecutionTime`,
+//!   `MedicalInstitutionCode`, `ArbitraryFileIdentifier`, `SegmentOfResult` (assumed by the
+//!   corpus), `CharacterCodeIdentifier`) and, in the **body**, `ReceptionNumber` and
+//!   `ReceptionDateTime` (absent when the file ends abnormally);
+//! - `OQSmuquc02req`: a header of `MedicalInstitutionCode` (and our optional
+//!   `ArbitraryFileIdentifier`), and `ReceptionNumber` in the **body**;
 //! - its answer ([`BulkResult`]): a result header plus `ReceptionNumber`,
 //!   `NumberOfProcessingResult`, `NumberOfNormalProcessing`, `NumberOfError`, and a
 //!   `MessageBody` holding the `BulkConfirmUnit` elements directly. A unit carries the echo of
 //!   its search, the per-person status, code, message and validity, its
 //!   `ResultOfQualificationConfirmation` elements (directly, or inside a `ResultList` as in the
 //!   single result: both are read) and `ReferenceNumber`.
+//!
+//! An earlier version of this codec (and perhaps other software) put `ReceptionNumber` of the
+//! two middle messages in the header: the readers still accept it there, with a
+//! [`super::WarningKind::Misplaced`] warning; the writers never put it there.
 //!
 //! Reading reuses the single message's readers and writers for the search and the
 //! qualification, so a person reads the same whichever way they were asked. The counts are
@@ -30,8 +36,10 @@
 
 use time::{Date, PrimitiveDateTime};
 
-use super::qualification::{BODY, HEADER, RESULT, RESULT_LIST, ROOT, SEARCH_INFO, read_root};
-use super::read::Node;
+use super::qualification::{
+    BODY, HEADER, RESULT, RESULT_LIST, ROOT, SEARCH_INFO, character_code_of,
+};
+use super::read::{Doc, Node, Warned};
 use super::write::Out;
 use super::{
     QualificationConfirmSearchInfo, QualificationConfirmationResult, RequestHeader, ResultBody,
@@ -45,6 +53,7 @@ use crate::ids::MedicalInstitutionCode;
 
 const UNIT: &str = "BulkConfirmUnit";
 const RECEPTION_NUMBER: &str = "ReceptionNumber";
+const RECEPTION_DATE_TIME: &str = "ReceptionDateTime";
 
 impl XmlLimits {
     /// Limits for batch messages: room for a few thousand people with every optional element
@@ -83,23 +92,15 @@ pub struct BulkInquiryAccepted {
     pub medical_institution_code: MedicalInstitutionCode,
     /// Echo of the request's `ArbitraryFileIdentifier`.
     pub arbitrary_file_identifier: Option<String>,
-    /// Present (required when reading) when `segment_of_result` is normal.
+    /// In the body. Present (required when reading) when `segment_of_result` is normal.
     pub reception_number: Option<String>,
+    /// `ReceptionDateTime`, in the body: when the national side accepted the batch.
+    pub reception_date_time: Option<PrimitiveDateTime>,
     pub segment_of_result: SegmentOfResult,
     /// Only when `segment_of_result` is not normal; never branch on the text.
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub character_code_identifier: CharacterCodeIdentifier,
-}
-
-fn read_request_header(h: &Node<'_>) -> Result<RequestHeader, XmlError> {
-    Ok(RequestHeader {
-        qualification_confirmation_date: h.req_text("QualificationConfirmationDate")?.date()?,
-        medical_institution_code: h
-            .req_text("MedicalInstitutionCode")?
-            .id(MedicalInstitutionCode::parse)?,
-        arbitrary_file_identifier: h.opt_string("ArbitraryFileIdentifier")?,
-    })
 }
 
 fn write_request_header(header: &RequestHeader, out: &mut Out) {
@@ -119,13 +120,6 @@ fn write_request_header(header: &RequestHeader, out: &mut Out) {
     out.close(HEADER);
 }
 
-fn character_code_of(encoding: XmlEncoding) -> CharacterCodeIdentifier {
-    match encoding {
-        XmlEncoding::Utf8 => CharacterCodeIdentifier::Utf8,
-        XmlEncoding::ShiftJis => CharacterCodeIdentifier::ShiftJis,
-    }
-}
-
 impl BulkInquiryRequest {
     pub fn to_xml(&self, enc: XmlEncoding) -> Vec<u8> {
         let mut out = Out::new(enc);
@@ -141,12 +135,13 @@ impl BulkInquiryRequest {
     }
 
     /// Reads a batch inquiry with [`XmlLimits::BULK`]; any unreadable row fails the whole file.
+    /// Warnings are dropped (see [`Self::read_xml_rows`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
         Self::from_xml_with_limits(bytes, &XmlLimits::BULK)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let rows = Self::from_xml_rows_with_limits(bytes, limits)?;
+        let rows = Self::read_xml_rows_with_limits(bytes, limits)?.value;
         Ok(BulkInquiryRequest {
             header: rows.header,
             searches: rows.rows.into_iter().collect::<Result<_, _>>()?,
@@ -155,24 +150,34 @@ impl BulkInquiryRequest {
 
     /// Reads the file (envelope and header must be sound) but each row on its own, for the
     /// national side, which answers a bad row with an error unit rather than refusing the
-    /// batch.
+    /// batch. Warnings are dropped (see [`Self::read_xml_rows`]).
     pub fn from_xml_rows(bytes: &[u8]) -> Result<BulkInquiryRows, XmlError> {
-        Self::from_xml_rows_with_limits(bytes, &XmlLimits::BULK)
+        Self::read_xml_rows(bytes).map(Warned::into_value)
     }
 
-    pub fn from_xml_rows_with_limits(
+    /// As [`Self::from_xml_rows`], with what was tolerated.
+    pub fn read_xml_rows(bytes: &[u8]) -> Result<Warned<BulkInquiryRows>, XmlError> {
+        Self::read_xml_rows_with_limits(bytes, &XmlLimits::BULK)
+    }
+
+    pub fn read_xml_rows_with_limits(
         bytes: &[u8],
         limits: &XmlLimits,
-    ) -> Result<BulkInquiryRows, XmlError> {
-        let (root, _) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let header = read_request_header(&root.req_child(HEADER)?)?;
-        let body = root.req_child(BODY)?;
+    ) -> Result<Warned<BulkInquiryRows>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let header = RequestHeader::read(&root.envelope(HEADER)?)?;
+        let body = root.envelope(BODY)?;
         let rows = body
             .children(SEARCH_INFO)
-            .map(|s| QualificationConfirmSearchInfo::read(&s))
+            .map(|s| {
+                QualificationConfirmSearchInfo::read(&s).inspect_err(|_| {
+                    // The row is answered with its error; its other elements are not unknown.
+                    s.skip();
+                })
+            })
             .collect();
-        Ok(BulkInquiryRows { header, rows })
+        Ok(doc.finish(BulkInquiryRows { header, rows }))
     }
 }
 
@@ -190,7 +195,6 @@ impl BulkInquiryAccepted {
             "ArbitraryFileIdentifier",
             self.arbitrary_file_identifier.as_deref(),
         );
-        out.opt(RECEPTION_NUMBER, self.reception_number.as_deref());
         out.leaf("SegmentOfResult", self.segment_of_result.code());
         out.opt("ErrorCode", self.error_code.as_deref());
         out.opt("ErrorMessage", self.error_message.as_deref());
@@ -199,50 +203,118 @@ impl BulkInquiryAccepted {
             self.character_code_identifier.code(),
         );
         out.close(HEADER);
+        out.open(BODY);
+        out.opt(RECEPTION_NUMBER, self.reception_number.as_deref());
+        out.opt_datetime(RECEPTION_DATE_TIME, self.reception_date_time);
+        out.close(BODY);
         out.close(ROOT);
         out.finish()
     }
 
+    /// Reads the answer, dropping the warnings (see [`Self::read_xml`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, encoding) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let h = root.req_child(HEADER)?;
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let h = root.envelope(HEADER)?;
+        let body = root.opt_envelope(BODY)?;
         let segment_of_result: SegmentOfResult = h.req_text("SegmentOfResult")?.code()?;
-        let reception_number = if segment_of_result == SegmentOfResult::Normal {
-            Some(reception_number(&h)?)
-        } else {
-            h.opt_string(RECEPTION_NUMBER)?
+        let reception_number = body_reception_number(
+            body.as_ref(),
+            &h,
+            segment_of_result == SegmentOfResult::Normal,
+        )?;
+        let reception_date_time = match &body {
+            Some(b) => b.opt_datetime(RECEPTION_DATE_TIME)?,
+            None => None,
         };
-        Ok(BulkInquiryAccepted {
+        let value = BulkInquiryAccepted {
             process_execution_time: h.req_text("ProcessExecutionTime")?.datetime()?,
             medical_institution_code: h
                 .req_text("MedicalInstitutionCode")?
                 .id(MedicalInstitutionCode::parse)?,
             arbitrary_file_identifier: h.opt_string("ArbitraryFileIdentifier")?,
             reception_number,
+            reception_date_time,
             segment_of_result,
             error_code: h.opt_string("ErrorCode")?,
             error_message: h.opt_string("ErrorMessage")?,
             character_code_identifier: h
                 .opt_code("CharacterCodeIdentifier")?
-                .unwrap_or(character_code_of(encoding)),
-        })
+                .unwrap_or(character_code_of(doc.encoding())),
+        };
+        Ok(doc.finish(value))
     }
 }
 
-/// A reception number: required, printable, at most 64 characters (its real format is not
-/// public; the simulator's are 20 digits).
-fn reception_number(h: &Node<'_>) -> Result<String, XmlError> {
-    let leaf = h.req_text(RECEPTION_NUMBER)?;
+/// The reception number of `OQSmuquc01res` / `OQSmuquc02req`: in the body; in the header
+/// (the old placement) with a warning. Required when `required`; an error when both places
+/// hold different numbers.
+fn body_reception_number(
+    body: Option<&Node<'_>>,
+    header: &Node<'_>,
+    required: bool,
+) -> Result<Option<String>, XmlError> {
+    let in_body = match body {
+        Some(b) => opt_reception_number(b)?,
+        None => None,
+    };
+    let in_header = opt_reception_number(header)?;
+    match (in_body, in_header) {
+        (Some(b), Some(h)) if b != h => Err(XmlError::InvalidValue {
+            path: format!("{ROOT}/{HEADER}/{RECEPTION_NUMBER}"),
+            value: shown(&h),
+            reason: format!("the body's {RECEPTION_NUMBER} is {}", shown(&b)),
+        }),
+        (Some(b), in_header) => {
+            if in_header.is_some() {
+                header.misplaced(RECEPTION_NUMBER, "in MessageBody")?;
+            }
+            Ok(Some(b))
+        }
+        (None, Some(h)) => {
+            header.misplaced(RECEPTION_NUMBER, "in MessageBody")?;
+            Ok(Some(h))
+        }
+        (None, None) if required => Err(XmlError::MissingElement {
+            path: format!("{ROOT}/{BODY}/{RECEPTION_NUMBER}"),
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A reception number, if present: printable, at most 64 characters (its real format is not
+/// public; the simulator's and the corpus's are 20 digits).
+fn opt_reception_number(n: &Node<'_>) -> Result<Option<String>, XmlError> {
+    let Some(leaf) = n.text(RECEPTION_NUMBER)? else {
+        return Ok(None);
+    };
     let value = leaf.raw.trim();
     if value.chars().count() > 64 || value.chars().any(char::is_control) {
         return Err(leaf.invalid("expected a reception number of at most 64 printable characters"));
     }
-    Ok(value.to_owned())
+    Ok(Some(value.to_owned()))
+}
+
+/// A required reception number (the header of `OQSmuquc02res`).
+fn reception_number(h: &Node<'_>) -> Result<String, XmlError> {
+    opt_reception_number(h)?.ok_or_else(|| XmlError::MissingElement {
+        path: format!("{}/{RECEPTION_NUMBER}", h.path()),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -311,33 +383,49 @@ impl BulkResultRequest {
             "MedicalInstitutionCode",
             self.medical_institution_code.as_str(),
         );
-        out.leaf(RECEPTION_NUMBER, &self.reception_number);
         out.opt(
             "ArbitraryFileIdentifier",
             self.arbitrary_file_identifier.as_deref(),
         );
         out.close(HEADER);
         out.open(BODY);
+        out.leaf(RECEPTION_NUMBER, &self.reception_number);
         out.close(BODY);
         out.close(ROOT);
         out.finish()
     }
 
+    /// Reads the request, dropping the warnings (see [`Self::read_xml`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, _) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let h = root.req_child(HEADER)?;
-        Ok(BulkResultRequest {
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let h = root.envelope(HEADER)?;
+        let body = root.opt_envelope(BODY)?;
+        let reception_number = body_reception_number(body.as_ref(), &h, true)?
+            .expect("a required reception number is present");
+        let value = BulkResultRequest {
             medical_institution_code: h
                 .req_text("MedicalInstitutionCode")?
                 .id(MedicalInstitutionCode::parse)?,
-            reception_number: reception_number(&h)?,
+            reception_number,
             arbitrary_file_identifier: h.opt_string("ArbitraryFileIdentifier")?,
-        })
+        };
+        Ok(doc.finish(value))
     }
 }
 
@@ -419,19 +507,15 @@ impl BulkResultHeader {
 impl BulkConfirmUnit {
     fn read(n: &Node<'_>) -> Result<Self, XmlError> {
         let mut results = Vec::new();
-        for r in n.children(RESULT) {
-            results.push(ResultOfQualificationConfirmation::read(&r)?);
-        }
-        if let Some(list) = n.child(RESULT_LIST)? {
-            for r in list.children(RESULT) {
-                results.push(ResultOfQualificationConfirmation::read(&r)?);
-            }
+        for item in n.list(RESULT_LIST, RESULT) {
+            results.push(ResultOfQualificationConfirmation::read(&item.node(n))?);
         }
         Ok(BulkConfirmUnit {
             search_info: n
                 .child(SEARCH_INFO)?
                 .map(|s| QualificationConfirmSearchInfo::read(&s))
                 .transpose()?,
+            // The per-person outcome has no safe default: an unknown one is refused.
             processing_result_status: n.req_text("ProcessingResultStatus")?.code()?,
             processing_result_code: n.opt_string("ProcessingResultCode")?,
             processing_result_message: n.opt_string("ProcessingResultMessage")?,
@@ -526,6 +610,7 @@ impl BulkResult {
                 processing_result_message: unit.processing_result_message.clone(),
                 qualification_validity: unit.qualification_validity,
                 search_info: unit.search_info.clone(),
+                prescription_issue_select: None,
                 results: unit.results.clone(),
             },
         }
@@ -577,25 +662,40 @@ impl BulkResult {
         out.finish()
     }
 
-    /// Reads a batch result with [`XmlLimits::BULK`].
+    /// Reads a batch result with [`XmlLimits::BULK`], dropping the warnings (see
+    /// [`Self::read_xml`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::BULK)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, encoding) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let h = root.req_child(HEADER)?;
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::BULK)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let h = root.envelope(HEADER)?;
         let segment_of_result: SegmentOfResult = h.req_text("SegmentOfResult")?.code()?;
         let header = BulkResultHeader {
             process_execution_time: h.req_text("ProcessExecutionTime")?.datetime()?,
-            qualification_confirmation_date: h.opt_date("QualificationConfirmationDate")?,
+            qualification_confirmation_date: h
+                .text("QualificationConfirmationDate")?
+                .map(|l| l.date())
+                .transpose()?,
             medical_institution_code: h
                 .req_text("MedicalInstitutionCode")?
                 .id(MedicalInstitutionCode::parse)?,
             arbitrary_file_identifier: h.opt_string("ArbitraryFileIdentifier")?,
             reception_number: if segment_of_result == SegmentOfResult::AbnormalEnd {
-                h.opt_string(RECEPTION_NUMBER)?
+                opt_reception_number(&h)?
             } else {
                 Some(reception_number(&h)?)
             },
@@ -607,16 +707,16 @@ impl BulkResult {
             number_of_error: opt_count(&h, "NumberOfError")?,
             character_code_identifier: h
                 .opt_code("CharacterCodeIdentifier")?
-                .unwrap_or(character_code_of(encoding)),
+                .unwrap_or(character_code_of(doc.encoding())),
         };
         let mut units = Vec::new();
-        if let Some(body) = root.child(BODY)? {
+        if let Some(body) = root.opt_envelope(BODY)? {
             for u in body.children(UNIT) {
                 units.push(BulkConfirmUnit::read(&u)?);
             }
         }
         header.check_counts(&units)?;
-        Ok(BulkResult { header, units })
+        Ok(doc.finish(BulkResult { header, units }))
     }
 }
 
@@ -784,6 +884,7 @@ mod tests {
                 medical_institution_code: institution(),
                 arbitrary_file_identifier: Some("batch-0001".into()),
                 reception_number: Some("48213077521904431667".into()),
+                reception_date_time: Some(datetime!(2026-04-01 10:15:30)),
                 segment_of_result: SegmentOfResult::Normal,
                 error_code: None,
                 error_message: None,
@@ -794,6 +895,7 @@ mod tests {
 
             let refused = BulkInquiryAccepted {
                 reception_number: None,
+                reception_date_time: None,
                 segment_of_result: SegmentOfResult::AbnormalEnd,
                 error_code: Some("SIM-E0005".into()),
                 error_message: Some("行が多すぎます".into()),

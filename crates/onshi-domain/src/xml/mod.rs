@@ -11,10 +11,15 @@
 //! 2. **Text to tree** (`tree`): quick-xml events become a small owned element tree, with hard
 //!    limits on depth and element count, no DTD (so no entity expansion or external entities)
 //!    and only the five predefined entities plus character references.
-//! 3. **Tree to types** ([`qualification`], [`bulk`] for the two-step batch inquiry): exact Onshi element names, order-independent,
-//!    unknown elements ignored (the national specification has more than we model), identifiers
-//!    parsed with [`crate::ids`]. Elements that are empty or contain only whitespace are read as
-//!    absent.
+//! 3. **Tree to types** ([`qualification`], [`bulk`] for the two-step batch inquiry): exact Onshi
+//!    element names, order-independent, identifiers parsed with [`crate::ids`]. Elements that
+//!    are empty or contain only whitespace are read as absent. The reader is tolerant where a
+//!    real file may differ from what we model and strict where a wrong reading would harm
+//!    (`read`): unknown elements, unknown codes, unreadable optional values, equal repeated
+//!    elements and lists nested or flat are read with a [`ReadWarning`]; the envelope,
+//!    identifiers, required elements and conflicting repeats are errors. Every message has
+//!    `read_xml` (the value and its warnings, [`Warned`], for programs, which log the
+//!    warnings) and `from_xml` (the value alone, for tests and tools).
 //!
 //! Writing produces `<?xml version="1.0" encoding="UTF-8"?>` or `encoding="Shift_JIS"` files.
 //! Characters Shift_JIS cannot hold are written as XML character references (`&#NNNN;`), so no
@@ -40,6 +45,7 @@ pub use checkup::*;
 pub use drug::*;
 pub use info::{FileCategory, InfoRequestHeader, InfoResultHeader, YearMonth};
 pub use qualification::*;
+pub use read::{ReadWarning, Warned, WarningKind, element_paths};
 
 /// The character encoding of a written file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

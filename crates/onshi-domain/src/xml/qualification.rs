@@ -4,9 +4,14 @@
 //! Element names are the real ones (see `shared/domain/onshi.md` §3). Both messages have the
 //! root `XmlMsg` with `MessageHeader` and `MessageBody`.
 //!
-//! Reading is order-independent and ignores elements we do not model. Insurer numbers are
-//! written in the 8-character file form (6-digit national health insurance numbers padded with
-//! spaces); spaces or zeros are accepted on input.
+//! Reading is order-independent (face-reader results have no schema order) and tolerant as
+//! `super::read` describes: elements we do not model are ignored with a warning, lists
+//! (`ResultList`, `SpecificDiseasesCertificateList`, `PublicExpenseResultList`) are read nested
+//! or flat. Writing follows the corpus's order (`shared/onshi-corpus`); the medical-aid block,
+//! `LimitApplicationCertificateChanged` and `ArbitraryIdentifier` go last in a result (their
+//! place in the national schema is not public). Insurer numbers are written in the 8-character
+//! file form (6-digit national health insurance numbers padded with spaces); spaces or zeros
+//! are accepted on input.
 //!
 //! Rules enforced when a clerk types a query (late-stage elderly: no branch, 8-digit number;
 //! birth date not in the future) are *not* re-applied when reading files: a result states what
@@ -15,10 +20,9 @@
 
 use time::{Date, PrimitiveDateTime};
 
-use super::read::Node;
-use super::tree::{self, Element};
+use super::read::{Doc, Node, Warned, WarningKind};
 use super::write::Out;
-use super::{XmlEncoding, XmlError, XmlLimits, charset, shown};
+use super::{XmlEncoding, XmlError, XmlLimits};
 use crate::codes::{
     CharacterCodeIdentifier, ConsentStatus, InsuredCardClassification,
     PersonalFamilyClassification, PrescriptionIssueSelect, ProcessingResultStatus,
@@ -161,27 +165,46 @@ impl QualificationConfirmationRequest {
         out.finish()
     }
 
-    /// Reads a request file with the default [`XmlLimits`].
+    /// Reads a request file with the default [`XmlLimits`], dropping the warnings (tests and
+    /// tools; a program that must say what it tolerated uses [`Self::read_xml`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, _) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let header = root.req_child(HEADER)?;
-        let body = root.req_child(BODY)?;
-        Ok(QualificationConfirmationRequest {
-            header: RequestHeader {
-                qualification_confirmation_date: header
-                    .req_text("QualificationConfirmationDate")?
-                    .date()?,
-                medical_institution_code: header
-                    .req_text("MedicalInstitutionCode")?
-                    .id(MedicalInstitutionCode::parse)?,
-                arbitrary_file_identifier: header.opt_string("ArbitraryFileIdentifier")?,
-            },
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    /// Reads a request file with the default [`XmlLimits`], with what was tolerated.
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let header = root.envelope(HEADER)?;
+        let body = root.envelope(BODY)?;
+        let value = QualificationConfirmationRequest {
+            header: RequestHeader::read(&header)?,
             search: QualificationConfirmSearchInfo::read(&body.req_child(SEARCH_INFO)?)?,
+        };
+        Ok(doc.finish(value))
+    }
+}
+
+impl RequestHeader {
+    /// The header fields of a request; every one is strict (they are the envelope).
+    pub(crate) fn read(h: &Node<'_>) -> Result<Self, XmlError> {
+        Ok(RequestHeader {
+            qualification_confirmation_date: h.req_text("QualificationConfirmationDate")?.date()?,
+            medical_institution_code: h
+                .req_text("MedicalInstitutionCode")?
+                .id(MedicalInstitutionCode::parse)?,
+            arbitrary_file_identifier: h.opt_string("ArbitraryFileIdentifier")?,
         })
     }
 }
@@ -220,10 +243,6 @@ pub struct ResultHeader {
 
 /// `MessageBody` of a result. Every field is optional because a file whose
 /// `SegmentOfResult` is 9 (abnormal end) may carry no body at all.
-///
-/// The body-level `PrescriptionIssueSelect` element is read into each result's
-/// [`ResultOfQualificationConfirmation::prescription_issue_select`] when the result has none of
-/// its own (and written there), so no information is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResultBody {
     pub processing_result_status: Option<ProcessingResultStatus>,
@@ -233,6 +252,11 @@ pub struct ResultBody {
     pub qualification_validity: Option<QualificationValidity>,
     /// Echo of the request's search (absent for My Number card confirmations).
     pub search_info: Option<QualificationConfirmSearchInfo>,
+    /// `PrescriptionIssueSelect` at body level, after the search echo, as the corpus's
+    /// insurance-card result has it (a result may also carry its own, see
+    /// [`ResultOfQualificationConfirmation::prescription_issue_select`]; the patient's choice
+    /// is the result's when present, else this one).
+    pub prescription_issue_select: Option<PrescriptionIssueSelect>,
     pub results: Vec<ResultOfQualificationConfirmation>,
 }
 
@@ -349,6 +373,289 @@ pub struct ResultOfQualificationConfirmation {
     pub operation_info: Option<ConsentGroup>,
     pub reference_number: Option<String>,
     pub prescription_issue_select: Option<PrescriptionIssueSelect>,
+    /// The medical-aid block (医療扶助, since 2024): present for medical-aid qualifications
+    /// (`InsuredCardClassification` A1). The fields sit at the end of the element, in this
+    /// order (the notes list them after the rest; their exact place in the national schema is
+    /// not public, and readers are order-independent).
+    pub medical_aid: Option<MedicalAid>,
+    /// `LimitApplicationCertificateChanged` (0/1): the copay-limit certificate changed since
+    /// the last confirmation.
+    pub limit_application_certificate_changed: Option<bool>,
+    /// `ArbitraryIdentifier`: the receipt computer's own tag, echoed.
+    pub arbitrary_identifier: Option<String>,
+}
+
+/// The medical-aid (医療扶助) part of a qualification: who pays (`PublicExpenseNumber`, the
+/// welfare office's 公費負担者番号), who receives (`BeneficiaryNumber`, 受給者番号), and the
+/// medical tickets (医療券・調剤券) the welfare office issued.
+///
+/// Present when any of its elements is; the two numbers are checked to be digits of the
+/// usual length (8 and 7) and refused otherwise, like the other identifiers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MedicalAid {
+    /// `PublicExpenseNumber`: 8 digits.
+    pub public_expense_number: Option<String>,
+    /// `BeneficiaryNumber`: 7 digits.
+    pub beneficiary_number: Option<String>,
+    /// `WelfareOfficeName`.
+    pub welfare_office_name: Option<String>,
+    /// `NumberOfMedicalTickets`, as stated by the file (a disagreement with the list is a
+    /// warning, the tickets read are kept).
+    pub number_of_medical_tickets: Option<u32>,
+    /// `PublicExpenseResultList/MedicalTicketInfo`, in document order.
+    pub medical_tickets: Vec<MedicalTicketInfo>,
+}
+
+impl MedicalAid {
+    fn is_empty(&self) -> bool {
+        *self == MedicalAid::default()
+    }
+}
+
+/// `MedicalTicketInfo` (医療券・調剤券情報): one ticket of a medical-aid qualification.
+///
+/// Codes and numbers whose tables are not public are kept as written (UNCONFIRMED): a new
+/// value cannot make the eligibility result unreadable, and the counter shows what the
+/// welfare office wrote. The two institution codes are kept as written too: medical-aid
+/// designations may use codes outside the 10-digit institution code form.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MedicalTicketInfo {
+    /// `TicketType` (券種: medical, dispensing, …), as written.
+    pub ticket_type: Option<String>,
+    /// `MedicalTicketValidDate`: first day the ticket is valid.
+    pub valid_date: Option<Date>,
+    /// `MedicalTicketExpirationDate`: last day the ticket is valid.
+    pub expiration_date: Option<Date>,
+    /// `IssueNumber` (発行番号).
+    pub issue_number: Option<String>,
+    /// `MedicalTreatmentMonth` (診療年月), as written (yyyyMM in the samples we know).
+    pub medical_treatment_month: Option<String>,
+    /// `DesignatedMedicalInstitutionCode`: the institution the ticket designates.
+    pub designated_medical_institution_code: Option<String>,
+    /// `DesignatedMedicalInstitutionFlag`, as written.
+    pub designated_medical_institution_flag: Option<String>,
+    /// `DesignatedMedicalInstitutionName`.
+    pub designated_medical_institution_name: Option<String>,
+    /// `PrescriptionIssuerMedicalInstitutionCode`: for dispensing tickets, the prescriber.
+    pub prescription_issuer_medical_institution_code: Option<String>,
+    /// `PrescriptionIssuerMedicalInstitutionName`.
+    pub prescription_issuer_medical_institution_name: Option<String>,
+    /// `InjuryName1`–`InjuryName3` (傷病名).
+    pub injury_name1: Option<String>,
+    pub injury_name2: Option<String>,
+    pub injury_name3: Option<String>,
+    /// `MedicalTreatmentType` (診療別: inpatient, outpatient, …), as written.
+    pub medical_treatment_type: Option<String>,
+    /// `SelfPayAmount` (本人支払額), as written.
+    pub self_pay_amount: Option<String>,
+    /// `DistrictContactName` (地区担当員名).
+    pub district_contact_name: Option<String>,
+    /// `HandlingContactName` (取扱担当者名).
+    pub handling_contact_name: Option<String>,
+    /// `SingleOrCombinedUse` (単独・併用別), as written.
+    pub single_or_combined_use: Option<String>,
+    /// `StatusOfSocialInsurance` (社会保険等の状況), as written.
+    pub status_of_social_insurance: Option<String>,
+    /// `ConsistencyFlag`, as written.
+    pub consistency_flag: Option<String>,
+    /// `StatusOfInfecton` (sic, the real element name): infectious disease status.
+    pub status_of_infection: Option<String>,
+    /// `StatusOfElderlyMedicalCare` (後期高齢者医療の状況), as written.
+    pub status_of_elderly_medical_care: Option<String>,
+    /// `StatusOfPrefecturalExpenses` (都道府県費の状況), as written.
+    pub status_of_prefectural_expenses: Option<String>,
+    /// `Remarks1`–`Remarks3`.
+    pub remarks1: Option<String>,
+    pub remarks2: Option<String>,
+    pub remarks3: Option<String>,
+}
+
+/// The string fields of `MedicalTicketInfo` in element order, after the two dates: one table
+/// for the reader and the writer, so they cannot disagree on a name.
+const TICKET_TEXTS: [&str; 23] = [
+    "IssueNumber",
+    "MedicalTreatmentMonth",
+    "DesignatedMedicalInstitutionCode",
+    "DesignatedMedicalInstitutionFlag",
+    "DesignatedMedicalInstitutionName",
+    "PrescriptionIssuerMedicalInstitutionCode",
+    "PrescriptionIssuerMedicalInstitutionName",
+    "InjuryName1",
+    "InjuryName2",
+    "InjuryName3",
+    "MedicalTreatmentType",
+    "SelfPayAmount",
+    "DistrictContactName",
+    "HandlingContactName",
+    "SingleOrCombinedUse",
+    "StatusOfSocialInsurance",
+    "ConsistencyFlag",
+    "StatusOfInfecton",
+    "StatusOfElderlyMedicalCare",
+    "StatusOfPrefecturalExpenses",
+    "Remarks1",
+    "Remarks2",
+    "Remarks3",
+];
+
+const TICKET_LIST: &str = "PublicExpenseResultList";
+const TICKET: &str = "MedicalTicketInfo";
+
+impl MedicalTicketInfo {
+    fn texts_mut(&mut self) -> [&mut Option<String>; 23] {
+        [
+            &mut self.issue_number,
+            &mut self.medical_treatment_month,
+            &mut self.designated_medical_institution_code,
+            &mut self.designated_medical_institution_flag,
+            &mut self.designated_medical_institution_name,
+            &mut self.prescription_issuer_medical_institution_code,
+            &mut self.prescription_issuer_medical_institution_name,
+            &mut self.injury_name1,
+            &mut self.injury_name2,
+            &mut self.injury_name3,
+            &mut self.medical_treatment_type,
+            &mut self.self_pay_amount,
+            &mut self.district_contact_name,
+            &mut self.handling_contact_name,
+            &mut self.single_or_combined_use,
+            &mut self.status_of_social_insurance,
+            &mut self.consistency_flag,
+            &mut self.status_of_infection,
+            &mut self.status_of_elderly_medical_care,
+            &mut self.status_of_prefectural_expenses,
+            &mut self.remarks1,
+            &mut self.remarks2,
+            &mut self.remarks3,
+        ]
+    }
+
+    fn texts(&self) -> [Option<&str>; 23] {
+        [
+            self.issue_number.as_deref(),
+            self.medical_treatment_month.as_deref(),
+            self.designated_medical_institution_code.as_deref(),
+            self.designated_medical_institution_flag.as_deref(),
+            self.designated_medical_institution_name.as_deref(),
+            self.prescription_issuer_medical_institution_code.as_deref(),
+            self.prescription_issuer_medical_institution_name.as_deref(),
+            self.injury_name1.as_deref(),
+            self.injury_name2.as_deref(),
+            self.injury_name3.as_deref(),
+            self.medical_treatment_type.as_deref(),
+            self.self_pay_amount.as_deref(),
+            self.district_contact_name.as_deref(),
+            self.handling_contact_name.as_deref(),
+            self.single_or_combined_use.as_deref(),
+            self.status_of_social_insurance.as_deref(),
+            self.consistency_flag.as_deref(),
+            self.status_of_infection.as_deref(),
+            self.status_of_elderly_medical_care.as_deref(),
+            self.status_of_prefectural_expenses.as_deref(),
+            self.remarks1.as_deref(),
+            self.remarks2.as_deref(),
+            self.remarks3.as_deref(),
+        ]
+    }
+
+    fn read(n: &Node<'_>) -> Result<Self, XmlError> {
+        let mut ticket = MedicalTicketInfo {
+            ticket_type: n.opt_string("TicketType")?,
+            valid_date: n.opt_date("MedicalTicketValidDate")?,
+            expiration_date: n.opt_date("MedicalTicketExpirationDate")?,
+            ..MedicalTicketInfo::default()
+        };
+        for (slot, name) in ticket.texts_mut().into_iter().zip(TICKET_TEXTS) {
+            *slot = n.opt_string(name)?;
+        }
+        Ok(ticket)
+    }
+
+    fn write(&self, out: &mut Out) {
+        out.open(TICKET);
+        out.opt("TicketType", self.ticket_type.as_deref());
+        out.opt_date("MedicalTicketValidDate", self.valid_date);
+        out.opt_date("MedicalTicketExpirationDate", self.expiration_date);
+        for (value, name) in self.texts().into_iter().zip(TICKET_TEXTS) {
+            out.opt(name, value);
+        }
+        out.close(TICKET);
+    }
+}
+
+fn digits_of_len(len: usize) -> impl Fn(&str) -> bool {
+    move |v: &str| v.len() == len && v.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl MedicalAid {
+    /// `None` when the result has none of the block's elements.
+    fn read(n: &Node<'_>) -> Result<Option<Self>, XmlError> {
+        let number = |name: &str, len: usize| -> Result<Option<String>, XmlError> {
+            n.text(name)?
+                .map(|leaf| {
+                    let v = leaf.raw.trim();
+                    if digits_of_len(len)(v) {
+                        Ok(v.to_owned())
+                    } else {
+                        Err(leaf.invalid(format!("expected {len} digits")))
+                    }
+                })
+                .transpose()
+        };
+        let mut tickets = Vec::new();
+        for item in n.list(TICKET_LIST, TICKET) {
+            tickets.push(MedicalTicketInfo::read(&item.node(n))?);
+        }
+        let number_of_medical_tickets = n.opt_checked(
+            "NumberOfMedicalTickets",
+            |v| !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()),
+            "a count (up to 9 digits)",
+        )?;
+        let number_of_medical_tickets = number_of_medical_tickets.and_then(|v| v.parse().ok());
+        if let Some(stated) = number_of_medical_tickets
+            && stated as usize != tickets.len()
+        {
+            n.warn(
+                "NumberOfMedicalTickets",
+                WarningKind::CountMismatch {
+                    stated,
+                    found: tickets.len(),
+                },
+                || XmlError::InvalidValue {
+                    path: format!("{}/NumberOfMedicalTickets", n.path()),
+                    value: stated.to_string(),
+                    reason: format!("the list has {} {TICKET} entries", tickets.len()),
+                },
+            )?;
+        }
+        let aid = MedicalAid {
+            public_expense_number: number("PublicExpenseNumber", 8)?,
+            beneficiary_number: number("BeneficiaryNumber", 7)?,
+            welfare_office_name: n.opt_string("WelfareOfficeName")?,
+            number_of_medical_tickets,
+            medical_tickets: tickets,
+        };
+        Ok((!aid.is_empty()).then_some(aid))
+    }
+
+    fn write(&self, out: &mut Out) {
+        out.opt("PublicExpenseNumber", self.public_expense_number.as_deref());
+        out.opt("BeneficiaryNumber", self.beneficiary_number.as_deref());
+        out.opt("WelfareOfficeName", self.welfare_office_name.as_deref());
+        out.opt(
+            "NumberOfMedicalTickets",
+            self.number_of_medical_tickets
+                .map(|n| n.to_string())
+                .as_deref(),
+        );
+        if !self.medical_tickets.is_empty() {
+            out.open(TICKET_LIST);
+            for t in &self.medical_tickets {
+                t.write(out);
+            }
+            out.close(TICKET_LIST);
+        }
+    }
 }
 
 const CONSENT_PREFIXES: [&str; 4] = [
@@ -359,8 +666,9 @@ const CONSENT_PREFIXES: [&str; 4] = [
 ];
 
 impl ConsentGroup {
-    /// Present when `<prefix>ConsFlg` is; a time without a flag is an error rather than a
-    /// guess.
+    /// Present when `<prefix>ConsFlg` is. A time without a flag is not guessed into a consent:
+    /// the group is read as absent (no consent, the reading that discloses less) with a
+    /// warning.
     fn read(node: &Node<'_>, prefix: &str) -> Result<Option<Self>, XmlError> {
         let flag = format!("{prefix}ConsFlg");
         let cons_time = node.opt_datetime(&format!("{prefix}ConsTime"))?;
@@ -372,9 +680,16 @@ impl ConsentGroup {
                 available_time,
             })),
             None if cons_time.is_some() || available_time.is_some() => {
-                Err(XmlError::MissingElement {
-                    path: format!("{}/{flag}", node.path()),
-                })
+                node.warn(
+                    &flag,
+                    WarningKind::Unreadable {
+                        expected: "a consent flag beside its times; the consent is read as absent",
+                    },
+                    || XmlError::MissingElement {
+                        path: format!("{}/{flag}", node.path()),
+                    },
+                )?;
+                Ok(None)
             }
             None => Ok(None),
         }
@@ -400,18 +715,11 @@ impl ResultOfQualificationConfirmation {
     }
 
     pub(crate) fn read(n: &Node<'_>) -> Result<Self, XmlError> {
-        let ratio = n.text("InsuredPartialContributionRatio")?;
-        let insured_partial_contribution_ratio = match ratio {
-            None => None,
-            Some(leaf) => {
-                let v = leaf.raw.trim();
-                if v.len() == 3 && v.bytes().all(|b| b.is_ascii_digit()) {
-                    Some(v.to_owned())
-                } else {
-                    return Err(leaf.invalid("expected a 3-digit percentage, e.g. 030 for 30 %"));
-                }
-            }
-        };
+        let insured_partial_contribution_ratio = n.opt_checked(
+            "InsuredPartialContributionRatio",
+            digits_of_len(3),
+            "a 3-digit percentage, e.g. 030 for 30 %",
+        )?;
         let elderly = match n.child("ElderlyRecipientCertificateInfo")? {
             None => None,
             Some(e) => Some(ElderlyRecipientCertificateInfo {
@@ -434,16 +742,18 @@ impl ResultOfQualificationConfirmation {
             }),
         };
         let mut diseases = Vec::new();
-        if let Some(list) = n.child("SpecificDiseasesCertificateList")? {
-            for d in list.children("SpecificDiseasesCertificateInfo") {
-                diseases.push(SpecificDiseasesCertificateInfo {
-                    disease_category: d.opt_string("SpecificDiseasesDiseaseCategory")?,
-                    certificate_date: d.opt_date("SpecificDiseasesCertificateDate")?,
-                    valid_start_date: d.opt_date("SpecificDiseasesValidStartDate")?,
-                    valid_end_date: d.opt_date("SpecificDiseasesValidEndDate")?,
-                    self_pay: d.opt_string("SpecificDiseasesSelfPay")?,
-                });
-            }
+        for item in n.list(
+            "SpecificDiseasesCertificateList",
+            "SpecificDiseasesCertificateInfo",
+        ) {
+            let d = item.node(n);
+            diseases.push(SpecificDiseasesCertificateInfo {
+                disease_category: d.opt_string("SpecificDiseasesDiseaseCategory")?,
+                certificate_date: d.opt_date("SpecificDiseasesCertificateDate")?,
+                valid_start_date: d.opt_date("SpecificDiseasesValidStartDate")?,
+                valid_end_date: d.opt_date("SpecificDiseasesValidEndDate")?,
+                self_pay: d.opt_string("SpecificDiseasesSelfPay")?,
+            });
         }
         let [checkups, pharmacists, diagnosis, operation] = CONSENT_PREFIXES;
         Ok(ResultOfQualificationConfirmation {
@@ -492,6 +802,10 @@ impl ResultOfQualificationConfirmation {
             operation_info: ConsentGroup::read(n, operation)?,
             reference_number: n.opt_string("ReferenceNumber")?,
             prescription_issue_select: n.opt_code("PrescriptionIssueSelect")?,
+            medical_aid: MedicalAid::read(n)?,
+            limit_application_certificate_changed: n
+                .opt_flag("LimitApplicationCertificateChanged")?,
+            arbitrary_identifier: n.opt_string("ArbitraryIdentifier")?,
         })
     }
 
@@ -629,6 +943,13 @@ impl ResultOfQualificationConfirmation {
             "PrescriptionIssueSelect",
             self.prescription_issue_select.map(|c| c.code()),
         );
+        if let Some(aid) = &self.medical_aid {
+            aid.write(out);
+        }
+        if let Some(changed) = self.limit_application_certificate_changed {
+            out.flag("LimitApplicationCertificateChanged", changed);
+        }
+        out.opt("ArbitraryIdentifier", self.arbitrary_identifier.as_deref());
         out.close(RESULT);
     }
 }
@@ -681,6 +1002,10 @@ impl QualificationConfirmationResult {
         if let Some(s) = &b.search_info {
             s.write(&mut out);
         }
+        out.opt(
+            "PrescriptionIssueSelect",
+            b.prescription_issue_select.map(|c| c.code()),
+        );
         if !b.results.is_empty() {
             out.open(RESULT_LIST);
             for r in &b.results {
@@ -693,15 +1018,28 @@ impl QualificationConfirmationResult {
         out.finish()
     }
 
-    /// Reads a result file with the default [`XmlLimits`].
+    /// Reads a result file with the default [`XmlLimits`], dropping the warnings (tests and
+    /// tools; a program that must say what it tolerated uses [`Self::read_xml`]).
     pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::from_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+        Self::read_xml(bytes).map(Warned::into_value)
     }
 
     pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        let (root, encoding) = read_root(bytes, limits)?;
-        let root = Node::root(&root);
-        let h = root.req_child(HEADER)?;
+        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+    }
+
+    /// Reads a result file with the default [`XmlLimits`], with what was tolerated.
+    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
+    }
+
+    pub fn read_xml_with_limits(
+        bytes: &[u8],
+        limits: &XmlLimits,
+    ) -> Result<Warned<Self>, XmlError> {
+        let doc = Doc::read(bytes, limits)?;
+        let root = doc.root();
+        let h = root.envelope(HEADER)?;
         let header = ResultHeader {
             process_execution_time: h.req_text("ProcessExecutionTime")?.datetime()?,
             qualification_confirmation_date: h.req_text("QualificationConfirmationDate")?.date()?,
@@ -713,30 +1051,23 @@ impl QualificationConfirmationResult {
             segment_of_result: h.req_text("SegmentOfResult")?.code()?,
             error_code: h.opt_string("ErrorCode")?,
             error_message: h.opt_string("ErrorMessage")?,
-            character_code_identifier: h.opt_code("CharacterCodeIdentifier")?.unwrap_or(
-                match encoding {
-                    XmlEncoding::Utf8 => CharacterCodeIdentifier::Utf8,
-                    XmlEncoding::ShiftJis => CharacterCodeIdentifier::ShiftJis,
-                },
-            ),
+            character_code_identifier: h
+                .opt_code("CharacterCodeIdentifier")?
+                .unwrap_or(character_code_of(doc.encoding())),
         };
-        let body = match root.child(BODY)? {
+        let body = match root.opt_envelope(BODY)? {
             None => ResultBody::default(),
             Some(b) => {
-                let body_prescription: Option<PrescriptionIssueSelect> =
-                    b.opt_code("PrescriptionIssueSelect")?;
                 let mut results = Vec::new();
-                if let Some(list) = b.child(RESULT_LIST)? {
-                    for r in list.children(RESULT) {
-                        let mut r = ResultOfQualificationConfirmation::read(&r)?;
-                        if r.prescription_issue_select.is_none() {
-                            r.prescription_issue_select = body_prescription;
-                        }
-                        results.push(r);
-                    }
+                for item in b.list(RESULT_LIST, RESULT) {
+                    results.push(ResultOfQualificationConfirmation::read(&item.node(&b))?);
                 }
                 ResultBody {
-                    processing_result_status: b.opt_code("ProcessingResultStatus")?,
+                    // The per-person outcome has no safe default: an unknown one is refused.
+                    processing_result_status: b
+                        .text("ProcessingResultStatus")?
+                        .map(|l| l.code())
+                        .transpose()?,
                     processing_result_code: b.opt_string("ProcessingResultCode")?,
                     processing_result_message: b.opt_string("ProcessingResultMessage")?,
                     qualification_validity: b.opt_code("QualificationValidity")?,
@@ -744,30 +1075,19 @@ impl QualificationConfirmationResult {
                         .child(SEARCH_INFO)?
                         .map(|s| QualificationConfirmSearchInfo::read(&s))
                         .transpose()?,
+                    prescription_issue_select: b.opt_code("PrescriptionIssueSelect")?,
                     results,
                 }
             }
         };
-        Ok(QualificationConfirmationResult { header, body })
+        Ok(doc.finish(QualificationConfirmationResult { header, body }))
     }
 }
 
-/// Bytes → checked root element `XmlMsg`, and the encoding the file was decoded with.
-pub(crate) fn read_root(
-    bytes: &[u8],
-    limits: &XmlLimits,
-) -> Result<(Element, XmlEncoding), XmlError> {
-    if bytes.len() > limits.max_bytes {
-        return Err(XmlError::TooLarge {
-            limit: limits.max_bytes,
-        });
+/// The character code a file decoded with `encoding` would state.
+pub(crate) fn character_code_of(encoding: XmlEncoding) -> CharacterCodeIdentifier {
+    match encoding {
+        XmlEncoding::Utf8 => CharacterCodeIdentifier::Utf8,
+        XmlEncoding::ShiftJis => CharacterCodeIdentifier::ShiftJis,
     }
-    let decoded = charset::decode(bytes)?;
-    let root = tree::parse(&decoded.text, limits, decoded.offset)?;
-    if Node::root(&root).name() != ROOT {
-        return Err(XmlError::UnexpectedRoot {
-            found: shown(&root.name),
-        });
-    }
-    Ok((root, decoded.encoding))
 }

@@ -1,20 +1,28 @@
-//! Sign-in rate limiting: after too many failures for one login, or from one address, further
-//! attempts are refused without checking the password until the oldest failure ages out.
+//! Sign-in rate limiting: each attempt is counted for its login and its address *before* its
+//! password is checked, and over the limit further attempts are refused without a check until
+//! the oldest ages out. A slot among a few (one per core) is needed to check a password at all:
+//! argon2id takes 19 MiB a check, so concurrent attempts cannot add up to the pod's memory
+//! (issue 15: sixty at once took 1.1 GiB when attempts were counted only after their hash).
 //!
 //! Kept in memory: each replica limits on its own, which bounds guessing to replicas × limit
 //! per window, and a restart forgets (acceptable: the limit slows guessing, argon2id makes each
-//! guess costly, and every failure is an audit event).
+//! guess costly, every checked attempt is an audit row, and refused ones are counted per key
+//! and window in `sign_in_refusals`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub window: Duration,
     pub per_login: usize,
     pub per_address: usize,
+    /// Passwords checked at once; more concurrent attempts are refused as busy.
+    pub concurrent_checks: usize,
 }
 
 impl Default for Limits {
@@ -23,11 +31,12 @@ impl Default for Limits {
             window: Duration::from_secs(15 * 60),
             per_login: 5,
             per_address: 20,
+            concurrent_checks: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
 
-/// Keys are bounded: failures older than the window are dropped on every touch, and at most
+/// Keys are bounded: attempts older than the window are dropped on every touch, and at most
 /// this many keys are remembered (the oldest forgotten first).
 const MAX_KEYS: usize = 100_000;
 
@@ -37,62 +46,137 @@ enum Key {
     Address(IpAddr),
 }
 
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Login(login) => write!(f, "login:{login}"),
+            Key::Address(address) => write!(f, "address:{address}"),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-struct Failures {
+struct Attempts {
     by_key: HashMap<Key, VecDeque<Instant>>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// An attempt counted against its login and address, before its password is checked.
+#[derive(Debug)]
+pub struct Attempt {
+    login: String,
+    address: IpAddr,
+    at: Instant,
+}
+
+/// An attempt refused without a password check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many attempts for `key` (`login:…` or `address:…`) in the window.
+    TooMany { key: String, wait: Duration },
+    /// Every password-check slot is taken; try again in a moment.
+    Busy { address: IpAddr },
+}
+
+#[derive(Debug, Clone)]
 pub struct SignInLimiter {
     limits: Limits,
-    failures: Arc<Mutex<Failures>>,
+    attempts: Arc<Mutex<Attempts>>,
+    checks: Arc<Semaphore>,
+}
+
+impl Default for SignInLimiter {
+    fn default() -> Self {
+        Self::new(Limits::default())
+    }
 }
 
 impl SignInLimiter {
     pub fn new(limits: Limits) -> Self {
         SignInLimiter {
             limits,
-            failures: Arc::default(),
+            attempts: Arc::default(),
+            checks: Arc::new(Semaphore::new(limits.concurrent_checks.max(1))),
         }
     }
 
-    /// `Err(wait)` when an attempt for `login` from `address` must be refused now.
-    pub fn check(&self, login: &str, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut failures = self.failures.lock().expect("limiter lock");
+    pub fn window(&self) -> Duration {
+        self.limits.window
+    }
+
+    /// Counts an attempt for `login` from `address`, or refuses it (uncounted) when either is
+    /// at its limit; the refusal names the key that waits longest.
+    pub fn begin(&self, login: &str, address: IpAddr, now: Instant) -> Result<Attempt, Refusal> {
+        let mut attempts = self.attempts.lock().expect("limiter lock");
+        let login = login.to_lowercase();
         let keys = [
-            (Key::Login(login.to_lowercase()), self.limits.per_login),
+            (Key::Login(login.clone()), self.limits.per_login),
             (Key::Address(address), self.limits.per_address),
         ];
-        let mut wait = Duration::ZERO;
-        for (key, limit) in keys {
-            if let Some(times) = failures.by_key.get_mut(&key) {
+        let mut refusal: Option<(Duration, &Key)> = None;
+        for (key, limit) in &keys {
+            if let Some(times) = attempts.by_key.get_mut(key) {
                 forget_before(times, now, self.limits.window);
-                if times.len() >= limit {
+                if times.len() >= *limit {
                     let oldest = times[times.len() - limit];
-                    wait = wait.max(self.limits.window.saturating_sub(now - oldest));
+                    let wait = self.limits.window.saturating_sub(now - oldest);
+                    if refusal.is_none_or(|(longest, _)| wait > longest) {
+                        refusal = Some((wait, key));
+                    }
                 }
             }
         }
-        if wait.is_zero() { Ok(()) } else { Err(wait) }
+        if let Some((wait, key)) = refusal {
+            return Err(Refusal::TooMany {
+                key: key.to_string(),
+                wait: wait.max(Duration::from_secs(1)),
+            });
+        }
+        if attempts.by_key.len() >= MAX_KEYS {
+            attempts.by_key.clear();
+        }
+        for (key, _) in keys {
+            attempts.by_key.entry(key).or_default().push_back(now);
+        }
+        Ok(Attempt {
+            login,
+            address,
+            at: now,
+        })
     }
 
-    pub fn failed(&self, login: &str, address: IpAddr, now: Instant) {
-        let mut failures = self.failures.lock().expect("limiter lock");
-        if failures.by_key.len() >= MAX_KEYS {
-            failures.by_key.clear();
-        }
-        for key in [Key::Login(login.to_lowercase()), Key::Address(address)] {
-            let times = failures.by_key.entry(key).or_default();
-            forget_before(times, now, self.limits.window);
-            times.push_back(now);
+    /// A slot to check a password in, held until the check ends (move it into the blocking
+    /// task: a client that goes away does not free it early). None: all are taken.
+    pub fn check_slot(&self, attempt: &Attempt) -> Result<OwnedSemaphorePermit, Refusal> {
+        self.checks
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy {
+                address: attempt.address,
+            })
+    }
+
+    /// Takes back an attempt whose password was never checked (central was busy), so that a
+    /// person does not lose a try to load.
+    pub fn withdraw(&self, attempt: Attempt) {
+        let mut attempts = self.attempts.lock().expect("limiter lock");
+        for key in [Key::Login(attempt.login), Key::Address(attempt.address)] {
+            if let Some(times) = attempts.by_key.get_mut(&key)
+                && let Some(at) = times.iter().rposition(|t| *t == attempt.at)
+            {
+                times.remove(at);
+            }
         }
     }
 
-    /// A successful sign-in clears the login's failures (not the address's: one good password
-    /// must not reset guessing at other logins from the same place).
-    pub fn succeeded(&self, login: &str) {
-        let mut failures = self.failures.lock().expect("limiter lock");
-        failures.by_key.remove(&Key::Login(login.to_lowercase()));
+    /// A successful sign-in clears the login's attempts, and takes this one back from the
+    /// address (its other attempts stay: one good password must not reset guessing at other
+    /// logins from the same place).
+    pub fn succeeded(&self, attempt: Attempt) {
+        {
+            let mut attempts = self.attempts.lock().expect("limiter lock");
+            attempts.by_key.remove(&Key::Login(attempt.login.clone()));
+        }
+        self.withdraw(attempt);
     }
 }
 
@@ -116,26 +200,50 @@ mod tests {
             window: Duration::from_secs(60),
             per_login: 3,
             per_address: 5,
+            concurrent_checks: 2,
         })
     }
 
     #[test]
-    fn a_login_is_refused_after_its_limit_until_the_oldest_failure_ages_out() {
+    fn a_login_is_refused_after_its_limit_until_the_oldest_attempt_ages_out() {
         let limiter = limiter();
         let start = Instant::now();
         for i in 0..3 {
-            assert!(limiter.check("hanako", HERE, start).is_ok(), "attempt {i}");
-            limiter.failed("hanako", HERE, start + Duration::from_secs(i));
+            limiter
+                .begin("hanako", HERE, start + Duration::from_secs(i))
+                .unwrap_or_else(|r| panic!("attempt {i}: {r:?}"));
         }
-        let wait = limiter
-            .check("Hanako", HERE, start + Duration::from_secs(10))
+        let refusal = limiter
+            .begin("Hanako", HERE, start + Duration::from_secs(10))
             .unwrap_err();
-        assert_eq!(wait, Duration::from_secs(50));
+        assert_eq!(
+            refusal,
+            Refusal::TooMany {
+                key: "login:hanako".into(),
+                wait: Duration::from_secs(50)
+            }
+        );
         assert!(
             limiter
-                .check("hanako", HERE, start + Duration::from_secs(60))
+                .begin("hanako", HERE, start + Duration::from_secs(60))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn concurrent_attempts_are_counted_before_any_of_them_is_checked() {
+        // Nothing is recorded "after the hash": the fourth of four attempts made at the same
+        // moment is refused although none of them has finished.
+        let limiter = limiter();
+        let now = Instant::now();
+        let held: Vec<Attempt> = (0..3)
+            .map(|_| limiter.begin("jiro", HERE, now).unwrap())
+            .collect();
+        assert!(matches!(
+            limiter.begin("jiro", HERE, now),
+            Err(Refusal::TooMany { .. })
+        ));
+        assert_eq!(held.len(), 3);
     }
 
     #[test]
@@ -143,21 +251,57 @@ mod tests {
         let limiter = limiter();
         let now = Instant::now();
         for login in ["a1", "a2", "a3", "a4", "a5"] {
-            limiter.failed(login, HERE, now);
+            limiter.begin(login, HERE, now).unwrap();
         }
-        assert!(limiter.check("someone-else", HERE, now).is_err());
+        assert_eq!(
+            limiter.begin("someone-else", HERE, now).unwrap_err(),
+            Refusal::TooMany {
+                key: "address:127.0.0.1".into(),
+                wait: Duration::from_secs(60)
+            }
+        );
         let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7));
-        assert!(limiter.check("someone-else", elsewhere, now).is_ok());
+        assert!(limiter.begin("someone-else", elsewhere, now).is_ok());
     }
 
     #[test]
     fn success_clears_the_login_but_not_the_address() {
         let limiter = limiter();
         let now = Instant::now();
-        for _ in 0..3 {
-            limiter.failed("taro", HERE, now);
+        for _ in 0..2 {
+            limiter.begin("taro", HERE, now).unwrap();
         }
-        limiter.succeeded("taro");
-        assert!(limiter.check("taro", HERE, now).is_ok());
+        let good = limiter.begin("taro", HERE, now).unwrap();
+        limiter.succeeded(good);
+        assert!(limiter.begin("taro", HERE, now).is_ok());
+        // The address holds taro's two failures and the attempt just made, not the success:
+        // two more fit under its five.
+        limiter.begin("other", HERE, now).unwrap();
+        limiter.begin("third", HERE, now).unwrap();
+        assert!(limiter.begin("fourth", HERE, now).is_err());
+    }
+
+    #[test]
+    fn checks_beyond_the_slots_are_refused_as_busy_and_withdrawn() {
+        let limiter = limiter();
+        let now = Instant::now();
+        let first = limiter.begin("a", HERE, now).unwrap();
+        let second = limiter.begin("b", HERE, now).unwrap();
+        let third = limiter.begin("c", HERE, now).unwrap();
+        let slot_1 = limiter.check_slot(&first).unwrap();
+        let _slot_2 = limiter.check_slot(&second).unwrap();
+        assert_eq!(
+            limiter.check_slot(&third).unwrap_err(),
+            Refusal::Busy { address: HERE }
+        );
+        limiter.withdraw(third);
+        // The withdrawn attempt does not count: "c" may try three times more.
+        for _ in 0..3 {
+            limiter
+                .begin("c", IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 8)), now)
+                .unwrap();
+        }
+        drop(slot_1);
+        assert!(limiter.check_slot(&first).is_ok());
     }
 }

@@ -1,5 +1,5 @@
 //! Signing in and out of the dashboard: password check under the rate limit, the session and
-//! its cookie, and the audit row of each attempt.
+//! its cookie, the audit row of each checked attempt and the count of refused ones.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use axum::http::HeaderValue;
 use time::OffsetDateTime;
 
 use super::middleware::SESSION_COOKIE;
-use super::rate_limit::SignInLimiter;
+use super::rate_limit::{Refusal, SignInLimiter};
 use super::{password, secret};
 use crate::error::ServiceError;
 use crate::store::Store;
@@ -35,9 +35,16 @@ pub fn cleared_cookie() -> HeaderValue {
     session_cookie("", 0)
 }
 
-/// Checks `login` and `password` and starts a session. Every attempt is audited: success,
-/// failure (wrong login or password, disabled account: one message for all, so the page does
-/// not tell which logins exist) and refusal by the rate limit.
+/// The longest login the sign-in page takes (accounts' logins are at most 64 characters, see
+/// migration 0015); a longer one is refused before anything is counted or written.
+pub const MAX_LOGIN_CHARS: usize = 64;
+
+/// Checks `login` and `password` and starts a session. The attempt is counted by the limiter
+/// before the password is checked, and checked only in one of the limiter's few slots. Every
+/// checked attempt is audited (success, or failure: wrong login or password, disabled account,
+/// one message for all, so the page does not tell which logins exist); attempts refused without
+/// a check (rate limit, busy) are counted per key and window (`sign_in_refusals`), not written
+/// one by one.
 pub async fn sign_in(
     store: &Store,
     limiter: &SignInLimiter,
@@ -46,30 +53,46 @@ pub async fn sign_in(
     from: IpAddr,
 ) -> Result<NewSession, ServiceError> {
     let login = login.trim().to_lowercase();
-    if let Err(wait) = limiter.check(&login, from, Instant::now()) {
-        store
-            .audit_sign_in(
-                SignInEvent::Refused,
-                &format!("sign-in as {login} from {from} refused: too many failures"),
-            )
-            .await?;
-        return Err(ServiceError::RateLimited {
-            retry_after_secs: wait.as_secs().max(1),
-        });
+    if login.is_empty() || login.chars().count() > MAX_LOGIN_CHARS {
+        return Err(ServiceError::BadRequest(format!(
+            "ログインIDは1〜{MAX_LOGIN_CHARS}文字です: a login has 1 to {MAX_LOGIN_CHARS} characters"
+        )));
     }
+    if password.len() > password::MAX_LENGTH {
+        return Err(ServiceError::BadRequest(format!(
+            "パスワードが長すぎます: a password has at most {} bytes",
+            password::MAX_LENGTH
+        )));
+    }
+    let attempt = match limiter.begin(&login, from, Instant::now()) {
+        Ok(attempt) => attempt,
+        Err(refusal) => return Err(refused(store, limiter, refusal).await),
+    };
+    let slot = match limiter.check_slot(&attempt) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            limiter.withdraw(attempt);
+            return Err(refused(store, limiter, refusal).await);
+        }
+    };
     let account = store.account(&login).await?;
-    // Hash even when there is no such account, so timing does not tell logins apart.
-    let stored = account
-        .as_ref()
-        .map_or(password::decoy(), |a| a.password_hash.as_str())
-        .to_string();
+    let stored = account.as_ref().map(|a| a.password_hash.clone());
     let candidate = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, &stored))
-        .await
-        .unwrap_or(false);
+    // The slot moves into the blocking task: it is freed when the hash is done, even if the
+    // client has gone away meanwhile. Hash even when there is no such account (against the
+    // decoy, itself made in the task the first time), so timing does not tell logins apart.
+    let matches = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let hash = match &stored {
+            Some(hash) => hash.as_str(),
+            None => password::decoy(),
+        };
+        password::verify(&candidate, hash)
+    })
+    .await
+    .unwrap_or(false);
     let account = account.filter(|a| matches && !a.disabled);
     let Some(account) = account else {
-        limiter.failed(&login, from, Instant::now());
         store
             .audit_sign_in(
                 SignInEvent::Failed,
@@ -77,10 +100,10 @@ pub async fn sign_in(
             )
             .await?;
         return Err(ServiceError::Unauthenticated(
-            "the login or password is wrong (ログインIDまたはパスワードが違います)".into(),
+            "ログインIDまたはパスワードが違います: the login or password is wrong".into(),
         ));
     };
-    limiter.succeeded(&login);
+    limiter.succeeded(attempt);
     let token = secret::random_token();
     store
         .create_session(
@@ -101,6 +124,37 @@ pub async fn sign_in(
         cookie: session_cookie(&token, SESSION_LIFETIME.whole_seconds()),
     })
 }
+
+/// Counts a refused attempt (one row per reason, key and window) and says when to try again.
+async fn refused(store: &Store, limiter: &SignInLimiter, refusal: Refusal) -> ServiceError {
+    let (reason, key, error) = match refusal {
+        Refusal::TooMany { key, wait } => (
+            "rate_limited",
+            key,
+            ServiceError::RateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            },
+        ),
+        Refusal::Busy { address } => (
+            "busy",
+            format!("address:{address}"),
+            ServiceError::Busy {
+                retry_after_secs: BUSY_RETRY_SECS,
+            },
+        ),
+    };
+    if let Err(store_error) = store
+        .count_refused_sign_in(reason, &key, limiter.window())
+        .await
+    {
+        // The refusal stands either way; only its count is missing.
+        tracing::warn!(error = %store_error, reason, "could not count a refused sign-in");
+    }
+    error
+}
+
+/// What a busy sign-in page asks to wait: a check takes a fraction of a second.
+const BUSY_RETRY_SECS: u64 = 1;
 
 /// Ends the session of `token` (audited as the account that held it).
 pub async fn sign_out(store: &Store, token: &str, login: &str) -> Result<(), ServiceError> {

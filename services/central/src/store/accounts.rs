@@ -425,6 +425,31 @@ impl Store {
         self.record_security_event(kind.as_str(), None, None, detail)
             .await
     }
+
+    /// Counts a sign-in attempt refused without a password check (`reason`: rate_limited or
+    /// busy) under its `key` in the current `window` (migration 0019): one row per reason, key
+    /// and window, however many attempts.
+    pub async fn count_refused_sign_in(
+        &self,
+        reason: &str,
+        key: &str,
+        window: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let window_secs = window.as_secs_f64().max(1.0);
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO sign_in_refusals (window_start, reason, key, attempts)
+                 VALUES (to_timestamp(floor(extract(epoch FROM now())::float8 / $1::float8) * $1::float8),
+                         $2, $3, 1)
+                 ON CONFLICT (window_start, reason, key) DO UPDATE
+                     SET attempts = sign_in_refusals.attempts + 1, last_at = now()",
+                &[&window_secs, &reason, &key],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

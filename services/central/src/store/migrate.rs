@@ -102,6 +102,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dashboard_speed",
         sql: include_str!("../../migrations/0017_dashboard_speed.sql"),
     },
+    Migration {
+        version: 18,
+        name: "retention_guard",
+        sql: include_str!("../../migrations/0018_retention_guard.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "sign_in_refusals",
+        sql: include_str!("../../migrations/0019_sign_in_refusals.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod partitions;
 pub mod retention;
 pub mod revocations;
+pub mod roles;
 pub mod rollouts;
 pub mod scope;
 pub mod seals;

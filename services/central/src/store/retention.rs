@@ -4,11 +4,15 @@
 //!
 //! A changed policy shapes the months partitioned after the change (the kind partitions of a
 //! month are made with it); months already made keep the periods they were made with.
+//!
+//! Both go through the schema owner's functions (migration 0018), never through the tables:
+//! `onshi_set_retention` refuses a period below the kind's floor and audits the change, and
+//! `onshi_expire_events()` reads the database's clock, so the application role cannot make
+//! "expiry" erase what is still within its period.
 
 use serde::Serialize;
-use time::OffsetDateTime;
 
-use super::{Store, StoreError, audit_admin};
+use super::{Store, StoreError};
 
 /// Names the expiry pass among PostgreSQL advisory locks.
 const RETENTION_LOCK: i64 = 0x6f6e_7368_6952_7474; // "onshiRtt"
@@ -61,7 +65,9 @@ impl Store {
             .collect())
     }
 
-    /// Sets one kind's period (months made from now on follow it); audited.
+    /// Sets one kind's period (months made from now on follow it) through the owner's
+    /// `onshi_set_retention`, which refuses a period below the kind's floor and writes the
+    /// audit row naming `by` and the database role.
     pub async fn set_retention(&self, rule: &RetentionRule, by: &str) -> Result<(), StoreError> {
         if !KINDS.contains(&rule.kind.as_str()) {
             return Err(StoreError::BadQuery(format!(
@@ -70,36 +76,20 @@ impl Store {
                 KINDS.join(", ")
             )));
         }
-        if !(1..=1200).contains(&rule.months) {
-            return Err(StoreError::BadQuery(
-                "a retention period is 1 to 1200 months".into(),
-            ));
-        }
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO retention_policy (kind, months, updated_by) VALUES ($1, $2, $3)
-             ON CONFLICT (kind) DO UPDATE SET months = EXCLUDED.months,
-                 updated_by = EXCLUDED.updated_by, updated_at = now()",
-            &[&rule.kind, &rule.months, &by],
-        )
-        .await?;
-        audit_admin(
-            &tx,
-            None,
-            &format!(
-                "{by} set the retention of {} to {} months (months partitioned from now on)",
-                rule.kind, rule.months
-            ),
-        )
-        .await?;
-        tx.commit().await?;
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT onshi_set_retention($1, $2, $3)",
+                &[&rule.kind, &rule.months, &by],
+            )
+            .await
+            .map_err(refused_as_bad_query)?;
         Ok(())
     }
 
-    /// Drops every partition whose retention ran out by `now` (stubs kept); one replica at a
-    /// time. What was dropped is also in `retention_expiries`.
-    pub async fn expire_events(&self, now: OffsetDateTime) -> Result<Vec<Expired>, StoreError> {
+    /// Drops every partition whose retention ran out by the database's clock (stubs kept); one
+    /// replica at a time. What was dropped is also in `retention_expiries`.
+    pub async fn expire_events(&self) -> Result<Vec<Expired>, StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
@@ -110,7 +100,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let dropped = tx
-            .query("SELECT * FROM onshi_expire_events($1)", &[&now])
+            .query("SELECT * FROM onshi_expire_events()", &[])
             .await?
             .iter()
             .map(|r| Expired {
@@ -122,5 +112,16 @@ impl Store {
             .collect::<Vec<_>>();
         tx.commit().await?;
         Ok(dropped)
+    }
+}
+
+/// A refusal by `onshi_set_retention` (SQLSTATE 22023) is the asker's mistake, with the floor
+/// in its message; anything else stays a database error.
+fn refused_as_bad_query(error: tokio_postgres::Error) -> StoreError {
+    match error.as_db_error() {
+        Some(db) if *db.code() == tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE => {
+            StoreError::BadQuery(db.message().to_string())
+        }
+        _ => StoreError::Db(error),
     }
 }

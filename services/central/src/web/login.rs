@@ -1,7 +1,8 @@
 //! The sign-in page, signing in and out.
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use maud::{DOCTYPE, Markup, html};
@@ -88,13 +89,32 @@ fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     origin_host.is_some() && origin_host == host
 }
 
+/// The largest sign-in form read (login, password, next and their names, encoded); axum's
+/// default of 2 MB would let anyone without an account post megabytes.
+pub const FORM_LIMIT_BYTES: usize = 4 * 1024;
+
 pub async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     request_extensions: axum::http::Extensions,
-    Form(form): Form<SignInForm>,
+    form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "送信された内容が大きすぎます: the sign-in form is larger than {FORM_LIMIT_BYTES} bytes"
+                )
+            } else {
+                "サインインのフォームを読み取れません: the sign-in form could not be read (login and password are required)"
+                    .to_string()
+            };
+            return (status, sign_in_page("/", Some(&message))).into_response();
+        }
+    };
     let next = local_path(form.next.as_deref()).to_string();
     if !same_origin(&headers, &uri) {
         return (
@@ -122,11 +142,20 @@ pub async fn submit(
         }
         Err(error) => {
             let status = match &error {
-                ServiceError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-                ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+                ServiceError::RateLimited { .. }
+                | ServiceError::Busy { .. }
+                | ServiceError::Unauthenticated(_)
+                | ServiceError::BadRequest(_) => error.http_status(),
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
-            (status, sign_in_page(&next, Some(&error.to_string()))).into_response()
+            let mut response =
+                (status, sign_in_page(&next, Some(&error.to_string()))).into_response();
+            if let Some(secs) = error.retry_after_secs() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
         }
     }
 }

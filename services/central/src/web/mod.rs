@@ -45,10 +45,18 @@ pub(crate) fn csv_download(
         .into_response()
 }
 
-/// Routes reachable without signing in: the sign-in page and the stylesheet.
+/// Routes reachable without signing in: the sign-in page (its form read up to a few KiB) and
+/// the stylesheet.
 pub fn public() -> Router<ApiState> {
     Router::new()
-        .route("/login", get(login::page).post(login::submit))
+        .route(
+            "/login",
+            get(login::page)
+                .post(login::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    login::FORM_LIMIT_BYTES,
+                )),
+        )
         .route("/static/app.css", get(login::stylesheet))
 }
 

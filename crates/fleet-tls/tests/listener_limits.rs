@@ -1,0 +1,161 @@
+//! The limits every HTTPS listener applies (issue 15, item 5), attacked over real TLS on
+//! loopback: a client that opens a connection and never sends a request is closed after the
+//! header timeout, an idle keep-alive connection too, and connections beyond the cap are closed
+//! at once while the ones inside it keep working.
+
+use std::time::{Duration, Instant};
+
+use fleet_tls::config::{Identity, client_config, load_certificates, server_config};
+use fleet_tls::devpki::{self, DevPkiSpec};
+use fleet_tls::listen::{ListenerLimits, serve_https_with};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+struct Server {
+    address: std::net::SocketAddr,
+    connector: TlsConnector,
+    _pki: tempfile::TempDir,
+}
+
+async fn serve(limits: ListenerLimits) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DevPkiSpec {
+        operators: vec!["ops".into()],
+        ..Default::default()
+    };
+    let pki = devpki::init(dir.path(), &spec).unwrap();
+    let roots = load_certificates(&pki.chain_ca()).unwrap();
+    let (cert, key) = pki.central();
+    let server = server_config(
+        &Identity::from_pem_files(&cert, &key).unwrap(),
+        &roots,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    let (cert, key) = pki.operator("ops");
+    let client = client_config(
+        Some(&Identity::from_pem_files(&cert, &key).unwrap()),
+        &roots,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(serve_https_with(
+        listener,
+        server,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+    Server {
+        address,
+        connector: TlsConnector::from(client),
+        _pki: dir,
+    }
+}
+
+impl Server {
+    async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.address).await?;
+        self.connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+}
+
+/// One HTTP/1.1 request on `stream`, kept alive; returns the status line.
+async fn get(stream: &mut TlsStream<TcpStream>) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Waits (at most `bound`) for the server to close `stream`; returns how long it took.
+async fn closed_within(stream: &mut TlsStream<TcpStream>, bound: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(bound, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the server kept the connection open longer than {bound:?}"),
+        }
+    }
+}
+
+fn short_header_timeout() -> ListenerLimits {
+    ListenerLimits {
+        header_read_timeout: Duration::from_millis(400),
+        ..ListenerLimits::DEFAULT
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_a_request_is_closed_after_the_header_timeout() {
+    let server = serve(short_header_timeout()).await;
+    let mut silent = server.connect().await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn a_half_sent_request_head_is_closed_after_the_header_timeout() {
+    let server = serve(short_header_timeout()).await;
+    let mut slow = server.connect().await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: loc")
+        .await
+        .unwrap();
+    closed_within(&mut slow, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let server = serve(short_header_timeout()).await;
+    let mut client = server.connect().await.unwrap();
+    assert!(get(&mut client).await.contains("200"));
+    closed_within(&mut client, Duration::from_secs(10)).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
+    let server = serve(ListenerLimits {
+        max_connections: 2,
+        header_read_timeout: Duration::from_secs(30),
+        ..ListenerLimits::DEFAULT
+    })
+    .await;
+    let mut first = server.connect().await.unwrap();
+    let mut second = server.connect().await.unwrap();
+    assert!(get(&mut first).await.contains("200"));
+    assert!(get(&mut second).await.contains("200"));
+    // The third is accepted by the kernel, then closed before any handshake.
+    let third = server.connect().await;
+    assert!(
+        third.is_err(),
+        "a third connection was served beyond the cap"
+    );
+    // The two inside the cap still work.
+    assert!(get(&mut first).await.contains("200"));
+    // A place freed is a place taken again (the server notices the close asynchronously:
+    // bounded retries, no fixed sleep).
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut again = loop {
+        match server.connect().await {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(error) => panic!("no place freed after a connection closed: {error}"),
+        }
+    };
+    assert!(get(&mut again).await.contains("200"));
+}

@@ -1,0 +1,307 @@
+//! The sign-in page attacked by someone without an account, against the real central process
+//! (issue 15, items 3 and 4): many attempts at the same moment must neither bypass the limiter
+//! nor take the pod's memory (argon2id takes 19 MiB a check), and refused attempts must not
+//! write an append-only row each.
+
+use central::auth::accounts::{AccountSpec, create_account};
+use central::store::{self, DatabaseUrl, Store};
+use e2e::http::{Anonymous, Answer, WebSession, sign_in_form};
+use e2e::{Pki, Running, TestDb};
+
+/// Password checks central may run at once in these tests (`--sign-in-checks`).
+const CHECKS: usize = 2;
+/// What one argon2id check allocates (OWASP's parameters, `auth::password`).
+const MIB_PER_CHECK: u64 = 19;
+
+struct Central {
+    db: TestDb,
+    pki: Pki,
+    process: Running,
+    web: Anonymous,
+}
+
+async fn central() -> Central {
+    let db = TestDb::create().await.unwrap();
+    let pki = Pki::new(&[]).unwrap();
+    let checks = CHECKS.to_string();
+    let process = e2e::start_central_with(
+        &pki,
+        &db,
+        &[
+            "--web-listen",
+            "127.0.0.1:0",
+            "--sign-in-checks",
+            checks.as_str(),
+        ],
+        &[],
+    )
+    .await
+    .unwrap();
+    let web = Anonymous::new(&pki.paths.chain_ca(), &process.field("web")).unwrap();
+    Central {
+        db,
+        pki,
+        process,
+        web,
+    }
+}
+
+impl Central {
+    /// `count` sign-ins at the same moment, over connections opened beforehand (so that they
+    /// arrive within a few milliseconds, well inside one password check).
+    async fn at_once(&self, count: usize, form: impl Fn(usize) -> String) -> Vec<Answer> {
+        self.web.warm_up(count).await.unwrap();
+        let mut attempts = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let (web, body) = (self.web.clone(), form(i));
+            attempts.spawn(async move { web.post_form("/login", body).await.unwrap() });
+        }
+        attempts.join_all().await
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .client()
+            .await
+            .unwrap()
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Peak resident memory of central so far (KiB).
+    fn peak_rss_kib(&self) -> u64 {
+        let pid = self.process.child.id().expect("central runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+}
+
+fn tally(answers: &[Answer]) -> (usize, usize, usize) {
+    let checked = answers.iter().filter(|a| a.status == 401).count();
+    let limited = answers
+        .iter()
+        .filter(|a| a.status == 429 && a.body.contains("too many sign-in attempts"))
+        .count();
+    let busy = answers
+        .iter()
+        .filter(|a| a.status == 429 && a.body.contains("sign-in is busy"))
+        .count();
+    (checked, limited, busy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_sign_ins_at_once_are_counted_before_hashing_and_take_bounded_memory() {
+    let central = central().await;
+    let failed_rows =
+        || central.count("SELECT count(*) FROM security_events WHERE kind = 'sign_in_failed'");
+    let before = central.peak_rss_kib();
+    let answers = central
+        .at_once(64, |_| sign_in_form("hanako", "guess-number-one"))
+        .await;
+    let (checked, limited, busy) = tally(&answers);
+    assert_eq!(
+        checked + limited + busy,
+        64,
+        "every attempt is a 401 or a 429: {answers:?}"
+    );
+    // Counted before its hash: never more than the login's five checked, however many were
+    // in flight (before the fix, all 64 passed the limiter and were hashed at once).
+    assert!(checked <= 5, "{checked} passwords checked for one login");
+    for answer in answers.iter().filter(|a| a.status == 429) {
+        assert!(
+            answer.retry_after.is_some(),
+            "a 429 says when to retry: {answer:?}"
+        );
+    }
+    assert_eq!(
+        failed_rows().await,
+        checked as i64,
+        "one audit row per checked password, none per refusal"
+    );
+    // At most CHECKS hashes at once: the peak grows by a few checks' memory, not by 64 (1.2 GiB).
+    let grown_mib = central.peak_rss_kib().saturating_sub(before) / 1024;
+    let bound = MIB_PER_CHECK * CHECKS as u64 + 96;
+    assert!(
+        grown_mib <= bound,
+        "central's peak memory grew by {grown_mib} MiB (bound {bound} MiB)"
+    );
+
+    // One at a time, the login's attempts are checked up to five; the sixth and every later
+    // one, at once or not, is refused by the limit without a hash.
+    for _ in checked..5 {
+        let answer = central
+            .web
+            .post_form("/login", sign_in_form("hanako", "guess-number-two"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    assert_eq!(failed_rows().await, 5);
+    let sixth = central
+        .web
+        .post_form("/login", sign_in_form("hanako", "guess-number-three"))
+        .await
+        .unwrap();
+    assert_eq!(sixth.status, 429, "{sixth:?}");
+    assert!(
+        sixth.body.contains("too many sign-in attempts"),
+        "{sixth:?}"
+    );
+    let wait: u64 = sixth.retry_after.as_deref().unwrap().parse().unwrap();
+    assert!(
+        wait > 60,
+        "the window's remaining time, not a moment: {wait}"
+    );
+    let answers = central
+        .at_once(64, |_| sign_in_form("HANAKO", "guess-number-four"))
+        .await;
+    let (checked, limited, busy) = tally(&answers);
+    assert_eq!((checked, limited, busy), (0, 64, 0), "{answers:?}");
+    assert_eq!(failed_rows().await, 5, "no hash, no row");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_beyond_the_check_slots_are_answered_busy_and_a_person_still_signs_in() {
+    let central = central().await;
+    // Twenty logins (the per-address limit), all at once: only CHECKS are checked together.
+    let answers = central
+        .at_once(20, |i| sign_in_form(&format!("user-{i:02}"), "guess"))
+        .await;
+    let (checked, limited, busy) = tally(&answers);
+    assert_eq!(checked + limited + busy, 20, "{answers:?}");
+    assert!(
+        busy >= 1,
+        "twenty attempts at once, {CHECKS} check slots: some are busy ({answers:?})"
+    );
+    for answer in answers.iter().filter(|a| a.status == 429) {
+        assert_eq!(answer.retry_after.as_deref(), Some("1"), "{answer:?}");
+    }
+    // Busy attempts were taken back: those logins may try again, and their check happens.
+    let retry = central
+        .web
+        .post_form("/login", sign_in_form("user-00", "guess"))
+        .await
+        .unwrap();
+    assert!(retry.status == 401 || retry.status == 429, "{retry:?}");
+    assert!(
+        central
+            .count(
+                "SELECT coalesce(sum(attempts), 0)::bigint FROM sign_in_refusals
+                 WHERE reason = 'busy'"
+            )
+            .await
+            >= busy as i64,
+        "busy refusals are counted"
+    );
+
+    // A person with an account still signs in: four wrong passwords, then the right one.
+    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
+    let account = AccountSpec {
+        login: "kanri".into(),
+        display_name: "管理 花子".into(),
+        role: "viewer".into(),
+        prefectures: Vec::new(),
+        sites: Vec::new(),
+        password: "correct horse battery".into(),
+    };
+    create_account(&store, &account, "test").await.unwrap();
+    for _ in 0..4 {
+        let wrong = central
+            .web
+            .post_form("/login", sign_in_form("kanri", "wrong horse battery"))
+            .await
+            .unwrap();
+        assert_eq!(wrong.status, 401, "{wrong:?}");
+    }
+    let ca = central.pki.paths.chain_ca();
+    let web = central.process.field("web");
+    WebSession::sign_in(&ca, &web, "kanri", "correct horse battery")
+        .await
+        .unwrap();
+    // The success cleared the login's count: it is not locked after one more mistake.
+    let wrong = central
+        .web
+        .post_form("/login", sign_in_form("kanri", "wrong horse battery"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    WebSession::sign_in(&ca, &web, "kanri", "correct horse battery")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_none() {
+    let central = central().await;
+    let rows = || async {
+        central.count("SELECT count(*) FROM security_events").await
+            + central.count("SELECT count(*) FROM sign_in_refusals").await
+    };
+    let at_start = rows().await;
+    // A megabyte login: refused before it is read, counted or written.
+    // Its own connection: central answers before reading the body and closes it.
+    let once =
+        Anonymous::new(&central.pki.paths.chain_ca(), &central.process.field("web")).unwrap();
+    let huge = once
+        .post_form("/login", sign_in_form(&"a".repeat(1 << 20), "x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        huge.status,
+        413,
+        "{}",
+        huge.body.chars().take(300).collect::<String>()
+    );
+    assert!(
+        huge.body.contains("larger than 4096 bytes"),
+        "{}",
+        huge.body
+    );
+    // Sixty-five characters fit the form but not a login.
+    let long = central
+        .web
+        .post_form("/login", sign_in_form(&"b".repeat(65), "x"))
+        .await
+        .unwrap();
+    assert_eq!(long.status, 400, "{long:?}");
+    assert!(long.body.contains("1 to 64 characters"), "{}", long.body);
+    assert_eq!(rows().await, at_start, "refused inputs write nothing");
+
+    // The login's five checked attempts, then a thousand more, twenty at a time: every one of
+    // them refused by the limit (before the fix, each was a security_events row).
+    for _ in 0..5 {
+        let answer = central
+            .web
+            .post_form("/login", sign_in_form("taro", "guess-again"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let after_checks = rows().await;
+    assert_eq!(after_checks - at_start, 5, "one row per checked password");
+    for _ in 0..50 {
+        let answers = central
+            .at_once(20, |_| sign_in_form("taro", "guess-again"))
+            .await;
+        assert_eq!(tally(&answers), (0, 20, 0), "{answers:?}");
+    }
+    assert_eq!(
+        central
+            .count(
+                "SELECT coalesce(sum(attempts), 0)::bigint FROM sign_in_refusals
+                 WHERE reason = 'rate_limited' AND key = 'login:taro'"
+            )
+            .await,
+        1000,
+        "every refusal is counted"
+    );
+    // One row for the login's key, two if the test straddles the end of a 15-minute window.
+    let written = rows().await - after_checks;
+    assert!(written <= 2, "{written} rows for 1,000 refused attempts");
+}
