@@ -16,7 +16,7 @@ use crate::control::{self, Control};
 use crate::filex::FileExchange;
 use crate::identity::AgentIdentity;
 use crate::lookup::Lookups;
-use crate::onshi::OnshiClient;
+use crate::national::{National, OnshiClient, TransportKind};
 use crate::outbox::Outbox;
 use crate::probe::Probes;
 use crate::recorder::Recorder;
@@ -30,6 +30,7 @@ pub struct Agent {
     cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,
     probes: Option<Probes>,
+    terminal: Option<TerminalTasks>,
     certificates: Option<crate::certs::CertificateWatch>,
     /// Samples the outbox and the link for the metrics, only when metrics are exported.
     metrics: Option<MetricsSampler>,
@@ -67,17 +68,44 @@ impl Agent {
             );
         }
 
-        let terminal = config::Identity::from_pem_files(&config.onshi.cert, &config.onshi.key)
-            .context("loading the terminal certificate for the national system")?;
-        let onshi_roots = config::load_certificates(&config.onshi.ca)?;
-        // No ALPN here: hyper-rustls sets it from the HTTP versions it enables (and panics if
-        // the config already has one).
-        let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[])?;
-        let onshi = OnshiClient::new(
-            &config.onshi.endpoint,
-            onshi_tls.clone(),
-            Duration::from_millis(config.onshi.timeout_ms),
-        );
+        // The national transport: the qualification terminal's folders (a real site) or
+        // onshi-sim's HTTPS protocol ([`crate::national`]).
+        let (onshi, onshi_probe) = match config.onshi.transport {
+            TransportKind::Direct => {
+                let (endpoint, ca, cert, key) = config
+                    .onshi
+                    .direct()
+                    .context("[onshi] transport = \"direct\" needs endpoint, ca, cert and key")?;
+                let terminal = config::Identity::from_pem_files(cert, key)
+                    .context("loading the terminal certificate for the national system")?;
+                let onshi_roots = config::load_certificates(ca)?;
+                // No ALPN here: hyper-rustls sets it from the HTTP versions it enables (and
+                // panics if the config already has one).
+                let onshi_tls = config::client_config(Some(&terminal), &onshi_roots, &[])?;
+                let client = OnshiClient::new(
+                    endpoint,
+                    onshi_tls.clone(),
+                    Duration::from_millis(config.onshi.timeout_ms),
+                );
+                (
+                    National::Direct(Box::new(client)),
+                    Some((endpoint.to_string(), onshi_tls)),
+                )
+            }
+            TransportKind::Terminal => {
+                let settings = config
+                    .onshi
+                    .terminal_settings()
+                    .context("[onshi] transport = \"terminal\" needs folder")?;
+                let journal = crate::national::journal::Journal::open(
+                    &config.terminal_journal_path(),
+                    outbox.stream_id().0.to_string(),
+                )
+                .context("opening the terminal journal")?;
+                let terminal = crate::national::terminal::Terminal::start(settings, journal)?;
+                (National::Terminal(terminal), None)
+            }
+        };
 
         let agent_id = Arc::new(
             AgentIdentity::load(
@@ -162,9 +190,10 @@ impl Agent {
                 .with_views(views.clone()),
             )
         });
+        let patient_key_for_face = patient_key.clone();
         let lookups = Arc::new(Lookups::new(
             config.terminal_id.clone(),
-            onshi,
+            onshi.clone(),
             recorder,
             patient_key,
         ));
@@ -172,6 +201,39 @@ impl Agent {
         let listener = control::bind_private(&socket)?;
         // After the socket is bound (no other agent runs on this data folder) and before
         // anything else records: requests a previous run left in flight are finished first.
+        // Terminal mode: exchanges and face results a previous run left unfinished are
+        // recorded first (each once), then the face folder is watched.
+        let mut terminal_tasks = None;
+        if let Some(terminal) = onshi.terminal() {
+            let left = terminal.recover(&lookups, &outbox).await?;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "finished terminal exchanges the previous run left open"
+                );
+            }
+            let face = if terminal.settings().watch_face {
+                let face = crate::national::face::FaceWatch::new(
+                    terminal.settings(),
+                    terminal.journal().clone(),
+                    lookups.recorder().clone(),
+                    patient_key_for_face.clone(),
+                    config.terminal_id.clone(),
+                )
+                .with_views(views.clone());
+                face.recover(&outbox).await?;
+                Some(face)
+            } else {
+                None
+            };
+            terminal_tasks = Some(TerminalTasks {
+                health: terminal.health().clone(),
+                every: terminal.settings().rescan,
+                face,
+                recorder: lookups.recorder().clone(),
+                terminal_id: config.terminal_id.clone(),
+            });
+        }
         let file_exchange = match &config.file_exchange {
             Some(settings) => {
                 let exchange = FileExchange::new(
@@ -188,8 +250,9 @@ impl Agent {
         let probes = config.link.clone().map(|settings| {
             Probes::new(
                 settings,
-                &config.onshi.endpoint,
-                onshi_tls.clone(),
+                onshi_probe
+                    .as_ref()
+                    .map(|(endpoint, tls)| (endpoint.as_str(), tls.clone())),
                 channel.clone(),
                 lookups.recorder().clone(),
                 config.terminal_id.clone(),
@@ -220,6 +283,7 @@ impl Agent {
             socket,
             file_exchange,
             probes,
+            terminal: terminal_tasks,
             certificates,
             metrics,
         })
@@ -247,6 +311,17 @@ impl Agent {
         if let Some(probes) = self.probes {
             tokio::spawn(probes.run(stopped(stop_rx.clone())));
         }
+        if let Some(tasks) = self.terminal {
+            tokio::spawn(tasks.health.run(
+                tasks.recorder,
+                tasks.terminal_id,
+                tasks.every,
+                stopped(stop_rx.clone()),
+            ));
+            if let Some(face) = tasks.face {
+                tokio::spawn(face.run(stopped(stop_rx.clone())));
+            }
+        }
         if let Some(exchange) = self.file_exchange {
             tokio::spawn(exchange.run(stopped(stop_rx.clone())));
         }
@@ -261,6 +336,16 @@ impl Agent {
         let ((), control) = tokio::join!(uplink, control);
         control
     }
+}
+
+/// Terminal mode's background work: its health as link events, the face folder.
+#[derive(Debug)]
+struct TerminalTasks {
+    health: Arc<crate::national::health::Health>,
+    every: Duration,
+    face: Option<crate::national::face::FaceWatch>,
+    recorder: Recorder,
+    terminal_id: onshi_domain::site::TerminalId,
 }
 
 /// The chain's patient-hash secret: 64 hex characters (32 bytes) or more, owner-only.

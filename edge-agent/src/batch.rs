@@ -46,7 +46,7 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::judge::log_read_warnings;
 use crate::lookup::{Asked, CardFields, LookupError, Lookups, Provenance, today_jst};
-use crate::onshi::{OnshiAnswer, OnshiError};
+use crate::national::{OnshiAnswer, OnshiError};
 
 /// The most rows one batch may have (a day's appointments at a large hospital fit easily).
 pub const MAX_ROWS: usize = 10_000;
@@ -500,6 +500,9 @@ pub async fn run_national(
                     OnshiError::Timeout(d) => OnshiError::Timeout(*d),
                     OnshiError::Unreachable(e) => OnshiError::Unreachable(e.clone()),
                     OnshiError::Body(e) => OnshiError::Body(e.clone()),
+                    OnshiError::TerminalSilent { waited } => {
+                        OnshiError::TerminalSilent { waited: *waited }
+                    }
                 }),
                 Err(NationalFailure::Refused {
                     http_status,

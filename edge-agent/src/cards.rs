@@ -41,13 +41,13 @@ use uuid::Uuid;
 
 use crate::judge::judge;
 use crate::lookup::{PersonShown, today_jst};
-use crate::onshi::OnshiClient;
+use crate::national::National;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 use onshi_domain::codes::QualificationValidity;
 
 /// "No matching qualification" for a card on the reader.
-const NOT_FOUND_ON_CARD: &str =
+pub(crate) const NOT_FOUND_ON_CARD: &str =
     "該当する資格がありません / no qualification is registered for this card";
 
 /// `[cards]` in the agent's configuration: present means the agent owns the site's readers.
@@ -168,7 +168,7 @@ pub struct Cards {
     readers: Arc<dyn CardReaders>,
     config: CardsConfig,
     recorder: Recorder,
-    onshi: OnshiClient,
+    onshi: National,
     patient_key: PatientHashKey,
     default_terminal: TerminalId,
     health: Mutex<Health>,
@@ -208,7 +208,7 @@ impl Cards {
         config: CardsConfig,
         readers: Arc<dyn CardReaders>,
         recorder: Recorder,
-        onshi: OnshiClient,
+        onshi: National,
         patient_key: PatientHashKey,
         default_terminal: TerminalId,
     ) -> Self {
@@ -743,7 +743,7 @@ impl Cards {
 
 /// The consent the national answer states: per category its `…ConsFlg` (a category the
 /// answer does not mention was not given), the time from `…ConsTime` (JST) or now.
-fn consent_of(
+pub(crate) fn consent_of(
     first: &onshi_domain::xml::ResultOfQualificationConfirmation,
     patient_ref: PatientRef,
 ) -> Consent {
@@ -785,7 +785,7 @@ fn consent_of(
     }
 }
 
-fn given_categories(c: &Consent) -> Vec<InfoCategory> {
+pub(crate) fn given_categories(c: &Consent) -> Vec<InfoCategory> {
     [
         (c.drug, InfoCategory::Drug),
         (c.checkup, InfoCategory::Checkup),

@@ -163,15 +163,16 @@ pub fn watched(config: &AgentConfig) -> Vec<Watch> {
             path: config.central.ca.clone(),
             role: "ca",
         },
-        Watch {
-            path: config.onshi.cert.clone(),
-            role: "terminal",
-        },
-        Watch {
-            path: config.onshi.ca.clone(),
-            role: "ca",
-        },
     ];
+    // Direct mode only: in terminal mode the terminal's certificate stays in its own software.
+    all.extend(config.onshi.cert.iter().map(|path| Watch {
+        path: path.clone(),
+        role: "terminal",
+    }));
+    all.extend(config.onshi.ca.iter().map(|path| Watch {
+        path: path.clone(),
+        role: "ca",
+    }));
     for file in config.certificates.iter().flat_map(|c| &c.watch) {
         all.push(Watch {
             path: file.path.clone(),

@@ -15,7 +15,8 @@
 //! cert = "/etc/onshi-fleet-agent/agent.pem"
 //! key = "/etc/onshi-fleet-agent/agent.key"
 //!
-//! [onshi]
+//! [onshi]                         # a real site: transport = "terminal", folder = "D:/OQS"
+//! transport = "direct"            # onshi-sim's HTTPS protocol
 //! endpoint = "https://onshi.example:9443"
 //! ca = "/etc/onshi-fleet-agent/common-ca.pem"
 //! cert = "/etc/onshi-fleet-agent/terminal.pem"
@@ -34,6 +35,8 @@ use std::path::{Path, PathBuf};
 use onshi_domain::ids::{FeeTable, Prefecture};
 use onshi_domain::site::{SiteCode, SiteKind, TerminalId};
 use serde::{Deserialize, Serialize};
+
+use crate::national::TransportKind;
 
 /// The only configuration format version this agent reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -158,15 +161,87 @@ fn default_outbox_budget_bytes() -> u64 {
     256 * 1024 * 1024
 }
 
+/// `[onshi]`: how the agent reaches the national system ([`crate::national`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnshiLink {
-    pub endpoint: String,
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
+    /// `terminal` (a real site: the qualification terminal's file interface) or `direct`
+    /// (onshi-sim's HTTPS protocol; the default, for files written before terminals).
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// Direct: the endpoint, its CA and the terminal certificate and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Direct: the HTTPS round trip; terminal: how long a request may wait for its result.
     #[serde(default = "default_onshi_timeout_ms")]
     pub timeout_ms: u64,
+    /// Terminal: the terminal software's base folder (`req`, `res`, `face` under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_dir: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_dir: Option<PathBuf>,
+    /// Terminal: record the face reader's results (`face`).
+    #[serde(default = "default_true")]
+    pub watch_face: bool,
+    #[serde(default = "crate::national::settings::default_slow_ms")]
+    pub slow_ms: u64,
+    #[serde(default = "crate::national::settings::default_rescan_ms")]
+    pub rescan_ms: u64,
+    #[serde(default = "crate::national::settings::default_settle_ms")]
+    pub settle_ms: u64,
+    #[serde(default = "crate::national::settings::default_max_result_bytes")]
+    pub max_result_bytes: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl OnshiLink {
+    /// The terminal transport's settings (`transport = "terminal"`).
+    pub fn terminal_settings(&self) -> Option<crate::national::settings::TerminalSettings> {
+        if self.transport != TransportKind::Terminal {
+            return None;
+        }
+        let folder = self.folder.clone()?;
+        let pick =
+            |dir: &Option<PathBuf>, name: &str| dir.clone().unwrap_or_else(|| folder.join(name));
+        let timeout = std::time::Duration::from_millis(self.timeout_ms.max(1));
+        Some(crate::national::settings::TerminalSettings {
+            folders: crate::national::TerminalFolders {
+                request: pick(&self.request_dir, "req"),
+                result: pick(&self.result_dir, "res"),
+                face: pick(&self.face_dir, "face"),
+            },
+            watch_face: self.watch_face,
+            timeout,
+            slow: std::time::Duration::from_millis(self.slow_ms),
+            rescan: std::time::Duration::from_millis(self.rescan_ms.max(10)),
+            settle: std::time::Duration::from_millis(self.settle_ms),
+            incomplete_grace: timeout.min(std::time::Duration::from_secs(5)),
+            max_result_bytes: self.max_result_bytes,
+        })
+    }
+
+    /// Direct: endpoint, CA, certificate and key (all four are required there).
+    pub fn direct(&self) -> Option<(&str, &Path, &Path, &Path)> {
+        Some((
+            self.endpoint.as_deref()?,
+            self.ca.as_deref()?,
+            self.cert.as_deref()?,
+            self.key.as_deref()?,
+        ))
+    }
 }
 
 fn default_onshi_timeout_ms() -> u64 {
@@ -210,7 +285,7 @@ impl AgentConfig {
             config.central.endpoint = endpoint.clone();
         }
         if let Some(endpoint) = env.get("EDGE_AGENT_ONSHI_ENDPOINT") {
-            config.onshi.endpoint = endpoint.clone();
+            config.onshi.endpoint = Some(endpoint.clone());
         }
         config.resolve_paths(base);
         config.check()?;
@@ -241,10 +316,21 @@ impl AgentConfig {
             &mut self.central.ca,
             &mut self.central.cert,
             &mut self.central.key,
+        ] {
+            resolve(p);
+        }
+        for p in [
             &mut self.onshi.ca,
             &mut self.onshi.cert,
             &mut self.onshi.key,
-        ] {
+            &mut self.onshi.folder,
+            &mut self.onshi.request_dir,
+            &mut self.onshi.result_dir,
+            &mut self.onshi.face_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
     }
@@ -292,10 +378,30 @@ impl AgentConfig {
         if let Some(certificates) = &self.certificates {
             certificates.check().map_err(ConfigError::Inconsistent)?;
         }
+        match self.onshi.transport {
+            TransportKind::Direct if self.onshi.direct().is_none() => {
+                return Err(ConfigError::Inconsistent(
+                    "[onshi] transport = \"direct\" needs endpoint, ca, cert and key".into(),
+                ));
+            }
+            TransportKind::Terminal if self.onshi.folder.is_none() => {
+                return Err(ConfigError::Inconsistent(
+                    "[onshi] transport = \"terminal\" needs folder (the terminal's base folder, e.g. \"D:/OQS\")".into(),
+                ));
+            }
+            _ => {}
+        }
+        let direct_endpoint = match self.onshi.transport {
+            TransportKind::Direct => self.onshi.endpoint.as_ref(),
+            TransportKind::Terminal => None,
+        };
         for (name, endpoint) in [
-            ("central.endpoint", &self.central.endpoint),
-            ("onshi.endpoint", &self.onshi.endpoint),
-        ] {
+            ("central.endpoint", Some(&self.central.endpoint)),
+            ("onshi.endpoint", direct_endpoint),
+        ]
+        .into_iter()
+        .filter_map(|(n, e)| Some((n, e?)))
+        {
             if !endpoint.starts_with("https://") {
                 return Err(ConfigError::Inconsistent(format!(
                     "{name} must be an https:// URL, got {endpoint:?}"
@@ -318,6 +424,11 @@ impl AgentConfig {
     /// Where the access rules central last pushed (roster, disaster windows) are kept.
     pub fn access_rules_path(&self) -> PathBuf {
         self.data_dir.join("access-rules.json")
+    }
+
+    /// The terminal transport's journal ([`crate::national::journal`]).
+    pub fn terminal_journal_path(&self) -> PathBuf {
+        self.data_dir.join("terminal.sqlite3")
     }
 
     /// The consents given on the card reader ([`crate::consents`]).

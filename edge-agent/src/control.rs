@@ -204,6 +204,13 @@ impl LocalAgent for Control {
             last_ack_at_unix: status.last_ack_at.unwrap_or(0),
             outbox_used_bytes: status.used_bytes,
             outbox_budget_bytes: status.budget_bytes,
+            national_link: match self.lookups.onshi().terminal() {
+                Some(terminal) => terminal
+                    .health()
+                    .assess(std::time::Instant::now())
+                    .describe(),
+                None => "direct".to_string(),
+            },
         }))
     }
 }

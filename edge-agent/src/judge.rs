@@ -41,9 +41,7 @@ pub fn unreachable(error: &OnshiError) -> Judged {
         validity: None,
         processing_result_code: None,
         error_code: Some("unreachable".into()),
-        message: format!(
-            "オンライン資格確認システムに接続できません。保険証で確認してください / {error}"
-        ),
+        message: error.for_clerk(),
         first: None,
     }
 }

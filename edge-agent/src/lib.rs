@@ -13,6 +13,7 @@ pub mod filex;
 pub mod identity;
 pub mod judge;
 pub mod lookup;
+pub mod national;
 pub mod onshi;
 pub mod outbox;
 pub mod probe;

@@ -22,7 +22,7 @@ use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::judge::judge;
-use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
+use crate::national::{National, OnshiAnswer, OnshiError};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
@@ -127,7 +127,7 @@ pub struct LookupAnswer {
 #[derive(Debug)]
 pub struct Lookups {
     default_terminal: TerminalId,
-    onshi: OnshiClient,
+    onshi: National,
     recorder: Recorder,
     patient_key: PatientHashKey,
 }
@@ -159,7 +159,7 @@ pub struct Confirmed {
 impl Lookups {
     pub fn new(
         default_terminal: TerminalId,
-        onshi: OnshiClient,
+        onshi: National,
         recorder: Recorder,
         patient_key: PatientHashKey,
     ) -> Self {
@@ -182,7 +182,7 @@ impl Lookups {
     /// The national system's client, for exchanges that are not a single confirmation (the
     /// batch inquiry's two steps, [`crate::batch`]); their lookups are still recorded through
     /// [`Lookups::record_asked`].
-    pub fn onshi(&self) -> &OnshiClient {
+    pub fn onshi(&self) -> &National {
         &self.onshi
     }
 
@@ -243,8 +243,27 @@ impl Lookups {
         request: &QualificationConfirmationRequest,
         provenance: Provenance,
     ) -> Result<Confirmed, OutboxError> {
-        let asked = self.ask(request, XmlEncoding::Utf8).await;
-        self.record_asked(request, asked, provenance, |_| {}).await
+        // The transport's journal entry is closed in the outbox transaction that records the
+        // lookup (terminal mode: a restart records an unrecorded result, never twice).
+        let started = Instant::now();
+        let (answer, ticket) = self
+            .onshi
+            .exchange_for_lookup("OQSsiquc01", request.to_xml(XmlEncoding::Utf8), &provenance)
+            .await;
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let noting = ticket.clone();
+        let confirmed = self
+            .record_asked(
+                request,
+                Asked { answer, latency_ms },
+                provenance,
+                move |e| noting.note(e),
+            )
+            .await;
+        if confirmed.is_ok() {
+            ticket.finish().await;
+        }
+        confirmed
     }
 
     /// The first half of [`Lookups::confirm`]: sends the request (written in `encoding`; the

@@ -374,11 +374,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         "last_ack_at_unix": s.last_ack_at_unix,
                         "outbox_used_bytes": s.outbox_used_bytes,
                         "outbox_budget_bytes": s.outbox_budget_bytes,
+                        "national_link": s.national_link,
                     })
                 );
             } else {
                 println!("site            {}", s.site_code);
                 println!("central link    {}", s.central_link);
+                println!("national link   {}", s.national_link);
                 println!("outbox depth    {}", s.outbox_depth);
                 println!("oldest unacked  {} s", s.oldest_unacked_age_seconds);
                 println!(

@@ -1,4 +1,6 @@
-//! The client for the national eligibility system (or onshi-sim), over the closed-network link.
+//! The direct transport ([`crate::national`]): HTTPS to onshi-sim's own protocol. No real
+//! national endpoint speaks it (a real site goes through the qualification terminal's file
+//! interface, `transport = "terminal"`); it is kept for the simulator, demos and benchmarks.
 //!
 //! HTTPS with the terminal's electronic certificate as client certificate, TLS 1.3, connections
 //! kept alive between lookups (the counter waits on every round trip). The transport between a
@@ -27,6 +29,25 @@ pub enum OnshiError {
     Unreachable(String),
     #[error("the national system's answer could not be read: {0}")]
     Body(String),
+    /// Terminal transport: the qualification terminal left a request unanswered.
+    #[error(
+        "the qualification terminal did not answer within {waited:?}: check that the terminal software is running"
+    )]
+    TerminalSilent { waited: Duration },
+}
+
+impl OnshiError {
+    /// The sentence for the clerk, Japanese then English: what failed and what to do now.
+    pub fn for_clerk(&self) -> String {
+        match self {
+            OnshiError::TerminalSilent { .. } => format!(
+                "資格確認端末が応答しません。資格確認端末の連携ソフトが起動しているか確認してください。その間は保険証で確認してください / {self}; check the insurance card meanwhile"
+            ),
+            _ => format!(
+                "オンライン資格確認システムに接続できません。保険証で確認してください / {self}"
+            ),
+        }
+    }
 }
 
 /// What came back: the HTTP status and the body (normally a result XML file).

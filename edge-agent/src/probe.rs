@@ -72,6 +72,33 @@ fn default_down_after() -> u32 {
     2
 }
 
+/// Records one link's new state as a `LinkChange` event; `false` when it could not be recorded
+/// (the caller tries again on its next look). Shared by the probes and the terminal's health
+/// ([`crate::national::health`]).
+pub async fn record_change(
+    recorder: &Recorder,
+    terminal: &onshi_domain::site::TerminalId,
+    target: LinkTarget,
+    change: Change,
+    line_type: Option<LineType>,
+) -> bool {
+    tracing::info!(target = ?target, state = ?change.state, rtt_ms = ?change.rtt_ms, "link state changed");
+    let body = EventBody::LinkChange(LinkChange {
+        target,
+        state: change.state,
+        detail: change.detail,
+        rtt_ms: change.rtt_ms,
+        line_type,
+    });
+    match recorder.record(terminal.clone(), body).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::error!(%error, "cannot record a link change");
+            false
+        }
+    }
+}
+
 /// One link's state as the probes see it; reports a state only when it changes.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -138,29 +165,50 @@ impl Tracker {
     }
 }
 
+type OnshiProbeClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
 /// The probes of both links, run until stopped.
 #[derive(Debug)]
 pub struct Probes {
     config: LinkConfig,
-    onshi_endpoint: String,
-    onshi: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Empty<Bytes>,
-    >,
+    /// The national endpoint and its client; `None` in terminal mode, where the terminal's
+    /// health ([`crate::national::health`]) stands for the national link.
+    onshi: Option<(String, OnshiProbeClient)>,
     central: Channel,
     recorder: Recorder,
     terminal: onshi_domain::site::TerminalId,
 }
 
 impl Probes {
+    /// `onshi`: the national endpoint and the terminal-certificate TLS client (direct mode).
     pub fn new(
         config: LinkConfig,
-        onshi_endpoint: &str,
-        onshi_tls: Arc<rustls::ClientConfig>,
+        onshi: Option<(&str, Arc<rustls::ClientConfig>)>,
         central: Channel,
         recorder: Recorder,
         terminal: onshi_domain::site::TerminalId,
     ) -> Self {
+        let onshi = onshi.map(|(endpoint, tls)| {
+            (
+                endpoint.trim_end_matches('/').to_string(),
+                https_client(&config, tls),
+            )
+        });
+        Self {
+            config,
+            onshi,
+            central,
+            recorder,
+            terminal,
+        }
+    }
+}
+
+fn https_client(config: &LinkConfig, onshi_tls: Arc<rustls::ClientConfig>) -> OnshiProbeClient {
+    {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -170,17 +218,11 @@ impl Probes {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let onshi = Client::builder(TokioExecutor::new()).build(connector);
-        Self {
-            config,
-            onshi_endpoint: onshi_endpoint.trim_end_matches('/').to_string(),
-            onshi,
-            central,
-            recorder,
-            terminal,
-        }
+        Client::builder(TokioExecutor::new()).build(connector)
     }
+}
 
+impl Probes {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut onshi = Tracker::new(&self.config);
         let mut central = Tracker::new(&self.config);
@@ -196,13 +238,15 @@ impl Probes {
             let (national, fleet) = tokio::join!(self.probe_onshi(), self.probe_central());
             for (target, probe) in [
                 (LinkTarget::Onshi, &national),
-                (LinkTarget::Central, &fleet),
+                (LinkTarget::Central, &Some(fleet.clone())),
             ] {
-                if let Ok(rtt) = probe {
+                if let Some(Ok(rtt)) = probe {
                     crate::recorder::metrics::link_rtt(target, *rtt);
                 }
             }
-            if let Some(change) = onshi.observe(national) {
+            if let Some(national) = national
+                && let Some(change) = onshi.observe(national)
+            {
                 self.record(LinkTarget::Onshi, change).await;
             }
             if let Some(change) = central.observe(fleet) {
@@ -213,30 +257,30 @@ impl Probes {
 
     async fn record(&self, target: LinkTarget, change: Change) {
         let line_type = (target == LinkTarget::Onshi).then_some(self.config.line_type);
-        tracing::info!(target = ?target, state = ?change.state, rtt_ms = ?change.rtt_ms, "link state changed");
-        let body = EventBody::LinkChange(LinkChange {
-            target,
-            state: change.state,
-            detail: change.detail,
-            rtt_ms: change.rtt_ms,
-            line_type,
-        });
-        if let Err(error) = self.recorder.record(self.terminal.clone(), body).await {
-            tracing::error!(%error, "cannot record a link change");
-        }
+        record_change(&self.recorder, &self.terminal, target, change, line_type).await;
     }
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.probe_timeout_ms)
     }
 
-    async fn probe_onshi(&self) -> Result<Duration, String> {
-        let uri: hyper::Uri = format!("{}{}", self.onshi_endpoint, self.config.onshi_probe_path)
+    /// `None` in terminal mode (nothing to probe).
+    async fn probe_onshi(&self) -> Option<Result<Duration, String>> {
+        let (endpoint, client) = self.onshi.as_ref()?;
+        Some(self.probe_https(endpoint, client).await)
+    }
+
+    async fn probe_https(
+        &self,
+        endpoint: &str,
+        client: &OnshiProbeClient,
+    ) -> Result<Duration, String> {
+        let uri: hyper::Uri = format!("{endpoint}{}", self.config.onshi_probe_path)
             .parse()
             .map_err(|e| format!("bad endpoint: {e}"))?;
         let started = Instant::now();
         let call = async {
-            let response = self.onshi.get(uri).await.map_err(|e| error_chain(&e))?;
+            let response = client.get(uri).await.map_err(|e| error_chain(&e))?;
             let status = response.status();
             // Drain the (tiny) body so the connection can be reused.
             let _ = response.into_body().collect().await;

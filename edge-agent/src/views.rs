@@ -46,7 +46,7 @@ use uuid::Uuid;
 
 use crate::config::StaffMember;
 use crate::consents::{ConsentStore, ConsentStoreError};
-use crate::onshi::OnshiClient;
+use crate::national::National;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
@@ -229,7 +229,7 @@ pub struct Views {
     rules_file: PathBuf,
     consents: ConsentStore,
     handles: Mutex<HashMap<String, Handle>>,
-    onshi: OnshiClient,
+    onshi: National,
     recorder: Recorder,
     patient_key: PatientHashKey,
     default_terminal: TerminalId,
@@ -253,7 +253,7 @@ impl Views {
         rules: ViewRules,
         rules_file: PathBuf,
         consents: ConsentStore,
-        onshi: OnshiClient,
+        onshi: National,
         recorder: Recorder,
         patient_key: PatientHashKey,
         default_terminal: TerminalId,

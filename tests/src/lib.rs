@@ -414,6 +414,39 @@ pub async fn start_sim(pki: &Pki) -> anyhow::Result<Running> {
     spawn_ready(command).await
 }
 
+/// Starts `onshi-sim terminal` playing the qualification terminal on `folder` (it creates
+/// `req`, `res`, `face`), with the same population as [`start_sim`]; `extra` are its flags
+/// (knobs such as `--latency-ms`).
+pub async fn start_sim_terminal(folder: &Path, extra: &[&str]) -> anyhow::Result<Running> {
+    let mut command = Command::new(bin("onshi-sim"));
+    command
+        .arg("terminal")
+        .arg("--folder")
+        .arg(folder)
+        .args(["--seed", SIM_SEED, "--population", SIM_POPULATION])
+        .args(["--rescan-ms", "100"])
+        .args(extra);
+    spawn_ready(command).await
+}
+
+/// Runs `onshi-sim terminal <args…> --folder <folder>` (`present`, `knobs`) to completion.
+pub async fn sim_terminal_command(folder: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new(bin("onshi-sim"))
+        .arg("terminal")
+        .args(args)
+        .arg("--folder")
+        .arg(folder)
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "onshi-sim terminal {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 /// Someone in onshi-sim's population, as the simulator's own CLI lists them.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct SimPerson {
@@ -583,6 +616,18 @@ timeout_ms = 5000
         anyhow::ensure!(text.contains(from), "the configuration has no {from:?}");
         std::fs::write(&self.config, text.replacen(from, to, 1))?;
         Ok(())
+    }
+
+    /// Switches the agent to the terminal transport on `folder` (the qualification terminal's
+    /// base folder), with `timeout_ms` for a request's answer.
+    pub fn use_terminal(&self, folder: &Path, timeout_ms: u64) -> anyhow::Result<()> {
+        self.edit_config(
+            "timeout_ms = 5000",
+            &format!(
+                "timeout_ms = {timeout_ms}\ntransport = \"terminal\"\nfolder = \"{}\"\nrescan_ms = 200\nsettle_ms = 50",
+                folder.display()
+            ),
+        )
     }
 
     /// Runs the counter CLI `edge-agent lookup`.

@@ -1,27 +1,28 @@
 //! Small, careful file operations: atomic writes (temp file in the same folder, fsync, rename,
-//! fsync of the folder) and moves that survive a crash at any point.
+//! fsync of the folder), moves that survive a crash at any point, and careful reads.
+//!
+//! Folders the agent writes into may be shared with other programs (the receipt computer, the
+//! qualification terminal's software), so a file is never created through a name someone else
+//! could have prepared: temporary names are random, created with `create_new` (`O_EXCL`) and,
+//! on unix, `O_NOFOLLOW`; files are read through a no-follow open, only when regular, and only
+//! up to a size limit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that readers see either no file or the whole file.
 ///
-/// The temporary name starts with a dot and ends in `.tmp`, which the receipt computer's
-/// `OQSsiquc01res_*.xml` pattern never matches.
+/// The temporary name starts with a dot and ends in `.tmp` ([`create_temp`]), which no request
+/// or result pattern (`…req_*.xml`, `…res_*.xml`) matches.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let (mut file, temp) = create_temp(dir, &name)?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -32,6 +33,87 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// Creates a new, empty file in `dir` named `.<hint>.<random>.tmp`, owner read/write only on
+/// unix. It never opens an existing file, and never follows a symbolic link, so a name planted
+/// in a shared folder cannot redirect the write.
+pub fn create_temp(dir: &Path, hint: &str) -> io::Result<(File, PathBuf)> {
+    // Bounded: a collision of 122 random bits means something else is wrong.
+    for _ in 0..4 {
+        let temp = dir.join(format!(".{hint}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        }
+        match options.open(&temp) {
+            Ok(file) => return Ok((file, temp)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free temporary name",
+    ))
+}
+
+/// Why [`read_limited`] refused a file.
+pub fn is_refusal(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::InvalidInput | io::ErrorKind::FileTooLarge
+    )
+}
+
+/// Reads `path` whole when it is a regular file of at most `max_bytes`: the last component is
+/// never followed if it is a symbolic link, and a FIFO or device is refused without blocking
+/// (`InvalidInput`); a larger file is refused with `FileTooLarge`. The checks are made on the
+/// opened file, so the file cannot be swapped between check and read. Blocking: call it from
+/// `spawn_blocking` in async code.
+pub fn read_limited(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| {
+        // ELOOP: the name is a symbolic link.
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link, not a file");
+        }
+        e
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("{} bytes, the limit is {max_bytes}", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow after the check: never read more than the limit.
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("more than {max_bytes} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Makes a rename or a new file in `dir` durable.
@@ -89,6 +171,52 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn temp_names_are_random_and_never_follow_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let (_, a) = create_temp(dir.path(), "x.xml").unwrap();
+        let (_, b) = create_temp(dir.path(), "x.xml").unwrap();
+        assert_ne!(a, b);
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".x.xml.") && name.ends_with(".tmp"));
+        // The old predictable name (`.<name>.<pid>.tmp`) planted as a link changes nothing.
+        let planted = dir
+            .path()
+            .join(format!(".y.xml.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(&dir.path().join("y.xml"), b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(dir.path().join("y.xml")).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn careful_reads_refuse_links_fifos_and_large_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.xml");
+        fs::write(&file, b"12345").unwrap();
+        assert_eq!(read_limited(&file, 5).unwrap(), b"12345");
+        let large = read_limited(&file, 4).unwrap_err();
+        assert_eq!(large.kind(), io::ErrorKind::FileTooLarge);
+        assert!(is_refusal(&large));
+        let link = dir.path().join("l.xml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(is_refusal(&read_limited(&link, 100).unwrap_err()));
+        let fifo = dir.path().join("p.xml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(is_refusal(&read_limited(&fifo, 100).unwrap_err()));
+        assert!(!is_refusal(
+            &read_limited(&dir.path().join("none"), 1).unwrap_err()
+        ));
     }
 
     #[test]

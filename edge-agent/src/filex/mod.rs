@@ -558,7 +558,7 @@ async fn write_journal(path: PathBuf, journal: Journal) {
 }
 
 /// Starts file-system notification on `dir`; `None` (rescans only) when it cannot.
-fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+pub(crate) fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -661,7 +661,7 @@ pub fn declared_encoding(bytes: &[u8]) -> XmlEncoding {
 }
 
 /// Best effort: the `ArbitraryFileIdentifier` of a file that could not be parsed, to echo it.
-fn scan_echo(bytes: &[u8]) -> Echo {
+pub(crate) fn scan_echo(bytes: &[u8]) -> Echo {
     let text = match declared_encoding(bytes) {
         XmlEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
         XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS

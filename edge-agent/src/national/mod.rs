@@ -1,0 +1,215 @@
+//! The agent's way to the national system: one [`Transport`] trait, two implementations.
+//!
+//! - **terminal** ([`terminal::Terminal`], what a real site uses): every exchange is a request
+//!   file written into the qualification terminal's `req` folder and answered by the terminal's
+//!   result file in `res` (domain notes §4). The terminal's own software talks to the national
+//!   system; its file interface is the only public way in.
+//! - **direct** ([`crate::onshi::OnshiClient`]): HTTPS to onshi-sim's own protocol
+//!   (`POST /oqs/<message id>`). No real national endpoint speaks it; it exists for the
+//!   simulator, demos and benchmarks.
+//!
+//! Callers hold a [`National`] and call [`National::exchange`] as they did the HTTPS client;
+//! answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result file the
+//! terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
+//!
+//! **Crash safety (terminal).** Every request is journaled ([`journal`]) before its file
+//! appears, with the result once it is read, so a request is never written twice and a result
+//! that landed while the agent was down is found at start. [`National::exchange_for_lookup`]
+//! hands the caller a [`Ticket`]: it notes the lookup event's sequence in the journal inside the
+//! outbox transaction that records it (`Recorder::record_noting`, as `filex` does), so at start
+//! the journal tells whether the event committed: each result is recorded exactly once.
+
+pub mod face;
+pub mod health;
+pub mod journal;
+pub mod settings;
+pub mod terminal;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use onshi_domain::events::{FleetEvent, LookupSource};
+use onshi_domain::site::TerminalId;
+use serde::{Deserialize, Serialize};
+
+pub use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
+pub use settings::{TerminalFolders, TransportKind};
+
+/// One way to exchange a message with the national system.
+pub trait Transport {
+    /// Sends one message (`OQSsiquc01`, `OQSmuquc01`, `YZKsiquc01`, …) and returns its answer.
+    /// `recovery` says what a restarted agent must do with an answer this run could not hand
+    /// over ([`Recovery`]); the [`Ticket`] closes the exchange's journal entry.
+    fn exchange_journaled(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+        recovery: Recovery,
+    ) -> impl Future<Output = (Result<OnshiAnswer, OnshiError>, Ticket)> + Send;
+}
+
+/// What a restarted agent does with an exchange the previous run left open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recovery {
+    /// The caller keeps no state of its own that a restart could resume (information views,
+    /// the batch inquiry's two steps, the file exchange, which journals the answer itself):
+    /// the entry is closed as soon as the answer is handed over.
+    HandOver,
+    /// An eligibility confirmation: recorded as a lookup with this provenance at start
+    /// (`Lookups::record_asked`).
+    Lookup(StoredProvenance),
+}
+
+/// [`crate::lookup::Provenance`] as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredProvenance {
+    pub source: LookupSource,
+    pub batch_id: Option<String>,
+    pub terminal: String,
+}
+
+impl Recovery {
+    pub fn lookup(provenance: &crate::lookup::Provenance) -> Self {
+        Recovery::Lookup(StoredProvenance {
+            source: provenance.source,
+            batch_id: provenance.batch_id.clone(),
+            terminal: provenance.terminal.as_str().to_string(),
+        })
+    }
+}
+
+impl StoredProvenance {
+    pub fn provenance(&self) -> Option<crate::lookup::Provenance> {
+        Some(crate::lookup::Provenance {
+            source: self.source,
+            batch_id: self.batch_id.clone(),
+            terminal: TerminalId::parse(&self.terminal).ok()?,
+        })
+    }
+}
+
+/// The journal entry of one terminal exchange, until its lookup is recorded. Cheap to clone;
+/// a no-op for the direct transport (nothing to resume: an HTTPS answer that was not recorded
+/// is gone with the process, as it always was).
+#[derive(Debug, Clone, Default)]
+pub struct Ticket(Option<(journal::Journal, i64)>);
+
+impl Ticket {
+    pub(crate) fn journaled(journal: journal::Journal, id: i64) -> Self {
+        Self(Some((journal, id)))
+    }
+
+    /// Notes the event that records this exchange; call it inside the outbox transaction
+    /// (`Recorder::record_noting`'s `before_commit`, a blocking thread).
+    pub fn note(&self, event: &FleetEvent) {
+        if let Some((journal, id)) = &self.0
+            && let Err(error) = journal.note_blocking(*id, event)
+        {
+            tracing::error!(%error, "cannot note the lookup's sequence in the terminal journal; a crash now could record it twice");
+        }
+    }
+
+    /// Closes the entry once its event committed (or when nothing is to be recorded).
+    pub async fn finish(&self) {
+        if let Some((journal, id)) = &self.0
+            && let Err(error) = journal.close(*id).await
+        {
+            tracing::warn!(%error, "cannot close a finished terminal journal entry; it is checked again at start");
+        }
+    }
+}
+
+/// The transport the agent was configured with.
+#[derive(Debug, Clone)]
+pub enum National {
+    Direct(Box<OnshiClient>),
+    Terminal(Arc<terminal::Terminal>),
+}
+
+impl National {
+    /// Sends one message and returns its answer; the exchange's journal entry (terminal) is
+    /// closed when the answer is handed over.
+    pub async fn exchange(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+    ) -> Result<OnshiAnswer, OnshiError> {
+        let (answer, ticket) = self
+            .exchange_journaled(message_id, body, Recovery::HandOver)
+            .await;
+        ticket.finish().await;
+        answer
+    }
+
+    /// An eligibility confirmation whose lookup event the caller records: note the event with
+    /// the [`Ticket`] inside the outbox transaction, then [`Ticket::finish`].
+    pub async fn exchange_for_lookup(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+        provenance: &crate::lookup::Provenance,
+    ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
+        self.exchange_journaled(message_id, body, Recovery::lookup(provenance))
+            .await
+    }
+
+    /// The card route's JSON messages exist only in onshi-sim's protocol; in terminal mode card
+    /// lookups are the terminal's own (they arrive as face results, [`face`]).
+    pub async fn exchange_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<OnshiAnswer, OnshiError> {
+        match self {
+            National::Direct(client) => client.exchange_json(path, body).await,
+            National::Terminal(_) => Err(OnshiError::Unreachable(
+                "card lookups go through the qualification terminal's own reader in terminal mode"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The terminal transport, when configured.
+    pub fn terminal(&self) -> Option<&Arc<terminal::Terminal>> {
+        match self {
+            National::Terminal(t) => Some(t),
+            National::Direct(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            National::Direct(_) => TransportKind::Direct,
+            National::Terminal(_) => TransportKind::Terminal,
+        }
+    }
+}
+
+impl Transport for National {
+    async fn exchange_journaled(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+        recovery: Recovery,
+    ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
+        match self {
+            National::Direct(client) => client.exchange_journaled(message_id, body, recovery).await,
+            National::Terminal(t) => t.exchange_journaled(message_id, body, recovery).await,
+        }
+    }
+}
+
+impl Transport for OnshiClient {
+    async fn exchange_journaled(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+        _recovery: Recovery,
+    ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
+        (self.exchange(message_id, body).await, Ticket::default())
+    }
+}
+
+#[cfg(test)]
+mod tests;

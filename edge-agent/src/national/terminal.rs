@@ -1,0 +1,699 @@
+//! The terminal transport: request files into the qualification terminal's `req` folder,
+//! results from its `res` folder (domain notes §4).
+//!
+//! One exchange, step by step:
+//!
+//! 1. **journal** the request (its bytes, its file name, what a restart must do with it)
+//!    ([`super::journal`]); from here on it is never written a second time;
+//! 2. **write** it into `req` whole: a random temporary name in the same folder (`.…tmp`, which
+//!    the terminal's `*req_*.xml` pattern never matches), fsync, rename, fsync of the folder;
+//! 3. **wait** for `res/<kind>res_<suffix>.xml`: file-system notification plus a periodic
+//!    rescan (notifications are lost on network shares), one collector for all requests; a
+//!    result is read once its size and mtime held for `settle`, through a no-follow,
+//!    regular-file-only, size-limited open ([`crate::filex::fsio::read_limited`]) on a blocking
+//!    thread;
+//! 4. **journal the result, then remove the file** from `res`: a client deletes its results
+//!    (the terminal leaves them), and the journal holds the bytes until the lookup is recorded;
+//! 5. after `timeout` the request is **given up**: withdrawn from `req` if the terminal has not
+//!    taken it (so it is never answered unrecorded), and the caller hears
+//!    [`OnshiError::TerminalSilent`], which tells the clerk to check the terminal software.
+//!
+//! A result that arrives after its request was given up is removed and logged. [`Terminal::recover`]
+//! finishes at start what a previous run left in the journal.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use onshi_domain::xml::QualificationConfirmationRequest;
+use tokio::sync::{Notify, oneshot};
+
+use super::health::Health;
+use super::journal::{Entry, Journal};
+use super::settings::TerminalSettings;
+use super::{OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
+use crate::filex::fsio;
+use crate::lookup::{Asked, Lookups};
+use crate::outbox::Outbox;
+
+/// What the collector hands a waiting exchange.
+type Delivery = Result<Vec<u8>, String>;
+
+#[derive(Debug)]
+struct Waiter {
+    id: i64,
+    tx: Option<oneshot::Sender<Delivery>>,
+    /// Size and mtime at the last look, and since when unchanged.
+    last: Option<(u64, Option<SystemTime>, Instant)>,
+    /// Being read by the collector right now.
+    taking: bool,
+    /// The request's `ArbitraryFileIdentifier`, which its result must echo.
+    correlation: Option<String>,
+}
+
+/// A request given up: when, and its late result's size and mtime at the last look.
+#[derive(Debug)]
+struct GivenUp {
+    at: Instant,
+    last: Option<((u64, Option<SystemTime>), Instant)>,
+}
+
+#[derive(Debug)]
+pub struct Terminal {
+    settings: TerminalSettings,
+    journal: Journal,
+    waiting: Mutex<HashMap<String, Waiter>>,
+    wake: Arc<Notify>,
+    health: Arc<Health>,
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Results of requests given up (by result name, since when): removed when they arrive late.
+    given_up: Mutex<HashMap<String, GivenUp>>,
+}
+
+/// The result file's name for a request file's name: `…req_X` → `…res_X`.
+pub fn result_name(request_name: &str) -> String {
+    match request_name.split_once("req_") {
+        Some((kind, rest)) => format!("{kind}res_{rest}"),
+        None => format!("{request_name}.res"),
+    }
+}
+
+/// Today in Japan, `yyyyMMdd` (the date the terminal's file names carry).
+fn day_jst() -> String {
+    let d = crate::lookup::today_jst();
+    format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+impl Terminal {
+    /// Opens the transport and starts its result collector (call inside the runtime). The
+    /// folders must exist: they are the terminal software's, not the agent's to create.
+    pub fn start(settings: TerminalSettings, journal: Journal) -> anyhow::Result<Arc<Self>> {
+        for dir in [&settings.folders.request, &settings.folders.result] {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "資格確認端末のフォルダがありません: {} / the qualification terminal's folder {} does not exist: check [onshi] folder and that the terminal software is installed",
+                dir.display(),
+                dir.display()
+            );
+        }
+        let health = Arc::new(Health::new(settings.slow, settings.timeout));
+        let wake = Arc::new(Notify::new());
+        let watcher = crate::filex::watch(&settings.folders.result, wake.clone());
+        let terminal = Arc::new(Self {
+            settings,
+            journal,
+            waiting: Mutex::new(HashMap::new()),
+            wake,
+            health,
+            watcher: Mutex::new(watcher),
+            given_up: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(collect(Arc::downgrade(&terminal)));
+        Ok(terminal)
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn settings(&self) -> &TerminalSettings {
+        &self.settings
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops file-system notification (the collector ends with the last handle).
+    pub fn stop_watching(&self) {
+        self.watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Waits for the result of request `name` (journal row `id`) until `deadline`.
+    async fn wait_for(
+        &self,
+        id: i64,
+        name: &str,
+        correlation: Option<String>,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, OnshiError> {
+        let result = result_name(name);
+        let (tx, rx) = oneshot::channel();
+        self.waiting().insert(
+            result.clone(),
+            Waiter {
+                id,
+                tx: Some(tx),
+                last: None,
+                taking: false,
+                correlation,
+            },
+        );
+        self.health.sent(id, started);
+        self.wake.notify_one();
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(Ok(bytes))) => {
+                self.health.answered(id, started.elapsed());
+                Ok(bytes)
+            }
+            Ok(Ok(Err(refused))) => {
+                self.health.answered(id, started.elapsed());
+                Err(OnshiError::Body(refused))
+            }
+            Ok(Err(_)) => {
+                self.health.forget(id);
+                Err(OnshiError::Unreachable(
+                    "the terminal's result collector stopped".into(),
+                ))
+            }
+            Err(_) => {
+                self.waiting().remove(&result);
+                self.given_up
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        result.clone(),
+                        GivenUp {
+                            at: Instant::now(),
+                            last: None,
+                        },
+                    );
+                self.health.gave_up(id);
+                self.withdraw(name).await;
+                if let Err(error) = self.journal.give_up(id).await {
+                    tracing::warn!(%error, "cannot note a given-up request in the terminal journal");
+                }
+                tracing::warn!(file = %name, waited_ms = ms(started.elapsed()), "the qualification terminal did not answer; request given up");
+                Err(OnshiError::TerminalSilent {
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// Removes a given-up request from `req` if the terminal has not taken it, so it is never
+    /// answered (and looked up nationally) without being recorded.
+    async fn withdraw(&self, name: &str) {
+        let path = self.settings.folders.request.join(name);
+        let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    let _ = fsio::sync_dir(dir);
+                }
+                true
+            }
+            Err(_) => false,
+        })
+        .await
+        .unwrap_or(false);
+        if removed {
+            tracing::info!(file = %name, "withdrew the unanswered request from the terminal's folder");
+        }
+    }
+
+    /// Finishes what a previous run left in the journal. Call at start, before anything else
+    /// records events (a noted event is judged committed or not by the outbox's state).
+    ///
+    /// - a lookup whose event committed: closed;
+    /// - a lookup with a result (read before the crash, or found in `res` now): recorded;
+    /// - a lookup given up: recorded as unreachable;
+    /// - a lookup still unanswered: waited for (in the background) up to `timeout` more, then
+    ///   recorded either way;
+    /// - anything else (views, batch steps, the file exchange's requests): its caller is gone,
+    ///   so the request is withdrawn if still unanswered, a result is removed, and the entry
+    ///   closed (logged).
+    pub async fn recover(
+        self: &Arc<Self>,
+        lookups: &Arc<Lookups>,
+        outbox: &Outbox,
+    ) -> anyhow::Result<usize> {
+        let entries = self.journal.open_entries().await?;
+        let count = entries.len();
+        for entry in entries {
+            if let Some(note) = &entry.note
+                && crate::filex::journal::was_committed(outbox, note).await?
+            {
+                self.journal.close(entry.id).await?;
+                continue;
+            }
+            let provenance = match &entry.recovery {
+                Recovery::Lookup(stored) if entry.kind == "OQSsiquc01" => stored.provenance(),
+                _ => None,
+            };
+            let request = QualificationConfirmationRequest::from_xml(&entry.request).ok();
+            let (Some(provenance), Some(request)) = (provenance, request) else {
+                tracing::warn!(file = %entry.name, kind = %entry.kind, "closing a terminal exchange the previous run left open; its caller cannot resume it");
+                if entry.result.is_none() {
+                    self.withdraw(&entry.name).await;
+                    self.discard_result(&entry.name).await;
+                }
+                self.journal.close(entry.id).await?;
+                continue;
+            };
+            let result = match entry.result.clone() {
+                Some(result) => Some(result),
+                None => self.take_now(&entry).await,
+            };
+            let written =
+                SystemTime::UNIX_EPOCH + Duration::from_millis(entry.written_at_ms.max(0) as u64);
+            let latency_ms = ms(SystemTime::now()
+                .duration_since(written)
+                .unwrap_or_default());
+            match (result, entry.gave_up) {
+                (Some(result), _) => {
+                    tracing::warn!(file = %entry.name, "recording a terminal result the previous run did not record");
+                    let answer = Ok(OnshiAnswer {
+                        http_status: 200,
+                        body: result,
+                    });
+                    record(
+                        lookups,
+                        &self.journal,
+                        entry.id,
+                        &request,
+                        answer,
+                        latency_ms,
+                        provenance,
+                    )
+                    .await;
+                }
+                (None, true) => {
+                    let answer = Err(OnshiError::TerminalSilent {
+                        waited: Duration::from_millis(u64::from(latency_ms)),
+                    });
+                    record(
+                        lookups,
+                        &self.journal,
+                        entry.id,
+                        &request,
+                        answer,
+                        latency_ms,
+                        provenance,
+                    )
+                    .await;
+                }
+                (None, false) => {
+                    tracing::warn!(file = %entry.name, "waiting for the result of a request the previous run sent");
+                    let this = self.clone();
+                    let lookups = lookups.clone();
+                    tokio::spawn(async move {
+                        let started = Instant::now();
+                        let correlation = correlation_of(&entry.request);
+                        let answer = this
+                            .wait_for(
+                                entry.id,
+                                &entry.name,
+                                correlation,
+                                started,
+                                started + this.settings.timeout,
+                            )
+                            .await
+                            .map(|body| OnshiAnswer {
+                                http_status: 200,
+                                body,
+                            });
+                        let latency_ms = latency_ms.saturating_add(ms(started.elapsed()));
+                        record(
+                            &lookups,
+                            &this.journal,
+                            entry.id,
+                            &request,
+                            answer,
+                            latency_ms,
+                            provenance,
+                        )
+                        .await;
+                    });
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// At start: the result of `entry` if it is in `res` already (it landed while the agent was
+    /// down), journaled and removed like any other.
+    async fn take_now(&self, entry: &Entry) -> Option<Vec<u8>> {
+        let path = self.settings.folders.result.join(result_name(&entry.name));
+        let max = self.settings.max_result_bytes;
+        let settle = self.settings.settle;
+        let bytes = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+            // Stable: the same size across two looks `settle` apart.
+            let first = std::fs::symlink_metadata(&path).ok()?.len();
+            std::thread::sleep(settle);
+            let second = std::fs::symlink_metadata(&path).ok()?.len();
+            (first == second && second > 0).then_some(())?;
+            fsio::read_limited(&path, max).ok()
+        })
+        .await
+        .ok()
+        .flatten()?;
+        if let Err(error) = self.journal.store_result(entry.id, bytes.clone()).await {
+            tracing::error!(%error, "cannot journal a terminal result");
+            return None;
+        }
+        self.discard_result(&entry.name).await;
+        Some(bytes)
+    }
+
+    async fn discard_result(&self, request_name: &str) {
+        let path = self.settings.folders.result.join(result_name(request_name));
+        let _ = tokio::task::spawn_blocking(move || remove_durably(&path)).await;
+    }
+
+    /// One look at `res` for every waiting request; returns whether a result is settling.
+    async fn scan(&self) -> bool {
+        let late = self.late_results();
+        if self.waiting().is_empty() && late.is_empty() {
+            return false;
+        }
+        let dir = self.settings.folders.result.clone();
+        let listed = tokio::task::spawn_blocking(move || list(&dir)).await;
+        let present = match listed {
+            Ok(Ok(present)) => present,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot list the terminal's result folder; retrying");
+                return true;
+            }
+            Err(_) => return true,
+        };
+        let mut settling = false;
+        for name in late {
+            let Some(seen) = present.get(&name).copied() else {
+                continue;
+            };
+            // Removed once it has been left alone for `incomplete_grace` (nobody reads it, so no
+            // need to judge whether it is whole), never while the terminal may still write it.
+            let stable = {
+                let mut given_up = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+                match given_up.get_mut(&name) {
+                    Some(GivenUp {
+                        last: Some((last, since)),
+                        ..
+                    }) if *last == seen => {
+                        let quiet = since.elapsed() >= self.settings.incomplete_grace;
+                        if quiet {
+                            given_up.remove(&name);
+                        }
+                        quiet
+                    }
+                    Some(entry) => {
+                        entry.last = Some((seen, Instant::now()));
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if !stable {
+                settling = true;
+                continue;
+            }
+            tracing::warn!(file = %name, "a terminal result arrived after its request was given up; removed");
+            let path = self.settings.folders.result.join(&name);
+            let _ = tokio::task::spawn_blocking(move || remove_durably(&path)).await;
+        }
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        {
+            let mut waiting = self.waiting();
+            for (name, waiter) in waiting.iter_mut() {
+                if waiter.taking {
+                    continue;
+                }
+                let Some((size, mtime)) = present.get(name) else {
+                    continue;
+                };
+                match waiter.last {
+                    Some((s, m, since)) if s == *size && m == *mtime => {
+                        if now.duration_since(since) >= self.settings.settle && *size > 0 {
+                            waiter.taking = true;
+                            ready.push((name.clone(), waiter.id, since));
+                        } else {
+                            settling = true;
+                        }
+                    }
+                    _ => {
+                        waiter.last = Some((*size, *mtime, now));
+                        settling = true;
+                    }
+                }
+            }
+        }
+        for (name, id, since) in ready {
+            settling |= self.take(&name, id, since).await;
+        }
+        settling
+    }
+
+    /// Results still expected late (given up within the last ten timeouts; older ones are
+    /// forgotten, and then left in `res` for the site to clear).
+    fn late_results(&self) -> Vec<String> {
+        let keep = self.settings.timeout * 10;
+        let mut given_up = self.given_up.lock().unwrap_or_else(|p| p.into_inner());
+        given_up.retain(|_, g| g.at.elapsed() < keep);
+        given_up.keys().cloned().collect()
+    }
+
+    /// Reads, journals and removes one stable result, then hands it to its waiter. Returns
+    /// whether it must be looked at again (it looks cut short and may still be completed).
+    async fn take(&self, name: &str, id: i64, since: Instant) -> bool {
+        let path = self.settings.folders.result.join(name);
+        let max = self.settings.max_result_bytes;
+        let read = tokio::task::spawn_blocking(move || fsio::read_limited(&path, max))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let delivery = match read {
+            Ok(bytes)
+                if !looks_complete(&bytes) && since.elapsed() < self.settings.incomplete_grace =>
+            {
+                if let Some(w) = self.waiting().get_mut(name) {
+                    w.taking = false;
+                }
+                return true;
+            }
+            Ok(bytes) if !self.echoes(name, &bytes) => {
+                tracing::warn!(file = %name, "a terminal result does not echo its request's ArbitraryFileIdentifier");
+                Err("資格確認端末の結果が別の照会のものです / the terminal's result names another request (ArbitraryFileIdentifier)".to_string())
+            }
+            Ok(bytes) => {
+                if let Err(error) = self.journal.store_result(id, bytes.clone()).await {
+                    // Left in `res`: the next look tries again.
+                    tracing::error!(%error, "cannot journal a terminal result; retrying");
+                    if let Some(w) = self.waiting().get_mut(name) {
+                        w.taking = false;
+                    }
+                    return true;
+                }
+                Ok(bytes)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(w) = self.waiting().get_mut(name) {
+                    w.taking = false;
+                    w.last = None;
+                }
+                return false;
+            }
+            Err(error) => {
+                tracing::warn!(%error, file = %name, "the terminal's result file cannot be read");
+                Err(format!(
+                    "資格確認端末の結果ファイルを読めません / the terminal's result file cannot be read: {error}"
+                ))
+            }
+        };
+        let path = self.settings.folders.result.join(name);
+        let _ = tokio::task::spawn_blocking(move || remove_durably(&path)).await;
+        let waiter = self.waiting().remove(name);
+        match waiter.and_then(|mut w| w.tx.take()) {
+            Some(tx) => {
+                let _ = tx.send(delivery);
+            }
+            None => {
+                tracing::warn!(file = %name, "a terminal result arrived after its request was given up")
+            }
+        }
+        false
+    }
+}
+
+impl Terminal {
+    /// Whether the result echoes the request's `ArbitraryFileIdentifier` (when both carry one:
+    /// zipped results and requests without one are matched by file name alone).
+    fn echoes(&self, name: &str, result: &[u8]) -> bool {
+        let expected = self.waiting().get(name).and_then(|w| w.correlation.clone());
+        match (expected, correlation_of(result)) {
+            (Some(expected), Some(found)) => expected == found,
+            _ => true,
+        }
+    }
+}
+
+/// The `ArbitraryFileIdentifier` a request or result carries (a plain value only).
+fn correlation_of(bytes: &[u8]) -> Option<String> {
+    crate::filex::scan_echo(bytes).arbitrary_file_identifier
+}
+
+/// A result that ends before its root element closes is still being written (zipped batch
+/// results are taken as they are: the zip reader checks them).
+fn looks_complete(bytes: &[u8]) -> bool {
+    if bytes.starts_with(b"PK") {
+        return true;
+    }
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace() && *b != 0)
+        .map_or(&bytes[..0], |i| &bytes[..=i]);
+    end.ends_with(b">")
+}
+
+fn remove_durably(path: &Path) {
+    if std::fs::remove_file(path).is_ok()
+        && let Some(dir) = path.parent()
+    {
+        let _ = fsio::sync_dir(dir);
+    }
+}
+
+/// Regular files in `dir` with their size and mtime.
+fn list(dir: &Path) -> std::io::Result<HashMap<String, (u64, Option<SystemTime>)>> {
+    let mut found = HashMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_file() {
+            continue;
+        }
+        if let Ok(meta) = entry.metadata() {
+            found.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                (meta.len(), meta.modified().ok()),
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The collector: one task for every waiting request, until the transport is dropped.
+async fn collect(terminal: Weak<Terminal>) {
+    loop {
+        let Some(this) = terminal.upgrade() else {
+            return;
+        };
+        let settling = this.scan().await;
+        let wait = if settling {
+            this.settings.settle.min(this.settings.rescan)
+        } else {
+            this.settings.rescan
+        };
+        let wake = this.wake.clone();
+        drop(this);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    lookups: &Lookups,
+    journal: &Journal,
+    id: i64,
+    request: &QualificationConfirmationRequest,
+    answer: Result<OnshiAnswer, OnshiError>,
+    latency_ms: u32,
+    provenance: crate::lookup::Provenance,
+) {
+    let ticket = Ticket::journaled(journal.clone(), id);
+    let noting = ticket.clone();
+    let recorded = lookups
+        .record_asked(
+            request,
+            Asked { answer, latency_ms },
+            provenance,
+            move |e| noting.note(e),
+        )
+        .await;
+    match recorded {
+        Ok(_) => ticket.finish().await,
+        Err(error) => {
+            tracing::error!(%error, "a recovered terminal lookup could not be recorded; it is tried again at the next start")
+        }
+    }
+}
+
+impl Transport for Terminal {
+    async fn exchange_journaled(
+        &self,
+        message_id: &str,
+        body: Vec<u8>,
+        recovery: Recovery,
+    ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
+        let started = Instant::now();
+        let deadline = started + self.settings.timeout;
+        let (id, name) = match self
+            .journal
+            .begin(message_id, body.clone(), &recovery, day_jst(), now_ms())
+            .await
+        {
+            Ok(begun) => begun,
+            Err(error) => {
+                return (
+                    Err(OnshiError::Unreachable(format!(
+                        "cannot journal the request: {error}"
+                    ))),
+                    Ticket::default(),
+                );
+            }
+        };
+        let ticket = Ticket::journaled(self.journal.clone(), id);
+        let correlation = correlation_of(&body);
+        let path: PathBuf = self.settings.folders.request.join(&name);
+        let written = tokio::task::spawn_blocking(move || fsio::write_atomic(&path, &body))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        if let Err(error) = written {
+            tracing::error!(%error, "cannot write a request into the terminal's folder");
+            self.withdraw(&name).await;
+            ticket.finish().await;
+            return (
+                Err(OnshiError::Unreachable(format!(
+                    "cannot write the request into the terminal's folder {}: {error}",
+                    self.settings.folders.request.display()
+                ))),
+                Ticket::default(),
+            );
+        }
+        let answer = self
+            .wait_for(id, &name, correlation, started, deadline)
+            .await
+            .map(|body| OnshiAnswer {
+                http_status: 200,
+                body,
+            });
+        (answer, ticket)
+    }
+}

@@ -1,0 +1,723 @@
+//! The terminal transport and the face watch against real folders, with an in-test responder
+//! playing the terminal software (a task answering request files in a temporary folder).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use onshi_domain::events::{EventBody, FleetEvent, LookupOutcome, LookupSource};
+use onshi_domain::patient::PatientHashKey;
+use onshi_domain::site::{SiteCode, TerminalId};
+use onshi_domain::xml::QualificationConfirmationRequest;
+use tokio::sync::Notify;
+
+use super::face::FaceWatch;
+use super::journal::Journal;
+use super::settings::TerminalSettings;
+use super::terminal::{Terminal, result_name};
+use super::{National, Recovery, Transport};
+use crate::lookup::{Lookups, Provenance};
+use crate::outbox::{Outbox, OutboxOptions};
+use crate::recorder::Recorder;
+
+const FACE: &[u8] = include_bytes!("testdata/OQSsiquc01res_face_unordered.xml");
+const SITE: &str = "0110112489";
+
+const REQUEST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<XmlMsg><MessageHeader><QualificationConfirmationDate>20261201</QualificationConfirmationDate><MedicalInstitutionCode>0110112489</MedicalInstitutionCode><ArbitraryFileIdentifier>t-1</ArbitraryFileIdentifier></MessageHeader><MessageBody><QualificationConfirmSearchInfo><InsurerNumber>01130012</InsurerNumber><InsuredCardSymbol>12345</InsuredCardSymbol><InsuredIdentificationNumber>678</InsuredIdentificationNumber><Birthdate>19800101</Birthdate><LimitApplicationCertificateRelatedConsFlg>0</LimitApplicationCertificateRelatedConsFlg></QualificationConfirmSearchInfo></MessageBody></XmlMsg>"#;
+
+/// One agent's state in a temporary folder: data dir and the terminal's folders.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["OQS/req", "OQS/res", "OQS/face", "data"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn oqs(&self) -> PathBuf {
+        self.dir.path().join("OQS")
+    }
+
+    fn settings(&self, timeout_ms: u64) -> TerminalSettings {
+        let mut s = TerminalSettings::new(&self.oqs(), Duration::from_millis(timeout_ms));
+        s.rescan = Duration::from_millis(200);
+        s.settle = Duration::from_millis(20);
+        s.slow = Duration::from_millis(timeout_ms / 2);
+        s
+    }
+
+    /// Opens everything as a (re)started agent does.
+    fn open(&self, timeout_ms: u64) -> Agent {
+        let data = self.dir.path().join("data");
+        let outbox = Outbox::open(
+            &data.join("outbox.sqlite3"),
+            OutboxOptions {
+                key_file: data.join("outbox.key"),
+                budget_bytes: 256 * 1024 * 1024,
+                site: SiteCode::parse(SITE).unwrap(),
+                terminal: TerminalId::parse("T01").unwrap(),
+            },
+        )
+        .unwrap();
+        let journal = Journal::open(
+            &data.join("terminal.sqlite3"),
+            outbox.stream_id().0.to_string(),
+        )
+        .unwrap();
+        let settings = self.settings(timeout_ms);
+        let terminal = Terminal::start(settings.clone(), journal.clone()).unwrap();
+        let wake = Arc::new(Notify::new());
+        let recorder = Recorder::new(SiteCode::parse(SITE).unwrap(), outbox.clone(), wake.clone());
+        let lookups = Arc::new(Lookups::new(
+            TerminalId::parse("T01").unwrap(),
+            National::Terminal(terminal.clone()),
+            recorder.clone(),
+            key(),
+        ));
+        let face = FaceWatch::new(
+            &settings,
+            journal.clone(),
+            recorder,
+            key(),
+            TerminalId::parse("T01").unwrap(),
+        );
+        Agent {
+            outbox,
+            terminal,
+            lookups,
+            face: Some(face),
+            wake,
+        }
+    }
+}
+
+fn key() -> PatientHashKey {
+    PatientHashKey::from_hex(&"ab".repeat(32)).unwrap()
+}
+
+struct Agent {
+    outbox: Outbox,
+    terminal: Arc<Terminal>,
+    lookups: Arc<Lookups>,
+    face: Option<FaceWatch>,
+    wake: Arc<Notify>,
+}
+
+impl Agent {
+    async fn events(&self) -> Vec<FleetEvent> {
+        let pending = self.outbox.pending(0, 100_000, usize::MAX).await.unwrap();
+        pending
+            .into_iter()
+            .map(|p| FleetEvent::try_from(p.event).unwrap())
+            .collect()
+    }
+
+    /// Lets work the aborted task had handed to blocking threads finish (as if the process had
+    /// died after it), so the next "run" starts from what is on disk.
+    async fn quiesce(&self) {
+        self.outbox.status().await.unwrap();
+        self.terminal.journal().face_names().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.outbox.status().await.unwrap();
+    }
+
+    /// Waits (on the recorder's notification) until the outbox holds `n` events.
+    async fn until(&self, what: &str, n: u64) -> Vec<FleetEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.wake.notified();
+            if self.outbox.status().await.unwrap().last_sequence >= n {
+                return self.events().await;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    }
+}
+
+fn lookups(events: &[FleetEvent]) -> Vec<&onshi_domain::events::Lookup> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Lookup(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+fn provenance() -> Provenance {
+    Provenance {
+        source: LookupSource::Counter,
+        batch_id: None,
+        terminal: TerminalId::parse("T01").unwrap(),
+    }
+}
+
+fn request() -> QualificationConfirmationRequest {
+    QualificationConfirmationRequest::from_xml(REQUEST.as_bytes()).unwrap()
+}
+
+/// What the responder saw.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<String>,
+    bad: Vec<String>,
+    /// Answers written whole.
+    answered: usize,
+}
+
+/// Plays the terminal software: answers every `*req_*.xml` in `req` with `answer` under the
+/// result name in `res` (written in two halves, `pause` apart, to test the stability check),
+/// and takes the request away. Never treats another name as a request.
+fn responder(
+    oqs: PathBuf,
+    answer: Vec<u8>,
+    pause: Duration,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    responder_echoing(oqs, answer, pause, true)
+}
+
+/// [`responder`], echoing the request's `ArbitraryFileIdentifier` in the answer (as the terminal
+/// does) or not.
+fn responder_echoing(
+    oqs: PathBuf,
+    answer: Vec<u8>,
+    pause: Duration,
+    echo: bool,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let (req, res) = (oqs.join("req"), oqs.join("res"));
+        loop {
+            let mut names: Vec<String> = std::fs::read_dir(&req)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for name in names {
+                if !(name.contains("req_") && name.ends_with(".xml")) || name.starts_with('.') {
+                    continue;
+                }
+                let bytes = std::fs::read(req.join(&name)).unwrap();
+                // Whole when it appears: a temp file is never seen under a request name.
+                if QualificationConfirmationRequest::from_xml(&bytes).is_err() {
+                    record.lock().unwrap().bad.push(name.clone());
+                }
+                std::fs::remove_file(req.join(&name)).unwrap();
+                record.lock().unwrap().requests.push(name.clone());
+                let id = crate::filex::scan_echo(&bytes).arbitrary_file_identifier;
+                let answer = match (echo, id) {
+                    (true, Some(id)) => String::from_utf8(answer.clone())
+                        .unwrap()
+                        .replace("c2FtcGxlLWZhY2U=", &id)
+                        .into_bytes(),
+                    _ => answer.clone(),
+                };
+                let out = res.join(result_name(&name));
+                // Cut inside a tag, so the first half cannot pass for a whole file.
+                let half = answer
+                    .windows(6)
+                    .position(|w| w == b"<Name>")
+                    .map_or(answer.len() / 2, |i| i + 3);
+                std::fs::write(&out, &answer[..half]).unwrap();
+                tokio::time::sleep(pause).await;
+                let mut file = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
+                std::io::Write::write_all(&mut file, &answer[half..]).unwrap();
+                drop(file);
+                record.lock().unwrap().answered += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (seen, task)
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_lookup_goes_through_the_terminal_folder_once_and_is_recorded() {
+    let site = Site::new();
+    let agent = site.open(5_000);
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(60));
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    task.abort();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Valid);
+    let raw = String::from_utf8(confirmed.raw_result.clone().unwrap()).unwrap();
+    assert!(
+        raw.contains("<ArbitraryFileIdentifier>t-1<"),
+        "the result echoes the request"
+    );
+    let (requests, bad) = {
+        let seen = seen.lock().unwrap();
+        (seen.requests.clone(), seen.bad.clone())
+    };
+    assert_eq!(requests.len(), 1, "written once");
+    assert!(bad.is_empty(), "never seen half-written");
+    let name = &requests[0];
+    // OQSsiquc01req_<yyyyMMdd><nnnn>_ofa<8 hex>.xml
+    let suffix = name
+        .strip_prefix("OQSsiquc01req_")
+        .and_then(|s| s.strip_suffix(".xml"))
+        .unwrap();
+    assert_eq!(suffix.len(), 12 + 4 + 8, "{name}");
+    assert!(suffix[..12].bytes().all(|b| b.is_ascii_digit()));
+    assert!(suffix[12..].starts_with("_ofa"));
+    // The result was taken away, nothing is left in the journal, the lookup is recorded once.
+    assert!(names_in(&site.oqs().join("res")).is_empty());
+    assert!(names_in(&site.oqs().join("req")).is_empty());
+    assert!(
+        agent
+            .terminal
+            .journal()
+            .open_entries()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(lookups(&agent.events().await).len(), 1);
+    assert_eq!(
+        agent
+            .terminal
+            .health()
+            .assess(std::time::Instant::now())
+            .state,
+        super::health::TerminalState::Answered
+    );
+}
+
+#[tokio::test]
+async fn many_lookups_at_once_each_get_their_own_result() {
+    let site = Site::new();
+    let agent = site.open(10_000);
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::ZERO);
+    let mut calls = Vec::new();
+    for _ in 0..40 {
+        let lookups = agent.lookups.clone();
+        calls.push(tokio::spawn(async move {
+            lookups.confirm(&request(), provenance()).await.unwrap()
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().answer.outcome, LookupOutcome::Valid);
+    }
+    task.abort();
+    let names: HashSet<String> = seen.lock().unwrap().requests.iter().cloned().collect();
+    assert_eq!(names.len(), 40);
+    assert_eq!(lookups(&agent.events().await).len(), 40);
+}
+
+#[tokio::test]
+async fn a_silent_terminal_is_unreachable_with_guidance_and_the_request_is_withdrawn() {
+    let site = Site::new();
+    let agent = site.open(300);
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Unreachable);
+    let message = &confirmed.answer.message;
+    assert!(
+        message.starts_with("資格確認端末が応答しません"),
+        "{message}"
+    );
+    assert!(
+        message.contains("check that the terminal software is running"),
+        "{message}"
+    );
+    // Never answered unrecorded later: the request left the terminal's folder.
+    assert!(names_in(&site.oqs().join("req")).is_empty());
+    assert!(
+        agent
+            .terminal
+            .journal()
+            .open_entries()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let events = agent.events().await;
+    assert_eq!(lookups(&events)[0].outcome, LookupOutcome::Unreachable);
+    assert_eq!(
+        agent
+            .terminal
+            .health()
+            .assess(std::time::Instant::now())
+            .state,
+        super::health::TerminalState::Silent
+    );
+    // It recovers when the terminal answers again.
+    let (_, task) = responder(site.oqs(), FACE.to_vec(), Duration::ZERO);
+    let again = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    task.abort();
+    assert_eq!(again.answer.outcome, LookupOutcome::Valid);
+    assert_eq!(
+        agent
+            .terminal
+            .health()
+            .assess(std::time::Instant::now())
+            .state,
+        super::health::TerminalState::Answered
+    );
+}
+
+#[tokio::test]
+async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start() {
+    let site = Site::new();
+    {
+        let agent = site.open(30_000);
+        let lookups = agent.lookups.clone();
+        let call = tokio::spawn(async move { lookups.confirm(&request(), provenance()).await });
+        // The request appears; the agent "dies" (the call is dropped mid-wait).
+        let req = site.oqs().join("req");
+        while names_in(&req).iter().all(|n| n.starts_with('.')) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        call.abort();
+        let _ = call.await;
+        agent.quiesce().await;
+        agent.terminal.stop_watching();
+        assert!(lookups_count(&agent).await == 0);
+    }
+    // The terminal answers while the agent is down.
+    let req = site.oqs().join("req");
+    let name = names_in(&req).pop().unwrap();
+    std::fs::remove_file(req.join(&name)).unwrap();
+    std::fs::write(site.oqs().join("res").join(result_name(&name)), FACE).unwrap();
+    // Restart: the journal is reopened and the result recorded, once; nothing is written again.
+    let agent = site.open(30_000);
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&agent.lookups, &agent.outbox)
+            .await
+            .unwrap(),
+        1
+    );
+    let events = agent.events().await;
+    assert_eq!(lookups(&events).len(), 1);
+    assert_eq!(lookups(&events)[0].outcome, LookupOutcome::Valid);
+    assert!(
+        names_in(&req).is_empty(),
+        "the request is never written twice"
+    );
+    assert!(names_in(&site.oqs().join("res")).is_empty());
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&agent.lookups, &agent.outbox)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(lookups(&agent.events().await).len(), 1);
+}
+
+#[tokio::test]
+async fn a_late_result_is_removed_and_never_recorded() {
+    let site = Site::new();
+    let agent = site.open(300);
+    // The terminal takes the request and finishes its answer long after the agent gave up.
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(800));
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Unreachable);
+    let res = site.oqs().join("res");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Wait for the late answer to be complete, then for the agent to take it away.
+    while !names_in(&res).is_empty() || seen.lock().unwrap().answered == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late result stays in res"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(lookups_count(&agent).await, 1);
+}
+
+#[tokio::test]
+async fn a_result_that_names_another_request_is_not_taken_for_this_one() {
+    let site = Site::new();
+    let agent = site.open(5_000);
+    let (_, task) = responder_echoing(site.oqs(), FACE.to_vec(), Duration::ZERO, false);
+    let confirmed = agent
+        .lookups
+        .confirm(&request(), provenance())
+        .await
+        .unwrap();
+    task.abort();
+    assert_eq!(confirmed.answer.outcome, LookupOutcome::Unreachable);
+    assert!(
+        confirmed.answer.message.contains("ArbitraryFileIdentifier"),
+        "{}",
+        confirmed.answer.message
+    );
+}
+
+async fn lookups_count(agent: &Agent) -> usize {
+    lookups(&agent.events().await).len()
+}
+
+#[tokio::test]
+async fn a_noted_event_is_not_recorded_again_and_an_uncommitted_one_is() {
+    let site = Site::new();
+    let agent = site.open(30_000);
+    let journal = agent.terminal.journal().clone();
+    let recovery = Recovery::lookup(&provenance());
+    // Recorded and noted, but the agent died before closing the entry.
+    let (committed, _) = journal
+        .begin(
+            "OQSsiquc01",
+            REQUEST.as_bytes().to_vec(),
+            &recovery,
+            "20261201".into(),
+            0,
+        )
+        .await
+        .unwrap();
+    journal
+        .store_result(committed, FACE.to_vec())
+        .await
+        .unwrap();
+    let ticket = super::Ticket::journaled(journal.clone(), committed);
+    agent
+        .lookups
+        .record_asked(
+            &request(),
+            crate::lookup::Asked {
+                answer: Ok(super::OnshiAnswer {
+                    http_status: 200,
+                    body: FACE.to_vec(),
+                }),
+                latency_ms: 1,
+            },
+            provenance(),
+            move |e| ticket.note(e),
+        )
+        .await
+        .unwrap();
+    // Answered, noted with an event that never committed (a sequence the outbox never reached).
+    let (rolled_back, _) = journal
+        .begin(
+            "OQSsiquc01",
+            REQUEST.as_bytes().to_vec(),
+            &recovery,
+            "20261201".into(),
+            0,
+        )
+        .await
+        .unwrap();
+    journal
+        .store_result(rolled_back, FACE.to_vec())
+        .await
+        .unwrap();
+    let mut phantom = agent.events().await.remove(0);
+    phantom.sequence = 99;
+    journal.note_blocking(rolled_back, &phantom).unwrap();
+    assert_eq!(lookups_count(&agent).await, 1);
+    agent
+        .terminal
+        .recover(&agent.lookups, &agent.outbox)
+        .await
+        .unwrap();
+    assert_eq!(
+        lookups_count(&agent).await,
+        2,
+        "only the uncommitted one is recorded"
+    );
+    assert!(journal.open_entries().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn exchanges_whose_caller_is_gone_are_withdrawn_at_start() {
+    let site = Site::new();
+    {
+        let agent = site.open(30_000);
+        let terminal = agent.terminal.clone();
+        let call = tokio::spawn(async move {
+            terminal
+                .exchange_journaled("YZKsiquc01", b"<XmlMsg/>".to_vec(), Recovery::HandOver)
+                .await
+        });
+        let req = site.oqs().join("req");
+        while names_in(&req).iter().all(|n| n.starts_with('.')) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        call.abort();
+        let _ = call.await;
+        agent.quiesce().await;
+    }
+    let agent = site.open(30_000);
+    agent
+        .terminal
+        .recover(&agent.lookups, &agent.outbox)
+        .await
+        .unwrap();
+    assert!(names_in(&site.oqs().join("req")).is_empty());
+    assert!(
+        agent
+            .terminal
+            .journal()
+            .open_entries()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(lookups_count(&agent).await, 0);
+}
+
+#[test]
+fn the_corpus_face_result_reads() {
+    let result = onshi_domain::xml::QualificationConfirmationResult::from_xml(FACE).unwrap();
+    assert_eq!(result.body.results.len(), 1);
+    let sjis = shift_jis(FACE);
+    onshi_domain::xml::QualificationConfirmationResult::from_xml(&sjis).unwrap();
+}
+
+fn shift_jis(utf8: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(utf8)
+        .unwrap()
+        .replacen("encoding=\"UTF-8\"", "encoding=\"Shift_JIS\"", 1)
+        .replacen(
+            "<CharacterCodeIdentifier>0<",
+            "<CharacterCodeIdentifier>1<",
+            1,
+        );
+    encoding_rs::SHIFT_JIS.encode(&text).0.into_owned()
+}
+
+/// Writes face file `i` as the terminal does (whole, under its final name).
+fn write_face(dir: &Path, i: usize) {
+    let bytes = if i.is_multiple_of(2) {
+        FACE.to_vec()
+    } else {
+        shift_jis(FACE)
+    };
+    let name = format!("OQSsiquc01res_face_{i:05}_20261201091502.xml");
+    let temp = dir.join(format!(".{name}.part"));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(temp, dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_face_results_is_recorded_once_each_across_a_restart() {
+    const N: usize = 1_000;
+    let site = Site::new();
+    let face_dir = site.oqs().join("face");
+    for i in 0..N {
+        write_face(&face_dir, i);
+    }
+    let before: Vec<(String, Vec<u8>)> = names_in(&face_dir)
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(face_dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    // First run: stopped abruptly (the task dropped mid-step) part-way through the burst.
+    {
+        let mut agent = site.open(5_000);
+        let face = agent.face.take().unwrap();
+        face.recover(&agent.outbox).await.unwrap();
+        let run = tokio::spawn(face.run(std::future::pending()));
+        agent
+            .until("a third of the burst", (2 * N / 3) as u64)
+            .await;
+        run.abort();
+        let _ = run.await;
+        agent.quiesce().await;
+        let recorded = agent.outbox.status().await.unwrap().last_sequence;
+        assert!(
+            recorded < (2 * N) as u64,
+            "stopped part-way ({recorded} events)"
+        );
+    }
+    // Restart: unfinished steps are finished, the rest read; each file recorded once.
+    let mut agent = site.open(5_000);
+    let face = agent.face.take().unwrap();
+    face.recover(&agent.outbox).await.unwrap();
+    let run = tokio::spawn(face.run(std::future::pending()));
+    let events = agent
+        .until("every face result and its consent", (2 * N) as u64)
+        .await;
+    // Then a little more time: nothing more arrives.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    run.abort();
+    let events_after = agent.events().await;
+    assert_eq!(events_after.len(), events.len(), "nothing recorded twice");
+    let looked: Vec<_> = lookups(&events_after);
+    assert_eq!(looked.len(), N);
+    assert!(looked.iter().all(|l| l.outcome == LookupOutcome::Valid
+        && l.route == onshi_domain::events::LookupRoute::MyNumberCard
+        && l.identity_verification == onshi_domain::events::IdentityVerification::Face));
+    let consents: Vec<_> = events_after
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Consent(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(consents.len(), N);
+    assert_eq!(consents[0].drug, onshi_domain::events::ConsentChoice::Given);
+    assert_eq!(
+        consents[0].checkup,
+        onshi_domain::events::ConsentChoice::Given
+    );
+    // The files are the terminal's: untouched.
+    let after: Vec<(String, Vec<u8>)> = names_in(&face_dir)
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(face_dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn face_rows_of_files_cleared_away_are_forgotten_once_old_enough() {
+    let site = Site::new();
+    let agent = site.open(5_000);
+    let journal = agent.terminal.journal().clone();
+    for name in ["gone_old", "kept_old", "gone_new"] {
+        journal
+            .face_begin(name.into(), 1, None, 2, 0)
+            .await
+            .unwrap();
+    }
+    journal.face_step("gone_new".into(), 2).await.unwrap();
+    let present = HashSet::from(["kept_old".to_string()]);
+    assert_eq!(journal.face_prune(present, 1).await.unwrap(), 2);
+    let left = journal.face_names().await.unwrap();
+    assert_eq!(left, HashSet::from(["kept_old".to_string()]));
+}

@@ -1,0 +1,299 @@
+//! The agent in terminal mode, end to end: the real `edge-agent` process reaching the national
+//! system through `onshi-sim terminal`'s folders (the qualification terminal's file interface),
+//! events at central in PostgreSQL.
+
+use std::path::{Path, PathBuf};
+
+use e2e::{
+    AgentSite, Pki, Running, TestDb, ViewPatient, await_events, bin, eventually, https_endpoint,
+    sim_people, sim_terminal_command, start_central, start_sim_terminal, stored_events,
+    stored_lookups,
+};
+
+/// The corpus clinic in Hokkaido, the sim terminal's default institution.
+const CLINIC: &str = "0110112489";
+
+struct Stack {
+    db: TestDb,
+    _pki: Pki,
+    _central: Running,
+    terminal: Running,
+    site: AgentSite,
+    folder: PathBuf,
+}
+
+impl Stack {
+    async fn start(timeout_ms: u64, sim_flags: &[&str]) -> anyhow::Result<(Self, Running)> {
+        Self::start_with(timeout_ms, sim_flags, "").await
+    }
+
+    /// With `extra` appended to the agent's configuration (e.g. a staff roster).
+    async fn start_with(
+        timeout_ms: u64,
+        sim_flags: &[&str],
+        extra: &str,
+    ) -> anyhow::Result<(Self, Running)> {
+        let pki = Pki::new(&[CLINIC])?;
+        let db = TestDb::create().await?;
+        let central = start_central(&pki, &db).await?;
+        // The direct endpoint is never used in terminal mode.
+        let site = AgentSite::new(
+            &pki,
+            CLINIC,
+            &https_endpoint(&central, "grpc"),
+            "https://127.0.0.1:9",
+        )?;
+        let folder = site.dir().join("OQS");
+        let terminal = start_sim_terminal(&folder, sim_flags).await?;
+        site.use_terminal(&folder, timeout_ms)?;
+        if !extra.is_empty() {
+            site.append_config(extra)?;
+        }
+        let agent = site.start().await?;
+        Ok((
+            Self {
+                db,
+                _pki: pki,
+                _central: central,
+                terminal,
+                site,
+                folder,
+            },
+            agent,
+        ))
+    }
+
+    async fn knobs(&self, flags: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["knobs"];
+        args.extend_from_slice(flags);
+        sim_terminal_command(&self.folder, &args).await?;
+        Ok(())
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .filter(|n| n != "done")
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start(10_000, &[]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+
+    let output = stack.site.lookup(&person).await?;
+    assert!(
+        output.status.success(),
+        "lookup failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid", "reply: {reply}");
+    // The terminal took the request and the agent took the result: nothing is left behind.
+    assert!(names(&stack.folder.join("req")).is_empty());
+    assert!(names(&stack.folder.join("res")).is_empty());
+
+    // A patient on the face reader: recorded once, as a card lookup with its consent.
+    let face = sim_terminal_command(
+        &stack.folder,
+        &["present", "--holder", "0", "--consent", "drug,checkup"],
+    )
+    .await?;
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 2).await;
+    let by_card = lookups
+        .iter()
+        .find(|l| l["route"] == "my_number_card")
+        .expect("the face result's lookup");
+    assert_eq!(by_card["identity_verification"], "face");
+    let consents = await_events(&stack.db, CLINIC, "consent", 1).await;
+    assert_eq!(consents[0]["drug"], "given", "{}", consents[0]);
+    // The face file is the terminal's: still there, as written.
+    let written: serde_json::Value = serde_json::from_str(face.trim())?;
+    let face_path = written["face"]
+        .as_str()
+        .expect("present prints the face file");
+    assert!(Path::new(face_path).exists());
+
+    // The terminal's health is the national link.
+    let status = stack.site.status().await?;
+    let national = status["national_link"].as_str().unwrap_or_default();
+    assert!(national.contains("answered"), "{status}");
+    let links = await_events(&stack.db, CLINIC, "link_change", 1).await;
+    assert!(links.iter().any(|l| l["state"] == "up"), "{links:?}");
+    drop(stack.terminal);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_terminal_tells_the_clerk_and_recovers() -> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start(1_500, &["--silent"]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+
+    let output = stack.site.lookup(&person).await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("資格確認端末が応答しません"), "{text}");
+    assert!(text.contains("terminal software is running"), "{text}");
+    // The unanswered request was withdrawn: the terminal cannot answer it unrecorded later.
+    assert!(
+        names(&stack.folder.join("req")).is_empty(),
+        "{:?}",
+        names(&stack.folder.join("req"))
+    );
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
+    assert_eq!(lookups[0]["outcome"], "unreachable");
+    eventually("the national link down at central", || async {
+        let links = stored_events(&stack.db, CLINIC, "link_change").await.ok()?;
+        links.iter().any(|l| l["state"] == "down").then_some(())
+    })
+    .await;
+
+    stack.knobs(&["--silent", "false"]).await?;
+    // The terminal reads its knobs when they change: the clerk tries again until it answers.
+    eventually("a lookup answered again", || async {
+        let output = stack.site.lookup(&person).await.ok()?;
+        let reply: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        (reply["outcome"] == "valid").then_some(())
+    })
+    .await;
+    eventually("the national link up again at central", || async {
+        let links = stored_events(&stack.db, CLINIC, "link_change").await.ok()?;
+        (links.last()?["state"] == "up").then_some(())
+    })
+    .await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start()
+-> anyhow::Result<()> {
+    let (stack, agent) = Stack::start(30_000, &["--silent"]).await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    // The counter asks; the terminal is down, so the request waits in `req`.
+    let site = &stack.site;
+    let pending = tokio::spawn({
+        let config = site.config.clone();
+        let person = person.clone();
+        async move {
+            tokio::process::Command::new(e2e::bin("edge-agent"))
+                .arg("--config")
+                .arg(config)
+                .args(["lookup", "--json"])
+                .args(["--insurer", &person.insurer_number])
+                .args(["--symbol", &person.symbol])
+                .args(["--number", &person.number])
+                .args(["--branch", &person.branch])
+                .args(["--birthdate", &person.birthdate])
+                .output()
+                .await
+        }
+    });
+    let req = stack.folder.join("req");
+    let written = eventually("the request in the terminal's folder", || async {
+        let names = names(&req);
+        (!names.is_empty()).then_some(names)
+    })
+    .await;
+    assert_eq!(written.len(), 1);
+    // kill -9 of the agent, then the terminal answers while it is down.
+    agent.kill().await?;
+    let _ = pending.await;
+    stack.knobs(&["--silent", "false"]).await?;
+    let res = stack.folder.join("res");
+    eventually("the terminal's result in res", || async {
+        (!names(&res).is_empty()).then_some(())
+    })
+    .await;
+    // At start the result is matched, recorded once, and taken away; nothing is sent again.
+    let _agent = stack.site.start().await?;
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
+    assert_eq!(lookups[0]["outcome"], "valid");
+    eventually("the result taken from res", || async {
+        names(&res).is_empty().then_some(())
+    })
+    .await;
+    let person_two = sim_people("valid", 2).await?.remove(1);
+    let output = stack.site.lookup(&person_two).await?;
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid");
+    await_events(&stack.db, CLINIC, "lookup", 2).await;
+    let all = stored_lookups(&stack.db).await?;
+    assert_eq!(all.len(), 2, "each result recorded once: {all:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_national_batch_and_a_drug_view_go_through_the_terminal() -> anyhow::Result<()> {
+    let (stack, _agent) =
+        Stack::start_with(10_000, &[], "[[staff]]\nid = \"D1\"\nrole = \"doctor\"\n").await?;
+
+    // The batch inquiry's two steps (OQSmuquc01, then OQSmuquc02 until the results are ready).
+    let valid = sim_people("valid", 2).await?;
+    let mut csv = String::from("row_id,insurer_number,symbol,number,branch,birthdate\n");
+    for (i, p) in valid.iter().enumerate() {
+        csv.push_str(&format!(
+            "R-{i},{},{},{},{},{}\n",
+            p.insurer_number, p.symbol, p.number, p.branch, p.birthdate
+        ));
+    }
+    let input = stack.site.dir().join("batch.csv");
+    std::fs::write(&input, &csv)?;
+    let out = stack.site.dir().join("batch_result.csv");
+    let output = tokio::process::Command::new(bin("edge-agent"))
+        .arg("--config")
+        .arg(&stack.site.config)
+        .args(["batch", "--json", "--mode", "national", "--csv"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "batch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(summary["valid"], 2, "{summary}");
+
+    // The first valid person presents the card on the face reader and agrees to share drug
+    // information; a doctor then views it, through a YZKsiquc01 request file.
+    let everyone = sim_people("any", 200).await?;
+    let holder = everyone
+        .iter()
+        .position(|p| p.number == valid[0].number && p.insurer_number == valid[0].insurer_number)
+        .expect("the valid person's index");
+    sim_terminal_command(
+        &stack.folder,
+        &[
+            "present",
+            "--holder",
+            &holder.to_string(),
+            "--consent",
+            "drug",
+        ],
+    )
+    .await?;
+    await_events(&stack.db, CLINIC, "consent", 1).await;
+    let (code, drug, stderr) = stack
+        .site
+        .view("drug", "D1", ViewPatient::Card(&valid[0]))
+        .await?;
+    assert_eq!(code, Some(0), "{drug} {stderr}");
+    assert_eq!(drug["allowed"], true, "{drug}");
+    assert!(names(&stack.folder.join("req")).is_empty());
+    assert!(names(&stack.folder.join("res")).is_empty());
+    Ok(())
+}
