@@ -42,12 +42,13 @@ demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C st
 	scripts/demo.sh
 
 .PHONY: bench
-bench: deps ## Ingest (vs raw COPY), connection, drain and dashboard page benchmarks, release build, throwaway PostgreSQL
-	$(CARGO) build --release --locked -p central -p edge-agent -p fleet-bench
+bench: deps ## Ingest (vs raw COPY), connection, drain, dashboard page and terminal-folder benchmarks, release build, throwaway PostgreSQL
+	$(CARGO) build --release --locked -p central -p edge-agent -p onshi-sim -p fleet-bench
 	scripts/with-pg.sh target/release/fleet-bench ingest
 	scripts/with-pg.sh target/release/fleet-bench connections
 	scripts/with-pg.sh target/release/fleet-bench drain
 	scripts/with-pg.sh target/release/fleet-bench pages
+	scripts/with-pg.sh target/release/fleet-bench terminal
 
 .PHONY: clean-local
 clean-local: ## Remove the demo's data (PKI, database, outboxes)

@@ -9,6 +9,8 @@
 //!   the agents send at half the measured rate and the ack latency is measured.
 //! - `pages`: seeds 1,000 sites and 10 million events and times every dashboard page as a
 //!   signed-in browser would, against the request path's own baseline (`pages.rs`).
+//! - `terminal`: counter lookups through the qualification terminal's folders against direct
+//!   mode, both through real agents, onshi-sim and central (`terminal.rs`).
 //! - `connections`: holds many concurrent agent sessions with heartbeats and reports central's
 //!   resident memory per connection (from /proc/<pid>/status).
 //!
@@ -83,6 +85,19 @@ enum Mode {
         #[arg(long, default_value_t = 40)]
         requests: usize,
     },
+    /// Counter lookups through the qualification terminal's folders (onshi-sim terminal at
+    /// 0 ms) against direct mode (HTTPS to onshi-sim): the file round trip's overhead.
+    Terminal {
+        /// Lookups per mode.
+        #[arg(long, default_value_t = 500)]
+        lookups: usize,
+        /// Seconds of measuring at most (it stops with what it has).
+        #[arg(long, default_value_t = 180)]
+        max_secs: u64,
+        /// The terminal agent's settle_ms (default: the agent's default).
+        #[arg(long)]
+        settle_ms: Option<u64>,
+    },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
     Connections {
         #[arg(long, default_value_t = 5_000)]
@@ -146,6 +161,20 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("the drain benchmark took more than 10 minutes")?
             }
+            Mode::Terminal {
+                lookups,
+                max_secs,
+                settle_ms,
+            } => {
+                let options = terminal::Options {
+                    lookups: lookups.max(1),
+                    budget: Duration::from_secs(max_secs),
+                    settle_ms,
+                };
+                tokio::time::timeout(Duration::from_secs(max_secs + 120), terminal::run(options))
+                    .await
+                    .context("the terminal benchmark overran its budget by two minutes")?
+            }
             Mode::Connections {
                 connections,
                 certs,
@@ -168,6 +197,7 @@ fn main() -> anyhow::Result<()> {
 
 mod drain;
 mod pages;
+mod terminal;
 
 // ------------------------------------------------------------------------------- central
 

@@ -48,8 +48,27 @@ where
     }
 }
 
-/// A binary built by `make build` (cargo build --workspace --bins).
+/// Where [`bin`] finds the binaries when not in `target/debug` (see [`use_binaries_from`]).
+static BIN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes every helper here start the binaries in `dir` instead of `target/debug`: the
+/// benchmarks run the release builds beside themselves. Set once, before anything starts.
+pub fn use_binaries_from(dir: &Path) {
+    let _ = BIN_DIR.set(dir.to_path_buf());
+}
+
+/// A binary built by `make build` (cargo build --workspace --bins), or in the folder given to
+/// [`use_binaries_from`].
 pub fn bin(name: &str) -> PathBuf {
+    if let Some(dir) = BIN_DIR.get() {
+        let path = dir.join(name);
+        assert!(
+            path.exists(),
+            "the {name} binary is missing at {}: build it in the same profile",
+            path.display()
+        );
+        return path;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
