@@ -97,6 +97,9 @@ enum Mode {
         /// The terminal agent's settle_ms (default: the agent's default).
         #[arg(long)]
         settle_ms: Option<u64>,
+        /// The terminal agent's rescan_ms (default: the agent's default).
+        #[arg(long)]
+        rescan_ms: Option<u64>,
     },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
     Connections {
@@ -165,11 +168,13 @@ fn main() -> anyhow::Result<()> {
                 lookups,
                 max_secs,
                 settle_ms,
+                rescan_ms,
             } => {
                 let options = terminal::Options {
                     lookups: lookups.max(1),
                     budget: Duration::from_secs(max_secs),
                     settle_ms,
+                    rescan_ms,
                 };
                 tokio::time::timeout(Duration::from_secs(max_secs + 120), terminal::run(options))
                     .await

@@ -30,8 +30,9 @@ pub(crate) struct Options {
     pub lookups: usize,
     /// The measuring stops here, with what it has, if the lookups are not done.
     pub budget: Duration,
-    /// The terminal agent's `settle_ms` (None: the agent's default).
+    /// The terminal agent's `settle_ms` and `rescan_ms` (None: the agent's defaults).
     pub settle_ms: Option<u64>,
+    pub rescan_ms: Option<u64>,
 }
 
 struct Agent {
@@ -70,13 +71,17 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     let terminal_site = AgentSite::new(&pki, CLINIC, &central_endpoint, "https://127.0.0.1:9")?;
     let folder = terminal_site.dir().join("OQS");
     let _terminal = e2e::start_sim_terminal(&folder, &["--latency-ms", "0"]).await?;
-    let settle = options
-        .settle_ms
-        .map_or(String::new(), |ms| format!("\nsettle_ms = {ms}"));
+    let knobs: String = [
+        ("settle_ms", options.settle_ms),
+        ("rescan_ms", options.rescan_ms),
+    ]
+    .iter()
+    .filter_map(|(name, ms)| ms.map(|ms| format!("\n{name} = {ms}")))
+    .collect();
     terminal_site.edit_config(
         "timeout_ms = 5000",
         &format!(
-            "timeout_ms = 5000\ntransport = \"terminal\"\nfolder = \"{}\"{settle}",
+            "timeout_ms = 5000\ntransport = \"terminal\"\nfolder = \"{}\"{knobs}",
             folder.display()
         ),
     )?;
@@ -131,9 +136,9 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     }
     anyhow::ensure!(rounds > 0, "no round was measured within the budget");
 
-    let settle_ms = options
-        .settle_ms
-        .unwrap_or_else(edge_agent::national::settings::default_settle_ms);
+    use edge_agent::national::settings::{default_rescan_ms, default_settle_ms};
+    let settle_ms = options.settle_ms.unwrap_or_else(default_settle_ms);
+    let rescan_ms = options.rescan_ms.unwrap_or_else(default_rescan_ms);
     let [t, d] = [0, 1].map(|m| {
         let agent = &mut modes[m];
         [Stats::of(&mut agent.times), Stats::of(&mut agent.exchange)]
@@ -150,7 +155,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     };
     println!(
         "terminal: {rounds} counter lookups per mode (control API, valid people), \
-         sim terminal at 0 ms, settle_ms = {settle_ms}"
+         sim terminal at 0 ms, settle_ms = {settle_ms}, rescan_ms = {rescan_ms}"
     );
     println!(
         "{:<36} {:>8} {:>8} {:>8}",
@@ -172,6 +177,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
             "mode": "terminal",
             "lookups_per_mode": rounds,
             "settle_ms": settle_ms,
+            "rescan_ms": rescan_ms,
             "terminal_ms": t[0].json(),
             "direct_ms": d[0].json(),
             "overhead_ms": overhead.json(),
