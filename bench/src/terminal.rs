@@ -81,7 +81,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     terminal_site.edit_config(
         "timeout_ms = 5000",
         &format!(
-            "timeout_ms = 5000\ntransport = \"terminal\"\nfolder = \"{}\"{knobs}",
+            "timeout_ms = 30000\ntransport = \"terminal\"\nfolder = \"{}\"{knobs}",
             folder.display()
         ),
     )?;
