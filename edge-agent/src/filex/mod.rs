@@ -561,7 +561,7 @@ async fn write_journal(path: PathBuf, journal: Journal) {
 pub(crate) fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| changes_files(&e.kind)) {
             wake.notify_one();
         }
     });
@@ -574,6 +574,18 @@ pub(crate) fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::Recommended
             tracing::warn!(%error, folder = %dir.display(), "file-system notification unavailable; relying on the periodic rescan");
             None
         }
+    }
+}
+
+/// Whether an event can mean a file came, went or changed. Opening and reading are not: notify
+/// reports those too (inotify `IN_OPEN`, `IN_CLOSE_NOWRITE`), so a scan's own listing and reads
+/// would wake the scanner again and keep it spinning.
+pub(crate) fn changes_files(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

@@ -365,7 +365,15 @@ fn watch_folders(dirs: &[&Path], wake: Arc<Notify>) -> Option<notify::Recommende
     use notify::Watcher;
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Not opening and reading (notify reports those too): the scan's own listing and
+            // reads would wake it again and keep it spinning.
+            use notify::event::{AccessKind, AccessMode, EventKind};
+            let changes = match event.map(|e| e.kind) {
+                Ok(EventKind::Access(AccessKind::Close(AccessMode::Write))) => true,
+                Ok(EventKind::Access(_)) | Err(_) => false,
+                Ok(_) => true,
+            };
+            if changes {
                 wake.notify_one();
             }
         },
