@@ -2,8 +2,9 @@
 //!
 //! Real processes: central (PostgreSQL from `DATABASE_URL`, so both agents stream their events
 //! as at a site), `onshi-sim serve` (HTTPS), `onshi-sim terminal` on a temporary folder with
-//! 0 ms answer latency, and two `edge-agent`s with the shipped transport defaults: one
-//! `transport = "terminal"` on that folder, one `transport = "direct"` to onshi-sim. The bench
+//! 0 ms answer latency, and two `edge-agent`s with the shipped transport defaults (but the
+//! real-site `timeout_ms = 30000` for the terminal): one `transport = "terminal"` on that
+//! folder, one `transport = "direct"` to onshi-sim. The bench
 //! calls each agent's control API in-process (what `edge-agent lookup` calls, without the CLI
 //! process), for valid people of the simulator's population, in rounds of one lookup per mode,
 //! the order alternating between rounds, so machine noise falls on both. The overhead of the
