@@ -10,8 +10,9 @@ use e2e::{
     stored_lookups,
 };
 
-/// The corpus clinic in Hokkaido, the sim terminal's default institution.
-const CLINIC: &str = "0110112489";
+/// A real Tokyo clinic's code (the corpus's): its check digit covers only the six digits before
+/// it, the rule of prefectures 11-14.
+const CLINIC: &str = "1310110049";
 
 struct Stack {
     db: TestDb,
@@ -44,7 +45,11 @@ impl Stack {
             "https://127.0.0.1:9",
         )?;
         let folder = site.dir().join("OQS");
-        let terminal = start_sim_terminal(&folder, sim_flags).await?;
+        let flags: Vec<&str> = ["--institution", CLINIC]
+            .into_iter()
+            .chain(sim_flags.iter().copied())
+            .collect();
+        let terminal = start_sim_terminal(&folder, &flags).await?;
         site.use_terminal(&folder, timeout_ms)?;
         if !extra.is_empty() {
             site.append_config(extra)?;
@@ -235,7 +240,8 @@ async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_national_batch_and_a_drug_view_go_through_the_terminal() -> anyhow::Result<()> {
+async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -> anyhow::Result<()>
+{
     let (stack, _agent) =
         Stack::start_with(10_000, &[], "[[staff]]\nid = \"D1\"\nrole = \"doctor\"\n").await?;
 
@@ -282,7 +288,7 @@ async fn a_national_batch_and_a_drug_view_go_through_the_terminal() -> anyhow::R
             "--holder",
             &holder.to_string(),
             "--consent",
-            "drug",
+            "drug,checkup",
         ],
     )
     .await?;
@@ -293,6 +299,14 @@ async fn a_national_batch_and_a_drug_view_go_through_the_terminal() -> anyhow::R
         .await?;
     assert_eq!(code, Some(0), "{drug} {stderr}");
     assert_eq!(drug["allowed"], true, "{drug}");
+    // And the checkup results, through a TKKsiquc01 request file.
+    let (code, checkup, stderr) = stack
+        .site
+        .view("checkup", "D1", ViewPatient::Card(&valid[0]))
+        .await?;
+    assert_eq!(code, Some(0), "{checkup} {stderr}");
+    assert_eq!(checkup["allowed"], true, "{checkup}");
+    await_events(&stack.db, CLINIC, "info_view", 2).await;
     assert!(names(&stack.folder.join("req")).is_empty());
     assert!(names(&stack.folder.join("res")).is_empty());
     Ok(())
