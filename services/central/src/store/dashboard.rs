@@ -508,10 +508,12 @@ impl Store {
             in_scope("site_code")
         );
         let lag_sql = format!(
-            "SELECT site_code, lag, sum(lag) OVER ()::bigint FROM (
+            // Sums of bigints are numeric: capped before the cast, so no stream's claim can
+            // make the page fail with "bigint out of range" for everyone who sees the site.
+            "SELECT site_code, lag, least(sum(lag) OVER (), 9223372036854775807)::bigint FROM (
                  SELECT site_code,
-                        sum(greatest(last_produced_sequence - contiguous_sequence, 0))::bigint
-                            AS lag
+                        least(sum(greatest(last_produced_sequence - contiguous_sequence, 0)),
+                              9223372036854775807)::bigint AS lag
                  FROM agent_streams WHERE {} GROUP BY site_code) s
              ORDER BY lag DESC, site_code LIMIT 1",
             in_scope("site_code")
