@@ -321,4 +321,44 @@ async fn a_silent_qualification_terminal_is_its_own_state_and_recovers() {
         .unwrap();
     assert_eq!(state(&store, &site).await, ("online".into(), false));
     assert!(unavailable(store.clone()).await.is_empty());
+
+    // The site changes mode: the latest report on its way to the national system counts, so
+    // a silence left behind in terminal mode does not outlive the switch to direct mode.
+    store
+        .ingest_batch(
+            &site,
+            stream,
+            &[at(
+                5,
+                terminal_health(LinkState::Down, "qualification terminal silent"),
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&store, &site).await,
+        ("terminal_not_answering".into(), true)
+    );
+    let probe = |state| {
+        EventBody::LinkChange(LinkChange {
+            target: LinkTarget::Onshi,
+            state,
+            detail: None,
+            rtt_ms: Some(20),
+            line_type: None,
+        })
+    };
+    store
+        .ingest_batch(&site, stream, &[at(6, probe(LinkState::Up))])
+        .await
+        .unwrap();
+    assert_eq!(state(&store, &site).await, ("online".into(), false));
+    store
+        .ingest_batch(&site, stream, &[at(7, probe(LinkState::Down))])
+        .await
+        .unwrap();
+    assert_eq!(
+        state(&store, &site).await,
+        ("national_unreachable".into(), true)
+    );
 }
