@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use e2e::http::Operator;
 use e2e::{
     AgentSite, Pki, Running, TestDb, ViewPatient, await_events, bin, eventually, https_endpoint,
-    sim_people, sim_terminal_command, start_central, start_sim_terminal, stored_events,
+    sim_people, sim_terminal_command, start_central_with_env, start_sim_terminal, stored_events,
     stored_lookups,
 };
 
@@ -16,8 +17,8 @@ const CLINIC: &str = "1310110049";
 
 struct Stack {
     db: TestDb,
-    _pki: Pki,
-    _central: Running,
+    pki: Pki,
+    central: Running,
     terminal: Running,
     site: AgentSite,
     folder: PathBuf,
@@ -34,9 +35,19 @@ impl Stack {
         sim_flags: &[&str],
         extra: &str,
     ) -> anyhow::Result<(Self, Running)> {
+        Self::start_full(timeout_ms, sim_flags, extra, &[]).await
+    }
+
+    /// With `central_env` for central too (e.g. how often it checks availability).
+    async fn start_full(
+        timeout_ms: u64,
+        sim_flags: &[&str],
+        extra: &str,
+        central_env: &[(&str, &str)],
+    ) -> anyhow::Result<(Self, Running)> {
         let pki = Pki::new(&[CLINIC])?;
         let db = TestDb::create().await?;
-        let central = start_central(&pki, &db).await?;
+        let central = start_central_with_env(&pki, &db, central_env).await?;
         // The direct endpoint is never used in terminal mode.
         let site = AgentSite::new(
             &pki,
@@ -58,8 +69,8 @@ impl Stack {
         Ok((
             Self {
                 db,
-                _pki: pki,
-                _central: central,
+                pki,
+                central,
                 terminal,
                 site,
                 folder,
@@ -133,14 +144,37 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
     let national = status["national_link"].as_str().unwrap_or_default();
     assert!(national.contains("answered"), "{status}");
     let links = await_events(&stack.db, CLINIC, "link_change", 1).await;
-    assert!(links.iter().any(|l| l["state"] == "up"), "{links:?}");
+    assert!(
+        links
+            .iter()
+            .any(|l| l["target"] == "terminal" && l["state"] == "up"),
+        "{links:?}"
+    );
     drop(stack.terminal);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_silent_terminal_tells_the_clerk_and_recovers() -> anyhow::Result<()> {
-    let (stack, _agent) = Stack::start(1_500, &["--silent"]).await?;
+async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start_full(
+        1_500,
+        &["--silent"],
+        "",
+        &[
+            ("CENTRAL_ALERT_CHECK_SECS", "1"),
+            ("CENTRAL_UNAVAILABLE_ALERT_SECS", "0"),
+        ],
+    )
+    .await?;
+    let operator = Operator::new(&stack.pki, &stack.central);
+    let (status, answer) = operator
+        .send(
+            "PUT",
+            "/api/v1/opening-hours",
+            &serde_json::from_str(ALWAYS_OPEN)?,
+        )
+        .await?;
+    assert_eq!(status, 200, "{answer}");
     let person = sim_people("valid", 1).await?.remove(0);
 
     let output = stack.site.lookup(&person).await?;
@@ -159,11 +193,39 @@ async fn a_silent_terminal_tells_the_clerk_and_recovers() -> anyhow::Result<()> 
     );
     let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
     assert_eq!(lookups[0]["outcome"], "unreachable");
-    eventually("the national link down at central", || async {
+    eventually("the terminal link down at central", || async {
         let links = stored_events(&stack.db, CLINIC, "link_change").await.ok()?;
-        links.iter().any(|l| l["state"] == "down").then_some(())
+        links
+            .iter()
+            .any(|l| l["target"] == "terminal" && l["state"] == "down")
+            .then_some(())
     })
     .await;
+    // Central's availability: its own state, not "national unreachable", and an alert.
+    let silent = await_availability(&operator, "terminal_not_answering").await;
+    assert_eq!(silent["alerting"], true, "{silent}");
+    assert_eq!(
+        silent["label"], "資格確認端末が応答しません / terminal not answering",
+        "{silent}"
+    );
+    let alert = eventually("a site_unavailable alert", || async {
+        let (200, alerts) = operator.get("/api/v1/alerts").await.ok()? else {
+            return None;
+        };
+        alerts
+            .as_array()?
+            .iter()
+            .find(|a| a["kind"] == "site_unavailable" && a["site_code"] == CLINIC)
+            .cloned()
+    })
+    .await;
+    assert!(
+        alert["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("terminal not answering"),
+        "{alert}"
+    );
 
     stack.knobs(&["--silent", "false"]).await?;
     // The terminal reads its knobs when they change: the clerk tries again until it answers.
@@ -173,12 +235,30 @@ async fn a_silent_terminal_tells_the_clerk_and_recovers() -> anyhow::Result<()> 
         (reply["outcome"] == "valid").then_some(())
     })
     .await;
-    eventually("the national link up again at central", || async {
+    eventually("the terminal link up again at central", || async {
         let links = stored_events(&stack.db, CLINIC, "link_change").await.ok()?;
         (links.last()?["state"] == "up").then_some(())
     })
     .await;
+    let online = await_availability(&operator, "online").await;
+    assert_eq!(online["alerting"], false, "{online}");
     Ok(())
+}
+
+const ALWAYS_OPEN: &str = r#"{"weekly": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"],
+  "wed": ["00:00-24:00"], "thu": ["00:00-24:00"], "fri": ["00:00-24:00"], "sat": ["00:00-24:00"],
+  "sun": ["00:00-24:00"]}, "closed_on_national_holidays": false}"#;
+
+/// The clinic's availability at central once it reads `state`.
+async fn await_availability(operator: &Operator, state: &str) -> serde_json::Value {
+    eventually(&format!("the clinic {state} at central"), || async {
+        let (status, body) = operator
+            .get(&format!("/api/v1/sites/{CLINIC}/availability"))
+            .await
+            .ok()?;
+        (status == 200 && body["state"] == state).then_some(body)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

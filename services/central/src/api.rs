@@ -304,8 +304,9 @@ async fn act_on_rollout(
     one_rollout(State(store), Extension(principal), Path(id)).await
 }
 
-/// Every site's availability: online, closed, agent down, link down, national system
-/// unreachable, reader unplugged; whether it is alerting (open and not online).
+/// Every site's availability: online, closed, agent down, link down, qualification terminal
+/// not answering, national system unreachable, reader unplugged; whether it is alerting (open
+/// and not online).
 async fn list_availability(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,

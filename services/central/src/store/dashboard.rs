@@ -688,8 +688,8 @@ impl Store {
         Ok(memo.collect(&key, from, to, read.as_ref()))
     }
 
-    /// Links (each site with an agent × national, central) whose latest probe says down, and
-    /// degraded, at `now`.
+    /// Links (each site with an agent × national, central, terminal) whose latest report says
+    /// down, and degraded, at `now`.
     async fn read_link_counts(
         &self,
         (prefectures, sites): &ScopeKey,
@@ -705,7 +705,7 @@ impl Store {
                     "WITH pairs AS (
                          SELECT s.site_code, t.target
                          FROM (SELECT DISTINCT site_code FROM agent_streams WHERE {}) s
-                         CROSS JOIN (VALUES ('onshi'), ('central')) t (target)),
+                         CROSS JOIN (VALUES ('onshi'), ('central'), ('terminal')) t (target)),
                      recent AS MATERIALIZED (
                          SELECT p.site_code, p.target, l.state FROM pairs p
                          LEFT JOIN LATERAL (
