@@ -139,10 +139,14 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
         .expect("present prints the face file");
     assert!(Path::new(face_path).exists());
 
-    // The terminal's health is the national link.
+    // The terminal's health is the national link: it answers (on a loaded machine an answer
+    // can take past the 5 s "slow" mark, which is still an answer; silence is the failure).
     let status = stack.site.status().await?;
     let national = status["national_link"].as_str().unwrap_or_default();
-    assert!(national.contains("answered"), "{status}");
+    assert!(
+        national.contains("answered") || national.starts_with("slow"),
+        "{status}"
+    );
     let links = await_events(&stack.db, CLINIC, "link_change", 1).await;
     assert!(
         links
