@@ -442,9 +442,12 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
 #[tokio::test]
 async fn a_late_result_is_removed_and_never_recorded() {
     let site = Site::new();
-    let agent = site.open(300);
-    // The terminal takes the request and finishes its answer long after the agent gave up.
-    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(800));
+    // The terminal takes the request (within the agent's 1 s, even on a loaded machine: a
+    // request still in `req` at the timeout is withdrawn and never answered) and finishes its
+    // answer 1.5 s later: after the agent gave up, and before the half-written file has been
+    // left alone for the 2 s after which the agent removes it anyway.
+    let agent = site.open(1_000);
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(1_500));
     let confirmed = agent
         .lookups
         .confirm(&request(), provenance())
