@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The local stack: PostgreSQL (throwaway unless DATABASE_URL is set), the dev PKI, onshi-sim,
-# central and two agents for two sites, a few lookups, then a tour of where to look.
+# The local stack: PostgreSQL (throwaway unless DATABASE_URL is set), the dev PKI, onshi-sim
+# (the national system over its HTTPS protocol, and a qualification terminal's folders), central
+# and two agents: the Tokyo pharmacy works as a real site does, through the terminal's file
+# interface; the Hiroshima clinic through onshi-sim's direct protocol. A few lookups (one for a
+# medical-aid recipient), a patient at the face reader, then a tour of where to look.
 # Ctrl-C stops everything this script started. DEMO_ONCE=1 stops after the tour.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,8 +11,9 @@ bin="$root/target/debug"
 state="$root/.local/demo"
 mkdir -p "$state/logs"
 
-CLINIC=3410712362     # a clinic in Hiroshima (医科, 34)
-PHARMACY=1340123455   # a pharmacy in Tokyo (薬局, 13)
+CLINIC=3410712362     # a clinic in Hiroshima (医科, 34): direct mode (onshi-sim's HTTPS)
+PHARMACY=1340123455   # a pharmacy in Tokyo (薬局, 13): terminal mode (the terminal's folders)
+TERMINAL="$state/terminal/$PHARMACY"  # the pharmacy's qualification terminal (req/ res/ face/)
 SIM_PORT=${SIM_PORT:-9443}
 GRPC_PORT=${GRPC_PORT:-7443}
 HTTP_PORT=${HTTP_PORT:-8443}
@@ -71,6 +75,8 @@ start() {
 start onshi-sim "$bin/onshi-sim" serve --listen "127.0.0.1:$SIM_PORT" \
   --tls-cert "$pki/onshi-sim.pem" --tls-key "$pki/onshi-sim.key" --client-ca "$pki/common-ca.pem" \
   --seed 42 --population 1000 --jlis-ca "$pki/jlis-ca.pem"
+start onshi-terminal "$bin/onshi-sim" terminal --folder "$TERMINAL" --institution "$PHARMACY" \
+  --seed 42 --population 1000
 # Least privilege, as in production: the migrations run as the schema owner, and central serves
 # as a login role that has only the application role onshi_app (no UPDATE or DELETE on audit
 # rows); central refuses to serve as the owner. With a DATABASE_URL given from outside (the
@@ -102,13 +108,14 @@ start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate 
 if [ ! -f "$state/dashboard-admin.password" ]; then
   (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/dashboard-admin.password")
 fi
-if ! "$bin/central" account list | grep -q '"login": "demo-admin"'; then
+# grep reads the whole list (-q would close the pipe early, and central fail on it).
+if ! "$bin/central" account list | grep '"login": "demo-admin"' >/dev/null; then
   "$bin/central" account add --login demo-admin --name "デモ管理者" --role chain_admin \
     --by demo <"$state/dashboard-admin.password" 2>/dev/null
 fi
 
-agent_config() { # site kind
-  local site=$1 kind=$2 dir="$state/agents/$1"
+agent_config() { # site kind transport
+  local site=$1 kind=$2 transport=$3 dir="$state/agents/$1"
   mkdir -p "$dir"
   cat >"$dir/agent.toml" <<TOML
 version = 1
@@ -125,16 +132,27 @@ ca = "$pki/chain-ca.pem"
 cert = "$pki/agents/$site.pem"
 key = "$pki/agents/$site.key"
 
+TOML
+  if [ "$transport" = terminal ]; then
+    cat >>"$dir/agent.toml" <<TOML
 [onshi]
+transport = "terminal"
+folder = "$TERMINAL"
+TOML
+  else
+    cat >>"$dir/agent.toml" <<TOML
+[onshi]
+transport = "direct"
 endpoint = "https://localhost:$SIM_PORT"
 ca = "$pki/common-ca.pem"
 cert = "$pki/terminals/$site-T01.pem"
 key = "$pki/terminals/$site-T01.key"
 TOML
+  fi
   echo "$dir/agent.toml"
 }
-clinic_cfg=$(agent_config "$CLINIC" clinic)
-pharmacy_cfg=$(agent_config "$PHARMACY" pharmacy)
+clinic_cfg=$(agent_config "$CLINIC" clinic direct)
+pharmacy_cfg=$(agent_config "$PHARMACY" pharmacy terminal)
 start "agent-$CLINIC" "$bin/edge-agent" --config "$clinic_cfg" run
 start "agent-$PHARMACY" "$bin/edge-agent" --config "$pharmacy_cfg" run
 
@@ -157,8 +175,23 @@ done < <("$bin/onshi-sim" population --seed 42 --count 1000 --show 4 --kind any 
 for line in sys.stdin:
     p = json.loads(line)
     print("|".join(p.get(k) or "" for k in ("insurer_number","symbol","number","branch","birthdate")))')
+echo "A medical-aid recipient at the Tokyo pharmacy (through the terminal's folders): the"
+echo "tickets the national system returns are shown to the clerk:"
+IFS='|' read -r insurer symbol number branch birthdate < <("$bin/onshi-sim" population --seed 42 \
+  --count 1000 --show 5 --kind medical-aid | python3 -c 'import json,sys
+people = [json.loads(line) for line in sys.stdin]
+p = next((p for p in people if p["qualification_validity"] == "1"), people[0])
+print("|".join(p.get(k) or "" for k in ("insurer_number","symbol","number","branch","birthdate")))')
+lookup "$pharmacy_cfg" "$insurer" "$symbol" "$number" "$branch" "$birthdate"
 echo "A typo in the insurer number is caught before any network call:"
 lookup "$pharmacy_cfg" 06139157 "" 1234 "" 19800101
+
+echo "== a patient at the Tokyo pharmacy's face reader =="
+echo "\$ onshi-sim terminal present --folder $TERMINAL --holder 0 --consent drug,checkup"
+"$bin/onshi-sim" terminal present --folder "$TERMINAL" --holder 0 --consent drug,checkup
+echo "(the terminal wrote the result into face/; the agent records it as a lookup and a consent,"
+echo " leaving the file for the receipt computer)"
+echo
 
 for cfg in "$clinic_cfg" "$pharmacy_cfg"; do
   for _ in $(seq 1 100); do
@@ -170,6 +203,19 @@ done
 
 echo "== central now holds =="
 "$bin/central" sites
+# The face reader's lookup reaches central like any other (bounded wait: 10 s).
+summary() {
+  "$bin/central" events --site "$PHARMACY" 2>/dev/null | python3 -c 'import json,sys
+for e in reversed(json.load(sys.stdin)):
+    b = e["body"]
+    print("  #%d %-8s %s" % (e["sequence"], e["kind"], " ".join(str(b[k]) for k in ("route", "identity_verification", "outcome", "drug", "checkup") if b.get(k))))'
+}
+for _ in $(seq 1 100); do
+  summary | grep -q "my_number_card face" && break
+  sleep 0.1
+done
+echo "the Tokyo pharmacy's events (the last two: the face reader's lookup and the consent):"
+summary
 cat <<TOUR
 
 == where to look ==
@@ -182,6 +228,8 @@ cat <<TOUR
                             --key $pki/operators/demo.key https://localhost:$HTTP_PORT/api/v1/sites
                           .../api/v1/sites/$PHARMACY/events
   agent status:           target/debug/edge-agent --config $pharmacy_cfg status
+  the terminal's folders: $TERMINAL/{req,res,face}
+  the face reader:        target/debug/onshi-sim terminal present --folder $TERMINAL --holder 3 --consent drug
   another lookup:         target/debug/edge-agent --config $clinic_cfg lookup --insurer ... --number ... --birthdate yyyyMMdd
   people to look up:      target/debug/onshi-sim population --seed 42 --count 1000 --show 10
   logs:                   .local/demo/logs/

@@ -377,6 +377,12 @@ impl Cards {
     /// Reads the card on `request.reader` and asks the national system; see the module docs.
     #[tracing::instrument(skip_all, fields(reader = %request.reader, route = "my_number_card"))]
     pub async fn lookup(&self, request: CardRequest) -> Result<CardAnswer, CardRequestError> {
+        // In terminal mode the card is the terminal's: its own software reads it on the face
+        // reader and the agent records the result from `face/`. Refused before the reader is
+        // touched, so the agent never takes the card from the terminal or spends a PIN try.
+        if self.onshi.terminal().is_some() {
+            return Err(CardRequestError::Invalid(TERMINAL_OWNS_THE_CARD.into()));
+        }
         let face = request.face_verified;
         if face && !self.face_capable(&request.reader) {
             return Err(CardRequestError::Invalid(format!(
@@ -904,6 +910,9 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+/// The clerk's answer to a card lookup asked of an agent in terminal mode.
+const TERMINAL_OWNS_THE_CARD: &str = "資格確認端末モードでは、マイナ保険証は資格確認端末の顔認証付きカードリーダーで確認してください（結果はエージェントが記録します） / in terminal mode, My Number cards are read at the qualification terminal's face-recognition reader; the agent records the result from the terminal";
 
 #[cfg(test)]
 mod tests {

@@ -157,6 +157,7 @@ pub(crate) mod metrics {
         let target = match target {
             LinkTarget::Onshi => "onshi",
             LinkTarget::Central => "central",
+            LinkTarget::Terminal => "terminal",
         };
         INSTRUMENTS
             .link_rtt
@@ -169,6 +170,7 @@ pub(crate) mod metrics {
                 let target = match change.target {
                     LinkTarget::Onshi => "onshi",
                     LinkTarget::Central => "central",
+                    LinkTarget::Terminal => "terminal",
                 };
                 let m = &*INSTRUMENTS;
                 for (state, name) in [

@@ -192,6 +192,7 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
             target: match pb::LinkTarget::try_from(l.target) {
                 Ok(pb::LinkTarget::Onshi) => LinkTarget::Onshi,
                 Ok(pb::LinkTarget::Central) => LinkTarget::Central,
+                Ok(pb::LinkTarget::Terminal) => LinkTarget::Terminal,
                 _ => return Err(bad("link_change.target", "unknown or unspecified")),
             },
             state: match pb::LinkState::try_from(l.state) {
@@ -327,6 +328,7 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
             target: match l.target {
                 LinkTarget::Onshi => pb::LinkTarget::Onshi,
                 LinkTarget::Central => pb::LinkTarget::Central,
+                LinkTarget::Terminal => pb::LinkTarget::Terminal,
             } as i32,
             state: match l.state {
                 LinkState::Up => pb::LinkState::Up,
@@ -607,6 +609,24 @@ mod tests {
         event.chain_hash = Some(crate::chain::link(&ChainHash::GENESIS, &event));
         let wire = pb::Event::from(&event);
         assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+    }
+
+    #[test]
+    fn every_link_target_survives_the_wire() {
+        for target in [LinkTarget::Onshi, LinkTarget::Central, LinkTarget::Terminal] {
+            let event = FleetEvent {
+                body: EventBody::LinkChange(LinkChange {
+                    target,
+                    state: LinkState::Down,
+                    detail: Some("qualification terminal silent".into()),
+                    rtt_ms: None,
+                    line_type: None,
+                }),
+                ..lookup_event()
+            };
+            let wire = pb::Event::from(&event);
+            assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+        }
     }
 
     #[test]

@@ -56,13 +56,15 @@ pub async fn send_json(
     Ok((status, serde_json::from_slice(&answer)?))
 }
 
-async fn request(
+#[allow(clippy::too_many_arguments)]
+async fn request_with(
     ca: &Path,
     cert: &Path,
     key: &Path,
     addr: &str,
     method: &str,
     path: &str,
+    content_type: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, String, Vec<u8>)> {
     let identity = Identity::from_pem_files(cert, key)?;
@@ -77,8 +79,12 @@ async fn request(
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("https://{addr}{path}"));
-    if body.is_some() {
-        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    // Every write is JSON, with or without a body: central refuses others under a certificate
+    // (a cross-site form could send them).
+    let content_type = content_type
+        .or((body.is_some() || !matches!(method, "GET" | "HEAD")).then_some("application/json"));
+    if let Some(content_type) = content_type {
+        request = request.header(hyper::header::CONTENT_TYPE, content_type);
     }
     let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let response = client.request(request).await?;
@@ -91,6 +97,18 @@ async fn request(
         .to_string();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, content_type, body.to_vec()))
+}
+
+async fn request(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    request_with(ca, cert, key, addr, method, path, None, body).await
 }
 
 /// The dev PKI's operator `e2e` calling one running central's JSON API: what most tests need
@@ -122,6 +140,29 @@ impl Operator {
     /// GET `path`: status, content type and body (CSV, HTML).
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
         get(&self.ca, &self.cert, &self.key, &self.addr, path).await
+    }
+
+    /// `method` with `body` declared as `content_type`, as a page on another site could make
+    /// the operator's browser send it: status and body.
+    pub async fn send_as(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
+        let (status, _, answer) = request_with(
+            &self.ca,
+            &self.cert,
+            &self.key,
+            &self.addr,
+            method,
+            path,
+            Some(content_type),
+            Some(body.to_vec()),
+        )
+        .await?;
+        Ok((status, answer))
     }
 
     /// `method` (POST, PUT) with a JSON body: status and JSON.

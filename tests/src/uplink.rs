@@ -41,13 +41,19 @@ impl Session {
         site: &str,
         stream: Uuid,
     ) -> Result<Self, tonic::Status> {
+        Self::open_saying(endpoint, tls, hello(site, stream)).await
+    }
+
+    /// Opens a session whose first message is `first` (a hello, honest or not).
+    pub async fn open_saying(
+        endpoint: &str,
+        tls: Arc<rustls::ClientConfig>,
+        first: pb::AgentMessage,
+    ) -> Result<Self, tonic::Status> {
         let channel = fleet_tls::connect::grpc_channel(endpoint, tls)
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let (to_central, outbound) = mpsc::channel(16);
-        to_central
-            .send(hello(site, stream))
-            .await
-            .expect("the channel is open");
+        to_central.send(first).await.expect("the channel is open");
         let mut from_central = FleetUplinkClient::new(channel)
             .session(ReceiverStream::new(outbound))
             .await?

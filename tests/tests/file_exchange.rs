@@ -304,6 +304,52 @@ async fn bad_files_go_to_the_error_folder_with_an_explanation_and_watching_goes_
     Ok(())
 }
 
+/// Issue 15, item 10: a request name that is a symbolic link to `/dev/zero` (which would
+/// exhaust memory if read) or a FIFO (which would block a thread forever if opened) is refused
+/// with an error result, never followed or waited on, and the agent goes on answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_planted_symlink_or_fifo_is_refused_and_never_read() -> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start("").await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    std::os::unix::fs::symlink(
+        "/dev/zero",
+        stack.dir("req").join("OQSsiquc01req_202604010011.xml"),
+    )?;
+    let fifo = stack.dir("req").join("OQSsiquc01req_202604010012.xml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    assert!(made.success(), "mkfifo failed");
+
+    for suffix in ["202604010011", "202604010012"] {
+        let bytes = stack.result(&format!("OQSsiquc01res_{suffix}.xml")).await;
+        let result = QualificationConfirmationResult::from_xml(&bytes)?;
+        assert_eq!(
+            result.header.segment_of_result,
+            SegmentOfResult::AbnormalEnd
+        );
+        assert_eq!(
+            result.header.error_code.as_deref(),
+            Some("AGT-E0004"),
+            "{suffix}"
+        );
+    }
+    // Both are moved aside as they are (the link itself, not its target).
+    eventually("the planted files in the error folder", || async {
+        (files_in(&stack.dir("error")).len() == 2).then_some(())
+    })
+    .await;
+    let kept =
+        std::fs::symlink_metadata(stack.dir("error").join("OQSsiquc01req_202604010011.xml"))?;
+    assert!(kept.file_type().is_symlink());
+
+    let xml = request(&stack.site.site, &person, "R-13")?.to_xml(XmlEncoding::Utf8);
+    stack.put_request("OQSsiquc01req_202604010013.xml", &xml)?;
+    let result = QualificationConfirmationResult::from_xml(
+        &stack.result("OQSsiquc01res_202604010013.xml").await,
+    )?;
+    assert_eq!(result.header.segment_of_result, SegmentOfResult::Normal);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_written_slowly_in_pieces_is_not_read_early() -> anyhow::Result<()> {
     let (stack, _agent) = Stack::start("").await?;

@@ -6,8 +6,10 @@
 //! - a closed-network link that fails (router down, line cut) closes nothing: messages just
 //!   stop, and central ends the session itself after a silence longer than a few heartbeats
 //!   (a hung agent PC looks the same from central, which the detail says);
-//! - while the stream is up, the agent's own signals: its latest national link probe and the
-//!   readers its latest inventory lists.
+//! - while the stream is up, the agent's own signals: its latest national link probe (direct
+//!   mode), its latest qualification terminal health (terminal mode: the terminal went silent,
+//!   i.e. left a request unanswered past the agent's timeout, or answers again) and the readers
+//!   its latest inventory lists.
 //!
 //! The state is what is wrong (or `Online`); whether to alert is the state and the opening
 //! hours together: a site that is closed is reported as `Closed`, and alerts are for open sites.
@@ -36,6 +38,9 @@ pub struct Signals {
     pub last_end: Option<SessionEnd>,
     /// The agent's latest national link probe said down (`None`: no probe reported).
     pub national_down: Option<bool>,
+    /// The agent's latest qualification terminal health said silent (`None`: not reported,
+    /// e.g. a site in direct mode).
+    pub terminal_down: Option<bool>,
     /// The site has had a card reader, and its latest inventory lists none present.
     pub readers_missing: bool,
 }
@@ -50,16 +55,20 @@ pub enum State {
     LinkDown,
     ReaderUnplugged,
     NationalUnreachable,
+    /// The qualification terminal left the agent's requests unanswered (terminal mode).
+    TerminalNotAnswering,
 }
 
 impl State {
-    const ALL: [State; 6] = [
+    /// Every state, in the order the dashboard lists them.
+    pub const ALL: [State; 7] = [
         State::Online,
         State::Closed,
         State::AgentDown,
         State::LinkDown,
         State::ReaderUnplugged,
         State::NationalUnreachable,
+        State::TerminalNotAnswering,
     ];
 
     /// The state named by [`State::as_str`].
@@ -67,7 +76,7 @@ impl State {
         State::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             State::Online => "online",
             State::Closed => "closed",
@@ -75,6 +84,7 @@ impl State {
             State::LinkDown => "link_down",
             State::ReaderUnplugged => "reader_unplugged",
             State::NationalUnreachable => "national_unreachable",
+            State::TerminalNotAnswering => "terminal_not_answering",
         }
     }
 
@@ -89,6 +99,7 @@ impl State {
             State::NationalUnreachable => {
                 "オンライン資格確認等システムに接続不可 / national endpoint unreachable"
             }
+            State::TerminalNotAnswering => "資格確認端末が応答しません / terminal not answering",
         }
     }
 }
@@ -105,7 +116,9 @@ pub struct Availability {
 }
 
 /// Reads the signals (see the module documentation); the first problem in the chain from
-/// central to the card counts: no agent, then no link, then no national system, then no reader.
+/// central to the card counts: no agent, then no link, then no answer from the qualification
+/// terminal (the site's way to the national system in terminal mode: behind a silent terminal
+/// the national system's state is unknown), then no national system, then no reader.
 pub fn classify(signals: Signals) -> Availability {
     let underlying = if !signals.connected {
         match signals.last_end {
@@ -113,6 +126,8 @@ pub fn classify(signals: Signals) -> Availability {
             // Never connected or stopped: nothing at the site is talking to central.
             Some(SessionEnd::Prompt) | None => State::AgentDown,
         }
+    } else if signals.terminal_down == Some(true) {
+        State::TerminalNotAnswering
     } else if signals.national_down == Some(true) {
         State::NationalUnreachable
     } else if signals.readers_missing {
@@ -142,6 +157,7 @@ mod tests {
             connected: true,
             last_end: None,
             national_down: Some(false),
+            terminal_down: None,
             readers_missing: false,
         }
     }
@@ -196,6 +212,75 @@ mod tests {
             ..up()
         };
         assert_eq!(classify(both).state, State::NationalUnreachable);
+    }
+
+    #[test]
+    fn a_silent_terminal_is_its_own_state_and_recovers() {
+        // Terminal mode: no national probe, the terminal's health instead.
+        let terminal_mode = Signals {
+            national_down: None,
+            terminal_down: Some(false),
+            ..up()
+        };
+        assert_eq!(classify(terminal_mode).state, State::Online);
+        let silent = classify(Signals {
+            terminal_down: Some(true),
+            ..terminal_mode
+        });
+        assert_eq!(silent.state, State::TerminalNotAnswering);
+        assert_eq!(silent.underlying, State::TerminalNotAnswering);
+        assert!(silent.alerting);
+        assert!(
+            silent
+                .state
+                .label()
+                .starts_with("資格確認端末が応答しません")
+        );
+        assert!(silent.state.label().ends_with("terminal not answering"));
+        // The terminal answers again.
+        let answered = classify(Signals {
+            terminal_down: Some(false),
+            ..terminal_mode
+        });
+        assert_eq!(answered.state, State::Online);
+        assert!(!answered.alerting);
+        // Closed hours: reported as closed, the silence kept underneath, no alert.
+        let closed = classify(Signals {
+            open: false,
+            terminal_down: Some(true),
+            ..terminal_mode
+        });
+        assert_eq!(closed.state, State::Closed);
+        assert_eq!(closed.underlying, State::TerminalNotAnswering);
+        assert!(!closed.alerting);
+    }
+
+    #[test]
+    fn a_silent_terminal_comes_after_the_agent_and_its_link_and_before_the_rest() {
+        let silent = Signals {
+            terminal_down: Some(true),
+            ..up()
+        };
+        // What the agent said last is stale once it is gone.
+        let gone = classify(Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Silent),
+            ..silent
+        });
+        assert_eq!(gone.state, State::LinkDown);
+        let stopped = classify(Signals {
+            connected: false,
+            last_end: Some(SessionEnd::Prompt),
+            ..silent
+        });
+        assert_eq!(stopped.state, State::AgentDown);
+        // Behind a silent terminal, the national system and the readers are not known.
+        let everything = classify(Signals {
+            national_down: Some(true),
+            readers_missing: true,
+            ..silent
+        });
+        assert_eq!(everything.state, State::TerminalNotAnswering);
     }
 
     #[test]

@@ -297,8 +297,12 @@ pub struct ReaderChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkTarget {
+    /// The closed-network link to the national system (the agent's probe, direct mode).
     Onshi,
     Central,
+    /// The qualification terminal's file interface, terminal mode: up while it answers the
+    /// agent's requests, degraded while slow, down when silent.
+    Terminal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -248,7 +248,8 @@ impl FileExchange {
         let mut unsettled = false;
         for name in names {
             let path = self.folders.request.join(&name);
-            let Ok(meta) = std::fs::metadata(&path) else {
+            // Never through a link: its target's size means nothing here.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue;
             };
             let (size, mtime) = (meta.len(), meta.modified().ok());
@@ -290,7 +291,7 @@ impl FileExchange {
                 unsettled = true;
                 continue;
             }
-            let bytes = match std::fs::read(&path) {
+            let bytes = match self.read_request(&path).await {
                 Ok(bytes) => bytes,
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(error) => {
@@ -369,8 +370,19 @@ impl FileExchange {
         }
     }
 
+    /// Reads a request off the runtime's threads: a regular file within the size limit, never
+    /// through a symbolic link, never blocking on a FIFO (a file swapped for one between the
+    /// listing and the read is refused, not followed).
+    async fn read_request(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        let path = path.to_path_buf();
+        let limit = self.config.max_request_bytes;
+        tokio::task::spawn_blocking(move || fsio::read_limited(&path, limit))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
     async fn process_claimed_inner(&self, path: &Path) -> anyhow::Result<()> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match self.read_request(path).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 let refusal = Refusal::new(AgentErrorCode::FileUnreadable, error.to_string());
@@ -595,7 +607,9 @@ fn list_requests(dir: &Path) -> std::io::Result<Vec<String>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_request_name(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
+        // Anything but a folder: a link or a FIFO under a request's name is answered with an
+        // error (the read refuses it) rather than left unexplained in the folder.
+        if is_request_name(&name) && entry.file_type().is_ok_and(|t| !t.is_dir()) {
             names.push(name);
         }
     }

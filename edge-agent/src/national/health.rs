@@ -4,8 +4,9 @@
 //! `timeout` without an answer, and nothing was answered since). Nothing is sent to the terminal
 //! to find out: the agent's own requests are the probe, so an idle site stays in its last state.
 //!
-//! Changes are recorded as `LinkChange` events of the national link (`up` / `degraded` /
-//! `down`, the detail naming the terminal) through the probes' event path
+//! Changes are recorded as `LinkChange` events of the terminal link ([`LinkTarget::Terminal`]:
+//! `up` / `degraded` / `down`, the detail naming the terminal; central reads `down` as
+//! "terminal not answering") through the probes' event path
 //! ([`crate::probe::record_change`]), and shown by `edge-agent status`.
 
 use std::collections::{HashMap, VecDeque};
@@ -177,7 +178,7 @@ impl Health {
                 rtt_ms: assessment.median_ms,
                 detail: Some(assessment.describe()),
             };
-            if crate::probe::record_change(&recorder, &terminal, LinkTarget::Onshi, change, None)
+            if crate::probe::record_change(&recorder, &terminal, LinkTarget::Terminal, change, None)
                 .await
             {
                 last = Some(assessment.state);

@@ -442,9 +442,12 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
 #[tokio::test]
 async fn a_late_result_is_removed_and_never_recorded() {
     let site = Site::new();
-    let agent = site.open(300);
-    // The terminal takes the request and finishes its answer long after the agent gave up.
-    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(800));
+    // The terminal takes the request (within the agent's 1 s, even on a loaded machine: a
+    // request still in `req` at the timeout is withdrawn and never answered) and finishes its
+    // answer 1.5 s later: after the agent gave up, and before the half-written file has been
+    // left alone for the 2 s after which the agent removes it anyway.
+    let agent = site.open(1_000);
+    let (seen, task) = responder(site.oqs(), FACE.to_vec(), Duration::from_millis(1_500));
     let confirmed = agent
         .lookups
         .confirm(&request(), provenance())
@@ -720,4 +723,57 @@ async fn face_rows_of_files_cleared_away_are_forgotten_once_old_enough() {
     assert_eq!(journal.face_prune(present, 1).await.unwrap(), 2);
     let left = journal.face_names().await.unwrap();
     assert_eq!(left, HashSet::from(["kept_old".to_string()]));
+}
+
+/// Terminal mode, issue 14 item 6: the card is the terminal's. A card lookup asked of the agent
+/// is refused with the clerk's message before the reader is touched: no APDU reaches the card,
+/// so no PIN try is spent and the terminal's software keeps the reader.
+#[tokio::test]
+async fn a_card_lookup_in_terminal_mode_is_refused_before_the_card_is_touched() {
+    use card_reader::fake::{FakeCard, FakeReaders};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let site = Site::new();
+    let agent = site.open(2_000);
+    let readers = FakeReaders::new(&["Face Reader 00"]);
+    let apdus = Arc::new(AtomicUsize::new(0));
+    let seen = apdus.clone();
+    readers.insert(
+        "Face Reader 00",
+        FakeCard {
+            atr: vec![0x3B, 0xE0, 0x00, 0xFF, 0x81, 0x31, 0xFE, 0x45, 0x14],
+            answer: Box::new(move |_| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Some(vec![0x90, 0x00])
+            }),
+        },
+    );
+    let cards = crate::cards::Cards::new(
+        toml::from_str("[[readers]]\nname = \"Face Reader 00\"\nface_recognition = true\n")
+            .unwrap(),
+        Arc::new(readers),
+        agent.lookups.recorder().clone(),
+        National::Terminal(agent.terminal.clone()),
+        key(),
+        TerminalId::parse("T01").unwrap(),
+    );
+    let refused = cards
+        .lookup(crate::cards::CardRequest {
+            reader: "Face Reader 00".into(),
+            pin: Some(card_reader::Pin::parse("1234").unwrap()),
+            face_verified: false,
+            terminal: None,
+            limit_consent: false,
+            consent: Vec::new(),
+        })
+        .await;
+    match refused {
+        Err(crate::cards::CardRequestError::Invalid(message)) => {
+            assert!(message.starts_with("資格確認端末モードでは"), "{message}");
+            assert!(message.contains("face-recognition reader"), "{message}");
+        }
+        other => panic!("{:?}", other.map(|_| "answered")),
+    }
+    assert_eq!(apdus.load(Ordering::SeqCst), 0, "the card was spoken to");
+    assert!(agent.events().await.is_empty(), "nothing is recorded");
 }

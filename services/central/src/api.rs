@@ -234,16 +234,18 @@ async fn list_alerts(
 /// Rollouts, newest first, with their sites (wave, state) and every transition.
 async fn list_rollouts(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<crate::store::rollouts::RolloutView>>, ServiceError> {
-    Ok(Json(store.rollouts(None).await?))
+    Ok(Json(store.rollouts(None, &principal.scope).await?))
 }
 
 async fn one_rollout(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
     store
-        .rollouts(Some(id))
+        .rollouts(Some(id), &principal.scope)
         .await?
         .pop()
         .map(Json)
@@ -275,9 +277,13 @@ async fn start_rollout(
             time::OffsetDateTime::now_utc(),
         )
         .await?;
-    let view = store.rollouts(Some(id)).await?.pop().ok_or_else(|| {
-        ServiceError::NotFound(format!("rollout {id} vanished after it was created"))
-    })?;
+    let view = store
+        .rollouts(Some(id), &principal.scope)
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("rollout {id} vanished after it was created"))
+        })?;
     Ok((axum::http::StatusCode::CREATED, Json(view)))
 }
 
@@ -295,11 +301,12 @@ async fn act_on_rollout(
     store
         .act_on_rollout(id, action, &principal.audit_name())
         .await?;
-    one_rollout(State(store), Path(id)).await
+    one_rollout(State(store), Extension(principal), Path(id)).await
 }
 
-/// Every site's availability: online, closed, agent down, link down, national system
-/// unreachable, reader unplugged; whether it is alerting (open and not online).
+/// Every site's availability: online, closed, agent down, link down, qualification terminal
+/// not answering, national system unreachable, reader unplugged; whether it is alerting (open
+/// and not online).
 async fn list_availability(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,

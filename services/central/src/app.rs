@@ -75,6 +75,8 @@ pub struct Tuning {
     /// Sign-in passwords checked at once (argon2id, 19 MiB each); more attempts at the same
     /// moment are answered 429 with Retry-After. Default: one per core.
     pub sign_in_checks: usize,
+    /// Agent sessions one site may hold open on this replica at once.
+    pub sessions_per_site: usize,
 }
 
 impl Default for Tuning {
@@ -88,6 +90,7 @@ impl Default for Tuning {
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
             sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
+            sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
 }
@@ -278,7 +281,8 @@ impl Application {
             self.deny.clone(),
         )
         .with_renewals(self.renewals.clone())
-        .with_silence(tuning.maintenance.silence);
+        .with_silence(tuning.maintenance.silence)
+        .with_sessions_per_site(tuning.sessions_per_site);
         let uplink = FleetUplinkServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES);
         tokio::spawn(maintenance::run(
             self.store.clone(),

@@ -45,6 +45,9 @@ pub enum ServiceError {
     /// to do.
     #[error("{0}")]
     TooLarge(String),
+    /// A write whose body is not declared JSON, where only JSON is taken.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("the database is unavailable; the agent keeps its events and retries")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -65,6 +68,7 @@ impl ServiceError {
             ServiceError::Busy { .. } => "busy",
             ServiceError::Csrf => "csrf",
             ServiceError::TooLarge(_) => "too_large",
+            ServiceError::UnsupportedMediaType(_) => "unsupported_media_type",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }
@@ -83,6 +87,7 @@ impl ServiceError {
             ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
             ServiceError::NotFound(_) => tonic::Code::NotFound,
             ServiceError::TooLarge(_) => tonic::Code::ResourceExhausted,
+            ServiceError::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
             ServiceError::Unavailable(_) => tonic::Code::Unavailable,
             ServiceError::Internal(_) => tonic::Code::Internal,
         }
@@ -101,6 +106,7 @@ impl ServiceError {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

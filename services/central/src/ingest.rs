@@ -46,6 +46,72 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 64 * 1024;
 /// Replies queued for a slow agent before central stops reading its batches.
 const REPLY_QUEUE: usize = 16;
+/// The highest sequence an agent can really have produced: 2^40, a thousand events a second
+/// for 34 years. A claim above it is a lie or a fault, refused so it cannot poison the sums
+/// of every view that adds up backlogs.
+pub const MAX_PLAUSIBLE_SEQUENCE: u64 = 1 << 40;
+/// Sessions one site may hold open on one replica at once: an agent holds one, a restarting
+/// agent briefly two; a stolen key cannot open thousands.
+pub const DEFAULT_SESSIONS_PER_SITE: usize = 4;
+
+/// Sessions open per site on this replica.
+#[derive(Debug, Clone)]
+struct SiteSessions {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    limit: usize,
+}
+
+/// A session's place under [`SiteSessions`]' limit, given back when dropped.
+#[derive(Debug)]
+struct SessionPlace {
+    sessions: SiteSessions,
+    site: String,
+}
+
+impl SiteSessions {
+    fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            limit,
+        }
+    }
+
+    fn enter(&self, site: &SiteCode) -> Option<SessionPlace> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(site.as_str().to_string()).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(SessionPlace {
+            sessions: self.clone(),
+            site: site.as_str().to_string(),
+        })
+    }
+}
+
+impl Drop for SessionPlace {
+    fn drop(&mut self) {
+        let mut open = self.sessions.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.site) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.site);
+            }
+        }
+    }
+}
+
+/// Refuses a sequence no agent can have produced.
+fn plausible(sequence: u64, what: &str) -> Result<u64, Status> {
+    if sequence > MAX_PLAUSIBLE_SEQUENCE {
+        return Err(ServiceError::BadRequest(format!(
+            "{what} {sequence} is beyond any agent's outbox (at most {MAX_PLAUSIBLE_SEQUENCE})"
+        ))
+        .into());
+    }
+    Ok(sequence)
+}
 
 #[derive(Debug, Clone)]
 pub struct Ingest {
@@ -59,6 +125,7 @@ pub struct Ingest {
     renewals: Renewals,
     /// A session that says nothing for this long is ended: the link is counted as down.
     silence: Duration,
+    sessions: SiteSessions,
 }
 
 impl Ingest {
@@ -77,7 +144,14 @@ impl Ingest {
             deny,
             renewals: Renewals::disabled(),
             silence: Duration::from_secs(90),
+            sessions: SiteSessions::new(DEFAULT_SESSIONS_PER_SITE),
         }
+    }
+
+    /// How many sessions one site may hold open on this replica at once.
+    pub fn with_sessions_per_site(mut self, limit: usize) -> Self {
+        self.sessions = SiteSessions::new(limit.max(1));
+        self
     }
 
     /// How long a session may say nothing (a few agent heartbeats) before central ends it.
@@ -118,13 +192,20 @@ impl FleetUplink for Ingest {
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let site = peer_site(&request)?;
+        let place = self.sessions.enter(&site).ok_or_else(|| {
+            tracing::warn!(site = %site, limit = self.sessions.limit, "session refused: the site holds its limit of sessions");
+            Status::resource_exhausted(format!(
+                "site {site} already holds {} sessions on this replica; close one first",
+                self.sessions.limit
+            ))
+        })?;
         let certificate = request
             .peer_certs()
             .and_then(|certs| certs.first().map(fleet_tls::deny::fingerprint));
         // The agent's `uplink_connect` span, from the W3C trace context in the metadata.
         let opening = tracing::info_span!("uplink_session_open");
         join_trace(&opening, request.metadata());
-        self.open_session(site, certificate, request.into_inner())
+        self.open_session(site, certificate, place, request.into_inner())
             .instrument(opening)
             .await
     }
@@ -135,6 +216,7 @@ impl Ingest {
         &self,
         site: SiteCode,
         certificate: Option<[u8; 32]>,
+        place: SessionPlace,
         mut inbound: Streaming<pb::AgentMessage>,
     ) -> Result<Response<Replies>, Status> {
         let hello = match inbound.message().await.map_err(inbound_error)? {
@@ -154,7 +236,7 @@ impl Ingest {
             stream,
             &hello.agent_version,
             &hello.config_hash,
-            hello.last_produced_sequence,
+            plausible(hello.last_produced_sequence, "last produced sequence")?,
         );
         let contiguous = within(self.write_timeout, open).await?;
         tracing::info!(site = %site, stream = %stream.0, contiguous, agent_version = %hello.agent_version, "agent connected");
@@ -192,6 +274,7 @@ impl Ingest {
             stream,
         };
         tokio::spawn(async move {
+            let _place = place;
             let _connected = ConnectedAgent::new();
             let mut end = SessionEnd::Prompt;
             if let Err(status) = session.run(&mut inbound, &replies, &mut end).await {
@@ -345,7 +428,7 @@ impl Session {
                     let beat = self.store.record_heartbeat(
                         &self.site,
                         self.stream,
-                        beat.last_produced_sequence,
+                        plausible(beat.last_produced_sequence, "last produced sequence")?,
                     );
                     within(self.write_timeout, beat).await?;
                     // Rules changed centrally reach the agent within a heartbeat.

@@ -311,6 +311,10 @@ struct ServeArgs {
     /// same moment are answered 429 with Retry-After. Default: the number of cores.
     #[arg(long, env = "CENTRAL_SIGN_IN_CHECKS")]
     sign_in_checks: Option<usize>,
+    /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
+    /// restarting agent briefly two).
+    #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central::ingest::DEFAULT_SESSIONS_PER_SITE)]
+    sessions_per_site: usize,
     /// How old an information view must be before central re-checks it (longer than the write
     /// timeout, so no view can still commit behind the re-check's position).
     #[arg(long, env = "CENTRAL_RECHECK_SETTLE_SECS", default_value_t = 60)]
@@ -679,6 +683,7 @@ async fn serve(
                 certificate_alert_days: args.certificate_alert_days,
                 ..MaintenanceConfig::default()
             },
+            sessions_per_site: args.sessions_per_site.max(1),
             sign_in_checks: args
                 .sign_in_checks
                 .unwrap_or_else(|| Tuning::default().sign_in_checks)

@@ -554,7 +554,12 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
         .unwrap()
         .parse()
         .unwrap();
-    let view = chain.store.rollouts(Some(id)).await.unwrap().remove(0);
+    let view = chain
+        .store
+        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(
         (view.state.as_str(), view.target_version.as_str()),
         ("running", "0.2.0")
@@ -585,7 +590,12 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
         "{detail}"
     );
     assert_eq!(
-        chain.store.rollouts(Some(id)).await.unwrap()[0].state,
+        chain
+            .store
+            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .await
+            .unwrap()[0]
+            .state,
         "paused"
     );
     // Pausing twice does not apply.
@@ -610,7 +620,15 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
         .post(&format!("/rollouts/{id}/resume"), &[], &page)
         .await;
     assert_eq!(forbidden.status, 403, "{}", forbidden.text());
-    assert_eq!(chain.store.rollouts(None).await.unwrap().len(), 1);
+    assert_eq!(
+        chain
+            .store
+            .rollouts(None, &central::store::scope::SiteScope::All)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -769,4 +787,65 @@ async fn the_audit_search_finds_lookups_and_its_exports_are_audited_without_clea
         2,
         "refused exports record nothing"
     );
+}
+
+/// Issue 15, item 8: the JSON API of rollouts is scoped like the rollout page. An area manager
+/// sees a chain-wide rollout with their own sites only, and the deny list of revoked
+/// certificates (every site's) is for chain administrators.
+#[tokio::test]
+async fn the_rollouts_api_is_scoped_and_revocations_are_for_administrators() {
+    let chain = Fixture::new().await;
+    let admin = chain.sign_in("admin").await;
+    let html = admin.get("/rollout").await.text();
+    let started = admin
+        .post(
+            "/rollouts",
+            &[
+                ("target_version", "0.2.0"),
+                ("waves", "5,25,100"),
+                ("window", "any"),
+                ("on_gate_failure", "pause"),
+            ],
+            &html,
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.text());
+    let id = started
+        .header("location")
+        .unwrap()
+        .strip_prefix("/rollouts/")
+        .unwrap()
+        .to_string();
+    // The controller's pass assigns the agents' sites to the waves.
+    chain
+        .store
+        .step_rollouts(OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    let osaka = chain.osaka_planned.code.to_string();
+    let tokyo = chain.tokyo_planned.code.to_string();
+
+    let everyone = admin.get("/api/v1/rollouts").await.text();
+    assert!(
+        everyone.contains(&osaka) && everyone.contains(&tokyo),
+        "{everyone}"
+    );
+
+    let manager = chain.sign_in("tokyo.manager").await;
+    for path in [
+        "/api/v1/rollouts".to_string(),
+        format!("/api/v1/rollouts/{id}"),
+    ] {
+        let answer = manager.get(&path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let text = answer.text();
+        assert!(text.contains(&tokyo), "{path}: {text}");
+        assert!(!text.contains(&osaka), "{path} shows Osaka: {text}");
+    }
+
+    for login in ["tokyo.manager", "viewer", "auditor"] {
+        let answer = chain.sign_in(login).await.get("/api/v1/revocations").await;
+        assert_eq!(answer.status, 403, "{login}: {}", answer.text());
+    }
+    assert_eq!(admin.get("/api/v1/revocations").await.status, 200);
 }

@@ -376,7 +376,7 @@ impl Api {
         body: Option<Vec<u8>>,
     ) -> Answer {
         let mut request = Request::builder().method(method).uri(path);
-        if body.is_some() {
+        if body.is_some() || !matches!(method, "GET" | "HEAD") {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
         if let Caller::Token(token) = &caller {

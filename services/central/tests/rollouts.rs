@@ -134,13 +134,24 @@ async fn a_canary_that_hurts_lookups_pauses_the_rollout_and_the_next_wave_waits(
         .step_rollouts(t + Duration::minutes(30))
         .await
         .unwrap();
-    assert_eq!(store.rollouts(Some(id)).await.unwrap()[0].state, "running");
+    assert_eq!(
+        store
+            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .await
+            .unwrap()[0]
+            .state,
+        "running"
+    );
     store
         .step_rollouts(t + Duration::minutes(63))
         .await
         .unwrap();
 
-    let view = store.rollouts(Some(id)).await.unwrap().remove(0);
+    let view = store
+        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(view.state, "paused");
     let paused = view.transitions.last().unwrap();
     assert_eq!((paused.to_state.as_str(), paused.wave), ("paused", 1));
@@ -186,7 +197,11 @@ async fn a_canary_that_hurts_lookups_pauses_the_rollout_and_the_next_wave_waits(
         .unwrap()
         .unwrap();
     assert_eq!(version, "0.1.0");
-    let view = store.rollouts(Some(id)).await.unwrap().remove(0);
+    let view = store
+        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(view.state, "rolled_back");
     let trail: Vec<(&str, &str)> = view
         .transitions
@@ -230,7 +245,11 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
     }
     // Open all the time: the window never comes, nobody is targeted.
     store.step_rollouts(t + Duration::minutes(1)).await.unwrap();
-    let view = store.rollouts(Some(id)).await.unwrap().remove(0);
+    let view = store
+        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     assert!(
         view.sites.iter().all(|s| s.state == "pending"),
         "{:?}",
@@ -246,7 +265,11 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
     let mut at = t + Duration::minutes(2);
     for wave in 1..=2 {
         store.step_rollouts(at).await.unwrap();
-        let view = store.rollouts(Some(id)).await.unwrap().remove(0);
+        let view = store
+            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .await
+            .unwrap()
+            .remove(0);
         let targeted: Vec<usize> = view
             .sites
             .iter()
@@ -278,7 +301,11 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
         store.step_rollouts(at).await.unwrap(); // soaked: gates
         at += Duration::minutes(1);
     }
-    let view = store.rollouts(Some(id)).await.unwrap().remove(0);
+    let view = store
+        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(view.state, "completed", "{:?}", view.transitions);
     assert!(view.sites.iter().all(|s| s.state == "applied"));
     let reasons: Vec<&str> = view.transitions.iter().map(|t| t.reason.as_str()).collect();

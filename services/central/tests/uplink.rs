@@ -568,3 +568,95 @@ async fn central_asks_for_an_inventory_it_lacks_and_keeps_the_latest() {
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
     assert!(refused.message().contains("terminal_ids"), "{refused}");
 }
+
+/// Issue 15, item 11: one compromised agent key cannot open unlimited sessions, nor claim a
+/// sequence no outbox can hold (two such claims once made every overview that saw the site
+/// fail with "bigint out of range").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
+    let site = clinic();
+    let pki = Pki::new(&[&site]).unwrap();
+    let db = TestDb::create().await.unwrap();
+    let tuning = Tuning {
+        sessions_per_site: 2,
+        ..Tuning::default()
+    };
+    let central = start_central(&pki, &db.url, tuning).await;
+    let open = || async {
+        Session::open(
+            &central.grpc,
+            agent_tls(&pki, &site).unwrap(),
+            &site,
+            Uuid::now_v7(),
+        )
+        .await
+    };
+    let first = open().await.unwrap();
+    let _second = open().await.unwrap();
+    let refused = open().await.expect_err("a third session is over the limit");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+    assert!(refused.message().contains("2 sessions"), "{refused}");
+
+    // A session that ends gives its place back (central notices the close asynchronously:
+    // bounded retries, no fixed sleep).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _third = loop {
+        match open().await {
+            Ok(session) => break session,
+            Err(_) if Instant::now() < deadline => tokio::task::yield_now().await,
+            Err(error) => panic!("no place freed after a session ended: {error}"),
+        }
+    };
+
+    // A hello claiming a sequence near i64::MAX is refused, and nothing is stored of it.
+    let mut lie = e2e::uplink::hello(&site, Uuid::now_v7());
+    if let Some(proto::fleet::v1::agent_message::Kind::Hello(hello)) = lie.kind.as_mut() {
+        hello.last_produced_sequence = i64::MAX as u64 - 1;
+    }
+    drop(_third);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match Session::open_saying(&central.grpc, agent_tls(&pki, &site).unwrap(), lie.clone())
+            .await
+        {
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted && Instant::now() < deadline =>
+            {
+                tokio::task::yield_now().await
+            }
+            Err(status) => break status,
+            Ok(_) => panic!("an impossible sequence was welcomed"),
+        }
+    };
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+    assert!(
+        refused.message().contains("beyond any agent's outbox"),
+        "{refused}"
+    );
+
+    // Even claims already stored (before this check existed) cannot break the overview's sums.
+    let pool = central::store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
+    let store = central::store::Store::new(pool);
+    let code = onshi_domain::site::SiteCode::parse(&site).unwrap();
+    for _ in 0..2 {
+        store
+            .open_stream(
+                &code,
+                onshi_domain::events::StreamId(Uuid::now_v7()),
+                "x",
+                "0",
+                u64::MAX,
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .overview(
+            &central::store::scope::SiteScope::All,
+            time::OffsetDateTime::now_utc(),
+            &central::store::dashboard::OverviewMemo::default(),
+        )
+        .await
+        .expect("the overview adds up claims of i64::MAX without overflowing");
+}

@@ -159,10 +159,12 @@ pub async fn authenticate(
         let to = format!("/login?next={}", crate::web::form::encode(&back));
         return Ok(Redirect::to(&to).into_response());
     };
-    let request = if principal.credential == Credential::Session && !is_safe(request.method()) {
-        check_csrf(&principal, request).await?
-    } else {
-        request
+    let request = match principal.credential {
+        Credential::Session if !is_safe(request.method()) => {
+            check_csrf(&principal, request).await?
+        }
+        Credential::Certificate if !is_safe(request.method()) => not_cross_site(request)?,
+        _ => request,
     };
     tracing::debug!(role = principal.role.as_str(), path = %request.uri().path(), "request");
     let mut request = request;
@@ -172,6 +174,39 @@ pub async fn authenticate(
 
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A browser holding an operator certificate presents it to any site's form or `fetch` too,
+/// with no session and so no CSRF token. A write under a certificate must therefore be one a
+/// page cannot send across sites without a CORS preflight (which central never grants): a
+/// JSON request (`Content-Type: application/json`, even without a body). The dashboard's own
+/// forms are for sessions, on the dashboard's listener.
+fn not_cross_site(request: Request) -> Result<Request, ServiceError> {
+    if !is_api(request.uri().path()) {
+        return Err(ServiceError::Forbidden(
+            "ダッシュボードの操作はサインインして行ってください / the dashboard's forms need a \
+             signed-in session (the dashboard's own listener), not an operator certificate"
+                .into(),
+        ));
+    }
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if json {
+        Ok(request)
+    } else {
+        Err(ServiceError::UnsupportedMediaType(
+            "API への書き込みは Content-Type: application/json で送ってください / writes to the \
+             API must be sent as Content-Type: application/json"
+                .into(),
+        ))
+    }
 }
 
 /// Passes the request on when its CSRF token (header, or the form's `_csrf` field) is the

@@ -166,12 +166,15 @@ impl Store {
             ),
             (
                 AgentEvidence::NationalLinkUp,
+                // The agent's probe (direct mode) or, in terminal mode, the qualification
+                // terminal answering its requests (answers come from the national system).
                 "SELECT k.code, f.occurred_at, 'link to the national system up'
                  FROM unnest($1::text[]) AS k(code)
                  CROSS JOIN LATERAL (
                      SELECT occurred_at FROM events e
                      WHERE e.site_code = k.code AND e.kind = 'link_change'
-                       AND e.body->>'target' = 'onshi' AND e.body->>'state' = 'up'
+                       AND e.body->>'target' IN ('onshi', 'terminal')
+                       AND e.body->>'state' = 'up'
                      ORDER BY occurred_at LIMIT 1) f",
             ),
             (

@@ -9,8 +9,9 @@
 //!   hash chain (`chain.rs`); opened at once, and it stays: a break is evidence;
 //! - `access_violation`: a view the agent allowed fails central's re-check
 //!   (`access_recheck.rs`); opened at once, and it stays;
-//! - `site_unavailable`: an open site is not online (agent down, link down, national system
-//!   unreachable, reader unplugged: `availability.rs`); resolved when it is back or closes.
+//! - `site_unavailable`: an open site is not online (agent down, link down, qualification
+//!   terminal not answering, national system unreachable, reader unplugged:
+//!   `availability.rs`); resolved when it is back or closes.
 //!
 //! Each check records a condition when it is first observed (a pending row), opens it once it has
 //! held longer than its threshold, and resolves it when it clears; a condition that clears

@@ -2,7 +2,9 @@
 //!
 //! Ingest records each session's start and how it ended (`agent_presence`); chain IT sets
 //! opening hours (`opening_hours`, the chain default under scope `*`); the maintenance task
-//! reads those, the agent's latest national link probe and its latest inventory, classifies
+//! reads those, the agent's latest report on its way to the national system (its national
+//! link probe in direct mode, the qualification terminal's health, link target `terminal`, in
+//! terminal mode: whichever came last) and its latest inventory, classifies
 //! every site (`onshi_domain::availability::classify`) into `site_availability`, and the alert
 //! checker opens a `site_unavailable` alert only for a site that is open and not online.
 
@@ -172,8 +174,11 @@ impl Store {
             Some(row) => hours_from(Some(row.get(0)))?,
             None => OpeningHours::chain_default(),
         };
-        // Per site: its latest stream, presence, own hours, latest national probe, whether it
-        // ever had a reader, and how many readers its latest inventory shows present.
+        // Per site: its latest stream, presence, own hours, its latest report on its way to the
+        // national system (the national probe in direct mode, the terminal's health in
+        // terminal mode: whichever came last, so a site that changed mode is read in its
+        // current one), whether it ever had a reader, and how many readers its latest
+        // inventory shows present.
         let rows = tx
             .query(
                 "WITH latest AS (
@@ -181,10 +186,7 @@ impl Store {
                      FROM agent_streams ORDER BY site_code, last_seen_at DESC)
                  SELECT l.site_code, l.stream_id, l.last_seen_at,
                         p.connected, p.ended, h.hours,
-                        (SELECT e.body->>'state' FROM events e
-                          WHERE e.site_code = l.site_code AND e.kind = 'link_change'
-                            AND e.body->>'target' = 'onshi'
-                          ORDER BY e.occurred_at DESC LIMIT 1) AS national,
+                        w.way, w.way_state,
                         EXISTS (SELECT 1 FROM events e
                           WHERE e.site_code = l.site_code AND e.kind = 'reader_change') AS had_reader,
                         (SELECT count(*) FROM agent_inventory i,
@@ -195,6 +197,11 @@ impl Store {
                           WHERE i.site_code = l.site_code AND i.stream_id = l.stream_id) AS has_inventory,
                         a.state, a.since
                  FROM latest l
+                 LEFT JOIN LATERAL (
+                     SELECT e.body->>'target' AS way, e.body->>'state' AS way_state FROM events e
+                     WHERE e.site_code = l.site_code AND e.kind = 'link_change'
+                       AND e.body->>'target' IN ('onshi', 'terminal')
+                     ORDER BY e.occurred_at DESC LIMIT 1) w ON true
                  LEFT JOIN agent_presence p ON p.site_code = l.site_code
                  LEFT JOIN opening_hours h ON h.scope = l.site_code
                  LEFT JOIN site_availability a ON a.site_code = l.site_code",
@@ -203,21 +210,24 @@ impl Store {
             .await?;
         let silence = time::Duration::try_from(silence).unwrap_or(time::Duration::MAX);
         for row in &rows {
-            let site: String = row.get(0);
-            let stream: Uuid = row.get(1);
-            let last_seen: OffsetDateTime = row.get(2);
-            let presence_connected: Option<bool> = row.get(3);
-            let ended: Option<String> = row.get(4);
-            let hours = match row.get::<_, Option<serde_json::Value>>(5) {
+            let site: String = row.get("site_code");
+            let stream: Uuid = row.get("stream_id");
+            let last_seen: OffsetDateTime = row.get("last_seen_at");
+            let presence_connected: Option<bool> = row.get("connected");
+            let ended: Option<String> = row.get("ended");
+            let hours = match row.get::<_, Option<serde_json::Value>>("hours") {
                 Some(json) => hours_from(Some(json))?,
                 None => chain_default.clone(),
             };
-            let national: Option<String> = row.get(6);
-            let had_reader: bool = row.get(7);
-            let present: i64 = row.get(8);
-            let has_inventory: bool = row.get(9);
-            let previous: Option<String> = row.get(10);
-            let previous_since: Option<OffsetDateTime> = row.get(11);
+            let way: Option<String> = row.get("way");
+            let way_down = row
+                .get::<_, Option<String>>("way_state")
+                .map(|s| s == "down");
+            let had_reader: bool = row.get("had_reader");
+            let present: i64 = row.get("present");
+            let has_inventory: bool = row.get("has_inventory");
+            let previous: Option<String> = row.get("state");
+            let previous_since: Option<OffsetDateTime> = row.get("since");
 
             let fresh = now - last_seen <= silence;
             let connected = presence_connected == Some(true) && fresh;
@@ -234,7 +244,8 @@ impl Store {
                 open,
                 connected,
                 last_end,
-                national_down: national.as_deref().map(|s| s == "down"),
+                national_down: way_down.filter(|_| way.as_deref() == Some("onshi")),
+                terminal_down: way_down.filter(|_| way.as_deref() == Some("terminal")),
                 readers_missing: had_reader && has_inventory && present == 0,
             });
             let since = match (&previous, previous_since) {
@@ -329,6 +340,12 @@ fn detail(site: &str, verdict: &Availability, last_seen: OffsetDateTime) -> Stri
         ),
         State::AgentDown => format!(
             "site {site}: {} (the agent's connection closed; last heard {last})",
+            verdict.underlying.label()
+        ),
+        State::TerminalNotAnswering => format!(
+            "site {site}: {} (端末PCと資格確認端末のソフトが動いているか確認してください / \
+             the agent's requests went unanswered past its timeout; check that the terminal PC \
+             and its software are running)",
             verdict.underlying.label()
         ),
         other => format!("site {site}: {}", other.label()),

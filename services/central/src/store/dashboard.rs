@@ -508,10 +508,12 @@ impl Store {
             in_scope("site_code")
         );
         let lag_sql = format!(
-            "SELECT site_code, lag, sum(lag) OVER ()::bigint FROM (
+            // Sums of bigints are numeric: capped before the cast, so no stream's claim can
+            // make the page fail with "bigint out of range" for everyone who sees the site.
+            "SELECT site_code, lag, least(sum(lag) OVER (), 9223372036854775807)::bigint FROM (
                  SELECT site_code,
-                        sum(greatest(last_produced_sequence - contiguous_sequence, 0))::bigint
-                            AS lag
+                        least(sum(greatest(last_produced_sequence - contiguous_sequence, 0)),
+                              9223372036854775807)::bigint AS lag
                  FROM agent_streams WHERE {} GROUP BY site_code) s
              ORDER BY lag DESC, site_code LIMIT 1",
             in_scope("site_code")
@@ -686,8 +688,8 @@ impl Store {
         Ok(memo.collect(&key, from, to, read.as_ref()))
     }
 
-    /// Links (each site with an agent × national, central) whose latest probe says down, and
-    /// degraded, at `now`.
+    /// Links (each site with an agent × national, central, terminal) whose latest report says
+    /// down, and degraded, at `now`.
     async fn read_link_counts(
         &self,
         (prefectures, sites): &ScopeKey,
@@ -703,7 +705,7 @@ impl Store {
                     "WITH pairs AS (
                          SELECT s.site_code, t.target
                          FROM (SELECT DISTINCT site_code FROM agent_streams WHERE {}) s
-                         CROSS JOIN (VALUES ('onshi'), ('central')) t (target)),
+                         CROSS JOIN (VALUES ('onshi'), ('central'), ('terminal')) t (target)),
                      recent AS MATERIALIZED (
                          SELECT p.site_code, p.target, l.state FROM pairs p
                          LEFT JOIN LATERAL (

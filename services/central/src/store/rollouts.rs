@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// Names the rollout controller among PostgreSQL advisory locks.
@@ -262,14 +263,29 @@ impl Store {
     }
 
     /// Rollouts, newest first, each with its sites and transitions.
-    pub async fn rollouts(&self, id: Option<i64>) -> Result<Vec<RolloutView>, StoreError> {
+    /// Rollouts, newest first (at most 50), each with its sites in `scope` only: an area
+    /// manager sees the rollouts that touch their sites and none of the others' sites.
+    pub async fn rollouts(
+        &self,
+        id: Option<i64>,
+        scope: &SiteScope,
+    ) -> Result<Vec<RolloutView>, StoreError> {
+        let (prefectures, sites_in_scope) = scope.params();
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT id, target_version, state, current_wave, waves, gates, update_window,
-                        on_gate_failure, created_by, created_at
-                 FROM rollouts WHERE $1::bigint IS NULL OR id = $1 ORDER BY id DESC LIMIT 50",
-                &[&id],
+                &format!(
+                    "SELECT id, target_version, state, current_wave, waves, gates, update_window,
+                            on_gate_failure, created_by, created_at
+                     FROM rollouts r
+                     WHERE ($1::bigint IS NULL OR id = $1)
+                       AND ($2::text[] IS NULL OR EXISTS (
+                             SELECT 1 FROM rollout_sites s
+                             WHERE s.rollout_id = r.id AND {}))
+                     ORDER BY id DESC LIMIT 50",
+                    SiteScope::sql("s.site_code", 2, 3)
+                ),
+                &[&id, &prefectures, &sites_in_scope],
             )
             .await?;
         let mut views = Vec::with_capacity(rows.len());
@@ -277,9 +293,12 @@ impl Store {
             let id: i64 = r.get(0);
             let sites = client
                 .query(
-                    "SELECT site_code, wave, previous_version, state FROM rollout_sites
-                     WHERE rollout_id = $1 ORDER BY wave, site_code",
-                    &[&id],
+                    &format!(
+                        "SELECT site_code, wave, previous_version, state FROM rollout_sites
+                         WHERE rollout_id = $1 AND {} ORDER BY wave, site_code",
+                        SiteScope::sql("site_code", 2, 3)
+                    ),
+                    &[&id, &prefectures, &sites_in_scope],
                 )
                 .await?
                 .iter()

@@ -38,16 +38,17 @@ pub const ROLLOUT_STATES: [(&str, &str, &str); 6] = [
     ("none", "対象外", "never in a rollout"),
 ];
 
-/// Availability states the filter offers, `unknown` for sites not classified yet.
-const STATUSES: [&str; 7] = [
-    "online",
-    "closed",
-    "agent_down",
-    "link_down",
-    "reader_unplugged",
-    "national_unreachable",
-    "unknown",
-];
+/// Availability states the filter offers: every state the domain knows, then `unknown` for
+/// sites not classified yet.
+const STATUSES: [&str; Availability::ALL.len() + 1] = {
+    let mut names = ["unknown"; Availability::ALL.len() + 1];
+    let mut i = 0;
+    while i < Availability::ALL.len() {
+        names[i] = Availability::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 const MAX_Q: usize = 100;
 
@@ -764,6 +765,16 @@ mod tests {
                 ..SiteFilter::default()
             }
         );
+    }
+
+    #[test]
+    fn the_status_filter_offers_every_availability_state() {
+        for state in Availability::ALL {
+            let filter = params(&[("status", state.as_str())]).filter().unwrap();
+            assert_eq!(filter.status.as_deref(), Some(state.as_str()));
+        }
+        assert!(STATUSES.contains(&"terminal_not_answering"));
+        assert_eq!(STATUSES.last(), Some(&"unknown"));
     }
 
     #[test]
