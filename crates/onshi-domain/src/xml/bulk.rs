@@ -211,18 +211,7 @@ impl BulkInquiryAccepted {
         out.finish()
     }
 
-    /// Reads the answer, dropping the warnings (see [`Self::read_xml`]).
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
-    }
+    reading_shorthands!(XmlLimits::DEFAULT);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],
@@ -395,18 +384,7 @@ impl BulkResultRequest {
         out.finish()
     }
 
-    /// Reads the request, dropping the warnings (see [`Self::read_xml`]).
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
-    }
+    reading_shorthands!(XmlLimits::DEFAULT);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],
@@ -662,19 +640,7 @@ impl BulkResult {
         out.finish()
     }
 
-    /// Reads a batch result with [`XmlLimits::BULK`], dropping the warnings (see
-    /// [`Self::read_xml`]).
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::BULK)
-    }
+    reading_shorthands!(XmlLimits::BULK);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],

@@ -175,19 +175,7 @@ impl CheckupInfoResult {
         out.finish()
     }
 
-    /// Reads a result, dropping the warnings (tests, tools); programs use [`Self::read_xml`].
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    /// Reads a result with what was tolerated (unknown elements, unreadable dates).
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
-    }
+    reading_shorthands!(XmlLimits::DEFAULT);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],

@@ -30,6 +30,29 @@
 //! offset): the national system writes Japan Standard Time wall-clock values and so do we; the
 //! caller converts if it needs an instant.
 
+/// The three shorthand readers every message type has beside its `read_xml_with_limits`:
+/// `read_xml` (under `$limits`, with what was tolerated), `from_xml` and `from_xml_with_limits`
+/// (the value alone, for tests and tools; a program that must say what it tolerated reads with
+/// warnings). Expands inside the type's `impl` block.
+macro_rules! reading_shorthands {
+    ($limits:expr) => {
+        /// Reads the file under the default limits for its kind, with what was tolerated.
+        pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
+            Self::read_xml_with_limits(bytes, &$limits)
+        }
+
+        /// [`Self::read_xml`], dropping the warnings (tests and tools).
+        pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
+            Self::read_xml(bytes).map(Warned::into_value)
+        }
+
+        /// [`Self::read_xml_with_limits`], dropping the warnings (tests and tools).
+        pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
+            Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
+        }
+    };
+}
+
 pub mod bulk;
 mod charset;
 pub mod checkup;

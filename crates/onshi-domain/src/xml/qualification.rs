@@ -165,20 +165,7 @@ impl QualificationConfirmationRequest {
         out.finish()
     }
 
-    /// Reads a request file with the default [`XmlLimits`], dropping the warnings (tests and
-    /// tools; a program that must say what it tolerated uses [`Self::read_xml`]).
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    /// Reads a request file with the default [`XmlLimits`], with what was tolerated.
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
-    }
+    reading_shorthands!(XmlLimits::DEFAULT);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],
@@ -1018,20 +1005,7 @@ impl QualificationConfirmationResult {
         out.finish()
     }
 
-    /// Reads a result file with the default [`XmlLimits`], dropping the warnings (tests and
-    /// tools; a program that must say what it tolerated uses [`Self::read_xml`]).
-    pub fn from_xml(bytes: &[u8]) -> Result<Self, XmlError> {
-        Self::read_xml(bytes).map(Warned::into_value)
-    }
-
-    pub fn from_xml_with_limits(bytes: &[u8], limits: &XmlLimits) -> Result<Self, XmlError> {
-        Self::read_xml_with_limits(bytes, limits).map(Warned::into_value)
-    }
-
-    /// Reads a result file with the default [`XmlLimits`], with what was tolerated.
-    pub fn read_xml(bytes: &[u8]) -> Result<Warned<Self>, XmlError> {
-        Self::read_xml_with_limits(bytes, &XmlLimits::DEFAULT)
-    }
+    reading_shorthands!(XmlLimits::DEFAULT);
 
     pub fn read_xml_with_limits(
         bytes: &[u8],
