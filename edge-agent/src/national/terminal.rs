@@ -436,6 +436,7 @@ impl Terminal {
         }
         let now = Instant::now();
         let mut ready = Vec::new();
+        let mut early = Vec::new();
         {
             let mut waiting = self.waiting();
             for (name, waiter) in waiting.iter_mut() {
@@ -457,12 +458,21 @@ impl Terminal {
                     _ => {
                         waiter.last = Some((*size, *mtime, now));
                         settling = true;
+                        // A result that is already a whole document is taken at once: the
+                        // settle wait is only for files that may still be growing.
+                        if *size > 0 {
+                            waiter.taking = true;
+                            early.push((name.clone(), waiter.id));
+                        }
                     }
                 }
             }
         }
+        for (name, id) in early {
+            settling |= self.take(&name, id, Take::IfWhole).await;
+        }
         for (name, id, since) in ready {
-            settling |= self.take(&name, id, since).await;
+            settling |= self.take(&name, id, Take::Settled { since }).await;
         }
         settling
     }
@@ -476,18 +486,16 @@ impl Terminal {
         given_up.keys().cloned().collect()
     }
 
-    /// Reads, journals and removes one stable result, then hands it to its waiter. Returns
-    /// whether it must be looked at again (it looks cut short and may still be completed).
-    async fn take(&self, name: &str, id: i64, since: Instant) -> bool {
+    /// Reads, journals and removes one result, then hands it to its waiter. Returns whether it
+    /// must be looked at again (it looks cut short and may still be completed).
+    async fn take(&self, name: &str, id: i64, how: Take) -> bool {
         let path = self.settings.folders.result.join(name);
         let max = self.settings.max_result_bytes;
         let read = tokio::task::spawn_blocking(move || fsio::read_limited(&path, max))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         let delivery = match read {
-            Ok(bytes)
-                if !looks_complete(&bytes) && since.elapsed() < self.settings.incomplete_grace =>
-            {
+            Ok(bytes) if !looks_complete(&bytes) && how.waits_for_more(&self.settings) => {
                 if let Some(w) = self.waiting().get_mut(name) {
                     w.taking = false;
                 }
@@ -549,22 +557,96 @@ impl Terminal {
     }
 }
 
+/// How the collector takes a result it found.
+#[derive(Debug, Clone, Copy)]
+enum Take {
+    /// Seen for the first time, still maybe growing: only if it is a whole document already.
+    IfWhole,
+    /// Size and mtime held for `settle` (unchanged since `since`): whole or, once
+    /// `incomplete_grace` passed, as it is (the codec then says what is wrong with it).
+    Settled { since: Instant },
+}
+
+impl Take {
+    /// Whether a result that does not look whole is left for a later look.
+    fn waits_for_more(self, settings: &TerminalSettings) -> bool {
+        match self {
+            Take::IfWhole => true,
+            Take::Settled { since } => since.elapsed() < settings.incomplete_grace,
+        }
+    }
+}
+
 /// The `ArbitraryFileIdentifier` a request or result carries (a plain value only).
 fn correlation_of(bytes: &[u8]) -> Option<String> {
     crate::filex::scan_echo(bytes).arbitrary_file_identifier
 }
 
-/// A result that ends before its root element closes is still being written (zipped batch
-/// results are taken as they are: the zip reader checks them).
+/// Whether a result is a whole document: an XML file whose last tag closes its root element,
+/// or a zip archive (zipped batch results) whose end-of-central-directory record is there. A
+/// file the terminal is still writing in place fails this, whatever its size at the moment.
 fn looks_complete(bytes: &[u8]) -> bool {
     if bytes.starts_with(b"PK") {
-        return true;
+        return zip_is_whole(bytes);
     }
     let end = bytes
         .iter()
         .rposition(|b| !b.is_ascii_whitespace() && *b != 0)
         .map_or(&bytes[..0], |i| &bytes[..=i]);
-    end.ends_with(b">")
+    let Some(root) = root_element(bytes) else {
+        return false;
+    };
+    let Some(last_tag) = end.strip_suffix(b">") else {
+        return false;
+    };
+    match last_tag.iter().rposition(|b| *b == b'<') {
+        Some(open) => {
+            let tag = &last_tag[open + 1..];
+            match tag.strip_prefix(b"/") {
+                Some(closing) => closing.trim_ascii() == root,
+                // `<Root/>`: a root element that closes itself.
+                None => tag.ends_with(b"/") && element_name(tag) == root,
+            }
+        }
+        None => false,
+    }
+}
+
+/// The name of the first element: past the XML declaration, processing instructions,
+/// comments and the doctype.
+fn root_element(bytes: &[u8]) -> Option<&[u8]> {
+    let mut rest = bytes;
+    loop {
+        let open = rest.iter().position(|b| *b == b'<')?;
+        rest = &rest[open + 1..];
+        match rest.first()? {
+            b'?' | b'!' => {
+                let close = if rest.starts_with(b"!--") {
+                    rest.windows(3).position(|w| w == b"-->")? + 2
+                } else {
+                    rest.iter().position(|b| *b == b'>')?
+                };
+                rest = &rest[close + 1..];
+            }
+            _ => return Some(element_name(rest)),
+        }
+    }
+}
+
+/// The element name at the start of a tag's text (`Name attr="…"` → `Name`).
+fn element_name(tag: &[u8]) -> &[u8] {
+    let end = tag
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
+        .unwrap_or(tag.len());
+    &tag[..end]
+}
+
+/// A zip archive is written front to back and ends with its end-of-central-directory record
+/// (signature `PK\x05\x06`, 22 bytes plus a comment of at most 65,535).
+fn zip_is_whole(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(22 + 65_535)..];
+    tail.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
 fn remove_durably(path: &Path) {
@@ -695,5 +777,71 @@ impl Transport for Terminal {
                 body,
             });
         (answer, ticket)
+    }
+}
+
+#[cfg(test)]
+mod whole_document {
+    use super::looks_complete;
+    use proptest::prelude::*;
+
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/onshi-corpus");
+
+    fn corpus_results() -> Vec<Vec<u8>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(CORPUS).expect("the shared onshi corpus beside the project")
+        {
+            let path = entry.expect("corpus entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.contains("res_") && name.ends_with(".xml") {
+                found.push(std::fs::read(&path).expect("corpus file"));
+            }
+        }
+        assert!(found.len() >= 5, "the corpus's result files");
+        found
+    }
+
+    #[test]
+    fn every_corpus_result_is_whole() {
+        for bytes in corpus_results() {
+            assert!(
+                looks_complete(&bytes),
+                "{}",
+                String::from_utf8_lossy(&bytes[..80])
+            );
+        }
+    }
+
+    #[test]
+    fn documents_cut_at_a_tag_boundary_are_not_whole() {
+        let doc =
+            b"<?xml version=\"1.0\"?>\n<!-- a <comment> -->\n<XmlMsg><A>1</A><B/></XmlMsg>\r\n";
+        assert!(looks_complete(doc));
+        assert!(!looks_complete(
+            b"<?xml version=\"1.0\"?>\n<XmlMsg><A>1</A>"
+        ));
+        assert!(!looks_complete(
+            b"<?xml version=\"1.0\"?>\n<XmlMsg><A>1</A><B/>"
+        ));
+        assert!(looks_complete(b"<XmlMsg/>"));
+        assert!(!looks_complete(b"<?xml version=\"1.0\"?>"));
+        assert!(!looks_complete(
+            b"PK\x03\x04 a local header and nothing more"
+        ));
+        assert!(looks_complete(
+            b"PK\x03\x04...PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+        ));
+    }
+
+    proptest! {
+        /// A file the terminal is still writing is never taken early, wherever the cut falls.
+        #[test]
+        fn no_strict_prefix_of_a_result_is_whole(pick in any::<prop::sample::Index>(), cut in any::<prop::sample::Index>()) {
+            let results = corpus_results();
+            let bytes = &results[pick.index(results.len())];
+            let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).unwrap();
+            let at = cut.index(end);
+            prop_assert!(!looks_complete(&bytes[..at]), "cut at {}", at);
+        }
     }
 }
