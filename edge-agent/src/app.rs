@@ -50,12 +50,13 @@ impl Agent {
     }
 
     /// [`Agent::build`] with the environment passed in (only the test fault-injection hook,
-    /// [`crate::filex::FAULT_ENV`], is read from it).
+    /// [`crate::fault::FAULT_ENV`], is read from it).
     pub async fn build_with_env(
         config: &AgentConfig,
         env: &std::collections::HashMap<String, String>,
     ) -> anyhow::Result<Self> {
         let patient_key = load_patient_key(&config.patient_hash_key_file)?;
+        let fault = crate::fault::Fault::from_env(env);
         let outbox = Outbox::open(&config.outbox_path(), config.outbox_options())?;
         // Damaged or missing records become loss events now, before anything is sent, so a bad
         // record can neither stall the stream nor stop the agent from starting.
@@ -102,7 +103,8 @@ impl Agent {
                     outbox.stream_id().0.to_string(),
                 )
                 .context("opening the terminal journal")?;
-                let terminal = crate::national::terminal::Terminal::start(settings, journal)?;
+                let terminal =
+                    crate::national::terminal::Terminal::start(settings, journal, fault)?;
                 (National::Terminal(terminal), None)
             }
         };
@@ -236,12 +238,8 @@ impl Agent {
         }
         let file_exchange = match &config.file_exchange {
             Some(settings) => {
-                let exchange = FileExchange::new(
-                    settings.clone(),
-                    lookups.clone(),
-                    outbox.clone(),
-                    crate::filex::Fault::from_env(env),
-                )?;
+                let exchange =
+                    FileExchange::new(settings.clone(), lookups.clone(), outbox.clone(), fault)?;
                 exchange.recover().await?;
                 Some(exchange)
             }

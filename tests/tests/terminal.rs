@@ -323,6 +323,62 @@ async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start
     Ok(())
 }
 
+/// kill -9 of the agent at a step of a counter lookup through the terminal (the step before,
+/// the request written and unanswered, is the test above): the terminal is asked once, central
+/// gets the lookup once, and the next lookup works.
+async fn a_lookup_killed_at(fault: &str) -> anyhow::Result<()> {
+    // `--requests move` keeps every request the terminal took in `req/done`: what it was asked.
+    let (stack, agent) = Stack::start(30_000, &["--requests", "move"]).await?;
+    agent.kill().await?;
+    let mut crashing = stack
+        .site
+        .start_with_env(&[("EDGE_AGENT_FAULT", fault)])
+        .await?;
+    let person = sim_people("valid", 2).await?;
+    let asked = stack.site.lookup(&person[0]).await?;
+    let status = tokio::time::timeout(e2e::patience(), crashing.child.wait()).await??;
+    assert!(!status.success(), "the agent aborted at {fault}: {status}");
+    assert!(
+        !asked.status.success(),
+        "the counter got no answer from an agent that died: {}",
+        String::from_utf8_lossy(&asked.stdout)
+    );
+    let res = stack.folder.join("res");
+    assert!(
+        names(&res).is_empty(),
+        "the result was taken before the crash"
+    );
+
+    let _agent = stack.site.start().await?;
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
+    assert_eq!(lookups[0]["outcome"], "valid");
+    let output = stack.site.lookup(&person[1]).await?;
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid");
+    // Events reach central in outbox order: a second copy of the first lookup would have been
+    // recorded at start, before the second lookup, so it would be stored by now.
+    await_events(&stack.db, CLINIC, "lookup", 2).await;
+    let all = stored_lookups(&stack.db).await?;
+    assert_eq!(all.len(), 2, "each lookup recorded once: {all:?}");
+    assert_eq!(
+        names(&stack.folder.join("req").join("done")).len(),
+        2,
+        "each request written into the terminal's folder once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_result_is_taken_the_lookup_is_recorded_once_at_start()
+-> anyhow::Result<()> {
+    a_lookup_killed_at("terminal-abort-after-result").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_the_lookup_is_recorded_it_is_not_recorded_again() -> anyhow::Result<()> {
+    a_lookup_killed_at("terminal-abort-after-record").await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -> anyhow::Result<()>
 {

@@ -49,6 +49,7 @@ use onshi_domain::xml::{
 };
 use tokio::sync::Notify;
 
+use crate::fault::{self, Fault};
 use crate::lookup::{Lookups, Provenance};
 use crate::outbox::Outbox;
 use codes::{AgentErrorCode, Echo};
@@ -57,36 +58,6 @@ pub use settings::{FileExchangeConfig, Folders};
 
 pub const REQUEST_PREFIX: &str = "OQSsiquc01req_";
 pub const RESULT_PREFIX: &str = "OQSsiquc01res_";
-
-/// Fault injection for tests, from the environment variable of this name: the agent aborts
-/// (as kill -9 would) at a chosen point of answering a request file. Never set it in production.
-///
-/// - `abort-after-answer`: the national answer is journaled, the event not yet recorded;
-/// - `abort-after-record`: the event is recorded, the result file not yet written.
-pub const FAULT_ENV: &str = "EDGE_AGENT_FAULT";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    AbortAfterAnswer,
-    AbortAfterRecord,
-}
-
-impl Fault {
-    pub fn from_env(env: &HashMap<String, String>) -> Option<Self> {
-        match env.get(FAULT_ENV).map(String::as_str) {
-            Some("abort-after-answer") => Some(Self::AbortAfterAnswer),
-            Some("abort-after-record") => Some(Self::AbortAfterRecord),
-            _ => None,
-        }
-    }
-
-    fn strike(self, at: Fault) {
-        if self == at {
-            tracing::error!(fault = ?at, "{FAULT_ENV}: aborting as instructed");
-            std::process::abort();
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct FileExchange {
@@ -405,9 +376,7 @@ impl FileExchange {
                 let asked = self.lookups.ask(&request, encoding).await;
                 let journal = Journal::from_asked(&asked);
                 write_journal(journal_path.clone(), journal.clone()).await;
-                if let Some(fault) = self.fault {
-                    fault.strike(Fault::AbortAfterAnswer);
-                }
+                fault::strike(self.fault, Fault::FileAfterAnswer);
                 journal
             }
         };
@@ -450,9 +419,7 @@ impl FileExchange {
                 );
                 return self.answer(path, &journal_path, result).await;
             }
-            if let Some(fault) = self.fault {
-                fault.strike(Fault::AbortAfterRecord);
-            }
+            fault::strike(self.fault, Fault::FileAfterRecord);
         }
         let result = match journal.raw_result() {
             Some(raw) if QualificationConfirmationResult::from_xml(&raw).is_ok() => raw,
@@ -807,12 +774,5 @@ mod tests {
             detail: "unexpected end".into(),
         });
         assert!(truncated.may_be_incomplete());
-    }
-
-    #[test]
-    fn fault_hook_reads_only_its_value() {
-        let env = HashMap::from([(FAULT_ENV.to_string(), "abort-after-record".to_string())]);
-        assert_eq!(Fault::from_env(&env), Some(Fault::AbortAfterRecord));
-        assert_eq!(Fault::from_env(&HashMap::new()), None);
     }
 }

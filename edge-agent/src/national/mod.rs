@@ -93,18 +93,30 @@ impl StoredProvenance {
 /// a no-op for the direct transport (nothing to resume: an HTTPS answer that was not recorded
 /// is gone with the process, as it always was).
 #[derive(Debug, Clone, Default)]
-pub struct Ticket(Option<(journal::Journal, i64)>);
+pub struct Ticket(Option<Journaled>);
+
+#[derive(Debug, Clone)]
+struct Journaled {
+    journal: journal::Journal,
+    id: i64,
+    /// The crash-test hook ([`crate::fault`]).
+    fault: Option<crate::fault::Fault>,
+}
 
 impl Ticket {
-    pub(crate) fn journaled(journal: journal::Journal, id: i64) -> Self {
-        Self(Some((journal, id)))
+    pub(crate) fn journaled(
+        journal: journal::Journal,
+        id: i64,
+        fault: Option<crate::fault::Fault>,
+    ) -> Self {
+        Self(Some(Journaled { journal, id, fault }))
     }
 
     /// Notes the event that records this exchange; call it inside the outbox transaction
     /// (`Recorder::record_noting`'s `before_commit`, a blocking thread).
     pub fn note(&self, event: &FleetEvent) {
-        if let Some((journal, id)) = &self.0
-            && let Err(error) = journal.note_blocking(*id, event)
+        if let Some(entry) = &self.0
+            && let Err(error) = entry.journal.note_blocking(entry.id, event)
         {
             tracing::error!(%error, "cannot note the lookup's sequence in the terminal journal; a crash now could record it twice");
         }
@@ -112,10 +124,11 @@ impl Ticket {
 
     /// Closes the entry once its event committed (or when nothing is to be recorded).
     pub async fn finish(&self) {
-        if let Some((journal, id)) = &self.0
-            && let Err(error) = journal.close(*id).await
-        {
-            tracing::warn!(%error, "cannot close a finished terminal journal entry; it is checked again at start");
+        if let Some(entry) = &self.0 {
+            crate::fault::strike(entry.fault, crate::fault::Fault::TerminalAfterRecord);
+            if let Err(error) = entry.journal.close(entry.id).await {
+                tracing::warn!(%error, "cannot close a finished terminal journal entry; it is checked again at start");
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ use super::health::Health;
 use super::journal::{Entry, Journal};
 use super::settings::TerminalSettings;
 use super::{OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
+use crate::fault::{self, Fault};
 use crate::filex::fsio;
 use crate::lookup::{Asked, Lookups};
 use crate::outbox::Outbox;
@@ -69,6 +70,7 @@ pub struct Terminal {
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
     /// Results of requests given up (by result name, since when): removed when they arrive late.
     given_up: Mutex<HashMap<String, GivenUp>>,
+    fault: Option<Fault>,
 }
 
 /// The result file's name for a request file's name: `…req_X` → `…res_X`.
@@ -102,7 +104,12 @@ fn ms(d: Duration) -> u32 {
 impl Terminal {
     /// Opens the transport and starts its result collector (call inside the runtime). The
     /// folders must exist: they are the terminal software's, not the agent's to create.
-    pub fn start(settings: TerminalSettings, journal: Journal) -> anyhow::Result<Arc<Self>> {
+    /// `fault` is the crash-test hook ([`crate::fault`]), `None` in production.
+    pub fn start(
+        settings: TerminalSettings,
+        journal: Journal,
+        fault: Option<Fault>,
+    ) -> anyhow::Result<Arc<Self>> {
         for dir in [&settings.folders.request, &settings.folders.result] {
             anyhow::ensure!(
                 dir.is_dir(),
@@ -122,6 +129,7 @@ impl Terminal {
             health,
             watcher: Mutex::new(watcher),
             given_up: Mutex::new(HashMap::new()),
+            fault,
         });
         tokio::spawn(collect(Arc::downgrade(&terminal)));
         Ok(terminal)
@@ -532,6 +540,9 @@ impl Terminal {
         };
         let path = self.settings.folders.result.join(name);
         let _ = tokio::task::spawn_blocking(move || remove_durably(&path)).await;
+        if delivery.is_ok() {
+            fault::strike(self.fault, Fault::TerminalAfterResult);
+        }
         let waiter = self.waiting().remove(name);
         match waiter.and_then(|mut w| w.tx.take()) {
             Some(tx) => {
@@ -709,7 +720,7 @@ async fn record(
     latency_ms: u32,
     provenance: crate::lookup::Provenance,
 ) {
-    let ticket = Ticket::journaled(journal.clone(), id);
+    let ticket = Ticket::journaled(journal.clone(), id, None);
     let noting = ticket.clone();
     let recorded = lookups
         .record_asked(
@@ -751,7 +762,7 @@ impl Transport for Terminal {
                 );
             }
         };
-        let ticket = Ticket::journaled(self.journal.clone(), id);
+        let ticket = Ticket::journaled(self.journal.clone(), id, self.fault);
         let correlation = correlation_of(&body);
         let path: PathBuf = self.settings.folders.request.join(&name);
         let written = tokio::task::spawn_blocking(move || fsio::write_atomic(&path, &body))

@@ -72,7 +72,7 @@ impl Site {
         )
         .unwrap();
         let settings = self.settings(timeout_ms);
-        let terminal = Terminal::start(settings.clone(), journal.clone()).unwrap();
+        let terminal = Terminal::start(settings.clone(), journal.clone(), None).unwrap();
         let wake = Arc::new(Notify::new());
         let recorder = Recorder::new(SiteCode::parse(SITE).unwrap(), outbox.clone(), wake.clone());
         let lookups = Arc::new(Lookups::new(
@@ -512,7 +512,7 @@ async fn a_noted_event_is_not_recorded_again_and_an_uncommitted_one_is() {
         .store_result(committed, FACE.to_vec())
         .await
         .unwrap();
-    let ticket = super::Ticket::journaled(journal.clone(), committed);
+    let ticket = super::Ticket::journaled(journal.clone(), committed, None);
     agent
         .lookups
         .record_asked(
