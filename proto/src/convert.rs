@@ -145,6 +145,7 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
                 Ok(pb::LookupSource::Counter) => LookupSource::Counter,
                 Ok(pb::LookupSource::FileExchange) => LookupSource::FileExchange,
                 Ok(pb::LookupSource::Batch) => LookupSource::Batch,
+                Ok(pb::LookupSource::FaceReader) => LookupSource::FaceReader,
                 _ => return Err(bad("lookup.source", "unknown or unspecified")),
             },
             batch_id: opt(l.batch_id),
@@ -290,6 +291,7 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
                 LookupSource::Counter => pb::LookupSource::Counter,
                 LookupSource::FileExchange => pb::LookupSource::FileExchange,
                 LookupSource::Batch => pb::LookupSource::Batch,
+                LookupSource::FaceReader => pb::LookupSource::FaceReader,
             } as i32,
             batch_id: l.batch_id.clone().unwrap_or_default(),
             identity_verification: match l.identity_verification {

@@ -118,7 +118,8 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
     assert!(names(&stack.folder.join("req")).is_empty());
     assert!(names(&stack.folder.join("res")).is_empty());
 
-    // A patient on the face reader: recorded once, as a card lookup with its consent.
+    // A patient on the face reader: recorded once, as a card lookup from the face reader with
+    // its consent.
     let face = sim_terminal_command(
         &stack.folder,
         &["present", "--holder", "0", "--consent", "drug,checkup"],
@@ -130,6 +131,13 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
         .find(|l| l["route"] == "my_number_card")
         .expect("the face result's lookup");
     assert_eq!(by_card["identity_verification"], "face");
+    assert_eq!(by_card["source"], "face_reader", "{by_card}");
+    assert!(
+        lookups
+            .iter()
+            .any(|l| l["route"] != "my_number_card" && l["source"] == "counter"),
+        "{lookups:?}"
+    );
     let consents = await_events(&stack.db, CLINIC, "consent", 1).await;
     assert_eq!(consents[0]["drug"], "given", "{}", consents[0]);
     // The face file is the terminal's: still there, as written.

@@ -169,6 +169,9 @@ pub enum LookupSource {
     FileExchange,
     /// One row of a batch inquiry (一括照会).
     Batch,
+    /// A patient on the qualification terminal's face-recognition card reader (顔認証付き
+    /// カードリーダー): the terminal's own lookup, read from its `face` folder.
+    FaceReader,
 }
 
 /// How the patient's identity was confirmed.

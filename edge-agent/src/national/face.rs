@@ -1,7 +1,7 @@
 //! Face-reader results: when a patient uses a My Number card on the face-recognition reader, the
 //! terminal writes the eligibility result unasked into its `face` folder as
 //! `OQSsiquc01res_face_…xml` (domain notes §4). The agent records each one once, as the card
-//! route does (`cards`): a `Lookup` event (route My Number card, source counter), and when the
+//! route does (`cards`): a `Lookup` event (route My Number card, source face reader), and when the
 //! patient gave consents on the reader and the result is valid, a `Consent` event (kept for
 //! information views too, when views are configured).
 //!
@@ -301,7 +301,7 @@ impl FaceWatch {
             error_code: judged.error_code.clone(),
             latency_ms: 0,
             staff_id: None,
-            source: LookupSource::Counter,
+            source: LookupSource::FaceReader,
             batch_id: None,
             identity_verification: IdentityVerification::Face,
         };
