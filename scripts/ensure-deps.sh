@@ -17,6 +17,8 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # reads the servers' JSON lines with python3. This machine kind ships them; a bare Debian does not.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
+# promtool checks and unit-tests the chart's Prometheus rules (scripts/check-monitoring.sh).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
@@ -43,7 +45,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Do not let package scripts start a system-wide PostgreSQL or pcscd: the project starts its own.
+# Do not let package scripts start a system-wide PostgreSQL, pcscd or Prometheus: the project
+# starts its own (and needs only promtool from the prometheus package).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -7,7 +7,7 @@ use e2e::{
     start_central_with_env, start_sim, start_sim_with_env,
 };
 
-const CENTRAL_METRICS: [&str; 7] = [
+const CENTRAL_METRICS: [&str; 11] = [
     "central_ingest_events_total",
     "central_ingest_batch_size_events",
     "central_commit_duration_seconds",
@@ -16,7 +16,39 @@ const CENTRAL_METRICS: [&str; 7] = [
     "central_agents_connected",
     // From the test's own session that skips a sequence.
     "central_ingest_gaps_total",
+    // The fleet-wide gauges the maintenance loop publishes (fleet_metrics.rs).
+    "central_alerts_open",
+    "central_sites",
+    "central_certificates_expiring",
+    "central_ingest_backlog_events",
 ];
+
+/// The metric names the chart's Prometheus rules and Grafana dashboard query (a histogram's
+/// `_bucket` series by its own name).
+fn monitored_metrics() -> std::collections::BTreeSet<String> {
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/onshi-fleet-central");
+    let mut names = std::collections::BTreeSet::new();
+    for file in [
+        "files/prometheus-rules.yaml",
+        "files/grafana-dashboard.json",
+    ] {
+        let text = std::fs::read_to_string(chart.join(file)).expect("the chart's monitoring file");
+        for (at, _) in text.match_indices("central_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let name = name.strip_suffix("_bucket").unwrap_or(&name).to_string();
+            names.insert(name);
+        }
+    }
+    assert!(
+        names.len() >= 8,
+        "the chart queries central's metrics: {names:?}"
+    );
+    names
+}
 
 const AGENT_METRICS: [&str; 6] = [
     "agent_lookup_duration_seconds",
@@ -171,15 +203,27 @@ async fn a_lookup_is_one_trace_from_the_agent_to_centrals_commit() -> anyhow::Re
     let metrics_addr = central.field("metrics");
     let scraped = eventually("the Prometheus endpoint to show the ingest", || async {
         let text = scrape(&metrics_addr).await.ok()?;
-        text.lines()
+        (text
+            .lines()
             .any(|l| l.starts_with("central_ingest_events_total{result=\"stored\"}"))
-            .then_some(text)
+            && CENTRAL_METRICS
+                .iter()
+                .all(|name| text.contains(&format!("# TYPE {name} "))))
+        .then_some(text)
     })
     .await;
-    for name in CENTRAL_METRICS {
+    // What the chart's PrometheusRule and Grafana dashboard query is what central exports.
+    for name in monitored_metrics() {
         assert!(
             scraped.contains(&format!("# TYPE {name} ")),
-            "{name} missing from the scrape:\n{scraped}"
+            "the chart queries {name}, which central does not export:\n{scraped}"
+        );
+    }
+    // The fleet gauges carry their series at zero too: every alert kind is there.
+    for kind in ["chain_break", "access_violation", "site_unavailable"] {
+        assert!(
+            scraped.contains(&format!("central_alerts_open{{kind=\"{kind}\"}}")),
+            "{kind} missing:\n{scraped}"
         );
     }
 

@@ -8,6 +8,7 @@ pub mod audit_report;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod fleet_metrics;
 pub mod health;
 pub mod ingest;
 pub mod limits;

@@ -2,8 +2,9 @@
 //! hash chain as it grows: `store::chain`) and the daily seals of its head (`store::seals`, with
 //! a seal key), the re-check of allowed information views (`store::access_recheck`), each
 //! site's availability (`store::availability`), the rollout controller (`store::rollouts`), the
-//! alert checker, and the certificate inventory
-//! (projection of inventory events, expiry alerts: `store::certificates`).
+//! alert checker, the certificate inventory
+//! (projection of inventory events, expiry alerts: `store::certificates`), and the fleet-wide
+//! gauges Prometheus scrapes (`crate::fleet_metrics`).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
 //! what is missing, so running them twice is harmless. A failure (PostgreSQL down) is logged and
@@ -147,6 +148,11 @@ pub async fn run(
                 .await
             {
                 tracing::warn!(%error, "certificate inventory check failed; retrying later");
+            }
+            // Last, so the gauges show what this pass found.
+            match store.fleet_gauges().await {
+                Ok(gauges) => crate::fleet_metrics::publish(gauges),
+                Err(error) => tracing::warn!(%error, "the fleet gauges could not be read"),
             }
         }
     };

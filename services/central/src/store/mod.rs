@@ -12,6 +12,7 @@ pub mod chain;
 pub mod dashboard;
 pub mod dashboard_rollout;
 pub(crate) mod events;
+pub mod fleet_gauges;
 pub mod grace;
 mod ingest;
 pub mod migrate;
