@@ -47,6 +47,9 @@ pub struct Settings {
     /// Serve even when `database_url` is the schema owner or a superuser (development only;
     /// the append-only protections do not hold then, and a warning says so at every start).
     pub allow_schema_owner: bool,
+    /// Refuse to serve unless the database commits synchronously to a standby (an ack then
+    /// survives a failover; `store::durability`).
+    pub require_synchronous_standby: bool,
     /// The key that signs the daily seals (`central seal-key init`); without one, no seals.
     pub seal_key: Option<PathBuf>,
     /// The chain's patient hash key (the agents' `patient_hash_key_file`): lets auditors search
@@ -108,6 +111,7 @@ pub struct Application {
     deny: fleet_tls::deny::DenyList,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
+    durability: store::durability::Durability,
     tuning: Tuning,
 }
 
@@ -156,7 +160,7 @@ impl Application {
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
         let store = Store::new(pool).with_write_method(settings.tuning.write_method);
-        prepare_database(settings, &store).await?;
+        let durability = prepare_database(settings, &store).await?;
         let grpc = TcpListener::bind(settings.grpc_listen)
             .await
             .with_context(|| format!("binding gRPC listener {}", settings.grpc_listen))?;
@@ -213,8 +217,14 @@ impl Application {
             deny,
             refused,
             renewals,
+            durability,
             tuning: settings.tuning,
         })
+    }
+
+    /// What the database promised at start about acknowledged commits.
+    pub fn durability(&self) -> &store::durability::Durability {
+        &self.durability
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -250,6 +260,17 @@ impl Application {
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // As read at start; the readiness follower keeps it current.
+        health_reporter
+            .set_service_status(
+                crate::health::SYNCHRONOUS_STANDBY_SERVICE,
+                if self.durability.synchronous() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                },
+            )
+            .await;
         health_reporter
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
@@ -331,9 +352,13 @@ impl Application {
     }
 }
 
-/// Refuses a schema owner (unless allowed), migrates or checks the schema, and makes this
-/// month's partitions, before anything is served.
-async fn prepare_database(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+/// Refuses a schema owner (unless allowed), migrates or checks the schema, makes this month's
+/// partitions and says whether acks survive a failover (refusing to serve without a synchronous
+/// standby when told to), before anything is served.
+async fn prepare_database(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<store::durability::Durability> {
     // Before migrating: a refused owner changes nothing.
     check_session_role(store, settings.allow_schema_owner, false).await?;
     if settings.migrate_on_start {
@@ -373,7 +398,27 @@ async fn prepare_database(settings: &Settings, store: &Store) -> anyhow::Result<
     if !created.is_empty() {
         tracing::info!(?created, "event partitions created");
     }
-    Ok(())
+    let durability = store
+        .durability()
+        .await
+        .context("reading the database's replication settings")?;
+    if durability.synchronous() {
+        tracing::info!(durability = %durability.describe(), "acks wait for a synchronous standby");
+    } else if settings.require_synchronous_standby {
+        anyhow::bail!(
+            "the database does not commit synchronously to a standby ({}), and \
+             --require-synchronous-standby was given: an ack would be on the primary alone and \
+             lost by a failover. Set synchronous_standby_names and synchronous_commit = on \
+             (docs/scale.md, High availability)",
+            durability.describe()
+        );
+    } else {
+        tracing::warn!(
+            durability = %durability.describe(),
+            "acks are on the primary alone: a failover to a standby can lose acknowledged events"
+        );
+    }
+    Ok(durability)
 }
 
 /// Central serving as the schema owner (or a superuser) would pass the append-only trigger and
@@ -473,8 +518,24 @@ async fn follow_readiness(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ready = true;
+        let mut synchronous = None::<bool>;
         loop {
             tick.tick().await;
+            // `central health --synchronous-standby`: whether an ack is on two servers now.
+            if let Ok(Ok(durability)) =
+                tokio::time::timeout(interval.max(MIN_READINESS_WAIT), store.durability()).await
+                && synchronous != Some(durability.synchronous())
+            {
+                synchronous = Some(durability.synchronous());
+                let status = if durability.synchronous() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter
+                    .set_service_status(crate::health::SYNCHRONOUS_STANDBY_SERVICE, status)
+                    .await;
+            }
             let answers = tokio::time::timeout(interval.max(MIN_READINESS_WAIT), store.ping())
                 .await
                 .is_ok_and(|r| r.is_ok());

@@ -36,6 +36,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         // These tests are about the uplink through a proxy in front of the harness's superuser
         // URL; serving as the application role is the harness's and tests/roles.rs's business.
         allow_schema_owner: true,
+        require_synchronous_standby: false,
         seal_key: None,
         patient_key: None,
         renewal: None,

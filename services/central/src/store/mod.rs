@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod chain;
 pub mod dashboard;
 pub mod dashboard_rollout;
+pub mod durability;
 pub(crate) mod events;
 pub mod fleet_gauges;
 pub mod grace;
