@@ -696,3 +696,122 @@ async fn a_failover_to_an_asynchronous_standby_can_lose_acknowledged_events() ->
     );
     Ok(())
 }
+
+/// The pages and the auditor's search read a replica (`--read-database-url`) while ingest
+/// writes to the primary; when the replica stops replaying, every page says how old its data
+/// is, and stops saying so once it caught up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_reads_a_replica_and_says_when_its_data_is_old() -> anyhow::Result<()> {
+    let primary = OwnCluster::start().await?;
+    let standby = OwnCluster::standby_of(&primary).await?;
+    let db = TestDb::create_in(&primary.url).await?;
+    let app_url = db.app_login().await?;
+    let replica_url = app_url.replace(
+        &format!("127.0.0.1:{}", primary.port),
+        &format!("127.0.0.1:{}", standby.port),
+    );
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let mut serve = e2e::central_serve(
+        &pki,
+        &[
+            "--web-listen",
+            "127.0.0.1:0",
+            "--replica-lag-warning-secs",
+            "1",
+        ],
+    );
+    serve
+        .env("DATABASE_URL", &app_url)
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url)
+        .env("CENTRAL_READ_DATABASE_URL", &replica_url);
+    let central = e2e::spawn_ready(serve).await?;
+    let password = "a long enough password for the test";
+    let mut add = Command::new(e2e::bin("central"));
+    add.args(["account", "add", "--login", "chain-it", "--name", "本部IT"])
+        .args(["--role", "chain_admin", "--by", "test"])
+        .env("DATABASE_URL", &db.url)
+        .stdin(std::process::Stdio::piped());
+    let mut adding = add.spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = adding.stdin.take().expect("piped stdin");
+        stdin.write_all(format!("{password}\n").as_bytes()).await?;
+    }
+    anyhow::ensure!(adding.wait().await?.success(), "central account add failed");
+    let web = e2e::http::WebSession::sign_in(
+        &pki.paths.chain_ca(),
+        &central.field("web"),
+        "chain-it",
+        password,
+    )
+    .await?;
+
+    let sim = start_sim(&pki).await?;
+    let agent = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let _agent = agent.start().await?;
+    let people = sim_people("valid", 8).await?;
+    let first = burst(&agent, &people[..4], 2).await;
+    drained(&agent).await;
+    let audit = format!("/audit?site={site}");
+    let count_on_page = |body: &[u8]| -> Option<usize> {
+        let text = String::from_utf8_lossy(body);
+        let (_, rest) = text.split_once("id=\"result-count\">")?;
+        rest.split('<').next()?.trim().parse().ok()
+    };
+    eventually(
+        "the auditor's search on the replica to show the lookups",
+        || async {
+            let (status, _, body) = web.get(&audit).await.ok()?;
+            (status == 200 && count_on_page(&body)? == first.len()).then_some(())
+        },
+    )
+    .await;
+    let (status, _, body) = web.get(&format!("/sites/{site}")).await?;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains("replica-lag"));
+
+    // The replica stops replaying; the primary keeps taking the site's events.
+    let replica_admin = standby.client("postgres").await?;
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await?;
+    let second = burst(&agent, &people[4..], 2).await;
+    drained(&agent).await;
+    let stale = eventually(
+        "every page to say how old the replica's data is",
+        || async {
+            let (_, _, body) = web.get(&audit).await.ok()?;
+            String::from_utf8_lossy(&body)
+                .contains("id=\"replica-lag\"")
+                .then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&stale).contains("秒前のものです"),
+        "in Japanese first"
+    );
+    assert_eq!(
+        count_on_page(&stale),
+        Some(first.len()),
+        "the search shows what the replica has"
+    );
+
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await?;
+    eventually("the replica to catch up and the notice to go", || async {
+        let (_, _, body) = web.get(&audit).await.ok()?;
+        (!String::from_utf8_lossy(&body).contains("replica-lag")
+            && count_on_page(&body)? == first.len() + second.len())
+        .then_some(())
+    })
+    .await;
+    Ok(())
+}

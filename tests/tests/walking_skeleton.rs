@@ -420,7 +420,10 @@ async fn central_health_answers_serving_over_mtls_and_fails_clearly_when_down() 
         .output()
         .await?;
     assert!(!output.status.success());
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "NOT_SERVING");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "NOT_SERVING"
+    );
 
     let closed = TcpListener::bind("127.0.0.1:0")
         .await?

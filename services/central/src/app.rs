@@ -37,6 +37,11 @@ pub struct Settings {
     pub client_ca: PathBuf,
     /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
+    /// A replica for the pages, the JSON API's listings and the auditor's search (reads that
+    /// tolerate lag); None: the primary serves them.
+    pub read_database_url: Option<DatabaseUrl>,
+    /// From how far behind the replica the pages say how old their data is.
+    pub replica_lag_warning: std::time::Duration,
     pub db_pool_size: usize,
     /// Migrate at start (without: only check the schema is current).
     pub migrate_on_start: bool,
@@ -112,6 +117,8 @@ pub struct Application {
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
     durability: store::durability::Durability,
+    /// With a read replica: from how far behind the pages say so.
+    replica_lag_warning: Option<std::time::Duration>,
     tuning: Tuning,
 }
 
@@ -159,7 +166,10 @@ impl Application {
             config::server_config_without_client_auth(&identity, &[ALPN_H2, ALPN_HTTP11])?;
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
-        let store = Store::new(pool).with_write_method(settings.tuning.write_method);
+        let mut store = Store::new(pool).with_write_method(settings.tuning.write_method);
+        if let Some(url) = &settings.read_database_url {
+            store = store.with_replica(store::connect(url, settings.db_pool_size)?);
+        }
         let durability = prepare_database(settings, &store).await?;
         let grpc = TcpListener::bind(settings.grpc_listen)
             .await
@@ -218,6 +228,10 @@ impl Application {
             refused,
             renewals,
             durability,
+            replica_lag_warning: settings
+                .read_database_url
+                .as_ref()
+                .map(|_| settings.replica_lag_warning),
             tuning: settings.tuning,
         })
     }
@@ -311,6 +325,13 @@ impl Application {
             self.seal_key.clone(),
             stopped(stop_rx.clone()),
         ));
+        if let Some(warn_after) = self.replica_lag_warning {
+            tokio::spawn(crate::web::freshness::follow(
+                self.store.clone(),
+                warn_after,
+                stopped(stop_rx.clone()),
+            ));
+        }
         // Explicit HTTP/2 windows: with the one decoded batch a waiting session holds, they bound
         // what a connection can make central buffer while its writes wait for PostgreSQL.
         let grpc = tonic::transport::Server::builder()

@@ -251,6 +251,14 @@ struct ServeArgs {
     client_ca: PathBuf,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
+    /// A read replica's PostgreSQL URL (central's login role there; never printed): the
+    /// dashboard's pages, the JSON API's listings and the auditor's search read it, and say how
+    /// old their data is once it lags. Ingest, acks and every write stay on DATABASE_URL.
+    #[arg(long, env = "CENTRAL_READ_DATABASE_URL", hide_env_values = true)]
+    read_database_url: Option<String>,
+    /// From how many seconds behind the replica the pages say how old their data is.
+    #[arg(long, env = "CENTRAL_REPLICA_LAG_WARNING_SECS", default_value_t = 5)]
+    replica_lag_warning_secs: u64,
     /// Do not migrate at start (when a separate job runs `central migrate` as the schema
     /// owner); central then checks the schema is current.
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
@@ -661,6 +669,8 @@ async fn serve(
         tls_key: args.tls_key,
         client_ca: args.client_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
+        read_database_url: args.read_database_url.map(DatabaseUrl::new),
+        replica_lag_warning: Duration::from_secs(args.replica_lag_warning_secs),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
         migrate_database_url: args.migrate_database_url.map(DatabaseUrl::new),

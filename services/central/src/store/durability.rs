@@ -63,3 +63,28 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// How far the read replica's data is behind (`None` without a replica, or before it replayed
+    /// anything). Zero when it replayed all the WAL it received: an idle primary is not lag.
+    pub async fn replica_lag(&self) -> Result<Option<std::time::Duration>, StoreError> {
+        let Some(replica) = &self.replica else {
+            return Ok(None);
+        };
+        let seconds: Option<f64> = replica
+            .get()
+            .await?
+            .query_one(
+                "SELECT CASE
+                   WHEN NOT pg_is_in_recovery() THEN 0
+                   WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
+                     THEN 0
+                   ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
+                 END::float8",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
+    }
+}

@@ -109,6 +109,7 @@ pub fn page(principal: &Principal, active: Nav, title: &str, body: Markup) -> Ma
                     }
                 }
                 main #content {
+                    (super::freshness::banner())
                     h1 { (title) }
                     (body)
                 }
