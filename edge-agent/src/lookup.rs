@@ -9,11 +9,9 @@
 use std::time::Instant;
 
 use onshi_domain::codes::QualificationValidity;
-use onshi_domain::events::{
-    EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute, LookupSource,
-};
+use onshi_domain::events::{EventBody, FleetEvent, LookupOutcome, LookupRoute, LookupSource};
 use onshi_domain::ids::{IdError, InsuranceCardQuery};
-use onshi_domain::patient::{PatientHashKey, PatientRef};
+use onshi_domain::patient::PatientHashKey;
 use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
     QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader, XmlEncoding,
@@ -21,7 +19,6 @@ use onshi_domain::xml::{
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::judge::judge;
 use crate::national::{National, OnshiAnswer, OnshiError};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
@@ -51,9 +48,6 @@ pub fn observe_latency(route: LookupRoute, outcome: LookupOutcome, latency_ms: u
         ],
     );
 }
-
-/// "No matching qualification" for numbers typed at the counter: most often a typing mistake.
-const NOT_FOUND_TYPED: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
 
 /// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -296,33 +290,14 @@ impl Lookups {
     ) -> Result<Confirmed, OutboxError> {
         let Asked { answer, latency_ms } = asked;
         let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
-        let judged = match &answer {
-            Ok(a) => judge(&a.body, a.http_status, NOT_FOUND_TYPED),
-            Err(error) => crate::judge::unreachable(error),
-        };
-
-        let search = &request.search;
-        let patient_ref = PatientRef::for_insurance_card(
+        let (lookup, judged) = crate::exchanges::eligibility_lookup(
             &self.patient_key,
-            &search.insurer_number,
-            search.insured_card_symbol.as_ref(),
-            &search.insured_identification_number,
-            search.insured_branch_number.as_ref(),
-        );
-        let lookup = Lookup {
-            route: LookupRoute::InsuranceCard,
-            outcome: judged.outcome,
-            patient_ref: Some(patient_ref),
-            insurer_number: Some(search.insurer_number.as_str().to_string()),
-            qualification_validity: judged.validity.map(|v| v.code().to_string()),
-            processing_result_code: judged.processing_result_code.clone(),
-            error_code: judged.error_code.clone(),
+            Some(&request.search),
+            answer.as_ref(),
             latency_ms,
-            staff_id: None,
-            source: provenance.source,
-            batch_id: provenance.batch_id,
-            identity_verification: IdentityVerification::None,
-        };
+            provenance.source,
+            provenance.batch_id,
+        );
         let event = self
             .recorder
             .record_noting(

@@ -556,7 +556,7 @@ fn correlation_of(bytes: &[u8]) -> Option<String> {
 
 /// A result that ends before its root element closes is still being written (zipped batch
 /// results are taken as they are: the zip reader checks them).
-fn looks_complete(bytes: &[u8]) -> bool {
+pub(crate) fn looks_complete(bytes: &[u8]) -> bool {
     if bytes.starts_with(b"PK") {
         return true;
     }
