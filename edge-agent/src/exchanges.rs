@@ -34,7 +34,11 @@ use onshi_domain::xml::{
 };
 
 use crate::judge::{Judged, judge};
-use crate::national::{OnshiAnswer, OnshiError};
+use crate::onshi::{OnshiAnswer, OnshiError};
+
+/// The face reader's results: `OQSsiquc01res_face_…xml` in the terminal's `face` folder, never
+/// an answer to a request.
+pub const FACE_PREFIX: &str = "OQSsiquc01res_face_";
 
 /// "No matching qualification" for insurance card numbers (typed at the counter or at the
 /// receipt computer): most often a typing mistake.
@@ -90,7 +94,7 @@ impl Kind {
     /// `<Kind>res_<suffix>.xml`: a result's kind (face-reader results, `…res_face_…`, are not
     /// answers to a request).
     pub fn of_result(name: &str) -> Option<Self> {
-        if name.starts_with(crate::national::face::FACE_PREFIX) {
+        if name.starts_with(FACE_PREFIX) {
             return None;
         }
         Self::of_name(name, "res_")
@@ -137,6 +141,8 @@ pub struct Context<'a> {
     pub source: LookupSource,
     /// From the request to its answer, as far as the carrier could tell (0 when unknown).
     pub latency_ms: u32,
+    /// Today in Japan (the date a batch unit's result stands for when its header has none).
+    pub today: time::Date,
 }
 
 /// The answer to one request: a file, or none (why).
@@ -318,7 +324,7 @@ fn batch_fetch(request: Option<&[u8]>, answer: Answer<'_>, ctx: Context<'_>) -> 
             match result.header.segment_of_result {
                 SegmentOfResult::InProgress => return Vec::new(),
                 SegmentOfResult::Normal => {
-                    let today = crate::lookup::today_jst();
+                    let today = ctx.today;
                     return result
                         .units
                         .iter()

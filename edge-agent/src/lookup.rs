@@ -6,6 +6,7 @@
 //! "unreachable". If the event cannot be recorded the answer is withheld: nothing is shown that
 //! is not in the audit trail.
 
+use std::path::Path;
 use std::time::Instant;
 
 use onshi_domain::codes::QualificationValidity;
@@ -19,7 +20,7 @@ use onshi_domain::xml::{
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::national::{National, OnshiAnswer, OnshiError};
+use crate::national::{National, OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
@@ -141,6 +142,13 @@ pub struct Asked {
     pub latency_ms: u32,
 }
 
+/// A relayed request's answer ([`Lookups::relay`]) and its exchange's journal entry.
+#[derive(Debug)]
+pub struct Relayed {
+    pub asked: Asked,
+    pub ticket: Ticket,
+}
+
 /// A confirmation that went to the national system and was recorded.
 #[derive(Debug, Clone)]
 pub struct Confirmed {
@@ -260,21 +268,34 @@ impl Lookups {
         confirmed
     }
 
-    /// The first half of [`Lookups::confirm`]: sends the request (written in `encoding`; the
-    /// national system answers in the request's encoding) and returns the answer, unrecorded.
-    /// Whoever calls this must call [`Lookups::record_asked`] before showing anything.
-    pub async fn ask(
-        &self,
-        request: &QualificationConfirmationRequest,
-        encoding: XmlEncoding,
-    ) -> Asked {
+    /// The receipt computer's request passed on as it is (the file exchange, [`crate::filex`]):
+    /// its bytes go to the national system unchanged and the answer comes back unrecorded.
+    /// Whoever calls this journals the answer at `journal` (the file exchange's own journal),
+    /// then closes the exchange with the [`Ticket`], and records before answering. Through the
+    /// terminal, a restart that finds the answer in the terminal's journal writes it to
+    /// `journal` ([`crate::national::Recovery::Relay`]).
+    pub async fn relay(&self, message_id: &str, body: Vec<u8>, journal: &Path) -> Relayed {
         let started = Instant::now();
-        let answer = self
+        let (answer, ticket) = self
             .onshi
-            .exchange("OQSsiquc01", request.to_xml(encoding))
+            .exchange_journaled(
+                message_id,
+                body,
+                Recovery::Relay {
+                    journal: journal.to_path_buf(),
+                },
+            )
             .await;
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        Asked { answer, latency_ms }
+        Relayed {
+            asked: Asked { answer, latency_ms },
+            ticket,
+        }
+    }
+
+    /// The key patients are hashed with.
+    pub fn patient_key(&self) -> &PatientHashKey {
+        &self.patient_key
     }
 
     /// The second half of [`Lookups::confirm`]: records the lookup event for an answer from

@@ -25,6 +25,7 @@ fn ctx(key: &PatientHashKey) -> Context<'_> {
         patient_key: key,
         source: LookupSource::TerminalTap,
         latency_ms: 12,
+        today: time::macros::date!(2026 - 01 - 15),
     }
 }
 

@@ -34,7 +34,7 @@ use crate::judge::judge;
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 
-pub const FACE_PREFIX: &str = "OQSsiquc01res_face_";
+pub use crate::exchanges::FACE_PREFIX;
 
 /// The face watcher's key among watched files.
 pub const WATCHED: &str = "face";

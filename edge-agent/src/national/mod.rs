@@ -64,12 +64,16 @@ pub trait Transport {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recovery {
     /// The caller keeps no state of its own that a restart could resume (information views,
-    /// the batch inquiry's two steps, the file exchange, which journals the answer itself):
-    /// the entry is closed as soon as the answer is handed over.
+    /// the batch inquiry's two steps): the entry is closed as soon as the answer is handed
+    /// over.
     HandOver,
     /// An eligibility confirmation: recorded as a lookup with this provenance at start
     /// (`Lookups::record_asked`).
     Lookup(StoredProvenance),
+    /// The receipt computer's request relayed by the file exchange: at start the answer (or
+    /// the terminal's silence) is written to the file exchange's journal of the request at
+    /// `journal` when it has none, so the file exchange finishes it without asking again.
+    Relay { journal: std::path::PathBuf },
 }
 
 /// [`crate::lookup::Provenance`] as the journal keeps it.

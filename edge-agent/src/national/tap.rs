@@ -517,6 +517,7 @@ impl Tap {
             patient_key: &self.patient_key,
             source: LookupSource::TerminalTap,
             latency_ms,
+            today: crate::lookup::today_jst(),
         }
     }
 }
