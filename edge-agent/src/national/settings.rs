@@ -13,6 +13,7 @@
 //! # face_dir = "D:/OQS/face"
 //! # watch_face = true        # record the face reader's results
 //! timeout_ms = 30000         # a request the terminal has not answered by then is "unreachable"
+//!                            # (tap: the receipt computer's request is recorded as unanswered)
 //! # slow_ms = 5000           # answers slower than this make the terminal "slow"
 //! # rescan_ms = 1000         # periodic rescan besides file-system notification
 //! # settle_ms = 100          # a result file must keep its size this long before it is read
