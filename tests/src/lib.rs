@@ -20,6 +20,7 @@ pub mod otlp;
 pub mod pcsc;
 pub mod pg;
 pub mod proxy;
+pub mod receipt;
 pub mod uplink;
 
 /// How long a cross-process condition may take before the test fails (`E2E_PATIENCE_SECS`).
