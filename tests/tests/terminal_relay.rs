@@ -238,7 +238,7 @@ async fn every_kind_is_relayed_byte_for_byte_and_recorded_once() -> anyhow::Resu
         2
     );
     assert_eq!(
-        stack.lookups_from("counter").await.len(),
+        stack.lookups_from("face_reader").await.len(),
         1,
         "the face lookup"
     );

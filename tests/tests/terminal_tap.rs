@@ -61,6 +61,35 @@ impl Stack {
         self.folder.join("req")
     }
 
+    /// The receipt computer writes a request while the agent watches. The terminal takes a
+    /// request within milliseconds, and a tap that never saw one cannot tell whose a drug or
+    /// checkup result is; so that the test does not depend on which of the two processes the
+    /// machine schedules first, the terminal holds its requests (silent) until the agent's
+    /// journal shows it read this one.
+    async fn put_seen(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        sim_terminal_command(&self.folder, &["knobs", "--silent"]).await?;
+        put(&self.req(), name, bytes)?;
+        let config = edge_agent::config::AgentConfig::load(
+            &self.site.config,
+            &std::collections::HashMap::new(),
+        )?;
+        let journal = config.terminal_journal_path();
+        eventually("the tap to read the request", || async {
+            let db = rusqlite::Connection::open_with_flags(
+                &journal,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .ok()?;
+            db.query_row("SELECT 1 FROM tap_requests WHERE name = ?1", [name], |_| {
+                Ok(())
+            })
+            .ok()
+        })
+        .await;
+        sim_terminal_command(&self.folder, &["knobs", "--silent", "false"]).await?;
+        Ok(())
+    }
+
     fn res(&self) -> PathBuf {
         self.folder.join("res")
     }
@@ -171,24 +200,27 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
     .await?;
     for (i, person) in valid[1..3].iter().enumerate() {
         let suffix = format!("20261201{:04}", i + 2);
-        put(
-            &stack.req(),
-            &format!("OQSsiquc01req_{suffix}.xml"),
-            &receipt::eligibility(CLINIC, person, &format!("RC-{suffix}"))?,
-        )?;
+        stack
+            .put_seen(
+                &format!("OQSsiquc01req_{suffix}.xml"),
+                &receipt::eligibility(CLINIC, person, &format!("RC-{suffix}"))?,
+            )
+            .await?;
         await_result(&stack.res(), &format!("OQSsiquc01res_{suffix}.xml")).await;
     }
-    put(
-        &stack.req(),
-        "YZKsiquc01req_02261201093000001.xml",
-        &receipt::drug(CLINIC, &valid[1], "RC-DRUG")?,
-    )?;
+    stack
+        .put_seen(
+            "YZKsiquc01req_02261201093000001.xml",
+            &receipt::drug(CLINIC, &valid[1], "RC-DRUG")?,
+        )
+        .await?;
     await_result(&stack.res(), "YZKsiquc01res_02261201093000001.xml").await;
-    put(
-        &stack.req(),
-        "OQSmuquc01req_202612010010.xml",
-        &receipt::batch(CLINIC, &valid[3..5], "RC-BATCH")?,
-    )?;
+    stack
+        .put_seen(
+            "OQSmuquc01req_202612010010.xml",
+            &receipt::batch(CLINIC, &valid[3..5], "RC-BATCH")?,
+        )
+        .await?;
     let accepted = await_result(&stack.res(), "OQSmuquc01res_202612010010.xml").await;
     let reception = BulkInquiryAccepted::from_xml(&accepted)?
         .reception_number
@@ -197,11 +229,9 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
     loop {
         polls += 1;
         let name = format!("OQSmuquc02req_2026120100{:02}.xml", 10 + polls);
-        put(
-            &stack.req(),
-            &name,
-            &receipt::batch_fetch(CLINIC, &reception)?,
-        )?;
+        stack
+            .put_seen(&name, &receipt::batch_fetch(CLINIC, &reception)?)
+            .await?;
         let fetched = await_result(&stack.res(), &name.replace("req_", "res_")).await;
         if BulkResult::from_xml(&fetched)?.header.segment_of_result == SegmentOfResult::Normal {
             break;
@@ -219,7 +249,7 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
         .collect();
     assert_eq!(batch_rows.len(), 2, "{tapped:?}");
     assert!(tapped.iter().all(|l| l["outcome"] == "valid"), "{tapped:?}");
-    let face = stack.await_lookups_from("counter", 1).await;
+    let face = stack.await_lookups_from("face_reader", 1).await;
     assert_eq!(face[0]["route"], "my_number_card");
     let views = await_events(&stack.db, CLINIC, "info_view", 1).await;
     assert_eq!(views[0]["source"], "terminal_tap", "{}", views[0]);

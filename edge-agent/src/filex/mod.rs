@@ -64,7 +64,6 @@ use journal::{Journal, Recording};
 use kinds::{Kind, ReadRequest};
 pub use settings::{FileExchangeConfig, Folders};
 
-
 #[derive(Debug)]
 pub struct FileExchange {
     config: FileExchangeConfig,
