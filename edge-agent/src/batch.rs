@@ -280,6 +280,8 @@ enum NationalFailure {
     Unreadable(OnshiAnswer),
     /// The results were not ready within [`Polling::total`].
     NotReady(Duration),
+    /// Nothing was sent: the outbox is full, so the rows could not be recorded.
+    NotRecordable(crate::outbox::OutboxError),
 }
 
 /// Sends one national batch and waits for its results.
@@ -288,6 +290,11 @@ async fn national_exchange(
     request: &BulkInquiryRequest,
     polling: Polling,
 ) -> Result<BulkResult, NationalFailure> {
+    // Nothing goes to the national system when its rows could not be recorded.
+    lookups
+        .ensure_room()
+        .await
+        .map_err(NationalFailure::NotRecordable)?;
     let onshi = lookups.onshi();
     let answer = onshi
         .exchange("OQSmuquc01", request.to_xml(XmlEncoding::Utf8))
@@ -520,6 +527,10 @@ pub async fn run_national(
                 }),
                 Err(NationalFailure::Unreadable(answer)) => Ok(answer.clone()),
                 Err(NationalFailure::NotReady(d)) => Err(OnshiError::Timeout(*d)),
+                // Recording the row fails the same way, and the row says it was not recorded.
+                Err(NationalFailure::NotRecordable(error)) => Err(OnshiError::Unreachable(
+                    format!("nothing was sent to the national system: {error}"),
+                )),
             };
             let provenance = Provenance {
                 source: LookupSource::Batch,

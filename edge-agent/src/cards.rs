@@ -430,6 +430,9 @@ impl Cards {
             }
         }
         let _release = Release(self, reader.clone());
+        // Nothing goes to the national system (the challenge) when the lookup could not be
+        // recorded.
+        self.recorder.outbox().ensure_room().await?;
         let started = Instant::now();
         let terminal = request
             .terminal

@@ -245,6 +245,7 @@ impl Lookups {
         request: &QualificationConfirmationRequest,
         provenance: Provenance,
     ) -> Result<Confirmed, OutboxError> {
+        self.ensure_room().await?;
         // The transport's journal entry is closed in the outbox transaction that records the
         // lookup (terminal mode: a restart records an unrecorded result, never twice).
         let started = Instant::now();
@@ -291,6 +292,14 @@ impl Lookups {
             asked: Asked { answer, latency_ms },
             ticket,
         }
+    }
+
+    /// Refuses work whose event could not be recorded: when the outbox is full, nothing is sent
+    /// to the national system (ARCHITECTURE.md's invariant). Every route calls it before its
+    /// national query: `confirm` here, the file exchange's relay, information views, the card
+    /// route and the national batch.
+    pub async fn ensure_room(&self) -> Result<(), OutboxError> {
+        self.recorder.outbox().ensure_room().await
     }
 
     /// The key patients are hashed with.

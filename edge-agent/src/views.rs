@@ -502,6 +502,8 @@ impl Views {
             Basis::DisasterWindow { id } => Some(id.clone()),
             Basis::Consent { .. } => None,
         };
+        // Nothing goes to the national system when its view could not be recorded.
+        self.recorder.outbox().ensure_room().await?;
         let fetched = self.fetch(category, &numbers).await;
         match fetched {
             Err((reason, message)) => {

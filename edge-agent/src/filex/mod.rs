@@ -375,6 +375,18 @@ impl FileExchange {
         let journal = match journal::read(&journal_path).context("reading the journal")? {
             Some(journal) => journal,
             None => {
+                if let Err(error) = self.lookups.ensure_room().await {
+                    tracing::error!(%error, kind = kind.message_id(), "file-exchange request refused before sending: the outbox is full");
+                    let result = kinds::error_result(
+                        kind,
+                        &self.site,
+                        &request.echo,
+                        AgentErrorCode::NotRecorded,
+                        None,
+                        encoding,
+                    );
+                    return self.answer(path, &journal_path, result).await;
+                }
                 let asked = self
                     .lookups
                     .relay(kind.message_id(), bytes.clone(), &journal_path)

@@ -55,12 +55,17 @@ impl Site {
 
     /// Opens everything as a (re)started agent does.
     fn open(&self, timeout_ms: u64) -> Agent {
+        self.open_with_budget(timeout_ms, 256 * 1024 * 1024)
+    }
+
+    /// [`Site::open`] with an outbox of `budget_bytes`.
+    fn open_with_budget(&self, timeout_ms: u64, budget_bytes: u64) -> Agent {
         let data = self.dir.path().join("data");
         let outbox = Outbox::open(
             &data.join("outbox.sqlite3"),
             OutboxOptions {
                 key_file: data.join("outbox.key"),
-                budget_bytes: 256 * 1024 * 1024,
+                budget_bytes,
                 site: SiteCode::parse(SITE).unwrap(),
                 terminal: TerminalId::parse("T01").unwrap(),
             },
@@ -819,4 +824,28 @@ async fn a_card_lookup_in_terminal_mode_is_refused_before_the_card_is_touched() 
     }
     assert_eq!(apdus.load(Ordering::SeqCst), 0, "the card was spoken to");
     assert!(agent.events().await.is_empty(), "nothing is recorded");
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_a_lookup_before_anything_reaches_the_terminal() {
+    let site = Site::new();
+    // A budget the empty outbox already uses up.
+    let agent = site.open_with_budget(5_000, 1);
+    let refused = agent.lookups.confirm(&request(), provenance()).await;
+    assert!(
+        matches!(refused, Err(crate::outbox::OutboxError::Full { .. })),
+        "{refused:?}"
+    );
+    let written: Vec<_> = std::fs::read_dir(site.oqs().join("req")).unwrap().collect();
+    assert!(written.is_empty(), "nothing was written for the terminal");
+    assert!(
+        agent
+            .terminal
+            .journal()
+            .open_entries()
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was journaled as sent"
+    );
 }
