@@ -33,18 +33,29 @@ pub fn patience() -> Duration {
 }
 
 /// Waits until `check` returns `Some`, polling briefly, and fails after [`patience`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + patience();
+    eventually_within(what, patience(), check).await
+}
+
+/// [`eventually`] for work whose size sets its time (a burst of a thousand files): fails after
+/// `patience`, or [`patience`] if that is longer.
+pub async fn eventually_within<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let patience = patience.max(self::patience());
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("gave up after {:?} waiting for: {what}", patience());
+            panic!("gave up after {patience:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

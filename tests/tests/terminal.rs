@@ -459,3 +459,57 @@ async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -
     assert!(names(&stack.folder.join("res")).is_empty());
     Ok(())
 }
+
+/// A morning rush at the face reader: 1,000 results land in the terminal's `face` folder at
+/// once (the terminal writes each whole, under its final name); central gets 1,000 lookups, none
+/// twice, and the files stay as they were written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::Result<()> {
+    const N: usize = 1_000;
+    let (stack, _agent) = Stack::start(10_000, &[]).await?;
+    let printed = sim_terminal_command(&stack.folder, &["present", "--holder", "0"]).await?;
+    let printed: serde_json::Value = serde_json::from_str(printed.trim())?;
+    let first = PathBuf::from(
+        printed["face"]
+            .as_str()
+            .expect("present prints the face file"),
+    );
+    let bytes = std::fs::read(&first)?;
+    let face = first.parent().expect("the face folder").to_path_buf();
+    let stem = first
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a file name")
+        .to_string();
+    for i in 1..N {
+        let temporary = face.join(format!(".burst-{i}.tmp"));
+        std::fs::write(&temporary, &bytes)?;
+        std::fs::rename(&temporary, face.join(format!("{stem}_{i:04}.xml")))?;
+    }
+    // A loaded 2-core machine records and ships them in tens of seconds.
+    let lookups = e2e::eventually_within(
+        "1,000 face-reader lookups at central",
+        std::time::Duration::from_secs(240),
+        || async {
+            stored_events(&stack.db, CLINIC, "lookup")
+                .await
+                .ok()
+                .filter(|events| events.len() >= N)
+        },
+    )
+    .await;
+    assert!(lookups.iter().all(|l| l["source"] == "face_reader"));
+    // Every one was sent before the last is stored (outbox order): any second copy is in by now.
+    let stored = stored_lookups(&stack.db).await?;
+    assert_eq!(stored.len(), N, "one lookup per face file");
+    let files = names(&face);
+    assert_eq!(
+        files.len(),
+        N,
+        "the face files are the terminal's: all still there"
+    );
+    for name in files.iter().take(20) {
+        assert_eq!(std::fs::read(face.join(name))?, bytes, "{name} unchanged");
+    }
+    Ok(())
+}
