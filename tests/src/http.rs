@@ -371,3 +371,70 @@ pub fn sign_in_form(login: &str, password: &str) -> String {
         form_field(password)
     )
 }
+
+/// One HTTP/2 connection to the operator listener under one operator's certificate, kept open
+/// across requests (as an operator's tooling keeps it): for what must hold per request, not
+/// per handshake.
+#[derive(Debug)]
+pub struct OperatorConnection {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    ended: tokio::task::JoinHandle<()>,
+    addr: String,
+}
+
+impl OperatorConnection {
+    /// Connects to `addr` (central's `http` listener) as operator `name` of `pki`, over h2.
+    pub async fn open(pki: &crate::Pki, addr: &str, name: &str) -> anyhow::Result<Self> {
+        let (cert, key) = pki.paths.operator(name);
+        let identity = Identity::from_pem_files(&cert, &key)?;
+        let tls = client_config(
+            Some(&identity),
+            &load_certificates(&pki.paths.chain_ca())?,
+            &[fleet_tls::config::ALPN_H2],
+        )?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost")?.to_owned(),
+                tcp,
+            )
+            .await?;
+        anyhow::ensure!(
+            stream.get_ref().1.alpn_protocol() == Some(fleet_tls::config::ALPN_H2),
+            "central did not agree to HTTP/2"
+        );
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await?;
+        let ended = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            sender,
+            ended,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// GET `path` on this connection: status and JSON.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.sender.ready().await?;
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&body)?))
+    }
+
+    /// Waits until central has closed the connection (within the tests' patience).
+    pub async fn closed(self) -> anyhow::Result<()> {
+        tokio::time::timeout(crate::patience(), self.ended)
+            .await
+            .map_err(|_| anyhow::anyhow!("central kept the connection open"))??;
+        Ok(())
+    }
+}

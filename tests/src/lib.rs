@@ -222,6 +222,11 @@ impl Pki {
     /// A fresh dev PKI with agent certificates for `sites`, one terminal "T01" per site, and an
     /// operator "e2e".
     pub fn new(sites: &[&str]) -> anyhow::Result<Self> {
+        Self::with_operators(sites, &["e2e"])
+    }
+
+    /// [`Pki::new`] with these operators' certificates instead of "e2e" alone.
+    pub fn with_operators(sites: &[&str], operators: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let spec = DevPkiSpec {
             sites: sites.iter().map(|s| s.to_string()).collect(),
@@ -229,7 +234,7 @@ impl Pki {
                 .iter()
                 .map(|s| (s.to_string(), "T01".to_string()))
                 .collect(),
-            operators: vec!["e2e".into()],
+            operators: operators.iter().map(|o| o.to_string()).collect(),
             extra_server_names: Vec::new(),
         };
         let paths = devpki::init(&dir.path().join("pki"), &spec)?;

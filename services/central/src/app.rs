@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use fleet_tls::config::{self, ALPN_H2, ALPN_HTTP11};
-use fleet_tls::listen::{serve_https, tls_incoming};
+use fleet_tls::listen::{
+    ListenerLimits, Revocations, serve_https, serve_https_revocable, tls_incoming,
+};
 use proto::fleet::v1::fleet_uplink_server::FleetUplinkServer;
 use tokio::net::TcpListener;
 
@@ -106,6 +108,9 @@ pub struct Application {
     seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
+    /// Reports a revoked certificate refused at a handshake or, on the operator listener, at a
+    /// request of a connection opened before the revocation.
+    on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
     tuning: Tuning,
@@ -147,7 +152,7 @@ impl Application {
             &client_roots,
             &[ALPN_H2, ALPN_HTTP11],
             deny.clone(),
-            on_refused,
+            on_refused.clone(),
         )?;
         // People's browsers have no client certificate: the dashboard listener does not ask
         // for one, and every request there is authenticated by session or API token.
@@ -211,6 +216,7 @@ impl Application {
             seal_key,
             patient_key,
             deny,
+            on_refused,
             refused,
             renewals,
             tuning: settings.tuning,
@@ -319,7 +325,20 @@ impl Application {
                 }
             }
         };
-        let http = serve_https(self.http, self.http_tls, router, stopped(stop_rx));
+        // Operators' connections are checked against the deny list at every request too: a
+        // certificate revoked while its HTTP/2 connection is open is refused and the
+        // connection closed.
+        let http = serve_https_revocable(
+            self.http,
+            self.http_tls,
+            router,
+            ListenerLimits::DEFAULT,
+            Revocations {
+                deny: self.deny.clone(),
+                refused: self.on_refused.clone(),
+            },
+            stopped(stop_rx),
+        );
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -534,7 +553,7 @@ async fn follow_revocations(
                     }
                     audited.insert(fingerprint, now);
                     let detail = format!(
-                        "a revoked certificate ({}) was refused at the TLS handshake",
+                        "a revoked certificate ({}) was refused (at the TLS handshake, or at a request on a connection opened before its revocation)",
                         onshi_domain::hex::encode(&fingerprint)
                     );
                     if let Err(error) = store
