@@ -98,10 +98,11 @@ fi
 # The key that signs each stream's daily seal; its public key is what auditors check seals with.
 [ -f "$state/seal.key" ] || "$bin/central" seal-key init --out "$state/seal.key" >/dev/null 2>&1
 start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate "${owner_flag[@]}" \
-  --seal-key "$state/seal.key" --agent-ca-key "$pki/chain-ca.key" \
+  --seal-key "$state/seal.key" --agent-ca-key "$pki/agent-ca.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \
-  --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem"
+  --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem" \
+  --agent-ca "$pki/agent-ca.pem"
 
 # A chain administrator for the dashboard. Its password is generated once into an owner-only
 # file (never printed); the tour says where it is.

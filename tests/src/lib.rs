@@ -341,6 +341,8 @@ pub fn central_serve(pki: &Pki, args: &[&str]) -> Command {
         .arg(key)
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
+        .arg("--agent-ca")
+        .arg(pki.paths.agent_ca().0)
         .args(args)
         .env_remove("CENTRAL_MIGRATE_DATABASE_URL")
         .env_remove("CENTRAL_ALLOW_SCHEMA_OWNER")

@@ -349,7 +349,7 @@ async fn serve(
             .peer_certificates()
             .map(<[_]>::to_vec)
             .unwrap_or_default();
-        let leaf = certificates.first().map(crate::deny::fingerprint);
+        let leaf = certificates.first().cloned();
         let peer = PeerCertificates(Arc::new(certificates));
         let address = tls.get_ref().0.peer_addr().ok().map(PeerAddress);
         // hyper's header timeout runs only once the client has sent something (or between
@@ -367,9 +367,9 @@ async fn serve(
             .layer(axum::middleware::from_fn(
                 move |request: axum::extract::Request, next: axum::middleware::Next| {
                     noted.store(true, Ordering::Relaxed);
-                    let revoked = match (&checks, leaf) {
-                        (Some(checks), Some(leaf)) if checks.deny.contains(&leaf) => {
-                            (checks.refused)(leaf);
+                    let revoked = match (&checks, &leaf) {
+                        (Some(checks), Some(leaf)) if checks.deny.refuses(leaf) => {
+                            (checks.refused)(crate::deny::fingerprint(leaf));
                             refuse.notify_one();
                             true
                         }

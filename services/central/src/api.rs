@@ -134,6 +134,10 @@ fn api_routes() -> Router<ApiState> {
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
         )
+        .route(
+            "/api/v1/sites/{site_code}/revocation",
+            axum::routing::post(revoke_site),
+        )
         .route("/api/v1/audit/report", get(audit_report))
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
         .route("/api/v1/sites/search", get(search_sites))
@@ -777,6 +781,45 @@ async fn revoke_certificate(
     Ok(Json(
         serde_json::json!({ "revoked": onshi_domain::hex::encode(&fingerprint) }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeSiteRequest {
+    reason: String,
+    /// Certificates of the site starting before this time are refused; default: now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    issued_before: Option<time::OffsetDateTime>,
+}
+
+/// Revokes a whole site (`{"reason", "issued_before"?}`): every agent certificate of the site
+/// whose validity starts before `issued_before` (default now), those a stolen key minted
+/// included, is refused at the next handshake and ends its open session; audited.
+async fn revoke_site(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let request: RevokeSiteRequest = json_body(
+        &body,
+        "a site revocation is {\"reason\", \"issued_before\"?: RFC 3339 time (default now)}",
+    )?;
+    let before = request
+        .issued_before
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    state
+        .store
+        .revoke_site(&site, before, &request.reason, &principal.audit_name())
+        .await?;
+    state.deny.revoke_site(site.as_str(), before);
+    Ok(Json(serde_json::json!({
+        "site_code": site.as_str(),
+        "issued_before": before
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })))
 }
 
 // ------------------------------------------------------------------------------- adoption

@@ -35,8 +35,12 @@ pub struct Settings {
     pub web_listen: Option<SocketAddr>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
-    /// The chain CA: agents and operators must present a certificate it issued.
+    /// The chain CA: operators must present a certificate it issued itself (a certificate
+    /// under a sub-CA, the agent CA's included, is refused on the operator listener).
     pub client_ca: PathBuf,
+    /// The agent sub-CA: the only issuer the agent listener takes (besides central's own
+    /// certificate, for its health probe), so an operator's certificate is refused there.
+    pub agent_ca: PathBuf,
     /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
     pub db_pool_size: usize,
@@ -132,6 +136,8 @@ impl Application {
             .context("loading central's server certificate")?;
         let client_roots =
             config::load_certificates(&settings.client_ca).context("loading the chain CA")?;
+        let agent_roots =
+            config::load_certificates(&settings.agent_ca).context("loading the agent CA")?;
         // Revoked certificates are refused at every handshake; the refusals are audited by a
         // task of `run_until_stopped` (the verifier cannot wait for the database).
         let deny = fleet_tls::deny::DenyList::default();
@@ -140,10 +146,14 @@ impl Application {
             let _ = refused_tx.try_send(fingerprint); // a full queue: the log line below stands
             tracing::warn!(fingerprint = %onshi_domain::hex::encode(&fingerprint), "a revoked certificate was refused");
         });
+        // Agents' certificates come from the agent sub-CA, operators' from the chain CA itself:
+        // each listener takes only its own, so the agent CA's key (which central holds online
+        // to sign renewals) can mint nothing an operator listener takes.
         let grpc_tls = config::server_config_with_deny_list(
             &identity,
-            &client_roots,
+            &agent_roots,
             &[ALPN_H2],
+            fleet_tls::deny::Trust::ChainsAnd(identity.leaf().clone()),
             deny.clone(),
             on_refused.clone(),
         )?;
@@ -151,6 +161,7 @@ impl Application {
             &identity,
             &client_roots,
             &[ALPN_H2, ALPN_HTTP11],
+            fleet_tls::deny::Trust::DirectlyIssued,
             deny.clone(),
             on_refused.clone(),
         )?;
@@ -192,6 +203,12 @@ impl Application {
                 .revoked_fingerprints()
                 .await
                 .context("loading the revoked certificates")?,
+        );
+        deny.replace_sites(
+            store
+                .revoked_sites()
+                .await
+                .context("loading the revoked sites")?,
         );
         let seal_key = match &settings.seal_key {
             Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
@@ -542,9 +559,12 @@ async fn follow_revocations(
             std::collections::HashMap::new();
         loop {
             tokio::select! {
-                _ = tick.tick() => match store.revoked_fingerprints().await {
-                    Ok(list) => deny.replace(list),
-                    Err(error) => tracing::warn!(%error, "could not reload the revocations; keeping the list in memory"),
+                _ = tick.tick() => match (store.revoked_fingerprints().await, store.revoked_sites().await) {
+                    (Ok(list), Ok(sites)) => {
+                        deny.replace(list);
+                        deny.replace_sites(sites);
+                    }
+                    (Err(error), _) | (_, Err(error)) => tracing::warn!(%error, "could not reload the revocations; keeping the list in memory"),
                 },
                 Some(fingerprint) = refused.recv() => {
                     let now = tokio::time::Instant::now();

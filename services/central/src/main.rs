@@ -126,6 +126,25 @@ enum Command {
     /// The seal signing key.
     #[command(subcommand)]
     SealKey(SealKeyCommand),
+    /// Revoke a whole site: every agent certificate of the site whose validity starts before
+    /// `--issued-before` (default: now) is refused, those a stolen key minted included; the
+    /// running replicas apply it within 10 s. Audited.
+    RevokeSite {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The site code (10 digits).
+        #[arg(long)]
+        site: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// RFC 3339 time; certificates starting before it are refused (default: now).
+        #[arg(long)]
+        issued_before: Option<String>,
+        /// Who revokes (recorded in the audit trail); default: the OS user.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
     /// Seal every stream the chain verifier has walked beyond its last seal (what the running
     /// central does once a day), after a verifier pass; prints how many seals were made.
     Seal {
@@ -242,9 +261,13 @@ struct ServeArgs {
     tls_cert: PathBuf,
     #[arg(long, env = "CENTRAL_TLS_KEY")]
     tls_key: PathBuf,
-    /// The chain CA that issued agent and operator certificates.
+    /// The chain CA that issued operator certificates (itself: nothing under a sub-CA is
+    /// taken on the operator listener).
     #[arg(long, env = "CENTRAL_CLIENT_CA")]
     client_ca: PathBuf,
+    /// The agent sub-CA that issues agent certificates: the agent listener takes only these.
+    #[arg(long, env = "CENTRAL_AGENT_CA")]
+    agent_ca: PathBuf,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
     /// Do not migrate at start (when a separate job runs `central migrate` as the schema
@@ -268,11 +291,12 @@ struct ServeArgs {
     /// search by insurance card details; never logged.
     #[arg(long, env = "CENTRAL_PATIENT_KEY")]
     patient_key: Option<PathBuf>,
-    /// The chain CA's private key: central then signs agents' certificate renewals (sent over
-    /// their authenticated stream) for the agent's own site; without it renewals are refused.
+    /// The agent sub-CA's private key: central then signs agents' certificate renewals (sent
+    /// over their authenticated stream) for the agent's own site; without it renewals are
+    /// refused. Never the chain CA's key: that one signs operators.
     #[arg(long, env = "CENTRAL_AGENT_CA_KEY")]
     agent_ca_key: Option<PathBuf>,
-    /// The certificate of that CA (default: --client-ca).
+    /// The certificate of that CA (default: --agent-ca).
     #[arg(long, env = "CENTRAL_AGENT_CA_CERT")]
     agent_ca_cert: Option<PathBuf>,
     /// Days a renewed agent certificate is valid; agents renew when a third of it is left.
@@ -528,6 +552,34 @@ async fn run(
             }
         }
         Command::Account(command) => account(command).await,
+        Command::RevokeSite {
+            db,
+            site,
+            reason,
+            issued_before,
+            by,
+        } => {
+            let site = onshi_domain::site::SiteCode::parse(&site)
+                .map_err(|e| anyhow::anyhow!("--site {site:?}: {e}"))?;
+            let before = match issued_before {
+                Some(text) => time::OffsetDateTime::parse(
+                    &text,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .with_context(|| format!("--issued-before {text:?}: expected an RFC 3339 time"))?,
+                None => time::OffsetDateTime::now_utc(),
+            };
+            Store::new(pool(&db)?)
+                .revoke_site(
+                    &site,
+                    before,
+                    &reason,
+                    &format!("{by} (central revoke-site)"),
+                )
+                .await?;
+            eprintln!("site {site}: agent certificates issued before {before} are revoked");
+            Ok(())
+        }
         Command::Pki(command) => pki(command),
         Command::SealKey(SealKeyCommand::Init { out }) => {
             let key = central::sealing::SealKey::create(&out)?;
@@ -649,6 +701,7 @@ async fn serve(
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         client_ca: args.client_ca.clone(),
+        agent_ca: args.agent_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
@@ -659,7 +712,7 @@ async fn serve(
         renewal: args
             .agent_ca_key
             .map(|ca_key| central::renewal::RenewalSettings {
-                ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.client_ca.clone()),
+                ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.agent_ca.clone()),
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),
             }),

@@ -891,6 +891,13 @@ async fn every_documented_operation_answers_as_documented() {
         Some(json!({"sha256_fingerprint": "ab".repeat(32), "reason": "laptop stolen"})),
     )
     .await;
+    api.expect(
+        200,
+        "POST",
+        &format!("{site}/revocation"),
+        Some(json!({"reason": "agent key stolen", "issued_before": rfc3339(now - time::Duration::days(400))})),
+    )
+    .await;
 
     // The maintenance passes, as central's task runs them.
     chain.maintain().await;
