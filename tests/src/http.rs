@@ -297,11 +297,12 @@ impl std::fmt::Debug for Anonymous {
     }
 }
 
-/// What central answered: status, `Retry-After`, body.
+/// What central answered: status, `Retry-After`, `Location`, body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    pub location: Option<String>,
     pub body: String,
 }
 
@@ -354,10 +355,16 @@ impl Anonymous {
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
             retry_after,
+            location,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }

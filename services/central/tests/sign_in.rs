@@ -322,3 +322,37 @@ async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_no
     let written = rows().await - after_checks;
     assert!(written <= 2, "{written} rows for 1,000 refused attempts");
 }
+
+/// A link to the sign-in page with `next=` pointing elsewhere must not send the person who
+/// signs in there: after decoding, a tab or line break (which browsers drop from `Location`),
+/// a backslash (read as `/`), `//host` or an absolute URL all lead to `/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_signing_in_only_a_path_of_this_site_is_followed() {
+    let central = central().await;
+    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
+    let account = AccountSpec {
+        login: "hoshi".into(),
+        display_name: "星 一郎".into(),
+        role: "viewer".into(),
+        prefectures: Vec::new(),
+        sites: Vec::new(),
+        password: "correct horse battery".into(),
+    };
+    create_account(&store, &account, "test").await.unwrap();
+    for (next, expected) in [
+        ("/sites%3Fq%3D1", "/sites?q=1"),
+        ("/%09/evil.example", "/"),
+        ("/%0D%0A/evil.example", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("https%3A%2F%2Fevil.example%2F", "/"),
+    ] {
+        let form = format!(
+            "{}&next={next}",
+            sign_in_form("hoshi", "correct horse battery")
+        );
+        let answer = central.web.post_form("/login", form).await.unwrap();
+        assert_eq!(answer.status, 303, "{next}: {answer:?}");
+        assert_eq!(answer.location.as_deref(), Some(expected), "{next}");
+    }
+}
