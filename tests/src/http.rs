@@ -338,6 +338,18 @@ impl Anonymous {
         Ok(())
     }
 
+    /// GETs `path`: status and the answer's headers.
+    pub async fn get_headers(&self, path: &str) -> anyhow::Result<(u16, hyper::HeaderMap)> {
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        response.into_body().collect().await?;
+        Ok((status, headers))
+    }
+
     /// POSTs a form `body` to `path`.
     pub async fn post_form(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Answer> {
         let request = hyper::Request::builder()

@@ -71,6 +71,7 @@ pub fn router_with(state: ApiState) -> Router {
     Router::new()
         .merge(crate::web::public())
         .merge(protected)
+        .layer(axum::middleware::map_response(crate::web::security_headers))
         .with_state(state)
 }
 

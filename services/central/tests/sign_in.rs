@@ -356,3 +356,35 @@ async fn after_signing_in_only_a_path_of_this_site_is_followed() {
         assert_eq!(answer.location.as_deref(), Some(expected), "{next}");
     }
 }
+
+/// Every page of the dashboard tells the browser not to run scripts or load anything from
+/// elsewhere, not to be framed by another site, not to send its URLs as referrers and to
+/// stay on HTTPS: the sign-in page, the stylesheet and a redirect to sign in alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_forbids_scripts_framing_referrers_and_plain_http() {
+    let central = central().await;
+    for path in ["/login", "/static/app.css", "/sites"] {
+        let (status, headers) = central.web.get_headers(path).await.unwrap();
+        assert!(status < 400, "{path}: {status}");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(
+            !csp.contains("script-src"),
+            "no script source is allowed: {csp}"
+        );
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert!(
+            header("strict-transport-security").starts_with("max-age="),
+            "{path}"
+        );
+    }
+}
