@@ -309,12 +309,25 @@ pub struct Answer {
 impl Anonymous {
     /// A client for central's dashboard listener `addr`, trusting `ca`.
     pub fn new(ca: &Path, addr: &str) -> anyhow::Result<Self> {
+        Self::from_address(ca, addr, None)
+    }
+
+    /// [`Anonymous::new`] connecting from `local` (another loopback address, 127.x.y.z: many
+    /// people at once, as far as central can tell).
+    pub fn from_address(
+        ca: &Path,
+        addr: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
         let tls = client_config(None, &load_certificates(ca)?, &[])?;
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(local);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Ok(Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
             addr: addr.to_string(),

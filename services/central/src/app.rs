@@ -81,6 +81,8 @@ pub struct Tuning {
     /// Sign-in passwords checked at once (argon2id, 19 MiB each); more attempts at the same
     /// moment are answered 429 with Retry-After. Default: one per core.
     pub sign_in_checks: usize,
+    /// Logins and addresses the sign-in limiter remembers at most.
+    pub sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once.
     pub sessions_per_site: usize,
 }
@@ -96,6 +98,7 @@ impl Default for Tuning {
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
             sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
+            sign_in_keys: crate::auth::rate_limit::MAX_KEYS,
             sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
@@ -330,6 +333,7 @@ impl Application {
             deny: self.deny.clone(),
             limiter: crate::auth::rate_limit::SignInLimiter::new(crate::auth::rate_limit::Limits {
                 concurrent_checks: tuning.sign_in_checks,
+                max_keys: tuning.sign_in_keys,
                 ..crate::auth::rate_limit::Limits::default()
             }),
         });

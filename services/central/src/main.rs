@@ -335,6 +335,10 @@ struct ServeArgs {
     /// same moment are answered 429 with Retry-After. Default: the number of cores.
     #[arg(long, env = "CENTRAL_SIGN_IN_CHECKS")]
     sign_in_checks: Option<usize>,
+    /// Logins and addresses the sign-in limiter remembers at most; when full, the least
+    /// recently used ones that are not locked out are forgotten first.
+    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central::auth::rate_limit::MAX_KEYS)]
+    sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
     /// restarting agent briefly two).
     #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central::ingest::DEFAULT_SESSIONS_PER_SITE)]
@@ -741,6 +745,7 @@ async fn serve(
                 .sign_in_checks
                 .unwrap_or_else(|| Tuning::default().sign_in_checks)
                 .max(1),
+            sign_in_keys: args.sign_in_keys.max(16),
             write_method: match args.write_method.as_str() {
                 "copy" => WriteMethod::Copy,
                 "unnest" => WriteMethod::Unnest,

@@ -388,3 +388,54 @@ async fn the_dashboard_forbids_scripts_framing_referrers_and_plain_http() {
         );
     }
 }
+
+/// A login locked out after its five wrong passwords stays locked out when someone floods the
+/// limiter with new logins from many addresses: the limiter forgets the least recently used
+/// keys that are not locked out, never everyone at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_new_logins_and_addresses_does_not_lift_a_lock_out() {
+    let db = TestDb::create().await.unwrap();
+    let pki = Pki::new(&[]).unwrap();
+    let process = e2e::start_central_with(
+        &pki,
+        &db,
+        &["--web-listen", "127.0.0.1:0", "--sign-in-keys", "32"],
+        &[],
+    )
+    .await
+    .unwrap();
+    let (ca, web) = (pki.paths.chain_ca(), process.field("web"));
+    let victim = Anonymous::new(&ca, &web).unwrap();
+    for _ in 0..5 {
+        let answer = victim
+            .post_form("/login", sign_in_form("kanri", "guess"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let locked = victim
+        .post_form("/login", sign_in_form("kanri", "guess"))
+        .await
+        .unwrap();
+    assert_eq!(locked.status, 429, "{locked:?}");
+
+    // Forty new logins, each from an address of its own: eighty keys for thirty-two places.
+    for i in 0..40u8 {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, i + 1));
+        let flood = Anonymous::from_address(&ca, &web, Some(from)).unwrap();
+        let answer = flood
+            .post_form("/login", sign_in_form(&format!("flood-{i}"), "guess"))
+            .await
+            .unwrap();
+        assert!(answer.status == 401 || answer.status == 429, "{answer:?}");
+    }
+
+    let still = victim
+        .post_form("/login", sign_in_form("kanri", "guess"))
+        .await
+        .unwrap();
+    assert_eq!(
+        still.status, 429,
+        "the lock-out survives the flood: {still:?}"
+    );
+}
