@@ -57,8 +57,10 @@ fn scope(spec: &AccountSpec, role: Role) -> Result<(Vec<String>, Vec<String>), S
         .prefectures
         .iter()
         .map(|p| {
+            // Stored as the canonical two digits ("１３" typed full-width is "13"): the scope
+            // is compared with site codes in SQL, where "１３" would match no site.
             Prefecture::parse(p)
-                .map(|_| p.clone())
+                .map(|prefecture| prefecture.code_str())
                 .map_err(|e| bad(format!("prefecture {p:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
