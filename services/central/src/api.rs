@@ -1066,10 +1066,7 @@ async fn end_grace_notification(
     {
         GraceEnd::Ended(view) => Ok(Json(*view)),
         GraceEnd::NotFound => Err(ServiceError::NotFound(format!(
-            "there is no grace notification {id}"
-        ))),
-        GraceEnd::OtherSite(owner) => Err(ServiceError::NotFound(format!(
-            "grace notification {id} is site {owner}'s, not site {site}'s"
+            "猶予届出 {id} はこの施設にありません / site {site} has no grace notification {id}"
         ))),
         GraceEnd::AlreadyEnded { on, by } => Err(bad(format!(
             "grace notification {id} was already ended on {on} by {by}; file a new one if a grace applies again"
