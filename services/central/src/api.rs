@@ -171,6 +171,7 @@ struct EventsQuery {
 
 async fn list_site_events(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ServiceError> {
@@ -181,7 +182,11 @@ async fn list_site_events(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    Ok(Json(store.events_for_site(&site, limit).await?))
+    let mut events = store.events_for_site(&site, limit).await?;
+    for event in &mut events {
+        crate::auth::without_identifiers(&principal, &mut event.body);
+    }
+    Ok(Json(events))
 }
 
 /// What the site's agents last said they see: readers, certificates, terminals.
