@@ -142,6 +142,33 @@ impl Operator {
         get(&self.ca, &self.cert, &self.key, &self.addr, path).await
     }
 
+    /// GET `path`: status, the `Link` header and JSON.
+    pub async fn get_linked(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(u16, Option<String>, serde_json::Value)> {
+        let identity = Identity::from_pem_files(&self.cert, &self.key)?;
+        let tls = client_config(Some(&identity), &load_certificates(&self.ca)?, &[])?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_only()
+            .enable_http1()
+            .build();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        let link = response
+            .headers()
+            .get(hyper::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, link, serde_json::from_slice(&body)?))
+    }
+
     /// `method` with `body` declared as `content_type`, as a page on another site could make
     /// the operator's browser send it: status and body.
     pub async fn send_as(

@@ -61,3 +61,67 @@ async fn a_formula_typed_as_a_staff_id_reaches_the_audit_csv_as_text() -> anyhow
     );
     Ok(())
 }
+
+/// The JSON audit search hands out who looked up whom like an export does, so each page is
+/// audited; and it comes a page at a time (at most 1000 events, the next page linked), so no
+/// search holds a whole period in central's memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_audit_search_is_paged_and_each_page_audited() -> anyhow::Result<()> {
+    let site = site_code("131011008");
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let mut agent = Session::open(
+        &https_endpoint(&central, "grpc"),
+        agent_tls(&pki, &site)?,
+        &site,
+        uuid::Uuid::now_v7(),
+    )
+    .await?;
+    agent
+        .send_batch((1..=5).map(|n| lookup_by(&site, n, "S001")).collect())
+        .await?;
+    await_events(&db, &site, "lookup", 5).await;
+
+    let operator = Operator::new(&pki, &central);
+    let (status, _, error) = operator
+        .get_linked(&format!("/api/v1/audit/events?site={site}&limit=5000"))
+        .await?;
+    assert_eq!(status, 400, "a JSON page of 5000: {error}");
+
+    let mut next = Some(format!("/api/v1/audit/events?site={site}&limit=2"));
+    let mut sequences = Vec::new();
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let (status, link, page) = operator.get_linked(&path).await?;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        sequences.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["sequence"].as_i64().unwrap()),
+        );
+        next = link.map(|l| {
+            l.trim_start_matches('<')
+                .split_once('>')
+                .expect("<path>; rel=\"next\"")
+                .0
+                .to_string()
+        });
+        assert!(pages <= 3, "five events in pages of two: {sequences:?}");
+    }
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5]);
+    let audited: i64 = db
+        .client()
+        .await?
+        .query_one(
+            "SELECT count(*) FROM security_events
+             WHERE kind = 'audit_export' AND detail LIKE 'audit search JSON%'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(audited, 3, "each page is audited");
+    Ok(())
+}

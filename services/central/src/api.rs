@@ -464,9 +464,15 @@ struct AuditParams {
     consent: Option<String>,
     disaster_window: Option<bool>,
     limit: Option<i64>,
+    /// JSON pages: the cursor of the previous page's `Link: <…>; rel="next"`.
+    after: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
+
+/// Events in one page of the JSON audit search (the default and the most `limit` may ask):
+/// a search is read page by page, never held whole in memory.
+pub const AUDIT_JSON_PAGE: i64 = 1000;
 
 fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(message.into())
@@ -576,20 +582,78 @@ fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, Ser
         result: params.result.clone(),
         consent: params.consent.clone(),
         disaster_window: params.disaster_window,
-        limit: params.limit.unwrap_or(1000),
+        limit: params.limit.unwrap_or(AUDIT_JSON_PAGE),
+        after: params
+            .after
+            .as_deref()
+            .map(crate::store::audit_search::AuditCursor::parse)
+            .transpose()?,
     })
 }
 
+/// The audit search. JSON comes a page at a time (at most [`AUDIT_JSON_PAGE`] events; a full
+/// page links the next with `Link: <…>; rel="next"`), and every page is audited like an
+/// export: it hands out who looked up whom.
 async fn audit_events(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
+    uri: axum::http::Uri,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
     let query = audit_query(&state, &params)?;
+    let format = params.format.as_deref().unwrap_or("json");
+    if format == "json" && query.limit > AUDIT_JSON_PAGE {
+        return Err(bad(format!(
+            "limit {}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; follow \
+             the Link: rel=\"next\" header for the rest (or ask for format=csv)",
+            query.limit
+        )));
+    }
     let events = state.store.audit_search(&query).await?;
-    match params.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(events).into_response()),
+    match format {
+        "json" => {
+            state
+                .store
+                .record_export(
+                    &format!(
+                        "audit search JSON page of {} events ({}{})",
+                        events.len(),
+                        crate::audit_report::describe_query(&query),
+                        query
+                            .after
+                            .as_ref()
+                            .map(|a| format!(", after {a}"))
+                            .unwrap_or_default()
+                    ),
+                    &principal.audit_name(),
+                )
+                .await?;
+            let next = (events.len() as i64 == query.limit)
+                .then(|| events.last())
+                .flatten()
+                .map(|last| {
+                    let cursor = crate::store::audit_search::AuditCursor::after(last);
+                    let mut pairs: Vec<&str> = uri
+                        .query()
+                        .unwrap_or_default()
+                        .split('&')
+                        .filter(|p| !p.is_empty() && !p.starts_with("after="))
+                        .collect();
+                    let after = format!("after={cursor}");
+                    pairs.push(&after);
+                    format!("<{}?{}>; rel=\"next\"", uri.path(), pairs.join("&"))
+                });
+            let mut response = Json(events).into_response();
+            if let Some(next) = next
+                && let Ok(value) = axum::http::HeaderValue::from_str(&next)
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::LINK, value);
+            }
+            Ok(response)
+        }
         "csv" => {
             principal.require(crate::auth::Permission::ExportAudit)?;
             state
