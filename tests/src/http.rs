@@ -422,6 +422,46 @@ impl Anonymous {
     }
 }
 
+/// Automation with an API token at central's dashboard listener `addr`, trusting `ca`:
+/// `method` on `path` with `Authorization: Bearer <token>` (and a JSON body on writes); status
+/// and JSON.
+pub async fn with_token(
+    ca: &Path,
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let tls = client_config(None, &load_certificates(ca)?, &[])?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_only()
+        .enable_http1()
+        .build();
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://{addr}{path}"))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    if method != "GET" {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let body = body
+        .map(serde_json::to_vec)
+        .transpose()?
+        .unwrap_or_default();
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let answer = response.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
 /// The sign-in form's body for `login` and `password`.
 pub fn sign_in_form(login: &str, password: &str) -> String {
     format!(

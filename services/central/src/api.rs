@@ -155,6 +155,10 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v1/accounts/{login}",
+            axum::routing::patch(change_account),
+        )
 }
 
 async fn list_sites(
@@ -1273,6 +1277,15 @@ async fn create_token(
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
     let login = account_of(&principal)?;
+    // A token is for automation; minting more would let one leaked token outlive its own
+    // expiry and revocation. Tokens are made by a signed-in person (or the CLI).
+    if principal.credential == crate::auth::Credential::ApiToken {
+        return Err(ServiceError::Forbidden(
+            "APIトークンでは新しいトークンを作れません。サインインして作成してください / an API \
+             token cannot make API tokens; sign in to make one"
+                .into(),
+        ));
+    }
     let new: NewToken = json_body(&body, "a token is {\"label\", \"days\": 1-366}")?;
     let (id, token) = crate::auth::accounts::issue_token(
         &store,
@@ -1328,6 +1341,25 @@ async fn create_account(
     Ok((
         axum::http::StatusCode::CREATED,
         Json(serde_json::json!({ "login": spec.login.trim().to_lowercase(), "role": spec.role })),
+    ))
+}
+
+/// Changes an account (`{"role"?, "prefectures"?, "sites"?, "disabled"?, "password"?}`):
+/// demote or promote it, disable or enable it, reset its password (its sessions end and its
+/// API tokens are revoked). Audited.
+async fn change_account(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(login): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let update: crate::auth::accounts::AccountUpdate = json_body(
+        &body,
+        "an account change is {\"role\"?, \"prefectures\"?, \"sites\"?, \"disabled\"?, \"password\"?}",
+    )?;
+    crate::auth::accounts::change_account(&store, &login, &update, &principal.audit_name()).await?;
+    Ok(Json(
+        serde_json::json!({ "login": login.trim().to_lowercase() }),
     ))
 }
 

@@ -180,6 +180,34 @@ enum AccountCommand {
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
     },
+    /// Change an account: its role and scope (demote, promote), disable or enable it, or reset
+    /// its password (read from standard input; its sessions end and its API tokens are
+    /// revoked). Audited.
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        login: String,
+        /// A new role: chain_admin, area_manager, auditor or viewer.
+        #[arg(long)]
+        role: Option<String>,
+        /// An area manager's prefecture (with --role; repeat for several).
+        #[arg(long = "prefecture")]
+        prefectures: Vec<String>,
+        /// An area manager's site (with --role; repeat for several).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// The account can no longer sign in; its sessions and tokens stop working.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        /// Read a new password from standard input (its first line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
     /// Print the accounts (JSON; no password hashes).
     List(DbArgs),
     /// Issue an API token acting as an account; the token is printed once, on standard output.
@@ -660,6 +688,43 @@ async fn account(command: AccountCommand) -> anyhow::Result<()> {
             )
             .await?;
             eprintln!("account {} created", spec.login);
+            Ok(())
+        }
+        AccountCommand::Set {
+            db,
+            login,
+            role,
+            prefectures,
+            sites,
+            disable,
+            enable,
+            password_stdin,
+            by,
+        } => {
+            let password = if password_stdin {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_line(&mut password)
+                    .context("reading the password from standard input")?;
+                Some(password.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let update = central::auth::accounts::AccountUpdate {
+                role,
+                prefectures,
+                sites,
+                disabled: (disable || enable).then_some(disable),
+                password,
+            };
+            central::auth::accounts::change_account(
+                &Store::new(pool(&db)?),
+                &login,
+                &update,
+                &format!("{by} (central account set)"),
+            )
+            .await?;
+            eprintln!("account {login} changed");
             Ok(())
         }
         AccountCommand::List(db) => print_json(&Store::new(pool(&db)?).accounts().await?),

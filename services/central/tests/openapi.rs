@@ -1486,6 +1486,13 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(accounts.as_array().map(Vec::len), Some(2), "{accounts}");
     api.expect(
         200,
+        "PATCH",
+        "/api/v1/accounts/kansai",
+        Some(json!({"role": "area_manager", "prefectures": ["27", "26"]})),
+    )
+    .await;
+    api.expect(
+        200,
         "PUT",
         &site,
         Some(json!({"name": " さくら薬局 新宿店 "})),
