@@ -79,44 +79,42 @@ impl Renewals {
             Ok(signed) => signed,
             Err(reason) => return self.refuse(store, site, reason).await,
         };
+        let s = &issued.summary;
+        let detail = format!(
+            "agent certificate for site {site} issued: serial {}, sha256 {}, valid until {}, \
+             renewing serial {}",
+            s.serial_hex,
+            s.sha256_fingerprint,
+            rfc3339(s.not_after),
+            current.serial_hex
+        );
+        match store
+            .record_renewal(site, &current.serial_hex, s, &detail)
+            .await
         {
-            let s = &issued.summary;
-            let detail = format!(
-                "agent certificate for site {site} issued: serial {}, sha256 {}, valid until {}, \
-                 renewing serial {}",
-                s.serial_hex,
-                s.sha256_fingerprint,
-                rfc3339(s.not_after),
-                current.serial_hex
-            );
-            match store
-                .record_renewal(site, &current.serial_hex, s, &detail)
-                .await
-            {
-                Ok(true) => {
-                    tracing::info!(site = %site, serial = %s.serial_hex, "agent certificate renewed");
-                    return pb::CertificateRenewal {
-                        certificate_chain_pem: issued.chain_pem,
-                        refused: String::new(),
-                    };
+            Ok(true) => {
+                tracing::info!(site = %site, serial = %s.serial_hex, "agent certificate renewed");
+                pb::CertificateRenewal {
+                    certificate_chain_pem: issued.chain_pem,
+                    refused: String::new(),
                 }
-                Ok(false) => {
-                    // Signed but never handed out: the serial was renewed before.
-                    let reason = format!(
-                        "この証明書は更新済みです / certificate {} was renewed before; central \
-                         renews each certificate once. Use the certificate issued then, or have \
-                         the chain's PKI process issue a new one",
-                        current.serial_hex
-                    );
-                    return self.refuse(store, site, reason).await;
-                }
-                Err(error) => {
-                    // An issuance central cannot record is not handed out.
-                    tracing::error!(%error, "the renewal could not be recorded; not answering it");
-                    return pb::CertificateRenewal {
-                        certificate_chain_pem: String::new(),
-                        refused: "central could not record the renewal; try again later".into(),
-                    };
+            }
+            Ok(false) => {
+                // Signed but never handed out: the serial was renewed before.
+                let reason = format!(
+                    "この証明書は更新済みです / certificate {} was renewed before; central \
+                     renews each certificate once. Use the certificate issued then, or have \
+                     the chain's PKI process issue a new one",
+                    current.serial_hex
+                );
+                self.refuse(store, site, reason).await
+            }
+            Err(error) => {
+                // An issuance central cannot record is not handed out.
+                tracing::error!(%error, "the renewal could not be recorded; not answering it");
+                pb::CertificateRenewal {
+                    certificate_chain_pem: String::new(),
+                    refused: "central could not record the renewal; try again later".into(),
                 }
             }
         }

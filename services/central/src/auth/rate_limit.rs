@@ -92,7 +92,7 @@ impl Attempts {
                 (locked(key, times), last, key.clone())
             })
             .collect();
-        order.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        order.sort_unstable_by_key(|a| (a.0, a.1));
         let excess = self.by_key.len() - target;
         for (_, _, key) in order.into_iter().take(excess) {
             self.by_key.remove(&key);
