@@ -381,7 +381,7 @@ async fn the_dashboard_forbids_scripts_framing_referrers_and_plain_http() {
             "no script source is allowed: {csp}"
         );
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
-        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
         assert!(
             header("strict-transport-security").starts_with("max-age="),
             "{path}"
