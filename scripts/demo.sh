@@ -49,6 +49,11 @@ fi
 export DATABASE_URL
 
 pki="$state/pki"
+# A demo PKI made before agents had their own sub-CA cannot serve central's agent listener.
+if [ -f "$pki/chain-ca.pem" ] && [ ! -f "$pki/agent-ca.pem" ]; then
+  echo "the demo PKI predates the agent sub-CA; making a new one (the old one moves to $pki.old)" >&2
+  rm -rf "$pki.old" && mv "$pki" "$pki.old"
+fi
 if [ ! -f "$pki/chain-ca.pem" ]; then
   "$bin/central" pki init --out "$pki" --site "$CLINIC" --site "$PHARMACY" \
     --terminal "$CLINIC:T01" --terminal "$PHARMACY:T01" --operator demo
