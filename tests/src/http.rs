@@ -8,6 +8,31 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// An HTTPS client (HTTP/1.1, connections kept) trusting `ca`, presenting `identity` when
+/// given, connecting from `local` when given: the one way this harness speaks HTTPS.
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn https_client(
+    ca: &Path,
+    identity: Option<&Identity>,
+    local: Option<std::net::IpAddr>,
+) -> anyhow::Result<HttpsClient> {
+    // No ALPN: hyper-rustls sets it itself.
+    let tls = client_config(identity, &load_certificates(ca)?, &[])?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_local_address(local);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 /// GETs `https://{addr}{path}` with the certificate at `cert`/`key`; returns status and JSON.
 pub async fn get_json(
     ca: &Path,
@@ -68,14 +93,7 @@ async fn request_with(
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, String, Vec<u8>)> {
     let identity = Identity::from_pem_files(cert, key)?;
-    // No ALPN: hyper-rustls sets it itself.
-    let tls = client_config(Some(&identity), &load_certificates(ca)?, &[])?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = https_client(ca, Some(&identity), None)?;
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("https://{addr}{path}"));
@@ -148,13 +166,7 @@ impl Operator {
         path: &str,
     ) -> anyhow::Result<(u16, Option<String>, serde_json::Value)> {
         let identity = Identity::from_pem_files(&self.cert, &self.key)?;
-        let tls = client_config(Some(&identity), &load_certificates(&self.ca)?, &[])?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let client = https_client(&self.ca, Some(&identity), None)?;
         let request = hyper::Request::builder()
             .uri(format!("https://{}{path}", self.addr))
             .body(Full::new(Bytes::new()))?;
@@ -210,10 +222,7 @@ impl Operator {
 /// carrying the session cookie of a real sign-in through `POST /login`.
 #[derive(Clone)]
 pub struct WebSession {
-    client: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
+    client: HttpsClient,
     addr: String,
     cookie: String,
 }
@@ -234,13 +243,7 @@ impl WebSession {
         login: &str,
         password: &str,
     ) -> anyhow::Result<Self> {
-        let tls = client_config(None, &load_certificates(ca)?, &[])?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let client = https_client(ca, None, None)?;
         let form = format!(
             "login={}&password={}",
             form_field(login),
@@ -309,10 +312,7 @@ fn form_field(value: &str) -> String {
 /// the same moment over connections opened beforehand.
 #[derive(Clone)]
 pub struct Anonymous {
-    client: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
+    client: HttpsClient,
     addr: String,
 }
 
@@ -346,17 +346,8 @@ impl Anonymous {
         addr: &str,
         local: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Self> {
-        let tls = client_config(None, &load_certificates(ca)?, &[])?;
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.enforce_http(false);
-        http.set_local_address(local);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: https_client(ca, None, local)?,
             addr: addr.to_string(),
         })
     }
@@ -433,13 +424,7 @@ pub async fn with_token(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
-    let tls = client_config(None, &load_certificates(ca)?, &[])?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = https_client(ca, None, None)?;
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("https://{addr}{path}"))

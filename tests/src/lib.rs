@@ -242,6 +242,19 @@ impl Pki {
     }
 }
 
+/// Re-issues `site`'s agent certificate with two days left of twelve: inside central's renewal
+/// window (a third of the lifetime left), so the agent renews and central signs.
+pub fn issue_due_agent_certificate(pki: &Pki, site: &str) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    fleet_tls::devpki::issue_agent_between(
+        pki.paths.root(),
+        site,
+        now - time::Duration::days(10),
+        now + time::Duration::days(2),
+    )?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------- processes
 
 /// A child process that is killed when dropped.

@@ -17,19 +17,6 @@ fn agent_certificate(pki: &Pki, site: &str) -> CertificateSummary {
     CertificateSummary::from_der(&der).expect("a readable certificate")
 }
 
-/// Re-issues the site's agent certificate with two days left of twelve: inside central's
-/// renewal window.
-fn issue_due_certificate(pki: &Pki, site: &str) -> anyhow::Result<()> {
-    let now = time::OffsetDateTime::now_utc();
-    fleet_tls::devpki::issue_agent_between(
-        pki.paths.root(),
-        site,
-        now - time::Duration::days(10),
-        now + time::Duration::days(2),
-    )?;
-    Ok(())
-}
-
 async fn security_events(db: &TestDb, kind: &str) -> Vec<String> {
     let Ok(client) = db.client().await else {
         return Vec::new();
@@ -60,7 +47,7 @@ async fn a_due_certificate_is_renewed_over_the_stream_without_losing_an_event() 
     let pki = Pki::new(&[&site])?;
     // A certificate with two days left of twelve, and an agent that renews a week ahead: due
     // at once, and inside central's window (a third of the lifetime left).
-    issue_due_certificate(&pki, &site)?;
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let before = agent_certificate(&pki, &site);
     let db = TestDb::create().await?;
     let ca_key = pki.paths.agent_ca().1;
@@ -161,7 +148,7 @@ async fn a_central_without_the_ca_key_refuses_renewals_and_the_agent_carries_on(
 -> anyhow::Result<()> {
     let site = site_code("271000012");
     let pki = Pki::new(&[&site])?;
-    issue_due_certificate(&pki, &site)?;
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let before = agent_certificate(&pki, &site);
     let db = TestDb::create().await?;
     let central = start_central_with_env(&pki, &db, &[]).await?;

@@ -80,19 +80,6 @@ async fn a_certificate_revoked_while_its_http2_connection_is_open_is_refused_the
     Ok(())
 }
 
-/// Re-issues the site's agent certificate with two days left of twelve: inside central's
-/// renewal window (a third of the lifetime left).
-fn issue_due_certificate(pki: &Pki, site: &str) -> anyhow::Result<()> {
-    let now = time::OffsetDateTime::now_utc();
-    fleet_tls::devpki::issue_agent_between(
-        pki.paths.root(),
-        site,
-        now - time::Duration::days(10),
-        now + time::Duration::days(2),
-    )?;
-    Ok(())
-}
-
 async fn central_that_renews(pki: &Pki, db: &TestDb) -> anyhow::Result<e2e::Running> {
     let ca_key = pki.paths.agent_ca().1;
     start_central_with_env(
@@ -140,7 +127,7 @@ async fn a_stolen_agent_key_renews_only_inside_the_window_and_once_per_certifica
     assert!(answer.refused.contains("not yet due"), "{}", answer.refused);
 
     // Inside the window: renewed once.
-    issue_due_certificate(&pki, &site)?;
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let mut due = session(&central, agent_tls(&pki, &site)?, &site).await?;
     let request = renewal::request(&site)?;
     let answer = due.renew(request.csr_der.clone()).await?;
@@ -208,7 +195,7 @@ async fn revoking_a_site_refuses_every_certificate_issued_before_the_time_the_mi
     let central = central_that_renews(&pki, &db).await?;
     let operator = e2e::http::Operator::new(&pki, &central);
 
-    issue_due_certificate(&pki, &site)?;
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let mut stolen = session(&central, agent_tls(&pki, &site)?, &site).await?;
     let request = renewal::request(&site)?;
     let answer = stolen.renew(request.csr_der.clone()).await?;
