@@ -50,6 +50,11 @@ fi
 export DATABASE_URL
 
 pki="$state/pki"
+# A demo PKI made before agents had their own sub-CA cannot serve central's agent listener.
+if [ -f "$pki/chain-ca.pem" ] && [ ! -f "$pki/agent-ca.pem" ]; then
+  echo "the demo PKI predates the agent sub-CA; making a new one (the old one moves to $pki.old)" >&2
+  rm -rf "$pki.old" && mv "$pki" "$pki.old"
+fi
 if [ ! -f "$pki/chain-ca.pem" ]; then
   "$bin/central" pki init --out "$pki" --site "$CLINIC" --site "$PHARMACY" \
     --terminal "$CLINIC:T01" --terminal "$PHARMACY:T01" --operator demo
@@ -99,10 +104,11 @@ fi
 # The key that signs each stream's daily seal; its public key is what auditors check seals with.
 [ -f "$state/seal.key" ] || "$bin/central" seal-key init --out "$state/seal.key" >/dev/null 2>&1
 start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate "${owner_flag[@]}" \
-  --seal-key "$state/seal.key" --agent-ca-key "$pki/chain-ca.key" \
+  --seal-key "$state/seal.key" --agent-ca-key "$pki/agent-ca.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \
-  --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem"
+  --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem" \
+  --agent-ca "$pki/agent-ca.pem"
 
 # A chain administrator for the dashboard. Its password is generated once into an owner-only
 # file (never printed); the tour says where it is.

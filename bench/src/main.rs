@@ -308,6 +308,8 @@ pub(crate) async fn start_central(
         .arg(key)
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
+        .arg("--agent-ca")
+        .arg(pki.paths.agent_ca().0)
         // Throughput is the point here: no per-site limit.
         .args(["--events-per-second", "0"])
         .args(extra)

@@ -100,10 +100,11 @@ impl AgentIdentity {
     /// Whether the certificate presented now should be renewed at `now`.
     pub fn due(&self, now: OffsetDateTime) -> Result<bool, IdentityError> {
         let current = self.current()?;
-        let margin = self
-            .renew_before
-            .unwrap_or((current.not_after - current.not_before) / 3);
-        Ok(current.not_after - now <= margin)
+        Ok(match self.renew_before {
+            Some(margin) => current.not_after - now <= margin,
+            // Central's own rule: it signs no earlier.
+            None => now >= fleet_tls::renewal::window_opens(&current),
+        })
     }
 
     /// Whether the files can be replaced here (the folder is writable): asked before a CSR is
@@ -221,8 +222,8 @@ mod tests {
             };
             fleet_tls::devpki::init(dir.path(), &spec).unwrap();
             let ca = fleet_tls::renewal::AgentCa::load(
-                &dir.path().join("chain-ca.pem"),
-                &dir.path().join("chain-ca.key"),
+                &dir.path().join("agent-ca.pem"),
+                &dir.path().join("agent-ca.key"),
             )
             .unwrap();
             Self { dir, ca }

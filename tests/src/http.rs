@@ -8,6 +8,31 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// An HTTPS client (HTTP/1.1, connections kept) trusting `ca`, presenting `identity` when
+/// given, connecting from `local` when given: the one way this harness speaks HTTPS.
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+fn https_client(
+    ca: &Path,
+    identity: Option<&Identity>,
+    local: Option<std::net::IpAddr>,
+) -> anyhow::Result<HttpsClient> {
+    // No ALPN: hyper-rustls sets it itself.
+    let tls = client_config(identity, &load_certificates(ca)?, &[])?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_local_address(local);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 /// GETs `https://{addr}{path}` with the certificate at `cert`/`key`; returns status and JSON.
 pub async fn get_json(
     ca: &Path,
@@ -68,14 +93,7 @@ async fn request_with(
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, String, Vec<u8>)> {
     let identity = Identity::from_pem_files(cert, key)?;
-    // No ALPN: hyper-rustls sets it itself.
-    let tls = client_config(Some(&identity), &load_certificates(ca)?, &[])?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls).clone())
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = https_client(ca, Some(&identity), None)?;
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("https://{addr}{path}"));
@@ -142,6 +160,27 @@ impl Operator {
         get(&self.ca, &self.cert, &self.key, &self.addr, path).await
     }
 
+    /// GET `path`: status, the `Link` header and JSON.
+    pub async fn get_linked(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(u16, Option<String>, serde_json::Value)> {
+        let identity = Identity::from_pem_files(&self.cert, &self.key)?;
+        let client = https_client(&self.ca, Some(&identity), None)?;
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        let link = response
+            .headers()
+            .get(hyper::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, link, serde_json::from_slice(&body)?))
+    }
+
     /// `method` with `body` declared as `content_type`, as a page on another site could make
     /// the operator's browser send it: status and body.
     pub async fn send_as(
@@ -183,10 +222,7 @@ impl Operator {
 /// carrying the session cookie of a real sign-in through `POST /login`.
 #[derive(Clone)]
 pub struct WebSession {
-    client: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
+    client: HttpsClient,
     addr: String,
     cookie: String,
 }
@@ -207,13 +243,7 @@ impl WebSession {
         login: &str,
         password: &str,
     ) -> anyhow::Result<Self> {
-        let tls = client_config(None, &load_certificates(ca)?, &[])?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let client = https_client(ca, None, None)?;
         let form = format!(
             "login={}&password={}",
             form_field(login),
@@ -282,10 +312,7 @@ fn form_field(value: &str) -> String {
 /// the same moment over connections opened beforehand.
 #[derive(Clone)]
 pub struct Anonymous {
-    client: Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        Full<Bytes>,
-    >,
+    client: HttpsClient,
     addr: String,
 }
 
@@ -297,25 +324,30 @@ impl std::fmt::Debug for Anonymous {
     }
 }
 
-/// What central answered: status, `Retry-After`, body.
+/// What central answered: status, `Retry-After`, `Location`, body.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
     pub retry_after: Option<String>,
+    pub location: Option<String>,
     pub body: String,
 }
 
 impl Anonymous {
     /// A client for central's dashboard listener `addr`, trusting `ca`.
     pub fn new(ca: &Path, addr: &str) -> anyhow::Result<Self> {
-        let tls = client_config(None, &load_certificates(ca)?, &[])?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_only()
-            .enable_http1()
-            .build();
+        Self::from_address(ca, addr, None)
+    }
+
+    /// [`Anonymous::new`] connecting from `local` (another loopback address, 127.x.y.z: many
+    /// people at once, as far as central can tell).
+    pub fn from_address(
+        ca: &Path,
+        addr: &str,
+        local: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: https_client(ca, None, local)?,
             addr: addr.to_string(),
         })
     }
@@ -337,6 +369,18 @@ impl Anonymous {
         Ok(())
     }
 
+    /// GETs `path`: status and the answer's headers.
+    pub async fn get_headers(&self, path: &str) -> anyhow::Result<(u16, hyper::HeaderMap)> {
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        response.into_body().collect().await?;
+        Ok((status, headers))
+    }
+
     /// POSTs a form `body` to `path`.
     pub async fn post_form(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Answer> {
         let request = hyper::Request::builder()
@@ -354,13 +398,53 @@ impl Anonymous {
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.into_body().collect().await?.to_bytes();
         Ok(Answer {
             status,
             retry_after,
+            location,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+/// Automation with an API token at central's dashboard listener `addr`, trusting `ca`:
+/// `method` on `path` with `Authorization: Bearer <token>` (and a JSON body on writes); status
+/// and JSON.
+pub async fn with_token(
+    ca: &Path,
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let client = https_client(ca, None, None)?;
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("https://{addr}{path}"))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    if method != "GET" {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let body = body
+        .map(serde_json::to_vec)
+        .transpose()?
+        .unwrap_or_default();
+    let response = client
+        .request(request.body(Full::new(Bytes::from(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let answer = response.into_body().collect().await?.to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&answer).unwrap_or(serde_json::Value::Null),
+    ))
 }
 
 /// The sign-in form's body for `login` and `password`.
@@ -370,4 +454,71 @@ pub fn sign_in_form(login: &str, password: &str) -> String {
         form_field(login),
         form_field(password)
     )
+}
+
+/// One HTTP/2 connection to the operator listener under one operator's certificate, kept open
+/// across requests (as an operator's tooling keeps it): for what must hold per request, not
+/// per handshake.
+#[derive(Debug)]
+pub struct OperatorConnection {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    ended: tokio::task::JoinHandle<()>,
+    addr: String,
+}
+
+impl OperatorConnection {
+    /// Connects to `addr` (central's `http` listener) as operator `name` of `pki`, over h2.
+    pub async fn open(pki: &crate::Pki, addr: &str, name: &str) -> anyhow::Result<Self> {
+        let (cert, key) = pki.paths.operator(name);
+        let identity = Identity::from_pem_files(&cert, &key)?;
+        let tls = client_config(
+            Some(&identity),
+            &load_certificates(&pki.paths.chain_ca())?,
+            &[fleet_tls::config::ALPN_H2],
+        )?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost")?.to_owned(),
+                tcp,
+            )
+            .await?;
+        anyhow::ensure!(
+            stream.get_ref().1.alpn_protocol() == Some(fleet_tls::config::ALPN_H2),
+            "central did not agree to HTTP/2"
+        );
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await?;
+        let ended = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self {
+            sender,
+            ended,
+            addr: addr.to_string(),
+        })
+    }
+
+    /// GET `path` on this connection: status and JSON.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.sender.ready().await?;
+        let request = hyper::Request::builder()
+            .uri(format!("https://{}{path}", self.addr))
+            .body(Full::new(Bytes::new()))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&body)?))
+    }
+
+    /// Waits until central has closed the connection (within the tests' patience).
+    pub async fn closed(self) -> anyhow::Result<()> {
+        tokio::time::timeout(crate::patience(), self.ended)
+            .await
+            .map_err(|_| anyhow::anyhow!("central kept the connection open"))??;
+        Ok(())
+    }
 }

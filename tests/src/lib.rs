@@ -235,6 +235,11 @@ impl Pki {
     /// A fresh dev PKI with agent certificates for `sites`, one terminal "T01" per site, and an
     /// operator "e2e".
     pub fn new(sites: &[&str]) -> anyhow::Result<Self> {
+        Self::with_operators(sites, &["e2e"])
+    }
+
+    /// [`Pki::new`] with these operators' certificates instead of "e2e" alone.
+    pub fn with_operators(sites: &[&str], operators: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let spec = DevPkiSpec {
             sites: sites.iter().map(|s| s.to_string()).collect(),
@@ -242,12 +247,25 @@ impl Pki {
                 .iter()
                 .map(|s| (s.to_string(), "T01".to_string()))
                 .collect(),
-            operators: vec!["e2e".into()],
+            operators: operators.iter().map(|o| o.to_string()).collect(),
             extra_server_names: Vec::new(),
         };
         let paths = devpki::init(&dir.path().join("pki"), &spec)?;
         Ok(Self { _dir: dir, paths })
     }
+}
+
+/// Re-issues `site`'s agent certificate with two days left of twelve: inside central's renewal
+/// window (a third of the lifetime left), so the agent renews and central signs.
+pub fn issue_due_agent_certificate(pki: &Pki, site: &str) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    fleet_tls::devpki::issue_agent_between(
+        pki.paths.root(),
+        site,
+        now - time::Duration::days(10),
+        now + time::Duration::days(2),
+    )?;
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------- processes
@@ -349,6 +367,8 @@ pub fn central_serve(pki: &Pki, args: &[&str]) -> Command {
         .arg(key)
         .arg("--client-ca")
         .arg(pki.paths.chain_ca())
+        .arg("--agent-ca")
+        .arg(pki.paths.agent_ca().0)
         .args(args)
         .env_remove("CENTRAL_MIGRATE_DATABASE_URL")
         .env_remove("CENTRAL_ALLOW_SCHEMA_OWNER")

@@ -91,6 +91,90 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Asks central to sign `csr_der` (a `fleet_tls::renewal::request`) and returns its answer,
+    /// skipping what central pushes meanwhile (access rules, update targets).
+    pub async fn renew(
+        &mut self,
+        csr_der: Vec<u8>,
+    ) -> Result<pb::CertificateRenewal, tonic::Status> {
+        self.to_central
+            .send(pb::AgentMessage {
+                kind: Some(pb::agent_message::Kind::RenewCertificate(
+                    pb::RenewCertificate { csr_der },
+                )),
+            })
+            .await
+            .map_err(|_| tonic::Status::cancelled("request stream closed"))?;
+        loop {
+            match self.from_central.message().await? {
+                Some(pb::CentralMessage {
+                    kind: Some(pb::central_message::Kind::CertificateRenewal(answer)),
+                }) => return Ok(answer),
+                Some(_) => continue,
+                None => return Err(tonic::Status::cancelled("central ended the session")),
+            }
+        }
+    }
+}
+
+/// TLS for a client presenting `cert_pem` (a chain, leaf first) with `key_pem`: an agent
+/// certificate central issued in a renewal, say.
+pub fn tls_from_pem(
+    pki: &Pki,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let identity = Identity::from_pem(cert_pem, key_pem)?;
+    let roots = load_certificates(&pki.paths.chain_ca())?;
+    Ok(client_config(Some(&identity), &roots, &[ALPN_H2])?)
+}
+
+/// Whether central refuses, at the TLS handshake, a client presenting `cert`/`key` (a PEM
+/// chain, leaf first) at `addr`: the refusal arrives as an alert on the first read, while an
+/// accepted HTTP/2 connection reads central's SETTINGS frame after the client's preface.
+pub async fn refused_at_handshake(
+    pki: &Pki,
+    addr: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    let identity = Identity::from_pem_files(cert, key)?;
+    let tls = client_config(
+        Some(&identity),
+        &load_certificates(&pki.paths.chain_ca())?,
+        &[ALPN_H2],
+    )?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut stream = match tokio_rustls::TlsConnector::from(tls)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost")?.to_owned(),
+            tcp,
+        )
+        .await
+    {
+        Ok(stream) => stream,
+        Err(_) => return Ok(true),
+    };
+    // The HTTP/2 preface and an empty SETTINGS frame: central answers with its SETTINGS (a
+    // listener that also speaks HTTP/1.1 waits for the client's first bytes).
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    if tokio::io::AsyncWriteExt::write_all(&mut stream, &hello)
+        .await
+        .is_err()
+    {
+        return Ok(true);
+    }
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(crate::patience(), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => Ok(n == 0),
+        Ok(Err(_)) => Ok(true),
+        Err(_) => anyhow::bail!("central neither refused nor greeted the connection"),
+    }
+}
+
 pub fn hello(site: &str, stream: Uuid) -> pb::AgentMessage {
     pb::AgentMessage {
         kind: Some(pb::agent_message::Kind::Hello(pb::Hello {

@@ -426,7 +426,8 @@ async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report
             );
         }
     }
-    // Each export is in the audit trail, with the operator who made it.
+    // Each export is in the audit trail, with the operator who made it: the four JSON searches
+    // (each hands out who looked up whom, like an export), the CSV and the report.
     let client = db.client().await?;
     let exports: Vec<String> = client
         .query(
@@ -437,7 +438,15 @@ async fn an_auditor_finds_views_by_patient_staff_and_window_and_files_the_report
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(exports.len(), 2, "{exports:?}");
+    assert_eq!(exports.len(), 6, "{exports:?}");
+    assert_eq!(
+        exports
+            .iter()
+            .filter(|e| e.starts_with("audit search JSON"))
+            .count(),
+        4,
+        "{exports:?}"
+    );
     assert!(
         exports.iter().all(|e| e.contains("operator e2e")),
         "{exports:?}"

@@ -1,4 +1,4 @@
-//! Agent certificates renew themselves over the uplink: central signs a CSR with the chain CA,
+//! Agent certificates renew themselves over the uplink: central signs a CSR with the agent CA,
 //! the agent swaps certificates while lookups go on, and no event is lost or stored twice.
 
 use e2e::http::Operator;
@@ -45,11 +45,12 @@ async fn a_due_certificate_is_renewed_over_the_stream_without_losing_an_event() 
 {
     let site = site_code("131000011");
     let pki = Pki::new(&[&site])?;
-    // A certificate with two days left, and an agent that renews a week ahead: due at once.
-    fleet_tls::devpki::issue_agent_valid_for(pki.paths.root(), &site, time::Duration::days(2))?;
+    // A certificate with two days left of twelve, and an agent that renews a week ahead: due
+    // at once, and inside central's window (a third of the lifetime left).
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let before = agent_certificate(&pki, &site);
     let db = TestDb::create().await?;
-    let ca_key = pki.paths.root().join("chain-ca.key");
+    let ca_key = pki.paths.agent_ca().1;
     let central = start_central_with_env(
         &pki,
         &db,
@@ -147,7 +148,7 @@ async fn a_central_without_the_ca_key_refuses_renewals_and_the_agent_carries_on(
 -> anyhow::Result<()> {
     let site = site_code("271000012");
     let pki = Pki::new(&[&site])?;
-    fleet_tls::devpki::issue_agent_valid_for(pki.paths.root(), &site, time::Duration::days(2))?;
+    e2e::issue_due_agent_certificate(&pki, &site)?;
     let before = agent_certificate(&pki, &site);
     let db = TestDb::create().await?;
     let central = start_central_with_env(&pki, &db, &[]).await?;

@@ -143,12 +143,13 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// [`server_config`], refusing at the handshake every client certificate on `deny`
-/// (`refused` is told each time, for the audit trail).
+/// [`server_config`], taking the client certificates `trust` says, and refusing at the
+/// handshake every one on `deny` (`refused` is told each time, for the audit trail).
 pub fn server_config_with_deny_list(
     identity: &Identity,
     client_roots: &[CertificateDer<'static>],
     alpn: &[&[u8]],
+    trust: crate::deny::Trust,
     deny: crate::deny::DenyList,
     refused: crate::deny::OnRefused,
 ) -> Result<Arc<ServerConfig>, TlsError> {
@@ -156,7 +157,9 @@ pub fn server_config_with_deny_list(
     let webpki =
         WebPkiClientVerifier::builder_with_provider(roots(client_roots)?, provider.clone())
             .build()?;
-    let verifier = Arc::new(crate::deny::DenyingVerifier::new(webpki, deny, refused));
+    let verifier = Arc::new(crate::deny::DenyingVerifier::with_trust(
+        webpki, deny, refused, trust,
+    ));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

@@ -3,9 +3,11 @@
 //! Layout under the output folder (keys are written owner-only, 0600, and never committed):
 //!
 //! ```text
-//! chain-ca.{pem,key}            the chain's CA: signs central, agents and operators
+//! chain-ca.{pem,key}            the chain's CA: signs central, operators and the agent sub-CA
+//! agent-ca.{pem,key}            the agent sub-CA (under the chain CA): signs agents only, and
+//!                               is the key central holds to sign renewals
 //! central.{pem,key}             central's server certificate (localhost, 127.0.0.1, ::1)
-//! agents/<site>.{pem,key}       one client certificate per agent, naming its site
+//! agents/<site>.{pem,key}       one client certificate per agent, naming its site (agent CA)
 //! operators/<name>.{pem,key}    JSON API clients
 //! common-ca.{pem,key}           test stand-in for the online-claims network common CA
 //! onshi-sim.{pem,key}           onshi-sim's server certificate (signed by the common CA)
@@ -74,6 +76,10 @@ impl DevPki {
     pub fn chain_ca(&self) -> PathBuf {
         self.root.join("chain-ca.pem")
     }
+    /// The agent sub-CA's certificate and key (the key is what central signs renewals with).
+    pub fn agent_ca(&self) -> (PathBuf, PathBuf) {
+        self.pair("agent-ca")
+    }
     pub fn central(&self) -> (PathBuf, PathBuf) {
         self.pair("central")
     }
@@ -116,6 +122,10 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
 
     let chain_ca = new_ca("onshi-fleet dev chain CA")?;
     chain_ca.write(root, "chain-ca")?;
+    // Agents get their certificates from a sub-CA of their own: the key central holds online
+    // to sign renewals can then mint agent certificates only, never an operator's.
+    let agent_ca = new_sub_ca(&chain_ca, "onshi-fleet dev agent CA")?;
+    agent_ca.write(root, "agent-ca")?;
     let common_ca =
         new_ca("onshi-fleet test common CA (オンライン請求ネットワーク共通認証局 stand-in)")?;
     common_ca.write(root, "common-ca")?;
@@ -144,7 +154,7 @@ pub fn init(root: &Path, spec: &DevPkiSpec) -> Result<DevPki, PkiError> {
         .write(root, "onshi-sim")?;
 
     for site in &spec.sites {
-        issue_agent_with(&chain_ca, root, site)?;
+        issue_agent_with(&agent_ca, root, site)?;
     }
     for name in &spec.operators {
         let stem = checked_stem(name)?;
@@ -191,9 +201,9 @@ pub fn issue_terminal_valid_for(
     Ok(DevPki::at(root).terminal(code, terminal))
 }
 
-/// Issues (or re-issues) the certificate of one more agent with an existing dev chain CA.
+/// Issues (or re-issues) the certificate of one more agent with an existing dev agent CA.
 pub fn issue_agent(root: &Path, site: &str) -> Result<(PathBuf, PathBuf), PkiError> {
-    let ca = LoadedCa::load(root, "chain-ca")?;
+    let ca = LoadedCa::load(root, "agent-ca")?;
     issue_agent_with(&ca, root, site)?;
     Ok(DevPki::at(root).agent(site))
 }
@@ -211,12 +221,44 @@ pub fn issue_agent_valid_for(
     site: &str,
     lifetime: Duration,
 ) -> Result<(PathBuf, PathBuf), PkiError> {
-    let ca = LoadedCa::load(root, "chain-ca")?;
+    let now = OffsetDateTime::now_utc();
+    issue_agent_between(root, site, now - Duration::hours(1), now + lifetime)
+}
+
+/// Re-issues `agents/<site>.{pem,key}` with the dev agent CA, valid from `not_before` to
+/// `not_after` (tests of revoking a site's certificates issued before a time).
+pub fn issue_agent_between(
+    root: &Path,
+    site: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca = LoadedCa::load(root, "agent-ca")?;
     let stem = checked_stem(site)?;
     let mut params = agent_leaf(site)?;
-    set_validity(&mut params, lifetime);
+    set_validity(&mut params, Duration::ZERO);
+    params.not_before = not_before;
+    params.not_after = not_after;
     ca.issue(params)?.write(root, &format!("agents/{stem}"))?;
     Ok(DevPki::at(root).agent(site))
+}
+
+/// Issues a client certificate naming `uri` (a SAN URI, e.g. an operator's) with the dev CA
+/// `ca_stem` ("chain-ca", "agent-ca") into `<stem>.{pem,key}`: what a stolen CA key could
+/// mint, for tests of what each listener trusts.
+pub fn issue_client_with(
+    root: &Path,
+    ca_stem: &str,
+    uri: &str,
+    stem: &str,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca = LoadedCa::load(root, checked_stem(ca_stem)?)?;
+    let stem = checked_stem(stem)?;
+    ca.issue(client_leaf(stem, uri)?)?.write(root, stem)?;
+    Ok((
+        root.join(format!("{stem}.pem")),
+        root.join(format!("{stem}.key")),
+    ))
 }
 
 /// An agent's client certificate: its site as a SAN URI, client authentication only.
@@ -355,6 +397,25 @@ fn new_ca(common_name: &str) -> Result<NewCa, PkiError> {
     set_validity(&mut params, Duration::days(3650));
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
+    Ok(NewCa {
+        issuer: Issuer::new(params, key),
+        cert_pem: cert.pem(),
+    })
+}
+
+/// A CA under `parent` that may sign leaves only (path length 0).
+fn new_sub_ca(parent: &NewCa, common_name: &str) -> Result<NewCa, PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    set_validity(&mut params, Duration::days(1825));
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &parent.issuer)?;
     Ok(NewCa {
         issuer: Issuer::new(params, key),
         cert_pem: cert.pem(),

@@ -251,14 +251,75 @@ pub async fn serve_https_with(
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    serve(listener, config, router, limits, None, shutdown).await
+}
+
+/// The deny list a client-certificate listener checks on every request, not only at the
+/// handshake: an HTTP/2 connection outlives a revocation, and its requests must not.
+#[derive(Clone)]
+pub struct Revocations {
+    pub deny: crate::deny::DenyList,
+    /// Told the leaf's fingerprint at each refusal (the audit trail), as at the handshake.
+    pub refused: crate::deny::OnRefused,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations").finish_non_exhaustive()
+    }
+}
+
+/// [`serve_https_with`] for a listener that asks for client certificates: a request whose
+/// client certificate is on `revocations.deny` is answered 401 (`certificate_revoked`) without
+/// reaching `router`, and its connection is closed (HTTP/2: GOAWAY, then the socket), so a
+/// certificate revoked while its connection was open stops working at its next request.
+pub async fn serve_https_revocable(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: axum::Router,
+    limits: ListenerLimits,
+    revocations: Revocations,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    serve(
+        listener,
+        config,
+        router,
+        limits,
+        Some(revocations),
+        shutdown,
+    )
+    .await
+}
+
+/// The answer to a request under a revoked certificate: JSON in central's error shape.
+fn revoked_answer() -> axum::response::Response {
+    let body = r#"{"code":"certificate_revoked","message":"この証明書は失効しています。接続を閉じます / this client certificate has been revoked; the connection is closed"}"#;
+    axum::response::Response::builder()
+        .status(axum::http::StatusCode::UNAUTHORIZED)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("a static response")
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    router: axum::Router,
+    limits: ListenerLimits,
+    revocations: Option<Revocations>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
     use tokio_stream::StreamExt;
 
     let mut incoming = tls_incoming_with(listener, config, limits);
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a clone of `open`; at shutdown they are told through
+    // `stopping`, and `ended` yields None once the last one is gone.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let (open, mut ended) = mpsc::channel::<()>(1);
     // hyper enforces its header timeout and HTTP/2 keepalive only with a timer.
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -282,50 +343,83 @@ pub async fn serve_https_with(
             },
         };
         let tls = stream.get_ref();
-        let peer = PeerCertificates(Arc::new(
-            tls.get_ref()
-                .1
-                .peer_certificates()
-                .map(<[_]>::to_vec)
-                .unwrap_or_default(),
-        ));
+        let certificates = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let leaf = certificates.first().cloned();
+        let peer = PeerCertificates(Arc::new(certificates));
         let address = tls.get_ref().0.peer_addr().ok().map(PeerAddress);
         // hyper's header timeout runs only once the client has sent something (or between
         // requests): a client that completes the handshake and stays silent is closed here.
         let asked = Arc::new(AtomicBool::new(false));
         let noted = asked.clone();
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .layer(axum::Extension(peer))
-                .layer(axum::Extension(address))
-                .layer(tower::util::MapRequestLayer::new(
-                    move |request: axum::extract::Request| {
-                        noted.store(true, Ordering::Relaxed);
-                        request
-                    },
-                )),
-        );
+        // Set by a request under a revoked certificate: the connection is then closed.
+        let revoked = Arc::new(tokio::sync::Notify::new());
+        let refuse = revoked.clone();
+        let checks = revocations.clone();
+        let service = router
+            .clone()
+            .layer(axum::Extension(peer))
+            .layer(axum::Extension(address))
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    noted.store(true, Ordering::Relaxed);
+                    let revoked = match (&checks, &leaf) {
+                        (Some(checks), Some(leaf)) if checks.deny.refuses(leaf) => {
+                            (checks.refused)(crate::deny::fingerprint(leaf));
+                            refuse.notify_one();
+                            true
+                        }
+                        _ => false,
+                    };
+                    async move {
+                        if revoked {
+                            revoked_answer()
+                        } else {
+                            next.run(request).await
+                        }
+                    }
+                },
+            ));
+        let service = TowerToHyperService::new(service);
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let mut stopping = stopping.clone();
+        let open = open.clone();
         tokio::spawn(async move {
+            let _open = open;
             tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = &mut connection => Some(ended),
-                () = tokio::time::sleep(limits.header_read_timeout) => None,
-            };
-            let ended = match ended {
-                Some(ended) => ended,
-                // Dropping the connection closes it.
-                None if !asked.load(Ordering::Relaxed) => return,
-                None => connection.await,
+            let header_deadline = tokio::time::sleep(limits.header_read_timeout);
+            tokio::pin!(header_deadline);
+            let mut closing = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = &mut connection => break ended,
+                    () = &mut header_deadline, if !asked.load(Ordering::Relaxed) => {
+                        // Dropping the connection closes it.
+                        return;
+                    }
+                    _ = stopping.wait_for(|stop| *stop), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    () = revoked.notified(), if !closing => {
+                        // The refusal in flight is still answered; then the socket closes.
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
             };
             if let Err(error) = ended {
                 tracing::debug!(%error, "HTTPS connection ended with an error");
             }
         });
     }
-    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, graceful.shutdown()).await;
+    drop(open);
+    let _ = stopping_tx.send(true);
+    let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, ended.recv()).await;
 }

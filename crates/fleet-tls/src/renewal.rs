@@ -34,6 +34,13 @@ pub enum RenewalError {
     Summary(#[from] crate::identity::IdentityError),
 }
 
+/// When a renewal of `current` may be signed: once a third of its lifetime is left. Agents
+/// renew from then on by default, and central signs no earlier, so a stolen key cannot renew
+/// a fresh certificate (and, once per serial, not twice the same one).
+pub fn window_opens(current: &CertificateSummary) -> time::OffsetDateTime {
+    current.not_after - (current.not_after - current.not_before) / 3
+}
+
 /// A new key pair and the CSR for it. The key stays with the agent.
 pub struct RenewalRequest {
     pub key_pem: String,
@@ -128,7 +135,7 @@ mod tests {
 
     fn ca(dir: &Path) -> AgentCa {
         crate::devpki::init(dir, &Default::default()).unwrap();
-        AgentCa::load(&dir.join("chain-ca.pem"), &dir.join("chain-ca.key")).unwrap()
+        AgentCa::load(&dir.join("agent-ca.pem"), &dir.join("agent-ca.key")).unwrap()
     }
 
     #[test]
@@ -142,7 +149,7 @@ mod tests {
             .unwrap();
         let identity = crate::Identity::from_pem(&issued.chain_pem, &request.key_pem).unwrap();
         assert_eq!(site_of(identity.leaf()).unwrap(), "2711111111");
-        assert_eq!(identity.cert_chain.len(), 2, "leaf then the chain CA");
+        assert_eq!(identity.cert_chain.len(), 2, "leaf then the agent CA");
         // The key pair matches: rustls accepts the pair as a client identity.
         crate::config::SwappableIdentity::new(&identity).unwrap();
         let left = issued.summary.not_after - time::OffsetDateTime::now_utc();

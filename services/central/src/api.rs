@@ -71,6 +71,7 @@ pub fn router_with(state: ApiState) -> Router {
     Router::new()
         .merge(crate::web::public())
         .merge(protected)
+        .layer(axum::middleware::map_response(crate::web::security_headers))
         .with_state(state)
 }
 
@@ -134,6 +135,10 @@ fn api_routes() -> Router<ApiState> {
             "/api/v1/revocations",
             get(list_revocations).post(revoke_certificate),
         )
+        .route(
+            "/api/v1/sites/{site_code}/revocation",
+            axum::routing::post(revoke_site),
+        )
         .route("/api/v1/audit/report", get(audit_report))
         .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
         .route("/api/v1/sites/search", get(search_sites))
@@ -150,6 +155,10 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v1/accounts/{login}",
+            axum::routing::patch(change_account),
+        )
 }
 
 async fn list_sites(
@@ -166,6 +175,7 @@ struct EventsQuery {
 
 async fn list_site_events(
     State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Json<Vec<StoredEvent>>, ServiceError> {
@@ -176,7 +186,11 @@ async fn list_site_events(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    Ok(Json(store.events_for_site(&site, limit).await?))
+    let mut events = store.events_for_site(&site, limit).await?;
+    for event in &mut events {
+        crate::auth::without_identifiers(&principal, &mut event.body);
+    }
+    Ok(Json(events))
 }
 
 /// What the site's agents last said they see: readers, certificates, terminals.
@@ -454,9 +468,15 @@ struct AuditParams {
     consent: Option<String>,
     disaster_window: Option<bool>,
     limit: Option<i64>,
+    /// JSON pages: the cursor of the previous page's `Link: <…>; rel="next"`.
+    after: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
+
+/// Events in one page of the JSON audit search (the default and the most `limit` may ask):
+/// a search is read page by page, never held whole in memory.
+pub const AUDIT_JSON_PAGE: i64 = 1000;
 
 fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(message.into())
@@ -566,20 +586,78 @@ fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, Ser
         result: params.result.clone(),
         consent: params.consent.clone(),
         disaster_window: params.disaster_window,
-        limit: params.limit.unwrap_or(1000),
+        limit: params.limit.unwrap_or(AUDIT_JSON_PAGE),
+        after: params
+            .after
+            .as_deref()
+            .map(crate::store::audit_search::AuditCursor::parse)
+            .transpose()?,
     })
 }
 
+/// The audit search. JSON comes a page at a time (at most [`AUDIT_JSON_PAGE`] events; a full
+/// page links the next with `Link: <…>; rel="next"`), and every page is audited like an
+/// export: it hands out who looked up whom.
 async fn audit_events(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
+    uri: axum::http::Uri,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
     let query = audit_query(&state, &params)?;
+    let format = params.format.as_deref().unwrap_or("json");
+    if format == "json" && query.limit > AUDIT_JSON_PAGE {
+        return Err(bad(format!(
+            "limit {}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; follow \
+             the Link: rel=\"next\" header for the rest (or ask for format=csv)",
+            query.limit
+        )));
+    }
     let events = state.store.audit_search(&query).await?;
-    match params.format.as_deref().unwrap_or("json") {
-        "json" => Ok(Json(events).into_response()),
+    match format {
+        "json" => {
+            state
+                .store
+                .record_export(
+                    &format!(
+                        "audit search JSON page of {} events ({}{})",
+                        events.len(),
+                        crate::audit_report::describe_query(&query),
+                        query
+                            .after
+                            .as_ref()
+                            .map(|a| format!(", after {a}"))
+                            .unwrap_or_default()
+                    ),
+                    &principal.audit_name(),
+                )
+                .await?;
+            let next = (events.len() as i64 == query.limit)
+                .then(|| events.last())
+                .flatten()
+                .map(|last| {
+                    let cursor = crate::store::audit_search::AuditCursor::after(last);
+                    let mut pairs: Vec<&str> = uri
+                        .query()
+                        .unwrap_or_default()
+                        .split('&')
+                        .filter(|p| !p.is_empty() && !p.starts_with("after="))
+                        .collect();
+                    let after = format!("after={cursor}");
+                    pairs.push(&after);
+                    format!("<{}?{}>; rel=\"next\"", uri.path(), pairs.join("&"))
+                });
+            let mut response = Json(events).into_response();
+            if let Some(next) = next
+                && let Ok(value) = axum::http::HeaderValue::from_str(&next)
+            {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::LINK, value);
+            }
+            Ok(response)
+        }
         "csv" => {
             principal.require(crate::auth::Permission::ExportAudit)?;
             state
@@ -777,6 +855,45 @@ async fn revoke_certificate(
     Ok(Json(
         serde_json::json!({ "revoked": onshi_domain::hex::encode(&fingerprint) }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeSiteRequest {
+    reason: String,
+    /// Certificates of the site starting before this time are refused; default: now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    issued_before: Option<time::OffsetDateTime>,
+}
+
+/// Revokes a whole site (`{"reason", "issued_before"?}`): every agent certificate of the site
+/// whose validity starts before `issued_before` (default now), those a stolen key minted
+/// included, is refused at the next handshake and ends its open session; audited.
+async fn revoke_site(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path(site_code): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let site = site_of(&site_code)?;
+    let request: RevokeSiteRequest = json_body(
+        &body,
+        "a site revocation is {\"reason\", \"issued_before\"?: RFC 3339 time (default now)}",
+    )?;
+    let before = request
+        .issued_before
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    state
+        .store
+        .revoke_site(&site, before, &request.reason, &principal.audit_name())
+        .await?;
+    state.deny.revoke_site(site.as_str(), before);
+    Ok(Json(serde_json::json!({
+        "site_code": site.as_str(),
+        "issued_before": before
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    })))
 }
 
 // ------------------------------------------------------------------------------- adoption
@@ -1022,10 +1139,7 @@ async fn end_grace_notification(
     {
         GraceEnd::Ended(view) => Ok(Json(*view)),
         GraceEnd::NotFound => Err(ServiceError::NotFound(format!(
-            "there is no grace notification {id}"
-        ))),
-        GraceEnd::OtherSite(owner) => Err(ServiceError::NotFound(format!(
-            "grace notification {id} is site {owner}'s, not site {site}'s"
+            "猶予届出 {id} はこの施設にありません / site {site} has no grace notification {id}"
         ))),
         GraceEnd::AlreadyEnded { on, by } => Err(bad(format!(
             "grace notification {id} was already ended on {on} by {by}; file a new one if a grace applies again"
@@ -1163,6 +1277,15 @@ async fn create_token(
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
     let login = account_of(&principal)?;
+    // A token is for automation; minting more would let one leaked token outlive its own
+    // expiry and revocation. Tokens are made by a signed-in person (or the CLI).
+    if principal.credential == crate::auth::Credential::ApiToken {
+        return Err(ServiceError::Forbidden(
+            "APIトークンでは新しいトークンを作れません。サインインして作成してください / an API \
+             token cannot make API tokens; sign in to make one"
+                .into(),
+        ));
+    }
     let new: NewToken = json_body(&body, "a token is {\"label\", \"days\": 1-366}")?;
     let (id, token) = crate::auth::accounts::issue_token(
         &store,
@@ -1218,6 +1341,25 @@ async fn create_account(
     Ok((
         axum::http::StatusCode::CREATED,
         Json(serde_json::json!({ "login": spec.login.trim().to_lowercase(), "role": spec.role })),
+    ))
+}
+
+/// Changes an account (`{"role"?, "prefectures"?, "sites"?, "disabled"?, "password"?}`):
+/// demote or promote it, disable or enable it, reset its password (its sessions end and its
+/// API tokens are revoked). Audited.
+async fn change_account(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(login): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ServiceError> {
+    let update: crate::auth::accounts::AccountUpdate = json_body(
+        &body,
+        "an account change is {\"role\"?, \"prefectures\"?, \"sites\"?, \"disabled\"?, \"password\"?}",
+    )?;
+    crate::auth::accounts::change_account(&store, &login, &update, &principal.audit_name()).await?;
+    Ok(Json(
+        serde_json::json!({ "login": login.trim().to_lowercase() }),
     ))
 }
 

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use fleet_tls::config::{self, ALPN_H2, ALPN_HTTP11};
-use fleet_tls::listen::{serve_https, tls_incoming};
+use fleet_tls::listen::{
+    ListenerLimits, Revocations, serve_https, serve_https_revocable, tls_incoming,
+};
 use proto::fleet::v1::fleet_uplink_server::FleetUplinkServer;
 use tokio::net::TcpListener;
 
@@ -33,8 +35,12 @@ pub struct Settings {
     pub web_listen: Option<SocketAddr>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
-    /// The chain CA: agents and operators must present a certificate it issued.
+    /// The chain CA: operators must present a certificate it issued itself (a certificate
+    /// under a sub-CA, the agent CA's included, is refused on the operator listener).
     pub client_ca: PathBuf,
+    /// The agent sub-CA: the only issuer the agent listener takes (besides central's own
+    /// certificate, for its health probe), so an operator's certificate is refused there.
+    pub agent_ca: PathBuf,
     /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
     /// A replica for the pages, the JSON API's listings and the auditor's search (reads that
@@ -83,6 +89,8 @@ pub struct Tuning {
     /// Sign-in passwords checked at once (argon2id, 19 MiB each); more attempts at the same
     /// moment are answered 429 with Retry-After. Default: one per core.
     pub sign_in_checks: usize,
+    /// Logins and addresses the sign-in limiter remembers at most.
+    pub sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once.
     pub sessions_per_site: usize,
 }
@@ -98,6 +106,7 @@ impl Default for Tuning {
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
             sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
+            sign_in_keys: crate::auth::rate_limit::MAX_KEYS,
             sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
@@ -114,6 +123,9 @@ pub struct Application {
     seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
+    /// Reports a revoked certificate refused at a handshake or, on the operator listener, at a
+    /// request of a connection opened before the revocation.
+    on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
     durability: store::durability::Durability,
@@ -138,6 +150,8 @@ impl Application {
             .context("loading central's server certificate")?;
         let client_roots =
             config::load_certificates(&settings.client_ca).context("loading the chain CA")?;
+        let agent_roots =
+            config::load_certificates(&settings.agent_ca).context("loading the agent CA")?;
         // Revoked certificates are refused at every handshake; the refusals are audited by a
         // task of `run_until_stopped` (the verifier cannot wait for the database).
         let deny = fleet_tls::deny::DenyList::default();
@@ -146,10 +160,14 @@ impl Application {
             let _ = refused_tx.try_send(fingerprint); // a full queue: the log line below stands
             tracing::warn!(fingerprint = %onshi_domain::hex::encode(&fingerprint), "a revoked certificate was refused");
         });
+        // Agents' certificates come from the agent sub-CA, operators' from the chain CA itself:
+        // each listener takes only its own, so the agent CA's key (which central holds online
+        // to sign renewals) can mint nothing an operator listener takes.
         let grpc_tls = config::server_config_with_deny_list(
             &identity,
-            &client_roots,
+            &agent_roots,
             &[ALPN_H2],
+            fleet_tls::deny::Trust::ChainsAnd(identity.leaf().clone()),
             deny.clone(),
             on_refused.clone(),
         )?;
@@ -157,8 +175,9 @@ impl Application {
             &identity,
             &client_roots,
             &[ALPN_H2, ALPN_HTTP11],
+            fleet_tls::deny::Trust::DirectlyIssued,
             deny.clone(),
-            on_refused,
+            on_refused.clone(),
         )?;
         // People's browsers have no client certificate: the dashboard listener does not ask
         // for one, and every request there is authenticated by session or API token.
@@ -202,6 +221,12 @@ impl Application {
                 .await
                 .context("loading the revoked certificates")?,
         );
+        deny.replace_sites(
+            store
+                .revoked_sites()
+                .await
+                .context("loading the revoked sites")?,
+        );
         let seal_key = match &settings.seal_key {
             Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
             None => {
@@ -225,6 +250,7 @@ impl Application {
             seal_key,
             patient_key,
             deny,
+            on_refused,
             refused,
             renewals,
             durability,
@@ -349,6 +375,7 @@ impl Application {
             deny: self.deny.clone(),
             limiter: crate::auth::rate_limit::SignInLimiter::new(crate::auth::rate_limit::Limits {
                 concurrent_checks: tuning.sign_in_checks,
+                max_keys: tuning.sign_in_keys,
                 ..crate::auth::rate_limit::Limits::default()
             }),
         });
@@ -361,7 +388,20 @@ impl Application {
                 }
             }
         };
-        let http = serve_https(self.http, self.http_tls, router, stopped(stop_rx));
+        // Operators' connections are checked against the deny list at every request too: a
+        // certificate revoked while its HTTP/2 connection is open is refused and the
+        // connection closed.
+        let http = serve_https_revocable(
+            self.http,
+            self.http_tls,
+            router,
+            ListenerLimits::DEFAULT,
+            Revocations {
+                deny: self.deny.clone(),
+                refused: self.on_refused.clone(),
+            },
+            stopped(stop_rx),
+        );
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
@@ -605,9 +645,12 @@ async fn follow_revocations(
             std::collections::HashMap::new();
         loop {
             tokio::select! {
-                _ = tick.tick() => match store.revoked_fingerprints().await {
-                    Ok(list) => deny.replace(list),
-                    Err(error) => tracing::warn!(%error, "could not reload the revocations; keeping the list in memory"),
+                _ = tick.tick() => match (store.revoked_fingerprints().await, store.revoked_sites().await) {
+                    (Ok(list), Ok(sites)) => {
+                        deny.replace(list);
+                        deny.replace_sites(sites);
+                    }
+                    (Err(error), _) | (_, Err(error)) => tracing::warn!(%error, "could not reload the revocations; keeping the list in memory"),
                 },
                 Some(fingerprint) = refused.recv() => {
                     let now = tokio::time::Instant::now();
@@ -616,7 +659,7 @@ async fn follow_revocations(
                     }
                     audited.insert(fingerprint, now);
                     let detail = format!(
-                        "a revoked certificate ({}) was refused at the TLS handshake",
+                        "a revoked certificate ({}) was refused (at the TLS handshake, or at a request on a connection opened before its revocation)",
                         onshi_domain::hex::encode(&fingerprint)
                     );
                     if let Err(error) = store

@@ -65,15 +65,12 @@ pub const CSV_HEADER: [&str; 13] = [
     "event_id",
 ];
 
-/// The search results as CSV (RFC 4180, UTF-8 with a BOM so that spreadsheets in Japan open
-/// it as UTF-8).
+/// The search results as CSV ([`crate::spreadsheet::csv`]: BOM, RFC 4180, inert cells).
 pub fn csv(events: &[StoredEvent]) -> Vec<u8> {
-    let mut out = Vec::from("\u{feff}".as_bytes());
-    {
-        let mut writer = csv::Writer::from_writer(&mut out);
-        let _ = writer.write_record(CSV_HEADER);
-        for e in events {
-            let _ = writer.write_record([
+    crate::spreadsheet::csv(
+        &CSV_HEADER,
+        events.iter().map(|e| {
+            [
                 tokyo(e.occurred_at),
                 e.site_code.clone(),
                 e.terminal_id.clone(),
@@ -87,11 +84,9 @@ pub fn csv(events: &[StoredEvent]) -> Vec<u8> {
                 field(e, "disaster_window_id"),
                 field(e, "policy_version"),
                 e.event_id.to_string(),
-            ]);
-        }
-        let _ = writer.flush();
-    }
-    out
+            ]
+        }),
+    )
 }
 
 fn escape(text: &str) -> String {

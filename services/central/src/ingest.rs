@@ -201,7 +201,7 @@ impl FleetUplink for Ingest {
         })?;
         let certificate = request
             .peer_certs()
-            .and_then(|certs| certs.first().map(fleet_tls::deny::fingerprint));
+            .and_then(|certs| certs.first().cloned());
         // The agent's `uplink_connect` span, from the W3C trace context in the metadata.
         let opening = tracing::info_span!("uplink_session_open");
         join_trace(&opening, request.metadata());
@@ -215,7 +215,7 @@ impl Ingest {
     async fn open_session(
         &self,
         site: SiteCode,
-        certificate: Option<[u8; 32]>,
+        certificate: Option<rustls::pki_types::CertificateDer<'static>>,
         place: SessionPlace,
         mut inbound: Streaming<pb::AgentMessage>,
     ) -> Result<Response<Replies>, Status> {
@@ -269,6 +269,9 @@ impl Ingest {
             deny: self.deny.clone(),
             renewals: self.renewals.clone(),
             silence: self.silence,
+            summary: certificate
+                .as_ref()
+                .and_then(|c| fleet_tls::identity::CertificateSummary::from_der(c).ok()),
             certificate,
             site,
             stream,
@@ -363,8 +366,9 @@ fn request_inventory() -> pb::CentralMessage {
 
 struct Session {
     deny: fleet_tls::deny::DenyList,
-    /// The fingerprint of the agent's certificate.
-    certificate: Option<[u8; 32]>,
+    /// The agent's certificate (the session was opened with it), and what it says.
+    certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+    summary: Option<fleet_tls::identity::CertificateSummary>,
     renewals: Renewals,
     silence: Duration,
     store: Store,
@@ -411,7 +415,12 @@ impl Session {
                 break;
             };
             use pb::agent_message::Kind;
-            if self.certificate.is_some_and(|c| self.deny.contains(&c)) {
+            // The certificate, or its whole site, may have been revoked since the handshake.
+            if self
+                .certificate
+                .as_ref()
+                .is_some_and(|c| self.deny.refuses(c))
+            {
                 tracing::warn!(site = %self.site, "ending the session of a revoked certificate");
                 return Err(Status::permission_denied(
                     "this agent's certificate has been revoked; the site needs a new one",
@@ -467,7 +476,7 @@ impl Session {
                     renewed = true;
                     let answer = self
                         .renewals
-                        .answer(&self.store, &self.site, &request)
+                        .answer(&self.store, &self.site, self.summary.as_ref(), &request)
                         .await;
                     let message = pb::CentralMessage {
                         kind: Some(pb::central_message::Kind::CertificateRenewal(answer)),

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod renewal;
 pub mod sealing;
+pub mod spreadsheet;
 pub mod store;
 pub mod web;
 pub mod writer;

@@ -126,6 +126,25 @@ enum Command {
     /// The seal signing key.
     #[command(subcommand)]
     SealKey(SealKeyCommand),
+    /// Revoke a whole site: every agent certificate of the site whose validity starts before
+    /// `--issued-before` (default: now) is refused, those a stolen key minted included; the
+    /// running replicas apply it within 10 s. Audited.
+    RevokeSite {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The site code (10 digits).
+        #[arg(long)]
+        site: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// RFC 3339 time; certificates starting before it are refused (default: now).
+        #[arg(long)]
+        issued_before: Option<String>,
+        /// Who revokes (recorded in the audit trail); default: the OS user.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
     /// Seal every stream the chain verifier has walked beyond its last seal (what the running
     /// central does once a day), after a verifier pass; prints how many seals were made.
     Seal {
@@ -158,6 +177,34 @@ enum AccountCommand {
         #[arg(long = "site")]
         sites: Vec<String>,
         /// Who makes it (recorded in the audit trail); default: the OS user.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Change an account: its role and scope (demote, promote), disable or enable it, or reset
+    /// its password (read from standard input; its sessions end and its API tokens are
+    /// revoked). Audited.
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        login: String,
+        /// A new role: chain_admin, area_manager, auditor or viewer.
+        #[arg(long)]
+        role: Option<String>,
+        /// An area manager's prefecture (with --role; repeat for several).
+        #[arg(long = "prefecture")]
+        prefectures: Vec<String>,
+        /// An area manager's site (with --role; repeat for several).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// The account can no longer sign in; its sessions and tokens stop working.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        /// Read a new password from standard input (its first line).
+        #[arg(long)]
+        password_stdin: bool,
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
     },
@@ -246,9 +293,13 @@ struct ServeArgs {
     tls_cert: PathBuf,
     #[arg(long, env = "CENTRAL_TLS_KEY")]
     tls_key: PathBuf,
-    /// The chain CA that issued agent and operator certificates.
+    /// The chain CA that issued operator certificates (itself: nothing under a sub-CA is
+    /// taken on the operator listener).
     #[arg(long, env = "CENTRAL_CLIENT_CA")]
     client_ca: PathBuf,
+    /// The agent sub-CA that issues agent certificates: the agent listener takes only these.
+    #[arg(long, env = "CENTRAL_AGENT_CA")]
+    agent_ca: PathBuf,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
     /// A read replica's PostgreSQL URL (central's login role there; never printed): the
@@ -285,11 +336,12 @@ struct ServeArgs {
     /// search by insurance card details; never logged.
     #[arg(long, env = "CENTRAL_PATIENT_KEY")]
     patient_key: Option<PathBuf>,
-    /// The chain CA's private key: central then signs agents' certificate renewals (sent over
-    /// their authenticated stream) for the agent's own site; without it renewals are refused.
+    /// The agent sub-CA's private key: central then signs agents' certificate renewals (sent
+    /// over their authenticated stream) for the agent's own site; without it renewals are
+    /// refused. Never the chain CA's key: that one signs operators.
     #[arg(long, env = "CENTRAL_AGENT_CA_KEY")]
     agent_ca_key: Option<PathBuf>,
-    /// The certificate of that CA (default: --client-ca).
+    /// The certificate of that CA (default: --agent-ca).
     #[arg(long, env = "CENTRAL_AGENT_CA_CERT")]
     agent_ca_cert: Option<PathBuf>,
     /// Days a renewed agent certificate is valid; agents renew when a third of it is left.
@@ -328,6 +380,10 @@ struct ServeArgs {
     /// same moment are answered 429 with Retry-After. Default: the number of cores.
     #[arg(long, env = "CENTRAL_SIGN_IN_CHECKS")]
     sign_in_checks: Option<usize>,
+    /// Logins and addresses the sign-in limiter remembers at most; when full, the least
+    /// recently used ones that are not locked out are forgotten first.
+    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central::auth::rate_limit::MAX_KEYS)]
+    sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
     /// restarting agent briefly two).
     #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central::ingest::DEFAULT_SESSIONS_PER_SITE)]
@@ -547,6 +603,34 @@ async fn run(
             }
         }
         Command::Account(command) => account(command).await,
+        Command::RevokeSite {
+            db,
+            site,
+            reason,
+            issued_before,
+            by,
+        } => {
+            let site = onshi_domain::site::SiteCode::parse(&site)
+                .map_err(|e| anyhow::anyhow!("--site {site:?}: {e}"))?;
+            let before = match issued_before {
+                Some(text) => time::OffsetDateTime::parse(
+                    &text,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .with_context(|| format!("--issued-before {text:?}: expected an RFC 3339 time"))?,
+                None => time::OffsetDateTime::now_utc(),
+            };
+            Store::new(pool(&db)?)
+                .revoke_site(
+                    &site,
+                    before,
+                    &reason,
+                    &format!("{by} (central revoke-site)"),
+                )
+                .await?;
+            eprintln!("site {site}: agent certificates issued before {before} are revoked");
+            Ok(())
+        }
         Command::Pki(command) => pki(command),
         Command::SealKey(SealKeyCommand::Init { out }) => {
             let key = central::sealing::SealKey::create(&out)?;
@@ -625,6 +709,43 @@ async fn account(command: AccountCommand) -> anyhow::Result<()> {
             eprintln!("account {} created", spec.login);
             Ok(())
         }
+        AccountCommand::Set {
+            db,
+            login,
+            role,
+            prefectures,
+            sites,
+            disable,
+            enable,
+            password_stdin,
+            by,
+        } => {
+            let password = if password_stdin {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_line(&mut password)
+                    .context("reading the password from standard input")?;
+                Some(password.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let update = central::auth::accounts::AccountUpdate {
+                role,
+                prefectures,
+                sites,
+                disabled: (disable || enable).then_some(disable),
+                password,
+            };
+            central::auth::accounts::change_account(
+                &Store::new(pool(&db)?),
+                &login,
+                &update,
+                &format!("{by} (central account set)"),
+            )
+            .await?;
+            eprintln!("account {login} changed");
+            Ok(())
+        }
         AccountCommand::List(db) => print_json(&Store::new(pool(&db)?).accounts().await?),
         AccountCommand::Token {
             db,
@@ -668,6 +789,7 @@ async fn serve(
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         client_ca: args.client_ca.clone(),
+        agent_ca: args.agent_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
         read_database_url: args.read_database_url.map(DatabaseUrl::new),
         replica_lag_warning: Duration::from_secs(args.replica_lag_warning_secs),
@@ -681,7 +803,7 @@ async fn serve(
         renewal: args
             .agent_ca_key
             .map(|ca_key| central::renewal::RenewalSettings {
-                ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.client_ca.clone()),
+                ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.agent_ca.clone()),
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),
             }),
@@ -710,6 +832,7 @@ async fn serve(
                 .sign_in_checks
                 .unwrap_or_else(|| Tuning::default().sign_in_checks)
                 .max(1),
+            sign_in_keys: args.sign_in_keys.max(16),
             write_method: match args.write_method.as_str() {
                 "copy" => WriteMethod::Copy,
                 "unnest" => WriteMethod::Unnest,

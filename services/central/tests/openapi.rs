@@ -333,6 +333,8 @@ enum Caller {
     Certificate(PeerCertificates),
     /// `Authorization: Bearer`, as on the web listener (no client certificate).
     Token(String),
+    /// A signed-in browser: the session cookie's token and the session's CSRF token.
+    Session(String, String),
     /// No credential at all.
     Nobody,
 }
@@ -381,6 +383,11 @@ impl Api {
         }
         if let Caller::Token(token) = &caller {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Caller::Session(token, csrf) = &caller {
+            request = request
+                .header(header::COOKIE, format!("onshi_session={token}"))
+                .header("x-csrf-token", csrf);
         }
         let mut request = request
             .body(body.map_or_else(Body::empty, Body::from))
@@ -890,6 +897,13 @@ async fn every_documented_operation_answers_as_documented() {
         "POST",
         "/api/v1/revocations",
         Some(json!({"sha256_fingerprint": "ab".repeat(32), "reason": "laptop stolen"})),
+    )
+    .await;
+    api.expect(
+        200,
+        "POST",
+        &format!("{site}/revocation"),
+        Some(json!({"reason": "agent key stolen", "issued_before": rfc3339(now - time::Duration::days(400))})),
     )
     .await;
 
@@ -1480,6 +1494,13 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(accounts.as_array().map(Vec::len), Some(2), "{accounts}");
     api.expect(
         200,
+        "PATCH",
+        "/api/v1/accounts/kansai",
+        Some(json!({"role": "area_manager", "prefectures": ["２７"]})),
+    )
+    .await;
+    api.expect(
+        200,
         "PUT",
         &site,
         Some(json!({"name": " さくら薬局 新宿店 "})),
@@ -1498,6 +1519,21 @@ async fn every_documented_operation_answers_as_documented() {
         }
     };
     let (viewer, kansai) = (token("it-nightly").await, token("kansai").await);
+    // Tokens are made by a signed-in person: the viewer's browser session.
+    let viewer_session = {
+        let secret = "openapi-test-session";
+        chain
+            .store
+            .create_session(
+                "it-nightly",
+                &central::auth::secret::digest(secret),
+                "openapi-csrf",
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        Caller::Session(secret.into(), "openapi-csrf".into())
+    };
     let api = &mut chain.api;
     let me = api
         .expect_as(viewer.clone(), 200, "GET", "/api/v1/me", None)
@@ -1512,7 +1548,7 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(scoped["scope"]["prefectures"], json!(["27"]), "{scoped}");
     let issued = api
         .expect_as(
-            viewer.clone(),
+            viewer_session.clone(),
             201,
             "POST",
             "/api/v1/tokens",
@@ -1547,7 +1583,7 @@ async fn every_documented_operation_answers_as_documented() {
             "bad_request",
         ),
         (
-            viewer.clone(),
+            viewer_session.clone(),
             "POST",
             "/api/v1/tokens".into(),
             Some(json!({"label": " "})),
@@ -1555,12 +1591,20 @@ async fn every_documented_operation_answers_as_documented() {
             "bad_request",
         ),
         (
-            viewer.clone(),
+            viewer_session.clone(),
             "POST",
             "/api/v1/tokens".into(),
             Some(json!({"label": "x", "days": 400})),
             400,
             "bad_request",
+        ),
+        (
+            viewer.clone(),
+            "POST",
+            "/api/v1/tokens".into(),
+            Some(json!({"label": "minted by a token", "days": 7})),
+            403,
+            "forbidden",
         ),
         (
             operator.clone(),

@@ -322,3 +322,120 @@ async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_no
     let written = rows().await - after_checks;
     assert!(written <= 2, "{written} rows for 1,000 refused attempts");
 }
+
+/// A link to the sign-in page with `next=` pointing elsewhere must not send the person who
+/// signs in there: after decoding, a tab or line break (which browsers drop from `Location`),
+/// a backslash (read as `/`), `//host` or an absolute URL all lead to `/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_signing_in_only_a_path_of_this_site_is_followed() {
+    let central = central().await;
+    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
+    let account = AccountSpec {
+        login: "hoshi".into(),
+        display_name: "星 一郎".into(),
+        role: "viewer".into(),
+        prefectures: Vec::new(),
+        sites: Vec::new(),
+        password: "correct horse battery".into(),
+    };
+    create_account(&store, &account, "test").await.unwrap();
+    for (next, expected) in [
+        ("/sites%3Fq%3D1", "/sites?q=1"),
+        ("/%09/evil.example", "/"),
+        ("/%0D%0A/evil.example", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("https%3A%2F%2Fevil.example%2F", "/"),
+    ] {
+        let form = format!(
+            "{}&next={next}",
+            sign_in_form("hoshi", "correct horse battery")
+        );
+        let answer = central.web.post_form("/login", form).await.unwrap();
+        assert_eq!(answer.status, 303, "{next}: {answer:?}");
+        assert_eq!(answer.location.as_deref(), Some(expected), "{next}");
+    }
+}
+
+/// Every page of the dashboard tells the browser not to run scripts or load anything from
+/// elsewhere, not to be framed by another site, not to send its URLs as referrers and to
+/// stay on HTTPS: the sign-in page, the stylesheet and a redirect to sign in alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_forbids_scripts_framing_referrers_and_plain_http() {
+    let central = central().await;
+    for path in ["/login", "/static/app.css", "/sites"] {
+        let (status, headers) = central.web.get_headers(path).await.unwrap();
+        assert!(status < 400, "{path}: {status}");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(
+            !csp.contains("script-src"),
+            "no script source is allowed: {csp}"
+        );
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        assert!(
+            header("strict-transport-security").starts_with("max-age="),
+            "{path}"
+        );
+    }
+}
+
+/// A login locked out after its five wrong passwords stays locked out when someone floods the
+/// limiter with new logins from many addresses: the limiter forgets the least recently used
+/// keys that are not locked out, never everyone at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_new_logins_and_addresses_does_not_lift_a_lock_out() {
+    let db = TestDb::create().await.unwrap();
+    let pki = Pki::new(&[]).unwrap();
+    let process = e2e::start_central_with(
+        &pki,
+        &db,
+        &["--web-listen", "127.0.0.1:0", "--sign-in-keys", "32"],
+        &[],
+    )
+    .await
+    .unwrap();
+    let (ca, web) = (pki.paths.chain_ca(), process.field("web"));
+    let victim = Anonymous::new(&ca, &web).unwrap();
+    for _ in 0..5 {
+        let answer = victim
+            .post_form("/login", sign_in_form("kanri", "guess"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 401, "{answer:?}");
+    }
+    let locked = victim
+        .post_form("/login", sign_in_form("kanri", "guess"))
+        .await
+        .unwrap();
+    assert_eq!(locked.status, 429, "{locked:?}");
+
+    // Forty new logins, each from an address of its own: eighty keys for thirty-two places.
+    for i in 0..40u8 {
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 1, i + 1));
+        let flood = Anonymous::from_address(&ca, &web, Some(from)).unwrap();
+        let answer = flood
+            .post_form("/login", sign_in_form(&format!("flood-{i}"), "guess"))
+            .await
+            .unwrap();
+        assert!(answer.status == 401 || answer.status == 429, "{answer:?}");
+    }
+
+    let still = victim
+        .post_form("/login", sign_in_form("kanri", "guess"))
+        .await
+        .unwrap();
+    assert_eq!(
+        still.status, 429,
+        "the lock-out survives the flood: {still:?}"
+    );
+}

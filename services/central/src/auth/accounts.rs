@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::{Role, password, secret};
 use crate::error::ServiceError;
 use crate::store::Store;
-use crate::store::accounts::NewAccount;
+use crate::store::accounts::{AccountChange, NewAccount};
 
 /// An account to make, as an administrator describes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -57,8 +57,10 @@ fn scope(spec: &AccountSpec, role: Role) -> Result<(Vec<String>, Vec<String>), S
         .prefectures
         .iter()
         .map(|p| {
+            // Stored as the canonical two digits ("１３" typed full-width is "13"): the scope
+            // is compared with site codes in SQL, where "１３" would match no site.
             Prefecture::parse(p)
-                .map(|_| p.clone())
+                .map(|prefecture| prefecture.code_str())
                 .map_err(|e| bad(format!("prefecture {p:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -101,6 +103,75 @@ pub async fn create_account(
             by,
         )
         .await?;
+    Ok(())
+}
+
+/// A change to an existing account, as the API and `central account set` take it; what is
+/// absent stays as it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountUpdate {
+    /// A new role (with `prefectures` / `sites` for an area manager).
+    pub role: Option<String>,
+    #[serde(default)]
+    pub prefectures: Vec<String>,
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// true: the account can no longer sign in, and its sessions and tokens stop working.
+    pub disabled: Option<bool>,
+    /// A new password: the account's sessions end and its API tokens are revoked.
+    pub password: Option<String>,
+}
+
+/// Changes account `login` (`by`: who, for the audit trail): the role and scope are checked as
+/// when an account is made, the password checked and hashed here and going no further.
+pub async fn change_account(
+    store: &Store,
+    login: &str,
+    update: &AccountUpdate,
+    by: &str,
+) -> Result<(), ServiceError> {
+    let login = login.trim().to_lowercase();
+    let role = match &update.role {
+        Some(role) => {
+            let role = Role::parse(role).map_err(bad)?;
+            let spec = AccountSpec {
+                login: login.clone(),
+                display_name: String::new(),
+                role: role.as_str().to_string(),
+                prefectures: update.prefectures.clone(),
+                sites: update.sites.clone(),
+                password: String::new(),
+            };
+            Some((role, scope(&spec, role)?))
+        }
+        None if !update.prefectures.is_empty() || !update.sites.is_empty() => {
+            return Err(bad(
+                "a scope is given with its role: {\"role\": \"area_manager\", \"prefectures\": [...]}",
+            ));
+        }
+        None => None,
+    };
+    let hash = match &update.password {
+        Some(password) => {
+            password::check_new(password).map_err(bad)?;
+            let plain = password.clone();
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&plain))
+                    .await
+                    .map_err(|_| bad("hashing the password failed"))?,
+            )
+        }
+        None => None,
+    };
+    let change = AccountChange {
+        role: role
+            .as_ref()
+            .map(|(role, (prefectures, sites))| (role.as_str(), &prefectures[..], &sites[..])),
+        disabled: update.disabled,
+        password_hash: hash.as_deref(),
+    };
+    store.change_account(&login, &change, by).await?;
     Ok(())
 }
 

@@ -74,8 +74,11 @@ impl Role {
         use Permission::*;
         match self {
             Role::ChainAdmin => true,
-            Role::AreaManager => matches!(permission, ViewFleet | ExportFleet | ActOnSite),
-            Role::Auditor => matches!(permission, ViewAudit | ExportAudit),
+            Role::AreaManager => matches!(
+                permission,
+                ViewFleet | ExportFleet | ActOnSite | ViewIdentifiers
+            ),
+            Role::Auditor => matches!(permission, ViewAudit | ExportAudit | ViewIdentifiers),
             Role::Viewer => matches!(permission, ViewFleet | ExportFleet),
         }
     }
@@ -98,6 +101,27 @@ pub enum Permission {
     /// Chain-wide changes: rollouts, disaster windows, rosters, revocations, accounts, the
     /// chain's opening hours, the site directory.
     Administer,
+    /// Patient references (keyed hashes) and staff ids in event bodies; without it they are
+    /// taken out of every event shown ([`without_identifiers`]). A viewer reads the fleet
+    /// pages without them.
+    ViewIdentifiers,
+}
+
+/// The fields of an event body that point at a person: the patient's keyed hash and the staff
+/// member who acted.
+pub const IDENTIFIER_FIELDS: [&str; 2] = ["patient_ref", "staff_id"];
+
+/// `body` as `principal` may see it: without [`IDENTIFIER_FIELDS`] unless they may
+/// [`Permission::ViewIdentifiers`].
+pub fn without_identifiers(principal: &Principal, body: &mut serde_json::Value) {
+    if principal.may(Permission::ViewIdentifiers) {
+        return;
+    }
+    if let Some(fields) = body.as_object_mut() {
+        for field in IDENTIFIER_FIELDS {
+            fields.remove(field);
+        }
+    }
 }
 
 /// How the principal proved who they are.

@@ -23,6 +23,8 @@ pub struct Limits {
     pub per_address: usize,
     /// Passwords checked at once; more concurrent attempts are refused as busy.
     pub concurrent_checks: usize,
+    /// Logins and addresses remembered at most (memory stays bounded whoever floods).
+    pub max_keys: usize,
 }
 
 impl Default for Limits {
@@ -32,13 +34,14 @@ impl Default for Limits {
             per_login: 5,
             per_address: 20,
             concurrent_checks: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_keys: MAX_KEYS,
         }
     }
 }
 
 /// Keys are bounded: attempts older than the window are dropped on every touch, and at most
-/// this many keys are remembered (the oldest forgotten first).
-const MAX_KEYS: usize = 100_000;
+/// this many keys are remembered by default ([`Attempts::make_room`] says which go first).
+pub const MAX_KEYS: usize = 100_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
@@ -58,6 +61,43 @@ impl std::fmt::Display for Key {
 #[derive(Debug, Default)]
 struct Attempts {
     by_key: HashMap<Key, VecDeque<Instant>>,
+}
+
+impl Attempts {
+    /// Frees an eighth of `limits.max_keys` when full. Forgetting everyone at once would let a
+    /// flood of new logins or addresses lift every lock-out; so keys with nothing left in the
+    /// window go first, then the least recently used keys below their limit, and keys at their
+    /// limit (a login or address being refused right now) only last, oldest first.
+    fn make_room(&mut self, limits: &Limits, now: Instant) {
+        for times in self.by_key.values_mut() {
+            forget_before(times, now, limits.window);
+        }
+        self.by_key.retain(|_, times| !times.is_empty());
+        let target = limits.max_keys - limits.max_keys / 8 - 2;
+        if self.by_key.len() <= target {
+            return;
+        }
+        let locked = |key: &Key, times: &VecDeque<Instant>| {
+            times.len()
+                >= match key {
+                    Key::Login(_) => limits.per_login,
+                    Key::Address(_) => limits.per_address,
+                }
+        };
+        let mut order: Vec<(bool, Instant, Key)> = self
+            .by_key
+            .iter()
+            .map(|(key, times)| {
+                let last = times.back().copied().unwrap_or(now);
+                (locked(key, times), last, key.clone())
+            })
+            .collect();
+        order.sort_unstable_by_key(|a| (a.0, a.1));
+        let excess = self.by_key.len() - target;
+        for (_, _, key) in order.into_iter().take(excess) {
+            self.by_key.remove(&key);
+        }
+    }
 }
 
 /// An attempt counted against its login and address, before its password is checked.
@@ -131,8 +171,8 @@ impl SignInLimiter {
                 wait: wait.max(Duration::from_secs(1)),
             });
         }
-        if attempts.by_key.len() >= MAX_KEYS {
-            attempts.by_key.clear();
+        if attempts.by_key.len() + keys.len() > self.limits.max_keys {
+            attempts.make_room(&self.limits, now);
         }
         for (key, _) in keys {
             attempts.by_key.entry(key).or_default().push_back(now);
@@ -201,7 +241,39 @@ mod tests {
             per_login: 3,
             per_address: 5,
             concurrent_checks: 2,
+            max_keys: 100,
         })
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_evicts_the_least_recent_and_keeps_lock_outs() {
+        let limiter = limiter();
+        let start = Instant::now();
+        for _ in 0..3 {
+            limiter.begin("victim", HERE, start).unwrap();
+        }
+        assert!(limiter.begin("victim", HERE, start).is_err(), "locked out");
+        // Two hundred logins from two hundred addresses: four hundred keys for a hundred places.
+        for i in 0..200u32 {
+            let address = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let at = start + Duration::from_millis(u64::from(i) + 1);
+            limiter.begin(&format!("user-{i}"), address, at).unwrap();
+        }
+        let later = start + Duration::from_secs(1);
+        assert!(
+            matches!(
+                limiter.begin("victim", HERE, later),
+                Err(Refusal::TooMany { .. })
+            ),
+            "the victim's lock-out survives the flood"
+        );
+        let attempts = limiter.attempts.lock().unwrap();
+        assert!(attempts.by_key.len() <= 100, "{}", attempts.by_key.len());
+        assert!(
+            attempts.by_key.contains_key(&Key::Login("user-199".into())),
+            "the newest keys are kept"
+        );
+        assert!(!attempts.by_key.contains_key(&Key::Login("user-0".into())));
     }
 
     #[test]

@@ -104,6 +104,15 @@ fn refused(error: tokio_postgres::Error, what: &str) -> StoreError {
     }
 }
 
+/// What [`Store::change_account`] changes; `None`: left as it is.
+#[derive(Debug, Default)]
+pub struct AccountChange<'a> {
+    /// Role, prefectures and sites, checked by `auth::accounts`.
+    pub role: Option<(&'a str, &'a [String], &'a [String])>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<&'a str>,
+}
+
 impl Store {
     /// Makes an account; `by` is who did it, for the audit trail.
     pub async fn create_account(&self, new: &NewAccount<'_>, by: &str) -> Result<(), StoreError> {
@@ -137,32 +146,86 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces an account's password and ends its sessions.
-    pub async fn set_password(
+    /// Applies `change` to account `login` in one transaction, audited with `by`: a new role
+    /// and scope (demoting or promoting), disabled or enabled (a disabled account's sessions
+    /// and tokens stop working at once: every lookup joins `disabled_at`), or a new password
+    /// (its sessions end and its API tokens are revoked: whoever knew the old password may
+    /// have made some).
+    pub async fn change_account(
         &self,
         login: &str,
-        password_hash: &str,
+        change: &AccountChange<'_>,
         by: &str,
     ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let changed = tx
-            .execute(
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM accounts WHERE login = $1 FOR UPDATE",
+                &[&login],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Err(StoreError::BadQuery(format!(
+                "アカウント {login} はありません / there is no account {login}"
+            )));
+        }
+        let mut done = Vec::new();
+        if let Some((role, prefectures, sites)) = change.role {
+            tx.execute(
+                "UPDATE accounts SET role = $2, scope_prefectures = $3, scope_sites = $4
+                 WHERE login = $1",
+                &[&login, &role, &prefectures, &sites],
+            )
+            .await
+            .map_err(|e| refused(e, &format!("account {login}")))?;
+            done.push(format!(
+                "set the role of account {login} to {role} (prefectures {prefectures:?}, sites {sites:?})"
+            ));
+        }
+        if let Some(disabled) = change.disabled {
+            tx.execute(
+                "UPDATE accounts SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now())
+                                                        ELSE NULL END
+                 WHERE login = $1",
+                &[&login, &disabled],
+            )
+            .await?;
+            if disabled {
+                tx.execute("DELETE FROM web_sessions WHERE login = $1", &[&login])
+                    .await?;
+            }
+            done.push(format!(
+                "{} account {login}",
+                if disabled { "disabled" } else { "enabled" }
+            ));
+        }
+        if let Some(password_hash) = change.password_hash {
+            tx.execute(
                 "UPDATE accounts SET password_hash = $2 WHERE login = $1",
                 &[&login, &password_hash],
             )
             .await?;
-        if changed == 0 {
-            return Err(StoreError::BadQuery(format!("no account {login}")));
+            tx.execute("DELETE FROM web_sessions WHERE login = $1", &[&login])
+                .await?;
+            let revoked = tx
+                .execute(
+                    "UPDATE api_tokens SET revoked_at = now()
+                     WHERE login = $1 AND revoked_at IS NULL",
+                    &[&login],
+                )
+                .await?;
+            done.push(format!(
+                "reset the password of account {login} (its sessions ended, {revoked} API tokens revoked)"
+            ));
         }
-        tx.execute("DELETE FROM web_sessions WHERE login = $1", &[&login])
-            .await?;
-        audit_admin(
-            &tx,
-            None,
-            &format!("{by} set the password of account {login}"),
-        )
-        .await?;
+        if done.is_empty() {
+            return Err(StoreError::BadQuery(
+                "変更がありません / nothing to change: give a role, disabled or a password".into(),
+            ));
+        }
+        audit_admin(&tx, None, &format!("{by} {}", done.join("; "))).await?;
         tx.commit().await?;
         Ok(())
     }

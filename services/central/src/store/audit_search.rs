@@ -35,6 +35,60 @@ pub struct AuditQuery {
     /// Only views made under a disaster window (true) or outside one (false).
     pub disaster_window: Option<bool>,
     pub limit: i64,
+    /// Only events after this one in the search's order (a page's [`AuditCursor`]).
+    pub after: Option<AuditCursor>,
+}
+
+/// Where a page of an audit search ended: the last event's time, site and sequence (the
+/// search's order). Written `<unix nanoseconds>.<site code>.<sequence>` in a `next` link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub occurred_at: OffsetDateTime,
+    pub site_code: String,
+    pub sequence: i64,
+}
+
+impl AuditCursor {
+    /// The cursor after `event`.
+    pub fn after(event: &StoredEvent) -> Self {
+        Self {
+            occurred_at: event.occurred_at,
+            site_code: event.site_code.clone(),
+            sequence: event.sequence,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let bad = || {
+            StoreError::BadQuery(format!(
+                "after {text:?}: expected the cursor of a previous page's next link"
+            ))
+        };
+        let mut parts = text.split('.');
+        let (Some(nanos), Some(site), Some(sequence), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let nanos: i128 = nanos.parse().map_err(|_| bad())?;
+        Ok(Self {
+            occurred_at: OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| bad())?,
+            site_code: SiteCode::parse(site).map_err(|_| bad())?.to_string(),
+            sequence: sequence.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}",
+            self.occurred_at.unix_timestamp_nanos(),
+            self.site_code,
+            self.sequence
+        )
+    }
 }
 
 /// The categories a consent event names (its JSON fields).
@@ -114,6 +168,8 @@ impl Store {
                    AND ($9::text IS NULL OR (kind = 'consent' AND body->>$9 = 'given'))
                    AND ($10::boolean IS NULL OR (kind = 'info_view'
                         AND (body->>'disaster_window_id' IS NOT NULL) = $10))
+                   AND ($12::timestamptz IS NULL
+                        OR (occurred_at, site_code, sequence) > ($12, $13, $14))
                  ORDER BY occurred_at, site_code, sequence
                  LIMIT $11",
                 &[
@@ -128,6 +184,9 @@ impl Store {
                     &query.consent,
                     &query.disaster_window,
                     &query.limit,
+                    &query.after.as_ref().map(|a| a.occurred_at),
+                    &query.after.as_ref().map(|a| a.site_code.as_str()),
+                    &query.after.as_ref().map(|a| a.sequence),
                 ],
             )
             .await?;

@@ -48,10 +48,9 @@ pub struct GraceView {
 #[derive(Debug, Clone)]
 pub enum GraceEnd {
     Ended(Box<GraceView>),
-    /// No notification has that id.
+    /// The site has no notification with that id (another site's is not found either: whose
+    /// it is stays unsaid).
     NotFound,
-    /// The notification is another site's.
-    OtherSite(String),
     /// It was ended before, on that day by that operator.
     AlreadyEnded {
         on: Date,
@@ -194,17 +193,16 @@ impl Store {
         let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(
-                &format!("SELECT {COLUMNS} FROM grace_notifications WHERE id = $1 FOR UPDATE"),
-                &[&id],
+                &format!(
+                    "SELECT {COLUMNS} FROM grace_notifications
+                     WHERE id = $1 AND site_code = $2 FOR UPDATE"
+                ),
+                &[&id, &site.as_str()],
             )
             .await?
         else {
             return Ok(GraceEnd::NotFound);
         };
-        let owner: String = row.get(1);
-        if owner != site.as_str() {
-            return Ok(GraceEnd::OtherSite(owner));
-        }
         if let Some(on) = row.get::<_, Option<Date>>(13) {
             return Ok(GraceEnd::AlreadyEnded {
                 on,

@@ -24,6 +24,7 @@ pub mod roles;
 pub mod rollouts;
 pub mod scope;
 pub mod seals;
+pub mod tls;
 
 use std::str::FromStr;
 
@@ -92,8 +93,11 @@ impl std::fmt::Debug for DatabaseUrl {
 /// Opens a connection pool. Connections are made lazily, so this does not fail when PostgreSQL
 /// is down; the first query does.
 pub fn connect(url: &DatabaseUrl, max_size: usize) -> Result<Pool, StoreError> {
+    // sslmode=verify-full and sslrootcert are central's own (tls.rs); the rest is
+    // tokio-postgres's.
+    let (url, tls) = tls::split_url(&url.0)?;
     let mut config =
-        tokio_postgres::Config::from_str(&url.0).map_err(|e| StoreError::Url(e.to_string()))?;
+        tokio_postgres::Config::from_str(&url).map_err(|e| StoreError::Url(e.to_string()))?;
     // No JIT: central's queries are short and index-driven, and compiling them cost more than
     // running them (0.7 s on the adoption proofs over 1,000 sites).
     let options = match config.get_options() {
@@ -101,13 +105,13 @@ pub fn connect(url: &DatabaseUrl, max_size: usize) -> Result<Pool, StoreError> {
         None => "-c jit=off".to_string(),
     };
     config.options(options);
-    let manager = Manager::from_config(
-        config,
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let recycling = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match tls {
+        Some(tls) => Manager::from_config(config, tls, recycling),
+        None => Manager::from_config(config, tokio_postgres::NoTls, recycling),
+    };
     // Bounded waits, so that a session facing a dead or saturated database answers UNAVAILABLE
     // instead of hanging on a pool slot.
     Pool::builder(manager)

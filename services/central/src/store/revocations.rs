@@ -1,4 +1,5 @@
-//! Revoked certificates (migration 0010): the deny list every replica refuses at the handshake.
+//! Revoked certificates (migration 0010) and revoked sites (migration 0020): the deny list
+//! every replica refuses at the handshake; and the renewals central signed, once per serial.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -89,5 +90,97 @@ impl Store {
             .iter()
             .filter_map(|r| parse_fingerprint(&r.sha256_fingerprint).ok())
             .collect())
+    }
+
+    /// Revokes every agent certificate of `site` whose validity starts before `issued_before`
+    /// (those a stolen key minted before now included); audited with who asked and why.
+    pub async fn revoke_site(
+        &self,
+        site: &onshi_domain::site::SiteCode,
+        issued_before: OffsetDateTime,
+        reason: &str,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        if reason.trim().is_empty() {
+            return Err(StoreError::BadQuery(
+                "サイトの失効には理由が必要です / revoking a site needs a reason".into(),
+            ));
+        }
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO site_revocations (site_code, issued_before, reason, revoked_by)
+             VALUES ($1, $2, $3, $4)",
+            &[&site.as_str(), &issued_before, &reason, &by],
+        )
+        .await?;
+        let when = issued_before
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        super::audit_admin(
+            &tx,
+            Some(site.as_str()),
+            &format!(
+                "every agent certificate of site {site} issued before {when} revoked by {by}: {reason}"
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Each revoked site with the latest time its certificates must start after.
+    pub async fn revoked_sites(&self) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT site_code, max(issued_before) AS issued_before
+                 FROM site_revocations GROUP BY site_code",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get("site_code"), r.get("issued_before")))
+            .collect())
+    }
+
+    /// Records that the certificate with serial `renewed_serial` was renewed into `issued`,
+    /// with its audit row, in one transaction; false (and nothing written) when that serial
+    /// was renewed before: central signs once per certificate.
+    pub async fn record_renewal(
+        &self,
+        site: &onshi_domain::site::SiteCode,
+        renewed_serial: &str,
+        issued: &fleet_tls::identity::CertificateSummary,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let new = tx
+            .execute(
+                "INSERT INTO certificate_renewals
+                     (renewed_serial, site_code, issued_serial, issued_fingerprint)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[
+                    &renewed_serial.to_ascii_lowercase(),
+                    &site.as_str(),
+                    &issued.serial_hex.to_ascii_lowercase(),
+                    &issued.sha256_fingerprint,
+                ],
+            )
+            .await?;
+        if new == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
+             VALUES ('certificate_issued', $1, $1, $2)",
+            &[&site.as_str(), &detail],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

@@ -258,6 +258,7 @@ impl Params {
             consent: consent.map(str::to_string),
             disaster_window,
             limit,
+            after: None,
         })
     }
 

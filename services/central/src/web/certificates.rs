@@ -430,15 +430,13 @@ const CSV_HEADER: [&str; 15] = [
     "最終確認（日本時間） / last_seen_jst",
 ];
 
-/// The rows as CSV: UTF-8 with a BOM (spreadsheets in Japan then read it as UTF-8), RFC 4180.
+/// The rows as CSV ([`crate::spreadsheet::csv`]: BOM, RFC 4180, inert cells).
 fn csv(rows: &[CertificateRow]) -> Vec<u8> {
-    let mut out = Vec::from("\u{feff}".as_bytes());
-    {
-        let mut writer = csv::Writer::from_writer(&mut out);
-        let _ = writer.write_record(CSV_HEADER);
-        for c in rows {
+    crate::spreadsheet::csv(
+        &CSV_HEADER,
+        rows.iter().map(|c| {
             let day = c.not_after.to_offset(TOKYO).date();
-            let _ = writer.write_record([
+            [
                 tokyo(c.not_after),
                 onshi_domain::era::wareki(day),
                 c.days_to_expiry.to_string(),
@@ -456,11 +454,9 @@ fn csv(rows: &[CertificateRow]) -> Vec<u8> {
                 c.source.clone(),
                 c.missing.to_string(),
                 tokyo(c.last_seen_at),
-            ]);
-        }
-        let _ = writer.flush();
-    }
-    out
+            ]
+        }),
+    )
 }
 
 /// `GET /certificates.csv`: the page's listing with the same filters, as a download; the

@@ -27,10 +27,17 @@ pub struct SignInForm {
 }
 
 /// Only a path of this site: `next=//evil.example` or an absolute URL must not send a person
-/// who just signed in elsewhere.
+/// who just signed in elsewhere. The form and query are decoded already, and browsers drop
+/// tabs and line breaks from a `Location` (`/%09/evil.example` arrives as `/<tab>/evil.example`
+/// and is followed as `//evil.example`) and read `\` as `/`: so a path is taken only when it
+/// is printable ASCII without spaces or backslashes, starts with one `/` and not two.
 fn local_path(next: Option<&str>) -> &str {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
             path
         }
         _ => "/",
@@ -197,6 +204,11 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "sites",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n//evil.example",
+            "/ /evil.example",
+            "/\u{3000}/evil.example",
         ] {
             assert_eq!(local_path(Some(hostile)), "/", "{hostile}");
         }

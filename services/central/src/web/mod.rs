@@ -46,6 +46,38 @@ pub(crate) fn csv_download(
         .into_response()
 }
 
+/// What a browser must not do with central's pages, on every answer: run any script or load
+/// anything from elsewhere (the pages have no script; the printable report has its own inline
+/// style), be framed by another site (clickjacking of the dashboard's buttons), send central's
+/// URLs (audit searches name sites and staff) to other sites as referrers (`same-origin`, not
+/// `no-referrer`: under that, browsers send `Origin: null` with the page's own forms, and the
+/// sign-in's origin check refuses them), or reach central over plain HTTP again.
+pub(crate) const SECURITY_HEADERS: [(&str, &str); 6] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+    ("strict-transport-security", "max-age=31536000"),
+    ("x-content-type-options", "nosniff"),
+    ("cross-origin-opener-policy", "same-origin"),
+];
+
+/// Adds [`SECURITY_HEADERS`] to a response (those a handler set itself are kept).
+pub(crate) async fn security_headers(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers
+            .entry(name)
+            .or_insert(axum::http::HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Routes reachable without signing in: the sign-in page (its form read up to a few KiB) and
 /// the stylesheet.
 pub fn public() -> Router<ApiState> {

@@ -686,7 +686,7 @@ pub async fn detail_handler(
         state.store.site_detail(&site),
         state.store.adoption(&site, now)
     )?;
-    let Some(detail) = detail else {
+    let Some(mut detail) = detail else {
         let body = html! {
             p.error #not-found role="alert" {
                 "施設 " (site.as_str()) " はセントラルに登録されていません。 "
@@ -705,6 +705,9 @@ pub async fn detail_handler(
         )
             .into_response());
     };
+    for event in detail.events.iter_mut().chain(detail.links.iter_mut()) {
+        crate::auth::without_identifiers(&principal, &mut event.body);
+    }
     let title = match &detail.name {
         Some(name) => format!("{} {name}", detail.site_code),
         None => detail.site_code.clone(),
