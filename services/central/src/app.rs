@@ -55,6 +55,8 @@ pub struct Settings {
     /// The chain CA's certificate and key, to sign agents' certificate renewals; without,
     /// renewals are refused (and the sites renew through the chain's PKI process).
     pub renewal: Option<crate::renewal::RenewalSettings>,
+    /// Webhooks and mail.
+    pub notify: crate::notify::NotifySettings,
     pub tuning: Tuning,
 }
 
@@ -95,6 +97,9 @@ impl Default for Tuning {
     }
 }
 
+/// Connections of the notification worker's own pool (claims and outcomes are short).
+const NOTIFY_POOL_SIZE: usize = 2;
+
 pub struct Application {
     grpc: TcpListener,
     http: TcpListener,
@@ -108,6 +113,8 @@ pub struct Application {
     deny: fleet_tls::deny::DenyList,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
+    notification_key: Option<std::sync::Arc<crate::notify::key::NotificationKey>>,
+    notifier: crate::notify::worker::Notifier,
     tuning: Tuning,
 }
 
@@ -200,6 +207,16 @@ impl Application {
                 .context("loading the chain CA that signs agent renewals")?,
             None => crate::renewal::Renewals::disabled(),
         };
+        let notification_key = settings
+            .notify
+            .key()
+            .context("loading the notification key")?;
+        // Its own small pool: deliveries waiting on slow receivers never take ingest's slots.
+        let notify_pool = store::connect(&settings.database_url, NOTIFY_POOL_SIZE)?;
+        let notifier = settings
+            .notify
+            .notifier(Store::new(notify_pool), notification_key.clone())
+            .context("setting up notifications")?;
         Ok(Self {
             grpc,
             http,
@@ -213,6 +230,8 @@ impl Application {
             deny,
             refused,
             renewals,
+            notification_key,
+            notifier,
             tuning: settings.tuning,
         })
     }
@@ -290,6 +309,7 @@ impl Application {
             self.seal_key.clone(),
             stopped(stop_rx.clone()),
         ));
+        tokio::spawn(self.notifier.run(stopped(stop_rx.clone())));
         // Explicit HTTP/2 windows: with the one decoded batch a waiting session holds, they bound
         // what a connection can make central buffer while its writes wait for PostgreSQL.
         let grpc = tonic::transport::Server::builder()
@@ -309,6 +329,7 @@ impl Application {
                 concurrent_checks: tuning.sign_in_checks,
                 ..crate::auth::rate_limit::Limits::default()
             }),
+            notification_key: self.notification_key.clone(),
         });
         let web = {
             let (listener, tls, router) = (self.web, self.web_tls, router.clone());

@@ -112,6 +112,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sign_in_refusals",
         sql: include_str!("../../migrations/0019_sign_in_refusals.sql"),
     },
+    Migration {
+        version: 20,
+        name: "notifications",
+        sql: include_str!("../../migrations/0020_notifications.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -10,6 +10,7 @@ pub mod form;
 pub mod format;
 pub mod layout;
 mod login;
+mod notifications;
 mod overview;
 mod rollout;
 pub(crate) mod sites;
@@ -78,4 +79,9 @@ pub fn pages() -> Router<ApiState> {
         .route("/audit", get(audit::page_handler))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/report", get(audit::report))
+        .route(
+            "/notifications",
+            get(notifications::page_handler).post(notifications::create_form),
+        )
+        .route("/notifications/{id}/{action}", post(notifications::act_form))
 }
