@@ -351,13 +351,9 @@ struct ServeArgs {
     /// A file whose first line is the SMTP password (never printed).
     #[arg(long, env = "CENTRAL_SMTP_PASSWORD_FILE")]
     smtp_password_file: Option<PathBuf>,
-    /// The CAs the mail server's certificate is verified with (PEM).
-    #[arg(
-        long,
-        env = "CENTRAL_SMTP_CA",
-        default_value = "/etc/ssl/certs/ca-certificates.crt"
-    )]
-    smtp_ca: PathBuf,
+    /// The CAs the mail server's certificate is verified with (PEM); default: the system's.
+    #[arg(long, env = "CENTRAL_SMTP_CA")]
+    smtp_ca: Option<PathBuf>,
     /// Seconds one delivery (connect to answer) may take.
     #[arg(long, env = "CENTRAL_NOTIFY_TIMEOUT_SECS", default_value_t = 15)]
     notify_timeout_secs: u64,

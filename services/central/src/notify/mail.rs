@@ -23,8 +23,8 @@ pub struct SmtpSettings {
     pub username: Option<String>,
     /// A file holding the password (its first line); never printed.
     pub password_file: Option<PathBuf>,
-    /// The CAs the server's certificate is verified with (PEM; e.g. the system bundle).
-    pub ca: PathBuf,
+    /// The CAs the server's certificate is verified with (PEM); `None`: the system's.
+    pub ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -54,14 +54,16 @@ impl std::fmt::Debug for Mailer {
 
 impl Mailer {
     pub fn new(settings: &SmtpSettings, total: Duration) -> anyhow::Result<Self> {
-        let roots = fleet_tls::config::load_certificates(&settings.ca)
-            .with_context(|| format!("--smtp-ca {}", settings.ca.display()))?;
-        let mut tls = TlsParameters::builder(settings.host.clone())
-            .certificate_store(CertificateStore::None);
-        for root in roots {
-            tls = tls.add_root_certificate(
-                Certificate::from_der(root.to_vec()).context("an --smtp-ca certificate")?,
-            );
+        let mut tls = TlsParameters::builder(settings.host.clone());
+        if let Some(ca) = &settings.ca {
+            let roots = fleet_tls::config::load_certificates(ca)
+                .with_context(|| format!("--smtp-ca {}", ca.display()))?;
+            tls = tls.certificate_store(CertificateStore::None);
+            for root in roots {
+                tls = tls.add_root_certificate(
+                    Certificate::from_der(root.to_vec()).context("an --smtp-ca certificate")?,
+                );
+            }
         }
         let tls = tls.build_rustls().context("TLS for the mail server")?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)

@@ -58,7 +58,8 @@ impl WebhookClient {
         connect: Duration,
         total: Duration,
     ) -> anyhow::Result<Self> {
-        let tls = fleet_tls::config::client_config(None, roots, &[b"http/1.1"])?;
+        // No ALPN here: the connector sets it (http/1.1).
+        let tls = fleet_tls::config::client_config(None, roots, &[])?;
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect));
         http.enforce_http(false);
