@@ -1334,6 +1334,8 @@ async fn list_deliveries(
         return Err(bad(format!("limit {limit}: expected 1 to 1000")));
     }
     Ok(Json(
-        store.notification_deliveries(params.endpoint, limit).await?,
+        store
+            .notification_deliveries(params.endpoint, limit)
+            .await?,
     ))
 }

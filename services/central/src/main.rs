@@ -344,7 +344,11 @@ struct ServeArgs {
     #[arg(long, env = "CENTRAL_SMTP_PORT", default_value_t = 587)]
     smtp_port: u16,
     /// The sender of notification mail.
-    #[arg(long, env = "CENTRAL_SMTP_FROM", default_value = "onshi-fleet@localhost")]
+    #[arg(
+        long,
+        env = "CENTRAL_SMTP_FROM",
+        default_value = "onshi-fleet@localhost"
+    )]
     smtp_from: String,
     #[arg(long, env = "CENTRAL_SMTP_USERNAME")]
     smtp_username: Option<String>,
@@ -708,14 +712,16 @@ async fn serve(
             }),
         notify: central::notify::NotifySettings {
             key_file: args.notification_key_file,
-            smtp: args.smtp_host.map(|host| central::notify::mail::SmtpSettings {
-                host,
-                port: args.smtp_port,
-                from: args.smtp_from,
-                username: args.smtp_username,
-                password_file: args.smtp_password_file,
-                ca: args.smtp_ca,
-            }),
+            smtp: args
+                .smtp_host
+                .map(|host| central::notify::mail::SmtpSettings {
+                    host,
+                    port: args.smtp_port,
+                    from: args.smtp_from,
+                    username: args.smtp_username,
+                    password_file: args.smtp_password_file,
+                    ca: args.smtp_ca,
+                }),
             webhook_ca: args.webhook_ca,
             dashboard_url: args.dashboard_url,
             worker: central::notify::worker::WorkerConfig {

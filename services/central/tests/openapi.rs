@@ -1498,14 +1498,19 @@ async fn every_documented_operation_answers_as_documented() {
                         "target": "https://hooks.example.jp/onshi", "kinds": ["chain_break"]})),
         )
         .await;
-    assert!(hook["secret"].as_str().unwrap().starts_with("whsec_"), "{hook}");
+    assert!(
+        hook["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{hook}"
+    );
     let mail = api
         .expect(
             201,
             "POST",
             "/api/v1/notifications/endpoints",
-            Some(json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
-                        "prefectures": ["27"], "quiet_hours": false})),
+            Some(
+                json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
+                        "prefectures": ["27"], "quiet_hours": false}),
+            ),
         )
         .await;
     assert_eq!(mail["secret"], Value::Null);
@@ -1515,8 +1520,10 @@ async fn every_documented_operation_answers_as_documented() {
             200,
             "PUT",
             &format!("/api/v1/notifications/endpoints/{mail_id}"),
-            Some(json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
-                        "prefectures": ["27", "26"], "enabled": false})),
+            Some(
+                json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
+                        "prefectures": ["27", "26"], "enabled": false}),
+            ),
         )
         .await;
     assert_eq!(changed["enabled"], false, "{changed}");
@@ -1554,15 +1561,15 @@ async fn every_documented_operation_answers_as_documented() {
         Some(json!({"name": "x", "channel": "webhook", "target": "https://x.example/"})),
     )
     .await;
-    api.expect(404, "POST", "/api/v1/notifications/endpoints/999999/test", None)
-        .await;
     api.expect(
-        400,
-        "GET",
-        "/api/v1/notifications/deliveries?limit=0",
+        404,
+        "POST",
+        "/api/v1/notifications/endpoints/999999/test",
         None,
     )
     .await;
+    api.expect(400, "GET", "/api/v1/notifications/deliveries?limit=0", None)
+        .await;
     api.expect(
         200,
         "PUT",

@@ -222,7 +222,11 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        assert!(request("webhook", "https://hooks.example/x").check().is_ok());
+        assert!(
+            request("webhook", "https://hooks.example/x")
+                .check()
+                .is_ok()
+        );
         assert!(request("mail", "it@example.jp").check().is_ok());
         for (channel, target, needle) in [
             ("webhook", "ftp://x", "https://"),

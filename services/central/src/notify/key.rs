@@ -90,7 +90,11 @@ mod tests {
         let other = NotificationKey::from_hex(&"22".repeat(32)).unwrap();
         let secret = new_secret();
         let sealed = key.seal(&secret);
-        assert!(!sealed.windows(8).any(|w| secret.as_bytes().windows(8).any(|s| s == w)));
+        assert!(
+            !sealed
+                .windows(8)
+                .any(|w| secret.as_bytes().windows(8).any(|s| s == w))
+        );
         assert_eq!(key.open(&sealed).unwrap(), secret);
         assert!(other.open(&sealed).is_err());
         assert!(NotificationKey::from_hex("abcd").is_err());

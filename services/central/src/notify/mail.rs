@@ -107,7 +107,10 @@ impl Mailer {
         match tokio::time::timeout(self.total, self.transport.send(email)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(format!("the mail server refused or failed: {error}")),
-            Err(_) => Err(format!("no answer from the mail server within {:?}", self.total)),
+            Err(_) => Err(format!(
+                "no answer from the mail server within {:?}",
+                self.total
+            )),
         }
     }
 }

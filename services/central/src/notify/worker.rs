@@ -50,7 +50,9 @@ impl Default for WorkerConfig {
 impl WorkerConfig {
     /// The wait after the `attempts`-th failure.
     pub fn backoff(&self, attempts: i32) -> Duration {
-        let exponent = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+        let exponent = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
         self.retry_base
             .saturating_mul(1u32 << exponent)
             .min(self.retry_max)

@@ -83,5 +83,8 @@ pub fn pages() -> Router<ApiState> {
             "/notifications",
             get(notifications::page_handler).post(notifications::create_form),
         )
-        .route("/notifications/{id}/{action}", post(notifications::act_form))
+        .route(
+            "/notifications/{id}/{action}",
+            post(notifications::act_form),
+        )
 }

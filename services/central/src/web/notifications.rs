@@ -3,10 +3,10 @@
 //! buttons, and the delivery log. The same capabilities as the JSON API
 //! (`crate::notify::endpoint`), so both say the same thing.
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Extension;
 use maud::{Markup, html};
 
 use super::format::{tokyo, tokyo_or_dash};
@@ -29,7 +29,11 @@ fn list_or_all(list: &[String]) -> String {
     }
 }
 
-async fn body(state: &ApiState, principal: &Principal, notice: Markup) -> Result<Markup, ServiceError> {
+async fn body(
+    state: &ApiState,
+    principal: &Principal,
+    notice: Markup,
+) -> Result<Markup, ServiceError> {
     let endpoints = state.store.notification_endpoints().await?;
     let deliveries = state
         .store
