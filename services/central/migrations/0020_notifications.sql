@@ -127,5 +127,6 @@ CREATE TRIGGER certificate_alerts_notify AFTER INSERT ON certificate_alerts
     FOR EACH ROW EXECUTE FUNCTION onshi_certificate_notifications();
 
 GRANT SELECT, INSERT, UPDATE ON notification_endpoints TO onshi_app;
-GRANT SELECT, INSERT, UPDATE ON notifications TO onshi_app;
+-- DELETE: delivered notifications older than the log keeps (`Store::forget_delivered_notifications`).
+GRANT SELECT, INSERT, UPDATE, DELETE ON notifications TO onshi_app;
 GRANT USAGE ON SEQUENCE notification_endpoints_id_seq, notifications_id_seq TO onshi_app;

@@ -456,6 +456,19 @@ impl Store {
         })
     }
 
+    /// Forgets delivered notifications older than `kept` (the delivery log's horizon); the
+    /// undelivered stay whatever their age.
+    pub async fn forget_delivered_notifications(&self, kept: Duration) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM notifications
+                 WHERE delivered_at < now() - $1::float8 * interval '1 second'",
+                &[&kept.as_secs_f64()],
+            )
+            .await?)
+    }
+
     /// Records a delivery's outcome: delivered, or the error and when to try again.
     pub async fn record_delivery(
         &self,
