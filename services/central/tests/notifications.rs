@@ -296,7 +296,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
     let (cookie, csrf) = sign_in(&app, "it-admin").await;
     let (status, _, page) = get(&app, &cookie, "/notifications").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("id=\"new-endpoint\""), "{page}");
+    assert!(page.contains("id=\"add-endpoint\""), "{page}");
     assert!(page.contains("通知 / Notifications"));
     let form = |fields: &str| {
         Request::post("/notifications")
@@ -324,6 +324,40 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
     assert_eq!(endpoints.len(), 1);
     assert_eq!(endpoints[0].kinds, ["chain_break", "access_violation"]);
     assert_eq!(endpoints[0].prefectures, ["13", "27"]);
+
+    // Changed on its own page: the form comes prefilled; the channel and secret stay.
+    let (status, _, edit) = get(
+        &app,
+        &cookie,
+        &format!("/notifications/{}", endpoints[0].id),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        edit.contains("value=\"https://hooks.example.jp/x\""),
+        "{edit}"
+    );
+    let (status, _, body) = send(
+        &app,
+        Request::post(format!("/notifications/{}", endpoints[0].id))
+            .header(header::COOKIE, &cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "_csrf={}&name=on+call&channel=webhook&target=https%3A%2F%2Fhooks.example.jp%2Fy&prefectures=13",
+                central::web::form::encode(&csrf)
+            )))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let changed = store
+        .notification_endpoint(endpoints[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.target, "https://hooks.example.jp/y");
+    assert_eq!(changed.prefectures, ["13"]);
+    assert!(changed.kinds.is_empty() && !changed.quiet_hours && changed.enabled);
 
     // A mistake is named on the page and changes nothing.
     let (status, _, refused) = send(&app, form("name=x&channel=mail&target=not-an-address")).await;
@@ -371,7 +405,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
         .await
         .unwrap()
         .get(0);
-    assert_eq!(audited, 3, "created, disabled, tested");
+    assert_eq!(audited, 4, "created, changed, disabled, tested");
 
     // An area manager may not open the page nor read the endpoints.
     let (cookie, _) = sign_in(&app, "kansai").await;

@@ -47,6 +47,7 @@ const ADMIN_READS: &[&str] = &[
     "/api/v1/notifications/endpoints",
     "/api/v1/notifications/deliveries",
     "/notifications",
+    "/notifications/{id}",
 ];
 
 /// Reads that are exports: CSV and printable reports (each one audited by its handler).

@@ -84,6 +84,10 @@ pub fn pages() -> Router<ApiState> {
             get(notifications::page_handler).post(notifications::create_form),
         )
         .route(
+            "/notifications/{id}",
+            get(notifications::edit_page).post(notifications::edit_form),
+        )
+        .route(
             "/notifications/{id}/{action}",
             post(notifications::act_form),
         )

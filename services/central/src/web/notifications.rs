@@ -1,6 +1,6 @@
 //! `/notifications` (chain administrators): the endpoints alerts are sent to, a form to make
-//! one (a webhook's secret is shown on the answer to that form, once), enable/disable and test
-//! buttons, and the delivery log. The same capabilities as the JSON API
+//! one (a webhook's secret is shown on the answer to that form, once) and, at
+//! `/notifications/{id}`, to change one, enable/disable and test buttons, and the delivery log. The same capabilities as the JSON API
 //! (`crate::notify::endpoint`), so both say the same thing.
 
 use axum::Extension;
@@ -16,6 +16,7 @@ use crate::auth::Principal;
 use crate::error::ServiceError;
 use crate::notify::endpoint::{self, EndpointRequest};
 use crate::notify::{KINDS, URGENT_KINDS, event_label, kind_label};
+use crate::store::notifications::Endpoint;
 
 const TITLE: &str = "通知 / Notifications";
 /// Deliveries the page shows.
@@ -56,7 +57,7 @@ async fn body(
             tbody {
                 @for e in &endpoints {
                     tr data-endpoint=(e.id) {
-                        td { (e.name) }
+                        td { a href=(format!("/notifications/{}", e.id)) { (e.name) } }
                         td { (e.channel) }
                         td { code { (e.target) } }
                         td { (list_or_all(&e.kinds)) }
@@ -82,32 +83,7 @@ async fn body(
             p #no-endpoints { "通知先はまだありません。 " span.en { "No endpoints yet." } }
         }
         h2 { "通知先を追加 " span.en { "Add an endpoint" } }
-        form #new-endpoint method="post" action="/notifications" {
-            (csrf_field(principal))
-            label { "名前 " span.en { "Name" } " " input name="name" required; }
-            label { "種類 " span.en { "Channel" } " "
-                select name="channel" {
-                    option value="webhook" { "Webhook" }
-                    option value="mail" { "メール / Mail" }
-                }
-            }
-            label { "宛先（URL またはメールアドレス） " span.en { "Target (URL or mail address)" } " " input name="target" required; }
-            fieldset {
-                legend { "アラートの種類（なし: すべて） " span.en { "Kinds (none: all)" } }
-                @for kind in KINDS {
-                    @let (ja, en) = kind_label(kind);
-                    label { input type="checkbox" name="kinds" value=(kind); " " (ja) " " span.en { (en) } }
-                }
-            }
-            label { "都道府県（カンマ区切り、例 13,27） " span.en { "Prefectures (comma-separated)" } " " input name="prefectures"; }
-            label { "施設コード（カンマ区切り） " span.en { "Sites (comma-separated)" } " " input name="sites"; }
-            label {
-                input type="checkbox" name="quiet_hours" value="on" checked;
-                " 営業時間外は保留（" (URGENT_KINDS.join("・")) " を除く） "
-                span.en { "Hold outside opening hours (except " (URGENT_KINDS.join(", ")) ")" }
-            }
-            button #add-endpoint type="submit" { "追加 / Add" }
-        }
+        (endpoint_form(principal, None))
         h2 { "配信履歴 " span.en { "Delivery log" } }
         table #deliveries {
             thead { tr {
@@ -145,6 +121,56 @@ async fn body(
     })
 }
 
+/// The form that adds an endpoint, or changes `current` (its channel stays, its secret too).
+fn endpoint_form(principal: &Principal, current: Option<&Endpoint>) -> Markup {
+    let action = current.map_or("/notifications".to_string(), |e| {
+        format!("/notifications/{}", e.id)
+    });
+    let value = |pick: fn(&Endpoint) -> String| current.map(pick).unwrap_or_default();
+    let kinds: Vec<String> = current.map(|e| e.kinds.clone()).unwrap_or_default();
+    let quiet = current.is_none_or(|e| e.quiet_hours);
+    html! {
+        form #endpoint-form method="post" action=(action) {
+            (csrf_field(principal))
+            label { "名前 " span.en { "Name" } " " input name="name" required value=(value(|e| e.name.clone())); }
+            @if let Some(e) = current {
+                input type="hidden" name="channel" value=(e.channel);
+                p { "種類 " span.en { "Channel" } ": " (e.channel) }
+            } @else {
+                label { "種類 " span.en { "Channel" } " "
+                    select name="channel" {
+                        option value="webhook" { "Webhook" }
+                        option value="mail" { "メール / Mail" }
+                    }
+                }
+            }
+            label { "宛先（URL またはメールアドレス） " span.en { "Target (URL or mail address)" } " "
+                input name="target" required value=(value(|e| e.target.clone())); }
+            fieldset {
+                legend { "アラートの種類（なし: すべて） " span.en { "Kinds (none: all)" } }
+                @for kind in KINDS {
+                    @let (ja, en) = kind_label(kind);
+                    label { input type="checkbox" name="kinds" value=(kind) checked[kinds.iter().any(|k| k == kind)]; " " (ja) " " span.en { (en) } }
+                }
+            }
+            label { "都道府県（カンマ区切り、例 13,27） " span.en { "Prefectures (comma-separated)" } " "
+                input name="prefectures" value=(value(|e| e.prefectures.join(","))); }
+            label { "施設コード（カンマ区切り） " span.en { "Sites (comma-separated)" } " "
+                input name="sites" value=(value(|e| e.sites.join(","))); }
+            label {
+                input type="checkbox" name="quiet_hours" value="on" checked[quiet];
+                " 営業時間外は保留（" (URGENT_KINDS.join("・")) " を除く） "
+                span.en { "Hold outside opening hours (except " (URGENT_KINDS.join(", ")) ")" }
+            }
+            @if current.is_some() {
+                button #save-endpoint type="submit" { "保存 / Save" }
+            } @else {
+                button #add-endpoint type="submit" { "追加 / Add" }
+            }
+        }
+    }
+}
+
 pub async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
@@ -171,22 +197,27 @@ fn comma_list(form: &[u8], name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The endpoint a form asks for.
+fn request_from(form: &[u8], enabled: bool) -> EndpointRequest {
+    EndpointRequest {
+        name: super::form::field(form, "name").unwrap_or_default(),
+        channel: super::form::field(form, "channel").unwrap_or_default(),
+        target: super::form::field(form, "target").unwrap_or_default(),
+        kinds: fields(form, "kinds"),
+        prefectures: comma_list(form, "prefectures"),
+        sites: comma_list(form, "sites"),
+        quiet_hours: super::form::field(form, "quiet_hours").is_some(),
+        enabled,
+    }
+}
+
 /// The form: makes the endpoint and answers with the page, a webhook's secret shown once.
 pub async fn create_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     form: axum::body::Bytes,
 ) -> Result<Response, ServiceError> {
-    let request = EndpointRequest {
-        name: super::form::field(&form, "name").unwrap_or_default(),
-        channel: super::form::field(&form, "channel").unwrap_or_default(),
-        target: super::form::field(&form, "target").unwrap_or_default(),
-        kinds: fields(&form, "kinds"),
-        prefectures: comma_list(&form, "prefectures"),
-        sites: comma_list(&form, "sites"),
-        quiet_hours: super::form::field(&form, "quiet_hours").is_some(),
-        enabled: true,
-    };
+    let request = request_from(&form, true);
     let (status, notice) = match endpoint::create(
         &state.store,
         state.notification_key.as_deref(),
@@ -226,6 +257,61 @@ fn endpoint_id(id: &str) -> Result<i64, ServiceError> {
             "通知先の番号が正しくありません / endpoint id {id:?} is not a number"
         ))
     })
+}
+
+/// One endpoint's page: its form, prefilled.
+pub async fn edit_page(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
+    let id = endpoint_id(&id)?;
+    let current = state
+        .store
+        .notification_endpoint(id)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "通知先 {id} はありません / no notification endpoint {id}"
+            ))
+        })?;
+    let body = html! {
+        h2 { "通知先 " (id) " を変更 " span.en { "Change endpoint " (id) } }
+        (endpoint_form(&principal, Some(&current)))
+        p { a href="/notifications" { "通知の一覧へ " span.en { "Back to notifications" } } }
+    };
+    Ok(page(&principal, Nav::Notifications, TITLE, body).into_response())
+}
+
+/// The edit form: changes the endpoint (keeping whether it is enabled), then back to the list;
+/// a mistake is named on the form's page and changes nothing.
+pub async fn edit_form(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    form: axum::body::Bytes,
+) -> Result<Response, ServiceError> {
+    let id = endpoint_id(&id)?;
+    let enabled = state
+        .store
+        .notification_endpoint(id)
+        .await?
+        .is_none_or(|e| e.enabled);
+    match endpoint::update(&state.store, id, &request_from(&form, enabled), &principal).await {
+        Ok(_) => Ok(Redirect::to("/notifications").into_response()),
+        Err(ServiceError::BadRequest(message)) => {
+            let body = html! {
+                p.error #endpoint-error role="alert" { (message) }
+                p { a href=(format!("/notifications/{id}")) { "戻る " span.en { "Back" } } }
+            };
+            Ok((
+                StatusCode::BAD_REQUEST,
+                page(&principal, Nav::Notifications, TITLE, body),
+            )
+                .into_response())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Test, enable or disable, then back to the page.
