@@ -3,7 +3,8 @@
 //! come from the real paths: a sequence gap sent over the uplink (opened, then resolved when
 //! the missing event arrives), a broken hash chain, a site whose agent goes away while it is
 //! open. Shown: an alert opened and resolved reaches the webhook (signature verified) and the
-//! mailbox; a receiver down for a while gets everything afterwards, in order, none twice; a
+//! mailbox; a receiver down for a while (central restarting meanwhile) gets everything
+//! afterwards, in order, none twice; a
 //! slow receiver does not slow ingest (acks measured with and without it); an endpoint scoped
 //! to one prefecture never receives another's alert; quiet hours hold a site_unavailable
 //! notice but not a chain break.
@@ -349,29 +350,25 @@ async fn alerts_reach_webhooks_and_mail_signed_in_order_scoped_and_quiet_at_nigh
     let mail = MailServer::start(&pki).await?;
     let smtp_port = mail.port.to_string();
     let chain_ca = pki.paths.chain_ca();
-    let central = start_central_with_env(
-        &pki,
-        &db,
-        &[
-            ("CENTRAL_ALERT_CHECK_SECS", "1"),
-            ("CENTRAL_GAP_ALERT_SECS", "0"),
-            ("CENTRAL_UNAVAILABLE_ALERT_SECS", "0"),
-            // The hand-driven sessions send no heartbeats; a dropped one ends at once.
-            ("CENTRAL_SILENCE_SECS", "600"),
-            ("CENTRAL_NOTIFICATION_KEY_FILE", key_file.to_str().unwrap()),
-            ("CENTRAL_SMTP_HOST", "localhost"),
-            ("CENTRAL_SMTP_PORT", &smtp_port),
-            ("CENTRAL_SMTP_CA", chain_ca.to_str().unwrap()),
-            ("CENTRAL_SMTP_FROM", "onshi-fleet@example.jp"),
-            ("CENTRAL_DASHBOARD_URL", "https://central.example.jp"),
-            ("CENTRAL_NOTIFY_POLL_SECS", "1"),
-            ("CENTRAL_NOTIFY_HOLD_RECHECK_SECS", "1"),
-            ("CENTRAL_NOTIFY_RETRY_SECS", "1"),
-            ("CENTRAL_NOTIFY_RETRY_MAX_SECS", "2"),
-            ("CENTRAL_NOTIFY_TIMEOUT_SECS", "10"),
-        ],
-    )
-    .await?;
+    let env = [
+        ("CENTRAL_ALERT_CHECK_SECS", "1"),
+        ("CENTRAL_GAP_ALERT_SECS", "0"),
+        ("CENTRAL_UNAVAILABLE_ALERT_SECS", "0"),
+        // The hand-driven sessions send no heartbeats; a dropped one ends at once.
+        ("CENTRAL_SILENCE_SECS", "600"),
+        ("CENTRAL_NOTIFICATION_KEY_FILE", key_file.to_str().unwrap()),
+        ("CENTRAL_SMTP_HOST", "localhost"),
+        ("CENTRAL_SMTP_PORT", &smtp_port),
+        ("CENTRAL_SMTP_CA", chain_ca.to_str().unwrap()),
+        ("CENTRAL_SMTP_FROM", "onshi-fleet@example.jp"),
+        ("CENTRAL_DASHBOARD_URL", "https://central.example.jp"),
+        ("CENTRAL_NOTIFY_POLL_SECS", "1"),
+        ("CENTRAL_NOTIFY_HOLD_RECHECK_SECS", "1"),
+        ("CENTRAL_NOTIFY_RETRY_SECS", "1"),
+        ("CENTRAL_NOTIFY_RETRY_MAX_SECS", "2"),
+        ("CENTRAL_NOTIFY_TIMEOUT_SECS", "10"),
+    ];
+    let central = start_central_with_env(&pki, &db, &env).await?;
     let operator = Operator::new(&pki, &central);
     let (status, answer) = operator
         .send(
@@ -520,6 +517,18 @@ async fn alerts_reach_webhooks_and_mail_signed_in_order_scoped_and_quiet_at_nigh
             .all(|e| !e.contains(&secret)),
         "{log:?}"
     );
+    eventually("the second gap resolved", || async {
+        alerts(&operator)
+            .await
+            .into_iter()
+            .find(|a| a["id"] == second_gap["id"] && !a["resolved_at"].is_null())
+    })
+    .await;
+    // Central restarts while the receiver is down: what it owes waits in PostgreSQL.
+    central.kill().await?;
+    let central = start_central_with_env(&pki, &db, &env).await?;
+    let operator = Operator::new(&pki, &central);
+    let mut tokyo_site = Site::open(&pki, &central, &tokyo).await?;
     hook.up().await?;
     let second = second_gap["id"].as_i64().unwrap();
     eventually("everything delivered after the outage", || async {
