@@ -3,7 +3,8 @@
 # (the national system over its HTTPS protocol, and a qualification terminal's folders), central
 # and two agents: the Tokyo pharmacy works as a real site does, through the terminal's file
 # interface; the Hiroshima clinic through onshi-sim's direct protocol. A few lookups (one for a
-# medical-aid recipient), a patient at the face reader, then a tour of where to look.
+# medical-aid recipient), a patient at the face reader, the rest of the chain simulated
+# (`fleet-bench fleet`, FLEET_SITES sites), then a tour of where to look.
 # Ctrl-C stops everything this script started. DEMO_ONCE=1 stops after the tour.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -211,11 +212,24 @@ for e in reversed(json.load(sys.stdin)):
     print("  #%d %-8s %s" % (e["sequence"], e["kind"], " ".join(str(b[k]) for k in ("route", "identity_verification", "outcome", "drug", "checkup") if b.get(k))))'
 }
 for _ in $(seq 1 100); do
-  summary | grep -q "my_number_card face" && break
+  summary | grep "my_number_card face" >/dev/null && break
   sleep 0.1
 done
 echo "the Tokyo pharmacy's events (the last two: the face reader's lookup and the consent):"
 summary
+
+# The rest of the chain: simulated sites over the real uplink, each with its own certificate
+# from the chain CA, a day of history (lookups, outages, an unplugged reader, certificates about
+# to expire, stopped agents) and live traffic while open; named through the API, a few sites
+# still adopting (one late). The demo's chain is open around the clock, so that availability and
+# its alerts show whatever the hour.
+FLEET_SITES=${FLEET_SITES:-200}
+once_flag=()
+[ -n "${DEMO_ONCE:-}" ] && once_flag=(--once)
+start fleet "$bin/fleet-bench" fleet --grpc "https://localhost:$GRPC_PORT" \
+  --api "localhost:$HTTP_PORT" --pki "$pki" --operator demo --state "$state/fleet" \
+  --sites "$FLEET_SITES" "${once_flag[@]}" --always-open \
+  --name "$PHARMACY=さくら薬局 銀座本店" --name "$CLINIC=さくら広島駅前クリニック"
 cat <<TOUR
 
 == where to look ==
@@ -232,6 +246,7 @@ cat <<TOUR
   the face reader:        target/debug/onshi-sim terminal present --folder $TERMINAL --holder 3 --consent drug
   another lookup:         target/debug/edge-agent --config $clinic_cfg lookup --insurer ... --number ... --birthdate yyyyMMdd
   people to look up:      target/debug/onshi-sim population --seed 42 --count 1000 --show 10
+  the simulated chain:    $FLEET_SITES sites (FLEET_SITES=…), .local/demo/logs/fleet.{out,log}
   logs:                   .local/demo/logs/
 TOUR
 

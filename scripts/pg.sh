@@ -2,6 +2,12 @@
 # A throwaway PostgreSQL cluster in a folder of the repo, on a private loopback port and socket.
 #   scripts/pg.sh start DIR PORT   initdb (first time) and start; prints the DATABASE_URL
 #   scripts/pg.sh stop DIR         stop it (the folder stays; delete it for a fresh cluster)
+#   scripts/pg.sh standby DIR PORT PRIMARY_PORT
+#                                  a streaming standby of the cluster on PRIMARY_PORT
+#                                  (pg_basebackup -R), started; prints its DATABASE_URL
+#   scripts/pg.sh promote DIR      promote a standby to primary (waits until it is)
+#   scripts/pg.sh kill DIR         SIGKILL the postmaster, as a machine dying would (the failover
+#                                  tests); its backends notice and exit
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -41,6 +47,30 @@ case "$cmd" in
       || { tail -20 "$dir/server.log" >&2; exit 1; }
     echo "postgres://postgres@127.0.0.1:$port/postgres"
     ;;
+  standby)
+    primary=${4:?PRIMARY_PORT}
+    pg_basebackup=$(find_bin pg_basebackup)
+    pg_ctl=$(find_bin pg_ctl)
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+      as_owner "$pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$dir/data" -R \
+        -X stream --checkpoint=fast --no-sync >"$dir/basebackup.log" 2>&1 \
+        || { cat "$dir/basebackup.log" >&2; exit 1; }
+    fi
+    as_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null \
+      || { tail -20 "$dir/server.log" >&2; exit 1; }
+    echo "postgres://postgres@127.0.0.1:$port/postgres"
+    ;;
+  promote)
+    pg_ctl=$(find_bin pg_ctl)
+    as_owner "$pg_ctl" -D "$dir/data" -w -t 60 promote >/dev/null \
+      || { tail -20 "$dir/server.log" >&2; exit 1; }
+    ;;
+  kill)
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      kill -KILL "$(head -1 "$dir/data/postmaster.pid")" 2>/dev/null || true
+    fi
+    ;;
   stop)
     pg_ctl=$(find_bin pg_ctl)
     if [ -f "$dir/data/postmaster.pid" ]; then
@@ -48,7 +78,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    echo "usage: $0 start|stop DIR [PORT]" >&2
+    echo "usage: $0 start|stop|standby|promote|kill DIR [PORT [PRIMARY_PORT]]" >&2
     exit 2
     ;;
 esac

@@ -13,6 +13,8 @@
 //!   mode, both through real agents, onshi-sim and central (`terminal.rs`).
 //! - `connections`: holds many concurrent agent sessions with heartbeats and reports central's
 //!   resident memory per connection (from /proc/<pid>/status).
+//! - `fleet` (not a benchmark): the demo's simulated chain, many sites over the real uplink
+//!   (`fleet.rs`).
 //!
 //! Everything is bounded in count and time and stays on loopback. Build in release mode with
 //! central beside it: `cargo build --release -p central -p fleet-bench` (`make bench` does).
@@ -101,6 +103,38 @@ enum Mode {
         #[arg(long)]
         rescan_ms: Option<u64>,
     },
+    /// A simulated chain for the demo (not a benchmark): many sites over the real uplink, each
+    /// with its own certificate, a day of history, then live until stopped (`fleet.rs`).
+    Fleet {
+        /// Central's gRPC endpoint.
+        #[arg(long, default_value = "https://127.0.0.1:7443")]
+        grpc: String,
+        /// Central's HTTPS API (operator certificate) address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        api: String,
+        /// The dev PKI folder (`central pki init --out`).
+        #[arg(long)]
+        pki: PathBuf,
+        /// The operator certificate of the PKI that names the sites through the API.
+        #[arg(long, default_value = "demo")]
+        operator: String,
+        /// Where each site's stream state is kept between runs.
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        sites: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Send each site's day, then stop.
+        #[arg(long)]
+        once: bool,
+        /// Open the whole chain around the clock (demo: availability shows at any hour).
+        #[arg(long)]
+        always_open: bool,
+        /// A name for a site that is not simulated, `CODE=NAME` (repeat).
+        #[arg(long = "name", value_parser = parse_name)]
+        names: Vec<(String, String)>,
+    },
     /// Concurrent agent sessions with heartbeats; central's memory per connection.
     Connections {
         #[arg(long, default_value_t = 5_000)]
@@ -114,6 +148,13 @@ enum Mode {
         #[arg(long, default_value_t = 20)]
         hold_secs: u64,
     },
+}
+
+fn parse_name(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(code, name)| (code.trim().to_string(), name.trim().to_string()))
+        .filter(|(code, name)| !code.is_empty() && !name.is_empty())
+        .ok_or_else(|| format!("{text:?} is not CODE=NAME"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,6 +200,32 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .context("the pages benchmark took more than an hour")?
             }
+            Mode::Fleet {
+                grpc,
+                api,
+                pki,
+                operator,
+                state,
+                sites,
+                seed,
+                once,
+                always_open,
+                names,
+            } => {
+                fleet::run(fleet::Options {
+                    grpc,
+                    api,
+                    pki,
+                    operator,
+                    state,
+                    sites: sites.clamp(1, 5_000),
+                    seed,
+                    once,
+                    names,
+                    always_open,
+                })
+                .await
+            }
             Mode::Drain { events } => {
                 tokio::time::timeout(Duration::from_secs(600), drain::run(events.max(1)))
                     .await
@@ -201,6 +268,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 mod drain;
+mod fleet;
 mod pages;
 mod terminal;
 

@@ -16,7 +16,7 @@ use crate::control::{self, Control};
 use crate::filex::FileExchange;
 use crate::identity::AgentIdentity;
 use crate::lookup::Lookups;
-use crate::national::{National, OnshiClient, TransportKind};
+use crate::national::{National, OnshiClient, TerminalMode, TransportKind};
 use crate::outbox::Outbox;
 use crate::probe::Probes;
 use crate::recorder::Recorder;
@@ -71,6 +71,7 @@ impl Agent {
 
         // The national transport: the qualification terminal's folders (a real site) or
         // onshi-sim's HTTPS protocol ([`crate::national`]).
+        let mut tap_parts = None;
         let (onshi, onshi_probe) = match config.onshi.transport {
             TransportKind::Direct => {
                 let (endpoint, ca, cert, key) = config
@@ -103,9 +104,19 @@ impl Agent {
                     outbox.stream_id().0.to_string(),
                 )
                 .context("opening the terminal journal")?;
-                let terminal =
-                    crate::national::terminal::Terminal::start(settings, journal, fault)?;
-                (National::Terminal(terminal), None)
+                match settings.mode {
+                    TerminalMode::Client => {
+                        let terminal =
+                            crate::national::terminal::Terminal::start(settings, journal, fault)?;
+                        (National::Terminal(terminal), None)
+                    }
+                    // Tap mode sends nothing: the watcher is built once the recorder exists.
+                    TerminalMode::Tap => {
+                        let health = crate::national::tap::Tap::health_for(&settings);
+                        tap_parts = Some((settings, journal, health.clone()));
+                        (National::Tap(health), None)
+                    }
+                }
             }
         };
 
@@ -206,18 +217,47 @@ impl Agent {
         // Terminal mode: exchanges and face results a previous run left unfinished are
         // recorded first (each once), then the face folder is watched.
         let mut terminal_tasks = None;
-        if let Some(terminal) = onshi.terminal() {
-            let left = terminal.recover(&lookups, &outbox).await?;
-            if left > 0 {
-                tracing::warn!(
-                    left,
-                    "finished terminal exchanges the previous run left open"
-                );
-            }
-            let face = if terminal.settings().watch_face {
-                let face = crate::national::face::FaceWatch::new(
-                    terminal.settings(),
+        let terminal_parts = match (onshi.terminal(), tap_parts) {
+            (Some(terminal), _) => {
+                let left = terminal.recover(&lookups, &outbox).await?;
+                if left > 0 {
+                    tracing::warn!(
+                        left,
+                        "finished terminal exchanges the previous run left open"
+                    );
+                }
+                Some((
+                    terminal.settings().clone(),
                     terminal.journal().clone(),
+                    terminal.health().clone(),
+                    None,
+                ))
+            }
+            (None, Some((settings, journal, health))) => {
+                let tap = crate::national::tap::Tap::new(
+                    &settings,
+                    journal.clone(),
+                    health.clone(),
+                    lookups.recorder().clone(),
+                    patient_key_for_face.clone(),
+                    config.terminal_id.clone(),
+                )?;
+                let left = tap.recover(&outbox).await?;
+                if left > 0 {
+                    tracing::warn!(
+                        left,
+                        "finished observed exchanges the previous run left open"
+                    );
+                }
+                Some((settings, journal, health, Some(tap)))
+            }
+            (None, None) => None,
+        };
+        if let Some((settings, journal, health, tap)) = terminal_parts {
+            let face = if settings.watch_face {
+                let face = crate::national::face::FaceWatch::new(
+                    &settings,
+                    journal,
                     lookups.recorder().clone(),
                     patient_key_for_face.clone(),
                     config.terminal_id.clone(),
@@ -229,9 +269,10 @@ impl Agent {
                 None
             };
             terminal_tasks = Some(TerminalTasks {
-                health: terminal.health().clone(),
-                every: terminal.settings().rescan,
+                health,
+                every: settings.rescan,
                 face,
+                tap,
                 recorder: lookups.recorder().clone(),
                 terminal_id: config.terminal_id.clone(),
             });
@@ -319,6 +360,9 @@ impl Agent {
             if let Some(face) = tasks.face {
                 tokio::spawn(face.run(stopped(stop_rx.clone())));
             }
+            if let Some(tap) = tasks.tap {
+                tokio::spawn(tap.run(stopped(stop_rx.clone())));
+            }
         }
         if let Some(exchange) = self.file_exchange {
             tokio::spawn(exchange.run(stopped(stop_rx.clone())));
@@ -336,12 +380,14 @@ impl Agent {
     }
 }
 
-/// Terminal mode's background work: its health as link events, the face folder.
+/// Terminal mode's background work: its health as link events, the face folder, and in tap
+/// mode the watch of `req` and `res`.
 #[derive(Debug)]
 struct TerminalTasks {
     health: Arc<crate::national::health::Health>,
     every: Duration,
     face: Option<crate::national::face::FaceWatch>,
+    tap: Option<crate::national::tap::Tap>,
     recorder: Recorder,
     terminal_id: onshi_domain::site::TerminalId,
 }

@@ -190,6 +190,11 @@ pub struct OnshiLink {
     pub result_dir: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub face_dir: Option<PathBuf>,
+    /// Terminal: `client` (the default: the agent writes its own requests, and relays the
+    /// receipt computer's with `[file_exchange]`) or `tap` (it only reads the terminal's
+    /// folders and records the receipt computer's exchanges there; [`crate::national::tap`]).
+    #[serde(default)]
+    pub mode: crate::national::settings::TerminalMode,
     /// Terminal: record the face reader's results (`face`).
     #[serde(default = "default_true")]
     pub watch_face: bool,
@@ -223,6 +228,7 @@ impl OnshiLink {
                 result: pick(&self.result_dir, "res"),
                 face: pick(&self.face_dir, "face"),
             },
+            mode: self.mode,
             watch_face: self.watch_face,
             timeout,
             slow: std::time::Duration::from_millis(self.slow_ms),
@@ -390,6 +396,18 @@ impl AgentConfig {
                 ));
             }
             _ => {}
+        }
+        if self.onshi.mode == crate::national::settings::TerminalMode::Tap {
+            if self.onshi.transport != TransportKind::Terminal {
+                return Err(ConfigError::Inconsistent(
+                    "[onshi] mode = \"tap\" watches the qualification terminal's folders: it needs transport = \"terminal\"".into(),
+                ));
+            }
+            if self.file_exchange.is_some() {
+                return Err(ConfigError::Inconsistent(
+                    "[onshi] mode = \"tap\" sends nothing to the terminal, so it cannot relay the receipt computer's requests: remove [file_exchange] (relay mode is mode = \"client\" with [file_exchange])".into(),
+                ));
+            }
         }
         let direct_endpoint = match self.onshi.transport {
             TransportKind::Direct => self.onshi.endpoint.as_ref(),
@@ -604,6 +622,39 @@ ends_at = "2026-01-08T00:00:00+09:00"
         ));
         let unknown_role = text.replace("\"clerk\"", "\"nurse\"");
         assert!(AgentConfig::from_toml(&unknown_role, Path::new("/"), &HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn tap_mode_needs_the_terminal_and_no_file_exchange() {
+        let terminal = sample("3410712362", "clinic", "34").replace(
+            "[onshi]\n",
+            "[onshi]\ntransport = \"terminal\"\nfolder = \"/mnt/oqs\"\nmode = \"tap\"\n",
+        );
+        let config = AgentConfig::from_toml(&terminal, Path::new("/"), &HashMap::new()).unwrap();
+        let settings = config.onshi.terminal_settings().unwrap();
+        assert_eq!(settings.mode, crate::national::settings::TerminalMode::Tap);
+        assert_eq!(settings.folders.request, PathBuf::from("/mnt/oqs/req"));
+        let relaying = format!("{terminal}\n[file_exchange]\nfolder = \"/srv/onshi\"\n");
+        assert!(matches!(
+            AgentConfig::from_toml(&relaying, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Inconsistent(m)) if m.contains("[file_exchange]")
+        ));
+        let direct =
+            sample("3410712362", "clinic", "34").replace("[onshi]\n", "[onshi]\nmode = \"tap\"\n");
+        assert!(matches!(
+            AgentConfig::from_toml(&direct, Path::new("/"), &HashMap::new()),
+            Err(ConfigError::Inconsistent(m)) if m.contains("transport = \"terminal\"")
+        ));
+        // Relay: client mode (the default) with the file exchange.
+        let relay = format!(
+            "{}\n[file_exchange]\nfolder = \"/srv/onshi\"\n",
+            terminal.replace("mode = \"tap\"\n", "")
+        );
+        let config = AgentConfig::from_toml(&relay, Path::new("/"), &HashMap::new()).unwrap();
+        assert_eq!(
+            config.onshi.mode,
+            crate::national::settings::TerminalMode::Client
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl LocalAgent for Control {
         &self,
         request: Request<pb::InsuranceCardLookupRequest>,
     ) -> Result<Response<pb::LookupReply>, Status> {
+        self.sends()?;
         let r = request.into_inner();
         let fields = CardFields {
             insurer_number: r.insurer_number,
@@ -151,6 +152,7 @@ impl LocalAgent for Control {
         &self,
         request: Request<pb::CardLookupRequest>,
     ) -> Result<Response<pb::CardLookupReply>, Status> {
+        self.sends()?;
         self.card_lookup_rpc(request).await
     }
 
@@ -168,6 +170,7 @@ impl LocalAgent for Control {
         &self,
         request: Request<pb::BatchInquiryRequest>,
     ) -> Result<Response<Self::BatchInquiryStream>, Status> {
+        self.sends()?;
         crate::batch::serve(self.lookups.clone(), request.into_inner())
             .map(Response::new)
             .map_err(Status::invalid_argument)
@@ -177,6 +180,7 @@ impl LocalAgent for Control {
         &self,
         request: Request<pb::InfoViewRequest>,
     ) -> Result<Response<pb::InfoViewReply>, Status> {
+        self.sends()?;
         self.info_view_rpc(request.into_inner())
             .await
             .map(Response::new)
@@ -204,11 +208,15 @@ impl LocalAgent for Control {
             last_ack_at_unix: status.last_ack_at.unwrap_or(0),
             outbox_used_bytes: status.used_bytes,
             outbox_budget_bytes: status.budget_bytes,
-            national_link: match self.lookups.onshi().terminal() {
-                Some(terminal) => terminal
-                    .health()
-                    .assess(std::time::Instant::now())
-                    .describe(),
+            national_link: match self.lookups.onshi().health() {
+                Some(health) => {
+                    let described = health.assess(std::time::Instant::now()).describe();
+                    if self.lookups.onshi().sends() {
+                        described
+                    } else {
+                        format!("{described} (tap mode)")
+                    }
+                }
                 None => "direct".to_string(),
             },
         }))
@@ -216,6 +224,16 @@ impl LocalAgent for Control {
 }
 
 impl Control {
+    /// Refuses what would send something to the national system in tap mode, before anything
+    /// is recorded: there the receipt computer asks and the agent only watches.
+    fn sends(&self) -> Result<(), Status> {
+        if self.lookups.onshi().sends() {
+            Ok(())
+        } else {
+            Err(Status::failed_precondition(crate::national::TAP_REFUSAL))
+        }
+    }
+
     async fn card_lookup_rpc(
         &self,
         request: Request<pb::CardLookupRequest>,

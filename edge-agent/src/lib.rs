@@ -9,6 +9,7 @@ pub mod certs;
 pub mod config;
 pub mod consents;
 pub mod control;
+pub mod exchanges;
 pub mod fault;
 pub mod filex;
 pub mod identity;

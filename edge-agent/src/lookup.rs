@@ -6,14 +6,13 @@
 //! "unreachable". If the event cannot be recorded the answer is withheld: nothing is shown that
 //! is not in the audit trail.
 
+use std::path::Path;
 use std::time::Instant;
 
 use onshi_domain::codes::QualificationValidity;
-use onshi_domain::events::{
-    EventBody, FleetEvent, IdentityVerification, Lookup, LookupOutcome, LookupRoute, LookupSource,
-};
+use onshi_domain::events::{EventBody, FleetEvent, LookupOutcome, LookupRoute, LookupSource};
 use onshi_domain::ids::{IdError, InsuranceCardQuery};
-use onshi_domain::patient::{PatientHashKey, PatientRef};
+use onshi_domain::patient::PatientHashKey;
 use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
     QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader, XmlEncoding,
@@ -21,8 +20,7 @@ use onshi_domain::xml::{
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
-use crate::judge::judge;
-use crate::national::{National, OnshiAnswer, OnshiError};
+use crate::national::{National, OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
@@ -51,9 +49,6 @@ pub fn observe_latency(route: LookupRoute, outcome: LookupOutcome, latency_ms: u
         ],
     );
 }
-
-/// "No matching qualification" for numbers typed at the counter: most often a typing mistake.
-const NOT_FOUND_TYPED: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
 
 /// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
 const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
@@ -145,6 +140,13 @@ pub struct Provenance {
 pub struct Asked {
     pub answer: Result<OnshiAnswer, OnshiError>,
     pub latency_ms: u32,
+}
+
+/// A relayed request's answer ([`Lookups::relay`]) and its exchange's journal entry.
+#[derive(Debug)]
+pub struct Relayed {
+    pub asked: Asked,
+    pub ticket: Ticket,
 }
 
 /// A confirmation that went to the national system and was recorded.
@@ -266,21 +268,34 @@ impl Lookups {
         confirmed
     }
 
-    /// The first half of [`Lookups::confirm`]: sends the request (written in `encoding`; the
-    /// national system answers in the request's encoding) and returns the answer, unrecorded.
-    /// Whoever calls this must call [`Lookups::record_asked`] before showing anything.
-    pub async fn ask(
-        &self,
-        request: &QualificationConfirmationRequest,
-        encoding: XmlEncoding,
-    ) -> Asked {
+    /// The receipt computer's request passed on as it is (the file exchange, [`crate::filex`]):
+    /// its bytes go to the national system unchanged and the answer comes back unrecorded.
+    /// Whoever calls this journals the answer at `journal` (the file exchange's own journal),
+    /// then closes the exchange with the [`Ticket`], and records before answering. Through the
+    /// terminal, a restart that finds the answer in the terminal's journal writes it to
+    /// `journal` ([`crate::national::Recovery::Relay`]).
+    pub async fn relay(&self, message_id: &str, body: Vec<u8>, journal: &Path) -> Relayed {
         let started = Instant::now();
-        let answer = self
+        let (answer, ticket) = self
             .onshi
-            .exchange("OQSsiquc01", request.to_xml(encoding))
+            .exchange_journaled(
+                message_id,
+                body,
+                Recovery::Relay {
+                    journal: journal.to_path_buf(),
+                },
+            )
             .await;
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        Asked { answer, latency_ms }
+        Relayed {
+            asked: Asked { answer, latency_ms },
+            ticket,
+        }
+    }
+
+    /// The key patients are hashed with.
+    pub fn patient_key(&self) -> &PatientHashKey {
+        &self.patient_key
     }
 
     /// The second half of [`Lookups::confirm`]: records the lookup event for an answer from
@@ -296,33 +311,14 @@ impl Lookups {
     ) -> Result<Confirmed, OutboxError> {
         let Asked { answer, latency_ms } = asked;
         let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
-        let judged = match &answer {
-            Ok(a) => judge(&a.body, a.http_status, NOT_FOUND_TYPED),
-            Err(error) => crate::judge::unreachable(error),
-        };
-
-        let search = &request.search;
-        let patient_ref = PatientRef::for_insurance_card(
+        let (lookup, judged) = crate::exchanges::eligibility_lookup(
             &self.patient_key,
-            &search.insurer_number,
-            search.insured_card_symbol.as_ref(),
-            &search.insured_identification_number,
-            search.insured_branch_number.as_ref(),
-        );
-        let lookup = Lookup {
-            route: LookupRoute::InsuranceCard,
-            outcome: judged.outcome,
-            patient_ref: Some(patient_ref),
-            insurer_number: Some(search.insurer_number.as_str().to_string()),
-            qualification_validity: judged.validity.map(|v| v.code().to_string()),
-            processing_result_code: judged.processing_result_code.clone(),
-            error_code: judged.error_code.clone(),
+            Some(&request.search),
+            answer.as_ref(),
             latency_ms,
-            staff_id: None,
-            source: provenance.source,
-            batch_id: provenance.batch_id,
-            identity_verification: IdentityVerification::None,
-        };
+            provenance.source,
+            provenance.batch_id,
+        );
         let event = self
             .recorder
             .record_noting(

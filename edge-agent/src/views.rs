@@ -440,6 +440,7 @@ impl Views {
                 staff_role: None,
                 policy_version: Some(policy.as_str().into()),
                 disaster_window_id: None,
+                source: None,
             };
             let event = self.record(terminal, view).await?;
             tracing::info!(
@@ -474,6 +475,7 @@ impl Views {
             staff_role: Some(staff.role.as_str().into()),
             policy_version: Some(policy.as_str().into()),
             disaster_window_id: None,
+            source: None,
         };
         let basis = match decision {
             Err(refusal) => {

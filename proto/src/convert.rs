@@ -141,13 +141,8 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
             error_code: opt(l.error_code),
             latency_ms: l.latency_ms,
             staff_id: opt(l.staff_id),
-            source: match pb::LookupSource::try_from(l.source) {
-                Ok(pb::LookupSource::Counter) => LookupSource::Counter,
-                Ok(pb::LookupSource::FileExchange) => LookupSource::FileExchange,
-                Ok(pb::LookupSource::Batch) => LookupSource::Batch,
-                Ok(pb::LookupSource::FaceReader) => LookupSource::FaceReader,
-                _ => return Err(bad("lookup.source", "unknown or unspecified")),
-            },
+            source: lookup_source(l.source)
+                .ok_or_else(|| bad("lookup.source", "unknown or unspecified"))?,
             batch_id: opt(l.batch_id),
             identity_verification: match pb::IdentityVerification::try_from(l.identity_verification)
             {
@@ -187,6 +182,12 @@ fn body_from_pb(body: pb::event::Body) -> Result<EventBody, ConvertError> {
             staff_role: opt(v.staff_role),
             policy_version: opt(v.policy_version),
             disaster_window_id: opt(v.disaster_window_id),
+            source: match v.source {
+                0 => None,
+                other => {
+                    Some(lookup_source(other).ok_or_else(|| bad("info_view.source", "unknown"))?)
+                }
+            },
         }),
         Body::ReaderChange(r) => EventBody::ReaderChange(reader_from_pb(r)?),
         Body::LinkChange(l) => EventBody::LinkChange(LinkChange {
@@ -287,12 +288,7 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
             error_code: l.error_code.clone().unwrap_or_default(),
             latency_ms: l.latency_ms,
             staff_id: l.staff_id.clone().unwrap_or_default(),
-            source: match l.source {
-                LookupSource::Counter => pb::LookupSource::Counter,
-                LookupSource::FileExchange => pb::LookupSource::FileExchange,
-                LookupSource::Batch => pb::LookupSource::Batch,
-                LookupSource::FaceReader => pb::LookupSource::FaceReader,
-            } as i32,
+            source: lookup_source_pb(l.source),
             batch_id: l.batch_id.clone().unwrap_or_default(),
             identity_verification: match l.identity_verification {
                 IdentityVerification::None => pb::IdentityVerification::None,
@@ -324,6 +320,7 @@ fn body_to_pb(body: &EventBody) -> pb::event::Body {
             staff_role: v.staff_role.clone().unwrap_or_default(),
             policy_version: v.policy_version.clone().unwrap_or_default(),
             disaster_window_id: v.disaster_window_id.clone().unwrap_or_default(),
+            source: v.source.map_or(0, lookup_source_pb),
         }),
         EventBody::ReaderChange(r) => Body::ReaderChange(reader_to_pb(r)),
         EventBody::LinkChange(l) => Body::LinkChange(pb::LinkChange {
@@ -390,6 +387,28 @@ fn consent_choice(field: &'static str, v: i32) -> Result<ConsentChoice, ConvertE
         Ok(pb::ConsentChoice::HardToObtain) => Ok(ConsentChoice::HardToObtain),
         _ => Err(bad(field, "unknown or unspecified")),
     }
+}
+
+/// `None` for unspecified and values this build does not know.
+fn lookup_source(v: i32) -> Option<LookupSource> {
+    match pb::LookupSource::try_from(v) {
+        Ok(pb::LookupSource::Counter) => Some(LookupSource::Counter),
+        Ok(pb::LookupSource::FileExchange) => Some(LookupSource::FileExchange),
+        Ok(pb::LookupSource::Batch) => Some(LookupSource::Batch),
+        Ok(pb::LookupSource::FaceReader) => Some(LookupSource::FaceReader),
+        Ok(pb::LookupSource::TerminalTap) => Some(LookupSource::TerminalTap),
+        _ => None,
+    }
+}
+
+fn lookup_source_pb(s: LookupSource) -> i32 {
+    (match s {
+        LookupSource::Counter => pb::LookupSource::Counter,
+        LookupSource::FileExchange => pb::LookupSource::FileExchange,
+        LookupSource::Batch => pb::LookupSource::Batch,
+        LookupSource::FaceReader => pb::LookupSource::FaceReader,
+        LookupSource::TerminalTap => pb::LookupSource::TerminalTap,
+    }) as i32
 }
 
 fn consent_choice_pb(c: ConsentChoice) -> i32 {
@@ -611,6 +630,41 @@ mod tests {
         event.chain_hash = Some(crate::chain::link(&ChainHash::GENESIS, &event));
         let wire = pb::Event::from(&event);
         assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+    }
+
+    #[test]
+    fn every_lookup_source_and_a_view_s_source_survive_the_wire() {
+        for source in [
+            LookupSource::Counter,
+            LookupSource::FileExchange,
+            LookupSource::Batch,
+            LookupSource::TerminalTap,
+        ] {
+            let mut event = lookup_event();
+            if let EventBody::Lookup(l) = &mut event.body {
+                l.source = source;
+            }
+            let wire = pb::Event::from(&event);
+            assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+        }
+        for source in [None, Some(LookupSource::TerminalTap)] {
+            let event = FleetEvent {
+                body: EventBody::InfoView(InfoView {
+                    patient_ref: PatientRef::parse(&"ab".repeat(32)).unwrap(),
+                    category: InfoCategory::Drug,
+                    allowed: true,
+                    refusal_reason: None,
+                    staff_id: None,
+                    staff_role: None,
+                    policy_version: None,
+                    disaster_window_id: None,
+                    source,
+                }),
+                ..lookup_event()
+            };
+            let wire = pb::Event::from(&event);
+            assert_eq!(FleetEvent::try_from(wire).unwrap(), event);
+        }
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub mod http;
 pub mod openapi;
 pub mod otlp;
 pub mod pcsc;
+pub mod pg;
 pub mod proxy;
+pub mod receipt;
 pub mod uplink;
 
 /// How long a cross-process condition may take before the test fails (`E2E_PATIENCE_SECS`).
@@ -346,9 +348,14 @@ pub fn central_serve(pki: &Pki, args: &[&str]) -> Command {
 /// `central verify --site <site> --json`: whether the site's stored events follow its hash
 /// chain, and the verdict.
 pub async fn central_verify(db: &TestDb, site: &str) -> anyhow::Result<(bool, serde_json::Value)> {
+    central_verify_at(&db.url, site).await
+}
+
+/// [`central_verify`] against the database at `url` (e.g. a promoted standby's).
+pub async fn central_verify_at(url: &str, site: &str) -> anyhow::Result<(bool, serde_json::Value)> {
     let output = Command::new(bin("central"))
         .args(["verify", "--json", "--site", site])
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", url)
         .output()
         .await?;
     let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
+use e2e::pg::OwnCluster;
 use e2e::proxy::Proxy;
 use e2e::{
     AgentSettings, AgentSite, Pki, SimPerson, TestDb, eventually, https_endpoint, sim_people,
@@ -127,9 +128,8 @@ async fn burst(site: &AgentSite, people: &[SimPerson], parallel: usize) -> BTree
     shown
 }
 
-async fn central_ids(db: &TestDb, site: &str) -> anyhow::Result<Vec<String>> {
-    let rows = db
-        .client()
+async fn central_ids(url: &str, site: &str) -> anyhow::Result<Vec<String>> {
+    let rows = e2e::connect(url)
         .await?
         .query(
             "SELECT event_id::text FROM events WHERE site_code = $1 ORDER BY sequence",
@@ -170,7 +170,17 @@ async fn assert_exactly_once(
     produced: u64,
     must_hold: &BTreeSet<String>,
 ) -> anyhow::Result<()> {
-    let client = db.client().await?;
+    assert_exactly_once_at(&db.url, site, produced, must_hold).await
+}
+
+/// [`assert_exactly_once`] in the database at `url` (e.g. a promoted standby's).
+async fn assert_exactly_once_at(
+    url: &str,
+    site: &str,
+    produced: u64,
+    must_hold: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let client = e2e::connect(url).await?;
     let row = client
         .query_one(
             "SELECT count(*), count(DISTINCT event_id), count(DISTINCT sequence), max(sequence)
@@ -186,14 +196,14 @@ async fn assert_exactly_once(
     );
     assert_eq!((ids, sequences), (count, count), "no duplicates");
     assert_eq!(max.unwrap_or(0) as u64, produced, "no hole: 1..=produced");
-    let stored: BTreeSet<String> = central_ids(db, site).await?.into_iter().collect();
+    let stored: BTreeSet<String> = central_ids(url, site).await?.into_iter().collect();
     let lost: Vec<_> = must_hold.difference(&stored).collect();
     assert!(
         lost.is_empty(),
         "events recorded at the site but not in central: {lost:?}"
     );
     // And they are the site's own record, in order: its hash chain holds across whatever failed.
-    let (intact, verdict) = e2e::central_verify(db, site).await?;
+    let (intact, verdict) = e2e::central_verify_at(url, site).await?;
     assert!(intact, "the site's hash chain is broken: {verdict}");
     assert_eq!(verdict["events"].as_u64(), Some(produced), "{verdict}");
     Ok(())
@@ -291,66 +301,6 @@ async fn central_killed_and_restarted_mid_stream_loses_nothing() -> anyhow::Resu
     let produced = drained(&stack.agent_site).await;
     assert_eq!(shown.len() as u64, produced);
     assert_exactly_once(&db, &stack.site, produced, &shown).await
-}
-
-/// A PostgreSQL cluster of the test's own, so it can be stopped without disturbing others.
-struct OwnCluster {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl OwnCluster {
-    async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let url = pg(dir.path(), "start", Some(port)).await?;
-        Ok(Self { dir, url })
-    }
-
-    async fn stop(&self) -> anyhow::Result<()> {
-        pg(self.dir.path(), "stop", None).await.map(|_| ())
-    }
-
-    async fn restart(&self) -> anyhow::Result<()> {
-        let port: u16 = self
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .expect("a port in the URL");
-        pg(self.dir.path(), "start", Some(port)).await.map(|_| ())
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(script())
-            .args(["stop"])
-            .arg(self.dir.path().join("pg"))
-            .status();
-    }
-}
-
-fn script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg.sh")
-}
-
-async fn pg(dir: &Path, action: &str, port: Option<u16>) -> anyhow::Result<String> {
-    let mut command = Command::new(script());
-    command.arg(action).arg(dir.join("pg"));
-    if let Some(port) = port {
-        command.arg(port.to_string());
-    }
-    let output = command.output().await?;
-    anyhow::ensure!(
-        output.status.success(),
-        "scripts/pg.sh {action} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8(output.stdout)?.trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -481,7 +431,7 @@ async fn reordered_and_replayed_batches_are_stored_once_and_acked_only_when_cont
     let ack = session.send_batch(events.clone()).await?;
     assert_eq!((ack.up_to_sequence, ack.stored, ack.duplicates), (6, 0, 6));
 
-    let stored: BTreeSet<String> = central_ids(&db, &site).await?.into_iter().collect();
+    let stored: BTreeSet<String> = central_ids(&db.url, &site).await?.into_iter().collect();
     let sent: BTreeSet<String> = events
         .iter()
         .map(|e| uuid::Uuid::from_slice(&e.event_id).map(|u| u.to_string()))
@@ -565,5 +515,303 @@ async fn outbox_verify_reports_a_damaged_record_and_repair_replaces_it_with_a_lo
         report["records"], 3,
         "the loss event took record 2's place: {report}"
     );
+    Ok(())
+}
+
+/// How the primary tells the standby about commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replication {
+    /// `synchronous_standby_names = '*'`: a commit returns once the standby has its WAL.
+    Synchronous,
+    /// PostgreSQL's default: the standby follows as fast as it can, the primary does not wait.
+    Asynchronous,
+}
+
+/// A primary and its streaming standby, central on both through one multi-host URL
+/// (`target_session_attrs=read-write`), two sites' agents recording lookups. The standby is down
+/// for a while as the agents keep recording, the primary's machine dies (SIGKILL of the
+/// postmaster), and the standby, back, is promoted; no operator touches central or the agents. Returns how many events the agents had been acknowledged that the new primary
+/// does not hold, after checking what must hold in each mode.
+async fn fail_over_mid_stream(replication: Replication) -> anyhow::Result<u64> {
+    let primary = OwnCluster::start().await?;
+    let standby = OwnCluster::standby_of(&primary).await?;
+    let admin = primary.client("postgres").await?;
+    if replication == Replication::Synchronous {
+        admin
+            .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            .await?;
+        admin.batch_execute("SELECT pg_reload_conf()").await?;
+    }
+    let expected_state = match replication {
+        Replication::Synchronous => "sync",
+        Replication::Asynchronous => "async",
+    };
+    eventually("the standby to stream from the primary", || async {
+        admin
+            .query_opt(
+                "SELECT 1 FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = $1",
+                &[&expected_state],
+            )
+            .await
+            .ok()?
+            .map(|_| ())
+    })
+    .await;
+
+    let db = TestDb::create_in(&primary.url).await?;
+    let primary_host = format!("127.0.0.1:{}", primary.port);
+    let both_hosts = format!("{primary_host},127.0.0.1:{}", standby.port);
+    let central_url = format!(
+        "{}?target_session_attrs=read-write",
+        db.app_login().await?.replace(&primary_host, &both_hosts)
+    );
+    let sites = [site_code("341071236"), site_code("341071237")];
+    let pki = Pki::new(&[&sites[0], &sites[1]])?;
+    if replication == Replication::Asynchronous {
+        let mut strict = e2e::central_serve(&pki, &["--require-synchronous-standby"]);
+        strict.env("DATABASE_URL", &central_url);
+        assert!(
+            e2e::spawn_ready(strict).await.is_err(),
+            "central told to require a synchronous standby refuses to serve without one"
+        );
+    }
+    let mut serve = e2e::central_serve(&pki, &[]);
+    serve
+        .env("DATABASE_URL", &central_url)
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);
+    let central = e2e::spawn_ready(serve).await?;
+    assert_eq!(
+        central.ready["synchronous_standby"],
+        replication == Replication::Synchronous,
+        "central says at start whether an ack is on two servers: {}",
+        central.ready
+    );
+    let sim = start_sim(&pki).await?;
+    let mut agents = Vec::new();
+    let mut running = Vec::new();
+    for site in &sites {
+        let agent = AgentSite::with_settings(
+            &pki,
+            site,
+            &https_endpoint(&central, "grpc"),
+            &https_endpoint(&sim, "https"),
+            AgentSettings {
+                reconnect_max_ms: Some(300),
+                ..Default::default()
+            },
+        )?;
+        running.push(agent.start().await?);
+        agents.push(agent);
+    }
+    let people = sim_people("any", 14).await?;
+    let mut shown = vec![BTreeSet::new(), BTreeSet::new()];
+    let mut acked_before_freeze = Vec::new();
+    for (agent, shown) in agents.iter().zip(&mut shown) {
+        shown.extend(burst(agent, &people[..4], 2).await);
+        acked_before_freeze.push(drained(agent).await);
+    }
+
+    // The standby is down for a while (stopped: a paused WAL receiver would still find the
+    // primary's WAL in its socket buffer); the counters keep working.
+    standby.stop().await?;
+    for (agent, shown) in agents.iter().zip(&mut shown) {
+        shown.extend(burst(agent, &people[4..9], 2).await);
+    }
+    // Asynchronous: central commits on the primary alone and acks; this returns at once.
+    // Synchronous: no commit returns, so no ack can come; the wait is bounded, since what is
+    // awaited is an absence.
+    let all_acked = async {
+        for agent in &agents {
+            drained(agent).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), all_acked).await;
+    let mut acked_at_kill = Vec::new();
+    for agent in &agents {
+        let status = agent.status().await?;
+        acked_at_kill.push(status["last_acked_sequence"].as_u64().unwrap_or(0));
+    }
+    if replication == Replication::Synchronous {
+        assert_eq!(
+            acked_at_kill, acked_before_freeze,
+            "nothing is acknowledged while the synchronous standby cannot confirm"
+        );
+    }
+
+    // The primary's machine dies; the standby comes back with what it had and is promoted.
+    primary.kill().await?;
+    standby.restart().await?;
+    standby.promote().await?;
+
+    let promoted = standby.client(&db.name).await?;
+    let mut lost = 0;
+    for (site, acked) in sites.iter().zip(&acked_at_kill) {
+        let held: i64 = promoted
+            .query_one(
+                "SELECT count(DISTINCT sequence) FROM events
+                 WHERE site_code = $1 AND sequence <= $2",
+                &[site, &(*acked as i64)],
+            )
+            .await?
+            .get(0);
+        lost += acked - held as u64;
+    }
+    if replication == Replication::Asynchronous {
+        return Ok(lost);
+    }
+
+    // Central and the agents carry on against the promoted standby by themselves.
+    for (agent, shown) in agents.iter().zip(&mut shown) {
+        shown.extend(burst(agent, &people[9..], 2).await);
+    }
+    let promoted_url = format!("postgres://postgres@127.0.0.1:{}/{}", standby.port, db.name);
+    for ((agent, site), shown) in agents.iter().zip(&sites).zip(&shown) {
+        let produced = drained(agent).await;
+        assert_eq!(shown.len() as u64, produced, "every lookup was answered");
+        assert_exactly_once_at(&promoted_url, site, produced, shown).await?;
+    }
+    drop(running);
+    Ok(lost)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_event() -> anyhow::Result<()> {
+    let lost = fail_over_mid_stream(Replication::Synchronous).await?;
+    assert_eq!(lost, 0, "acknowledged events missing after the failover");
+    Ok(())
+}
+
+/// Why the synchronous setting matters: the same failover with PostgreSQL's default
+/// asynchronous replication loses what was acknowledged while the standby lagged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_to_an_asynchronous_standby_can_lose_acknowledged_events() -> anyhow::Result<()>
+{
+    let lost = fail_over_mid_stream(Replication::Asynchronous).await?;
+    eprintln!(
+        "asynchronous replication: {lost} acknowledged events are not on the promoted standby"
+    );
+    assert!(
+        lost > 0,
+        "the events acknowledged while the standby was down were on the old primary alone"
+    );
+    Ok(())
+}
+
+/// The pages and the auditor's search read a replica (`--read-database-url`) while ingest
+/// writes to the primary; when the replica stops replaying, every page says how old its data
+/// is, and stops saying so once it caught up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_reads_a_replica_and_says_when_its_data_is_old() -> anyhow::Result<()> {
+    let primary = OwnCluster::start().await?;
+    let standby = OwnCluster::standby_of(&primary).await?;
+    let db = TestDb::create_in(&primary.url).await?;
+    let app_url = db.app_login().await?;
+    let replica_url = app_url.replace(
+        &format!("127.0.0.1:{}", primary.port),
+        &format!("127.0.0.1:{}", standby.port),
+    );
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let mut serve = e2e::central_serve(
+        &pki,
+        &[
+            "--web-listen",
+            "127.0.0.1:0",
+            "--replica-lag-warning-secs",
+            "1",
+        ],
+    );
+    serve
+        .env("DATABASE_URL", &app_url)
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url)
+        .env("CENTRAL_READ_DATABASE_URL", &replica_url);
+    let central = e2e::spawn_ready(serve).await?;
+    let password = "a long enough password for the test";
+    let mut add = Command::new(e2e::bin("central"));
+    add.args(["account", "add", "--login", "chain-it", "--name", "本部IT"])
+        .args(["--role", "chain_admin", "--by", "test"])
+        .env("DATABASE_URL", &db.url)
+        .stdin(std::process::Stdio::piped());
+    let mut adding = add.spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = adding.stdin.take().expect("piped stdin");
+        stdin.write_all(format!("{password}\n").as_bytes()).await?;
+    }
+    anyhow::ensure!(adding.wait().await?.success(), "central account add failed");
+    let web = e2e::http::WebSession::sign_in(
+        &pki.paths.chain_ca(),
+        &central.field("web"),
+        "chain-it",
+        password,
+    )
+    .await?;
+
+    let sim = start_sim(&pki).await?;
+    let agent = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let _agent = agent.start().await?;
+    let people = sim_people("valid", 8).await?;
+    let first = burst(&agent, &people[..4], 2).await;
+    drained(&agent).await;
+    let audit = format!("/audit?site={site}");
+    let count_on_page = |body: &[u8]| -> Option<usize> {
+        let text = String::from_utf8_lossy(body);
+        let (_, rest) = text.split_once("id=\"result-count\">")?;
+        rest.split('<').next()?.trim().parse().ok()
+    };
+    eventually(
+        "the auditor's search on the replica to show the lookups",
+        || async {
+            let (status, _, body) = web.get(&audit).await.ok()?;
+            (status == 200 && count_on_page(&body)? == first.len()).then_some(())
+        },
+    )
+    .await;
+    let (status, _, body) = web.get(&format!("/sites/{site}")).await?;
+    assert_eq!(status, 200);
+    assert!(!String::from_utf8_lossy(&body).contains("replica-lag"));
+
+    // The replica stops replaying; the primary keeps taking the site's events.
+    let replica_admin = standby.client("postgres").await?;
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await?;
+    let second = burst(&agent, &people[4..], 2).await;
+    drained(&agent).await;
+    let stale = eventually(
+        "every page to say how old the replica's data is",
+        || async {
+            let (_, _, body) = web.get(&audit).await.ok()?;
+            String::from_utf8_lossy(&body)
+                .contains("id=\"replica-lag\"")
+                .then_some(body)
+        },
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&stale).contains("秒前のものです"),
+        "in Japanese first"
+    );
+    assert_eq!(
+        count_on_page(&stale),
+        Some(first.len()),
+        "the search shows what the replica has"
+    );
+
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await?;
+    eventually("the replica to catch up and the notice to go", || async {
+        let (_, _, body) = web.get(&audit).await.ok()?;
+        (!String::from_utf8_lossy(&body).contains("replica-lag")
+            && count_on_page(&body)? == first.len() + second.len())
+        .then_some(())
+    })
+    .await;
     Ok(())
 }

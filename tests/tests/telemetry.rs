@@ -7,7 +7,7 @@ use e2e::{
     start_central_with_env, start_sim, start_sim_with_env,
 };
 
-const CENTRAL_METRICS: [&str; 11] = [
+const CENTRAL_METRICS: [&str; 12] = [
     "central_ingest_events_total",
     "central_ingest_batch_size_events",
     "central_commit_duration_seconds",
@@ -21,6 +21,7 @@ const CENTRAL_METRICS: [&str; 11] = [
     "central_sites",
     "central_certificates_expiring",
     "central_ingest_backlog_events",
+    "central_db_synchronous_standby",
 ];
 
 /// The metric names the chart's Prometheus rules and Grafana dashboard query (a histogram's

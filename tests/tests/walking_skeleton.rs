@@ -414,6 +414,16 @@ async fn central_health_answers_serving_over_mtls_and_fails_clearly_when_down() 
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "SERVING");
+    // The test's PostgreSQL has no standby: an ack is on one server only.
+    let output = health(central.field("grpc"))
+        .arg("--synchronous-standby")
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "NOT_SERVING"
+    );
 
     let closed = TcpListener::bind("127.0.0.1:0")
         .await?

@@ -297,6 +297,11 @@ impl Violation {
 /// consent events central holds for the same patient at the site) must have given the
 /// category and still be live at `at`. Windows are taken as recorded: the agent and onshi-sim
 /// both check them, and central does not hold the national announcements yet.
+///
+/// A view the receipt computer asked for (relayed or observed at the terminal,
+/// [`crate::events::LookupSource::is_receipt_computer`]) names no staff member or policy: the
+/// agent decided nothing, the national side answered. Its site kind and the consent are
+/// checked; the role cannot be.
 pub fn recheck(
     site: &crate::site::SiteCode,
     view: &crate::events::InfoView,
@@ -305,16 +310,6 @@ pub fn recheck(
 ) -> Result<(), Violation> {
     use crate::events::ConsentChoice;
     use crate::ids::FeeTable;
-    let policy = view
-        .policy_version
-        .as_deref()
-        .and_then(PolicyVersion::parse)
-        .ok_or_else(|| Violation::UnknownPolicy(view.policy_version.clone()))?;
-    let role = view
-        .staff_role
-        .as_deref()
-        .and_then(Role::parse)
-        .ok_or_else(|| Violation::UnknownRole(view.staff_role.clone()))?;
     let table = site.institution_code().fee_table();
     let kind = match table {
         // Hospitals and clinics share one row of the table.
@@ -324,14 +319,27 @@ pub fn recheck(
         FeeTable::HomeNursing => return Err(Violation::SiteKind(table)),
     };
     let category = category_name(view.category);
-    if !policy.role_may_view(kind, role, view.category) {
-        return Err(Refusal::RoleNotPermitted {
-            role: role.as_str(),
-            kind: kind.as_str(),
-            category,
-            policy: policy.as_str(),
+    let decided_by_agent = !view.source.is_some_and(|s| s.is_receipt_computer());
+    if decided_by_agent {
+        let policy = view
+            .policy_version
+            .as_deref()
+            .and_then(PolicyVersion::parse)
+            .ok_or_else(|| Violation::UnknownPolicy(view.policy_version.clone()))?;
+        let role = view
+            .staff_role
+            .as_deref()
+            .and_then(Role::parse)
+            .ok_or_else(|| Violation::UnknownRole(view.staff_role.clone()))?;
+        if !policy.role_may_view(kind, role, view.category) {
+            return Err(Refusal::RoleNotPermitted {
+                role: role.as_str(),
+                kind: kind.as_str(),
+                category,
+                policy: policy.as_str(),
+            }
+            .into());
         }
-        .into());
     }
     if view.disaster_window_id.is_some() {
         return Ok(());
@@ -584,7 +592,40 @@ mod tests {
                 staff_role: Some(role.into()),
                 policy_version: Some("jp-2020-11".into()),
                 disaster_window_id: window.map(str::to_string),
+                source: None,
             }
+        }
+
+        /// The receipt computer's view, relayed or observed: no role or policy to check, the
+        /// consent still.
+        #[test]
+        fn a_receipt_computer_view_is_checked_for_its_consent_only() {
+            for source in [
+                crate::events::LookupSource::FileExchange,
+                crate::events::LookupSource::TerminalTap,
+            ] {
+                let v = InfoView {
+                    staff_id: None,
+                    staff_role: None,
+                    policy_version: None,
+                    source: Some(source),
+                    ..view("clerk", InfoCategory::Drug, None)
+                };
+                let given = [consent(AT - Duration::hours(3), ConsentChoice::Given)];
+                assert_eq!(recheck(&clinic(), &v, AT, &given), Ok(()));
+                assert_eq!(
+                    recheck(&clinic(), &v, AT, &[]).unwrap_err().code(),
+                    "no_consent_at_central"
+                );
+            }
+            // The agent's own view without a policy is still a violation.
+            let mut own = view("doctor", InfoCategory::Drug, None);
+            own.policy_version = None;
+            let given = [consent(AT - Duration::hours(3), ConsentChoice::Given)];
+            assert_eq!(
+                recheck(&clinic(), &own, AT, &given).unwrap_err().code(),
+                "unknown_policy"
+            );
         }
 
         fn consent(at: OffsetDateTime, drug: ConsentChoice) -> Consent {

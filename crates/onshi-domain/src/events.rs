@@ -172,6 +172,18 @@ pub enum LookupSource {
     /// A patient on the qualification terminal's face-recognition card reader (顔認証付き
     /// カードリーダー): the terminal's own lookup, read from its `face` folder.
     FaceReader,
+    /// The receipt computer's own exchange with the qualification terminal, observed by the
+    /// agent in the terminal's folders (tap mode): the agent neither asked nor answered it.
+    TerminalTap,
+}
+
+impl LookupSource {
+    /// An exchange the receipt computer started (relayed through the file exchange or observed
+    /// at the terminal): nobody at the agent chose who asked, so no staff member or access
+    /// decision of the agent's stands behind it.
+    pub fn is_receipt_computer(self) -> bool {
+        matches!(self, LookupSource::FileExchange | LookupSource::TerminalTap)
+    }
 }
 
 /// How the patient's identity was confirmed.
@@ -275,6 +287,11 @@ pub struct InfoView {
     pub staff_role: Option<String>,
     pub policy_version: Option<String>,
     pub disaster_window_id: Option<String>,
+    /// Who asked: `None` for the agent's own views (decided with its roster and policy); the
+    /// receipt computer's requests relayed (`file_exchange`) or observed at the terminal
+    /// (`terminal_tap`) carry no staff member or policy: the national side decided alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<LookupSource>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AgentErrorCode {
-    /// The request is not a readable `OQSsiquc01req` (XML, encoding, required elements).
+    /// The request is not a readable request of its kind (XML, encoding, required elements).
     RequestUnreadable,
     /// The request file is larger than the agent accepts.
     RequestTooLarge,
@@ -61,10 +61,10 @@ impl AgentErrorCode {
     pub fn message(self) -> &'static str {
         match self {
             Self::RequestUnreadable => {
-                "要求ファイルを読み取れません。レセコンの出力形式を確認してください / the request file is not a readable OQSsiquc01req message; check the receipt computer's output"
+                "要求ファイルを読み取れません。レセコンの出力形式を確認してください / the request file is not a readable request of its kind (OQSsiquc01req, YZKsiquc01req, …); check the receipt computer's output"
             }
             Self::RequestTooLarge => {
-                "要求ファイルが大きすぎます / the request file is too large to be an eligibility request"
+                "要求ファイルが大きすぎます / the request file is larger than the agent accepts (max_request_bytes)"
             }
             Self::WrongInstitution => {
                 "要求ファイルの医療機関コードがこの施設のものではありません。レセコンの設定を確認してください / the request names another medical institution than this site; check the receipt computer's settings"
@@ -93,7 +93,7 @@ const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
     Err(_) => panic!("+09:00 is a valid offset"),
 };
 
-fn now_jst() -> PrimitiveDateTime {
+pub(crate) fn now_jst() -> PrimitiveDateTime {
     let now = OffsetDateTime::now_utc().to_offset(JST);
     let time = now.time().replace_nanosecond(0).unwrap_or(now.time());
     PrimitiveDateTime::new(now.date(), time)
@@ -104,6 +104,8 @@ fn now_jst() -> PrimitiveDateTime {
 pub struct Echo {
     pub confirmation_date: Option<Date>,
     pub arbitrary_file_identifier: Option<String>,
+    /// A batch result request's `ReceptionNumber`.
+    pub reception_number: Option<String>,
 }
 
 /// A result file that ends abnormally (`SegmentOfResult` 9) with one of the agent's codes.
@@ -159,6 +161,7 @@ mod tests {
                 &Echo {
                     confirmation_date: None,
                     arbitrary_file_identifier: Some("受付0001".into()),
+                    reception_number: None,
                 },
                 AgentErrorCode::NationalUnreachable,
                 Some("timeout"),

@@ -6,11 +6,13 @@
 //! 1. **answered**: the national system's answer (the raw result file, or why it could not be
 //!    reached), before the lookup event is recorded. After a crash the answer is recorded from
 //!    here: no second national query.
-//! 2. **recording**: the same plus the event's sequence, id and outbox stream, written from
-//!    inside the outbox transaction that records the event, before it commits
-//!    ([`crate::recorder::Recorder::record_noting`]). After a crash the outbox says whether that
-//!    transaction committed ([`was_committed`]): if it did, the result is written from the
-//!    journal without recording again; if not, the event is recorded now.
+//! 2. **recording**: the same plus the event's sequence, id and outbox stream (and its index
+//!    among the request's events: a batch result is one event per row, a batch still in
+//!    progress none), written from inside the outbox transaction that records each event,
+//!    before it commits ([`crate::recorder::Recorder::record_noting`]); the events before it
+//!    committed. After a crash the outbox says whether that transaction committed
+//!    ([`was_committed`]): the events after it are recorded now, none twice, and the result
+//!    is written from the journal.
 //!
 //! The request file and its journal leave `work/` together when the result is written.
 
@@ -45,6 +47,10 @@ pub struct Journal {
     pub latency_ms: u32,
     #[serde(default)]
     pub recording: Option<Recording>,
+    /// Which of the request's events `recording` notes (0 for journals written before the
+    /// file exchange relayed more than eligibility requests, which had one).
+    #[serde(default)]
+    pub recording_index: u32,
 }
 
 impl Journal {
@@ -63,6 +69,7 @@ impl Journal {
             answer,
             latency_ms: asked.latency_ms,
             recording: None,
+            recording_index: 0,
         }
     }
 

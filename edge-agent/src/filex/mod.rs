@@ -1,22 +1,31 @@
 //! The receipt-computer (レセコン) file exchange: request files in, result files out.
 //!
-//! The receipt computer writes `OQSsiquc01req_<suffix>.xml` into the request folder; the agent
-//! answers `OQSsiquc01res_<suffix>.xml` in the result folder (domain doc §4). The folder is
-//! watched with file-system notification plus a periodic rescan (notifications can be lost, on
-//! network shares especially). A file is touched only once it is stable (size and mtime
+//! The receipt computer writes `<Kind>req_<suffix>.xml` into the request folder; the agent
+//! answers `<Kind>res_<suffix>.xml` in the result folder (domain doc §4), for every kind the
+//! terminal answers ([`kinds`]): single eligibility `OQSsiquc01`, the batch inquiry's two steps
+//! `OQSmuquc01` / `OQSmuquc02`, drug `YZKsiquc01` and checkup `TKKsiquc01` information. With
+//! `transport = "terminal"` this is **relay mode**: the receipt computer's folders point at the
+//! agent, which passes each request on to the qualification terminal and its answer back. The
+//! folder is watched with file-system notification plus a periodic rescan (notifications can be
+//! lost, on network shares especially). A file is touched only once it is stable (size and mtime
 //! unchanged for `settle_ms`); a file that still does not parse is given `incomplete_grace_ms`
 //! of quiet to be completed before it is declared bad, so a slow writer is never answered early.
 //!
 //! One request, step by step (each step durable before the next):
 //!
 //! 1. **claim**: `rename` into the work folder (from here on, the request is the agent's);
-//! 2. **ask** the national system, in the request's own encoding, and journal the answer
-//!    ([`journal`]);
-//! 3. **record** the lookup event (`LookupSource::FileExchange`); the journal notes the event's
-//!    sequence inside the outbox transaction;
+//! 2. **ask** the national system with the request's own bytes (checked to be well formed and
+//!    this site's, never rewritten), and journal the answer ([`journal`]); through the terminal
+//!    the exchange is journaled there too ([`crate::national::Recovery::Relay`]), so an answer
+//!    that lands while the agent is down is found at start and nothing is asked twice;
+//! 3. **record** the request's events, as the agent's own paths record that kind
+//!    ([`crate::exchanges`], `LookupSource::FileExchange`: a lookup per eligibility request and
+//!    per batch row, an `InfoView` per drug or checkup request, nothing for a batch accepted or
+//!    still in progress); the journal notes each event's sequence inside the outbox transaction;
 //! 4. **answer**: the result file, written atomically (temp + fsync + rename) — the national
-//!    system's file as it came, or, when it could not be reached, a file with
-//!    `SegmentOfResult` 9 and an agent code ([`codes`]) telling the clerk to check the card;
+//!    system's file byte for byte as it came, or, when there is none or it does not read as its
+//!    kind's result, a file in that kind's shape with an agent code ([`codes`]) telling the
+//!    clerk what to do;
 //! 5. **archive** the request and drop the journal.
 //!
 //! A crash anywhere is resumed at start ([`FileExchange::recover`]) from the work folder: each
@@ -33,6 +42,7 @@
 pub mod codes;
 pub mod fsio;
 pub mod journal;
+pub mod kinds;
 pub mod settings;
 
 use std::collections::HashMap;
@@ -41,23 +51,18 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
-use onshi_domain::events::LookupSource;
+use onshi_domain::events::{EventBody, LookupRoute, LookupSource};
 use onshi_domain::ids::MedicalInstitutionCode;
-use onshi_domain::xml::{
-    QualificationConfirmationRequest, QualificationConfirmationResult, XmlEncoding, XmlError,
-    XmlLimits,
-};
+use onshi_domain::xml::{XmlEncoding, XmlError};
 use tokio::sync::Notify;
 
 use crate::fault::{self, Fault};
-use crate::lookup::{Lookups, Provenance};
+use crate::lookup::Lookups;
 use crate::outbox::Outbox;
 use codes::{AgentErrorCode, Echo};
 use journal::{Journal, Recording};
+use kinds::{Kind, ReadRequest};
 pub use settings::{FileExchangeConfig, Folders};
-
-pub const REQUEST_PREFIX: &str = "OQSsiquc01req_";
-pub const RESULT_PREFIX: &str = "OQSsiquc01res_";
 
 #[derive(Debug)]
 pub struct FileExchange {
@@ -279,8 +284,11 @@ impl FileExchange {
                     continue;
                 }
             };
+            let Some(kind) = kinds::of_claimed(&name) else {
+                continue;
+            };
             let incomplete =
-                matches!(self.parse(&bytes), Err(refusal) if refusal.may_be_incomplete());
+                matches!(self.parse(kind, &bytes), Err(refusal) if refusal.may_be_incomplete());
             if incomplete && quiet < self.config.incomplete_grace() {
                 // Perhaps still being written: look again once it has been quiet longer.
                 entry.unparsable = true;
@@ -300,22 +308,13 @@ impl FileExchange {
         unsettled
     }
 
-    fn parse(&self, bytes: &[u8]) -> Result<QualificationConfirmationRequest, Refusal> {
-        let limits = XmlLimits {
-            max_bytes: usize::try_from(self.config.max_request_bytes).unwrap_or(usize::MAX),
-            ..XmlLimits::DEFAULT
-        };
-        let read = QualificationConfirmationRequest::read_xml_with_limits(bytes, &limits)
-            .map_err(Refusal::xml)?;
-        crate::judge::log_read_warnings("OQSsiquc01req", &read.warnings);
-        let request = read.value;
-        if request.header.medical_institution_code != self.site {
+    fn parse(&self, kind: Kind, bytes: &[u8]) -> Result<ReadRequest, Refusal> {
+        let max = usize::try_from(self.config.max_request_bytes).unwrap_or(usize::MAX);
+        let request = kinds::read_request(kind, bytes, max).map_err(Refusal::xml)?;
+        if request.institution != self.site {
             return Err(Refusal::new(
                 AgentErrorCode::WrongInstitution,
-                format!(
-                    "request {}, this site {}",
-                    request.header.medical_institution_code, self.site
-                ),
+                format!("request {}, this site {}", request.institution, self.site),
             ));
         }
         Ok(request)
@@ -353,6 +352,9 @@ impl FileExchange {
     }
 
     async fn process_claimed_inner(&self, path: &Path) -> anyhow::Result<()> {
+        let Some(kind) = kinds::of_claimed(&file_name(path)) else {
+            anyhow::bail!("not a request file");
+        };
         let bytes = match self.read_request(path).await {
             Ok(bytes) => bytes,
             Err(error) => {
@@ -362,7 +364,7 @@ impl FileExchange {
             }
         };
         let encoding = declared_encoding(&bytes);
-        let request = match self.parse(&bytes) {
+        let request = match self.parse(kind, &bytes) {
             Ok(request) => request,
             Err(refusal) => {
                 self.refuse(path, Some(&bytes), refusal).await;
@@ -373,59 +375,36 @@ impl FileExchange {
         let journal = match journal::read(&journal_path).context("reading the journal")? {
             Some(journal) => journal,
             None => {
-                let asked = self.lookups.ask(&request, encoding).await;
-                let journal = Journal::from_asked(&asked);
+                let asked = self
+                    .lookups
+                    .relay(kind.message_id(), bytes.clone(), &journal_path)
+                    .await;
+                let journal = Journal::from_asked(&asked.asked);
                 write_journal(journal_path.clone(), journal.clone()).await;
+                asked.ticket.finish().await;
                 fault::strike(self.fault, Fault::FileAfterAnswer);
                 journal
             }
         };
-        let recorded = match &journal.recording {
-            Some(recording) => journal::was_committed(&self.outbox, recording).await?,
-            None => false,
-        };
-        if !recorded {
-            let provenance = Provenance {
-                source: LookupSource::FileExchange,
-                batch_id: None,
-                terminal: self.lookups.default_terminal().clone(),
-            };
-            let noted = journal.clone();
-            let note_path = journal_path.clone();
-            let stream_id = self.outbox.stream_id().0.to_string();
-            let before_commit = move |event: &onshi_domain::events::FleetEvent| {
-                let mut noted = noted;
-                noted.recording = Some(Recording {
-                    sequence: event.sequence,
-                    event_id: event.id.to_string(),
-                    stream_id,
-                });
-                if let Err(error) = journal::write(&note_path, &noted) {
-                    tracing::error!(%error, "cannot journal the lookup's sequence; a crash now could record it twice");
-                }
-            };
-            let recorded = self
-                .lookups
-                .record_asked(&request, journal.asked(), provenance, before_commit)
-                .await;
-            if let Err(error) = recorded {
-                tracing::error!(%error, "file-exchange lookup not recorded: answer withheld");
-                let result = codes::error_result(
-                    &self.site,
-                    &echo_of(&request),
-                    AgentErrorCode::NotRecorded,
-                    None,
-                    encoding,
-                );
-                return self.answer(path, &journal_path, result).await;
-            }
-            fault::strike(self.fault, Fault::FileAfterRecord);
-        }
-        let result = match journal.raw_result() {
-            Some(raw) if QualificationConfirmationResult::from_xml(&raw).is_ok() => raw,
-            Some(_) => codes::error_result(
+        if let Err(error) = self.record(kind, &bytes, &journal, &journal_path).await {
+            tracing::error!(%error, kind = kind.message_id(), "file-exchange request not recorded: answer withheld");
+            let result = kinds::error_result(
+                kind,
                 &self.site,
-                &echo_of(&request),
+                &request.echo,
+                AgentErrorCode::NotRecorded,
+                None,
+                encoding,
+            );
+            return self.answer(path, &journal_path, result).await;
+        }
+        fault::strike(self.fault, Fault::FileAfterRecord);
+        let result = match journal.raw_result() {
+            Some(raw) if kinds::result_reads(kind, &raw) => raw,
+            Some(_) => kinds::error_result(
+                kind,
+                &self.site,
+                &request.echo,
                 AgentErrorCode::NationalAnswerUnreadable,
                 None,
                 encoding,
@@ -435,9 +414,10 @@ impl FileExchange {
                     journal::StoredAnswer::Failed { message } => Some(message.as_str()),
                     journal::StoredAnswer::Answered { .. } => None,
                 };
-                codes::error_result(
+                kinds::error_result(
+                    kind,
                     &self.site,
-                    &echo_of(&request),
+                    &request.echo,
                     AgentErrorCode::NationalUnreachable,
                     detail,
                     encoding,
@@ -445,6 +425,78 @@ impl FileExchange {
             }
         };
         self.answer(path, &journal_path, result).await
+    }
+
+    /// Records the events of one request not yet recorded: those after the one the journal
+    /// notes if that one committed, else from it (at start the outbox tells, before anything
+    /// else records). Each is noted in the journal inside its outbox transaction.
+    async fn record(
+        &self,
+        kind: Kind,
+        request: &[u8],
+        journal: &Journal,
+        journal_path: &Path,
+    ) -> Result<(), crate::outbox::OutboxError> {
+        let asked = journal.asked();
+        let events = crate::exchanges::events(
+            kind,
+            Some(request),
+            asked.answer.as_ref(),
+            crate::exchanges::Context {
+                patient_key: self.lookups.patient_key(),
+                source: LookupSource::FileExchange,
+                latency_ms: journal.latency_ms,
+                today: crate::lookup::today_jst(),
+            },
+        );
+        let start = match &journal.recording {
+            Some(recording) => {
+                let index = usize::try_from(journal.recording_index).unwrap_or(usize::MAX);
+                if journal::was_committed(&self.outbox, recording).await? {
+                    index.saturating_add(1)
+                } else {
+                    index
+                }
+            }
+            None => 0,
+        };
+        let stream_id = self.outbox.stream_id().0.to_string();
+        for (index, body) in events.into_iter().enumerate().skip(start) {
+            let noted = journal.clone();
+            let note_path = journal_path.to_path_buf();
+            let stream_id = stream_id.clone();
+            let before_commit = move |event: &onshi_domain::events::FleetEvent| {
+                let mut noted = noted;
+                noted.recording = Some(Recording {
+                    sequence: event.sequence,
+                    event_id: event.id.to_string(),
+                    stream_id,
+                });
+                noted.recording_index = u32::try_from(index).unwrap_or(u32::MAX);
+                if let Err(error) = journal::write(&note_path, &noted) {
+                    tracing::error!(%error, "cannot journal the event's sequence; a crash now could record it twice");
+                }
+            };
+            let lookup = match &body {
+                EventBody::Lookup(l) => Some((l.outcome, l.latency_ms)),
+                _ => None,
+            };
+            let event = self
+                .lookups
+                .recorder()
+                .record_noting(self.lookups.default_terminal().clone(), body, before_commit)
+                .await?;
+            if let Some((outcome, latency_ms)) = lookup {
+                crate::lookup::observe_latency(LookupRoute::InsuranceCard, outcome, latency_ms);
+            }
+            tracing::info!(
+                kind = kind.message_id(),
+                event = event.body.kind(),
+                sequence = event.sequence,
+                "file-exchange request recorded"
+            );
+        }
+        Ok(())
     }
 
     /// Publishes the result, archives the request, drops the journal.
@@ -486,7 +538,8 @@ impl FileExchange {
         let name = file_name(request);
         let encoding = bytes.map_or(XmlEncoding::Utf8, declared_encoding);
         let echo = bytes.map(scan_echo).unwrap_or_default();
-        let result = codes::error_result(
+        let result = kinds::error_result(
+            kinds::of_claimed(&name).unwrap_or(Kind::Eligibility),
             &self.site,
             &echo,
             refusal.code,
@@ -583,31 +636,20 @@ fn list_requests(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// `<Kind>req_<suffix>.xml` for a kind the file exchange relays ([`kinds::Kind`]).
 pub fn is_request_name(name: &str) -> bool {
-    name.starts_with(REQUEST_PREFIX)
-        && name.len() > REQUEST_PREFIX.len() + 4
-        && name.to_ascii_lowercase().ends_with(".xml")
+    Kind::of_request(name).is_some()
 }
 
-/// `OQSsiquc01req_X.xml` → `OQSsiquc01res_X.xml`.
+/// `<Kind>req_X.xml` → `<Kind>res_X.xml`.
 pub fn result_name(request_name: &str) -> String {
-    match request_name.strip_prefix(REQUEST_PREFIX) {
-        Some(rest) => format!("{RESULT_PREFIX}{rest}"),
-        None => format!("{RESULT_PREFIX}{request_name}"),
-    }
+    crate::exchanges::result_name(request_name)
 }
 
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn echo_of(request: &QualificationConfirmationRequest) -> Echo {
-    Echo {
-        confirmation_date: Some(request.header.qualification_confirmation_date),
-        arbitrary_file_identifier: request.header.arbitrary_file_identifier.clone(),
-    }
 }
 
 fn encode(text: &str, encoding: XmlEncoding) -> Vec<u8> {
@@ -676,6 +718,7 @@ pub(crate) fn scan_echo(bytes: &[u8]) -> Echo {
     Echo {
         confirmation_date: None,
         arbitrary_file_identifier: id,
+        reception_number: None,
     }
 }
 
@@ -689,6 +732,9 @@ mod tests {
         assert!(is_request_name("OQSsiquc01req_202604010001.XML"));
         assert!(!is_request_name("OQSsiquc01res_202604010001.xml"));
         assert!(!is_request_name(".OQSsiquc01req_1.xml.tmp"));
+        assert!(is_request_name("YZKsiquc01req_02261201093012340.xml"));
+        assert!(is_request_name("OQSmuquc02req_1.xml"));
+        assert!(!is_request_name("OQSsiimm01req_1.xml"));
         assert_eq!(
             result_name("OQSsiquc01req_202604010001.xml"),
             "OQSsiquc01res_202604010001.xml"

@@ -4,8 +4,8 @@
 //! ```toml
 //! [file_exchange]
 //! folder = "/srv/onshi"            # base; the folders below default to <folder>/req, res, …
-//! # request_dir = "…/req"          # the receipt computer writes OQSsiquc01req_*.xml here
-//! # result_dir = "…/res"           # the agent answers OQSsiquc01res_*.xml here
+//! # request_dir = "…/req"          # the receipt computer writes <Kind>req_*.xml here
+//! # result_dir = "…/res"           # the agent answers <Kind>res_*.xml here
 //! # archive_dir = "…/archive"      # answered requests
 //! # error_dir = "…/error"          # requests that could not be read
 //! # work_dir = "…/work"            # requests being answered, and their restart journal
@@ -15,6 +15,13 @@
 //! # max_request_bytes = 1048576
 //! # err_files = true               # also write <request-name>.err on failure (UNCONFIRMED convention)
 //! ```
+//!
+//! The kinds are those the terminal answers: `OQSsiquc01`, `OQSmuquc01`/`OQSmuquc02`,
+//! `YZKsiquc01`, `TKKsiquc01` (other names are left alone). With `[onshi] transport =
+//! "terminal"` this is relay mode: point the receipt computer's request and result folders here
+//! instead of at the terminal's, and the agent passes each request on and the answer back byte
+//! for byte. A batch inquiry for many people may be larger than `max_request_bytes`' default:
+//! raise it for sites that send them.
 //!
 //! The work, request, result, archive and error folders must be on one file system: requests
 //! and results are moved with `rename`, which is atomic only within a file system.

@@ -6,9 +6,9 @@
 //! information views too, when views are configured).
 //!
 //! The files are the terminal's and the receipt computer's: the agent never moves, renames or
-//! changes them. It remembers what it handled in the terminal journal (`face_files`, by name,
-//! with the step reached and the note of the event in flight, [`super::journal`]), so across
-//! restarts nothing is recorded twice and nothing is missed. Files are read once stable (size
+//! changes them. It remembers what it handled in the terminal journal as files recorded once
+//! ([`super::watched`], under `face`), so across restarts nothing is recorded twice and nothing
+//! is missed. Files are read once stable (size
 //! and mtime unchanged for `settle`), through a no-follow, regular-file-only, size-limited open,
 //! in Shift_JIS or UTF-8 and in any element order (the shared codec).
 //!
@@ -28,17 +28,16 @@ use onshi_domain::site::TerminalId;
 use tokio::sync::Notify;
 
 use super::journal::Journal;
+use super::watched::Watched;
 use crate::filex::fsio;
 use crate::judge::judge;
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 
-pub const FACE_PREFIX: &str = "OQSsiquc01res_face_";
+pub use crate::exchanges::FACE_PREFIX;
 
-/// Steps of one face file in the journal.
-const STEP_NONE: u8 = 0;
-const STEP_LOOKUP: u8 = 1;
-const STEP_DONE: u8 = 2;
+/// The face watcher's key among watched files.
+pub const WATCHED: &str = "face";
 
 pub fn is_face_name(name: &str) -> bool {
     name.starts_with(FACE_PREFIX) && name.to_ascii_lowercase().ends_with(".xml")
@@ -47,10 +46,8 @@ pub fn is_face_name(name: &str) -> bool {
 #[derive(Debug)]
 pub struct FaceWatch {
     folder: PathBuf,
-    journal: Journal,
-    recorder: Recorder,
+    watched: Watched,
     patient_key: PatientHashKey,
-    terminal: TerminalId,
     settle: Duration,
     rescan: Duration,
     incomplete_grace: Duration,
@@ -75,10 +72,8 @@ impl FaceWatch {
     ) -> Self {
         Self {
             folder: settings.folders.face.clone(),
-            journal,
-            recorder,
+            watched: Watched::new(journal, WATCHED, recorder, terminal),
             patient_key,
-            terminal,
             settle: settings.settle,
             rescan: settings.rescan,
             incomplete_grace: settings.incomplete_grace,
@@ -92,66 +87,34 @@ impl FaceWatch {
         self
     }
 
-    /// Finishes face files a previous run left between steps. Call at start, before anything
+    /// Finishes face files a previous run left between events. Call at start, before anything
     /// else records events.
     pub async fn recover(&self, outbox: &Outbox) -> anyhow::Result<usize> {
-        let rows = self.journal.face_unfinished().await?;
-        for row in &rows {
-            let mut step = row.step;
-            if let Some(note) = &row.note
-                && crate::filex::journal::was_committed(outbox, note).await?
-            {
-                step += 1;
-            }
-            match step {
-                STEP_NONE => {
-                    // Its lookup never committed: the next scan reads the file again.
-                    self.journal.face_forget(row.name.clone()).await?;
-                }
-                STEP_LOOKUP => {
-                    let consent = row
-                        .consent
-                        .as_deref()
-                        .and_then(|c| serde_json::from_str::<Consent>(c).ok());
-                    self.journal
-                        .face_step(row.name.clone(), STEP_LOOKUP)
-                        .await?;
-                    match consent {
-                        Some(consent) => self.record_consent(&row.name, consent).await?,
-                        None => self.journal.face_step(row.name.clone(), STEP_DONE).await?,
-                    }
-                }
-                _ => self.journal.face_step(row.name.clone(), STEP_DONE).await?,
-            }
-        }
+        let left = self.watched.recover(outbox).await?;
         // Files the site has cleared away and that were handled more than a week ago.
         let folder = self.folder.clone();
-        let present = tokio::task::spawn_blocking(move || -> std::collections::HashSet<String> {
-            std::fs::read_dir(&folder)
-                .map(|d| {
-                    d.filter_map(|e| e.ok())
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
+        let present = tokio::task::spawn_blocking(move || -> std::io::Result<HashSet<String>> {
+            Ok(std::fs::read_dir(&folder)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect())
         })
         .await?;
         // Only when the folder could be listed: an unmounted share is not an emptied folder.
-        if self.folder.is_dir() {
-            let week_ago = now_ms() - 7 * 24 * 3600 * 1000;
-            let pruned = self.journal.face_prune(present, week_ago).await?;
+        if let Ok(present) = present {
+            let pruned = self.watched.prune(present).await?;
             if pruned > 0 {
                 tracing::info!(pruned, "forgot face results the site has cleared away");
             }
         }
-        Ok(rows.len())
+        Ok(left)
     }
 
     /// Watches the face folder until `shutdown`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let wake = Arc::new(Notify::new());
         let _watcher = crate::filex::watch(&self.folder, wake.clone());
-        let mut handled = match self.journal.face_names().await {
+        let mut handled = match self.watched.handled().await {
             Ok(names) => names,
             Err(error) => {
                 tracing::error!(%error, "cannot read which face results were recorded; not watching the face folder");
@@ -258,7 +221,7 @@ impl FaceWatch {
             Err(error) if fsio::is_refusal(&error) => {
                 // No file name in the log: the middle of a face file's name is the terminal's (UNCONFIRMED what).
                 tracing::warn!(%error, "a face file is refused and ignored");
-                self.remember(name, size, None, STEP_DONE).await?;
+                self.watched.record(name, size, Vec::new()).await?;
                 return Ok(true);
             }
             Err(error) => {
@@ -305,48 +268,33 @@ impl FaceWatch {
             batch_id: None,
             identity_verification: IdentityVerification::Face,
         };
-        let consent_json = consent.as_ref().and_then(|c| serde_json::to_string(c).ok());
-        self.remember(name, size, consent_json, STEP_NONE).await?;
-        let journal = self.journal.clone();
-        let noted = name.to_string();
-        let event = self
-            .recorder
-            .record_noting(self.terminal.clone(), EventBody::Lookup(lookup), move |e| {
-                if let Err(error) = journal.face_note_blocking(&noted, e) {
-                    tracing::error!(%error, "cannot note a face result's event; a crash now could record it twice");
-                }
-            })
-            .await?;
-        tracing::info!(
-            outcome = judged.outcome.as_str(),
-            sequence = event.sequence,
-            "face-reader result recorded"
-        );
-        self.step(name, STEP_LOOKUP).await?;
-        match consent {
-            Some(consent) => {
-                self.record_consent(name, consent.clone()).await?;
-                if let (Some(views), Some(first)) = (&self.views, judged.first.as_ref()) {
-                    self.keep_for_views(views, &event.id.to_string(), first, &consent)
-                        .await;
-                }
-            }
-            None => self.step(name, STEP_DONE).await?,
+        let mut events = vec![EventBody::Lookup(lookup)];
+        if let Some(consent) = &consent {
+            events.push(EventBody::Consent(consent.clone()));
+        }
+        let recorded = self.watched.record(name, size, events).await?;
+        let lookup_event = recorded
+            .iter()
+            .find(|e| matches!(e.body, EventBody::Lookup(_)));
+        if let Some(event) = lookup_event {
+            tracing::info!(
+                outcome = judged.outcome.as_str(),
+                sequence = event.sequence,
+                "face-reader result recorded"
+            );
+        }
+        // Kept for views once both are recorded (only in this run: handles live in memory).
+        if let (Some(views), Some(first), Some(consent), Some(event), true) = (
+            &self.views,
+            judged.first.as_ref(),
+            &consent,
+            lookup_event,
+            recorded.len() == 2,
+        ) {
+            self.keep_for_views(views, &event.id.to_string(), first, consent)
+                .await;
         }
         Ok(true)
-    }
-
-    async fn record_consent(&self, name: &str, consent: Consent) -> anyhow::Result<()> {
-        let journal = self.journal.clone();
-        let noted = name.to_string();
-        self.recorder
-            .record_noting(self.terminal.clone(), EventBody::Consent(consent), move |e| {
-                if let Err(error) = journal.face_note_blocking(&noted, e) {
-                    tracing::error!(%error, "cannot note a face result's consent event; a crash now could record it twice");
-                }
-            })
-            .await?;
-        self.step(name, STEP_DONE).await
     }
 
     async fn keep_for_views(
@@ -376,25 +324,6 @@ impl FaceWatch {
             tracing::error!(%error, "a face result's consent could not be kept for views");
         }
     }
-
-    async fn remember(
-        &self,
-        name: &str,
-        size: u64,
-        consent: Option<String>,
-        step: u8,
-    ) -> anyhow::Result<()> {
-        let now = now_ms();
-        self.journal
-            .face_begin(name.to_string(), size, consent, step, now)
-            .await?;
-        Ok(())
-    }
-
-    async fn step(&self, name: &str, step: u8) -> anyhow::Result<()> {
-        self.journal.face_step(name.to_string(), step).await?;
-        Ok(())
-    }
 }
 
 /// Whether the patient answered any consent question on the reader.
@@ -404,14 +333,4 @@ fn carries_consent(first: &onshi_domain::xml::ResultOfQualificationConfirmation)
         || first.diagnosis_info.is_some()
         || first.operation_info.is_some()
         || first.limit_application_certificate_related_cons_flg == Some(true)
-}
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX)
 }

@@ -2,7 +2,8 @@
 //! **answered** (every request answered, recent answers quick), **slow** (the oldest unanswered
 //! request, or the median of recent answers, is past `slow`) or **silent** (a request waited
 //! `timeout` without an answer, and nothing was answered since). Nothing is sent to the terminal
-//! to find out: the agent's own requests are the probe, so an idle site stays in its last state.
+//! to find out: the agent's own requests are the probe (in tap mode, the receipt computer's
+//! requests it sees), so an idle site stays in its last state.
 //!
 //! Changes are recorded as `LinkChange` events of the terminal link ([`LinkTarget::Terminal`]:
 //! `up` / `degraded` / `down`, the detail naming the terminal; central reads `down` as
@@ -118,6 +119,18 @@ impl Health {
         let mut state = self.lock();
         state.in_flight.remove(&id);
         state.gave_up = true;
+    }
+
+    /// The terminal answered a request whose sending the agent did not see (tap mode: the
+    /// terminal took it first): it answers, but there is no time to count.
+    pub fn heard(&self) {
+        self.lock().gave_up = false;
+    }
+
+    /// The terminal is known not to answer (tap mode, at start: a request recorded as
+    /// unanswered is still waiting in `req`), until it answers again.
+    pub fn known_silent(&self) {
+        self.lock().gave_up = true;
     }
 
     /// A request that ended without a terminal answer or silence (it could not be written).

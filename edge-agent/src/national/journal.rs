@@ -5,9 +5,16 @@
 //!   lookup event's sequence is noted inside the outbox transaction that records it
 //!   ([`super::Ticket`]); the row is deleted once that transaction committed. So at start every
 //!   row is an exchange the previous run did not finish, and says how far it got.
-//! - `face_files`: every face-reader result already handled, by file name (the terminal names
-//!   each one with its time), with the step reached (0 nothing committed yet, 1 lookup event
-//!   committed, 2 done) and the note of the event in flight, so none is recorded twice or missed.
+//! - `watched_files`: every file of a watched folder already handled, by folder and file name
+//!   (the face reader's results, `face`; the exchanges observed in tap mode, `tap`, by result
+//!   name), with the events it stands for (JSON, in recording order), how many of them
+//!   committed, and the note of the one in flight ([`super::watched`]), so none is recorded
+//!   twice or missed. (Journals written before tap mode had `face_files`, with steps 0 / 1 / 2;
+//!   its rows are moved here when the journal is opened.)
+//! - `tap_requests`: in tap mode, the receipt computer's requests read from `req` and not yet
+//!   recorded with their result (or as unanswered), with when they were first seen
+//!   ([`super::tap`]): the terminal may take a request away before its result appears, and a
+//!   restart must not lose it.
 //!
 //! The request's bytes are kept only while the row lives (to record the lookup after a crash);
 //! they are the same bytes the terminal's `req` folder holds.
@@ -15,7 +22,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use onshi_domain::events::FleetEvent;
+use onshi_domain::events::{EventBody, FleetEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Recovery;
@@ -50,13 +57,25 @@ pub struct Entry {
     pub note: Option<Recording>,
 }
 
-/// A face file's row.
+/// A watched file's row ([`super::watched`]).
 #[derive(Debug, Clone)]
-pub struct FaceRow {
+pub struct WatchedRow {
     pub name: String,
-    pub step: u8,
-    pub consent: Option<String>,
+    /// The events the file stands for, in recording order. `None`: an event whose body a
+    /// journal from before tap mode did not keep (the file is read again if it never committed).
+    pub events: Vec<Option<EventBody>>,
+    /// How many of `events` are known to be committed; `note` names the one after them, when
+    /// it was in flight.
+    pub recorded: usize,
     pub note: Option<Recording>,
+}
+
+/// A request seen in `req` in tap mode ([`super::tap`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapRequest {
+    pub name: String,
+    pub request: Vec<u8>,
+    pub seen_at_ms: i64,
 }
 
 impl Journal {
@@ -85,17 +104,26 @@ impl Journal {
                  note_stream TEXT
              );
              CREATE TABLE IF NOT EXISTS days (day TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS face_files (
-                 name TEXT PRIMARY KEY,
+             CREATE TABLE IF NOT EXISTS watched_files (
+                 folder TEXT NOT NULL,
+                 name TEXT NOT NULL,
                  size INTEGER NOT NULL,
-                 step INTEGER NOT NULL,
-                 consent TEXT,
+                 events TEXT NOT NULL,
+                 total INTEGER NOT NULL,
+                 recorded INTEGER NOT NULL,
                  note_sequence INTEGER,
                  note_event_id TEXT,
                  note_stream TEXT,
-                 handled_at_ms INTEGER NOT NULL
+                 handled_at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (folder, name)
+             );
+             CREATE TABLE IF NOT EXISTS tap_requests (
+                 name TEXT PRIMARY KEY,
+                 request BLOB NOT NULL,
+                 seen_at_ms INTEGER NOT NULL
              );",
         )?;
+        migrate_face_files(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             stream_id,
@@ -231,71 +259,105 @@ impl Journal {
         .await
     }
 
-    // ---- face files ----
+    // ---- watched files ----
 
-    /// The names of every face file already handled (or being handled).
-    pub async fn face_names(&self) -> Result<std::collections::HashSet<String>, JournalError> {
-        self.with(|conn| {
-            let mut statement = conn.prepare("SELECT name FROM face_files")?;
-            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect()
-        })
-        .await
-    }
-
-    /// Face files not done: a crash left them between steps.
-    pub async fn face_unfinished(&self) -> Result<Vec<FaceRow>, JournalError> {
-        self.with(|conn| {
-            let mut statement = conn.prepare(
-                "SELECT name, step, consent, note_sequence, note_event_id, note_stream
-                 FROM face_files WHERE step < 2 ORDER BY name",
-            )?;
-            let rows = statement.query_map([], |r| {
-                Ok(FaceRow {
-                    name: r.get(0)?,
-                    step: r.get::<_, i64>(1)? as u8,
-                    consent: r.get(2)?,
-                    note: note_of(r.get(3)?, r.get(4)?, r.get(5)?),
-                })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-
-    pub async fn face_begin(
+    /// The names of every file of `folder` already handled (or being handled).
+    pub async fn watched_names(
         &self,
+        folder: &'static str,
+    ) -> Result<std::collections::HashSet<String>, JournalError> {
+        self.with(move |conn| {
+            let mut statement = conn.prepare("SELECT name FROM watched_files WHERE folder = ?1")?;
+            let rows = statement.query_map(params![folder], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The row of one file, if it was handled.
+    pub async fn watched_row(
+        &self,
+        folder: &'static str,
+        name: String,
+    ) -> Result<Option<WatchedRow>, JournalError> {
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT name, events, recorded, note_sequence, note_event_id, note_stream
+                 FROM watched_files WHERE folder = ?1 AND name = ?2",
+                params![folder, name],
+                watched_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Files of `folder` not done: a crash (or a refused record) left them between events.
+    pub async fn watched_unfinished(
+        &self,
+        folder: &'static str,
+    ) -> Result<Vec<WatchedRow>, JournalError> {
+        self.with(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT name, events, recorded, note_sequence, note_event_id, note_stream
+                 FROM watched_files WHERE folder = ?1 AND recorded < total ORDER BY name",
+            )?;
+            let rows = statement.query_map(params![folder], watched_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Journals a file and the events it stands for, none recorded yet. A row already there
+    /// is kept as it is (`false`).
+    pub async fn watched_begin(
+        &self,
+        folder: &'static str,
         name: String,
         size: u64,
-        consent: Option<String>,
-        step: u8,
+        events: Vec<Option<EventBody>>,
         now_ms: i64,
-    ) -> Result<(), JournalError> {
+    ) -> Result<bool, JournalError> {
+        let total = events.len();
+        let events =
+            serde_json::to_string(&events).map_err(|e| JournalError::Other(e.to_string()))?;
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO face_files (name, size, step, consent, handled_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE SET step = ?3, consent = ?4",
+                "INSERT INTO watched_files (folder, name, size, events, total, recorded,
+                                            handled_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+                 ON CONFLICT (folder, name) DO NOTHING",
                 params![
+                    folder,
                     name,
                     i64::try_from(size).unwrap_or(i64::MAX),
-                    step,
-                    consent,
+                    events,
+                    i64::try_from(total).unwrap_or(i64::MAX),
                     now_ms
                 ],
             )
-            .map(|_| ())
+            .map(|inserted| inserted == 1)
         })
         .await
     }
 
-    /// Inside the outbox transaction (blocking).
-    pub fn face_note_blocking(&self, name: &str, event: &FleetEvent) -> Result<(), JournalError> {
+    /// Inside the outbox transaction that records event `index` of the file (blocking): the
+    /// events before it committed, this one is in flight.
+    pub fn watched_note_blocking(
+        &self,
+        folder: &str,
+        name: &str,
+        index: usize,
+        event: &FleetEvent,
+    ) -> Result<(), JournalError> {
         self.lock().execute(
-            "UPDATE face_files SET note_sequence = ?2, note_event_id = ?3, note_stream = ?4
-             WHERE name = ?1",
+            "UPDATE watched_files SET recorded = ?3, note_sequence = ?4, note_event_id = ?5,
+                    note_stream = ?6
+             WHERE folder = ?1 AND name = ?2",
             params![
+                folder,
                 name,
+                i64::try_from(index).unwrap_or(i64::MAX),
                 i64::try_from(event.sequence).unwrap_or(i64::MAX),
                 event.id.to_string(),
                 self.stream_id
@@ -304,47 +366,66 @@ impl Journal {
         Ok(())
     }
 
-    /// Sets the step reached and clears the note.
-    pub async fn face_step(&self, name: String, step: u8) -> Result<(), JournalError> {
+    /// Sets how many events are known committed and clears the note.
+    pub async fn watched_step(
+        &self,
+        folder: &'static str,
+        name: String,
+        recorded: usize,
+    ) -> Result<(), JournalError> {
         self.with(move |conn| {
             conn.execute(
-                "UPDATE face_files SET step = ?2, note_sequence = NULL, note_event_id = NULL,
-                        note_stream = NULL
-                 WHERE name = ?1",
-                params![name, step],
+                "UPDATE watched_files SET recorded = ?3, note_sequence = NULL,
+                        note_event_id = NULL, note_stream = NULL
+                 WHERE folder = ?1 AND name = ?2",
+                params![folder, name, i64::try_from(recorded).unwrap_or(i64::MAX)],
             )
             .map(|_| ())
         })
         .await
     }
 
-    /// Forgets a face file whose lookup never committed: the next scan handles it again.
-    pub async fn face_forget(&self, name: String) -> Result<(), JournalError> {
+    /// Forgets a file none of whose events committed: the next scan handles it again.
+    pub async fn watched_forget(
+        &self,
+        folder: &'static str,
+        name: String,
+    ) -> Result<(), JournalError> {
         self.with(move |conn| {
-            conn.execute("DELETE FROM face_files WHERE name = ?1", params![name])
-                .map(|_| ())
+            conn.execute(
+                "DELETE FROM watched_files WHERE folder = ?1 AND name = ?2",
+                params![folder, name],
+            )
+            .map(|_| ())
         })
         .await
     }
 
-    /// Forgets face files handled before `before_ms` that are no longer in the folder (`present`
-    /// is what the folder holds now): the table stays as small as the folder.
-    pub async fn face_prune(
+    /// Forgets files of `folder` done before `before_ms` whose names are not in `present` (what
+    /// the folder holds now): the table stays as small as the folder.
+    pub async fn watched_prune(
         &self,
+        folder: &'static str,
         present: std::collections::HashSet<String>,
         before_ms: i64,
     ) -> Result<usize, JournalError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let names: Vec<String> = {
-                let mut statement = tx
-                    .prepare("SELECT name FROM face_files WHERE step = 2 AND handled_at_ms < ?1")?;
-                let rows = statement.query_map(params![before_ms], |r| r.get::<_, String>(0))?;
+                let mut statement = tx.prepare(
+                    "SELECT name FROM watched_files
+                     WHERE folder = ?1 AND recorded >= total AND handled_at_ms < ?2",
+                )?;
+                let rows =
+                    statement.query_map(params![folder, before_ms], |r| r.get::<_, String>(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             let mut pruned = 0;
             for name in names.iter().filter(|n| !present.contains(*n)) {
-                pruned += tx.execute("DELETE FROM face_files WHERE name = ?1", params![name])?;
+                pruned += tx.execute(
+                    "DELETE FROM watched_files WHERE folder = ?1 AND name = ?2",
+                    params![folder, name],
+                )?;
             }
             tx.commit()?;
             Ok(pruned)
@@ -352,18 +433,121 @@ impl Journal {
         .await
     }
 
-    /// Whether a face row exists (tests).
-    pub async fn face_step_of(&self, name: String) -> Result<Option<u8>, JournalError> {
+    // ---- tap mode's requests ----
+
+    /// A request read from `req` in tap mode (kept until its exchange is recorded).
+    pub async fn tap_seen(
+        &self,
+        name: String,
+        request: Vec<u8>,
+        seen_at_ms: i64,
+    ) -> Result<(), JournalError> {
         self.with(move |conn| {
-            conn.query_row(
-                "SELECT step FROM face_files WHERE name = ?1",
-                params![name],
-                |r| r.get::<_, i64>(0),
+            conn.execute(
+                "INSERT INTO tap_requests (name, request, seen_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, request, seen_at_ms],
             )
-            .optional()
-            .map(|s| s.map(|s| s as u8))
+            .map(|_| ())
         })
         .await
+    }
+
+    /// Every request seen and not yet recorded, oldest first.
+    pub async fn tap_requests(&self) -> Result<Vec<TapRequest>, JournalError> {
+        self.with(|conn| {
+            let mut statement = conn.prepare(
+                "SELECT name, request, seen_at_ms FROM tap_requests ORDER BY seen_at_ms, name",
+            )?;
+            let rows = statement.query_map([], |r| {
+                Ok(TapRequest {
+                    name: r.get(0)?,
+                    request: r.get(1)?,
+                    seen_at_ms: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The request's exchange is recorded (after [`Journal::watched_begin`]).
+    pub async fn tap_done(&self, name: String) -> Result<(), JournalError> {
+        self.with(move |conn| {
+            conn.execute("DELETE FROM tap_requests WHERE name = ?1", params![name])
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+fn watched_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WatchedRow> {
+    let events: String = r.get(1)?;
+    let events = serde_json::from_str(&events).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(WatchedRow {
+        name: r.get(0)?,
+        events,
+        recorded: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        note: note_of(r.get(3)?, r.get(4)?, r.get(5)?),
+    })
+}
+
+/// Moves the rows of a journal written before tap mode (`face_files`: step 0 nothing
+/// committed, 1 the lookup committed, 2 done; the consent kept as JSON) into `watched_files`
+/// under `face`, keeping what each row knows: the lookup's body was not kept, so a row whose
+/// lookup never committed is read again from its file, as before.
+fn migrate_face_files(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'face_files')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(());
+    }
+    // Each row's events (the lookup's body unknown, the consent kept) and their count.
+    let rows: Vec<(String, String, i64)> = {
+        let mut statement = conn.prepare("SELECT name, step, consent FROM face_files")?;
+        let rows = statement.query_map([], |r| {
+            let step: i64 = r.get(1)?;
+            let consent: Option<EventBody> = r
+                .get::<_, Option<String>>(2)?
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
+                .map(EventBody::Consent);
+            let events: Vec<Option<EventBody>> = match step {
+                0 => std::iter::once(None).chain(consent.map(Some)).collect(),
+                1 => consent.map(Some).into_iter().collect(),
+                _ => Vec::new(),
+            };
+            let total = i64::try_from(events.len()).unwrap_or(i64::MAX);
+            let events = serde_json::to_string(&events).unwrap_or_else(|_| "[]".into());
+            Ok((r.get(0)?, events, total))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let moved = (|| {
+        for (name, events, total) in rows {
+            conn.execute(
+                "INSERT OR IGNORE INTO watched_files (folder, name, size, events, total, recorded,
+                     note_sequence, note_event_id, note_stream, handled_at_ms)
+                 SELECT 'face', name, size, ?2, ?3, 0, note_sequence, note_event_id, note_stream,
+                        handled_at_ms
+                 FROM face_files WHERE name = ?1",
+                params![name, events, total],
+            )?;
+        }
+        conn.execute_batch("DROP TABLE face_files")
+    })();
+    match moved {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(error)
+        }
     }
 }
 

@@ -8,6 +8,12 @@
 //!   (`POST /oqs/<message id>`). No real national endpoint speaks it; it exists for the
 //!   simulator, demos and benchmarks.
 //!
+//! With the terminal transport the agent works with the terminal's folders in one of two modes
+//! ([`settings::TerminalMode`]): as a **client** (above; relaying the receipt computer's
+//! requests too when `[file_exchange]` is configured), or as a **tap** ([`tap`]): it only reads
+//! the folders and records the receipt computer's own exchanges, and sends nothing
+//! ([`National::Tap`] refuses every exchange).
+//!
 //! Callers hold a [`National`] and call [`National::exchange`] as they did the HTTPS client;
 //! answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result file the
 //! terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
@@ -23,7 +29,9 @@ pub mod face;
 pub mod health;
 pub mod journal;
 pub mod settings;
+pub mod tap;
 pub mod terminal;
+pub mod watched;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +41,10 @@ use onshi_domain::site::TerminalId;
 use serde::{Deserialize, Serialize};
 
 pub use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
-pub use settings::{TerminalFolders, TransportKind};
+pub use settings::{TerminalFolders, TerminalMode, TransportKind};
+
+/// What a tap-mode agent says when asked to send something itself.
+pub const TAP_REFUSAL: &str = "この端末はタップモードです（資格確認端末のフォルダを読むだけで、照会はしません）。レセコンから照会してください / tap mode: the agent only watches the qualification terminal's folders and sends nothing; look patients up at the receipt computer";
 
 /// One way to exchange a message with the national system.
 pub trait Transport {
@@ -53,12 +64,16 @@ pub trait Transport {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recovery {
     /// The caller keeps no state of its own that a restart could resume (information views,
-    /// the batch inquiry's two steps, the file exchange, which journals the answer itself):
-    /// the entry is closed as soon as the answer is handed over.
+    /// the batch inquiry's two steps): the entry is closed as soon as the answer is handed
+    /// over.
     HandOver,
     /// An eligibility confirmation: recorded as a lookup with this provenance at start
     /// (`Lookups::record_asked`).
     Lookup(StoredProvenance),
+    /// The receipt computer's request relayed by the file exchange: at start the answer (or
+    /// the terminal's silence) is written to the file exchange's journal of the request at
+    /// `journal` when it has none, so the file exchange finishes it without asking again.
+    Relay { journal: std::path::PathBuf },
 }
 
 /// [`crate::lookup::Provenance`] as the journal keeps it.
@@ -138,6 +153,8 @@ impl Ticket {
 pub enum National {
     Direct(Box<OnshiClient>),
     Terminal(Arc<terminal::Terminal>),
+    /// Tap mode: nothing is sent; the health is the one [`tap::Tap`] keeps from what it sees.
+    Tap(Arc<health::Health>),
 }
 
 impl National {
@@ -176,25 +193,39 @@ impl National {
     ) -> Result<OnshiAnswer, OnshiError> {
         match self {
             National::Direct(client) => client.exchange_json(path, body).await,
-            National::Terminal(_) => Err(OnshiError::Unreachable(
+            National::Terminal(_) | National::Tap(_) => Err(OnshiError::Unreachable(
                 "card lookups go through the qualification terminal's own reader in terminal mode"
                     .into(),
             )),
         }
     }
 
-    /// The terminal transport, when configured.
+    /// The terminal transport in client mode, when configured.
     pub fn terminal(&self) -> Option<&Arc<terminal::Terminal>> {
         match self {
             National::Terminal(t) => Some(t),
+            National::Direct(_) | National::Tap(_) => None,
+        }
+    }
+
+    /// The terminal's health (client or tap mode).
+    pub fn health(&self) -> Option<&Arc<health::Health>> {
+        match self {
+            National::Terminal(t) => Some(t.health()),
+            National::Tap(health) => Some(health),
             National::Direct(_) => None,
         }
+    }
+
+    /// Whether the agent may send anything itself (not in tap mode).
+    pub fn sends(&self) -> bool {
+        !matches!(self, National::Tap(_))
     }
 
     pub fn kind(&self) -> TransportKind {
         match self {
             National::Direct(_) => TransportKind::Direct,
-            National::Terminal(_) => TransportKind::Terminal,
+            National::Terminal(_) | National::Tap(_) => TransportKind::Terminal,
         }
     }
 }
@@ -209,6 +240,10 @@ impl Transport for National {
         match self {
             National::Direct(client) => client.exchange_journaled(message_id, body, recovery).await,
             National::Terminal(t) => t.exchange_journaled(message_id, body, recovery).await,
+            National::Tap(_) => (
+                Err(OnshiError::Unreachable(TAP_REFUSAL.into())),
+                Ticket::default(),
+            ),
         }
     }
 }

@@ -224,7 +224,7 @@ impl Terminal {
 
     /// Removes a given-up request from `req` if the terminal has not taken it, so it is never
     /// answered (and looked up nationally) without being recorded.
-    async fn withdraw(&self, name: &str) {
+    async fn withdraw(&self, name: &str) -> bool {
         let path = self.settings.folders.request.join(name);
         let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
             Ok(()) => {
@@ -240,6 +240,7 @@ impl Terminal {
         if removed {
             tracing::info!(file = %name, "withdrew the unanswered request from the terminal's folder");
         }
+        removed
     }
 
     /// Finishes what a previous run left in the journal. Call at start, before anything else
@@ -250,9 +251,11 @@ impl Terminal {
     /// - a lookup given up: recorded as unreachable;
     /// - a lookup still unanswered: waited for (in the background) up to `timeout` more, then
     ///   recorded either way;
-    /// - anything else (views, batch steps, the file exchange's requests): its caller is gone,
-    ///   so the request is withdrawn if still unanswered, a result is removed, and the entry
-    ///   closed (logged).
+    /// - a relayed request of the file exchange: its answer handed to the file exchange's
+    ///   journal ([`Terminal::recover_relay`]), so the file exchange (recovered after this)
+    ///   records and answers it without asking again;
+    /// - anything else (views, batch steps): its caller is gone, so the request is withdrawn if
+    ///   still unanswered, a result is removed, and the entry closed (logged).
     pub async fn recover(
         self: &Arc<Self>,
         lookups: &Arc<Lookups>,
@@ -265,6 +268,10 @@ impl Terminal {
                 && crate::filex::journal::was_committed(outbox, note).await?
             {
                 self.journal.close(entry.id).await?;
+                continue;
+            }
+            if let Recovery::Relay { journal } = &entry.recovery {
+                self.recover_relay(&entry, journal).await?;
                 continue;
             }
             let provenance = match &entry.recovery {
@@ -359,6 +366,71 @@ impl Terminal {
             }
         }
         Ok(count)
+    }
+
+    /// At start: a receipt computer's request the file exchange relayed. Its answer goes to the
+    /// file exchange's journal of the request (unless that has one), so the file exchange
+    /// finishes it without asking again: the result journaled here or found in `res`; else, if
+    /// the terminal never took the request, it is withdrawn and the file exchange asks anew
+    /// (the terminal never saw it); else its answer is waited for, up to `timeout`, before the
+    /// agent goes on starting, and silence is journaled as silence.
+    async fn recover_relay(&self, entry: &Entry, journal: &Path) -> anyhow::Result<()> {
+        let request_in_work = journal.with_extension("");
+        let handed_over = crate::filex::journal::read(journal)
+            .ok()
+            .flatten()
+            .is_some();
+        if handed_over || !request_in_work.exists() {
+            if entry.result.is_none() {
+                self.discard_result(&entry.name).await;
+            }
+            self.journal.close(entry.id).await?;
+            return Ok(());
+        }
+        let written =
+            SystemTime::UNIX_EPOCH + Duration::from_millis(entry.written_at_ms.max(0) as u64);
+        let answer = match entry.result.clone() {
+            Some(result) => Ok(result),
+            None if entry.gave_up => Err(OnshiError::TerminalSilent {
+                waited: self.settings.timeout,
+            }),
+            None => match self.take_now(entry).await {
+                Some(result) => Ok(result),
+                None if self.withdraw(&entry.name).await => {
+                    tracing::warn!(file = %entry.name, "a relayed request the terminal never took was withdrawn; it is asked again");
+                    self.journal.close(entry.id).await?;
+                    return Ok(());
+                }
+                None => {
+                    tracing::warn!(file = %entry.name, "waiting for the answer to a relayed request the previous run sent");
+                    let started = Instant::now();
+                    self.wait_for(
+                        entry.id,
+                        &entry.name,
+                        correlation_of(&entry.request),
+                        started,
+                        started + self.settings.timeout,
+                    )
+                    .await
+                }
+            },
+        };
+        let latency_ms = ms(SystemTime::now()
+            .duration_since(written)
+            .unwrap_or_default());
+        let asked = Asked {
+            answer: answer.map(|body| OnshiAnswer {
+                http_status: 200,
+                body,
+            }),
+            latency_ms,
+        };
+        let path = journal.to_path_buf();
+        let stored = crate::filex::journal::Journal::from_asked(&asked);
+        tokio::task::spawn_blocking(move || crate::filex::journal::write(&path, &stored)).await??;
+        tracing::warn!(file = %entry.name, "handed a relayed request's answer to the file exchange");
+        self.journal.close(entry.id).await?;
+        Ok(())
     }
 
     /// At start: the result of `entry` if it is in `res` already (it landed while the agent was
@@ -596,7 +668,7 @@ fn correlation_of(bytes: &[u8]) -> Option<String> {
 /// Whether a result is a whole document: an XML file whose last tag closes its root element,
 /// or a zip archive (zipped batch results) whose end-of-central-directory record is there. A
 /// file the terminal is still writing in place fails this, whatever its size at the moment.
-fn looks_complete(bytes: &[u8]) -> bool {
+pub(crate) fn looks_complete(bytes: &[u8]) -> bool {
     if bytes.starts_with(b"PK") {
         return zip_is_whole(bytes);
     }

@@ -123,7 +123,7 @@ impl Agent {
     /// died after it), so the next "run" starts from what is on disk.
     async fn quiesce(&self) {
         self.outbox.status().await.unwrap();
-        self.terminal.journal().face_names().await.unwrap();
+        self.terminal.journal().watched_names("face").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.outbox.status().await.unwrap();
     }
@@ -714,15 +714,58 @@ async fn face_rows_of_files_cleared_away_are_forgotten_once_old_enough() {
     let journal = agent.terminal.journal().clone();
     for name in ["gone_old", "kept_old", "gone_new"] {
         journal
-            .face_begin(name.into(), 1, None, 2, 0)
+            .watched_begin("face", name.into(), 1, Vec::new(), 0)
             .await
             .unwrap();
     }
-    journal.face_step("gone_new".into(), 2).await.unwrap();
+    // Another watcher's row of the same name is its own.
+    journal
+        .watched_begin("tap", "gone_old".into(), 1, Vec::new(), 0)
+        .await
+        .unwrap();
     let present = HashSet::from(["kept_old".to_string()]);
-    assert_eq!(journal.face_prune(present, 1).await.unwrap(), 2);
-    let left = journal.face_names().await.unwrap();
+    assert_eq!(journal.watched_prune("face", present, 1).await.unwrap(), 2);
+    let left = journal.watched_names("face").await.unwrap();
     assert_eq!(left, HashSet::from(["kept_old".to_string()]));
+    assert_eq!(
+        journal.watched_names("tap").await.unwrap(),
+        HashSet::from(["gone_old".to_string()])
+    );
+}
+
+/// A journal written before tap mode kept face files in `face_files` with steps: opened now,
+/// its rows are watched files that finish as they would have.
+#[tokio::test]
+async fn a_journal_from_before_tap_mode_keeps_what_its_face_rows_knew() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("terminal.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE face_files (
+                 name TEXT PRIMARY KEY, size INTEGER NOT NULL, step INTEGER NOT NULL,
+                 consent TEXT, note_sequence INTEGER, note_event_id TEXT, note_stream TEXT,
+                 handled_at_ms INTEGER NOT NULL);
+             INSERT INTO face_files VALUES ('done', 1, 2, NULL, NULL, NULL, NULL, 5);
+             INSERT INTO face_files VALUES ('lookup_in_flight', 1, 0, NULL, 3, 'e', 's', 5);",
+        )
+        .unwrap();
+    }
+    let journal = Journal::open(&path, "s".into()).unwrap();
+    let names = journal.watched_names("face").await.unwrap();
+    assert_eq!(
+        names,
+        HashSet::from(["done".to_string(), "lookup_in_flight".to_string()])
+    );
+    let unfinished = journal.watched_unfinished("face").await.unwrap();
+    assert_eq!(unfinished.len(), 1);
+    assert_eq!(unfinished[0].name, "lookup_in_flight");
+    assert_eq!(unfinished[0].events, vec![None]);
+    assert_eq!(unfinished[0].note.as_ref().map(|n| n.sequence), Some(3));
+    // Opened again: nothing left to move.
+    drop(journal);
+    let journal = Journal::open(&path, "s".into()).unwrap();
+    assert_eq!(journal.watched_names("face").await.unwrap().len(), 2);
 }
 
 /// Terminal mode, issue 14 item 6: the card is the terminal's. A card lookup asked of the agent

@@ -70,6 +70,21 @@ app.kubernetes.io/component: server
 - name: CENTRAL_ALLOW_SCHEMA_OWNER
   value: "true"
 {{- end }}
+{{- if .Values.database.requireSynchronousStandby }}
+- name: CENTRAL_REQUIRE_SYNCHRONOUS_STANDBY
+  value: "true"
+{{- end }}
+{{- with .Values.database.readReplica }}
+{{- if .existingSecret }}
+- name: CENTRAL_READ_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .urlKey }}
+- name: CENTRAL_REPLICA_LAG_WARNING_SECS
+  value: {{ .lagWarningSeconds | quote }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The schema owner's URL under the variable `name`: DATABASE_URL for `central migrate`,

@@ -37,6 +37,11 @@ pub struct Settings {
     pub client_ca: PathBuf,
     /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
+    /// A replica for the pages, the JSON API's listings and the auditor's search (reads that
+    /// tolerate lag); None: the primary serves them.
+    pub read_database_url: Option<DatabaseUrl>,
+    /// From how far behind the replica the pages say how old their data is.
+    pub replica_lag_warning: std::time::Duration,
     pub db_pool_size: usize,
     /// Migrate at start (without: only check the schema is current).
     pub migrate_on_start: bool,
@@ -47,6 +52,9 @@ pub struct Settings {
     /// Serve even when `database_url` is the schema owner or a superuser (development only;
     /// the append-only protections do not hold then, and a warning says so at every start).
     pub allow_schema_owner: bool,
+    /// Refuse to serve unless the database commits synchronously to a standby (an ack then
+    /// survives a failover; `store::durability`).
+    pub require_synchronous_standby: bool,
     /// The key that signs the daily seals (`central seal-key init`); without one, no seals.
     pub seal_key: Option<PathBuf>,
     /// The chain's patient hash key (the agents' `patient_hash_key_file`): lets auditors search
@@ -115,6 +123,9 @@ pub struct Application {
     renewals: crate::renewal::Renewals,
     notification_key: Option<std::sync::Arc<crate::notify::key::NotificationKey>>,
     notifier: crate::notify::worker::Notifier,
+    durability: store::durability::Durability,
+    /// With a read replica: from how far behind the pages say so.
+    replica_lag_warning: Option<std::time::Duration>,
     tuning: Tuning,
 }
 
@@ -162,8 +173,11 @@ impl Application {
             config::server_config_without_client_auth(&identity, &[ALPN_H2, ALPN_HTTP11])?;
 
         let pool = store::connect(&settings.database_url, settings.db_pool_size)?;
-        let store = Store::new(pool).with_write_method(settings.tuning.write_method);
-        prepare_database(settings, &store).await?;
+        let mut store = Store::new(pool).with_write_method(settings.tuning.write_method);
+        if let Some(url) = &settings.read_database_url {
+            store = store.with_replica(store::connect(url, settings.db_pool_size)?);
+        }
+        let durability = prepare_database(settings, &store).await?;
         let grpc = TcpListener::bind(settings.grpc_listen)
             .await
             .with_context(|| format!("binding gRPC listener {}", settings.grpc_listen))?;
@@ -232,8 +246,18 @@ impl Application {
             renewals,
             notification_key,
             notifier,
+            durability,
+            replica_lag_warning: settings
+                .read_database_url
+                .as_ref()
+                .map(|_| settings.replica_lag_warning),
             tuning: settings.tuning,
         })
+    }
+
+    /// What the database promised at start about acknowledged commits.
+    pub fn durability(&self) -> &store::durability::Durability {
+        &self.durability
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -269,6 +293,17 @@ impl Application {
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        // As read at start; the readiness follower keeps it current.
+        health_reporter
+            .set_service_status(
+                crate::health::SYNCHRONOUS_STANDBY_SERVICE,
+                if self.durability.synchronous() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                },
+            )
+            .await;
         health_reporter
             .set_serving::<FleetUplinkServer<Ingest>>()
             .await;
@@ -310,6 +345,13 @@ impl Application {
             stopped(stop_rx.clone()),
         ));
         tokio::spawn(self.notifier.run(stopped(stop_rx.clone())));
+        if let Some(warn_after) = self.replica_lag_warning {
+            tokio::spawn(crate::web::freshness::follow(
+                self.store.clone(),
+                warn_after,
+                stopped(stop_rx.clone()),
+            ));
+        }
         // Explicit HTTP/2 windows: with the one decoded batch a waiting session holds, they bound
         // what a connection can make central buffer while its writes wait for PostgreSQL.
         let grpc = tonic::transport::Server::builder()
@@ -352,9 +394,13 @@ impl Application {
     }
 }
 
-/// Refuses a schema owner (unless allowed), migrates or checks the schema, and makes this
-/// month's partitions, before anything is served.
-async fn prepare_database(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+/// Refuses a schema owner (unless allowed), migrates or checks the schema, makes this month's
+/// partitions and says whether acks survive a failover (refusing to serve without a synchronous
+/// standby when told to), before anything is served.
+async fn prepare_database(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<store::durability::Durability> {
     // Before migrating: a refused owner changes nothing.
     check_session_role(store, settings.allow_schema_owner, false).await?;
     if settings.migrate_on_start {
@@ -394,7 +440,27 @@ async fn prepare_database(settings: &Settings, store: &Store) -> anyhow::Result<
     if !created.is_empty() {
         tracing::info!(?created, "event partitions created");
     }
-    Ok(())
+    let durability = store
+        .durability()
+        .await
+        .context("reading the database's replication settings")?;
+    if durability.synchronous() {
+        tracing::info!(durability = %durability.describe(), "acks wait for a synchronous standby");
+    } else if settings.require_synchronous_standby {
+        anyhow::bail!(
+            "the database does not commit synchronously to a standby ({}), and \
+             --require-synchronous-standby was given: an ack would be on the primary alone and \
+             lost by a failover. Set synchronous_standby_names and synchronous_commit = on \
+             (docs/scale.md, High availability)",
+            durability.describe()
+        );
+    } else {
+        tracing::warn!(
+            durability = %durability.describe(),
+            "acks are on the primary alone: a failover to a standby can lose acknowledged events"
+        );
+    }
+    Ok(durability)
 }
 
 /// Central serving as the schema owner (or a superuser) would pass the append-only trigger and
@@ -494,8 +560,24 @@ async fn follow_readiness(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ready = true;
+        let mut synchronous = None::<bool>;
         loop {
             tick.tick().await;
+            // `central health --synchronous-standby`: whether an ack is on two servers now.
+            if let Ok(Ok(durability)) =
+                tokio::time::timeout(interval.max(MIN_READINESS_WAIT), store.durability()).await
+                && synchronous != Some(durability.synchronous())
+            {
+                synchronous = Some(durability.synchronous());
+                let status = if durability.synchronous() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter
+                    .set_service_status(crate::health::SYNCHRONOUS_STANDBY_SERVICE, status)
+                    .await;
+            }
             let answers = tokio::time::timeout(interval.max(MIN_READINESS_WAIT), store.ping())
                 .await
                 .is_ok_and(|r| r.is_ok());

@@ -6,7 +6,9 @@
 //!   `terminal_not_answering`, …) and whether they are open now;
 //! - `central_certificates_expiring{within_days}`: current certificates expiring within 0 (already
 //!   expired), 7 and 30 days;
-//! - `central_ingest_backlog_events`: events agents produced that central does not hold yet.
+//! - `central_ingest_backlog_events`: events agents produced that central does not hold yet;
+//! - `central_db_synchronous_standby`: 1 when PostgreSQL commits synchronously to a standby (an
+//!   ack survives a failover), 0 when an ack is on the primary alone.
 //!
 //! Every replica exports the same fleet-wide values (they come from the database), so rules
 //! aggregate them with `max`, never `sum`. Labels are kinds and states, never a site, patient or
@@ -37,7 +39,7 @@ fn read<T>(f: impl FnOnce(&FleetGauges) -> T) -> Option<T> {
         .map(f)
 }
 
-static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 4]> = LazyLock::new(|| {
+static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 5]> = LazyLock::new(|| {
     let meter = opentelemetry::global::meter("central");
     [
         meter
@@ -84,6 +86,17 @@ static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 4]> = LazyLock::new(|| {
             .with_callback(|observer| {
                 if let Some(backlog) = read(|g| g.backlog_events) {
                     observer.observe(backlog, &[]);
+                }
+            })
+            .build(),
+        meter
+            .f64_observable_gauge("central_db_synchronous_standby")
+            .with_description(
+                "1 when PostgreSQL commits synchronously to a standby (acks survive a failover)",
+            )
+            .with_callback(|observer| {
+                if let Some(Some(synchronous)) = read(|g| g.synchronous_standby) {
+                    observer.observe(if synchronous { 1.0 } else { 0.0 }, &[]);
                 }
             })
             .build(),

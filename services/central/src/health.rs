@@ -22,7 +22,12 @@ pub enum Probe {
     Readiness,
     /// The process: SERVING while central runs and answers at all.
     Liveness,
+    /// The database commits synchronously to a standby: an ack survives a failover.
+    SynchronousStandby,
 }
+
+/// The health service name central reports synchronous replication under.
+pub const SYNCHRONOUS_STANDBY_SERVICE: &str = "onshi.fleet.v1.SynchronousStandby";
 
 /// The status `probe` asks for.
 pub async fn check(
@@ -47,6 +52,7 @@ pub async fn check(
     let service = match probe {
         Probe::Readiness => proto::fleet::v1::fleet_uplink_server::SERVICE_NAME,
         Probe::Liveness => "",
+        Probe::SynchronousStandby => SYNCHRONOUS_STANDBY_SERVICE,
     };
     let request = HealthCheckRequest {
         service: service.to_string(),

@@ -211,8 +211,12 @@ struct HealthArgs {
     #[arg(long, default_value_t = 2)]
     timeout_secs: u64,
     /// Ask for liveness (the process answers) instead of readiness (it can store events).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "synchronous_standby")]
     liveness: bool,
+    /// Ask whether the database commits synchronously to a standby (an ack survives a
+    /// failover): SERVING when it does.
+    #[arg(long)]
+    synchronous_standby: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +251,14 @@ struct ServeArgs {
     client_ca: PathBuf,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     db_pool_size: usize,
+    /// A read replica's PostgreSQL URL (central's login role there; never printed): the
+    /// dashboard's pages, the JSON API's listings and the auditor's search read it, and say how
+    /// old their data is once it lags. Ingest, acks and every write stay on DATABASE_URL.
+    #[arg(long, env = "CENTRAL_READ_DATABASE_URL", hide_env_values = true)]
+    read_database_url: Option<String>,
+    /// From how many seconds behind the replica the pages say how old their data is.
+    #[arg(long, env = "CENTRAL_REPLICA_LAG_WARNING_SECS", default_value_t = 5)]
+    replica_lag_warning_secs: u64,
     /// Do not migrate at start (when a separate job runs `central migrate` as the schema
     /// owner); central then checks the schema is current.
     #[arg(long, env = "CENTRAL_NO_MIGRATE")]
@@ -260,6 +272,11 @@ struct ServeArgs {
     /// warning says so at every start.
     #[arg(long, env = "CENTRAL_ALLOW_SCHEMA_OWNER")]
     allow_schema_owner: bool,
+    /// Refuse to serve unless PostgreSQL commits synchronously to a standby
+    /// (synchronous_standby_names set, synchronous_commit on/remote_write/remote_apply): an ack
+    /// then survives a failover.
+    #[arg(long, env = "CENTRAL_REQUIRE_SYNCHRONOUS_STANDBY")]
+    require_synchronous_standby: bool,
     /// The key that signs each stream's daily seal (`central seal-key init`); without one,
     /// chains are verified but not sealed.
     #[arg(long, env = "CENTRAL_SEAL_KEY")]
@@ -550,6 +567,8 @@ async fn run(
         Command::Health(args) => {
             let probe = if args.liveness {
                 central::health::Probe::Liveness
+            } else if args.synchronous_standby {
+                central::health::Probe::SynchronousStandby
             } else {
                 central::health::Probe::Readiness
             };
@@ -697,10 +716,13 @@ async fn serve(
         tls_key: args.tls_key,
         client_ca: args.client_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
+        read_database_url: args.read_database_url.map(DatabaseUrl::new),
+        replica_lag_warning: Duration::from_secs(args.replica_lag_warning_secs),
         db_pool_size: args.db_pool_size,
         migrate_on_start: !args.no_migrate,
         migrate_database_url: args.migrate_database_url.map(DatabaseUrl::new),
         allow_schema_owner: args.allow_schema_owner,
+        require_synchronous_standby: args.require_synchronous_standby,
         seal_key: args.seal_key,
         patient_key: args.patient_key,
         renewal: args
@@ -769,7 +791,11 @@ async fn serve(
     };
     let app = Application::build(&settings).await?;
     // One line on stdout that scripts and tests read to learn the bound ports.
-    let mut ready = serde_json::json!({ "grpc": app.grpc_addr().to_string(), "http": app.http_addr().to_string() });
+    let mut ready = serde_json::json!({
+        "grpc": app.grpc_addr().to_string(),
+        "http": app.http_addr().to_string(),
+        "synchronous_standby": app.durability().synchronous(),
+    });
     if let Some(metrics) = metrics {
         ready["metrics"] = metrics.to_string().into();
     }

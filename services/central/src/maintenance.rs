@@ -161,7 +161,11 @@ pub async fn run(
             }
             // Last, so the gauges show what this pass found.
             match store.fleet_gauges().await {
-                Ok(gauges) => crate::fleet_metrics::publish(gauges),
+                Ok(mut gauges) => {
+                    gauges.synchronous_standby =
+                        store.durability().await.ok().map(|d| d.synchronous());
+                    crate::fleet_metrics::publish(gauges)
+                }
                 Err(error) => tracing::warn!(%error, "the fleet gauges could not be read"),
             }
         }

@@ -33,6 +33,7 @@ fn view(patient: PatientRef, role: &str, window: Option<&str>, allowed: bool) ->
         staff_role: Some(role.into()),
         policy_version: Some("jp-2020-11".into()),
         disaster_window_id: window.map(str::to_string),
+        source: None,
     })
 }
 

@@ -596,6 +596,7 @@ fn every_kind(site: &SiteCode, now: OffsetDateTime) -> Vec<FleetEvent> {
             staff_role: Some("doctor".into()),
             policy_version: Some("jp-2020-11".into()),
             disaster_window_id: None,
+            source: None,
         })),
         Some(EventBody::ReaderChange(reader(ReaderState::CardPresent))),
         Some(EventBody::LinkChange(LinkChange {

@@ -30,12 +30,15 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         tls_key: key,
         client_ca: pki.paths.chain_ca(),
         database_url: DatabaseUrl::new(database_url),
+        read_database_url: None,
+        replica_lag_warning: std::time::Duration::from_secs(5),
         db_pool_size: 4,
         migrate_on_start: true,
         migrate_database_url: None,
         // These tests are about the uplink through a proxy in front of the harness's superuser
         // URL; serving as the application role is the harness's and tests/roles.rs's business.
         allow_schema_owner: true,
+        require_synchronous_standby: false,
         seal_key: None,
         patient_key: None,
         renewal: None,

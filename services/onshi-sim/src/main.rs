@@ -84,6 +84,10 @@ struct TerminalArgs {
     /// Open a disaster window, as `serve --disaster-window`.
     #[arg(long = "disaster-window", value_parser = onshi_sim::disaster::parse_flag)]
     disaster_windows: Vec<onshi_sim::disaster::OpenWindow>,
+    /// Also write every result into this folder (created if missing), byte for byte as written
+    /// to `res`: what the terminal answered, for tests of clients that pass results on.
+    #[arg(long)]
+    copy_results: Option<PathBuf>,
     #[command(flatten)]
     knobs: KnobFlags,
 }
@@ -278,7 +282,11 @@ fn terminal(args: TerminalArgs) -> anyhow::Result<()> {
         knobs,
         rescan: Duration::from_millis(args.rescan_ms.max(10)),
         incomplete_grace: Duration::from_millis(args.incomplete_grace_ms),
+        copy_results: args.copy_results,
     };
+    if let Some(dir) = &settings.copy_results {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -114,7 +114,7 @@ impl Store {
         &self,
         scope: &SiteScope,
     ) -> Result<Vec<StreamStatus>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(
@@ -227,7 +227,7 @@ impl Store {
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<Alert>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

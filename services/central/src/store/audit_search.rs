@@ -92,7 +92,7 @@ impl Store {
             query.kinds.clone()
         };
         let rows = self
-            .pool
+            .reader()
             .get()
             .await?
             .query(
@@ -141,7 +141,7 @@ impl Store {
         (from, to): (Option<OffsetDateTime>, Option<OffsetDateTime>),
     ) -> Result<Vec<AuditTotals>, StoreError> {
         let rows = self
-            .pool
+            .reader()
             .get()
             .await?
             .query(

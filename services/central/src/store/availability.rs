@@ -286,7 +286,7 @@ impl Store {
         site: Option<&SiteCode>,
         scope: &SiteScope,
     ) -> Result<Vec<SiteAvailability>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

@@ -488,7 +488,7 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Vec<CertificateRow>, StoreError> {
         let until = expiring_within_days.map(|d| now + Duration::days(d));
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(
@@ -515,7 +515,7 @@ impl Store {
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<CertificateAlert>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

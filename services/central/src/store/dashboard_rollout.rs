@@ -274,7 +274,7 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Option<RolloutDetail>, StoreError> {
         let (prefectures, sites) = scope.params();
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let Some(row) = client
             .query_opt(
                 &format!(

@@ -216,7 +216,7 @@ impl Store {
         site: &SiteCode,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let rows = client
             .query(
                 "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
@@ -233,7 +233,7 @@ impl Store {
     /// Every site of the chain in `scope`: those with an agent, a planned adoption or a name
     /// in the directory, by code.
     pub async fn sites(&self, scope: &SiteScope) -> Result<Vec<SiteSummary>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

@@ -31,6 +31,9 @@ pub struct FleetGauges {
     pub certificates_expiring: [i64; 3],
     /// Events agents reported producing that central does not hold contiguously yet.
     pub backlog_events: f64,
+    /// Whether the server commits synchronously to a standby ([`super::durability`]), as this
+    /// replica sees it; set by the caller (`None`: not read).
+    pub synchronous_standby: Option<bool>,
 }
 
 impl FleetGauges {

@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod chain;
 pub mod dashboard;
 pub mod dashboard_rollout;
+pub mod durability;
 pub(crate) mod events;
 pub mod fleet_gauges;
 pub mod grace;
@@ -159,6 +160,9 @@ pub(crate) fn seq(value: u64) -> i64 {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// A replica's pool for reads that tolerate lag (`--read-database-url`); `None`: the
+    /// primary serves them too.
+    replica: Option<Pool>,
     method: WriteMethod,
 }
 
@@ -166,8 +170,21 @@ impl Store {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
+            replica: None,
             method: WriteMethod::default(),
         }
+    }
+
+    /// The same store reading the dashboard's pages, the JSON API's listings and the auditor's
+    /// search from a replica. Ingest, acks, resume points and every write stay on `pool`.
+    pub fn with_replica(mut self, replica: Pool) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Where reads that tolerate a replica's lag go.
+    pub(crate) fn reader(&self) -> &Pool {
+        self.replica.as_ref().unwrap_or(&self.pool)
     }
 
     /// The same store writing new rows with `method` (the benchmark compares them).

@@ -114,6 +114,7 @@ pub fn page(principal: &Principal, active: Nav, title: &str, body: Markup) -> Ma
                     }
                 }
                 main #content {
+                    (super::freshness::banner())
                     h1 { (title) }
                     (body)
                 }

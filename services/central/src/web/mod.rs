@@ -8,6 +8,7 @@ mod certificates;
 pub mod charts;
 pub mod form;
 pub mod format;
+pub mod freshness;
 pub mod layout;
 mod login;
 mod notifications;

@@ -81,6 +81,9 @@ pub struct TerminalSettings {
     /// How long a file that does not read must stay unchanged before it is answered as
     /// unreadable (it may still be being written).
     pub incomplete_grace: Duration,
+    /// Also writes every result, as written to `res`, into this folder (`--copy-results`):
+    /// evidence of what the terminal answered, for tests of clients that pass results on.
+    pub copy_results: Option<std::path::PathBuf>,
 }
 
 /// A terminal with its folders ready.
@@ -280,6 +283,11 @@ impl Terminal {
             };
             let fate = self.counter.next(&self.knobs.borrow());
             let target = self.folders.res.join(names::result_name(&name));
+            let copy = self
+                .settings
+                .copy_results
+                .as_ref()
+                .map(|dir| dir.join(names::result_name(&name)));
             let mut knobs = self.knobs.subscribe();
             pending.spawn(async move {
                 if !fate.delay.is_zero() {
@@ -294,8 +302,13 @@ impl Terminal {
                 } else {
                     result
                 };
-                let written =
-                    tokio::task::spawn_blocking(move || files::write_atomic(&target, &bytes)).await;
+                let written = tokio::task::spawn_blocking(move || {
+                    if let Some(copy) = copy {
+                        files::write_atomic(&copy, &bytes)?;
+                    }
+                    files::write_atomic(&target, &bytes)
+                })
+                .await;
                 match written {
                     Ok(Ok(())) => tracing::debug!(
                         kind = ?kind,

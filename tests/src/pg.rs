@@ -1,0 +1,90 @@
+//! PostgreSQL clusters of a test's own (`scripts/pg.sh`), for tests that stop, kill, replicate
+//! or promote a server without disturbing the shared throwaway cluster `make test` starts.
+
+use std::path::{Path, PathBuf};
+
+use tokio::process::Command;
+
+/// One cluster in a temporary folder on a free loopback port. Stopped when dropped.
+#[derive(Debug)]
+pub struct OwnCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    /// The superuser's URL (`postgres://postgres@127.0.0.1:<port>/postgres`).
+    pub url: String,
+}
+
+impl OwnCluster {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let url = pg(dir.path(), "start", &[port]).await?;
+        Ok(Self { dir, port, url })
+    }
+
+    /// A streaming standby of `primary` (a base backup with `-R`), started and replaying.
+    pub async fn standby_of(primary: &OwnCluster) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let url = pg(dir.path(), "standby", &[port, primary.port]).await?;
+        Ok(Self { dir, port, url })
+    }
+
+    /// A clean stop (`pg_ctl stop -m fast`).
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        pg(self.dir.path(), "stop", &[]).await.map(|_| ())
+    }
+
+    /// Starts it again on the same port after [`OwnCluster::stop`].
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        pg(self.dir.path(), "start", &[self.port]).await.map(|_| ())
+    }
+
+    /// SIGKILL of the postmaster: the machine died.
+    pub async fn kill(&self) -> anyhow::Result<()> {
+        pg(self.dir.path(), "kill", &[]).await.map(|_| ())
+    }
+
+    /// Promotes a standby to primary; returns once it accepts writes.
+    pub async fn promote(&self) -> anyhow::Result<()> {
+        pg(self.dir.path(), "promote", &[]).await.map(|_| ())
+    }
+
+    /// A superuser connection to `database` on this cluster.
+    pub async fn client(&self, database: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let url = format!("postgres://postgres@127.0.0.1:{}/{database}", self.port);
+        crate::connect(&url).await
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path().join("pg"))
+            .status();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg.sh")
+}
+
+async fn pg(dir: &Path, action: &str, ports: &[u16]) -> anyhow::Result<String> {
+    let mut command = Command::new(script());
+    command.arg(action).arg(dir.join("pg"));
+    command.args(ports.iter().map(u16::to_string));
+    let output = command.output().await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "scripts/pg.sh {action} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(String::from_utf8(output.stdout)?.trim().to_string())
+}
