@@ -528,7 +528,7 @@ async fn alerts_reach_webhooks_and_mail_signed_in_order_scoped_and_quiet_at_nigh
     central.kill().await?;
     let central = start_central_with_env(&pki, &db, &env).await?;
     let operator = Operator::new(&pki, &central);
-    let mut tokyo_site = Site::open(&pki, &central, &tokyo).await?;
+    let tokyo_site = Site::open(&pki, &central, &tokyo).await?;
     hook.up().await?;
     let second = second_gap["id"].as_i64().unwrap();
     eventually("everything delivered after the outage", || async {
