@@ -680,6 +680,12 @@ async fn alerts_reach_webhooks_and_mail_signed_in_order_scoped_and_quiet_at_nigh
         area.got().iter().all(|r| r.json["site_code"] == osaka),
         "still nothing of Tokyo at the area manager's endpoint"
     );
-    let _ = mail_id;
+    // The mail endpoint's log: every notice delivered, as many as mails arrived.
+    eventually("every mail delivered and received", || async {
+        let log = deliveries(&operator, mail_id).await;
+        (log.len() == 6 && log.iter().all(|d| d["status"] == "delivered") && mail.mail().len() == 6)
+            .then_some(())
+    })
+    .await;
     Ok(())
 }
