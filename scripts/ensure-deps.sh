@@ -33,8 +33,23 @@ browser_packages() {
   fi
 }
 
+# The notification test's mail server: aiosmtpd from PyPI (STARTTLS with the test PKI), in a
+# venv of the repo's own under .local (tests/tests/notifications.rs runs .local/aiosmtpd).
+AIOSMTPD_VERSION=1.4.6
+smtp_server() {
+  local venv
+  venv="$(dirname "$0")/../.local/aiosmtpd"
+  if ! "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "installing aiosmtpd==$AIOSMTPD_VERSION from PyPI into .local/aiosmtpd" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet "aiosmtpd==$AIOSMTPD_VERSION" >&2
+  fi
+}
+
 if [ ${#need[@]} -eq 0 ]; then
   browser_packages
+  smtp_server
   exit 0
 fi
 echo "installing missing system packages: ${need[*]}" >&2
@@ -54,3 +69,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 browser_packages
+smtp_server

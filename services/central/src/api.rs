@@ -38,6 +38,9 @@ pub struct ApiState {
     pub deny: fleet_tls::deny::DenyList,
     /// Failed sign-ins, per login and per address.
     pub limiter: SignInLimiter,
+    /// Seals the secrets of new webhook endpoints (`--notification-key-file`); without it,
+    /// webhooks cannot be made.
+    pub notification_key: Option<Arc<crate::notify::key::NotificationKey>>,
 }
 
 impl FromRef<ApiState> for Store {
@@ -52,6 +55,7 @@ pub fn router(store: Store) -> Router {
         patient_key: None,
         deny: fleet_tls::deny::DenyList::default(),
         limiter: SignInLimiter::default(),
+        notification_key: None,
     })
 }
 
@@ -159,6 +163,16 @@ fn api_routes() -> Router<ApiState> {
             "/api/v1/accounts/{login}",
             axum::routing::patch(change_account),
         )
+        .route(
+            "/api/v1/notifications/endpoints",
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route("/api/v1/notifications/endpoints/{id}", put(put_endpoint))
+        .route(
+            "/api/v1/notifications/endpoints/{id}/test",
+            post(test_endpoint),
+        )
+        .route("/api/v1/notifications/deliveries", get(list_deliveries))
 }
 
 async fn list_sites(
@@ -1386,4 +1400,84 @@ async fn put_retention(
     )?;
     store.set_retention(&rule, &principal.audit_name()).await?;
     Ok(Json(store.retention_policy().await?))
+}
+
+// ------------------------------------------------------------------------------- notifications
+
+async fn list_endpoints(
+    State(store): State<Store>,
+) -> Result<Json<Vec<crate::store::notifications::Endpoint>>, ServiceError> {
+    Ok(Json(store.notification_endpoints().await?))
+}
+
+/// Makes a notification endpoint (`crate::notify::endpoint::SHAPE`): 201 with the endpoint and,
+/// for a webhook, its signing secret, shown this once; audited.
+async fn create_endpoint(
+    State(state): State<ApiState>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
+    use crate::notify::endpoint;
+    let request: endpoint::EndpointRequest = json_body(&body, endpoint::SHAPE)?;
+    let (made, secret) = endpoint::create(
+        &state.store,
+        state.notification_key.as_deref(),
+        &request,
+        &principal,
+    )
+    .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(serde_json::json!({ "endpoint": made, "secret": secret })),
+    ))
+}
+
+/// Changes an endpoint (the same JSON; its channel stays, its secret is kept); audited.
+async fn put_endpoint(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::store::notifications::Endpoint>, ServiceError> {
+    use crate::notify::endpoint;
+    let request: endpoint::EndpointRequest = json_body(&body, endpoint::SHAPE)?;
+    Ok(Json(
+        endpoint::update(&store, id, &request, &principal).await?,
+    ))
+}
+
+/// Queues a test delivery to the endpoint: 202 with the notification's id.
+async fn test_endpoint(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
+    let notification = crate::notify::endpoint::test(&store, id, &principal).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "notification_id": notification })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveryParams {
+    endpoint: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The delivery log, newest first: `?endpoint=3&limit=100` (limit 1-1000, default 100).
+async fn list_deliveries(
+    State(store): State<Store>,
+    Query(params): Query<DeliveryParams>,
+) -> Result<Json<Vec<crate::store::notifications::Delivery>>, ServiceError> {
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad(format!("limit {limit}: expected 1 to 1000")));
+    }
+    Ok(Json(
+        store
+            .notification_deliveries(params.endpoint, limit)
+            .await?,
+    ))
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     /// The chain CA's certificate and key, to sign agents' certificate renewals; without,
     /// renewals are refused (and the sites renew through the chain's PKI process).
     pub renewal: Option<crate::renewal::RenewalSettings>,
+    /// Webhooks and mail.
+    pub notify: crate::notify::NotifySettings,
     pub tuning: Tuning,
 }
 
@@ -112,6 +114,9 @@ impl Default for Tuning {
     }
 }
 
+/// Connections of the notification worker's own pool (claims and outcomes are short).
+const NOTIFY_POOL_SIZE: usize = 2;
+
 pub struct Application {
     grpc: TcpListener,
     http: TcpListener,
@@ -128,6 +133,8 @@ pub struct Application {
     on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
+    notification_key: Option<std::sync::Arc<crate::notify::key::NotificationKey>>,
+    notifier: crate::notify::worker::Notifier,
     durability: store::durability::Durability,
     /// With a read replica: from how far behind the pages say so.
     replica_lag_warning: Option<std::time::Duration>,
@@ -239,6 +246,16 @@ impl Application {
                 .context("loading the chain CA that signs agent renewals")?,
             None => crate::renewal::Renewals::disabled(),
         };
+        let notification_key = settings
+            .notify
+            .key()
+            .context("loading the notification key")?;
+        // Its own small pool: deliveries waiting on slow receivers never take ingest's slots.
+        let notify_pool = store::connect(&settings.database_url, NOTIFY_POOL_SIZE)?;
+        let notifier = settings
+            .notify
+            .notifier(Store::new(notify_pool), notification_key.clone())
+            .context("setting up notifications")?;
         Ok(Self {
             grpc,
             http,
@@ -253,6 +270,8 @@ impl Application {
             on_refused,
             refused,
             renewals,
+            notification_key,
+            notifier,
             durability,
             replica_lag_warning: settings
                 .read_database_url
@@ -351,6 +370,7 @@ impl Application {
             self.seal_key.clone(),
             stopped(stop_rx.clone()),
         ));
+        tokio::spawn(self.notifier.run(stopped(stop_rx.clone())));
         if let Some(warn_after) = self.replica_lag_warning {
             tokio::spawn(crate::web::freshness::follow(
                 self.store.clone(),
@@ -378,6 +398,7 @@ impl Application {
                 max_keys: tuning.sign_in_keys,
                 ..crate::auth::rate_limit::Limits::default()
             }),
+            notification_key: self.notification_key.clone(),
         });
         let web = {
             let (listener, tls, router) = (self.web, self.web_tls, router.clone());

@@ -13,6 +13,7 @@ pub mod health;
 pub mod ingest;
 pub mod limits;
 pub mod maintenance;
+pub mod notify;
 pub mod renewal;
 pub mod sealing;
 pub mod spreadsheet;

@@ -399,6 +399,53 @@ struct ServeArgs {
         default_value = "90,60,30,15,7,0"
     )]
     certificate_alert_days: store::CertificateAlertDays,
+    /// The key that seals webhook secrets in the database (a file of 64 hex characters, e.g.
+    /// `openssl rand -hex 32`; the same file on every replica). Without it, no webhooks.
+    #[arg(long, env = "CENTRAL_NOTIFICATION_KEY_FILE")]
+    notification_key_file: Option<PathBuf>,
+    /// The dashboard's public address (e.g. https://central.example.jp), for the links in
+    /// notifications.
+    #[arg(long, env = "CENTRAL_DASHBOARD_URL")]
+    dashboard_url: Option<String>,
+    /// The CAs HTTPS webhook receivers are verified with (PEM, e.g.
+    /// /etc/ssl/certs/ca-certificates.crt); without, only http:// receivers are reached.
+    #[arg(long, env = "CENTRAL_WEBHOOK_CA")]
+    webhook_ca: Option<PathBuf>,
+    /// The mail server for mail endpoints (SMTP with STARTTLS required).
+    #[arg(long, env = "CENTRAL_SMTP_HOST")]
+    smtp_host: Option<String>,
+    #[arg(long, env = "CENTRAL_SMTP_PORT", default_value_t = 587)]
+    smtp_port: u16,
+    /// The sender of notification mail.
+    #[arg(
+        long,
+        env = "CENTRAL_SMTP_FROM",
+        default_value = "onshi-fleet@localhost"
+    )]
+    smtp_from: String,
+    #[arg(long, env = "CENTRAL_SMTP_USERNAME")]
+    smtp_username: Option<String>,
+    /// A file whose first line is the SMTP password (never printed).
+    #[arg(long, env = "CENTRAL_SMTP_PASSWORD_FILE")]
+    smtp_password_file: Option<PathBuf>,
+    /// The CAs the mail server's certificate is verified with (PEM); default: the system's.
+    #[arg(long, env = "CENTRAL_SMTP_CA")]
+    smtp_ca: Option<PathBuf>,
+    /// Seconds one delivery (connect to answer) may take.
+    #[arg(long, env = "CENTRAL_NOTIFY_TIMEOUT_SECS", default_value_t = 15)]
+    notify_timeout_secs: u64,
+    /// Seconds before the first retry of a failed delivery; each retry doubles it.
+    #[arg(long, env = "CENTRAL_NOTIFY_RETRY_SECS", default_value_t = 5)]
+    notify_retry_secs: u64,
+    /// The longest wait between retries, in seconds.
+    #[arg(long, env = "CENTRAL_NOTIFY_RETRY_MAX_SECS", default_value_t = 600)]
+    notify_retry_max_secs: u64,
+    /// Seconds between the worker's looks for due notifications (and at held ones).
+    #[arg(long, env = "CENTRAL_NOTIFY_POLL_SECS", default_value_t = 2)]
+    notify_poll_secs: u64,
+    /// Seconds between looks at a notification quiet hours hold (is its site open yet?).
+    #[arg(long, env = "CENTRAL_NOTIFY_HOLD_RECHECK_SECS", default_value_t = 60)]
+    notify_hold_recheck_secs: u64,
     /// How new rows are written: copy (binary COPY) or unnest; for measurements only.
     #[arg(
         long,
@@ -807,6 +854,30 @@ async fn serve(
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),
             }),
+        notify: central::notify::NotifySettings {
+            key_file: args.notification_key_file,
+            smtp: args
+                .smtp_host
+                .map(|host| central::notify::mail::SmtpSettings {
+                    host,
+                    port: args.smtp_port,
+                    from: args.smtp_from,
+                    username: args.smtp_username,
+                    password_file: args.smtp_password_file,
+                    ca: args.smtp_ca,
+                }),
+            webhook_ca: args.webhook_ca,
+            dashboard_url: args.dashboard_url,
+            worker: central::notify::worker::WorkerConfig {
+                poll: Duration::from_secs(args.notify_poll_secs.max(1)),
+                total_timeout: Duration::from_secs(args.notify_timeout_secs.max(1)),
+                connect_timeout: Duration::from_secs(args.notify_timeout_secs.clamp(1, 5)),
+                retry_base: Duration::from_secs(args.notify_retry_secs.max(1)),
+                retry_max: Duration::from_secs(args.notify_retry_max_secs.max(1)),
+                hold_recheck: Duration::from_secs(args.notify_hold_recheck_secs.max(1)),
+                ..Default::default()
+            },
+        },
         tuning: Tuning {
             writer: WriterConfig {
                 writers: args.writers,

@@ -4,7 +4,8 @@
 //! site's availability (`store::availability`), the rollout controller (`store::rollouts`), the
 //! alert checker, the certificate inventory
 //! (projection of inventory events, expiry alerts: `store::certificates`), and the fleet-wide
-//! gauges Prometheus scrapes (`crate::fleet_metrics`).
+//! gauges Prometheus scrapes (`crate::fleet_metrics`), the trimming of the notification log
+//! (delivered notifications are kept 90 days).
 //!
 //! Both run in every replica; the store serialises them with advisory locks and they only do
 //! what is missing, so running them twice is harmless. A failure (PostgreSQL down) is logged and
@@ -13,6 +14,9 @@
 use std::time::Duration;
 
 use crate::store::{AlertThresholds, CertificateAlertDays, Store};
+
+/// How long the delivery log keeps a delivered notification.
+const NOTIFICATIONS_KEPT: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Views the access re-check reads per pass at most.
 const RECHECK_VIEWS_PER_PASS: i64 = 50_000;
@@ -83,6 +87,12 @@ pub async fn run(
                 Err(error) => {
                     tracing::warn!(%error, "could not create event partitions; retrying later")
                 }
+            }
+            if let Err(error) = store
+                .forget_delivered_notifications(NOTIFICATIONS_KEPT)
+                .await
+            {
+                tracing::warn!(%error, "could not trim the notification log; retrying later");
             }
             // Retention: partitions whose period ran out are dropped, their links kept.
             match store.expire_events().await {

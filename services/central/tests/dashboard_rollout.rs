@@ -198,6 +198,7 @@ impl Fixture {
             patient_key: Some(key.clone()),
             deny: fleet_tls::deny::DenyList::default(),
             limiter: central::auth::rate_limit::SignInLimiter::default(),
+            notification_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -719,7 +719,16 @@ async fn chain() -> Chain {
     store.ingest_batch(&osaka, gap, &events).await.unwrap();
 
     let api = Api {
-        router: central::api::router(store.clone()),
+        // With a notification key, so webhooks can be made.
+        router: central::api::router_with(central::api::ApiState {
+            store: store.clone(),
+            patient_key: None,
+            deny: fleet_tls::deny::DenyList::default(),
+            limiter: central::auth::rate_limit::SignInLimiter::default(),
+            notification_key: Some(Arc::new(
+                central::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
+            )),
+        }),
         doc: document(),
         operator: Caller::Certificate(operator),
         mismatches: Vec::new(),
@@ -1492,6 +1501,90 @@ async fn every_documented_operation_answers_as_documented() {
     .await;
     let accounts = api.expect(200, "GET", "/api/v1/accounts", None).await;
     assert_eq!(accounts.as_array().map(Vec::len), Some(2), "{accounts}");
+
+    // Notification endpoints: a webhook (its secret shown once) and a mail address, a change,
+    // a test delivery, the delivery log; mistakes are 400 and unknown endpoints 404.
+    let hook = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/notifications/endpoints",
+            Some(json!({"name": "chain IT", "channel": "webhook",
+                        "target": "https://hooks.example.jp/onshi", "kinds": ["chain_break"]})),
+        )
+        .await;
+    assert!(
+        hook["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{hook}"
+    );
+    let mail = api
+        .expect(
+            201,
+            "POST",
+            "/api/v1/notifications/endpoints",
+            Some(
+                json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
+                        "prefectures": ["27"], "quiet_hours": false}),
+            ),
+        )
+        .await;
+    assert_eq!(mail["secret"], Value::Null);
+    let mail_id = mail["endpoint"]["id"].as_i64().unwrap();
+    let changed = api
+        .expect(
+            200,
+            "PUT",
+            &format!("/api/v1/notifications/endpoints/{mail_id}"),
+            Some(
+                json!({"name": "関西", "channel": "mail", "target": "kansai@example.jp",
+                        "prefectures": ["27", "26"], "enabled": false}),
+            ),
+        )
+        .await;
+    assert_eq!(changed["enabled"], false, "{changed}");
+    api.expect(
+        202,
+        "POST",
+        &format!("/api/v1/notifications/endpoints/{mail_id}/test"),
+        None,
+    )
+    .await;
+    let endpoints = api
+        .expect(200, "GET", "/api/v1/notifications/endpoints", None)
+        .await;
+    assert_eq!(endpoints.as_array().map(Vec::len), Some(2), "{endpoints}");
+    let log = api
+        .expect(
+            200,
+            "GET",
+            &format!("/api/v1/notifications/deliveries?endpoint={mail_id}&limit=10"),
+            None,
+        )
+        .await;
+    assert_eq!(log[0]["event"], "test", "{log}");
+    api.expect(
+        400,
+        "POST",
+        "/api/v1/notifications/endpoints",
+        Some(json!({"name": "x", "channel": "pager", "target": "x"})),
+    )
+    .await;
+    api.expect(
+        400,
+        "PUT",
+        &format!("/api/v1/notifications/endpoints/{mail_id}"),
+        Some(json!({"name": "x", "channel": "webhook", "target": "https://x.example/"})),
+    )
+    .await;
+    api.expect(
+        404,
+        "POST",
+        "/api/v1/notifications/endpoints/999999/test",
+        None,
+    )
+    .await;
+    api.expect(400, "GET", "/api/v1/notifications/deliveries?limit=0", None)
+        .await;
     api.expect(
         200,
         "PATCH",

@@ -43,6 +43,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         seal_key: None,
         patient_key: None,
         renewal: None,
+        notify: central::notify::NotifySettings::default(),
         tuning,
     };
     let app = Application::build(&settings)

@@ -53,8 +53,16 @@ fn scope(spec: &AccountSpec, role: Role) -> Result<(Vec<String>, Vec<String>), S
         }
         (_, false) => {}
     }
-    let prefectures = spec
-        .prefectures
+    scope_lists(&spec.prefectures, &spec.sites)
+}
+
+/// Prefecture codes and site codes as given, checked (an account's scope, a notification
+/// route's): a wrong one is named.
+pub(crate) fn scope_lists(
+    prefectures: &[String],
+    sites: &[String],
+) -> Result<(Vec<String>, Vec<String>), ServiceError> {
+    let prefectures = prefectures
         .iter()
         .map(|p| {
             // Stored as the canonical two digits ("１３" typed full-width is "13"): the scope
@@ -64,8 +72,7 @@ fn scope(spec: &AccountSpec, role: Role) -> Result<(Vec<String>, Vec<String>), S
                 .map_err(|e| bad(format!("prefecture {p:?}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let sites = spec
-        .sites
+    let sites = sites
         .iter()
         .map(|s| {
             SiteCode::parse(s)

@@ -39,7 +39,16 @@ const ANYONE_SIGNED_IN: &[&str] = &[
 /// Reads only a chain administrator may make.
 /// Reads that are chain-wide by nature and for chain administrators only: accounts, and the
 /// deny list of revoked certificates (fingerprints and reasons of every site's agents).
-const ADMIN_READS: &[&str] = &["/api/v1/accounts", "/api/v1/revocations"];
+/// Notification endpoints and their delivery log: where chain IT's alerts go is chain-wide
+/// configuration.
+const ADMIN_READS: &[&str] = &[
+    "/api/v1/accounts",
+    "/api/v1/revocations",
+    "/api/v1/notifications/endpoints",
+    "/api/v1/notifications/deliveries",
+    "/notifications",
+    "/notifications/{id}",
+];
 
 /// Reads that are exports: CSV and printable reports (each one audited by its handler).
 fn is_export(route: &str) -> bool {

@@ -117,6 +117,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "site_revocations_and_renewals",
         sql: include_str!("../../migrations/0020_site_revocations_and_renewals.sql"),
     },
+    Migration {
+        version: 21,
+        name: "notifications",
+        sql: include_str!("../../migrations/0021_notifications.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -17,6 +17,7 @@ pub mod fleet_gauges;
 pub mod grace;
 mod ingest;
 pub mod migrate;
+pub mod notifications;
 pub mod partitions;
 pub mod retention;
 pub mod revocations;

@@ -14,6 +14,7 @@ use super::layout::{Nav, csrf_field, page};
 use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
+use crate::notify::kind_label;
 use crate::store::dashboard::{ALERTS_SHOWN, Acknowledgement, AlertRow, AlertState};
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,18 +27,6 @@ fn state_label(state: AlertState) -> (&'static str, &'static str) {
         AlertState::Open => ("未確認", "Open"),
         AlertState::Acknowledged => ("確認済み", "Acknowledged"),
         AlertState::Resolved => ("解決済み", "Resolved"),
-    }
-}
-
-/// Alert kinds as people read them: Japanese, English.
-fn kind_label(kind: &str) -> (&str, &str) {
-    match kind {
-        "sequence_gap" => ("イベントの欠番", "sequence gap"),
-        "produced_received_divergence" => ("未送信のイベント", "events waiting at the site"),
-        "chain_break" => ("ハッシュチェーンの断絶", "chain break"),
-        "access_violation" => ("閲覧ルール違反", "access violation"),
-        "site_unavailable" => ("施設が利用できない", "site unavailable"),
-        other => (other, other),
     }
 }
 

@@ -706,6 +706,7 @@ mod tests {
             }),
             deny: fleet_tls::deny::DenyList::default(),
             limiter: crate::auth::rate_limit::SignInLimiter::default(),
+            notification_key: None,
         }
     }
 

@@ -15,17 +15,19 @@ pub enum Nav {
     Rollout,
     Audit,
     Alerts,
+    Notifications,
     Account,
 }
 
 impl Nav {
-    const ALL: [Nav; 7] = [
+    const ALL: [Nav; 8] = [
         Nav::Overview,
         Nav::Sites,
         Nav::Certificates,
         Nav::Rollout,
         Nav::Audit,
         Nav::Alerts,
+        Nav::Notifications,
         Nav::Account,
     ];
 
@@ -37,6 +39,7 @@ impl Nav {
             Nav::Rollout => "/rollout",
             Nav::Audit => "/audit",
             Nav::Alerts => "/alerts",
+            Nav::Notifications => "/notifications",
             Nav::Account => "/account",
         }
     }
@@ -50,6 +53,7 @@ impl Nav {
             Nav::Rollout => ("導入・配信", "Rollout"),
             Nav::Audit => ("監査", "Audit"),
             Nav::Alerts => ("アラート", "Alerts"),
+            Nav::Notifications => ("通知", "Notifications"),
             Nav::Account => ("アカウント", "Account"),
         }
     }
@@ -57,6 +61,7 @@ impl Nav {
     fn needs(self) -> Option<Permission> {
         match self {
             Nav::Audit => Some(Permission::ViewAudit),
+            Nav::Notifications => Some(Permission::Administer),
             Nav::Account => None,
             _ => Some(Permission::ViewFleet),
         }

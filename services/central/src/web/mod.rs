@@ -11,6 +11,7 @@ pub mod format;
 pub mod freshness;
 pub mod layout;
 mod login;
+mod notifications;
 mod overview;
 mod rollout;
 pub(crate) mod sites;
@@ -111,4 +112,16 @@ pub fn pages() -> Router<ApiState> {
         .route("/audit", get(audit::page_handler))
         .route("/audit/export.csv", get(audit::export_csv))
         .route("/audit/report", get(audit::report))
+        .route(
+            "/notifications",
+            get(notifications::page_handler).post(notifications::create_form),
+        )
+        .route(
+            "/notifications/{id}",
+            get(notifications::edit_page).post(notifications::edit_form),
+        )
+        .route(
+            "/notifications/{id}/{action}",
+            post(notifications::act_form),
+        )
 }
