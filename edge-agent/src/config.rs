@@ -68,7 +68,8 @@ pub struct AgentConfig {
     pub terminal_id: TerminalId,
     pub data_dir: PathBuf,
     pub patient_hash_key_file: PathBuf,
-    /// The control socket the counter CLI talks to; defaults to `<data_dir>/agent.sock`.
+    /// The control channel the counter CLI talks to: a socket path (default
+    /// `<data_dir>/agent.sock`), or on Windows a named pipe (default `\\.\pipe\onshi-fleet-agent`).
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
     /// The key that seals outbox records; defaults to `<data_dir>/outbox.key`, created with a new
@@ -411,10 +412,12 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The control channel: `control_socket`, else `agent.sock` in the data folder (unix) or
+    /// the pipe `\\.\pipe\onshi-fleet-agent` (Windows).
     pub fn control_socket(&self) -> PathBuf {
         self.control_socket
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("agent.sock"))
+            .unwrap_or_else(|| default_control_channel(&self.data_dir))
     }
 
     pub fn outbox_path(&self) -> PathBuf {
@@ -456,6 +459,16 @@ impl AgentConfig {
         let canonical = serde_json::to_vec(self).expect("the configuration serialises");
         fleet_tls::identity::hex(ring::digest::digest(&ring::digest::SHA256, &canonical).as_ref())
     }
+}
+
+#[cfg(unix)]
+fn default_control_channel(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent.sock")
+}
+
+#[cfg(windows)]
+fn default_control_channel(_data_dir: &Path) -> PathBuf {
+    PathBuf::from(r"\\.\pipe\onshi-fleet-agent")
 }
 
 #[cfg(test)]
