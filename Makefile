@@ -37,6 +37,14 @@ helm-check: ## Lint the Helm chart and validate its manifests (installs helm and
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
 
+.PHONY: windows
+windows: ## Cross-build edge-agent.exe and its MSI for Windows into target/windows/dist (Debian's rustc-web + mingw-w64, wixl)
+	scripts/windows.sh build
+
+.PHONY: test-windows
+test-windows: ## The Windows agent under Wine: its unit tests, then end-to-end against onshi-sim and central on Linux
+	scripts/windows.sh test
+
 .PHONY: demo
 demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C stops everything
 	scripts/demo.sh

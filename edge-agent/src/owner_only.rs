@@ -271,6 +271,29 @@ pub mod windows {
         Ok(())
     }
 
+    /// Replaces `path`'s DACL with the one in `sddl` (a `D:P(…)` descriptor), inheritance off.
+    pub fn set_dacl(path: &Path, sddl: &str) -> io::Result<()> {
+        let sd = SecurityDescriptor::from_sddl(sddl)?;
+        let dacl = sd.dacl()?;
+        let name = wide(path.as_os_str());
+        // SAFETY: `name` is NUL-terminated; `dacl` lives as long as `sd`.
+        let status = unsafe {
+            windows_sys::Win32::Security::Authorization::SetNamedSecurityInfoW(
+                name.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                dacl,
+                null_mut(),
+            )
+        };
+        if status != ERROR_SUCCESS {
+            return Err(io::Error::from_raw_os_error(status as i32));
+        }
+        Ok(())
+    }
+
     /// The broad groups (see [`BROAD`]) whose allow entries in `path`'s DACL include reading.
     pub fn broad_readers(path: &Path) -> io::Result<Vec<String>> {
         let name = wide(path.as_os_str());
@@ -367,37 +390,13 @@ mod tests {
     /// Everyone read, set here through the API, must be seen.
     #[cfg(windows)]
     #[test]
-    #[allow(unsafe_code)]
     fn a_file_whose_acl_lets_everyone_read_is_exposed() {
-        use windows_sys::Win32::Security::Authorization::{SE_FILE_OBJECT, SetNamedSecurityInfoW};
-        use windows_sys::Win32::Security::{
-            DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl,
-            PROTECTED_DACL_SECURITY_INFORMATION,
-        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret.key");
         create(&path, true).unwrap().write_all(b"x").unwrap();
         assert_eq!(exposure(&path).unwrap(), None);
         let me = windows::current_user_sid().unwrap();
-        let sd = windows::SecurityDescriptor::from_sddl(&format!("D:P(A;;FA;;;{me})(A;;FR;;;WD)"))
-            .unwrap();
-        let (mut present, mut defaulted) = (0, 0);
-        let mut dacl = std::ptr::null_mut();
-        let name = windows::wide(path.as_os_str());
-        // SAFETY: a valid descriptor; out pointers; `name` NUL-terminated.
-        let status = unsafe {
-            GetSecurityDescriptorDacl(sd.as_ptr(), &mut present, &mut dacl, &mut defaulted);
-            SetNamedSecurityInfoW(
-                name.as_ptr(),
-                SE_FILE_OBJECT,
-                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                dacl,
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!(status, 0, "SetNamedSecurityInfoW");
+        windows::set_dacl(&path, &format!("D:P(A;;FA;;;{me})(A;;FR;;;WD)")).unwrap();
         let exposure = exposure(&path).unwrap().expect("Everyone can read it");
         assert!(exposure.who.contains("Everyone"), "{exposure}");
     }

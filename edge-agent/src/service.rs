@@ -103,8 +103,68 @@ pub fn install(config: &Path) -> anyhow::Result<()> {
     configure()
 }
 
-/// What the MSI's tables cannot say: description, recovery actions, the service SID.
+/// The SID of a service's virtual account (`NT SERVICE\<name>`): `S-1-5-80-` and the SHA-1 of
+/// the upper-cased name in UTF-16LE as five little-endian 32-bit numbers, the same on every
+/// machine (what `sc showsid <name>` prints), so ACLs can name it before the service exists.
+pub fn service_sid(name: &str) -> String {
+    let utf16: Vec<u8> = name
+        .to_uppercase()
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &utf16);
+    let parts: Vec<String> = digest
+        .as_ref()
+        .chunks(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]).to_string())
+        .collect();
+    format!("S-1-5-80-{}", parts.join("-"))
+}
+
+/// The agent's folders under `%ProgramData%\onshi-fleet\agent` and their DACLs (inheritance
+/// off): the configuration readable by the service, writable by Administrators; keys and data
+/// for SYSTEM and the service only (it renews its certificate and creates the outbox key, so
+/// it may modify them; Administrators can take ownership, which is audited); logs readable by
+/// Administrators.
+pub fn folder_acls(root: &Path) -> Vec<(PathBuf, String)> {
+    let service = service_sid(SERVICE_NAME);
+    // Modify: read, write, execute, delete (no change of permissions or owner).
+    const MODIFY: &str = "0x1301bf";
+    vec![
+        (
+            root.to_path_buf(),
+            format!("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FRFX;;;{service})"),
+        ),
+        (
+            root.join("keys"),
+            format!("D:P(A;OICI;FA;;;SY)(A;OICI;{MODIFY};;;{service})"),
+        ),
+        (
+            root.join("data"),
+            format!("D:P(A;OICI;FA;;;SY)(A;OICI;{MODIFY};;;{service})"),
+        ),
+        (
+            root.join("logs"),
+            format!("D:P(A;OICI;FA;;;SY)(A;OICI;FR;;;BA)(A;OICI;{MODIFY};;;{service})"),
+        ),
+    ]
+}
+
+/// `%ProgramData%\onshi-fleet\agent`.
+pub fn agent_root() -> anyhow::Result<PathBuf> {
+    let program_data = std::env::var_os("ProgramData").context("%ProgramData% is not set")?;
+    Ok(PathBuf::from(program_data).join("onshi-fleet").join("agent"))
+}
+
+/// What the MSI's tables cannot say: description, recovery actions, the service SID, and the
+/// DACLs of the agent's folders (those that exist).
 pub fn configure() -> anyhow::Result<()> {
+    for (folder, sddl) in folder_acls(&agent_root()?) {
+        if folder.is_dir() {
+            crate::owner_only::windows::set_dacl(&folder, &sddl)
+                .with_context(|| format!("setting the ACL of {}", folder.display()))?;
+        }
+    }
     let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
         .context("opening the Service Control Manager (run as Administrator)")?;
     let service = manager
@@ -270,6 +330,23 @@ mod tests {
                 .iter()
                 .all(|a| a.action_type == ServiceActionType::Restart)
         );
+    }
+
+    #[test]
+    fn a_service_sid_is_the_one_windows_derives_from_the_name() {
+        // TrustedInstaller's service SID, the same on every Windows machine.
+        assert_eq!(
+            service_sid("TrustedInstaller"),
+            "S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464"
+        );
+        let acls = folder_acls(Path::new(r"C:\ProgramData\onshi-fleet\agent"));
+        let keys = &acls[1];
+        assert!(keys.0.ends_with("keys"));
+        assert!(keys.1.starts_with("D:P(") && !keys.1.contains(";BA)") && !keys.1.contains(";WD)"));
+        // Each descriptor is one Windows accepts.
+        for (_, sddl) in &acls {
+            crate::owner_only::windows::SecurityDescriptor::from_sddl(sddl).unwrap();
+        }
     }
 
     #[test]
