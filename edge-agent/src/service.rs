@@ -153,7 +153,9 @@ pub fn folder_acls(root: &Path) -> Vec<(PathBuf, String)> {
 /// `%ProgramData%\onshi-fleet\agent`.
 pub fn agent_root() -> anyhow::Result<PathBuf> {
     let program_data = std::env::var_os("ProgramData").context("%ProgramData% is not set")?;
-    Ok(PathBuf::from(program_data).join("onshi-fleet").join("agent"))
+    Ok(PathBuf::from(program_data)
+        .join("onshi-fleet")
+        .join("agent"))
 }
 
 /// What the MSI's tables cannot say: description, recovery actions, the service SID, and the
