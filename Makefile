@@ -10,7 +10,7 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ## Install missing system packages (PostgreSQL, pcscd, vsmartcard-vpcd, ...)
@@ -42,7 +42,7 @@ windows: ## Cross-build edge-agent.exe and its MSI for Windows into target/windo
 	scripts/windows.sh build
 
 .PHONY: test-windows
-test-windows: ## The Windows agent under Wine: its unit tests, then end-to-end against onshi-sim and central on Linux
+test-windows: deps build ## The Windows agent under Wine: its unit tests, then end-to-end against onshi-sim and central on Linux
 	scripts/windows.sh test
 
 .PHONY: demo
