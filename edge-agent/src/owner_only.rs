@@ -254,7 +254,7 @@ pub mod windows {
         let sd = SecurityDescriptor::owner_only()?;
         let dacl = sd.dacl()?;
         // SAFETY: a handle owned by `file`; `dacl` lives as long as `sd`.
-        let status = unsafe {
+        win32_status(unsafe {
             SetSecurityInfo(
                 file.as_raw_handle() as HANDLE,
                 SE_FILE_OBJECT,
@@ -264,11 +264,14 @@ pub mod windows {
                 dacl,
                 null_mut(),
             )
-        };
-        if status != ERROR_SUCCESS {
-            return Err(io::Error::from_raw_os_error(status as i32));
+        })
+    }
+
+    fn win32_status(status: u32) -> io::Result<()> {
+        match status {
+            ERROR_SUCCESS => Ok(()),
+            error => Err(io::Error::from_raw_os_error(error as i32)),
         }
-        Ok(())
     }
 
     /// Replaces `path`'s DACL with the one in `sddl` (a `D:P(…)` descriptor), inheritance off.
@@ -277,7 +280,7 @@ pub mod windows {
         let dacl = sd.dacl()?;
         let name = wide(path.as_os_str());
         // SAFETY: `name` is NUL-terminated; `dacl` lives as long as `sd`.
-        let status = unsafe {
+        win32_status(unsafe {
             windows_sys::Win32::Security::Authorization::SetNamedSecurityInfoW(
                 name.as_ptr(),
                 SE_FILE_OBJECT,
@@ -287,11 +290,7 @@ pub mod windows {
                 dacl,
                 null_mut(),
             )
-        };
-        if status != ERROR_SUCCESS {
-            return Err(io::Error::from_raw_os_error(status as i32));
-        }
-        Ok(())
+        })
     }
 
     /// The broad groups (see [`BROAD`]) whose allow entries in `path`'s DACL include reading.
@@ -313,9 +312,7 @@ pub mod windows {
                 &mut sd,
             )
         };
-        if status != ERROR_SUCCESS {
-            return Err(io::Error::from_raw_os_error(status as i32));
-        }
+        win32_status(status)?;
         let result = (|| {
             if dacl.is_null() {
                 return Ok(vec!["everyone (the file has no DACL at all)".to_string()]);
