@@ -47,7 +47,12 @@ shim() {
   for dir in "$@"; do cp "$out" "$dir/"; done
 }
 
+# Wine 8 emulates a file's DACL from its unix mode and maps any DACL set through the API to a
+# mode others can read, so the agent's own files are kept private by the mode Wine creates them
+# with: the wineserver (which creates files) runs with umask 077, restarted to be sure of it.
 wine_prefix() {
+  umask 077
+  wineserver -k 2>/dev/null || true
   if [ ! -f "$WINEPREFIX/system.reg" ]; then
     echo "windows: creating the Wine prefix $WINEPREFIX" >&2
     mkdir -p "$WINEPREFIX"
@@ -63,6 +68,8 @@ unit_tests() {
     | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
+    if m.get("reason") == "compiler-message":
+        print(m["message"].get("rendered", ""), file=sys.stderr)
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
         print(m["executable"])')
   echo "windows: built the unit tests in $(elapsed "$start") s" >&2

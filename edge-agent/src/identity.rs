@@ -257,11 +257,15 @@ mod tests {
         let reloaded = pki.identity(None);
         assert_eq!(reloaded.current().unwrap(), installed);
         let key = fleet_tls::devpki::DevPki::at(pki.dir.path()).agent(SITE).1;
-        let mode = fs::metadata(key).unwrap().permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o600
-        );
+        assert_eq!(crate::owner_only::exposure(&key).unwrap(), None);
+        #[cfg(unix)]
+        {
+            let mode = fs::metadata(key).unwrap().permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
+        }
     }
 
     #[test]

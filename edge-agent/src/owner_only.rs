@@ -2,9 +2,11 @@
 //! before a secret is loaded from them.
 //!
 //! - unix: mode `0600` at creation; a file with any group or other bit is refused.
-//! - Windows: a protected DACL (no inherited entries) granting the agent's account and `SYSTEM`
-//!   full access, set on the still-empty file while this process holds it unshared (so nobody
-//!   can open it before the DACL applies); a file whose DACL lets `Everyone`, `Users`,
+//! - Windows: a new file keeps the DACL it inherits when no broad group can read it (the agent's
+//!   folders, protected by `service configure`), else gets a protected DACL (no inherited
+//!   entries) granting the agent's account and `SYSTEM` full access, set and checked on the
+//!   still-empty file while this process holds it unshared (so nobody can open it before the
+//!   DACL applies); a file whose DACL lets `Everyone`, `Users`,
 //!   `Authenticated Users`, `Guests`, `ANONYMOUS LOGON` or `INTERACTIVE` read it is refused, as
 //!   is a file with no DACL at all (full access for everyone).
 
@@ -41,8 +43,8 @@ pub fn create(path: &Path, new: bool) -> io::Result<File> {
     open_private(&mut options, path)
 }
 
-/// Opens `path` with `options` so that a file it creates is readable by the agent's account
-/// only (the caller adds its own flags, such as a no-follow open, before).
+/// Opens `path` for writing with `options` so that a file it creates is readable by the agent's
+/// account only (the caller adds its own flags, such as a no-follow open, before).
 pub fn open_private(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     {
@@ -53,11 +55,33 @@ pub fn open_private(options: &mut OpenOptions, path: &Path) -> io::Result<File> 
     #[cfg(windows)]
     {
         use std::os::windows::fs::OpenOptionsExt;
-        // No sharing while the DACL is replaced: an open handle keeps the access it was
-        // granted, so nobody may get one before the file is private.
+        // GENERIC_WRITE | WRITE_DAC | READ_CONTROL: writing, and reading and replacing the
+        // DACL through this handle.
+        const ACCESS: u32 = 0x4000_0000 | 0x0004_0000 | 0x0002_0000;
+        options.access_mode(ACCESS);
+        // No sharing while the DACL is checked and replaced: an open handle keeps the access
+        // it was granted, so nobody may get one before the file is private.
         options.share_mode(0);
         let file = options.open(path)?;
-        windows::make_private(&file)?;
+        // A file inheriting a DACL no broad group can read (the agent's own folders, which the
+        // MSI's `service configure` protects) keeps it; otherwise it gets the owner-only one.
+        // Either way it is checked: a file system that does not keep the DACL (Wine 8 maps
+        // any DACL set through the API to a mode that others can read) is refused here rather
+        // than at the next start.
+        if !windows::broad_readers_of(&file)?.is_empty() {
+            windows::make_private(&file)?;
+            let readers = windows::broad_readers_of(&file)?;
+            if !readers.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the owner-only ACL did not hold on {}: {} can still read it",
+                        path.display(),
+                        readers.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(file)
     }
 }
@@ -299,7 +323,7 @@ pub mod windows {
         let mut dacl: *mut ACL = null_mut();
         let mut sd: PSECURITY_DESCRIPTOR = null_mut();
         // SAFETY: `name` is NUL-terminated; `dacl` and `sd` are out pointers, `dacl` pointing
-        // into `sd`, which is LocalAlloc'ed and freed below.
+        // into `sd`, which is LocalAlloc'ed and freed in `readers_in`.
         let status = unsafe {
             GetNamedSecurityInfoW(
                 name.as_ptr(),
@@ -312,13 +336,42 @@ pub mod windows {
                 &mut sd,
             )
         };
+        readers_in(status, dacl, sd)
+    }
+
+    /// [`broad_readers`] of an open file (its handle needs `READ_CONTROL`).
+    pub fn broad_readers_of(file: &File) -> io::Result<Vec<String>> {
+        let mut dacl: *mut ACL = null_mut();
+        let mut sd: PSECURITY_DESCRIPTOR = null_mut();
+        // SAFETY: a handle owned by `file`; out pointers as in `broad_readers`.
+        let status = unsafe {
+            windows_sys::Win32::Security::Authorization::GetSecurityInfo(
+                file.as_raw_handle() as HANDLE,
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                &mut dacl,
+                null_mut(),
+                &mut sd,
+            )
+        };
+        readers_in(status, dacl, sd)
+    }
+
+    /// Reads the DACL a security query returned, then frees its descriptor.
+    fn readers_in(
+        status: u32,
+        dacl: *mut ACL,
+        sd: PSECURITY_DESCRIPTOR,
+    ) -> io::Result<Vec<String>> {
         win32_status(status)?;
         let result = (|| {
             if dacl.is_null() {
                 return Ok(vec!["everyone (the file has no DACL at all)".to_string()]);
             }
             let mut readers = Vec::new();
-            // SAFETY: a valid ACL from GetNamedSecurityInfoW.
+            // SAFETY: a valid ACL from the security query.
             let count = unsafe { (*dacl).AceCount };
             for index in 0..u32::from(count) {
                 let mut ace: *mut core::ffi::c_void = null_mut();
@@ -343,7 +396,7 @@ pub mod windows {
             }
             Ok(readers)
         })();
-        // SAFETY: LocalAlloc'ed by GetNamedSecurityInfoW, freed once.
+        // SAFETY: LocalAlloc'ed by the security query, freed once.
         unsafe { LocalFree(sd) };
         result
     }
