@@ -58,6 +58,14 @@ wine_prefix() {
     mkdir -p "$WINEPREFIX"
     wine wineboot -i </dev/null >/dev/null 2>&1
   fi
+  # One persistent wineserver for the whole run, started here with its output closed: one a
+  # test's wine process started would outlive the test holding its output pipes.
+  wineserver -k 2>/dev/null || true
+  wineserver -p </dev/null >/dev/null 2>&1
+  trap 'wineserver -k 2>/dev/null || true' EXIT
+  # Likewise Wine's session helpers (services.exe, explorer.exe, ...), which the first program
+  # starts: started here, they never hold a test's pipes.
+  wine cmd.exe /c exit 0 </dev/null >/dev/null 2>&1
 }
 
 unit_tests() {
@@ -90,6 +98,8 @@ e2e_tests() {
   start=$(date +%s)
   shim "$WIN_OUT"
   wine_prefix
+  # A Wine program starts in seconds on a busy machine: more patience than for native ones.
+  export E2E_PATIENCE_SECS="${E2E_PATIENCE_SECS:-120}"
   EDGE_AGENT_WINDOWS_EXE="$WIN_OUT/edge-agent.exe" EDGE_AGENT_WINDOWS_MSI="$DIST/onshi-fleet-agent-$VERSION.msi" \
     CARGO_TARGET_DIR="$ROOT/target" env -u RUSTC -u RUSTDOC -u RUSTC_BOOTSTRAP \
     scripts/with-pg.sh cargo nextest run --locked -p e2e --features windows --test windows --no-fail-fast
