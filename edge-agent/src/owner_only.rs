@@ -407,6 +407,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Under Wine, private by the mode Wine creates files with: `make test-windows` runs Wine
+    /// with umask 077 (scripts/windows.sh).
     #[test]
     fn created_files_are_private_and_never_overwritten_when_new() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,10 +436,9 @@ mod tests {
         assert_eq!(exposure.who, "mode 640");
     }
 
-    /// Under Wine a file's DACL is emulated: a descriptor set through the API is kept (in an
-    /// extended attribute where the file system has them) and also mapped onto the unix mode,
-    /// and a file without one reads as a DACL made from its mode. Either way a DACL granting
-    /// Everyone read, set here through the API, must be seen.
+    /// Under Wine 8 a file's DACL is emulated from its unix mode, and a DACL set through the
+    /// API becomes a mode others can read: the DACL granting Everyone read set here is seen
+    /// either way (on Windows as set, under Wine through the mode).
     #[cfg(windows)]
     #[test]
     fn a_file_whose_acl_lets_everyone_read_is_exposed() {

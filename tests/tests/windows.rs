@@ -130,12 +130,12 @@ async fn the_windows_agent_records_streams_survives_a_kill_and_answers_over_its_
     Ok(())
 }
 
-/// What Wine supports: Wine 8 keeps a descriptor set through the API in an extended attribute
-/// and otherwise presents a file's DACL made from its unix mode, the "other" bits as an entry
-/// for Everyone (S-1-1-0). `icacls` is not usable in Wine 8, so the file is made
-/// world-readable with its mode here, which the agent (a Windows program) reads through
-/// `GetNamedSecurityInfoW` as a DACL letting Everyone read it; the unit test
-/// `owner_only::a_file_whose_acl_lets_everyone_read_is_exposed` sets such a DACL through
+/// What Wine supports: Wine 8 presents a file's DACL made from its unix mode, the "other" read
+/// bit as an entry granting Everyone read (seen: `(A;;0x1200a9;;;WD)` for mode 0644), and maps
+/// a DACL set through the API back to a mode others can read. `icacls` is not usable in Wine 8,
+/// so the key is made world-readable by its mode here; the agent (a Windows program) reads it
+/// through `GetNamedSecurityInfoW` as a DACL letting Everyone read it. The unit test
+/// `owner_only::a_file_whose_acl_lets_everyone_read_is_exposed` grants Everyone read through
 /// `SetNamedSecurityInfoW` instead, under Wine as well.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_windows_agent_refuses_an_outbox_key_everyone_can_read() -> anyhow::Result<()> {
