@@ -511,6 +511,38 @@ key = "pki/t.key"
         assert_eq!(config.config_hash().len(), 64);
     }
 
+    /// A terminal PC's paths: a drive letter and a UNC share are kept as given, relative names
+    /// resolve under the configuration's folder, and the control channel defaults to the pipe.
+    #[cfg(windows)]
+    #[test]
+    fn windows_drive_and_unc_paths_are_kept_and_relative_ones_resolved() {
+        let text = sample("3410712362", "clinic", "34")
+            .replace(r#"data_dir = "data""#, r"data_dir = 'D:\OQS-agent\data'")
+            .replace(
+                r#"ca = "pki/chain-ca.pem""#,
+                r"ca = '\\oqs-terminal\pki\chain-ca.pem'",
+            );
+        let config = AgentConfig::from_toml(
+            &text,
+            Path::new(r"C:\ProgramData\onshi-fleet\agent"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from(r"D:\OQS-agent\data"));
+        assert_eq!(
+            config.central.ca,
+            PathBuf::from(r"\\oqs-terminal\pki\chain-ca.pem")
+        );
+        assert_eq!(
+            config.patient_hash_key_file,
+            PathBuf::from(r"C:\ProgramData\onshi-fleet\agent\patient-hash.key")
+        );
+        assert_eq!(
+            config.control_socket(),
+            PathBuf::from(r"\\.\pipe\onshi-fleet-agent")
+        );
+    }
+
     #[test]
     fn environment_overrides_the_file() {
         let env = HashMap::from([(
