@@ -10,7 +10,7 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: deps
 deps: ## Install missing system packages (PostgreSQL, pcscd, vsmartcard-vpcd, ...)
@@ -36,6 +36,14 @@ helm-check: ## Lint the Helm chart and validate its manifests (installs helm and
 .PHONY: test
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
+
+.PHONY: windows
+windows: ## Cross-build edge-agent.exe and its MSI for Windows into target/windows/dist (Debian's rustc-web + mingw-w64, wixl)
+	scripts/windows.sh build
+
+.PHONY: test-windows
+test-windows: deps build ## The Windows agent under Wine: its unit tests, then end-to-end against onshi-sim and central on Linux
+	scripts/windows.sh test
 
 .PHONY: demo
 demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C stops everything

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use fleet_tls::config::{self, ALPN_H2};
 use onshi_domain::patient::PatientHashKey;
-use tokio::net::UnixListener;
 use tokio::sync::Notify;
 
 use crate::config::AgentConfig;
@@ -25,7 +24,7 @@ use crate::uplink::{AgentFacts, Uplink};
 pub struct Agent {
     uplink: Uplink,
     control: Control,
-    listener: UnixListener,
+    listener: control::ControlListener,
     socket: PathBuf,
     cards: Option<Arc<crate::cards::Cards>>,
     file_exchange: Option<FileExchange>,

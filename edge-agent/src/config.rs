@@ -68,7 +68,8 @@ pub struct AgentConfig {
     pub terminal_id: TerminalId,
     pub data_dir: PathBuf,
     pub patient_hash_key_file: PathBuf,
-    /// The control socket the counter CLI talks to; defaults to `<data_dir>/agent.sock`.
+    /// The control channel the counter CLI talks to: a socket path (default
+    /// `<data_dir>/agent.sock`), or on Windows a named pipe (default `\\.\pipe\onshi-fleet-agent`).
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
     /// The key that seals outbox records; defaults to `<data_dir>/outbox.key`, created with a new
@@ -429,10 +430,12 @@ impl AgentConfig {
         Ok(())
     }
 
+    /// The control channel: `control_socket`, else `agent.sock` in the data folder (unix) or
+    /// the pipe `\\.\pipe\onshi-fleet-agent` (Windows).
     pub fn control_socket(&self) -> PathBuf {
         self.control_socket
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("agent.sock"))
+            .unwrap_or_else(|| default_control_channel(&self.data_dir))
     }
 
     pub fn outbox_path(&self) -> PathBuf {
@@ -476,6 +479,16 @@ impl AgentConfig {
     }
 }
 
+#[cfg(unix)]
+fn default_control_channel(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent.sock")
+}
+
+#[cfg(windows)]
+fn default_control_channel(_data_dir: &Path) -> PathBuf {
+    PathBuf::from(r"\\.\pipe\onshi-fleet-agent")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +527,38 @@ key = "pki/t.key"
         assert_eq!(config.data_dir, PathBuf::from("/etc/agent/data"));
         assert_eq!(config.onshi.timeout_ms, 5_000);
         assert_eq!(config.config_hash().len(), 64);
+    }
+
+    /// A terminal PC's paths: a drive letter and a UNC share are kept as given, relative names
+    /// resolve under the configuration's folder, and the control channel defaults to the pipe.
+    #[cfg(windows)]
+    #[test]
+    fn windows_drive_and_unc_paths_are_kept_and_relative_ones_resolved() {
+        let text = sample("3410712362", "clinic", "34")
+            .replace(r#"data_dir = "data""#, r"data_dir = 'D:\OQS-agent\data'")
+            .replace(
+                r#"ca = "pki/chain-ca.pem""#,
+                r"ca = '\\oqs-terminal\pki\chain-ca.pem'",
+            );
+        let config = AgentConfig::from_toml(
+            &text,
+            Path::new(r"C:\ProgramData\onshi-fleet\agent"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from(r"D:\OQS-agent\data"));
+        assert_eq!(
+            config.central.ca,
+            PathBuf::from(r"\\oqs-terminal\pki\chain-ca.pem")
+        );
+        assert_eq!(
+            config.patient_hash_key_file,
+            PathBuf::from(r"C:\ProgramData\onshi-fleet\agent\patient-hash.key")
+        );
+        assert_eq!(
+            config.control_socket(),
+            PathBuf::from(r"\\.\pipe\onshi-fleet-agent")
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The local control API (`onshi.agent.v1.LocalAgent`) on a Unix socket only the agent's user
-//! can open. The counter CLI uses it; patient details cross it, but never leave the machine.
+//! The local control API (`onshi.agent.v1.LocalAgent`) on a channel only the agent's account
+//! can open: a Unix socket, or a named pipe on Windows ([`channel`]). The counter CLI uses it;
+//! patient details cross it, but never leave the machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,15 +9,17 @@ use hyper_util::rt::TokioIo;
 use proto::agent::v1 as pb;
 use proto::agent::v1::local_agent_client::LocalAgentClient;
 use proto::agent::v1::local_agent_server::{LocalAgent, LocalAgentServer};
-use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status};
 
 use crate::lookup::{CardFields, LookupError, Lookups};
 use crate::outbox::Outbox;
 use crate::uplink::LinkStatus;
+
+pub mod channel;
+
+pub use channel::{ControlListener, agent_is_running};
 
 #[derive(Debug, Clone)]
 pub struct Control {
@@ -57,49 +60,26 @@ impl Control {
         self
     }
 
-    /// Serves on a socket bound by [`bind_private`] until `shutdown`.
+    /// Serves on a channel bound by [`bind_private`] until `shutdown`.
     pub async fn serve(
         self,
-        listener: UnixListener,
+        listener: ControlListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
-        let path = listener
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().map(Path::to_path_buf));
+        let (incoming, cleanup) = listener.incoming();
         tonic::transport::Server::builder()
             .add_service(LocalAgentServer::new(self))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
-        if let Some(path) = path {
-            let _ = std::fs::remove_file(path);
-        }
+        cleanup();
         Ok(())
     }
 }
 
-/// Binds the control socket owner-only. A stale socket file from a crashed agent is removed; a
-/// live one means another agent runs on the same data folder, which is refused.
-pub fn bind_private(socket: &Path) -> anyhow::Result<UnixListener> {
-    use anyhow::Context;
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if socket.exists() {
-        if agent_is_running(socket) {
-            anyhow::bail!(
-                "another agent is already running on {} (stop it first)",
-                socket.display()
-            );
-        }
-        std::fs::remove_file(socket)
-            .with_context(|| format!("removing stale socket {}", socket.display()))?;
-    }
-    let listener =
-        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+/// Binds the control channel owner-only: a Unix socket (a stale one from a crashed agent is
+/// removed) or, on Windows, a named pipe. A live agent on the same channel is refused.
+pub fn bind_private(socket: &Path) -> anyhow::Result<ControlListener> {
+    ControlListener::bind_private(socket)
 }
 
 #[tonic::async_trait]
@@ -428,25 +408,25 @@ fn snake<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Whether an agent answers on `socket` (a socket file alone may be left by a crash).
-pub fn agent_is_running(socket: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(socket).is_ok()
-}
-
-/// A client of a running agent's control socket.
+/// A client of a running agent's control channel.
 pub async fn connect(socket: &Path) -> anyhow::Result<LocalAgentClient<Channel>> {
+    // The first connection is made here, so that an agent that is not running is said plainly
+    // (not as a transport error); tonic's connector takes it, and makes later ones itself.
+    let first = std::sync::Mutex::new(Some(channel::connect(socket).await?));
+    let first = Arc::new(first);
     let path: PathBuf = socket.to_path_buf();
-    if !path.exists() {
-        anyhow::bail!(
-            "the agent is not running: no control socket at {} (start it with `edge-agent run`)",
-            path.display()
-        );
-    }
-    // The URI is ignored: every connection goes to the socket.
+    // The URI is ignored: every connection goes to the channel.
     let channel = Endpoint::from_static("http://agent.local")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+            let first = first.lock().ok().and_then(|mut f| f.take());
+            async move {
+                let stream = match first {
+                    Some(stream) => stream,
+                    None => channel::connect(&path).await?,
+                };
+                Ok::<_, anyhow::Error>(TokioIo::new(stream))
+            }
         }))
         .await?;
     Ok(LocalAgentClient::new(channel))

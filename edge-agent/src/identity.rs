@@ -12,9 +12,8 @@
 //! renamed, then the certificate. [`AgentIdentity::load`] finishes or discards a replacement
 //! a crash interrupted, so the agent never starts with a certificate that is not its key's.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -111,13 +110,7 @@ impl AgentIdentity {
     /// sent, so that central does not issue a certificate the agent would have to throw away.
     pub fn writable(&self) -> Result<(), IdentityError> {
         let probe = next_path(&self.cert, "probe");
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&probe)
-            .map_err(io(&probe))?;
+        drop(crate::owner_only::create(&probe, false).map_err(io(&probe))?);
         fs::remove_file(&probe).map_err(io(&probe))
     }
 
@@ -186,13 +179,7 @@ fn recover(cert: &Path, key: &Path) -> Result<(), IdentityError> {
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
+    let mut file = crate::owner_only::create(path, false).map_err(io(path))?;
     file.write_all(bytes).map_err(io(path))?;
     file.sync_all().map_err(io(path))
 }
@@ -271,11 +258,15 @@ mod tests {
         let reloaded = pki.identity(None);
         assert_eq!(reloaded.current().unwrap(), installed);
         let key = fleet_tls::devpki::DevPki::at(pki.dir.path()).agent(SITE).1;
-        let mode = fs::metadata(key).unwrap().permissions();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-            0o600
-        );
+        assert_eq!(crate::owner_only::exposure(&key).unwrap(), None);
+        #[cfg(unix)]
+        {
+            let mode = fs::metadata(key).unwrap().permissions();
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+                0o600
+            );
+        }
     }
 
     #[test]

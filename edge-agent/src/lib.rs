@@ -18,7 +18,10 @@ pub mod lookup;
 pub mod national;
 pub mod onshi;
 pub mod outbox;
+pub mod owner_only;
 pub mod probe;
 pub mod recorder;
+#[cfg(windows)]
+pub mod service;
 pub mod uplink;
 pub mod views;

@@ -26,6 +26,10 @@ enum Command {
     /// Inspect the outbox (works with the agent stopped).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// The Windows service: install, configure, uninstall, run.
+    #[cfg(windows)]
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Check eligibility from a health insurance card's numbers (the agent must be running).
     Lookup {
         /// 保険者番号 (6 or 8 digits)
@@ -143,6 +147,22 @@ enum Command {
     },
 }
 
+/// The Windows service (`onshi-fleet-agent`): see `edge_agent::service`.
+#[cfg(windows)]
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Register the service (as Administrator): automatic start, account
+    /// `NT SERVICE\onshi-fleet-agent`, after `SCardSvr`, restarted on failure. Runs this
+    /// binary with this `--config` (an absolute path).
+    Install,
+    /// Set the description, recovery actions and service SID of a service an MSI registered.
+    Configure,
+    /// Stop and remove the service; configuration, keys and outbox are kept.
+    Uninstall,
+    /// What the Service Control Manager starts (not for a console: use `run`).
+    Run,
+}
+
 #[derive(Debug, Subcommand)]
 enum OutboxCommand {
     /// Check every record's integrity and the sequence continuity, and report what was found.
@@ -159,6 +179,10 @@ enum OutboxCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Command::Service(command) = &cli.command {
+        return service_command(command, cli.config.as_deref());
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(error) => {
@@ -201,6 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let config = AgentConfig::load(&path, &env)?;
     match cli.command {
+        #[cfg(windows)]
+        Command::Service(_) => anyhow::bail!("`service` commands run outside the runtime"),
         Command::Run => {
             let agent = Agent::build_with_env(&config, &env).await?;
             // One line on stdout that scripts and tests read: the agent is ready.
@@ -447,12 +473,62 @@ fn print_lookup(r: &pb::LookupReply) {
     );
 }
 
+/// `service …`: outside the async runtime, since `service run` hands the thread to the Service
+/// Control Manager, which starts the agent on a thread (and runtime) of its own.
+#[cfg(windows)]
+fn service_command(
+    command: &ServiceCommand,
+    config: Option<&std::path::Path>,
+) -> std::process::ExitCode {
+    use edge_agent::service;
+    let config = || {
+        config
+            .map(std::path::Path::to_path_buf)
+            .context("no configuration: pass --config FILE or set EDGE_AGENT_CONFIG")
+    };
+    let result = match command {
+        ServiceCommand::Install => config().and_then(|c| service::install(&c)),
+        ServiceCommand::Configure => service::configure(),
+        ServiceCommand::Uninstall => service::uninstall(),
+        ServiceCommand::Run => config().and_then(|c| {
+            // Logs only (stderr, which the SCM discards unless redirected): the OTLP exporter
+            // needs a runtime of its own, which this thread does not have.
+            let mut env: HashMap<String, String> = std::env::vars().collect();
+            env.retain(|key, _| !key.starts_with("OTEL_"));
+            let _telemetry = fleet_telemetry::init("edge-agent", &env);
+            service::run(c)
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+    }
+}
+
+/// Ctrl+C (a console, or WinSW/NSSM stopping a console program), the console window closed,
+/// or the machine shutting down. The Windows service has its own stop (`service run`).
+#[cfg(windows)]
+async fn shutdown_signal() {
+    use tokio::signal::windows::{ctrl_close, ctrl_shutdown};
+    let mut close = ctrl_close().expect("CTRL_CLOSE handler");
+    let mut shutdown = ctrl_shutdown().expect("CTRL_SHUTDOWN handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = close.recv() => {},
+        _ = shutdown.recv() => {},
     }
 }
 

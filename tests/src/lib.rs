@@ -542,7 +542,14 @@ pub async fn sim_people(kind: &str, show: usize) -> anyhow::Result<Vec<SimPerson
 pub struct AgentSite {
     pub site: String,
     pub config: PathBuf,
+    /// The Windows build run under Wine instead of the native binary ([`AgentSettings::wine`]).
+    wine: Option<PathBuf>,
     _dir: tempfile::TempDir,
+}
+
+/// A Linux path as the Windows agent under Wine names it: Wine's `Z:` drive is `/`.
+pub fn wine_path(path: &Path) -> String {
+    format!("Z:{}", path.display().to_string().replace('/', "\\"))
 }
 
 /// Knobs of an agent's configuration that tests turn.
@@ -553,6 +560,10 @@ pub struct AgentSettings {
     /// Where the outbox lives (default: a folder beside the configuration).
     pub data_dir: Option<PathBuf>,
     pub outbox_budget_bytes: Option<u64>,
+    /// Run this `edge-agent.exe` (the Windows build) under Wine: the configuration names its
+    /// files as Windows paths on Wine's `Z:` drive and its control channel as a named pipe of
+    /// its own. Wine's own settings (`WINEPREFIX`, `WINEDEBUG`) come from the environment.
+    pub wine: Option<PathBuf>,
 }
 
 impl AgentSite {
@@ -587,67 +598,98 @@ impl AgentSite {
         };
         let (agent_cert, agent_key) = pki.paths.agent(site);
         let (terminal_cert, terminal_key) = pki.paths.terminal(site, "T01");
+        // A TOML string naming a file: a Windows path is a literal string (no escapes).
+        let file = |path: &Path| match settings.wine {
+            None => format!("\"{}\"", path.display()),
+            Some(_) if path.is_relative() => format!("'{}'", path.display()),
+            Some(_) => format!("'{}'", wine_path(path)),
+        };
+        let control = match settings.wine {
+            None => String::new(),
+            Some(_) => format!(
+                "control_socket = '\\\\.\\pipe\\onshi-fleet-e2e-{}'",
+                uuid::Uuid::new_v4().simple()
+            ),
+        };
         let text = format!(
             r#"version = 1
 site_code = "{site}"
 site_kind = "{kind}"
 prefecture = "{prefecture}"
 terminal_id = "T01"
-data_dir = "{data_dir}"
-patient_hash_key_file = "{patient_key}"
+data_dir = {data_dir}
+patient_hash_key_file = {patient_key}
+{control}
 {budget}
 [central]
 endpoint = "{central_endpoint}"
-ca = "{chain_ca}"
-cert = "{agent_cert}"
-key = "{agent_key}"
+ca = {chain_ca}
+cert = {agent_cert}
+key = {agent_key}
 {reconnect}
 
 [onshi]
 endpoint = "{onshi_endpoint}"
-ca = "{common_ca}"
-cert = "{terminal_cert}"
-key = "{terminal_key}"
+ca = {common_ca}
+cert = {terminal_cert}
+key = {terminal_key}
 timeout_ms = 5000
 "#,
             prefecture = &site[..2],
-            data_dir = settings
-                .data_dir
-                .as_deref()
-                .map_or("data".to_string(), |d| d.display().to_string()),
+            data_dir = file(settings.data_dir.as_deref().unwrap_or(Path::new("data"))),
             budget = settings
                 .outbox_budget_bytes
                 .map_or(String::new(), |b| format!("outbox_budget_bytes = {b}")),
             reconnect = settings
                 .reconnect_max_ms
                 .map_or(String::new(), |ms| format!("reconnect_max_ms = {ms}")),
-            patient_key = pki.paths.patient_hash_key().display(),
-            chain_ca = pki.paths.chain_ca().display(),
-            agent_cert = agent_cert.display(),
-            agent_key = agent_key.display(),
-            common_ca = pki.paths.common_ca().display(),
-            terminal_cert = terminal_cert.display(),
-            terminal_key = terminal_key.display(),
+            patient_key = file(&pki.paths.patient_hash_key()),
+            chain_ca = file(&pki.paths.chain_ca()),
+            agent_cert = file(&agent_cert),
+            agent_key = file(&agent_key),
+            common_ca = file(&pki.paths.common_ca()),
+            terminal_cert = file(&terminal_cert),
+            terminal_key = file(&terminal_key),
         );
         let config = dir.path().join("agent.toml");
         std::fs::write(&config, text)?;
         Ok(Self {
             site: site.to_string(),
             config,
+            wine: settings.wine,
             _dir: dir,
         })
     }
 
+    /// `edge-agent --config <config>`: the native binary, or the Windows one under Wine.
+    pub fn command(&self) -> Command {
+        match &self.wine {
+            None => {
+                let mut command = Command::new(bin("edge-agent"));
+                command.arg("--config").arg(&self.config);
+                command
+            }
+            Some(exe) => {
+                let mut command = Command::new("wine");
+                command
+                    .arg(exe)
+                    .arg("--config")
+                    .arg(wine_path(&self.config));
+                command
+            }
+        }
+    }
+
     pub async fn start(&self) -> anyhow::Result<Running> {
-        let mut command = Command::new(bin("edge-agent"));
-        command.arg("--config").arg(&self.config).arg("run");
+        let mut command = self.command();
+        command.arg("run");
         spawn_ready(command).await
     }
 
     /// Starts the agent with extra environment variables (e.g. the fault-injection hook).
     pub async fn start_with_env(&self, env: &[(&str, &str)]) -> anyhow::Result<Running> {
-        let mut command = Command::new(bin("edge-agent"));
-        command.arg("--config").arg(&self.config).arg("run");
+        let mut command = self.command();
+        command.arg("run");
         command.envs(env.iter().copied());
         spawn_ready(command).await
     }
@@ -689,9 +731,8 @@ timeout_ms = 5000
 
     /// Runs the counter CLI `edge-agent lookup`.
     pub async fn lookup(&self, person: &SimPerson) -> anyhow::Result<std::process::Output> {
-        Ok(Command::new(bin("edge-agent"))
-            .arg("--config")
-            .arg(&self.config)
+        Ok(self
+            .command()
             .args(["lookup", "--json"])
             .args(["--insurer", &person.insurer_number])
             .args(["--symbol", &person.symbol])
@@ -703,12 +744,7 @@ timeout_ms = 5000
     }
 
     pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
-        let output = Command::new(bin("edge-agent"))
-            .arg("--config")
-            .arg(&self.config)
-            .args(["status", "--json"])
-            .output()
-            .await?;
+        let output = self.command().args(["status", "--json"]).output().await?;
         if !output.status.success() {
             bail!(
                 "edge-agent status failed: {}",
@@ -754,15 +790,8 @@ impl AgentSite {
         staff: &str,
         patient: ViewPatient<'_>,
     ) -> anyhow::Result<(Option<i32>, serde_json::Value, String)> {
-        let mut command = Command::new(bin("edge-agent"));
-        command.arg("--config").arg(&self.config).args([
-            "view",
-            "--json",
-            "--category",
-            category,
-            "--staff",
-            staff,
-        ]);
+        let mut command = self.command();
+        command.args(["view", "--json", "--category", category, "--staff", staff]);
         match patient {
             ViewPatient::Handle(handle) => {
                 command.args(["--handle", handle]);

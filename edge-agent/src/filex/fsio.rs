@@ -3,9 +3,9 @@
 //!
 //! Folders the agent writes into may be shared with other programs (the receipt computer, the
 //! qualification terminal's software), so a file is never created through a name someone else
-//! could have prepared: temporary names are random, created with `create_new` (`O_EXCL`) and,
-//! on unix, `O_NOFOLLOW`; files are read through a no-follow open, only when regular, and only
-//! up to a size limit.
+//! could have prepared: temporary names are random, created with `create_new` (`O_EXCL`) and
+//! no-follow (`O_NOFOLLOW`, `FILE_FLAG_OPEN_REPARSE_POINT` on Windows); files are read through
+//! a no-follow open, only when regular, and only up to a size limit.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -49,6 +49,13 @@ pub fn create_temp(dir: &Path, hint: &str) -> io::Result<(File, PathBuf)> {
             use std::os::unix::fs::OpenOptionsExt;
             options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
         }
+        // Windows: the file inherits its folder's ACL, which decides who shares the folder
+        // (the receipt computer's account must read the results written here).
+        #[cfg(windows)]
+        {
+            use std::os::windows::fs::OpenOptionsExt;
+            options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+        }
         match options.open(&temp) {
             Ok(file) => return Ok((file, temp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -82,6 +89,12 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
         use std::os::unix::fs::OpenOptionsExt;
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
         options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // The link itself is opened, not its target; `is_file` below then refuses it.
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     }
     let file = options.open(path).map_err(|e| {
         // ELOOP: the name is a symbolic link.
@@ -117,9 +130,24 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Makes a rename or a new file in `dir` durable.
+#[cfg(unix)]
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+/// Makes a rename or a new file in `dir` durable: on Windows, NTFS journals the folder's
+/// entries itself and a folder handle cannot be flushed (`FlushFileBuffers` needs write access
+/// to a file), so there is nothing to do beyond the file's own `sync_all`.
+#[cfg(windows)]
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let _ = dir;
+    Ok(())
+}
+
+/// `FILE_FLAG_OPEN_REPARSE_POINT`: open a symbolic link or junction itself, never its target
+/// (the Windows counterpart of `O_NOFOLLOW`).
+#[cfg(windows)]
+const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
 
 /// Moves `from` into `dir` under its own name (or, when that name is taken, with a numeric
 /// suffix), durably. Returns the new path.

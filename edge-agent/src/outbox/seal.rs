@@ -37,10 +37,11 @@ pub enum KeyError {
     },
     #[error("the outbox key {path} must hold exactly 64 hex characters")]
     Format { path: PathBuf },
-    #[error(
-        "the outbox key {path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
+    #[error("the outbox key {path} can be read by other users ({exposure})")]
+    Permissions {
+        path: PathBuf,
+        exposure: crate::owner_only::Exposure,
+    },
 }
 
 /// The key that seals this site's outbox records. Never printed.
@@ -96,14 +97,7 @@ impl OutboxKey {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(create)?;
         }
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(create)?;
+        let mut file = crate::owner_only::create(path, true).map_err(create)?;
         file.write_all(format!("{}\n", fleet_tls::identity::hex(&bytes)).as_bytes())
             .map_err(create)?;
         file.sync_all().map_err(create)?;
@@ -154,24 +148,17 @@ fn aad(stream: Uuid, sequence: u64) -> Vec<u8> {
 }
 
 fn check_private(path: &Path) -> Result<(), KeyError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let metadata = fs::metadata(path).map_err(|source| KeyError::Read {
+    match crate::owner_only::exposure(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(exposure)) => Err(KeyError::Permissions {
+            path: path.to_path_buf(),
+            exposure,
+        }),
+        Err(source) => Err(KeyError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
+        }),
     }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]

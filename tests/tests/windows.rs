@@ -1,0 +1,261 @@
+//! The Windows agent under Wine, against PostgreSQL, central and onshi-sim on Linux.
+//!
+//! `make test-windows` (scripts/windows.sh) builds `edge-agent.exe` for `x86_64-pc-windows-gnu`
+//! and its MSI, puts the test-only `ProcessPrng` shim (tests/windows/processprng.c; Wine 8 has
+//! no `bcryptprimitives.dll`) beside the test copy of the .exe, and runs this file with
+//! `EDGE_AGENT_WINDOWS_EXE` and `EDGE_AGENT_WINDOWS_MSI` set. The agent runs as a Windows
+//! program: its configuration names Windows paths (Wine's `Z:` drive), its control channel is
+//! a named pipe, its key files are checked through their DACLs.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use e2e::proxy::Proxy;
+use e2e::{
+    AgentSettings, AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_code,
+    start_central, start_sim,
+};
+
+fn from_env(name: &str) -> PathBuf {
+    let path = std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{name} is not set: run these tests with `make test-windows`, which builds the Windows agent")
+    });
+    assert!(
+        path.exists(),
+        "{name}={} does not exist: run `make test-windows`",
+        path.display()
+    );
+    path
+}
+
+/// A clinic in Hiroshima.
+fn clinic() -> String {
+    site_code("341071236")
+}
+
+async fn lookups(agent: &AgentSite, people: &[e2e::SimPerson]) -> BTreeSet<String> {
+    let mut shown = BTreeSet::new();
+    for person in people {
+        let output = agent
+            .lookup(person)
+            .await
+            .expect("running edge-agent.exe lookup");
+        assert!(
+            output.status.success(),
+            "lookup under Wine failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let reply: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        shown.insert(reply["event_id"].as_str().unwrap().to_string());
+    }
+    shown
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windows_agent_records_streams_survives_a_kill_and_answers_over_its_pipe()
+-> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let sim = start_sim(&pki).await?;
+    let proxy = Proxy::start(central.field("grpc").parse()?).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &format!("https://{}", proxy.addr()),
+        &https_endpoint(&sim, "https"),
+        AgentSettings {
+            wine: Some(from_env("EDGE_AGENT_WINDOWS_EXE")),
+            reconnect_max_ms: Some(500),
+            ..AgentSettings::default()
+        },
+    )?;
+    let agent = agent_site.start().await?;
+    assert!(
+        agent.field("control_socket").starts_with(r"\\.\pipe\"),
+        "the control channel is a named pipe: {}",
+        agent.ready
+    );
+    let people = sim_people("valid", 5).await?;
+
+    // Direct mode against onshi-sim: each lookup recorded, then streamed to central.
+    let mut shown = lookups(&agent_site, &people[..2]).await;
+    let status = eventually("central to acknowledge the first lookups", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["outbox_depth"] == 0 && s["last_acked_sequence"].as_u64()? >= 2).then_some(s)
+    })
+    .await;
+    // `edge-agent status` over the pipe.
+    assert_eq!(status["site_code"], site.as_str(), "{status}");
+    assert_eq!(status["central_link"], "connected", "{status}");
+
+    // Central unreachable: the lookups still answer and wait in the outbox...
+    proxy.cut();
+    shown.extend(lookups(&agent_site, &people[2..]).await);
+    let status = agent_site.status().await?;
+    assert!(status["outbox_depth"].as_u64() > Some(0), "{status}");
+    // ...and the Wine process is killed (SIGKILL) with them unacknowledged.
+    agent.kill().await?;
+
+    // Restarted, the agent sends what it held; central holds each lookup exactly once.
+    let _agent = agent_site.start().await?;
+    proxy.restore(central.field("grpc").parse()?);
+    eventually("the restarted agent to drain to central", || async {
+        let s = agent_site.status().await.ok()?;
+        (s["outbox_depth"] == 0 && s["last_acked_sequence"] == s["last_produced_sequence"])
+            .then_some(())
+    })
+    .await;
+    let rows = db
+        .client()
+        .await?
+        .query(
+            "SELECT event_id::text FROM events WHERE site_code = $1 AND kind = 'lookup'",
+            &[&site],
+        )
+        .await?;
+    let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let unique: BTreeSet<String> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), unique.len(), "no lookup stored twice");
+    assert_eq!(
+        unique, shown,
+        "every lookup the counter was shown, and nothing else"
+    );
+    let (intact, verdict) = e2e::central_verify(&db, &site).await?;
+    assert!(
+        intact,
+        "the site's hash chain holds across the kill: {verdict}"
+    );
+    Ok(())
+}
+
+/// What Wine supports: Wine 8 presents a file's DACL made from its unix mode, the "other" read
+/// bit as an entry granting Everyone read (seen: `(A;;0x1200a9;;;WD)` for mode 0644), and maps
+/// a DACL set through the API back to a mode others can read. `icacls` is not usable in Wine 8,
+/// so the key is made world-readable by its mode here; the agent (a Windows program) reads it
+/// through `GetNamedSecurityInfoW` as a DACL letting Everyone read it. The unit test
+/// `owner_only::a_file_whose_acl_lets_everyone_read_is_exposed` grants Everyone read through
+/// `SetNamedSecurityInfoW` instead, under Wine as well.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windows_agent_refuses_an_outbox_key_everyone_can_read() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        "https://127.0.0.1:1",
+        "https://127.0.0.1:1",
+        AgentSettings {
+            wine: Some(from_env("EDGE_AGENT_WINDOWS_EXE")),
+            ..AgentSettings::default()
+        },
+    )?;
+    let data = agent_site.dir().join("data");
+    std::fs::create_dir_all(&data)?;
+    let key = data.join("outbox.key");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32)))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+
+    let mut command = agent_site.command();
+    command.arg("run");
+    let output = tokio::time::timeout(e2e::patience(), command.output())
+        .await
+        .expect("the agent must refuse to start, not run")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started with a readable key");
+    assert!(
+        stderr.contains("can be read by other users") && stderr.contains("Everyone"),
+        "the refusal names who can read the key: {stderr}"
+    );
+    assert!(stderr.contains("icacls"), "and how to fix it: {stderr}");
+    Ok(())
+}
+
+/// The MSI, read with msitools' `msiinfo`: the binary under Program Files, the service, the
+/// folders under ProgramData, and the configure step.
+#[test]
+fn the_msi_installs_the_binary_the_service_and_the_agent_folders() {
+    let msi = from_env("EDGE_AGENT_WINDOWS_MSI");
+    let table = |name: &str| {
+        let output = std::process::Command::new("msiinfo")
+            .arg("export")
+            .arg(&msi)
+            .arg(name)
+            .output()
+            .expect("msiinfo (msitools) is installed by make test-windows");
+        assert!(output.status.success(), "msiinfo export {name}");
+        // Rows after the three header lines (names, types, key), tab-separated.
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .skip(3)
+            .map(|l| l.split('\t').map(str::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    let row = |rows: &[Vec<String>], first: &str| {
+        rows.iter()
+            .find(|r| r[0] == first)
+            .unwrap_or_else(|| panic!("no row {first} in {rows:?}"))
+            .clone()
+    };
+
+    let directories = table("Directory");
+    let parent = |id: &str| row(&directories, id);
+    assert_eq!(
+        parent("INSTALLDIR")[1..],
+        ["ProgramFiles64Folder", "onshi-fleet"]
+    );
+    assert_eq!(
+        parent("FLEETDIR")[1..],
+        ["CommonAppDataFolder", "onshi-fleet"]
+    );
+    assert_eq!(parent("AGENTDIR")[1..], ["FLEETDIR", "agent"]);
+    for (id, name) in [
+        ("KEYSDIR", "keys"),
+        ("DATADIR", "data"),
+        ("LOGSDIR", "logs"),
+    ] {
+        assert_eq!(parent(id)[1..], ["AGENTDIR", name]);
+    }
+    let created: BTreeSet<String> = table("CreateFolder")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        created,
+        ["AGENTDIR", "DATADIR", "KEYSDIR", "LOGSDIR"]
+            .map(String::from)
+            .into()
+    );
+    let file = row(&table("File"), "EdgeAgentExe");
+    assert!(file[2].ends_with("edge-agent.exe"), "{file:?}");
+    assert_eq!(row(&table("Component"), "AgentExe")[2], "INSTALLDIR");
+
+    // ServiceInstall: Name, DisplayName, ServiceType, StartType, ErrorControl, LoadOrderGroup,
+    // Dependencies, StartName, Password, Arguments, Component_, Description.
+    let service = row(&table("ServiceInstall"), "AgentService");
+    assert_eq!(service[1], "onshi-fleet-agent");
+    assert_eq!(service[3], "16", "own process");
+    assert_eq!(service[4], "2", "automatic start");
+    assert!(
+        service[7].starts_with("SCardSvr"),
+        "after the smart-card service: {service:?}"
+    );
+    assert_eq!(
+        service[8], r"NT SERVICE\onshi-fleet-agent",
+        "its virtual account"
+    );
+    assert_eq!(
+        service[10],
+        r#"--config "[AGENTDIR]agent.toml" service run"#
+    );
+    let control = row(&table("ServiceControl"), "AgentServiceControl");
+    assert_eq!(
+        control[2], "162",
+        "stopped on install and uninstall, removed on uninstall"
+    );
+    let configure = row(&table("CustomAction"), "ConfigureService");
+    assert_eq!(configure[2..4], ["EdgeAgentExe", "service configure"]);
+}
