@@ -37,6 +37,14 @@ helm-check: ## Lint the Helm chart and validate its manifests (installs helm and
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
 
+.PHONY: fuzz
+fuzz: deps ## Run every fuzz target FUZZ_SECONDS each (default 1800), FUZZ_PARALLEL at once (default: cores)
+	scripts/fuzz.sh run
+
+.PHONY: fuzz-smoke
+fuzz-smoke: deps ## Build the fuzz targets; each replays its seeds and fuzzes a few seconds (FUZZ_SMOKE_SECONDS)
+	scripts/fuzz.sh smoke
+
 .PHONY: demo
 demo: deps build ## Run PostgreSQL, onshi-sim, central and two agents; Ctrl-C stops everything
 	scripts/demo.sh

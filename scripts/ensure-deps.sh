@@ -17,6 +17,8 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # reads the servers' JSON lines with python3. This machine kind ships them; a bare Debian does not.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
+# The fuzz targets (`make fuzz`) link libFuzzer, which libfuzzer-sys compiles from C++.
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 for pkg in pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
