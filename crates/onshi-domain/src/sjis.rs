@@ -7,25 +7,35 @@
 //! written again would turn a 外字 into `&#57344;`. Here those characters go back to the bytes
 //! they were read from, so what reads as Shift_JIS writes back to the same text (found by the
 //! batch CSV fuzz target: a patient id with a 外字 came back changed in the results file).
+//!
+//! The other way round, the WHATWG encoder writes ¥ (U+00A5) as 0x5C and ‾ (U+203E) as 0x7E,
+//! which every decoder (ours included) reads as `\` and `~`: the text would change on the way.
+//! Those two are written as character references, like any character Shift_JIS cannot hold
+//! (found by the xml_request fuzz target: an `ArbitraryFileIdentifier` with ¥ came back with
+//! `\`). Text read from Shift_JIS never holds them, so files written back in kind are unchanged.
 
 use encoding_rs::SHIFT_JIS;
 
 /// The user-defined area as encoding_rs decodes it: 1,880 characters (10 lead bytes × 188).
 const USER_DEFINED: std::ops::RangeInclusive<char> = '\u{E000}'..='\u{E757}';
 
-/// Encodes `text` as Shift_JIS. Characters Shift_JIS cannot hold become decimal character
-/// references (`&#NNNN;`, encoding_rs's behaviour: right for XML, visible in a CSV); the
-/// user-defined area becomes its F040–F9FC bytes.
+/// Encodes `text` as Shift_JIS. Characters Shift_JIS cannot hold, and ¥ and ‾, become decimal
+/// character references (`&#NNNN;`, encoding_rs's behaviour: right for XML, visible in a CSV);
+/// the user-defined area becomes its F040–F9FC bytes.
 pub fn encode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find(|c: char| USER_DEFINED.contains(&c)) {
+    while let Some(at) = rest.find(|c: char| USER_DEFINED.contains(&c) || c == '¥' || c == '‾') {
         out.extend_from_slice(&SHIFT_JIS.encode(&rest[..at]).0);
         let c = rest[at..]
             .chars()
             .next()
             .expect("found at a character boundary");
-        out.extend_from_slice(&user_defined_bytes(c));
+        if USER_DEFINED.contains(&c) {
+            out.extend_from_slice(&user_defined_bytes(c));
+        } else {
+            out.extend_from_slice(format!("&#{};", u32::from(c)).as_bytes());
+        }
         rest = &rest[at + c.len_utf8()..];
     }
     out.extend_from_slice(&SHIFT_JIS.encode(rest).0);
@@ -66,5 +76,11 @@ mod tests {
         assert_eq!(encode(text), SHIFT_JIS.encode(text).0.into_owned());
         // Not in Shift_JIS at all: a character reference, as before.
         assert_eq!(encode("a😀"), b"a&#128512;".to_vec());
+    }
+
+    /// Fuzz regression (xml_request): ¥ was written as 0x5C and read back as `\`.
+    #[test]
+    fn yen_and_overline_are_references_not_backslash_and_tilde() {
+        assert_eq!(encode("¥100‾\\~"), b"&#165;100&#8254;\\~".to_vec());
     }
 }
