@@ -11,22 +11,30 @@
 #
 # One fuzz crate per crate under test (<crate>/fuzz), each its own workspace so the main
 # workspace never builds it; all share one target directory (target/fuzz). cargo-fuzz is
-# installed when missing (pinned, into .local/tools, like the Helm check's tools). cargo fuzz
-# passes nightly-only flags to rustc; RUSTC_BOOTSTRAP=1 lets the stable toolchain the project
-# pins accept them. Targets are built without a sanitizer (-s none): the project's code has no
-# `unsafe` (workspace lint), and on a small machine the executions matter more; debug assertions
-# and overflow checks stay on (cargo fuzz's default).
+# installed when missing (pinned, into .local/tools, like the Helm check's tools).
+#
+# Targets are built without a sanitizer by default (FUZZ_SANITIZER=none): the project's code
+# has no `unsafe` (workspace lint), and on a small machine the executions matter more; debug
+# assertions and overflow checks stay on (cargo fuzz's default). Without a sanitizer cargo fuzz
+# passes only stable -C flags; FUZZ_SANITIZER=address makes it pass -Zsanitizer, which the
+# machine's stable toolchain accepts with RUSTC_BOOTSTRAP=1 (set here). A different sanitizer
+# rebuilds everything.
+#
+# FUZZ_DIRS (space-separated) limits build, run and smoke to some fuzz crates; `make test`
+# smokes the two that build in a few minutes from cold (README, "Fuzzing").
 #
 # Corpora: the committed seeds are <crate>/fuzz/corpus/<target> (read, never written); `run`
 # keeps what libFuzzer finds in target/fuzz-corpus/<target> (not committed). A crash is written
 # to <crate>/fuzz/artifacts/<target>/ and fails the script; minimise it with
 # `cargo fuzz tmin --fuzz-dir <crate>/fuzz -s none <target> <file>`, fix, add a regression test
-# to the crate's own tests. Logs: target/fuzz-logs/<target>.log (the final stats are printed).
+# to the crate's own tests. Logs: target/fuzz-logs/<target>.log for `run` (a smoke's are thrown
+# away with its corpus unless it fails: the failing lines are printed).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-FUZZ_DIRS=(crates/onshi-domain/fuzz crates/card-reader/fuzz proto/fuzz edge-agent/fuzz)
+read -r -a FUZZ_DIRS <<<"${FUZZ_DIRS:-crates/onshi-domain/fuzz crates/card-reader/fuzz proto/fuzz edge-agent/fuzz}"
+FUZZ_SANITIZER=${FUZZ_SANITIZER:-none}
 CARGO_FUZZ_VERSION=0.13.2
 FUZZ_SECONDS=${FUZZ_SECONDS:-1800}
 FUZZ_SMOKE_SECONDS=${FUZZ_SMOKE_SECONDS:-5}
@@ -55,7 +63,7 @@ build() {
   local dir
   for dir in "${FUZZ_DIRS[@]}"; do
     say "building $dir"
-    cargo fuzz build -s none --fuzz-dir "$dir" --target-dir "$target_dir"
+    cargo fuzz build -s "$FUZZ_SANITIZER" --fuzz-dir "$dir" --target-dir "$target_dir"
   done
 }
 
@@ -123,6 +131,8 @@ case "${1:-run}" in
     build
     scratch=$(mktemp -d)
     trap 'rm -rf "$scratch"' EXIT
+    # Its own logs: a smoke beside a long run must not write over the run's.
+    logs="$scratch/logs"
     run_all "$FUZZ_SMOKE_SECONDS" "$scratch"
     ;;
   *)
