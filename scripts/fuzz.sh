@@ -11,7 +11,9 @@
 #
 # One fuzz crate per crate under test (<crate>/fuzz), each its own workspace so the main
 # workspace never builds it; all share one target directory (target/fuzz). cargo-fuzz is
-# installed when missing (pinned, into .local/tools, like the Helm check's tools).
+# installed when missing (pinned, with `cargo install` into Cargo's own bin folder rather than
+# .local/tools: it takes minutes to build, and every checkout and worktree of the machine then
+# finds it).
 #
 # Targets are built without a sanitizer by default (FUZZ_SANITIZER=none): the project's code
 # has no `unsafe` (workspace lint), and on a small machine the executions matter more; debug
@@ -46,10 +48,10 @@ export RUSTC_BOOTSTRAP=1
 say() { echo "fuzz: $*" >&2; }
 
 ensure_cargo_fuzz() {
-  export PATH="$root/.local/tools/bin:$PATH"
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
   cargo fuzz --version >/dev/null 2>&1 && return
-  say "installing cargo-fuzz $CARGO_FUZZ_VERSION into .local/tools"
-  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --root "$root/.local/tools"
+  say "installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install, a few minutes, once a machine)"
+  cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
 }
 
 list() {
