@@ -33,9 +33,21 @@ lint: ## cargo fmt --check and clippy -D warnings
 helm-check: ## Lint the Helm chart and validate its manifests (installs helm and kubernetes-validate into .local/tools)
 	scripts/check-helm.sh
 
+# The tests end with the fuzz smoke of the crates whose fuzz builds are cheap from cold;
+# `make fuzz-smoke` runs all of them (the agent's and proto's take far longer to build: README,
+# "Fuzzing").
 .PHONY: test
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
+	FUZZ_DIRS="crates/onshi-domain/fuzz crates/card-reader/fuzz" scripts/fuzz.sh smoke
+
+.PHONY: fuzz
+fuzz: deps ## Run every fuzz target FUZZ_SECONDS each (default 1800), FUZZ_PARALLEL at once (default: cores)
+	scripts/fuzz.sh run
+
+.PHONY: fuzz-smoke
+fuzz-smoke: deps ## Build the fuzz targets; each replays its seeds and fuzzes a few seconds (FUZZ_SMOKE_SECONDS)
+	scripts/fuzz.sh smoke
 
 .PHONY: windows
 windows: ## Cross-build edge-agent.exe and its MSI for Windows into target/windows/dist (Debian's rustc-web + mingw-w64, wixl)

@@ -752,7 +752,7 @@ pub fn encode(text: &str, encoding: CsvEncoding) -> Vec<u8> {
     match encoding {
         CsvEncoding::Utf8 => text.as_bytes().to_vec(),
         CsvEncoding::Utf8Bom => [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
-        CsvEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(text).0.into_owned(),
+        CsvEncoding::ShiftJis => onshi_domain::sjis::encode(text),
     }
 }
 
@@ -1163,6 +1163,35 @@ mod tests {
         assert!(back.starts_with("行,患者ID,"));
         assert!(back.contains("1,P-1,06139992,記号A,123,01,19800102,有効,"));
         assert!(back.contains("\r\n"));
+    }
+
+    /// Fuzz regression (batch_csv): a 外字 (Windows-31J user-defined area, here F040 and
+    /// F9FC) in a Shift_JIS file came back in the results file as `&#57344;`, so the clerk's
+    /// patient id no longer matched. The results file now holds the same bytes and reads back
+    /// as the same rows.
+    #[test]
+    fn user_defined_characters_in_shift_jis_come_back_unchanged() {
+        let mut bytes = encoding_rs::SHIFT_JIS
+            .encode("患者ID,保険者番号,番号,生年月日\r\n")
+            .0
+            .into_owned();
+        bytes.extend_from_slice(b"P\xF0\x40\xF9\xFC,06139992,123,19800102\r\n");
+        let input = parse_csv(&bytes).unwrap();
+        assert_eq!(input.encoding, CsvEncoding::ShiftJis);
+        assert_eq!(input.rows[0].row_id, "P\u{E000}\u{E757}");
+        let results = [RowResult {
+            status: RowStatus::Valid,
+            message: "資格有効 / eligible".into(),
+        }];
+        let out = write_results(&input, &results);
+        assert!(
+            out.windows(5).any(|w| w == b"P\xF0\x40\xF9\xFC"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        let again = parse_csv(&out).unwrap();
+        assert_eq!(again.encoding, CsvEncoding::ShiftJis);
+        assert_eq!(again.rows, input.rows);
     }
 
     #[test]

@@ -534,9 +534,7 @@ impl Outbox {
     }
 
     fn open_record(&self, sequence: u64, record: &[u8]) -> Option<pb::Event> {
-        let plain = self.key.open(self.stream_id.0, sequence, record)?;
-        let event = pb::Event::decode(plain.as_slice()).ok()?;
-        (event.sequence == sequence).then_some(event)
+        open_record(&self.key, self.stream_id.0, sequence, record)
     }
 
     /// Moves a damaged (or missing) record to quarantine and puts a loss event in its place, in
@@ -711,6 +709,21 @@ impl Outbox {
         })
         .await
     }
+}
+
+/// The outbox record decoder: opens a stored record under `key` at its place (`stream`,
+/// `sequence`) and decodes the event in it. `None` when the record does not open (damaged,
+/// moved, another key), does not decode, or carries another sequence than its row: the
+/// caller quarantines it. Public so the fuzz target (`edge-agent/fuzz`) drives this very code.
+pub fn open_record(
+    key: &OutboxKey,
+    stream: Uuid,
+    sequence: u64,
+    record: &[u8],
+) -> Option<pb::Event> {
+    let plain = key.open(stream, sequence, record)?;
+    let event = pb::Event::decode(plain.as_slice()).ok()?;
+    (event.sequence == sequence).then_some(event)
 }
 
 fn insert_record(

@@ -21,4 +21,5 @@ pub mod patient;
 pub mod rollout;
 pub mod seal;
 pub mod site;
+pub mod sjis;
 pub mod xml;

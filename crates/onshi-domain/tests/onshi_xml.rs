@@ -1075,3 +1075,19 @@ fn an_unknown_per_person_status_is_refused() {
         Err(XmlError::InvalidValue { path, .. }) if path == "XmlMsg/MessageBody/ProcessingResultStatus"
     ));
 }
+
+/// Fuzz regression (xml_request): a request whose `ArbitraryFileIdentifier` held ¥ came back
+/// from a Shift_JIS file with `\` (the encoder wrote 0x5C); 外字 came back as references.
+/// Every text survives a Shift_JIS file now.
+#[test]
+fn yen_overline_and_user_defined_characters_survive_a_shift_jis_file() {
+    let mut request = expected_request();
+    request.header.arbitrary_file_identifier = Some("ID¥1‾2\\3~4\u{E000}".into());
+    let written = request.to_xml(XmlEncoding::ShiftJis);
+    assert_eq!(
+        QualificationConfirmationRequest::from_xml(&written).unwrap(),
+        request,
+        "{}",
+        String::from_utf8_lossy(&written)
+    );
+}

@@ -667,7 +667,7 @@ fn file_name(path: &Path) -> String {
 fn encode(text: &str, encoding: XmlEncoding) -> Vec<u8> {
     match encoding {
         XmlEncoding::Utf8 => text.as_bytes().to_vec(),
-        XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(text).0.into_owned(),
+        XmlEncoding::ShiftJis => onshi_domain::sjis::encode(text),
     }
 }
 

@@ -1,27 +1,17 @@
-//! Any bytes given to the drug and checkup readers (requests and results): no panic, and
-//! whatever parses can be written and read again to the same value.
+//! Any bytes given to the information-view readers, drug (`YZKsiquc01req`/`res`) and checkup
+//! (`TKKsiquc01req`/`res`): no panic, errors render, and whatever reads writes back (UTF-8 and
+//! Shift_JIS) to a file that reads as the same value.
 #![no_main]
 
+#[macro_use]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
-use onshi_domain::xml::{
-    CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult, XmlEncoding,
-};
+use onshi_domain::xml::{CheckupInfoRequest, CheckupInfoResult, DrugInfoRequest, DrugInfoResult};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = DrugInfoResult::from_xml(data) {
-        let again = DrugInfoResult::from_xml(&r.to_xml(XmlEncoding::Utf8))
-            .expect("a written drug result must read back");
-        assert_eq!(again, r);
-    }
-    if let Ok(r) = CheckupInfoResult::from_xml(data) {
-        let again = CheckupInfoResult::from_xml(&r.to_xml(XmlEncoding::ShiftJis))
-            .expect("a written checkup result must read back");
-        assert_eq!(again, r);
-    }
-    if let Ok(r) = DrugInfoRequest::from_xml(data) {
-        assert_eq!(DrugInfoRequest::from_xml(&r.to_xml(XmlEncoding::Utf8)).ok(), Some(r));
-    }
-    if let Ok(r) = CheckupInfoRequest::from_xml(data) {
-        assert_eq!(CheckupInfoRequest::from_xml(&r.to_xml(XmlEncoding::Utf8)).ok(), Some(r));
-    }
+    check_round_trip!(DrugInfoResult, data);
+    check_round_trip!(CheckupInfoResult, data);
+    check_round_trip_plain!(DrugInfoRequest, data);
+    check_round_trip_plain!(CheckupInfoRequest, data);
 });

@@ -1,15 +1,14 @@
-//! Any bytes given to the result reader: no panic, and whatever parses can be written and read
-//! again.
+//! Any bytes given to the eligibility result reader (`OQSsiquc01res`, the answer to a request
+//! and the face reader's unasked result alike): no panic, errors render, and whatever reads
+//! writes back to a file that reads as the same value.
 #![no_main]
 
+#[macro_use]
+mod common;
+
 use libfuzzer_sys::fuzz_target;
-use onshi_domain::xml::{QualificationConfirmationResult, XmlEncoding};
+use onshi_domain::xml::QualificationConfirmationResult;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(result) = QualificationConfirmationResult::from_xml(data) {
-        let again = QualificationConfirmationResult::from_xml(&result.to_xml(XmlEncoding::Utf8))
-            .expect("a written result must read back");
-        assert_eq!(again.header, result.header);
-        assert_eq!(again.body.results.len(), result.body.results.len());
-    }
+    check_round_trip!(QualificationConfirmationResult, data);
 });

@@ -160,11 +160,12 @@ fn bad_decl() -> XmlError {
 }
 
 /// Encodes the written document. Shift_JIS output writes unmappable characters as decimal
-/// character references, which is exactly what XML needs to keep them.
+/// character references, which is exactly what XML needs to keep them, and 外字 as the bytes
+/// they were read from ([`crate::sjis`]).
 pub(crate) fn encode(text: &str, encoding: XmlEncoding) -> Vec<u8> {
     match encoding {
         XmlEncoding::Utf8 => text.as_bytes().to_vec(),
-        XmlEncoding::ShiftJis => SHIFT_JIS.encode(text).0.into_owned(),
+        XmlEncoding::ShiftJis => crate::sjis::encode(text),
     }
 }
 
