@@ -19,6 +19,7 @@ SIM_PORT=${SIM_PORT:-9443}
 GRPC_PORT=${GRPC_PORT:-7443}
 HTTP_PORT=${HTTP_PORT:-8443}
 WEB_PORT=${WEB_PORT:-8444}
+HOOK_PORT=${HOOK_PORT:-8445}   # the demo's webhook receiver (prints what central sends)
 PG_PORT=${PG_PORT:-55432}
 
 pids=()
@@ -35,9 +36,9 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-for port in "$SIM_PORT" "$GRPC_PORT" "$HTTP_PORT"; do
+for port in "$SIM_PORT" "$GRPC_PORT" "$HTTP_PORT" "$WEB_PORT" "$HOOK_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use; set SIM_PORT, GRPC_PORT or HTTP_PORT to free ones" >&2
+    echo "port $port is in use; set SIM_PORT, GRPC_PORT, HTTP_PORT, WEB_PORT or HOOK_PORT to free ones" >&2
     exit 1
   fi
 done
@@ -103,7 +104,11 @@ elif [ -z "${CENTRAL_DATABASE_URL:-}" ]; then
 fi
 # The key that signs each stream's daily seal; its public key is what auditors check seals with.
 [ -f "$state/seal.key" ] || "$bin/central" seal-key init --out "$state/seal.key" >/dev/null 2>&1
+# The key webhook secrets are sealed with (owner-only, never printed).
+[ -f "$state/notification.key" ] ||
+  (umask 077; python3 -c 'import secrets; print(secrets.token_hex(32))' >"$state/notification.key")
 start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate "${owner_flag[@]}" \
+  --notification-key-file "$state/notification.key" --dashboard-url "https://localhost:$WEB_PORT" \
   --seal-key "$state/seal.key" --agent-ca-key "$pki/agent-ca.key" \
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \
@@ -158,6 +163,17 @@ TOML
   fi
   echo "$dir/agent.toml"
 }
+# Alerts that reach people: a webhook endpoint for chain IT, made through the API as an operator
+# would (its secret is shown once: kept owner-only for the receiver), and the receiver itself.
+if [ ! -s "$state/webhook.secret" ]; then
+  endpoint=$(printf '{"name": "デモ受信 / demo receiver", "channel": "webhook", "target": "http://127.0.0.1:%s/", "quiet_hours": false}' "$HOOK_PORT")
+  (umask 077; curl -sS --fail-with-body --cacert "$pki/chain-ca.pem" --cert "$pki/operators/demo.pem" \
+    --key "$pki/operators/demo.key" -H 'Content-Type: application/json' -d "$endpoint" \
+    "https://localhost:$HTTP_PORT/api/v1/notifications/endpoints" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])' >"$state/webhook.secret")
+fi
+start webhook python3 "$root/scripts/demo-webhook-receiver.py" "$HOOK_PORT" "$state/webhook.secret"
+
 clinic_cfg=$(agent_config "$CLINIC" clinic direct)
 pharmacy_cfg=$(agent_config "$PHARMACY" pharmacy terminal)
 start "agent-$CLINIC" "$bin/edge-agent" --config "$clinic_cfg" run
@@ -253,6 +269,9 @@ cat <<TOUR
   another lookup:         target/debug/edge-agent --config $clinic_cfg lookup --insurer ... --number ... --birthdate yyyyMMdd
   people to look up:      target/debug/onshi-sim population --seed 42 --count 1000 --show 10
   the simulated chain:    $FLEET_SITES sites (FLEET_SITES=…), .local/demo/logs/fleet.{out,log}
+  notifications:          .local/demo/logs/webhook.out: every alert central opens or resolves,
+                          as the demo's webhook receiver got it (signature checked); endpoints
+                          and the delivery log at https://localhost:$WEB_PORT/notifications
   logs:                   .local/demo/logs/
 TOUR
 

@@ -32,6 +32,7 @@ const pages = [
   ['05-alerts', '/alerts'],
   ['06-rollout', '/rollout'],
   ['07-audit', '/audit'],
+  ['08-notifications', '/notifications'],
 ];
 
 const browser = await chromium.launch({
