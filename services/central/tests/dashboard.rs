@@ -814,3 +814,57 @@ async fn an_auditor_is_sent_from_the_overview_to_the_audit_pages() {
         2
     );
 }
+
+#[tokio::test]
+async fn the_account_page_shows_who_is_signed_in_and_manages_their_own_tokens() {
+    let fleet = fleet().await;
+    let tokyo = fleet.sign_in("tokyo").await;
+    let account = tokyo.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK, "{}", account.body);
+    assert!(
+        account.body.contains("id=\"account-login\">tokyo<"),
+        "{}",
+        account.body
+    );
+    assert!(
+        account.body.contains("13"),
+        "the area in view: {}",
+        account.body
+    );
+    assert!(
+        account.body.contains("id=\"no-tokens\""),
+        "{}",
+        account.body
+    );
+
+    let form = |fields: &str| {
+        Request::post("/account/tokens")
+            .header(header::COOKIE, &tokyo.cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "_csrf={}&{fields}",
+                central::web::form::encode(&tokyo.csrf)
+            )))
+            .unwrap()
+    };
+    let bad = send(&fleet.app, form("label=nightly&days=999")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    let made = send(&fleet.app, form("label=nightly+export&days=30")).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let (_, rest) = made
+        .body
+        .split_once("id=\"new-token-value\">")
+        .expect("the token is shown once");
+    let token = rest.split('<').next().unwrap();
+    assert!(token.len() > 20, "{token}");
+
+    let listed = tokyo.get("/account").await;
+    assert!(listed.body.contains("nightly export"), "{}", listed.body);
+    assert!(!listed.body.contains(token), "never shown again");
+    let id = attribute_after(&listed.body, "<tr", "data-token").expect("the token's row");
+    let revoked = tokyo
+        .post_form(&format!("/account/tokens/{id}/revoke"), true)
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert!(tokyo.get("/account").await.body.contains("失効済み"));
+}

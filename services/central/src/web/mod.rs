@@ -2,6 +2,7 @@
 //! front-end build. Pages read the same store functions as the JSON API, with the principal's
 //! site scope applied in the queries.
 
+mod account;
 pub(crate) mod alerts;
 mod audit;
 mod certificates;
@@ -101,6 +102,9 @@ pub fn pages() -> Router<ApiState> {
         .route("/", overview::route())
         .route("/sites", get(sites::list_handler))
         .route("/sites/{site_code}", get(sites::detail_handler))
+        .route("/account", get(account::page_handler))
+        .route("/account/tokens", post(account::make_token))
+        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/alerts", get(alerts::list_handler))
         .route("/alerts/{id}/acknowledge", post(alerts::acknowledge_form))
         .route("/certificates", get(certificates::page_handler))
