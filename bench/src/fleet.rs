@@ -463,11 +463,12 @@ async fn run_site(options: Arc<Options>, site: SimSite, seed: u64) -> anyhow::Re
     let tls =
         fleet_tls::config::client_config(Some(&identity), &roots, &[fleet_tls::config::ALPN_H2])?;
     let mut dice = Dice::new(seed);
-    let fresh = StreamState::load(&options.state, &site.code).is_none();
+    let kept = StreamState::load(&options.state, &site.code);
+    let fresh = kept.is_none();
     let mut recorder = Recorder {
         site: SiteCode::parse(&site.code)?,
         terminal: TerminalId::parse("T01")?,
-        state: StreamState::load(&options.state, &site.code).unwrap_or(StreamState {
+        state: kept.unwrap_or(StreamState {
             stream: Uuid::now_v7(),
             sequence: 0,
             head: ChainHash::GENESIS,

@@ -97,13 +97,14 @@ async fn central_connects_over_verified_tls_when_its_url_asks_and_refuses_a_fore
     let (encrypted, plain): (i64, i64) = {
         let row = client
             .query_one(
-                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+                "SELECT count(*) FILTER (WHERE s.ssl) AS encrypted,
+                        count(*) FILTER (WHERE NOT s.ssl) AS plain
                  FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
                  WHERE a.usename = $1",
                 &[&role],
             )
             .await?;
-        (row.get(0), row.get(1))
+        (row.get("encrypted"), row.get("plain"))
     };
     assert!(encrypted > 0, "central's connections are TLS");
     assert_eq!(plain, 0, "none of central's connections is plain");

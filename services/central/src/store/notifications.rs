@@ -302,7 +302,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        let notification: i64 = row.get(0);
+        let notification: i64 = row.get("id");
         audit_admin(
             &tx,
             None,
