@@ -229,6 +229,8 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Service(_) => anyhow::bail!("`service` commands run outside the runtime"),
         Command::Run => {
             let agent = Agent::build_with_env(&config, &env).await?;
+            let stop =
+                fleet_telemetry::stop::stop_signal().context("installing the stop signals")?;
             // One line on stdout that scripts and tests read: the agent is ready.
             println!(
                 "{}",
@@ -239,7 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 })
             );
             tracing::info!(site = %config.site_code, "edge agent running");
-            agent.run_until_stopped(shutdown_signal()).await?;
+            agent.run_until_stopped(stop).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Lookup {
@@ -505,30 +507,6 @@ fn service_command(
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(unix)]
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-}
-
-/// Ctrl+C (a console, or WinSW/NSSM stopping a console program), the console window closed,
-/// or the machine shutting down. The Windows service has its own stop (`service run`).
-#[cfg(windows)]
-async fn shutdown_signal() {
-    use tokio::signal::windows::{ctrl_close, ctrl_shutdown};
-    let mut close = ctrl_close().expect("CTRL_CLOSE handler");
-    let mut shutdown = ctrl_shutdown().expect("CTRL_SHUTDOWN handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = close.recv() => {},
-        _ = shutdown.recv() => {},
     }
 }
 

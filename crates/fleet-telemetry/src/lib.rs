@@ -23,6 +23,7 @@
 //! a Prometheus rendering ([`prometheus::PrometheusText`]) beside the OTLP one, if any.
 
 pub mod prometheus;
+pub mod stop;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -925,9 +925,10 @@ async fn serve(
     if let Some(web) = app.web_addr() {
         ready["web"] = web.to_string().into();
     }
+    let stop = fleet_telemetry::stop::stop_signal().context("installing the stop signals")?;
     println!("{ready}");
     tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "central listening");
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(stop).await
 }
 
 /// The Prometheus scrape endpoint: `GET /metrics` on plain HTTP, the last rendering of the
@@ -965,20 +966,6 @@ async fn serve_metrics(
         }
     });
     Ok(bound)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn pki(command: PkiCommand) -> anyhow::Result<()> {

@@ -314,9 +314,10 @@ fn terminal(args: TerminalArgs) -> anyhow::Result<()> {
             "knobs": folders.knobs(),
             "institution": terminal.national().institution().as_str(),
         });
-        print_line(&line)?;
         spawn_silence_signals(folders.clone());
-        terminal.run_until_stopped(shutdown_signal()).await
+        let stop = fleet_telemetry::stop::stop_signal().context("installing the stop signals")?;
+        print_line(&line)?;
+        terminal.run_until_stopped(stop).await
     });
     drop(telemetry);
     result
@@ -414,12 +415,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--disaster-window: {e}"))?;
         }
         spawn_outage_signals(simulator.faults().clone());
+        let stop = fleet_telemetry::stop::stop_signal().context("installing the stop signals")?;
         let line = serde_json::json!({ "https": simulator.addr().to_string() });
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}").context("writing the address to stdout")?;
         stdout.flush().context("writing the address to stdout")?;
         drop(stdout);
-        simulator.run_until_stopped(shutdown_signal()).await
+        simulator.run_until_stopped(stop).await
     });
     drop(telemetry);
     result
@@ -481,35 +483,6 @@ fn spawn_silence_signals(folders: onshi_sim::terminal::Folders) {
                 Err(error) => tracing::error!(%error, "cannot listen for the silence signals"),
             }
         }
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C: stopping"),
-        _ = terminate => tracing::info!("SIGTERM: stopping"),
     }
 }
 
