@@ -21,7 +21,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The fuzz targets (`make fuzz`) link libFuzzer, which libfuzzer-sys compiles from C++.
 command -v c++ >/dev/null 2>&1 || need+=(g++)
-packages=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk)
+# PgBouncer: the pooler test and the ingest benchmark put central behind it in transaction mode.
+packages=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk pgbouncer)
 if [ "${1:-}" = windows ]; then
   packages+=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine wine64 msitools wixl)
 fi

@@ -8,6 +8,10 @@
 #   scripts/pg.sh promote DIR      promote a standby to primary (waits until it is)
 #   scripts/pg.sh kill DIR         SIGKILL the postmaster, as a machine dying would (the failover
 #                                  tests); its backends notice and exit
+#   scripts/pg.sh bouncer DIR PORT SERVER_PORT [MODE]
+#                                  PgBouncer on PORT in front of the cluster on SERVER_PORT, pool
+#                                  mode MODE (transaction by default), in the foreground: the
+#                                  process is PgBouncer itself (exec), so killing it stops it
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -77,8 +81,40 @@ case "$cmd" in
       as_owner "$pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     fi
     ;;
+  bouncer)
+    server=${4:?the PostgreSQL port PgBouncer connects to}
+    mode=${5:-transaction}
+    pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+    [ -x "$pgbouncer" ] || { echo "pgbouncer was not found: run scripts/ensure-deps.sh (make deps) to install it" >&2; exit 1; }
+    # Trust on loopback, as the throwaway clusters themselves; `options` (central's
+    # `-c jit=off`) is a startup parameter PgBouncer does not pass on: accepted and dropped.
+    : > "$dir/userlist.txt"
+    cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$server auth_user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename = \$1
+pool_mode = $mode
+max_client_conn = 2000
+default_pool_size = 20
+ignore_startup_parameters = options,extra_float_digits
+logfile = $dir/pgbouncer.log
+pidfile =
+INI
+    # PgBouncer refuses to run as root too; setpriv execs (runuser would stay as the parent,
+    # and killing it would orphan PgBouncer).
+    if [ "$(id -u)" -eq 0 ]; then
+      exec setpriv --reuid postgres --regid postgres --init-groups "$pgbouncer" "$dir/pgbouncer.ini"
+    fi
+    exec "$pgbouncer" "$dir/pgbouncer.ini"
+    ;;
   *)
-    echo "usage: $0 start|stop|standby|promote|kill DIR [PORT [PRIMARY_PORT]]" >&2
+    echo "usage: $0 start|stop|standby|promote|kill|bouncer DIR [PORT [PRIMARY_PORT|SERVER_PORT [MODE]]]" >&2
     exit 2
     ;;
 esac

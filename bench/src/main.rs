@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use e2e::pg::{Bouncer, PoolMode};
 use e2e::{Pki, Running, TestDb};
 use proto::fleet::v1 as pb;
 use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
@@ -69,6 +70,10 @@ enum Mode {
         /// Events per batch in the ack latency run (a site sends few events at a time).
         #[arg(long, default_value_t = 50)]
         latency_batch: usize,
+        /// Also run the throughput phase with central behind PgBouncer in transaction mode
+        /// (Debian's `pgbouncer`), on a database of its own, in the same run.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        pgbouncer: bool,
     },
     /// A real edge agent draining a backlog from its outbox, against the bench's own client
     /// streaming the same number of events (the outbox's cost).
@@ -172,6 +177,7 @@ fn main() -> anyhow::Result<()> {
                 write_method,
                 latency_secs,
                 latency_batch,
+                pgbouncer,
             } => {
                 let options = IngestOptions {
                     agents,
@@ -181,6 +187,7 @@ fn main() -> anyhow::Result<()> {
                     write_method,
                     latency: Duration::from_secs(latency_secs),
                     latency_batch: latency_batch.max(1),
+                    pgbouncer,
                 };
                 tokio::time::timeout(Duration::from_secs(900), ingest(options))
                     .await
@@ -292,6 +299,17 @@ pub(crate) async fn start_central(
     db: &TestDb,
     extra: &[&str],
 ) -> anyhow::Result<Running> {
+    start_central_at(pki, db, &db.app_login().await?, extra).await
+}
+
+/// Central serving through `app_url` (a login role of `db` in `onshi_app`, directly or through
+/// a pooler), migrating with the owner's URL.
+pub(crate) async fn start_central_at(
+    pki: &Pki,
+    db: &TestDb,
+    app_url: &str,
+    extra: &[&str],
+) -> anyhow::Result<Running> {
     let (cert, key) = pki.paths.central();
     let mut command = tokio::process::Command::new(central_binary()?);
     command
@@ -314,7 +332,7 @@ pub(crate) async fn start_central(
         .args(["--events-per-second", "0"])
         .args(extra)
         // As in production: central's own login role, migrations with the owner's URL.
-        .env("DATABASE_URL", db.app_login().await?)
+        .env("DATABASE_URL", app_url)
         .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url)
         .env("RUST_LOG", "warn");
     e2e::spawn_ready(command).await
@@ -465,6 +483,7 @@ struct IngestOptions {
     write_method: String,
     latency: Duration,
     latency_batch: usize,
+    pgbouncer: bool,
 }
 
 async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
@@ -472,59 +491,24 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     let sites = sites(options.agents);
     eprintln!("issuing {} agent certificates...", sites.len());
     let pki = Pki::new(&sites.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let central = start_central(
-        &pki,
-        &db,
-        &["--write-method", options.write_method.as_str()],
-    )
-    .await?;
-    let endpoint = format!("https://{}", central.field("grpc"));
-    let per_agent = options.events / options.agents.max(1);
-    let total = per_agent * options.agents;
-
-    // Sessions open and events built before the clock starts.
-    eprintln!(
-        "{} agents x {per_agent} events, batches of {}, window {}...",
-        options.agents, options.batch, options.window
-    );
-    let start = Arc::new(Barrier::new(options.agents + 1));
-    let mut tasks = Vec::new();
-    for site in &sites {
-        let tls = e2e::uplink::agent_tls(&pki, site)?;
-        let (endpoint, site, start) = (endpoint.clone(), site.clone(), start.clone());
-        let (batch, window) = (options.batch, options.window);
-        tasks.push(tokio::spawn(async move {
-            let stream = Uuid::now_v7();
-            let events: Vec<pb::Event> = (1..=per_agent as u64)
-                .map(|s| synthetic_event(&site, s))
-                .collect();
-            let batches: Vec<Vec<pb::Event>> =
-                events.chunks(batch).map(<[pb::Event]>::to_vec).collect();
-            let session = open_session(&endpoint, tls, &site, stream, window).await;
-            start.wait().await;
-            let mut session = session?;
-            session.stream(batches, window, None).await?;
-            anyhow::Ok((site, session))
-        }));
-    }
-    start.wait().await;
-    let began = Instant::now();
-    let mut sessions = Vec::new();
-    for task in tasks {
-        sessions.push(task.await??);
-    }
-    let elapsed = began.elapsed();
-    let central_rate = total as f64 / elapsed.as_secs_f64();
-    eprintln!("central: {total} events in {elapsed:.2?}");
-
-    let client = db.client().await?;
-    let stored: i64 = client
-        .query_one("SELECT count(*) FROM events", &[])
-        .await?
-        .get(0);
-    if stored != total as i64 {
-        bail!("central stored {stored} events, the agents sent {total}");
-    }
+    let write_method = ["--write-method", options.write_method.as_str()];
+    let central = start_central(&pki, &db, &write_method).await?;
+    let (central_rate, total, mut sessions) =
+        throughput(&central, &db, &pki, &sites, &options).await?;
+    // The same phase with central's connections through PgBouncer in transaction mode, on a
+    // database of its own (so the direct run's rows stay the raw COPY's input).
+    let pooled_rate = if options.pgbouncer {
+        let pooled_db = TestDb::create().await?;
+        let bouncer = Bouncer::in_front_of(&pooled_db.url, PoolMode::Transaction).await?;
+        let app_url = bouncer.route(&pooled_db.app_login().await?);
+        let pooled_central = start_central_at(&pki, &pooled_db, &app_url, &write_method).await?;
+        let (rate, _, pooled_sessions) =
+            throughput(&pooled_central, &pooled_db, &pki, &sites, &options).await?;
+        drop(pooled_sessions);
+        Some(rate)
+    } else {
+        None
+    };
     let raw = raw_copy(&db).await?;
     // The ratio is against the faster of one and two COPY streams.
     let copy_rate = raw.copy.max(raw.copy_parallel);
@@ -551,8 +535,16 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
             "staging_copy_insert_events_per_sec": raw.staged.round(),
             "ratio_central_to_copy": (ratio * 1000.0).round() / 1000.0,
             "ack_latency": latency,
+            "central_via_pgbouncer_transaction_events_per_sec": pooled_rate.map(f64::round),
+            "ratio_pgbouncer_to_direct": pooled_rate.map(|p| (p / central_rate * 1000.0).round() / 1000.0),
         })
     );
+    if let Some(pooled) = pooled_rate {
+        eprintln!(
+            "central behind PgBouncer (transaction mode) {pooled:.0} events/s: {:.3} of direct",
+            pooled / central_rate
+        );
+    }
     eprintln!(
         "central {central_rate:.0} events/s; raw COPY {:.0} events/s (2 streams: {:.0}); \
          ratio {ratio:.3}; COPY to staging + INSERT ON CONFLICT {:.0} events/s",
@@ -561,6 +553,66 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     drop(sessions);
     drop(central);
     Ok(())
+}
+
+/// The throughput phase: every agent streams its share of `options.events` to `central` at
+/// once; returns events per second, the number sent, and the sessions (open for the latency
+/// run). Fails unless central stored exactly what was sent.
+async fn throughput(
+    central: &Running,
+    db: &TestDb,
+    pki: &Pki,
+    sites: &[String],
+    options: &IngestOptions,
+) -> anyhow::Result<(f64, usize, Vec<(String, AgentSession)>)> {
+    let endpoint = format!("https://{}", central.field("grpc"));
+    let per_agent = options.events / options.agents.max(1);
+    let total = per_agent * options.agents;
+
+    // Sessions open and events built before the clock starts.
+    eprintln!(
+        "{} agents x {per_agent} events, batches of {}, window {}...",
+        options.agents, options.batch, options.window
+    );
+    let start = Arc::new(Barrier::new(options.agents + 1));
+    let mut tasks = Vec::new();
+    for site in sites {
+        let tls = e2e::uplink::agent_tls(pki, site)?;
+        let (endpoint, site, start) = (endpoint.clone(), site.clone(), start.clone());
+        let (batch, window) = (options.batch, options.window);
+        tasks.push(tokio::spawn(async move {
+            let stream = Uuid::now_v7();
+            let events: Vec<pb::Event> = (1..=per_agent as u64)
+                .map(|s| synthetic_event(&site, s))
+                .collect();
+            let batches: Vec<Vec<pb::Event>> =
+                events.chunks(batch).map(<[pb::Event]>::to_vec).collect();
+            let session = open_session(&endpoint, tls, &site, stream, window).await;
+            start.wait().await;
+            let mut session = session?;
+            session.stream(batches, window, None).await?;
+            anyhow::Ok((site, session))
+        }));
+    }
+    start.wait().await;
+    let began = Instant::now();
+    let mut sessions = Vec::new();
+    for task in tasks {
+        sessions.push(task.await??);
+    }
+    let elapsed = began.elapsed();
+    let rate = total as f64 / elapsed.as_secs_f64();
+    eprintln!("central: {total} events in {elapsed:.2?}");
+
+    let client = db.client().await?;
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await?
+        .get(0);
+    if stored != total as i64 {
+        bail!("central stored {stored} events, the agents sent {total}");
+    }
+    Ok((rate, total, sessions))
 }
 
 type Row = (

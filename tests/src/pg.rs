@@ -88,3 +88,75 @@ async fn pg(dir: &Path, action: &str, ports: &[u16]) -> anyhow::Result<String> {
     );
     Ok(String::from_utf8(output.stdout)?.trim().to_string())
 }
+
+/// PgBouncer's pool modes (`pool_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// A server connection per transaction: what lets many central replicas share few
+    /// server connections, and what breaks session state.
+    Transaction,
+    /// A server connection per client connection.
+    Session,
+}
+
+impl PoolMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        }
+    }
+}
+
+/// PgBouncer in front of a PostgreSQL server on loopback (`scripts/pg.sh bouncer`), trusting
+/// loopback as the throwaway clusters do. Killed when dropped.
+#[derive(Debug)]
+pub struct Bouncer {
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    server_port: u16,
+    _process: tokio::process::Child,
+}
+
+impl Bouncer {
+    /// Starts PgBouncer in front of the server `server_url` names; returns once it answers.
+    pub async fn in_front_of(server_url: &str, mode: PoolMode) -> anyhow::Result<Self> {
+        let config: tokio_postgres::Config = server_url.parse()?;
+        let server_port = *config
+            .get_ports()
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("{server_url} names no port"))?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let process = Command::new(script())
+            .arg("bouncer")
+            .arg(dir.path().join("bouncer"))
+            .args([port.to_string(), server_port.to_string()])
+            .arg(mode.as_str())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let bouncer = Self {
+            _dir: dir,
+            port,
+            server_port,
+            _process: process,
+        };
+        let probe = bouncer.route(server_url);
+        crate::eventually("PgBouncer to accept connections", || async {
+            crate::connect(&probe).await.ok().map(drop)
+        })
+        .await;
+        Ok(bouncer)
+    }
+
+    /// `url` (a URL of the server behind it: any user, any database) through PgBouncer.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(
+            &format!("127.0.0.1:{}", self.server_port),
+            &format!("127.0.0.1:{}", self.port),
+            1,
+        )
+    }
+}

@@ -35,7 +35,7 @@ impl Store {
         max_views: i64,
         settle: std::time::Duration,
     ) -> Result<RecheckPass, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RECHECK_LOCK])

@@ -23,7 +23,7 @@ impl Store {
                 "every staff member needs an id of their own, not empty and not repeated".into(),
             ));
         }
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "DELETE FROM site_staff WHERE site_code = $1",
@@ -62,7 +62,7 @@ impl Store {
             ));
         }
         let prefectures: Vec<&str> = window.prefectures.iter().map(Prefecture::as_str).collect();
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO disaster_windows (id, prefectures, starts_at, ends_at, opened_by)
@@ -103,7 +103,7 @@ impl Store {
         site: &SiteCode,
         now: OffsetDateTime,
     ) -> Result<Option<AccessRules>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let staff: Vec<Staff> = client
             .query(
                 "SELECT staff_id, role FROM site_staff WHERE site_code = $1 ORDER BY staff_id",

@@ -116,7 +116,7 @@ pub struct AccountChange<'a> {
 impl Store {
     /// Makes an account; `by` is who did it, for the audit trail.
     pub async fn create_account(&self, new: &NewAccount<'_>, by: &str) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO accounts (login, display_name, role, scope_prefectures, scope_sites,
@@ -157,7 +157,7 @@ impl Store {
         change: &AccountChange<'_>,
         by: &str,
     ) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let exists = tx
             .query_opt(
@@ -231,7 +231,7 @@ impl Store {
     }
 
     pub async fn account(&self, login: &str) -> Result<Option<AccountRow>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_opt(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts a WHERE a.login = $1"),
@@ -242,7 +242,7 @@ impl Store {
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountSummary>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 "SELECT login, display_name, role, scope_prefectures, scope_sites, created_at,
@@ -273,7 +273,7 @@ impl Store {
         csrf_token: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "DELETE FROM web_sessions WHERE login = $1 AND expires_at <= $2",
@@ -303,7 +303,7 @@ impl Store {
         token_hash: &[u8],
         now: OffsetDateTime,
     ) -> Result<Option<SessionRow>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_opt(
                 &format!(
@@ -332,7 +332,7 @@ impl Store {
     }
 
     pub async fn end_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "DELETE FROM web_sessions WHERE token_hash = $1",
@@ -351,7 +351,7 @@ impl Store {
         expires_at: OffsetDateTime,
         by: &str,
     ) -> Result<i64, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
             .query_one(
@@ -378,7 +378,7 @@ impl Store {
         token_hash: &[u8],
         now: OffsetDateTime,
     ) -> Result<Option<AccountRow>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_opt(
                 &format!(
@@ -405,7 +405,7 @@ impl Store {
     }
 
     pub async fn api_tokens(&self, login: &str) -> Result<Vec<ApiTokenSummary>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 "SELECT id, label, created_at, expires_at, last_used_at, revoked_at IS NOT NULL
@@ -433,7 +433,7 @@ impl Store {
         owner: Option<&str>,
         by: &str,
     ) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let changed = tx
             .execute(
@@ -465,7 +465,7 @@ impl Store {
                 "a site name has 1 to 200 characters".into(),
             ));
         }
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO sites (site_code, name) VALUES ($1, $2)

@@ -75,7 +75,7 @@ impl Store {
         deadlines(planned_start, new_site).map_err(|e| {
             StoreError::BadQuery(format!("no business-day calendar for that start: {e:?}"))
         })?;
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO site_adoption (site_code, planned_start, new_site, updated_by)
@@ -105,7 +105,7 @@ impl Store {
                 "a step marked done needs its evidence (a reference, a document, a note)".into(),
             ));
         }
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO adoption_steps (site_code, step, done_on, evidence, set_by)
@@ -137,7 +137,7 @@ impl Store {
         sites: &[String],
         now: OffsetDateTime,
     ) -> Result<Proofs, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let mut proofs = Proofs::new();
         for row in client
             .query(
@@ -277,7 +277,7 @@ impl Store {
         now: OffsetDateTime,
         proofs: Option<&Proofs>,
     ) -> Result<Vec<AdoptionView>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let (prefectures, sites) = scope.params();
         let plans: Vec<(String, Date, bool)> = client
             .query(

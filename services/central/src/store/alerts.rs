@@ -114,7 +114,7 @@ impl Store {
         &self,
         scope: &SiteScope,
     ) -> Result<Vec<StreamStatus>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(
@@ -154,7 +154,7 @@ impl Store {
         &self,
         thresholds: AlertThresholds,
     ) -> Result<AlertCheck, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ALERT_LOCK])
@@ -227,7 +227,7 @@ impl Store {
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<Alert>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

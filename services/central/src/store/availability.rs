@@ -57,7 +57,7 @@ impl Store {
         stream: StreamId,
         session: Uuid,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "INSERT INTO agent_presence (site_code, stream_id, session_id, connected)
@@ -82,7 +82,7 @@ impl Store {
             SessionEnd::Prompt => "prompt",
             SessionEnd::Silent => "silent",
         };
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "UPDATE agent_presence SET connected = false, ended = $3, changed_at = now()
@@ -102,7 +102,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let scope = site.map_or(CHAIN_SCOPE, SiteCode::as_str);
         let json = serde_json::to_value(hours).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO opening_hours (scope, hours, set_by) VALUES ($1, $2, $3)
@@ -124,7 +124,7 @@ impl Store {
 
     /// The opening hours that apply to `site`.
     pub async fn opening_hours(&self, site: &SiteCode) -> Result<EffectiveHours, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_opt(
                 "SELECT scope, hours FROM opening_hours WHERE scope IN ($1, '*')
@@ -155,7 +155,7 @@ impl Store {
         now: OffsetDateTime,
         silence: Duration,
     ) -> Result<usize, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one(
@@ -286,7 +286,7 @@ impl Store {
         site: Option<&SiteCode>,
         scope: &SiteScope,
     ) -> Result<Vec<SiteAvailability>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

@@ -291,7 +291,7 @@ impl Store {
     pub async fn project_certificates(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let mut client = self.pool.get().await?;
+            let mut client = self.conn().await?;
             let tx = client.transaction().await?;
             let locked: bool = tx
                 .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PROJECTION_LOCK])
@@ -416,7 +416,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let furthest = thresholds.as_slice().iter().copied().max().unwrap_or(0);
         let horizon = now + Duration::days(i64::from(furthest) + 1);
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 "SELECT DISTINCT ON (sha256_fingerprint) sha256_fingerprint, site_code,
@@ -488,7 +488,7 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Vec<CertificateRow>, StoreError> {
         let until = expiring_within_days.map(|d| now + Duration::days(d));
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(
@@ -515,7 +515,7 @@ impl Store {
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<CertificateAlert>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

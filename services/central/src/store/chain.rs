@@ -69,7 +69,7 @@ impl Store {
     /// One pass of the chain verifier: every stream whose contiguous run has grown is walked
     /// from where the last pass stopped, at most `max_events` events in all.
     pub async fn verify_chains(&self, max_events: u64) -> Result<ChainCheck, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&CHAIN_LOCK])
@@ -176,7 +176,7 @@ impl Store {
         from: Option<OffsetDateTime>,
         to: Option<OffsetDateTime>,
     ) -> Result<ChainVerdict, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let whole = from.is_none() && to.is_none();
         // The sequence range each stream has in the period. For the whole history the range
         // runs to the stream's contiguous sequence, so events deleted at the end are missed too.
@@ -320,7 +320,7 @@ impl Store {
         exported_by: &str,
         now: OffsetDateTime,
     ) -> Result<audit::Bundle, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let ranges = client
             .query(
                 "SELECT stream_id, min(sequence), max(sequence) FROM chain_records

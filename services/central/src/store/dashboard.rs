@@ -478,7 +478,7 @@ impl Store {
         now: OffsetDateTime,
         memo: &OverviewMemo,
     ) -> Result<Overview, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let in_scope = |column: &str| SiteScope::sql(column, 1, 2);
         let from = first_hour(now);
@@ -774,7 +774,7 @@ impl Store {
         scope: &SiteScope,
         filter: &SiteFilter,
     ) -> Result<SitePage, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let fee_table = filter.fee_table.map(String::from);
         let q = filter.q.as_deref().map(like_escape);
@@ -864,7 +864,7 @@ impl Store {
     /// What the site page shows about `site` (whose scope the caller checked), or `None` for a
     /// site central does not know.
     pub async fn site_detail(&self, site: &SiteCode) -> Result<Option<SiteDetail>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let code = site.as_str();
         let site_sql = format!(
             "SELECT d.name, a.state, a.open_now, a.since, a.detail
@@ -982,7 +982,7 @@ impl Store {
         scope: &SiteScope,
         state: AlertState,
     ) -> Result<Vec<AlertRow>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(
@@ -1008,7 +1008,7 @@ impl Store {
         login: &str,
         actor: &str,
     ) -> Result<Acknowledgement, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let (prefectures, sites) = scope.params();
         let tx = client.transaction().await?;
         let updated = tx

@@ -274,7 +274,7 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Option<RolloutDetail>, StoreError> {
         let (prefectures, sites) = scope.params();
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let Some(row) = client
             .query_opt(
                 &format!(

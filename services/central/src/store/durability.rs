@@ -44,7 +44,7 @@ impl Durability {
 
 impl Store {
     pub async fn durability(&self) -> Result<Durability, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_one(
                 "SELECT current_setting('synchronous_standby_names') AS names,

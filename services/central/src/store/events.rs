@@ -123,7 +123,7 @@ impl Store {
 
     /// Whether PostgreSQL answers a query (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.pool.get().await?.query_one("SELECT 1", &[]).await?;
+        self.conn().await?.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
 
@@ -136,7 +136,7 @@ impl Store {
         config_hash: &str,
         last_produced: u64,
     ) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_one(
                 "INSERT INTO agent_streams
@@ -167,7 +167,7 @@ impl Store {
         stream: StreamId,
         last_produced: u64,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "UPDATE agent_streams SET
@@ -187,7 +187,7 @@ impl Store {
         claimed_site: Option<&str>,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "INSERT INTO security_events (kind, peer_site_code, claimed_site_code, detail)
@@ -216,7 +216,7 @@ impl Store {
         site: &SiteCode,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let rows = client
             .query(
                 "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
@@ -233,7 +233,7 @@ impl Store {
     /// Every site of the chain in `scope`: those with an agent, a planned adoption or a name
     /// in the directory, by code.
     pub async fn sites(&self, scope: &SiteScope) -> Result<Vec<SiteSummary>, StoreError> {
-        let client = self.reader().get().await?;
+        let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
             .query(

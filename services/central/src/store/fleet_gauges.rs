@@ -53,7 +53,7 @@ impl FleetGauges {
 
 impl Store {
     pub async fn fleet_gauges(&self) -> Result<FleetGauges, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_one(
                 "SELECT

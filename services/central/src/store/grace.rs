@@ -134,7 +134,7 @@ impl Store {
             .map(str::trim)
             .filter(|e| !e.is_empty());
         let category = notification.category;
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_one(
@@ -189,7 +189,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<GraceEnd, StoreError> {
         let today = tokyo_day(now);
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(

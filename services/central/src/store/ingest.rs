@@ -20,10 +20,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use deadpool_postgres::Transaction;
+use super::Tx;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
@@ -150,7 +149,7 @@ impl Store {
         batches: &[BatchWrite],
         checked_only: bool,
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
 
         let mut streams: BTreeMap<(&str, Uuid), Option<StreamState>> = batches
@@ -266,7 +265,7 @@ impl Store {
     /// Writes the rows of batches known to be new, and empties `pending`.
     async fn write_new(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         pending: &mut Vec<&BatchWrite>,
     ) -> Result<(), StoreError> {
         if pending.is_empty() {
@@ -274,8 +273,7 @@ impl Store {
         }
         match self.method {
             WriteMethod::Copy => {
-                let sink = tx.copy_in(COPY_EVENTS).await?;
-                let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+                let writer = tx.binary_copy_in(COPY_EVENTS, &COPY_TYPES).await?;
                 let mut writer = std::pin::pin!(writer);
                 for batch in pending.iter() {
                     for event in &batch.events {
@@ -315,7 +313,7 @@ impl Store {
 
 /// `INSERT .. SELECT FROM UNNEST(..) ON CONFLICT DO NOTHING`; returns the ids inserted.
 async fn insert_unnest(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     events: &[(&BatchWrite, &FleetEvent)],
 ) -> Result<Vec<Uuid>, StoreError> {
     let mut ids = Vec::new();
@@ -371,10 +369,7 @@ async fn insert_unnest(
 
 /// The checked path for one batch: positions already taken by the same event are duplicates,
 /// by another event are conflicts (refused, audited); the rest is inserted.
-async fn write_checked(
-    tx: &Transaction<'_>,
-    batch: &BatchWrite,
-) -> Result<BatchOutcome, StoreError> {
+async fn write_checked(tx: &Tx<'_>, batch: &BatchWrite) -> Result<BatchOutcome, StoreError> {
     let first = seq(batch.events.first().map_or(0, |e| e.sequence));
     let last = seq(batch.events.last().map_or(0, |e| e.sequence));
     let taken: HashMap<i64, (Uuid, time::OffsetDateTime)> = tx
@@ -436,7 +431,7 @@ async fn write_checked(
 
 /// Walks the stored sequences above `from` and returns the end of the gap-free run.
 async fn advance_contiguous(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     site: &str,
     stream: Uuid,
     from: i64,

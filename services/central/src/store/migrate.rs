@@ -216,7 +216,8 @@ async fn apply_pending(client: &mut deadpool_postgres::Client) -> Result<Vec<i32
 }
 
 pub async fn status(pool: &Pool) -> Result<SchemaStatus, StoreError> {
-    let client = pool.get().await?;
+    // Served by the API too: behind a pooler like every other query.
+    let client = super::conn::checkout(pool).await?;
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await?

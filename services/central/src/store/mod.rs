@@ -9,6 +9,7 @@ pub mod audit_search;
 pub mod availability;
 pub mod certificates;
 pub mod chain;
+mod conn;
 pub mod dashboard;
 pub mod dashboard_rollout;
 pub mod durability;
@@ -29,6 +30,7 @@ pub mod tls;
 
 use std::str::FromStr;
 
+pub(crate) use conn::{Conn, Tx};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
@@ -191,6 +193,16 @@ impl Store {
         self.replica.as_ref().unwrap_or(&self.pool)
     }
 
+    /// A connection to the primary, for writes and reads that must not lag.
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        conn::checkout(&self.pool).await
+    }
+
+    /// A connection for reads that tolerate a replica's lag ([`Store::reader`]).
+    pub(crate) async fn read_conn(&self) -> Result<Conn, StoreError> {
+        conn::checkout(self.reader()).await
+    }
+
     /// The same store writing new rows with `method` (the benchmark compares them).
     pub fn with_write_method(mut self, method: WriteMethod) -> Self {
         self.method = method;
@@ -205,7 +217,7 @@ impl Store {
 /// Records an administrative action (who changed what through the API) in `security_events`,
 /// in the transaction that makes the change, so the change and its audit row commit together.
 pub(crate) async fn audit_admin(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     site: Option<&str>,
     detail: &str,
 ) -> Result<(), StoreError> {

@@ -160,7 +160,7 @@ impl Store {
         secret_sealed: Option<&[u8]>,
         by: &str,
     ) -> Result<Endpoint, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_one(
@@ -206,7 +206,7 @@ impl Store {
         spec: &EndpointSpec,
         by: &str,
     ) -> Result<Option<Endpoint>, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let Some(current) = tx
             .query_opt(
@@ -258,7 +258,7 @@ impl Store {
     }
 
     pub async fn notification_endpoints(&self) -> Result<Vec<Endpoint>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 &format!("SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints ORDER BY id"),
@@ -269,7 +269,7 @@ impl Store {
     }
 
     pub async fn notification_endpoint(&self, id: i64) -> Result<Option<Endpoint>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_opt(
                 &format!("SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints WHERE id = $1"),
@@ -286,7 +286,7 @@ impl Store {
         id: i64,
         by: &str,
     ) -> Result<Option<i64>, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
@@ -319,7 +319,7 @@ impl Store {
         endpoint: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 "SELECT id, endpoint_id, alert_key, event, kind, site_code, attempts, created_at,
@@ -372,7 +372,7 @@ impl Store {
         now: OffsetDateTime,
         claim: Claim<'_>,
     ) -> Result<Claimed, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let rows = tx
             .query(
@@ -459,7 +459,7 @@ impl Store {
     /// Forgets delivered notifications older than `kept` (the delivery log's horizon); the
     /// undelivered stay whatever their age.
     pub async fn forget_delivered_notifications(&self, kept: Duration) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         Ok(client
             .execute(
                 "DELETE FROM notifications
@@ -476,7 +476,7 @@ impl Store {
         outcome: Result<(), String>,
         retry_in: Duration,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         match outcome {
             Ok(()) => {
                 client
@@ -504,7 +504,7 @@ impl Store {
 
 /// Whether each of `sites` is open at `now` under the hours that apply to it.
 async fn sites_open(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &super::Tx<'_>,
     sites: &[String],
     now: OffsetDateTime,
 ) -> Result<HashMap<String, bool>, StoreError> {

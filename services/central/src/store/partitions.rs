@@ -36,7 +36,7 @@ impl Store {
         now: OffsetDateTime,
         months_ahead: u32,
     ) -> Result<Vec<String>, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .await?;
@@ -61,7 +61,7 @@ impl Store {
     /// The partitions of `events` with their row counts (estimates are not enough for tests,
     /// and the count is only run by operators and tests).
     pub async fn partitions(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 "SELECT c.relname::text FROM pg_inherits i

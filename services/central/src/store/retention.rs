@@ -50,7 +50,7 @@ const KINDS: [&str; 10] = [
 
 impl Store {
     pub async fn retention_policy(&self) -> Result<Vec<RetentionRule>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         Ok(client
             .query(
                 "SELECT kind, months FROM retention_policy ORDER BY kind = '*' DESC, kind",
@@ -76,7 +76,7 @@ impl Store {
                 KINDS.join(", ")
             )));
         }
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         client
             .execute(
                 "SELECT onshi_set_retention($1, $2, $3)",
@@ -90,7 +90,7 @@ impl Store {
     /// Drops every partition whose retention ran out by the database's clock (stubs kept); one
     /// replica at a time. What was dropped is also in `retention_expiries`.
     pub async fn expire_events(&self) -> Result<Vec<Expired>, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])

@@ -40,7 +40,7 @@ impl Store {
             return Err(StoreError::BadQuery("a revocation needs a reason".into()));
         }
         let hex = onshi_domain::hex::encode(&bytes);
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let new = tx
             .execute(
@@ -106,7 +106,7 @@ impl Store {
                 "サイトの失効には理由が必要です / revoking a site needs a reason".into(),
             ));
         }
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO site_revocations (site_code, issued_before, reason, revoked_by)
@@ -156,7 +156,7 @@ impl Store {
         issued: &fleet_tls::identity::CertificateSummary,
         detail: &str,
     ) -> Result<bool, StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let new = tx
             .execute(

@@ -36,7 +36,7 @@ impl SessionRole {
 
 impl Store {
     pub async fn session_role(&self) -> Result<SessionRole, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let row = client
             .query_one(
                 "SELECT session_user::text AS login, r.rolsuper AS superuser,

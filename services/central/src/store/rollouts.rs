@@ -8,11 +8,11 @@
 //! complete, pause or roll back. Every transition is a `rollout_transitions` row. Ingest tells
 //! each agent its target (`Store::update_target`) after Welcome and at heartbeats.
 
+use super::Tx;
 use onshi_domain::rollout::{self, Gates, Health, Wave, WaveState};
 use onshi_domain::site::SiteCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tokio_postgres::Transaction;
 
 use super::scope::SiteScope;
 use super::{Store, StoreError};
@@ -117,7 +117,7 @@ fn bad(message: impl Into<String>) -> StoreError {
 }
 
 async fn transition(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     rollout: i64,
     from: Option<&str>,
     to: &str,
@@ -168,7 +168,7 @@ impl Store {
         }
         let waves = serde_json::to_value(&new.waves).map_err(|e| bad(e.to_string()))?;
         let gates = serde_json::to_value(new.gates).map_err(|e| bad(e.to_string()))?;
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let running: Option<i64> = tx
             .query_opt(
@@ -223,7 +223,7 @@ impl Store {
         action: Action,
         by: &str,
     ) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
@@ -271,7 +271,7 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Vec<RolloutView>, StoreError> {
         let (prefectures, sites_in_scope) = scope.params();
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let rows = client
             .query(
                 &format!(
@@ -350,7 +350,7 @@ impl Store {
         &self,
         site: &SiteCode,
     ) -> Result<Option<(i64, String)>, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         Ok(client
             .query_opt(
                 "SELECT r.id, CASE WHEN s.state = 'rolled_back' THEN s.previous_version
@@ -366,7 +366,7 @@ impl Store {
 
     /// One controller pass at `now` over every running rollout (see the module documentation).
     pub async fn step_rollouts(&self, now: OffsetDateTime) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
+        let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
             .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ROLLOUT_LOCK])
@@ -502,7 +502,7 @@ impl Store {
 }
 
 /// Puts every site central knows into the rollout's waves, once.
-async fn assign_sites(tx: &Transaction<'_>, id: i64, waves: &[Wave]) -> Result<(), StoreError> {
+async fn assign_sites(tx: &Tx<'_>, id: i64, waves: &[Wave]) -> Result<(), StoreError> {
     let assigned: i64 = tx
         .query_one(
             "SELECT count(*) FROM rollout_sites WHERE rollout_id = $1",
@@ -539,7 +539,7 @@ async fn assign_sites(tx: &Transaction<'_>, id: i64, waves: &[Wave]) -> Result<(
 
 /// Targets the wave's pending sites, each only while it is closed unless the window is `any`.
 async fn target_wave(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     wave: i32,
     window: &str,
@@ -574,7 +574,7 @@ async fn target_wave(
 }
 
 /// Sends every site the rollout reached back to its previous version.
-async fn roll_back_sites(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError> {
+async fn roll_back_sites(tx: &Tx<'_>, id: i64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE rollout_sites SET state = 'rolled_back'
          WHERE rollout_id = $1 AND state IN ('targeted', 'applied', 'failed')",
@@ -586,7 +586,7 @@ async fn roll_back_sites(tx: &Transaction<'_>, id: i64) -> Result<(), StoreError
 
 /// Lookups and card checks of the wave's sites in [from, to).
 async fn wave_health(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     wave: i32,
     from: OffsetDateTime,
@@ -615,7 +615,7 @@ async fn wave_health(
 }
 
 /// The wave's sites now: how many, failed to apply, offline (not online while open), backlog.
-async fn wave_state(tx: &Transaction<'_>, id: i64, wave: i32) -> Result<WaveState, StoreError> {
+async fn wave_state(tx: &Tx<'_>, id: i64, wave: i32) -> Result<WaveState, StoreError> {
     let row = tx
         .query_one(
             "SELECT count(*),

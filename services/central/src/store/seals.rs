@@ -27,7 +27,7 @@ impl Store {
         key: &SealKey,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
+        let client = self.conn().await?;
         let day = tokyo_day(now);
         // Streams whose latest seal (if any) is from an earlier day.
         let candidates = client
