@@ -119,7 +119,9 @@ impl OnshiClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| OnshiError::Unreachable(error_chain(&e)))?;
+                // hyper says "client error (Connect)"; the causes underneath are what help,
+                // and anyhow's alternate form prints them all.
+                .map_err(|e| OnshiError::Unreachable(format!("{:#}", anyhow::Error::new(e))))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -135,16 +137,4 @@ impl OnshiClient {
             .await
             .map_err(|_| OnshiError::Timeout(self.timeout))?
     }
-}
-
-/// hyper's client errors say "client error (Connect)"; the cause underneath is what helps.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

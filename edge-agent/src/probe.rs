@@ -280,7 +280,10 @@ impl Probes {
             .map_err(|e| format!("bad endpoint: {e}"))?;
         let started = Instant::now();
         let call = async {
-            let response = client.get(uri).await.map_err(|e| error_chain(&e))?;
+            let response = client
+                .get(uri)
+                .await
+                .map_err(|e| format!("{:#}", anyhow::Error::new(e)))?;
             let status = response.status();
             // Drain the (tiny) body so the connection can be reused.
             let _ = response.into_body().collect().await;
@@ -315,17 +318,6 @@ impl Probes {
             Ok(Ok(reply)) => Err(format!("not serving (status {})", reply.get_ref().status)),
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

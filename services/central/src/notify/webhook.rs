@@ -97,7 +97,7 @@ impl WebhookClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("no answer: {}", error_chain(&e)))?;
+                .map_err(|e| format!("no answer: {:#}", anyhow::Error::new(e)))?;
             let status = response.status();
             // Read (a bounded part of) the answer so the connection can be reused.
             let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
@@ -113,18 +113,6 @@ impl WebhookClient {
             .await
             .map_err(|_| format!("no answer within {:?}", self.total))?
     }
-}
-
-/// An error with its causes ("connection refused" sits a few levels down).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
