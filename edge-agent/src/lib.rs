@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod batch;
 pub mod cards;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod consents;
 pub mod control;
