@@ -39,7 +39,7 @@ helm-check: ## Lint the Helm chart and validate its manifests (installs helm and
 .PHONY: test
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
 	scripts/with-pg.sh scripts/run-tests.sh
-	FUZZ_DIRS="crates/onshi-domain/fuzz crates/card-reader/fuzz" scripts/fuzz.sh smoke
+	FUZZ_DIRS="crates/onshi-domain/fuzz crates/card-reader/fuzz proto/fuzz" scripts/fuzz.sh smoke
 
 .PHONY: fuzz
 fuzz: deps ## Run every fuzz target FUZZ_SECONDS each (default 1800), FUZZ_PARALLEL at once (default: cores)
