@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::judge::judge;
-use crate::lookup::{PersonShown, today_jst};
+use crate::judge::{PersonShown, judge};
+use crate::lookup::today_jst;
 use crate::national::National;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;

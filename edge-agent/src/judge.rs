@@ -13,7 +13,6 @@ use onshi_domain::xml::{
 };
 use time::Date;
 
-use crate::lookup::PersonShown;
 use crate::onshi::OnshiError;
 
 /// The answer reduced to what the event and the counter need.
@@ -129,6 +128,18 @@ pub fn judge(body: &[u8], http_status: u16, not_found: &str) -> Judged {
         message,
         first: body.results.first().cloned(),
     }
+}
+
+/// The patient details shown at the counter; they stay at the site.
+#[derive(Debug, Clone, Default)]
+pub struct PersonShown {
+    pub name: String,
+    pub name_kana: String,
+    pub insurer_name: String,
+    pub insured_partial_contribution_ratio: String,
+    pub disqualification_date: String,
+    /// Copay limit, specific-disease and medical-aid lines ([`details_shown`]).
+    pub details: Vec<String>,
 }
 
 pub fn person_shown(r: &ResultOfQualificationConfirmation) -> PersonShown {

@@ -20,6 +20,7 @@ use onshi_domain::xml::{
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+use crate::judge::PersonShown;
 use crate::national::{National, OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
@@ -95,18 +96,6 @@ impl LookupError {
             ),
         }
     }
-}
-
-/// The patient details shown at the counter; they stay at the site.
-#[derive(Debug, Clone, Default)]
-pub struct PersonShown {
-    pub name: String,
-    pub name_kana: String,
-    pub insurer_name: String,
-    pub insured_partial_contribution_ratio: String,
-    pub disqualification_date: String,
-    /// Copay limit, specific-disease and medical-aid lines ([`crate::judge::details_shown`]).
-    pub details: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

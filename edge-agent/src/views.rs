@@ -44,11 +44,11 @@ use onshi_domain::xml::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::config::StaffMember;
 use crate::consents::{ConsentStore, ConsentStoreError};
 use crate::national::National;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
+use onshi_domain::access::Staff as StaffMember;
 
 /// How long a card lookup's view handle can be used (memory only).
 pub const HANDLE_LIFETIME: StdDuration = StdDuration::from_secs(60 * 60);
