@@ -8,10 +8,13 @@
 #   scripts/pg.sh promote DIR      promote a standby to primary (waits until it is)
 #   scripts/pg.sh kill DIR         SIGKILL the postmaster, as a machine dying would (the failover
 #                                  tests); its backends notice and exit
-#   scripts/pg.sh bouncer DIR PORT SERVER_PORT [MODE]
+#   scripts/pg.sh bouncer DIR PORT SERVER_PORT [MODE [RESET]]
 #                                  PgBouncer on PORT in front of the cluster on SERVER_PORT, pool
 #                                  mode MODE (transaction by default), in the foreground: the
-#                                  process is PgBouncer itself (exec), so killing it stops it
+#                                  process is PgBouncer itself (exec), so killing it stops it.
+#                                  RESET=always: DISCARD ALL on every server connection after
+#                                  every transaction, so anything a client left on a server
+#                                  connection (a named statement) is gone at once (the tests)
 # PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -84,6 +87,8 @@ case "$cmd" in
   bouncer)
     server=${4:?the PostgreSQL port PgBouncer connects to}
     mode=${5:-transaction}
+    reset_always=0
+    [ "${6:-}" = always ] && reset_always=1
     pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
     [ -x "$pgbouncer" ] || { echo "pgbouncer was not found: run scripts/ensure-deps.sh (make deps) to install it" >&2; exit 1; }
     # Trust on loopback, as the throwaway clusters themselves; `options` (central's
@@ -103,6 +108,8 @@ pool_mode = $mode
 max_client_conn = 2000
 default_pool_size = 20
 ignore_startup_parameters = options,extra_float_digits
+server_reset_query = DISCARD ALL
+server_reset_query_always = $reset_always
 logfile = $dir/pgbouncer.log
 pidfile =
 INI

@@ -110,6 +110,11 @@ impl PoolMode {
 
 /// PgBouncer in front of a PostgreSQL server on loopback (`scripts/pg.sh bouncer`), trusting
 /// loopback as the throwaway clusters do. Killed when dropped.
+///
+/// [`Bouncer::strict`] also resets every server connection (`DISCARD ALL`) after every
+/// transaction: whatever a client leaves on a server connection between transactions (a named
+/// statement) is gone at once, so relying on it fails every time, not only when the pooler
+/// happens to pick another server connection.
 #[derive(Debug)]
 pub struct Bouncer {
     _dir: tempfile::TempDir,
@@ -121,6 +126,15 @@ pub struct Bouncer {
 impl Bouncer {
     /// Starts PgBouncer in front of the server `server_url` names; returns once it answers.
     pub async fn in_front_of(server_url: &str, mode: PoolMode) -> anyhow::Result<Self> {
+        Self::start(server_url, mode, false).await
+    }
+
+    /// [`Bouncer::in_front_of`], resetting server connections after every transaction.
+    pub async fn strict(server_url: &str, mode: PoolMode) -> anyhow::Result<Self> {
+        Self::start(server_url, mode, true).await
+    }
+
+    async fn start(server_url: &str, mode: PoolMode, reset_always: bool) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config = server_url.parse()?;
         let server_port = *config
             .get_ports()
@@ -133,6 +147,7 @@ impl Bouncer {
             .arg(dir.path().join("bouncer"))
             .args([port.to_string(), server_port.to_string()])
             .arg(mode.as_str())
+            .arg(if reset_always { "always" } else { "default" })
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

@@ -11,7 +11,8 @@ use e2e::{AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_c
 #[tokio::test(flavor = "multi_thread")]
 async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
-    let bouncer = Bouncer::in_front_of(&db.url, PoolMode::Transaction).await?;
+    // Strict: a statement left on a server connection fails every time, not by chance.
+    let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
     let site = site_code("341071236");
     let pki = Pki::new(&[&site])?;
     let mut serve = e2e::central_serve(&pki, &[]);

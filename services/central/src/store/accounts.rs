@@ -499,9 +499,7 @@ impl Store {
         window: std::time::Duration,
     ) -> Result<(), StoreError> {
         let window_secs = window.as_secs_f64().max(1.0);
-        self.pool
-            .get()
-            .await?
+        self.conn().await?
             .execute(
                 "INSERT INTO sign_in_refusals (window_start, reason, key, attempts)
                  VALUES (to_timestamp(floor(extract(epoch FROM now())::float8 / $1::float8) * $1::float8),

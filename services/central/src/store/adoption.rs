@@ -353,8 +353,7 @@ impl Store {
     > {
         let (prefectures, sites) = scope.params();
         let codes: Vec<String> = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(

@@ -146,8 +146,7 @@ impl Store {
             query.kinds.clone()
         };
         let rows = self
-            .reader()
-            .get()
+            .read_conn()
             .await?
             .query(
                 "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
@@ -199,10 +198,7 @@ impl Store {
         site: Option<&SiteCode>,
         (from, to): (Option<OffsetDateTime>, Option<OffsetDateTime>),
     ) -> Result<Vec<AuditTotals>, StoreError> {
-        let rows = self
-            .reader()
-            .get()
-            .await?
+        let rows = self.read_conn().await?
             .query(
                 "SELECT site_code, coalesce(body->>'staff_id', ''), coalesce(body->>'staff_role', ''),
                         count(*) FILTER (WHERE kind = 'lookup'),

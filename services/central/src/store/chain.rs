@@ -279,8 +279,7 @@ impl Store {
             .map(|s| s.seal.through_sequence as i64)
             .collect();
         let held: HashMap<i64, Option<String>> = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 "SELECT sequence, chain_hash FROM chain_records

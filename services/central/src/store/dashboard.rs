@@ -626,8 +626,7 @@ impl Store {
         (from, to): HourRange,
     ) -> Result<BTreeMap<OffsetDateTime, Vec<(String, i64)>>, StoreError> {
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
@@ -697,8 +696,7 @@ impl Store {
     ) -> Result<LinkCounts, StoreError> {
         let recent = now - RECENT_LINKS;
         let row = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query_one(
                 &format!(

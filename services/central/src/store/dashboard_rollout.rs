@@ -144,8 +144,7 @@ impl Store {
         let until = filter.within_days.map(|d| now + Duration::days(d));
         let (prefectures, sites) = scope.params();
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
@@ -202,8 +201,7 @@ impl Store {
         })?;
         let (prefectures, sites) = scope.params();
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
@@ -248,8 +246,7 @@ impl Store {
     ) -> Result<Vec<RolloutSummary>, StoreError> {
         let (prefectures, sites) = scope.params();
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
@@ -347,8 +344,7 @@ impl Store {
     ) -> Result<Vec<StreamVerificationStatus>, StoreError> {
         let (prefectures, sites) = scope.params();
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(

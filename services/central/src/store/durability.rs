@@ -71,8 +71,7 @@ impl Store {
         let Some(replica) = &self.replica else {
             return Ok(None);
         };
-        let seconds: Option<f64> = replica
-            .get()
+        let seconds: Option<f64> = super::conn::checkout(replica)
             .await?
             .query_one(
                 "SELECT CASE

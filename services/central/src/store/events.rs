@@ -75,8 +75,7 @@ impl Store {
         stream: StreamId,
         inventory: &Inventory,
     ) -> Result<(), StoreError> {
-        self.pool
-            .get()
+        self.conn()
             .await?
             .execute(
                 "INSERT INTO agent_inventory (site_code, stream_id, taken_at, inventory)
@@ -99,8 +98,7 @@ impl Store {
     /// The latest inventory of each of `site`'s streams, newest first.
     pub async fn inventories(&self, site: &SiteCode) -> Result<Vec<StoredInventory>, StoreError> {
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 "SELECT site_code, stream_id, received_at, inventory FROM agent_inventory

@@ -242,8 +242,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<GraceView>, StoreError> {
         let today = tokyo_day(now);
-        self.pool
-            .get()
+        self.conn()
             .await?
             .query(
                 &format!(
@@ -270,8 +269,7 @@ impl Store {
         let ended = state.map(|s| s == GraceState::Ended).unwrap_or(false);
         let (prefectures, sites) = scope.params();
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
@@ -301,8 +299,7 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, Vec<GraceView>>, StoreError> {
         let today = tokyo_day(now);
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(

@@ -147,7 +147,9 @@ pub struct AppliedMigration {
     pub applied_at: time::OffsetDateTime,
 }
 
-/// Applies every pending migration; returns the versions applied now.
+/// Applies every pending migration; returns the versions applied now. With the owner's URL, to
+/// PostgreSQL directly (never through a transaction pooler): it holds a session advisory lock.
+#[allow(clippy::disallowed_methods)]
 pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, StoreError> {
     let mut client = pool.get().await?;
     client

@@ -63,8 +63,7 @@ impl Store {
 
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         Ok(self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 "SELECT sha256_fingerprint, reason, revoked_by, revoked_at
@@ -132,8 +131,7 @@ impl Store {
     /// Each revoked site with the latest time its certificates must start after.
     pub async fn revoked_sites(&self) -> Result<Vec<(String, OffsetDateTime)>, StoreError> {
         Ok(self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 "SELECT site_code, max(issued_before) AS issued_before

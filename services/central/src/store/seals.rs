@@ -112,8 +112,7 @@ impl Store {
         order: &'static str,
     ) -> Result<Vec<SignedSeal>, StoreError> {
         let rows = self
-            .pool
-            .get()
+            .conn()
             .await?
             .query(
                 &format!(
