@@ -7,18 +7,8 @@ use std::fmt::Write;
 use time::OffsetDateTime;
 
 use crate::audit::{ChainVerdict, describe};
+use crate::jst::stamp as tokyo;
 use crate::store::{AuditQuery, AuditTotals, StoredEvent};
-
-const TOKYO: time::UtcOffset = time::macros::offset!(+9);
-
-/// `2026-12-01 09:30:00 JST`.
-pub fn tokyo(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    format!(
-        "{} JST",
-        at.to_offset(TOKYO).format(format).unwrap_or_default()
-    )
-}
 
 /// The fields of an event body an auditor reads, as text ("" when absent).
 pub(crate) fn field(event: &StoredEvent, name: &str) -> String {
@@ -65,28 +55,31 @@ pub const CSV_HEADER: [&str; 13] = [
     "event_id",
 ];
 
-/// The search results as CSV ([`crate::spreadsheet::csv`]: BOM, RFC 4180, inert cells).
-pub fn csv(events: &[StoredEvent]) -> Vec<u8> {
-    crate::spreadsheet::csv(
-        &CSV_HEADER,
-        events.iter().map(|e| {
-            [
-                tokyo(e.occurred_at),
-                e.site_code.clone(),
-                e.terminal_id.clone(),
-                e.kind.clone(),
-                result(e),
-                field(e, "staff_id"),
-                field(e, "staff_role"),
-                field(e, "patient_ref"),
-                field(e, "category"),
-                field(e, "refusal_reason"),
-                field(e, "disaster_window_id"),
-                field(e, "policy_version"),
-                e.event_id.to_string(),
-            ]
-        }),
-    )
+/// The start of a search's CSV: the BOM and [`CSV_HEADER`] ([`crate::spreadsheet`]).
+pub fn csv_head() -> Vec<u8> {
+    crate::spreadsheet::head(&CSV_HEADER)
+}
+
+/// One event as a CSV record appended to `out` (RFC 4180, inert cells).
+pub fn csv_row(out: &mut Vec<u8>, e: &StoredEvent) {
+    crate::spreadsheet::write_line(
+        out,
+        [
+            tokyo(e.occurred_at),
+            e.site_code.clone(),
+            e.terminal_id.clone(),
+            e.kind.clone(),
+            result(e),
+            field(e, "staff_id"),
+            field(e, "staff_role"),
+            field(e, "patient_ref"),
+            field(e, "category"),
+            field(e, "refusal_reason"),
+            field(e, "disaster_window_id"),
+            field(e, "policy_version"),
+            e.event_id.to_string(),
+        ],
+    );
 }
 
 fn escape(text: &str) -> String {
@@ -296,11 +289,15 @@ mod tests {
 
     #[test]
     fn csv_has_a_bom_a_header_and_tokyo_times() {
-        let out = csv(&[event(
-            "info_view",
-            serde_json::json!({"allowed": false, "staff_id": "P1", "category": "checkup",
-                               "refusal_reason": "no consent, \"checkup\""}),
-        )]);
+        let mut out = csv_head();
+        csv_row(
+            &mut out,
+            &event(
+                "info_view",
+                serde_json::json!({"allowed": false, "staff_id": "P1", "category": "checkup",
+                                   "refusal_reason": "no consent, \"checkup\""}),
+            ),
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with('\u{feff}'));
         let mut lines = text.trim_start_matches('\u{feff}').lines();

@@ -156,7 +156,7 @@ pub async fn authenticate(
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let to = format!("/login?next={}", crate::web::form::encode(&back));
+        let to = format!("/login?next={}", crate::form::encode(&back));
         return Ok(Redirect::to(&to).into_response());
     };
     let request = match principal.credential {
@@ -238,7 +238,7 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
         .map_err(|_| {
             ServiceError::TooLarge(format!("a form may be at most {MAX_FORM_BYTES} bytes"))
         })?;
-    let sent = crate::web::form::field(&bytes, CSRF_FIELD);
+    let sent = crate::form::field(&bytes, CSRF_FIELD);
     if sent.is_some_and(|sent| secret::same(&sent, expected)) {
         Ok(Request::from_parts(parts, Body::from(bytes)))
     } else {

@@ -10,7 +10,6 @@ pub mod accounts;
 pub mod middleware;
 pub mod password;
 pub mod rate_limit;
-pub mod routes;
 pub mod secret;
 pub mod session;
 

@@ -49,6 +49,7 @@ pub struct AlertCheck {
     pub resolved: u64,
 }
 
+/// An alert, the one shape every interface lists and acknowledges.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     pub id: i64,
@@ -62,6 +63,32 @@ pub struct Alert {
     #[serde(with = "time::serde::rfc3339::option")]
     pub resolved_at: Option<OffsetDateTime>,
     pub detail: String,
+    /// When and by whom (a login) it was acknowledged.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    pub acknowledged_by: Option<String>,
+}
+
+/// The columns [`Alert::from_row`] reads.
+pub(crate) const ALERT_COLUMNS: &str = "id, kind, site_code, stream_id, observed_at, opened_at,
+                                        resolved_at, detail, acknowledged_at, acknowledged_by";
+
+impl Alert {
+    /// A row of [`ALERT_COLUMNS`], read by name.
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Alert {
+        Alert {
+            id: r.get("id"),
+            kind: r.get("kind"),
+            site_code: r.get("site_code"),
+            stream_id: r.get("stream_id"),
+            observed_at: r.get("observed_at"),
+            opened_at: r.get("opened_at"),
+            resolved_at: r.get("resolved_at"),
+            detail: r.get("detail"),
+            acknowledged_at: r.get("acknowledged_at"),
+            acknowledged_by: r.get("acknowledged_by"),
+        }
+    }
 }
 
 /// Where one agent stream stands.
@@ -232,8 +259,7 @@ impl Store {
         let rows = client
             .query(
                 &format!(
-                    "SELECT id, kind, site_code, stream_id, observed_at, opened_at, resolved_at,
-                            detail
+                    "SELECT {ALERT_COLUMNS}
                      FROM alerts
                      WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL) AND {}
                      ORDER BY opened_at DESC, id DESC LIMIT $2",
@@ -242,18 +268,6 @@ impl Store {
                 &[&include_resolved, &limit, &prefectures, &sites],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Alert {
-                id: r.get(0),
-                kind: r.get(1),
-                site_code: r.get(2),
-                stream_id: r.get(3),
-                observed_at: r.get(4),
-                opened_at: r.get(5),
-                resolved_at: r.get(6),
-                detail: r.get(7),
-            })
-            .collect())
+        Ok(rows.iter().map(Alert::from_row).collect())
     }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::alerts::{ALERT_COLUMNS, Alert};
 use super::scope::SiteScope;
 use super::{Store, StoreError};
 
@@ -372,7 +373,7 @@ pub struct SiteDetail {
     pub certificates: Vec<SiteCertificate>,
     /// The newest events, newest first.
     pub events: Vec<SiteEvent>,
-    pub alerts: Vec<AlertRow>,
+    pub alerts: Vec<Alert>,
     pub rollout_state: Option<String>,
     pub rollout_version: Option<String>,
 }
@@ -420,53 +421,17 @@ impl AlertState {
     }
 }
 
-/// An alert with who acknowledged it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertRow {
-    pub id: i64,
-    pub kind: String,
-    pub site_code: String,
-    pub stream_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub resolved_at: Option<OffsetDateTime>,
-    pub detail: String,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub acknowledged_at: Option<OffsetDateTime>,
-    pub acknowledged_by: Option<String>,
-}
-
-const ALERT_COLUMNS: &str = "id, kind, site_code, stream_id, opened_at, resolved_at, detail,
-                             acknowledged_at, acknowledged_by";
-
-impl AlertRow {
-    fn from_row(r: &tokio_postgres::Row) -> AlertRow {
-        AlertRow {
-            id: r.get(0),
-            kind: r.get(1),
-            site_code: r.get(2),
-            stream_id: r.get(3),
-            opened_at: r.get(4),
-            resolved_at: r.get(5),
-            detail: r.get(6),
-            acknowledged_at: r.get(7),
-            acknowledged_by: r.get(8),
-        }
-    }
-}
-
 /// Alerts the list shows at most, newest first.
 pub const ALERTS_SHOWN: i64 = 500;
 
 /// What acknowledging an alert did.
 #[derive(Debug, Clone)]
 pub enum Acknowledgement {
-    Done(AlertRow),
+    Done(Alert),
     /// No such alert in the principal's scope.
     NotFound,
     /// It is already acknowledged, resolved or not open yet; unchanged.
-    NotOpen(AlertRow),
+    NotOpen(Alert),
 }
 
 impl Store {
@@ -970,7 +935,7 @@ impl Store {
                 })
                 .collect(),
             events: events.iter().map(event).collect(),
-            alerts: alerts.iter().map(AlertRow::from_row).collect(),
+            alerts: alerts.iter().map(Alert::from_row).collect(),
             rollout_state: rollout.as_ref().map(|r| r.get(0)),
             rollout_version: rollout.as_ref().map(|r| r.get(1)),
         }))
@@ -981,7 +946,7 @@ impl Store {
         &self,
         scope: &SiteScope,
         state: AlertState,
-    ) -> Result<Vec<AlertRow>, StoreError> {
+    ) -> Result<Vec<Alert>, StoreError> {
         let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
         let rows = client
@@ -996,7 +961,7 @@ impl Store {
                 &[&prefectures, &sites],
             )
             .await?;
-        Ok(rows.iter().map(AlertRow::from_row).collect())
+        Ok(rows.iter().map(Alert::from_row).collect())
     }
 
     /// Marks open alert `id` acknowledged by `login`, if it is in `scope` and nobody has yet;
@@ -1035,11 +1000,11 @@ impl Store {
                 )
                 .await?;
             return Ok(match current {
-                Some(row) => Acknowledgement::NotOpen(AlertRow::from_row(&row)),
+                Some(row) => Acknowledgement::NotOpen(Alert::from_row(&row)),
                 None => Acknowledgement::NotFound,
             });
         };
-        let alert = AlertRow::from_row(&row);
+        let alert = Alert::from_row(&row);
         super::audit_admin(
             &tx,
             Some(&alert.site_code),
