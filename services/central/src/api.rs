@@ -332,7 +332,7 @@ pub(crate) async fn audit_events(
     let key = state.patient_key.as_deref();
     if search.format == Format::Csv {
         principal.require(crate::auth::Permission::ExportAudit)?;
-        if search.limit.is_some() {
+        if search.query.limit.is_some() {
             return Err(bad(
                 "limit applies to JSON pages; a CSV export is always the whole search (narrow                  it with the period, a site or other filters)",
             ));
@@ -351,7 +351,7 @@ pub(crate) async fn audit_events(
         )
             .into_response());
     }
-    let limit = search.limit.unwrap_or(AUDIT_JSON_PAGE);
+    let limit = search.query.limit.unwrap_or(AUDIT_JSON_PAGE);
     if limit > AUDIT_JSON_PAGE {
         return Err(bad(format!(
             "limit {limit}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; \

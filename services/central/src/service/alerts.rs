@@ -3,8 +3,8 @@
 
 use crate::auth::Principal;
 use crate::error::ServiceError;
-use crate::store::Store;
 use crate::store::Alert;
+use crate::store::Store;
 use crate::store::dashboard::Acknowledgement;
 
 /// Acknowledges alert `id` (as sent) of a site in the principal's scope; the alert as it is

@@ -106,16 +106,13 @@ pub struct AuditParams {
     pub format: Option<String>,
 }
 
-/// Who the search is about: the keyed hash, or insurance card details still to be hashed.
+/// A patient given by insurance card details, checked, still to be hashed with the chain's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PatientFilter {
-    Ref(PatientRef),
-    Card {
-        insurer: InsurerNumber,
-        symbol: Option<InsuredCardSymbol>,
-        number: InsuredIdentificationNumber,
-        branch: Option<InsuredBranchNumber>,
-    },
+pub struct InsuranceCard {
+    pub insurer: InsurerNumber,
+    pub symbol: Option<InsuredCardSymbol>,
+    pub number: InsuredIdentificationNumber,
+    pub branch: Option<InsuredBranchNumber>,
 }
 
 /// How the API answers a search.
@@ -129,20 +126,12 @@ pub enum Format {
 /// A checked search: every field parsed, the period resolved to instants.
 #[derive(Debug, Clone, Default)]
 pub struct AuditSearch {
-    pub site: Option<SiteCode>,
-    pub from: Option<OffsetDateTime>,
-    pub to: Option<OffsetDateTime>,
+    /// The store's query; its patient is set when given as `patient_ref`.
+    pub query: AuditQuery,
+    /// The patient given by insurance card details instead (hashed by [`AuditSearch::query`]).
+    pub card: Option<InsuranceCard>,
     /// The month asked for (a report's title names it).
     pub month: Option<String>,
-    pub kinds: Vec<String>,
-    pub staff_id: Option<String>,
-    pub staff_role: Option<String>,
-    pub patient: Option<PatientFilter>,
-    pub result: Option<String>,
-    pub consent: Option<String>,
-    pub disaster_window: Option<bool>,
-    pub limit: Option<i64>,
-    pub after: Option<AuditCursor>,
     pub format: Format,
 }
 
@@ -239,7 +228,10 @@ fn one_of(
     }
 }
 
-fn patient(params: &AuditParams) -> Result<Option<PatientFilter>, ServiceError> {
+/// The patient of the search: a keyed hash, or card details to hash.
+type Patient = (Option<PatientRef>, Option<InsuranceCard>);
+
+fn patient(params: &AuditParams) -> Result<Patient, ServiceError> {
     let has_card = [
         &params.insurer,
         &params.symbol,
@@ -255,7 +247,7 @@ fn patient(params: &AuditParams) -> Result<Option<PatientFilter>, ServiceError> 
                 .into(),
         )),
         (Some(r), false) => PatientRef::parse(r)
-            .map(|r| Some(PatientFilter::Ref(r)))
+            .map(|r| (Some(r), None))
             .map_err(|e| bad(format!("patient_ref が正しくありません / patient_ref: {e}"))),
         (None, true) => {
             let (Some(insurer), Some(number)) = (present(&params.insurer), present(&params.number))
@@ -266,20 +258,23 @@ fn patient(params: &AuditParams) -> Result<Option<PatientFilter>, ServiceError> 
                         .into(),
                 ));
             };
-            Ok(Some(PatientFilter::Card {
-                insurer: InsurerNumber::parse(insurer).map_err(id_error)?,
-                symbol: present(&params.symbol)
-                    .map(InsuredCardSymbol::parse)
-                    .transpose()
-                    .map_err(id_error)?,
-                number: InsuredIdentificationNumber::parse(number).map_err(id_error)?,
-                branch: present(&params.branch)
-                    .map(InsuredBranchNumber::parse)
-                    .transpose()
-                    .map_err(id_error)?,
-            }))
+            Ok((
+                None,
+                Some(InsuranceCard {
+                    insurer: InsurerNumber::parse(insurer).map_err(id_error)?,
+                    symbol: present(&params.symbol)
+                        .map(InsuredCardSymbol::parse)
+                        .transpose()
+                        .map_err(id_error)?,
+                    number: InsuredIdentificationNumber::parse(number).map_err(id_error)?,
+                    branch: present(&params.branch)
+                        .map(InsuredBranchNumber::parse)
+                        .transpose()
+                        .map_err(id_error)?,
+                }),
+            ))
         }
-        (None, false) => Ok(None),
+        (None, false) => Ok((None, None)),
     }
 }
 
@@ -335,32 +330,36 @@ impl TryFrom<AuditParams> for AuditSearch {
             }
         };
         let (from, to) = period(&params)?;
+        let (patient, card) = patient(&params)?;
         Ok(AuditSearch {
-            site,
-            from,
-            to,
+            query: AuditQuery {
+                site,
+                from,
+                to,
+                kinds,
+                staff_id: present(&params.staff).map(str::to_string),
+                staff_role: one_of(
+                    "role",
+                    present(&params.role),
+                    STAFF_ROLES.iter().map(|r| r.0),
+                )?,
+                patient,
+                result: one_of(
+                    "result",
+                    present(&params.result),
+                    RESULTS.iter().map(|r| r.0),
+                )?,
+                consent: one_of(
+                    "consent",
+                    present(&params.consent),
+                    CONSENTS.iter().map(|c| c.0),
+                )?,
+                disaster_window,
+                limit,
+                after: present(&params.after).map(AuditCursor::parse).transpose()?,
+            },
+            card,
             month: present(&params.month).map(str::to_string),
-            kinds,
-            staff_id: present(&params.staff).map(str::to_string),
-            staff_role: one_of(
-                "role",
-                present(&params.role),
-                STAFF_ROLES.iter().map(|r| r.0),
-            )?,
-            patient: patient(&params)?,
-            result: one_of(
-                "result",
-                present(&params.result),
-                RESULTS.iter().map(|r| r.0),
-            )?,
-            consent: one_of(
-                "consent",
-                present(&params.consent),
-                CONSENTS.iter().map(|c| c.0),
-            )?,
-            disaster_window,
-            limit,
-            after: present(&params.after).map(AuditCursor::parse).transpose()?,
             format,
         })
     }
@@ -373,58 +372,42 @@ impl AuditSearch {
         &self,
         key: Option<&PatientHashKey>,
     ) -> Result<Option<PatientRef>, ServiceError> {
-        match &self.patient {
-            None => Ok(None),
-            Some(PatientFilter::Ref(r)) => Ok(Some(r.clone())),
-            Some(PatientFilter::Card {
-                insurer,
-                symbol,
-                number,
-                branch,
-            }) => {
-                let key = key.ok_or_else(|| {
-                    bad(
-                        "central に患者ハッシュ鍵が設定されていません（--patient-key）。\
-                         patient_ref で検索してください / central has no patient hash key \
-                         (--patient-key): search by patient_ref"
-                            .into(),
-                    )
-                })?;
-                Ok(Some(PatientRef::for_insurance_card(
-                    key,
-                    insurer,
-                    symbol.as_ref(),
-                    number,
-                    branch.as_ref(),
-                )))
-            }
-        }
+        let Some(card) = &self.card else {
+            return Ok(self.query.patient.clone());
+        };
+        let key = key.ok_or_else(|| {
+            bad(
+                "central に患者ハッシュ鍵が設定されていません（--patient-key）。\
+                 patient_ref で検索してください / central has no patient hash key \
+                 (--patient-key): search by patient_ref"
+                    .into(),
+            )
+        })?;
+        Ok(Some(PatientRef::for_insurance_card(
+            key,
+            &card.insurer,
+            card.symbol.as_ref(),
+            &card.number,
+            card.branch.as_ref(),
+        )))
     }
 
     /// Whether the patient was given by insurance card details.
     pub fn has_card(&self) -> bool {
-        matches!(self.patient, Some(PatientFilter::Card { .. }))
+        self.card.is_some()
     }
 
-    /// The store's query for this search, at most `limit` events (`None`: all of them).
+    /// The store's query for this search, card details hashed with `key`, at most `limit`
+    /// events (`None`: all of them).
     pub fn query(
         &self,
         key: Option<&PatientHashKey>,
         limit: Option<i64>,
     ) -> Result<AuditQuery, ServiceError> {
         Ok(AuditQuery {
-            site: self.site.clone(),
-            from: self.from,
-            to: self.to,
-            kinds: self.kinds.clone(),
-            staff_id: self.staff_id.clone(),
-            staff_role: self.staff_role.clone(),
             patient: self.patient_ref(key)?,
-            result: self.result.clone(),
-            consent: self.consent.clone(),
-            disaster_window: self.disaster_window,
             limit,
-            after: self.after.clone(),
+            ..self.query.clone()
         })
     }
 }
@@ -571,20 +554,23 @@ mod tests {
 
     #[test]
     fn a_date_is_a_whole_tokyo_day_and_an_instant_is_itself() {
-        let s = search(&[("from", "2026-12-01"), ("to", "2026-12-01")]).unwrap();
+        let s = search(&[("from", "2026-12-01"), ("to", "2026-12-01")])
+            .unwrap()
+            .query;
         assert_eq!(s.from, Some(datetime!(2026-11-30 15:00 UTC)));
         assert_eq!(s.to, Some(datetime!(2026-12-01 15:00 UTC)));
         let s = search(&[
             ("from", "2026-12-01T09:00:00+09:00"),
             ("to", "2026-12-01T10:00:00Z"),
         ])
-        .unwrap();
+        .unwrap()
+        .query;
         assert_eq!(s.from, Some(datetime!(2026-12-01 00:00 UTC)));
         assert_eq!(s.to, Some(datetime!(2026-12-01 10:00 UTC)));
-        let s = search(&[("month", "2026-12")]).unwrap();
+        let s = search(&[("month", "2026-12")]).unwrap().query;
         assert_eq!(s.from, Some(datetime!(2026-11-30 15:00 UTC)));
         assert_eq!(s.to, Some(datetime!(2026-12-31 15:00 UTC)));
-        let empty = search(&[("from", ""), ("site", " ")]).unwrap();
+        let empty = search(&[("from", ""), ("site", " ")]).unwrap().query;
         assert_eq!((empty.from, empty.site), (None, None));
     }
 
