@@ -22,8 +22,8 @@ use crate::service::audit::{AuditParams, AuditSearch, Format};
 use crate::state::ApiState;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
-    Alert, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent, StoredInventory,
-    StreamStatus,
+    Alert, AlertState, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
+    StoredInventory, StreamStatus,
 };
 
 pub(crate) async fn list_sites(
@@ -99,14 +99,13 @@ pub(crate) async fn list_alerts(
     Extension(principal): Extension<Principal>,
     Query(query): Query<AlertsQuery>,
 ) -> Result<Json<Vec<Alert>>, ServiceError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let states: &[AlertState] = if query.all {
+        &AlertState::ALL
+    } else {
+        &AlertState::UNRESOLVED
+    };
     Ok(Json(
-        store.alerts(query.all, limit, &principal.scope).await?,
+        service::alerts::list(&store, &principal.scope, states, query.limit.unwrap_or(100)).await?,
     ))
 }
 

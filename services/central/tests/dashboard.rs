@@ -804,9 +804,10 @@ async fn an_auditor_is_sent_from_the_overview_to_the_audit_pages() {
     assert_eq!(
         fleet
             .store
-            .dashboard_alerts(
-                &central::auth::SiteScope::All,
-                central::store::dashboard::AlertState::Open
+            .alerts(
+                &[central::store::AlertState::Open],
+                100,
+                &central::auth::SiteScope::All
             )
             .await
             .unwrap()

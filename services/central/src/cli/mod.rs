@@ -190,7 +190,15 @@ pub(crate) async fn run(
         ),
         Command::Alerts { db, all, limit } => print_json(
             &Store::new(pool(&db)?)
-                .alerts(all, limit, &SiteScope::All)
+                .alerts(
+                    if all {
+                        &store::AlertState::ALL
+                    } else {
+                        &store::AlertState::UNRESOLVED
+                    },
+                    limit,
+                    &SiteScope::All,
+                )
                 .await?,
         ),
         Command::Certificates {

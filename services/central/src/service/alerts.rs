@@ -1,11 +1,25 @@
-//! Alerts: acknowledging one, for the JSON API (`POST /api/v1/alerts/{id}/acknowledge`) and
-//! the dashboard's form (`POST /alerts/{id}/acknowledge`) alike.
+//! Alerts, for the JSON API (`/api/v1/alerts…`) and the dashboard (`/alerts…`) alike: listing
+//! them within the principal's scope, and acknowledging one; one `Alert` from both.
 
-use crate::auth::Principal;
+use crate::auth::{Principal, SiteScope};
 use crate::error::ServiceError;
-use crate::store::Alert;
-use crate::store::Store;
-use crate::store::dashboard::Acknowledgement;
+use crate::store::{Acknowledgement, Alert, AlertState, Store};
+
+/// Opened alerts of the sites in `scope` in any of `states`, newest first, at most `limit`
+/// (1 to 1000).
+pub async fn list(
+    store: &Store,
+    scope: &SiteScope,
+    states: &[AlertState],
+    limit: i64,
+) -> Result<Vec<Alert>, ServiceError> {
+    if !(1..=1000).contains(&limit) {
+        return Err(ServiceError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    Ok(store.alerts(states, limit, scope).await?)
+}
 
 /// Acknowledges alert `id` (as sent) of a site in the principal's scope; the alert as it is
 /// now. 404 for an alert the principal does not see, 400 for one already acknowledged or

@@ -91,6 +91,56 @@ impl Alert {
     }
 }
 
+/// Which alerts the list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    /// Open and nobody has acknowledged it.
+    Open,
+    /// Open and acknowledged.
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertState {
+    pub const ALL: [AlertState; 3] = [
+        AlertState::Open,
+        AlertState::Acknowledged,
+        AlertState::Resolved,
+    ];
+    /// Open, acknowledged or not: what the API and `central alerts` list by default.
+    pub const UNRESOLVED: [AlertState; 2] = [AlertState::Open, AlertState::Acknowledged];
+
+    pub fn parse(text: &str) -> Option<AlertState> {
+        AlertState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            AlertState::Open => "resolved_at IS NULL AND acknowledged_at IS NULL",
+            AlertState::Acknowledged => "resolved_at IS NULL AND acknowledged_at IS NOT NULL",
+            AlertState::Resolved => "resolved_at IS NOT NULL",
+        }
+    }
+}
+
+/// What acknowledging an alert did.
+#[derive(Debug, Clone)]
+pub enum Acknowledgement {
+    Done(Alert),
+    /// No such alert in the principal's scope.
+    NotFound,
+    /// It is already acknowledged, resolved or not open yet; unchanged.
+    NotOpen(Alert),
+}
+
 /// Where one agent stream stands.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamStatus {
@@ -247,27 +297,103 @@ impl Store {
         Ok(AlertCheck { opened, resolved })
     }
 
-    /// Open alerts (and, with `include_resolved`, resolved ones too), newest first.
+    /// Opened alerts in `scope` in any of `states`, newest first, at most `limit`: the one
+    /// listing of alerts (the JSON API, the dashboard's tabs and `central alerts`).
     pub async fn alerts(
         &self,
-        include_resolved: bool,
+        states: &[AlertState],
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<Alert>, StoreError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
         let client = self.reader().get().await?;
         let (prefectures, sites) = scope.params();
+        let in_states = states
+            .iter()
+            .map(|s| format!("({})", s.condition()))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let rows = client
             .query(
                 &format!(
                     "SELECT {ALERT_COLUMNS}
                      FROM alerts
-                     WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL) AND {}
-                     ORDER BY opened_at DESC, id DESC LIMIT $2",
-                    SiteScope::sql("site_code", 3, 4)
+                     WHERE opened_at IS NOT NULL AND ({in_states}) AND {}
+                     ORDER BY opened_at DESC, id DESC LIMIT $1",
+                    SiteScope::sql("site_code", 2, 3)
                 ),
-                &[&include_resolved, &limit, &prefectures, &sites],
+                &[&limit, &prefectures, &sites],
             )
             .await?;
         Ok(rows.iter().map(Alert::from_row).collect())
+    }
+
+    /// Marks open alert `id` acknowledged by `login`, if it is in `scope` and nobody has yet;
+    /// audited (as `actor`) in the same transaction.
+    pub async fn acknowledge_alert(
+        &self,
+        id: i64,
+        scope: &SiteScope,
+        login: &str,
+        actor: &str,
+    ) -> Result<Acknowledgement, StoreError> {
+        let mut client = self.pool.get().await?;
+        let (prefectures, sites) = scope.params();
+        let tx = client.transaction().await?;
+        let updated = tx
+            .query_opt(
+                &format!(
+                    "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $4
+                     WHERE id = $3 AND opened_at IS NOT NULL AND resolved_at IS NULL
+                       AND acknowledged_at IS NULL AND {}
+                     RETURNING {ALERT_COLUMNS}",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[&prefectures, &sites, &id, &login],
+            )
+            .await?;
+        let Some(row) = updated else {
+            let current = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts
+                         WHERE id = $3 AND opened_at IS NOT NULL AND {}",
+                        SiteScope::sql("site_code", 1, 2)
+                    ),
+                    &[&prefectures, &sites, &id],
+                )
+                .await?;
+            return Ok(match current {
+                Some(row) => Acknowledgement::NotOpen(Alert::from_row(&row)),
+                None => Acknowledgement::NotFound,
+            });
+        };
+        let alert = Alert::from_row(&row);
+        super::audit_admin(
+            &tx,
+            Some(&alert.site_code),
+            &format!(
+                "alert {} ({}) of site {} acknowledged by {actor}",
+                alert.id, alert.kind, alert.site_code
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Acknowledgement::Done(alert))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_states_round_trip() {
+        for state in AlertState::ALL {
+            assert_eq!(AlertState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(AlertState::parse("closed"), None);
     }
 }

@@ -383,57 +383,6 @@ const SITE_LINKS: i64 = 20;
 /// Events on the site page.
 pub const SITE_EVENTS: i64 = 50;
 
-/// Which alerts the list shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertState {
-    /// Open and nobody has acknowledged it.
-    Open,
-    /// Open and acknowledged.
-    Acknowledged,
-    Resolved,
-}
-
-impl AlertState {
-    pub const ALL: [AlertState; 3] = [
-        AlertState::Open,
-        AlertState::Acknowledged,
-        AlertState::Resolved,
-    ];
-
-    pub fn parse(text: &str) -> Option<AlertState> {
-        AlertState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Open => "open",
-            AlertState::Acknowledged => "acknowledged",
-            AlertState::Resolved => "resolved",
-        }
-    }
-
-    fn condition(self) -> &'static str {
-        match self {
-            AlertState::Open => "resolved_at IS NULL AND acknowledged_at IS NULL",
-            AlertState::Acknowledged => "resolved_at IS NULL AND acknowledged_at IS NOT NULL",
-            AlertState::Resolved => "resolved_at IS NOT NULL",
-        }
-    }
-}
-
-/// Alerts the list shows at most, newest first.
-pub const ALERTS_SHOWN: i64 = 500;
-
-/// What acknowledging an alert did.
-#[derive(Debug, Clone)]
-pub enum Acknowledgement {
-    Done(Alert),
-    /// No such alert in the principal's scope.
-    NotFound,
-    /// It is already acknowledged, resolved or not open yet; unchanged.
-    NotOpen(Alert),
-}
-
 impl Store {
     /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart and
     /// the links tile come through `memo` (see [`OverviewMemo`]), the rest is read now.
@@ -940,83 +889,6 @@ impl Store {
             rollout_version: rollout.as_ref().map(|r| r.get(1)),
         }))
     }
-
-    /// Opened alerts in `scope` in `state`, newest first, at most [`ALERTS_SHOWN`].
-    pub async fn dashboard_alerts(
-        &self,
-        scope: &SiteScope,
-        state: AlertState,
-    ) -> Result<Vec<Alert>, StoreError> {
-        let client = self.reader().get().await?;
-        let (prefectures, sites) = scope.params();
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {ALERT_COLUMNS} FROM alerts
-                     WHERE opened_at IS NOT NULL AND {} AND {}
-                     ORDER BY opened_at DESC, id DESC LIMIT {ALERTS_SHOWN}",
-                    state.condition(),
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[&prefectures, &sites],
-            )
-            .await?;
-        Ok(rows.iter().map(Alert::from_row).collect())
-    }
-
-    /// Marks open alert `id` acknowledged by `login`, if it is in `scope` and nobody has yet;
-    /// audited (as `actor`) in the same transaction.
-    pub async fn acknowledge_alert(
-        &self,
-        id: i64,
-        scope: &SiteScope,
-        login: &str,
-        actor: &str,
-    ) -> Result<Acknowledgement, StoreError> {
-        let mut client = self.pool.get().await?;
-        let (prefectures, sites) = scope.params();
-        let tx = client.transaction().await?;
-        let updated = tx
-            .query_opt(
-                &format!(
-                    "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $4
-                     WHERE id = $3 AND opened_at IS NOT NULL AND resolved_at IS NULL
-                       AND acknowledged_at IS NULL AND {}
-                     RETURNING {ALERT_COLUMNS}",
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[&prefectures, &sites, &id, &login],
-            )
-            .await?;
-        let Some(row) = updated else {
-            let current = tx
-                .query_opt(
-                    &format!(
-                        "SELECT {ALERT_COLUMNS} FROM alerts
-                         WHERE id = $3 AND opened_at IS NOT NULL AND {}",
-                        SiteScope::sql("site_code", 1, 2)
-                    ),
-                    &[&prefectures, &sites, &id],
-                )
-                .await?;
-            return Ok(match current {
-                Some(row) => Acknowledgement::NotOpen(Alert::from_row(&row)),
-                None => Acknowledgement::NotFound,
-            });
-        };
-        let alert = Alert::from_row(&row);
-        super::audit_admin(
-            &tx,
-            Some(&alert.site_code),
-            &format!(
-                "alert {} ({}) of site {} acknowledged by {actor}",
-                alert.id, alert.kind, alert.site_code
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Acknowledgement::Done(alert))
-    }
 }
 
 #[cfg(test)]
@@ -1037,14 +909,6 @@ mod tests {
             first_hour(datetime!(2026-12-02 05:59:12.5 UTC)),
             datetime!(2026-12-01 06:00 UTC)
         );
-    }
-
-    #[test]
-    fn alert_states_round_trip() {
-        for state in AlertState::ALL {
-            assert_eq!(AlertState::parse(state.as_str()), Some(state));
-        }
-        assert_eq!(AlertState::parse("closed"), None);
     }
 
     fn hours(from: OffsetDateTime, n: i64) -> Vec<OffsetDateTime> {

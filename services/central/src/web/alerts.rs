@@ -15,8 +15,10 @@ use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::notify::kind_label;
 use crate::state::ApiState;
-use crate::store::Alert;
-use crate::store::dashboard::{ALERTS_SHOWN, AlertState};
+use crate::store::{Alert, AlertState};
+
+/// Alerts the list shows at most, newest first.
+const ALERTS_SHOWN: i64 = 500;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
@@ -121,10 +123,9 @@ pub async fn list_handler(
         )
             .into_response());
     };
-    let alerts = state
-        .store
-        .dashboard_alerts(&principal.scope, alert_state)
-        .await?;
+    let alerts =
+        crate::service::alerts::list(&state.store, &principal.scope, &[alert_state], ALERTS_SHOWN)
+            .await?;
     let body = html! {
         (tabs(alert_state))
         (table(&principal, alert_state, &alerts))
