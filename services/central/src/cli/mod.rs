@@ -188,19 +188,17 @@ pub(crate) async fn run(
                 .stream_statuses(&SiteScope::All)
                 .await?,
         ),
-        Command::Alerts { db, all, limit } => print_json(
-            &Store::new(pool(&db)?)
-                .alerts(
-                    if all {
-                        &store::AlertState::ALL
-                    } else {
-                        &store::AlertState::UNRESOLVED
-                    },
-                    limit,
-                    &SiteScope::All,
-                )
-                .await?,
-        ),
+        Command::Alerts { db, all, limit } => {
+            let states: &[store::AlertState] = if all {
+                &store::AlertState::ALL
+            } else {
+                &store::AlertState::UNRESOLVED
+            };
+            let store = Store::new(pool(&db)?);
+            print_json(
+                &central::service::alerts::list(&store, &SiteScope::All, states, limit).await?,
+            )
+        }
         Command::Certificates {
             db,
             expiring_within_days,
