@@ -102,6 +102,8 @@ pub struct ReportInput<'a> {
     /// Refused views, and views under a disaster window.
     pub refusals: &'a [StoredEvent],
     pub disaster_views: &'a [StoredEvent],
+    /// Set when a list of views holds only its first this many (the CSV has them all).
+    pub views_cut_at: Option<usize>,
     pub verdict: &'a ChainVerdict,
 }
 
@@ -192,9 +194,19 @@ pub fn html(report: &ReportInput<'_>) -> String {
             report.disaster_views,
         ),
     ] {
+        let _ = write!(h, "<h2>{title}</h2>");
+        if let Some(cut) = report.views_cut_at
+            && events.len() >= cut
+        {
+            let _ = write!(
+                h,
+                "<p class=\"ng\">先頭 {cut} 件のみ掲載。すべては CSV で出力してください / only the \
+                 first {cut} are listed; the CSV export holds them all</p>"
+            );
+        }
         let _ = write!(
             h,
-            "<h2>{title}</h2><table><tr><th>日時 / time</th><th>施設 / site</th><th>職員 / staff</th>\
+            "<table><tr><th>日時 / time</th><th>施設 / site</th><th>職員 / staff</th>\
              <th>職種 / role</th><th>情報 / category</th><th>患者 / patient</th>\
              <th>理由・災害 / reason, window</th></tr>"
         );
@@ -316,5 +328,36 @@ mod tests {
     #[test]
     fn html_escapes_what_it_shows() {
         assert_eq!(escape("<b>&\""), "&lt;b&gt;&amp;&quot;");
+    }
+
+    #[test]
+    fn a_report_says_when_it_lists_only_the_first_views() {
+        let refused = [event("info_view", serde_json::json!({"allowed": false}))];
+        let verdict = ChainVerdict {
+            site_code: None,
+            from: None,
+            to: None,
+            events: 0,
+            streams: Vec::new(),
+            seal_keys: Vec::new(),
+            intact: true,
+        };
+        let report = |views_cut_at| {
+            html(&ReportInput {
+                title: "t".into(),
+                site_code: None,
+                from: None,
+                to: None,
+                generated_at: time::macros::datetime!(2026-12-01 00:30 UTC),
+                generated_by: "auditor",
+                totals: &[],
+                refusals: &refused,
+                disaster_views: &[],
+                views_cut_at,
+                verdict: &verdict,
+            })
+        };
+        assert!(report(Some(1)).contains("only the first 1 are listed"));
+        assert!(!report(None).contains("only the first"));
     }
 }

@@ -480,7 +480,8 @@ pub async fn report(
     let scope = &principal.scope;
     let views = AuditQuery {
         kinds: vec!["info_view".into()],
-        limit: Some(REPORT_VIEWS),
+        // One more than the report lists, to say when it lists only the first ones.
+        limit: Some(REPORT_VIEWS + 1),
         after: None,
         ..query.clone()
     };
@@ -492,12 +493,16 @@ pub async fn report(
         disaster_window: Some(true),
         ..views
     };
-    let (totals, refusals, disaster_views, verdict) = tokio::try_join!(
+    let (totals, mut refusals, mut disaster_views, verdict) = tokio::try_join!(
         store.audit_totals(query.site.as_ref(), (query.from, query.to), scope),
         store.audit_search(&refused, scope),
         store.audit_search(&disaster, scope),
         store.verify_period(query.site.as_ref(), query.from, query.to),
     )?;
+    let listed = usize::try_from(REPORT_VIEWS).unwrap_or(usize::MAX);
+    let more = refusals.len() > listed || disaster_views.len() > listed;
+    refusals.truncate(listed);
+    disaster_views.truncate(listed);
     let title = match &search.month {
         Some(month) => format!("オンライン資格確認 監査月報 {month} / monthly audit summary"),
         None => "オンライン資格確認 監査報告 / audit report".to_string(),
@@ -514,6 +519,7 @@ pub async fn report(
         totals: &totals,
         refusals: &refusals,
         disaster_views: &disaster_views,
+        views_cut_at: more.then_some(listed),
         verdict: &verdict,
     });
     store
