@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod jst;
 pub mod limits;
 pub mod maintenance;
+pub(crate) mod middleware;
 pub mod notify;
 pub mod renewal;
 pub mod routes;

@@ -523,7 +523,7 @@ pub fn router(store: Store) -> Router {
 /// The API and the dashboard: every route but the public ones needs a principal, what the
 /// table names for it, and any `{site_code}` in scope.
 pub fn router_with(state: ApiState) -> Router {
-    use crate::auth::middleware::{authenticate, require_site_in_scope};
+    use crate::middleware::{authenticate, require_site_in_scope};
     let (mut public, mut protected) = (Router::new(), Router::new());
     for r in table() {
         if r.access == Access::Public {

@@ -7,7 +7,6 @@
 //! the queries themselves.
 
 pub mod accounts;
-pub mod middleware;
 pub mod password;
 pub mod rate_limit;
 pub mod secret;
