@@ -1,181 +1,32 @@
-//! The JSON API (versioned under `/api/v1`), and the one router that serves it with the
-//! dashboard's pages.
+//! The JSON API (versioned under `/api/v1`): thin handlers that parse what was sent, call the
+//! store or a `crate::service` function, and answer JSON. `crate::routes` declares them.
 //!
 //! Served over TLS 1.3, on the mTLS listener to operators (a client certificate from the chain
 //! CA naming `urn:onshi-fleet:operator:<name>`; an agent's certificate is refused here) and on
 //! the web listener to people and programs with an account (session cookie or API token).
-//! `crate::auth` resolves who asks; `auth::routes` says what each route needs; site scope is
+//! `crate::auth` resolves who asks; `crate::routes` says what each route needs; site scope is
 //! checked on every `{site_code}` and applied inside listing queries.
 
-use std::sync::Arc;
-
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use axum::{Extension, Json, Router};
-use onshi_domain::patient::{PatientHashKey, PatientRef};
+use axum::{Extension, Json};
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
 use crate::audit::ChainVerdict;
 use crate::auth::Principal;
-use crate::auth::rate_limit::SignInLimiter;
 use crate::error::ServiceError;
 use crate::extract::{Path, Query};
+use crate::service;
+use crate::service::audit::{AuditParams, AuditSearch, Format};
+use crate::state::ApiState;
 use crate::store::migrate::{self, SchemaStatus};
 use crate::store::{
-    Alert, AuditQuery, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
+    Alert, AlertState, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
     StoredInventory, StreamStatus,
 };
 
-/// What the API's handlers share: the store, and the chain's patient hash key when central was
-/// given one (auditors then search by insurance card details, hashed at query time).
-#[derive(Debug, Clone)]
-pub struct ApiState {
-    pub store: Store,
-    pub patient_key: Option<Arc<PatientHashKey>>,
-    /// The handshake's deny list: a revocation made here applies at once in this replica.
-    pub deny: fleet_tls::deny::DenyList,
-    /// Failed sign-ins, per login and per address.
-    pub limiter: SignInLimiter,
-    /// Seals the secrets of new webhook endpoints (`--notification-key-file`); without it,
-    /// webhooks cannot be made.
-    pub notification_key: Option<Arc<crate::notify::key::NotificationKey>>,
-}
-
-impl FromRef<ApiState> for Store {
-    fn from_ref(state: &ApiState) -> Store {
-        state.store.clone()
-    }
-}
-
-pub fn router(store: Store) -> Router {
-    router_with(ApiState {
-        store,
-        patient_key: None,
-        deny: fleet_tls::deny::DenyList::default(),
-        limiter: SignInLimiter::default(),
-        notification_key: None,
-    })
-}
-
-/// The API and the dashboard: every route but sign-in needs a principal, the permission
-/// `auth::routes` names for it, and any `{site_code}` in scope.
-pub fn router_with(state: ApiState) -> Router {
-    use crate::auth::middleware::{authenticate, require_site_in_scope};
-    use crate::auth::routes::require_route_permission;
-    let protected = api_routes()
-        .merge(crate::web::pages())
-        .route_layer(axum::middleware::from_fn(require_site_in_scope))
-        .route_layer(axum::middleware::from_fn(require_route_permission))
-        .layer(axum::middleware::from_fn_with_state(
-            state.store.clone(),
-            authenticate,
-        ));
-    Router::new()
-        .merge(crate::web::public())
-        .merge(protected)
-        .layer(axum::middleware::map_response(crate::web::security_headers))
-        .with_state(state)
-}
-
-fn api_routes() -> Router<ApiState> {
-    Router::new()
-        .route("/api/v1/sites", get(list_sites))
-        .route("/api/v1/sites/{site_code}/events", get(list_site_events))
-        .route("/api/v1/sites/{site_code}/inventory", get(site_inventory))
-        .route(
-            "/api/v1/sites/{site_code}/verification",
-            get(site_verification),
-        )
-        .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/alerts", get(list_alerts))
-        .route("/api/v1/rollouts", get(list_rollouts).post(start_rollout))
-        .route("/api/v1/rollouts/{id}", get(one_rollout))
-        .route("/api/v1/rollouts/{id}/{action}", post(act_on_rollout))
-        .route("/api/v1/availability", get(list_availability))
-        .route(
-            "/api/v1/sites/{site_code}/availability",
-            get(site_availability),
-        )
-        .route("/api/v1/opening-hours", put(put_chain_opening_hours))
-        .route(
-            "/api/v1/sites/{site_code}/opening-hours",
-            get(site_opening_hours).put(put_site_opening_hours),
-        )
-        .route("/api/v1/certificates", get(list_certificates))
-        .route("/api/v1/certificates/alerts", get(list_certificate_alerts))
-        .route("/api/v1/schema", get(schema))
-        .route("/api/v1/audit/events", get(audit_events))
-        .route(
-            "/api/v1/sites/{site_code}/access-rules",
-            get(site_access_rules),
-        )
-        .route("/api/v1/sites/{site_code}/staff", put(put_site_staff))
-        .route("/api/v1/disaster-windows", post(open_disaster_window))
-        .route(
-            "/api/v1/sites/{site_code}/adoption",
-            get(site_adoption).put(put_site_adoption),
-        )
-        .route(
-            "/api/v1/sites/{site_code}/adoption/steps/{step}",
-            put(put_adoption_step),
-        )
-        .route("/api/v1/adoption/subsidy", get(subsidy))
-        .route("/api/v1/adoption/prefectures", get(prefecture_table))
-        .route(
-            "/api/v1/sites/{site_code}/grace-notifications",
-            get(site_grace_notifications).post(file_grace_notification),
-        )
-        .route(
-            "/api/v1/sites/{site_code}/grace-notifications/{id}/end",
-            put(end_grace_notification),
-        )
-        .route(
-            "/api/v1/grace-notifications",
-            get(chain_grace_notifications),
-        )
-        .route(
-            "/api/v1/revocations",
-            get(list_revocations).post(revoke_certificate),
-        )
-        .route(
-            "/api/v1/sites/{site_code}/revocation",
-            axum::routing::post(revoke_site),
-        )
-        .route("/api/v1/audit/report", get(audit_report))
-        .route("/api/v1/sites/{site_code}", axum::routing::put(put_site))
-        .route("/api/v1/sites/search", get(search_sites))
-        .route(
-            "/api/v1/alerts/{id}/acknowledge",
-            post(crate::web::alerts::acknowledge_json),
-        )
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route(
-            "/api/v1/audit/retention",
-            get(retention_policy).put(put_retention),
-        )
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
-        .route("/api/v1/accounts", get(list_accounts).post(create_account))
-        .route(
-            "/api/v1/accounts/{login}",
-            axum::routing::patch(change_account),
-        )
-        .route(
-            "/api/v1/notifications/endpoints",
-            get(list_endpoints).post(create_endpoint),
-        )
-        .route("/api/v1/notifications/endpoints/{id}", put(put_endpoint))
-        .route(
-            "/api/v1/notifications/endpoints/{id}/test",
-            post(test_endpoint),
-        )
-        .route("/api/v1/notifications/deliveries", get(list_deliveries))
-}
-
-async fn list_sites(
+pub(crate) async fn list_sites(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
@@ -183,11 +34,11 @@ async fn list_sites(
 }
 
 #[derive(Debug, Deserialize)]
-struct EventsQuery {
+pub(crate) struct EventsQuery {
     limit: Option<i64>,
 }
 
-async fn list_site_events(
+pub(crate) async fn list_site_events(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -208,7 +59,7 @@ async fn list_site_events(
 }
 
 /// What the site's agents last said they see: readers, certificates, terminals.
-async fn site_inventory(
+pub(crate) async fn site_inventory(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<Vec<StoredInventory>>, ServiceError> {
@@ -218,7 +69,7 @@ async fn site_inventory(
 
 /// Whether the site's stored events still follow its hash chains (the whole history; the
 /// same verdict as `central verify --site`).
-async fn site_verification(
+pub(crate) async fn site_verification(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<ChainVerdict>, ServiceError> {
@@ -227,7 +78,7 @@ async fn site_verification(
 }
 
 /// Every agent stream: produced (as the agent reported), highest received, contiguous.
-async fn list_agents(
+pub(crate) async fn list_agents(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<StreamStatus>>, ServiceError> {
@@ -235,7 +86,7 @@ async fn list_agents(
 }
 
 #[derive(Debug, Deserialize)]
-struct AlertsQuery {
+pub(crate) struct AlertsQuery {
     /// Include resolved alerts.
     #[serde(default)]
     all: bool,
@@ -243,47 +94,58 @@ struct AlertsQuery {
 }
 
 /// Open alerts, newest first (`?all=true`: resolved ones too).
-async fn list_alerts(
+pub(crate) async fn list_alerts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<AlertsQuery>,
 ) -> Result<Json<Vec<Alert>>, ServiceError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+    let states: &[AlertState] = if query.all {
+        &AlertState::ALL
+    } else {
+        &AlertState::UNRESOLVED
+    };
     Ok(Json(
-        store.alerts(query.all, limit, &principal.scope).await?,
+        service::alerts::list(&store, &principal.scope, states, query.limit.unwrap_or(100)).await?,
     ))
 }
 
-/// Rollouts, newest first, with their sites (wave, state) and every transition.
-async fn list_rollouts(
+/// `POST /api/v1/alerts/{id}/acknowledge`: the acknowledged alert (the dashboard's form calls
+/// the same `service::alerts::acknowledge`).
+pub(crate) async fn acknowledge_alert(
+    State(store): State<Store>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Alert>, ServiceError> {
+    Ok(Json(
+        service::alerts::acknowledge(&store, &principal, &id).await?,
+    ))
+}
+
+/// Rollouts, newest first, with their sites (wave, state) in the caller's scope and every
+/// transition.
+pub(crate) async fn list_rollouts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<crate::store::rollouts::RolloutView>>, ServiceError> {
-    Ok(Json(store.rollouts(None, &principal.scope).await?))
+    Ok(Json(
+        service::rollouts::list(&store, &principal.scope).await?,
+    ))
 }
 
-async fn one_rollout(
+pub(crate) async fn one_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
-    store
-        .rollouts(Some(id), &principal.scope)
-        .await?
-        .pop()
-        .map(Json)
-        .ok_or_else(|| ServiceError::NotFound(format!("there is no rollout {id}")))
+    Ok(Json(
+        service::rollouts::one(&store, &principal.scope, id).await?,
+    ))
 }
 
 /// Starts a rollout: `{"target_version": "0.2.0", "waves": [{"share": 5}, {"share": 25},
 /// {"share": 100}], "gates": {...}, "window": "outside_opening_hours", "on_gate_failure":
 /// "pause", "soak_secs": 3600, "apply_timeout_secs": 86400}`.
-async fn start_rollout(
+pub(crate) async fn start_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -305,37 +167,24 @@ async fn start_rollout(
             time::OffsetDateTime::now_utc(),
         )
         .await?;
-    let view = store
-        .rollouts(Some(id), &principal.scope)
-        .await?
-        .pop()
-        .ok_or_else(|| {
-            ServiceError::NotFound(format!("rollout {id} vanished after it was created"))
-        })?;
+    let view = service::rollouts::one(&store, &principal.scope, id).await?;
     Ok((axum::http::StatusCode::CREATED, Json(view)))
 }
 
 /// `POST /api/v1/rollouts/{id}/pause | resume | rollback`.
-async fn act_on_rollout(
+pub(crate) async fn act_on_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
-    let action = crate::store::rollouts::Action::parse(&action).ok_or_else(|| {
-        ServiceError::NotFound(format!(
-            "{action:?} is not an action on a rollout: pause, resume or rollback"
-        ))
-    })?;
-    store
-        .act_on_rollout(id, action, &principal.audit_name())
-        .await?;
+    service::rollouts::act(&store, id, &action, &principal.audit_name()).await?;
     one_rollout(State(store), Extension(principal), Path(id)).await
 }
 
 /// Every site's availability: online, closed, agent down, link down, qualification terminal
 /// not answering, national system unreachable, reader unplugged; whether it is alerting (open
 /// and not online).
-async fn list_availability(
+pub(crate) async fn list_availability(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<crate::store::availability::SiteAvailability>>, ServiceError> {
@@ -343,7 +192,7 @@ async fn list_availability(
 }
 
 /// One site's availability; 404 before central has classified it (no agent seen yet).
-async fn site_availability(
+pub(crate) async fn site_availability(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<crate::store::availability::SiteAvailability>, ServiceError> {
@@ -361,7 +210,7 @@ async fn site_availability(
 }
 
 /// The opening hours that apply to a site and where they come from (site, chain, built_in).
-async fn site_opening_hours(
+pub(crate) async fn site_opening_hours(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
@@ -372,7 +221,7 @@ async fn site_opening_hours(
 const HOURS_SHAPE: &str = "opening hours are {\"weekly\": {\"mon\": [\"09:00-18:00\"], ...}, \"closed_on_national_holidays\": true, \"closed_dates\": [\"YYYY-MM-DD\"], \"open_dates\": {\"YYYY-MM-DD\": [\"10:00-16:00\"]}}";
 
 /// Sets the chain default opening hours (sites without their own follow it).
-async fn put_chain_opening_hours(
+pub(crate) async fn put_chain_opening_hours(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -385,7 +234,7 @@ async fn put_chain_opening_hours(
 }
 
 /// Sets one site's own opening hours.
-async fn put_site_opening_hours(
+pub(crate) async fn put_site_opening_hours(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -400,14 +249,14 @@ async fn put_site_opening_hours(
 }
 
 #[derive(Debug, Deserialize)]
-struct CertificatesQuery {
+pub(crate) struct CertificatesQuery {
     expiring_within_days: Option<i64>,
     site: Option<String>,
 }
 
 /// The certificates sites hold now, soonest expiry first, with days to expiry and (terminal
 /// certificates) the renewal lead time left.
-async fn list_certificates(
+pub(crate) async fn list_certificates(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<CertificatesQuery>,
@@ -437,7 +286,7 @@ async fn list_certificates(
 }
 
 /// Certificate expiry alerts, newest first.
-async fn list_certificate_alerts(
+pub(crate) async fn list_certificate_alerts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<EventsQuery>,
@@ -453,40 +302,11 @@ async fn list_certificate_alerts(
     ))
 }
 
-async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
+pub(crate) async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
     Ok(Json(migrate::status(store.pool()).await?))
 }
 
 // ------------------------------------------------------------------------------- audit
-
-/// An auditor's search (`/api/v1/audit/events`) and a report's period (`/api/v1/audit/report`).
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    site: Option<String>,
-    /// RFC 3339 instants, or with `month` (YYYY-MM, Asia/Tokyo) instead.
-    from: Option<String>,
-    to: Option<String>,
-    month: Option<String>,
-    /// Comma-separated event kinds.
-    kind: Option<String>,
-    staff: Option<String>,
-    role: Option<String>,
-    patient_ref: Option<String>,
-    /// The patient by insurance card details (hashed here, with the chain's key).
-    insurer: Option<String>,
-    symbol: Option<String>,
-    number: Option<String>,
-    branch: Option<String>,
-    result: Option<String>,
-    consent: Option<String>,
-    disaster_window: Option<bool>,
-    limit: Option<i64>,
-    /// JSON pages: the cursor of the previous page's `Link: <…>; rel="next"`.
-    after: Option<String>,
-    /// `json` (default) or `csv`.
-    format: Option<String>,
-}
 
 /// Events in one page of the JSON audit search (the default and the most `limit` may ask):
 /// a search is read page by page, never held whole in memory.
@@ -496,270 +316,102 @@ fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(message.into())
 }
 
-fn instant(name: &str, text: &str) -> Result<time::OffsetDateTime, ServiceError> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
-        |_| {
-            bad(format!(
-                "{name} {text:?}: expected an RFC 3339 time, e.g. 2026-12-01T00:00:00+09:00"
-            ))
-        },
-    )
-}
-
-/// The period of `params`: `month` (a whole Tokyo month) or `from`/`to`.
-fn period(
-    params: &AuditParams,
-) -> Result<(Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), ServiceError> {
-    if let Some(month) = &params.month {
-        if params.from.is_some() || params.to.is_some() {
-            return Err(bad("give either month or from/to, not both"));
-        }
-        let wrong = || bad(format!("month {month:?}: expected YYYY-MM"));
-        let (year, m) = month.split_once('-').ok_or_else(wrong)?;
-        let year: i32 = year.parse().map_err(|_| wrong())?;
-        let m: u8 = m.parse().map_err(|_| wrong())?;
-        let m = time::Month::try_from(m).map_err(|_| wrong())?;
-        let start = time::Date::from_calendar_date(year, m, 1).map_err(|_| wrong())?;
-        let next = start
-            .checked_add(time::Duration::days(31))
-            .ok_or_else(wrong)?;
-        let end =
-            time::Date::from_calendar_date(next.year(), next.month(), 1).map_err(|_| wrong())?;
-        let tokyo = time::macros::offset!(+9);
-        return Ok((
-            Some(start.midnight().assume_offset(tokyo)),
-            Some(end.midnight().assume_offset(tokyo)),
-        ));
-    }
-    Ok((
-        params
-            .from
-            .as_deref()
-            .map(|t| instant("from", t))
-            .transpose()?,
-        params.to.as_deref().map(|t| instant("to", t)).transpose()?,
-    ))
-}
-
-fn audit_query(state: &ApiState, params: &AuditParams) -> Result<AuditQuery, ServiceError> {
-    let site = params.site.as_deref().map(site_of).transpose()?;
-    let patient = match (&params.patient_ref, &params.insurer, &params.number) {
-        (Some(r), None, None) => {
-            Some(PatientRef::parse(r).map_err(|e| bad(format!("patient_ref: {e}")))?)
-        }
-        (None, Some(insurer), Some(number)) => {
-            let key = state.patient_key.as_deref().ok_or_else(|| {
-                bad("central has no patient hash key (--patient-key): search by patient_ref")
-            })?;
-            use onshi_domain::ids::{
-                InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
-            };
-            let id = |e: onshi_domain::ids::IdError| bad(e.to_string());
-            let present = |s: &Option<String>| {
-                s.as_deref()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-            };
-            let symbol = present(&params.symbol)
-                .map(|s| InsuredCardSymbol::parse(&s))
-                .transpose()
-                .map_err(id)?;
-            let branch = present(&params.branch)
-                .map(|s| InsuredBranchNumber::parse(&s))
-                .transpose()
-                .map_err(id)?;
-            Some(PatientRef::for_insurance_card(
-                key,
-                &InsurerNumber::parse(insurer).map_err(id)?,
-                symbol.as_ref(),
-                &InsuredIdentificationNumber::parse(number).map_err(id)?,
-                branch.as_ref(),
-            ))
-        }
-        (None, None, None) => None,
-        _ => {
-            return Err(bad(
-                "a patient is patient_ref, or insurer and number (with symbol and branch if the card has them)",
-            ));
-        }
-    };
-    let (from, to) = period(params)?;
-    Ok(AuditQuery {
-        site,
-        from,
-        to,
-        kinds: params
-            .kind
-            .as_deref()
-            .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_default(),
-        staff_id: params.staff.clone(),
-        staff_role: params.role.clone(),
-        patient,
-        result: params.result.clone(),
-        consent: params.consent.clone(),
-        disaster_window: params.disaster_window,
-        limit: params.limit.unwrap_or(AUDIT_JSON_PAGE),
-        after: params
-            .after
-            .as_deref()
-            .map(crate::store::audit_search::AuditCursor::parse)
-            .transpose()?,
-    })
-}
-
-/// The audit search. JSON comes a page at a time (at most [`AUDIT_JSON_PAGE`] events; a full
-/// page links the next with `Link: <…>; rel="next"`), and every page is audited like an
-/// export: it hands out who looked up whom.
-async fn audit_events(
+/// The audit search (`service::audit`: the same search, period and rows as the dashboard's
+/// `/audit`). JSON comes a page at a time (at most [`AUDIT_JSON_PAGE`] events; a full page
+/// links the next with `Link: <…>; rel="next"`), and every page is audited like an export: it
+/// hands out who looked up whom. `format=csv` is the whole search, streamed.
+pub(crate) async fn audit_events(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     uri: axum::http::Uri,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
-    let query = audit_query(&state, &params)?;
-    let format = params.format.as_deref().unwrap_or("json");
-    if format == "json" && query.limit > AUDIT_JSON_PAGE {
+    let search = AuditSearch::try_from(params)?;
+    let key = state.patient_key.as_deref();
+    if search.format == Format::Csv {
+        principal.require(crate::auth::Permission::ExportAudit)?;
+        if search.query.limit.is_some() {
+            return Err(bad(
+                "limit applies to JSON pages; a CSV export is always the whole search (narrow                  it with the period, a site or other filters)",
+            ));
+        }
+        let rows =
+            service::audit::export_csv(&state.store, &principal, &search.query(key, None)?).await?;
+        return Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"onshi-audit.csv\"",
+                ),
+            ],
+            axum::body::Body::from_stream(rows),
+        )
+            .into_response());
+    }
+    let limit = search.query.limit.unwrap_or(AUDIT_JSON_PAGE);
+    if limit > AUDIT_JSON_PAGE {
         return Err(bad(format!(
-            "limit {}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; follow \
-             the Link: rel=\"next\" header for the rest (or ask for format=csv)",
-            query.limit
+            "limit {limit}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; \
+             follow the Link: rel=\"next\" header for the rest (or ask for format=csv)"
         )));
     }
-    let events = state.store.audit_search(&query).await?;
-    match format {
-        "json" => {
-            state
-                .store
-                .record_export(
-                    &format!(
-                        "audit search JSON page of {} events ({}{})",
-                        events.len(),
-                        crate::audit_report::describe_query(&query),
-                        query
-                            .after
-                            .as_ref()
-                            .map(|a| format!(", after {a}"))
-                            .unwrap_or_default()
-                    ),
-                    &principal.audit_name(),
-                )
-                .await?;
-            let next = (events.len() as i64 == query.limit)
-                .then(|| events.last())
-                .flatten()
-                .map(|last| {
-                    let cursor = crate::store::audit_search::AuditCursor::after(last);
-                    let mut pairs: Vec<&str> = uri
-                        .query()
-                        .unwrap_or_default()
-                        .split('&')
-                        .filter(|p| !p.is_empty() && !p.starts_with("after="))
-                        .collect();
-                    let after = format!("after={cursor}");
-                    pairs.push(&after);
-                    format!("<{}?{}>; rel=\"next\"", uri.path(), pairs.join("&"))
-                });
-            let mut response = Json(events).into_response();
-            if let Some(next) = next
-                && let Ok(value) = axum::http::HeaderValue::from_str(&next)
-            {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::LINK, value);
-            }
-            Ok(response)
-        }
-        "csv" => {
-            principal.require(crate::auth::Permission::ExportAudit)?;
-            state
-                .store
-                .record_export(
-                    &format!(
-                        "audit search CSV of {} events ({})",
-                        events.len(),
-                        crate::audit_report::describe_query(&query)
-                    ),
-                    &principal.audit_name(),
-                )
-                .await?;
-            Ok((
-                [
-                    (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        axum::http::header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"onshi-audit.csv\"",
-                    ),
-                ],
-                crate::audit_report::csv(&events),
-            )
-                .into_response())
-        }
-        other => Err(bad(format!("format {other:?}: expected json or csv"))),
+    let query = search.query(key, Some(limit))?;
+    let events = service::audit::search(&state.store, &principal, &query).await?;
+    state
+        .store
+        .record_export(
+            &format!(
+                "audit search JSON page of {} events ({}{})",
+                events.len(),
+                crate::audit_report::describe_query(&query),
+                query
+                    .after
+                    .as_ref()
+                    .map(|a| format!(", after {a}"))
+                    .unwrap_or_default()
+            ),
+            &principal.audit_name(),
+        )
+        .await?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last())
+        .flatten()
+        .map(|last| {
+            let cursor = crate::store::audit_search::AuditCursor::after(last);
+            let mut pairs: Vec<&str> = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .filter(|p| !p.is_empty() && !p.starts_with("after="))
+                .collect();
+            let after = format!("after={cursor}");
+            pairs.push(&after);
+            format!("<{}?{}>; rel=\"next\"", uri.path(), pairs.join("&"))
+        });
+    let mut response = Json(events).into_response();
+    if let Some(next) = next
+        && let Ok(value) = axum::http::HeaderValue::from_str(&next)
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LINK, value);
     }
+    Ok(response)
 }
 
-/// The printable report of a period (with `month`, the monthly summary an auditor files).
-async fn audit_report(
+/// The printable report of a period (with `month`, the monthly summary an auditor files): the
+/// same report as the dashboard's `/audit/report`.
+pub(crate) async fn audit_report(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
     use axum::response::IntoResponse;
-    let query = audit_query(&state, &params)?;
-    let store = &state.store;
-    let totals = store
-        .audit_totals(query.site.as_ref(), (query.from, query.to))
-        .await?;
-    let views = |allowed_or_disaster: AuditQuery| async move {
-        store.audit_search(&allowed_or_disaster).await
-    };
-    let base = AuditQuery {
-        kinds: vec!["info_view".into()],
-        ..query.clone()
-    };
-    let refusals = views(AuditQuery {
-        result: Some("refused".into()),
-        ..base.clone()
-    })
-    .await?;
-    let disaster_views = views(AuditQuery {
-        disaster_window: Some(true),
-        ..base
-    })
-    .await?;
-    let verdict = store
-        .verify_period(query.site.as_ref(), query.from, query.to)
-        .await?;
-    let title = match &params.month {
-        Some(month) => format!("オンライン資格確認 監査月報 {month} / monthly audit summary"),
-        None => "オンライン資格確認 監査報告 / audit report".to_string(),
-    };
-    let site = query.site.as_ref().map(|s| s.to_string());
-    let html = crate::audit_report::html(&crate::audit_report::ReportInput {
-        title,
-        site_code: site.as_deref(),
-        from: query.from,
-        to: query.to,
-        generated_at: time::OffsetDateTime::now_utc(),
-        generated_by: &principal.audit_name(),
-        totals: &totals,
-        refusals: &refusals,
-        disaster_views: &disaster_views,
-        verdict: &verdict,
-    });
-    store
-        .record_export(
-            &format!(
-                "audit report ({}; verdict {})",
-                crate::audit_report::describe_query(&query),
-                if verdict.intact { "INTACT" } else { "BROKEN" }
-            ),
-            &principal.audit_name(),
-        )
-        .await?;
+    let search = AuditSearch::try_from(params)?;
+    let query = search.query(state.patient_key.as_deref(), None)?;
+    let html = service::audit::report(&state.store, &principal, &search, &query).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
         html,
@@ -781,7 +433,7 @@ fn site_of(code: &str) -> Result<SiteCode, ServiceError> {
 
 /// What the site's agent is told (roster and the windows covering its prefecture); `null`
 /// while chain IT has set neither and the agent's own configuration applies.
-async fn site_access_rules(
+pub(crate) async fn site_access_rules(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<Option<onshi_domain::access::AccessRules>>, ServiceError> {
@@ -795,7 +447,7 @@ async fn site_access_rules(
 
 /// Replaces the site's staff roster (`[{"id": "D1", "role": "doctor"}, ...]`); its agent has
 /// it within a heartbeat.
-async fn put_site_staff(
+pub(crate) async fn put_site_staff(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -816,7 +468,7 @@ async fn put_site_staff(
 
 /// Opens (or changes) a disaster window (`{"id", "prefectures": ["13"], "starts_at",
 /// "ends_at"}`, RFC 3339); the agents of those prefectures have it within a heartbeat.
-async fn open_disaster_window(
+pub(crate) async fn open_disaster_window(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -833,7 +485,7 @@ async fn open_disaster_window(
 
 // ------------------------------------------------------------------------------- revocations
 
-async fn list_revocations(
+pub(crate) async fn list_revocations(
     State(store): State<Store>,
 ) -> Result<Json<Vec<crate::store::revocations::Revocation>>, ServiceError> {
     Ok(Json(store.revocations().await?))
@@ -841,14 +493,14 @@ async fn list_revocations(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeRequest {
+pub(crate) struct RevokeRequest {
     sha256_fingerprint: String,
     reason: String,
 }
 
 /// Revokes a certificate (`{"sha256_fingerprint", "reason"}`): refused at the next handshake
 /// by this replica at once, by the others within seconds; audited with the operator.
-async fn revoke_certificate(
+pub(crate) async fn revoke_certificate(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -873,7 +525,7 @@ async fn revoke_certificate(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeSiteRequest {
+pub(crate) struct RevokeSiteRequest {
     reason: String,
     /// Certificates of the site starting before this time are refused; default: now.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -883,7 +535,7 @@ struct RevokeSiteRequest {
 /// Revokes a whole site (`{"reason", "issued_before"?}`): every agent certificate of the site
 /// whose validity starts before `issued_before` (default now), those a stolen key minted
 /// included, is refused at the next handshake and ends its open session; audited.
-async fn revoke_site(
+pub(crate) async fn revoke_site(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -921,7 +573,7 @@ fn day(name: &str, text: &str) -> Result<time::Date, ServiceError> {
 }
 
 /// The site's adoption checklist with deadlines, evidence and status; `null` without a plan.
-async fn site_adoption(
+pub(crate) async fn site_adoption(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
@@ -935,14 +587,14 @@ async fn site_adoption(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AdoptionPlan {
+pub(crate) struct AdoptionPlan {
     planned_start: String,
     #[serde(default)]
     new_site: bool,
 }
 
 /// Sets the planned start (`{"planned_start": "2027-04-01", "new_site": false}`).
-async fn put_site_adoption(
+pub(crate) async fn put_site_adoption(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -966,13 +618,13 @@ async fn put_site_adoption(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StepDone {
+pub(crate) struct StepDone {
     done_on: String,
     evidence: String,
 }
 
 /// Marks a step done (`{"done_on": "2026-12-01", "evidence": "application no. 123"}`).
-async fn put_adoption_step(
+pub(crate) async fn put_adoption_step(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path((site_code, step)): Path<(String, String)>,
@@ -1001,7 +653,7 @@ async fn put_adoption_step(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SubsidyQuery {
+pub(crate) struct SubsidyQuery {
     /// hospital | large_chain_pharmacy | clinic_or_pharmacy
     facility: String,
     /// Card readers (hospitals: 1 to 3).
@@ -1013,7 +665,7 @@ struct SubsidyQuery {
 }
 
 /// The subsidy calculator (the domain doc's table): what finance can expect for one site.
-async fn subsidy(
+pub(crate) async fn subsidy(
     Query(query): Query<SubsidyQuery>,
 ) -> Result<Json<onshi_domain::adoption::Subsidy>, ServiceError> {
     use onshi_domain::adoption::SubsidyClass;
@@ -1040,7 +692,7 @@ async fn subsidy(
 
 /// The per-prefecture adoption table (institutions, card reader applied, production connected,
 /// operating, rates) for the chain's sites.
-async fn prefecture_table(
+pub(crate) async fn prefecture_table(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<onshi_domain::adoption::PrefectureRow>>, ServiceError> {
@@ -1057,7 +709,7 @@ async fn prefecture_table(
 /// takes is `onshi_domain::grace::GraceNotification`'s table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GraceFiling {
+pub(crate) struct GraceFiling {
     /// 1 to 6, or its name (system_not_ready, no_optical_line, home_visit_only,
     /// renovation_or_temporary_facility, planned_closure, special_difficulty).
     category: onshi_domain::grace::GraceCategory,
@@ -1074,7 +726,7 @@ fn optional_day(name: &str, text: &Option<String>) -> Result<Option<time::Date>,
 }
 
 /// The site's grace notifications, oldest first, each with its deadline and status today.
-async fn site_grace_notifications(
+pub(crate) async fn site_grace_notifications(
     State(store): State<Store>,
     Path(site_code): Path<String>,
 ) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
@@ -1088,7 +740,7 @@ async fn site_grace_notifications(
 
 /// Files a grace notification (`{"category": 2, "filed_on": "2023-03-01",
 /// "line_available_on": "2023-08-31"}`): 201 with its deadline and status; audited.
-async fn file_grace_notification(
+pub(crate) async fn file_grace_notification(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -1122,13 +774,13 @@ async fn file_grace_notification(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GraceEnding {
+pub(crate) struct GraceEnding {
     ended_on: String,
 }
 
 /// Ends a grace notification (`{"ended_on": "2023-06-30"}`): the system is ready, the line in
 /// use, the works over, the site closed, the difficulty resolved. Once; audited.
-async fn end_grace_notification(
+pub(crate) async fn end_grace_notification(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path((site_code, id)): Path<(String, String)>,
@@ -1163,13 +815,13 @@ async fn end_grace_notification(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GraceListQuery {
+pub(crate) struct GraceListQuery {
     /// active | overdue | ended; without it, the open ones (active and overdue).
     status: Option<String>,
 }
 
 /// Across the chain: grace notifications by status today, soonest deadline first.
-async fn chain_grace_notifications(
+pub(crate) async fn chain_grace_notifications(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<GraceListQuery>,
@@ -1191,12 +843,12 @@ async fn chain_grace_notifications(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SiteName {
+pub(crate) struct SiteName {
     name: String,
 }
 
 /// Names a site in the directory (`{"name": "さくら薬局 新宿店"}`); audited.
-async fn put_site(
+pub(crate) async fn put_site(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
@@ -1213,7 +865,7 @@ async fn put_site(
 }
 
 /// This API's OpenAPI 3.1 document (checked against real answers by tests/openapi.rs).
-async fn openapi() -> impl axum::response::IntoResponse {
+pub(crate) async fn openapi() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         include_str!("../openapi.json"),
@@ -1222,7 +874,7 @@ async fn openapi() -> impl axum::response::IntoResponse {
 
 /// The site list as the dashboard filters it, a page at a time (50 per page, by code):
 /// `?prefecture=13&kind=pharmacy&status=online&rollout=applied&q=新宿&page=2`.
-async fn search_sites(
+pub(crate) async fn search_sites(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<crate::web::sites::Params>,
@@ -1238,7 +890,7 @@ async fn search_sites(
 }
 
 /// Who the caller is: login, role, scope (`null`: the whole chain) and how they signed in.
-async fn me(Extension(principal): Extension<Principal>) -> Json<serde_json::Value> {
+pub(crate) async fn me(Extension(principal): Extension<Principal>) -> Json<serde_json::Value> {
     let scope = match &principal.scope {
         crate::auth::SiteScope::All => serde_json::Value::Null,
         crate::auth::SiteScope::Area { prefectures, sites } => {
@@ -1264,7 +916,7 @@ fn account_of(principal: &Principal) -> Result<&str, ServiceError> {
     Ok(&principal.name)
 }
 
-async fn list_tokens(
+pub(crate) async fn list_tokens(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Json<Vec<crate::store::accounts::ApiTokenSummary>>, ServiceError> {
@@ -1273,7 +925,7 @@ async fn list_tokens(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewToken {
+pub(crate) struct NewToken {
     label: String,
     #[serde(default = "default_token_days")]
     days: i64,
@@ -1285,7 +937,7 @@ fn default_token_days() -> i64 {
 
 /// Issues an API token acting as the caller (`{"label": "nightly export", "days": 90}`): 201
 /// with the token, shown this once.
-async fn create_token(
+pub(crate) async fn create_token(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -1318,7 +970,7 @@ async fn create_token(
 }
 
 /// Revokes one of the caller's tokens (a chain administrator: anyone's).
-async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
@@ -1334,7 +986,7 @@ async fn revoke_token(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-async fn list_accounts(
+pub(crate) async fn list_accounts(
     State(store): State<Store>,
 ) -> Result<Json<Vec<crate::store::accounts::AccountSummary>>, ServiceError> {
     Ok(Json(store.accounts().await?))
@@ -1342,7 +994,7 @@ async fn list_accounts(
 
 /// Makes an account (`{"login", "display_name", "role", "prefectures", "sites",
 /// "password"}`): 201; audited. The password never leaves this request.
-async fn create_account(
+pub(crate) async fn create_account(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -1361,7 +1013,7 @@ async fn create_account(
 /// Changes an account (`{"role"?, "prefectures"?, "sites"?, "disabled"?, "password"?}`):
 /// demote or promote it, disable or enable it, reset its password (its sessions end and its
 /// API tokens are revoked). Audited.
-async fn change_account(
+pub(crate) async fn change_account(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(login): Path<String>,
@@ -1380,7 +1032,7 @@ async fn change_account(
 // ------------------------------------------------------------------------------- retention
 
 /// The retention policy (months per event kind, `*` for the rest).
-async fn retention_policy(
+pub(crate) async fn retention_policy(
     State(store): State<Store>,
 ) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
     Ok(Json(store.retention_policy().await?))
@@ -1389,7 +1041,7 @@ async fn retention_policy(
 /// Sets one kind's retention (`{"kind": "link_change", "months": 13}`); months partitioned
 /// from now on follow it. Not below the kind's floor (migration 0018); audited by the
 /// owner's function that makes the change.
-async fn put_retention(
+pub(crate) async fn put_retention(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -1404,7 +1056,7 @@ async fn put_retention(
 
 // ------------------------------------------------------------------------------- notifications
 
-async fn list_endpoints(
+pub(crate) async fn list_endpoints(
     State(store): State<Store>,
 ) -> Result<Json<Vec<crate::store::notifications::Endpoint>>, ServiceError> {
     Ok(Json(store.notification_endpoints().await?))
@@ -1412,7 +1064,7 @@ async fn list_endpoints(
 
 /// Makes a notification endpoint (`crate::notify::endpoint::SHAPE`): 201 with the endpoint and,
 /// for a webhook, its signing secret, shown this once; audited.
-async fn create_endpoint(
+pub(crate) async fn create_endpoint(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
@@ -1433,7 +1085,7 @@ async fn create_endpoint(
 }
 
 /// Changes an endpoint (the same JSON; its channel stays, its secret is kept); audited.
-async fn put_endpoint(
+pub(crate) async fn put_endpoint(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
@@ -1447,7 +1099,7 @@ async fn put_endpoint(
 }
 
 /// Queues a test delivery to the endpoint: 202 with the notification's id.
-async fn test_endpoint(
+pub(crate) async fn test_endpoint(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
@@ -1461,13 +1113,13 @@ async fn test_endpoint(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeliveryParams {
+pub(crate) struct DeliveryParams {
     endpoint: Option<i64>,
     limit: Option<i64>,
 }
 
 /// The delivery log, newest first: `?endpoint=3&limit=100` (limit 1-1000, default 100).
-async fn list_deliveries(
+pub(crate) async fn list_deliveries(
     State(store): State<Store>,
     Query(params): Query<DeliveryParams>,
 ) -> Result<Json<Vec<crate::store::notifications::Delivery>>, ServiceError> {

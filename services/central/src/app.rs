@@ -389,7 +389,7 @@ impl Application {
                 tls_incoming(self.grpc, self.grpc_tls),
                 stopped(stop_rx.clone()),
             );
-        let router = crate::api::router_with(crate::api::ApiState {
+        let router = crate::routes::router_with(crate::state::ApiState {
             store: self.store.clone(),
             patient_key: self.patient_key.clone(),
             deny: self.deny.clone(),

@@ -7,18 +7,8 @@ use std::fmt::Write;
 use time::OffsetDateTime;
 
 use crate::audit::{ChainVerdict, describe};
+use crate::jst::stamp as tokyo;
 use crate::store::{AuditQuery, AuditTotals, StoredEvent};
-
-const TOKYO: time::UtcOffset = time::macros::offset!(+9);
-
-/// `2026-12-01 09:30:00 JST`.
-pub fn tokyo(at: OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    format!(
-        "{} JST",
-        at.to_offset(TOKYO).format(format).unwrap_or_default()
-    )
-}
 
 /// The fields of an event body an auditor reads, as text ("" when absent).
 pub(crate) fn field(event: &StoredEvent, name: &str) -> String {
@@ -65,28 +55,31 @@ pub const CSV_HEADER: [&str; 13] = [
     "event_id",
 ];
 
-/// The search results as CSV ([`crate::spreadsheet::csv`]: BOM, RFC 4180, inert cells).
-pub fn csv(events: &[StoredEvent]) -> Vec<u8> {
-    crate::spreadsheet::csv(
-        &CSV_HEADER,
-        events.iter().map(|e| {
-            [
-                tokyo(e.occurred_at),
-                e.site_code.clone(),
-                e.terminal_id.clone(),
-                e.kind.clone(),
-                result(e),
-                field(e, "staff_id"),
-                field(e, "staff_role"),
-                field(e, "patient_ref"),
-                field(e, "category"),
-                field(e, "refusal_reason"),
-                field(e, "disaster_window_id"),
-                field(e, "policy_version"),
-                e.event_id.to_string(),
-            ]
-        }),
-    )
+/// The start of a search's CSV: the BOM and [`CSV_HEADER`] ([`crate::spreadsheet`]).
+pub fn csv_head() -> Vec<u8> {
+    crate::spreadsheet::head(&CSV_HEADER)
+}
+
+/// One event as a CSV record appended to `out` (RFC 4180, inert cells).
+pub fn csv_row(out: &mut Vec<u8>, e: &StoredEvent) {
+    crate::spreadsheet::write_line(
+        out,
+        [
+            tokyo(e.occurred_at),
+            e.site_code.clone(),
+            e.terminal_id.clone(),
+            e.kind.clone(),
+            result(e),
+            field(e, "staff_id"),
+            field(e, "staff_role"),
+            field(e, "patient_ref"),
+            field(e, "category"),
+            field(e, "refusal_reason"),
+            field(e, "disaster_window_id"),
+            field(e, "policy_version"),
+            e.event_id.to_string(),
+        ],
+    );
 }
 
 fn escape(text: &str) -> String {
@@ -109,6 +102,8 @@ pub struct ReportInput<'a> {
     /// Refused views, and views under a disaster window.
     pub refusals: &'a [StoredEvent],
     pub disaster_views: &'a [StoredEvent],
+    /// Set when a list of views holds only its first this many (the CSV has them all).
+    pub views_cut_at: Option<usize>,
     pub verdict: &'a ChainVerdict,
 }
 
@@ -199,9 +194,19 @@ pub fn html(report: &ReportInput<'_>) -> String {
             report.disaster_views,
         ),
     ] {
+        let _ = write!(h, "<h2>{title}</h2>");
+        if let Some(cut) = report.views_cut_at
+            && events.len() >= cut
+        {
+            let _ = write!(
+                h,
+                "<p class=\"ng\">先頭 {cut} 件のみ掲載。すべては CSV で出力してください / only the \
+                 first {cut} are listed; the CSV export holds them all</p>"
+            );
+        }
         let _ = write!(
             h,
-            "<h2>{title}</h2><table><tr><th>日時 / time</th><th>施設 / site</th><th>職員 / staff</th>\
+            "<table><tr><th>日時 / time</th><th>施設 / site</th><th>職員 / staff</th>\
              <th>職種 / role</th><th>情報 / category</th><th>患者 / patient</th>\
              <th>理由・災害 / reason, window</th></tr>"
         );
@@ -296,11 +301,15 @@ mod tests {
 
     #[test]
     fn csv_has_a_bom_a_header_and_tokyo_times() {
-        let out = csv(&[event(
-            "info_view",
-            serde_json::json!({"allowed": false, "staff_id": "P1", "category": "checkup",
-                               "refusal_reason": "no consent, \"checkup\""}),
-        )]);
+        let mut out = csv_head();
+        csv_row(
+            &mut out,
+            &event(
+                "info_view",
+                serde_json::json!({"allowed": false, "staff_id": "P1", "category": "checkup",
+                                   "refusal_reason": "no consent, \"checkup\""}),
+            ),
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with('\u{feff}'));
         let mut lines = text.trim_start_matches('\u{feff}').lines();
@@ -319,5 +328,36 @@ mod tests {
     #[test]
     fn html_escapes_what_it_shows() {
         assert_eq!(escape("<b>&\""), "&lt;b&gt;&amp;&quot;");
+    }
+
+    #[test]
+    fn a_report_says_when_it_lists_only_the_first_views() {
+        let refused = [event("info_view", serde_json::json!({"allowed": false}))];
+        let verdict = ChainVerdict {
+            site_code: None,
+            from: None,
+            to: None,
+            events: 0,
+            streams: Vec::new(),
+            seal_keys: Vec::new(),
+            intact: true,
+        };
+        let report = |views_cut_at| {
+            html(&ReportInput {
+                title: "t".into(),
+                site_code: None,
+                from: None,
+                to: None,
+                generated_at: time::macros::datetime!(2026-12-01 00:30 UTC),
+                generated_by: "auditor",
+                totals: &[],
+                refusals: &refused,
+                disaster_views: &[],
+                views_cut_at,
+                verdict: &verdict,
+            })
+        };
+        assert!(report(Some(1)).contains("only the first 1 are listed"));
+        assert!(!report(None).contains("only the first"));
     }
 }

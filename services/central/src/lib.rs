@@ -1,22 +1,28 @@
 //! The central service: ingests the event streams of every site's agent into PostgreSQL and
 //! serves what chain IT and auditors need to see. See ARCHITECTURE.md for the whole picture.
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
 pub mod audit;
 pub mod audit_report;
 pub mod auth;
 pub mod error;
-pub mod extract;
+pub(crate) mod extract;
 pub mod fleet_metrics;
+pub mod form;
 pub mod health;
 pub mod ingest;
+pub mod jst;
 pub mod limits;
 pub mod maintenance;
+pub(crate) mod middleware;
 pub mod notify;
 pub mod renewal;
+pub mod routes;
 pub mod sealing;
+pub mod service;
 pub mod spreadsheet;
+pub mod state;
 pub mod store;
-pub mod web;
+pub(crate) mod web;
 pub mod writer;

@@ -38,25 +38,31 @@ fn is_plain_number(text: &str) -> bool {
         && digits.chars().any(|c| c.is_ascii_digit())
 }
 
-/// A CSV document: the BOM, `header`, then `rows`, every cell through [`cell`].
+/// The start of a CSV document: the BOM (spreadsheets in Japan then read UTF-8), then
+/// `header`; rows follow with [`write_line`], so an export can be sent as it is read.
+pub fn head(header: &[&str]) -> Vec<u8> {
+    let mut out = Vec::from("\u{feff}".as_bytes());
+    write_line(&mut out, header);
+    out
+}
+
+/// One record appended to `out`: RFC 4180, every cell through [`cell`].
+pub fn write_line<C: AsRef<str>>(out: &mut Vec<u8>, row: impl IntoIterator<Item = C>) {
+    let mut writer = csv::Writer::from_writer(out);
+    // Writing to a Vec cannot fail.
+    let _ = writer.write_record(row.into_iter().map(|c| cell(c.as_ref()).into_owned()));
+    let _ = writer.flush();
+}
+
+/// A whole CSV document: [`head`], then `rows`.
 pub fn csv<R, C>(header: &[&str], rows: impl IntoIterator<Item = R>) -> Vec<u8>
 where
     R: IntoIterator<Item = C>,
     C: AsRef<str>,
 {
-    let mut out = Vec::from("\u{feff}".as_bytes());
-    {
-        let mut writer = csv::Writer::from_writer(&mut out);
-        // Writing to a Vec cannot fail.
-        let _ = writer.write_record(header.iter().map(|h| cell(h).into_owned()));
-        for row in rows {
-            let _ = writer.write_record(
-                row.into_iter()
-                    .map(|c| cell(c.as_ref()).into_owned())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        let _ = writer.flush();
+    let mut out = head(header);
+    for row in rows {
+        write_line(&mut out, row);
     }
     out
 }

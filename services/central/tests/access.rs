@@ -109,7 +109,10 @@ async fn views_the_policy_or_central_s_consents_do_not_allow_raise_an_alert() {
         unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient_alerts).await.unwrap();
-    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
+    let open = store
+        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0].kind, "access_violation");
     assert_eq!(open[0].site_code, code);

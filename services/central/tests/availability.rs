@@ -206,7 +206,11 @@ async fn a_silent_qualification_terminal_is_its_own_state_and_recovers() {
     let unavailable = |store: Store| async move {
         store.check_alerts(thresholds).await.unwrap();
         store
-            .alerts(false, 100, &SiteScope::All)
+            .alerts(
+                &central::store::AlertState::UNRESOLVED,
+                100,
+                &SiteScope::All,
+            )
             .await
             .unwrap()
             .into_iter()

@@ -119,7 +119,7 @@ async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
     f.store.check_alerts(eager).await.unwrap();
     assert!(
         f.store
-            .alerts(false, 10, &SiteScope::All)
+            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
@@ -221,7 +221,10 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
         unavailable: Duration::from_secs(3600),
     };
     store.check_alerts(patient).await.unwrap();
-    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
+    let open = store
+        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(
         open.len(),
         1,
@@ -234,7 +237,7 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     store.check_alerts(patient).await.unwrap();
     assert_eq!(
         store
-            .alerts(false, 10, &SiteScope::All)
+            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .len(),

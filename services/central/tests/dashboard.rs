@@ -290,7 +290,7 @@ async fn fleet() -> Fleet {
         .await
         .unwrap();
     }
-    let app = central::api::router(store.clone());
+    let app = central::routes::router(store.clone());
     Fleet {
         _db: test_db,
         db,
@@ -390,7 +390,7 @@ impl Fleet {
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(format!(
                     "login={login}&password={}",
-                    central::web::form::encode(PASSWORD)
+                    central::form::encode(PASSWORD)
                 )))
                 .unwrap(),
         )
@@ -432,7 +432,7 @@ impl Browser {
     /// POSTs a form; `with_csrf` adds the session's token as the form's `_csrf` field.
     async fn post_form(&self, path: &str, with_csrf: bool) -> Answer {
         let body = if with_csrf {
-            format!("_csrf={}", central::web::form::encode(&self.csrf))
+            format!("_csrf={}", central::form::encode(&self.csrf))
         } else {
             String::new()
         };
@@ -804,9 +804,10 @@ async fn an_auditor_is_sent_from_the_overview_to_the_audit_pages() {
     assert_eq!(
         fleet
             .store
-            .dashboard_alerts(
-                &central::auth::SiteScope::All,
-                central::store::dashboard::AlertState::Open
+            .alerts(
+                &[central::store::AlertState::Open],
+                100,
+                &central::auth::SiteScope::All
             )
             .await
             .unwrap()
@@ -843,7 +844,7 @@ async fn the_account_page_shows_who_is_signed_in_and_manages_their_own_tokens() 
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&{fields}",
-                central::web::form::encode(&tokyo.csrf)
+                central::form::encode(&tokyo.csrf)
             )))
             .unwrap()
     };

@@ -239,7 +239,7 @@ async fn sign_in(app: &axum::Router, login: &str) -> (String, String) {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "login={login}&password={}",
-                central::web::form::encode(PASSWORD)
+                central::form::encode(PASSWORD)
             )))
             .unwrap(),
     )
@@ -285,7 +285,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
     let key = std::sync::Arc::new(
         central::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
     );
-    let app = central::api::router_with(central::api::ApiState {
+    let app = central::routes::router_with(central::state::ApiState {
         store: store.clone(),
         patient_key: None,
         deny: fleet_tls::deny::DenyList::default(),
@@ -304,7 +304,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&{fields}",
-                central::web::form::encode(&csrf)
+                central::form::encode(&csrf)
             )))
             .unwrap()
     };
@@ -344,7 +344,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&name=on+call&channel=webhook&target=https%3A%2F%2Fhooks.example.jp%2Fy&prefectures=13",
-                central::web::form::encode(&csrf)
+                central::form::encode(&csrf)
             )))
             .unwrap(),
     )
@@ -375,7 +375,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(format!(
                     "_csrf={}",
-                    central::web::form::encode(&csrf)
+                    central::form::encode(&csrf)
                 )))
                 .unwrap(),
         )

@@ -1,5 +1,6 @@
 //! central's OpenAPI document (`services/central/openapi.json`) against the real API: every route
-//! `api.rs` registers is documented and every documented operation is a route; with data seeded
+//! of the route table (`central::routes::table`) is documented and every documented operation
+//! is a route; with data seeded
 //! through the real paths (ingest, inventories, the maintenance passes, the API's own PUT and
 //! POST) against real PostgreSQL, every documented operation is called through the router (as
 //! an operator's certificate, as the mTLS listener hands it over, or with an account's API
@@ -31,7 +32,6 @@ use tonic::codegen::Service;
 use uuid::Uuid;
 
 const DOCUMENT: &str = include_str!("../openapi.json");
-const API_SOURCE: &str = include_str!("../src/api.rs");
 
 fn document() -> Value {
     serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
@@ -39,109 +39,19 @@ fn document() -> Value {
 
 // ------------------------------------------------------------------------------- routes
 
-/// Where the string literal starting at `text[0] == '"'` ends (the index after its quote).
-fn literal_end(text: &[u8]) -> usize {
-    let mut i = 1;
-    while i < text.len() {
-        match text[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    text.len()
-}
-
-/// Every `(METHOD, path)` the `.route("/api/...", get(..).post(..))` calls in `source` register.
-fn routes_in(source: &str) -> BTreeSet<(String, String)> {
-    let bytes = source.as_bytes();
-    let mut found = BTreeSet::new();
-    let mut from = 0;
-    while let Some(at) = source[from..].find(".route(") {
-        let open = from + at + ".route".len();
-        from = open + 1;
-        // The arguments, up to the matching parenthesis (string literals skipped).
-        let (mut depth, mut i) = (0usize, open);
-        while i < bytes.len() {
-            match bytes[i] {
-                b'"' => {
-                    i += literal_end(&bytes[i..]);
-                    continue;
-                }
-                b'(' => depth += 1,
-                b')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        let arguments = source[open + 1..i].trim_start();
-        if !arguments.starts_with('"') {
-            continue;
-        }
-        let end = literal_end(arguments.as_bytes());
-        let path = &arguments[1..end - 1];
-        if !path.starts_with("/api/") {
-            continue;
-        }
-        let handlers = &arguments[end..];
-        for method in ["get", "post", "put", "delete", "patch"] {
-            let call = format!("{method}(");
-            let mut search = 0;
-            while let Some(at) = handlers[search..].find(&call) {
-                let start = search + at;
-                let before = handlers[..start].chars().next_back();
-                if !before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                    found.insert((method.to_ascii_uppercase(), path.to_string()));
-                }
-                search = start + call.len();
-            }
-        }
-    }
-    found
-}
-
-#[test]
-fn the_route_reader_sees_methods_chained_and_across_lines() {
-    let source = r#"
-        Router::new()
-            .route("/api/v1/a", get(list_a).post(start_a))
-            .route(
-                "/api/v1/b/{id}",
-                put(put_b),
-            )
-            .route("/api/v1/c", axum::routing::delete(drop_c))
-            .route("/login", get(login::page))
-            .route("/api/v1/d", get(forget_it))
-    "#;
-    let routes: Vec<(String, String)> = routes_in(source).into_iter().collect();
-    let expected: Vec<(String, String)> = [
-        ("GET", "/api/v1/a"),
-        ("POST", "/api/v1/a"),
-        ("PUT", "/api/v1/b/{id}"),
-        ("DELETE", "/api/v1/c"),
-        ("GET", "/api/v1/d"),
-    ]
-    .iter()
-    .map(|(m, p)| (m.to_string(), p.to_string()))
-    .collect::<BTreeSet<_>>()
-    .into_iter()
-    .collect();
-    assert_eq!(routes, expected);
+/// Every `(METHOD, path)` of the JSON API in central's one route table (`central::routes`),
+/// the table that also builds the router and decides each route's permission.
+fn api_routes() -> BTreeSet<(String, String)> {
+    central::routes::table()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/"))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect()
 }
 
 #[test]
 fn every_route_is_documented_and_every_documented_operation_is_a_route() {
-    let routes = routes_in(API_SOURCE);
-    assert!(
-        routes.len() >= 30,
-        "the route reader found only {} routes in api.rs: has the router changed shape? {routes:?}",
-        routes.len()
-    );
+    let routes = api_routes();
     let documented: BTreeSet<(String, String)> =
         openapi::operations(&document()).into_iter().collect();
     let undocumented: Vec<String> = routes
@@ -154,8 +64,8 @@ fn every_route_is_documented_and_every_documented_operation_is_a_route() {
         .collect();
     assert!(
         undocumented.is_empty() && unrouted.is_empty(),
-        "routes in services/central/src/api.rs without an operation in services/central/openapi.json:\n  {}\n\
-         operations in openapi.json that api.rs does not route:\n  {}",
+        "routes in central::routes::table() without an operation in services/central/openapi.json:\n  {}\n\
+         operations in openapi.json that the route table does not have:\n  {}",
         undocumented.join("\n  "),
         unrouted.join("\n  ")
     );
@@ -720,7 +630,7 @@ async fn chain() -> Chain {
 
     let api = Api {
         // With a notification key, so webhooks can be made.
-        router: central::api::router_with(central::api::ApiState {
+        router: central::routes::router_with(central::state::ApiState {
             store: store.clone(),
             patient_key: None,
             deny: fleet_tls::deny::DenyList::default(),
@@ -1219,8 +1129,8 @@ async fn every_documented_operation_answers_as_documented() {
             "POST",
             "/api/v1/rollouts/999999/pause".into(),
             None,
-            400,
-            "bad_request",
+            404,
+            "not_found",
         ),
         (
             "POST",

@@ -321,7 +321,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     assert_eq!(store.check_alerts(patient).await.unwrap().opened, 0);
     assert!(
         store
-            .alerts(false, 10, &SiteScope::All)
+            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
@@ -329,7 +329,10 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     // Once it has, it opens, once.
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 0);
-    let open = store.alerts(false, 10, &SiteScope::All).await.unwrap();
+    let open = store
+        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(
         (
@@ -349,7 +352,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     store.record_heartbeat(&site, stream, 9).await.unwrap();
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     let kinds: Vec<String> = store
-        .alerts(false, 10, &SiteScope::All)
+        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
         .await
         .unwrap()
         .into_iter()
@@ -373,12 +376,15 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     assert_eq!(store.check_alerts(eager).await.unwrap().resolved, 1);
     assert!(
         store
-            .alerts(false, 10, &SiteScope::All)
+            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
     );
-    let all = store.alerts(true, 10, &SiteScope::All).await.unwrap();
+    let all = store
+        .alerts(&central::store::AlertState::ALL, 10, &SiteScope::All)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|a| a.resolved_at.is_some()));
 

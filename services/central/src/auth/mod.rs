@@ -7,10 +7,8 @@
 //! the queries themselves.
 
 pub mod accounts;
-pub mod middleware;
 pub mod password;
 pub mod rate_limit;
-pub mod routes;
 pub mod secret;
 pub mod session;
 

@@ -7,12 +7,14 @@ use std::time::Instant;
 use axum::http::HeaderValue;
 use time::OffsetDateTime;
 
-use super::middleware::SESSION_COOKIE;
 use super::rate_limit::{Refusal, SignInLimiter};
 use super::{password, secret};
 use crate::error::ServiceError;
 use crate::store::Store;
 use crate::store::accounts::{SESSION_LIFETIME, SignInEvent};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "onshi_session";
 
 /// A session just started: the cookie to set.
 #[derive(Debug)]

@@ -49,6 +49,7 @@ pub struct AlertCheck {
     pub resolved: u64,
 }
 
+/// An alert, the one shape every interface lists and acknowledges.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     pub id: i64,
@@ -62,6 +63,82 @@ pub struct Alert {
     #[serde(with = "time::serde::rfc3339::option")]
     pub resolved_at: Option<OffsetDateTime>,
     pub detail: String,
+    /// When and by whom (a login) it was acknowledged.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    pub acknowledged_by: Option<String>,
+}
+
+/// The columns [`Alert::from_row`] reads.
+pub(crate) const ALERT_COLUMNS: &str = "id, kind, site_code, stream_id, observed_at, opened_at,
+                                        resolved_at, detail, acknowledged_at, acknowledged_by";
+
+impl Alert {
+    /// A row of [`ALERT_COLUMNS`], read by name.
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Alert {
+        Alert {
+            id: r.get("id"),
+            kind: r.get("kind"),
+            site_code: r.get("site_code"),
+            stream_id: r.get("stream_id"),
+            observed_at: r.get("observed_at"),
+            opened_at: r.get("opened_at"),
+            resolved_at: r.get("resolved_at"),
+            detail: r.get("detail"),
+            acknowledged_at: r.get("acknowledged_at"),
+            acknowledged_by: r.get("acknowledged_by"),
+        }
+    }
+}
+
+/// Which alerts the list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    /// Open and nobody has acknowledged it.
+    Open,
+    /// Open and acknowledged.
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertState {
+    pub const ALL: [AlertState; 3] = [
+        AlertState::Open,
+        AlertState::Acknowledged,
+        AlertState::Resolved,
+    ];
+    /// Open, acknowledged or not: what the API and `central alerts` list by default.
+    pub const UNRESOLVED: [AlertState; 2] = [AlertState::Open, AlertState::Acknowledged];
+
+    pub fn parse(text: &str) -> Option<AlertState> {
+        AlertState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    fn condition(self) -> &'static str {
+        match self {
+            AlertState::Open => "resolved_at IS NULL AND acknowledged_at IS NULL",
+            AlertState::Acknowledged => "resolved_at IS NULL AND acknowledged_at IS NOT NULL",
+            AlertState::Resolved => "resolved_at IS NOT NULL",
+        }
+    }
+}
+
+/// What acknowledging an alert did.
+#[derive(Debug, Clone)]
+pub enum Acknowledgement {
+    Done(Alert),
+    /// No such alert in the principal's scope.
+    NotFound,
+    /// It is already acknowledged, resolved or not open yet; unchanged.
+    NotOpen(Alert),
 }
 
 /// Where one agent stream stands.
@@ -220,40 +297,103 @@ impl Store {
         Ok(AlertCheck { opened, resolved })
     }
 
-    /// Open alerts (and, with `include_resolved`, resolved ones too), newest first.
+    /// Opened alerts in `scope` in any of `states`, newest first, at most `limit`: the one
+    /// listing of alerts (the JSON API, the dashboard's tabs and `central alerts`).
     pub async fn alerts(
         &self,
-        include_resolved: bool,
+        states: &[AlertState],
         limit: i64,
         scope: &SiteScope,
     ) -> Result<Vec<Alert>, StoreError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
         let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
+        let in_states = states
+            .iter()
+            .map(|s| format!("({})", s.condition()))
+            .collect::<Vec<_>>()
+            .join(" OR ");
         let rows = client
             .query(
                 &format!(
-                    "SELECT id, kind, site_code, stream_id, observed_at, opened_at, resolved_at,
-                            detail
+                    "SELECT {ALERT_COLUMNS}
                      FROM alerts
-                     WHERE opened_at IS NOT NULL AND ($1 OR resolved_at IS NULL) AND {}
-                     ORDER BY opened_at DESC, id DESC LIMIT $2",
-                    SiteScope::sql("site_code", 3, 4)
+                     WHERE opened_at IS NOT NULL AND ({in_states}) AND {}
+                     ORDER BY opened_at DESC, id DESC LIMIT $1",
+                    SiteScope::sql("site_code", 2, 3)
                 ),
-                &[&include_resolved, &limit, &prefectures, &sites],
+                &[&limit, &prefectures, &sites],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Alert {
-                id: r.get(0),
-                kind: r.get(1),
-                site_code: r.get(2),
-                stream_id: r.get(3),
-                observed_at: r.get(4),
-                opened_at: r.get(5),
-                resolved_at: r.get(6),
-                detail: r.get(7),
-            })
-            .collect())
+        Ok(rows.iter().map(Alert::from_row).collect())
+    }
+
+    /// Marks open alert `id` acknowledged by `login`, if it is in `scope` and nobody has yet;
+    /// audited (as `actor`) in the same transaction.
+    pub async fn acknowledge_alert(
+        &self,
+        id: i64,
+        scope: &SiteScope,
+        login: &str,
+        actor: &str,
+    ) -> Result<Acknowledgement, StoreError> {
+        let mut client = self.conn().await?;
+        let (prefectures, sites) = scope.params();
+        let tx = client.transaction().await?;
+        let updated = tx
+            .query_opt(
+                &format!(
+                    "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $4
+                     WHERE id = $3 AND opened_at IS NOT NULL AND resolved_at IS NULL
+                       AND acknowledged_at IS NULL AND {}
+                     RETURNING {ALERT_COLUMNS}",
+                    SiteScope::sql("site_code", 1, 2)
+                ),
+                &[&prefectures, &sites, &id, &login],
+            )
+            .await?;
+        let Some(row) = updated else {
+            let current = tx
+                .query_opt(
+                    &format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts
+                         WHERE id = $3 AND opened_at IS NOT NULL AND {}",
+                        SiteScope::sql("site_code", 1, 2)
+                    ),
+                    &[&prefectures, &sites, &id],
+                )
+                .await?;
+            return Ok(match current {
+                Some(row) => Acknowledgement::NotOpen(Alert::from_row(&row)),
+                None => Acknowledgement::NotFound,
+            });
+        };
+        let alert = Alert::from_row(&row);
+        super::audit_admin(
+            &tx,
+            Some(&alert.site_code),
+            &format!(
+                "alert {} ({}) of site {} acknowledged by {actor}",
+                alert.id, alert.kind, alert.site_code
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Acknowledgement::Done(alert))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_states_round_trip() {
+        for state in AlertState::ALL {
+            assert_eq!(AlertState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(AlertState::parse("closed"), None);
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::events::StoredEvent;
+use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// The kinds an audit search covers by default: what people did, not what machines reported.
@@ -34,7 +35,8 @@ pub struct AuditQuery {
     pub consent: Option<String>,
     /// Only views made under a disaster window (true) or outside one (false).
     pub disaster_window: Option<bool>,
-    pub limit: i64,
+    /// At most this many events; `None`: the whole search (an export, streamed).
+    pub limit: Option<i64>,
     /// Only events after this one in the search's order (a page's [`AuditCursor`]).
     pub after: Option<AuditCursor>,
 }
@@ -127,7 +129,9 @@ impl AuditQuery {
                 "the period is empty: `from` must be before `to`".into(),
             ));
         }
-        if !(1..=100_000).contains(&self.limit) {
+        if let Some(limit) = self.limit
+            && !(1..=100_000).contains(&limit)
+        {
             return Err(StoreError::BadQuery(
                 "limit must be between 1 and 100000".into(),
             ));
@@ -136,60 +140,113 @@ impl AuditQuery {
     }
 }
 
+/// The rows of an audit search as PostgreSQL returns them, with the pooled connection they
+/// come over (kept until the last row is read).
+struct RowsOver {
+    _client: super::Conn,
+    rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
+}
+
 impl Store {
-    /// Events matching `query`, oldest first.
-    pub async fn audit_search(&self, query: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    /// Events matching `query` within `scope`, oldest first, at most `query.limit`.
+    pub async fn audit_search(
+        &self,
+        query: &AuditQuery,
+        scope: &SiteScope,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        use futures_util::TryStreamExt;
+        self.audit_rows(query, scope).await?.try_collect().await
+    }
+
+    /// Events matching `query` within `scope`, oldest first, streamed as PostgreSQL returns
+    /// them: memory stays bounded whatever the size (tokio-postgres reads the socket only as
+    /// rows are taken, so a slow reader holds PostgreSQL back instead of filling memory). A
+    /// failure midway ends the stream with the error, never silently.
+    pub async fn audit_rows(
+        &self,
+        query: &AuditQuery,
+        scope: &SiteScope,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<StoredEvent, StoreError>> + Send + use<>,
+        StoreError,
+    > {
         query.check()?;
         let kinds: Vec<String> = if query.kinds.is_empty() {
             AUDIT_KINDS.iter().map(|k| k.to_string()).collect()
         } else {
             query.kinds.clone()
         };
-        let rows = self
-            .read_conn()
-            .await?
-            .query(
-                "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
-                        received_at, kind, body
-                 FROM events
-                 WHERE kind = ANY($1)
-                   AND ($2::text IS NULL OR site_code = $2)
-                   AND ($3::timestamptz IS NULL OR occurred_at >= $3)
-                   AND ($4::timestamptz IS NULL OR occurred_at < $4)
-                   AND ($5::text IS NULL OR body->>'staff_id' = $5)
-                   AND ($6::text IS NULL OR body->>'staff_role' = $6)
-                   AND ($7::text IS NULL OR body->>'patient_ref' = $7)
-                   AND ($8::text IS NULL
-                        OR (kind = 'lookup' AND body->>'outcome' = $8)
-                        OR (kind = 'card_check' AND body->>'result' = $8)
-                        OR (kind = 'info_view' AND $8 = CASE WHEN (body->>'allowed')::boolean
-                                                             THEN 'allowed' ELSE 'refused' END))
-                   AND ($9::text IS NULL OR (kind = 'consent' AND body->>$9 = 'given'))
-                   AND ($10::boolean IS NULL OR (kind = 'info_view'
-                        AND (body->>'disaster_window_id' IS NOT NULL) = $10))
-                   AND ($12::timestamptz IS NULL
-                        OR (occurred_at, site_code, sequence) > ($12, $13, $14))
-                 ORDER BY occurred_at, site_code, sequence
-                 LIMIT $11",
-                &[
-                    &kinds,
-                    &query.site.as_ref().map(SiteCode::as_str),
-                    &query.from,
-                    &query.to,
-                    &query.staff_id,
-                    &query.staff_role,
-                    &query.patient.as_ref().map(PatientRef::as_str),
-                    &query.result,
-                    &query.consent,
-                    &query.disaster_window,
-                    &query.limit,
-                    &query.after.as_ref().map(|a| a.occurred_at),
-                    &query.after.as_ref().map(|a| a.site_code.as_str()),
-                    &query.after.as_ref().map(|a| a.sequence),
-                ],
+        let (prefectures, sites) = scope.params();
+        let site = query.site.as_ref().map(SiteCode::as_str);
+        let patient = query.patient.as_ref().map(PatientRef::as_str);
+        let after_at = query.after.as_ref().map(|a| a.occurred_at);
+        let after_site = query.after.as_ref().map(|a| a.site_code.as_str());
+        let after_sequence = query.after.as_ref().map(|a| a.sequence);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 16] = [
+            &kinds,
+            &site,
+            &query.from,
+            &query.to,
+            &query.staff_id,
+            &query.staff_role,
+            &patient,
+            &query.result,
+            &query.consent,
+            &query.disaster_window,
+            &query.limit,
+            &after_at,
+            &after_site,
+            &after_sequence,
+            &prefectures,
+            &sites,
+        ];
+        let client = self.read_conn().await?;
+        let rows = client
+            .query_raw(
+                &format!(
+                    "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at,
+                            received_at, kind, body
+                     FROM events
+                     WHERE kind = ANY($1)
+                       AND ($2::text IS NULL OR site_code = $2)
+                       AND ($3::timestamptz IS NULL OR occurred_at >= $3)
+                       AND ($4::timestamptz IS NULL OR occurred_at < $4)
+                       AND ($5::text IS NULL OR body->>'staff_id' = $5)
+                       AND ($6::text IS NULL OR body->>'staff_role' = $6)
+                       AND ($7::text IS NULL OR body->>'patient_ref' = $7)
+                       AND ($8::text IS NULL
+                            OR (kind = 'lookup' AND body->>'outcome' = $8)
+                            OR (kind = 'card_check' AND body->>'result' = $8)
+                            OR (kind = 'info_view' AND $8 = CASE WHEN (body->>'allowed')::boolean
+                                                                 THEN 'allowed' ELSE 'refused' END))
+                       AND ($9::text IS NULL OR (kind = 'consent' AND body->>$9 = 'given'))
+                       AND ($10::boolean IS NULL OR (kind = 'info_view'
+                            AND (body->>'disaster_window_id' IS NOT NULL) = $10))
+                       AND ($12::timestamptz IS NULL
+                            OR (occurred_at, site_code, sequence) > ($12, $13, $14))
+                       AND {}
+                     ORDER BY occurred_at, site_code, sequence
+                     LIMIT $11::bigint",
+                    SiteScope::sql("site_code", 15, 16)
+                ),
+                &params,
             )
             .await?;
-        Ok(rows.iter().map(StoredEvent::from_row).collect())
+        let over = RowsOver {
+            _client: client,
+            rows: Box::pin(rows),
+        };
+        use futures_util::StreamExt;
+        // Fused: a reader that asks again after the end gets the end again.
+        Ok(futures_util::stream::unfold(over, |mut over| async move {
+            let row = over.rows.next().await?;
+            Some((
+                row.map(|r| StoredEvent::from_row(&r))
+                    .map_err(StoreError::from),
+                over,
+            ))
+        })
+        .fuse())
     }
 
     /// Totals per site and staff member over a period (a report's table).
@@ -197,10 +254,13 @@ impl Store {
         &self,
         site: Option<&SiteCode>,
         (from, to): (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        scope: &SiteScope,
     ) -> Result<Vec<AuditTotals>, StoreError> {
+        let (prefectures, sites) = scope.params();
         let rows = self.read_conn().await?
             .query(
-                "SELECT site_code, coalesce(body->>'staff_id', ''), coalesce(body->>'staff_role', ''),
+                &format!("SELECT site_code, coalesce(body->>'staff_id', '') AS staff_id,
+                        coalesce(body->>'staff_role', '') AS staff_role,
                         count(*) FILTER (WHERE kind = 'lookup'),
                         count(*) FILTER (WHERE kind = 'lookup' AND body->>'outcome' = 'valid'),
                         count(*) FILTER (WHERE kind = 'info_view' AND (body->>'allowed')::boolean),
@@ -213,8 +273,10 @@ impl Store {
                    AND ($1::text IS NULL OR site_code = $1)
                    AND ($2::timestamptz IS NULL OR occurred_at >= $2)
                    AND ($3::timestamptz IS NULL OR occurred_at < $3)
+                   AND {}
                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-                &[&site.map(SiteCode::as_str), &from, &to],
+                 SiteScope::sql("site_code", 4, 5)),
+                &[&site.map(SiteCode::as_str), &from, &to, &prefectures, &sites],
             )
             .await?;
         Ok(rows

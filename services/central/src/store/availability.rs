@@ -331,7 +331,7 @@ pub(super) fn hours_from(json: Option<serde_json::Value>) -> Result<OpeningHours
 
 /// The alert text: what is wrong, in Japanese then English, and since when central knows.
 fn detail(site: &str, verdict: &Availability, last_seen: OffsetDateTime) -> String {
-    let last = crate::audit_report::tokyo(last_seen);
+    let last = crate::jst::stamp(last_seen);
     match verdict.underlying {
         State::Online => format!("site {site}: online"),
         State::LinkDown => format!(

@@ -20,7 +20,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use deadpool_postgres::{Object, Pool, Transaction};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Error, Row};
+use tokio_postgres::{Error, Row, RowStream};
 
 use super::StoreError;
 
@@ -67,6 +67,19 @@ impl Conn {
     pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, Error> {
         let types = self.types_of(sql).await?;
         self.client.execute_typed(sql, &typed(params, &types)).await
+    }
+
+    /// The rows as PostgreSQL sends them, for exports of any size: memory stays bounded by what
+    /// the reader has not taken yet (the connection stops reading when it does not).
+    pub(crate) async fn query_raw(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<RowStream, Error> {
+        let types = self.types_of(sql).await?;
+        self.client
+            .query_typed_raw(sql, typed(params, &types))
+            .await
     }
 
     pub(crate) async fn transaction(&mut self) -> Result<Tx<'_>, Error> {

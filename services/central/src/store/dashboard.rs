@@ -18,6 +18,7 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::alerts::{ALERT_COLUMNS, Alert};
 use super::scope::SiteScope;
 use super::{Store, StoreError};
 
@@ -372,7 +373,7 @@ pub struct SiteDetail {
     pub certificates: Vec<SiteCertificate>,
     /// The newest events, newest first.
     pub events: Vec<SiteEvent>,
-    pub alerts: Vec<AlertRow>,
+    pub alerts: Vec<Alert>,
     pub rollout_state: Option<String>,
     pub rollout_version: Option<String>,
 }
@@ -381,93 +382,6 @@ pub struct SiteDetail {
 const SITE_LINKS: i64 = 20;
 /// Events on the site page.
 pub const SITE_EVENTS: i64 = 50;
-
-/// Which alerts the list shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertState {
-    /// Open and nobody has acknowledged it.
-    Open,
-    /// Open and acknowledged.
-    Acknowledged,
-    Resolved,
-}
-
-impl AlertState {
-    pub const ALL: [AlertState; 3] = [
-        AlertState::Open,
-        AlertState::Acknowledged,
-        AlertState::Resolved,
-    ];
-
-    pub fn parse(text: &str) -> Option<AlertState> {
-        AlertState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Open => "open",
-            AlertState::Acknowledged => "acknowledged",
-            AlertState::Resolved => "resolved",
-        }
-    }
-
-    fn condition(self) -> &'static str {
-        match self {
-            AlertState::Open => "resolved_at IS NULL AND acknowledged_at IS NULL",
-            AlertState::Acknowledged => "resolved_at IS NULL AND acknowledged_at IS NOT NULL",
-            AlertState::Resolved => "resolved_at IS NOT NULL",
-        }
-    }
-}
-
-/// An alert with who acknowledged it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AlertRow {
-    pub id: i64,
-    pub kind: String,
-    pub site_code: String,
-    pub stream_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    pub opened_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub resolved_at: Option<OffsetDateTime>,
-    pub detail: String,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub acknowledged_at: Option<OffsetDateTime>,
-    pub acknowledged_by: Option<String>,
-}
-
-const ALERT_COLUMNS: &str = "id, kind, site_code, stream_id, opened_at, resolved_at, detail,
-                             acknowledged_at, acknowledged_by";
-
-impl AlertRow {
-    fn from_row(r: &tokio_postgres::Row) -> AlertRow {
-        AlertRow {
-            id: r.get(0),
-            kind: r.get(1),
-            site_code: r.get(2),
-            stream_id: r.get(3),
-            opened_at: r.get(4),
-            resolved_at: r.get(5),
-            detail: r.get(6),
-            acknowledged_at: r.get(7),
-            acknowledged_by: r.get(8),
-        }
-    }
-}
-
-/// Alerts the list shows at most, newest first.
-pub const ALERTS_SHOWN: i64 = 500;
-
-/// What acknowledging an alert did.
-#[derive(Debug, Clone)]
-pub enum Acknowledgement {
-    Done(AlertRow),
-    /// No such alert in the principal's scope.
-    NotFound,
-    /// It is already acknowledged, resolved or not open yet; unchanged.
-    NotOpen(AlertRow),
-}
 
 impl Store {
     /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart and
@@ -968,87 +882,10 @@ impl Store {
                 })
                 .collect(),
             events: events.iter().map(event).collect(),
-            alerts: alerts.iter().map(AlertRow::from_row).collect(),
+            alerts: alerts.iter().map(Alert::from_row).collect(),
             rollout_state: rollout.as_ref().map(|r| r.get(0)),
             rollout_version: rollout.as_ref().map(|r| r.get(1)),
         }))
-    }
-
-    /// Opened alerts in `scope` in `state`, newest first, at most [`ALERTS_SHOWN`].
-    pub async fn dashboard_alerts(
-        &self,
-        scope: &SiteScope,
-        state: AlertState,
-    ) -> Result<Vec<AlertRow>, StoreError> {
-        let client = self.read_conn().await?;
-        let (prefectures, sites) = scope.params();
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {ALERT_COLUMNS} FROM alerts
-                     WHERE opened_at IS NOT NULL AND {} AND {}
-                     ORDER BY opened_at DESC, id DESC LIMIT {ALERTS_SHOWN}",
-                    state.condition(),
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[&prefectures, &sites],
-            )
-            .await?;
-        Ok(rows.iter().map(AlertRow::from_row).collect())
-    }
-
-    /// Marks open alert `id` acknowledged by `login`, if it is in `scope` and nobody has yet;
-    /// audited (as `actor`) in the same transaction.
-    pub async fn acknowledge_alert(
-        &self,
-        id: i64,
-        scope: &SiteScope,
-        login: &str,
-        actor: &str,
-    ) -> Result<Acknowledgement, StoreError> {
-        let mut client = self.conn().await?;
-        let (prefectures, sites) = scope.params();
-        let tx = client.transaction().await?;
-        let updated = tx
-            .query_opt(
-                &format!(
-                    "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $4
-                     WHERE id = $3 AND opened_at IS NOT NULL AND resolved_at IS NULL
-                       AND acknowledged_at IS NULL AND {}
-                     RETURNING {ALERT_COLUMNS}",
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[&prefectures, &sites, &id, &login],
-            )
-            .await?;
-        let Some(row) = updated else {
-            let current = tx
-                .query_opt(
-                    &format!(
-                        "SELECT {ALERT_COLUMNS} FROM alerts
-                         WHERE id = $3 AND opened_at IS NOT NULL AND {}",
-                        SiteScope::sql("site_code", 1, 2)
-                    ),
-                    &[&prefectures, &sites, &id],
-                )
-                .await?;
-            return Ok(match current {
-                Some(row) => Acknowledgement::NotOpen(AlertRow::from_row(&row)),
-                None => Acknowledgement::NotFound,
-            });
-        };
-        let alert = AlertRow::from_row(&row);
-        super::audit_admin(
-            &tx,
-            Some(&alert.site_code),
-            &format!(
-                "alert {} ({}) of site {} acknowledged by {actor}",
-                alert.id, alert.kind, alert.site_code
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Acknowledgement::Done(alert))
     }
 }
 
@@ -1070,14 +907,6 @@ mod tests {
             first_hour(datetime!(2026-12-02 05:59:12.5 UTC)),
             datetime!(2026-12-01 06:00 UTC)
         );
-    }
-
-    #[test]
-    fn alert_states_round_trip() {
-        for state in AlertState::ALL {
-            assert_eq!(AlertState::parse(state.as_str()), Some(state));
-        }
-        assert_eq!(AlertState::parse("closed"), None);
     }
 
     fn hours(from: OffsetDateTime, n: i64) -> Vec<OffsetDateTime> {

@@ -33,7 +33,7 @@ use std::str::FromStr;
 pub(crate) use conn::{Conn, Tx};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-pub use alerts::{Alert, AlertCheck, AlertThresholds, StreamStatus};
+pub use alerts::{Acknowledgement, Alert, AlertCheck, AlertState, AlertThresholds, StreamStatus};
 pub use audit_search::{AuditQuery, AuditTotals};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
 pub use chain::ChainCheck;

@@ -11,9 +11,9 @@ use maud::{Markup, html};
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::api::ApiState;
 use crate::auth::{Credential, Principal};
 use crate::error::ServiceError;
+use crate::state::ApiState;
 use crate::store::accounts::ApiTokenSummary;
 use crate::store::scope::SiteScope;
 

@@ -1,21 +1,24 @@
 //! `/alerts`: the alerts of the sites in scope, open, acknowledged or resolved, and
-//! acknowledging one (`POST /alerts/{id}/acknowledge` from the page's form, and its JSON twin
-//! `POST /api/v1/alerts/{id}/acknowledge`).
+//! acknowledging one (`POST /alerts/{id}/acknowledge` from the page's form; the JSON API's
+//! twin calls the same `service::alerts::acknowledge`).
 
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Extension, Json};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::notify::kind_label;
-use crate::store::dashboard::{ALERTS_SHOWN, Acknowledgement, AlertRow, AlertState};
+use crate::state::ApiState;
+use crate::store::{Alert, AlertState};
+
+/// Alerts the list shows at most, newest first.
+const ALERTS_SHOWN: i64 = 500;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Params {
@@ -30,7 +33,7 @@ fn state_label(state: AlertState) -> (&'static str, &'static str) {
     }
 }
 
-fn table(principal: &Principal, state: AlertState, alerts: &[AlertRow]) -> Markup {
+fn table(principal: &Principal, state: AlertState, alerts: &[Alert]) -> Markup {
     let may_act = principal.may(Permission::ActOnSite) && state == AlertState::Open;
     html! {
         table #alerts data-state=(state.as_str()) {
@@ -120,46 +123,14 @@ pub async fn list_handler(
         )
             .into_response());
     };
-    let alerts = state
-        .store
-        .dashboard_alerts(&principal.scope, alert_state)
-        .await?;
+    let alerts =
+        crate::service::alerts::list(&state.store, &principal.scope, &[alert_state], ALERTS_SHOWN)
+            .await?;
     let body = html! {
         (tabs(alert_state))
         (table(&principal, alert_state, &alerts))
     };
     Ok(page(&principal, Nav::Alerts, title, body).into_response())
-}
-
-async fn acknowledge(
-    state: &ApiState,
-    principal: &Principal,
-    id: &str,
-) -> Result<AlertRow, ServiceError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ServiceError::BadRequest(format!("alert id {id:?} is not a number")))?;
-    match state
-        .store
-        .acknowledge_alert(
-            id,
-            &principal.scope,
-            &principal.name,
-            &principal.audit_name(),
-        )
-        .await?
-    {
-        Acknowledgement::Done(alert) => Ok(alert),
-        Acknowledgement::NotFound => Err(ServiceError::NotFound(format!(
-            "no alert {id} among the sites you see (アラートが見つかりません)"
-        ))),
-        Acknowledgement::NotOpen(alert) => {
-            Err(ServiceError::BadRequest(match alert.acknowledged_by {
-                Some(by) => format!("alert {id} was already acknowledged by {by} (確認済みです)"),
-                None => format!("alert {id} is resolved; nothing to acknowledge (解決済みです)"),
-            }))
-        }
-    }
 }
 
 /// The page's form: acknowledges, then back to the list.
@@ -168,7 +139,7 @@ pub async fn acknowledge_form(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
-    match acknowledge(&state, &principal, &id).await {
+    match crate::service::alerts::acknowledge(&state.store, &principal, &id).await {
         Ok(_) => Ok(Redirect::to("/alerts").into_response()),
         Err(error @ (ServiceError::NotFound(_) | ServiceError::BadRequest(_))) => {
             let status = if matches!(error, ServiceError::NotFound(_)) {
@@ -188,13 +159,4 @@ pub async fn acknowledge_form(
         }
         Err(error) => Err(error),
     }
-}
-
-/// `POST /api/v1/alerts/{id}/acknowledge`: the acknowledged alert as JSON.
-pub async fn acknowledge_json(
-    State(state): State<ApiState>,
-    Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Json<AlertRow>, ServiceError> {
-    acknowledge(&state, &principal, &id).await.map(Json)
 }

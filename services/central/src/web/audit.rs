@@ -8,293 +8,68 @@
 //! the clear numbers are in one request only: not in the page, its links or its exports.
 
 use axum::Extension;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use onshi_domain::ids::{
-    IdError, InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
-};
 use onshi_domain::patient::PatientRef;
-use onshi_domain::site::SiteCode;
-use serde::Deserialize;
-use time::{Date, Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::form::encode;
-use super::format::{TOKYO, count, date_with_era, tokyo, tokyo_day, tokyo_or_dash};
+use super::format::{count, date_with_era, tokyo, tokyo_day, tokyo_or_dash};
 use super::layout::{Nav, page};
-use crate::api::ApiState;
-use crate::audit_report::{describe_query, field, result as result_of};
+use crate::audit_report::{field, result as result_of};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
+use crate::extract::Query;
+use crate::service::audit::{AuditParams, AuditSearch, CONSENTS, KINDS, RESULTS, STAFF_ROLES};
+use crate::state::ApiState;
 use crate::store::dashboard_rollout::StreamVerificationStatus;
 use crate::store::{AuditQuery, StoredEvent};
 
 /// Rows the page shows (one more is asked for, to say there are more).
 const PAGE_ROWS: i64 = 200;
-/// Events a CSV export may hold; a search reaching it is refused rather than cut short.
-const CSV_ROWS: i64 = 100_000;
-/// Refused and disaster-window views a report lists.
-const REPORT_VIEWS: i64 = 10_000;
-
-const KINDS: [(&str, &str, &str); 4] = [
-    ("lookup", "資格確認", "lookup"),
-    ("info_view", "情報の閲覧", "information view"),
-    ("consent", "同意", "consent"),
-    ("card_check", "カード確認", "card check"),
-];
-
-const RESULTS: [(&str, &str); 14] = [
-    ("valid", "有効 / valid"),
-    ("invalid", "無効 / invalid"),
-    ("not_found", "該当なし / not found"),
-    ("error", "エラー / error"),
-    ("unreachable", "接続不可 / unreachable"),
-    ("allowed", "閲覧許可 / view allowed"),
-    ("refused", "閲覧拒否 / view refused"),
-    ("ok", "カード確認成功 / card ok"),
-    ("wrong_pin", "暗証番号誤り / wrong PIN"),
-    ("pin_locked", "暗証番号ロック / PIN locked"),
-    ("card_removed", "カード抜去 / card removed"),
-    ("unsupported_card", "非対応カード / unsupported card"),
-    (
-        "certificate_expired",
-        "証明書期限切れ / certificate expired",
-    ),
-    ("reader_error", "リーダーエラー / reader error"),
-];
-
-const CONSENTS: [(&str, &str); 5] = [
-    ("limit_info", "限度額情報 / copay limit"),
-    ("drug", "薬剤情報 / drug history"),
-    ("checkup", "特定健診情報 / checkups"),
-    ("diagnosis", "診療情報 / diagnoses"),
-    ("surgery", "手術情報 / surgeries"),
-];
-
-const STAFF_ROLES: [(&str, &str); 5] = [
-    ("doctor", "医師 / doctor"),
-    ("dentist", "歯科医師 / dentist"),
-    ("pharmacist", "薬剤師 / pharmacist"),
-    ("clerk", "事務 / clerk"),
-    ("site_admin", "施設管理者 / site admin"),
-];
-
-/// The search form as the browser sends it: empty fields mean "any".
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct Params {
-    /// Tokyo days `YYYY-MM-DD`, `to` included.
-    from: Option<String>,
-    to: Option<String>,
-    /// `YYYY-MM`, a whole Tokyo month (instead of from/to).
-    month: Option<String>,
-    site: Option<String>,
-    staff: Option<String>,
-    role: Option<String>,
-    kind: Option<String>,
-    result: Option<String>,
-    consent: Option<String>,
-    /// `yes`, `no` or empty.
-    disaster: Option<String>,
-    patient_ref: Option<String>,
-    insurer: Option<String>,
-    symbol: Option<String>,
-    number: Option<String>,
-    branch: Option<String>,
-}
 
 fn present(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-fn id_error(e: IdError) -> String {
-    format!("{} / {}", e.message_ja(), e)
+/// The form as a query string, the patient only as `patient_ref` (never card details).
+fn query_string(params: &AuditParams, patient: Option<&PatientRef>) -> String {
+    let mut parts: Vec<String> = [
+        ("from", &params.from),
+        ("to", &params.to),
+        ("month", &params.month),
+        ("site", &params.site),
+        ("staff", &params.staff),
+        ("role", &params.role),
+        ("kind", &params.kind),
+        ("result", &params.result),
+        ("consent", &params.consent),
+        ("disaster_window", &params.disaster_window),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| present(value).map(|v| format!("{name}={}", encode(v))))
+    .collect();
+    if let Some(patient) = patient {
+        parts.push(format!("patient_ref={}", patient.as_str()));
+    }
+    parts.join("&")
 }
 
-fn parse_day(name: &str, text: &str) -> Result<Date, String> {
-    Date::parse(
-        text,
-        time::macros::format_description!("[year]-[month]-[day]"),
-    )
-    .map_err(|_| format!("{name} の日付が正しくありません / {name} {text:?}: expected YYYY-MM-DD"))
-}
-
-fn tokyo_midnight(day: Date) -> OffsetDateTime {
-    day.midnight().assume_offset(TOKYO)
-}
-
-/// The period of the form: a whole Tokyo month, or from the start of `from` to the end of `to`.
-fn period(params: &Params) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), String> {
-    if let Some(month) = present(&params.month) {
-        if present(&params.from).is_some() || present(&params.to).is_some() {
-            return Err(
-                "月か期間のどちらかを指定してください / give either a month or from/to, not both"
-                    .into(),
-            );
-        }
-        let start = parse_day("month", &format!("{month}-01"))
-            .map_err(|_| format!("月が正しくありません / month {month:?}: expected YYYY-MM"))?;
-        let next = start + Duration::days(32);
-        let end = next.replace_day(1).map_err(|e| e.to_string())?;
-        return Ok((Some(tokyo_midnight(start)), Some(tokyo_midnight(end))));
-    }
-    let from = present(&params.from)
-        .map(|d| parse_day("from", d).map(tokyo_midnight))
-        .transpose()?;
-    let to = present(&params.to)
-        .map(|d| parse_day("to", d).map(|d| tokyo_midnight(d) + Duration::days(1)))
-        .transpose()?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from >= to
-    {
-        return Err("期間の終わりが始まりより前です / the period ends before it starts".into());
-    }
-    Ok((from, to))
-}
-
-fn one_of<'a>(
-    name: &str,
-    value: Option<&'a str>,
-    allowed: &[&str],
-) -> Result<Option<&'a str>, String> {
-    match value {
-        Some(v) if !allowed.contains(&v) => Err(format!(
-            "{name} が正しくありません / {name} {v:?}: one of {}",
-            allowed.join(", ")
-        )),
-        other => Ok(other),
-    }
-}
-
-impl Params {
-    /// Whether the form holds insurance card details (which are hashed, then dropped).
-    fn has_card(&self) -> bool {
-        [&self.insurer, &self.symbol, &self.number, &self.branch]
-            .iter()
-            .any(|f| present(f).is_some())
-    }
-
-    /// The patient of the form as a keyed hash: `patient_ref`, or the insurance card details
-    /// hashed with the chain's key.
-    fn patient(&self, state: &ApiState) -> Result<Option<PatientRef>, String> {
-        let reference = present(&self.patient_ref);
-        match (reference, self.has_card()) {
-            (Some(_), true) => Err(
-                "患者は patient_ref か保険証の記号番号のどちらかで指定します / give the patient \
-                 as patient_ref or as insurance card details, not both"
-                    .into(),
-            ),
-            (Some(r), false) => PatientRef::parse(r)
-                .map(Some)
-                .map_err(|e| format!("patient_ref が正しくありません / patient_ref: {e}")),
-            (None, true) => {
-                let key = state.patient_key.as_deref().ok_or(
-                    "central に患者ハッシュ鍵が設定されていません（--patient-key）。patient_ref で\
-                     検索してください / central has no patient hash key (--patient-key): search \
-                     by patient_ref",
-                )?;
-                let (Some(insurer), Some(number)) = (present(&self.insurer), present(&self.number))
-                else {
-                    return Err(
-                        "保険者番号と被保険者番号が必要です（記号・枝番は保険証にあれば） / \
-                         insurer and number are needed (symbol and branch if the card has them)"
-                            .into(),
-                    );
-                };
-                let symbol = present(&self.symbol)
-                    .map(InsuredCardSymbol::parse)
-                    .transpose()
-                    .map_err(id_error)?;
-                let branch = present(&self.branch)
-                    .map(InsuredBranchNumber::parse)
-                    .transpose()
-                    .map_err(id_error)?;
-                Ok(Some(PatientRef::for_insurance_card(
-                    key,
-                    &InsurerNumber::parse(insurer).map_err(id_error)?,
-                    symbol.as_ref(),
-                    &InsuredIdentificationNumber::parse(number).map_err(id_error)?,
-                    branch.as_ref(),
-                )))
-            }
-            (None, false) => Ok(None),
-        }
-    }
-
-    /// The search, or what is wrong with the form (Japanese, then English).
-    fn query(&self, state: &ApiState, limit: i64) -> Result<AuditQuery, String> {
-        let site = present(&self.site)
-            .map(|s| {
-                SiteCode::parse(s)
-                    .map_err(|e| format!("施設コードが正しくありません / site code {s:?}: {e}"))
-            })
-            .transpose()?;
-        let kinds: Vec<&str> = KINDS.iter().map(|(k, ..)| *k).collect();
-        let kind = one_of("kind", present(&self.kind), &kinds)?;
-        let results: Vec<&str> = RESULTS.iter().map(|(r, _)| *r).collect();
-        let result = one_of("result", present(&self.result), &results)?;
-        let consents: Vec<&str> = CONSENTS.iter().map(|(c, _)| *c).collect();
-        let consent = one_of("consent", present(&self.consent), &consents)?;
-        let disaster_window = match present(&self.disaster) {
-            None => None,
-            Some("yes") => Some(true),
-            Some("no") => Some(false),
-            Some(other) => {
-                return Err(format!(
-                    "災害時の指定が正しくありません / disaster {other:?}: yes, no or empty"
-                ));
-            }
-        };
-        let (from, to) = period(self)?;
-        Ok(AuditQuery {
-            site,
-            from,
-            to,
-            kinds: kind.map(|k| vec![k.to_string()]).unwrap_or_default(),
-            staff_id: present(&self.staff).map(str::to_string),
-            staff_role: present(&self.role).map(str::to_string),
-            patient: self.patient(state)?,
-            result: result.map(str::to_string),
-            consent: consent.map(str::to_string),
-            disaster_window,
-            limit,
-            after: None,
-        })
-    }
-
-    /// The form as a query string, the patient only as `patient_ref` (never card details).
-    fn query_string(&self, patient: Option<&PatientRef>) -> String {
-        let mut parts: Vec<String> = [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("month", &self.month),
-            ("site", &self.site),
-            ("staff", &self.staff),
-            ("role", &self.role),
-            ("kind", &self.kind),
-            ("result", &self.result),
-            ("consent", &self.consent),
-            ("disaster", &self.disaster),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| present(value).map(|v| format!("{name}={}", encode(v))))
-        .collect();
-        if let Some(patient) = patient {
-            parts.push(format!("patient_ref={}", patient.as_str()));
-        }
-        parts.join("&")
-    }
-
-    /// The same form without the card details (shown again after the hashing redirect).
-    fn without_card(&self, patient: Option<&PatientRef>) -> Params {
-        Params {
-            patient_ref: patient.map(|p| p.as_str().to_string()),
-            insurer: None,
-            symbol: None,
-            number: None,
-            branch: None,
-            ..self.clone()
-        }
+/// The same form without the card details (shown again after the hashing redirect), and
+/// without what only the API reads.
+fn without_card(params: &AuditParams, patient: Option<&PatientRef>) -> AuditParams {
+    AuditParams {
+        patient_ref: patient.map(|p| p.as_str().to_string()),
+        insurer: None,
+        symbol: None,
+        number: None,
+        branch: None,
+        limit: None,
+        after: None,
+        format: None,
+        ..params.clone()
     }
 }
 
@@ -313,7 +88,7 @@ fn pairs(list: &[(&'static str, &'static str)]) -> Vec<(&'static str, String)> {
     list.iter().map(|(v, l)| (*v, l.to_string())).collect()
 }
 
-fn search_form(params: &Params) -> Markup {
+fn search_form(params: &AuditParams) -> Markup {
     let text = |name: &str, value: &Option<String>| -> Markup {
         html! { input id=(name) name=(name) value=[present(value)]; }
     };
@@ -323,10 +98,10 @@ fn search_form(params: &Params) -> Markup {
         .collect();
     let disaster = [
         (
-            "yes",
+            "true",
             "災害時の閲覧のみ / under a disaster window".to_string(),
         ),
-        ("no", "災害時以外 / outside one".to_string()),
+        ("false", "災害時以外 / outside one".to_string()),
     ];
     html! {
         form #audit-search .filters method="get" action="/audit" {
@@ -355,8 +130,8 @@ fn search_form(params: &Params) -> Markup {
                 (select("result", present(&params.result), "すべて / any", &pairs(&RESULTS)))
                 label for="consent" { "同意 " span.en { "Consent given" } }
                 (select("consent", present(&params.consent), "すべて / any", &pairs(&CONSENTS)))
-                label for="disaster" { "災害時 " span.en { "Disaster window" } }
-                (select("disaster", present(&params.disaster), "問わない / either", &disaster))
+                label for="disaster_window" { "災害時 " span.en { "Disaster window" } }
+                (select("disaster_window", present(&params.disaster_window), "問わない / either", &disaster))
             }
             fieldset {
                 legend { "患者 " span.en { "Patient (hashed with the chain's key when searched)" } }
@@ -501,7 +276,7 @@ fn verification_table(streams: &[StreamVerificationStatus]) -> Markup {
 /// The search form, results and export links, the verification table.
 fn audit_body(
     principal: &Principal,
-    params: &Params,
+    params: &AuditParams,
     error: Option<&str>,
     search: Option<(&AuditQuery, &[StoredEvent])>,
     streams: &[StreamVerificationStatus],
@@ -515,7 +290,7 @@ fn audit_body(
             @if let Some((query, events)) = search {
                 @let more = events.len() as i64 > PAGE_ROWS;
                 @let shown = &events[..events.len().min(PAGE_ROWS as usize)];
-                @let links = params.query_string(query.patient.as_ref());
+                @let links = query_string(params, query.patient.as_ref());
                 p.summary {
                     span #result-count { (count(shown.len() as i64)) } " 件"
                     @if more { "（先頭 " (PAGE_ROWS) " 件のみ表示） " }
@@ -538,34 +313,40 @@ fn audit_body(
     }
 }
 
-fn card_redirect(params: &Params, patient: Option<&PatientRef>) -> Response {
-    let clean = params.without_card(patient);
-    Redirect::to(&format!("/audit?{}", clean.query_string(patient))).into_response()
+fn card_redirect(params: &AuditParams, patient: Option<&PatientRef>) -> Response {
+    let clean = without_card(params, patient);
+    Redirect::to(&format!("/audit?{}", query_string(&clean, patient))).into_response()
 }
 
-/// `GET /audit`. Without any field the search covers today (Tokyo).
+/// `GET /audit`: `service::audit`'s search, the same rows the JSON API answers for the same
+/// query string. Without any field the search covers today (Tokyo).
 pub async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-    Query(params): Query<Params>,
+    Query(params): Query<AuditParams>,
     uri: axum::http::Uri,
 ) -> Result<Response, ServiceError> {
     let title = "監査 / Audit";
     let params = if uri.query().is_none_or(str::is_empty) {
         let today = tokyo_day(OffsetDateTime::now_utc()).to_string();
-        Params {
+        AuditParams {
             from: Some(today.clone()),
             to: Some(today),
-            ..Params::default()
+            ..AuditParams::default()
         }
     } else {
         params
     };
     let streams = state.store.verification_status(&principal.scope).await?;
-    let query = match params.query(&state, PAGE_ROWS + 1) {
-        Ok(query) => query,
-        Err(message) => {
-            let shown = params.without_card(None);
+    let key = state.patient_key.as_deref();
+    let checked = AuditSearch::try_from(params.clone()).and_then(|search| {
+        let query = search.query(key, Some(PAGE_ROWS + 1))?;
+        Ok((search, query))
+    });
+    let (search, query) = match checked {
+        Ok(checked) => checked,
+        Err(ServiceError::BadRequest(message)) => {
+            let shown = without_card(&params, None);
             let body = audit_body(&principal, &shown, Some(&message), None, &streams);
             return Ok((
                 StatusCode::BAD_REQUEST,
@@ -573,109 +354,43 @@ pub async fn page_handler(
             )
                 .into_response());
         }
+        Err(other) => return Err(other),
     };
-    if params.has_card() {
+    if search.has_card() {
         // Hashed: search again by the hash, so the numbers leave the address bar.
         return Ok(card_redirect(&params, query.patient.as_ref()));
     }
-    let events = state.store.audit_search(&query).await?;
+    let events = crate::service::audit::search(&state.store, &principal, &query).await?;
     let body = audit_body(&principal, &params, None, Some((&query, &events)), &streams);
     Ok(page(&principal, Nav::Audit, title, body).into_response())
 }
 
-fn export_query(state: &ApiState, params: &Params, limit: i64) -> Result<AuditQuery, ServiceError> {
-    params.query(state, limit).map_err(ServiceError::BadRequest)
-}
-
-/// `GET /audit/export.csv`: the search as CSV (`audit_report::csv`), audited.
+/// `GET /audit/export.csv`: the whole search as CSV, streamed and audited
+/// (`service::audit::export_csv`, the same export as the API's `format=csv`).
 pub async fn export_csv(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-    Query(params): Query<Params>,
+    Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
-    let query = export_query(&state, &params, CSV_ROWS)?;
-    let events = state.store.audit_search(&query).await?;
-    if events.len() as i64 >= CSV_ROWS {
-        return Err(ServiceError::BadRequest(format!(
-            "{CSV_ROWS} or more events match: narrow the search (a shorter period, a site) so \
-             that the export is complete"
-        )));
-    }
-    state
-        .store
-        .record_export(
-            &format!(
-                "audit search CSV of {} events ({})",
-                events.len(),
-                describe_query(&query)
-            ),
-            &principal.audit_name(),
-        )
-        .await?;
+    let query = AuditSearch::try_from(params)?.query(state.patient_key.as_deref(), None)?;
+    let rows = crate::service::audit::export_csv(&state.store, &principal, &query).await?;
     Ok(super::csv_download(
         "audit",
         OffsetDateTime::now_utc(),
-        crate::audit_report::csv(&events),
+        axum::body::Body::from_stream(rows),
     ))
 }
 
 /// `GET /audit/report`: the printable report of the search's site and period
-/// (`audit_report::html`: totals per site and staff, refused views, disaster-window views, the
-/// chain verdict), audited.
+/// (`service::audit::report`, the same report as the API's), audited.
 pub async fn report(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-    Query(params): Query<Params>,
+    Query(params): Query<AuditParams>,
 ) -> Result<Response, ServiceError> {
-    let query = export_query(&state, &params, REPORT_VIEWS)?;
-    let store = &state.store;
-    let views = AuditQuery {
-        kinds: vec!["info_view".into()],
-        ..query.clone()
-    };
-    let refused = AuditQuery {
-        result: Some("refused".into()),
-        ..views.clone()
-    };
-    let disaster = AuditQuery {
-        disaster_window: Some(true),
-        ..views
-    };
-    let (totals, refusals, disaster_views, verdict) = tokio::try_join!(
-        store.audit_totals(query.site.as_ref(), (query.from, query.to)),
-        store.audit_search(&refused),
-        store.audit_search(&disaster),
-        store.verify_period(query.site.as_ref(), query.from, query.to),
-    )?;
-    let title = match present(&params.month) {
-        Some(month) => format!("オンライン資格確認 監査月報 {month} / monthly audit summary"),
-        None => "オンライン資格確認 監査報告 / audit report".to_string(),
-    };
-    let site = query.site.as_ref().map(|s| s.to_string());
-    let generated_by = principal.audit_name();
-    let html = crate::audit_report::html(&crate::audit_report::ReportInput {
-        title,
-        site_code: site.as_deref(),
-        from: query.from,
-        to: query.to,
-        generated_at: OffsetDateTime::now_utc(),
-        generated_by: &generated_by,
-        totals: &totals,
-        refusals: &refusals,
-        disaster_views: &disaster_views,
-        verdict: &verdict,
-    });
-    state
-        .store
-        .record_export(
-            &format!(
-                "audit report ({}; verdict {})",
-                describe_query(&query),
-                if verdict.intact { "INTACT" } else { "BROKEN" }
-            ),
-            &principal.audit_name(),
-        )
-        .await?;
+    let search = AuditSearch::try_from(params)?;
+    let query = search.query(state.patient_key.as_deref(), None)?;
+    let html = crate::service::audit::report(&state.store, &principal, &search, &query).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -689,87 +404,26 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
 
-    fn state(key: bool) -> ApiState {
-        let pool = crate::store::connect(
-            &crate::store::DatabaseUrl::new("postgres://nobody@127.0.0.1:1/none"),
-            1,
-        )
-        .unwrap();
-        ApiState {
-            store: crate::store::Store::new(pool),
-            patient_key: key.then(|| {
-                std::sync::Arc::new(
-                    onshi_domain::patient::PatientHashKey::from_bytes(&[7; 32]).unwrap(),
-                )
-            }),
-            deny: fleet_tls::deny::DenyList::default(),
-            limiter: crate::auth::rate_limit::SignInLimiter::default(),
-            notification_key: None,
-        }
-    }
-
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        let query = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        serde_urlencoded_from(&query)
-    }
-
-    fn serde_urlencoded_from(query: &str) -> Params {
-        let uri: axum::http::Uri = format!("/audit?{query}").parse().unwrap();
-        Query::<Params>::try_from_uri(&uri).unwrap().0
-    }
-
-    #[tokio::test]
-    async fn a_period_is_whole_tokyo_days_or_a_month() {
-        let s = state(false);
-        let q = params(&[("from", "2026-12-01"), ("to", "2026-12-01")])
-            .query(&s, 10)
-            .unwrap();
-        assert_eq!(q.from, Some(datetime!(2026-11-30 15:00 UTC)));
-        assert_eq!(q.to, Some(datetime!(2026-12-01 15:00 UTC)));
-        let q = params(&[("month", "2026-12")]).query(&s, 10).unwrap();
-        assert_eq!(q.to, Some(datetime!(2026-12-31 15:00 UTC)));
-        for bad in [
-            params(&[("month", "2026-12"), ("from", "2026-12-01")]),
-            params(&[("from", "2026-12-02"), ("to", "2026-12-01")]),
-            params(&[("month", "December")]),
-            params(&[("kind", "reader_change")]),
-            params(&[("disaster", "maybe")]),
-        ] {
-            let error = bad.query(&s, 10).unwrap_err();
-            assert!(error.contains(" / "), "{error}");
-        }
-    }
-
-    #[tokio::test]
-    async fn card_details_become_a_keyed_hash_and_never_a_link() {
-        let card = params(&[
-            ("site", "1310000224"),
-            ("insurer", "06139158"),
-            ("number", "1234567"),
-        ]);
-        let error = card.query(&state(false), 10).unwrap_err();
-        assert!(error.contains("--patient-key"), "{error}");
-        let q = card.query(&state(true), 10).unwrap();
-        let patient = q.patient.clone().unwrap();
-        let link = card.query_string(q.patient.as_ref());
-        assert!(!link.contains("1234567"), "{link}");
-        assert!(!link.contains("06139158"), "{link}");
+    #[test]
+    fn links_carry_the_patient_as_the_hash_and_never_card_details() {
+        let key = onshi_domain::patient::PatientHashKey::from_bytes(&[7; 32]).unwrap();
+        let params = AuditParams {
+            site: Some("1310000224".into()),
+            insurer: Some("06139158".into()),
+            number: Some("1234567".into()),
+            ..AuditParams::default()
+        };
+        let search = AuditSearch::try_from(params.clone()).unwrap();
+        let patient = search.patient_ref(Some(&key)).unwrap().unwrap();
+        let link = query_string(&without_card(&params, Some(&patient)), Some(&patient));
+        assert!(
+            !link.contains("1234567") && !link.contains("06139158"),
+            "{link}"
+        );
         assert!(
             link.contains(&format!("patient_ref={}", patient.as_str())),
             "{link}"
         );
-        assert!(
-            !describe_query(&q).contains("1234567"),
-            "{}",
-            describe_query(&q)
-        );
-        let both = params(&[("patient_ref", patient.as_str()), ("number", "1234567")]);
-        assert!(both.query(&state(true), 10).is_err());
     }
 }

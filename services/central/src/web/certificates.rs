@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use super::charts::{self, Series};
 use super::format::{TOKYO, count, date_with_era, tokyo, tokyo_day};
 use super::layout::{Nav, page};
-use crate::api::ApiState;
 use crate::auth::{Permission, Principal, SiteScope};
 use crate::error::ServiceError;
+use crate::state::ApiState;
 use crate::store::CertificateRow;
 use crate::store::dashboard_rollout::CertificateFilter;
 

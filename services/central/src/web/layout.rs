@@ -3,8 +3,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::auth::middleware::CSRF_FIELD;
 use crate::auth::{Credential, Permission, Principal};
+use crate::middleware::CSRF_FIELD;
 
 /// The navigation's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

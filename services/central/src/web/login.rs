@@ -8,11 +8,11 @@ use axum::{Extension, Form};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use crate::api::ApiState;
 use crate::auth::Principal;
-use crate::auth::middleware::{client_address, session_cookie};
 use crate::auth::session::{cleared_cookie, sign_in, sign_out};
 use crate::error::ServiceError;
+use crate::middleware::{client_address, session_cookie};
+use crate::state::ApiState;
 
 #[derive(Debug, Deserialize)]
 pub struct Next {

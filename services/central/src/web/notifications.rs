@@ -11,11 +11,11 @@ use maud::{Markup, html};
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::api::ApiState;
 use crate::auth::Principal;
 use crate::error::ServiceError;
 use crate::notify::endpoint::{self, EndpointRequest};
 use crate::notify::{KINDS, URGENT_KINDS, event_label, kind_label};
+use crate::state::ApiState;
 use crate::store::notifications::Endpoint;
 
 const TITLE: &str = "通知 / Notifications";

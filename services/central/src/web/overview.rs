@@ -13,9 +13,9 @@ use time::{Duration, OffsetDateTime};
 use super::charts::{self, Series};
 use super::format::{TOKYO, count, tokyo};
 use super::layout::{Nav, page};
-use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
+use crate::state::ApiState;
 use crate::store::dashboard::{Overview, OverviewMemo};
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.

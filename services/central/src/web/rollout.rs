@@ -16,13 +16,13 @@ use time::{Date, OffsetDateTime};
 use super::charts::{self, Bar};
 use super::format::{count, date_with_era, tokyo};
 use super::layout::{Nav, csrf_field, page};
-use crate::api::ApiState;
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
+use crate::state::ApiState;
 use crate::store::StoreError;
 use crate::store::adoption::AdoptionView;
 use crate::store::dashboard_rollout::{RolloutDetail, RolloutSummary};
-use crate::store::rollouts::{Action, NewRollout};
+use crate::store::rollouts::NewRollout;
 
 /// Rollouts the page lists.
 const LISTED_ROLLOUTS: i64 = 20;
@@ -727,26 +727,14 @@ pub async fn act(
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Response, ServiceError> {
     principal.require(Permission::Administer)?;
-    let action = Action::parse(&action).ok_or_else(|| {
-        ServiceError::NotFound(format!(
-            "{action:?} is no rollout action: pause, resume or rollback"
-        ))
-    })?;
-    match state
-        .store
-        .act_on_rollout(id, action, &principal.audit_name())
-        .await
-    {
+    match crate::service::rollouts::act(&state.store, id, &action, &principal.audit_name()).await {
         Ok(()) => Ok(Redirect::to(&format!("/rollouts/{id}")).into_response()),
-        Err(StoreError::BadQuery(message)) if message.starts_with("there is no rollout") => {
-            Err(ServiceError::NotFound(message))
-        }
-        Err(StoreError::BadQuery(message)) => {
+        Err(ServiceError::BadRequest(message)) => {
             let message = format!("操作できません / the action does not apply: {message}");
             let markup = detail_page(&state, &principal, id, Some(&message)).await?;
             Ok((StatusCode::BAD_REQUEST, markup).into_response())
         }
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 

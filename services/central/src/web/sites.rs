@@ -14,9 +14,9 @@ use time::OffsetDateTime;
 
 use super::format::{count, date_with_era, tokyo, tokyo_or_dash};
 use super::layout::{Nav, page};
-use crate::api::ApiState;
 use crate::auth::Principal;
 use crate::error::ServiceError;
+use crate::state::ApiState;
 use crate::store::adoption::AdoptionView;
 use crate::store::dashboard::{SITES_PER_PAGE, SiteDetail, SiteEvent, SiteFilter, SitePage};
 

@@ -16,13 +16,12 @@ use fleet_tls::listen::{PeerAddress, PeerCertificates};
 use onshi_domain::site::SiteCode;
 use time::OffsetDateTime;
 
-use super::{Credential, Permission, Principal, Role, SiteScope, secret};
+use crate::auth::session::SESSION_COOKIE;
+use crate::auth::{Credential, Principal, Role, SiteScope, secret};
 use crate::error::ServiceError;
 use crate::store::Store;
 use crate::store::accounts::AccountRow;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "onshi_session";
 /// Where scripts put the CSRF token of a browser write.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Where forms put it.
@@ -156,7 +155,7 @@ pub async fn authenticate(
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let to = format!("/login?next={}", crate::web::form::encode(&back));
+        let to = format!("/login?next={}", crate::form::encode(&back));
         return Ok(Redirect::to(&to).into_response());
     };
     let request = match principal.credential {
@@ -238,22 +237,12 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
         .map_err(|_| {
             ServiceError::TooLarge(format!("a form may be at most {MAX_FORM_BYTES} bytes"))
         })?;
-    let sent = crate::web::form::field(&bytes, CSRF_FIELD);
+    let sent = crate::form::field(&bytes, CSRF_FIELD);
     if sent.is_some_and(|sent| secret::same(&sent, expected)) {
         Ok(Request::from_parts(parts, Body::from(bytes)))
     } else {
         Err(ServiceError::Csrf)
     }
-}
-
-/// A route layer: the principal's role must grant `permission`.
-pub async fn require(
-    State(permission): State<Permission>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ServiceError> {
-    principal(&request)?.require(permission)?;
-    Ok(next.run(request).await)
 }
 
 /// A route layer: a `{site_code}` in the path must be a valid site code in the principal's
