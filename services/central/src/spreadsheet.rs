@@ -44,18 +44,33 @@ where
     R: IntoIterator<Item = C>,
     C: AsRef<str>,
 {
+    let mut out = start(header);
+    for row in rows {
+        out.extend(record(row));
+    }
+    out
+}
+
+/// The start of a CSV document written piece by piece: the BOM and `header`.
+pub fn start(header: &[&str]) -> Vec<u8> {
     let mut out = Vec::from("\u{feff}".as_bytes());
+    out.extend(record(header));
+    out
+}
+
+/// One CSV record (with its line end), every cell through [`cell`]: what a streamed export
+/// sends after [`start`].
+pub fn record<C: AsRef<str>>(cells: impl IntoIterator<Item = C>) -> Vec<u8> {
+    let mut out = Vec::new();
     {
         let mut writer = csv::Writer::from_writer(&mut out);
         // Writing to a Vec cannot fail.
-        let _ = writer.write_record(header.iter().map(|h| cell(h).into_owned()));
-        for row in rows {
-            let _ = writer.write_record(
-                row.into_iter()
-                    .map(|c| cell(c.as_ref()).into_owned())
-                    .collect::<Vec<_>>(),
-            );
-        }
+        let _ = writer.write_record(
+            cells
+                .into_iter()
+                .map(|c| cell(c.as_ref()).into_owned())
+                .collect::<Vec<_>>(),
+        );
         let _ = writer.flush();
     }
     out

@@ -17,7 +17,7 @@
 //! deadlock, and two sessions of one stream (an old one still draining after a reconnect) are
 //! serialised.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::Transaction;
@@ -28,6 +28,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
+use super::summaries::SummaryDelta;
 use super::{Store, StoreError, seq};
 
 /// What one committed batch changed.
@@ -189,6 +190,8 @@ impl Store {
 
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut pending: Vec<&BatchWrite> = Vec::new();
+        // What the rows inserted here change in the summaries, written before the commit.
+        let mut summaries = SummaryDelta::default();
         for batch in batches {
             let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                 outcomes.push(BatchOutcome {
@@ -212,6 +215,10 @@ impl Store {
                     stream.contiguous = last;
                 }
                 stream.highest = last;
+                // The fast path inserts every event of the batch, or the group fails.
+                for event in &batch.events {
+                    summaries.add(batch.site.as_str(), event);
+                }
                 pending.push(batch);
                 outcomes.push(BatchOutcome {
                     stored: batch.events.len() as u32,
@@ -222,11 +229,12 @@ impl Store {
             } else {
                 // The check must see the rows of earlier batches of this group.
                 self.write_new(&tx, &mut pending).await?;
-                outcomes.push(write_checked(&tx, batch).await?);
+                outcomes.push(write_checked(&tx, batch, &mut summaries).await?);
                 stream.highest = stream.highest.max(last);
             }
         }
         self.write_new(&tx, &mut pending).await?;
+        summaries.write(&tx).await?;
 
         for ((site, stream_id), stream) in state.iter_mut() {
             if stream.contiguous < stream.highest {
@@ -370,10 +378,12 @@ async fn insert_unnest(
 }
 
 /// The checked path for one batch: positions already taken by the same event are duplicates,
-/// by another event are conflicts (refused, audited); the rest is inserted.
+/// by another event are conflicts (refused, audited); the rest is inserted, and what was
+/// inserted is added to `summaries`.
 async fn write_checked(
     tx: &Transaction<'_>,
     batch: &BatchWrite,
+    summaries: &mut SummaryDelta,
 ) -> Result<BatchOutcome, StoreError> {
     let first = seq(batch.events.first().map_or(0, |e| e.sequence));
     let last = seq(batch.events.last().map_or(0, |e| e.sequence));
@@ -408,6 +418,12 @@ async fn write_checked(
     let inserted = insert_unnest(tx, &fresh).await?;
     // A fresh position whose (id, time) exists elsewhere: the event is already stored once.
     duplicates += (fresh.len() - inserted.len()) as u32;
+    let inserted_ids: HashSet<Uuid> = inserted.iter().copied().collect();
+    for &(_, event) in &fresh {
+        if inserted_ids.contains(&event.id.as_uuid()) {
+            summaries.add(batch.site.as_str(), event);
+        }
+    }
 
     if !conflicts.is_empty() {
         let details: Vec<String> = conflicts

@@ -26,7 +26,7 @@ use crate::api::ApiState;
 pub(crate) fn csv_download(
     prefix: &str,
     now: time::OffsetDateTime,
-    body: Vec<u8>,
+    body: impl Into<axum::body::Body>,
 ) -> axum::response::Response {
     use axum::http::header;
     use axum::response::IntoResponse;
@@ -43,7 +43,7 @@ pub(crate) fn csv_download(
             (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
