@@ -7,8 +7,8 @@
 //!   rows are written with raw binary COPY into an identical table (same columns, keys, indexes
 //!   and partitions), and through COPY into a staging table plus `INSERT .. ON CONFLICT`. Last,
 //!   the agents send at half the measured rate and the ack latency is measured.
-//! - `pages`: seeds 1,000 sites and 10 million events and times every dashboard page as a
-//!   signed-in browser would, against the request path's own baseline (`pages.rs`).
+//! - `pages`: seeds 3,000 sites at two sizes of history and times every dashboard page as a
+//!   signed-in browser would, cold after a start and warm, at both sizes (`pages.rs`).
 //! - `terminal`: counter lookups through the qualification terminal's folders against direct
 //!   mode, both through real agents, onshi-sim and central (`terminal.rs`).
 //! - `connections`: holds many concurrent agent sessions with heartbeats and reports central's
@@ -81,13 +81,23 @@ enum Mode {
         #[arg(long, default_value_t = 100_000)]
         events: u64,
     },
-    /// Every dashboard page over 1,000 sites and 10 million events: p50/p95 per page against
-    /// the request path's own baseline (`/api/v1/me`).
+    /// Every dashboard page over 3,000 sites at two sizes of history in one run: the first
+    /// request after a start and p95 per page at both, and the growth between them.
     Pages {
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 3_000)]
         sites: usize,
-        #[arg(long, default_value_t = 10_000_000)]
-        events: u64,
+        /// Days of history at the smaller size.
+        #[arg(long, default_value_t = 30)]
+        small_days: u32,
+        /// Days of history at the larger size.
+        #[arg(long, default_value_t = 360)]
+        large_days: u32,
+        /// Events per site and day of history before the last two days.
+        #[arg(long, default_value_t = 4)]
+        per_site_day: u32,
+        /// Events per site in the last two days (both sizes).
+        #[arg(long, default_value_t = 180)]
+        recent_per_site: u32,
         /// Timed requests per page.
         #[arg(long, default_value_t = 40)]
         requests: usize,
@@ -195,17 +205,22 @@ fn main() -> anyhow::Result<()> {
             }
             Mode::Pages {
                 sites,
-                events,
+                small_days,
+                large_days,
+                per_site_day,
+                recent_per_site,
                 requests,
             } => {
                 let options = pages::Options {
                     sites: sites.max(8),
-                    events,
+                    history_days: (small_days, large_days),
+                    per_site_day: per_site_day.max(1),
+                    recent_per_site,
                     requests: requests.max(5),
                 };
-                tokio::time::timeout(Duration::from_secs(3600), pages::run(options))
+                tokio::time::timeout(Duration::from_secs(2 * 3600), pages::run(options))
                     .await
-                    .context("the pages benchmark took more than an hour")?
+                    .context("the pages benchmark took more than two hours")?
             }
             Mode::Fleet {
                 grpc,

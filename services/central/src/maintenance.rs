@@ -94,6 +94,13 @@ pub async fn run(
             {
                 tracing::warn!(%error, "could not trim the notification log; retrying later");
             }
+            // The overview's lookups per hour are kept for a window, not for the history.
+            if let Err(error) = store
+                .prune_lookup_hours(time::OffsetDateTime::now_utc())
+                .await
+            {
+                tracing::warn!(%error, "could not prune the lookups per hour; retrying later");
+            }
             // Retention: partitions whose period ran out are dropped, their links kept.
             match store.expire_events().await {
                 Ok(dropped) if !dropped.is_empty() => {

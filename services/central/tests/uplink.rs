@@ -661,7 +661,6 @@ async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
         .overview(
             &central::store::scope::SiteScope::All,
             time::OffsetDateTime::now_utc(),
-            &central::store::dashboard::OverviewMemo::default(),
         )
         .await
         .expect("the overview adds up claims of i64::MAX without overflowing");

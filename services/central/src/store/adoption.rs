@@ -128,123 +128,69 @@ impl Store {
         Ok(())
     }
 
-    /// When the agent first proved each kind of evidence at each of `sites`, with what. A
-    /// proof never changes once made, so found proofs are kept in `adoption_proofs` (migration
-    /// 0017) and only sites still without one are looked for: one query per kind of evidence,
-    /// each a per-site index probe that stops at the first match.
+    /// When the agent first proved each kind of evidence at each of `sites`, with what: the
+    /// first reader present, national link up and valid lookup from the summaries ingest
+    /// keeps (`store::summaries`), the terminal certificate as it is now (it can expire).
+    /// Two queries whatever the number of sites or events.
     async fn agent_proofs(
         &self,
         sites: &[String],
         now: OffsetDateTime,
     ) -> Result<Proofs, StoreError> {
         let client = self.conn().await?;
-        let mut proofs = Proofs::new();
-        for row in client
-            .query(
-                "SELECT site_code, evidence, first_at, what FROM adoption_proofs
-                 WHERE site_code = ANY($1)",
-                &[&sites],
-            )
-            .await?
-        {
-            let evidence: String = row.get(1);
-            if let Some(evidence) = evidence_of(&evidence) {
-                proofs.insert((row.get(0), evidence), (row.get(2), row.get(3)));
-            }
-        }
-        // The terminal certificate is not kept: it can expire, so it is read as it is now.
-        let queries: [(AgentEvidence, &str); 4] = [
-            (
-                AgentEvidence::ReadersPresent,
-                "SELECT k.code, f.occurred_at, 'reader ' || f.reader || ' present'
-                 FROM unnest($1::text[]) AS k(code)
-                 CROSS JOIN LATERAL (
-                     SELECT occurred_at, body->>'reader_name' AS reader FROM events e
-                     WHERE e.site_code = k.code AND e.kind = 'reader_change'
-                       AND e.body->>'state' IN ('present_empty', 'card_present')
-                     ORDER BY occurred_at LIMIT 1) f",
+        let by_site: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sites];
+        let with_now: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&sites, &now];
+        let (summaries, certificates) = tokio::try_join!(
+            client.query(
+                "SELECT site_code, first_reader_at, first_reader_name, first_national_up_at,
+                        first_valid_lookup_at
+                 FROM site_summaries WHERE site_code = ANY($1)",
+                &by_site,
             ),
-            (
-                AgentEvidence::NationalLinkUp,
-                // The agent's probe (direct mode) or, in terminal mode, the qualification
-                // terminal answering its requests (answers come from the national system).
-                "SELECT k.code, f.occurred_at, 'link to the national system up'
-                 FROM unnest($1::text[]) AS k(code)
-                 CROSS JOIN LATERAL (
-                     SELECT occurred_at FROM events e
-                     WHERE e.site_code = k.code AND e.kind = 'link_change'
-                       AND e.body->>'target' IN ('onshi', 'terminal')
-                       AND e.body->>'state' = 'up'
-                     ORDER BY occurred_at LIMIT 1) f",
-            ),
-            (
-                AgentEvidence::FirstProductionLookup,
-                "SELECT k.code, f.occurred_at, 'first eligibility confirmed by the national system'
-                 FROM unnest($1::text[]) AS k(code)
-                 CROSS JOIN LATERAL (
-                     SELECT occurred_at FROM events e
-                     WHERE e.site_code = k.code AND e.kind = 'lookup'
-                       AND e.body->>'outcome' = 'valid'
-                     ORDER BY occurred_at LIMIT 1) f",
-            ),
-            (
-                AgentEvidence::TerminalCertificateValid,
-                "SELECT site_code, min(first_seen_at),
-                        'terminal certificate ' || min(sha256_fingerprint)
+            client.query(
+                "SELECT site_code, min(first_seen_at) AS first_at,
+                        'terminal certificate ' || min(sha256_fingerprint) AS what
                  FROM certificates WHERE site_code = ANY($1) AND role = 'terminal'
                    AND retired_at IS NULL AND NOT missing AND not_after > $2
                  GROUP BY site_code",
+                &with_now,
             ),
-        ];
-        for (evidence, sql) in queries {
-            let kept = evidence != AgentEvidence::TerminalCertificateValid;
-            let wanted: Vec<String> = sites
-                .iter()
-                .filter(|s| !proofs.contains_key(&((*s).clone(), evidence)))
-                .cloned()
-                .collect();
-            if wanted.is_empty() {
-                continue;
+        )?;
+        let mut proofs = Proofs::new();
+        for row in &summaries {
+            let site: String = row.get("site_code");
+            let reader: Option<OffsetDateTime> = row.get("first_reader_at");
+            if let Some(at) = reader {
+                let name: Option<String> = row.get("first_reader_name");
+                let what = format!("reader {} present", name.unwrap_or_default());
+                proofs.insert((site.clone(), AgentEvidence::ReadersPresent), (at, what));
             }
-            let rows = if kept {
-                client.query(sql, &[&wanted]).await?
-            } else {
-                client.query(sql, &[&wanted, &now]).await?
-            };
-            let mut found: Vec<(String, OffsetDateTime, String)> = Vec::new();
-            for row in rows {
-                let (site, at, what): (String, OffsetDateTime, String) =
-                    (row.get(0), row.get(1), row.get(2));
-                if kept {
-                    found.push((site.clone(), at, what.clone()));
-                }
-                proofs.insert((site, evidence), (at, what));
-            }
-            if !found.is_empty() {
-                let (codes, times, whats): (Vec<_>, Vec<_>, Vec<_>) = found.into_iter().fold(
-                    (Vec::new(), Vec::new(), Vec::new()),
-                    |(mut c, mut t, mut w), (code, at, what)| {
-                        c.push(code);
-                        t.push(at);
-                        w.push(what);
-                        (c, t, w)
-                    },
+            let national: Option<OffsetDateTime> = row.get("first_national_up_at");
+            if let Some(at) = national {
+                proofs.insert(
+                    (site.clone(), AgentEvidence::NationalLinkUp),
+                    (at, "link to the national system up".into()),
                 );
-                client
-                    .execute(
-                        "INSERT INTO adoption_proofs (site_code, evidence, first_at, what)
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[],
-                                              $4::text[])
-                         ON CONFLICT DO NOTHING",
-                        &[
-                            &codes,
-                            &vec![evidence_name(evidence); codes.len()],
-                            &times,
-                            &whats,
-                        ],
-                    )
-                    .await?;
             }
+            let valid: Option<OffsetDateTime> = row.get("first_valid_lookup_at");
+            if let Some(at) = valid {
+                proofs.insert(
+                    (site, AgentEvidence::FirstProductionLookup),
+                    (
+                        at,
+                        "first eligibility confirmed by the national system".into(),
+                    ),
+                );
+            }
+        }
+        for row in &certificates {
+            proofs.insert(
+                (
+                    row.get("site_code"),
+                    AgentEvidence::TerminalCertificateValid,
+                ),
+                (row.get("first_at"), row.get("what")),
+            );
         }
         Ok(proofs)
     }
@@ -397,18 +343,6 @@ impl Store {
         }
         Ok((onshi_domain::adoption::prefecture_table(&progress), list))
     }
-}
-
-/// How `adoption_proofs` names each kind of evidence (the domain's serde name).
-fn evidence_name(evidence: AgentEvidence) -> String {
-    serde_json::to_value(evidence)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn evidence_of(name: &str) -> Option<AgentEvidence> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
 }
 
 /// First proof per (site, evidence): when, and with what.

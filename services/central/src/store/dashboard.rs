@@ -2,16 +2,12 @@
 //! page, and the alert list with acknowledgement.
 //!
 //! Every listing applies the principal's [`SiteScope`] in its SQL. Each page is a handful of
-//! queries, one per table and none per site, pipelined on one connection; events are only read
-//! through their indexes: by kind and time over the last 24 hours (`events_by_kind_and_time`),
-//! a site's latest link probes (`events_signals_by_site`), a site's newest events
-//! (`events_by_site_and_time`). Nothing counts over all events. The overview keeps what takes
-//! longest to read (the completed hours of its chart, the links tile) in memory between page
-//! views ([`OverviewMemo`]).
-
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+//! queries, one per table and none per site, pipelined on one connection. The overview reads
+//! the summaries ingest keeps (`store::summaries`: lookups per hour, each link's latest report)
+//! and, of `events`, only the last hour of lookups (`events_by_kind_and_time`), so its cost
+//! does not grow with the history; one site's page reads that site's newest events
+//! (`events_by_site_and_time`). Nothing counts over all events, and nothing is kept in memory
+//! between page views: the first page after a start costs what the others do.
 
 use onshi_domain::site::SiteCode;
 use serde::Serialize;
@@ -61,182 +57,6 @@ pub struct Overview {
     pub rollouts: Vec<RolloutProgress>,
 }
 
-/// How long the counts of a completed hour are served before they are read again, in the
-/// background: an agent that was offline delivers its lookups late.
-pub const PAST_HOUR_FRESH: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Scopes the memo holds at most; past that it starts over.
-const MEMO_SCOPES: usize = 256;
-
-/// What a scope is, as a key: its two SQL parameters.
-type ScopeKey = (Option<Vec<String>>, Option<Vec<String>>);
-
-/// What the overview keeps in memory between page views, per scope, because reading it
-/// takes longer than a page may:
-/// - lookups per outcome of each completed hour: the chart reads the 23 completed hours of
-///   the last day from here and only the current hour from `events`, so a page view does not
-///   aggregate a day of lookups (about 150,000 rows for 1,000 sites). An hour read more than
-///   [`PAST_HOUR_FRESH`] ago is read again;
-/// - the links down and degraded (the latest probe of each site and target, an index probe
-///   per site, target and month): read again after [`LINKS_FRESH`], about as often as the
-///   maintenance task classifies availability.
-///
-/// What is missing is read before answering; what is old is served as it is and read again in
-/// the background. One memo per router (each replica its own); cloning shares it.
-#[derive(Debug, Clone, Default)]
-pub struct OverviewMemo {
-    inner: Arc<Mutex<MemoInner>>,
-}
-
-/// What a background read is refreshing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Part {
-    PastHours,
-    Links,
-}
-
-#[derive(Debug, Default)]
-struct MemoInner {
-    scopes: HashMap<ScopeKey, BTreeMap<OffsetDateTime, PastHour>>,
-    links: HashMap<ScopeKey, (Instant, LinkCounts)>,
-    refreshing: HashSet<(ScopeKey, Part)>,
-}
-
-/// Links (site × target) whose latest probe says down, and degraded.
-type LinkCounts = (i64, i64);
-
-/// How long the links tile is served before it is read again.
-pub const LINKS_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// How far back the latest link probe is looked for first; older ones only for the links
-/// without a probe in that time.
-const RECENT_LINKS: Duration = Duration::days(31);
-
-#[derive(Debug, Clone)]
-struct PastHour {
-    read_at: Instant,
-    counts: Vec<(String, i64)>,
-}
-
-/// The hours `[from, to)` to read: the first and the one after the last.
-type HourRange = (OffsetDateTime, OffsetDateTime);
-
-/// Hours of `[from, to)` (hour starts) that are not in `held`, and those held but read
-/// before `fresh_after`, each as one range covering them.
-fn plan(
-    held: Option<&BTreeMap<OffsetDateTime, PastHour>>,
-    from: OffsetDateTime,
-    to: OffsetDateTime,
-    fresh_after: Option<Instant>,
-) -> (Option<HourRange>, Option<HourRange>) {
-    let mut missing: Option<HourRange> = None;
-    let mut stale: Option<HourRange> = None;
-    let widen = |range: &mut Option<HourRange>, hour: OffsetDateTime| {
-        let end = hour + Duration::hours(1);
-        *range = Some(range.map_or((hour, end), |(a, b)| (a.min(hour), b.max(end))));
-    };
-    let mut hour = from;
-    while hour < to {
-        match held.and_then(|h| h.get(&hour)) {
-            None => widen(&mut missing, hour),
-            Some(past) if fresh_after.is_some_and(|f| past.read_at < f) => widen(&mut stale, hour),
-            Some(_) => {}
-        }
-        hour += Duration::hours(1);
-    }
-    (missing, stale)
-}
-
-impl OverviewMemo {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoInner> {
-        // A panic while holding it leaves counts, not a broken invariant.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// What to read for `[from, to)`; forgets hours before `from`.
-    fn plan(
-        &self,
-        key: &ScopeKey,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> (Option<HourRange>, Option<HourRange>) {
-        let mut inner = self.lock();
-        if let Some(hours) = inner.scopes.get_mut(key) {
-            hours.retain(|hour, _| *hour >= from);
-        }
-        let fresh_after = Instant::now().checked_sub(PAST_HOUR_FRESH);
-        plan(inner.scopes.get(key), from, to, fresh_after)
-    }
-
-    fn keep(
-        &self,
-        key: &ScopeKey,
-        read: &BTreeMap<OffsetDateTime, Vec<(String, i64)>>,
-        at: Instant,
-    ) {
-        let mut inner = self.lock();
-        if !inner.scopes.contains_key(key) && inner.scopes.len() >= MEMO_SCOPES {
-            inner.scopes.clear();
-        }
-        let hours = inner.scopes.entry(key.clone()).or_default();
-        for (hour, counts) in read {
-            hours.insert(
-                *hour,
-                PastHour {
-                    read_at: at,
-                    counts: counts.clone(),
-                },
-            );
-        }
-    }
-
-    /// Whether this caller should refresh `part` of `key` (nobody else is).
-    fn start_refresh(&self, key: &ScopeKey, part: Part) -> bool {
-        self.lock().refreshing.insert((key.clone(), part))
-    }
-
-    fn end_refresh(&self, key: &ScopeKey, part: Part) {
-        self.lock().refreshing.remove(&(key.clone(), part));
-    }
-
-    /// The links tile of `key` and when it was read.
-    fn links(&self, key: &ScopeKey) -> Option<(Instant, LinkCounts)> {
-        self.lock().links.get(key).copied()
-    }
-
-    fn keep_links(&self, key: &ScopeKey, counts: LinkCounts, at: Instant) {
-        let mut inner = self.lock();
-        if !inner.links.contains_key(key) && inner.links.len() >= MEMO_SCOPES {
-            inner.links.clear();
-        }
-        inner.links.insert(key.clone(), (at, counts));
-    }
-
-    /// `(hour, outcome, lookups)` of `[from, to)` as held, `read` taking precedence.
-    fn collect(
-        &self,
-        key: &ScopeKey,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-        read: Option<&BTreeMap<OffsetDateTime, Vec<(String, i64)>>>,
-    ) -> Vec<(OffsetDateTime, String, i64)> {
-        let inner = self.lock();
-        let held = inner.scopes.get(key);
-        let mut out = Vec::new();
-        let mut hour = from;
-        while hour < to {
-            let counts = read
-                .and_then(|r| r.get(&hour))
-                .or_else(|| held.and_then(|h| h.get(&hour)).map(|p| &p.counts));
-            for (outcome, n) in counts.into_iter().flatten() {
-                out.push((hour, outcome.clone(), *n));
-            }
-            hour += Duration::hours(1);
-        }
-        out
-    }
-}
-
 /// A running or paused rollout and how far it got among the sites in scope.
 #[derive(Debug, Clone, Serialize)]
 pub struct RolloutProgress {
@@ -250,12 +70,7 @@ pub struct RolloutProgress {
 
 /// The first hour of the 24 the overview's chart shows: 23 hours before the one `now` is in.
 pub fn first_hour(now: OffsetDateTime) -> OffsetDateTime {
-    let hour = now
-        .replace_minute(0)
-        .and_then(|t| t.replace_second(0))
-        .and_then(|t| t.replace_nanosecond(0))
-        .unwrap_or(now);
-    hour - Duration::hours(23)
+    super::summaries::hour_of(now) - Duration::hours(23)
 }
 
 /// What the site list can be narrowed to; every field is already checked (see
@@ -384,20 +199,17 @@ const SITE_LINKS: i64 = 20;
 pub const SITE_EVENTS: i64 = 50;
 
 impl Store {
-    /// The fleet overview for `scope` at `now`; the completed hours of the lookups chart and
-    /// the links tile come through `memo` (see [`OverviewMemo`]), the rest is read now.
+    /// The fleet overview for `scope` at `now`, every part read now.
     pub async fn overview(
         &self,
         scope: &SiteScope,
         now: OffsetDateTime,
-        memo: &OverviewMemo,
     ) -> Result<Overview, StoreError> {
         let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
         let in_scope = |column: &str| SiteScope::sql(column, 1, 2);
         let from = first_hour(now);
-        let current = from + Duration::hours(23);
-        let to = current + Duration::hours(1);
+        let to = from + Duration::hours(24);
         let hour_ago = now - Duration::hours(1);
         let soon = now + Duration::days(30);
 
@@ -437,14 +249,30 @@ impl Store {
              WHERE opened_at IS NOT NULL AND resolved_at IS NULL AND {}",
             in_scope("site_code")
         );
-        let lookups_sql = format!(
-            "SELECT coalesce(body->>'outcome', 'unknown'),
-                    count(*) FILTER (WHERE occurred_at >= $3),
-                    count(*) FILTER (WHERE occurred_at > $4 AND occurred_at <= $5)
+        // The tile's sliding hour is the one read of `events`: one hour of lookups through
+        // `events_by_kind_and_time`, whatever the history.
+        let last_hour_sql = format!(
+            "SELECT coalesce(body->>'outcome', 'unknown'), count(*)
              FROM events
-             WHERE kind = 'lookup' AND occurred_at > $4 AND occurred_at < $6 AND {}
+             WHERE kind = 'lookup' AND occurred_at > $3 AND occurred_at <= $4 AND {}
              GROUP BY 1 ORDER BY 1",
             in_scope("site_code")
+        );
+        let hours_sql = format!(
+            "SELECT hour, outcome, sum(lookups)::bigint FROM site_lookup_hours
+             WHERE hour >= $3 AND hour < $4 AND {}
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            in_scope("site_code")
+        );
+        // Links of sites with an agent whose latest report says down or degraded.
+        let links_sql = format!(
+            "SELECT count(*) FILTER (WHERE l.state = 'down'),
+                    count(*) FILTER (WHERE l.state = 'degraded')
+             FROM site_links l
+             WHERE l.target IN ('onshi', 'central', 'terminal')
+               AND EXISTS (SELECT 1 FROM agent_streams s WHERE s.site_code = l.site_code)
+               AND {}",
+            in_scope("l.site_code")
         );
         let certificates_sql = format!(
             "SELECT count(*) FILTER (WHERE not_after >= $3),
@@ -462,50 +290,40 @@ impl Store {
             in_scope("s.site_code")
         );
         let scoped: [Param; 2] = [&prefectures, &sites];
-        let lookup_params: [Param; 6] = [&prefectures, &sites, &current, &hour_ago, &now, &to];
+        let last_hour_params: [Param; 4] = [&prefectures, &sites, &hour_ago, &now];
+        let hours_params: [Param; 4] = [&prefectures, &sites, &from, &to];
         let certificate_params: [Param; 4] = [&prefectures, &sites, &now, &soon];
-        // One connection with the queries pipelined, beside the memo's parts on their own.
-        let counts = async {
-            tokio::try_join!(
-                client.query_one(&sites_sql, &scoped),
-                client.query(&availability_sql, &scoped),
-                client.query_one(&readers_sql, &scoped),
-                client.query_opt(&lag_sql, &scoped),
-                client.query_one(&alerts_sql, &scoped),
-                client.query(&lookups_sql, &lookup_params),
-                client.query_one(&certificates_sql, &certificate_params),
-                client.query(&rollouts_sql, &scoped),
-            )
-            .map_err(StoreError::from)
-        };
+        // One connection with the queries pipelined.
         let (
-            (sites_row, availability, readers, lag, alerts, lookups, certs, rollouts),
-            mut by_hour,
-            (links_down, links_degraded),
+            sites_row,
+            availability,
+            readers,
+            lag,
+            alerts,
+            last_hour,
+            hours,
+            links,
+            certs,
+            rollouts,
         ) = tokio::try_join!(
-            counts,
-            self.past_lookup_hours(memo, scope, from, current),
-            self.link_counts(memo, scope, now),
+            client.query_one(&sites_sql, &scoped),
+            client.query(&availability_sql, &scoped),
+            client.query_one(&readers_sql, &scoped),
+            client.query_opt(&lag_sql, &scoped),
+            client.query_one(&alerts_sql, &scoped),
+            client.query(&last_hour_sql, &last_hour_params),
+            client.query(&hours_sql, &hours_params),
+            client.query_one(&links_sql, &scoped),
+            client.query_one(&certificates_sql, &certificate_params),
+            client.query(&rollouts_sql, &scoped),
         )?;
-        let mut last_hour: Vec<(String, i64)> = Vec::new();
-        for r in &lookups {
-            let outcome: String = r.get(0);
-            let (this_hour, recent): (i64, i64) = (r.get(1), r.get(2));
-            if this_hour > 0 {
-                by_hour.push((current, outcome.clone(), this_hour));
-            }
-            if recent > 0 {
-                last_hour.push((outcome, recent));
-            }
-        }
-        last_hour.sort();
         Ok(Overview {
             sites: sites_row.get(0),
             availability: availability.iter().map(|r| (r.get(0), r.get(1))).collect(),
             readers_down: readers.get(0),
             sites_with_readers_down: readers.get(1),
-            links_down,
-            links_degraded,
+            links_down: links.get(0),
+            links_degraded: links.get(1),
             outbox_lag: lag.as_ref().map_or(0, |r| r.get(2)),
             worst_lag: lag
                 .as_ref()
@@ -513,8 +331,11 @@ impl Store {
                 .filter(|(_, n)| *n > 0),
             open_alerts: alerts.get(0),
             unacknowledged_alerts: alerts.get(1),
-            lookups_last_hour: last_hour,
-            lookups_by_hour: by_hour,
+            lookups_last_hour: last_hour.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            lookups_by_hour: hours
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
             hours_from: from,
             certificates_expiring: certs.get(0),
             certificates_expired: certs.get(1),
@@ -530,154 +351,6 @@ impl Store {
                 })
                 .collect(),
         })
-    }
-
-    /// Lookups per hour and outcome over the completed hours `[from, to)`, every hour of the
-    /// range present (empty when it had none).
-    async fn read_lookup_hours(
-        &self,
-        (prefectures, sites): &ScopeKey,
-        (from, to): HourRange,
-    ) -> Result<BTreeMap<OffsetDateTime, Vec<(String, i64)>>, StoreError> {
-        let rows = self
-            .conn()
-            .await?
-            .query(
-                &format!(
-                    "SELECT date_trunc('hour', occurred_at), coalesce(body->>'outcome', 'unknown'),
-                            count(*)
-                     FROM events
-                     WHERE kind = 'lookup' AND occurred_at >= $3 AND occurred_at < $4 AND {}
-                     GROUP BY 1, 2 ORDER BY 1, 2",
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[prefectures, sites, &from, &to],
-            )
-            .await?;
-        let mut hours = BTreeMap::new();
-        let mut hour = from;
-        while hour < to {
-            hours.insert(hour, Vec::new());
-            hour += Duration::hours(1);
-        }
-        for r in &rows {
-            hours
-                .entry(r.get(0))
-                .or_insert_with(Vec::new)
-                .push((r.get(1), r.get(2)));
-        }
-        Ok(hours)
-    }
-
-    /// The completed hours `[from, to)` of the lookups chart for `scope`, through `memo`.
-    async fn past_lookup_hours(
-        &self,
-        memo: &OverviewMemo,
-        scope: &SiteScope,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<Vec<(OffsetDateTime, String, i64)>, StoreError> {
-        let key = scope.params();
-        let (missing, stale) = memo.plan(&key, from, to);
-        let mut read = None;
-        if let Some(range) = missing {
-            let started = Instant::now();
-            let hours = self.read_lookup_hours(&key, range).await?;
-            memo.keep(&key, &hours, started);
-            read = Some(hours);
-        } else if let Some(range) = stale
-            && memo.start_refresh(&key, Part::PastHours)
-        {
-            let (store, memo, key) = (self.clone(), memo.clone(), key.clone());
-            tokio::spawn(async move {
-                let started = Instant::now();
-                match store.read_lookup_hours(&key, range).await {
-                    Ok(hours) => memo.keep(&key, &hours, started),
-                    Err(error) => tracing::warn!(%error, "refreshing the lookups chart failed"),
-                }
-                memo.end_refresh(&key, Part::PastHours);
-            });
-        }
-        Ok(memo.collect(&key, from, to, read.as_ref()))
-    }
-
-    /// Links (each site with an agent × national, central, terminal) whose latest report says
-    /// down, and degraded, at `now`.
-    async fn read_link_counts(
-        &self,
-        (prefectures, sites): &ScopeKey,
-        now: OffsetDateTime,
-    ) -> Result<LinkCounts, StoreError> {
-        let recent = now - RECENT_LINKS;
-        let row = self
-            .conn()
-            .await?
-            .query_one(
-                &format!(
-                    "WITH pairs AS (
-                         SELECT s.site_code, t.target
-                         FROM (SELECT DISTINCT site_code FROM agent_streams WHERE {}) s
-                         CROSS JOIN (VALUES ('onshi'), ('central'), ('terminal')) t (target)),
-                     recent AS MATERIALIZED (
-                         SELECT p.site_code, p.target, l.state FROM pairs p
-                         LEFT JOIN LATERAL (
-                             SELECT e.body->>'state' AS state FROM events e
-                             WHERE e.site_code = p.site_code AND e.kind = 'link_change'
-                               AND e.body->>'target' = p.target AND e.occurred_at >= $3
-                             ORDER BY e.occurred_at DESC LIMIT 1) l ON true),
-                     older AS (
-                         SELECT l.state FROM recent r
-                         CROSS JOIN LATERAL (
-                             SELECT e.body->>'state' AS state FROM events e
-                             WHERE e.site_code = r.site_code AND e.kind = 'link_change'
-                               AND e.body->>'target' = r.target AND e.occurred_at < $3
-                             ORDER BY e.occurred_at DESC LIMIT 1) l
-                         WHERE r.state IS NULL)
-                     SELECT count(*) FILTER (WHERE state = 'down'),
-                            count(*) FILTER (WHERE state = 'degraded')
-                     FROM (SELECT state FROM recent WHERE state IS NOT NULL
-                           UNION ALL SELECT state FROM older) latest",
-                    SiteScope::sql("site_code", 1, 2)
-                ),
-                &[prefectures, sites, &recent],
-            )
-            .await?;
-        Ok((row.get(0), row.get(1)))
-    }
-
-    /// The links tile for `scope`, through `memo`.
-    async fn link_counts(
-        &self,
-        memo: &OverviewMemo,
-        scope: &SiteScope,
-        now: OffsetDateTime,
-    ) -> Result<LinkCounts, StoreError> {
-        let key = scope.params();
-        match memo.links(&key) {
-            None => {
-                let started = Instant::now();
-                let counts = self.read_link_counts(&key, now).await?;
-                memo.keep_links(&key, counts, started);
-                Ok(counts)
-            }
-            Some((read_at, counts)) => {
-                if read_at.elapsed() > LINKS_FRESH && memo.start_refresh(&key, Part::Links) {
-                    let (store, memo, key) = (self.clone(), memo.clone(), key.clone());
-                    tokio::spawn(async move {
-                        let started = Instant::now();
-                        let now = OffsetDateTime::now_utc();
-                        match store.read_link_counts(&key, now).await {
-                            Ok(counts) => memo.keep_links(&key, counts, started),
-                            Err(error) => {
-                                tracing::warn!(%error, "refreshing the links tile failed")
-                            }
-                        }
-                        memo.end_refresh(&key, Part::Links);
-                    });
-                }
-                Ok(counts)
-            }
-        }
     }
 
     /// One page of the sites in `scope` that match `filter`, by code.
@@ -907,107 +580,5 @@ mod tests {
             first_hour(datetime!(2026-12-02 05:59:12.5 UTC)),
             datetime!(2026-12-01 06:00 UTC)
         );
-    }
-
-    fn hours(from: OffsetDateTime, n: i64) -> Vec<OffsetDateTime> {
-        (0..n).map(|i| from + Duration::hours(i)).collect()
-    }
-
-    #[test]
-    fn missing_hours_are_read_and_old_ones_refreshed_as_one_range_each() {
-        let from = datetime!(2026-12-01 06:00 UTC);
-        let to = from + Duration::hours(23);
-        assert_eq!(plan(None, from, to, None), (Some((from, to)), None));
-        let now = Instant::now();
-        let later = now + std::time::Duration::from_secs(1);
-        let mut held: BTreeMap<OffsetDateTime, PastHour> = hours(from, 22)
-            .into_iter()
-            .map(|h| {
-                (
-                    h,
-                    PastHour {
-                        read_at: later,
-                        counts: vec![],
-                    },
-                )
-            })
-            .collect();
-        // The hour that just ended is missing.
-        let last = to - Duration::hours(1);
-        assert_eq!(
-            plan(Some(&held), from, to, Some(now)),
-            (Some((last, to)), None)
-        );
-        // Two hours read long ago: one range from the first to after the second.
-        held.insert(
-            last,
-            PastHour {
-                read_at: later,
-                counts: vec![],
-            },
-        );
-        for h in [from + Duration::hours(2), from + Duration::hours(5)] {
-            held.get_mut(&h).unwrap().read_at = now;
-        }
-        let fresh_after = Some(now + std::time::Duration::from_millis(500));
-        assert_eq!(
-            plan(Some(&held), from, to, fresh_after),
-            (
-                None,
-                Some((from + Duration::hours(2), from + Duration::hours(6)))
-            )
-        );
-        assert_eq!(plan(Some(&held), from, to, Some(now)), (None, None));
-    }
-
-    #[test]
-    fn the_memo_serves_what_it_read_and_forgets_hours_before_the_chart() {
-        let memo = OverviewMemo::default();
-        let key: ScopeKey = (Some(vec!["13".into()]), Some(vec![]));
-        let from = datetime!(2026-12-01 06:00 UTC);
-        let read: BTreeMap<_, _> = hours(from, 3)
-            .into_iter()
-            .enumerate()
-            .map(|(i, h)| {
-                (
-                    h,
-                    if i == 1 {
-                        vec![]
-                    } else {
-                        vec![("valid".to_string(), i as i64 + 1)]
-                    },
-                )
-            })
-            .collect();
-        memo.keep(&key, &read, Instant::now());
-        let to = from + Duration::hours(3);
-        assert_eq!(memo.plan(&key, from, to), (None, None));
-        assert_eq!(
-            memo.collect(&key, from, to, None),
-            vec![
-                (from, "valid".to_string(), 1),
-                (from + Duration::hours(2), "valid".to_string(), 3)
-            ]
-        );
-        // Another scope sees nothing of it.
-        assert_eq!(memo.plan(&(None, None), from, to), (Some((from, to)), None));
-        // An hour later the first hour is gone and the new one missing.
-        let (next_from, next_to) = (from + Duration::hours(1), to + Duration::hours(1));
-        assert_eq!(
-            memo.plan(&key, next_from, next_to),
-            (Some((to, next_to)), None)
-        );
-        assert_eq!(memo.collect(&key, from, to, None).len(), 1);
-        assert!(memo.start_refresh(&key, Part::PastHours));
-        assert!(!memo.start_refresh(&key, Part::PastHours));
-        assert!(memo.start_refresh(&key, Part::Links));
-        memo.end_refresh(&key, Part::PastHours);
-        assert!(memo.start_refresh(&key, Part::PastHours));
-        // The links tile, per scope.
-        assert_eq!(memo.links(&key), None);
-        let at = Instant::now();
-        memo.keep_links(&key, (2, 1), at);
-        assert_eq!(memo.links(&key), Some((at, (2, 1))));
-        assert_eq!(memo.links(&(None, None)), None);
     }
 }

@@ -101,6 +101,34 @@ pub struct StreamVerificationStatus {
     pub last_sealed_at: Option<OffsetDateTime>,
 }
 
+/// The condition of the certificate listings over `$1` until, `$2` role, `$3` site, `$4`
+/// prefecture and the scope in `$5`, `$6`.
+fn certificate_filter() -> String {
+    format!(
+        "retired_at IS NULL
+         AND ($1::timestamptz IS NULL OR not_after <= $1)
+         AND ($2::text IS NULL OR role = $2)
+         AND ($3::text IS NULL OR site_code = $3)
+         AND ($4::text IS NULL OR left(site_code, 2) = $4)
+         AND {}",
+        SiteScope::sql("site_code", 5, 6)
+    )
+}
+
+/// The certificates an export lists, counted, and their rows as they are read.
+pub struct CertificateExport {
+    pub rows: i64,
+    pub stream: futures_util::stream::BoxStream<'static, Result<CertificateRow, StoreError>>,
+}
+
+impl std::fmt::Debug for CertificateExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateExport")
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
 fn tokyo_day(at: OffsetDateTime) -> Date {
     at.to_offset(time::macros::offset!(+9)).date()
 }
@@ -141,29 +169,23 @@ impl Store {
         scope: &SiteScope,
         limit: i64,
     ) -> Result<Vec<CertificateRow>, StoreError> {
-        let until = filter.within_days.map(|d| now + Duration::days(d));
         let (prefectures, sites) = scope.params();
+        let until = filter.within_days.map(|d| now + Duration::days(d));
+        let site = filter.site.as_ref().map(SiteCode::as_str);
         let rows = self
             .conn()
             .await?
             .query(
                 &format!(
-                    "SELECT {} FROM certificates
-                     WHERE retired_at IS NULL
-                       AND ($1::timestamptz IS NULL OR not_after <= $1)
-                       AND ($2::text IS NULL OR role = $2)
-                       AND ($3::text IS NULL OR site_code = $3)
-                       AND ($4::text IS NULL OR left(site_code, 2) = $4)
-                       AND {}
-                     ORDER BY not_after, site_code, terminal_id, sha256_fingerprint
-                     LIMIT $7",
+                    "SELECT {} FROM certificates WHERE {}
+                     ORDER BY not_after, site_code, terminal_id, sha256_fingerprint LIMIT $7",
                     super::certificates::CERTIFICATE_COLUMNS,
-                    SiteScope::sql("site_code", 5, 6)
+                    certificate_filter()
                 ),
                 &[
                     &until,
                     &filter.role,
-                    &filter.site.as_ref().map(SiteCode::as_str),
+                    &site,
                     &filter.prefecture,
                     &prefectures,
                     &sites,
@@ -175,6 +197,74 @@ impl Store {
             .iter()
             .map(|r| super::certificates::certificate_row(r, now))
             .collect())
+    }
+
+    /// Every certificate [`Store::dashboard_certificates`] would list, however many, as a
+    /// stream read from PostgreSQL as it is consumed (memory bounded whatever the size), with
+    /// their number counted first in the same snapshot (for the export's audit record). The
+    /// stream owns its connection, taken out of the pool: dropped half-way, it closes the
+    /// connection and its read-only transaction with it.
+    pub async fn certificates_export(
+        &self,
+        now: OffsetDateTime,
+        filter: &CertificateFilter,
+        scope: &SiteScope,
+    ) -> Result<CertificateExport, StoreError> {
+        // Taken out of the pool, not checked out through store::conn: dropped mid-export it
+        // must close, never go back to the pool inside its transaction. Its statements all run
+        // inside that transaction, so they stay on one server connection behind a pooler too.
+        #[allow(clippy::disallowed_methods)]
+        let client = deadpool_postgres::Object::take(self.pool.get().await?);
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let (prefectures, sites) = scope.params();
+        let until = filter.within_days.map(|d| now + Duration::days(d));
+        let site = filter.site.as_ref().map(SiteCode::as_str);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &until,
+            &filter.role,
+            &site,
+            &filter.prefecture,
+            &prefectures,
+            &sites,
+        ];
+        let count: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM certificates WHERE {}",
+                    certificate_filter()
+                ),
+                &params,
+            )
+            .await?
+            .get(0);
+        let rows = client
+            .query_raw(
+                &format!(
+                    "SELECT {} FROM certificates WHERE {}
+                     ORDER BY not_after, site_code, terminal_id, sha256_fingerprint",
+                    super::certificates::CERTIFICATE_COLUMNS,
+                    certificate_filter()
+                ),
+                params,
+            )
+            .await?;
+        let stream = futures_util::stream::unfold(
+            (client, Box::pin(rows)),
+            move |(client, mut rows)| async move {
+                use futures_util::StreamExt;
+                let next = rows.next().await?;
+                let item = next
+                    .map(|r| super::certificates::certificate_row(&r, now))
+                    .map_err(StoreError::from);
+                Some((item, (client, rows)))
+            },
+        );
+        Ok(CertificateExport {
+            rows: count,
+            stream: Box::pin(stream),
+        })
     }
 
     /// Per Tokyo month from `now`'s to `months` later, per role: the certificates (distinct

@@ -227,9 +227,8 @@ impl Store {
         Ok(rows.iter().map(StoredEvent::from_row).collect())
     }
 
-    /// Every site central has heard from, with its event count.
     /// Every site of the chain in `scope`: those with an agent, a planned adoption or a name
-    /// in the directory, by code.
+    /// in the directory, by code; the latest event from the summaries ingest keeps.
     pub async fn sites(&self, scope: &SiteScope) -> Result<Vec<SiteSummary>, StoreError> {
         let client = self.read_conn().await?;
         let (prefectures, sites) = scope.params();
@@ -246,13 +245,12 @@ impl Store {
                                 (array_agg(agent_version ORDER BY last_seen_at DESC))[1]
                                     AS agent_version
                          FROM agent_streams GROUP BY site_code)
-                     SELECT k.site_code, d.name, coalesce(s.events, 0),
-                            (SELECT max(occurred_at) FROM events e
-                              WHERE e.site_code = k.site_code),
+                     SELECT k.site_code, d.name, coalesce(s.events, 0), m.last_event_at,
                             s.last_seen_at, s.agent_version
                      FROM known k
                      LEFT JOIN streams s USING (site_code)
                      LEFT JOIN sites d USING (site_code)
+                     LEFT JOIN site_summaries m USING (site_code)
                      WHERE {}
                      ORDER BY k.site_code",
                     SiteScope::sql("k.site_code", 1, 2)

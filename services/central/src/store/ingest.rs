@@ -17,7 +17,7 @@
 //! deadlock, and two sessions of one stream (an old one still draining after a reconnect) are
 //! serialised.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Tx;
@@ -27,6 +27,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
+use super::summaries::SummaryDelta;
 use super::{Store, StoreError, seq};
 
 /// What one committed batch changed.
@@ -157,6 +158,8 @@ impl Store {
             .map(|b| ((b.site.as_str(), b.stream.0), None))
             .collect();
         let (sites, ids): (Vec<&str>, Vec<Uuid>) = streams.keys().copied().unzip();
+        // Every statement is one round trip (store::conn: unnamed, its parameter types known
+        // after the first time): round trips, not rows, are most of a small group's commit time.
         let locked = tx
             .query(
                 "SELECT s.site_code, s.stream_id, s.contiguous_sequence, s.highest_received_sequence
@@ -188,6 +191,8 @@ impl Store {
 
         let mut outcomes = Vec::with_capacity(batches.len());
         let mut pending: Vec<&BatchWrite> = Vec::new();
+        // What the rows inserted here change in the summaries, written before the commit.
+        let mut summaries = SummaryDelta::default();
         for batch in batches {
             let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                 outcomes.push(BatchOutcome {
@@ -211,6 +216,10 @@ impl Store {
                     stream.contiguous = last;
                 }
                 stream.highest = last;
+                // The fast path inserts every event of the batch, or the group fails.
+                for event in &batch.events {
+                    summaries.add(batch.site.as_str(), event);
+                }
                 pending.push(batch);
                 outcomes.push(BatchOutcome {
                     stored: batch.events.len() as u32,
@@ -221,7 +230,7 @@ impl Store {
             } else {
                 // The check must see the rows of earlier batches of this group.
                 self.write_new(&tx, &mut pending).await?;
-                outcomes.push(write_checked(&tx, batch).await?);
+                outcomes.push(write_checked(&tx, batch, &mut summaries).await?);
                 stream.highest = stream.highest.max(last);
             }
         }
@@ -243,17 +252,21 @@ impl Store {
             contiguous.push(stream.contiguous);
             highest.push(stream.highest);
         }
-        tx.execute(
-            "UPDATE agent_streams s SET
-                 contiguous_sequence = k.contiguous,
-                 highest_received_sequence = GREATEST(s.highest_received_sequence, k.highest),
-                 last_seen_at = now()
-             FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
-                  AS k(site_code, stream_id, contiguous, highest)
-             WHERE s.site_code = k.site_code AND s.stream_id = k.stream_id",
-            &[&sites, &ids, &contiguous, &highest],
-        )
-        .await?;
+        // The summaries and the streams' positions in one round trip (pipelined).
+        tokio::try_join!(summaries.write(&tx), async {
+            tx.execute(
+                "UPDATE agent_streams s SET
+                     contiguous_sequence = k.contiguous,
+                     highest_received_sequence = GREATEST(s.highest_received_sequence, k.highest),
+                     last_seen_at = now()
+                 FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
+                      AS k(site_code, stream_id, contiguous, highest)
+                 WHERE s.site_code = k.site_code AND s.stream_id = k.stream_id",
+                &[&sites, &ids, &contiguous, &highest],
+            )
+            .await
+            .map_err(StoreError::from)
+        },)?;
         tx.commit().await?;
 
         for (batch, outcome) in batches.iter().zip(outcomes.iter_mut()) {
@@ -368,8 +381,13 @@ async fn insert_unnest(
 }
 
 /// The checked path for one batch: positions already taken by the same event are duplicates,
-/// by another event are conflicts (refused, audited); the rest is inserted.
-async fn write_checked(tx: &Tx<'_>, batch: &BatchWrite) -> Result<BatchOutcome, StoreError> {
+/// by another event are conflicts (refused, audited); the rest is inserted, and what was
+/// inserted is added to `summaries`.
+async fn write_checked(
+    tx: &super::Tx<'_>,
+    batch: &BatchWrite,
+    summaries: &mut SummaryDelta,
+) -> Result<BatchOutcome, StoreError> {
     let first = seq(batch.events.first().map_or(0, |e| e.sequence));
     let last = seq(batch.events.last().map_or(0, |e| e.sequence));
     let taken: HashMap<i64, (Uuid, time::OffsetDateTime)> = tx
@@ -403,6 +421,12 @@ async fn write_checked(tx: &Tx<'_>, batch: &BatchWrite) -> Result<BatchOutcome, 
     let inserted = insert_unnest(tx, &fresh).await?;
     // A fresh position whose (id, time) exists elsewhere: the event is already stored once.
     duplicates += (fresh.len() - inserted.len()) as u32;
+    let inserted_ids: HashSet<Uuid> = inserted.iter().copied().collect();
+    for &(_, event) in &fresh {
+        if inserted_ids.contains(&event.id.as_uuid()) {
+            summaries.add(batch.site.as_str(), event);
+        }
+    }
 
     if !conflicts.is_empty() {
         let details: Vec<String> = conflicts

@@ -122,6 +122,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("../../migrations/0021_notifications.sql"),
     },
+    Migration {
+        version: 22,
+        name: "site_summaries",
+        sql: include_str!("../../migrations/0022_site_summaries.sql"),
+    },
 ];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.

@@ -26,6 +26,7 @@ pub mod roles;
 pub mod rollouts;
 pub mod scope;
 pub mod seals;
+pub mod summaries;
 pub mod tls;
 
 use std::str::FromStr;

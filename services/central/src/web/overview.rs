@@ -16,7 +16,7 @@ use super::layout::{Nav, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::dashboard::{Overview, OverviewMemo};
+use crate::store::dashboard::Overview;
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
 pub const OUTCOMES: [(&str, &str, &str, &str); 5] = [
@@ -34,17 +34,14 @@ fn outcome_label(outcome: &str) -> (&str, &str) {
         .map_or((outcome, outcome), |(_, ja, en, _)| (ja, en))
 }
 
-/// `GET /`, with the memo this router keeps for it (see
-/// [`OverviewMemo`]).
+/// `GET /`.
 pub fn route() -> MethodRouter<ApiState> {
-    let memo = OverviewMemo::default();
-    get(move |state, principal| page_handler(state, principal, memo.clone()))
+    get(page_handler)
 }
 
 async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-    memo: OverviewMemo,
 ) -> Result<Response, ServiceError> {
     if !principal.may(Permission::ViewFleet) {
         let to = if principal.may(Permission::ViewAudit) {
@@ -55,7 +52,7 @@ async fn page_handler(
         return Ok(Redirect::to(to).into_response());
     }
     let now = OffsetDateTime::now_utc();
-    let overview = state.store.overview(&principal.scope, now, &memo).await?;
+    let overview = state.store.overview(&principal.scope, now).await?;
     Ok(page(
         &principal,
         Nav::Overview,
