@@ -1,7 +1,6 @@
 //! `central health`: the Kubernetes probe, asking a running central over mTLS.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Args;
 
@@ -13,13 +12,9 @@ pub(crate) struct HealthArgs {
     /// The name central's certificate is verified for (one of its DNS names).
     #[arg(long, env = "CENTRAL_HEALTH_SERVER_NAME", default_value = "localhost")]
     pub(crate) server_name: String,
-    /// central's own certificate and key (issued for clientAuth too), and the chain CA.
-    #[arg(long, env = "CENTRAL_TLS_CERT")]
-    pub(crate) tls_cert: PathBuf,
-    #[arg(long, env = "CENTRAL_TLS_KEY")]
-    pub(crate) tls_key: PathBuf,
-    #[arg(long, env = "CENTRAL_CLIENT_CA")]
-    pub(crate) client_ca: PathBuf,
+    // central's own certificate (issued for clientAuth too) and the chain CA.
+    #[command(flatten)]
+    pub(crate) tls: super::TlsFiles,
     #[arg(long, default_value_t = 2)]
     pub(crate) timeout_secs: u64,
     /// Ask for liveness (the process answers) instead of readiness (it can store events).
@@ -44,9 +39,9 @@ pub(crate) async fn check(args: HealthArgs) -> anyhow::Result<()> {
         probe,
         args.addr,
         &args.server_name,
-        &args.tls_cert,
-        &args.tls_key,
-        &args.client_ca,
+        &args.tls.tls_cert,
+        &args.tls.tls_key,
+        &args.tls.client_ca,
         std::time::Duration::from_secs(args.timeout_secs.max(1)),
     )
     .await?;

@@ -163,6 +163,22 @@ pub(crate) enum Command {
     },
 }
 
+/// central's own certificate and key, and the chain CA: what `serve` presents and trusts for
+/// operators, and what `health` presents to ask it.
+#[derive(Debug, Args)]
+pub(crate) struct TlsFiles {
+    /// central's own certificate (issued for clientAuth too, which `health` presents).
+    #[arg(long, env = "CENTRAL_TLS_CERT")]
+    pub(crate) tls_cert: PathBuf,
+    /// Its private key.
+    #[arg(long, env = "CENTRAL_TLS_KEY")]
+    pub(crate) tls_key: PathBuf,
+    /// The chain CA that issued operator certificates (itself: nothing under a sub-CA is
+    /// taken on the operator listener).
+    #[arg(long, env = "CENTRAL_CLIENT_CA")]
+    pub(crate) client_ca: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DbArgs {
     /// PostgreSQL connection URL (never printed).

@@ -30,14 +30,8 @@ pub(crate) struct ServeArgs {
     /// No TLS and no authentication: keep it on loopback or a scrape-only network.
     #[arg(long, env = "CENTRAL_METRICS_LISTEN")]
     pub(crate) metrics_listen: Option<SocketAddr>,
-    #[arg(long, env = "CENTRAL_TLS_CERT")]
-    pub(crate) tls_cert: PathBuf,
-    #[arg(long, env = "CENTRAL_TLS_KEY")]
-    pub(crate) tls_key: PathBuf,
-    /// The chain CA that issued operator certificates (itself: nothing under a sub-CA is
-    /// taken on the operator listener).
-    #[arg(long, env = "CENTRAL_CLIENT_CA")]
-    pub(crate) client_ca: PathBuf,
+    #[command(flatten)]
+    pub(crate) tls: super::TlsFiles,
     /// The agent sub-CA that issues agent certificates: the agent listener takes only these.
     #[arg(long, env = "CENTRAL_AGENT_CA")]
     pub(crate) agent_ca: PathBuf,
@@ -209,9 +203,9 @@ pub(crate) async fn run(
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
         web_listen: args.web_listen,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        client_ca: args.client_ca.clone(),
+        tls_cert: args.tls.tls_cert,
+        tls_key: args.tls.tls_key,
+        client_ca: args.tls.client_ca.clone(),
         agent_ca: args.agent_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
         read_database_url: args.read_database_url.map(DatabaseUrl::new),
