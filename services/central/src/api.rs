@@ -864,7 +864,7 @@ pub(crate) async fn put_site(
     ))
 }
 
-/// This API's OpenAPI 3.1 document (checked against real answers by tests/openapi.rs).
+/// This API's OpenAPI 3.1 document (checked against real answers by tests/it/openapi.rs).
 pub(crate) async fn openapi() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -4,8 +4,8 @@
 //! An agent reports a version by saying hello with it (`open_stream`, what ingest calls); the
 //! controller is driven with explicit times so that a soak of an hour takes no time.
 
+use central::store::Store;
 use central::store::rollouts::{Action, NewRollout};
-use central::store::{self, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{EventBody, FleetEvent, LookupOutcome, StreamId};
 use onshi_domain::hours::OpeningHours;
@@ -21,9 +21,7 @@ struct Chain {
 
 async fn chain(codes: &[&str]) -> Chain {
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
     store
         .ensure_partitions(OffsetDateTime::now_utc() - Duration::days(1), 1)
         .await

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::{self, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, EventBody, EventId, FleetEvent, StreamId,
@@ -112,9 +112,7 @@ async fn chain_it_and_an_area_manager_use_the_dashboard_in_chromium() {
     );
 
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
     let now = OffsetDateTime::now_utc();
     let tokyo = [
         seed_site(&store, "131000011", "さくら薬局 新宿店", now).await,

@@ -4,18 +4,12 @@
 use central::store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
+use central::store::{AlertThresholds, Store};
 use e2e::TestDb;
 use onshi_domain::chain::{ChainHash, Finding};
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
 use uuid::Uuid;
-
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
 
 /// Events 1..=n of one stream, linked as an agent's outbox links them.
 fn chained(site: &str, n: u64) -> Vec<FleetEvent> {
@@ -40,7 +34,7 @@ struct Fixture {
 
 async fn fixture(n: u64) -> Fixture {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let code = e2e::site_code("341071236");
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());
@@ -198,7 +192,7 @@ async fn reordered_events_are_found() {
 #[tokio::test]
 async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let code = e2e::site_code("134012345");
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());

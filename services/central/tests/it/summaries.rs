@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use central::store::{self, BatchWrite, DatabaseUrl, Store, migrate};
+use central::store::{BatchWrite, Store};
 use central::writer::{Writer, WriterConfig};
 use e2e::TestDb;
 use onshi_domain::events::{
@@ -18,9 +18,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 6).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
+    crate::support::migrated_store(db).await
 }
 
 /// The event at `sequence` of a stream: its kind, time and content follow from the sequence
@@ -297,7 +295,7 @@ async fn summaries_agree_with_a_recount_after_resends_late_gaps_and_restarts() {
         )
         .await
         .unwrap();
-    let migration = include_str!("../migrations/0022_site_summaries.sql");
+    let migration = include_str!("../../migrations/0022_site_summaries.sql");
     let backfill = &migration[migration.find("-- Backfill").unwrap()
         ..migration.find("-- Ingest writes all three").unwrap()];
     client.batch_execute(backfill).await.unwrap();

@@ -4,7 +4,7 @@
 use central::store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
+use central::store::AlertThresholds;
 use e2e::TestDb;
 use onshi_domain::events::{
     Consent, ConsentChoice, EventBody, FleetEvent, InfoCategory, InfoView, StreamId,
@@ -40,9 +40,7 @@ fn view(patient: PatientRef, role: &str, window: Option<&str>, allowed: bool) ->
 #[tokio::test]
 async fn views_the_policy_or_central_s_consents_do_not_allow_raise_an_alert() {
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
     let code = e2e::site_code("131000001"); // Tokyo, medical fee table
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());

@@ -2,7 +2,7 @@
 //! cannot change or delete audit rows, even when granted the privilege by mistake; and the
 //! real central process refuses to serve as the schema owner unless told it is development.
 
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::{self, DatabaseUrl, Store};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 /// Migrates as the owner, then returns a login role that is a member of `onshi_app` only.
 async fn app_login(db: &TestDb) -> String {
-    let owner = store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
-    migrate::migrate(&owner).await.unwrap();
+    crate::support::migrated_pool(db).await;
     db.app_login().await.unwrap()
 }
 

@@ -7,7 +7,7 @@
 use central::store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::{self, Store};
 use e2e::TestDb;
 use onshi_domain::availability::SessionEnd;
 use onshi_domain::events::{
@@ -62,9 +62,7 @@ async fn state(store: &Store, site: &SiteCode) -> (String, bool) {
 #[tokio::test]
 async fn the_agent_s_own_signals_name_what_is_wrong_at_the_site() {
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
     let always_open: OpeningHours = serde_json::from_str(
         r#"{"weekly": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"], "wed": ["00:00-24:00"],
             "thu": ["00:00-24:00"], "fri": ["00:00-24:00"], "sat": ["00:00-24:00"],
@@ -169,9 +167,7 @@ fn terminal_health(state: LinkState, detail: &str) -> EventBody {
 #[tokio::test]
 async fn a_silent_qualification_terminal_is_its_own_state_and_recovers() {
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
     let always_open: OpeningHours = serde_json::from_str(
         r#"{"weekly": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"], "wed": ["00:00-24:00"],
             "thu": ["00:00-24:00"], "fri": ["00:00-24:00"], "sat": ["00:00-24:00"],

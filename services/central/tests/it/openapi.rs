@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use central::store::{self, AlertThresholds, CertificateAlertDays, DatabaseUrl, Store, migrate};
+use central::store::{AlertThresholds, CertificateAlertDays, Store};
 use e2e::TestDb;
 use e2e::openapi::{self, find_response, validate_at};
 use fleet_tls::listen::PeerCertificates;
@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tonic::codegen::Service;
 use uuid::Uuid;
 
-const DOCUMENT: &str = include_str!("../openapi.json");
+const DOCUMENT: &str = include_str!("../../openapi.json");
 
 fn document() -> Value {
     serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
@@ -439,12 +439,6 @@ impl Api {
 
 // ------------------------------------------------------------------------------- seeding
 
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
-
 fn patient(n: u8) -> PatientRef {
     PatientRef::parse(&format!("{n:02x}").repeat(32)).unwrap()
 }
@@ -581,7 +575,7 @@ struct Chain {
 /// A chain of two sites, seeded through the store as ingest and the maintenance tasks do.
 async fn chain() -> Chain {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let now = OffsetDateTime::now_utc();
     store
         .ensure_partitions(now - time::Duration::days(1), 1)

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use central::auth::accounts::{AccountSpec, create_account};
+use central::store::AlertThresholds;
 use central::store::notifications::{Claim, EndpointSpec};
-use central::store::{self, AlertThresholds, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::hours::OpeningHours;
@@ -19,13 +19,6 @@ use onshi_domain::site::SiteCode;
 use time::OffsetDateTime;
 use tonic::codegen::Service;
 use uuid::Uuid;
-
-async fn app_store(db: &TestDb) -> Store {
-    let owner = store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
-    migrate::migrate(&owner).await.unwrap();
-    let app = db.app_login().await.unwrap();
-    Store::new(store::connect(&DatabaseUrl::new(&app), 4).unwrap())
-}
 
 fn spec(name: &str, prefectures: &[&str], enabled: bool) -> EndpointSpec {
     EndpointSpec {
@@ -67,7 +60,7 @@ fn claim(urgent: &'static [&'static str]) -> Claim<'static> {
 #[tokio::test]
 async fn triggers_queue_routed_rows_and_claims_keep_order_and_quiet_hours() {
     let db = TestDb::create().await.unwrap();
-    let store = app_store(&db).await;
+    let store = crate::support::app_store(&db).await;
     let all = store
         .create_notification_endpoint(&spec("all", &[], true), None, "test")
         .await
@@ -267,7 +260,7 @@ async fn get(app: &axum::Router, cookie: &str, path: &str) -> (StatusCode, Strin
 #[tokio::test]
 async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_cannot() {
     let db = TestDb::create().await.unwrap();
-    let store = app_store(&db).await;
+    let store = crate::support::app_store(&db).await;
     for (login, role, prefectures) in [
         ("it-admin", "chain_admin", vec![]),
         ("kansai", "area_manager", vec!["27".to_string()]),

@@ -7,7 +7,7 @@
 //! application role can neither pass a later time nor rewrite the policy.
 
 use central::store::retention::RetentionRule;
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::{self, DatabaseUrl, Store};
 use e2e::TestDb;
 use onshi_domain::chain::{ChainHash, Finding};
 use onshi_domain::events::{EventBody, FleetEvent, LinkChange, LinkState, LinkTarget, StreamId};
@@ -15,12 +15,6 @@ use onshi_domain::site::SiteCode;
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
-
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
 
 /// One stream's events, linked as an agent links them: `(when, is a link change)` each.
 fn chained(site: &str, events: &[(OffsetDateTime, bool)]) -> Vec<FleetEvent> {
@@ -60,7 +54,7 @@ struct Fixture {
 /// 20 months ago (link changes past their 13 months, lookups within their 60); 9-10: now.
 async fn fixture() -> Fixture {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let ancient = now - Duration::days(70 * 31);
     let old = now - Duration::days(20 * 30);
@@ -220,7 +214,7 @@ async fn a_deleted_or_forged_stub_is_not_mistaken_for_an_expired_event() {
 #[tokio::test]
 async fn a_changed_policy_shapes_the_months_made_after_it() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     store
         .set_retention(
             &RetentionRule {

@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use central::auth::accounts::{AccountSpec, create_account};
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central::store::Store;
 use e2e::TestDb;
 use onshi_domain::events::{
     EventBody, FleetEvent, Inventory, LinkChange, LinkState, LinkTarget, LookupOutcome,
@@ -91,9 +91,7 @@ async fn stream(store: &Store, site: &SiteCode, produced: u64) -> StreamId {
 
 async fn fleet() -> Fleet {
     let test_db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&test_db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&test_db).await;
     let now = OffsetDateTime::now_utc();
     store
         .ensure_partitions(now - Duration::days(2), 1)

@@ -4,7 +4,7 @@
 
 use central::store::grace::{GraceEnd, GraceView};
 use central::store::scope::SiteScope;
-use central::store::{self, DatabaseUrl, Store, StoreError, migrate};
+use central::store::{self, DatabaseUrl, Store, StoreError};
 use e2e::TestDb;
 use onshi_domain::grace::{GraceCategory, GraceNotification, GraceState, GraceStatus};
 use onshi_domain::site::SiteCode;
@@ -14,12 +14,6 @@ use tokio_postgres::error::SqlState;
 
 /// Noon in Tokyo on 15 March 2023, two weeks after the mandate.
 const MARCH: OffsetDateTime = datetime!(2023-03-15 12:00 +9);
-
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
 
 fn site(first_nine: &str) -> SiteCode {
     SiteCode::parse(&e2e::site_code(first_nine)).unwrap()
@@ -73,7 +67,7 @@ fn refused(result: Result<GraceView, StoreError>) -> String {
 #[tokio::test]
 async fn every_category_gets_its_deadline_and_a_status() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let clinic = site("131000021");
     let by = "operator:it-1";
     let cases = [
@@ -197,7 +191,7 @@ async fn every_category_gets_its_deadline_and_a_status() {
 #[tokio::test]
 async fn a_refused_notification_stores_nothing_and_audits_nothing() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let clinic = site("131000039");
     let no_copy = GraceNotification {
         evidence: None,
@@ -252,7 +246,7 @@ async fn a_refused_notification_stores_nothing_and_audits_nothing() {
 #[tokio::test]
 async fn a_notification_is_ended_once_by_its_own_site_and_the_ending_is_audited() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let (clinic, pharmacy) = (site("131000047"), site("134000015"));
     let works = GraceNotification {
         ends_on: Some(date!(2023 - 04 - 30)),
@@ -384,7 +378,7 @@ async fn a_notification_is_ended_once_by_its_own_site_and_the_ending_is_audited(
 #[tokio::test]
 async fn the_adoption_view_carries_the_active_grace_notifications() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let clinic = site("131000055");
     store
         .set_adoption_plan(&clinic, date!(2023 - 10 - 02), false, "it-1")
@@ -422,7 +416,7 @@ async fn the_adoption_view_carries_the_active_grace_notifications() {
 #[tokio::test]
 async fn the_application_role_files_and_ends_but_never_rewrites_a_filing() {
     let db = TestDb::create().await.unwrap();
-    store(&db).await;
+    crate::support::migrated_pool(&db).await;
     let app_url = db.app_login().await.unwrap();
     let app = Store::new(store::connect(&DatabaseUrl::new(&app_url), 2).unwrap());
     let clinic = site("131000063");

@@ -3,7 +3,7 @@
 //! time passes ("now" is injected; nothing sleeps).
 
 use central::store::scope::SiteScope;
-use central::store::{self, CertificateAlertDays, DatabaseUrl, Store, migrate};
+use central::store::{CertificateAlertDays, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, EventBody, EventId, FleetEvent, StreamId,
@@ -11,12 +11,6 @@ use onshi_domain::events::{
 use onshi_domain::site::{SiteCode, TerminalId};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
-
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
 
 fn cert(role: &str, name: &str, not_after: OffsetDateTime) -> CertificateInfo {
     CertificateInfo {
@@ -87,7 +81,7 @@ fn now() -> OffsetDateTime {
 #[tokio::test]
 async fn thresholds_fire_once_each_as_time_passes() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let start = now();
     let mut site = Site::open(&store, "341071236", start).await;
     let expiry = start + Duration::days(100) + Duration::hours(12);
@@ -162,7 +156,7 @@ async fn thresholds_fire_once_each_as_time_passes() {
 #[tokio::test]
 async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_not() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let start = now();
     let mut site = Site::open(&store, "341071236", start).await;
     let far = start + Duration::days(900);
@@ -253,7 +247,7 @@ async fn a_full_snapshot_retires_a_removed_certificate_and_a_change_event_does_n
 #[tokio::test]
 async fn an_expiring_ca_raises_one_alert_for_every_site_holding_it() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let start = now();
     let ca_expiry = start + Duration::days(20) + Duration::hours(1);
     let leaf_expiry = start + Duration::days(800);

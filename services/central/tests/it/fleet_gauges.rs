@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use central::store::fleet_gauges::ALERT_KINDS;
-use central::store::{self, AlertThresholds, CertificateAlertDays, DatabaseUrl, Store, migrate};
+use central::store::{AlertThresholds, CertificateAlertDays};
 use e2e::TestDb;
 use onshi_domain::availability::{SessionEnd, State};
 use onshi_domain::events::{
@@ -36,9 +36,7 @@ fn certificate(serial: &str, days_left: i64) -> CertificateInfo {
 #[tokio::test]
 async fn the_gauges_count_what_the_fleet_holds() {
     let db = TestDb::create().await.unwrap();
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    let store = Store::new(pool);
+    let store = crate::support::migrated_store(&db).await;
 
     // Nothing yet: every series is there, at zero.
     let empty = store.fleet_gauges().await.unwrap();

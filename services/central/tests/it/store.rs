@@ -8,12 +8,6 @@ use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
 use uuid::Uuid;
 
-async fn store(db: &TestDb) -> Store {
-    let pool = store::connect(&DatabaseUrl::new(&db.url), 4).unwrap();
-    migrate::migrate(&pool).await.unwrap();
-    Store::new(pool)
-}
-
 fn events(site: &str, sequences: &[u64]) -> Vec<FleetEvent> {
     sequences
         .iter()
@@ -61,7 +55,7 @@ async fn an_edited_migration_is_refused() {
 #[tokio::test]
 async fn the_contiguous_sequence_never_passes_a_gap() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let site_code = e2e::site_code("341071236");
     let site = SiteCode::parse(&site_code).unwrap();
     let stream = StreamId(Uuid::now_v7());
@@ -99,7 +93,7 @@ async fn the_contiguous_sequence_never_passes_a_gap() {
 #[tokio::test]
 async fn a_different_event_at_a_taken_sequence_is_refused_and_audited() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let site_code = e2e::site_code("341071236");
     let site = SiteCode::parse(&site_code).unwrap();
     let stream = StreamId(Uuid::now_v7());
@@ -157,7 +151,7 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_group_of_batches_from_several_streams_commits_together_and_resends_are_stored_once() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let (a, b) = (e2e::site_code("341071236"), e2e::site_code("134012345"));
     let (site_a, site_b) = (SiteCode::parse(&a).unwrap(), SiteCode::parse(&b).unwrap());
     let (stream_a, stream_b) = (StreamId(Uuid::now_v7()), StreamId(Uuid::now_v7()));
@@ -215,7 +209,7 @@ async fn a_group_of_batches_from_several_streams_commits_together_and_resends_ar
 #[tokio::test]
 async fn an_event_id_reused_at_a_new_sequence_is_stored_once_without_failing_the_group() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let code = e2e::site_code("341071236");
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());
@@ -238,7 +232,7 @@ async fn an_event_id_reused_at_a_new_sequence_is_stored_once_without_failing_the
 #[tokio::test]
 async fn partitions_are_made_ahead_and_an_event_of_any_date_is_stored() {
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let now = time::OffsetDateTime::now_utc();
     store.ensure_partitions(now, 2).await.unwrap();
     let names: Vec<String> = store
@@ -294,7 +288,7 @@ async fn partitions_are_made_ahead_and_an_event_of_any_date_is_stored() {
 async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_clears() {
     use std::time::Duration;
     let db = TestDb::create().await.unwrap();
-    let store = store(&db).await;
+    let store = crate::support::migrated_store(&db).await;
     let code = e2e::site_code("341071236");
     let site = SiteCode::parse(&code).unwrap();
     let stream = StreamId(Uuid::now_v7());
