@@ -39,12 +39,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::judge::{PersonShown, judge};
+use crate::judge::{Judged, PersonShown, judge};
 use crate::lookup::today_jst;
 use crate::national::National;
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 use onshi_domain::codes::QualificationValidity;
+use onshi_domain::direct::{ConfirmRequest, ConsentChoices};
 
 /// "No matching qualification" for a card on the reader.
 pub(crate) const NOT_FOUND_ON_CARD: &str =
@@ -438,8 +439,6 @@ impl Cards {
             .terminal
             .clone()
             .unwrap_or_else(|| self.default_terminal.clone());
-        let consent_asked = request.consent.clone();
-        let limit_asked = request.limit_consent;
         let identity = if request.face_verified {
             IdentityVerification::Face
         } else {
@@ -448,23 +447,19 @@ impl Cards {
 
         // The card steps (blocking) and the challenge (network) at the same time.
         let readers = self.readers.clone();
-        let pin = request.pin;
+        let pin = request.pin.clone();
         let card_reader_name = reader.clone();
         let card_steps = tokio::task::spawn_blocking(move || {
             read_and_verify(&*readers, &card_reader_name, pin.as_ref())
         });
-        let challenge = self.challenge();
-        let (card, challenge) = tokio::join!(card_steps, challenge);
-        let card = match card {
-            Ok(result) => result,
-            Err(join) => Err(CardStop::Card(CardError::Reader(join.to_string()))),
-        };
+        let (card, challenge) = tokio::join!(card_steps, self.challenge());
+        let card =
+            card.unwrap_or_else(|join| Err(CardStop::Card(CardError::Reader(join.to_string()))));
         let (card, certificate) = match card {
             Ok(ok) => ok,
             Err(stop) => return self.card_failed(&reader, terminal, stop, started).await,
         };
         self.count(&reader, true, None);
-
         let challenge = match challenge {
             Ok(challenge) => challenge,
             Err(detail) => {
@@ -472,54 +467,31 @@ impl Cards {
                 return self.unreachable(terminal, identity, detail, started).await;
             }
         };
-        let signature = if identity == IdentityVerification::Pin {
-            let digest = ring::digest::digest(&ring::digest::SHA256, &challenge);
-            let mut digest32 = [0u8; 32];
-            digest32.copy_from_slice(digest.as_ref());
-            let mut card = card;
-            let signed = tokio::task::spawn_blocking(move || {
-                let signature = card.sign(&sha256_digest_info(&digest32));
-                // The reader is released here, before the network round trip.
-                drop(card);
-                signature
-            })
-            .await
-            .unwrap_or_else(|join| Err(CardError::Reader(join.to_string())));
-            match signed {
-                Ok(signature) => Some(signature),
-                Err(error) => {
-                    return self
-                        .card_failed(&reader, terminal, CardStop::Card(error), started)
-                        .await;
-                }
+        let signature = match sign_challenge(card, &challenge, identity).await {
+            Ok(signature) => signature,
+            Err(error) => {
+                return self
+                    .card_failed(&reader, terminal, CardStop::Card(error), started)
+                    .await;
             }
-        } else {
-            // Face route: nothing more to ask the card; release the reader now.
-            drop(card);
-            None
         };
 
-        let body = serde_json::json!({
-            "challenge": fleet_tls::identity::hex(&challenge),
-            "certificate": fleet_tls::identity::hex(&certificate),
-            "identity_verification": if identity == IdentityVerification::Pin { "pin" } else { "face" },
-            "signature": signature.as_deref().map(fleet_tls::identity::hex),
-            "face_verified": request.face_verified,
-            "qualification_confirmation_date": yyyymmdd(today_jst()),
-            "arbitrary_file_identifier": Uuid::now_v7().simple().to_string(),
-            "limit_consent": request.limit_consent,
-            "consent": {
-                "drug": request.consent.contains(&InfoCategory::Drug),
-                "checkup": request.consent.contains(&InfoCategory::Checkup),
-                "diagnosis": request.consent.contains(&InfoCategory::Diagnosis),
-                "surgery": request.consent.contains(&InfoCategory::Surgery),
-            },
-        });
+        let confirm = ConfirmRequest {
+            challenge: fleet_tls::identity::hex(&challenge),
+            certificate: fleet_tls::identity::hex(&certificate),
+            identity_verification: identity.as_str().to_string(),
+            signature: signature.as_deref().map(fleet_tls::identity::hex),
+            face_verified: request.face_verified,
+            qualification_confirmation_date: Some(yyyymmdd(today_jst())),
+            arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
+            limit_consent: request.limit_consent,
+            consent: ConsentChoices::of(&request.consent),
+        };
         let answer = self
             .onshi
             .exchange_json(
                 "card/confirm",
-                serde_json::to_vec(&body).unwrap_or_default(),
+                serde_json::to_vec(&confirm).unwrap_or_default(),
             )
             .await;
         let latency_ms = elapsed_ms(started);
@@ -531,6 +503,20 @@ impl Cards {
                     .await;
             }
         };
+        self.record_answer(terminal, &request, identity, judged, latency_ms)
+            .await
+    }
+
+    /// Records the lookup the national system answered, then the consent the patient gave on
+    /// the reader (when asked and the answer is valid), which the site's views then rely on.
+    async fn record_answer(
+        &self,
+        terminal: TerminalId,
+        request: &CardRequest,
+        identity: IdentityVerification,
+        judged: Judged,
+        latency_ms: u32,
+    ) -> Result<CardAnswer, CardRequestError> {
         let patient_ref = judged.first.as_ref().and_then(|r| {
             Some(PatientRef::for_insurance_card(
                 &self.patient_key,
@@ -572,7 +558,7 @@ impl Cards {
         let mut message = judged.message.clone();
         let mut consent = None;
         let mut view_handle = None;
-        let asked = limit_asked || !consent_asked.is_empty();
+        let asked = request.limit_consent || !request.consent.is_empty();
         let numbers = judged.first.as_ref().and_then(|first| {
             Some((
                 first,
@@ -627,7 +613,6 @@ impl Cards {
         })
     }
 
-    /// A fresh challenge from the national system (hex in JSON).
     async fn challenge(&self) -> Result<Vec<u8>, String> {
         let answer = self
             .onshi
@@ -815,6 +800,31 @@ fn reader_change(entry: &ReaderHealth, detail: Option<String>) -> ReaderChange {
         errors: entry.errors,
         last_error: entry.last_error.clone(),
     }
+}
+
+/// The PIN route signs the challenge with the card's user-authentication key (PKCS#1 v1.5
+/// over its SHA-256); the face route asks the card nothing more. Either way the reader is
+/// released here, before the network round trip.
+async fn sign_challenge(
+    mut card: JpkiCard,
+    challenge: &[u8],
+    identity: IdentityVerification,
+) -> Result<Option<Vec<u8>>, CardError> {
+    if identity != IdentityVerification::Pin {
+        drop(card);
+        return Ok(None);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, challenge);
+    let mut digest32 = [0u8; 32];
+    digest32.copy_from_slice(digest.as_ref());
+    tokio::task::spawn_blocking(move || {
+        let signature = card.sign(&sha256_digest_info(&digest32));
+        drop(card);
+        signature
+    })
+    .await
+    .unwrap_or_else(|join| Err(CardError::Reader(join.to_string())))
+    .map(Some)
 }
 
 /// The blocking card steps: identify, read the certificate, check its dates, verify the PIN.

@@ -196,6 +196,17 @@ pub enum IdentityVerification {
     Face,
 }
 
+impl IdentityVerification {
+    /// As serialised (`none`, `pin`, `face`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityVerification::None => "none",
+            IdentityVerification::Pin => "pin",
+            IdentityVerification::Face => "face",
+        }
+    }
+}
+
 /// What happened when a card was put on a reader, before (or instead of) a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -386,4 +397,20 @@ pub struct Inventory {
     pub readers: Vec<ReaderChange>,
     pub certificates: Vec<CertificateInfo>,
     pub terminal_ids: Vec<TerminalId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_verification_names_are_its_serialised_names() {
+        for v in [
+            IdentityVerification::None,
+            IdentityVerification::Pin,
+            IdentityVerification::Face,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod calendar;
 pub mod chain;
 pub mod check_digit;
 pub mod codes;
+pub mod direct;
 pub mod era;
 pub mod events;
 pub mod grace;
