@@ -96,14 +96,16 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
         // The link itself is opened, not its target; `is_file` below then refuses it.
         options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     }
+    #[cfg(unix)]
     let file = options.open(path).map_err(|e| {
         // ELOOP: the name is a symbolic link.
-        #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
             return io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link, not a file");
         }
         e
     })?;
+    #[cfg(not(unix))]
+    let file = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
