@@ -175,8 +175,31 @@ async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal
         &["present", "--holder", "0", "--consent", "drug,checkup"],
     )
     .await?;
+    // Another under a Japanese name (a terminal may name its files so): written aside, then
+    // renamed into `face` whole. Windows hands the agent the name in UTF-16, Wine from UTF-8.
+    let aside = agent_site.dir().join("aside");
+    let written = sim_terminal_command(
+        &aside,
+        &[
+            "present",
+            "--holder",
+            "1",
+            "--institution",
+            &site,
+            "--seed",
+            e2e::SIM_SEED,
+            "--population",
+            e2e::SIM_POPULATION,
+        ],
+    )
+    .await?;
+    let written: serde_json::Value = serde_json::from_str(written.trim())?;
+    let japanese = folder
+        .join("face")
+        .join("OQSsiquc01res_face_顔認証_受付１_20261205093000.xml");
+    std::fs::rename(written["face"].as_str().unwrap(), &japanese)?;
 
-    let stored = await_events(&db, &site, "lookup", 3).await;
+    let stored = await_events(&db, &site, "lookup", 4).await;
     let from_counter: BTreeSet<String> = stored
         .iter()
         .filter(|l| l["source"] == "counter")
@@ -209,8 +232,13 @@ async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal
         .iter()
         .filter(|l| l["source"] == "face_reader")
         .collect();
-    assert_eq!(by_face.len(), 1, "the face result once: {stored:?}");
-    assert_eq!(by_face[0]["identity_verification"], "face");
+    assert_eq!(by_face.len(), 2, "each face result once: {stored:?}");
+    assert!(
+        by_face.iter().all(|l| l["identity_verification"] == "face"),
+        "{by_face:?}"
+    );
+    // The face files are the terminal's: left as written, the Japanese name too.
+    assert!(japanese.exists());
     // The terminal's health is the national link, over the named pipe.
     let status = agent_site.status().await?;
     let national = status["national_link"].as_str().unwrap_or_default();
