@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use e2e::proxy::Proxy;
+use e2e::receipt::{await_result, put};
 use e2e::{
     AgentSettings, AgentSite, Pki, TestDb, await_events, eventually, https_endpoint, sim_people,
     sim_terminal_command, site_code, start_central, start_central_with_env, start_sim,
@@ -156,11 +157,33 @@ async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal
     let folder = agent_site.dir().join("OQS");
     let _terminal = start_sim_terminal(&folder, &["--institution", &site]).await?;
     agent_site.use_terminal(&folder, 30_000)?;
+    // Relay mode too: the receipt computer's folders (a share), which the agent names by
+    // their Wine path.
+    let share = agent_site.dir().join("share");
+    agent_site.append_config(&format!(
+        "[file_exchange]\nfolder = '{}'\nsettle_ms = 100\nincomplete_grace_ms = 2500\nrescan_ms = 500\n",
+        wine_path(&share)
+    ))?;
     let _agent = agent_site.start().await?;
-    let people = sim_people("valid", 2).await?;
+    let people = sim_people("valid", 3).await?;
 
     // The counter's lookups go through the terminal's folders.
-    let shown = lookups(&agent_site, &people).await;
+    let shown = lookups(&agent_site, &people[..2]).await;
+    // The receipt computer asks under a Japanese file name (as a Windows program writes it:
+    // the share keeps it in UTF-16, Wine's Z: drive in UTF-8) and gets its answer under the
+    // matching name.
+    let request = "OQSsiquc01req_受付_山田.xml";
+    put(
+        &share.join("req"),
+        request,
+        &e2e::receipt::eligibility(&site, &people[2], "RC-0001")?,
+    )?;
+    let answer = await_result(&share.join("res"), "OQSsiquc01res_受付_山田.xml").await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains("RC-0001"),
+        "the answer to that request: {answer}"
+    );
     for sub in ["req", "res"] {
         let left: Vec<_> = std::fs::read_dir(folder.join(sub))?
             .filter_map(|e| e.ok())
@@ -199,7 +222,7 @@ async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal
         .join("OQSsiquc01res_face_顔認証_受付１_20261205093000.xml");
     std::fs::rename(written["face"].as_str().unwrap(), &japanese)?;
 
-    let stored = await_events(&db, &site, "lookup", 4).await;
+    let stored = await_events(&db, &site, "lookup", 5).await;
     let from_counter: BTreeSet<String> = stored
         .iter()
         .filter(|l| l["source"] == "counter")
@@ -233,6 +256,11 @@ async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal
         .filter(|l| l["source"] == "face_reader")
         .collect();
     assert_eq!(by_face.len(), 2, "each face result once: {stored:?}");
+    let relayed = stored
+        .iter()
+        .filter(|l| l["source"] != "counter" && l["source"] != "face_reader")
+        .count();
+    assert_eq!(relayed, 1, "the relayed request once: {stored:?}");
     assert!(
         by_face.iter().all(|l| l["identity_verification"] == "face"),
         "{by_face:?}"
