@@ -26,13 +26,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&temp, path)?;
+        rename_in_place(&temp, path)?;
         sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// `fs::rename`, and on Windows the rename Wine reports failed although it took place: Wine's
+/// server resolves the new name after renaming (server/fd.c) and answers STATUS_NO_MEMORY
+/// (os error 8) when another process (the terminal, the receipt computer) already took the file
+/// away. The temporary name being gone is the proof that the rename happened.
+fn rename_in_place(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        #[cfg(windows)]
+        Err(e) if e.raw_os_error() == Some(8) && !from.exists() => Ok(()),
+        other => other,
+    }
 }
 
 /// Creates a new, empty file in `dir` named `.<hint>.<random>.tmp`, owner read/write only on
