@@ -35,10 +35,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-/// `fs::rename`, and on Windows the rename Wine reports failed although it took place: Wine's
-/// server resolves the new name after renaming (server/fd.c) and answers STATUS_NO_MEMORY
-/// (os error 8) when another process (the terminal, the receipt computer) already took the file
-/// away. The temporary name being gone is the proof that the rename happened.
+/// `fs::rename`, and on Windows the rename Wine reports failed although it took place: seen
+/// under Wine 8 as os error 8 (not enough memory) while the terminal had already taken the
+/// renamed request away (as we read Wine's server/fd.c, it resolves the new name after renaming
+/// and answers STATUS_NO_MEMORY when that name is already gone). The temporary name being gone
+/// is the proof that the rename happened.
 fn rename_in_place(from: &Path, to: &Path) -> io::Result<()> {
     match fs::rename(from, to) {
         #[cfg(windows)]
