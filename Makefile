@@ -33,12 +33,15 @@ lint: ## cargo fmt --check and clippy -D warnings
 helm-check: ## Lint the Helm chart and validate its manifests (installs helm and kubernetes-validate into .local/tools)
 	scripts/check-helm.sh
 
+# After the Linux tests, the Windows agent (scripts/windows.sh test: cross-build, clippy for the
+# Windows target, its unit tests and end-to-end tests under Wine; README, "The Windows agent").
 # The tests end with the fuzz smoke of the crates whose fuzz builds are cheap from cold;
 # `make fuzz-smoke` runs all of them (the agent's and proto's take far longer to build: README,
 # "Fuzzing").
 .PHONY: test
-test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes
+test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes, the Windows agent's under Wine
 	scripts/with-pg.sh scripts/run-tests.sh
+	scripts/windows.sh test
 	FUZZ_DIRS="crates/onshi-domain/fuzz crates/card-reader/fuzz proto/fuzz" scripts/fuzz.sh smoke
 
 .PHONY: fuzz
@@ -54,7 +57,7 @@ windows: ## Cross-build edge-agent.exe and its MSI for Windows into target/windo
 	scripts/windows.sh build
 
 .PHONY: test-windows
-test-windows: deps build ## The Windows agent under Wine: its unit tests, then end-to-end against onshi-sim and central on Linux
+test-windows: deps build ## Only the Windows agent's part of make test: clippy, unit tests under Wine, end-to-end against the Linux stack
 	scripts/windows.sh test
 
 .PHONY: demo

@@ -4,6 +4,9 @@
 # (the real PC/SC stack the card tests drive), libpcsclite-dev and pkg-config (the pcsc crate),
 # npm and python3 when missing; Debian's Chromium and a Japanese font for the dashboard's browser
 # tests, and their npm packages (tests/browser: playwright-core driving the system Chromium).
+# With `windows` (scripts/windows.sh, which `make test` runs): Debian's cross toolchain for the
+# Windows agent and its clippy, Wine, msitools and wixl, and openssl (the end-to-end test makes
+# a PKCS#12 file with it).
 set -euo pipefail
 
 need=()
@@ -24,7 +27,7 @@ command -v c++ >/dev/null 2>&1 || need+=(g++)
 # PgBouncer: the pooler test and the ingest benchmark put central behind it in transaction mode.
 packages=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk pgbouncer)
 if [ "${1:-}" = windows ]; then
-  packages+=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine wine64 msitools wixl)
+  packages+=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64-posix wine wine64 msitools wixl openssl)
 fi
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")

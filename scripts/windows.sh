@@ -3,10 +3,15 @@
 # (deploy/windows/README.md):
 #   scripts/windows.sh build   edge-agent.exe (x86_64-pc-windows-gnu) and its MSI into
 #                              target/windows/dist, with the time each took
-#   scripts/windows.sh test    the agent's unit tests under Wine, then the Windows end-to-end
-#                              tests (tests/tests/windows.rs: edge-agent.exe under Wine against
-#                              onshi-sim and central on Linux, the MSI checked with msiinfo)
-# Both install the packages they need first (scripts/ensure-deps.sh windows).
+#   scripts/windows.sh lint    clippy -D warnings on the agent's Windows code (its code under
+#                              cfg(windows) is never compiled by the Linux clippy)
+#   scripts/windows.sh unit|e2e  one part of `test` (after `build tests`)
+#   scripts/windows.sh test    build, lint, the agent's unit tests under Wine, then the Windows
+#                              end-to-end tests (tests/tests/windows.rs: edge-agent.exe under
+#                              Wine against onshi-sim and central on Linux, the MSI checked with
+#                              msiinfo); `make test` runs it
+# All install the packages they need first (scripts/ensure-deps.sh windows). Each step prints
+# its wall time, and `test` ends with the CPU time all of it took (for the README's figures).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -22,10 +27,14 @@ cross_cargo() {
   "$WIN_CARGO" "$@" -Zbuild-std=std,panic_abort --target "$WIN_TARGET" --locked -p edge-agent
 }
 
+# `build` the binaries; `build tests` with the unit tests in the same cargo run: dev-dependencies
+# change the features of shared dependencies (serde, rand, ...), so built apart the binary and
+# the tests would each compile their own copy of much of the dependency tree.
 build() {
-  local start
+  local start targets=(--bins)
+  [ "${1:-}" = tests ] && targets+=(--lib --tests)
   start=$(date +%s)
-  cross_cargo build --bins
+  cross_cargo build "${targets[@]}"
   mkdir -p "$DIST"
   cp "$WIN_OUT/edge-agent.exe" "$DIST/edge-agent.exe"
   echo "windows: built $DIST/edge-agent.exe in $(elapsed "$start") s" >&2
@@ -36,15 +45,33 @@ build() {
   echo "windows: built $DIST/onshi-fleet-agent-$VERSION.msi in $(elapsed "$start") s" >&2
 }
 
-# Wine 8 lacks bcryptprimitives.dll (ProcessPrng): the test fixture in tests/windows, built
-# here and copied beside the test executables only, never into $DIST.
-shim() {
-  local out="$CARGO_TARGET_DIR/shim/bcryptprimitives.dll"
-  if [ ! -f "$out" ] || [ tests/windows/processprng.c -nt "$out" ]; then
-    mkdir -p "$(dirname "$out")"
-    x86_64-w64-mingw32-gcc-posix -shared -O2 -s -o "$out" tests/windows/processprng.c -ladvapi32
+# Clippy for the Windows target: Debian's cargo-clippy and clippy-driver (rust-web-clippy) of
+# the same compiler, so the standard library built with -Zbuild-std is the one it checks against.
+lint() {
+  local start
+  start=$(date +%s)
+  CARGO="$WIN_CARGO" /usr/bin/cargo-clippy clippy -Zbuild-std=std,panic_abort --target "$WIN_TARGET" \
+    --locked -p edge-agent --all-targets -- -D warnings
+  echo "windows: clippy -D warnings for $WIN_TARGET in $(elapsed "$start") s" >&2
+}
+
+# The test fixtures in tests/windows, built here into $FIXTURES, never into $DIST:
+# bcryptprimitives.dll (ProcessPrng, which Wine 8 lacks), copied beside the test executables
+# only, and certstore-add.exe (imports a certificate into a Windows store for the end-to-end
+# test of the certificate inventory; Wine 8 has no certutil).
+FIXTURES="$CARGO_TARGET_DIR/fixtures"
+fixture() {
+  local out="$FIXTURES/$1" source="$2"
+  shift 2
+  if [ ! -f "$out" ] || [ "$source" -nt "$out" ]; then
+    mkdir -p "$FIXTURES"
+    x86_64-w64-mingw32-gcc-posix -O2 -s -o "$out" "$source" "$@"
   fi
-  for dir in "$@"; do cp "$out" "$dir/"; done
+}
+shim() {
+  fixture bcryptprimitives.dll tests/windows/processprng.c -shared -ladvapi32
+  fixture certstore-add.exe tests/windows/certstore-add.c -lcrypt32
+  for dir in "$@"; do cp "$FIXTURES/bcryptprimitives.dll" "$dir/"; done
 }
 
 # Wine 8 emulates a file's DACL from its unix mode and maps any DACL set through the API to a
@@ -72,7 +99,8 @@ unit_tests() {
   local start exes
   start=$(date +%s)
   # The test executables cargo built, from its JSON messages.
-  exes=$(cross_cargo test --no-run --lib --bins --message-format=json \
+  # The library's tests (main.rs has none); after `build tests` nothing is left to compile.
+  exes=$(cross_cargo test --no-run --lib --message-format=json \
     | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -101,6 +129,7 @@ e2e_tests() {
   # A Wine program starts in seconds on a busy machine: more patience than for native ones.
   export E2E_PATIENCE_SECS="${E2E_PATIENCE_SECS:-120}"
   EDGE_AGENT_WINDOWS_EXE="$WIN_OUT/edge-agent.exe" EDGE_AGENT_WINDOWS_MSI="$DIST/onshi-fleet-agent-$VERSION.msi" \
+    EDGE_AGENT_WINDOWS_CERTSTORE_ADD="$FIXTURES/certstore-add.exe" \
     CARGO_TARGET_DIR="$ROOT/target" env -u RUSTC -u RUSTDOC -u RUSTC_BOOTSTRAP \
     scripts/with-pg.sh cargo nextest run --locked -p e2e --features windows --test windows --no-fail-fast
   echo "windows: ran the end-to-end tests under Wine in $(elapsed "$start") s" >&2
@@ -108,7 +137,14 @@ e2e_tests() {
 
 case "${1:-}" in
   build) build ;;
-  test) build; unit_tests; e2e_tests ;;
+  lint) lint ;;
+  test)
+    all=$(date +%s)
+    build tests; lint; unit_tests; e2e_tests
+    echo "windows: all of it in $(elapsed "$all") s; CPU time (user, system) of this shell, then of its children:" >&2
+    times >&2
+    ;;
   unit) unit_tests ;;
-  *) echo "usage: $0 build|test|unit" >&2; exit 2 ;;
+  e2e) e2e_tests ;;
+  *) echo "usage: $0 build|lint|test|unit|e2e" >&2; exit 2 ;;
 esac

@@ -8,7 +8,16 @@
 //! [[certificates.watch]]
 //! path = "/etc/onshi-fleet-agent/onshi-terminal.pem"
 //! role = "terminal"                # terminal | ca
-//! format = "pem"                   # pem only; "p12" is refused (see below)
+//! format = "pem"                   # pem | p12
+//! [[certificates.watch]]
+//! path = 'C:\OQS\terminal.p12'
+//! role = "terminal"
+//! format = "p12"
+//! password_file = 'C:\ProgramData\onshi-fleet\agent\keys\terminal.p12.pass'
+//! [[certificates.store]]            # Windows only: a certificate store (certs::store)
+//! location = "local_machine"
+//! name = "MY"
+//! role = "terminal"
 //! ```
 //!
 //! Without a `[certificates]` section nothing is inventoried (like `[link]`: existing sites see no
@@ -34,9 +43,16 @@
 //! file missing since the agent started has nothing to report and is logged. The file's content
 //! is never logged, only its path and the kind of error.
 //!
-//! **PKCS#12** (`format = "p12"`) is not supported yet: no lean pure-Rust PKCS#12 parser is
-//! among the workspace's dependencies, so the configuration is refused with a message telling to
-//! export the certificates as PEM (`openssl pkcs12 -in t.p12 -nokeys -out t.pem`).
+//! **PKCS#12** (`format = "p12"`, [`pkcs12`]): every certificate of the file, opened with the
+//! password in `password_file` (its first line; without one, the empty password). Keys in it are
+//! never decrypted. A password that does not open the file is reported like any unreadable file
+//! (missing, and logged as "password unknown"); the password itself is never logged or sent.
+//!
+//! **Windows certificate stores** (`[[certificates.store]]`, [`store`]): the certificates of a
+//! system store (the machine's, the agent's account's or the service's; `MY`, `CA`, `Root`...)
+//! that pass its subject/issuer filter, read like a file: `source` is `store:LocalMachine\MY`,
+//! a change is any certificate added or removed, and a store where none matches any more is
+//! reported as missing.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -54,6 +70,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::AgentConfig;
 use crate::recorder::Recorder;
 
+pub mod pkcs12;
+pub mod store;
+
+pub use store::{StoreLocation, WatchedStore};
+
 /// The prefix of `source` for certificates of a watched file that can no longer be read.
 pub const MISSING_PREFIX: &str = "missing:";
 
@@ -62,6 +83,9 @@ pub const MISSING_PREFIX: &str = "missing:";
 pub struct CertificatesConfig {
     #[serde(default)]
     pub watch: Vec<WatchedFile>,
+    /// `[[certificates.store]]`: Windows certificate stores.
+    #[serde(default, rename = "store")]
+    pub stores: Vec<WatchedStore>,
     #[serde(default = "default_check_interval_secs")]
     pub check_interval_secs: u64,
     #[serde(default = "default_snapshot_interval_secs")]
@@ -72,6 +96,7 @@ impl Default for CertificatesConfig {
     fn default() -> Self {
         Self {
             watch: Vec::new(),
+            stores: Vec::new(),
             check_interval_secs: default_check_interval_secs(),
             snapshot_interval_secs: default_snapshot_interval_secs(),
         }
@@ -93,6 +118,9 @@ pub struct WatchedFile {
     pub role: WatchRole,
     #[serde(default)]
     pub format: CertificateFormat,
+    /// A PKCS#12 file's password, the file's first line (`format = "p12"` only).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// What a watched file holds.
@@ -108,15 +136,17 @@ pub enum WatchRole {
 pub enum CertificateFormat {
     #[default]
     Pem,
-    /// Refused by [`CertificatesConfig::check`]: not supported yet.
+    /// PKCS#12 (`.p12`, `.pfx`): its certificates, read by [`pkcs12`].
     P12,
 }
 
 impl CertificatesConfig {
     pub(crate) fn resolve_paths(&mut self, base: &Path) {
         for file in &mut self.watch {
-            if file.path.is_relative() {
-                file.path = base.join(&file.path);
+            for path in std::iter::once(&mut file.path).chain(file.password_file.as_mut()) {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
     }
@@ -124,14 +154,15 @@ impl CertificatesConfig {
     /// Why the section cannot be used, if it cannot.
     pub(crate) fn check(&self) -> Result<(), String> {
         for file in &self.watch {
-            if file.format == CertificateFormat::P12 {
+            if file.password_file.is_some() && file.format != CertificateFormat::P12 {
                 return Err(format!(
-                    "certificates.watch {}: format = \"p12\" is not supported yet; export the \
-                     certificates as PEM (openssl pkcs12 -in file.p12 -nokeys -out file.pem) and \
-                     watch that file with format = \"pem\"",
+                    "certificates.watch {}: password_file is for format = \"p12\" only",
                     file.path.display()
                 ));
             }
+        }
+        for store in &self.stores {
+            store.check()?;
         }
         if self.check_interval_secs == 0 || self.snapshot_interval_secs == 0 {
             return Err(
@@ -143,47 +174,94 @@ impl CertificatesConfig {
     }
 }
 
-/// One file to inventory, with the role of its non-CA certificates.
+/// One file or store to inventory, with the role of its non-CA certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watch {
-    pub path: PathBuf,
+    pub source: Source,
     /// `agent`, `terminal` or `ca`.
     pub role: &'static str,
+}
+
+/// Where certificates are read from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    Pem(PathBuf),
+    Pkcs12 {
+        path: PathBuf,
+        password_file: Option<PathBuf>,
+    },
+    Store(WatchedStore),
+}
+
+impl Watch {
+    pub fn pem(path: PathBuf, role: &'static str) -> Self {
+        Self {
+            source: Source::Pem(path),
+            role,
+        }
+    }
+}
+
+impl Source {
+    /// How the inventory names it (`source`): the file's path, or the store.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Pem(path) | Self::Pkcs12 { path, .. } => path.display().to_string(),
+            Self::Store(store) => store.label(),
+        }
+    }
+}
+
+fn role_name(role: WatchRole) -> &'static str {
+    match role {
+        WatchRole::Terminal => "terminal",
+        WatchRole::Ca => "ca",
+    }
 }
 
 /// The files to watch for `config`: the always-watched ones first, then `[certificates]`'s,
 /// each path once.
 pub fn watched(config: &AgentConfig) -> Vec<Watch> {
     let mut all = vec![
-        Watch {
-            path: config.central.cert.clone(),
-            role: "agent",
-        },
-        Watch {
-            path: config.central.ca.clone(),
-            role: "ca",
-        },
+        Watch::pem(config.central.cert.clone(), "agent"),
+        Watch::pem(config.central.ca.clone(), "ca"),
     ];
     // Direct mode only: in terminal mode the terminal's certificate stays in its own software.
-    all.extend(config.onshi.cert.iter().map(|path| Watch {
-        path: path.clone(),
-        role: "terminal",
-    }));
-    all.extend(config.onshi.ca.iter().map(|path| Watch {
-        path: path.clone(),
-        role: "ca",
-    }));
+    all.extend(
+        config
+            .onshi
+            .cert
+            .iter()
+            .map(|path| Watch::pem(path.clone(), "terminal")),
+    );
+    all.extend(
+        config
+            .onshi
+            .ca
+            .iter()
+            .map(|path| Watch::pem(path.clone(), "ca")),
+    );
     for file in config.certificates.iter().flat_map(|c| &c.watch) {
-        all.push(Watch {
-            path: file.path.clone(),
-            role: match file.role {
-                WatchRole::Terminal => "terminal",
-                WatchRole::Ca => "ca",
+        let source = match file.format {
+            CertificateFormat::Pem => Source::Pem(file.path.clone()),
+            CertificateFormat::P12 => Source::Pkcs12 {
+                path: file.path.clone(),
+                password_file: file.password_file.clone(),
             },
+        };
+        all.push(Watch {
+            source,
+            role: role_name(file.role),
+        });
+    }
+    for store in config.certificates.iter().flat_map(|c| &c.stores) {
+        all.push(Watch {
+            source: Source::Store(store.clone()),
+            role: role_name(store.role),
         });
     }
     let mut seen = HashSet::new();
-    all.retain(|w| seen.insert(w.path.clone()));
+    all.retain(|w| seen.insert(w.source.label()));
     all
 }
 
@@ -221,16 +299,16 @@ impl Inventory {
         let mut states = Vec::with_capacity(self.files.len());
         let mut changed = Vec::with_capacity(self.files.len());
         for (watch, previous) in &self.files {
-            let state = match read_file(watch) {
+            let state = match read(watch) {
                 Ok((digest, certificates)) => FileState {
                     digest: Some(digest),
                     certificates,
                 },
                 Err(why) => {
                     if previous.as_ref().is_none_or(|p| p.digest.is_some()) {
-                        tracing::warn!(path = %watch.path.display(), error = %why, "a watched certificate file cannot be read; reported as missing");
+                        tracing::warn!(source = %watch.source.label(), error = %why, "watched certificates cannot be read; reported as missing");
                     }
-                    let source = format!("{MISSING_PREFIX}{}", watch.path.display());
+                    let source = format!("{MISSING_PREFIX}{}", watch.source.label());
                     FileState {
                         digest: None,
                         certificates: previous
@@ -297,26 +375,63 @@ fn unique<'a>(certs: impl Iterator<Item = &'a CertificateInfo>) -> Vec<Certifica
         .collect()
 }
 
-/// The file's digest and certificates, or why it cannot be used (never its content).
-fn read_file(watch: &Watch) -> Result<(Vec<u8>, Vec<CertificateInfo>), String> {
-    let bytes = std::fs::read(&watch.path).map_err(|e| e.kind().to_string())?;
-    let ders = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| "not a PEM file".to_string())?;
+/// The source's digest and certificates, or why it cannot be used (never a file's content or
+/// a password).
+fn read(watch: &Watch) -> Result<(Vec<u8>, Vec<CertificateInfo>), String> {
+    let source = watch.source.label();
+    let (digested, ders) = match &watch.source {
+        Source::Pem(path) => {
+            let bytes = std::fs::read(path).map_err(|e| e.kind().to_string())?;
+            let ders = CertificateDer::pem_slice_iter(&bytes)
+                .map(|der| der.map(|d| d.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| "not a PEM file".to_string())?;
+            (bytes, ders)
+        }
+        Source::Pkcs12 {
+            path,
+            password_file,
+        } => {
+            let bytes = std::fs::read(path).map_err(|e| e.kind().to_string())?;
+            let password = match password_file {
+                Some(file) => password(file)?,
+                None => String::new(),
+            };
+            let ders = pkcs12::certificates(&bytes, &password).map_err(|e| e.to_string())?;
+            (bytes, ders)
+        }
+        Source::Store(store) => {
+            let mut ders = store.certificates()?;
+            ders.retain(|der| {
+                CertificateSummary::from_der(der).is_ok_and(|s| store.wants(&s.subject, &s.issuer))
+            });
+            if ders.is_empty() {
+                return Err("no certificate in the store matches".into());
+            }
+            // A change is a certificate added or removed: the digest covers them all.
+            (ders.concat(), ders)
+        }
+    };
     if ders.is_empty() {
         return Err("no certificate in the file".into());
     }
-    let source = watch.path.display().to_string();
     let certificates = ders
         .iter()
         .map(|der| {
             let summary = CertificateSummary::from_der(der)
-                .map_err(|_| "a certificate in the file cannot be parsed".to_string())?;
+                .map_err(|_| "a certificate in it cannot be parsed".to_string())?;
             Ok(info(summary, watch.role, &source))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &digested);
     Ok((digest.as_ref().to_vec(), certificates))
+}
+
+/// A PKCS#12 password: the file's first line.
+fn password(file: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("the password file cannot be read ({})", e.kind()))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 fn info(summary: CertificateSummary, role: &str, source: &str) -> CertificateInfo {
@@ -439,10 +554,7 @@ mod tests {
         let mut text = std::fs::read_to_string(&terminal).unwrap();
         text.push_str(&std::fs::read_to_string(pki.common_ca()).unwrap());
         std::fs::write(&chain, text).unwrap();
-        let inventory = Inventory::new(vec![Watch {
-            path: chain.clone(),
-            role: "terminal",
-        }]);
+        let inventory = Inventory::new(vec![Watch::pem(chain.clone(), "terminal")]);
         let snapshot = inventory.scan().full_snapshot();
         assert!(snapshot.full_snapshot);
         let roles: Vec<_> = snapshot.certificates.iter().map(|c| &c.role[..]).collect();
@@ -462,14 +574,8 @@ mod tests {
         let watched_path = dir.path().join("terminal.pem");
         std::fs::copy(pki.terminal("3410712362", "T01").0, &watched_path).unwrap();
         let mut inventory = Inventory::new(vec![
-            Watch {
-                path: watched_path.clone(),
-                role: "terminal",
-            },
-            Watch {
-                path: pki.chain_ca(),
-                role: "ca",
-            },
+            Watch::pem(watched_path.clone(), "terminal"),
+            Watch::pem(pki.chain_ca(), "ca"),
         ]);
         let scan = inventory.scan();
         assert_eq!(scan.full_snapshot().certificates.len(), 2);
@@ -517,26 +623,63 @@ mod tests {
         let copy = dir.path().join("copy.pem");
         std::fs::copy(pki.chain_ca(), &copy).unwrap();
         let inventory = Inventory::new(vec![
-            Watch {
-                path: pki.chain_ca(),
-                role: "ca",
-            },
-            Watch {
-                path: copy,
-                role: "ca",
-            },
+            Watch::pem(pki.chain_ca(), "ca"),
+            Watch::pem(copy, "ca"),
         ]);
         assert_eq!(inventory.scan().full_snapshot().certificates.len(), 1);
     }
 
     #[test]
-    fn p12_is_refused_with_a_clear_message() {
+    fn a_pkcs12_file_is_read_with_its_password_and_refused_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/certs/testdata/aes256-sha256.p12");
+        let password_file = dir.path().join("terminal.p12.pass");
+        std::fs::write(&password_file, "wrong\r\n").unwrap();
+        let watch = Watch {
+            source: Source::Pkcs12 {
+                path: fixture.clone(),
+                password_file: Some(password_file.clone()),
+            },
+            role: "terminal",
+        };
+        let mut inventory = Inventory::new(vec![watch]);
+        let error = read(&inventory.files[0].0).unwrap_err();
+        assert!(error.contains("password is unknown"), "{error}");
+        assert!(!error.contains("wrong"), "never the password: {error}");
+        inventory.commit(inventory.scan());
+
+        // The right password (its first line; Windows line ends too): the leaf and its CA.
+        std::fs::write(&password_file, "テスト-pass\r\n").unwrap();
+        let scan = inventory.scan();
+        let changes = scan.changes().expect("readable now");
+        let roles: Vec<_> = changes.certificates.iter().map(|c| &c.role[..]).collect();
+        assert_eq!(roles, ["terminal", "ca"]);
+        assert!(changes.certificates[0].subject.contains("pkcs12 fixture"));
+        assert_eq!(
+            changes.certificates[0].source,
+            fixture.display().to_string()
+        );
+    }
+
+    #[test]
+    fn the_configuration_takes_p12_files_and_refuses_what_cannot_work() {
         let config: CertificatesConfig = toml::from_str(
-            "[[watch]]\npath = \"/etc/t.p12\"\nrole = \"terminal\"\nformat = \"p12\"\n",
+            "[[watch]]\npath = \"t.p12\"\nrole = \"terminal\"\nformat = \"p12\"\npassword_file = \"t.pass\"\n",
         )
         .unwrap();
-        let error = config.check().unwrap_err();
-        assert!(error.contains("not supported yet"), "{error}");
+        assert!(config.check().is_ok());
+        let mut resolved = config.clone();
+        resolved.resolve_paths(Path::new("/etc/agent"));
+        assert_eq!(
+            resolved.watch[0].password_file.as_deref(),
+            Some(Path::new("/etc/agent/t.pass"))
+        );
+        let config: CertificatesConfig = toml::from_str(
+            "[[watch]]\npath = \"t.pem\"\nrole = \"terminal\"\npassword_file = \"t.pass\"\n",
+        )
+        .unwrap();
+        assert!(config.check().unwrap_err().contains("p12"));
         let config: CertificatesConfig =
             toml::from_str("[[watch]]\npath = \"t.pem\"\nrole = \"terminal\"\n").unwrap();
         assert_eq!(config.watch[0].format, CertificateFormat::Pem);
@@ -545,5 +688,10 @@ mod tests {
             toml::from_str::<CertificatesConfig>("[[watch]]\npath = \"t.pem\"\nrole = \"leaf\"\n")
                 .is_err()
         );
+        let config: CertificatesConfig = toml::from_str(
+            "[[store]]\nlocation = \"local_machine\"\nname = \"MY\"\nrole = \"terminal\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.check().is_ok(), cfg!(windows));
     }
 }

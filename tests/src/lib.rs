@@ -552,6 +552,16 @@ pub fn wine_path(path: &Path) -> String {
     format!("Z:{}", path.display().to_string().replace('/', "\\"))
 }
 
+/// A TOML string naming a file for the agent: for the Windows agent under Wine an absolute path
+/// is its Wine path, in a literal string (no escapes).
+fn toml_path(wine: bool, path: &Path) -> String {
+    match wine {
+        false => format!("\"{}\"", path.display()),
+        true if path.is_relative() => format!("'{}'", path.display()),
+        true => format!("'{}'", wine_path(path)),
+    }
+}
+
 /// Knobs of an agent's configuration that tests turn.
 #[derive(Debug, Clone, Default)]
 pub struct AgentSettings {
@@ -598,12 +608,8 @@ impl AgentSite {
         };
         let (agent_cert, agent_key) = pki.paths.agent(site);
         let (terminal_cert, terminal_key) = pki.paths.terminal(site, "T01");
-        // A TOML string naming a file: a Windows path is a literal string (no escapes).
-        let file = |path: &Path| match settings.wine {
-            None => format!("\"{}\"", path.display()),
-            Some(_) if path.is_relative() => format!("'{}'", path.display()),
-            Some(_) => format!("'{}'", wine_path(path)),
-        };
+        let wine = settings.wine.is_some();
+        let file = |path: &Path| toml_path(wine, path);
         let control = match settings.wine {
             None => String::new(),
             Some(_) => format!(
@@ -723,8 +729,8 @@ timeout_ms = 5000
         self.edit_config(
             "timeout_ms = 5000",
             &format!(
-                "timeout_ms = {timeout_ms}\ntransport = \"terminal\"\nfolder = \"{}\"\nrescan_ms = 200\nsettle_ms = 50",
-                folder.display()
+                "timeout_ms = {timeout_ms}\ntransport = \"terminal\"\nfolder = {}\nrescan_ms = 200\nsettle_ms = 50",
+                toml_path(self.wine.is_some(), folder)
             ),
         )
     }

@@ -11,9 +11,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use e2e::proxy::Proxy;
+use e2e::receipt::{await_result, put};
 use e2e::{
-    AgentSettings, AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_code,
-    start_central, start_sim,
+    AgentSettings, AgentSite, Pki, TestDb, await_events, eventually, https_endpoint, sim_people,
+    sim_terminal_command, site_code, start_central, start_central_with_env, start_sim,
+    start_sim_terminal, wine_path,
 };
 
 fn from_env(name: &str) -> PathBuf {
@@ -127,6 +129,286 @@ async fn the_windows_agent_records_streams_survives_a_kill_and_answers_over_its_
         intact,
         "the site's hash chain holds across the kill: {verdict}"
     );
+    Ok(())
+}
+
+/// Terminal mode, as at a real site: `edge-agent.exe` (Wine) puts its requests in the
+/// qualification terminal's `req` folder and takes the answers from `res`, and records the face
+/// reader's results from `face`; the terminal is `onshi-sim terminal` (Linux) on the same folder,
+/// which the agent names by its Wine path (`Z:\…`) as a Windows program names a share.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windows_agent_in_terminal_mode_records_lookups_through_the_terminal_folders()
+-> anyhow::Result<()> {
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        // Never used in terminal mode.
+        "https://127.0.0.1:9",
+        AgentSettings {
+            wine: Some(from_env("EDGE_AGENT_WINDOWS_EXE")),
+            ..AgentSettings::default()
+        },
+    )?;
+    let folder = agent_site.dir().join("OQS");
+    let _terminal = start_sim_terminal(&folder, &["--institution", &site]).await?;
+    agent_site.use_terminal(&folder, 30_000)?;
+    // Relay mode too: the receipt computer's folders (a share), which the agent names by
+    // their Wine path.
+    let share = agent_site.dir().join("share");
+    agent_site.append_config(&format!(
+        "[file_exchange]\nfolder = '{}'\nsettle_ms = 100\nincomplete_grace_ms = 2500\nrescan_ms = 500\n",
+        wine_path(&share)
+    ))?;
+    let _agent = agent_site.start().await?;
+    let people = sim_people("valid", 3).await?;
+
+    // The counter's lookups go through the terminal's folders.
+    let shown = lookups(&agent_site, &people[..2]).await;
+    // The receipt computer asks under a Japanese file name (as a Windows program writes it:
+    // the share keeps it in UTF-16, Wine's Z: drive in UTF-8) and gets its answer under the
+    // matching name.
+    let request = "OQSsiquc01req_受付_山田.xml";
+    put(
+        &share.join("req"),
+        request,
+        &e2e::receipt::eligibility(&site, &people[2], "RC-0001")?,
+    )?;
+    let answer = await_result(&share.join("res"), "OQSsiquc01res_受付_山田.xml").await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.contains("RC-0001"),
+        "the answer to that request: {answer}"
+    );
+    for sub in ["req", "res"] {
+        let left: Vec<_> = std::fs::read_dir(folder.join(sub))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| !n.to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "nothing left in {sub}: {left:?}");
+    }
+    // A patient on the face reader: the terminal's result file, recorded once.
+    sim_terminal_command(
+        &folder,
+        &["present", "--holder", "0", "--consent", "drug,checkup"],
+    )
+    .await?;
+    // Another under a Japanese name (a terminal may name its files so): written aside, then
+    // renamed into `face` whole. Windows hands the agent the name in UTF-16, Wine from UTF-8.
+    let aside = agent_site.dir().join("aside");
+    let written = sim_terminal_command(
+        &aside,
+        &[
+            "present",
+            "--holder",
+            "1",
+            "--institution",
+            &site,
+            "--seed",
+            e2e::SIM_SEED,
+            "--population",
+            e2e::SIM_POPULATION,
+        ],
+    )
+    .await?;
+    let written: serde_json::Value = serde_json::from_str(written.trim())?;
+    let japanese = folder
+        .join("face")
+        .join("OQSsiquc01res_face_顔認証_受付１_20261205093000.xml");
+    std::fs::rename(written["face"].as_str().unwrap(), &japanese)?;
+
+    let stored = await_events(&db, &site, "lookup", 5).await;
+    let from_counter: BTreeSet<String> = stored
+        .iter()
+        .filter(|l| l["source"] == "counter")
+        .map(|l| l["outcome"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(from_counter, BTreeSet::from(["valid".to_string()]));
+    let rows = db
+        .client()
+        .await?
+        .query(
+            "SELECT event_id::text, body::text FROM events WHERE site_code = $1 AND kind = 'lookup'",
+            &[&site],
+        )
+        .await?;
+    let ids: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            serde_json::from_str::<serde_json::Value>(r.get(1))
+                .is_ok_and(|body| body["source"] == "counter")
+        })
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), shown.len(), "no lookup stored twice: {ids:?}");
+    assert_eq!(
+        ids.into_iter().collect::<BTreeSet<_>>(),
+        shown,
+        "every lookup the counter was shown"
+    );
+    let by_face: Vec<_> = stored
+        .iter()
+        .filter(|l| l["source"] == "face_reader")
+        .collect();
+    assert_eq!(by_face.len(), 2, "each face result once: {stored:?}");
+    let relayed = stored
+        .iter()
+        .filter(|l| l["source"] != "counter" && l["source"] != "face_reader")
+        .count();
+    assert_eq!(relayed, 1, "the relayed request once: {stored:?}");
+    assert!(
+        by_face.iter().all(|l| l["identity_verification"] == "face"),
+        "{by_face:?}"
+    );
+    // The face files are the terminal's: left as written, the Japanese name too.
+    assert!(japanese.exists());
+    // The terminal's health is the national link, over the named pipe.
+    let status = agent_site.status().await?;
+    let national = status["national_link"].as_str().unwrap_or_default();
+    assert!(
+        national.contains("answered") || national.starts_with("slow"),
+        "{status}"
+    );
+    Ok(())
+}
+
+/// The certificate inventory where Windows keeps certificates: a terminal certificate imported
+/// into the machine's `MY` store (through `CertAddEncodedCertificateToStore`, by the test helper
+/// tests/windows/certstore-add.c, as an administrator's import would) and another in a PKCS#12
+/// file with a password (made by `openssl pkcs12 -export`) reach central with their expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_windows_agent_inventories_the_certificate_store_and_a_pkcs12_file()
+-> anyhow::Result<()> {
+    use fleet_tls::identity::CertificateSummary;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let site = clinic();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    // Central projects inventories into its listing every second, not every 30 s.
+    let central = start_central_with_env(&pki, &db, &[("CENTRAL_ALERT_CHECK_SECS", "1")]).await?;
+    let agent_site = AgentSite::with_settings(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        "https://127.0.0.1:9",
+        AgentSettings {
+            wine: Some(from_env("EDGE_AGENT_WINDOWS_EXE")),
+            ..AgentSettings::default()
+        },
+    )?;
+    let issue =
+        |terminal: &str, days: i64| -> anyhow::Result<(PathBuf, PathBuf, CertificateSummary)> {
+            let (cert, key) = fleet_tls::devpki::issue_terminal_valid_for(
+                pki.paths.root(),
+                &site,
+                terminal,
+                time::Duration::days(days),
+            )?;
+            let der = CertificateDer::from_pem_file(&cert)?;
+            Ok((cert, key, CertificateSummary::from_der(&der)?))
+        };
+
+    // Imported into the machine's personal store.
+    let (in_store, _, store_summary) = issue("T02", 20)?;
+    let der_file = agent_site.dir().join("imported.der");
+    std::fs::write(
+        &der_file,
+        CertificateDer::from_pem_file(&in_store)?.as_ref(),
+    )?;
+    let output = tokio::process::Command::new("wine")
+        .arg(from_env("EDGE_AGENT_WINDOWS_CERTSTORE_ADD"))
+        .args(["local_machine", "MY"])
+        .arg(wine_path(&der_file))
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "certstore-add under Wine: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A PKCS#12 file as the portal hands out, its password in a file of its own.
+    let (in_p12, p12_key, p12_summary) = issue("T03", 40)?;
+    let p12 = agent_site.dir().join("terminal.p12");
+    let password_file = agent_site.dir().join("terminal.p12.pass");
+    // OpenSSL takes the first line without its `\n` (a `\r` would stay in the password).
+    std::fs::write(&password_file, "端末-secret\n")?;
+    let output = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(&in_p12)
+        .arg("-inkey")
+        .arg(&p12_key)
+        .arg("-passout")
+        .arg(format!("file:{}", password_file.display()))
+        .arg("-out")
+        .arg(&p12)
+        .output()
+        .expect("openssl (installed by scripts/ensure-deps.sh windows)");
+    assert!(
+        output.status.success(),
+        "openssl pkcs12: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    agent_site.append_config(&format!(
+        "[certificates]\ncheck_interval_secs = 1\n\
+         [[certificates.watch]]\npath = '{}'\nrole = \"terminal\"\nformat = \"p12\"\npassword_file = '{}'\n\
+         [[certificates.store]]\nlocation = \"local_machine\"\nname = \"MY\"\nrole = \"terminal\"\n\
+         subject_contains = \"terminal {site}\"\n",
+        wine_path(&p12),
+        wine_path(&password_file),
+    ))?;
+    let _agent = agent_site.start().await?;
+
+    let (operator_cert, operator_key) = pki.paths.operator("e2e");
+    let listed = eventually("central to list both certificates", || {
+        let (ca, cert, key) = (pki.paths.chain_ca(), &operator_cert, &operator_key);
+        let (addr, path) = (
+            central.field("http"),
+            format!("/api/v1/certificates?site={site}"),
+        );
+        let wanted = [&store_summary, &p12_summary].map(|s| s.sha256_fingerprint.clone());
+        async move {
+            let (200, body) = e2e::http::get_json(&ca, cert, key, &addr, &path)
+                .await
+                .ok()?
+            else {
+                return None;
+            };
+            let rows = body.as_array()?.clone();
+            wanted
+                .iter()
+                .all(|f| rows.iter().any(|r| r["sha256_fingerprint"] == f.as_str()))
+                .then_some(rows)
+        }
+    })
+    .await;
+    for (summary, source, days) in [
+        (&store_summary, r"store:LocalMachine\MY".to_string(), 20),
+        (&p12_summary, wine_path(&p12), 40),
+    ] {
+        let row = listed
+            .iter()
+            .find(|r| r["sha256_fingerprint"] == summary.sha256_fingerprint.as_str())
+            .unwrap();
+        assert_eq!(row["source"], source.as_str(), "{row}");
+        assert_eq!(row["role"], "terminal", "{row}");
+        assert_eq!(row["missing"], false, "{row}");
+        let not_after = time::OffsetDateTime::parse(
+            row["not_after"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )?;
+        assert_eq!(not_after, summary.not_after, "the right expiry: {row}");
+        let left = row["days_to_expiry"].as_i64().unwrap();
+        assert!((days - 1..=days).contains(&left), "{left} days: {row}");
+    }
     Ok(())
 }
 

@@ -26,13 +26,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&temp, path)?;
+        rename_in_place(&temp, path)?;
         sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// `fs::rename`, and on Windows the rename Wine reports failed although it took place: seen
+/// under Wine 8 as os error 8 (not enough memory) while the terminal had already taken the
+/// renamed request away (as we read Wine's server/fd.c, it resolves the new name after renaming
+/// and answers STATUS_NO_MEMORY when that name is already gone). The temporary name being gone
+/// is the proof that the rename happened.
+fn rename_in_place(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::rename(from, to) {
+        #[cfg(windows)]
+        Err(e) if e.raw_os_error() == Some(8) && !from.exists() => Ok(()),
+        other => other,
+    }
 }
 
 /// Creates a new, empty file in `dir` named `.<hint>.<random>.tmp`, owner read/write only on
@@ -96,14 +109,16 @@ pub fn read_limited(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
         // The link itself is opened, not its target; `is_file` below then refuses it.
         options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     }
+    #[cfg(unix)]
     let file = options.open(path).map_err(|e| {
         // ELOOP: the name is a symbolic link.
-        #[cfg(unix)]
         if e.raw_os_error() == Some(libc::ELOOP) {
             return io::Error::new(io::ErrorKind::InvalidInput, "a symbolic link, not a file");
         }
         e
     })?;
+    #[cfg(not(unix))]
+    let file = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(io::Error::new(
