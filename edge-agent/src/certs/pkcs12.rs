@@ -670,6 +670,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Bytes from anywhere (a damaged or hostile `.p12`): an answer or an error, never a
+        /// panic, and never the password in the error.
+        #[test]
+        fn any_bytes_get_an_answer_or_an_error(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            if let Err(error) = certificates(&bytes, PASSWORD) {
+                proptest::prop_assert!(!error.to_string().contains(PASSWORD));
+            }
+        }
+    }
+
     #[test]
     fn the_key_derivation_matches_a_published_vector() {
         // The PKCS#12 KDF vector BouncyCastle and OpenSSL test with (password "smeg", SHA-1).
