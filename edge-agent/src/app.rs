@@ -476,7 +476,17 @@ impl MetricsSampler {
     }
 }
 
+/// The chain's patient hash key; refused when other accounts can read it (as the outbox key
+/// and the agent's TLS key are): whoever holds it can tell which patient a hash stands for.
 fn load_patient_key(path: &Path) -> anyhow::Result<PatientHashKey> {
+    if let Some(exposure) = crate::owner_only::exposure(path)
+        .with_context(|| format!("reading the patient hash key {}", path.display()))?
+    {
+        anyhow::bail!(
+            "the patient hash key {} can be read by other users ({exposure})",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the patient hash key {}", path.display()))?;
     PatientHashKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
@@ -501,4 +511,24 @@ fn inventory_source(
             .unwrap_or_default(),
         terminal_ids: vec![terminal.clone()],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(unix)]
+    #[test]
+    fn a_patient_hash_key_other_users_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patient-hash.key");
+        std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = format!("{:#}", super::load_patient_key(&path).unwrap_err());
+        assert!(
+            message.contains("patient hash key") && message.contains("chmod 600"),
+            "{message}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(super::load_patient_key(&path).is_ok());
+    }
 }

@@ -32,6 +32,11 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the agent's TLS key {path} can be read by other users ({exposure})")]
+    Exposed {
+        path: PathBuf,
+        exposure: crate::owner_only::Exposure,
+    },
     #[error("the agent certificate: {0}")]
     Tls(#[from] fleet_tls::TlsError),
     #[error("the agent certificate cannot be read: {0}")]
@@ -76,6 +81,12 @@ impl AgentIdentity {
         renew_before: Option<Duration>,
     ) -> Result<Self, IdentityError> {
         recover(cert, key)?;
+        if let Some(exposure) = crate::owner_only::exposure(key).map_err(io(key))? {
+            return Err(IdentityError::Exposed {
+                path: key.to_path_buf(),
+                exposure,
+            });
+        }
         let identity = Identity::from_pem_files(cert, key)?;
         Ok(Self {
             cert: cert.to_path_buf(),
@@ -241,6 +252,24 @@ mod tests {
         assert!(identity.due(now + Duration::days(300)).unwrap());
         let eager = pki.identity(Some(Duration::days(400)));
         assert!(eager.due(now).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_tls_key_other_users_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let pki = Pki::new();
+        let (cert, key) = fleet_tls::devpki::DevPki::at(pki.dir.path()).agent(SITE);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = AgentIdentity::load(&cert, &key, SiteCode::parse(SITE).unwrap(), None);
+        let message = refused
+            .err()
+            .expect("a readable key is refused")
+            .to_string();
+        assert!(
+            message.contains("mode 644") && message.contains("chmod 600"),
+            "{message}"
+        );
     }
 
     #[test]
