@@ -262,10 +262,7 @@ mod tests {
         let (cert, key) = fleet_tls::devpki::DevPki::at(pki.dir.path()).agent(SITE);
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let refused = AgentIdentity::load(&cert, &key, SiteCode::parse(SITE).unwrap(), None);
-        let message = refused
-            .err()
-            .expect("a readable key is refused")
-            .to_string();
+        let message = refused.expect_err("a readable key is refused").to_string();
         assert!(
             message.contains("mode 644") && message.contains("chmod 600"),
             "{message}"
