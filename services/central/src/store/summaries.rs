@@ -100,15 +100,12 @@ impl SummaryDelta {
                 if matches!(
                     change.state,
                     ReaderState::PresentEmpty | ReaderState::CardPresent
-                ) =>
-            {
-                if summary
+                ) && summary
                     .first_reader
                     .as_ref()
-                    .is_none_or(|(held, _)| at < *held)
-                {
-                    summary.first_reader = Some((at, change.reader_name.clone()));
-                }
+                    .is_none_or(|(held, _)| at < *held) =>
+            {
+                summary.first_reader = Some((at, change.reader_name.clone()));
             }
             EventBody::LinkChange(change) => {
                 let target = link_target(change.target);
