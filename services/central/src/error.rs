@@ -36,6 +36,12 @@ pub enum ServiceError {
         "サインインが混み合っています。{retry_after_secs}秒後にもう一度お試しください: sign-in is busy; try again in {retry_after_secs} s"
     )]
     Busy { retry_after_secs: u64 },
+    /// Every slot for a streamed export is taken (each holds a database connection for its
+    /// whole download); try again shortly.
+    #[error(
+        "書き出しが同時に多すぎます。{retry_after_secs}秒後にもう一度お試しください: too many exports are running at once; try again in {retry_after_secs} s"
+    )]
+    ExportsBusy { retry_after_secs: u64 },
     /// A state-changing request from a browser session without the session's CSRF token.
     #[error(
         "the form is out of date or came from another site; reload the page and try again (CSRF)"
@@ -66,6 +72,7 @@ impl ServiceError {
             ServiceError::Unauthenticated(_) => "unauthenticated",
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::Busy { .. } => "busy",
+            ServiceError::ExportsBusy { .. } => "exports_busy",
             ServiceError::Csrf => "csrf",
             ServiceError::TooLarge(_) => "too_large",
             ServiceError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -81,9 +88,9 @@ impl ServiceError {
             | ServiceError::OutOfScope(_)
             | ServiceError::Csrf => tonic::Code::PermissionDenied,
             ServiceError::Unauthenticated(_) => tonic::Code::Unauthenticated,
-            ServiceError::RateLimited { .. } | ServiceError::Busy { .. } => {
-                tonic::Code::ResourceExhausted
-            }
+            ServiceError::RateLimited { .. }
+            | ServiceError::Busy { .. }
+            | ServiceError::ExportsBusy { .. } => tonic::Code::ResourceExhausted,
             ServiceError::BadRequest(_) => tonic::Code::InvalidArgument,
             ServiceError::NotFound(_) => tonic::Code::NotFound,
             ServiceError::TooLarge(_) => tonic::Code::ResourceExhausted,
@@ -100,9 +107,9 @@ impl ServiceError {
             | ServiceError::OutOfScope(_)
             | ServiceError::Csrf => StatusCode::FORBIDDEN,
             ServiceError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::RateLimited { .. } | ServiceError::Busy { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ServiceError::RateLimited { .. }
+            | ServiceError::Busy { .. }
+            | ServiceError::ExportsBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,16 +125,25 @@ impl ServiceError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ServiceError::RateLimited { retry_after_secs }
-            | ServiceError::Busy { retry_after_secs } => Some(*retry_after_secs),
+            | ServiceError::Busy { retry_after_secs }
+            | ServiceError::ExportsBusy { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }
 }
 
+/// When to try an export again after [`ServiceError::ExportsBusy`].
+const EXPORTS_RETRY_AFTER_SECS: u64 = 10;
+
 impl From<StoreError> for ServiceError {
     fn from(error: StoreError) -> Self {
         if let StoreError::BadQuery(message) = error {
             return ServiceError::BadRequest(message);
+        }
+        if let StoreError::ExportsBusy = error {
+            return ServiceError::ExportsBusy {
+                retry_after_secs: EXPORTS_RETRY_AFTER_SECS,
+            };
         }
         if error.is_unavailable() {
             tracing::warn!(%error, "database call failed");

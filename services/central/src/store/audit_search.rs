@@ -143,6 +143,7 @@ impl AuditQuery {
 /// The rows of an audit search as PostgreSQL returns them, with the pooled connection they
 /// come over (kept until the last row is read).
 struct RowsOver {
+    _slot: tokio::sync::OwnedSemaphorePermit,
     _client: super::Conn,
     rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
 }
@@ -200,6 +201,7 @@ impl Store {
             &prefectures,
             &sites,
         ];
+        let slot = self.export_slot()?;
         let client = self.read_conn().await?;
         let rows = client
             .query_raw(
@@ -233,6 +235,7 @@ impl Store {
             )
             .await?;
         let over = RowsOver {
+            _slot: slot,
             _client: client,
             rows: Box::pin(rows),
         };

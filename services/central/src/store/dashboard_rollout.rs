@@ -213,6 +213,7 @@ impl Store {
         // Taken out of the pool, not checked out through store::conn: dropped mid-export it
         // must close, never go back to the pool inside its transaction. Its statements all run
         // inside that transaction, so they stay on one server connection behind a pooler too.
+        let slot = self.export_slot()?;
         #[allow(clippy::disallowed_methods)]
         let client = deadpool_postgres::Object::take(self.pool.get().await?);
         client
@@ -251,14 +252,14 @@ impl Store {
             )
             .await?;
         let stream = futures_util::stream::unfold(
-            (client, Box::pin(rows)),
-            move |(client, mut rows)| async move {
+            (slot, client, Box::pin(rows)),
+            move |(slot, client, mut rows)| async move {
                 use futures_util::StreamExt;
                 let next = rows.next().await?;
                 let item = next
                     .map(|r| super::certificates::certificate_row(&r, now))
                     .map_err(StoreError::from);
-                Some((item, (client, rows)))
+                Some((item, (slot, client, rows)))
             },
         );
         Ok(CertificateExport {

@@ -58,6 +58,9 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("central is shutting down; the agent keeps its events and retries")]
     ShuttingDown,
+    /// Every slot for a streamed export is taken (see `Store::export_slot`).
+    #[error("too many exports are running at once")]
+    ExportsBusy,
     #[error("stream {stream} of site {site} is not registered: the session must say hello first")]
     UnknownStream { site: String, stream: uuid::Uuid },
     /// A search that cannot be run as asked (the message says why, for the person asking).
@@ -171,22 +174,43 @@ pub struct Store {
     /// primary serves them too.
     replica: Option<Pool>,
     method: WriteMethod,
+    /// Streamed exports at once: each holds a read connection for its whole download, so a
+    /// quarter of the read pool at most, and the pages and the API keep the rest.
+    exports: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+fn export_slots(reads: &Pool) -> std::sync::Arc<tokio::sync::Semaphore> {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(
+        (reads.status().max_size / 4).max(1),
+    ))
 }
 
 impl Store {
     pub fn new(pool: Pool) -> Self {
+        let exports = export_slots(&pool);
         Self {
             pool,
             replica: None,
             method: WriteMethod::default(),
+            exports,
         }
     }
 
     /// The same store reading the dashboard's pages, the JSON API's listings and the auditor's
     /// search from a replica. Ingest, acks, resume points and every write stay on `pool`.
     pub fn with_replica(mut self, replica: Pool) -> Self {
+        self.exports = export_slots(&replica);
         self.replica = Some(replica);
         self
+    }
+
+    /// A slot for a streamed export (audit CSV, certificates CSV), held until its stream is
+    /// dropped; refused with [`StoreError::ExportsBusy`] when every slot is taken.
+    pub(crate) fn export_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        self.exports
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| StoreError::ExportsBusy)
     }
 
     /// Where reads that tolerate a replica's lag go.

@@ -482,3 +482,24 @@ async fn events_stored_before_partitioning_move_into_monthly_partitions() {
     }
     assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
 }
+
+#[tokio::test]
+async fn streamed_exports_beyond_their_slots_are_refused_until_one_ends() {
+    let db = TestDb::create().await.unwrap();
+    // A pool of 4: one export at a time, so the pages keep three connections.
+    let store = crate::support::migrated_store(&db).await;
+    let query = central::store::audit_search::AuditQuery::default();
+    let scope = SiteScope::All;
+    let first = store.audit_rows(&query, &scope).await.unwrap();
+    let refused = store.audit_rows(&query, &scope).await.err();
+    assert!(
+        matches!(refused, Some(store::StoreError::ExportsBusy)),
+        "a second export while the first streams is refused: {refused:?}"
+    );
+    let answer = central::error::ServiceError::from(store::StoreError::ExportsBusy);
+    assert_eq!(answer.http_status(), 429);
+    assert_eq!(answer.retry_after_secs(), Some(10));
+    assert!(answer.to_string().starts_with("書き出しが同時に多すぎます"));
+    drop(first);
+    assert!(store.audit_rows(&query, &scope).await.is_ok());
+}
