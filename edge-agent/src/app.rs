@@ -168,10 +168,14 @@ impl Agent {
             Duration::from_millis(config.central.reconnect_max_ms),
         );
         let recorder = Recorder::new(config.site_code.clone(), outbox.clone(), new_events);
-        let certificates = config
-            .certificates
-            .is_some()
-            .then(|| crate::certs::CertificateWatch::new(config, recorder.clone()));
+        let certificates = config.certificates.is_some().then(|| {
+            crate::certs::CertificateWatch::new(
+                config.watched_certificates(),
+                config.certificates.clone().unwrap_or_default(),
+                config.terminal_id.clone(),
+                recorder.clone(),
+            )
+        });
         let consents = crate::consents::ConsentStore::open(&config.consents_path())
             .context("opening the consent store")?;
         let views = Arc::new(crate::views::Views::new(

@@ -67,7 +67,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
-use crate::config::AgentConfig;
 use crate::recorder::Recorder;
 
 pub mod pkcs12;
@@ -212,57 +211,11 @@ impl Source {
     }
 }
 
-fn role_name(role: WatchRole) -> &'static str {
+pub(crate) fn role_name(role: WatchRole) -> &'static str {
     match role {
         WatchRole::Terminal => "terminal",
         WatchRole::Ca => "ca",
     }
-}
-
-/// The files to watch for `config`: the always-watched ones first, then `[certificates]`'s,
-/// each path once.
-pub fn watched(config: &AgentConfig) -> Vec<Watch> {
-    let mut all = vec![
-        Watch::pem(config.central.cert.clone(), "agent"),
-        Watch::pem(config.central.ca.clone(), "ca"),
-    ];
-    // Direct mode only: in terminal mode the terminal's certificate stays in its own software.
-    all.extend(
-        config
-            .onshi
-            .cert
-            .iter()
-            .map(|path| Watch::pem(path.clone(), "terminal")),
-    );
-    all.extend(
-        config
-            .onshi
-            .ca
-            .iter()
-            .map(|path| Watch::pem(path.clone(), "ca")),
-    );
-    for file in config.certificates.iter().flat_map(|c| &c.watch) {
-        let source = match file.format {
-            CertificateFormat::Pem => Source::Pem(file.path.clone()),
-            CertificateFormat::P12 => Source::Pkcs12 {
-                path: file.path.clone(),
-                password_file: file.password_file.clone(),
-            },
-        };
-        all.push(Watch {
-            source,
-            role: role_name(file.role),
-        });
-    }
-    for store in config.certificates.iter().flat_map(|c| &c.stores) {
-        all.push(Watch {
-            source: Source::Store(store.clone()),
-            role: role_name(store.role),
-        });
-    }
-    let mut seen = HashSet::new();
-    all.retain(|w| seen.insert(w.source.label()));
-    all
 }
 
 /// What was last read from one file.
@@ -463,13 +416,19 @@ pub struct CertificateWatch {
 }
 
 impl CertificateWatch {
-    pub fn new(config: &AgentConfig, recorder: Recorder) -> Self {
-        let settings = config.certificates.clone().unwrap_or_default();
+    /// Watches `files` (the configuration's [`crate::config::AgentConfig::watched_certificates`])
+    /// as `settings` say, reporting as `terminal`.
+    pub fn new(
+        files: Vec<Watch>,
+        settings: CertificatesConfig,
+        terminal: TerminalId,
+        recorder: Recorder,
+    ) -> Self {
         Self {
-            inventory: Inventory::new(watched(config)),
+            inventory: Inventory::new(files),
             current: Arc::default(),
             recorder,
-            terminal: config.terminal_id.clone(),
+            terminal,
             check_every: Duration::from_secs(settings.check_interval_secs.max(1)),
             snapshot_every: Duration::from_secs(settings.snapshot_interval_secs.max(1)),
         }

@@ -29,13 +29,14 @@
 //! override the file (the environment is passed in as a map, so tests never touch the process
 //! environment).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use onshi_domain::ids::{FeeTable, Prefecture};
 use onshi_domain::site::{SiteCode, SiteKind, TerminalId};
 use serde::{Deserialize, Serialize};
 
+use crate::certs::{CertificateFormat, Source, Watch, role_name};
 use crate::national::TransportKind;
 
 /// The only configuration format version this agent reads.
@@ -455,6 +456,50 @@ impl AgentConfig {
     /// The consents given on the card reader ([`crate::consents`]).
     pub fn consents_path(&self) -> PathBuf {
         self.data_dir.join("consents.sqlite3")
+    }
+
+    /// The certificate files to watch: the always-watched ones first, then `[certificates]`'s,
+    /// each path once.
+    pub fn watched_certificates(&self) -> Vec<Watch> {
+        let mut all = vec![
+            Watch::pem(self.central.cert.clone(), "agent"),
+            Watch::pem(self.central.ca.clone(), "ca"),
+        ];
+        // Direct mode only: in terminal mode the terminal's certificate stays in its own software.
+        all.extend(
+            self.onshi
+                .cert
+                .iter()
+                .map(|path| Watch::pem(path.clone(), "terminal")),
+        );
+        all.extend(
+            self.onshi
+                .ca
+                .iter()
+                .map(|path| Watch::pem(path.clone(), "ca")),
+        );
+        for file in self.certificates.iter().flat_map(|c| &c.watch) {
+            let source = match file.format {
+                CertificateFormat::Pem => Source::Pem(file.path.clone()),
+                CertificateFormat::P12 => Source::Pkcs12 {
+                    path: file.path.clone(),
+                    password_file: file.password_file.clone(),
+                },
+            };
+            all.push(Watch {
+                source,
+                role: role_name(file.role),
+            });
+        }
+        for store in self.certificates.iter().flat_map(|c| &c.stores) {
+            all.push(Watch {
+                source: Source::Store(store.clone()),
+                role: role_name(store.role),
+            });
+        }
+        let mut seen = HashSet::new();
+        all.retain(|w| seen.insert(w.source.label()));
+        all
     }
 
     pub fn outbox_key_file(&self) -> PathBuf {
