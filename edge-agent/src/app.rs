@@ -111,7 +111,7 @@ impl Agent {
                     }
                     // Tap mode sends nothing: the watcher is built once the recorder exists.
                     TerminalMode::Tap => {
-                        let health = crate::national::tap::Tap::health_for(&settings);
+                        let health = crate::observed::tap::Tap::health_for(&settings);
                         tap_parts = Some((settings, journal, health.clone()));
                         (National::Tap(health), None)
                     }
@@ -237,7 +237,7 @@ impl Agent {
                 ))
             }
             (None, Some((settings, journal, health))) => {
-                let tap = crate::national::tap::Tap::new(
+                let tap = crate::observed::tap::Tap::new(
                     &settings,
                     journal.clone(),
                     health.clone(),
@@ -258,7 +258,7 @@ impl Agent {
         };
         if let Some((settings, journal, health, tap)) = terminal_parts {
             let face = if settings.watch_face {
-                let face = crate::national::face::FaceWatch::new(
+                let face = crate::observed::face::FaceWatch::new(
                     &settings,
                     journal,
                     lookups.recorder().clone(),
@@ -389,8 +389,8 @@ impl Agent {
 struct TerminalTasks {
     health: Arc<crate::national::health::Health>,
     every: Duration,
-    face: Option<crate::national::face::FaceWatch>,
-    tap: Option<crate::national::tap::Tap>,
+    face: Option<crate::observed::face::FaceWatch>,
+    tap: Option<crate::observed::tap::Tap>,
     recorder: Recorder,
     terminal_id: onshi_domain::site::TerminalId,
 }

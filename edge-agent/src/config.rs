@@ -194,7 +194,7 @@ pub struct OnshiLink {
     pub face_dir: Option<PathBuf>,
     /// Terminal: `client` (the default: the agent writes its own requests, and relays the
     /// receipt computer's with `[file_exchange]`) or `tap` (it only reads the terminal's
-    /// folders and records the receipt computer's exchanges there; [`crate::national::tap`]).
+    /// folders and records the receipt computer's exchanges there; [`crate::observed::tap`]).
     #[serde(default)]
     pub mode: crate::national::settings::TerminalMode,
     /// Terminal: record the face reader's results (`face`).

@@ -1,7 +1,7 @@
 //! The receipt computer's exchanges with the national system as events: what one request file
 //! and its result (or the lack of one) mean for the audit trail, whoever carried them. Used by
 //! the relay ([`crate::filex`], `LookupSource::FileExchange`) and by tap mode
-//! ([`crate::national::tap`], `LookupSource::TerminalTap`), and for the eligibility lookup's body
+//! ([`crate::observed::tap`], `LookupSource::TerminalTap`), and for the eligibility lookup's body
 //! by every route that confirms by insurance card ([`crate::lookup::Lookups::record_asked`]).
 //!
 //! As the agent's own paths record them:

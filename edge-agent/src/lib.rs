@@ -17,6 +17,7 @@ pub mod identity;
 pub mod judge;
 pub mod lookup;
 pub mod national;
+pub mod observed;
 pub mod onshi;
 pub mod outbox;
 pub mod owner_only;
@@ -26,3 +27,7 @@ pub mod recorder;
 pub mod service;
 pub mod uplink;
 pub mod views;
+
+/// The Windows service's name, which its certificate store is named after too
+/// (`onshi-fleet-agent\MY`): [`service`] registers it, [`certs`] reads that store.
+pub const SERVICE_NAME: &str = "onshi-fleet-agent";

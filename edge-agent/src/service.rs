@@ -33,7 +33,7 @@ use windows_service::{define_windows_service, service_dispatcher};
 use crate::app::Agent;
 use crate::config::AgentConfig;
 
-pub const SERVICE_NAME: &str = "onshi-fleet-agent";
+pub use crate::SERVICE_NAME;
 pub const DISPLAY_NAME: &str = "onshi-fleet edge agent";
 pub const DESCRIPTION: &str =
     "オンライン資格確認の記録と中央への送信 / online eligibility verification agent (onshi-fleet)";

@@ -97,7 +97,7 @@ impl WatchedStore {
             StoreLocation::CurrentUser => (CERT_SYSTEM_STORE_CURRENT_USER, self.name.clone()),
             StoreLocation::Service => (
                 SERVICES_ID << CERT_SYSTEM_STORE_LOCATION_SHIFT,
-                format!("{}\\{}", crate::service::SERVICE_NAME, self.name),
+                format!("{}\\{}", crate::SERVICE_NAME, self.name),
             ),
         };
         let name: Vec<u16> = name.encode_utf16().chain([0]).collect();

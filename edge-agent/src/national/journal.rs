@@ -8,12 +8,12 @@
 //! - `watched_files`: every file of a watched folder already handled, by folder and file name
 //!   (the face reader's results, `face`; the exchanges observed in tap mode, `tap`, by result
 //!   name), with the events it stands for (JSON, in recording order), how many of them
-//!   committed, and the note of the one in flight ([`super::watched`]), so none is recorded
+//!   committed, and the note of the one in flight ([`crate::observed::watched`]), so none is recorded
 //!   twice or missed. (Journals written before tap mode had `face_files`, with steps 0 / 1 / 2;
 //!   its rows are moved here when the journal is opened.)
 //! - `tap_requests`: in tap mode, the receipt computer's requests read from `req` and not yet
 //!   recorded with their result (or as unanswered), with when they were first seen
-//!   ([`super::tap`]): the terminal may take a request away before its result appears, and a
+//!   ([`crate::observed::tap`]): the terminal may take a request away before its result appears, and a
 //!   restart must not lose it.
 //!
 //! The request's bytes are kept only while the row lives (to record the lookup after a crash);
@@ -57,7 +57,7 @@ pub struct Entry {
     pub note: Option<Recording>,
 }
 
-/// A watched file's row ([`super::watched`]).
+/// A watched file's row ([`crate::observed::watched`]).
 #[derive(Debug, Clone)]
 pub struct WatchedRow {
     pub name: String,
@@ -70,7 +70,7 @@ pub struct WatchedRow {
     pub note: Option<Recording>,
 }
 
-/// A request seen in `req` in tap mode ([`super::tap`]).
+/// A request seen in `req` in tap mode ([`crate::observed::tap`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapRequest {
     pub name: String,

@@ -25,13 +25,10 @@
 //! outbox transaction that records it (`Recorder::record_noting`, as `filex` does), so at start
 //! the journal tells whether the event committed: each result is recorded exactly once.
 
-pub mod face;
 pub mod health;
 pub mod journal;
 pub mod settings;
-pub mod tap;
 pub mod terminal;
-pub mod watched;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -153,7 +150,7 @@ impl Ticket {
 pub enum National {
     Direct(Box<OnshiClient>),
     Terminal(Arc<terminal::Terminal>),
-    /// Tap mode: nothing is sent; the health is the one [`tap::Tap`] keeps from what it sees.
+    /// Tap mode: nothing is sent; the health is the one [`crate::observed::tap::Tap`] keeps from what it sees.
     Tap(Arc<health::Health>),
 }
 

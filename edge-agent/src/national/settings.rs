@@ -33,7 +33,7 @@
 //! - **tap** (`mode = "tap"`): the receipt computer keeps talking to the terminal directly; the
 //!   agent only reads `req`, `res` and `face` (read-only access is enough), pairs each request
 //!   with its result, records each exchange once, and never writes, moves or renames anything
-//!   there ([`super::tap`]). It sends nothing itself: counter lookups, batch inquiries and views
+//!   there ([`crate::observed::tap`]). It sends nothing itself: counter lookups, batch inquiries and views
 //!   are refused, and `[file_exchange]` cannot be configured with it. `timeout_ms` is how long a
 //!   request may stay unanswered before it is recorded as such.
 

@@ -12,12 +12,12 @@ use onshi_domain::site::{SiteCode, TerminalId};
 use onshi_domain::xml::QualificationConfirmationRequest;
 use tokio::sync::Notify;
 
-use super::face::FaceWatch;
 use super::journal::Journal;
 use super::settings::TerminalSettings;
 use super::terminal::{Terminal, result_name};
 use super::{National, Recovery, Transport};
 use crate::lookup::{Lookups, Provenance};
+use crate::observed::face::FaceWatch;
 use crate::outbox::{Outbox, OutboxOptions};
 use crate::recorder::Recorder;
 

@@ -23,7 +23,7 @@
 //! across restarts nothing is recorded twice and nothing is missed; results already in `res`
 //! when the agent starts are recorded too.
 //!
-//! The requests seen and answered feed the terminal's health ([`super::health`]): the oldest
+//! The requests seen and answered feed the terminal's health ([`crate::national::health`]): the oldest
 //! unanswered request's age, the answer times, a request given up. Logs carry message kinds
 //! only, never file names (some receipt computers put a patient number in them).
 
@@ -37,13 +37,13 @@ use onshi_domain::patient::PatientHashKey;
 use onshi_domain::site::TerminalId;
 use tokio::sync::Notify;
 
-use super::health::Health;
-use super::journal::Journal;
-use super::settings::{TerminalFolders, TerminalSettings};
 use super::watched::Watched;
-use super::{OnshiAnswer, OnshiError};
 use crate::exchanges::{self, Kind};
 use crate::filex::fsio;
+use crate::national::health::Health;
+use crate::national::journal::Journal;
+use crate::national::settings::{TerminalFolders, TerminalSettings};
+use crate::national::{OnshiAnswer, OnshiError};
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 
@@ -98,7 +98,7 @@ struct State {
 type Listing = Vec<(String, u64, Option<SystemTime>)>;
 
 impl Tap {
-    /// The terminal's health as the tap will see it ([`super::National::Tap`] holds it too).
+    /// The terminal's health as the tap will see it ([`crate::national::National::Tap`] holds it too).
     pub fn health_for(settings: &TerminalSettings) -> Arc<Health> {
         Arc::new(Health::new(settings.slow, settings.timeout))
     }
@@ -403,7 +403,7 @@ impl Tap {
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         let body = match read {
             Ok(bytes)
-                if !super::terminal::looks_complete(&bytes)
+                if !crate::national::terminal::looks_complete(&bytes)
                     && quiet < self.settings.incomplete_grace =>
             {
                 return true;

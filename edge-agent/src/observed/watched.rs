@@ -4,7 +4,7 @@
 //! once across crashes and restarts.
 //!
 //! 1. The file's name and its events are **journaled** before the first is recorded
-//!    (`watched_files` in the terminal journal, [`super::journal`]), under the watcher's folder
+//!    (`watched_files` in the terminal journal, [`crate::national::journal`]), under the watcher's folder
 //!    key: from then on the file is handled, whatever happens to it.
 //! 2. Each event is recorded through [`Recorder::record_noting`], which **notes** its sequence
 //!    and index in the journal inside the outbox transaction, so at start the outbox tells
@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use onshi_domain::events::{EventBody, FleetEvent};
 use onshi_domain::site::TerminalId;
 
-use super::journal::{Journal, WatchedRow};
+use crate::national::journal::{Journal, WatchedRow};
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 

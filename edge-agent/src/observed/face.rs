@@ -27,10 +27,10 @@ use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::site::TerminalId;
 use tokio::sync::Notify;
 
-use super::journal::Journal;
 use super::watched::Watched;
 use crate::filex::fsio;
 use crate::judge::judge;
+use crate::national::journal::Journal;
 use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 
@@ -64,7 +64,7 @@ struct Seen {
 
 impl FaceWatch {
     pub fn new(
-        settings: &super::settings::TerminalSettings,
+        settings: &crate::national::settings::TerminalSettings,
         journal: Journal,
         recorder: Recorder,
         patient_key: PatientHashKey,
