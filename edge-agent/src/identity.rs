@@ -23,7 +23,7 @@ use fleet_tls::renewal::RenewalRequest;
 use onshi_domain::site::SiteCode;
 use time::{Duration, OffsetDateTime};
 
-use crate::filex::fsio::sync_dir;
+use crate::folder::fsio::sync_dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

@@ -13,6 +13,7 @@ pub mod control;
 pub mod exchanges;
 pub mod fault;
 pub mod filex;
+pub mod folder;
 pub mod identity;
 pub mod judge;
 pub mod lookup;

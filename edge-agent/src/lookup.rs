@@ -17,11 +17,13 @@ use onshi_domain::site::TerminalId;
 use onshi_domain::xml::{
     QualificationConfirmSearchInfo, QualificationConfirmationRequest, RequestHeader, XmlEncoding,
 };
-use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+pub use crate::national::{Asked, Provenance};
+pub use onshi_domain::calendar::today_jst;
+
 use crate::judge::PersonShown;
-use crate::national::{National, OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
+use crate::national::{National, Recovery, Ticket, Transport};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 
@@ -50,12 +52,6 @@ pub fn observe_latency(route: LookupRoute, outcome: LookupOutcome, latency_ms: u
         ],
     );
 }
-
-/// Japan Standard Time; the national system's dates and times are JST wall-clock (no DST).
-const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => panic!("+09:00 is a valid offset"),
-};
 
 /// What the clerk typed, as typed.
 #[derive(Debug, Clone, Default)]
@@ -114,21 +110,6 @@ pub struct Lookups {
     onshi: National,
     recorder: Recorder,
     patient_key: PatientHashKey,
-}
-
-/// How a lookup was asked for, recorded on its event.
-#[derive(Debug, Clone)]
-pub struct Provenance {
-    pub source: LookupSource,
-    pub batch_id: Option<String>,
-    pub terminal: TerminalId,
-}
-
-/// The national system's answer to one request, not yet recorded ([`Lookups::ask`]).
-#[derive(Debug)]
-pub struct Asked {
-    pub answer: Result<OnshiAnswer, OnshiError>,
-    pub latency_ms: u32,
 }
 
 /// A relayed request's answer ([`Lookups::relay`]) and its exchange's journal entry.
@@ -347,7 +328,16 @@ impl Lookups {
     }
 }
 
-/// Today in Japan, the date the national system's requests carry.
-pub fn today_jst() -> time::Date {
-    OffsetDateTime::now_utc().to_offset(JST).date()
+impl crate::national::RecordsRecovered for Lookups {
+    async fn record_recovered(
+        &self,
+        request: &QualificationConfirmationRequest,
+        asked: Asked,
+        provenance: Provenance,
+        before_commit: Box<dyn FnOnce(&FleetEvent) + Send>,
+    ) -> Result<(), OutboxError> {
+        self.record_asked(request, asked, provenance, before_commit)
+            .await
+            .map(drop)
+    }
 }

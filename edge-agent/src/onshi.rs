@@ -50,6 +50,13 @@ impl OnshiError {
     }
 }
 
+/// The national system's answer to one request, not yet recorded ([`crate::lookup::Lookups::ask`]); whichever transport asked.
+#[derive(Debug)]
+pub struct Asked {
+    pub answer: Result<OnshiAnswer, OnshiError>,
+    pub latency_ms: u32,
+}
+
 /// What came back: the HTTP status and the body (normally a result XML file).
 #[derive(Debug, Clone)]
 pub struct OnshiAnswer {

@@ -305,7 +305,7 @@ impl Uplink {
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
         });
-        if let Err(error) = crate::filex::fsio::write_atomic(path, body.to_string().as_bytes()) {
+        if let Err(error) = crate::folder::fsio::write_atomic(path, body.to_string().as_bytes()) {
             tracing::error!(%error, path = %path.display(), "the update target could not be written for the updater");
         }
     }

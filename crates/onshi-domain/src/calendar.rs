@@ -7,7 +7,19 @@
 //! 2021 (Olympics) are included. Supported years: 2020–2099; outside them the calendar refuses
 //! rather than guess.
 
-use time::{Date, Duration, Month, Weekday};
+use time::{Date, Duration, Month, OffsetDateTime, UtcOffset, Weekday};
+
+/// Japan Standard Time (Asia/Tokyo): +09:00 all year, no daylight saving time. The national
+/// system's dates and times, and every date a Japanese form or report shows, are JST wall clock.
+pub const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
+    Ok(offset) => offset,
+    Err(_) => panic!("+09:00 is a valid offset"),
+};
+
+/// Today's date in Japan.
+pub fn today_jst() -> Date {
+    OffsetDateTime::now_utc().to_offset(JST).date()
+}
 
 pub const FIRST_YEAR: i32 = 2020;
 pub const LAST_YEAR: i32 = 2099;

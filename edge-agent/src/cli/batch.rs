@@ -146,7 +146,7 @@ pub(super) async fn run(
         })
         .collect();
     let summary = Summary::of(&results);
-    crate::filex::fsio::write_atomic(&out, &write_results(&input, &results))
+    crate::folder::fsio::write_atomic(&out, &write_results(&input, &results))
         .with_context(|| format!("writing {}", out.display()))?;
     if json {
         println!(

@@ -6,10 +6,11 @@
 //! agent. Receipt computers should branch on `SegmentOfResult` (9 = abnormal end); the codes
 //! and messages tell the clerk and the vendor what happened and what to do.
 
+use onshi_domain::calendar::JST;
 use onshi_domain::codes::{CharacterCodeIdentifier, ReferenceClassification, SegmentOfResult};
 use onshi_domain::ids::MedicalInstitutionCode;
 use onshi_domain::xml::{QualificationConfirmationResult, ResultBody, ResultHeader, XmlEncoding};
-use time::{Date, OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AgentErrorCode {
@@ -87,11 +88,6 @@ impl AgentErrorCode {
         }
     }
 }
-
-const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => panic!("+09:00 is a valid offset"),
-};
 
 pub(crate) fn now_jst() -> PrimitiveDateTime {
     let now = OffsetDateTime::now_utc().to_offset(JST);

@@ -40,8 +40,6 @@
 //! result folder. Nothing about one file stops the watcher.
 
 pub mod codes;
-pub mod fsio;
-pub mod journal;
 pub mod kinds;
 pub mod settings;
 
@@ -57,10 +55,11 @@ use onshi_domain::xml::{XmlEncoding, XmlError};
 use tokio::sync::Notify;
 
 use crate::fault::{self, Fault};
+use crate::folder::journal::{self, Journal, Recording};
+use crate::folder::{fsio, watch};
 use crate::lookup::Lookups;
 use crate::outbox::Outbox;
 use codes::{AgentErrorCode, Echo};
-use journal::{Journal, Recording};
 use kinds::{Kind, ReadRequest};
 pub use settings::{FileExchangeConfig, Folders};
 
@@ -363,7 +362,7 @@ impl FileExchange {
                 return Ok(());
             }
         };
-        let encoding = declared_encoding(&bytes);
+        let encoding = onshi_domain::xml::sniffed_encoding(&bytes);
         let request = match self.parse(kind, &bytes) {
             Ok(request) => request,
             Err(refusal) => {
@@ -548,7 +547,7 @@ impl FileExchange {
     /// to the error folder.
     async fn refuse(&self, request: &Path, bytes: Option<&[u8]>, refusal: Refusal) {
         let name = file_name(request);
-        let encoding = bytes.map_or(XmlEncoding::Utf8, declared_encoding);
+        let encoding = bytes.map_or(XmlEncoding::Utf8, onshi_domain::xml::sniffed_encoding);
         let echo = bytes.map(scan_echo).unwrap_or_default();
         let result = kinds::error_result(
             kinds::of_claimed(&name).unwrap_or(Kind::Eligibility),
@@ -601,38 +600,6 @@ async fn write_journal(path: PathBuf, journal: Journal) {
     }
 }
 
-/// Starts file-system notification on `dir`; `None` (rescans only) when it cannot.
-pub(crate) fn watch(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| changes_files(&e.kind)) {
-            wake.notify_one();
-        }
-    });
-    match watcher.and_then(|mut w| {
-        w.watch(dir, notify::RecursiveMode::NonRecursive)
-            .map(|()| w)
-    }) {
-        Ok(watcher) => Some(watcher),
-        Err(error) => {
-            tracing::warn!(%error, folder = %dir.display(), "file-system notification unavailable; relying on the periodic rescan");
-            None
-        }
-    }
-}
-
-/// Whether an event can mean a file came, went or changed. Opening and reading are not: notify
-/// reports those too (inotify `IN_OPEN`, `IN_CLOSE_NOWRITE`), so a scan's own listing and reads
-/// would wake the scanner again and keep it spinning.
-pub(crate) fn changes_files(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
 /// The names of request files in `dir`.
 fn list_requests(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut names = Vec::new();
@@ -671,65 +638,11 @@ fn encode(text: &str, encoding: XmlEncoding) -> Vec<u8> {
     }
 }
 
-/// Labels of Shift_JIS in XML declarations, lower case, as the domain codec accepts them.
-const SHIFT_JIS_LABELS: &[&str] = &[
-    "shift_jis",
-    "shift-jis",
-    "sjis",
-    "windows-31j",
-    "cp932",
-    "ms932",
-    "x-sjis",
-];
-
-/// The encoding a file declares, to answer in kind (UTF-8 when it cannot be told).
-pub fn declared_encoding(bytes: &[u8]) -> XmlEncoding {
-    let head = &bytes[..bytes.len().min(256)];
-    let Some(end) = head.windows(2).position(|w| w == b"?>") else {
-        return XmlEncoding::Utf8;
-    };
-    let declaration = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
-    let Some((_, rest)) = declaration.split_once("encoding") else {
-        return XmlEncoding::Utf8;
-    };
-    let label: String = rest
-        .trim_start()
-        .trim_start_matches('=')
-        .trim_start()
-        .trim_start_matches(['"', '\''])
-        .chars()
-        .take_while(|c| !matches!(c, '"' | '\'' | ' '))
-        .collect();
-    if SHIFT_JIS_LABELS.contains(&label.as_str()) {
-        XmlEncoding::ShiftJis
-    } else {
-        XmlEncoding::Utf8
-    }
-}
-
 /// Best effort: the `ArbitraryFileIdentifier` of a file that could not be parsed, to echo it.
 pub(crate) fn scan_echo(bytes: &[u8]) -> Echo {
-    let text = match declared_encoding(bytes) {
-        XmlEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
-        XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS
-            .decode_without_bom_handling(bytes)
-            .0
-            .into_owned(),
-    };
-    let id = (|| {
-        let open = "<ArbitraryFileIdentifier>";
-        let start = text.find(open)? + open.len();
-        let len = text[start..].find("</ArbitraryFileIdentifier>")?;
-        let value = text[start..start + len].trim();
-        let plain = !value.is_empty()
-            && value.chars().count() <= 64
-            && !value.contains(['<', '&', '\u{FFFD}'])
-            && !value.chars().any(char::is_control);
-        plain.then(|| value.to_string())
-    })();
     Echo {
         confirmation_date: None,
-        arbitrary_file_identifier: id,
+        arbitrary_file_identifier: onshi_domain::xml::scanned_arbitrary_file_identifier(bytes),
         reception_number: None,
     }
 }
@@ -756,18 +669,23 @@ mod tests {
     #[test]
     fn encodings_are_sniffed() {
         assert_eq!(
-            declared_encoding(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a/>"),
+            onshi_domain::xml::sniffed_encoding(
+                b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?><a/>"
+            ),
             XmlEncoding::ShiftJis
         );
         assert_eq!(
-            declared_encoding(b"<?xml version='1.0' encoding = 'CP932'?>"),
+            onshi_domain::xml::sniffed_encoding(b"<?xml version='1.0' encoding = 'CP932'?>"),
             XmlEncoding::ShiftJis
         );
         assert_eq!(
-            declared_encoding(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+            onshi_domain::xml::sniffed_encoding(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
             XmlEncoding::Utf8
         );
-        assert_eq!(declared_encoding(b"garbage"), XmlEncoding::Utf8);
+        assert_eq!(
+            onshi_domain::xml::sniffed_encoding(b"garbage"),
+            XmlEncoding::Utf8
+        );
     }
 
     #[test]

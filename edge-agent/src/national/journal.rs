@@ -26,7 +26,7 @@ use onshi_domain::events::{EventBody, FleetEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::Recovery;
-use crate::filex::journal::Recording;
+use crate::folder::journal::Recording;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -39,7 +39,7 @@ pub enum JournalError {
 #[derive(Debug, Clone)]
 pub struct Journal {
     conn: Arc<Mutex<Connection>>,
-    /// The outbox stream the notes name ([`crate::filex::journal::was_committed`]).
+    /// The outbox stream the notes name ([`crate::folder::journal::was_committed`]).
     stream_id: String,
 }
 

@@ -35,9 +35,10 @@ use std::sync::Arc;
 
 use onshi_domain::events::{FleetEvent, LookupSource};
 use onshi_domain::site::TerminalId;
+use onshi_domain::xml::QualificationConfirmationRequest;
 use serde::{Deserialize, Serialize};
 
-pub use crate::onshi::{OnshiAnswer, OnshiClient, OnshiError};
+pub use crate::onshi::{Asked, OnshiAnswer, OnshiClient, OnshiError};
 pub use settings::{TerminalFolders, TerminalMode, TransportKind};
 
 /// What a tap-mode agent says when asked to send something itself.
@@ -73,7 +74,7 @@ pub enum Recovery {
     Relay { journal: std::path::PathBuf },
 }
 
-/// [`crate::lookup::Provenance`] as the journal keeps it.
+/// [`Provenance`] as the journal keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredProvenance {
     pub source: LookupSource,
@@ -82,7 +83,7 @@ pub struct StoredProvenance {
 }
 
 impl Recovery {
-    pub fn lookup(provenance: &crate::lookup::Provenance) -> Self {
+    pub fn lookup(provenance: &Provenance) -> Self {
         Recovery::Lookup(StoredProvenance {
             source: provenance.source,
             batch_id: provenance.batch_id.clone(),
@@ -92,8 +93,8 @@ impl Recovery {
 }
 
 impl StoredProvenance {
-    pub fn provenance(&self) -> Option<crate::lookup::Provenance> {
-        Some(crate::lookup::Provenance {
+    pub fn provenance(&self) -> Option<Provenance> {
+        Some(Provenance {
             source: self.source,
             batch_id: self.batch_id.clone(),
             terminal: TerminalId::parse(&self.terminal).ok()?,
@@ -175,7 +176,7 @@ impl National {
         &self,
         message_id: &str,
         body: Vec<u8>,
-        provenance: &crate::lookup::Provenance,
+        provenance: &Provenance,
     ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
         self.exchange_journaled(message_id, body, Recovery::lookup(provenance))
             .await
@@ -254,6 +255,30 @@ impl Transport for OnshiClient {
     ) -> (Result<OnshiAnswer, OnshiError>, Ticket) {
         (self.exchange(message_id, body).await, Ticket::default())
     }
+}
+
+/// How a lookup was asked for, recorded on its event (and kept in the terminal journal, so a
+/// result recovered at start is recorded as it was asked).
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub source: LookupSource,
+    pub batch_id: Option<String>,
+    pub terminal: TerminalId,
+}
+
+/// What records a lookup the terminal answered while its caller was gone (start-up recovery,
+/// [`terminal::Terminal::recover`]): [`crate::lookup::Lookups`]. A trait here, so the transport
+/// does not depend on the recorders above it.
+pub trait RecordsRecovered: Send + Sync + 'static {
+    /// Records the lookup `request` asked, as `provenance` says it was asked; `before_commit`
+    /// sees its event inside the outbox transaction (the journal's note).
+    fn record_recovered(
+        &self,
+        request: &QualificationConfirmationRequest,
+        asked: Asked,
+        provenance: Provenance,
+        before_commit: Box<dyn FnOnce(&FleetEvent) + Send>,
+    ) -> impl Future<Output = Result<(), crate::outbox::OutboxError>> + Send;
 }
 
 #[cfg(test)]

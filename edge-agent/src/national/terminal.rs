@@ -10,7 +10,7 @@
 //! 3. **wait** for `res/<kind>res_<suffix>.xml`: file-system notification plus a periodic
 //!    rescan (notifications are lost on network shares), one collector for all requests; a
 //!    result is read once its size and mtime held for `settle`, through a no-follow,
-//!    regular-file-only, size-limited open ([`crate::filex::fsio::read_limited`]) on a blocking
+//!    regular-file-only, size-limited open ([`crate::folder::fsio::read_limited`]) on a blocking
 //!    thread;
 //! 4. **journal the result, then remove the file** from `res`: a client deletes its results
 //!    (the terminal leaves them), and the journal holds the bytes until the lookup is recorded;
@@ -29,13 +29,13 @@ use std::time::{Duration, Instant, SystemTime};
 use onshi_domain::xml::QualificationConfirmationRequest;
 use tokio::sync::{Notify, oneshot};
 
+use super::Asked;
 use super::health::Health;
 use super::journal::{Entry, Journal};
 use super::settings::TerminalSettings;
-use super::{OnshiAnswer, OnshiError, Recovery, Ticket, Transport};
+use super::{OnshiAnswer, OnshiError, RecordsRecovered, Recovery, Ticket, Transport};
 use crate::fault::{self, Fault};
-use crate::filex::fsio;
-use crate::lookup::{Asked, Lookups};
+use crate::folder::fsio;
 use crate::outbox::Outbox;
 
 /// What the collector hands a waiting exchange.
@@ -83,7 +83,7 @@ pub fn result_name(request_name: &str) -> String {
 
 /// Today in Japan, `yyyyMMdd` (the date the terminal's file names carry).
 fn day_jst() -> String {
-    let d = crate::lookup::today_jst();
+    let d = onshi_domain::calendar::today_jst();
     format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
@@ -120,7 +120,7 @@ impl Terminal {
         }
         let health = Arc::new(Health::new(settings.slow, settings.timeout));
         let wake = Arc::new(Notify::new());
-        let watcher = crate::filex::watch(&settings.folders.result, wake.clone());
+        let watcher = crate::folder::watch(&settings.folders.result, wake.clone());
         let terminal = Arc::new(Self {
             settings,
             journal,
@@ -256,16 +256,16 @@ impl Terminal {
     ///   records and answers it without asking again;
     /// - anything else (views, batch steps): its caller is gone, so the request is withdrawn if
     ///   still unanswered, a result is removed, and the entry closed (logged).
-    pub async fn recover(
+    pub async fn recover<R: RecordsRecovered>(
         self: &Arc<Self>,
-        lookups: &Arc<Lookups>,
+        lookups: &Arc<R>,
         outbox: &Outbox,
     ) -> anyhow::Result<usize> {
         let entries = self.journal.open_entries().await?;
         let count = entries.len();
         for entry in entries {
             if let Some(note) = &entry.note
-                && crate::filex::journal::was_committed(outbox, note).await?
+                && crate::folder::journal::was_committed(outbox, note).await?
             {
                 self.journal.close(entry.id).await?;
                 continue;
@@ -305,7 +305,7 @@ impl Terminal {
                         body: result,
                     });
                     record(
-                        lookups,
+                        lookups.as_ref(),
                         &self.journal,
                         entry.id,
                         &request,
@@ -320,7 +320,7 @@ impl Terminal {
                         waited: Duration::from_millis(u64::from(latency_ms)),
                     });
                     record(
-                        lookups,
+                        lookups.as_ref(),
                         &self.journal,
                         entry.id,
                         &request,
@@ -352,7 +352,7 @@ impl Terminal {
                             });
                         let latency_ms = latency_ms.saturating_add(ms(started.elapsed()));
                         record(
-                            &lookups,
+                            lookups.as_ref(),
                             &this.journal,
                             entry.id,
                             &request,
@@ -376,7 +376,7 @@ impl Terminal {
     /// agent goes on starting, and silence is journaled as silence.
     async fn recover_relay(&self, entry: &Entry, journal: &Path) -> anyhow::Result<()> {
         let request_in_work = journal.with_extension("");
-        let handed_over = crate::filex::journal::read(journal)
+        let handed_over = crate::folder::journal::read(journal)
             .ok()
             .flatten()
             .is_some();
@@ -426,8 +426,9 @@ impl Terminal {
             latency_ms,
         };
         let path = journal.to_path_buf();
-        let stored = crate::filex::journal::Journal::from_asked(&asked);
-        tokio::task::spawn_blocking(move || crate::filex::journal::write(&path, &stored)).await??;
+        let stored = crate::folder::journal::Journal::from_asked(&asked);
+        tokio::task::spawn_blocking(move || crate::folder::journal::write(&path, &stored))
+            .await??;
         tracing::warn!(file = %entry.name, "handed a relayed request's answer to the file exchange");
         self.journal.close(entry.id).await?;
         Ok(())
@@ -662,7 +663,7 @@ impl Take {
 
 /// The `ArbitraryFileIdentifier` a request or result carries (a plain value only).
 fn correlation_of(bytes: &[u8]) -> Option<String> {
-    crate::filex::scan_echo(bytes).arbitrary_file_identifier
+    onshi_domain::xml::scanned_arbitrary_file_identifier(bytes)
 }
 
 /// Whether a result is a whole document: an XML file whose last tag closes its root element,
@@ -783,23 +784,23 @@ async fn collect(terminal: Weak<Terminal>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn record(
-    lookups: &Lookups,
+async fn record<R: RecordsRecovered>(
+    lookups: &R,
     journal: &Journal,
     id: i64,
     request: &QualificationConfirmationRequest,
     answer: Result<OnshiAnswer, OnshiError>,
     latency_ms: u32,
-    provenance: crate::lookup::Provenance,
+    provenance: super::Provenance,
 ) {
     let ticket = Ticket::journaled(journal.clone(), id, None);
     let noting = ticket.clone();
     let recorded = lookups
-        .record_asked(
+        .record_recovered(
             request,
             Asked { answer, latency_ms },
             provenance,
-            move |e| noting.note(e),
+            Box::new(move |e| noting.note(e)),
         )
         .await;
     match recorded {

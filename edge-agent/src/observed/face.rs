@@ -28,7 +28,7 @@ use onshi_domain::site::TerminalId;
 use tokio::sync::Notify;
 
 use super::watched::Watched;
-use crate::filex::fsio;
+use crate::folder::fsio;
 use crate::judge::judge;
 use crate::national::journal::Journal;
 use crate::outbox::Outbox;
@@ -113,7 +113,7 @@ impl FaceWatch {
     /// Watches the face folder until `shutdown`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let wake = Arc::new(Notify::new());
-        let _watcher = crate::filex::watch(&self.folder, wake.clone());
+        let _watcher = crate::folder::watch(&self.folder, wake.clone());
         let mut handled = match self.watched.handled().await {
             Ok(names) => names,
             Err(error) => {

@@ -39,7 +39,7 @@ use tokio::sync::Notify;
 
 use super::watched::Watched;
 use crate::exchanges::{self, Kind};
-use crate::filex::fsio;
+use crate::folder::fsio;
 use crate::national::health::Health;
 use crate::national::journal::Journal;
 use crate::national::settings::{TerminalFolders, TerminalSettings};
@@ -169,8 +169,8 @@ impl Tap {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let wake = Arc::new(Notify::new());
         let _watchers = (
-            crate::filex::watch(&self.folders.request, wake.clone()),
-            crate::filex::watch(&self.folders.result, wake.clone()),
+            crate::folder::watch(&self.folders.request, wake.clone()),
+            crate::folder::watch(&self.folders.result, wake.clone()),
         );
         let mut state = State::default();
         match self.load(&mut state).await {

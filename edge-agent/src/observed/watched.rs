@@ -8,7 +8,7 @@
 //!    key: from then on the file is handled, whatever happens to it.
 //! 2. Each event is recorded through [`Recorder::record_noting`], which **notes** its sequence
 //!    and index in the journal inside the outbox transaction, so at start the outbox tells
-//!    whether it committed ([`crate::filex::journal::was_committed`]).
+//!    whether it committed ([`crate::folder::journal::was_committed`]).
 //! 3. When the last one committed the row is **done**; done rows of files the site cleared
 //!    away are pruned after a week.
 //!
@@ -120,7 +120,7 @@ impl Watched {
     ) -> anyhow::Result<Vec<FleetEvent>> {
         let mut start = row.recorded;
         if let (Some(note), Some(outbox)) = (&row.note, outbox)
-            && crate::filex::journal::was_committed(outbox, note).await?
+            && crate::folder::journal::was_committed(outbox, note).await?
         {
             start += 1;
         }

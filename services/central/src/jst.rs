@@ -4,7 +4,7 @@
 use time::{OffsetDateTime, UtcOffset};
 
 /// Asia/Tokyo.
-pub const TOKYO: UtcOffset = time::macros::offset!(+9);
+pub const TOKYO: UtcOffset = onshi_domain::calendar::JST;
 
 /// `2026-12-01 09:30:00 JST`.
 pub fn stamp(at: OffsetDateTime) -> String {

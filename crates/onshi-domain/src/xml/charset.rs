@@ -85,6 +85,16 @@ fn decode_shift_jis(bytes: &[u8]) -> Result<String, XmlError> {
     }
 }
 
+/// The encoding `bytes` declare, best effort: UTF-8 when they declare none, one not supported,
+/// or a declaration that cannot be read.
+pub(crate) fn sniffed(bytes: &[u8]) -> XmlEncoding {
+    let rest = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
+    match declared_encoding(rest) {
+        Ok(Some(label)) => encoding_for_label(&label).unwrap_or(XmlEncoding::Utf8),
+        _ => XmlEncoding::Utf8,
+    }
+}
+
 /// Maps an `encoding` label to what we support (case-insensitive).
 fn encoding_for_label(label: &str) -> Option<XmlEncoding> {
     let l = label.trim().to_ascii_lowercase();

@@ -73,6 +73,34 @@ pub use info::{
 pub use qualification::*;
 pub use read::{ReadWarning, Warned, WarningKind, element_paths};
 
+/// The encoding a file declares, to answer a file that cannot be read in kind: best effort,
+/// UTF-8 when it cannot be told (the readers refuse what this lets through).
+pub fn sniffed_encoding(bytes: &[u8]) -> XmlEncoding {
+    charset::sniffed(bytes)
+}
+
+/// The `ArbitraryFileIdentifier` of a file that may not parse, to echo it or to match a result
+/// to its request: best effort, a plain value only (at most 64 characters; no markup, entity,
+/// control or undecodable character), `None` otherwise.
+pub fn scanned_arbitrary_file_identifier(bytes: &[u8]) -> Option<String> {
+    let text = match sniffed_encoding(bytes) {
+        XmlEncoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        XmlEncoding::ShiftJis => encoding_rs::SHIFT_JIS
+            .decode_without_bom_handling(bytes)
+            .0
+            .into_owned(),
+    };
+    let open = "<ArbitraryFileIdentifier>";
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find("</ArbitraryFileIdentifier>")?;
+    let value = text[start..start + len].trim();
+    let plain = !value.is_empty()
+        && value.chars().count() <= 64
+        && !value.contains(['<', '&', '\u{FFFD}'])
+        && !value.chars().any(char::is_control);
+    plain.then(|| value.to_string())
+}
+
 /// The character encoding of a written file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum XmlEncoding {

@@ -21,9 +21,10 @@
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
+use onshi_domain::calendar::JST;
 use onshi_domain::events::EventBody;
 use serde::Serialize;
-use time::{Date, Duration, OffsetDateTime, UtcOffset};
+use time::{Date, Duration, OffsetDateTime};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
@@ -38,11 +39,6 @@ const WATERMARK_MARGIN_SECS: f64 = 600.0;
 
 /// Events projected per round trip.
 const PROJECTION_BATCH: i64 = 500;
-
-const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
-    Ok(offset) => offset,
-    Err(_) => panic!("+09:00 is a valid offset"),
-};
 
 /// ASSUMED: the national portal's mailed notice (5 business days) and the site's installation
 /// (5 business days) must both fit before a terminal certificate expires.

@@ -1,11 +1,10 @@
 //! How the dashboard writes times, dates and numbers: Asia/Tokyo, with the Japanese era beside
 //! dates where staff expect it.
 
-use time::macros::{format_description, offset};
-use time::{Date, OffsetDateTime, UtcOffset};
+use time::macros::format_description;
+use time::{Date, OffsetDateTime};
 
-/// Japan has one time zone and no daylight saving time.
-pub const TOKYO: UtcOffset = offset!(+9);
+pub use crate::jst::TOKYO;
 
 /// `2026-12-02 14:05` in Tokyo time.
 pub fn tokyo(at: OffsetDateTime) -> String {

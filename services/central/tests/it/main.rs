@@ -13,7 +13,6 @@ mod dashboard;
 mod dashboard_rollout;
 mod fleet_gauges;
 mod grace;
-mod module_graph;
 mod notifications;
 mod openapi;
 mod retention;

@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lookup::Asked;
-use crate::onshi::{OnshiAnswer, OnshiError};
+use crate::onshi::{Asked, OnshiAnswer, OnshiError};
 use crate::outbox::{Outbox, OutboxError};
 
 use super::fsio;
