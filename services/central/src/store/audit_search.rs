@@ -143,7 +143,7 @@ impl AuditQuery {
 /// The rows of an audit search as PostgreSQL returns them, with the pooled connection they
 /// come over (kept until the last row is read).
 struct RowsOver {
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     _client: super::Conn,
     rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
 }
@@ -156,17 +156,32 @@ impl Store {
         scope: &SiteScope,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         use futures_util::TryStreamExt;
-        self.audit_rows(query, scope).await?.try_collect().await
+        // A page (at most `query.limit`), not an export: no export slot.
+        self.rows(query, scope, None).await?.try_collect().await
     }
 
     /// Events matching `query` within `scope`, oldest first, streamed as PostgreSQL returns
     /// them: memory stays bounded whatever the size (tokio-postgres reads the socket only as
     /// rows are taken, so a slow reader holds PostgreSQL back instead of filling memory). A
-    /// failure midway ends the stream with the error, never silently.
+    /// failure midway ends the stream with the error, never silently. An export: it holds an
+    /// export slot until the stream is dropped ([`Store::export_slot`]).
     pub async fn audit_rows(
         &self,
         query: &AuditQuery,
         scope: &SiteScope,
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<StoredEvent, StoreError>> + Send + use<>,
+        StoreError,
+    > {
+        let slot = self.export_slot()?;
+        self.rows(query, scope, Some(slot)).await
+    }
+
+    async fn rows(
+        &self,
+        query: &AuditQuery,
+        scope: &SiteScope,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<
         impl futures_util::Stream<Item = Result<StoredEvent, StoreError>> + Send + use<>,
         StoreError,
@@ -201,7 +216,6 @@ impl Store {
             &prefectures,
             &sites,
         ];
-        let slot = self.export_slot()?;
         let client = self.read_conn().await?;
         let rows = client
             .query_raw(
