@@ -25,7 +25,8 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The fuzz targets (`make fuzz`) link libFuzzer, which libfuzzer-sys compiles from C++.
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 # PgBouncer: the pooler test and the ingest benchmark put central behind it in transaction mode.
-packages=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk pgbouncer)
+# OpenSSL: the PKCS#12 reader's fixtures are made at test time (scripts/pkcs12-fixtures.sh).
+packages=(pcscd vsmartcard-vpcd pcsc-tools libpcsclite-dev pkg-config chromium fonts-noto-cjk pgbouncer openssl)
 if [ "${1:-}" = windows ]; then
   packages+=(rustc-web cargo-web rust-web-src rust-web-clippy gcc-mingw-w64-x86-64-posix wine wine64 msitools wixl openssl)
 fi

@@ -25,7 +25,8 @@
 # FUZZ_DIRS (space-separated) limits build, run and smoke to some fuzz crates; `make test`
 # smokes the two that build in a few minutes from cold (README, "Fuzzing").
 #
-# Corpora: the committed seeds are <crate>/fuzz/corpus/<target> (read, never written); `run`
+# Corpora: the committed seeds are <crate>/fuzz/corpus/<target> (read, never written; pkcs12's
+# are made by scripts/pkcs12-fixtures.sh, as they hold keys); `run`
 # keeps what libFuzzer finds in target/fuzz-corpus/<target> (not committed). A crash is written
 # to <crate>/fuzz/artifacts/<target>/ and fails the script; minimise it with
 # `cargo fuzz tmin --fuzz-dir <crate>/fuzz -s none <target> <file>`, fix, add a regression test
@@ -78,6 +79,10 @@ binary() {
 run_one() {
   local dir=$1 target=$2 seconds=$3 work=$4 status=0
   mkdir -p "$work" "$dir/artifacts/$target" "$logs"
+  if [ "$target" = pkcs12 ]; then
+    # Its seeds hold throwaway private keys: made here (git-ignored), never committed.
+    "$root/scripts/pkcs12-fixtures.sh" "$dir/corpus/$target"
+  fi
   local log="$logs/$target.log" started
   started=$(date +%s)
   # -timeout: one input taking 10 s is a hang, reported like a crash. -rss_limit_mb: the

@@ -111,6 +111,9 @@ for line in sys.stdin:
   echo "windows: built the unit tests in $(elapsed "$start") s" >&2
   shim "$WIN_OUT/deps"
   wine_prefix
+  # The PKCS#12 reader's fixtures hold throwaway private keys: made here, never committed
+  # (the Wine tests cannot run OpenSSL themselves).
+  "$ROOT/scripts/pkcs12-fixtures.sh" "$ROOT/edge-agent/src/certs/testdata"
   start=$(date +%s)
   local exe
   for exe in $exes; do

@@ -591,8 +591,7 @@ mod tests {
     #[test]
     fn a_pkcs12_file_is_read_with_its_password_and_refused_without() {
         let dir = tempfile::tempdir().unwrap();
-        let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("src/certs/testdata/aes256-sha256.p12");
+        let fixture = pkcs12::fixture_path("aes256-sha256.p12");
         let password_file = dir.path().join("terminal.p12.pass");
         std::fs::write(&password_file, "wrong\r\n").unwrap();
         let watch = Watch {

@@ -564,16 +564,41 @@ impl<'a> Elem<'a> {
     }
 }
 
+/// A fixture made with OpenSSL (testdata/README.md): the CA "pkcs12 fixture CA" and its leaf
+/// "pkcs12 fixture" with the leaf's key, password "テスト-pass". They hold private keys, so they
+/// are made at test time (`scripts/pkcs12-fixtures.sh`, which does nothing when they exist),
+/// never committed; under Wine, where OpenSSL cannot run, `scripts/windows.sh` made them first.
+#[cfg(test)]
+pub(crate) fn fixture_path(name: &str) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("src/certs/testdata");
+    #[cfg(unix)]
+    {
+        let made = std::process::Command::new(root.join("../scripts/pkcs12-fixtures.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running scripts/pkcs12-fixtures.sh");
+        assert!(
+            made.success(),
+            "scripts/pkcs12-fixtures.sh failed (is openssl installed? make deps)"
+        );
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: make it with scripts/pkcs12-fixtures.sh {}",
+        path.display(),
+        dir.display()
+    );
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Fixtures made with OpenSSL 3.0 (testdata/README.md): one certificate (CN "pkcs12
-    /// fixture", valid ten years from 2026-12-05) and its key, password "テスト-pass".
     fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/certs/testdata")
-            .join(name);
+        let path = fixture_path(name);
         std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
