@@ -1,4 +1,4 @@
-//! TLS listeners for tonic (gRPC) and axum (HTTPS).
+//! TLS listeners for tonic (gRPC) and axum (HTTPS), and the plain-HTTP scrape listener.
 //!
 //! Handshakes run in their own tasks with a deadline, so a client that connects and stays silent
 //! cannot hold up the others, and a refused handshake (no certificate, a certificate from another
@@ -162,8 +162,26 @@ pub fn tls_incoming_with(
     config: Arc<ServerConfig>,
     limits: ListenerLimits,
 ) -> ReceiverStream<Result<Limited<TlsStream<TcpStream>>, std::io::Error>> {
-    let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
     let acceptor = TlsAcceptor::from(config);
+    incoming_with(listener, limits, move |tcp, peer| {
+        let acceptor = acceptor.clone();
+        async move { handshake(&acceptor, tcp, peer).await }
+    })
+}
+
+/// Accepts TCP connections on `listener` under `limits` and yields each once `open` made it
+/// usable (a TLS handshake, or nothing for plain HTTP); `open` runs in the connection's own task.
+fn incoming_with<S, F, Fut>(
+    listener: TcpListener,
+    limits: ListenerLimits,
+    open: F,
+) -> ReceiverStream<Result<Limited<S>, std::io::Error>>
+where
+    S: Send + 'static,
+    F: Fn(TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<S>> + Send + 'static,
+{
+    let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
     let places = Arc::new(Semaphore::new(limits.max_connections));
     let turned_away = AtomicU64::new(0);
     tokio::spawn(async move {
@@ -195,10 +213,10 @@ pub fn tls_incoming_with(
                 drop(tcp);
                 continue;
             };
-            let acceptor = acceptor.clone();
+            let opening = open(tcp, peer);
             let ready_tx = ready_tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                if let Some(stream) = opening.await {
                     let stream = Limited {
                         inner: stream,
                         _place: place,
@@ -251,7 +269,54 @@ pub async fn serve_https_with(
     limits: ListenerLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    serve(listener, config, router, limits, None, shutdown).await
+    let incoming = tls_incoming_with(listener, config, limits);
+    serve(incoming, router, limits, None, shutdown).await
+}
+
+/// Serves `router` over plain HTTP on `listener` under `limits` (central's Prometheus scrape
+/// endpoint): the same connection cap, header-read timeout and first-request deadline as the
+/// HTTPS listeners, without TLS. Requests carry a [`PeerAddress`] and no certificates.
+pub async fn serve_http_with(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ListenerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let incoming = incoming_with(listener, limits, |tcp, _peer| async move {
+        let _ = tcp.set_nodelay(true);
+        Some(tcp)
+    });
+    serve(incoming, router, limits, None, shutdown).await
+}
+
+/// What a served connection tells the application about its client.
+trait Client {
+    fn certificates(&self) -> Vec<CertificateDer<'static>>;
+    fn address(&self) -> Option<SocketAddr>;
+}
+
+impl Client for TlsStream<TcpStream> {
+    fn certificates(&self) -> Vec<CertificateDer<'static>> {
+        self.get_ref()
+            .1
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    fn address(&self) -> Option<SocketAddr> {
+        self.get_ref().0.peer_addr().ok()
+    }
+}
+
+impl Client for TcpStream {
+    fn certificates(&self) -> Vec<CertificateDer<'static>> {
+        Vec::new()
+    }
+
+    fn address(&self) -> Option<SocketAddr> {
+        self.peer_addr().ok()
+    }
 }
 
 /// The deny list a client-certificate listener checks on every request, not only at the
@@ -281,15 +346,8 @@ pub async fn serve_https_revocable(
     revocations: Revocations,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    serve(
-        listener,
-        config,
-        router,
-        limits,
-        Some(revocations),
-        shutdown,
-    )
-    .await
+    let incoming = tls_incoming_with(listener, config, limits);
+    serve(incoming, router, limits, Some(revocations), shutdown).await
 }
 
 /// The answer to a request under a revoked certificate: JSON in central's error shape.
@@ -302,20 +360,20 @@ fn revoked_answer() -> axum::response::Response {
         .expect("a static response")
 }
 
-async fn serve(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
+async fn serve<S>(
+    mut incoming: ReceiverStream<Result<Limited<S>, std::io::Error>>,
     router: axum::Router,
     limits: ListenerLimits,
     revocations: Option<Revocations>,
     shutdown: impl Future<Output = ()> + Send,
-) {
+) where
+    S: Client + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
     use tokio_stream::StreamExt;
 
-    let mut incoming = tls_incoming_with(listener, config, limits);
     // Every connection task holds a clone of `open`; at shutdown they are told through
     // `stopping`, and `ended` yields None once the last one is gone.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
@@ -342,16 +400,11 @@ async fn serve(
                 None => break,
             },
         };
-        let tls = stream.get_ref();
-        let certificates = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
+        let client = stream.get_ref();
+        let certificates = client.certificates();
         let leaf = certificates.first().cloned();
         let peer = PeerCertificates(Arc::new(certificates));
-        let address = tls.get_ref().0.peer_addr().ok().map(PeerAddress);
+        let address = client.address().map(PeerAddress);
         // hyper's header timeout runs only once the client has sent something (or between
         // requests): a client that completes the handshake and stays silent is closed here.
         let asked = Arc::new(AtomicBool::new(false));

@@ -1,15 +1,16 @@
 //! The limits every HTTPS listener applies (issue 15, item 5), attacked over real TLS on
 //! loopback: a client that opens a connection and never sends a request is closed after the
 //! header timeout, an idle keep-alive connection too, and connections beyond the cap are closed
-//! at once while the ones inside it keep working.
+//! at once while the ones inside it keep working. The plain-HTTP scrape listener (central's
+//! `/metrics`) applies the same limits.
 
 use std::time::{Duration, Instant};
 
 use fleet_tls::config::{Identity, client_config, load_certificates, server_config};
 use fleet_tls::devpki::{self, DevPkiSpec};
-use fleet_tls::listen::{ListenerLimits, serve_https_with};
+use fleet_tls::listen::{ListenerLimits, serve_http_with, serve_https_with};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -69,7 +70,7 @@ impl Server {
 }
 
 /// One HTTP/1.1 request on `stream`, kept alive; returns the status line.
-async fn get(stream: &mut TlsStream<TcpStream>) -> String {
+async fn get(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> String {
     stream
         .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
@@ -81,7 +82,7 @@ async fn get(stream: &mut TlsStream<TcpStream>) -> String {
 }
 
 /// Waits (at most `bound`) for the server to close `stream`; returns how long it took.
-async fn closed_within(stream: &mut TlsStream<TcpStream>, bound: Duration) -> Duration {
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), bound: Duration) -> Duration {
     let started = Instant::now();
     let mut buf = [0u8; 64];
     loop {
@@ -158,4 +159,42 @@ async fn connections_beyond_the_cap_are_closed_and_the_others_keep_working() {
         }
     };
     assert!(get(&mut again).await.contains("200"));
+}
+
+/// The plain-HTTP listener (central's Prometheus endpoint) under `limits`; its address.
+async fn serve_plain(limits: ListenerLimits) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(serve_http_with(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+    address
+}
+
+#[tokio::test]
+async fn the_plain_scrape_listener_closes_silent_and_idle_clients_and_holds_its_cap() {
+    let address = serve_plain(ListenerLimits {
+        max_connections: 2,
+        ..short_header_timeout()
+    })
+    .await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+    let mut idle = TcpStream::connect(address).await.unwrap();
+    assert!(get(&mut idle).await.contains("200"));
+    // A third beyond the cap is closed before it is served.
+    let mut third = TcpStream::connect(address).await.unwrap();
+    third
+        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .ok();
+    let mut buf = [0u8; 64];
+    let answered = matches!(third.read(&mut buf).await, Ok(n) if n > 0);
+    assert!(!answered, "a third connection was served beyond the cap");
+    let took = closed_within(&mut silent, Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+    closed_within(&mut idle, Duration::from_secs(10)).await;
 }

@@ -301,6 +301,9 @@ pub(crate) async fn run(
     app.run_until_stopped(stop).await
 }
 
+/// Connections the Prometheus endpoint holds at once (its scrapers, and a person's curl).
+const METRICS_CONNECTIONS: usize = 16;
+
 /// The Prometheus scrape endpoint: `GET /metrics` on plain HTTP, the last rendering of the
 /// metrics (refreshed every OTEL_METRIC_EXPORT_INTERVAL, 15 s by default). Returns the bound
 /// address (port 0 works).
@@ -330,10 +333,16 @@ async fn serve_metrics(
             }
         }),
     );
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "the metrics endpoint stopped");
-        }
-    });
+    // Bounded like every listener: a scraper or two connect here, never thousands.
+    let limits = fleet_tls::listen::ListenerLimits {
+        max_connections: METRICS_CONNECTIONS,
+        ..fleet_tls::listen::ListenerLimits::DEFAULT
+    };
+    tokio::spawn(fleet_tls::listen::serve_http_with(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
     Ok(bound)
 }
