@@ -573,7 +573,8 @@ fn detail_body(site: &SiteDetail, adoption: Option<&AdoptionView>, now: OffsetDa
                     dt { "最終通信 " span.en { "Last seen" } }
                     dd { (tokyo_or_dash(site.streams.first().map(|s| s.last_seen_at))) }
                     dt { "未送信 " span.en { "Outbox lag" } }
-                    dd { (count(site.streams.iter().map(|s| s.lag).sum())) }
+                    // Saturating: rows stored before central bounded sequences may claim up to i64::MAX.
+                    dd { (count(site.streams.iter().fold(0i64, |sum, s| sum.saturating_add(s.lag)))) }
                     dt { "配信 " span.en { "Rollout" } }
                     dd #site-rollout {
                         (rollout_label(site.rollout_state.as_deref()))
