@@ -350,6 +350,55 @@ async fn a_planted_symlink_or_fifo_is_refused_and_never_read() -> anyhow::Result
     Ok(())
 }
 
+/// Issue 15, item 10, the write side, against the real agent: the agent used to write a result
+/// through `.<result name>.<pid>.tmp`, created by following links, so a link planted under that
+/// name made it overwrite whatever the link pointed at — its TLS key or outbox key. Temporary
+/// names are now random and created new without following links: the planted links are left
+/// alone, the keys keep their bytes, and the result arrives as a file of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn links_planted_under_temporary_names_never_overwrite_the_agent_s_keys() -> anyhow::Result<()>
+{
+    let (stack, agent) = Stack::start("").await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    let (_, tls_key) = stack._pki.paths.agent(&stack.site.site);
+    let mut keys = vec![tls_key];
+    for entry in std::fs::read_dir(stack.site.dir().join("data"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "key") {
+            keys.push(path);
+        }
+    }
+    assert!(keys.len() >= 2, "the agent's outbox key was not found: {keys:?}");
+    let before: Vec<Vec<u8>> = keys.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+
+    let name = "OQSsiquc01res_202604010014.xml";
+    let pid = agent.child.id().expect("the agent runs");
+    let mut planted = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        // The old name, and a few near it (a second write, a restarted agent).
+        let link = stack
+            .dir("res")
+            .join(format!(".{name}.{}.tmp", pid + i as u32));
+        std::os::unix::fs::symlink(key, &link)?;
+        planted.push(link);
+    }
+    let xml = request(&stack.site.site, &person, "R-14")?.to_xml(XmlEncoding::Utf8);
+    stack.put_request("OQSsiquc01req_202604010014.xml", &xml)?;
+    let result = QualificationConfirmationResult::from_xml(&stack.result(name).await)?;
+    assert_eq!(result.header.segment_of_result, SegmentOfResult::Normal);
+    stack.lookups_in_central(1).await;
+
+    let kind = std::fs::symlink_metadata(stack.dir("res").join(name))?.file_type();
+    assert!(kind.is_file(), "the result is not a plain file: {kind:?}");
+    for (key, bytes) in keys.iter().zip(&before) {
+        assert_eq!(&std::fs::read(key)?, bytes, "{} was overwritten", key.display());
+    }
+    for link in &planted {
+        assert!(std::fs::symlink_metadata(link)?.file_type().is_symlink());
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_written_slowly_in_pieces_is_not_read_early() -> anyhow::Result<()> {
     let (stack, _agent) = Stack::start("").await?;
