@@ -292,6 +292,28 @@ impl WebSession {
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, content_type, body.to_vec()))
     }
+
+    /// POSTs a form `body` to `path` with the session (a CSRF field, if any, is the caller's):
+    /// status and body.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> anyhow::Result<(u16, String)> {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("https://{}{path}", self.addr))
+            .header(hyper::header::COOKIE, &self.cookie)
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(body.into()))?;
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
 }
 
 /// `value` percent-encoded for a form body (unreserved characters kept).

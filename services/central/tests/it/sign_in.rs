@@ -357,6 +357,40 @@ async fn after_signing_in_only_a_path_of_this_site_is_followed() {
     }
 }
 
+/// A signed-in browser's form is read (to find its CSRF token) only up to 64 KiB: a larger
+/// one is refused with 413 before it is held in memory (it was 1 MiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_in_form_beyond_64_kib_is_refused_before_it_is_read() {
+    let central = central().await;
+    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
+    let account = AccountSpec {
+        login: "kanrisha".into(),
+        display_name: "管理 者".into(),
+        role: "chain_admin".into(),
+        prefectures: Vec::new(),
+        sites: Vec::new(),
+        password: "correct horse battery".into(),
+    };
+    create_account(&store, &account, "test").await.unwrap();
+    let session = WebSession::sign_in(
+        &central.pki.paths.chain_ca(),
+        &central.process.field("web"),
+        "kanrisha",
+        "correct horse battery",
+    )
+    .await
+    .unwrap();
+    let form = format!("name={}", "a".repeat(100 << 10));
+    let (status, body) = session.post_form("/notifications", form).await.unwrap();
+    assert_eq!(
+        status,
+        413,
+        "{}",
+        body.chars().take(300).collect::<String>()
+    );
+    assert!(body.contains("65536"), "{body}");
+}
+
 /// Every page of the dashboard tells the browser not to run scripts or load anything from
 /// elsewhere, not to be framed by another site, not to send its URLs as referrers and to
 /// stay on HTTPS: the sign-in page, the stylesheet and a redirect to sign in alike.
