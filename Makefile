@@ -35,14 +35,13 @@ helm-check: ## Lint the Helm chart and validate its manifests (installs helm and
 
 # After the Linux tests, the Windows agent (scripts/windows.sh test: cross-build, clippy for the
 # Windows target, its unit tests and end-to-end tests under Wine; README, "The Windows agent").
-# The tests end with the fuzz smoke of the crates whose fuzz builds are cheap from cold;
-# `make fuzz-smoke` runs all of them (the agent's and proto's take far longer to build: README,
-# "Fuzzing").
+# The tests end with the fuzz smoke of every target of every fuzz crate: each replays its seeds
+# and fuzzes a few seconds (the cold builds and their share of CI: README, "Fuzzing").
 .PHONY: test
 test: deps lint helm-check build ## Run every test against real PostgreSQL, TLS and processes, the Windows agent's under Wine
 	scripts/with-pg.sh scripts/run-tests.sh
 	scripts/windows.sh test
-	FUZZ_DIRS="crates/onshi-domain/fuzz crates/card-reader/fuzz proto/fuzz" scripts/fuzz.sh smoke
+	scripts/fuzz.sh smoke
 
 .PHONY: fuzz
 fuzz: deps ## Run every fuzz target FUZZ_SECONDS each (default 1800), FUZZ_PARALLEL at once (default: cores)
