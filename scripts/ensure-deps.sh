@@ -20,7 +20,7 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # reads the servers' JSON lines with python3. This machine kind ships them; a bare Debian does not.
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv python3-pip)
-# promtool checks and unit-tests the chart's Prometheus rules (scripts/check-monitoring.sh).
+# promtool checks and unit-tests the chart's Prometheus rules (scripts/check-monitoring.py).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # The fuzz targets (`make fuzz`) link libFuzzer, which libfuzzer-sys compiles from C++.
 command -v c++ >/dev/null 2>&1 || need+=(g++)

@@ -7,7 +7,7 @@ use e2e::{
     start_central_with_env, start_sim, start_sim_with_env,
 };
 
-const CENTRAL_METRICS: [&str; 12] = [
+const CENTRAL_METRICS: [&str; 13] = [
     "central_ingest_events_total",
     "central_ingest_batch_size_events",
     "central_commit_duration_seconds",
@@ -22,6 +22,7 @@ const CENTRAL_METRICS: [&str; 12] = [
     "central_certificates_expiring",
     "central_ingest_backlog_events",
     "central_db_synchronous_standby",
+    "central_db_replica_lag_seconds",
 ];
 
 /// The metric names the chart's Prometheus rules and Grafana dashboard query (a histogram's

@@ -8,7 +8,9 @@
 //!   expired), 7 and 30 days;
 //! - `central_ingest_backlog_events`: events agents produced that central does not hold yet;
 //! - `central_db_synchronous_standby`: 1 when PostgreSQL commits synchronously to a standby (an
-//!   ack survives a failover), 0 when an ack is on the primary alone.
+//!   ack survives a failover), 0 when an ack is on the primary alone;
+//! - `central_db_replica_lag_seconds`: how far the read replica the pages and listings read
+//!   (`--read-database-url`) is behind the primary; 0 without one.
 //!
 //! Every replica exports the same fleet-wide values (they come from the database), so rules
 //! aggregate them with `max`, never `sum`. Labels are kinds and states, never a site, patient or
@@ -39,7 +41,7 @@ fn read<T>(f: impl FnOnce(&FleetGauges) -> T) -> Option<T> {
         .map(f)
 }
 
-static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 5]> = LazyLock::new(|| {
+static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 6]> = LazyLock::new(|| {
     let meter = opentelemetry::global::meter("central");
     [
         meter
@@ -97,6 +99,18 @@ static INSTRUMENTS: LazyLock<[ObservableGauge<f64>; 5]> = LazyLock::new(|| {
             .with_callback(|observer| {
                 if let Some(Some(synchronous)) = read(|g| g.synchronous_standby) {
                     observer.observe(if synchronous { 1.0 } else { 0.0 }, &[]);
+                }
+            })
+            .build(),
+        meter
+            .f64_observable_gauge("central_db_replica_lag_seconds")
+            .with_description(
+                "How far the read replica the pages read is behind the primary (0 without one)",
+            )
+            .with_unit("s")
+            .with_callback(|observer| {
+                if let Some(Some(lag)) = read(|g| g.replica_lag_seconds) {
+                    observer.observe(lag, &[]);
                 }
             })
             .build(),

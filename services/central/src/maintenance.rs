@@ -171,6 +171,11 @@ pub async fn run(
                 Ok(mut gauges) => {
                     gauges.synchronous_standby =
                         store.durability().await.ok().map(|d| d.synchronous());
+                    gauges.replica_lag_seconds = store
+                        .replica_lag()
+                        .await
+                        .ok()
+                        .map(|lag| lag.map_or(0.0, |lag| lag.as_secs_f64()));
                     crate::fleet_metrics::publish(gauges)
                 }
                 Err(error) => tracing::warn!(%error, "the fleet gauges could not be read"),

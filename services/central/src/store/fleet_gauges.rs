@@ -34,6 +34,9 @@ pub struct FleetGauges {
     /// Whether the server commits synchronously to a standby ([`super::durability`]), as this
     /// replica sees it; set by the caller (`None`: not read).
     pub synchronous_standby: Option<bool>,
+    /// How far the read replica the pages read is behind the primary, in seconds (0 without a
+    /// replica: the pages read the primary); set by the caller (`None`: not read).
+    pub replica_lag_seconds: Option<f64>,
 }
 
 impl FleetGauges {
