@@ -92,6 +92,13 @@ impl Conn {
         if let Some(types) = known_types(sql) {
             return Ok(types);
         }
+        // Queries joined on one `Conn` would otherwise learn at once and nest their BEGINs
+        // ("there is already a transaction in progress", then a COMMIT with none): one learning
+        // at a time in the process, which costs nothing after the first use of each text.
+        let _one_at_a_time = LEARNING.lock().await;
+        if let Some(types) = known_types(sql) {
+            return Ok(types);
+        }
         // A transaction keeps the prepare, its description and its close on one server
         // connection behind a pooler.
         self.client.batch_execute("BEGIN").await?;
@@ -163,6 +170,8 @@ impl Tx<'_> {
 /// SQL texts are its source's (a few hundred); the cap only guards against a bug that builds
 /// texts without end, which would then be learned at every run instead of remembered.
 static TYPES: LazyLock<RwLock<HashMap<String, Arc<[Type]>>>> = LazyLock::new(RwLock::default);
+/// Held while a connection outside a transaction learns a text's types ([`Conn::types_of`]).
+static LEARNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const MAX_REMEMBERED: usize = 4096;
 
 fn known_types(sql: &str) -> Option<Arc<[Type]>> {
