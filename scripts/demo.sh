@@ -15,6 +15,7 @@ mkdir -p "$state/logs"
 CLINIC=3410712362     # a clinic in Hiroshima (医科, 34): direct mode (onshi-sim's HTTPS)
 PHARMACY=1340123455   # a pharmacy in Tokyo (薬局, 13): terminal mode (the terminal's folders)
 TERMINAL="$state/terminal/$PHARMACY"  # the pharmacy's qualification terminal (req/ res/ face/)
+RECEIPT="$state/receipt/$PHARMACY"    # the pharmacy's receipt computer's folders (relay mode)
 SIM_PORT=${SIM_PORT:-9443}
 GRPC_PORT=${GRPC_PORT:-7443}
 HTTP_PORT=${HTTP_PORT:-8443}
@@ -144,12 +145,22 @@ ca = "$pki/chain-ca.pem"
 cert = "$pki/agents/$site.pem"
 key = "$pki/agents/$site.key"
 
+# The certificate inventory: the agent's own certificate, the terminal's and the CA bundles,
+# reported to central for expiry alerts.
+[certificates]
+
 TOML
   if [ "$transport" = terminal ]; then
+    # Relay mode: the receipt computer's req/ and res/ are the agent's, every request passed on
+    # to the terminal and its answer back byte for byte. The terminal's health is the link.
+    mkdir -p "$RECEIPT"
     cat >>"$dir/agent.toml" <<TOML
 [onshi]
 transport = "terminal"
 folder = "$TERMINAL"
+
+[file_exchange]
+folder = "$RECEIPT"
 TOML
   else
     cat >>"$dir/agent.toml" <<TOML
@@ -159,6 +170,11 @@ endpoint = "https://localhost:$SIM_PORT"
 ca = "$pki/common-ca.pem"
 cert = "$pki/terminals/$site-T01.pem"
 key = "$pki/terminals/$site-T01.key"
+
+# Link probes of the national system (here onshi-sim) and central, every 10 s: state changes
+# are events, and central's availability view reads them.
+[link]
+probe_interval_ms = 10000
 TOML
   fi
   echo "$dir/agent.toml"

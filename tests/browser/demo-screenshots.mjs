@@ -24,16 +24,9 @@ const spki = new X509Certificate(readFileSync(env('ONSHI_SERVER_CERT')))
   .publicKey.export({ type: 'spki', format: 'der' });
 const pin = createHash('sha256').update(spki).digest('base64');
 
-const pages = [
-  ['01-overview', '/'],
-  ['02-sites', '/sites'],
-  ['03-site', `/sites/${env('ONSHI_SITE')}`],
-  ['04-certificates', '/certificates'],
-  ['05-alerts', '/alerts'],
-  ['06-rollout', '/rollout'],
-  ['07-audit', '/audit'],
-  ['08-notifications', '/notifications'],
-];
+// Pages shown whole (their point is below the first screen); the others show their first
+// screen (a whole audit list would be megabytes).
+const wholePages = new Set(['01-overview', '06-rollout']);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -52,14 +45,32 @@ try {
   await page.fill('#login', env('ONSHI_ADMIN'));
   await page.fill('#password', env('ONSHI_ADMIN_PASSWORD'));
   await Promise.all([page.waitForURL((url) => !url.pathname.startsWith('/login')), page.click('#sign-in')]);
+  // The site page of a simulated site with an open availability alert (an outage or an
+  // unplugged reader shows more than a quiet site); ONSHI_SITE when none is open.
+  current = '/api/v1/alerts';
+  // Asked from the signed-in page (the browser trusts central's pinned key; Node would not).
+  const alerts = await page.evaluate(async () => (await fetch('/api/v1/alerts')).json());
+  const troubled = alerts.find((a) => a.kind === 'site_unavailable' && a.site_code);
+  const site = troubled ? troubled.site_code : env('ONSHI_SITE');
+  const pages = [
+    ['01-overview', '/'],
+    ['02-sites', '/sites'],
+    ['03-site', `/sites/${site}`],
+    ['04-certificates', '/certificates'],
+    ['05-alerts', '/alerts'],
+    ['06-rollout', '/rollout'],
+    ['07-audit', '/audit'],
+    ['08-notifications', '/notifications'],
+    ['09-account', '/account'],
+    ['10-audit-report', '/audit/report'],
+  ];
   for (const [name, path] of pages) {
     current = path;
     const response = await page.goto(`${base}${path}`);
     if (!response || response.status() !== 200) {
       throw new Error(`answered ${response ? response.status() : 'nothing'}`);
     }
-    // The first screen of each page: a whole audit list would be megabytes.
-    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: name === '01-overview' });
+    await page.screenshot({ path: join(shots, `${name}.png`), fullPage: wholePages.has(name) });
     console.log(`saved ${name}.png (${path})`);
   }
 } catch (error) {
