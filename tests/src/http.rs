@@ -155,6 +155,32 @@ impl Operator {
         get_json(&self.ca, &self.cert, &self.key, &self.addr, path).await
     }
 
+    /// Makes a dashboard account with `role` (whole chain, the password [`TEST_PASSWORD`])
+    /// through the API, as chain IT would, and signs it in at central's dashboard listener
+    /// (`web`).
+    pub async fn signed_in_account(
+        &self,
+        central: &crate::Running,
+        login: &str,
+        role: &str,
+    ) -> anyhow::Result<WebSession> {
+        let (status, answer) = self
+            .send(
+                "POST",
+                "/api/v1/accounts",
+                &serde_json::json!({
+                    "login": login, "display_name": "試験 利用者", "role": role,
+                    "prefectures": [], "sites": [], "password": TEST_PASSWORD
+                }),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == 201,
+            "making the account {login}: {status} {answer}"
+        );
+        WebSession::sign_in(&self.ca, &central.field("web"), login, TEST_PASSWORD).await
+    }
+
     /// GET `path`: status, content type and body (CSV, HTML).
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
         get(&self.ca, &self.cert, &self.key, &self.addr, path).await
@@ -300,21 +326,13 @@ impl WebSession {
         path: &str,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<(u16, String)> {
-        let request = hyper::Request::builder()
-            .method("POST")
-            .uri(format!("https://{}{path}", self.addr))
-            .header(hyper::header::COOKIE, &self.cookie)
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(Full::new(body.into()))?;
-        let response = self.client.request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let answer = post_form(&self.client, &self.addr, path, Some(&self.cookie), body).await?;
+        Ok((answer.status, answer.body))
     }
 }
+
+/// The password of the accounts tests make ([`Operator::signed_in_account`]).
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
 
 /// `value` percent-encoded for a form body (unreserved characters kept).
 fn form_field(value: &str) -> String {
@@ -405,34 +423,49 @@ impl Anonymous {
 
     /// POSTs a form `body` to `path`.
     pub async fn post_form(&self, path: &str, body: impl Into<Bytes>) -> anyhow::Result<Answer> {
-        let request = hyper::Request::builder()
-            .method("POST")
-            .uri(format!("https://{}{path}", self.addr))
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(Full::new(body.into()))?;
-        let response = self.client.request(request).await?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let location = response
-            .headers()
-            .get(hyper::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(Answer {
-            status,
-            retry_after,
-            location,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
+        post_form(&self.client, &self.addr, path, None, body).await
     }
+}
+
+/// POSTs a form `body` to `https://{addr}{path}`, with a session `cookie` when given.
+async fn post_form(
+    client: &HttpsClient,
+    addr: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: impl Into<Bytes>,
+) -> anyhow::Result<Answer> {
+    let mut request = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("https://{addr}{path}"))
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        );
+    if let Some(cookie) = cookie {
+        request = request.header(hyper::header::COOKIE, cookie);
+    }
+    let response = client
+        .request(request.body(Full::new(body.into()))?)
+        .await?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let location = response
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        retry_after,
+        location,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// Automation with an API token at central's dashboard listener `addr`, trusting `ca`:

@@ -67,30 +67,15 @@ async fn a_viewer_sees_events_without_patient_references_or_staff_ids() -> anyho
     e2e::await_events(&db, &site, "lookup", 1).await;
 
     let operator = Operator::new(&pki, &central);
-    let (status, answer) = operator
-        .send(
-            "POST",
-            "/api/v1/accounts",
-            &serde_json::json!({
-                "login": "miru", "display_name": "見る 人", "role": "viewer",
-                "prefectures": [], "sites": [], "password": "correct horse battery staple"
-            }),
-        )
+    let viewer = operator
+        .signed_in_account(&central, "miru", "viewer")
         .await?;
-    assert_eq!(status, 201, "{answer}");
     let events = format!("/api/v1/sites/{site}/events");
     let (status, admin_view) = operator.get(&events).await?;
     assert_eq!(status, 200, "{admin_view}");
     assert_eq!(admin_view[0]["body"]["staff_id"], staff, "{admin_view}");
     assert_eq!(admin_view[0]["body"]["patient_ref"], patient.as_str());
 
-    let viewer = e2e::http::WebSession::sign_in(
-        &pki.paths.chain_ca(),
-        &central.field("web"),
-        "miru",
-        "correct horse battery staple",
-    )
-    .await?;
     let (status, _, body) = viewer.get(&events).await?;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let viewer_view: serde_json::Value = serde_json::from_slice(&body)?;

@@ -368,7 +368,10 @@ async fn links_planted_under_temporary_names_never_overwrite_the_agent_s_keys() 
             keys.push(path);
         }
     }
-    assert!(keys.len() >= 2, "the agent's outbox key was not found: {keys:?}");
+    assert!(
+        keys.len() >= 2,
+        "the agent's outbox key was not found: {keys:?}"
+    );
     let before: Vec<Vec<u8>> = keys.iter().map(std::fs::read).collect::<Result<_, _>>()?;
 
     let name = "OQSsiquc01res_202604010014.xml";
@@ -391,7 +394,12 @@ async fn links_planted_under_temporary_names_never_overwrite_the_agent_s_keys() 
     let kind = std::fs::symlink_metadata(stack.dir("res").join(name))?.file_type();
     assert!(kind.is_file(), "the result is not a plain file: {kind:?}");
     for (key, bytes) in keys.iter().zip(&before) {
-        assert_eq!(&std::fs::read(key)?, bytes, "{} was overwritten", key.display());
+        assert_eq!(
+            &std::fs::read(key)?,
+            bytes,
+            "{} was overwritten",
+            key.display()
+        );
     }
     for link in &planted {
         assert!(std::fs::symlink_metadata(link)?.file_type().is_symlink());

@@ -3,7 +3,7 @@
 //! everyone who sees that site. Two such streams used to overflow the site page's sum of outbox
 //! lags (a panic in a debug build, a wrapped negative number in release).
 
-use e2e::http::{Operator, WebSession};
+use e2e::http::Operator;
 use e2e::uplink::{Session, agent_tls};
 use e2e::{Pki, TestDb, site_code, start_central_with};
 
@@ -37,25 +37,9 @@ async fn stored_impossible_backlogs_do_not_break_the_site_page_or_the_overview()
         .await?;
     assert_eq!(claimed, 2);
 
-    let operator = Operator::new(&pki, &central);
-    let (status, answer) = operator
-        .send(
-            "POST",
-            "/api/v1/accounts",
-            &serde_json::json!({
-                "login": "kanri", "display_name": "管理 者", "role": "chain_admin",
-                "prefectures": [], "sites": [], "password": "correct horse battery staple"
-            }),
-        )
+    let admin = Operator::new(&pki, &central)
+        .signed_in_account(&central, "kanri", "chain_admin")
         .await?;
-    assert_eq!(status, 201, "{answer}");
-    let admin = WebSession::sign_in(
-        &pki.paths.chain_ca(),
-        &central.field("web"),
-        "kanri",
-        "correct horse battery staple",
-    )
-    .await?;
     for page in [format!("/sites/{site}"), "/".to_string()] {
         let (status, _, body) = admin.get(&page).await?;
         let text = String::from_utf8_lossy(&body);

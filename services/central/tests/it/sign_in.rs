@@ -59,6 +59,20 @@ impl Central {
         attempts.join_all().await
     }
 
+    /// Makes a whole-chain account `login` with `role` and the password "correct horse battery".
+    async fn account(&self, login: &str, role: &str) {
+        let store = Store::new(store::connect(&DatabaseUrl::new(&self.db.url), 1).unwrap());
+        let account = AccountSpec {
+            login: login.into(),
+            display_name: "試験 花子".into(),
+            role: role.into(),
+            prefectures: Vec::new(),
+            sites: Vec::new(),
+            password: "correct horse battery".into(),
+        };
+        create_account(&store, &account, "test").await.unwrap();
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         self.db
             .client()
@@ -201,16 +215,7 @@ async fn sign_ins_beyond_the_check_slots_are_answered_busy_and_a_person_still_si
     );
 
     // A person with an account still signs in: four wrong passwords, then the right one.
-    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
-    let account = AccountSpec {
-        login: "kanri".into(),
-        display_name: "管理 花子".into(),
-        role: "viewer".into(),
-        prefectures: Vec::new(),
-        sites: Vec::new(),
-        password: "correct horse battery".into(),
-    };
-    create_account(&store, &account, "test").await.unwrap();
+    central.account("kanri", "viewer").await;
     for _ in 0..4 {
         let wrong = central
             .web
@@ -329,16 +334,7 @@ async fn a_thousand_refused_sign_ins_leave_a_handful_of_rows_and_a_huge_login_no
 #[tokio::test(flavor = "multi_thread")]
 async fn after_signing_in_only_a_path_of_this_site_is_followed() {
     let central = central().await;
-    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
-    let account = AccountSpec {
-        login: "hoshi".into(),
-        display_name: "星 一郎".into(),
-        role: "viewer".into(),
-        prefectures: Vec::new(),
-        sites: Vec::new(),
-        password: "correct horse battery".into(),
-    };
-    create_account(&store, &account, "test").await.unwrap();
+    central.account("hoshi", "viewer").await;
     for (next, expected) in [
         ("/sites%3Fq%3D1", "/sites?q=1"),
         ("/%09/evil.example", "/"),
@@ -362,16 +358,7 @@ async fn after_signing_in_only_a_path_of_this_site_is_followed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_in_form_beyond_64_kib_is_refused_before_it_is_read() {
     let central = central().await;
-    let store = Store::new(store::connect(&DatabaseUrl::new(&central.db.url), 1).unwrap());
-    let account = AccountSpec {
-        login: "kanrisha".into(),
-        display_name: "管理 者".into(),
-        role: "chain_admin".into(),
-        prefectures: Vec::new(),
-        sites: Vec::new(),
-        password: "correct horse battery".into(),
-    };
-    create_account(&store, &account, "test").await.unwrap();
+    central.account("kanrisha", "chain_admin").await;
     let session = WebSession::sign_in(
         &central.pki.paths.chain_ca(),
         &central.process.field("web"),
