@@ -56,6 +56,11 @@ impl Agent {
     ) -> anyhow::Result<Self> {
         let patient_key = load_patient_key(&config.patient_hash_key_file)?;
         let fault = crate::fault::Fault::from_env(env);
+        if let Some(exposure) = crate::owner_only::private_folder(&config.data_dir)
+            .with_context(|| format!("the data folder {}", config.data_dir.display()))?
+        {
+            tracing::warn!(folder = %config.data_dir.display(), was = %exposure.who, "the data folder could be read by other users; it is now the agent's alone");
+        }
         let outbox = Outbox::open(&config.outbox_path(), config.outbox_options())?;
         // Damaged or missing records become loss events now, before anything is sent, so a bad
         // record can neither stall the stream nor stop the agent from starting.

@@ -1,5 +1,6 @@
 //! Files only the agent's own account may read, on every platform: created that way, and checked
-//! before a secret is loaded from them.
+//! before a secret is loaded from them; and the agent's data folder, made private at start
+//! ([`private_folder`]).
 //!
 //! - unix: mode `0600` at creation; a file with any group or other bit is refused.
 //! - Windows: a new file keeps the DACL it inherits when no broad group can read it (the agent's
@@ -108,6 +109,40 @@ pub fn exposure(path: &Path) -> io::Result<Option<Exposure>> {
                 path.display()
             ),
         }))
+    }
+}
+
+/// Makes the folder `dir` private to the agent's account (creating it when missing) and checks
+/// that it held: on Unix mode `0700`, on Windows a protected DACL, inherited by what the agent
+/// creates inside, granting `SYSTEM`, Administrators and the agent's account full access. The
+/// agent's data folder holds the outbox, the journals and the consents (keyed patient
+/// references): a folder others can read is made private at start, not refused, since the usual
+/// umask or a hand-made folder leave it readable. Returns who could read it before, if anyone.
+pub fn private_folder(dir: &Path) -> io::Result<Option<Exposure>> {
+    std::fs::create_dir_all(dir)?;
+    let Some(before) = exposure(dir)? else {
+        return Ok(None);
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(windows)]
+    {
+        let me = windows::current_user_sid()?;
+        windows::set_dacl(
+            dir,
+            &format!("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;FA;;;{me})"),
+        )?;
+    }
+    match exposure(dir)? {
+        None => Ok(Some(before)),
+        Some(still) => Err(io::Error::other(format!(
+            "{} can still be read by other users after it was made private ({})",
+            dir.display(),
+            still.who
+        ))),
     }
 }
 
@@ -422,6 +457,42 @@ mod tests {
         create(&path, false).unwrap().write_all(b"y").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"y");
         assert_eq!(exposure(&path).unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_folder_others_can_read_is_made_private_and_a_missing_one_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("data");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let before = private_folder(&shared)
+            .unwrap()
+            .expect("it was readable by others");
+        assert_eq!(before.who, "mode 755");
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Once private, nothing more to do.
+        assert_eq!(private_folder(&shared).unwrap(), None);
+        // A folder that does not exist yet is made, and private (whatever the umask).
+        let fresh = dir.path().join("new").join("data");
+        let made = private_folder(&fresh).unwrap();
+        assert!(made.is_none() || made.is_some_and(|e| e.who.starts_with("mode")));
+        assert_eq!(exposure(&fresh).unwrap(), None);
+    }
+
+    /// Under Wine, a folder made by the agent is private by the mode Wine creates it with
+    /// (umask 077, scripts/windows.sh); on Windows by the DACL `private_folder` sets. Either
+    /// way no broad group can read it afterwards.
+    #[cfg(windows)]
+    #[test]
+    fn the_data_folder_is_private_to_the_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        private_folder(&data).unwrap();
+        assert!(data.is_dir());
+        assert_eq!(exposure(&data).unwrap(), None);
     }
 
     #[cfg(unix)]
