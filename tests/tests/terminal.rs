@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use e2e::http::Operator;
 use e2e::{
     AgentSite, Pki, Running, TestDb, ViewPatient, await_events, bin, eventually, https_endpoint,
-    sim_people, sim_terminal_command, start_central_with_env, start_sim_terminal, stored_events,
+    sim_people, sim_terminal_command, start_central_with, start_sim_terminal, stored_events,
     stored_lookups,
 };
 
@@ -38,7 +38,8 @@ impl Stack {
         Self::start_full(timeout_ms, sim_flags, extra, &[]).await
     }
 
-    /// With `central_env` for central too (e.g. how often it checks availability).
+    /// With `central_env` for central too (e.g. how often it checks availability), and
+    /// central's dashboard listening (field `web`).
     async fn start_full(
         timeout_ms: u64,
         sim_flags: &[&str],
@@ -47,7 +48,8 @@ impl Stack {
     ) -> anyhow::Result<(Self, Running)> {
         let pki = Pki::new(&[CLINIC])?;
         let db = TestDb::create().await?;
-        let central = start_central_with_env(&pki, &db, central_env).await?;
+        let central =
+            start_central_with(&pki, &db, &["--web-listen", "127.0.0.1:0"], central_env).await?;
         // The direct endpoint is never used in terminal mode.
         let site = AgentSite::new(
             &pki,
@@ -168,8 +170,10 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow::Result<()> {
+    const TIMEOUT_MS: u64 = 1_500;
+    const ANSWER_MARGIN_MS: u64 = 3_000;
     let (stack, _agent) = Stack::start_full(
-        1_500,
+        TIMEOUT_MS,
         &["--silent"],
         "",
         &[
@@ -189,7 +193,20 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
     assert_eq!(status, 200, "{answer}");
     let person = sim_people("valid", 1).await?.remove(0);
 
+    let asked_at = std::time::Instant::now();
     let output = stack.site.lookup(&person).await?;
+    let answered_in = asked_at.elapsed();
+    // The clerk hears it within the configured timeout, not later: at least the 1.5 s the agent
+    // waits, and at most a margin more (starting the CLI and its control-API call, on a loaded
+    // 2-core machine).
+    assert!(
+        answered_in >= std::time::Duration::from_millis(TIMEOUT_MS),
+        "answered after {answered_in:?}, before the {TIMEOUT_MS} ms timeout"
+    );
+    assert!(
+        answered_in < std::time::Duration::from_millis(TIMEOUT_MS + ANSWER_MARGIN_MS),
+        "answered after {answered_in:?}: more than {ANSWER_MARGIN_MS} ms past the {TIMEOUT_MS} ms timeout"
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -205,6 +222,12 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
     );
     let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
     assert_eq!(lookups[0]["outcome"], "unreachable");
+    let waited = lookups[0]["latency_ms"].as_u64().unwrap_or_default();
+    assert!(
+        (TIMEOUT_MS..TIMEOUT_MS + ANSWER_MARGIN_MS).contains(&waited),
+        "the lookup waited {waited} ms for a {TIMEOUT_MS} ms timeout: {}",
+        lookups[0]
+    );
     eventually("the terminal link down at central", || async {
         let links = stored_events(&stack.db, CLINIC, "link_change").await.ok()?;
         links
@@ -238,6 +261,17 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
             .contains("terminal not answering"),
         "{alert}"
     );
+    // And the site's page on the dashboard (HTML) says so too, as its own state.
+    let page = site_page(&stack, &operator).await?;
+    let status_at = page
+        .find("id=\"site-status\"")
+        .expect("the site page's status");
+    let status = &page[status_at..page.len().min(status_at + 600)];
+    assert!(
+        status.contains("data-status=\"terminal_not_answering\""),
+        "{status}"
+    );
+    assert!(status.contains("資格確認端末が応答しません"), "{status}");
 
     stack.knobs(&["--silent", "false"]).await?;
     // The terminal reads its knobs when they change: the clerk tries again until it answers.
@@ -255,6 +289,33 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
     let online = await_availability(&operator, "online").await;
     assert_eq!(online["alerting"], false, "{online}");
     Ok(())
+}
+
+/// The clinic's page on central's dashboard, read by a viewer account made for it.
+async fn site_page(stack: &Stack, operator: &Operator) -> anyhow::Result<String> {
+    let password = "correct horse battery staple";
+    let (status, answer) = operator
+        .send(
+            "POST",
+            "/api/v1/accounts",
+            &serde_json::json!({
+                "login": "miru", "display_name": "見る 人", "role": "viewer",
+                "prefectures": [], "sites": [], "password": password
+            }),
+        )
+        .await?;
+    anyhow::ensure!(status == 201, "adding a viewer: {status} {answer}");
+    let viewer = e2e::http::WebSession::sign_in(
+        &stack.pki.paths.chain_ca(),
+        &stack.central.field("web"),
+        "miru",
+        password,
+    )
+    .await?;
+    let (status, _, page) = viewer.get(&format!("/sites/{CLINIC}")).await?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    anyhow::ensure!(status == 200, "the site page: {status} {page}");
+    Ok(page)
 }
 
 const ALWAYS_OPEN: &str = r#"{"weekly": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"],
@@ -276,7 +337,8 @@ async fn await_availability(operator: &Operator, state: &str) -> serde_json::Val
 #[tokio::test(flavor = "multi_thread")]
 async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start()
 -> anyhow::Result<()> {
-    let (stack, agent) = Stack::start(30_000, &["--silent"]).await?;
+    // `--requests move` keeps every request the terminal took in `req/done`: what it was asked.
+    let (stack, agent) = Stack::start(30_000, &["--silent", "--requests", "move"]).await?;
     let person = sim_people("valid", 1).await?.remove(0);
     // The counter asks; the terminal is down, so the request waits in `req`.
     let site = &stack.site;
@@ -313,6 +375,8 @@ async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start
         (!names(&res).is_empty()).then_some(())
     })
     .await;
+    let done = stack.folder.join("req").join("done");
+    assert_eq!(names(&done), written, "the terminal took the one request");
     // At start the result is matched, recorded once, and taken away; nothing is sent again.
     let _agent = stack.site.start().await?;
     let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
@@ -328,6 +392,13 @@ async fn a_result_that_lands_while_the_agent_is_killed_is_recorded_once_at_start
     await_events(&stack.db, CLINIC, "lookup", 2).await;
     let all = stored_lookups(&stack.db).await?;
     assert_eq!(all.len(), 2, "each result recorded once: {all:?}");
+    let asked = names(&done);
+    assert_eq!(
+        asked.len(),
+        2,
+        "each request written into the terminal's folder once: {asked:?}"
+    );
+    assert!(asked.contains(&written[0]), "{asked:?}");
     Ok(())
 }
 
