@@ -584,3 +584,90 @@ async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::R
     }
     Ok(())
 }
+
+/// The terminal writes a broken result (`--malformed-every 1`): the clerk gets a clear error,
+/// not a hang; the lookup is recorded once; the broken file does not stay in `res`; and the next
+/// lookup, once the terminal writes whole results again, is answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_terminal_result_is_a_clear_error_recorded_once() -> anyhow::Result<()> {
+    const TIMEOUT_MS: u64 = 10_000;
+    let (stack, _agent) = Stack::start(TIMEOUT_MS, &["--malformed-every", "1"]).await?;
+    let people = sim_people("valid", 2).await?;
+
+    let asked_at = std::time::Instant::now();
+    let output = tokio::time::timeout(e2e::patience(), stack.site.lookup(&people[0])).await??;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Answered before the timeout would have run out: the broken file was read, not waited on.
+    assert!(
+        asked_at.elapsed() < std::time::Duration::from_millis(TIMEOUT_MS),
+        "answered after {:?}: {text}",
+        asked_at.elapsed()
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| anyhow::anyhow!("no JSON answer ({e}): {text}"))?;
+    assert_ne!(reply["outcome"], "valid", "{reply}");
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("読み取れません") || message.contains("could not be read"),
+        "the clerk is told the answer could not be read: {reply}"
+    );
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
+    assert_eq!(lookups[0]["outcome"], reply["outcome"], "{}", lookups[0]);
+    assert!(names(&stack.folder.join("res")).is_empty());
+
+    stack.knobs(&["--malformed-every", "0"]).await?;
+    let output = stack.site.lookup(&people[1]).await?;
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid", "{reply}");
+    // Outbox order: a second copy of the first lookup would be stored before the second.
+    await_events(&stack.db, CLINIC, "lookup", 2).await;
+    let all = stored_lookups(&stack.db).await?;
+    assert_eq!(all.len(), 2, "each lookup recorded once: {all:?}");
+    Ok(())
+}
+
+/// The terminal answers after the agent gave up (`--late-every 1`, held past the timeout): the
+/// clerk hears "terminal not answering" in time; the late result is taken out of `res` and never
+/// recorded as a second lookup.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_terminal_result_is_removed_and_never_recorded_twice() -> anyhow::Result<()> {
+    const TIMEOUT_MS: u64 = 1_500;
+    let (stack, _agent) =
+        Stack::start(TIMEOUT_MS, &["--late-every", "1", "--late-ms", "3000"]).await?;
+    let people = sim_people("valid", 2).await?;
+
+    let output = stack.site.lookup(&people[0]).await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("資格確認端末が応答しません"), "{text}");
+    let lookups = await_events(&stack.db, CLINIC, "lookup", 1).await;
+    assert_eq!(lookups[0]["outcome"], "unreachable", "{}", lookups[0]);
+    // The terminal had taken the request (so it was not withdrawn) and answers late.
+    let res = stack.folder.join("res");
+    eventually("the late result in res", || async {
+        (!names(&res).is_empty()).then_some(())
+    })
+    .await;
+    eventually("the late result removed from res", || async {
+        names(&res).is_empty().then_some(())
+    })
+    .await;
+
+    stack.knobs(&["--late-every", "0"]).await?;
+    let output = stack.site.lookup(&people[1]).await?;
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid", "{reply}");
+    await_events(&stack.db, CLINIC, "lookup", 2).await;
+    let all = stored_lookups(&stack.db).await?;
+    assert_eq!(all.len(), 2, "the late result was not recorded: {all:?}");
+    let outcomes: Vec<&str> = all.iter().filter_map(|l| l["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["unreachable", "valid"], "{all:?}");
+    Ok(())
+}
