@@ -466,25 +466,7 @@ async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -
 
     // The batch inquiry's two steps (OQSmuquc01, then OQSmuquc02 until the results are ready).
     let valid = sim_people("valid", 2).await?;
-    let mut csv = String::from("row_id,insurer_number,symbol,number,branch,birthdate\n");
-    for (i, p) in valid.iter().enumerate() {
-        csv.push_str(&format!(
-            "R-{i},{},{},{},{},{}\n",
-            p.insurer_number, p.symbol, p.number, p.branch, p.birthdate
-        ));
-    }
-    let input = stack.site.dir().join("batch.csv");
-    std::fs::write(&input, &csv)?;
-    let out = stack.site.dir().join("batch_result.csv");
-    let output = tokio::process::Command::new(bin("edge-agent"))
-        .arg("--config")
-        .arg(&stack.site.config)
-        .args(["batch", "--json", "--mode", "national", "--csv"])
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .await?;
+    let output = national_batch(&stack, &valid).await?;
     assert!(
         output.status.success(),
         "batch failed: {}",
@@ -528,6 +510,192 @@ async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -
     await_events(&stack.db, CLINIC, "info_view", 2).await;
     assert!(names(&stack.folder.join("req")).is_empty());
     assert!(names(&stack.folder.join("res")).is_empty());
+    Ok(())
+}
+
+/// `edge-agent batch --mode national` for `people`: the batch inquiry's two steps through the
+/// terminal.
+async fn national_batch(
+    stack: &Stack,
+    people: &[e2e::SimPerson],
+) -> anyhow::Result<std::process::Output> {
+    let mut csv = String::from("row_id,insurer_number,symbol,number,branch,birthdate\n");
+    for (i, p) in people.iter().enumerate() {
+        csv.push_str(&format!(
+            "R-{i},{},{},{},{},{}\n",
+            p.insurer_number, p.symbol, p.number, p.branch, p.birthdate
+        ));
+    }
+    let input = stack.site.dir().join("batch.csv");
+    std::fs::write(&input, &csv)?;
+    let out = stack.site.dir().join("batch_result.csv");
+    Ok(tokio::time::timeout(
+        e2e::patience(),
+        tokio::process::Command::new(bin("edge-agent"))
+            .arg("--config")
+            .arg(&stack.site.config)
+            .args(["batch", "--json", "--mode", "national", "--csv"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .output(),
+    )
+    .await??)
+}
+
+/// The requests the terminal took, by kind (`--requests move` keeps them in `req/done`).
+fn asked_of(stack: &Stack, kind: &str) -> Vec<String> {
+    names(&stack.folder.join("req").join("done"))
+        .into_iter()
+        .filter(|n| n.starts_with(kind))
+        .collect()
+}
+
+/// The stack with a doctor on the roster and the terminal keeping the requests it took.
+async fn keeping_stack() -> anyhow::Result<(Stack, Running)> {
+    Stack::start_with(
+        30_000,
+        &["--requests", "move"],
+        "[[staff]]\nid = \"D1\"\nrole = \"doctor\"\n",
+    )
+    .await
+}
+
+/// Restarts the agent with `fault` (kill -9 at that step of a terminal exchange).
+async fn restart_crashing(stack: &Stack, agent: Running, fault: &str) -> anyhow::Result<Running> {
+    agent.kill().await?;
+    stack
+        .site
+        .start_with_env(&[("EDGE_AGENT_FAULT", fault)])
+        .await
+}
+
+/// `person` agrees on the face reader to share drug and checkup information (a consent event).
+async fn consents_on_the_face_reader(stack: &Stack, person: &e2e::SimPerson) -> anyhow::Result<()> {
+    let everyone = sim_people("any", 200).await?;
+    let holder = everyone
+        .iter()
+        .position(|p| p.number == person.number && p.insurer_number == person.insurer_number)
+        .expect("the person's index");
+    sim_terminal_command(
+        &stack.folder,
+        &[
+            "present",
+            "--holder",
+            &holder.to_string(),
+            "--consent",
+            "drug,checkup",
+        ],
+    )
+    .await?;
+    await_events(&stack.db, CLINIC, "consent", 1).await;
+    Ok(())
+}
+
+/// kill -9 of the agent right after it took the terminal's answer to a drug view (the answer
+/// journaled and removed from `res`, the view not yet recorded): at start the view is recorded
+/// once, allowed, as the policy decided it before the crash; the request was written once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_killed_after_the_result_is_taken_is_recorded_once_at_start() -> anyhow::Result<()> {
+    a_view_killed_at("terminal-abort-after-result").await
+}
+
+/// The same, killed after the view's event committed and before its journal entry was closed:
+/// not recorded again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_killed_after_it_is_recorded_is_not_recorded_again() -> anyhow::Result<()> {
+    a_view_killed_at("terminal-abort-after-record").await
+}
+
+async fn a_view_killed_at(fault: &str) -> anyhow::Result<()> {
+    let (stack, agent) = keeping_stack().await?;
+    let person = sim_people("valid", 1).await?.remove(0);
+    consents_on_the_face_reader(&stack, &person).await?;
+    let mut crashing = restart_crashing(&stack, agent, fault).await?;
+    let (code, view, stderr) = stack
+        .site
+        .view("drug", "D1", ViewPatient::Card(&person))
+        .await?;
+    let status = tokio::time::timeout(e2e::patience(), crashing.child.wait()).await??;
+    assert!(!status.success(), "the agent aborted: {status}");
+    assert_ne!(
+        code,
+        Some(0),
+        "no answer from an agent that died: {view} {stderr}"
+    );
+    assert!(names(&stack.folder.join("res")).is_empty());
+
+    let _agent = stack.site.start().await?;
+    let views = await_events(&stack.db, CLINIC, "info_view", 1).await;
+    assert_eq!(views[0]["staff_id"], "D1", "{}", views[0]);
+    assert_eq!(views[0]["category"], "drug", "{}", views[0]);
+    assert_eq!(views[0]["allowed"], true, "{}", views[0]);
+    // Then a view that is not interrupted; a second copy of the first would be stored before it.
+    let (code, checkup, stderr) = stack
+        .site
+        .view("checkup", "D1", ViewPatient::Card(&person))
+        .await?;
+    assert_eq!(code, Some(0), "{checkup} {stderr}");
+    let views = await_events(&stack.db, CLINIC, "info_view", 2).await;
+    assert_eq!(views.len(), 2, "each view recorded once: {views:?}");
+    assert_eq!(views[0]["allowed"], views[1]["allowed"], "{views:?}");
+    assert_eq!(
+        asked_of(&stack, "YZKsiquc01req").len(),
+        1,
+        "the drug request written once"
+    );
+    assert_eq!(asked_of(&stack, "TKKsiquc01req").len(), 1);
+    Ok(())
+}
+
+/// kill -9 of the agent right after it took the terminal's answer to a batch's first step
+/// (`OQSmuquc01`, the reception number): at start the batch is resumed (its results asked for
+/// with `OQSmuquc02`) and each row recorded once, with the batch's id; the rows were sent once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_killed_after_its_first_step_is_finished_and_recorded_once_at_start()
+-> anyhow::Result<()> {
+    a_batch_killed_at("terminal-abort-after-result").await
+}
+
+/// The same, killed when the first of the batch's journal entries is closed (a poll answered
+/// "in progress", or the rows recorded): each row recorded once all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_killed_when_a_step_is_closed_is_recorded_once() -> anyhow::Result<()> {
+    a_batch_killed_at("terminal-abort-after-record").await
+}
+
+async fn a_batch_killed_at(fault: &str) -> anyhow::Result<()> {
+    let (stack, agent) = keeping_stack().await?;
+    let mut crashing = restart_crashing(&stack, agent, fault).await?;
+    let people = sim_people("valid", 3).await?;
+    let output = national_batch(&stack, &people[..2]).await?;
+    let status = tokio::time::timeout(e2e::patience(), crashing.child.wait()).await??;
+    assert!(!status.success(), "the agent aborted: {status}");
+    assert!(
+        !output.status.success(),
+        "no summary from an agent that died: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(asked_of(&stack, "OQSmuquc01req").len(), 1);
+
+    let _agent = stack.site.start().await?;
+    let rows = await_events(&stack.db, CLINIC, "lookup", 2).await;
+    assert!(rows.iter().all(|r| r["source"] == "batch"), "{rows:?}");
+    assert!(rows.iter().all(|r| r["outcome"] == "valid"), "{rows:?}");
+    assert_eq!(rows[0]["batch_id"], rows[1]["batch_id"], "{rows:?}");
+    // A later lookup is stored after any second copy of the rows would have been.
+    let output = stack.site.lookup(&people[2]).await?;
+    let reply: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(reply["outcome"], "valid", "{reply}");
+    await_events(&stack.db, CLINIC, "lookup", 3).await;
+    let all = stored_lookups(&stack.db).await?;
+    assert_eq!(all.len(), 3, "each row recorded once: {all:?}");
+    assert_eq!(
+        asked_of(&stack, "OQSmuquc01req").len(),
+        1,
+        "the rows sent to the terminal once"
+    );
+    assert!(!asked_of(&stack, "OQSmuquc02req").is_empty());
     Ok(())
 }
 
