@@ -15,8 +15,8 @@
 //! ([`National::Tap`] refuses every exchange).
 //!
 //! Callers hold a [`National`] and call [`Transport::exchange_journaled`] as they did the
-//! HTTPS client; answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result file the
-//! terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
+//! HTTPS client; answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result
+//! file the terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
 //!
 //! **Crash safety (terminal).** Every request is journaled ([`journal`]) before its file
 //! appears, with the result once it is read, so a request is never written twice and a result
