@@ -380,7 +380,7 @@ async fn after_accept(
 
 /// An `OQSmuquc02` answer: `None` while the results are in progress.
 fn read_results(answer: OnshiAnswer) -> Option<Result<BulkResult, NationalFailure>> {
-    let result = match BulkResult::read_xml(&answer.body) {
+    let result = match crate::exchanges::read_batch_result(&answer.body) {
         Ok(read) => {
             log_read_warnings("OQSmuquc02res", &read.warnings);
             read.value

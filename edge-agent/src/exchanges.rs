@@ -48,6 +48,16 @@ pub const FACE_PREFIX: &str = "OQSsiquc01res_face_";
 /// receipt computer): most often a typing mistake.
 pub const NOT_FOUND: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
 
+/// The largest batch result read out of a zip archive: a zip bomb stops here.
+pub const MAX_UNZIPPED_BYTES: usize = 64 * 1024 * 1024;
+
+/// An `OQSmuquc02res` as the terminal wrote it: the XML, or a zip archive holding it (the
+/// national side may zip batch results, [`onshi_domain::zip`]). What does not read says why.
+pub fn read_batch_result(bytes: &[u8]) -> Result<onshi_domain::xml::Warned<BulkResult>, String> {
+    let xml = onshi_domain::zip::unzipped(bytes, MAX_UNZIPPED_BYTES).map_err(|e| e.to_string())?;
+    BulkResult::read_xml(&xml).map_err(|e| e.to_string())
+}
+
 /// The message kinds the agent relays and recognises in the terminal's folders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -320,7 +330,10 @@ fn batch_fetch(request: Option<&[u8]>, answer: Answer<'_>, ctx: Context<'_>) -> 
     let asked_for = request
         .and_then(|r| BulkResultRequest::from_xml(r).ok())
         .map(|r| r.reception_number);
-    let result = answer.ok().and_then(|a| BulkResult::from_xml(&a.body).ok());
+    let result = answer
+        .ok()
+        .and_then(|a| read_batch_result(&a.body).ok())
+        .map(|read| read.value);
     let refused_code = match &result {
         Some(result) => {
             let batch_id = result.header.reception_number.clone().or(asked_for.clone());

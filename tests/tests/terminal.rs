@@ -699,6 +699,42 @@ async fn a_batch_killed_at(fault: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The terminal zips the batch results (`--zip-batch`): the agent reads the result XML inside
+/// the archive, and each row is answered and recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_national_batch_whose_results_come_zipped_is_read() -> anyhow::Result<()> {
+    let copies = tempfile::tempdir()?;
+    let copies_flag = copies.path().display().to_string();
+    let (stack, _agent) =
+        Stack::start(10_000, &["--zip-batch", "--copy-results", &copies_flag]).await?;
+    let valid = sim_people("valid", 2).await?;
+    let output = national_batch(&stack, &valid).await?;
+    assert!(
+        output.status.success(),
+        "batch failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(summary["valid"], 2, "{summary}");
+    // What the terminal answered: the results as a zip archive.
+    let zipped: Vec<String> = names(copies.path())
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("OQSmuquc02res")
+                && std::fs::read(copies.path().join(n)).is_ok_and(|b| onshi_domain::zip::is_zip(&b))
+        })
+        .collect();
+    assert_eq!(zipped.len(), 1, "{:?}", names(copies.path()));
+    let rows = await_events(&stack.db, CLINIC, "lookup", 2).await;
+    assert!(
+        rows.iter()
+            .all(|r| r["source"] == "batch" && r["outcome"] == "valid"),
+        "{rows:?}"
+    );
+    assert!(names(&stack.folder.join("res")).is_empty());
+    Ok(())
+}
+
 /// A morning rush at the face reader: 1,000 results land in the terminal's `face` folder at
 /// once (the terminal writes each whole, under its final name); central gets 1,000 lookups, none
 /// twice, and the files stay as they were written.
