@@ -736,8 +736,8 @@ async fn a_national_batch_whose_results_come_zipped_is_read() -> anyhow::Result<
 }
 
 /// A morning rush at the face reader: 1,000 results land in the terminal's `face` folder at
-/// once (the terminal writes each whole, under its final name); central gets 1,000 lookups, none
-/// twice, and the files stay as they were written.
+/// once (the terminal writes each whole, under its final name), every other one in Shift_JIS;
+/// central gets 1,000 lookups, none twice, and every file stays byte for byte as written.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::Result<()> {
     const N: usize = 1_000;
@@ -749,17 +749,31 @@ async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::R
             .as_str()
             .expect("present prints the face file"),
     );
-    let bytes = std::fs::read(&first)?;
+    let utf8 = std::fs::read(&first)?;
+    let shift_jis = in_shift_jis(&utf8)?;
+    assert_ne!(shift_jis, utf8, "the face file has Japanese text to encode");
     let face = first.parent().expect("the face folder").to_path_buf();
     let stem = first
         .file_stem()
         .and_then(|s| s.to_str())
         .expect("a file name")
         .to_string();
+    let mut written = std::collections::BTreeMap::new();
+    written.insert(
+        first
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned(),
+        utf8.clone(),
+    );
     for i in 1..N {
+        let bytes = if i % 2 == 1 { &shift_jis } else { &utf8 };
+        let name = format!("{stem}_{i:04}.xml");
         let temporary = face.join(format!(".burst-{i}.tmp"));
-        std::fs::write(&temporary, &bytes)?;
-        std::fs::rename(&temporary, face.join(format!("{stem}_{i:04}.xml")))?;
+        std::fs::write(&temporary, bytes)?;
+        std::fs::rename(&temporary, face.join(&name))?;
+        written.insert(name, bytes.clone());
     }
     // A loaded 2-core machine records and ships them in tens of seconds.
     let lookups = e2e::eventually_within(
@@ -774,6 +788,14 @@ async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::R
     )
     .await;
     assert!(lookups.iter().all(|l| l["source"] == "face_reader"));
+    // Shift_JIS and UTF-8 files read alike: the same person, the same outcome.
+    assert!(
+        lookups.iter().all(|l| l["outcome"] == lookups[0]["outcome"]
+            && l["patient_ref"] == lookups[0]["patient_ref"]
+            && l["outcome"] != "error"),
+        "{:?}",
+        &lookups[..2]
+    );
     // Every one was sent before the last is stored (outbox order): any second copy is in by now.
     let stored = stored_lookups(&stack.db).await?;
     assert_eq!(stored.len(), N, "one lookup per face file");
@@ -783,10 +805,27 @@ async fn a_burst_of_a_thousand_face_results_is_recorded_once_each() -> anyhow::R
         N,
         "the face files are the terminal's: all still there"
     );
-    for name in files.iter().take(20) {
-        assert_eq!(std::fs::read(face.join(name))?, bytes, "{name} unchanged");
+    for (name, bytes) in &written {
+        assert_eq!(&std::fs::read(face.join(name))?, bytes, "{name} unchanged");
     }
     Ok(())
+}
+
+/// A UTF-8 result file as the terminal writes it in Shift_JIS: the declaration names the
+/// encoding, the text is encoded.
+fn in_shift_jis(utf8: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let text = std::str::from_utf8(utf8)?;
+    let declared = text
+        .replacen("encoding=\"UTF-8\"", "encoding=\"Shift_JIS\"", 1)
+        .replacen("encoding=\"utf-8\"", "encoding=\"Shift_JIS\"", 1);
+    anyhow::ensure!(
+        declared != text,
+        "the face file declares UTF-8: {}",
+        &text[..80]
+    );
+    let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&declared);
+    anyhow::ensure!(!unmappable, "the face file's text fits Shift_JIS");
+    Ok(bytes.into_owned())
 }
 
 /// The terminal writes a broken result (`--malformed-every 1`): the clerk gets a clear error,
