@@ -171,7 +171,10 @@ async fn counter_lookups_and_face_results_go_through_the_terminal_folders() -> a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow::Result<()> {
     const TIMEOUT_MS: u64 = 1_500;
-    const ANSWER_MARGIN_MS: u64 = 3_000;
+    // Past the timeout: the agent's own giving up (journal, withdrawal) for the lookup's
+    // latency; plus starting the CLI and its control-API call for the clerk's wait.
+    const GIVE_UP_MARGIN_MS: u64 = 1_500;
+    const ANSWER_MARGIN_MS: u64 = 5_000;
     let (stack, _agent) = Stack::start_full(
         TIMEOUT_MS,
         &["--silent"],
@@ -197,8 +200,7 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
     let output = stack.site.lookup(&person).await?;
     let answered_in = asked_at.elapsed();
     // The clerk hears it within the configured timeout, not later: at least the 1.5 s the agent
-    // waits, and at most a margin more (starting the CLI and its control-API call, on a loaded
-    // 2-core machine).
+    // waits, and at most a margin more (on a loaded 2-core machine).
     assert!(
         answered_in >= std::time::Duration::from_millis(TIMEOUT_MS),
         "answered after {answered_in:?}, before the {TIMEOUT_MS} ms timeout"
@@ -224,7 +226,7 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
     assert_eq!(lookups[0]["outcome"], "unreachable");
     let waited = lookups[0]["latency_ms"].as_u64().unwrap_or_default();
     assert!(
-        (TIMEOUT_MS..TIMEOUT_MS + ANSWER_MARGIN_MS).contains(&waited),
+        (TIMEOUT_MS..TIMEOUT_MS + GIVE_UP_MARGIN_MS).contains(&waited),
         "the lookup waited {waited} ms for a {TIMEOUT_MS} ms timeout: {}",
         lookups[0]
     );
