@@ -227,7 +227,8 @@ impl Agent {
         let mut terminal_tasks = None;
         let terminal_parts = match (onshi.terminal(), tap_parts) {
             (Some(terminal), _) => {
-                let left = terminal.recover(&lookups, &outbox).await?;
+                let resume = crate::resume::Resume::new(lookups.clone());
+                let left = terminal.recover(&resume, &outbox).await?;
                 if left > 0 {
                     tracing::warn!(
                         left,

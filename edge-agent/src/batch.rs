@@ -44,7 +44,9 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::judge::log_read_warnings;
 use crate::lookup::{Asked, CardFields, LookupError, Lookups, Provenance, today_jst};
-use crate::national::{OnshiAnswer, OnshiError};
+use crate::national::{
+    BatchLeft, OnshiAnswer, OnshiError, Recovery, StoredBatch, Ticket, Transport,
+};
 
 /// The most rows one batch may have (a day's appointments at a large hospital fit easily).
 pub const MAX_ROWS: usize = 10_000;
@@ -282,22 +284,46 @@ enum NationalFailure {
     NotRecordable(crate::outbox::OutboxError),
 }
 
-/// Sends one national batch and waits for its results.
+/// Sends one national batch and waits for its results. Through the terminal every step is
+/// journaled with the batch ([`Recovery::Batch`]): the returned tickets (the `OQSmuquc01`
+/// entry, and the `OQSmuquc02` entry that brought the results) are noted with the rows' events
+/// and closed once they committed, so a restart finishes a batch the agent died in
+/// ([`resume`]).
 async fn national_exchange(
     lookups: &Lookups,
     request: &BulkInquiryRequest,
     polling: Polling,
-) -> Result<BulkResult, NationalFailure> {
+    stored: &StoredBatch,
+) -> (Result<BulkResult, NationalFailure>, Vec<Ticket>) {
     // Nothing goes to the national system when its rows could not be recorded.
-    lookups
-        .ensure_room()
-        .await
-        .map_err(NationalFailure::NotRecordable)?;
-    let onshi = lookups.onshi();
-    let answer = onshi
-        .exchange("OQSmuquc01", request.to_xml(XmlEncoding::Utf8))
-        .await
-        .map_err(NationalFailure::Onshi)?;
+    if let Err(error) = lookups.ensure_room().await {
+        return (Err(NationalFailure::NotRecordable(error)), Vec::new());
+    }
+    let (answer, accepted) = lookups
+        .onshi()
+        .exchange_journaled(
+            "OQSmuquc01",
+            request.to_xml(XmlEncoding::Utf8),
+            Recovery::Batch(stored.clone()),
+        )
+        .await;
+    let mut tickets = vec![accepted];
+    let outcome = match answer {
+        Ok(answer) => after_accept(lookups, request, answer, polling, stored, &mut tickets).await,
+        Err(error) => Err(NationalFailure::Onshi(error)),
+    };
+    (outcome, tickets)
+}
+
+/// The batch accepted (`OQSmuquc01`'s answer): its reception number, then the results.
+async fn after_accept(
+    lookups: &Lookups,
+    request: &BulkInquiryRequest,
+    answer: OnshiAnswer,
+    polling: Polling,
+    stored: &StoredBatch,
+    tickets: &mut Vec<Ticket>,
+) -> Result<BulkResult, NationalFailure> {
     let accepted = match BulkInquiryAccepted::read_xml(&answer.body) {
         Ok(read) => {
             log_read_warnings("OQSmuquc01res", &read.warnings);
@@ -326,39 +352,134 @@ async fn national_exchange(
     for delay in polling.delays() {
         tokio::time::sleep(delay).await;
         polls += 1;
+        let (answer, ticket) = lookups
+            .onshi()
+            .exchange_journaled("OQSmuquc02", ask.clone(), Recovery::Batch(stored.clone()))
+            .await;
         // A poll that does not get through is retried at the next step: the results wait.
-        let answer = match onshi.exchange("OQSmuquc02", ask.clone()).await {
+        let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
+                ticket.finish().await;
                 tracing::warn!(%error, polls, "national batch: polling failed, retrying");
                 continue;
             }
         };
-        let result = match BulkResult::read_xml(&answer.body) {
-            Ok(read) => {
-                log_read_warnings("OQSmuquc02res", &read.warnings);
-                read.value
-            }
-            Err(_) => return Err(NationalFailure::Unreadable(answer)),
-        };
-        match result.header.segment_of_result {
-            SegmentOfResult::InProgress => continue,
-            SegmentOfResult::Normal => {
-                tracing::info!(polls, units = result.units.len(), "national batch ready");
-                return Ok(result);
-            }
-            SegmentOfResult::AbnormalEnd => {
-                return Err(NationalFailure::Refused {
-                    http_status: answer.http_status,
-                    process_execution_time: result.header.process_execution_time,
-                    error_code: result.header.error_code,
-                    error_message: result.header.error_message,
-                });
+        match read_results(answer) {
+            None => ticket.finish().await,
+            Some(done) => {
+                tracing::info!(polls, "national batch answered");
+                tickets.push(ticket);
+                return done;
             }
         }
     }
     tracing::warn!(polls, total = ?polling.total, "national batch: results not ready in time");
     Err(NationalFailure::NotReady(polling.total))
+}
+
+/// An `OQSmuquc02` answer: `None` while the results are in progress.
+fn read_results(answer: OnshiAnswer) -> Option<Result<BulkResult, NationalFailure>> {
+    let result = match crate::exchanges::read_batch_result(&answer.body) {
+        Ok(read) => {
+            log_read_warnings("OQSmuquc02res", &read.warnings);
+            read.value
+        }
+        Err(_) => return Some(Err(NationalFailure::Unreadable(answer))),
+    };
+    match result.header.segment_of_result {
+        SegmentOfResult::InProgress => None,
+        SegmentOfResult::Normal => Some(Ok(result)),
+        SegmentOfResult::AbnormalEnd => Some(Err(NationalFailure::Refused {
+            http_status: answer.http_status,
+            process_execution_time: result.header.process_execution_time,
+            error_code: result.header.error_code,
+            error_message: result.header.error_message,
+        })),
+    }
+}
+
+/// Finishes a national batch a previous run left in the terminal's journal (start-up recovery,
+/// [`crate::national::terminal::Terminal::recover`]): from its results if they were read, else
+/// from its acceptance (polling again for the results), else with the reason it got none;
+/// then its rows are recorded (one transaction, noted on every ticket) and the tickets closed.
+/// Nobody waits for the rows any more: they are only recorded.
+pub async fn resume(lookups: &Lookups, left: BatchLeft) {
+    let BatchLeft {
+        stored,
+        request,
+        accepted,
+        results,
+        latency_ms,
+        mut tickets,
+    } = left;
+    let Ok(request) = BulkInquiryRequest::from_xml(&request) else {
+        tracing::error!("a national batch in the terminal journal does not read; closing it");
+        for ticket in &tickets {
+            ticket.finish().await;
+        }
+        return;
+    };
+    let Some(terminal) = TerminalId::parse(&stored.terminal).ok() else {
+        tracing::error!("a national batch in the terminal journal names no valid terminal");
+        return;
+    };
+    let started = Instant::now();
+    let outcome = match (results.and_then(read_results), accepted) {
+        (Some(done), _) => done,
+        (None, Ok(answer)) => {
+            after_accept(
+                lookups,
+                &request,
+                answer,
+                Polling::DEFAULT,
+                &stored,
+                &mut tickets,
+            )
+            .await
+        }
+        (None, Err(error)) => Err(NationalFailure::Onshi(error)),
+    };
+    let latency_ms = latency_ms.saturating_add(ms(started.elapsed()));
+    let chunk: Vec<(usize, QualificationConfirmSearchInfo)> = request
+        .searches
+        .iter()
+        .enumerate()
+        .map(|(at, search)| {
+            let index = search
+                .arbitrary_identifier
+                .as_deref()
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(at);
+            (index, search.clone())
+        })
+        .collect();
+    let today = request.header.qualification_confirmation_date;
+    let rows = record_rows(
+        lookups,
+        &chunk,
+        &request.header,
+        today,
+        &outcome,
+        latency_ms,
+        &stored,
+        terminal,
+        &tickets,
+    )
+    .await;
+    if rows.iter().all(|r| r.event_id.is_some()) {
+        for ticket in &tickets {
+            ticket.finish().await;
+        }
+    }
+    tracing::warn!(
+        rows = rows.len(),
+        "recorded the rows of a national batch the previous run did not finish"
+    );
+}
+
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// The `OQSmuquc01req` for `searches` (their `ArbitraryIdentifier` tells the units apart),
@@ -416,6 +537,139 @@ fn abnormal_single(
     .to_xml(XmlEncoding::Utf8)
 }
 
+/// The rows of one national batch as `outcome` decides them, each recorded as a lookup event
+/// with the batch's id, all in one outbox transaction noted on every ticket; what each row's
+/// caller is told.
+#[allow(clippy::too_many_arguments)]
+async fn record_rows(
+    lookups: &Lookups,
+    chunk: &[(usize, QualificationConfirmSearchInfo)],
+    header: &RequestHeader,
+    today: time::Date,
+    outcome: &Result<BulkResult, NationalFailure>,
+    latency_ms: u32,
+    stored: &StoredBatch,
+    terminal: TerminalId,
+    tickets: &[Ticket],
+) -> Vec<RowDone> {
+    let asked: Vec<(QualificationConfirmationRequest, Asked)> = chunk
+        .iter()
+        .map(|(_, search)| {
+            let single = QualificationConfirmationRequest {
+                header: header.clone(),
+                search: search.clone(),
+            };
+            let answer = row_answer(&single, search, today, outcome);
+            (single, Asked { answer, latency_ms })
+        })
+        .collect();
+    let provenance = Provenance {
+        source: LookupSource::Batch,
+        batch_id: Some(stored.batch_id.clone()),
+        terminal,
+    };
+    let noting = tickets.to_vec();
+    let recorded = lookups
+        .record_all_asked(asked, provenance, move |e| {
+            for ticket in &noting {
+                ticket.note(e);
+            }
+        })
+        .await;
+    match recorded {
+        Ok(confirmed) => chunk
+            .iter()
+            .zip(confirmed)
+            .map(|((index, _), confirmed)| {
+                let message = match outcome {
+                    Err(NationalFailure::NotReady(d)) => format!(
+                        "一括照会の結果が{}秒以内に返されませんでした。保険証で確認してください / the national batch results did not come back within {}s",
+                        d.as_secs(),
+                        d.as_secs()
+                    ),
+                    _ => confirmed.answer.message,
+                };
+                RowDone {
+                    index: *index,
+                    status: RowStatus::of(confirmed.answer.outcome),
+                    outcome: Some(confirmed.answer.outcome),
+                    message,
+                    event_id: Some(confirmed.answer.event.id.to_string()),
+                }
+            })
+            .collect(),
+        Err(error) => {
+            let message = LookupError::NotRecorded(error).for_clerk();
+            chunk
+                .iter()
+                .map(|(index, _)| RowDone {
+                    index: *index,
+                    status: RowStatus::Error,
+                    outcome: None,
+                    message: message.clone(),
+                    event_id: None,
+                })
+                .collect()
+        }
+    }
+}
+
+/// One row's answer in a national batch that ended as `outcome`: its unit of the results as a
+/// single result file, or the batch's failure as the row's.
+fn row_answer(
+    single: &QualificationConfirmationRequest,
+    search: &QualificationConfirmSearchInfo,
+    today: time::Date,
+    outcome: &Result<BulkResult, NationalFailure>,
+) -> Result<OnshiAnswer, OnshiError> {
+    match outcome {
+        Ok(result) => {
+            let body = match result.units.iter().find(|u| {
+                u.search_info.as_ref().and_then(|s| s.arbitrary_identifier.as_ref())
+                    == search.arbitrary_identifier.as_ref()
+            }) {
+                Some(unit) => result.single_result(unit, today).to_xml(XmlEncoding::Utf8),
+                None => abnormal_single(
+                    single,
+                    result.header.process_execution_time,
+                    Some("bulk_unit_missing".into()),
+                    Some("一括照会の結果にこの行がありません / the batch result has no entry for this row".into()),
+                ),
+            };
+            Ok(OnshiAnswer {
+                http_status: 200,
+                body,
+            })
+        }
+        Err(NationalFailure::Onshi(error)) => Err(match error {
+            OnshiError::Timeout(d) => OnshiError::Timeout(*d),
+            OnshiError::Unreachable(e) => OnshiError::Unreachable(e.clone()),
+            OnshiError::Body(e) => OnshiError::Body(e.clone()),
+            OnshiError::TerminalSilent { waited } => OnshiError::TerminalSilent { waited: *waited },
+        }),
+        Err(NationalFailure::Refused {
+            http_status,
+            process_execution_time,
+            error_code,
+            error_message,
+        }) => Ok(OnshiAnswer {
+            http_status: *http_status,
+            body: abnormal_single(
+                single,
+                *process_execution_time,
+                error_code.clone(),
+                error_message.clone(),
+            ),
+        }),
+        Err(NationalFailure::Unreadable(answer)) => Ok(answer.clone()),
+        Err(NationalFailure::NotReady(d)) => Err(OnshiError::Timeout(*d)),
+        // Recording the row fails the same way, and the row says it was not recorded.
+        Err(NationalFailure::NotRecordable(error)) => Err(OnshiError::Unreachable(format!(
+            "nothing was sent to the national system: {error}"
+        ))),
+    }
+}
+
 /// Answers `rows` as national batches ([`BatchMode::National`]): rows refused locally are
 /// answered at once; the others are sent in batches of [`NATIONAL_CHUNK`], and when a batch's
 /// results are in (or it failed, or `polling.total` passed) each of its rows is recorded as
@@ -462,6 +716,10 @@ pub async fn run_national(
             }
         }
     }
+    let stored = StoredBatch {
+        batch_id: batch_id.clone(),
+        terminal: terminal.as_str().to_string(),
+    };
     let mut chunks = 0usize;
     for chunk in valid.chunks(NATIONAL_CHUNK) {
         if done.is_closed() {
@@ -475,96 +733,26 @@ pub async fn run_national(
         );
         let header = request.header.clone();
         let started = Instant::now();
-        let outcome = national_exchange(&lookups, &request, polling).await;
-        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        for (index, search) in chunk {
-            let single = QualificationConfirmationRequest {
-                header: header.clone(),
-                search: search.clone(),
-            };
-            let answer = match &outcome {
-                Ok(result) => {
-                    let body = match result.units.iter().find(|u| {
-                        u.search_info.as_ref().and_then(|s| s.arbitrary_identifier.as_ref())
-                            == search.arbitrary_identifier.as_ref()
-                    }) {
-                        Some(unit) => result.single_result(unit, today).to_xml(XmlEncoding::Utf8),
-                        None => abnormal_single(
-                            &single,
-                            result.header.process_execution_time,
-                            Some("bulk_unit_missing".into()),
-                            Some("一括照会の結果にこの行がありません / the batch result has no entry for this row".into()),
-                        ),
-                    };
-                    Ok(OnshiAnswer {
-                        http_status: 200,
-                        body,
-                    })
-                }
-                Err(NationalFailure::Onshi(error)) => Err(match error {
-                    OnshiError::Timeout(d) => OnshiError::Timeout(*d),
-                    OnshiError::Unreachable(e) => OnshiError::Unreachable(e.clone()),
-                    OnshiError::Body(e) => OnshiError::Body(e.clone()),
-                    OnshiError::TerminalSilent { waited } => {
-                        OnshiError::TerminalSilent { waited: *waited }
-                    }
-                }),
-                Err(NationalFailure::Refused {
-                    http_status,
-                    process_execution_time,
-                    error_code,
-                    error_message,
-                }) => Ok(OnshiAnswer {
-                    http_status: *http_status,
-                    body: abnormal_single(
-                        &single,
-                        *process_execution_time,
-                        error_code.clone(),
-                        error_message.clone(),
-                    ),
-                }),
-                Err(NationalFailure::Unreadable(answer)) => Ok(answer.clone()),
-                Err(NationalFailure::NotReady(d)) => Err(OnshiError::Timeout(*d)),
-                // Recording the row fails the same way, and the row says it was not recorded.
-                Err(NationalFailure::NotRecordable(error)) => Err(OnshiError::Unreachable(
-                    format!("nothing was sent to the national system: {error}"),
-                )),
-            };
-            let provenance = Provenance {
-                source: LookupSource::Batch,
-                batch_id: Some(batch_id.clone()),
-                terminal: terminal.clone(),
-            };
-            let asked = Asked { answer, latency_ms };
-            let row = match lookups
-                .record_asked(&single, asked, provenance, |_| {})
-                .await
-            {
-                Ok(confirmed) => {
-                    let message = match &outcome {
-                        Err(NationalFailure::NotReady(d)) => format!(
-                            "一括照会の結果が{}秒以内に返されませんでした。保険証で確認してください / the national batch results did not come back within {}s",
-                            d.as_secs(),
-                            d.as_secs()
-                        ),
-                        _ => confirmed.answer.message,
-                    };
-                    RowDone {
-                        index: *index,
-                        status: RowStatus::of(confirmed.answer.outcome),
-                        outcome: Some(confirmed.answer.outcome),
-                        message,
-                        event_id: Some(confirmed.answer.event.id.to_string()),
-                    }
-                }
-                Err(error) => RowDone {
-                    index: *index,
-                    status: RowStatus::Error,
-                    outcome: None,
-                    message: LookupError::NotRecorded(error).for_clerk(),
-                    event_id: None,
-                },
-            };
+        let (outcome, tickets) = national_exchange(&lookups, &request, polling, &stored).await;
+        let latency_ms = ms(started.elapsed());
+        let rows = record_rows(
+            &lookups,
+            chunk,
+            &header,
+            today,
+            &outcome,
+            latency_ms,
+            &stored,
+            terminal.clone(),
+            &tickets,
+        )
+        .await;
+        if rows.iter().all(|r| r.event_id.is_some()) {
+            for ticket in &tickets {
+                ticket.finish().await;
+            }
+        }
+        for row in rows {
             let _ = done.send(row).await;
         }
     }

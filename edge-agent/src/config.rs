@@ -606,6 +606,60 @@ key = "pki/t.key"
         );
     }
 
+    /// `[onshi]` with the terminal transport: `req`, `res` and `face` under `folder` by default;
+    /// each overridable on its own (absolute as given, relative under the configuration's
+    /// folder), the others keeping their default. (Unix paths: on Windows `/mnt/oqs` is not
+    /// absolute; drive and UNC paths are the Windows test's.)
+    #[cfg(unix)]
+    #[test]
+    fn terminal_folders_default_under_the_base_folder_and_can_each_be_moved() {
+        let terminal = |extra: &str| {
+            let text = sample("3410712362", "clinic", "34").replace(
+                "[onshi]\nendpoint = \"https://localhost:9443\"\nca = \"pki/common-ca.pem\"\ncert = \"pki/t.pem\"\nkey = \"pki/t.key\"\n",
+                &format!("[onshi]\ntransport = \"terminal\"\nfolder = \"/mnt/oqs\"\n{extra}"),
+            );
+            assert!(text.contains("transport = \"terminal\""), "{text}");
+            AgentConfig::from_toml(&text, Path::new("/etc/agent"), &HashMap::new())
+                .unwrap()
+                .onshi
+                .terminal_settings()
+                .expect("terminal settings")
+                .folders
+        };
+        assert_eq!(
+            terminal(""),
+            crate::national::TerminalFolders {
+                request: PathBuf::from("/mnt/oqs/req"),
+                result: PathBuf::from("/mnt/oqs/res"),
+                face: PathBuf::from("/mnt/oqs/face"),
+            }
+        );
+        assert_eq!(
+            terminal("request_dir = \"/srv/in\"\n"),
+            crate::national::TerminalFolders {
+                request: PathBuf::from("/srv/in"),
+                result: PathBuf::from("/mnt/oqs/res"),
+                face: PathBuf::from("/mnt/oqs/face"),
+            }
+        );
+        assert_eq!(
+            terminal("result_dir = \"/srv/out\"\nface_dir = \"face-copy\"\n"),
+            crate::national::TerminalFolders {
+                request: PathBuf::from("/mnt/oqs/req"),
+                result: PathBuf::from("/srv/out"),
+                face: PathBuf::from("/etc/agent/face-copy"),
+            }
+        );
+        // The direct transport has no terminal folders.
+        let direct = AgentConfig::from_toml(
+            &sample("3410712362", "clinic", "34"),
+            Path::new("/etc/agent"),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert!(direct.onshi.terminal_settings().is_none());
+    }
+
     #[test]
     fn environment_overrides_the_file() {
         let env = HashMap::from([(

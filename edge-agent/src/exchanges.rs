@@ -15,8 +15,11 @@
 //!   patient when it failed or went unanswered;
 //! - `YZKsiquc01` / `TKKsiquc01` (drug, checkup): one `InfoView` with the view's `source`, no
 //!   staff or policy (the agent decided nothing; the national side allowed or refused), allowed
-//!   when the answer's `ResultCode` is 1. The patient is the request's: without it (a result
-//!   whose request was never seen) nothing can be recorded, and that is logged.
+//!   when the answer's `ResultCode` is 1. The patient is the request's; a result whose request
+//!   was never seen (tap mode: the terminal took it first) is recorded from the result alone,
+//!   under a reference of the person it names (name, birth date, sex:
+//!   `PatientRef::for_named_person`), which does not join the patient's card events, or of
+//!   nobody in particular when it names nobody (a refusal).
 //!
 //! File names: `<Kind>req_<suffix>.xml` is answered by `<Kind>res_<suffix>.xml` (domain notes
 //! §4); [`Kind`] is the ten characters before `req_` / `res_`.
@@ -29,8 +32,9 @@ use onshi_domain::events::{
 use onshi_domain::patient::{PatientHashKey, PatientRef};
 use onshi_domain::xml::{
     BulkInquiryAccepted, BulkInquiryRequest, BulkResult, BulkResultRequest, CheckupInfoRequest,
-    CheckupInfoResult, DrugInfoRequest, DrugInfoResult, InfoOutcome, InfoRequestHeader,
-    QualificationConfirmSearchInfo, QualificationConfirmationRequest, XmlEncoding,
+    CheckupInfoResult, DrugInfoRequest, DrugInfoResult, InfoOutcome, InfoPatient,
+    InfoRequestHeader, QualificationConfirmSearchInfo, QualificationConfirmationRequest,
+    XmlEncoding,
 };
 
 use crate::judge::{Judged, judge};
@@ -43,6 +47,16 @@ pub const FACE_PREFIX: &str = "OQSsiquc01res_face_";
 /// "No matching qualification" for insurance card numbers (typed at the counter or at the
 /// receipt computer): most often a typing mistake.
 pub const NOT_FOUND: &str = "該当する資格がありません。入力内容を確認してください / no matching qualification: check the card details";
+
+/// The largest batch result read out of a zip archive: a zip bomb stops here.
+pub const MAX_UNZIPPED_BYTES: usize = 64 * 1024 * 1024;
+
+/// An `OQSmuquc02res` as the terminal wrote it: the XML, or a zip archive holding it (the
+/// national side may zip batch results, [`onshi_domain::zip`]). What does not read says why.
+pub fn read_batch_result(bytes: &[u8]) -> Result<onshi_domain::xml::Warned<BulkResult>, String> {
+    let xml = onshi_domain::zip::unzipped(bytes, MAX_UNZIPPED_BYTES).map_err(|e| e.to_string())?;
+    BulkResult::read_xml(&xml).map_err(|e| e.to_string())
+}
 
 /// The message kinds the agent relays and recognises in the terminal's folders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,10 +185,9 @@ pub fn events(
         }
         Kind::BatchSubmit => batch_submit(request, answer, ctx),
         Kind::BatchFetch => batch_fetch(request, answer, ctx),
-        Kind::Drug | Kind::Checkup => info_view(kind, request, answer, ctx)
-            .map(EventBody::InfoView)
-            .into_iter()
-            .collect(),
+        Kind::Drug | Kind::Checkup => {
+            vec![EventBody::InfoView(info_view(kind, request, answer, ctx))]
+        }
     }
 }
 
@@ -317,7 +330,10 @@ fn batch_fetch(request: Option<&[u8]>, answer: Answer<'_>, ctx: Context<'_>) -> 
     let asked_for = request
         .and_then(|r| BulkResultRequest::from_xml(r).ok())
         .map(|r| r.reception_number);
-    let result = answer.ok().and_then(|a| BulkResult::from_xml(&a.body).ok());
+    let result = answer
+        .ok()
+        .and_then(|a| read_batch_result(&a.body).ok())
+        .map(|read| read.value);
     let refused_code = match &result {
         Some(result) => {
             let batch_id = result.header.reception_number.clone().or(asked_for.clone());
@@ -360,12 +376,7 @@ fn batch_fetch(request: Option<&[u8]>, answer: Answer<'_>, ctx: Context<'_>) -> 
     vec![failed_row(ctx, None, outcome, code, asked_for)]
 }
 
-fn info_view(
-    kind: Kind,
-    request: Option<&[u8]>,
-    answer: Answer<'_>,
-    ctx: Context<'_>,
-) -> Option<InfoView> {
+fn info_view(kind: Kind, request: Option<&[u8]>, answer: Answer<'_>, ctx: Context<'_>) -> InfoView {
     let (category, header) = match kind {
         Kind::Drug => (
             InfoCategory::Drug,
@@ -376,17 +387,32 @@ fn info_view(
             request.and_then(|r| CheckupInfoRequest::from_xml(r).ok().map(|r| r.header)),
         ),
     };
-    let Some(header) = header else {
-        tracing::warn!(
-            kind = kind.message_id(),
-            "an information result whose request was not seen names no patient; not recorded"
-        );
-        return None;
-    };
-    let outcome: Option<InfoOutcome> = answer.ok().and_then(|a| match kind {
-        Kind::Drug => DrugInfoResult::from_xml(&a.body).ok().map(|r| r.outcome),
-        _ => CheckupInfoResult::from_xml(&a.body).ok().map(|r| r.outcome),
+    let read: Option<(InfoOutcome, Option<InfoPatient>)> = answer.ok().and_then(|a| match kind {
+        Kind::Drug => DrugInfoResult::from_xml(&a.body)
+            .ok()
+            .map(|r| (r.outcome, r.patient)),
+        _ => CheckupInfoResult::from_xml(&a.body)
+            .ok()
+            .map(|r| (r.outcome, r.patient)),
     });
+    let (outcome, named) = match read {
+        Some((outcome, patient)) => (Some(outcome), patient),
+        None => (None, None),
+    };
+    let patient_ref = match (&header, &named) {
+        (Some(header), _) => info_ref(ctx.patient_key, header),
+        // The request was never seen (tap mode: the terminal took it first). The result names
+        // the person, not the card: a reference of its own, which counts the view as someone's
+        // without joining their other events.
+        (None, named) => {
+            tracing::warn!(
+                kind = kind.message_id(),
+                named = named.is_some(),
+                "an information result whose request was not seen; recorded from the result alone"
+            );
+            named_ref(ctx.patient_key, named.as_ref())
+        }
+    };
     let refusal_reason = match (&outcome, answer) {
         (Some(o), _) if o.result_code.is_success() => None,
         (Some(o), _) => Some(format!("national_error:{}", o.result_code.code())),
@@ -396,8 +422,8 @@ fn info_view(
         }
         (None, Ok(_)) => Some("malformed_response".to_string()),
     };
-    Some(InfoView {
-        patient_ref: info_ref(ctx.patient_key, &header),
+    InfoView {
+        patient_ref,
         category,
         allowed: refusal_reason.is_none(),
         refusal_reason,
@@ -406,7 +432,19 @@ fn info_view(
         policy_version: None,
         disaster_window_id: None,
         source: Some(ctx.source),
-    })
+    }
+}
+
+/// The reference of the person an information result names ([`PatientRef::for_named_person`]):
+/// the kana name as written (else the name), birth date and sex. A result naming nobody (a
+/// refusal) gets the reference of nobody in particular, the same for all of them.
+fn named_ref(key: &PatientHashKey, named: Option<&InfoPatient>) -> PatientRef {
+    let name = named.and_then(|p| p.kana_name.as_deref().or(p.name.as_deref()));
+    let birth = named
+        .and_then(|p| p.birth)
+        .map(|d| format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day()));
+    let sex = named.and_then(|p| p.gender_code.as_deref());
+    PatientRef::for_named_person(key, name, birth.as_deref(), sex)
 }
 
 fn info_ref(key: &PatientHashKey, h: &InfoRequestHeader) -> PatientRef {

@@ -24,6 +24,7 @@ pub mod outbox;
 pub mod owner_only;
 pub mod probe;
 pub mod recorder;
+pub mod resume;
 #[cfg(windows)]
 pub mod service;
 pub mod uplink;

@@ -288,6 +288,46 @@ impl Lookups {
         provenance: Provenance,
         before_commit: impl FnOnce(&FleetEvent) + Send + 'static,
     ) -> Result<Confirmed, OutboxError> {
+        let terminal = provenance.terminal.clone();
+        let (body, confirmed) = self.judged(request, asked, provenance);
+        let event = self
+            .recorder
+            .record_noting(terminal, body, before_commit)
+            .await?;
+        Ok(self.recorded(confirmed, event))
+    }
+
+    /// [`Lookups::record_asked`] for many lookups asked together (a national batch's rows),
+    /// recorded in one outbox transaction: all or none. `before_commit` sees the last event.
+    pub async fn record_all_asked(
+        &self,
+        rows: Vec<(QualificationConfirmationRequest, Asked)>,
+        provenance: Provenance,
+        before_commit: impl FnOnce(&FleetEvent) + Send + 'static,
+    ) -> Result<Vec<Confirmed>, OutboxError> {
+        let terminal = provenance.terminal.clone();
+        let (bodies, confirmed): (Vec<EventBody>, Vec<Unrecorded>) = rows
+            .into_iter()
+            .map(|(request, asked)| self.judged(&request, asked, provenance.clone()))
+            .unzip();
+        let events = self
+            .recorder
+            .record_all_noting(terminal, bodies, before_commit)
+            .await?;
+        Ok(confirmed
+            .into_iter()
+            .zip(events)
+            .map(|(confirmed, event)| self.recorded(confirmed, event))
+            .collect())
+    }
+
+    /// The lookup event for an answer, and what the caller is told once it is recorded.
+    fn judged(
+        &self,
+        request: &QualificationConfirmationRequest,
+        asked: Asked,
+        provenance: Provenance,
+    ) -> (EventBody, Unrecorded) {
         let Asked { answer, latency_ms } = asked;
         let raw_result = answer.as_ref().ok().map(|a| a.body.clone());
         let (lookup, judged) = crate::exchanges::eligibility_lookup(
@@ -298,14 +338,23 @@ impl Lookups {
             provenance.source,
             provenance.batch_id,
         );
-        let event = self
-            .recorder
-            .record_noting(
-                provenance.terminal,
-                EventBody::Lookup(lookup),
-                before_commit,
-            )
-            .await?;
+        (
+            EventBody::Lookup(lookup),
+            Unrecorded {
+                judged,
+                latency_ms,
+                raw_result,
+            },
+        )
+    }
+
+    /// The answer for a lookup once its event is recorded.
+    fn recorded(&self, unrecorded: Unrecorded, event: FleetEvent) -> Confirmed {
+        let Unrecorded {
+            judged,
+            latency_ms,
+            raw_result,
+        } = unrecorded;
         tracing::info!(
             outcome = judged.outcome.as_str(),
             latency_ms,
@@ -313,8 +362,7 @@ impl Lookups {
             "lookup recorded"
         );
         observe_latency(LookupRoute::InsuranceCard, judged.outcome, latency_ms);
-
-        Ok(Confirmed {
+        Confirmed {
             answer: LookupAnswer {
                 outcome: judged.outcome,
                 qualification_validity: judged.validity,
@@ -324,20 +372,13 @@ impl Lookups {
                 latency_ms,
             },
             raw_result,
-        })
+        }
     }
 }
 
-impl crate::national::RecordsRecovered for Lookups {
-    async fn record_recovered(
-        &self,
-        request: &QualificationConfirmationRequest,
-        asked: Asked,
-        provenance: Provenance,
-        before_commit: Box<dyn FnOnce(&FleetEvent) + Send>,
-    ) -> Result<(), OutboxError> {
-        self.record_asked(request, asked, provenance, before_commit)
-            .await
-            .map(drop)
-    }
+/// A judged lookup whose event is not recorded yet.
+struct Unrecorded {
+    judged: crate::judge::Judged,
+    latency_ms: u32,
+    raw_result: Option<Vec<u8>>,
 }

@@ -97,6 +97,56 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// Records `bodies` as happening now at `terminal`, all in one outbox transaction (all or
+    /// none), calling `before_commit` with the last of them inside it (the terminal journal's
+    /// note: if that one committed, all did). The national batch's rows.
+    pub async fn record_all_noting(
+        &self,
+        terminal: TerminalId,
+        bodies: Vec<EventBody>,
+        before_commit: impl FnOnce(&FleetEvent) + Send + 'static,
+    ) -> Result<Vec<FleetEvent>, OutboxError> {
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let site = self.site.clone();
+        let occurred_at = OffsetDateTime::now_utc();
+        let count = bodies.len() as u64;
+        let built = Arc::new(std::sync::Mutex::new(Vec::with_capacity(bodies.len())));
+        let keep = built.clone();
+        let mut bodies = bodies.into_iter();
+        let mut before_commit = Some(before_commit);
+        self.outbox
+            .append_many(count, move |sequence| {
+                let event = FleetEvent {
+                    id: EventId::from_uuid(Uuid::now_v7()).expect("now_v7 makes a v7 UUID"),
+                    site: site.clone(),
+                    terminal: terminal.clone(),
+                    occurred_at,
+                    sequence,
+                    chain_hash: None,
+                    body: bodies.next().expect("one body per event"),
+                };
+                let mut kept = keep.lock().unwrap_or_else(|p| p.into_inner());
+                kept.push(event.clone());
+                if kept.len() as u64 == count
+                    && let Some(note) = before_commit.take()
+                {
+                    note(&event);
+                }
+                event
+            })
+            .await?;
+        let events = std::mem::take(&mut *built.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in &events {
+            metrics::observe(event);
+        }
+        self.new_events.notify_one();
+        Ok(events)
+    }
+}
+
 /// The W3C `traceparent` of the current span (the lookup, card check or file request that
 /// records the event), when the binary exports traces; `None` otherwise (no cost then: without
 /// the OpenTelemetry layer a span has no context). Stored with the event in the outbox, so

@@ -45,7 +45,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::consents::{ConsentStore, ConsentStoreError};
-use crate::national::National;
+use crate::national::{National, OnshiAnswer, OnshiError, Recovery, StoredView, Transport};
 use crate::outbox::OutboxError;
 use crate::recorder::Recorder;
 use onshi_domain::access::Staff as StaffMember;
@@ -504,25 +504,39 @@ impl Views {
         };
         // Nothing goes to the national system when its view could not be recorded.
         self.recorder.outbox().ensure_room().await?;
-        let fetched = self.fetch(category, &numbers).await;
+        let pending = InfoView {
+            disaster_window_id: window_id,
+            ..base
+        };
+        // Through the terminal the exchange is journaled with the view to record, and closed
+        // in the outbox transaction that records it: a restart records an answer that landed
+        // while the agent was down, once ([`crate::national::Recovery::View`]).
+        let (message_id, body) = self.info_request(category, &numbers);
+        let stored = StoredView {
+            terminal: terminal.as_str().to_string(),
+            view: pending.clone(),
+        };
+        let (answer, ticket) = self
+            .onshi
+            .exchange_journaled(message_id, body, Recovery::View(stored))
+            .await;
+        let fetched = judge_answer(category, answer);
+        let noting = ticket.clone();
+        let event = self
+            .recorder
+            .record_noting(
+                terminal,
+                EventBody::InfoView(answered_view(pending, &fetched)),
+                move |e| noting.note(e),
+            )
+            .await?;
+        ticket.finish().await;
         match fetched {
             Err((reason, message)) => {
-                let view = InfoView {
-                    refusal_reason: Some(reason.clone()),
-                    disaster_window_id: window_id,
-                    ..base
-                };
-                let event = self.record(terminal, view).await?;
                 tracing::info!(reason = %reason, sequence = event.sequence, "view refused by the national side");
                 Ok(refused(message, &reason, policy, event))
             }
             Ok(info) => {
-                let view = InfoView {
-                    allowed: true,
-                    disaster_window_id: window_id,
-                    ..base
-                };
-                let event = self.record(terminal, view).await?;
                 tracing::info!(
                     entries = info.entries(),
                     sequence = event.sequence,
@@ -560,12 +574,12 @@ impl Views {
             .await
     }
 
-    /// Asks the national system; `Err((reason code, message))` when nothing can be shown.
-    async fn fetch(
+    /// The request for `category` about `numbers`: its message id and bytes.
+    fn info_request(
         &self,
         category: InfoCategory,
         numbers: &PatientNumbers,
-    ) -> Result<ViewedInfo, (String, String)> {
+    ) -> (&'static str, Vec<u8>) {
         let header = InfoRequestHeader {
             medical_institution_code: self.recorder.site().institution_code(),
             insurer_number: numbers.insurer_number.clone(),
@@ -575,7 +589,7 @@ impl Views {
             arbitrary_file_identifier: Some(Uuid::now_v7().simple().to_string()),
         };
         let this_month = YearMonth::of(crate::lookup::today_jst());
-        let (message_id, body) = match category {
+        match category {
             InfoCategory::Drug => (
                 "YZKsiquc01",
                 drug_request(header, this_month).to_xml(XmlEncoding::Utf8),
@@ -584,54 +598,83 @@ impl Views {
                 "TKKsiquc01",
                 checkup_request(header).to_xml(XmlEncoding::Utf8),
             ),
-        };
-        let answer = self.onshi.exchange(message_id, body).await.map_err(|e| {
+        }
+    }
+}
+
+/// The view `pending` (the policy allowed it) as the national answer decides it: allowed, or
+/// refused with the answer's reason code.
+pub fn answered_view(
+    pending: InfoView,
+    fetched: &Result<ViewedInfo, (String, String)>,
+) -> InfoView {
+    match fetched {
+        Ok(_) => InfoView {
+            allowed: true,
+            ..pending
+        },
+        Err((reason, _)) => InfoView {
+            allowed: false,
+            refusal_reason: Some(reason.clone()),
+            ..pending
+        },
+    }
+}
+
+/// Reads the national answer to a `category` request; `Err((reason code, message))` when
+/// nothing can be shown.
+pub fn judge_answer(
+    category: InfoCategory,
+    answer: Result<OnshiAnswer, OnshiError>,
+) -> Result<ViewedInfo, (String, String)> {
+    let answer = answer.map_err(|e| {
+        (
+            "unreachable".to_string(),
+            format!(
+                "オンライン資格確認システムに接続できません。時間をおいて再度お試しください / {e}"
+            ),
+        )
+    })?;
+    let malformed = |detail: String| {
+        if (200..300).contains(&answer.http_status) {
             (
-                "unreachable".to_string(),
-                format!("オンライン資格確認システムに接続できません。時間をおいて再度お試しください / {e}"),
+                "malformed_response".to_string(),
+                format!("応答を読み取れませんでした / the answer could not be read: {detail}"),
             )
-        })?;
-        let malformed = |detail: String| {
-            if (200..300).contains(&answer.http_status) {
-                (
-                    "malformed_response".to_string(),
-                    format!("応答を読み取れませんでした / the answer could not be read: {detail}"),
-                )
-            } else {
-                (
-                    format!("http_{}", answer.http_status),
-                    format!(
-                        "照会が拒否されました（HTTP {}） / the national system refused the request",
-                        answer.http_status
-                    ),
-                )
-            }
-        };
-        match category {
-            InfoCategory::Drug => {
-                let read =
-                    DrugInfoResult::read_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
-                crate::judge::log_read_warnings("YZKsiquc01res", &read.warnings);
-                let result = read.value;
-                national(&result.outcome)?;
-                Ok(ViewedInfo {
-                    drugs: result.months,
-                    dispensing: result.dispensing,
-                    prescriptions: result.prescriptions,
-                    checkups: Vec::new(),
-                })
-            }
-            _ => {
-                let read = CheckupInfoResult::read_xml(&answer.body)
-                    .map_err(|e| malformed(e.to_string()))?;
-                crate::judge::log_read_warnings("TKKsiquc01res", &read.warnings);
-                let result = read.value;
-                national(&result.outcome)?;
-                Ok(ViewedInfo {
-                    checkups: result.checkups,
-                    ..ViewedInfo::default()
-                })
-            }
+        } else {
+            (
+                format!("http_{}", answer.http_status),
+                format!(
+                    "照会が拒否されました（HTTP {}） / the national system refused the request",
+                    answer.http_status
+                ),
+            )
+        }
+    };
+    match category {
+        InfoCategory::Drug => {
+            let read =
+                DrugInfoResult::read_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
+            crate::judge::log_read_warnings("YZKsiquc01res", &read.warnings);
+            let result = read.value;
+            national(&result.outcome)?;
+            Ok(ViewedInfo {
+                drugs: result.months,
+                dispensing: result.dispensing,
+                prescriptions: result.prescriptions,
+                checkups: Vec::new(),
+            })
+        }
+        _ => {
+            let read =
+                CheckupInfoResult::read_xml(&answer.body).map_err(|e| malformed(e.to_string()))?;
+            crate::judge::log_read_warnings("TKKsiquc01res", &read.warnings);
+            let result = read.value;
+            national(&result.outcome)?;
+            Ok(ViewedInfo {
+                checkups: result.checkups,
+                ..ViewedInfo::default()
+            })
         }
     }
 }

@@ -481,6 +481,16 @@ impl VirtualCard {
         wait_card_absent(self.reader).await
     }
 
+    /// Takes the card off and returns the first removal it reports: `"reason": "command"` if
+    /// it was still on the reader, `"pulled"` if a client's APDU already pulled it
+    /// (`pull_after`).
+    pub async fn remove_reporting(&mut self) -> anyhow::Result<serde_json::Value> {
+        self.command("remove").await?;
+        let removed = self.expect("removed").await?;
+        wait_card_absent(self.reader).await?;
+        Ok(removed)
+    }
+
     pub async fn quit(mut self) -> anyhow::Result<()> {
         self.command("quit").await?;
         tokio::time::timeout(patience(), self.child.wait()).await??;

@@ -120,7 +120,8 @@ pub fn put(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for `dir/name` and returns its bytes once it reads as a whole XML file.
+/// Waits for `dir/name` and returns its bytes once it reads as a whole XML file (or a zip
+/// archive, a zipped batch result).
 pub async fn await_result(dir: &Path, name: &str) -> Vec<u8> {
     let path = dir.join(name);
     eventually(&format!("the result {name}"), || async {
@@ -129,7 +130,11 @@ pub async fn await_result(dir: &Path, name: &str) -> Vec<u8> {
             .iter()
             .rposition(|b| !b.is_ascii_whitespace())
             .map_or(&bytes[..0], |i| &bytes[..=i]);
-        end.ends_with(b"</XmlMsg>").then_some(bytes)
+        // A zipped batch result is whole once its archive reads.
+        let whole = end.ends_with(b"</XmlMsg>")
+            || (onshi_domain::zip::is_zip(&bytes)
+                && onshi_domain::zip::read_xml_entry(&bytes, 1 << 24).is_ok());
+        whole.then_some(bytes)
     })
     .await
 }

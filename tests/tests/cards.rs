@@ -573,6 +573,97 @@ async fn a_reader_unplugged_and_replugged_is_reported_to_central() -> anyhow::Re
     Ok(())
 }
 
+/// Terminal mode with `[cards]`: card lookups are the terminal's (its face reader's results),
+/// but the agent still watches the readers through PC/SC without taking them, so central keeps
+/// reader health: the reader's presence and a card put on and taken off reach central, and a
+/// card lookup is refused without a single APDU reaching the card (the card would be pulled at
+/// the first one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_mode_agent_reports_its_readers_and_never_takes_the_card() -> anyhow::Result<()>
+{
+    let pcsc = Pcsc::acquire().await?;
+    let site = site();
+    let pki = Pki::new(&[&site])?;
+    let db = TestDb::create().await?;
+    let central = start_central(&pki, &db).await?;
+    // The direct endpoint is never used in terminal mode.
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        "https://127.0.0.1:9",
+    )?;
+    let folder = agent_site.dir().join("OQS");
+    let terminal = e2e::start_sim_terminal(&folder, &["--institution", &site]).await?;
+    agent_site.use_terminal(&folder, 10_000)?;
+    enable_cards(&agent_site.config, &[])?;
+    let agent = agent_site.start().await?;
+    let stack = Stack {
+        pcsc,
+        pki,
+        db,
+        _central: central,
+        _sim: terminal,
+        agent_site,
+        _agent: agent,
+        dir: tempfile::tempdir()?,
+    };
+    stack
+        .central_has("the reader present at central", "reader_change", |b| {
+            b["reader_name"] == READERS[0] && b["state"] == "present_empty"
+        })
+        .await;
+
+    let (index, _) = holder("valid").await?;
+    let issued = stack.card(index, false).await?;
+    let mut card = VirtualCard::start(Some(&issued), CardMode::MyNumber, 0, Some(1)).await?;
+    card.insert().await?;
+    stack
+        .central_has("the card on the reader at central", "reader_change", |b| {
+            b["reader_name"] == READERS[0] && b["state"] == "card_present"
+        })
+        .await;
+    let (status, reply, stderr) =
+        card_lookup(&stack.agent_site.config, READERS[0], Some(PIN)).await?;
+    assert!(!status.success(), "refused in terminal mode: {reply}");
+    assert!(
+        format!("{reply}{stderr}").contains("terminal"),
+        "the clerk is told the terminal's reader does card lookups: {reply} {stderr}"
+    );
+    let removed = card.remove_reporting().await?;
+    assert_eq!(
+        removed["reason"], "command",
+        "no APDU reached the card: {removed}"
+    );
+    eventually("the card taken off at central", || async {
+        let events = stack.central_events().await;
+        let on = events
+            .iter()
+            .position(|(k, b)| k == "reader_change" && b["state"] == "card_present")?;
+        events[on..]
+            .iter()
+            .any(|(k, b)| {
+                k == "reader_change"
+                    && b["reader_name"] == READERS[0]
+                    && b["state"] == "present_empty"
+            })
+            .then_some(())
+    })
+    .await;
+    let kinds: Vec<String> = stack
+        .central_events()
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !kinds.iter().any(|k| k == "card_check" || k == "lookup"),
+        "the agent recorded no card check or lookup: {kinds:?}"
+    );
+    card.quit().await?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------------------- consent and views
 
 /// `edge-agent card-lookup --json --pin-stdin --consent <consent>`.

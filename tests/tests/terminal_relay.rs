@@ -33,6 +33,11 @@ struct Stack {
 
 impl Stack {
     async fn start() -> anyhow::Result<(Self, Running)> {
+        Self::start_with(&[]).await
+    }
+
+    /// With `sim_flags` for the terminal too (e.g. `--zip-batch`).
+    async fn start_with(sim_flags: &[&str]) -> anyhow::Result<(Self, Running)> {
         let pki = Pki::new(&[CLINIC])?;
         let db = TestDb::create().await?;
         let central = start_central(&pki, &db).await?;
@@ -45,11 +50,9 @@ impl Stack {
         let folder = site.dir().join("OQS");
         let copies = site.dir().join("terminal-wrote");
         let copies_flag = copies.display().to_string();
-        let terminal = start_sim_terminal(
-            &folder,
-            &["--institution", CLINIC, "--copy-results", &copies_flag],
-        )
-        .await?;
+        let mut flags = vec!["--institution", CLINIC, "--copy-results", &copies_flag];
+        flags.extend_from_slice(sim_flags);
+        let terminal = start_sim_terminal(&folder, &flags).await?;
         site.use_terminal(&folder, 10_000)?;
         let share = site.dir().join("share");
         site.append_config(&format!(
@@ -253,6 +256,57 @@ async fn every_kind_is_relayed_byte_for_byte_and_recorded_once() -> anyhow::Resu
     .await;
     assert!(files_in(&stack.folder.join("req")).is_empty());
     assert!(files_in(&stack.folder.join("res")).is_empty());
+    Ok(())
+}
+
+/// The terminal zips the batch results (`--zip-batch`): the receipt computer gets the archive
+/// exactly as the terminal wrote it, and the agent reads inside it to record each row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zipped_batch_result_is_passed_back_as_written_and_its_rows_recorded()
+-> anyhow::Result<()> {
+    let (stack, _agent) = Stack::start_with(&["--zip-batch"]).await?;
+    let valid = sim_people("valid", 2).await?;
+    let got = stack
+        .ask(
+            "OQSmuquc01req_202612010020.xml",
+            &receipt::batch(CLINIC, &valid, "RC-ZIP")?,
+        )
+        .await?;
+    let reception = BulkInquiryAccepted::from_xml(&got)?
+        .reception_number
+        .expect("the batch accepted");
+    let mut polls = 0;
+    let zipped = loop {
+        polls += 1;
+        let got = stack
+            .ask(
+                &format!("OQSmuquc02req_2026120100{:02}.xml", 20 + polls),
+                &receipt::batch_fetch(CLINIC, &reception)?,
+            )
+            .await?;
+        passed_through(&got, &stack.terminal_wrote()?, "OQSmuquc02")?;
+        if onshi_domain::zip::is_zip(&got) {
+            break got;
+        }
+        assert!(polls < 20, "the batch results never came");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let (_, xml) = onshi_domain::zip::read_xml_entry(&zipped, 1 << 24)?;
+    assert_eq!(
+        BulkResult::from_xml(&xml)?.header.segment_of_result,
+        SegmentOfResult::Normal
+    );
+    let rows = eventually("the zipped batch's rows at central", || async {
+        let found = stack.lookups_from("file_exchange").await;
+        (found.len() >= 2).then_some(found)
+    })
+    .await;
+    assert!(
+        rows.iter()
+            .all(|l| l["batch_id"] == reception.as_str() && l["outcome"] == "valid"),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 2, "each row once: {rows:?}");
     Ok(())
 }
 

@@ -154,7 +154,7 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
         read_only(&stack.folder.join(sub), true)?;
     }
     let before = stack.contents()?;
-    let agent = stack.site.start().await?;
+    let mut agent = stack.site.start().await?;
     let first = stack.await_lookups_from("terminal_tap", 1).await;
     assert_eq!(first[0]["outcome"], "valid", "{}", first[0]);
     assert_eq!(first[0]["route"], "insurance_card");
@@ -194,7 +194,7 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
             "--holder",
             &holder.to_string(),
             "--consent",
-            "drug",
+            "drug,checkup",
         ],
     )
     .await?;
@@ -215,6 +215,24 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
         )
         .await?;
     await_result(&stack.res(), "YZKsiquc01res_02261201093000001.xml").await;
+    stack
+        .put_seen(
+            "TKKsiquc01req_02261201093000002.xml",
+            &receipt::checkup(CLINIC, &valid[1], "RC-CHECKUP")?,
+        )
+        .await?;
+    await_result(&stack.res(), "TKKsiquc01res_02261201093000002.xml").await;
+    // A checkup exchange whose request the tap never sees (as when the terminal takes it
+    // first): the agent is down (kill -9) while the receipt computer asks and the terminal
+    // answers. The restarted agent records it from the result alone.
+    agent.kill().await?;
+    put(
+        &stack.req(),
+        "TKKsiquc01req_02261201093000003.xml",
+        &receipt::checkup(CLINIC, &valid[1], "RC-UNSEEN")?,
+    )?;
+    await_result(&stack.res(), "TKKsiquc01res_02261201093000003.xml").await;
+    agent = stack.site.start().await?;
     stack
         .put_seen(
             "OQSmuquc01req_202612010010.xml",
@@ -251,10 +269,27 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
     assert!(tapped.iter().all(|l| l["outcome"] == "valid"), "{tapped:?}");
     let face = stack.await_lookups_from("face_reader", 1).await;
     assert_eq!(face[0]["route"], "my_number_card");
-    let views = await_events(&stack.db, CLINIC, "info_view", 1).await;
-    assert_eq!(views[0]["source"], "terminal_tap", "{}", views[0]);
-    assert_eq!(views[0]["allowed"], true, "{}", views[0]);
-    assert!(views[0]["staff_role"].is_null(), "{}", views[0]);
+    // The drug and checkup views paired with their requests are the card's patient; the one
+    // recorded from the result alone is the person the result names (another reference).
+    let views = await_events(&stack.db, CLINIC, "info_view", 3).await;
+    for view in &views {
+        assert_eq!(view["source"], "terminal_tap", "{view}");
+        assert_eq!(view["allowed"], true, "{view}");
+        assert!(view["staff_role"].is_null(), "{view}");
+    }
+    let categories: Vec<&str> = views
+        .iter()
+        .filter_map(|v| v["category"].as_str())
+        .collect();
+    assert_eq!(categories, ["drug", "checkup", "checkup"], "{views:?}");
+    assert_eq!(
+        views[0]["patient_ref"], views[1]["patient_ref"],
+        "{views:?}"
+    );
+    assert_ne!(
+        views[1]["patient_ref"], views[2]["patient_ref"],
+        "{views:?}"
+    );
     await_events(&stack.db, CLINIC, "consent", 1).await;
 
     // The terminal goes silent: the receipt computer's next request is never answered, and is
@@ -301,8 +336,8 @@ async fn the_tap_records_the_receipt_computer_s_exchanges_once_and_never_touches
     );
     assert_eq!(
         counted,
-        (6, 1, 7),
-        "three confirmations, two rows, one unanswered; the face lookup"
+        (6, 3, 7),
+        "three confirmations, two rows, one unanswered; three views; the face lookup"
     );
     agent.kill().await?;
     let _agent = stack.site.start().await?;

@@ -24,3 +24,4 @@ pub mod seal;
 pub mod site;
 pub mod sjis;
 pub mod xml;
+pub mod zip;

@@ -42,6 +42,9 @@ use crate::ids::{
 /// The version tag at the start of every HMAC input; see the module documentation.
 pub const PATIENT_REF_VERSION: &str = "onshi-fleet/patient/v1";
 
+/// The version tag of [`PatientRef::for_named_person`]'s input.
+pub const NAMED_PERSON_REF_VERSION: &str = "onshi-fleet/named-person/v1";
+
 /// The shortest key accepted, in bytes: the output size of SHA-256, as RFC 2104 recommends.
 pub const MIN_KEY_BYTES: usize = 32;
 
@@ -129,6 +132,27 @@ impl PatientRef {
         PatientRef(crate::hex::encode(tag.as_ref()))
     }
 
+    /// The reference of a patient an information result (drug, checkup) names by itself, when
+    /// its request was never seen (tap mode: the terminal took it first): the name (kana as
+    /// written, else the name), birth date (`yyyyMMdd`) and sex code the result carries. Its
+    /// own version tag keeps it from ever equalling a card's reference: it does not join the
+    /// patient's other events, it only counts the view as someone's. `None` parts are kept
+    /// apart from empty ones.
+    pub fn for_named_person(
+        key: &PatientHashKey,
+        name: Option<&str>,
+        birth: Option<&str>,
+        sex: Option<&str>,
+    ) -> PatientRef {
+        let mut input = Vec::with_capacity(128);
+        push_lp(&mut input, NAMED_PERSON_REF_VERSION);
+        push_opt(&mut input, name);
+        push_opt(&mut input, birth);
+        push_opt(&mut input, sex);
+        let tag = hmac::sign(&key.key, &input);
+        PatientRef(crate::hex::encode(tag.as_ref()))
+    }
+
     /// Accepts exactly 64 lowercase hex characters (what [`PatientRef::for_insurance_card`]
     /// produces); uppercase is refused so that one patient has one spelling.
     pub fn parse(s: &str) -> Result<Self, InvalidPatientRef> {
@@ -203,6 +227,25 @@ impl From<PatientRef> for String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_named_person_never_shares_a_card_reference() {
+        let key = PatientHashKey::from_hex(&"ab".repeat(32)).unwrap();
+        let a = PatientRef::for_named_person(&key, Some("ﾔﾏﾀﾞ ﾀﾛｳ"), Some("19800101"), Some("1"));
+        assert_eq!(
+            a,
+            PatientRef::for_named_person(&key, Some("ﾔﾏﾀﾞ ﾀﾛｳ"), Some("19800101"), Some("1"))
+        );
+        assert_ne!(
+            a,
+            PatientRef::for_named_person(&key, Some("ﾔﾏﾀﾞ ﾀﾛｳ"), Some("19800102"), Some("1"))
+        );
+        assert_ne!(
+            PatientRef::for_named_person(&key, None, Some("19800101"), None),
+            PatientRef::for_named_person(&key, Some(""), Some("19800101"), None)
+        );
+        assert!(PatientRef::parse(a.as_str()).is_ok());
+    }
+
     use super::*;
 
     fn key() -> PatientHashKey {

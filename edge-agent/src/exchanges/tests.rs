@@ -189,8 +189,15 @@ fn drug_and_checkup_exchanges_are_views_without_staff_or_policy() {
         assert_eq!(view.source, Some(LookupSource::TerminalTap));
         assert_eq!(view.staff_role, None);
         assert_eq!(view.policy_version, None);
-        // Without the request the result names nobody: nothing to record.
-        assert!(events(kind, None, Ok(&result), ctx(&key)).is_empty());
+        // Without the request the result alone is recorded, under the person it names: not
+        // the card's reference.
+        let alone = events(kind, None, Ok(&result), ctx(&key));
+        let [EventBody::InfoView(from_result)] = alone.as_slice() else {
+            panic!("one view from the result alone: {alone:?}");
+        };
+        assert!(from_result.allowed, "{from_result:?}");
+        assert_eq!(from_result.category, category);
+        assert_ne!(from_result.patient_ref, view.patient_ref);
         // A refusal keeps the national code.
         let refused = match kind {
             Kind::Drug => DrugInfoResult::refused(InfoOutcome {

@@ -102,12 +102,13 @@ pub fn read_request(kind: Kind, bytes: &[u8], max_bytes: usize) -> Result<ReadRe
 }
 
 /// Whether `bytes` read as a result of `kind` (passed back as they are when they do). Batch
-/// results may come zipped: those are passed back for the receipt computer to open.
+/// results may come zipped: those are read inside the archive, and passed back zipped for the
+/// receipt computer to open.
 pub fn result_reads(kind: Kind, bytes: &[u8]) -> bool {
     match kind {
         Kind::Eligibility => QualificationConfirmationResult::from_xml(bytes).is_ok(),
         Kind::BatchSubmit => BulkInquiryAccepted::from_xml(bytes).is_ok(),
-        Kind::BatchFetch => bytes.starts_with(b"PK") || BulkResult::from_xml(bytes).is_ok(),
+        Kind::BatchFetch => crate::exchanges::read_batch_result(bytes).is_ok(),
         Kind::Drug => DrugInfoResult::from_xml(bytes).is_ok(),
         Kind::Checkup => CheckupInfoResult::from_xml(bytes).is_ok(),
     }

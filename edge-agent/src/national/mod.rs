@@ -14,16 +14,18 @@
 //! the folders and records the receipt computer's own exchanges, and sends nothing
 //! ([`National::Tap`] refuses every exchange).
 //!
-//! Callers hold a [`National`] and call [`National::exchange`] as they did the HTTPS client;
-//! answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result file the
-//! terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
+//! Callers hold a [`National`] and call [`Transport::exchange_journaled`] as they did the
+//! HTTPS client; answers keep the [`OnshiAnswer`] shape (`http_status` is 200 for every result
+//! file the terminal wrote: its refusals are inside the file, as they are in onshi-sim's).
 //!
 //! **Crash safety (terminal).** Every request is journaled ([`journal`]) before its file
 //! appears, with the result once it is read, so a request is never written twice and a result
 //! that landed while the agent was down is found at start. [`National::exchange_for_lookup`]
 //! hands the caller a [`Ticket`]: it notes the lookup event's sequence in the journal inside the
 //! outbox transaction that records it (`Recorder::record_noting`, as `filex` does), so at start
-//! the journal tells whether the event committed: each result is recorded exactly once.
+//! the journal tells whether the event committed: each result is recorded exactly once. Every
+//! exchange is journaled with what records it ([`Recovery`]): lookups, information views and a
+//! national batch's steps are recorded at start by [`RecordsRecovered`] (`crate::resume`).
 
 pub mod health;
 pub mod journal;
@@ -33,7 +35,7 @@ pub mod terminal;
 use std::future::Future;
 use std::sync::Arc;
 
-use onshi_domain::events::{FleetEvent, LookupSource};
+use onshi_domain::events::{FleetEvent, InfoView, LookupSource};
 use onshi_domain::site::TerminalId;
 use onshi_domain::xml::QualificationConfirmationRequest;
 use serde::{Deserialize, Serialize};
@@ -61,13 +63,20 @@ pub trait Transport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Recovery {
-    /// The caller keeps no state of its own that a restart could resume (information views,
-    /// the batch inquiry's two steps): the entry is closed as soon as the answer is handed
-    /// over.
+    /// Nothing records the answer: at start the request is withdrawn if still unanswered and
+    /// its result removed. Every exchange the agent makes names what records it; this is what
+    /// an entry whose recovery does not read is taken for.
     HandOver,
     /// An eligibility confirmation: recorded as a lookup with this provenance at start
     /// (`Lookups::record_asked`).
     Lookup(StoredProvenance),
+    /// An information view (`YZKsiquc01`, `TKKsiquc01`) the access policy allowed: recorded at
+    /// start as this view, allowed or refused by the answer ([`RecordsRecovered::record_recovered_view`]).
+    View(StoredView),
+    /// A step of a national batch inquiry (`OQSmuquc01`, `OQSmuquc02`): at start the batch is
+    /// resumed from the furthest step the journal holds and its rows are recorded, all in one
+    /// outbox transaction ([`RecordsRecovered::resume_batch`]).
+    Batch(StoredBatch),
     /// The receipt computer's request relayed by the file exchange: at start the answer (or
     /// the terminal's silence) is written to the file exchange's journal of the request at
     /// `journal` when it has none, so the file exchange finishes it without asking again.
@@ -80,6 +89,40 @@ pub struct StoredProvenance {
     pub source: LookupSource,
     pub batch_id: Option<String>,
     pub terminal: String,
+}
+
+/// An information view waiting for its answer, as the journal keeps it: the view event to
+/// record (the policy's decision made, `allowed` still false) and where it was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredView {
+    pub terminal: String,
+    pub view: InfoView,
+}
+
+/// A national batch's step, as the journal keeps it: which batch, asked where. The
+/// `OQSmuquc01` entry holds the batch's rows (its request); its `OQSmuquc02` entries the
+/// results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBatch {
+    pub batch_id: String,
+    pub terminal: String,
+}
+
+/// What a restarted agent knows of a national batch the previous run did not finish recording
+/// ([`RecordsRecovered::resume_batch`]).
+#[derive(Debug)]
+pub struct BatchLeft {
+    pub stored: StoredBatch,
+    /// The `OQSmuquc01` request: the batch's rows.
+    pub request: Vec<u8>,
+    /// Its answer (the reception number), or why there is none.
+    pub accepted: Result<OnshiAnswer, OnshiError>,
+    /// The last `OQSmuquc02` answer read, when there is one.
+    pub results: Option<OnshiAnswer>,
+    /// Since the batch was sent.
+    pub latency_ms: u32,
+    /// The batch's journal entries: noted with the rows' events, closed once they committed.
+    pub tickets: Vec<Ticket>,
 }
 
 impl Recovery {
@@ -156,20 +199,6 @@ pub enum National {
 }
 
 impl National {
-    /// Sends one message and returns its answer; the exchange's journal entry (terminal) is
-    /// closed when the answer is handed over.
-    pub async fn exchange(
-        &self,
-        message_id: &str,
-        body: Vec<u8>,
-    ) -> Result<OnshiAnswer, OnshiError> {
-        let (answer, ticket) = self
-            .exchange_journaled(message_id, body, Recovery::HandOver)
-            .await;
-        ticket.finish().await;
-        answer
-    }
-
     /// An eligibility confirmation whose lookup event the caller records: note the event with
     /// the [`Ticket`] inside the outbox transaction, then [`Ticket::finish`].
     pub async fn exchange_for_lookup(
@@ -279,6 +308,20 @@ pub trait RecordsRecovered: Send + Sync + 'static {
         provenance: Provenance,
         before_commit: Box<dyn FnOnce(&FleetEvent) + Send>,
     ) -> impl Future<Output = Result<(), crate::outbox::OutboxError>> + Send;
+
+    /// Records the information view `stored` waited for, allowed or refused by `answer`;
+    /// `before_commit` as above.
+    fn record_recovered_view(
+        &self,
+        stored: &StoredView,
+        answer: Result<OnshiAnswer, OnshiError>,
+        before_commit: Box<dyn FnOnce(&FleetEvent) + Send>,
+    ) -> impl Future<Output = Result<(), crate::outbox::OutboxError>> + Send;
+
+    /// Finishes a national batch from where `left` says the previous run stopped (polling for
+    /// its results through the transport if they are not in yet), records its rows in one
+    /// transaction noted on every ticket, and closes them.
+    fn resume_batch(&self, left: BatchLeft) -> impl Future<Output = ()> + Send;
 }
 
 #[cfg(test)]

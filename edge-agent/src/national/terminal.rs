@@ -33,7 +33,9 @@ use super::Asked;
 use super::health::Health;
 use super::journal::{Entry, Journal};
 use super::settings::TerminalSettings;
-use super::{OnshiAnswer, OnshiError, RecordsRecovered, Recovery, Ticket, Transport};
+use super::{
+    BatchLeft, OnshiAnswer, OnshiError, RecordsRecovered, Recovery, StoredView, Ticket, Transport,
+};
 use crate::fault::{self, Fault};
 use crate::folder::fsio;
 use crate::outbox::Outbox;
@@ -246,41 +248,56 @@ impl Terminal {
     /// Finishes what a previous run left in the journal. Call at start, before anything else
     /// records events (a noted event is judged committed or not by the outbox's state).
     ///
-    /// - a lookup whose event committed: closed;
-    /// - a lookup with a result (read before the crash, or found in `res` now): recorded;
-    /// - a lookup given up: recorded as unreachable;
-    /// - a lookup still unanswered: waited for (in the background) up to `timeout` more, then
+    /// - an exchange whose event committed: closed;
+    /// - a lookup or an information view with a result (read before the crash, or found in
+    ///   `res` now): recorded, as the journal says it was asked;
+    /// - one given up: recorded as unreachable;
+    /// - one still unanswered: waited for (in the background) up to `timeout` more, then
     ///   recorded either way;
+    /// - the steps of a national batch: the batch is resumed from its furthest step
+    ///   ([`Terminal::recover_batch`]) and its rows recorded;
     /// - a relayed request of the file exchange: its answer handed to the file exchange's
     ///   journal ([`Terminal::recover_relay`]), so the file exchange (recovered after this)
     ///   records and answers it without asking again;
-    /// - anything else (views, batch steps): its caller is gone, so the request is withdrawn if
-    ///   still unanswered, a result is removed, and the entry closed (logged).
+    /// - anything else ([`Recovery::HandOver`], or an entry that does not read): nothing can
+    ///   record it, so the request is withdrawn if still unanswered, a result is removed, and
+    ///   the entry closed (logged).
     pub async fn recover<R: RecordsRecovered>(
         self: &Arc<Self>,
-        lookups: &Arc<R>,
+        owner: &Arc<R>,
         outbox: &Outbox,
     ) -> anyhow::Result<usize> {
         let entries = self.journal.open_entries().await?;
         let count = entries.len();
+        let mut batches: std::collections::BTreeMap<String, Vec<Entry>> = Default::default();
         for entry in entries {
+            if let Recovery::Batch(stored) = &entry.recovery {
+                batches
+                    .entry(stored.batch_id.clone())
+                    .or_default()
+                    .push(entry);
+                continue;
+            }
             if let Some(note) = &entry.note
                 && crate::folder::journal::was_committed(outbox, note).await?
             {
                 self.journal.close(entry.id).await?;
                 continue;
             }
-            if let Recovery::Relay { journal } = &entry.recovery {
-                self.recover_relay(&entry, journal).await?;
-                continue;
-            }
-            let provenance = match &entry.recovery {
-                Recovery::Lookup(stored) if entry.kind == "OQSsiquc01" => stored.provenance(),
+            let what = match &entry.recovery {
+                Recovery::Relay { journal } => {
+                    self.recover_relay(&entry, journal).await?;
+                    continue;
+                }
+                Recovery::Lookup(stored) if entry.kind == "OQSsiquc01" => stored
+                    .provenance()
+                    .zip(QualificationConfirmationRequest::from_xml(&entry.request).ok())
+                    .map(|(provenance, request)| Left::Lookup(request, provenance)),
+                Recovery::View(stored) => Some(Left::View(stored.clone())),
                 _ => None,
             };
-            let request = QualificationConfirmationRequest::from_xml(&entry.request).ok();
-            let (Some(provenance), Some(request)) = (provenance, request) else {
-                tracing::warn!(file = %entry.name, kind = %entry.kind, "closing a terminal exchange the previous run left open; its caller cannot resume it");
+            let Some(what) = what else {
+                tracing::warn!(file = %entry.name, kind = %entry.kind, "closing a terminal exchange the previous run left open; nothing can record it");
                 if entry.result.is_none() {
                     self.withdraw(&entry.name).await;
                     self.discard_result(&entry.name).await;
@@ -288,84 +305,184 @@ impl Terminal {
                 self.journal.close(entry.id).await?;
                 continue;
             };
-            let result = match entry.result.clone() {
-                Some(result) => Some(result),
-                None => self.take_now(&entry).await,
-            };
-            let written =
-                SystemTime::UNIX_EPOCH + Duration::from_millis(entry.written_at_ms.max(0) as u64);
-            let latency_ms = ms(SystemTime::now()
-                .duration_since(written)
-                .unwrap_or_default());
-            match (result, entry.gave_up) {
-                (Some(result), _) => {
+            let latency_ms = since_written(&entry);
+            match self.answer_left(&entry).await {
+                Some(answer) => {
                     tracing::warn!(file = %entry.name, "recording a terminal result the previous run did not record");
-                    let answer = Ok(OnshiAnswer {
-                        http_status: 200,
-                        body: result,
-                    });
                     record(
-                        lookups.as_ref(),
+                        owner.as_ref(),
                         &self.journal,
                         entry.id,
-                        &request,
+                        what,
                         answer,
                         latency_ms,
-                        provenance,
                     )
                     .await;
                 }
-                (None, true) => {
-                    let answer = Err(OnshiError::TerminalSilent {
-                        waited: Duration::from_millis(u64::from(latency_ms)),
-                    });
-                    record(
-                        lookups.as_ref(),
-                        &self.journal,
-                        entry.id,
-                        &request,
-                        answer,
-                        latency_ms,
-                        provenance,
-                    )
-                    .await;
-                }
-                (None, false) => {
+                None => {
                     tracing::warn!(file = %entry.name, "waiting for the result of a request the previous run sent");
                     let this = self.clone();
-                    let lookups = lookups.clone();
+                    let owner = owner.clone();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let correlation = correlation_of(&entry.request);
-                        let answer = this
-                            .wait_for(
-                                entry.id,
-                                &entry.name,
-                                correlation,
-                                started,
-                                started + this.settings.timeout,
-                            )
-                            .await
-                            .map(|body| OnshiAnswer {
-                                http_status: 200,
-                                body,
-                            });
+                        let answer = this.wait_again(&entry, started).await;
                         let latency_ms = latency_ms.saturating_add(ms(started.elapsed()));
                         record(
-                            lookups.as_ref(),
+                            owner.as_ref(),
                             &this.journal,
                             entry.id,
-                            &request,
+                            what,
                             answer,
                             latency_ms,
-                            provenance,
                         )
                         .await;
                     });
                 }
             }
         }
+        for (_, entries) in batches {
+            self.recover_batch(owner, outbox, entries).await?;
+        }
         Ok(count)
+    }
+
+    /// The answer of a journaled exchange as far as it is known at start: its result (journaled,
+    /// or in `res` now), silence if it was given up, `None` if it may still come.
+    async fn answer_left(&self, entry: &Entry) -> Option<Result<OnshiAnswer, OnshiError>> {
+        let result = match entry.result.clone() {
+            Some(result) => Some(result),
+            None => self.take_now(entry).await,
+        };
+        match (result, entry.gave_up) {
+            (Some(body), _) => Some(Ok(OnshiAnswer {
+                http_status: 200,
+                body,
+            })),
+            (None, true) => Some(Err(OnshiError::TerminalSilent {
+                waited: Duration::from_millis(u64::from(since_written(entry))),
+            })),
+            (None, false) => None,
+        }
+    }
+
+    /// Waits up to `timeout` more for the result of a request the previous run sent.
+    async fn wait_again(&self, entry: &Entry, started: Instant) -> Result<OnshiAnswer, OnshiError> {
+        self.wait_for(
+            entry.id,
+            &entry.name,
+            correlation_of(&entry.request),
+            started,
+            started + self.settings.timeout,
+        )
+        .await
+        .map(|body| OnshiAnswer {
+            http_status: 200,
+            body,
+        })
+    }
+
+    /// At start: the journal entries of one national batch. If one of them was noted with an
+    /// event that committed, the rows were recorded (all in one transaction): closed. Else the
+    /// batch's furthest step is found: the last `OQSmuquc02` result read (or found in `res`
+    /// now); else the `OQSmuquc01` answer (read, found, given up, or waited for up to
+    /// `timeout`). Polls that were never answered are withdrawn and closed (the resumed batch
+    /// polls again: asking for results is harmless, unlike sending the rows twice). The rest is
+    /// [`RecordsRecovered::resume_batch`]'s, in the background: it may poll for minutes.
+    async fn recover_batch<R: RecordsRecovered>(
+        self: &Arc<Self>,
+        owner: &Arc<R>,
+        outbox: &Outbox,
+        entries: Vec<Entry>,
+    ) -> anyhow::Result<()> {
+        for entry in &entries {
+            if let Some(note) = &entry.note
+                && crate::folder::journal::was_committed(outbox, note).await?
+            {
+                for entry in &entries {
+                    if entry.result.is_none() {
+                        self.withdraw(&entry.name).await;
+                        self.discard_result(&entry.name).await;
+                    }
+                    self.journal.close(entry.id).await?;
+                }
+                return Ok(());
+            }
+        }
+        let Some(accept) = entries.iter().find(|e| e.kind == "OQSmuquc01").cloned() else {
+            tracing::warn!("closing national batch polls whose batch is gone from the journal");
+            for entry in &entries {
+                self.withdraw(&entry.name).await;
+                self.discard_result(&entry.name).await;
+                self.journal.close(entry.id).await?;
+            }
+            return Ok(());
+        };
+        let Recovery::Batch(stored) = accept.recovery.clone() else {
+            return Ok(());
+        };
+        let mut results = None;
+        let mut tickets = vec![Ticket::journaled(self.journal.clone(), accept.id, None)];
+        for entry in entries.iter().rev().filter(|e| e.kind != "OQSmuquc01") {
+            let result = match entry.result.clone() {
+                Some(result) => Some(result),
+                None => self.take_now(entry).await,
+            };
+            match result {
+                Some(body) if results.is_none() => {
+                    results = Some(OnshiAnswer {
+                        http_status: 200,
+                        body,
+                    });
+                    tickets.push(Ticket::journaled(self.journal.clone(), entry.id, None));
+                }
+                Some(_) => self.journal.close(entry.id).await?,
+                None => {
+                    if !self.withdraw(&entry.name).await {
+                        self.expect_late(&entry.name);
+                    }
+                    self.journal.close(entry.id).await?;
+                }
+            }
+        }
+        let accepted = self.answer_left(&accept).await;
+        tracing::warn!(
+            steps = entries.len(),
+            "resuming a national batch the previous run did not finish"
+        );
+        let this = self.clone();
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let accepted = match accepted {
+                Some(answer) => answer,
+                None => this.wait_again(&accept, started).await,
+            };
+            let left = BatchLeft {
+                stored,
+                request: accept.request.clone(),
+                accepted,
+                results,
+                latency_ms: since_written(&accept),
+                tickets,
+            };
+            owner.resume_batch(left).await;
+        });
+        Ok(())
+    }
+
+    /// A result that may still land for a request nobody waits for any more: removed when it
+    /// does.
+    fn expect_late(&self, request_name: &str) {
+        self.given_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                result_name(request_name),
+                GivenUp {
+                    at: Instant::now(),
+                    last: None,
+                },
+            );
     }
 
     /// At start: a receipt computer's request the file exchange relayed. Its answer goes to the
@@ -783,30 +900,55 @@ async fn collect(terminal: Weak<Terminal>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a recovered answer is recorded as.
+enum Left {
+    Lookup(QualificationConfirmationRequest, super::Provenance),
+    View(StoredView),
+}
+
+/// Milliseconds since the entry's request was written.
+fn since_written(entry: &Entry) -> u32 {
+    let written = SystemTime::UNIX_EPOCH + Duration::from_millis(entry.written_at_ms.max(0) as u64);
+    ms(SystemTime::now()
+        .duration_since(written)
+        .unwrap_or_default())
+}
+
+/// Records a recovered answer, noting its event on entry `id` and closing the entry once it
+/// committed (else it is tried again at the next start).
 async fn record<R: RecordsRecovered>(
-    lookups: &R,
+    owner: &R,
     journal: &Journal,
     id: i64,
-    request: &QualificationConfirmationRequest,
+    what: Left,
     answer: Result<OnshiAnswer, OnshiError>,
     latency_ms: u32,
-    provenance: super::Provenance,
 ) {
     let ticket = Ticket::journaled(journal.clone(), id, None);
     let noting = ticket.clone();
-    let recorded = lookups
-        .record_recovered(
-            request,
-            Asked { answer, latency_ms },
-            provenance,
-            Box::new(move |e| noting.note(e)),
-        )
-        .await;
+    let before_commit: Box<dyn FnOnce(&onshi_domain::events::FleetEvent) + Send> =
+        Box::new(move |e| noting.note(e));
+    let recorded = match what {
+        Left::Lookup(request, provenance) => {
+            owner
+                .record_recovered(
+                    &request,
+                    Asked { answer, latency_ms },
+                    provenance,
+                    before_commit,
+                )
+                .await
+        }
+        Left::View(stored) => {
+            owner
+                .record_recovered_view(&stored, answer, before_commit)
+                .await
+        }
+    };
     match recorded {
         Ok(_) => ticket.finish().await,
         Err(error) => {
-            tracing::error!(%error, "a recovered terminal lookup could not be recorded; it is tried again at the next start")
+            tracing::error!(%error, "a recovered terminal exchange could not be recorded; it is tried again at the next start")
         }
     }
 }

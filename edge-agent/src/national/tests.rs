@@ -420,7 +420,10 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
     assert_eq!(
         agent
             .terminal
-            .recover(&agent.lookups, &agent.outbox)
+            .recover(
+                &crate::resume::Resume::new(agent.lookups.clone()),
+                &agent.outbox
+            )
             .await
             .unwrap(),
         1
@@ -436,7 +439,10 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
     assert_eq!(
         agent
             .terminal
-            .recover(&agent.lookups, &agent.outbox)
+            .recover(
+                &crate::resume::Resume::new(agent.lookups.clone()),
+                &agent.outbox
+            )
             .await
             .unwrap(),
         0
@@ -555,7 +561,10 @@ async fn a_noted_event_is_not_recorded_again_and_an_uncommitted_one_is() {
     assert_eq!(lookups_count(&agent).await, 1);
     agent
         .terminal
-        .recover(&agent.lookups, &agent.outbox)
+        .recover(
+            &crate::resume::Resume::new(agent.lookups.clone()),
+            &agent.outbox,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -588,7 +597,10 @@ async fn exchanges_whose_caller_is_gone_are_withdrawn_at_start() {
     let agent = site.open(30_000);
     agent
         .terminal
-        .recover(&agent.lookups, &agent.outbox)
+        .recover(
+            &crate::resume::Resume::new(agent.lookups.clone()),
+            &agent.outbox,
+        )
         .await
         .unwrap();
     assert!(names_in(&site.oqs().join("req")).is_empty());
@@ -602,6 +614,182 @@ async fn exchanges_whose_caller_is_gone_are_withdrawn_at_start() {
             .is_empty()
     );
     assert_eq!(lookups_count(&agent).await, 0);
+}
+
+fn corpus(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/onshi-corpus")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("the shared corpus's {name}: {e}"))
+}
+
+fn info_views(events: &[FleetEvent]) -> Vec<&onshi_domain::events::InfoView> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::InfoView(v) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A drug view the policy allowed: its request went out, the agent died, and the terminal's
+/// answer landed in `res` while it was down. At start it is recorded once, as the view the
+/// journal kept (staff, role, policy), allowed by the answer; the result is taken away.
+#[tokio::test]
+async fn a_view_answered_while_the_agent_is_down_is_recorded_once_at_start() {
+    let site = Site::new();
+    let pending = onshi_domain::events::InfoView {
+        patient_ref: onshi_domain::patient::PatientRef::for_insurance_card(
+            &key(),
+            &onshi_domain::ids::InsurerNumber::parse("01130012").unwrap(),
+            None,
+            &onshi_domain::ids::InsuredIdentificationNumber::parse("678").unwrap(),
+            None,
+        ),
+        category: onshi_domain::events::InfoCategory::Drug,
+        allowed: false,
+        refusal_reason: None,
+        staff_id: Some("D1".into()),
+        staff_role: Some("doctor".into()),
+        policy_version: Some("2024-12".into()),
+        disaster_window_id: None,
+        source: None,
+    };
+    let name = {
+        let agent = site.open(30_000);
+        let (_, name) = agent
+            .terminal
+            .journal()
+            .begin(
+                "YZKsiquc01",
+                corpus("YZKsiquc01req_02261201093012340.xml"),
+                &Recovery::View(super::StoredView {
+                    terminal: "T01".into(),
+                    view: pending.clone(),
+                }),
+                "20261201".into(),
+                0,
+            )
+            .await
+            .unwrap();
+        name
+    };
+    let res = site.oqs().join("res");
+    std::fs::write(
+        res.join(result_name(&name)),
+        corpus("YZKsiquc01res_drug.xml"),
+    )
+    .unwrap();
+    let agent = site.open(30_000);
+    let resume = crate::resume::Resume::new(agent.lookups.clone());
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&resume, &agent.outbox)
+            .await
+            .unwrap(),
+        1
+    );
+    let events = agent.events().await;
+    let views = info_views(&events);
+    assert_eq!(views.len(), 1, "{events:?}");
+    assert_eq!(
+        *views[0],
+        onshi_domain::events::InfoView {
+            allowed: true,
+            ..pending
+        }
+    );
+    assert!(names_in(&res).is_empty(), "the result is taken away");
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&resume, &agent.outbox)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(info_views(&agent.events().await).len(), 1);
+}
+
+/// A national batch whose results were read before the agent died: at start its rows are
+/// recorded once each (one transaction, with the batch's id), its entries closed; a second
+/// start records nothing.
+#[tokio::test]
+async fn a_batch_read_before_the_agent_died_is_recorded_once_at_start() {
+    let site = Site::new();
+    {
+        let agent = site.open(30_000);
+        let journal = agent.terminal.journal();
+        let stored = Recovery::Batch(super::StoredBatch {
+            batch_id: "B-1".into(),
+            terminal: "T01".into(),
+        });
+        let (accept, _) = journal
+            .begin(
+                "OQSmuquc01",
+                corpus("OQSmuquc01req_batch.xml"),
+                &stored,
+                "20261201".into(),
+                0,
+            )
+            .await
+            .unwrap();
+        journal
+            .store_result(accept, corpus("OQSmuquc01res_reception.xml"))
+            .await
+            .unwrap();
+        let (poll, _) = journal
+            .begin(
+                "OQSmuquc02",
+                corpus("OQSmuquc02req_fetch.xml"),
+                &stored,
+                "20261201".into(),
+                0,
+            )
+            .await
+            .unwrap();
+        journal
+            .store_result(poll, corpus("OQSmuquc02res_results.xml"))
+            .await
+            .unwrap();
+    }
+    let agent = site.open(30_000);
+    let resume = crate::resume::Resume::new(agent.lookups.clone());
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&resume, &agent.outbox)
+            .await
+            .unwrap(),
+        2
+    );
+    let events = agent.until("the batch's two rows", 2).await;
+    let rows = lookups(&events);
+    assert_eq!(rows.len(), 2, "{events:?}");
+    assert!(rows.iter().all(|l| l.batch_id.as_deref() == Some("B-1")));
+    assert!(rows.iter().all(|l| l.source == LookupSource::Batch));
+    let journal = agent.terminal.journal().clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !journal.open_entries().await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batch's entries stay open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let agent = site.open(30_000);
+    let resume = crate::resume::Resume::new(agent.lookups.clone());
+    assert_eq!(
+        agent
+            .terminal
+            .recover(&resume, &agent.outbox)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(lookups_count(&agent).await, 2, "each row recorded once");
 }
 
 #[test]

@@ -266,6 +266,8 @@ impl FaceWatch {
             staff_id: None,
             source: LookupSource::FaceReader,
             batch_id: None,
+            // The file does not say face or PIN (UNCONFIRMED): face, the reader's usual way;
+            // the README states the assumption.
             identity_verification: IdentityVerification::Face,
         };
         let mut events = vec![EventBody::Lookup(lookup)];

@@ -15,7 +15,9 @@
 //!   request's `ArbitraryFileIdentifier` when both carry one;
 //! - a result whose request was never seen (the terminal took it first) is recorded from the
 //!   result alone: an eligibility result echoes the search, so the patient is the same; a drug
-//!   or checkup result names nobody, so it cannot be recorded (logged);
+//!   or checkup result names the person (name, birth date, sex), not the card, so its view is
+//!   recorded under a reference of that person, which does not join the patient's card events
+//!   ([`crate::exchanges`]);
 //! - a request unanswered for `timeout` is recorded as unanswered (unreachable), so a silent
 //!   terminal is visible at central; a result that comes later is not recorded again.
 //!

@@ -88,6 +88,10 @@ struct TerminalArgs {
     /// to `res`: what the terminal answered, for tests of clients that pass results on.
     #[arg(long)]
     copy_results: Option<PathBuf>,
+    /// Write batch results (an OQSmuquc02res carrying them) as a zip archive holding the XML,
+    /// under the same file name, as the national side may.
+    #[arg(long)]
+    zip_batch: bool,
     #[command(flatten)]
     knobs: KnobFlags,
 }
@@ -283,6 +287,7 @@ fn terminal(args: TerminalArgs) -> anyhow::Result<()> {
         rescan: Duration::from_millis(args.rescan_ms.max(10)),
         incomplete_grace: Duration::from_millis(args.incomplete_grace_ms),
         copy_results: args.copy_results,
+        zip_batch: args.zip_batch,
     };
     if let Some(dir) = &settings.copy_results {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

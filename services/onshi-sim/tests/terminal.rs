@@ -336,7 +336,18 @@ fn the_corpus_requests_are_answered() {
 
 #[test]
 fn a_batch_inquiry_is_answered_in_two_steps() {
-    let t = spawn_terminal(&[]);
+    batch_in_two_steps(false);
+}
+
+/// `--zip-batch`: the results (and only they) come as a zip archive holding the result XML,
+/// under the result's own name.
+#[test]
+fn zipped_batch_results_hold_the_result_file() {
+    batch_in_two_steps(true);
+}
+
+fn batch_in_two_steps(zipped: bool) {
+    let t = spawn_terminal(if zipped { &["--zip-batch"] } else { &[] });
     let population = people();
     let rows: Vec<Person> = (0..3).map(|i| valid_person(&population, i).1).collect();
     let request = BulkInquiryRequest {
@@ -372,7 +383,19 @@ fn a_batch_inquiry_is_answered_in_two_steps() {
         attempt += 1;
         let name = format!("OQSmuquc02req_fetch{attempt:04}.xml");
         t.submit(&name, &fetch);
-        let result = BulkResult::from_xml(&t.take_result(&name)).expect("reads");
+        let file = t.take_result(&name);
+        let xml = onshi_domain::zip::unzipped(&file, 1 << 24).expect("unzips");
+        let result = BulkResult::from_xml(&xml).expect("reads");
+        let ready = result.header.segment_of_result == SegmentOfResult::Normal;
+        assert_eq!(
+            onshi_domain::zip::is_zip(&file),
+            zipped && ready,
+            "zipped only with --zip-batch, and only the results"
+        );
+        if zipped && ready {
+            let (entry, _) = onshi_domain::zip::read_xml_entry(&file, 1 << 24).unwrap();
+            assert_eq!(entry, name.replace("req_", "res_"));
+        }
         match result.header.segment_of_result {
             SegmentOfResult::InProgress if Instant::now() < deadline => continue,
             _ => break result,

@@ -277,6 +277,68 @@ async fn a_request_seen_before_a_restart_is_paired_after_it() {
     agent.stop().await;
 }
 
+/// The terminal takes drug and checkup requests before the tap reads them: each result is
+/// recorded from the result alone, once, under a reference of the person it names (the same
+/// person in both: the same reference), never the request's card reference; a refusal naming
+/// nobody is recorded too.
+#[tokio::test]
+async fn information_results_whose_request_is_gone_are_recorded_from_the_result() {
+    let site = Site::new();
+    let agent = site.start(60_000).await;
+    // The requests never appear: the terminal took them before the tap looked.
+    site.write(
+        "res",
+        "YZKsiquc01res_02261201093012341.xml",
+        &corpus("YZKsiquc01res_drug.xml"),
+    );
+    site.write(
+        "res",
+        "TKKsiquc01res_02261201093012342.xml",
+        &corpus("TKKsiquc01res_checkup.xml"),
+    );
+    let events = agent.until("the drug and checkup views", 2).await;
+    let views: Vec<&onshi_domain::events::InfoView> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::InfoView(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(views.len(), 2, "{events:?}");
+    let key = onshi_domain::patient::PatientHashKey::from_hex(&"ab".repeat(32)).unwrap();
+    let request = onshi_domain::xml::DrugInfoRequest::from_xml(&corpus(
+        "YZKsiquc01req_02261201093012340.xml",
+    ))
+    .unwrap();
+    let card = onshi_domain::patient::PatientRef::for_insurance_card(
+        &key,
+        &request.header.insurer_number,
+        request.header.insurance_card_symbol.as_ref(),
+        &request.header.insured_person_identification_number,
+        request.header.branch_number.as_ref(),
+    );
+    for view in &views {
+        assert_eq!(view.source, Some(LookupSource::TerminalTap));
+        assert!(view.allowed, "{view:?}");
+        assert_ne!(view.patient_ref, card, "not the card's reference");
+    }
+    let mut categories: Vec<_> = views.iter().map(|v| v.category).collect();
+    categories.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(
+        categories,
+        [
+            onshi_domain::events::InfoCategory::Checkup,
+            onshi_domain::events::InfoCategory::Drug
+        ]
+    );
+    agent.stop().await;
+    // A restart records neither again (given the time it takes to record a file, as above).
+    let agent = site.start(60_000).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(agent.events().await.len(), 2);
+    agent.stop().await;
+}
+
 /// Read access is enough: with the folders read-only nothing changes and everything is recorded
 /// (as root the mode does not stop writes, so the contents are compared too).
 #[cfg(unix)]

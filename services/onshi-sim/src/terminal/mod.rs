@@ -12,7 +12,7 @@
 //!   a silent terminal (requests stay) from a slow one (requests gone, no result yet).
 //! - Answers come from the simulator's population through [`national`]: single eligibility
 //!   (`OQSsiquc01`), the two-step batch (`OQSmuquc01` → reception number, `OQSmuquc02` → in
-//!   progress, then the results; never zipped: no zip crate is in the workspace), drug
+//!   progress, then the results, zipped with `--zip-batch`), drug
 //!   (`YZKsiquc01`) and checkup (`TKKsiquc01`) information.
 //! - `onshi-sim terminal present` plays a patient on the face-recognition reader ([`face`]):
 //!   an `OQSsiquc01res_face_…` file in `<folder>/face` and the consent, kept in
@@ -84,6 +84,10 @@ pub struct TerminalSettings {
     /// Also writes every result, as written to `res`, into this folder (`--copy-results`):
     /// evidence of what the terminal answered, for tests of clients that pass results on.
     pub copy_results: Option<std::path::PathBuf>,
+    /// Batch results (an `OQSmuquc02res` that carries them) are written as a zip archive
+    /// holding the result XML, under the same file name (`--zip-batch`): the national side may
+    /// zip them (domain notes §3; the real archive's layout and file name are UNCONFIRMED).
+    pub zip_batch: bool,
 }
 
 /// A terminal with its folders ready.
@@ -281,6 +285,11 @@ impl Terminal {
                     self.national.unreadable(kind, &bytes, error, now, at)
                 }
             };
+            let result = if self.settings.zip_batch && kind == Kind::BatchFetch {
+                zipped_if_results(result, &names::result_name(&name))
+            } else {
+                result
+            };
             let fate = self.counter.next(&self.knobs.borrow());
             let target = self.folders.res.join(names::result_name(&name));
             let copy = self
@@ -335,6 +344,18 @@ impl Terminal {
 }
 
 /// Writes the control file.
+/// A batch result that carries the results (SegmentOfResult 1), deflated into a zip archive
+/// whose one file is `name`; anything else (in progress, refused) as it is.
+fn zipped_if_results(result: Vec<u8>, name: &str) -> Vec<u8> {
+    let ready = onshi_domain::xml::BulkResult::from_xml(&result)
+        .is_ok_and(|r| r.header.segment_of_result == onshi_domain::codes::SegmentOfResult::Normal);
+    if ready {
+        onshi_domain::zip::single_entry(name, &result, onshi_domain::zip::Method::Deflated)
+    } else {
+        result
+    }
+}
+
 pub fn write_knobs(folders: &Folders, knobs: &Knobs) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(knobs).context("encoding the knobs")?;
     files::write_atomic(&folders.knobs(), &json)
