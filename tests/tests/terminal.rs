@@ -295,25 +295,9 @@ async fn a_silent_terminal_tells_the_clerk_and_central_and_recovers() -> anyhow:
 
 /// The clinic's page on central's dashboard, read by a viewer account made for it.
 async fn site_page(stack: &Stack, operator: &Operator) -> anyhow::Result<String> {
-    let password = "correct horse battery staple";
-    let (status, answer) = operator
-        .send(
-            "POST",
-            "/api/v1/accounts",
-            &serde_json::json!({
-                "login": "miru", "display_name": "見る 人", "role": "viewer",
-                "prefectures": [], "sites": [], "password": password
-            }),
-        )
+    let viewer = operator
+        .signed_in_account(&stack.central, "miru", "viewer")
         .await?;
-    anyhow::ensure!(status == 201, "adding a viewer: {status} {answer}");
-    let viewer = e2e::http::WebSession::sign_in(
-        &stack.pki.paths.chain_ca(),
-        &stack.central.field("web"),
-        "miru",
-        password,
-    )
-    .await?;
     let (status, _, page) = viewer.get(&format!("/sites/{CLINIC}")).await?;
     let page = String::from_utf8_lossy(&page).into_owned();
     anyhow::ensure!(status == 200, "the site page: {status} {page}");
