@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::http::WebSession;
 use e2e::{Pki, TestDb};
 use time::OffsetDateTime;
@@ -292,7 +292,7 @@ async fn summaries_from_events(
     client: &tokio_postgres::Client,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let window = now - central::store::summaries::LOOKUP_HOURS_KEPT;
+    let window = now - central_store::summaries::LOOKUP_HOURS_KEPT;
     client
         .batch_execute("TRUNCATE site_summaries, site_links, site_lookup_hours")
         .await?;

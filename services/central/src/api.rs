@@ -13,15 +13,15 @@ use axum::{Extension, Json};
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
-use crate::audit::ChainVerdict;
 use crate::auth::Principal;
 use crate::error::ServiceError;
 use crate::extract::{Path, Query};
 use crate::service;
 use crate::service::audit::{AuditParams, AuditSearch, Format};
 use crate::state::ApiState;
-use crate::store::migrate::{self, SchemaStatus};
-use crate::store::{
+use central_store::audit::ChainVerdict;
+use central_store::migrate::{self, SchemaStatus};
+use central_store::{
     Alert, AlertState, CertificateAlert, CertificateRow, SiteSummary, Store, StoredEvent,
     StoredInventory, StreamStatus,
 };
@@ -126,7 +126,7 @@ pub(crate) async fn acknowledge_alert(
 pub(crate) async fn list_rollouts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<crate::store::rollouts::RolloutView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::rollouts::RolloutView>>, ServiceError> {
     Ok(Json(
         service::rollouts::list(&store, &principal.scope).await?,
     ))
@@ -136,7 +136,7 @@ pub(crate) async fn one_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
+) -> Result<Json<central_store::rollouts::RolloutView>, ServiceError> {
     Ok(Json(
         service::rollouts::one(&store, &principal.scope, id).await?,
     ))
@@ -152,11 +152,11 @@ pub(crate) async fn start_rollout(
 ) -> Result<
     (
         axum::http::StatusCode,
-        Json<crate::store::rollouts::RolloutView>,
+        Json<central_store::rollouts::RolloutView>,
     ),
     ServiceError,
 > {
-    let new: crate::store::rollouts::NewRollout = json_body(
+    let new: central_store::rollouts::NewRollout = json_body(
         &body,
         "a rollout is {\"target_version\", \"waves\": [{\"share\": 5}, {\"sites\": [...]}, {\"share\": 100}], \"gates\", \"window\", \"on_gate_failure\", \"soak_secs\", \"apply_timeout_secs\"}",
     )?;
@@ -176,7 +176,7 @@ pub(crate) async fn act_on_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
-) -> Result<Json<crate::store::rollouts::RolloutView>, ServiceError> {
+) -> Result<Json<central_store::rollouts::RolloutView>, ServiceError> {
     service::rollouts::act(&store, id, &action, &principal.audit_name()).await?;
     one_rollout(State(store), Extension(principal), Path(id)).await
 }
@@ -187,7 +187,7 @@ pub(crate) async fn act_on_rollout(
 pub(crate) async fn list_availability(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<crate::store::availability::SiteAvailability>>, ServiceError> {
+) -> Result<Json<Vec<central_store::availability::SiteAvailability>>, ServiceError> {
     Ok(Json(store.availability(None, &principal.scope).await?))
 }
 
@@ -195,7 +195,7 @@ pub(crate) async fn list_availability(
 pub(crate) async fn site_availability(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<crate::store::availability::SiteAvailability>, ServiceError> {
+) -> Result<Json<central_store::availability::SiteAvailability>, ServiceError> {
     let site = site_of(&site_code)?;
     store
         .availability(Some(&site), &crate::auth::SiteScope::All)
@@ -213,7 +213,7 @@ pub(crate) async fn site_availability(
 pub(crate) async fn site_opening_hours(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
+) -> Result<Json<central_store::availability::EffectiveHours>, ServiceError> {
     let site = site_of(&site_code)?;
     Ok(Json(store.opening_hours(&site).await?))
 }
@@ -239,7 +239,7 @@ pub(crate) async fn put_site_opening_hours(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<crate::store::availability::EffectiveHours>, ServiceError> {
+) -> Result<Json<central_store::availability::EffectiveHours>, ServiceError> {
     let site = site_of(&site_code)?;
     let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
     store
@@ -379,7 +379,7 @@ pub(crate) async fn audit_events(
         .then(|| events.last())
         .flatten()
         .map(|last| {
-            let cursor = crate::store::audit_search::AuditCursor::after(last);
+            let cursor = central_store::audit_search::AuditCursor::after(last);
             let mut pairs: Vec<&str> = uri
                 .query()
                 .unwrap_or_default()
@@ -487,7 +487,7 @@ pub(crate) async fn open_disaster_window(
 
 pub(crate) async fn list_revocations(
     State(store): State<Store>,
-) -> Result<Json<Vec<crate::store::revocations::Revocation>>, ServiceError> {
+) -> Result<Json<Vec<central_store::revocations::Revocation>>, ServiceError> {
     Ok(Json(store.revocations().await?))
 }
 
@@ -576,7 +576,7 @@ fn day(name: &str, text: &str) -> Result<time::Date, ServiceError> {
 pub(crate) async fn site_adoption(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
     let site = site_of(&site_code)?;
     Ok(Json(
         store
@@ -599,7 +599,7 @@ pub(crate) async fn put_site_adoption(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
     let site = site_of(&site_code)?;
     let plan: AdoptionPlan = json_body(
         &body,
@@ -629,7 +629,7 @@ pub(crate) async fn put_adoption_step(
     Extension(principal): Extension<Principal>,
     Path((site_code, step)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<Option<crate::store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
     let site = site_of(&site_code)?;
     let done: StepDone = json_body(
         &body,
@@ -729,7 +729,7 @@ fn optional_day(name: &str, text: &Option<String>) -> Result<Option<time::Date>,
 pub(crate) async fn site_grace_notifications(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::grace::GraceView>>, ServiceError> {
     let site = site_of(&site_code)?;
     Ok(Json(
         store
@@ -745,7 +745,13 @@ pub(crate) async fn file_grace_notification(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<crate::store::grace::GraceView>), ServiceError> {
+) -> Result<
+    (
+        axum::http::StatusCode,
+        Json<central_store::grace::GraceView>,
+    ),
+    ServiceError,
+> {
     let site = site_of(&site_code)?;
     let filing: GraceFiling = json_body(
         &body,
@@ -785,8 +791,8 @@ pub(crate) async fn end_grace_notification(
     Extension(principal): Extension<Principal>,
     Path((site_code, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<crate::store::grace::GraceView>, ServiceError> {
-    use crate::store::grace::GraceEnd;
+) -> Result<Json<central_store::grace::GraceView>, ServiceError> {
+    use central_store::grace::GraceEnd;
     let site = site_of(&site_code)?;
     let id: i64 = id
         .parse()
@@ -825,7 +831,7 @@ pub(crate) async fn chain_grace_notifications(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<GraceListQuery>,
-) -> Result<Json<Vec<crate::store::grace::GraceView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::grace::GraceView>>, ServiceError> {
     let state = query
         .status
         .as_deref()
@@ -884,7 +890,7 @@ pub(crate) async fn search_sites(
     Ok(Json(serde_json::json!({
         "matches": found.matches,
         "page": filter.page.max(1),
-        "per_page": crate::store::dashboard::SITES_PER_PAGE,
+        "per_page": central_store::dashboard::SITES_PER_PAGE,
         "rows": found.rows,
     })))
 }
@@ -919,7 +925,7 @@ fn account_of(principal: &Principal) -> Result<&str, ServiceError> {
 pub(crate) async fn list_tokens(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<crate::store::accounts::ApiTokenSummary>>, ServiceError> {
+) -> Result<Json<Vec<central_store::accounts::ApiTokenSummary>>, ServiceError> {
     Ok(Json(store.api_tokens(account_of(&principal)?).await?))
 }
 
@@ -988,7 +994,7 @@ pub(crate) async fn revoke_token(
 
 pub(crate) async fn list_accounts(
     State(store): State<Store>,
-) -> Result<Json<Vec<crate::store::accounts::AccountSummary>>, ServiceError> {
+) -> Result<Json<Vec<central_store::accounts::AccountSummary>>, ServiceError> {
     Ok(Json(store.accounts().await?))
 }
 
@@ -1034,7 +1040,7 @@ pub(crate) async fn change_account(
 /// The retention policy (months per event kind, `*` for the rest).
 pub(crate) async fn retention_policy(
     State(store): State<Store>,
-) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
+) -> Result<Json<Vec<central_store::retention::RetentionRule>>, ServiceError> {
     Ok(Json(store.retention_policy().await?))
 }
 
@@ -1045,8 +1051,8 @@ pub(crate) async fn put_retention(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<Json<Vec<crate::store::retention::RetentionRule>>, ServiceError> {
-    let rule: crate::store::retention::RetentionRule = json_body(
+) -> Result<Json<Vec<central_store::retention::RetentionRule>>, ServiceError> {
+    let rule: central_store::retention::RetentionRule = json_body(
         &body,
         "a retention rule is {\"kind\": \"link_change\" (or \"*\"), \"months\": the kind's floor (60, or 13 for equipment and link kinds) to 1200}",
     )?;
@@ -1058,7 +1064,7 @@ pub(crate) async fn put_retention(
 
 pub(crate) async fn list_endpoints(
     State(store): State<Store>,
-) -> Result<Json<Vec<crate::store::notifications::Endpoint>>, ServiceError> {
+) -> Result<Json<Vec<central_store::notifications::Endpoint>>, ServiceError> {
     Ok(Json(store.notification_endpoints().await?))
 }
 
@@ -1090,7 +1096,7 @@ pub(crate) async fn put_endpoint(
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
-) -> Result<Json<crate::store::notifications::Endpoint>, ServiceError> {
+) -> Result<Json<central_store::notifications::Endpoint>, ServiceError> {
     use crate::notify::endpoint;
     let request: endpoint::EndpointRequest = json_body(&body, endpoint::SHAPE)?;
     Ok(Json(
@@ -1122,7 +1128,7 @@ pub(crate) struct DeliveryParams {
 pub(crate) async fn list_deliveries(
     State(store): State<Store>,
     Query(params): Query<DeliveryParams>,
-) -> Result<Json<Vec<crate::store::notifications::Delivery>>, ServiceError> {
+) -> Result<Json<Vec<central_store::notifications::Delivery>>, ServiceError> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(bad(format!("limit {limit}: expected 1 to 1000")));

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use crate::ingest::{Ingest, MAX_MESSAGE_BYTES};
 use crate::limits::RateLimiter;
 use crate::maintenance::{self, MaintenanceConfig};
-use crate::store::{self, DatabaseUrl, Store, WriteMethod};
 use crate::writer::{Writer, WriterConfig};
+use central_store::{self as store, DatabaseUrl, Store, WriteMethod};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
 #[derive(Debug, Clone)]
@@ -125,7 +125,7 @@ pub struct Application {
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     web_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
-    seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
+    seal_key: Option<std::sync::Arc<central_store::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
     /// Reports a revoked certificate refused at a handshake or, on the operator listener, at a
@@ -235,7 +235,9 @@ impl Application {
                 .context("loading the revoked sites")?,
         );
         let seal_key = match &settings.seal_key {
-            Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
+            Some(path) => Some(std::sync::Arc::new(central_store::sealing::SealKey::load(
+                path,
+            )?)),
             None => {
                 tracing::warn!("no seal key (--seal-key): streams are verified but not sealed");
                 None
@@ -347,7 +349,7 @@ impl Application {
             stopped(stop_rx.clone()),
         ));
         // Kept until the end: the pool gauge is read at each metrics collection.
-        let _pool_gauge = pool_gauge(self.store.pool().clone());
+        let _pool_gauge = pool_gauge(self.store.clone());
         let writer = Writer::spawn(self.store.clone(), tuning.writer);
         let limits = std::sync::Arc::new(RateLimiter::new(
             tuning.events_per_second,
@@ -567,17 +569,17 @@ async fn require_current_schema(store: &Store) -> anyhow::Result<()> {
 
 /// `central_db_pool_connections{state}`: connections in use, idle, the pool's maximum, and
 /// callers waiting for one. Read at each metrics collection; a no-op when metrics are off.
-fn pool_gauge(pool: deadpool_postgres::Pool) -> opentelemetry::metrics::ObservableGauge<u64> {
+fn pool_gauge(store: Store) -> opentelemetry::metrics::ObservableGauge<u64> {
     use opentelemetry::KeyValue;
     opentelemetry::global::meter("central")
         .u64_observable_gauge("central_db_pool_connections")
         .with_description("PostgreSQL connections by state: in_use, idle, max, waiting")
         .with_callback(move |observer| {
-            let status = pool.status();
+            let status = store.pool_status();
             for (value, state) in [
-                (status.size.saturating_sub(status.available), "in_use"),
-                (status.available, "idle"),
-                (status.max_size, "max"),
+                (status.in_use, "in_use"),
+                (status.idle, "idle"),
+                (status.max, "max"),
                 (status.waiting, "waiting"),
             ] {
                 observer.observe(value as u64, &[KeyValue::new("state", state)]);

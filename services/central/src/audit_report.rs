@@ -6,9 +6,9 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
-use crate::audit::{ChainVerdict, describe};
-use crate::jst::stamp as tokyo;
-use crate::store::{AuditQuery, AuditTotals, StoredEvent};
+use central_store::audit::{ChainVerdict, describe};
+use central_store::jst::stamp as tokyo;
+use central_store::{AuditQuery, AuditTotals, StoredEvent};
 
 /// The fields of an event body an auditor reads, as text ("" when absent).
 pub(crate) fn field(event: &StoredEvent, name: &str) -> String {

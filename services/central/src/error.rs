@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::store::StoreError;
+use central_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -1,5 +1,5 @@
 //! Fleet-wide gauges for Prometheus, refreshed by the maintenance loop
-//! ([`crate::store::fleet_gauges`]) and read at each metrics collection:
+//! ([`central_store::fleet_gauges`]) and read at each metrics collection:
 //!
 //! - `central_alerts_open{kind}`: opened, unresolved alerts;
 //! - `central_sites{state,open}`: sites by availability state (`online`, `agent_down`,
@@ -20,7 +20,7 @@ use std::sync::{LazyLock, Mutex};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::ObservableGauge;
 
-use crate::store::fleet_gauges::{CERTIFICATE_HORIZONS_DAYS, FleetGauges};
+use central_store::fleet_gauges::{CERTIFICATE_HORIZONS_DAYS, FleetGauges};
 
 static LATEST: Mutex<Option<FleetGauges>> = Mutex::new(None);
 

@@ -36,8 +36,8 @@ use uuid::Uuid;
 use crate::error::ServiceError;
 use crate::limits::RateLimiter;
 use crate::renewal::Renewals;
-use crate::store::{BatchWrite, Store, StoreError};
 use crate::writer::Writer;
+use central_store::{BatchWrite, Store, StoreError};
 
 /// Limits central announces in its Welcome and enforces.
 pub const MAX_BATCH_EVENTS: usize = 1_000;

@@ -3,7 +3,6 @@
 
 pub(crate) mod api;
 pub mod app;
-pub mod audit;
 pub mod audit_report;
 pub mod auth;
 pub mod error;
@@ -12,17 +11,14 @@ pub mod fleet_metrics;
 pub mod form;
 pub mod health;
 pub mod ingest;
-pub mod jst;
 pub mod limits;
 pub mod maintenance;
 pub(crate) mod middleware;
 pub mod notify;
 pub mod renewal;
 pub mod routes;
-pub mod sealing;
 pub mod service;
 pub mod spreadsheet;
 pub mod state;
-pub mod store;
 pub(crate) mod web;
 pub mod writer;

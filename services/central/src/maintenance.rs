@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use crate::store::{AlertThresholds, CertificateAlertDays, Store};
+use central_store::{AlertThresholds, CertificateAlertDays, Store};
 
 /// How long the delivery log keeps a delivered notification.
 const NOTIFICATIONS_KEPT: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -65,7 +65,7 @@ impl Default for MaintenanceConfig {
 pub async fn run(
     store: Store,
     config: MaintenanceConfig,
-    seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
+    seal_key: Option<std::sync::Arc<central_store::sealing::SealKey>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let partitions = async {

@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 use crate::auth::session::SESSION_COOKIE;
 use crate::auth::{Credential, Principal, Role, SiteScope, secret};
 use crate::error::ServiceError;
-use crate::store::Store;
-use crate::store::accounts::AccountRow;
+use central_store::Store;
+use central_store::accounts::AccountRow;
 
 /// Where scripts put the CSRF token of a browser write.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -41,7 +41,7 @@ pub fn principal_of(
     csrf_token: Option<String>,
 ) -> Result<Principal, ServiceError> {
     let role = Role::parse(&account.role).map_err(|e| {
-        ServiceError::Internal(crate::store::StoreError::Corrupt(format!(
+        ServiceError::Internal(central_store::StoreError::Corrupt(format!(
             "account {}: {e}",
             account.login
         )))

@@ -18,7 +18,7 @@ use fleet_tls::renewal::{AgentCa, RenewalError};
 use onshi_domain::site::SiteCode;
 use proto::fleet::v1 as pb;
 
-use crate::store::Store;
+use central_store::Store;
 
 /// Where the chain CA that signs renewals is, and how long what it signs is valid.
 #[derive(Debug, Clone)]

@@ -22,8 +22,8 @@ use axum::routing::{MethodFilter, MethodRouter};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::Store;
 use crate::{api, web};
+use central_store::Store;
 
 /// What a request must bring to reach a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use axum::extract::FromRef;
 use onshi_domain::patient::PatientHashKey;
 
 use crate::auth::rate_limit::SignInLimiter;
-use crate::store::Store;
+use central_store::Store;
 
 /// The handlers' shared state: the store, and the chain's patient hash key when central was
 /// given one (auditors then search by insurance card details, hashed at query time).

@@ -18,7 +18,7 @@ use opentelemetry::metrics::{Counter, Histogram};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::Instrument;
 
-use crate::store::{BatchOutcome, BatchWrite, Store, StoreError};
+use central_store::{BatchOutcome, BatchWrite, Store, StoreError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {

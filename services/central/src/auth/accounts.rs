@@ -8,8 +8,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::{Role, password, secret};
 use crate::error::ServiceError;
-use crate::store::Store;
-use crate::store::accounts::{AccountChange, NewAccount};
+use central_store::Store;
+use central_store::accounts::{AccountChange, NewAccount};
 
 /// An account to make, as an administrator describes it.
 #[derive(Debug, Clone, Deserialize)]

@@ -16,7 +16,7 @@ use onshi_domain::site::SiteCode;
 use serde::Serialize;
 
 use crate::error::ServiceError;
-pub use crate::store::scope::SiteScope;
+pub use central_store::scope::SiteScope;
 
 /// The roles of the dashboard and API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

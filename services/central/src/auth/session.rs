@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use super::rate_limit::{Refusal, SignInLimiter};
 use super::{password, secret};
 use crate::error::ServiceError;
-use crate::store::Store;
-use crate::store::accounts::{SESSION_LIFETIME, SignInEvent};
+use central_store::Store;
+use central_store::accounts::{SESSION_LIFETIME, SignInEvent};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "onshi_session";

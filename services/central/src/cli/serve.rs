@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
 use central::maintenance::MaintenanceConfig;
-use central::store::{self, AlertThresholds, DatabaseUrl, WriteMethod};
 use central::writer::WriterConfig;
+use central_store::{self as store, AlertThresholds, DatabaseUrl, WriteMethod};
 use clap::Args;
 
 use super::DbArgs;

@@ -8,8 +8,8 @@ use super::KINDS;
 use super::key::{NotificationKey, new_secret};
 use crate::auth::Principal;
 use crate::error::ServiceError;
-use crate::store::Store;
-use crate::store::notifications::{Endpoint, EndpointSpec};
+use central_store::Store;
+use central_store::notifications::{Endpoint, EndpointSpec};
 
 /// The JSON of an endpoint (`POST` and `PUT /api/v1/notifications/endpoints`).
 #[derive(Debug, Clone, Deserialize)]

@@ -123,7 +123,7 @@ pub fn text(message: &Message) -> (String, String) {
         "[onshi-fleet] {event_ja}: {kind_ja} {site} / {event_en}: {kind_en} {site}",
         site = message.site_code
     );
-    let time = crate::jst::stamp(message.occurred_at);
+    let time = central_store::jst::stamp(message.occurred_at);
     let link = message.dashboard_url.clone().unwrap_or_default();
     let body = format!(
         "{event_ja}: {kind_ja}\n施設: {site}（都道府県 {pref}）\n日時: {time}\n内容: {detail}\n{link}\n\n\

@@ -20,7 +20,7 @@ use anyhow::Context;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::store::notifications::Due;
+use central_store::notifications::Due;
 
 /// How central notifies (every field is a `serve` option, see `main.rs`).
 #[derive(Debug, Clone, Default)]
@@ -48,7 +48,7 @@ impl NotifySettings {
     /// The worker, with its own `store` (a small pool of its own).
     pub fn notifier(
         &self,
-        store: crate::store::Store,
+        store: central_store::Store,
         key: Option<Arc<key::NotificationKey>>,
     ) -> anyhow::Result<worker::Notifier> {
         let roots = match &self.webhook_ca {

@@ -11,8 +11,8 @@ use super::key::NotificationKey;
 use super::mail::Mailer;
 use super::webhook::WebhookClient;
 use super::{Message, URGENT_KINDS};
-use crate::store::Store;
-use crate::store::notifications::{Claim, Due};
+use central_store::Store;
+use central_store::notifications::{Claim, Due};
 
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {

@@ -3,7 +3,7 @@
 
 use crate::auth::{Principal, SiteScope};
 use crate::error::ServiceError;
-use crate::store::{Acknowledgement, Alert, AlertState, Store};
+use central_store::{Acknowledgement, Alert, AlertState, Store};
 
 /// Opened alerts of the sites in `scope` in any of `states`, newest first, at most `limit`
 /// (1 to 1000).

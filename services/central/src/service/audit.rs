@@ -10,6 +10,7 @@
 //! that instant excluded). `month` (`YYYY-MM`) is a whole Tokyo month instead of `from`/`to`.
 
 use futures_util::{Stream, StreamExt};
+use onshi_domain::calendar::JST;
 use onshi_domain::ids::{
     IdError, InsuredBranchNumber, InsuredCardSymbol, InsuredIdentificationNumber, InsurerNumber,
 };
@@ -21,9 +22,8 @@ use time::{Date, Duration, OffsetDateTime};
 use crate::audit_report::describe_query;
 use crate::auth::Principal;
 use crate::error::ServiceError;
-use crate::jst::TOKYO;
-use crate::store::audit_search::AuditCursor;
-use crate::store::{AuditQuery, Store, StoredEvent};
+use central_store::audit_search::AuditCursor;
+use central_store::{AuditQuery, Store, StoredEvent};
 
 /// The event kinds a search may name, with their labels (Japanese, English).
 pub const KINDS: [(&str, &str, &str); 4] = [
@@ -148,7 +148,7 @@ fn id_error(e: IdError) -> ServiceError {
 }
 
 fn tokyo_midnight(day: Date) -> OffsetDateTime {
-    day.midnight().assume_offset(TOKYO)
+    day.midnight().assume_offset(JST)
 }
 
 fn parse_day(text: &str) -> Option<Date> {

@@ -3,8 +3,8 @@
 
 use crate::auth::SiteScope;
 use crate::error::ServiceError;
-use crate::store::rollouts::{Action, RolloutView};
-use crate::store::{Store, StoreError};
+use central_store::rollouts::{Action, RolloutView};
+use central_store::{Store, StoreError};
 
 /// Rollouts, newest first (at most 50), with their sites in `scope` only: an area manager sees
 /// the rollouts that touch their sites and none of the others' sites.

@@ -14,8 +14,8 @@ use super::layout::{Nav, csrf_field, page};
 use crate::auth::{Credential, Principal};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::accounts::ApiTokenSummary;
-use crate::store::scope::SiteScope;
+use central_store::accounts::ApiTokenSummary;
+use central_store::scope::SiteScope;
 
 const TITLE: &str = "アカウント / Account";
 

@@ -15,7 +15,7 @@ use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::notify::kind_label;
 use crate::state::ApiState;
-use crate::store::{Alert, AlertState};
+use central_store::{Alert, AlertState};
 
 /// Alerts the list shows at most, newest first.
 const ALERTS_SHOWN: i64 = 500;

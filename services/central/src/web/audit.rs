@@ -24,8 +24,8 @@ use crate::error::ServiceError;
 use crate::extract::Query;
 use crate::service::audit::{AuditParams, AuditSearch, CONSENTS, KINDS, RESULTS, STAFF_ROLES};
 use crate::state::ApiState;
-use crate::store::dashboard_rollout::StreamVerificationStatus;
-use crate::store::{AuditQuery, StoredEvent};
+use central_store::dashboard_rollout::StreamVerificationStatus;
+use central_store::{AuditQuery, StoredEvent};
 
 /// Rows the page shows (one more is asked for, to say there are more).
 const PAGE_ROWS: i64 = 200;

@@ -7,19 +7,20 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use onshi_domain::calendar::JST;
 use onshi_domain::ids::Prefecture;
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::charts::{self, Series};
-use super::format::{TOKYO, count, date_with_era, tokyo, tokyo_day};
+use super::format::{count, date_with_era, tokyo, tokyo_day};
 use super::layout::{Nav, page};
 use crate::auth::{Permission, Principal, SiteScope};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::CertificateRow;
-use crate::store::dashboard_rollout::CertificateFilter;
+use central_store::CertificateRow;
+use central_store::dashboard_rollout::CertificateFilter;
 
 /// Rows the page shows; the CSV has them all.
 const PAGE_ROWS: i64 = 1_000;
@@ -230,7 +231,7 @@ fn timeline_months(now: OffsetDateTime) -> Vec<String> {
 
 fn expiry_chart(
     now: OffsetDateTime,
-    months: &[crate::store::dashboard_rollout::ExpiryMonth],
+    months: &[central_store::dashboard_rollout::ExpiryMonth],
 ) -> Markup {
     let categories = timeline_months(now);
     let series: Vec<Series> = ROLES
@@ -290,7 +291,7 @@ fn table(rows: &[CertificateRow]) -> Markup {
                     tr class=(row_class(c)) data-fingerprint=(c.sha256_fingerprint)
                         data-site=(c.site_code) data-days=(c.days_to_expiry) {
                         td {
-                            (date_with_era(c.not_after.to_offset(TOKYO).date()))
+                            (date_with_era(c.not_after.to_offset(JST).date()))
                             " " span.en { (tokyo(c.not_after)) }
                         }
                         td.num { (c.days_to_expiry) }
@@ -432,7 +433,7 @@ const CSV_HEADER: [&str; 15] = [
 /// One certificate as a CSV record (see [`CSV_HEADER`]; [`crate::spreadsheet`]: RFC 4180,
 /// inert cells).
 fn csv_record(c: &CertificateRow) -> Vec<u8> {
-    let day = c.not_after.to_offset(TOKYO).date();
+    let day = c.not_after.to_offset(JST).date();
     let mut out = Vec::new();
     crate::spreadsheet::write_line(
         &mut out,
@@ -486,7 +487,7 @@ pub async fn csv_handler(
         )
         .await?;
     let head = futures_util::stream::once(async {
-        Ok::<_, crate::store::StoreError>(crate::spreadsheet::head(&CSV_HEADER))
+        Ok::<_, central_store::StoreError>(crate::spreadsheet::head(&CSV_HEADER))
     });
     let rows = export
         .stream
@@ -498,7 +499,7 @@ pub async fn csv_handler(
             }
             Ok(bytes)
         })
-        .inspect(|chunk: &Result<Vec<u8>, crate::store::StoreError>| {
+        .inspect(|chunk: &Result<Vec<u8>, central_store::StoreError>| {
             if let Err(error) = chunk {
                 // The status is sent: the download ends short, and the log says why.
                 tracing::warn!(%error, "the certificates CSV stopped half-way");

@@ -4,11 +4,11 @@
 use time::macros::format_description;
 use time::{Date, OffsetDateTime};
 
-pub use crate::jst::TOKYO;
+use onshi_domain::calendar::JST;
 
 /// `2026-12-02 14:05` in Tokyo time.
 pub fn tokyo(at: OffsetDateTime) -> String {
-    at.to_offset(TOKYO)
+    at.to_offset(JST)
         .format(format_description!("[year]-[month]-[day] [hour]:[minute]"))
         .unwrap_or_else(|_| at.to_string())
 }
@@ -30,7 +30,7 @@ pub fn date_with_era(day: Date) -> String {
 
 /// The Tokyo calendar day of an instant.
 pub fn tokyo_day(at: OffsetDateTime) -> Date {
-    at.to_offset(TOKYO).date()
+    at.to_offset(JST).date()
 }
 
 /// `12,345`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use maud::{Markup, html};
 
-use crate::store::Store;
+use central_store::Store;
 
 /// The last measured lag in milliseconds; negative: no replica, or not measured.
 static LAG_MS: AtomicI64 = AtomicI64::new(-1);

@@ -16,7 +16,7 @@ use crate::error::ServiceError;
 use crate::notify::endpoint::{self, EndpointRequest};
 use crate::notify::{KINDS, URGENT_KINDS, event_label, kind_label};
 use crate::state::ApiState;
-use crate::store::notifications::Endpoint;
+use central_store::notifications::Endpoint;
 
 const TITLE: &str = "通知 / Notifications";
 /// Deliveries the page shows.

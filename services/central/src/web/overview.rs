@@ -8,15 +8,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get};
 use maud::{Markup, html};
 use onshi_domain::availability::State as Availability;
+use onshi_domain::calendar::JST;
 use time::{Duration, OffsetDateTime};
 
 use super::charts::{self, Series};
-use super::format::{TOKYO, count, tokyo};
+use super::format::{count, tokyo};
 use super::layout::{Nav, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::dashboard::Overview;
+use central_store::dashboard::Overview;
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
 pub const OUTCOMES: [(&str, &str, &str, &str); 5] = [
@@ -115,7 +116,7 @@ pub fn lookup_series(overview: &Overview) -> (Vec<String>, Vec<Series>) {
         .collect();
     let labels = hours
         .iter()
-        .map(|h| format!("{:02}:00", h.to_offset(TOKYO).hour()))
+        .map(|h| format!("{:02}:00", h.to_offset(JST).hour()))
         .collect();
     let mut names: Vec<&str> = OUTCOMES.iter().map(|(n, ..)| *n).collect();
     for (_, outcome, _) in &overview.lookups_by_hour {

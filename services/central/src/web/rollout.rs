@@ -19,10 +19,10 @@ use super::layout::{Nav, csrf_field, page};
 use crate::auth::{Permission, Principal};
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::StoreError;
-use crate::store::adoption::AdoptionView;
-use crate::store::dashboard_rollout::{RolloutDetail, RolloutSummary};
-use crate::store::rollouts::NewRollout;
+use central_store::StoreError;
+use central_store::adoption::AdoptionView;
+use central_store::dashboard_rollout::{RolloutDetail, RolloutSummary};
+use central_store::rollouts::NewRollout;
 
 /// Rollouts the page lists.
 const LISTED_ROLLOUTS: i64 = 20;
@@ -192,7 +192,7 @@ fn funnel(rows: &[PrefectureRow]) -> Markup {
 
 /// The sites at risk or overdue, overdue first, then by the open step's deadline.
 fn at_risk(views: &[AdoptionView]) -> Markup {
-    let mut late: Vec<(&AdoptionView, Option<&crate::store::adoption::StepView>)> = views
+    let mut late: Vec<(&AdoptionView, Option<&central_store::adoption::StepView>)> = views
         .iter()
         .filter(|v| matches!(v.status, SiteAdoption::AtRisk | SiteAdoption::Overdue))
         .map(|v| (v, v.steps.iter().find(|s| Some(s.step) == v.reason)))

@@ -17,8 +17,8 @@ use super::layout::{Nav, page};
 use crate::auth::Principal;
 use crate::error::ServiceError;
 use crate::state::ApiState;
-use crate::store::adoption::AdoptionView;
-use crate::store::dashboard::{SITES_PER_PAGE, SiteDetail, SiteEvent, SiteFilter, SitePage};
+use central_store::adoption::AdoptionView;
+use central_store::dashboard::{SITES_PER_PAGE, SiteDetail, SiteEvent, SiteFilter, SitePage};
 
 /// Site kinds as the code's fee-table digit tells them: form value, digit, Japanese, English.
 pub const KINDS: [(&str, char, &str, &str); 4] = [
@@ -652,7 +652,7 @@ fn detail_body(site: &SiteDetail, adoption: Option<&AdoptionView>, now: OffsetDa
                     }
                     tbody {
                         @for c in &site.certificates {
-                            @let days = crate::store::certificates::days_to_expiry(now, c.not_after);
+                            @let days = central_store::certificates::days_to_expiry(now, c.not_after);
                             tr data-fingerprint=(c.sha256_fingerprint) class=[c.missing.then_some("missing")] {
                                 td { (c.terminal_id) }
                                 td { (c.role) }

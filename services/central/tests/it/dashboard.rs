@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use central::auth::accounts::{AccountSpec, create_account};
-use central::store::Store;
+use central_store::Store;
 use e2e::TestDb;
 use onshi_domain::events::{
     EventBody, FleetEvent, Inventory, LinkChange, LinkState, LinkTarget, LookupOutcome,
@@ -803,7 +803,7 @@ async fn an_auditor_is_sent_from_the_overview_to_the_audit_pages() {
         fleet
             .store
             .alerts(
-                &[central::store::AlertState::Open],
+                &[central_store::AlertState::Open],
                 100,
                 &central::auth::SiteScope::All
             )

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use central::store::{AlertThresholds, CertificateAlertDays, Store};
+use central_store::{AlertThresholds, CertificateAlertDays, Store};
 use e2e::TestDb;
 use e2e::openapi::{self, find_response, validate_at};
 use fleet_tls::listen::PeerCertificates;

@@ -4,7 +4,7 @@
 //! write an append-only row each.
 
 use central::auth::accounts::{AccountSpec, create_account};
-use central::store::{self, DatabaseUrl, Store};
+use central_store::{self as store, DatabaseUrl, Store};
 use e2e::http::{Anonymous, Answer, WebSession, sign_in_form};
 use e2e::{Pki, Running, TestDb};
 

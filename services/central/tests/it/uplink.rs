@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use central::app::{Application, Settings, Tuning};
-use central::store::{AlertThresholds, DatabaseUrl};
+use central_store::{AlertThresholds, DatabaseUrl};
 use e2e::uplink::{Session, agent_tls, lookup_event};
 use e2e::{Pki, TestDb, eventually, site_code};
 use tokio::net::{TcpListener, TcpStream};
@@ -642,8 +642,8 @@ async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
     );
 
     // Even claims already stored (before this check existed) cannot break the overview's sums.
-    let pool = central::store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
-    let store = central::store::Store::new(pool);
+    let pool = central_store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
+    let store = central_store::Store::new(pool);
     let code = onshi_domain::site::SiteCode::parse(&site).unwrap();
     for _ in 0..2 {
         store
@@ -659,7 +659,7 @@ async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
     }
     store
         .overview(
-            &central::store::scope::SiteScope::All,
+            &central_store::scope::SiteScope::All,
             time::OffsetDateTime::now_utc(),
         )
         .await

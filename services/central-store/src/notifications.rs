@@ -2,7 +2,7 @@
 //!
 //! Endpoints are made and changed by chain administrators, each change audited in the same
 //! transaction. Deliveries are rows the triggers on `alerts` and `certificate_alerts` insert;
-//! the worker (`crate::notify::worker`) claims due rows with `FOR UPDATE SKIP LOCKED`, so every
+//! the worker (`central_core::notify::worker`) claims due rows with `FOR UPDATE SKIP LOCKED`, so every
 //! replica may run it, and a claim pushes the row's next attempt past the delivery's timeout:
 //! a replica that dies mid-delivery leaves the row to another (at least once). A row is due
 //! only when no earlier row of the same alert and endpoint is still undelivered (in order per
@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::{Store, StoreError, audit_admin};
 
-/// What an endpoint is, as chain IT set it (checked by `crate::notify::endpoint`).
+/// What an endpoint is, as chain IT set it (checked by `central_core::notify::endpoint`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSpec {
     pub name: String,

@@ -1,10 +1,15 @@
-//! Everything central keeps in PostgreSQL. Only this module knows SQL.
+//! Everything central keeps in PostgreSQL, and the pieces the store itself needs: the audit
+//! trail's checks (`audit`), the seal signing key (`sealing`) and Japan time in messages
+//! (`jst`). Invariant: the only central crate that knows SQL, tokio-postgres or
+//! deadpool-postgres (a tidy test reads the crates' manifests); statements run through `conn`
+//! (`clippy.toml` refuses `Pool::get` elsewhere).
 
 pub mod access_recheck;
 pub mod access_rules;
 pub mod accounts;
 pub mod adoption;
 pub mod alerts;
+pub mod audit;
 pub mod audit_search;
 pub mod availability;
 pub mod certificates;
@@ -17,6 +22,7 @@ pub(crate) mod events;
 pub mod fleet_gauges;
 pub mod grace;
 mod ingest;
+pub mod jst;
 pub mod migrate;
 pub mod notifications;
 pub mod partitions;
@@ -25,6 +31,7 @@ pub mod revocations;
 pub mod roles;
 pub mod rollouts;
 pub mod scope;
+pub mod sealing;
 pub mod seals;
 pub mod summaries;
 pub mod tls;
@@ -237,6 +244,27 @@ impl Store {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+
+    /// The primary pool's connections now (central's `central_db_pool_connections` gauge).
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.pool.status();
+        PoolStatus {
+            in_use: status.size.saturating_sub(status.available),
+            idle: status.available,
+            max: status.max_size,
+            waiting: status.waiting,
+        }
+    }
+}
+
+/// The primary pool's connections at one moment: in use, idle, the pool's maximum, and callers
+/// waiting for one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    pub in_use: usize,
+    pub idle: usize,
+    pub max: usize,
+    pub waiting: usize,
 }
 
 /// Records an administrative action (who changed what through the API) in `security_events`,

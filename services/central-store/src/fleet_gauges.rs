@@ -1,4 +1,4 @@
-//! The fleet as a handful of numbers for Prometheus (`crate::fleet_metrics`): open alerts by
+//! The fleet as a handful of numbers for Prometheus (`central_core::fleet_metrics`): open alerts by
 //! kind, sites by availability state, certificates near expiry, events waiting at sites. One
 //! statement over small tables (alerts, site_availability, certificates, agent_streams), never
 //! the events table, so it costs the same however long the history is.

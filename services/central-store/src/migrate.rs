@@ -1,6 +1,6 @@
 //! Embedded schema migrations.
 //!
-//! Migrations are SQL files under `services/central/migrations/`, compiled into the binary and
+//! Migrations are SQL files under `services/central-store/migrations/`, compiled into the binary and
 //! applied in order, each in its own transaction, under an advisory lock so that two replicas
 //! starting together do not race. `schema_migrations` records what was applied with a checksum:
 //! a shipped migration that was edited afterwards is refused rather than silently skipped.
@@ -20,112 +20,112 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "events",
-        sql: include_str!("../../migrations/0001_events.sql"),
+        sql: include_str!("../migrations/0001_events.sql"),
     },
     Migration {
         version: 2,
         name: "partitioned_events_and_alerts",
-        sql: include_str!("../../migrations/0002_partitioned_events_and_alerts.sql"),
+        sql: include_str!("../migrations/0002_partitioned_events_and_alerts.sql"),
     },
     Migration {
         version: 3,
         name: "certificates",
-        sql: include_str!("../../migrations/0003_certificates.sql"),
+        sql: include_str!("../migrations/0003_certificates.sql"),
     },
     Migration {
         version: 4,
         name: "event_chain",
-        sql: include_str!("../../migrations/0004_event_chain.sql"),
+        sql: include_str!("../migrations/0004_event_chain.sql"),
     },
     Migration {
         version: 5,
         name: "agent_inventory",
-        sql: include_str!("../../migrations/0005_agent_inventory.sql"),
+        sql: include_str!("../migrations/0005_agent_inventory.sql"),
     },
     Migration {
         version: 6,
         name: "append_only_audit",
-        sql: include_str!("../../migrations/0006_append_only_audit.sql"),
+        sql: include_str!("../migrations/0006_append_only_audit.sql"),
     },
     Migration {
         version: 7,
         name: "seals",
-        sql: include_str!("../../migrations/0007_seals.sql"),
+        sql: include_str!("../migrations/0007_seals.sql"),
     },
     Migration {
         version: 8,
         name: "access_recheck",
-        sql: include_str!("../../migrations/0008_access_recheck.sql"),
+        sql: include_str!("../migrations/0008_access_recheck.sql"),
     },
     Migration {
         version: 9,
         name: "access_rules",
-        sql: include_str!("../../migrations/0009_access_rules.sql"),
+        sql: include_str!("../migrations/0009_access_rules.sql"),
     },
     Migration {
         version: 10,
         name: "revocations",
-        sql: include_str!("../../migrations/0010_revocations.sql"),
+        sql: include_str!("../migrations/0010_revocations.sql"),
     },
     Migration {
         version: 11,
         name: "adoption",
-        sql: include_str!("../../migrations/0011_adoption.sql"),
+        sql: include_str!("../migrations/0011_adoption.sql"),
     },
     Migration {
         version: 12,
         name: "grace_notifications",
-        sql: include_str!("../../migrations/0012_grace_notifications.sql"),
+        sql: include_str!("../migrations/0012_grace_notifications.sql"),
     },
     Migration {
         version: 13,
         name: "site_availability",
-        sql: include_str!("../../migrations/0013_site_availability.sql"),
+        sql: include_str!("../migrations/0013_site_availability.sql"),
     },
     Migration {
         version: 14,
         name: "rollouts",
-        sql: include_str!("../../migrations/0014_rollouts.sql"),
+        sql: include_str!("../migrations/0014_rollouts.sql"),
     },
     Migration {
         version: 15,
         name: "accounts_and_sites",
-        sql: include_str!("../../migrations/0015_accounts_and_sites.sql"),
+        sql: include_str!("../migrations/0015_accounts_and_sites.sql"),
     },
     Migration {
         version: 16,
         name: "retention",
-        sql: include_str!("../../migrations/0016_retention.sql"),
+        sql: include_str!("../migrations/0016_retention.sql"),
     },
     Migration {
         version: 17,
         name: "dashboard_speed",
-        sql: include_str!("../../migrations/0017_dashboard_speed.sql"),
+        sql: include_str!("../migrations/0017_dashboard_speed.sql"),
     },
     Migration {
         version: 18,
         name: "retention_guard",
-        sql: include_str!("../../migrations/0018_retention_guard.sql"),
+        sql: include_str!("../migrations/0018_retention_guard.sql"),
     },
     Migration {
         version: 19,
         name: "sign_in_refusals",
-        sql: include_str!("../../migrations/0019_sign_in_refusals.sql"),
+        sql: include_str!("../migrations/0019_sign_in_refusals.sql"),
     },
     Migration {
         version: 20,
         name: "site_revocations_and_renewals",
-        sql: include_str!("../../migrations/0020_site_revocations_and_renewals.sql"),
+        sql: include_str!("../migrations/0020_site_revocations_and_renewals.sql"),
     },
     Migration {
         version: 21,
         name: "notifications",
-        sql: include_str!("../../migrations/0021_notifications.sql"),
+        sql: include_str!("../migrations/0021_notifications.sql"),
     },
     Migration {
         version: 22,
         name: "site_summaries",
-        sql: include_str!("../../migrations/0022_site_summaries.sql"),
+        sql: include_str!("../migrations/0022_site_summaries.sql"),
     },
 ];
 
