@@ -545,9 +545,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         (ADMIN, "chain_admin", vec![]),
         (MANAGER, "area_manager", vec!["13".to_string()]),
     ] {
-        central::auth::accounts::create_account(
+        central_core::auth::accounts::create_account(
             &store,
-            &central::auth::accounts::AccountSpec {
+            &central_core::auth::accounts::AccountSpec {
                 login: login.into(),
                 display_name: login.into(),
                 role: role.into(),

@@ -1,10 +1,10 @@
 //! The JSON API (versioned under `/api/v1`): thin handlers that parse what was sent, call the
-//! store or a `crate::service` function, and answer JSON. `crate::routes` declares them.
+//! store or a `central_core::service` function, and answer JSON. `crate::routes` declares them.
 //!
 //! Served over TLS 1.3, on the mTLS listener to operators (a client certificate from the chain
 //! CA naming `urn:onshi-fleet:operator:<name>`; an agent's certificate is refused here) and on
 //! the web listener to people and programs with an account (session cookie or API token).
-//! `crate::auth` resolves who asks; `crate::routes` says what each route needs; site scope is
+//! `central_core::auth` resolves who asks; `crate::routes` says what each route needs; site scope is
 //! checked on every `{site_code}` and applied inside listing queries.
 
 use axum::extract::State;
@@ -13,12 +13,13 @@ use axum::{Extension, Json};
 use onshi_domain::site::SiteCode;
 use serde::Deserialize;
 
-use crate::auth::Principal;
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::extract::{Path, Query};
-use crate::service;
-use crate::service::audit::{AuditParams, AuditSearch, Format};
 use crate::state::ApiState;
+use central_core::auth::Principal;
+use central_core::error::ServiceError;
+use central_core::service;
+use central_core::service::audit::{AuditParams, AuditSearch, Format};
 use central_store::audit::ChainVerdict;
 use central_store::migrate::{self, SchemaStatus};
 use central_store::{
@@ -29,7 +30,7 @@ use central_store::{
 pub(crate) async fn list_sites(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<SiteSummary>>, ServiceError> {
+) -> Result<Json<Vec<SiteSummary>>, HttpError> {
     Ok(Json(store.sites(&principal.scope).await?))
 }
 
@@ -43,17 +44,15 @@ pub(crate) async fn list_site_events(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     Query(query): Query<EventsQuery>,
-) -> Result<Json<Vec<StoredEvent>>, ServiceError> {
+) -> Result<Json<Vec<StoredEvent>>, HttpError> {
     let site = site_of(&site_code)?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
+        return Err(ServiceError::BadRequest("limit must be between 1 and 1000".into()).into());
     }
     let mut events = store.events_for_site(&site, limit).await?;
     for event in &mut events {
-        crate::auth::without_identifiers(&principal, &mut event.body);
+        central_core::auth::without_identifiers(&principal, &mut event.body);
     }
     Ok(Json(events))
 }
@@ -62,7 +61,7 @@ pub(crate) async fn list_site_events(
 pub(crate) async fn site_inventory(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Vec<StoredInventory>>, ServiceError> {
+) -> Result<Json<Vec<StoredInventory>>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(store.inventories(&site).await?))
 }
@@ -72,7 +71,7 @@ pub(crate) async fn site_inventory(
 pub(crate) async fn site_verification(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<ChainVerdict>, ServiceError> {
+) -> Result<Json<ChainVerdict>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(store.verify_period(Some(&site), None, None).await?))
 }
@@ -81,7 +80,7 @@ pub(crate) async fn site_verification(
 pub(crate) async fn list_agents(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<StreamStatus>>, ServiceError> {
+) -> Result<Json<Vec<StreamStatus>>, HttpError> {
     Ok(Json(store.stream_statuses(&principal.scope).await?))
 }
 
@@ -98,7 +97,7 @@ pub(crate) async fn list_alerts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<AlertsQuery>,
-) -> Result<Json<Vec<Alert>>, ServiceError> {
+) -> Result<Json<Vec<Alert>>, HttpError> {
     let states: &[AlertState] = if query.all {
         &AlertState::ALL
     } else {
@@ -115,7 +114,7 @@ pub(crate) async fn acknowledge_alert(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<Alert>, ServiceError> {
+) -> Result<Json<Alert>, HttpError> {
     Ok(Json(
         service::alerts::acknowledge(&store, &principal, &id).await?,
     ))
@@ -126,7 +125,7 @@ pub(crate) async fn acknowledge_alert(
 pub(crate) async fn list_rollouts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<central_store::rollouts::RolloutView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::rollouts::RolloutView>>, HttpError> {
     Ok(Json(
         service::rollouts::list(&store, &principal.scope).await?,
     ))
@@ -136,7 +135,7 @@ pub(crate) async fn one_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<Json<central_store::rollouts::RolloutView>, ServiceError> {
+) -> Result<Json<central_store::rollouts::RolloutView>, HttpError> {
     Ok(Json(
         service::rollouts::one(&store, &principal.scope, id).await?,
     ))
@@ -154,7 +153,7 @@ pub(crate) async fn start_rollout(
         axum::http::StatusCode,
         Json<central_store::rollouts::RolloutView>,
     ),
-    ServiceError,
+    HttpError,
 > {
     let new: central_store::rollouts::NewRollout = json_body(
         &body,
@@ -176,7 +175,7 @@ pub(crate) async fn act_on_rollout(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
-) -> Result<Json<central_store::rollouts::RolloutView>, ServiceError> {
+) -> Result<Json<central_store::rollouts::RolloutView>, HttpError> {
     service::rollouts::act(&store, id, &action, &principal.audit_name()).await?;
     one_rollout(State(store), Extension(principal), Path(id)).await
 }
@@ -187,7 +186,7 @@ pub(crate) async fn act_on_rollout(
 pub(crate) async fn list_availability(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<central_store::availability::SiteAvailability>>, ServiceError> {
+) -> Result<Json<Vec<central_store::availability::SiteAvailability>>, HttpError> {
     Ok(Json(store.availability(None, &principal.scope).await?))
 }
 
@@ -195,10 +194,10 @@ pub(crate) async fn list_availability(
 pub(crate) async fn site_availability(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<central_store::availability::SiteAvailability>, ServiceError> {
+) -> Result<Json<central_store::availability::SiteAvailability>, HttpError> {
     let site = site_of(&site_code)?;
     store
-        .availability(Some(&site), &crate::auth::SiteScope::All)
+        .availability(Some(&site), &central_core::auth::SiteScope::All)
         .await?
         .pop()
         .map(Json)
@@ -206,6 +205,7 @@ pub(crate) async fn site_availability(
             ServiceError::NotFound(format!(
                 "central has not classified site {site} yet: no agent of it has connected"
             ))
+            .into()
         })
 }
 
@@ -213,7 +213,7 @@ pub(crate) async fn site_availability(
 pub(crate) async fn site_opening_hours(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<central_store::availability::EffectiveHours>, ServiceError> {
+) -> Result<Json<central_store::availability::EffectiveHours>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(store.opening_hours(&site).await?))
 }
@@ -225,7 +225,7 @@ pub(crate) async fn put_chain_opening_hours(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<Json<onshi_domain::hours::OpeningHours>, ServiceError> {
+) -> Result<Json<onshi_domain::hours::OpeningHours>, HttpError> {
     let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
     store
         .set_opening_hours(None, &hours, &principal.audit_name())
@@ -239,7 +239,7 @@ pub(crate) async fn put_site_opening_hours(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<central_store::availability::EffectiveHours>, ServiceError> {
+) -> Result<Json<central_store::availability::EffectiveHours>, HttpError> {
     let site = site_of(&site_code)?;
     let hours: onshi_domain::hours::OpeningHours = json_body(&body, HOURS_SHAPE)?;
     store
@@ -260,13 +260,14 @@ pub(crate) async fn list_certificates(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<CertificatesQuery>,
-) -> Result<Json<Vec<CertificateRow>>, ServiceError> {
+) -> Result<Json<Vec<CertificateRow>>, HttpError> {
     if let Some(days) = query.expiring_within_days
         && !(0..=36_500).contains(&days)
     {
         return Err(ServiceError::BadRequest(
             "expiring_within_days must be between 0 and 36500".into(),
-        ));
+        )
+        .into());
     }
     let site = query
         .site
@@ -290,19 +291,17 @@ pub(crate) async fn list_certificate_alerts(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<EventsQuery>,
-) -> Result<Json<Vec<CertificateAlert>>, ServiceError> {
+) -> Result<Json<Vec<CertificateAlert>>, HttpError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ServiceError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
+        return Err(ServiceError::BadRequest("limit must be between 1 and 1000".into()).into());
     }
     Ok(Json(
         store.certificate_alerts(limit, &principal.scope).await?,
     ))
 }
 
-pub(crate) async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, ServiceError> {
+pub(crate) async fn schema(State(store): State<Store>) -> Result<Json<SchemaStatus>, HttpError> {
     Ok(Json(migrate::status(store.pool()).await?))
 }
 
@@ -325,16 +324,16 @@ pub(crate) async fn audit_events(
     Extension(principal): Extension<Principal>,
     uri: axum::http::Uri,
     Query(params): Query<AuditParams>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     use axum::response::IntoResponse;
     let search = AuditSearch::try_from(params)?;
     let key = state.patient_key.as_deref();
     if search.format == Format::Csv {
-        principal.require(crate::auth::Permission::ExportAudit)?;
+        principal.require(central_core::auth::Permission::ExportAudit)?;
         if search.query.limit.is_some() {
             return Err(bad(
                 "limit applies to JSON pages; a CSV export is always the whole search (narrow                  it with the period, a site or other filters)",
-            ));
+            ).into());
         }
         let rows =
             service::audit::export_csv(&state.store, &principal, &search.query(key, None)?).await?;
@@ -355,7 +354,8 @@ pub(crate) async fn audit_events(
         return Err(bad(format!(
             "limit {limit}: the JSON search answers at most {AUDIT_JSON_PAGE} events a page; \
              follow the Link: rel=\"next\" header for the rest (or ask for format=csv)"
-        )));
+        ))
+        .into());
     }
     let query = search.query(key, Some(limit))?;
     let events = service::audit::search(&state.store, &principal, &query).await?;
@@ -365,7 +365,7 @@ pub(crate) async fn audit_events(
             &format!(
                 "audit search JSON page of {} events ({}{})",
                 events.len(),
-                crate::audit_report::describe_query(&query),
+                central_core::audit_report::describe_query(&query),
                 query
                     .after
                     .as_ref()
@@ -407,7 +407,7 @@ pub(crate) async fn audit_report(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     use axum::response::IntoResponse;
     let search = AuditSearch::try_from(params)?;
     let query = search.query(state.patient_key.as_deref(), None)?;
@@ -436,7 +436,7 @@ fn site_of(code: &str) -> Result<SiteCode, ServiceError> {
 pub(crate) async fn site_access_rules(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Option<onshi_domain::access::AccessRules>>, ServiceError> {
+) -> Result<Json<Option<onshi_domain::access::AccessRules>>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(
         store
@@ -452,7 +452,7 @@ pub(crate) async fn put_site_staff(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ServiceError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     let site = site_of(&site_code)?;
     let staff: Vec<onshi_domain::access::Staff> = json_body(
         &body,
@@ -472,7 +472,7 @@ pub(crate) async fn open_disaster_window(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<Json<onshi_domain::access::DisasterWindow>, ServiceError> {
+) -> Result<Json<onshi_domain::access::DisasterWindow>, HttpError> {
     let window: onshi_domain::access::DisasterWindow = json_body(
         &body,
         "a disaster window is {\"id\", \"prefectures\": [\"13\"], \"starts_at\", \"ends_at\"} with RFC 3339 times",
@@ -487,7 +487,7 @@ pub(crate) async fn open_disaster_window(
 
 pub(crate) async fn list_revocations(
     State(store): State<Store>,
-) -> Result<Json<Vec<central_store::revocations::Revocation>>, ServiceError> {
+) -> Result<Json<Vec<central_store::revocations::Revocation>>, HttpError> {
     Ok(Json(store.revocations().await?))
 }
 
@@ -504,7 +504,7 @@ pub(crate) async fn revoke_certificate(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ServiceError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     let request: RevokeRequest = json_body(
         &body,
         "a revocation is {\"sha256_fingerprint\", \"reason\"}",
@@ -540,7 +540,7 @@ pub(crate) async fn revoke_site(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ServiceError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     let site = site_of(&site_code)?;
     let request: RevokeSiteRequest = json_body(
         &body,
@@ -576,7 +576,7 @@ fn day(name: &str, text: &str) -> Result<time::Date, ServiceError> {
 pub(crate) async fn site_adoption(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(
         store
@@ -599,7 +599,7 @@ pub(crate) async fn put_site_adoption(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, HttpError> {
     let site = site_of(&site_code)?;
     let plan: AdoptionPlan = json_body(
         &body,
@@ -629,7 +629,7 @@ pub(crate) async fn put_adoption_step(
     Extension(principal): Extension<Principal>,
     Path((site_code, step)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<Option<central_store::adoption::AdoptionView>>, ServiceError> {
+) -> Result<Json<Option<central_store::adoption::AdoptionView>>, HttpError> {
     let site = site_of(&site_code)?;
     let done: StepDone = json_body(
         &body,
@@ -667,7 +667,7 @@ pub(crate) struct SubsidyQuery {
 /// The subsidy calculator (the domain doc's table): what finance can expect for one site.
 pub(crate) async fn subsidy(
     Query(query): Query<SubsidyQuery>,
-) -> Result<Json<onshi_domain::adoption::Subsidy>, ServiceError> {
+) -> Result<Json<onshi_domain::adoption::Subsidy>, HttpError> {
     use onshi_domain::adoption::SubsidyClass;
     let class = match query.facility.as_str() {
         "hospital" => SubsidyClass::Hospital {
@@ -680,14 +680,15 @@ pub(crate) async fn subsidy(
         other => {
             return Err(bad(format!(
                 "facility {other:?}: expected hospital, large_chain_pharmacy or clinic_or_pharmacy"
-            )));
+            ))
+            .into());
         }
     };
     let applied = day("reader_applied_on", &query.reader_applied_on)?;
     let accelerated = applied <= time::macros::date!(2021 - 03 - 31);
     onshi_domain::adoption::subsidy(class, query.cost, accelerated)
         .map(Json)
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| bad(e.to_string()).into())
 }
 
 /// The per-prefecture adoption table (institutions, card reader applied, production connected,
@@ -695,7 +696,7 @@ pub(crate) async fn subsidy(
 pub(crate) async fn prefecture_table(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<onshi_domain::adoption::PrefectureRow>>, ServiceError> {
+) -> Result<Json<Vec<onshi_domain::adoption::PrefectureRow>>, HttpError> {
     Ok(Json(
         store
             .prefecture_table(time::OffsetDateTime::now_utc(), &principal.scope)
@@ -729,7 +730,7 @@ fn optional_day(name: &str, text: &Option<String>) -> Result<Option<time::Date>,
 pub(crate) async fn site_grace_notifications(
     State(store): State<Store>,
     Path(site_code): Path<String>,
-) -> Result<Json<Vec<central_store::grace::GraceView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::grace::GraceView>>, HttpError> {
     let site = site_of(&site_code)?;
     Ok(Json(
         store
@@ -750,7 +751,7 @@ pub(crate) async fn file_grace_notification(
         axum::http::StatusCode,
         Json<central_store::grace::GraceView>,
     ),
-    ServiceError,
+    HttpError,
 > {
     let site = site_of(&site_code)?;
     let filing: GraceFiling = json_body(
@@ -791,7 +792,7 @@ pub(crate) async fn end_grace_notification(
     Extension(principal): Extension<Principal>,
     Path((site_code, id)): Path<(String, String)>,
     body: axum::body::Bytes,
-) -> Result<Json<central_store::grace::GraceView>, ServiceError> {
+) -> Result<Json<central_store::grace::GraceView>, HttpError> {
     use central_store::grace::GraceEnd;
     let site = site_of(&site_code)?;
     let id: i64 = id
@@ -812,10 +813,10 @@ pub(crate) async fn end_grace_notification(
         GraceEnd::Ended(view) => Ok(Json(*view)),
         GraceEnd::NotFound => Err(ServiceError::NotFound(format!(
             "猶予届出 {id} はこの施設にありません / site {site} has no grace notification {id}"
-        ))),
+        )).into()),
         GraceEnd::AlreadyEnded { on, by } => Err(bad(format!(
             "grace notification {id} was already ended on {on} by {by}; file a new one if a grace applies again"
-        ))),
+        )).into()),
     }
 }
 
@@ -831,7 +832,7 @@ pub(crate) async fn chain_grace_notifications(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<GraceListQuery>,
-) -> Result<Json<Vec<central_store::grace::GraceView>>, ServiceError> {
+) -> Result<Json<Vec<central_store::grace::GraceView>>, HttpError> {
     let state = query
         .status
         .as_deref()
@@ -859,7 +860,7 @@ pub(crate) async fn put_site(
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ServiceError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     let site = site_of(&site_code)?;
     let named: SiteName = json_body(&body, "a site is {\"name\"}")?;
     store
@@ -884,7 +885,7 @@ pub(crate) async fn search_sites(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<crate::web::sites::Params>,
-) -> Result<Json<serde_json::Value>, ServiceError> {
+) -> Result<Json<serde_json::Value>, HttpError> {
     let filter = params.filter().map_err(bad)?;
     let found = store.site_page(&principal.scope, &filter).await?;
     Ok(Json(serde_json::json!({
@@ -898,8 +899,8 @@ pub(crate) async fn search_sites(
 /// Who the caller is: login, role, scope (`null`: the whole chain) and how they signed in.
 pub(crate) async fn me(Extension(principal): Extension<Principal>) -> Json<serde_json::Value> {
     let scope = match &principal.scope {
-        crate::auth::SiteScope::All => serde_json::Value::Null,
-        crate::auth::SiteScope::Area { prefectures, sites } => {
+        central_core::auth::SiteScope::All => serde_json::Value::Null,
+        central_core::auth::SiteScope::Area { prefectures, sites } => {
             serde_json::json!({ "prefectures": prefectures, "sites": sites })
         }
     };
@@ -913,11 +914,12 @@ pub(crate) async fn me(Extension(principal): Extension<Principal>) -> Json<serde
 }
 
 /// API tokens belong to accounts; an operator certificate is its own credential.
-fn account_of(principal: &Principal) -> Result<&str, ServiceError> {
-    if principal.credential == crate::auth::Credential::Certificate {
+fn account_of(principal: &Principal) -> Result<&str, HttpError> {
+    if principal.credential == central_core::auth::Credential::Certificate {
         return Err(bad(
             "operators authenticate with their certificate; API tokens belong to accounts",
-        ));
+        )
+        .into());
     }
     Ok(&principal.name)
 }
@@ -925,7 +927,7 @@ fn account_of(principal: &Principal) -> Result<&str, ServiceError> {
 pub(crate) async fn list_tokens(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
-) -> Result<Json<Vec<central_store::accounts::ApiTokenSummary>>, ServiceError> {
+) -> Result<Json<Vec<central_store::accounts::ApiTokenSummary>>, HttpError> {
     Ok(Json(store.api_tokens(account_of(&principal)?).await?))
 }
 
@@ -947,19 +949,20 @@ pub(crate) async fn create_token(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), HttpError> {
     let login = account_of(&principal)?;
     // A token is for automation; minting more would let one leaked token outlive its own
     // expiry and revocation. Tokens are made by a signed-in person (or the CLI).
-    if principal.credential == crate::auth::Credential::ApiToken {
+    if principal.credential == central_core::auth::Credential::ApiToken {
         return Err(ServiceError::Forbidden(
             "APIトークンでは新しいトークンを作れません。サインインして作成してください / an API \
              token cannot make API tokens; sign in to make one"
                 .into(),
-        ));
+        )
+        .into());
     }
     let new: NewToken = json_body(&body, "a token is {\"label\", \"days\": 1-366}")?;
-    let (id, token) = crate::auth::accounts::issue_token(
+    let (id, token) = central_core::auth::accounts::issue_token(
         &store,
         login,
         &new.label,
@@ -980,8 +983,8 @@ pub(crate) async fn revoke_token(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<axum::http::StatusCode, ServiceError> {
-    let owner = if principal.may(crate::auth::Permission::Administer) {
+) -> Result<axum::http::StatusCode, HttpError> {
+    let owner = if principal.may(central_core::auth::Permission::Administer) {
         None
     } else {
         Some(account_of(&principal)?)
@@ -994,7 +997,7 @@ pub(crate) async fn revoke_token(
 
 pub(crate) async fn list_accounts(
     State(store): State<Store>,
-) -> Result<Json<Vec<central_store::accounts::AccountSummary>>, ServiceError> {
+) -> Result<Json<Vec<central_store::accounts::AccountSummary>>, HttpError> {
     Ok(Json(store.accounts().await?))
 }
 
@@ -1004,12 +1007,12 @@ pub(crate) async fn create_account(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
-    let spec: crate::auth::accounts::AccountSpec = json_body(
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), HttpError> {
+    let spec: central_core::auth::accounts::AccountSpec = json_body(
         &body,
         "an account is {\"login\", \"display_name\", \"role\", \"prefectures\", \"sites\", \"password\"}",
     )?;
-    crate::auth::accounts::create_account(&store, &spec, &principal.audit_name()).await?;
+    central_core::auth::accounts::create_account(&store, &spec, &principal.audit_name()).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(serde_json::json!({ "login": spec.login.trim().to_lowercase(), "role": spec.role })),
@@ -1024,12 +1027,13 @@ pub(crate) async fn change_account(
     Extension(principal): Extension<Principal>,
     Path(login): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ServiceError> {
-    let update: crate::auth::accounts::AccountUpdate = json_body(
+) -> Result<Json<serde_json::Value>, HttpError> {
+    let update: central_core::auth::accounts::AccountUpdate = json_body(
         &body,
         "an account change is {\"role\"?, \"prefectures\"?, \"sites\"?, \"disabled\"?, \"password\"?}",
     )?;
-    crate::auth::accounts::change_account(&store, &login, &update, &principal.audit_name()).await?;
+    central_core::auth::accounts::change_account(&store, &login, &update, &principal.audit_name())
+        .await?;
     Ok(Json(
         serde_json::json!({ "login": login.trim().to_lowercase() }),
     ))
@@ -1040,7 +1044,7 @@ pub(crate) async fn change_account(
 /// The retention policy (months per event kind, `*` for the rest).
 pub(crate) async fn retention_policy(
     State(store): State<Store>,
-) -> Result<Json<Vec<central_store::retention::RetentionRule>>, ServiceError> {
+) -> Result<Json<Vec<central_store::retention::RetentionRule>>, HttpError> {
     Ok(Json(store.retention_policy().await?))
 }
 
@@ -1051,7 +1055,7 @@ pub(crate) async fn put_retention(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<Json<Vec<central_store::retention::RetentionRule>>, ServiceError> {
+) -> Result<Json<Vec<central_store::retention::RetentionRule>>, HttpError> {
     let rule: central_store::retention::RetentionRule = json_body(
         &body,
         "a retention rule is {\"kind\": \"link_change\" (or \"*\"), \"months\": the kind's floor (60, or 13 for equipment and link kinds) to 1200}",
@@ -1064,18 +1068,18 @@ pub(crate) async fn put_retention(
 
 pub(crate) async fn list_endpoints(
     State(store): State<Store>,
-) -> Result<Json<Vec<central_store::notifications::Endpoint>>, ServiceError> {
+) -> Result<Json<Vec<central_store::notifications::Endpoint>>, HttpError> {
     Ok(Json(store.notification_endpoints().await?))
 }
 
-/// Makes a notification endpoint (`crate::notify::endpoint::SHAPE`): 201 with the endpoint and,
+/// Makes a notification endpoint (`central_core::notify::endpoint::SHAPE`): 201 with the endpoint and,
 /// for a webhook, its signing secret, shown this once; audited.
 pub(crate) async fn create_endpoint(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
-    use crate::notify::endpoint;
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), HttpError> {
+    use central_core::notify::endpoint;
     let request: endpoint::EndpointRequest = json_body(&body, endpoint::SHAPE)?;
     let (made, secret) = endpoint::create(
         &state.store,
@@ -1096,8 +1100,8 @@ pub(crate) async fn put_endpoint(
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     body: axum::body::Bytes,
-) -> Result<Json<central_store::notifications::Endpoint>, ServiceError> {
-    use crate::notify::endpoint;
+) -> Result<Json<central_store::notifications::Endpoint>, HttpError> {
+    use central_core::notify::endpoint;
     let request: endpoint::EndpointRequest = json_body(&body, endpoint::SHAPE)?;
     Ok(Json(
         endpoint::update(&store, id, &request, &principal).await?,
@@ -1109,8 +1113,8 @@ pub(crate) async fn test_endpoint(
     State(store): State<Store>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ServiceError> {
-    let notification = crate::notify::endpoint::test(&store, id, &principal).await?;
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), HttpError> {
+    let notification = central_core::notify::endpoint::test(&store, id, &principal).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         Json(serde_json::json!({ "notification_id": notification })),
@@ -1128,10 +1132,10 @@ pub(crate) struct DeliveryParams {
 pub(crate) async fn list_deliveries(
     State(store): State<Store>,
     Query(params): Query<DeliveryParams>,
-) -> Result<Json<Vec<central_store::notifications::Delivery>>, ServiceError> {
+) -> Result<Json<Vec<central_store::notifications::Delivery>>, HttpError> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(bad(format!("limit {limit}: expected 1 to 1000")));
+        return Err(bad(format!("limit {limit}: expected 1 to 1000")).into());
     }
     Ok(Json(
         store

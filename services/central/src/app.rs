@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 
 use crate::ingest::{Ingest, MAX_MESSAGE_BYTES};
 use crate::limits::RateLimiter;
-use crate::maintenance::{self, MaintenanceConfig};
 use crate::writer::{Writer, WriterConfig};
+use central_core::maintenance::{self, MaintenanceConfig};
 use central_store::{self as store, DatabaseUrl, Store, WriteMethod};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
@@ -70,7 +70,7 @@ pub struct Settings {
     /// renewals are refused (and the sites renew through the chain's PKI process).
     pub renewal: Option<crate::renewal::RenewalSettings>,
     /// Webhooks and mail.
-    pub notify: crate::notify::NotifySettings,
+    pub notify: central_core::notify::NotifySettings,
     pub tuning: Tuning,
 }
 
@@ -107,8 +107,8 @@ impl Default for Tuning {
             maintenance: MaintenanceConfig::default(),
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
-            sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
-            sign_in_keys: crate::auth::rate_limit::MAX_KEYS,
+            sign_in_checks: central_core::auth::rate_limit::Limits::default().concurrent_checks,
+            sign_in_keys: central_core::auth::rate_limit::MAX_KEYS,
             sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
@@ -133,8 +133,8 @@ pub struct Application {
     on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
     renewals: crate::renewal::Renewals,
-    notification_key: Option<std::sync::Arc<crate::notify::key::NotificationKey>>,
-    notifier: crate::notify::worker::Notifier,
+    notification_key: Option<std::sync::Arc<central_core::notify::key::NotificationKey>>,
+    notifier: central_core::notify::worker::Notifier,
     durability: store::durability::Durability,
     /// With a read replica: from how far behind the pages say so.
     replica_lag_warning: Option<std::time::Duration>,
@@ -395,11 +395,13 @@ impl Application {
             store: self.store.clone(),
             patient_key: self.patient_key.clone(),
             deny: self.deny.clone(),
-            limiter: crate::auth::rate_limit::SignInLimiter::new(crate::auth::rate_limit::Limits {
-                concurrent_checks: tuning.sign_in_checks,
-                max_keys: tuning.sign_in_keys,
-                ..crate::auth::rate_limit::Limits::default()
-            }),
+            limiter: central_core::auth::rate_limit::SignInLimiter::new(
+                central_core::auth::rate_limit::Limits {
+                    concurrent_checks: tuning.sign_in_checks,
+                    max_keys: tuning.sign_in_keys,
+                    ..central_core::auth::rate_limit::Limits::default()
+                },
+            ),
             notification_key: self.notification_key.clone(),
         });
         let web = {

@@ -6,21 +6,22 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::ServiceError;
+use crate::error::HttpError;
+use central_core::error::ServiceError;
 
 /// The query string as `T`; a malformed one is a 400 naming what was wrong.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
-    type Rejection = ServiceError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Query(value))
             .map_err(|rejection| {
-                ServiceError::BadRequest(format!("query string: {}", rejection.body_text()))
+                ServiceError::BadRequest(format!("query string: {}", rejection.body_text())).into()
             })
     }
 }
@@ -31,14 +32,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
-    type Rejection = ServiceError;
+    type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))
             .map_err(|rejection| {
-                ServiceError::BadRequest(format!("path: {}", rejection.body_text()))
+                ServiceError::BadRequest(format!("path: {}", rejection.body_text())).into()
             })
     }
 }

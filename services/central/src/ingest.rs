@@ -33,10 +33,10 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::ServiceError;
 use crate::limits::RateLimiter;
 use crate::renewal::Renewals;
 use crate::writer::Writer;
+use central_core::error::ServiceError;
 use central_store::{BatchWrite, Store, StoreError};
 
 /// Limits central announces in its Welcome and enforces.

@@ -3,22 +3,14 @@
 
 pub(crate) mod api;
 pub mod app;
-pub mod audit_report;
-pub mod auth;
 pub mod error;
 pub(crate) mod extract;
-pub mod fleet_metrics;
-pub mod form;
 pub mod health;
 pub mod ingest;
 pub mod limits;
-pub mod maintenance;
 pub(crate) mod middleware;
-pub mod notify;
 pub mod renewal;
 pub mod routes;
-pub mod service;
-pub mod spreadsheet;
 pub mod state;
 pub(crate) mod web;
 pub mod writer;

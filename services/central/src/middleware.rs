@@ -9,18 +9,18 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use axum::body::Body;
 use axum::extract::{RawPathParams, Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use fleet_tls::listen::{PeerAddress, PeerCertificates};
 use onshi_domain::site::SiteCode;
 use time::OffsetDateTime;
 
-use crate::auth::session::SESSION_COOKIE;
-use crate::auth::{Credential, Principal, Role, SiteScope, secret};
-use crate::error::ServiceError;
+use crate::error::HttpError;
+use central_core::auth::{Credential, Principal, Role, SiteScope, secret};
+use central_core::error::ServiceError;
 use central_store::Store;
-use central_store::accounts::AccountRow;
+use central_store::accounts::{AccountRow, SESSION_LIFETIME};
 
 /// Where scripts put the CSRF token of a browser write.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -39,7 +39,7 @@ pub fn principal_of(
     account: AccountRow,
     credential: Credential,
     csrf_token: Option<String>,
-) -> Result<Principal, ServiceError> {
+) -> Result<Principal, HttpError> {
     let role = Role::parse(&account.role).map_err(|e| {
         ServiceError::Internal(central_store::StoreError::Corrupt(format!(
             "account {}: {e}",
@@ -61,6 +61,28 @@ pub fn principal_of(
         credential,
         csrf_token,
     })
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "onshi_session";
+
+/// The cookie that carries `token`: never readable by scripts, sent only over HTTPS and only
+/// with requests from central's own pages.
+fn cookie_header(token: &str, max_age_secs: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}"
+    ))
+    .expect("a hex token makes a valid header")
+}
+
+/// The cookie of a session just started, for as long as a session lives.
+pub fn new_session_cookie(token: &str) -> HeaderValue {
+    cookie_header(token, SESSION_LIFETIME.whole_seconds())
+}
+
+/// The cookie that clears the session on sign-out.
+pub fn cleared_cookie() -> HeaderValue {
+    cookie_header("", 0)
 }
 
 /// The session token in the request's cookies, if any.
@@ -98,7 +120,7 @@ async fn resolve(
     store: &Store,
     certificate: Option<&rustls::pki_types::CertificateDer<'static>>,
     headers: &HeaderMap,
-) -> Result<Option<Principal>, ServiceError> {
+) -> Result<Option<Principal>, HttpError> {
     if let Some(leaf) = certificate {
         let operator = fleet_tls::identity::operator_of(leaf)
             .map_err(|e| ServiceError::Forbidden(format!("this API is for operators: {e}")))?;
@@ -133,7 +155,7 @@ pub async fn authenticate(
     State(store): State<Store>,
     request: Request,
     next: Next,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     // The request itself is not Sync, so what `resolve` reads is taken out before it waits.
     let certificate = request
         .extensions()
@@ -148,14 +170,15 @@ pub async fn authenticate(
                 "sign in, or present an API token (Authorization: Bearer) or an operator \
                  certificate"
                     .into(),
-            ));
+            )
+            .into());
         }
         let back = request
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        let to = format!("/login?next={}", crate::form::encode(&back));
+        let to = format!("/login?next={}", central_core::form::encode(&back));
         return Ok(Redirect::to(&to).into_response());
     };
     let request = match principal.credential {
@@ -180,13 +203,14 @@ fn is_safe(method: &Method) -> bool {
 /// page cannot send across sites without a CORS preflight (which central never grants): a
 /// JSON request (`Content-Type: application/json`, even without a body). The dashboard's own
 /// forms are for sessions, on the dashboard's listener.
-fn not_cross_site(request: Request) -> Result<Request, ServiceError> {
+fn not_cross_site(request: Request) -> Result<Request, HttpError> {
     if !is_api(request.uri().path()) {
         return Err(ServiceError::Forbidden(
             "ダッシュボードの操作はサインインして行ってください / the dashboard's forms need a \
              signed-in session (the dashboard's own listener), not an operator certificate"
                 .into(),
-        ));
+        )
+        .into());
     }
     let json = request
         .headers()
@@ -204,13 +228,14 @@ fn not_cross_site(request: Request) -> Result<Request, ServiceError> {
             "API への書き込みは Content-Type: application/json で送ってください / writes to the \
              API must be sent as Content-Type: application/json"
                 .into(),
-        ))
+        )
+        .into())
     }
 }
 
 /// Passes the request on when its CSRF token (header, or the form's `_csrf` field) is the
 /// session's. The form body is read and put back.
-async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, ServiceError> {
+async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, HttpError> {
     let expected = principal.csrf_token.as_deref().ok_or(ServiceError::Csrf)?;
     if let Some(sent) = request
         .headers()
@@ -220,7 +245,7 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
         return if secret::same(sent, expected) {
             Ok(request)
         } else {
-            Err(ServiceError::Csrf)
+            Err(ServiceError::Csrf.into())
         };
     }
     let is_form = request
@@ -229,7 +254,7 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     if !is_form {
-        return Err(ServiceError::Csrf);
+        return Err(ServiceError::Csrf.into());
     }
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
@@ -237,11 +262,11 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
         .map_err(|_| {
             ServiceError::TooLarge(format!("a form may be at most {MAX_FORM_BYTES} bytes"))
         })?;
-    let sent = crate::form::field(&bytes, CSRF_FIELD);
+    let sent = central_core::form::field(&bytes, CSRF_FIELD);
     if sent.is_some_and(|sent| secret::same(&sent, expected)) {
         Ok(Request::from_parts(parts, Body::from(bytes)))
     } else {
-        Err(ServiceError::Csrf)
+        Err(ServiceError::Csrf.into())
     }
 }
 
@@ -251,7 +276,7 @@ pub async fn require_site_in_scope(
     params: RawPathParams,
     request: Request,
     next: Next,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     if let Some((_, code)) = params.iter().find(|(name, _)| *name == "site_code") {
         let site = SiteCode::parse(code)
             .map_err(|e| ServiceError::BadRequest(format!("site code {code:?}: {e}")))?;
@@ -270,6 +295,22 @@ fn principal(request: &Request) -> Result<&Principal, ServiceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_cookie_is_http_only_secure_and_same_site_strict() {
+        let cookie = cookie_header("abc", 60);
+        let text = cookie.to_str().unwrap();
+        for attribute in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/",
+            "Max-Age=60",
+        ] {
+            assert!(text.contains(attribute), "{text}");
+        }
+        assert!(cleared_cookie().to_str().unwrap().contains("Max-Age=0"));
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {

@@ -19,10 +19,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 
-use crate::auth::{Permission, Principal};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
 use crate::{api, web};
+use central_core::auth::{Permission, Principal};
+use central_core::error::ServiceError;
 use central_store::Store;
 
 /// What a request must bring to reach a route.
@@ -504,7 +505,7 @@ pub async fn require_route_permission(
     matched: MatchedPath,
     request: Request,
     next: Next,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     if let Access::Needs(permission) = access(request.method(), matched.as_str()) {
         request
             .extensions()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use onshi_domain::patient::PatientHashKey;
 
-use crate::auth::rate_limit::SignInLimiter;
+use central_core::auth::rate_limit::SignInLimiter;
 use central_store::Store;
 
 /// The handlers' shared state: the store, and the chain's patient hash key when central was
@@ -21,7 +21,7 @@ pub struct ApiState {
     pub limiter: SignInLimiter,
     /// Seals the secrets of new webhook endpoints (`--notification-key-file`); without it,
     /// webhooks cannot be made.
-    pub notification_key: Option<Arc<crate::notify::key::NotificationKey>>,
+    pub notification_key: Option<Arc<central_core::notify::key::NotificationKey>>,
 }
 
 impl ApiState {

@@ -1,5 +1,5 @@
 //! `central account`: dashboard accounts and API tokens, through the same functions as the
-//! JSON API (`central::auth::accounts`).
+//! JSON API (`central_core::auth::accounts`).
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -78,7 +78,7 @@ pub(crate) enum AccountCommand {
 }
 
 pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
-    use central::auth::accounts::{AccountSpec, create_account, issue_token};
+    use central_core::auth::accounts::{AccountSpec, create_account, issue_token};
     match command {
         AccountCommand::Add {
             db,
@@ -130,14 +130,14 @@ pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let update = central::auth::accounts::AccountUpdate {
+            let update = central_core::auth::accounts::AccountUpdate {
                 role,
                 prefectures,
                 sites,
                 disabled: (disable || enable).then_some(disable),
                 password,
             };
-            central::auth::accounts::change_account(
+            central_core::auth::accounts::change_account(
                 &open_store(&db)?,
                 &login,
                 &update,

@@ -210,7 +210,8 @@ pub(crate) async fn run(
             };
             let store = open_store(&db)?;
             print_json(
-                &central::service::alerts::list(&store, &SiteScope::All, states, limit).await?,
+                &central_core::service::alerts::list(&store, &SiteScope::All, states, limit)
+                    .await?,
             )
         }
         Command::Certificates {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
-use central::maintenance::MaintenanceConfig;
 use central::writer::WriterConfig;
+use central_core::maintenance::MaintenanceConfig;
 use central_store::{self as store, AlertThresholds, DatabaseUrl, WriteMethod};
 use clap::Args;
 
@@ -117,7 +117,7 @@ pub(crate) struct ServeArgs {
     pub(crate) sign_in_checks: Option<usize>,
     /// Logins and addresses the sign-in limiter remembers at most; when full, the least
     /// recently used ones that are not locked out are forgotten first.
-    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central::auth::rate_limit::MAX_KEYS)]
+    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central_core::auth::rate_limit::MAX_KEYS)]
     pub(crate) sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
     /// restarting agent briefly two).
@@ -224,11 +224,11 @@ pub(crate) async fn run(
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),
             }),
-        notify: central::notify::NotifySettings {
+        notify: central_core::notify::NotifySettings {
             key_file: args.notification_key_file,
             smtp: args
                 .smtp_host
-                .map(|host| central::notify::mail::SmtpSettings {
+                .map(|host| central_core::notify::mail::SmtpSettings {
                     host,
                     port: args.smtp_port,
                     from: args.smtp_from,
@@ -238,7 +238,7 @@ pub(crate) async fn run(
                 }),
             webhook_ca: args.webhook_ca,
             dashboard_url: args.dashboard_url,
-            worker: central::notify::worker::WorkerConfig {
+            worker: central_core::notify::worker::WorkerConfig {
                 poll: Duration::from_secs(args.notify_poll_secs.max(1)),
                 total_timeout: Duration::from_secs(args.notify_timeout_secs.max(1)),
                 connect_timeout: Duration::from_secs(args.notify_timeout_secs.clamp(1, 5)),

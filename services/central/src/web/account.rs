@@ -11,9 +11,10 @@ use maud::{Markup, html};
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::auth::{Credential, Principal};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::{Credential, Principal};
+use central_core::error::ServiceError;
 use central_store::accounts::ApiTokenSummary;
 use central_store::scope::SiteScope;
 
@@ -95,7 +96,7 @@ fn tokens(principal: &Principal, tokens: &[ApiTokenSummary]) -> Markup {
 pub async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let body = match principal.credential {
         Credential::Certificate => html! {
             (who(&principal))
@@ -114,17 +115,18 @@ pub async fn make_token(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     form: Bytes,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     if principal.credential != Credential::Session {
         return Err(ServiceError::Forbidden(
             "トークンはサインインして作成してください / sign in to make a token".into(),
-        ));
+        )
+        .into());
     }
     let label = super::form::field(&form, "label").unwrap_or_default();
     let days = super::form::field(&form, "days")
         .and_then(|d| d.trim().parse::<i64>().ok())
         .unwrap_or(90);
-    let made = crate::auth::accounts::issue_token(
+    let made = central_core::auth::accounts::issue_token(
         &state.store,
         &principal.name,
         &label,
@@ -152,7 +154,7 @@ pub async fn make_token(
             )
                 .into_response());
         }
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
     Ok(page(&principal, Nav::Account, TITLE, body).into_response())
 }
@@ -162,7 +164,7 @@ pub async fn revoke_token(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     state
         .store
         .revoke_api_token(id, Some(&principal.name), &principal.audit_name())

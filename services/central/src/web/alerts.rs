@@ -11,10 +11,11 @@ use serde::Deserialize;
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::auth::{Permission, Principal};
-use crate::error::ServiceError;
-use crate::notify::kind_label;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::{Permission, Principal};
+use central_core::error::ServiceError;
+use central_core::notify::kind_label;
 use central_store::{Alert, AlertState};
 
 /// Alerts the list shows at most, newest first.
@@ -102,7 +103,7 @@ pub async fn list_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let title = "アラート / Alerts";
     let wanted = params
         .state
@@ -123,9 +124,13 @@ pub async fn list_handler(
         )
             .into_response());
     };
-    let alerts =
-        crate::service::alerts::list(&state.store, &principal.scope, &[alert_state], ALERTS_SHOWN)
-            .await?;
+    let alerts = central_core::service::alerts::list(
+        &state.store,
+        &principal.scope,
+        &[alert_state],
+        ALERTS_SHOWN,
+    )
+    .await?;
     let body = html! {
         (tabs(alert_state))
         (table(&principal, alert_state, &alerts))
@@ -138,8 +143,8 @@ pub async fn acknowledge_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Response, ServiceError> {
-    match crate::service::alerts::acknowledge(&state.store, &principal, &id).await {
+) -> Result<Response, HttpError> {
+    match central_core::service::alerts::acknowledge(&state.store, &principal, &id).await {
         Ok(_) => Ok(Redirect::to("/alerts").into_response()),
         Err(error @ (ServiceError::NotFound(_) | ServiceError::BadRequest(_))) => {
             let status = if matches!(error, ServiceError::NotFound(_)) {
@@ -157,6 +162,6 @@ pub async fn acknowledge_form(
             )
                 .into_response())
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }

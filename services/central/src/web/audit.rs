@@ -18,12 +18,15 @@ use time::OffsetDateTime;
 use super::form::encode;
 use super::format::{count, date_with_era, tokyo, tokyo_day, tokyo_or_dash};
 use super::layout::{Nav, page};
-use crate::audit_report::{field, result as result_of};
-use crate::auth::{Permission, Principal};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::extract::Query;
-use crate::service::audit::{AuditParams, AuditSearch, CONSENTS, KINDS, RESULTS, STAFF_ROLES};
 use crate::state::ApiState;
+use central_core::audit_report::{field, result as result_of};
+use central_core::auth::{Permission, Principal};
+use central_core::error::ServiceError;
+use central_core::service::audit::{
+    AuditParams, AuditSearch, CONSENTS, KINDS, RESULTS, STAFF_ROLES,
+};
 use central_store::dashboard_rollout::StreamVerificationStatus;
 use central_store::{AuditQuery, StoredEvent};
 
@@ -325,7 +328,7 @@ pub async fn page_handler(
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
     uri: axum::http::Uri,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let title = "監査 / Audit";
     let params = if uri.query().is_none_or(str::is_empty) {
         let today = tokyo_day(OffsetDateTime::now_utc()).to_string();
@@ -354,13 +357,13 @@ pub async fn page_handler(
             )
                 .into_response());
         }
-        Err(other) => return Err(other),
+        Err(other) => return Err(other.into()),
     };
     if search.has_card() {
         // Hashed: search again by the hash, so the numbers leave the address bar.
         return Ok(card_redirect(&params, query.patient.as_ref()));
     }
-    let events = crate::service::audit::search(&state.store, &principal, &query).await?;
+    let events = central_core::service::audit::search(&state.store, &principal, &query).await?;
     let body = audit_body(&principal, &params, None, Some((&query, &events)), &streams);
     Ok(page(&principal, Nav::Audit, title, body).into_response())
 }
@@ -371,9 +374,9 @@ pub async fn export_csv(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let query = AuditSearch::try_from(params)?.query(state.patient_key.as_deref(), None)?;
-    let rows = crate::service::audit::export_csv(&state.store, &principal, &query).await?;
+    let rows = central_core::service::audit::export_csv(&state.store, &principal, &query).await?;
     Ok(super::csv_download(
         "audit",
         OffsetDateTime::now_utc(),
@@ -387,10 +390,11 @@ pub async fn report(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let search = AuditSearch::try_from(params)?;
     let query = search.query(state.patient_key.as_deref(), None)?;
-    let html = crate::service::audit::report(&state.store, &principal, &search, &query).await?;
+    let html =
+        central_core::service::audit::report(&state.store, &principal, &search, &query).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

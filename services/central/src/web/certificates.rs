@@ -16,9 +16,10 @@ use time::OffsetDateTime;
 use super::charts::{self, Series};
 use super::format::{count, date_with_era, tokyo, tokyo_day};
 use super::layout::{Nav, page};
-use crate::auth::{Permission, Principal, SiteScope};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::{Permission, Principal, SiteScope};
+use central_core::error::ServiceError;
 use central_store::CertificateRow;
 use central_store::dashboard_rollout::CertificateFilter;
 
@@ -371,7 +372,7 @@ pub async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let now = OffsetDateTime::now_utc();
     let title = "証明書 / Certificates";
     let filter = match params.filter() {
@@ -430,12 +431,12 @@ const CSV_HEADER: [&str; 15] = [
     "最終確認（日本時間） / last_seen_jst",
 ];
 
-/// One certificate as a CSV record (see [`CSV_HEADER`]; [`crate::spreadsheet`]: RFC 4180,
+/// One certificate as a CSV record (see [`CSV_HEADER`]; [`central_core::spreadsheet`]: RFC 4180,
 /// inert cells).
 fn csv_record(c: &CertificateRow) -> Vec<u8> {
     let day = c.not_after.to_offset(JST).date();
     let mut out = Vec::new();
-    crate::spreadsheet::write_line(
+    central_core::spreadsheet::write_line(
         &mut out,
         [
             tokyo(c.not_after),
@@ -470,7 +471,7 @@ pub async fn csv_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     use futures_util::StreamExt;
     let now = OffsetDateTime::now_utc();
     let filter = params.filter().map_err(ServiceError::BadRequest)?;
@@ -487,7 +488,7 @@ pub async fn csv_handler(
         )
         .await?;
     let head = futures_util::stream::once(async {
-        Ok::<_, central_store::StoreError>(crate::spreadsheet::head(&CSV_HEADER))
+        Ok::<_, central_store::StoreError>(central_core::spreadsheet::head(&CSV_HEADER))
     });
     let rows = export
         .stream
@@ -596,7 +597,7 @@ mod tests {
             days_to_expiry: 10,
             renewal_lead_business_days: Some(-3),
         };
-        let mut bytes = crate::spreadsheet::head(&CSV_HEADER);
+        let mut bytes = central_core::spreadsheet::head(&CSV_HEADER);
         bytes.extend(csv_record(&row));
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with('\u{feff}'));

@@ -3,8 +3,8 @@
 
 use maud::{DOCTYPE, Markup, html};
 
-use crate::auth::{Credential, Permission, Principal};
 use crate::middleware::CSRF_FIELD;
+use central_core::auth::{Credential, Permission, Principal};
 
 /// The navigation's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,13 @@ use axum::{Extension, Form};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use crate::auth::Principal;
-use crate::auth::session::{cleared_cookie, sign_in, sign_out};
-use crate::error::ServiceError;
-use crate::middleware::{client_address, session_cookie};
+use crate::error::HttpError;
+use crate::error::http_status;
+use crate::middleware::{cleared_cookie, client_address, new_session_cookie, session_cookie};
 use crate::state::ApiState;
+use central_core::auth::Principal;
+use central_core::auth::session::{sign_in, sign_out};
+use central_core::error::ServiceError;
 
 #[derive(Debug, Deserialize)]
 pub struct Next {
@@ -144,7 +146,7 @@ pub async fn submit(
             let mut response = Redirect::to(&next).into_response();
             response
                 .headers_mut()
-                .insert(header::SET_COOKIE, session.cookie);
+                .insert(header::SET_COOKIE, new_session_cookie(&session.token));
             response
         }
         Err(error) => {
@@ -152,7 +154,7 @@ pub async fn submit(
                 ServiceError::RateLimited { .. }
                 | ServiceError::Busy { .. }
                 | ServiceError::Unauthenticated(_)
-                | ServiceError::BadRequest(_) => error.http_status(),
+                | ServiceError::BadRequest(_) => http_status(&error),
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
             let mut response =
@@ -171,7 +173,7 @@ pub async fn logout(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     if let Some(token) = session_cookie(&headers) {
         sign_out(&state.store, token, &principal.name).await?;
     }

@@ -1,5 +1,5 @@
 //! The chain IT dashboard: server-rendered HTML pages (Japanese first, English second), no
-//! front-end build. Pages call the same `crate::service` functions as the JSON API where both
+//! front-end build. Pages call the same `central_core::service` functions as the JSON API where both
 //! offer a capability, with the principal's site scope applied in the queries; `crate::routes`
 //! declares them.
 
@@ -18,7 +18,7 @@ pub(crate) mod rollout;
 pub(crate) mod sites;
 
 // The pages' forms and links use the one urlencoded helper (`super::form`).
-use crate::form;
+use central_core::form;
 
 /// A CSV download named `<prefix>-YYYYMMDD.csv` (the Tokyo day of `now`), never cached.
 pub(crate) fn csv_download(

@@ -1,7 +1,7 @@
 //! `/notifications` (chain administrators): the endpoints alerts are sent to, a form to make
 //! one (a webhook's secret is shown on the answer to that form, once) and, at
 //! `/notifications/{id}`, to change one, enable/disable and test buttons, and the delivery log. The same capabilities as the JSON API
-//! (`crate::notify::endpoint`), so both say the same thing.
+//! (`central_core::notify::endpoint`), so both say the same thing.
 
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -11,11 +11,12 @@ use maud::{Markup, html};
 
 use super::format::{tokyo, tokyo_or_dash};
 use super::layout::{Nav, csrf_field, page};
-use crate::auth::Principal;
-use crate::error::ServiceError;
-use crate::notify::endpoint::{self, EndpointRequest};
-use crate::notify::{KINDS, URGENT_KINDS, event_label, kind_label};
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::Principal;
+use central_core::error::ServiceError;
+use central_core::notify::endpoint::{self, EndpointRequest};
+use central_core::notify::{KINDS, URGENT_KINDS, event_label, kind_label};
 use central_store::notifications::Endpoint;
 
 const TITLE: &str = "通知 / Notifications";
@@ -34,7 +35,7 @@ async fn body(
     state: &ApiState,
     principal: &Principal,
     notice: Markup,
-) -> Result<Markup, ServiceError> {
+) -> Result<Markup, HttpError> {
     let endpoints = state.store.notification_endpoints().await?;
     let deliveries = state
         .store
@@ -174,7 +175,7 @@ fn endpoint_form(principal: &Principal, current: Option<&Endpoint>) -> Markup {
 pub async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let body = body(&state, &principal, html! {}).await?;
     Ok(page(&principal, Nav::Notifications, TITLE, body).into_response())
 }
@@ -216,7 +217,7 @@ pub async fn create_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     form: axum::body::Bytes,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let request = request_from(&form, true);
     let (status, notice) = match endpoint::create(
         &state.store,
@@ -245,7 +246,7 @@ pub async fn create_form(
             StatusCode::BAD_REQUEST,
             html! { p.error #endpoint-error role="alert" { (message) } },
         ),
-        Err(error) => return Err(error),
+        Err(error) => return Err(error.into()),
     };
     let body = body(&state, &principal, notice).await?;
     Ok((status, page(&principal, Nav::Notifications, TITLE, body)).into_response())
@@ -264,7 +265,7 @@ pub async fn edit_page(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let id = endpoint_id(&id)?;
     let current = state
         .store
@@ -290,7 +291,7 @@ pub async fn edit_form(
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     form: axum::body::Bytes,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let id = endpoint_id(&id)?;
     let enabled = state
         .store
@@ -310,7 +311,7 @@ pub async fn edit_form(
             )
                 .into_response())
         }
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -319,7 +320,7 @@ pub async fn act_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let id = endpoint_id(&id)?;
     match action.as_str() {
         "test" => {
@@ -331,7 +332,7 @@ pub async fn act_form(
         other => {
             return Err(ServiceError::NotFound(format!(
                 "通知先の操作は test・enable・disable です / no action {other:?}: test, enable or disable"
-            )));
+            )).into());
         }
     }
     Ok(Redirect::to("/notifications").into_response())

@@ -14,9 +14,9 @@ use time::{Duration, OffsetDateTime};
 use super::charts::{self, Series};
 use super::format::{count, tokyo};
 use super::layout::{Nav, page};
-use crate::auth::{Permission, Principal};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::{Permission, Principal};
 use central_store::dashboard::Overview;
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
@@ -43,7 +43,7 @@ pub fn route() -> MethodRouter<ApiState> {
 async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     if !principal.may(Permission::ViewFleet) {
         let to = if principal.may(Permission::ViewAudit) {
             "/audit"

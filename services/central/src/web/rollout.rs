@@ -16,9 +16,10 @@ use time::{Date, OffsetDateTime};
 use super::charts::{self, Bar};
 use super::format::{count, date_with_era, tokyo};
 use super::layout::{Nav, csrf_field, page};
-use crate::auth::{Permission, Principal};
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::{Permission, Principal};
+use central_core::error::ServiceError;
 use central_store::StoreError;
 use central_store::adoption::AdoptionView;
 use central_store::dashboard_rollout::{RolloutDetail, RolloutSummary};
@@ -414,7 +415,7 @@ async fn rollout_page(
     principal: &Principal,
     form: &StartForm,
     error: Option<&str>,
-) -> Result<Markup, ServiceError> {
+) -> Result<Markup, HttpError> {
     let now = OffsetDateTime::now_utc();
     let store = &state.store;
     let scope = &principal.scope;
@@ -446,7 +447,7 @@ async fn rollout_page(
 pub async fn overview(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
-) -> Result<Markup, ServiceError> {
+) -> Result<Markup, HttpError> {
     rollout_page(&state, &principal, &StartForm::default(), None).await
 }
 
@@ -456,7 +457,7 @@ pub async fn start(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Form(form): Form<StartForm>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     principal.require(Permission::Administer)?;
     let message = match form.rollout() {
         Ok(new) => {
@@ -695,7 +696,7 @@ async fn detail_page(
     principal: &Principal,
     id: i64,
     error: Option<&str>,
-) -> Result<Markup, ServiceError> {
+) -> Result<Markup, HttpError> {
     let detail = state
         .store
         .rollout_detail(id, &principal.scope)
@@ -715,7 +716,7 @@ pub async fn detail(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<Markup, ServiceError> {
+) -> Result<Markup, HttpError> {
     detail_page(&state, &principal, id, None).await
 }
 
@@ -725,16 +726,18 @@ pub async fn act(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     principal.require(Permission::Administer)?;
-    match crate::service::rollouts::act(&state.store, id, &action, &principal.audit_name()).await {
+    match central_core::service::rollouts::act(&state.store, id, &action, &principal.audit_name())
+        .await
+    {
         Ok(()) => Ok(Redirect::to(&format!("/rollouts/{id}")).into_response()),
         Err(ServiceError::BadRequest(message)) => {
             let message = format!("操作できません / the action does not apply: {message}");
             let markup = detail_page(&state, &principal, id, Some(&message)).await?;
             Ok((StatusCode::BAD_REQUEST, markup).into_response())
         }
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }
 

@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 
 use super::format::{count, date_with_era, tokyo, tokyo_or_dash};
 use super::layout::{Nav, page};
-use crate::auth::Principal;
-use crate::error::ServiceError;
+use crate::error::HttpError;
 use crate::state::ApiState;
+use central_core::auth::Principal;
+use central_core::error::ServiceError;
 use central_store::adoption::AdoptionView;
 use central_store::dashboard::{SITES_PER_PAGE, SiteDetail, SiteEvent, SiteFilter, SitePage};
 
@@ -335,7 +336,7 @@ pub async fn list_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     let title = "施設 / Sites";
     let filter = match params.filter() {
         Ok(filter) => filter,
@@ -677,7 +678,7 @@ pub async fn detail_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
-) -> Result<Response, ServiceError> {
+) -> Result<Response, HttpError> {
     // The middleware checked the code and the scope.
     let site = SiteCode::parse(&site_code)
         .map_err(|e| ServiceError::BadRequest(format!("site code {site_code:?}: {e}")))?;
@@ -706,7 +707,7 @@ pub async fn detail_handler(
             .into_response());
     };
     for event in detail.events.iter_mut().chain(detail.links.iter_mut()) {
-        crate::auth::without_identifiers(&principal, &mut event.body);
+        central_core::auth::without_identifiers(&principal, &mut event.body);
     }
     let title = match &detail.name {
         Some(name) => format!("{} {name}", detail.site_code),

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use central::auth::accounts::{AccountSpec, create_account};
 use central::state::ApiState;
+use central_core::auth::accounts::{AccountSpec, create_account};
 use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{
@@ -201,7 +201,7 @@ impl Fixture {
             store: store.clone(),
             patient_key: Some(key.clone()),
             deny: fleet_tls::deny::DenyList::default(),
-            limiter: central::auth::rate_limit::SignInLimiter::default(),
+            limiter: central_core::auth::rate_limit::SignInLimiter::default(),
             notification_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

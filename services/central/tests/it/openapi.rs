@@ -628,9 +628,9 @@ async fn chain() -> Chain {
             store: store.clone(),
             patient_key: None,
             deny: fleet_tls::deny::DenyList::default(),
-            limiter: central::auth::rate_limit::SignInLimiter::default(),
+            limiter: central_core::auth::rate_limit::SignInLimiter::default(),
             notification_key: Some(Arc::new(
-                central::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
+                central_core::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
             )),
         }),
         doc: document(),
@@ -1509,7 +1509,7 @@ async fn every_documented_operation_answers_as_documented() {
         let store = chain.store.clone();
         async move {
             let (_, token) =
-                central::auth::accounts::issue_token(&store, login, "openapi test", 1, "test")
+                central_core::auth::accounts::issue_token(&store, login, "openapi test", 1, "test")
                     .await
                     .unwrap();
             Caller::Token(token)
@@ -1523,7 +1523,7 @@ async fn every_documented_operation_answers_as_documented() {
             .store
             .create_session(
                 "it-nightly",
-                &central::auth::secret::digest(secret),
+                &central_core::auth::secret::digest(secret),
                 "openapi-csrf",
                 OffsetDateTime::now_utc(),
             )

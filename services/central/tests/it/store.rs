@@ -425,7 +425,7 @@ async fn a_store_whose_database_is_unreachable_reports_unavailable() {
         .await
         .expect_err("nothing can be stored without a database");
     assert!(error.is_unavailable(), "{error}");
-    let status = tonic::Status::from(central::error::ServiceError::from(error));
+    let status = tonic::Status::from(central_core::error::ServiceError::from(error));
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
 }
 
@@ -498,8 +498,8 @@ async fn streamed_exports_beyond_their_slots_are_refused_until_one_ends() {
     );
     // A page of the search is not an export: it is served while the export streams.
     assert!(store.audit_search(&query, &scope).await.is_ok());
-    let answer = central::error::ServiceError::from(store::StoreError::ExportsBusy);
-    assert_eq!(answer.http_status(), 429);
+    let answer = central_core::error::ServiceError::from(store::StoreError::ExportsBusy);
+    assert_eq!(central::error::http_status(&answer), 429);
     assert_eq!(answer.retry_after_secs(), Some(10));
     assert!(answer.to_string().starts_with("書き出しが同時に多すぎます"));
     drop(first);

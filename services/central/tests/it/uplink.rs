@@ -43,7 +43,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         seal_key: None,
         patient_key: None,
         renewal: None,
-        notify: central::notify::NotifySettings::default(),
+        notify: central_core::notify::NotifySettings::default(),
         tuning,
     };
     let app = Application::build(&settings)
@@ -298,7 +298,7 @@ async fn operators_see_each_agents_stream_and_the_alerts_it_raises() {
     let pki = Pki::new(&[&site]).unwrap();
     let db = TestDb::create().await.unwrap();
     let tuning = Tuning {
-        maintenance: central::maintenance::MaintenanceConfig {
+        maintenance: central_core::maintenance::MaintenanceConfig {
             alert_interval: Duration::from_millis(100),
             thresholds: AlertThresholds {
                 gap: Duration::from_millis(300),

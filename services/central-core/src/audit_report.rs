@@ -11,7 +11,7 @@ use central_store::jst::stamp as tokyo;
 use central_store::{AuditQuery, AuditTotals, StoredEvent};
 
 /// The fields of an event body an auditor reads, as text ("" when absent).
-pub(crate) fn field(event: &StoredEvent, name: &str) -> String {
+pub fn field(event: &StoredEvent, name: &str) -> String {
     match event.body.get(name) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Null) | None => String::new(),
@@ -21,7 +21,7 @@ pub(crate) fn field(event: &StoredEvent, name: &str) -> String {
 
 /// What happened, in one word: a lookup's outcome, a view allowed or refused, a card check's
 /// result, the consent categories given.
-pub(crate) fn result(event: &StoredEvent) -> String {
+pub fn result(event: &StoredEvent) -> String {
     match event.kind.as_str() {
         "lookup" => field(event, "outcome"),
         "card_check" => field(event, "result"),
@@ -242,7 +242,7 @@ pub fn html(report: &ReportInput<'_>) -> String {
 }
 
 /// A search for the audit trail: its filters, the patient only as the keyed hash.
-pub(crate) fn describe_query(query: &AuditQuery) -> String {
+pub fn describe_query(query: &AuditQuery) -> String {
     let mut parts = Vec::new();
     if let Some(site) = &query.site {
         parts.push(format!("site {site}"));

@@ -1,5 +1,5 @@
 //! The use cases: one function per capability, called by every interface that offers it (the
-//! JSON API in `crate::api`, the dashboard in `crate::web`). Input arrives parsed (`TryFrom`
+//! JSON API in `central_http::api`, the dashboard in `central_http::web`). Input arrives parsed (`TryFrom`
 //! at the boundary), and every listing takes the principal's `SiteScope`, so no interface can
 //! list without one.
 //!

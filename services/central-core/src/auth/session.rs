@@ -4,37 +4,26 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use axum::http::HeaderValue;
 use time::OffsetDateTime;
 
 use super::rate_limit::{Refusal, SignInLimiter};
 use super::{password, secret};
 use crate::error::ServiceError;
 use central_store::Store;
-use central_store::accounts::{SESSION_LIFETIME, SignInEvent};
+use central_store::accounts::SignInEvent;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "onshi_session";
-
-/// A session just started: the cookie to set.
-#[derive(Debug)]
+/// A session just started: its token, for the cookie the HTTP side sets.
 pub struct NewSession {
     pub login: String,
-    pub cookie: HeaderValue,
+    pub token: String,
 }
 
-/// The cookie that carries `token`: never readable by scripts, sent only over HTTPS and only
-/// with requests from central's own pages.
-fn session_cookie(token: &str, max_age_secs: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}"
-    ))
-    .expect("a hex token makes a valid header")
-}
-
-/// The cookie that clears the session on sign-out.
-pub fn cleared_cookie() -> HeaderValue {
-    session_cookie("", 0)
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("login", &self.login)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The longest login the sign-in page takes (accounts' logins are at most 64 characters, see
@@ -123,7 +112,7 @@ pub async fn sign_in(
         .await?;
     Ok(NewSession {
         login: account.login,
-        cookie: session_cookie(&token, SESSION_LIFETIME.whole_seconds()),
+        token,
     })
 }
 
@@ -168,25 +157,4 @@ pub async fn sign_out(store: &Store, token: &str, login: &str) -> Result<(), Ser
         )
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_session_cookie_is_http_only_secure_and_same_site_strict() {
-        let cookie = session_cookie("abc", 60);
-        let text = cookie.to_str().unwrap();
-        for attribute in [
-            "HttpOnly",
-            "Secure",
-            "SameSite=Strict",
-            "Path=/",
-            "Max-Age=60",
-        ] {
-            assert!(text.contains(attribute), "{text}");
-        }
-        assert!(cleared_cookie().to_str().unwrap().contains("Max-Age=0"));
-    }
 }
