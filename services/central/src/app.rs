@@ -18,10 +18,10 @@ use fleet_tls::listen::{
 use proto::fleet::v1::fleet_uplink_server::FleetUplinkServer;
 use tokio::net::TcpListener;
 
-use crate::ingest::{Ingest, MAX_MESSAGE_BYTES};
-use crate::limits::RateLimiter;
-use crate::writer::{Writer, WriterConfig};
 use central_core::maintenance::{self, MaintenanceConfig};
+use central_ingest::ingest::{Ingest, MAX_MESSAGE_BYTES};
+use central_ingest::limits::RateLimiter;
+use central_ingest::writer::{Writer, WriterConfig};
 use central_store::{self as store, DatabaseUrl, Store, WriteMethod};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
@@ -68,7 +68,7 @@ pub struct Settings {
     pub patient_key: Option<PathBuf>,
     /// The chain CA's certificate and key, to sign agents' certificate renewals; without,
     /// renewals are refused (and the sites renew through the chain's PKI process).
-    pub renewal: Option<crate::renewal::RenewalSettings>,
+    pub renewal: Option<central_ingest::renewal::RenewalSettings>,
     /// Webhooks and mail.
     pub notify: central_core::notify::NotifySettings,
     pub tuning: Tuning,
@@ -109,7 +109,7 @@ impl Default for Tuning {
             readiness_interval: std::time::Duration::from_secs(5),
             sign_in_checks: central_core::auth::rate_limit::Limits::default().concurrent_checks,
             sign_in_keys: central_core::auth::rate_limit::MAX_KEYS,
-            sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
+            sessions_per_site: central_ingest::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
 }
@@ -132,7 +132,7 @@ pub struct Application {
     /// request of a connection opened before the revocation.
     on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
-    renewals: crate::renewal::Renewals,
+    renewals: central_ingest::renewal::Renewals,
     notification_key: Option<std::sync::Arc<central_core::notify::key::NotificationKey>>,
     notifier: central_core::notify::worker::Notifier,
     durability: store::durability::Durability,
@@ -244,9 +244,9 @@ impl Application {
             }
         };
         let renewals = match &settings.renewal {
-            Some(renewal) => crate::renewal::Renewals::load(renewal)
+            Some(renewal) => central_ingest::renewal::Renewals::load(renewal)
                 .context("loading the chain CA that signs agent renewals")?,
-            None => crate::renewal::Renewals::disabled(),
+            None => central_ingest::renewal::Renewals::disabled(),
         };
         let notification_key = settings
             .notify

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
-use central::writer::WriterConfig;
 use central_core::maintenance::MaintenanceConfig;
+use central_ingest::writer::WriterConfig;
 use central_store::{self as store, AlertThresholds, DatabaseUrl, WriteMethod};
 use clap::Args;
 
@@ -121,7 +121,7 @@ pub(crate) struct ServeArgs {
     pub(crate) sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
     /// restarting agent briefly two).
-    #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central::ingest::DEFAULT_SESSIONS_PER_SITE)]
+    #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central_ingest::ingest::DEFAULT_SESSIONS_PER_SITE)]
     pub(crate) sessions_per_site: usize,
     /// How old an information view must be before central re-checks it (longer than the write
     /// timeout, so no view can still commit behind the re-check's position).
@@ -219,7 +219,7 @@ pub(crate) async fn run(
         patient_key: args.patient_key,
         renewal: args
             .agent_ca_key
-            .map(|ca_key| central::renewal::RenewalSettings {
+            .map(|ca_key| central_ingest::renewal::RenewalSettings {
                 ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.agent_ca.clone()),
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),

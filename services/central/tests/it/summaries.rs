@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use central::writer::{Writer, WriterConfig};
+use central_ingest::writer::{Writer, WriterConfig};
 use central_store::{BatchWrite, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
