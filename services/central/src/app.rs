@@ -374,7 +374,7 @@ impl Application {
         ));
         tokio::spawn(self.notifier.run(stopped(stop_rx.clone())));
         if let Some(warn_after) = self.replica_lag_warning {
-            tokio::spawn(crate::web::freshness::follow(
+            tokio::spawn(central_http::web::freshness::follow(
                 self.store.clone(),
                 warn_after,
                 stopped(stop_rx.clone()),
@@ -391,7 +391,7 @@ impl Application {
                 tls_incoming(self.grpc, self.grpc_tls),
                 stopped(stop_rx.clone()),
             );
-        let router = crate::routes::router_with(crate::state::ApiState {
+        let router = central_http::routes::router_with(central_http::state::ApiState {
             store: self.store.clone(),
             patient_key: self.patient_key.clone(),
             deny: self.deny.clone(),

@@ -315,25 +315,6 @@ async fn serve_metrics(
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "the Prometheus endpoint is plain HTTP without authentication on a non-loopback address");
     }
-    let router = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let text = text.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    text.render(),
-                )
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!(%error, "the metrics endpoint stopped");
-        }
-    });
+    central_http::metrics::serve(listener, move || text.render());
     Ok(bound)
 }

@@ -288,7 +288,7 @@ async fn fleet() -> Fleet {
         .await
         .unwrap();
     }
-    let app = central::routes::router(store.clone());
+    let app = central_http::routes::router(store.clone());
     Fleet {
         _db: test_db,
         db,

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use central::state::ApiState;
 use central_core::auth::accounts::{AccountSpec, create_account};
+use central_http::state::ApiState;
 use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{
@@ -206,7 +206,7 @@ impl Fixture {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = central::routes::router_with(state);
+        let router = central_http::routes::router_with(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let mut fixture = Fixture {
             tokyo_planned: Site::open(&store, "131000021").await,

@@ -278,7 +278,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
     let key = std::sync::Arc::new(
         central_core::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
     );
-    let app = central::routes::router_with(central::state::ApiState {
+    let app = central_http::routes::router_with(central_http::state::ApiState {
         store: store.clone(),
         patient_key: None,
         deny: fleet_tls::deny::DenyList::default(),

@@ -499,7 +499,7 @@ async fn streamed_exports_beyond_their_slots_are_refused_until_one_ends() {
     // A page of the search is not an export: it is served while the export streams.
     assert!(store.audit_search(&query, &scope).await.is_ok());
     let answer = central_core::error::ServiceError::from(store::StoreError::ExportsBusy);
-    assert_eq!(central::error::http_status(&answer), 429);
+    assert_eq!(central_http::error::http_status(&answer), 429);
     assert_eq!(answer.retry_after_secs(), Some(10));
     assert!(answer.to_string().starts_with("書き出しが同時に多すぎます"));
     drop(first);
