@@ -56,12 +56,12 @@ pub const CSV_HEADER: [&str; 13] = [
 ];
 
 /// The start of a search's CSV: the BOM and [`CSV_HEADER`] ([`crate::spreadsheet`]).
-pub fn csv_head() -> Vec<u8> {
+pub(crate) fn csv_head() -> Vec<u8> {
     crate::spreadsheet::head(&CSV_HEADER)
 }
 
 /// One event as a CSV record appended to `out` (RFC 4180, inert cells).
-pub fn csv_row(out: &mut Vec<u8>, e: &StoredEvent) {
+pub(crate) fn csv_row(out: &mut Vec<u8>, e: &StoredEvent) {
     crate::spreadsheet::write_line(
         out,
         [

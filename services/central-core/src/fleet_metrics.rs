@@ -26,7 +26,7 @@ static LATEST: Mutex<Option<FleetGauges>> = Mutex::new(None);
 
 /// Replaces the values the gauges report; registers them on first use (after the binary
 /// installed its meter provider, or not: then it is a no-op).
-pub fn publish(gauges: FleetGauges) {
+pub(crate) fn publish(gauges: FleetGauges) {
     LazyLock::force(&INSTRUMENTS);
     *LATEST.lock().unwrap_or_else(|p| p.into_inner()) = Some(gauges);
 }

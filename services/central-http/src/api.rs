@@ -309,7 +309,7 @@ pub(crate) async fn schema(State(store): State<Store>) -> Result<Json<SchemaStat
 
 /// Events in one page of the JSON audit search (the default and the most `limit` may ask):
 /// a search is read page by page, never held whole in memory.
-pub const AUDIT_JSON_PAGE: i64 = 1000;
+pub(crate) const AUDIT_JSON_PAGE: i64 = 1000;
 
 fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(message.into())

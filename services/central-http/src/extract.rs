@@ -11,7 +11,7 @@ use central_core::error::ServiceError;
 
 /// The query string as `T`; a malformed one is a 400 naming what was wrong.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = HttpError;

@@ -23,9 +23,9 @@ use central_store::Store;
 use central_store::accounts::{AccountRow, SESSION_LIFETIME};
 
 /// Where scripts put the CSRF token of a browser write.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// Where forms put it.
-pub const CSRF_FIELD: &str = "_csrf";
+pub(crate) const CSRF_FIELD: &str = "_csrf";
 /// A form body read to find its CSRF token is at most this large.
 const MAX_FORM_BYTES: usize = 1024 * 1024;
 
@@ -35,7 +35,7 @@ fn is_api(path: &str) -> bool {
 }
 
 /// The principal an account row stands for.
-pub fn principal_of(
+pub(crate) fn principal_of(
     account: AccountRow,
     credential: Credential,
     csrf_token: Option<String>,
@@ -64,7 +64,7 @@ pub fn principal_of(
 }
 
 /// The session cookie's name.
-pub const SESSION_COOKIE: &str = "onshi_session";
+pub(crate) const SESSION_COOKIE: &str = "onshi_session";
 
 /// The cookie that carries `token`: never readable by scripts, sent only over HTTPS and only
 /// with requests from central's own pages.
@@ -76,17 +76,17 @@ fn cookie_header(token: &str, max_age_secs: i64) -> HeaderValue {
 }
 
 /// The cookie of a session just started, for as long as a session lives.
-pub fn new_session_cookie(token: &str) -> HeaderValue {
+pub(crate) fn new_session_cookie(token: &str) -> HeaderValue {
     cookie_header(token, SESSION_LIFETIME.whole_seconds())
 }
 
 /// The cookie that clears the session on sign-out.
-pub fn cleared_cookie() -> HeaderValue {
+pub(crate) fn cleared_cookie() -> HeaderValue {
     cookie_header("", 0)
 }
 
 /// The session token in the request's cookies, if any.
-pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -107,7 +107,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The client's IP address (unspecified when the listener could not tell).
-pub fn client_address(request_extensions: &axum::http::Extensions) -> IpAddr {
+pub(crate) fn client_address(request_extensions: &axum::http::Extensions) -> IpAddr {
     request_extensions
         .get::<Option<PeerAddress>>()
         .copied()
@@ -151,7 +151,7 @@ async fn resolve(
 
 /// Puts the request's [`Principal`] in its extensions, or answers 401 / redirects to sign-in.
 /// Browser writes must carry the session's CSRF token.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     State(store): State<Store>,
     request: Request,
     next: Next,
@@ -272,7 +272,7 @@ async fn check_csrf(principal: &Principal, request: Request) -> Result<Request, 
 
 /// A route layer: a `{site_code}` in the path must be a valid site code in the principal's
 /// scope, checked before the handler queries anything about it.
-pub async fn require_site_in_scope(
+pub(crate) async fn require_site_in_scope(
     params: RawPathParams,
     request: Request,
     next: Next,

@@ -501,7 +501,7 @@ pub fn access(method: &Method, path: &str) -> Access {
 }
 
 /// A route layer: the principal's role must grant what [`access`] says.
-pub async fn require_route_permission(
+pub(crate) async fn require_route_permission(
     matched: MatchedPath,
     request: Request,
     next: Next,

@@ -41,7 +41,7 @@ use central_store::{BatchWrite, Store, StoreError};
 
 /// Limits central announces in its Welcome and enforces.
 pub const MAX_BATCH_EVENTS: usize = 1_000;
-pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// The largest message central decodes: a full batch plus room for the message's own framing.
 pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH_BYTES + 64 * 1024;
 /// Replies queued for a slow agent before central stops reading its batches.
@@ -49,7 +49,7 @@ const REPLY_QUEUE: usize = 16;
 /// The highest sequence an agent can really have produced: 2^40, a thousand events a second
 /// for 34 years. A claim above it is a lie or a fault, refused so it cannot poison the sums
 /// of every view that adds up backlogs.
-pub const MAX_PLAUSIBLE_SEQUENCE: u64 = 1 << 40;
+pub(crate) const MAX_PLAUSIBLE_SEQUENCE: u64 = 1 << 40;
 /// Sessions one site may hold open on one replica at once: an agent holds one, a restarting
 /// agent briefly two; a stolen key cannot open thousands.
 pub const DEFAULT_SESSIONS_PER_SITE: usize = 4;

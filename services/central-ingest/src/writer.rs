@@ -68,7 +68,7 @@ impl Writer {
 
     /// [`Writer::write`], with the W3C `traceparent`s of the batch's events: the group's commit
     /// span joins their traces (see [`commit_span`]).
-    pub async fn write_traced(
+    pub(crate) async fn write_traced(
         &self,
         batch: BatchWrite,
         traceparents: Vec<String>,

@@ -12,7 +12,7 @@ use super::{Store, StoreError, audit_admin};
 /// How long a session lives at most, whatever its use.
 pub const SESSION_LIFETIME: Duration = Duration::hours(12);
 /// A session unused this long has ended (a counter PC left signed in).
-pub const SESSION_IDLE: Duration = Duration::minutes(60);
+pub(crate) const SESSION_IDLE: Duration = Duration::minutes(60);
 /// `last_seen_at` is written at most this often, so reading pages is not a write per request.
 const TOUCH_EVERY: Duration = Duration::minutes(1);
 

@@ -63,7 +63,7 @@ pub struct SignedSeal {
 }
 
 /// Walks `records` (in sequence order) and returns the findings.
-pub fn walk_records(
+pub(crate) fn walk_records(
     site_code: &str,
     records: &[EventRecord],
     walk: &mut ChainWalk,
@@ -101,7 +101,7 @@ pub fn walk_records(
 /// by the key it names, follows the seal before it, and names the chain hash that `held`
 /// returns for its sequence (`None`: no event there; `Some(None)`: an event without a hash).
 /// Returns how many were checked; the keys that signed them go into `keys`.
-pub fn check_seals(
+pub(crate) fn check_seals(
     seals: &[SignedSeal],
     first: u64,
     last: u64,
@@ -312,7 +312,7 @@ pub fn describe(finding: &Finding) -> String {
 // ------------------------------------------------------------------------------- bundles
 
 /// The bundle format's name and version, checked first on reading.
-pub const BUNDLE_FORMAT: &str = "onshi-fleet audit bundle v1";
+pub(crate) const BUNDLE_FORMAT: &str = "onshi-fleet audit bundle v1";
 
 /// A self-verifying export for auditors who cannot reach the live system: a site's events over
 /// a period (each stream from its first event in the period to its last), with their hash

@@ -14,7 +14,7 @@ use super::scope::SiteScope;
 use super::{Store, StoreError};
 
 /// The kinds an audit search covers by default: what people did, not what machines reported.
-pub const AUDIT_KINDS: [&str; 4] = ["lookup", "consent", "info_view", "card_check"];
+pub(crate) const AUDIT_KINDS: [&str; 4] = ["lookup", "consent", "info_view", "card_check"];
 
 /// What to look for; every field narrows the search.
 #[derive(Debug, Clone, Default)]

@@ -42,7 +42,7 @@ const PROJECTION_BATCH: i64 = 500;
 
 /// ASSUMED: the national portal's mailed notice (5 business days) and the site's installation
 /// (5 business days) must both fit before a terminal certificate expires.
-pub const RENEWAL_BUSINESS_DAYS: i64 = 10;
+pub(crate) const RENEWAL_BUSINESS_DAYS: i64 = 10;
 
 /// The alert thresholds in days before expiry (a small copyable list, most distant first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,7 +206,7 @@ fn lead_time_for(role: &str, now: OffsetDateTime, not_after: OffsetDateTime) -> 
 }
 
 /// The columns [`certificate_row`] reads, in its order.
-pub const CERTIFICATE_COLUMNS: &str = "site_code, terminal_id, role, subject, issuer, serial_hex, \
+pub(crate) const CERTIFICATE_COLUMNS: &str = "site_code, terminal_id, role, subject, issuer, serial_hex, \
      sha256_fingerprint, not_before, not_after, key_type, key_bits, source, missing, \
      first_seen_at, last_seen_at";
 
@@ -237,7 +237,7 @@ pub(crate) fn certificate_row(r: &tokio_postgres::Row, now: OffsetDateTime) -> C
 }
 
 /// The alert's text.
-pub fn alert_detail(
+pub(crate) fn alert_detail(
     role: &str,
     subject: &str,
     site: &str,

@@ -69,7 +69,7 @@ pub struct RolloutProgress {
 }
 
 /// The first hour of the 24 the overview's chart shows: 23 hours before the one `now` is in.
-pub fn first_hour(now: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn first_hour(now: OffsetDateTime) -> OffsetDateTime {
     super::summaries::hour_of(now) - Duration::hours(23)
 }
 
@@ -116,7 +116,7 @@ pub struct SitePage {
 }
 
 /// `text` for a LIKE pattern: `\`, `%` and `_` match themselves.
-pub fn like_escape(text: &str) -> String {
+pub(crate) fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '\\' | '%' | '_') {
@@ -196,7 +196,7 @@ pub struct SiteDetail {
 /// Link probes on the site page.
 const SITE_LINKS: i64 = 20;
 /// Events on the site page.
-pub const SITE_EVENTS: i64 = 50;
+pub(crate) const SITE_EVENTS: i64 = 50;
 
 impl Store {
     /// The fleet overview for `scope` at `now`, every part read now.

@@ -292,7 +292,7 @@ impl Store {
     }
 
     /// The active notifications (not ended, not past their deadline) of each of `sites`.
-    pub async fn active_grace_by_site(
+    pub(crate) async fn active_grace_by_site(
         &self,
         sites: &[String],
         now: OffsetDateTime,

@@ -4,8 +4,8 @@
 //! deadpool-postgres (a tidy test reads the crates' manifests); statements run through `conn`
 //! (`clippy.toml` refuses `Pool::get` elsewhere).
 
-pub mod access_recheck;
-pub mod access_rules;
+pub(crate) mod access_recheck;
+pub(crate) mod access_rules;
 pub mod accounts;
 pub mod adoption;
 pub mod alerts;
@@ -25,26 +25,25 @@ mod ingest;
 pub mod jst;
 pub mod migrate;
 pub mod notifications;
-pub mod partitions;
+pub(crate) mod partitions;
 pub mod retention;
 pub mod revocations;
-pub mod roles;
+pub(crate) mod roles;
 pub mod rollouts;
 pub mod scope;
 pub mod sealing;
-pub mod seals;
+pub(crate) mod seals;
 pub mod summaries;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::str::FromStr;
 
 pub(crate) use conn::{Conn, Tx};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-pub use alerts::{Acknowledgement, Alert, AlertCheck, AlertState, AlertThresholds, StreamStatus};
+pub use alerts::{Acknowledgement, Alert, AlertState, AlertThresholds, StreamStatus};
 pub use audit_search::{AuditQuery, AuditTotals};
-pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateCheck, CertificateRow};
-pub use chain::ChainCheck;
+pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateRow};
 pub use events::{SiteSummary, StoredEvent, StoredInventory};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 

@@ -24,7 +24,7 @@ fn month_start(date: Date, months: u32) -> Date {
 }
 
 /// The partition holding the month starting at `start`.
-pub fn partition_name(start: Date) -> String {
+pub(crate) fn partition_name(start: Date) -> String {
     format!("events_{:04}_{:02}", start.year(), start.month() as u8)
 }
 

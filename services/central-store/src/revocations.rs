@@ -16,7 +16,7 @@ pub struct Revocation {
 }
 
 /// A fingerprint as the inventory shows it: 64 lowercase hex characters.
-pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], StoreError> {
+pub(crate) fn parse_fingerprint(text: &str) -> Result<[u8; 32], StoreError> {
     onshi_domain::hex::decode(text.trim())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| {

@@ -23,7 +23,7 @@ pub const LOOKUP_HOURS_KEPT: Duration = Duration::days(8);
 
 /// What one group's inserted events change in the summaries, aggregated in memory.
 #[derive(Debug, Default)]
-pub struct SummaryDelta {
+pub(crate) struct SummaryDelta {
     sites: BTreeMap<String, SiteDelta>,
     /// (site, target) → (occurred_at, event id, state).
     links: BTreeMap<(String, &'static str), (OffsetDateTime, Uuid, &'static str)>,
@@ -41,7 +41,7 @@ struct SiteDelta {
 }
 
 /// `at` truncated to its UTC hour.
-pub fn hour_of(at: OffsetDateTime) -> OffsetDateTime {
+pub(crate) fn hour_of(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(time::UtcOffset::UTC);
     at.replace_time(time::Time::from_hms(at.hour(), 0, 0).expect("an hour of a day"))
 }

@@ -22,7 +22,7 @@ use super::StoreError;
 
 /// `url` without the TLS parameters central handles itself, and the verifying TLS client
 /// configuration they ask for (None: no TLS).
-pub fn split_url(url: &str) -> Result<(String, Option<RustlsConnect>), StoreError> {
+pub(crate) fn split_url(url: &str) -> Result<(String, Option<RustlsConnect>), StoreError> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), None));
     };
@@ -98,7 +98,7 @@ fn percent_decoded(text: &str) -> String {
 
 /// Makes a verifying rustls connection for each PostgreSQL connection.
 #[derive(Clone)]
-pub struct RustlsConnect(Arc<rustls::ClientConfig>);
+pub(crate) struct RustlsConnect(Arc<rustls::ClientConfig>);
 
 impl std::fmt::Debug for RustlsConnect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,7 +123,7 @@ where
 }
 
 #[derive(Debug)]
-pub struct RustlsTlsConnect {
+pub(crate) struct RustlsTlsConnect {
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
 }
@@ -148,7 +148,7 @@ where
 
 /// A PostgreSQL connection inside TLS.
 #[derive(Debug)]
-pub struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
+pub(crate) struct RustlsStream<S>(Box<tokio_rustls::client::TlsStream<S>>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
     fn poll_read(

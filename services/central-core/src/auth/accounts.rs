@@ -28,7 +28,7 @@ pub struct AccountSpec {
 }
 
 /// API tokens live at most this long; automation renews them.
-pub const MAX_TOKEN_DAYS: i64 = 366;
+pub(crate) const MAX_TOKEN_DAYS: i64 = 366;
 
 fn bad(message: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(message.into())

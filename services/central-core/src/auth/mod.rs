@@ -107,7 +107,7 @@ pub enum Permission {
 
 /// The fields of an event body that point at a person: the patient's keyed hash and the staff
 /// member who acted.
-pub const IDENTIFIER_FIELDS: [&str; 2] = ["patient_ref", "staff_id"];
+pub(crate) const IDENTIFIER_FIELDS: [&str; 2] = ["patient_ref", "staff_id"];
 
 /// `body` as `principal` may see it: without [`IDENTIFIER_FIELDS`] unless they may
 /// [`Permission::ViewIdentifiers`].

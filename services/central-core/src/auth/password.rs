@@ -7,9 +7,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Shorter passwords are refused when an account is made or its password set.
-pub const MIN_LENGTH: usize = 12;
+pub(crate) const MIN_LENGTH: usize = 12;
 /// Longer ones too: hashing is deliberately costly, and a megabyte "password" is an attack.
-pub const MAX_LENGTH: usize = 1024;
+pub(crate) const MAX_LENGTH: usize = 1024;
 
 fn hasher() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).expect("OWASP's argon2id parameters are valid");
@@ -17,7 +17,7 @@ fn hasher() -> Argon2<'static> {
 }
 
 /// Why a new password is refused, for the person choosing it.
-pub fn check_new(password: &str) -> Result<(), String> {
+pub(crate) fn check_new(password: &str) -> Result<(), String> {
     let length = password.chars().count();
     if length < MIN_LENGTH {
         return Err(format!(
@@ -59,7 +59,7 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 /// A hash to verify against when the login does not exist, so a wrong login costs as long as a
 /// wrong password and timing does not tell which logins exist.
-pub fn decoy() -> &'static str {
+pub(crate) fn decoy() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| hash("a password nobody has, for timing only"))
 }

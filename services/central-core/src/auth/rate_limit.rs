@@ -110,7 +110,7 @@ pub struct Attempt {
 
 /// An attempt refused without a password check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Too many attempts for `key` (`login:…` or `address:…`) in the window.
     TooMany { key: String, wait: Duration },
     /// Every password-check slot is taken; try again in a moment.
@@ -145,7 +145,12 @@ impl SignInLimiter {
 
     /// Counts an attempt for `login` from `address`, or refuses it (uncounted) when either is
     /// at its limit; the refusal names the key that waits longest.
-    pub fn begin(&self, login: &str, address: IpAddr, now: Instant) -> Result<Attempt, Refusal> {
+    pub(crate) fn begin(
+        &self,
+        login: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<Attempt, Refusal> {
         let mut attempts = self.attempts.lock().expect("limiter lock");
         let login = login.to_lowercase();
         let keys = [
@@ -186,7 +191,7 @@ impl SignInLimiter {
 
     /// A slot to check a password in, held until the check ends (move it into the blocking
     /// task: a client that goes away does not free it early). None: all are taken.
-    pub fn check_slot(&self, attempt: &Attempt) -> Result<OwnedSemaphorePermit, Refusal> {
+    pub(crate) fn check_slot(&self, attempt: &Attempt) -> Result<OwnedSemaphorePermit, Refusal> {
         self.checks
             .clone()
             .try_acquire_owned()
@@ -197,7 +202,7 @@ impl SignInLimiter {
 
     /// Takes back an attempt whose password was never checked (central was busy), so that a
     /// person does not lose a try to load.
-    pub fn withdraw(&self, attempt: Attempt) {
+    pub(crate) fn withdraw(&self, attempt: Attempt) {
         let mut attempts = self.attempts.lock().expect("limiter lock");
         for key in [Key::Login(attempt.login), Key::Address(attempt.address)] {
             if let Some(times) = attempts.by_key.get_mut(&key)

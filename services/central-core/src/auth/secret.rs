@@ -7,10 +7,10 @@ use ring::rand::{SecureRandom, SystemRandom};
 const TOKEN_BYTES: usize = 32;
 /// What an API token starts with, so a leaked one is recognisable in a scan (and never
 /// mistaken for a session cookie).
-pub const API_TOKEN_PREFIX: &str = "ofk_";
+pub(crate) const API_TOKEN_PREFIX: &str = "ofk_";
 
 /// 32 random bytes, lowercase hex.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; TOKEN_BYTES];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -19,7 +19,7 @@ pub fn random_token() -> String {
 }
 
 /// A new API token as shown to its owner once.
-pub fn new_api_token() -> String {
+pub(crate) fn new_api_token() -> String {
     format!("{API_TOKEN_PREFIX}{}", random_token())
 }
 

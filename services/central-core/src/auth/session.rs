@@ -28,7 +28,7 @@ impl std::fmt::Debug for NewSession {
 
 /// The longest login the sign-in page takes (accounts' logins are at most 64 characters, see
 /// migration 0015); a longer one is refused before anything is counted or written.
-pub const MAX_LOGIN_CHARS: usize = 64;
+pub(crate) const MAX_LOGIN_CHARS: usize = 64;
 
 /// Checks `login` and `password` and starts a session. The attempt is counted by the limiter
 /// before the password is checked, and checked only in one of the limiter's few slots. Every

@@ -13,7 +13,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 const AAD: &[u8] = b"onshi-fleet notification endpoint secret v1";
 
 /// What a webhook secret starts with, so a leaked one is recognisable in a scan.
-pub const SECRET_PREFIX: &str = "whsec_";
+pub(crate) const SECRET_PREFIX: &str = "whsec_";
 
 pub struct NotificationKey(LessSafeKey);
 
@@ -76,7 +76,7 @@ impl NotificationKey {
 }
 
 /// A new webhook secret, shown to its maker once.
-pub fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     format!("{SECRET_PREFIX}{}", crate::auth::secret::random_token())
 }
 

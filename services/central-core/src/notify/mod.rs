@@ -89,7 +89,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 /// The webhook body's schema version; a change that removes or retypes a field makes a new one.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// What one notification says, the same for every channel (the webhook's JSON body).
 #[derive(Debug, Clone, Serialize)]

@@ -18,7 +18,7 @@ use rustls_pki_types::CertificateDer;
 
 /// The version prefix of `X-Signature`: a new scheme gets a new prefix, and receivers can
 /// accept both while they move.
-pub const SIGNATURE_VERSION: &str = "v1";
+pub(crate) const SIGNATURE_VERSION: &str = "v1";
 
 /// `v1=` + hex HMAC-SHA-256(secret, timestamp + "." + body).
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {

@@ -73,7 +73,7 @@ pub const STAFF_ROLES: [(&str, &str); 5] = [
 ];
 
 /// Refused and disaster-window views a report lists.
-pub const REPORT_VIEWS: i64 = 10_000;
+pub(crate) const REPORT_VIEWS: i64 = 10_000;
 
 /// A search as sent, field by field (a query string of the API or the dashboard's form):
 /// nothing checked yet; an empty field means "any".

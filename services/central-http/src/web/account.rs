@@ -93,7 +93,7 @@ fn tokens(principal: &Principal, tokens: &[ApiTokenSummary]) -> Markup {
 }
 
 /// `GET /account`.
-pub async fn page_handler(
+pub(crate) async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Response, HttpError> {
@@ -111,7 +111,7 @@ pub async fn page_handler(
 }
 
 /// `POST /account/tokens` from the page's form: the new token, shown this once.
-pub async fn make_token(
+pub(crate) async fn make_token(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     form: Bytes,
@@ -160,7 +160,7 @@ pub async fn make_token(
 }
 
 /// `POST /account/tokens/{id}/revoke`: the caller's own token.
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,

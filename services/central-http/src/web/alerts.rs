@@ -99,7 +99,7 @@ fn tabs(current: AlertState) -> Markup {
     }
 }
 
-pub async fn list_handler(
+pub(crate) async fn list_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
@@ -139,7 +139,7 @@ pub async fn list_handler(
 }
 
 /// The page's form: acknowledges, then back to the list.
-pub async fn acknowledge_form(
+pub(crate) async fn acknowledge_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,

@@ -323,7 +323,7 @@ fn card_redirect(params: &AuditParams, patient: Option<&PatientRef>) -> Response
 
 /// `GET /audit`: `service::audit`'s search, the same rows the JSON API answers for the same
 /// query string. Without any field the search covers today (Tokyo).
-pub async fn page_handler(
+pub(crate) async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<AuditParams>,

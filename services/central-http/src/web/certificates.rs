@@ -368,7 +368,7 @@ fn body(
 }
 
 /// `GET /certificates`.
-pub async fn page_handler(
+pub(crate) async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
@@ -467,7 +467,7 @@ const CSV_CHUNK_ROWS: usize = 256;
 /// `GET /certificates.csv`: the page's listing with the same filters, as a download streamed
 /// as PostgreSQL reads it (memory bounded whatever the number of certificates); the export is
 /// recorded, with its number of rows, before anything is sent, and fails if it cannot be.
-pub async fn csv_handler(
+pub(crate) async fn csv_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 /// drawn with (`bar-ok`, `bar-warn`, `bar-bad`, `bar-muted`, `bar-accent`) and one value per
 /// category, in the categories' order (missing values count as 0, negative ones as 0).
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     pub label_ja: String,
     pub label_en: String,
     pub class: &'static str,
@@ -24,7 +24,7 @@ pub struct Series {
 /// length, against the largest value of the chart; negative counts as 0), an optional note
 /// shown after the number (a date, a percentage) and the CSS class it is drawn with.
 #[derive(Debug, Clone)]
-pub struct Bar {
+pub(crate) struct Bar {
     pub label: String,
     pub value: i64,
     pub note: Option<String>,
@@ -84,7 +84,7 @@ fn stack(series: &[Series], i: usize, scale: f64) -> Vec<(&Series, i64, f64, f64
 /// - `categories`: the x-axis labels, one per bar; every `labels_every`-th is written under
 ///   its bar (all of them are in the table);
 /// - `series`: the layers, see [`Series`].
-pub fn stacked_bars(
+pub(crate) fn stacked_bars(
     id: &str,
     title: &str,
     categories: &[String],
@@ -183,7 +183,7 @@ const BAR_NUMBER: f64 = 150.0;
 /// - `title`: what the chart shows, Japanese then English (the SVG's `<title>` and
 ///   `aria-label`);
 /// - `rows`: the bars.
-pub fn horizontal_bars(id: &str, title: &str, rows: &[Bar]) -> Markup {
+pub(crate) fn horizontal_bars(id: &str, title: &str, rows: &[Bar]) -> Markup {
     let max = rows
         .iter()
         .map(|r| r.value.max(0))

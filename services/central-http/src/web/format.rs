@@ -14,12 +14,12 @@ pub fn tokyo(at: OffsetDateTime) -> String {
 }
 
 /// Like [`tokyo`], or an em dash for "never".
-pub fn tokyo_or_dash(at: Option<OffsetDateTime>) -> String {
+pub(crate) fn tokyo_or_dash(at: Option<OffsetDateTime>) -> String {
     at.map_or_else(|| "—".to_string(), tokyo)
 }
 
 /// `2026-12-02（令和8年12月2日）`.
-pub fn date_with_era(day: Date) -> String {
+pub(crate) fn date_with_era(day: Date) -> String {
     format!(
         "{}（{}）",
         day.format(format_description!("[year]-[month]-[day]"))

@@ -16,7 +16,7 @@ static LAG_MS: AtomicI64 = AtomicI64::new(-1);
 static WARN_AFTER_MS: AtomicI64 = AtomicI64::new(5_000);
 
 /// The notice every page shows while the replica is behind; nothing otherwise.
-pub fn banner() -> Markup {
+pub(crate) fn banner() -> Markup {
     let lag = LAG_MS.load(Ordering::Relaxed);
     let warn = WARN_AFTER_MS.load(Ordering::Relaxed);
     html! {

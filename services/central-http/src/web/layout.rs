@@ -8,7 +8,7 @@ use central_core::auth::{Credential, Permission, Principal};
 
 /// The navigation's sections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nav {
+pub(crate) enum Nav {
     Overview,
     Sites,
     Certificates,
@@ -69,7 +69,7 @@ impl Nav {
 }
 
 /// A hidden form field with the session's CSRF token; every state-changing form has one.
-pub fn csrf_field(principal: &Principal) -> Markup {
+pub(crate) fn csrf_field(principal: &Principal) -> Markup {
     html! {
         @if let Some(token) = &principal.csrf_token {
             input type="hidden" name=(CSRF_FIELD) value=(token);

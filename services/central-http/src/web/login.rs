@@ -17,12 +17,12 @@ use central_core::auth::session::{sign_in, sign_out};
 use central_core::error::ServiceError;
 
 #[derive(Debug, Deserialize)]
-pub struct Next {
+pub(crate) struct Next {
     next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SignInForm {
+pub(crate) struct SignInForm {
     login: String,
     password: String,
     next: Option<String>,
@@ -100,9 +100,9 @@ fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
 
 /// The largest sign-in form read (login, password, next and their names, encoded); axum's
 /// default of 2 MB would let anyone without an account post megabytes.
-pub const FORM_LIMIT_BYTES: usize = 4 * 1024;
+pub(crate) const FORM_LIMIT_BYTES: usize = 4 * 1024;
 
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
@@ -169,7 +169,7 @@ pub async fn submit(
     }
 }
 
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,

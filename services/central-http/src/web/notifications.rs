@@ -172,7 +172,7 @@ fn endpoint_form(principal: &Principal, current: Option<&Endpoint>) -> Markup {
     }
 }
 
-pub async fn page_handler(
+pub(crate) async fn page_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
 ) -> Result<Response, HttpError> {
@@ -213,7 +213,7 @@ fn request_from(form: &[u8], enabled: bool) -> EndpointRequest {
 }
 
 /// The form: makes the endpoint and answers with the page, a webhook's secret shown once.
-pub async fn create_form(
+pub(crate) async fn create_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     form: axum::body::Bytes,
@@ -261,7 +261,7 @@ fn endpoint_id(id: &str) -> Result<i64, ServiceError> {
 }
 
 /// One endpoint's page: its form, prefilled.
-pub async fn edit_page(
+pub(crate) async fn edit_page(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -286,7 +286,7 @@ pub async fn edit_page(
 
 /// The edit form: changes the endpoint (keeping whether it is enabled), then back to the list;
 /// a mistake is named on the form's page and changes nothing.
-pub async fn edit_form(
+pub(crate) async fn edit_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
@@ -316,7 +316,7 @@ pub async fn edit_form(
 }
 
 /// Test, enable or disable, then back to the page.
-pub async fn act_form(
+pub(crate) async fn act_form(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,

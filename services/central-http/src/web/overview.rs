@@ -20,7 +20,7 @@ use central_core::auth::{Permission, Principal};
 use central_store::dashboard::Overview;
 
 /// Lookup outcomes in the order the chart stacks them: name, Japanese, English, CSS class.
-pub const OUTCOMES: [(&str, &str, &str, &str); 5] = [
+pub(crate) const OUTCOMES: [(&str, &str, &str, &str); 5] = [
     ("valid", "有効", "valid", "bar-ok"),
     ("invalid", "無効", "invalid", "bar-warn"),
     ("not_found", "該当なし", "not found", "bar-muted"),
@@ -110,7 +110,7 @@ fn in_outcome_order(counts: &[(String, i64)]) -> Vec<(&str, i64)> {
 
 /// The 24 hourly bars of the lookups chart: hour labels in Tokyo time and one series per
 /// outcome (those known first, in [`OUTCOMES`] order, then any other the data has).
-pub fn lookup_series(overview: &Overview) -> (Vec<String>, Vec<Series>) {
+pub(crate) fn lookup_series(overview: &Overview) -> (Vec<String>, Vec<Series>) {
     let hours: Vec<OffsetDateTime> = (0..24)
         .map(|i| overview.hours_from + Duration::hours(i))
         .collect();

@@ -295,7 +295,7 @@ fn rollouts_table(rollouts: &[RolloutSummary]) -> Markup {
 
 /// What the start form was given (kept to show it again with a message).
 #[derive(Debug, Default, Deserialize)]
-pub struct StartForm {
+pub(crate) struct StartForm {
     target_version: Option<String>,
     waves: Option<String>,
     window: Option<String>,

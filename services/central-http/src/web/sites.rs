@@ -30,7 +30,7 @@ pub const KINDS: [(&str, char, &str, &str); 4] = [
 ];
 
 /// A site's state in its latest rollout: form value, Japanese, English.
-pub const ROLLOUT_STATES: [(&str, &str, &str); 6] = [
+pub(crate) const ROLLOUT_STATES: [(&str, &str, &str); 6] = [
     ("pending", "待機", "pending"),
     ("targeted", "配信指示済", "targeted"),
     ("applied", "適用済", "applied"),
@@ -157,7 +157,7 @@ impl Params {
 }
 
 /// The query string of `filter` on page `page`.
-pub fn query_string(filter: &SiteFilter, page: i64) -> String {
+pub(crate) fn query_string(filter: &SiteFilter, page: i64) -> String {
     let kind = filter
         .fee_table
         .and_then(|d| KINDS.iter().find(|(_, digit, ..)| *digit == d))
@@ -332,7 +332,7 @@ fn list(filter: &SiteFilter, found: &SitePage) -> Markup {
     }
 }
 
-pub async fn list_handler(
+pub(crate) async fn list_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<Params>,
@@ -386,7 +386,7 @@ const SHOWN_FIELDS: [&str; 20] = [
 ];
 
 /// `key: value` for the shown fields of `body`; the patient's keyed hash is shortened.
-pub fn event_summary(body: &serde_json::Value) -> Vec<(&'static str, String)> {
+pub(crate) fn event_summary(body: &serde_json::Value) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     for key in SHOWN_FIELDS {
         let text = match body.get(key) {
@@ -674,7 +674,7 @@ fn detail_body(site: &SiteDetail, adoption: Option<&AdoptionView>, now: OffsetDa
     }
 }
 
-pub async fn detail_handler(
+pub(crate) async fn detail_handler(
     State(state): State<ApiState>,
     Extension(principal): Extension<Principal>,
     Path(site_code): Path<String>,
