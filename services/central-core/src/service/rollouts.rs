@@ -3,6 +3,7 @@
 
 use crate::auth::SiteScope;
 use crate::error::ServiceError;
+use central_store::dashboard_rollout::{RolloutDetail, RolloutSummary};
 use central_store::rollouts::{Action, RolloutView};
 use central_store::{Store, StoreError};
 
@@ -18,6 +19,29 @@ pub async fn one(store: &Store, scope: &SiteScope, id: i64) -> Result<RolloutVie
         .rollouts(Some(id), scope)
         .await?
         .pop()
+        .ok_or_else(|| ServiceError::NotFound(format!("there is no rollout {id}")))
+}
+
+/// The latest `limit` rollouts, newest first, with their sites in `scope` counted by state
+/// (the dashboard's rollout page).
+pub async fn summaries(
+    store: &Store,
+    scope: &SiteScope,
+    limit: i64,
+) -> Result<Vec<RolloutSummary>, ServiceError> {
+    Ok(store.rollout_summaries(scope, limit).await?)
+}
+
+/// One rollout with its sites in `scope`, its waves and every transition (the dashboard's
+/// rollout detail); 404 when there is none (or none the scope sees).
+pub async fn detail(
+    store: &Store,
+    scope: &SiteScope,
+    id: i64,
+) -> Result<RolloutDetail, ServiceError> {
+    store
+        .rollout_detail(id, scope)
+        .await?
         .ok_or_else(|| ServiceError::NotFound(format!("there is no rollout {id}")))
 }
 

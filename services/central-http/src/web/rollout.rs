@@ -20,6 +20,7 @@ use crate::error::HttpError;
 use crate::state::ApiState;
 use central_core::auth::{Permission, Principal};
 use central_core::error::ServiceError;
+use central_core::service;
 use central_store::StoreError;
 use central_store::adoption::AdoptionView;
 use central_store::dashboard_rollout::{RolloutDetail, RolloutSummary};
@@ -420,8 +421,13 @@ async fn rollout_page(
     let store = &state.store;
     let scope = &principal.scope;
     let ((prefectures, views), rollouts) = tokio::try_join!(
-        store.adoption_overview(now, scope),
-        store.rollout_summaries(scope, LISTED_ROLLOUTS),
+        async {
+            store
+                .adoption_overview(now, scope)
+                .await
+                .map_err(ServiceError::from)
+        },
+        service::rollouts::summaries(store, scope, LISTED_ROLLOUTS),
     )?;
     let body = html! {
         section #adoption {
@@ -697,11 +703,7 @@ async fn detail_page(
     id: i64,
     error: Option<&str>,
 ) -> Result<Markup, HttpError> {
-    let detail = state
-        .store
-        .rollout_detail(id, &principal.scope)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("there is no rollout {id}")))?;
+    let detail = service::rollouts::detail(&state.store, &principal.scope, id).await?;
     let title = format!("配信 #{id} / Rollout #{id}");
     Ok(page(
         principal,
@@ -728,9 +730,7 @@ pub async fn act(
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Response, HttpError> {
     principal.require(Permission::Administer)?;
-    match central_core::service::rollouts::act(&state.store, id, &action, &principal.audit_name())
-        .await
-    {
+    match service::rollouts::act(&state.store, id, &action, &principal.audit_name()).await {
         Ok(()) => Ok(Redirect::to(&format!("/rollouts/{id}")).into_response()),
         Err(ServiceError::BadRequest(message)) => {
             let message = format!("操作できません / the action does not apply: {message}");
