@@ -1,5 +1,6 @@
-//! Signing in and out of the dashboard: password check under the rate limit, the session and
-//! its cookie, the audit row of each checked attempt and the count of refused ones.
+//! Signing in and out of the dashboard: password check under the rate limit, the session (its
+//! cookie is the HTTP side's, `central_http`'s middleware), the audit row of each checked
+//! attempt and the count of refused ones.
 
 use std::net::IpAddr;
 use std::time::Instant;
