@@ -192,7 +192,7 @@ fn main() -> anyhow::Result<()> {
                 let options = IngestOptions {
                     agents,
                     events,
-                    batch: batch.clamp(1, central::ingest::MAX_BATCH_EVENTS),
+                    batch: batch.clamp(1, central_ingest::ingest::MAX_BATCH_EVENTS),
                     window: window.max(1),
                     write_method,
                     latency: Duration::from_secs(latency_secs),

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::http::WebSession;
 use e2e::{Pki, TestDb};
 use time::OffsetDateTime;
@@ -292,7 +292,7 @@ async fn summaries_from_events(
     client: &tokio_postgres::Client,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let window = now - central::store::summaries::LOOKUP_HOURS_KEPT;
+    let window = now - central_store::summaries::LOOKUP_HOURS_KEPT;
     client
         .batch_execute("TRUNCATE site_summaries, site_links, site_lookup_hours")
         .await?;
@@ -545,9 +545,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         (ADMIN, "chain_admin", vec![]),
         (MANAGER, "area_manager", vec!["13".to_string()]),
     ] {
-        central::auth::accounts::create_account(
+        central_core::auth::accounts::create_account(
             &store,
-            &central::auth::accounts::AccountSpec {
+            &central_core::auth::accounts::AccountSpec {
                 login: login.into(),
                 display_name: login.into(),
                 role: role.into(),

@@ -18,11 +18,11 @@ use fleet_tls::listen::{
 use proto::fleet::v1::fleet_uplink_server::FleetUplinkServer;
 use tokio::net::TcpListener;
 
-use crate::ingest::{Ingest, MAX_MESSAGE_BYTES};
-use crate::limits::RateLimiter;
-use crate::maintenance::{self, MaintenanceConfig};
-use crate::store::{self, DatabaseUrl, Store, WriteMethod};
-use crate::writer::{Writer, WriterConfig};
+use central_core::maintenance::{self, MaintenanceConfig};
+use central_ingest::ingest::{Ingest, MAX_MESSAGE_BYTES};
+use central_ingest::limits::RateLimiter;
+use central_ingest::writer::{Writer, WriterConfig};
+use central_store::{self as store, DatabaseUrl, Store, WriteMethod};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
 #[derive(Debug, Clone)]
@@ -68,9 +68,9 @@ pub struct Settings {
     pub patient_key: Option<PathBuf>,
     /// The chain CA's certificate and key, to sign agents' certificate renewals; without,
     /// renewals are refused (and the sites renew through the chain's PKI process).
-    pub renewal: Option<crate::renewal::RenewalSettings>,
+    pub renewal: Option<central_ingest::renewal::RenewalSettings>,
     /// Webhooks and mail.
-    pub notify: crate::notify::NotifySettings,
+    pub notify: central_core::notify::NotifySettings,
     pub tuning: Tuning,
 }
 
@@ -107,9 +107,9 @@ impl Default for Tuning {
             maintenance: MaintenanceConfig::default(),
             write_method: WriteMethod::Copy,
             readiness_interval: std::time::Duration::from_secs(5),
-            sign_in_checks: crate::auth::rate_limit::Limits::default().concurrent_checks,
-            sign_in_keys: crate::auth::rate_limit::MAX_KEYS,
-            sessions_per_site: crate::ingest::DEFAULT_SESSIONS_PER_SITE,
+            sign_in_checks: central_core::auth::rate_limit::Limits::default().concurrent_checks,
+            sign_in_keys: central_core::auth::rate_limit::MAX_KEYS,
+            sessions_per_site: central_ingest::ingest::DEFAULT_SESSIONS_PER_SITE,
         }
     }
 }
@@ -125,16 +125,16 @@ pub struct Application {
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     web_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
-    seal_key: Option<std::sync::Arc<crate::sealing::SealKey>>,
+    seal_key: Option<std::sync::Arc<central_store::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
     /// Reports a revoked certificate refused at a handshake or, on the operator listener, at a
     /// request of a connection opened before the revocation.
     on_refused: fleet_tls::deny::OnRefused,
     refused: tokio::sync::mpsc::Receiver<[u8; 32]>,
-    renewals: crate::renewal::Renewals,
-    notification_key: Option<std::sync::Arc<crate::notify::key::NotificationKey>>,
-    notifier: crate::notify::worker::Notifier,
+    renewals: central_ingest::renewal::Renewals,
+    notification_key: Option<std::sync::Arc<central_core::notify::key::NotificationKey>>,
+    notifier: central_core::notify::worker::Notifier,
     durability: store::durability::Durability,
     /// With a read replica: from how far behind the pages say so.
     replica_lag_warning: Option<std::time::Duration>,
@@ -235,16 +235,18 @@ impl Application {
                 .context("loading the revoked sites")?,
         );
         let seal_key = match &settings.seal_key {
-            Some(path) => Some(std::sync::Arc::new(crate::sealing::SealKey::load(path)?)),
+            Some(path) => Some(std::sync::Arc::new(central_store::sealing::SealKey::load(
+                path,
+            )?)),
             None => {
                 tracing::warn!("no seal key (--seal-key): streams are verified but not sealed");
                 None
             }
         };
         let renewals = match &settings.renewal {
-            Some(renewal) => crate::renewal::Renewals::load(renewal)
+            Some(renewal) => central_ingest::renewal::Renewals::load(renewal)
                 .context("loading the chain CA that signs agent renewals")?,
-            None => crate::renewal::Renewals::disabled(),
+            None => central_ingest::renewal::Renewals::disabled(),
         };
         let notification_key = settings
             .notify
@@ -347,7 +349,7 @@ impl Application {
             stopped(stop_rx.clone()),
         ));
         // Kept until the end: the pool gauge is read at each metrics collection.
-        let _pool_gauge = pool_gauge(self.store.pool().clone());
+        let _pool_gauge = pool_gauge(self.store.clone());
         let writer = Writer::spawn(self.store.clone(), tuning.writer);
         let limits = std::sync::Arc::new(RateLimiter::new(
             tuning.events_per_second,
@@ -372,7 +374,7 @@ impl Application {
         ));
         tokio::spawn(self.notifier.run(stopped(stop_rx.clone())));
         if let Some(warn_after) = self.replica_lag_warning {
-            tokio::spawn(crate::web::freshness::follow(
+            tokio::spawn(central_http::web::freshness::follow(
                 self.store.clone(),
                 warn_after,
                 stopped(stop_rx.clone()),
@@ -389,15 +391,17 @@ impl Application {
                 tls_incoming(self.grpc, self.grpc_tls),
                 stopped(stop_rx.clone()),
             );
-        let router = crate::routes::router_with(crate::state::ApiState {
+        let router = central_http::routes::router_with(central_http::state::ApiState {
             store: self.store.clone(),
             patient_key: self.patient_key.clone(),
             deny: self.deny.clone(),
-            limiter: crate::auth::rate_limit::SignInLimiter::new(crate::auth::rate_limit::Limits {
-                concurrent_checks: tuning.sign_in_checks,
-                max_keys: tuning.sign_in_keys,
-                ..crate::auth::rate_limit::Limits::default()
-            }),
+            limiter: central_core::auth::rate_limit::SignInLimiter::new(
+                central_core::auth::rate_limit::Limits {
+                    concurrent_checks: tuning.sign_in_checks,
+                    max_keys: tuning.sign_in_keys,
+                    ..central_core::auth::rate_limit::Limits::default()
+                },
+            ),
             notification_key: self.notification_key.clone(),
         });
         let web = {
@@ -567,17 +571,17 @@ async fn require_current_schema(store: &Store) -> anyhow::Result<()> {
 
 /// `central_db_pool_connections{state}`: connections in use, idle, the pool's maximum, and
 /// callers waiting for one. Read at each metrics collection; a no-op when metrics are off.
-fn pool_gauge(pool: deadpool_postgres::Pool) -> opentelemetry::metrics::ObservableGauge<u64> {
+fn pool_gauge(store: Store) -> opentelemetry::metrics::ObservableGauge<u64> {
     use opentelemetry::KeyValue;
     opentelemetry::global::meter("central")
         .u64_observable_gauge("central_db_pool_connections")
         .with_description("PostgreSQL connections by state: in_use, idle, max, waiting")
         .with_callback(move |observer| {
-            let status = pool.status();
+            let status = store.pool_status();
             for (value, state) in [
-                (status.size.saturating_sub(status.available), "in_use"),
-                (status.available, "idle"),
-                (status.max_size, "max"),
+                (status.in_use, "in_use"),
+                (status.idle, "idle"),
+                (status.max, "max"),
                 (status.waiting, "waiting"),
             ] {
                 observer.observe(value as u64, &[KeyValue::new("state", state)]);

@@ -27,7 +27,7 @@ pub enum Probe {
 }
 
 /// The health service name central reports synchronous replication under.
-pub const SYNCHRONOUS_STANDBY_SERVICE: &str = "onshi.fleet.v1.SynchronousStandby";
+pub(crate) const SYNCHRONOUS_STANDBY_SERVICE: &str = "onshi.fleet.v1.SynchronousStandby";
 
 /// The status `probe` asks for.
 pub async fn check(

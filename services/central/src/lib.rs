@@ -1,28 +1,6 @@
-//! The central service: ingests the event streams of every site's agent into PostgreSQL and
-//! serves what chain IT and auditors need to see. See ARCHITECTURE.md for the whole picture.
+//! The central binary's wiring: `app` builds the store, the uplink (`central_ingest`), the HTTP
+//! listeners (`central_http`) and the background tasks (`central_core`) and runs them until
+//! stopped; `health` is `central health`. See ARCHITECTURE.md for the whole picture.
 
-pub(crate) mod api;
 pub mod app;
-pub mod audit;
-pub mod audit_report;
-pub mod auth;
-pub mod error;
-pub(crate) mod extract;
-pub mod fleet_metrics;
-pub mod form;
 pub mod health;
-pub mod ingest;
-pub mod jst;
-pub mod limits;
-pub mod maintenance;
-pub(crate) mod middleware;
-pub mod notify;
-pub mod renewal;
-pub mod routes;
-pub mod sealing;
-pub mod service;
-pub mod spreadsheet;
-pub mod state;
-pub mod store;
-pub(crate) mod web;
-pub mod writer;

@@ -1,11 +1,10 @@
 //! `central account`: dashboard accounts and API tokens, through the same functions as the
-//! JSON API (`central::auth::accounts`).
+//! JSON API (`central_core::auth::accounts`).
 
 use anyhow::Context;
-use central::store::Store;
 use clap::Subcommand;
 
-use super::{DbArgs, pool, print_json};
+use super::{DbArgs, open_store, print_json};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
@@ -79,7 +78,7 @@ pub(crate) enum AccountCommand {
 }
 
 pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
-    use central::auth::accounts::{AccountSpec, create_account, issue_token};
+    use central_core::auth::accounts::{AccountSpec, create_account, issue_token};
     match command {
         AccountCommand::Add {
             db,
@@ -103,7 +102,7 @@ pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
                 password: password.trim_end_matches(['\r', '\n']).to_string(),
             };
             create_account(
-                &Store::new(pool(&db)?),
+                &open_store(&db)?,
                 &spec,
                 &format!("{by} (central account add)"),
             )
@@ -131,15 +130,15 @@ pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let update = central::auth::accounts::AccountUpdate {
+            let update = central_core::auth::accounts::AccountUpdate {
                 role,
                 prefectures,
                 sites,
                 disabled: (disable || enable).then_some(disable),
                 password,
             };
-            central::auth::accounts::change_account(
-                &Store::new(pool(&db)?),
+            central_core::auth::accounts::change_account(
+                &open_store(&db)?,
                 &login,
                 &update,
                 &format!("{by} (central account set)"),
@@ -148,7 +147,7 @@ pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
             eprintln!("account {login} changed");
             Ok(())
         }
-        AccountCommand::List(db) => print_json(&Store::new(pool(&db)?).accounts().await?),
+        AccountCommand::List(db) => print_json(&open_store(&db)?.accounts().await?),
         AccountCommand::Token {
             db,
             login,
@@ -157,7 +156,7 @@ pub(crate) async fn run(command: AccountCommand) -> anyhow::Result<()> {
             by,
         } => {
             let (id, token) = issue_token(
-                &Store::new(pool(&db)?),
+                &open_store(&db)?,
                 &login,
                 &label,
                 days,

@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use central::store::Store;
 use clap::Subcommand;
 use onshi_domain::site::SiteCode;
 
-use super::{DbArgs, pool, print_json};
+use super::{DbArgs, open_store, print_json};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SealKeyCommand {
@@ -37,7 +36,7 @@ pub(crate) async fn verify(
         .transpose()
         .context("--site")?;
     let (from, to) = tokyo_period(from.as_deref(), to.as_deref())?;
-    let verdict = Store::new(pool(db)?)
+    let verdict = open_store(db)?
         .verify_period(site.as_ref(), from, to)
         .await?;
     print_verdict(&verdict, json)
@@ -54,7 +53,7 @@ pub(crate) async fn export(
 ) -> anyhow::Result<()> {
     let site = SiteCode::parse(site).context("--site")?;
     let (from, to) = tokyo_period(from.as_deref(), to.as_deref())?;
-    let bundle = Store::new(pool(db)?)
+    let bundle = open_store(db)?
         .export_bundle(&site, (from, to), by, time::OffsetDateTime::now_utc())
         .await?;
     std::fs::write(out, serde_json::to_vec_pretty(&bundle)?)
@@ -74,7 +73,7 @@ pub(crate) fn verify_bundle(
     json: bool,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
-    let bundle = central::audit::Bundle::parse(&bytes)?;
+    let bundle = central_store::audit::Bundle::parse(&bytes)?;
     let mut verdict = bundle.verify();
     if let Some(expected) = public_key {
         let others: Vec<_> = verdict
@@ -95,7 +94,7 @@ pub(crate) fn verify_bundle(
 pub(crate) fn seal_key(command: SealKeyCommand) -> anyhow::Result<()> {
     match command {
         SealKeyCommand::Init { out } => {
-            let key = central::sealing::SealKey::create(&out)?;
+            let key = central_store::sealing::SealKey::create(&out)?;
             println!("{}", key.public_hex());
             eprintln!(
                 "seal key written to {} (owner-only); the line above is its public key",
@@ -104,7 +103,10 @@ pub(crate) fn seal_key(command: SealKeyCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SealKeyCommand::Public { key } => {
-            println!("{}", central::sealing::SealKey::load(&key)?.public_hex());
+            println!(
+                "{}",
+                central_store::sealing::SealKey::load(&key)?.public_hex()
+            );
             Ok(())
         }
     }
@@ -112,8 +114,8 @@ pub(crate) fn seal_key(command: SealKeyCommand) -> anyhow::Result<()> {
 
 /// Catches the chain verifier up, then seals every stream it walked beyond its last seal.
 pub(crate) async fn seal(db: &DbArgs, seal_key: &Path) -> anyhow::Result<()> {
-    let key = central::sealing::SealKey::load(seal_key)?;
-    let store = Store::new(pool(db)?);
+    let key = central_store::sealing::SealKey::load(seal_key)?;
+    let store = open_store(db)?;
     // Catch the verifier up first: a seal names what it has walked.
     while store.verify_chains(1_000_000).await?.events > 0 {}
     let made = store
@@ -124,7 +126,7 @@ pub(crate) async fn seal(db: &DbArgs, seal_key: &Path) -> anyhow::Result<()> {
 }
 
 /// Prints a verification verdict (JSON, or for a person) and exits 1 when it is broken.
-fn print_verdict(verdict: &central::audit::ChainVerdict, json: bool) -> anyhow::Result<()> {
+fn print_verdict(verdict: &central_store::audit::ChainVerdict, json: bool) -> anyhow::Result<()> {
     if json {
         print_json(verdict)?;
     } else {

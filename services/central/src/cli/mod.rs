@@ -10,8 +10,8 @@ mod serve;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use central::store::scope::SiteScope;
-use central::store::{self, DatabaseUrl, Store};
+use central_store::scope::SiteScope;
+use central_store::{self as store, DatabaseUrl, Store};
 use clap::{Args, Parser, Subcommand};
 use onshi_domain::site::SiteCode;
 
@@ -193,26 +193,25 @@ pub(crate) async fn run(
     match command {
         Command::Serve(args) => serve::run(*args, prometheus).await,
         Command::Migrate(db) => {
-            let applied = store::migrate::migrate(&pool(&db)?).await?;
+            let applied = store::migrate::migrate(open_store(&db)?.pool()).await?;
             println!("{}", serde_json::json!({ "applied": applied }));
             Ok(())
         }
-        Command::Schema(db) => print_json(&store::migrate::status(&pool(&db)?).await?),
-        Command::Sites(db) => print_json(&Store::new(pool(&db)?).sites(&SiteScope::All).await?),
-        Command::Agents(db) => print_json(
-            &Store::new(pool(&db)?)
-                .stream_statuses(&SiteScope::All)
-                .await?,
-        ),
+        Command::Schema(db) => print_json(&store::migrate::status(open_store(&db)?.pool()).await?),
+        Command::Sites(db) => print_json(&open_store(&db)?.sites(&SiteScope::All).await?),
+        Command::Agents(db) => {
+            print_json(&open_store(&db)?.stream_statuses(&SiteScope::All).await?)
+        }
         Command::Alerts { db, all, limit } => {
             let states: &[store::AlertState] = if all {
                 &store::AlertState::ALL
             } else {
                 &store::AlertState::UNRESOLVED
             };
-            let store = Store::new(pool(&db)?);
+            let store = open_store(&db)?;
             print_json(
-                &central::service::alerts::list(&store, &SiteScope::All, states, limit).await?,
+                &central_core::service::alerts::list(&store, &SiteScope::All, states, limit)
+                    .await?,
             )
         }
         Command::Certificates {
@@ -221,7 +220,7 @@ pub(crate) async fn run(
             site,
             alerts,
         } => {
-            let store = Store::new(pool(&db)?);
+            let store = open_store(&db)?;
             if alerts {
                 print_json(&store.certificate_alerts(1000, &SiteScope::All).await?)
             } else {
@@ -243,7 +242,7 @@ pub(crate) async fn run(
         }
         Command::Events { db, site, limit } => {
             let site = SiteCode::parse(&site).context("--site")?;
-            print_json(&Store::new(pool(&db)?).events_for_site(&site, limit).await?)
+            print_json(&open_store(&db)?.events_for_site(&site, limit).await?)
         }
         Command::Verify {
             db,
@@ -280,8 +279,12 @@ pub(crate) async fn run(
     }
 }
 
-pub(crate) fn pool(db: &DbArgs) -> anyhow::Result<deadpool_postgres::Pool> {
-    Ok(store::connect(&DatabaseUrl::new(&db.database_url), 2)?)
+/// The store of a one-shot command: a pool of two connections.
+pub(crate) fn open_store(db: &DbArgs) -> anyhow::Result<Store> {
+    Ok(Store::new(store::connect(
+        &DatabaseUrl::new(&db.database_url),
+        2,
+    )?))
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -306,7 +309,7 @@ async fn revoke_site(
         }
         None => time::OffsetDateTime::now_utc(),
     };
-    Store::new(pool(db)?)
+    open_store(db)?
         .revoke_site(
             &site,
             before,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
-use central::maintenance::MaintenanceConfig;
-use central::store::{self, AlertThresholds, DatabaseUrl, WriteMethod};
-use central::writer::WriterConfig;
+use central_core::maintenance::MaintenanceConfig;
+use central_ingest::writer::WriterConfig;
+use central_store::{self as store, AlertThresholds, DatabaseUrl, WriteMethod};
 use clap::Args;
 
 use super::DbArgs;
@@ -117,11 +117,11 @@ pub(crate) struct ServeArgs {
     pub(crate) sign_in_checks: Option<usize>,
     /// Logins and addresses the sign-in limiter remembers at most; when full, the least
     /// recently used ones that are not locked out are forgotten first.
-    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central::auth::rate_limit::MAX_KEYS)]
+    #[arg(long, env = "CENTRAL_SIGN_IN_KEYS", default_value_t = central_core::auth::rate_limit::MAX_KEYS)]
     pub(crate) sign_in_keys: usize,
     /// Agent sessions one site may hold open on this replica at once (an agent holds one; a
     /// restarting agent briefly two).
-    #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central::ingest::DEFAULT_SESSIONS_PER_SITE)]
+    #[arg(long, env = "CENTRAL_SESSIONS_PER_SITE", default_value_t = central_ingest::ingest::DEFAULT_SESSIONS_PER_SITE)]
     pub(crate) sessions_per_site: usize,
     /// How old an information view must be before central re-checks it (longer than the write
     /// timeout, so no view can still commit behind the re-check's position).
@@ -219,16 +219,16 @@ pub(crate) async fn run(
         patient_key: args.patient_key,
         renewal: args
             .agent_ca_key
-            .map(|ca_key| central::renewal::RenewalSettings {
+            .map(|ca_key| central_ingest::renewal::RenewalSettings {
                 ca_cert: args.agent_ca_cert.unwrap_or_else(|| args.agent_ca.clone()),
                 ca_key,
                 lifetime: time::Duration::days(args.agent_cert_days),
             }),
-        notify: central::notify::NotifySettings {
+        notify: central_core::notify::NotifySettings {
             key_file: args.notification_key_file,
             smtp: args
                 .smtp_host
-                .map(|host| central::notify::mail::SmtpSettings {
+                .map(|host| central_core::notify::mail::SmtpSettings {
                     host,
                     port: args.smtp_port,
                     from: args.smtp_from,
@@ -238,7 +238,7 @@ pub(crate) async fn run(
                 }),
             webhook_ca: args.webhook_ca,
             dashboard_url: args.dashboard_url,
-            worker: central::notify::worker::WorkerConfig {
+            worker: central_core::notify::worker::WorkerConfig {
                 poll: Duration::from_secs(args.notify_poll_secs.max(1)),
                 total_timeout: Duration::from_secs(args.notify_timeout_secs.max(1)),
                 connect_timeout: Duration::from_secs(args.notify_timeout_secs.clamp(1, 5)),
@@ -301,9 +301,6 @@ pub(crate) async fn run(
     app.run_until_stopped(stop).await
 }
 
-/// Connections the Prometheus endpoint holds at once (its scrapers, and a person's curl).
-const METRICS_CONNECTIONS: usize = 16;
-
 /// The Prometheus scrape endpoint: `GET /metrics` on plain HTTP, the last rendering of the
 /// metrics (refreshed every OTEL_METRIC_EXPORT_INTERVAL, 15 s by default). Returns the bound
 /// address (port 0 works).
@@ -318,31 +315,6 @@ async fn serve_metrics(
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "the Prometheus endpoint is plain HTTP without authentication on a non-loopback address");
     }
-    let router = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let text = text.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    text.render(),
-                )
-            }
-        }),
-    );
-    // Bounded like every listener: a scraper or two connect here, never thousands.
-    let limits = fleet_tls::listen::ListenerLimits {
-        max_connections: METRICS_CONNECTIONS,
-        ..fleet_tls::listen::ListenerLimits::DEFAULT
-    };
-    tokio::spawn(fleet_tls::listen::serve_http_with(
-        listener,
-        router,
-        limits,
-        std::future::pending(),
-    ));
+    central_http::metrics::serve(listener, move || text.render());
     Ok(bound)
 }

@@ -1,10 +1,10 @@
 //! Central's re-check of the views agents allowed, against real PostgreSQL: a view the policy
 //! or the consents central holds do not allow raises an access_violation alert.
 
-use central::store::scope::SiteScope;
+use central_store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::AlertThresholds;
+use central_store::AlertThresholds;
 use e2e::TestDb;
 use onshi_domain::events::{
     Consent, ConsentChoice, EventBody, FleetEvent, InfoCategory, InfoView, StreamId,
@@ -108,7 +108,7 @@ async fn views_the_policy_or_central_s_consents_do_not_allow_raise_an_alert() {
     };
     store.check_alerts(patient_alerts).await.unwrap();
     let open = store
-        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");

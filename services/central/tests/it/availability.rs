@@ -4,10 +4,10 @@
 //! silent is `terminal_not_answering` until it answers again, and a session that ended is
 //! `agent_down`.
 
-use central::store::scope::SiteScope;
+use central_store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::{self, Store};
+use central_store::{self as store, Store};
 use e2e::TestDb;
 use onshi_domain::availability::SessionEnd;
 use onshi_domain::events::{
@@ -202,11 +202,7 @@ async fn a_silent_qualification_terminal_is_its_own_state_and_recovers() {
     let unavailable = |store: Store| async move {
         store.check_alerts(thresholds).await.unwrap();
         store
-            .alerts(
-                &central::store::AlertState::UNRESOLVED,
-                100,
-                &SiteScope::All,
-            )
+            .alerts(&central_store::AlertState::UNRESOLVED, 100, &SiteScope::All)
             .await
             .unwrap()
             .into_iter()

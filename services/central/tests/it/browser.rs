@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use central::store::{self, Store};
+use central_store::{self as store, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, EventBody, EventId, FleetEvent, StreamId,

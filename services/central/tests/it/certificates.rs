@@ -2,8 +2,8 @@
 //! snapshots retiring what they no longer list, and expiry alerts raised once per threshold as
 //! time passes ("now" is injected; nothing sleeps).
 
-use central::store::scope::SiteScope;
-use central::store::{CertificateAlertDays, Store};
+use central_store::scope::SiteScope;
+use central_store::{CertificateAlertDays, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, EventBody, EventId, FleetEvent, StreamId,

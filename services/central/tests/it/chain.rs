@@ -1,10 +1,10 @@
 //! The sites' hash chains against real PostgreSQL: the verifier that follows ingest, and the
 //! audit check (`central verify`) that finds events altered, deleted or moved after storage.
 
-use central::store::scope::SiteScope;
+use central_store::scope::SiteScope;
 use std::time::Duration;
 
-use central::store::{AlertThresholds, Store};
+use central_store::{AlertThresholds, Store};
 use e2e::TestDb;
 use onshi_domain::chain::{ChainHash, Finding};
 use onshi_domain::events::{FleetEvent, StreamId};
@@ -67,7 +67,7 @@ impl Fixture {
     }
 
     /// What central's maintenance does: walk the chain, then seal today's head.
-    async fn seal_today(&self, key: &central::sealing::SealKey) {
+    async fn seal_today(&self, key: &central_store::sealing::SealKey) {
         self.store.verify_chains(1_000).await.unwrap();
         self.store
             .seal_streams(key, time::OffsetDateTime::now_utc())
@@ -113,7 +113,7 @@ async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
     f.store.check_alerts(eager).await.unwrap();
     assert!(
         f.store
-            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+            .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
@@ -216,7 +216,7 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     };
     store.check_alerts(patient).await.unwrap();
     let open = store
-        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(
@@ -231,7 +231,7 @@ async fn the_verifier_raises_a_chain_break_alert_naming_site_and_sequence() {
     store.check_alerts(patient).await.unwrap();
     assert_eq!(
         store
-            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+            .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .len(),
@@ -264,8 +264,8 @@ async fn a_period_starting_mid_stream_is_anchored_and_says_so() {
 
 // ------------------------------------------------------------------------------- seals
 
-fn seal_key(dir: &tempfile::TempDir) -> central::sealing::SealKey {
-    central::sealing::SealKey::create(&dir.path().join("seal.key")).unwrap()
+fn seal_key(dir: &tempfile::TempDir) -> central_store::sealing::SealKey {
+    central_store::sealing::SealKey::create(&dir.path().join("seal.key")).unwrap()
 }
 
 /// Re-links events `from..` of the stream from the stored hash before `from`: what someone who
@@ -459,7 +459,9 @@ async fn an_exported_bundle_verifies_offline_and_any_tampering_fails() {
 
     // Written and read back, it verifies by itself.
     let bytes = serde_json::to_vec(&bundle).unwrap();
-    let verdict = central::audit::Bundle::parse(&bytes).unwrap().verify();
+    let verdict = central_store::audit::Bundle::parse(&bytes)
+        .unwrap()
+        .verify();
     assert!(verdict.intact, "{}", verdict.describe());
     assert_eq!((verdict.events, verdict.streams[0].seals), (12, 1));
     assert_eq!(verdict.seal_keys, vec![key.public_hex()]);
@@ -467,7 +469,8 @@ async fn an_exported_bundle_verifies_offline_and_any_tampering_fails() {
     let tampered = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         edit(&mut json);
-        let bundle = central::audit::Bundle::parse(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let bundle =
+            central_store::audit::Bundle::parse(&serde_json::to_vec(&json).unwrap()).unwrap();
         bundle.verify()
     };
     // An event's outcome changed.
@@ -499,5 +502,5 @@ async fn an_exported_bundle_verifies_offline_and_any_tampering_fails() {
     });
     assert!(!verdict.intact, "{}", verdict.describe());
     // Not a bundle at all.
-    assert!(central::audit::Bundle::parse(b"{\"format\":\"something else\"}").is_err());
+    assert!(central_store::audit::Bundle::parse(b"{\"format\":\"something else\"}").is_err());
 }

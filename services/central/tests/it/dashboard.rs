@@ -5,8 +5,8 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use central::auth::accounts::{AccountSpec, create_account};
-use central::store::Store;
+use central_core::auth::accounts::{AccountSpec, create_account};
+use central_store::Store;
 use e2e::TestDb;
 use onshi_domain::events::{
     EventBody, FleetEvent, Inventory, LinkChange, LinkState, LinkTarget, LookupOutcome,
@@ -288,7 +288,7 @@ async fn fleet() -> Fleet {
         .await
         .unwrap();
     }
-    let app = central::routes::router(store.clone());
+    let app = central_http::routes::router(store.clone());
     Fleet {
         _db: test_db,
         db,
@@ -388,7 +388,7 @@ impl Fleet {
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(format!(
                     "login={login}&password={}",
-                    central::form::encode(PASSWORD)
+                    central_core::form::encode(PASSWORD)
                 )))
                 .unwrap(),
         )
@@ -430,7 +430,7 @@ impl Browser {
     /// POSTs a form; `with_csrf` adds the session's token as the form's `_csrf` field.
     async fn post_form(&self, path: &str, with_csrf: bool) -> Answer {
         let body = if with_csrf {
-            format!("_csrf={}", central::form::encode(&self.csrf))
+            format!("_csrf={}", central_core::form::encode(&self.csrf))
         } else {
             String::new()
         };
@@ -803,9 +803,9 @@ async fn an_auditor_is_sent_from_the_overview_to_the_audit_pages() {
         fleet
             .store
             .alerts(
-                &[central::store::AlertState::Open],
+                &[central_store::AlertState::Open],
                 100,
-                &central::auth::SiteScope::All
+                &central_core::auth::SiteScope::All
             )
             .await
             .unwrap()
@@ -842,7 +842,7 @@ async fn the_account_page_shows_who_is_signed_in_and_manages_their_own_tokens() 
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&{fields}",
-                central::form::encode(&tokyo.csrf)
+                central_core::form::encode(&tokyo.csrf)
             )))
             .unwrap()
     };

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use central::auth::accounts::{AccountSpec, create_account};
-use central::state::ApiState;
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central_core::auth::accounts::{AccountSpec, create_account};
+use central_http::state::ApiState;
+use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{
     CertificateInfo, CertificateInventory, EventBody, EventId, FleetEvent, StreamId,
@@ -201,12 +201,12 @@ impl Fixture {
             store: store.clone(),
             patient_key: Some(key.clone()),
             deny: fleet_tls::deny::DenyList::default(),
-            limiter: central::auth::rate_limit::SignInLimiter::default(),
+            limiter: central_core::auth::rate_limit::SignInLimiter::default(),
             notification_key: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = central::routes::router_with(state);
+        let router = central_http::routes::router_with(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let mut fixture = Fixture {
             tokyo_planned: Site::open(&store, "131000021").await,
@@ -561,7 +561,7 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
         .unwrap();
     let view = chain
         .store
-        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .rollouts(Some(id), &central_store::scope::SiteScope::All)
         .await
         .unwrap()
         .remove(0);
@@ -597,7 +597,7 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
     assert_eq!(
         chain
             .store
-            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .rollouts(Some(id), &central_store::scope::SiteScope::All)
             .await
             .unwrap()[0]
             .state,
@@ -628,7 +628,7 @@ async fn a_rollout_started_from_the_form_can_be_paused_and_a_viewer_may_not_star
     assert_eq!(
         chain
             .store
-            .rollouts(None, &central::store::scope::SiteScope::All)
+            .rollouts(None, &central_store::scope::SiteScope::All)
             .await
             .unwrap()
             .len(),

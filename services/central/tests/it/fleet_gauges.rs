@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use central::store::fleet_gauges::ALERT_KINDS;
-use central::store::{AlertThresholds, CertificateAlertDays};
+use central_store::fleet_gauges::ALERT_KINDS;
+use central_store::{AlertThresholds, CertificateAlertDays};
 use e2e::TestDb;
 use onshi_domain::availability::{SessionEnd, State};
 use onshi_domain::events::{

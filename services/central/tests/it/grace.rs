@@ -2,9 +2,9 @@
 //! store, refusals that store nothing, ending once, the status as days pass, the audit rows,
 //! least privilege for the application role, and the API routes through central over mTLS.
 
-use central::store::grace::{GraceEnd, GraceView};
-use central::store::scope::SiteScope;
-use central::store::{self, DatabaseUrl, Store, StoreError};
+use central_store::grace::{GraceEnd, GraceView};
+use central_store::scope::SiteScope;
+use central_store::{self as store, DatabaseUrl, Store, StoreError};
 use e2e::TestDb;
 use onshi_domain::grace::{GraceCategory, GraceNotification, GraceState, GraceStatus};
 use onshi_domain::site::SiteCode;

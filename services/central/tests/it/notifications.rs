@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use central::auth::accounts::{AccountSpec, create_account};
-use central::store::AlertThresholds;
-use central::store::notifications::{Claim, EndpointSpec};
+use central_core::auth::accounts::{AccountSpec, create_account};
+use central_store::AlertThresholds;
+use central_store::notifications::{Claim, EndpointSpec};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::hours::OpeningHours;
@@ -232,7 +232,7 @@ async fn sign_in(app: &axum::Router, login: &str) -> (String, String) {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "login={login}&password={}",
-                central::form::encode(PASSWORD)
+                central_core::form::encode(PASSWORD)
             )))
             .unwrap(),
     )
@@ -276,13 +276,13 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
         create_account(&store, &account, "test").await.unwrap();
     }
     let key = std::sync::Arc::new(
-        central::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
+        central_core::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
     );
-    let app = central::routes::router_with(central::state::ApiState {
+    let app = central_http::routes::router_with(central_http::state::ApiState {
         store: store.clone(),
         patient_key: None,
         deny: fleet_tls::deny::DenyList::default(),
-        limiter: central::auth::rate_limit::SignInLimiter::default(),
+        limiter: central_core::auth::rate_limit::SignInLimiter::default(),
         notification_key: Some(key),
     });
 
@@ -297,7 +297,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&{fields}",
-                central::form::encode(&csrf)
+                central_core::form::encode(&csrf)
             )))
             .unwrap()
     };
@@ -337,7 +337,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Body::from(format!(
                 "_csrf={}&name=on+call&channel=webhook&target=https%3A%2F%2Fhooks.example.jp%2Fy&prefectures=13",
-                central::form::encode(&csrf)
+                central_core::form::encode(&csrf)
             )))
             .unwrap(),
     )
@@ -368,7 +368,7 @@ async fn a_chain_administrator_adds_endpoints_on_the_page_and_an_area_manager_ca
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(format!(
                     "_csrf={}",
-                    central::form::encode(&csrf)
+                    central_core::form::encode(&csrf)
                 )))
                 .unwrap(),
         )

@@ -1,5 +1,5 @@
-//! central's OpenAPI document (`services/central/openapi.json`) against the real API: every route
-//! of the route table (`central::routes::table`) is documented and every documented operation
+//! central's OpenAPI document (`services/central-http/openapi.json`) against the real API: every route
+//! of the route table (`central_http::routes::table`) is documented and every documented operation
 //! is a route; with data seeded
 //! through the real paths (ingest, inventories, the maintenance passes, the API's own PUT and
 //! POST) against real PostgreSQL, every documented operation is called through the router (as
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use central::store::{AlertThresholds, CertificateAlertDays, Store};
+use central_store::{AlertThresholds, CertificateAlertDays, Store};
 use e2e::TestDb;
 use e2e::openapi::{self, find_response, validate_at};
 use fleet_tls::listen::PeerCertificates;
@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 use tonic::codegen::Service;
 use uuid::Uuid;
 
-const DOCUMENT: &str = include_str!("../../openapi.json");
+const DOCUMENT: &str = include_str!("../../../central-http/openapi.json");
 
 fn document() -> Value {
     serde_json::from_str(DOCUMENT).expect("openapi.json is JSON")
@@ -39,10 +39,10 @@ fn document() -> Value {
 
 // ------------------------------------------------------------------------------- routes
 
-/// Every `(METHOD, path)` of the JSON API in central's one route table (`central::routes`),
+/// Every `(METHOD, path)` of the JSON API in central's one route table (`central_http::routes`),
 /// the table that also builds the router and decides each route's permission.
 fn api_routes() -> BTreeSet<(String, String)> {
-    central::routes::table()
+    central_http::routes::table()
         .into_iter()
         .filter(|r| r.path.starts_with("/api/"))
         .map(|r| (r.method.to_string(), r.path.to_string()))
@@ -64,7 +64,7 @@ fn every_route_is_documented_and_every_documented_operation_is_a_route() {
         .collect();
     assert!(
         undocumented.is_empty() && unrouted.is_empty(),
-        "routes in central::routes::table() without an operation in services/central/openapi.json:\n  {}\n\
+        "routes in central_http::routes::table() without an operation in services/central-http/openapi.json:\n  {}\n\
          operations in openapi.json that the route table does not have:\n  {}",
         undocumented.join("\n  "),
         unrouted.join("\n  ")
@@ -422,7 +422,7 @@ impl Api {
         let mut problems = Vec::new();
         if !self.mismatches.is_empty() {
             problems.push(format!(
-                "{} answers do not match services/central/openapi.json:\n  {}",
+                "{} answers do not match services/central-http/openapi.json:\n  {}",
                 self.mismatches.len(),
                 self.mismatches.join("\n  ")
             ));
@@ -624,13 +624,13 @@ async fn chain() -> Chain {
 
     let api = Api {
         // With a notification key, so webhooks can be made.
-        router: central::routes::router_with(central::state::ApiState {
+        router: central_http::routes::router_with(central_http::state::ApiState {
             store: store.clone(),
             patient_key: None,
             deny: fleet_tls::deny::DenyList::default(),
-            limiter: central::auth::rate_limit::SignInLimiter::default(),
+            limiter: central_core::auth::rate_limit::SignInLimiter::default(),
             notification_key: Some(Arc::new(
-                central::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
+                central_core::notify::key::NotificationKey::from_hex(&"42".repeat(32)).unwrap(),
             )),
         }),
         doc: document(),
@@ -1509,7 +1509,7 @@ async fn every_documented_operation_answers_as_documented() {
         let store = chain.store.clone();
         async move {
             let (_, token) =
-                central::auth::accounts::issue_token(&store, login, "openapi test", 1, "test")
+                central_core::auth::accounts::issue_token(&store, login, "openapi test", 1, "test")
                     .await
                     .unwrap();
             Caller::Token(token)
@@ -1523,7 +1523,7 @@ async fn every_documented_operation_answers_as_documented() {
             .store
             .create_session(
                 "it-nightly",
-                &central::auth::secret::digest(secret),
+                &central_core::auth::secret::digest(secret),
                 "openapi-csrf",
                 OffsetDateTime::now_utc(),
             )

@@ -6,8 +6,8 @@
 //! `occurred_at` lies months and years back: today's clock expires them, honestly. The
 //! application role can neither pass a later time nor rewrite the policy.
 
-use central::store::retention::RetentionRule;
-use central::store::{self, DatabaseUrl, Store};
+use central_store::retention::RetentionRule;
+use central_store::{self as store, DatabaseUrl, Store};
 use e2e::TestDb;
 use onshi_domain::chain::{ChainHash, Finding};
 use onshi_domain::events::{EventBody, FleetEvent, LinkChange, LinkState, LinkTarget, StreamId};
@@ -115,7 +115,7 @@ impl Fixture {
 async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
     let f = fixture().await;
     let key_dir = tempfile::tempdir().unwrap();
-    let key = central::sealing::SealKey::create(&key_dir.path().join("seal.key")).unwrap();
+    let key = central_store::sealing::SealKey::create(&key_dir.path().join("seal.key")).unwrap();
     // The head is sealed before anything expires.
     f.store.verify_chains(1_000).await.unwrap();
     f.store.seal_streams(&key, f.now).await.unwrap();
@@ -166,7 +166,9 @@ async fn months_are_split_by_retention_and_expiry_drops_whole_partitions() {
         .await
         .unwrap();
     let bytes = serde_json::to_vec(&bundle).unwrap();
-    let verdict = central::audit::Bundle::parse(&bytes).unwrap().verify();
+    let verdict = central_store::audit::Bundle::parse(&bytes)
+        .unwrap()
+        .verify();
     assert!(verdict.intact, "{}", verdict.describe());
     assert_eq!(verdict.streams[0].seals, 1);
     assert!(

@@ -2,7 +2,7 @@
 //! cannot change or delete audit rows, even when granted the privilege by mistake; and the
 //! real central process refuses to serve as the schema owner unless told it is development.
 
-use central::store::{self, DatabaseUrl, Store};
+use central_store::{self as store, DatabaseUrl, Store};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;

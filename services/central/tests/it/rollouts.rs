@@ -4,8 +4,8 @@
 //! An agent reports a version by saying hello with it (`open_stream`, what ingest calls); the
 //! controller is driven with explicit times so that a soak of an hour takes no time.
 
-use central::store::Store;
-use central::store::rollouts::{Action, NewRollout};
+use central_store::Store;
+use central_store::rollouts::{Action, NewRollout};
 use e2e::TestDb;
 use onshi_domain::events::{EventBody, FleetEvent, LookupOutcome, StreamId};
 use onshi_domain::hours::OpeningHours;
@@ -134,7 +134,7 @@ async fn a_canary_that_hurts_lookups_pauses_the_rollout_and_the_next_wave_waits(
         .unwrap();
     assert_eq!(
         store
-            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .rollouts(Some(id), &central_store::scope::SiteScope::All)
             .await
             .unwrap()[0]
             .state,
@@ -146,7 +146,7 @@ async fn a_canary_that_hurts_lookups_pauses_the_rollout_and_the_next_wave_waits(
         .unwrap();
 
     let view = store
-        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .rollouts(Some(id), &central_store::scope::SiteScope::All)
         .await
         .unwrap()
         .remove(0);
@@ -196,7 +196,7 @@ async fn a_canary_that_hurts_lookups_pauses_the_rollout_and_the_next_wave_waits(
         .unwrap();
     assert_eq!(version, "0.1.0");
     let view = store
-        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .rollouts(Some(id), &central_store::scope::SiteScope::All)
         .await
         .unwrap()
         .remove(0);
@@ -244,7 +244,7 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
     // Open all the time: the window never comes, nobody is targeted.
     store.step_rollouts(t + Duration::minutes(1)).await.unwrap();
     let view = store
-        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .rollouts(Some(id), &central_store::scope::SiteScope::All)
         .await
         .unwrap()
         .remove(0);
@@ -264,7 +264,7 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
     for wave in 1..=2 {
         store.step_rollouts(at).await.unwrap();
         let view = store
-            .rollouts(Some(id), &central::store::scope::SiteScope::All)
+            .rollouts(Some(id), &central_store::scope::SiteScope::All)
             .await
             .unwrap()
             .remove(0);
@@ -300,7 +300,7 @@ async fn healthy_waves_advance_outside_opening_hours_until_the_rollout_completes
         at += Duration::minutes(1);
     }
     let view = store
-        .rollouts(Some(id), &central::store::scope::SiteScope::All)
+        .rollouts(Some(id), &central_store::scope::SiteScope::All)
         .await
         .unwrap()
         .remove(0);

@@ -3,8 +3,8 @@
 //! nor take the pod's memory (argon2id takes 19 MiB a check), and refused attempts must not
 //! write an append-only row each.
 
-use central::auth::accounts::{AccountSpec, create_account};
-use central::store::{self, DatabaseUrl, Store};
+use central_core::auth::accounts::{AccountSpec, create_account};
+use central_store::{self as store, DatabaseUrl, Store};
 use e2e::http::{Anonymous, Answer, WebSession, sign_in_form};
 use e2e::{Pki, Running, TestDb};
 

@@ -1,8 +1,8 @@
 //! The store against real PostgreSQL: migrations, idempotent ingest, and the contiguous
 //! sequence that acks rest on.
 
-use central::store::scope::SiteScope;
-use central::store::{self, AlertThresholds, BatchWrite, DatabaseUrl, Store, migrate};
+use central_store::scope::SiteScope;
+use central_store::{self as store, AlertThresholds, BatchWrite, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
@@ -315,7 +315,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     assert_eq!(store.check_alerts(patient).await.unwrap().opened, 0);
     assert!(
         store
-            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+            .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
@@ -324,7 +324,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 0);
     let open = store
-        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(open.len(), 1, "{open:?}");
@@ -346,7 +346,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     store.record_heartbeat(&site, stream, 9).await.unwrap();
     assert_eq!(store.check_alerts(eager).await.unwrap().opened, 1);
     let kinds: Vec<String> = store
-        .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+        .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
         .await
         .unwrap()
         .into_iter()
@@ -370,13 +370,13 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     assert_eq!(store.check_alerts(eager).await.unwrap().resolved, 1);
     assert!(
         store
-            .alerts(&central::store::AlertState::UNRESOLVED, 10, &SiteScope::All)
+            .alerts(&central_store::AlertState::UNRESOLVED, 10, &SiteScope::All)
             .await
             .unwrap()
             .is_empty()
     );
     let all = store
-        .alerts(&central::store::AlertState::ALL, 10, &SiteScope::All)
+        .alerts(&central_store::AlertState::ALL, 10, &SiteScope::All)
         .await
         .unwrap();
     assert_eq!(all.len(), 2);
@@ -425,7 +425,7 @@ async fn a_store_whose_database_is_unreachable_reports_unavailable() {
         .await
         .expect_err("nothing can be stored without a database");
     assert!(error.is_unavailable(), "{error}");
-    let status = tonic::Status::from(central::error::ServiceError::from(error));
+    let status = tonic::Status::from(central_core::error::ServiceError::from(error));
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
 }
 
@@ -488,7 +488,7 @@ async fn streamed_exports_beyond_their_slots_are_refused_until_one_ends() {
     let db = TestDb::create().await.unwrap();
     // A pool of 4: one export at a time, so the pages keep three connections.
     let store = crate::support::migrated_store(&db).await;
-    let query = central::store::audit_search::AuditQuery::default();
+    let query = central_store::audit_search::AuditQuery::default();
     let scope = SiteScope::All;
     let first = store.audit_rows(&query, &scope).await.unwrap();
     let refused = store.audit_rows(&query, &scope).await.err();
@@ -498,8 +498,8 @@ async fn streamed_exports_beyond_their_slots_are_refused_until_one_ends() {
     );
     // A page of the search is not an export: it is served while the export streams.
     assert!(store.audit_search(&query, &scope).await.is_ok());
-    let answer = central::error::ServiceError::from(store::StoreError::ExportsBusy);
-    assert_eq!(answer.http_status(), 429);
+    let answer = central_core::error::ServiceError::from(store::StoreError::ExportsBusy);
+    assert_eq!(central_http::error::http_status(&answer), 429);
     assert_eq!(answer.retry_after_secs(), Some(10));
     assert!(answer.to_string().starts_with("書き出しが同時に多すぎます"));
     drop(first);

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use central::store::{BatchWrite, Store};
-use central::writer::{Writer, WriterConfig};
+use central_ingest::writer::{Writer, WriterConfig};
+use central_store::{BatchWrite, Store};
 use e2e::TestDb;
 use onshi_domain::events::{
     EventBody, EventId, FleetEvent, LinkChange, LinkState, LinkTarget, LookupOutcome, ReaderChange,
@@ -295,7 +295,7 @@ async fn summaries_agree_with_a_recount_after_resends_late_gaps_and_restarts() {
         )
         .await
         .unwrap();
-    let migration = include_str!("../../migrations/0022_site_summaries.sql");
+    let migration = include_str!("../../../central-store/migrations/0022_site_summaries.sql");
     let backfill = &migration[migration.find("-- Backfill").unwrap()
         ..migration.find("-- Ingest writes all three").unwrap()];
     client.batch_execute(backfill).await.unwrap();

@@ -1,7 +1,7 @@
 //! What every test of central's library starts from, in one place (as zero-to-production's
 //! `spawn_app`): a fresh database, migrated by its owner, and a [`Store`] over it.
 
-use central::store::{self, DatabaseUrl, Store, migrate};
+use central_store::{self as store, DatabaseUrl, Store, migrate};
 use e2e::TestDb;
 
 /// A store over `db`, migrated, connecting as the database's owner (the tests' superuser):

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use central::app::{Application, Settings, Tuning};
-use central::store::{AlertThresholds, DatabaseUrl};
+use central_store::{AlertThresholds, DatabaseUrl};
 use e2e::uplink::{Session, agent_tls, lookup_event};
 use e2e::{Pki, TestDb, eventually, site_code};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,7 +43,7 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         seal_key: None,
         patient_key: None,
         renewal: None,
-        notify: central::notify::NotifySettings::default(),
+        notify: central_core::notify::NotifySettings::default(),
         tuning,
     };
     let app = Application::build(&settings)
@@ -298,7 +298,7 @@ async fn operators_see_each_agents_stream_and_the_alerts_it_raises() {
     let pki = Pki::new(&[&site]).unwrap();
     let db = TestDb::create().await.unwrap();
     let tuning = Tuning {
-        maintenance: central::maintenance::MaintenanceConfig {
+        maintenance: central_core::maintenance::MaintenanceConfig {
             alert_interval: Duration::from_millis(100),
             thresholds: AlertThresholds {
                 gap: Duration::from_millis(300),
@@ -642,8 +642,8 @@ async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
     );
 
     // Even claims already stored (before this check existed) cannot break the overview's sums.
-    let pool = central::store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
-    let store = central::store::Store::new(pool);
+    let pool = central_store::connect(&DatabaseUrl::new(&db.url), 2).unwrap();
+    let store = central_store::Store::new(pool);
     let code = onshi_domain::site::SiteCode::parse(&site).unwrap();
     for _ in 0..2 {
         store
@@ -659,7 +659,7 @@ async fn a_site_holds_a_few_sessions_and_cannot_claim_an_impossible_backlog() {
     }
     store
         .overview(
-            &central::store::scope::SiteScope::All,
+            &central_store::scope::SiteScope::All,
             time::OffsetDateTime::now_utc(),
         )
         .await
