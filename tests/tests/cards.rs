@@ -147,6 +147,26 @@ impl Stack {
     }
 }
 
+/// Waits until central holds, after the site's first `reader_change` to `after`, one saying the
+/// first reader is present and empty again.
+async fn reader_empty_again_after(stack: &Stack, after: &str, what: &str) {
+    eventually(what, || async {
+        let events = stack.central_events().await;
+        let from = events
+            .iter()
+            .position(|(k, b)| k == "reader_change" && b["state"] == after)?;
+        events[from..]
+            .iter()
+            .any(|(k, b)| {
+                k == "reader_change"
+                    && b["reader_name"] == READERS[0]
+                    && b["state"] == "present_empty"
+            })
+            .then_some(())
+    })
+    .await;
+}
+
 /// A person of the simulator's population with the expected answer, and their index.
 async fn holder(kind: &str) -> anyhow::Result<(usize, SimPerson)> {
     let everyone = sim_people("any", usize::MAX >> 1).await?;
@@ -546,21 +566,7 @@ async fn a_reader_unplugged_and_replugged_is_reported_to_central() -> anyhow::Re
     assert!(removed["errors"].as_u64().unwrap_or(0) >= 1, "{removed}");
     assert!(removed["last_error"].is_string(), "{removed}");
     stack.pcsc.restart_pcscd().await?;
-    eventually("the reader back at central", || async {
-        let events = stack.central_events().await;
-        let removed_at = events
-            .iter()
-            .position(|(k, b)| k == "reader_change" && b["state"] == "removed")?;
-        events[removed_at..]
-            .iter()
-            .any(|(k, b)| {
-                k == "reader_change"
-                    && b["reader_name"] == READERS[0]
-                    && b["state"] == "present_empty"
-            })
-            .then_some(())
-    })
-    .await;
+    reader_empty_again_after(&stack, "removed", "the reader back at central").await;
     // And it works again.
     let (index, _) = holder("valid").await?;
     let issued = stack.card(index, false).await?;
@@ -635,21 +641,7 @@ async fn a_terminal_mode_agent_reports_its_readers_and_never_takes_the_card() ->
         removed["reason"], "command",
         "no APDU reached the card: {removed}"
     );
-    eventually("the card taken off at central", || async {
-        let events = stack.central_events().await;
-        let on = events
-            .iter()
-            .position(|(k, b)| k == "reader_change" && b["state"] == "card_present")?;
-        events[on..]
-            .iter()
-            .any(|(k, b)| {
-                k == "reader_change"
-                    && b["reader_name"] == READERS[0]
-                    && b["state"] == "present_empty"
-            })
-            .then_some(())
-    })
-    .await;
+    reader_empty_again_after(&stack, "card_present", "the card taken off at central").await;
     let kinds: Vec<String> = stack
         .central_events()
         .await

@@ -463,23 +463,7 @@ async fn a_national_batch_and_drug_and_checkup_views_go_through_the_terminal() -
 
     // The first valid person presents the card on the face reader and agrees to share drug
     // information; a doctor then views it, through a YZKsiquc01 request file.
-    let everyone = sim_people("any", 200).await?;
-    let holder = everyone
-        .iter()
-        .position(|p| p.number == valid[0].number && p.insurer_number == valid[0].insurer_number)
-        .expect("the valid person's index");
-    sim_terminal_command(
-        &stack.folder,
-        &[
-            "present",
-            "--holder",
-            &holder.to_string(),
-            "--consent",
-            "drug,checkup",
-        ],
-    )
-    .await?;
-    await_events(&stack.db, CLINIC, "consent", 1).await;
+    consents_on_the_face_reader(&stack, &valid[0]).await?;
     let (code, drug, stderr) = stack
         .site
         .view("drug", "D1", ViewPatient::Card(&valid[0]))

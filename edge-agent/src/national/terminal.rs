@@ -367,6 +367,20 @@ impl Terminal {
 
     /// Waits up to `timeout` more for the result of a request the previous run sent.
     async fn wait_again(&self, entry: &Entry, started: Instant) -> Result<OnshiAnswer, OnshiError> {
+        self.wait_again_for_bytes(entry, started)
+            .await
+            .map(|body| OnshiAnswer {
+                http_status: 200,
+                body,
+            })
+    }
+
+    /// [`Terminal::wait_again`], the result file's bytes as they are (a relayed answer).
+    async fn wait_again_for_bytes(
+        &self,
+        entry: &Entry,
+        started: Instant,
+    ) -> Result<Vec<u8>, OnshiError> {
         self.wait_for(
             entry.id,
             &entry.name,
@@ -375,10 +389,6 @@ impl Terminal {
             started + self.settings.timeout,
         )
         .await
-        .map(|body| OnshiAnswer {
-            http_status: 200,
-            body,
-        })
     }
 
     /// At start: the journal entries of one national batch. If one of them was noted with an
@@ -520,15 +530,7 @@ impl Terminal {
                 }
                 None => {
                     tracing::warn!(file = %entry.name, "waiting for the answer to a relayed request the previous run sent");
-                    let started = Instant::now();
-                    self.wait_for(
-                        entry.id,
-                        &entry.name,
-                        correlation_of(&entry.request),
-                        started,
-                        started + self.settings.timeout,
-                    )
-                    .await
+                    self.wait_again_for_bytes(&entry, Instant::now()).await
                 }
             },
         };

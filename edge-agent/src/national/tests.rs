@@ -116,6 +116,13 @@ struct Agent {
 }
 
 impl Agent {
+    /// The terminal's start-up recovery, recording through the agent's own lookups: how many
+    /// exchanges it finished.
+    async fn recover(&self) -> usize {
+        let resume = crate::resume::Resume::new(self.lookups.clone());
+        self.terminal.recover(&resume, &self.outbox).await.unwrap()
+    }
+
     async fn events(&self) -> Vec<FleetEvent> {
         let pending = self.outbox.pending(0, 100_000, usize::MAX).await.unwrap();
         pending
@@ -417,17 +424,7 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
     std::fs::write(site.oqs().join("res").join(result_name(&name)), FACE).unwrap();
     // Restart: the journal is reopened and the result recorded, once; nothing is written again.
     let agent = site.open(30_000);
-    assert_eq!(
-        agent
-            .terminal
-            .recover(
-                &crate::resume::Resume::new(agent.lookups.clone()),
-                &agent.outbox
-            )
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(agent.recover().await, 1);
     let events = agent.events().await;
     assert_eq!(lookups(&events).len(), 1);
     assert_eq!(lookups(&events)[0].outcome, LookupOutcome::Valid);
@@ -436,17 +433,7 @@ async fn a_result_that_lands_while_the_agent_is_down_is_recorded_once_at_start()
         "the request is never written twice"
     );
     assert!(names_in(&site.oqs().join("res")).is_empty());
-    assert_eq!(
-        agent
-            .terminal
-            .recover(
-                &crate::resume::Resume::new(agent.lookups.clone()),
-                &agent.outbox
-            )
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(agent.recover().await, 0);
     assert_eq!(lookups(&agent.events().await).len(), 1);
 }
 
@@ -559,14 +546,7 @@ async fn a_noted_event_is_not_recorded_again_and_an_uncommitted_one_is() {
     phantom.sequence = 99;
     journal.note_blocking(rolled_back, &phantom).unwrap();
     assert_eq!(lookups_count(&agent).await, 1);
-    agent
-        .terminal
-        .recover(
-            &crate::resume::Resume::new(agent.lookups.clone()),
-            &agent.outbox,
-        )
-        .await
-        .unwrap();
+    agent.recover().await;
     assert_eq!(
         lookups_count(&agent).await,
         2,
@@ -595,14 +575,7 @@ async fn exchanges_whose_caller_is_gone_are_withdrawn_at_start() {
         agent.quiesce().await;
     }
     let agent = site.open(30_000);
-    agent
-        .terminal
-        .recover(
-            &crate::resume::Resume::new(agent.lookups.clone()),
-            &agent.outbox,
-        )
-        .await
-        .unwrap();
+    agent.recover().await;
     assert!(names_in(&site.oqs().join("req")).is_empty());
     assert!(
         agent
@@ -682,15 +655,7 @@ async fn a_view_answered_while_the_agent_is_down_is_recorded_once_at_start() {
     )
     .unwrap();
     let agent = site.open(30_000);
-    let resume = crate::resume::Resume::new(agent.lookups.clone());
-    assert_eq!(
-        agent
-            .terminal
-            .recover(&resume, &agent.outbox)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(agent.recover().await, 1);
     let events = agent.events().await;
     let views = info_views(&events);
     assert_eq!(views.len(), 1, "{events:?}");
@@ -702,14 +667,7 @@ async fn a_view_answered_while_the_agent_is_down_is_recorded_once_at_start() {
         }
     );
     assert!(names_in(&res).is_empty(), "the result is taken away");
-    assert_eq!(
-        agent
-            .terminal
-            .recover(&resume, &agent.outbox)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(agent.recover().await, 0);
     assert_eq!(info_views(&agent.events().await).len(), 1);
 }
 
@@ -756,15 +714,7 @@ async fn a_batch_read_before_the_agent_died_is_recorded_once_at_start() {
             .unwrap();
     }
     let agent = site.open(30_000);
-    let resume = crate::resume::Resume::new(agent.lookups.clone());
-    assert_eq!(
-        agent
-            .terminal
-            .recover(&resume, &agent.outbox)
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(agent.recover().await, 2);
     let events = agent.until("the batch's two rows", 2).await;
     let rows = lookups(&events);
     assert_eq!(rows.len(), 2, "{events:?}");
@@ -780,15 +730,7 @@ async fn a_batch_read_before_the_agent_died_is_recorded_once_at_start() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let agent = site.open(30_000);
-    let resume = crate::resume::Resume::new(agent.lookups.clone());
-    assert_eq!(
-        agent
-            .terminal
-            .recover(&resume, &agent.outbox)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(agent.recover().await, 0);
     assert_eq!(lookups_count(&agent).await, 2, "each row recorded once");
 }
 
