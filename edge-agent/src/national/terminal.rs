@@ -530,7 +530,7 @@ impl Terminal {
                 }
                 None => {
                     tracing::warn!(file = %entry.name, "waiting for the answer to a relayed request the previous run sent");
-                    self.wait_again_for_bytes(&entry, Instant::now()).await
+                    self.wait_again_for_bytes(entry, Instant::now()).await
                 }
             },
         };
