@@ -103,13 +103,13 @@ async fn the_simulated_chain_reaches_central_as_it_says() -> anyhow::Result<()> 
     let (overdue, ahead): (i64, i64) = {
         let row = client
             .query_one(
-                "SELECT count(*) FILTER (WHERE planned_start < current_date - 60),
-                        count(*) FILTER (WHERE planned_start > current_date)
+                "SELECT count(*) FILTER (WHERE planned_start < current_date - 60) AS overdue,
+                        count(*) FILTER (WHERE planned_start > current_date) AS ahead
                  FROM site_adoption",
                 &[],
             )
             .await?;
-        (row.get(0), row.get(1))
+        (row.get("overdue"), row.get("ahead"))
     };
     assert_eq!((overdue, ahead), (1, 3), "adoption plans");
     Ok(())

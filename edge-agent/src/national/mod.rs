@@ -325,4 +325,6 @@ pub trait RecordsRecovered: Send + Sync + 'static {
 }
 
 #[cfg(test)]
+pub(crate) mod test_site;
+#[cfg(test)]
 mod tests;

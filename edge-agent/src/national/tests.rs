@@ -1,6 +1,7 @@
 //! The terminal transport and the face watch against real folders, with an in-test responder
 //! playing the terminal software (a task answering request files in a temporary folder).
 
+use crate::national::test_site::{SITE, SiteFolders};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,31 +19,28 @@ use super::terminal::{Terminal, result_name};
 use super::{National, Recovery, Transport};
 use crate::lookup::{Lookups, Provenance};
 use crate::observed::face::FaceWatch;
-use crate::outbox::{Outbox, OutboxOptions};
+use crate::outbox::Outbox;
 use crate::recorder::Recorder;
 
 const FACE: &[u8] = include_bytes!("testdata/OQSsiquc01res_face_unordered.xml");
-const SITE: &str = "0110112489";
 
 const REQUEST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <XmlMsg><MessageHeader><QualificationConfirmationDate>20261201</QualificationConfirmationDate><MedicalInstitutionCode>0110112489</MedicalInstitutionCode><ArbitraryFileIdentifier>t-1</ArbitraryFileIdentifier></MessageHeader><MessageBody><QualificationConfirmSearchInfo><InsurerNumber>01130012</InsurerNumber><InsuredCardSymbol>12345</InsuredCardSymbol><InsuredIdentificationNumber>678</InsuredIdentificationNumber><Birthdate>19800101</Birthdate><LimitApplicationCertificateRelatedConsFlg>0</LimitApplicationCertificateRelatedConsFlg></QualificationConfirmSearchInfo></MessageBody></XmlMsg>"#;
 
-/// One agent's state in a temporary folder: data dir and the terminal's folders.
+/// One agent's folders, kept across its (re)starts.
 struct Site {
-    dir: tempfile::TempDir,
+    folders: SiteFolders,
 }
 
 impl Site {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["OQS/req", "OQS/res", "OQS/face", "data"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        Self {
+            folders: SiteFolders::new(),
         }
-        Self { dir }
     }
 
     fn oqs(&self) -> PathBuf {
-        self.dir.path().join("OQS")
+        self.folders.oqs()
     }
 
     fn settings(&self, timeout_ms: u64) -> TerminalSettings {
@@ -60,17 +58,8 @@ impl Site {
 
     /// [`Site::open`] with an outbox of `budget_bytes`.
     fn open_with_budget(&self, timeout_ms: u64, budget_bytes: u64) -> Agent {
-        let data = self.dir.path().join("data");
-        let outbox = Outbox::open(
-            &data.join("outbox.sqlite3"),
-            OutboxOptions {
-                key_file: data.join("outbox.key"),
-                budget_bytes,
-                site: SiteCode::parse(SITE).unwrap(),
-                terminal: TerminalId::parse("T01").unwrap(),
-            },
-        )
-        .unwrap();
+        let data = self.folders.data();
+        let outbox = self.folders.outbox(budget_bytes);
         let journal = Journal::open(
             &data.join("terminal.sqlite3"),
             outbox.stream_id().0.to_string(),

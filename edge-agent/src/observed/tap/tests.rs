@@ -1,6 +1,7 @@
 //! Tap mode against real folders: the test plays the receipt computer and the terminal (writing
 //! request and result files), the tap only reads.
 
+use crate::national::test_site::{SITE, SiteFolders};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +14,8 @@ use tokio::sync::Notify;
 use super::Tap;
 use crate::national::journal::Journal;
 use crate::national::settings::{TerminalMode, TerminalSettings};
-use crate::outbox::{Outbox, OutboxOptions};
+use crate::outbox::Outbox;
 use crate::recorder::Recorder;
-
-const SITE: &str = "0110112489";
 
 fn corpus(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,8 +24,9 @@ fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// One agent's folders, kept across its (re)starts.
 struct Site {
-    dir: tempfile::TempDir,
+    folders: SiteFolders,
 }
 
 struct Agent {
@@ -39,15 +39,13 @@ struct Agent {
 
 impl Site {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in ["OQS/req", "OQS/res", "OQS/face", "data"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        Self {
+            folders: SiteFolders::new(),
         }
-        Self { dir }
     }
 
     fn oqs(&self) -> PathBuf {
-        self.dir.path().join("OQS")
+        self.folders.oqs()
     }
 
     fn settings(&self, timeout_ms: u64) -> TerminalSettings {
@@ -61,17 +59,8 @@ impl Site {
 
     /// Starts a tap as a (re)started agent does: recover, then watch.
     async fn start(&self, timeout_ms: u64) -> Agent {
-        let data = self.dir.path().join("data");
-        let outbox = Outbox::open(
-            &data.join("outbox.sqlite3"),
-            OutboxOptions {
-                key_file: data.join("outbox.key"),
-                budget_bytes: 256 * 1024 * 1024,
-                site: SiteCode::parse(SITE).unwrap(),
-                terminal: TerminalId::parse("T01").unwrap(),
-            },
-        )
-        .unwrap();
+        let data = self.folders.data();
+        let outbox = self.folders.outbox(256 * 1024 * 1024);
         let journal = Journal::open(
             &data.join("terminal.sqlite3"),
             outbox.stream_id().0.to_string(),
