@@ -30,7 +30,16 @@ fn https_client(
         .https_only()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+    // Central closes a keep-alive connection that stays idle for its header-read timeout
+    // (`ListenerLimits::header_read_timeout`, 15 s); a request sent into such a connection fails
+    // or is reset. Idle connections are dropped here first.
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(
+            fleet_tls::listen::ListenerLimits::DEFAULT.header_read_timeout
+                - std::time::Duration::from_secs(5),
+        )
+        .build(connector))
 }
 
 /// GETs `https://{addr}{path}` with the certificate at `cert`/`key`; returns status and JSON.
