@@ -448,11 +448,20 @@ async fn serve<S>(
             tokio::pin!(connection);
             let header_deadline = tokio::time::sleep(limits.header_read_timeout);
             tokio::pin!(header_deadline);
+            // A `select!` condition is read when the `select!` starts, and this one runs until
+            // the connection ends: whether a request came is looked at when the deadline
+            // passes, or every connection would be cut at the deadline, answering or not.
+            let mut first_request_due = true;
             let mut closing = false;
             let ended = loop {
                 tokio::select! {
                     ended = &mut connection => break ended,
-                    () = &mut header_deadline, if !asked.load(Ordering::Relaxed) => {
+                    () = &mut header_deadline, if first_request_due => {
+                        if asked.load(Ordering::Relaxed) {
+                            // hyper's own header timeout bounds the waits between requests.
+                            first_request_due = false;
+                            continue;
+                        }
                         // Dropping the connection closes it.
                         return;
                     }

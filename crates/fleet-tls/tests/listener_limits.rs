@@ -45,7 +45,15 @@ async fn serve(limits: ListenerLimits) -> Server {
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let router = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(SLOW_ANSWER).await;
+                "ok"
+            }),
+        );
     tokio::spawn(serve_https_with(
         listener,
         server,
@@ -69,16 +77,30 @@ impl Server {
     }
 }
 
+/// How long `/slow` takes to answer: longer than [`short_header_timeout`].
+const SLOW_ANSWER: Duration = Duration::from_millis(1_000);
+
 /// One HTTP/1.1 request on `stream`, kept alive; returns the status line.
 async fn get(stream: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> String {
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    get_path(stream, "/").await
+}
+
+/// One HTTP/1.1 request for `path` on `stream`, kept alive; returns the status line, or what
+/// went wrong when the server closed the connection instead of answering.
+async fn get_path(stream: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+    if let Err(error) = stream.write_all(request.as_bytes()).await {
+        return format!("the request could not be sent: {error}");
+    }
     let mut buf = vec![0u8; 1024];
-    let n = stream.read(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-    text.lines().next().unwrap_or_default().to_owned()
+    match stream.read(&mut buf).await {
+        Ok(0) => "the server closed the connection".to_owned(),
+        Ok(n) => {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            text.lines().next().unwrap_or_default().to_owned()
+        }
+        Err(error) => format!("the connection ended: {error}"),
+    }
 }
 
 /// Waits (at most `bound`) for the server to close `stream`; returns how long it took.
@@ -125,6 +147,39 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let mut client = server.connect().await.unwrap();
     assert!(get(&mut client).await.contains("200"));
     closed_within(&mut client, Duration::from_secs(10)).await;
+}
+
+/// The header timeout bounds waiting for a request, never the life of a connection in use: a
+/// dashboard used for a while, or an export streaming for minutes, keeps its connection.
+#[tokio::test]
+async fn a_connection_in_use_outlives_the_header_timeout() {
+    let limits = short_header_timeout();
+    let server = serve(limits).await;
+    let mut client = server.connect().await.unwrap();
+    let started = Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < limits.header_read_timeout * 3 {
+        let status = get(&mut client).await;
+        assert!(
+            status.contains("200"),
+            "request {} after {:?} on one connection: {status:?}",
+            answered + 1,
+            started.elapsed()
+        );
+        answered += 1;
+        tokio::time::sleep(limits.header_read_timeout / 8).await;
+    }
+    assert!(answered > 8, "only {answered} requests were made");
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_header_timeout_is_still_sent() {
+    let limits = short_header_timeout();
+    assert!(SLOW_ANSWER > limits.header_read_timeout * 2);
+    let server = serve(limits).await;
+    let mut client = server.connect().await.unwrap();
+    let status = get_path(&mut client, "/slow").await;
+    assert!(status.contains("200"), "the slow answer: {status:?}");
 }
 
 #[tokio::test]
