@@ -1,7 +1,8 @@
 //! The limits every HTTPS listener applies (issue 15, item 5), attacked over real TLS on
 //! loopback: a client that opens a connection and never sends a request is closed after the
 //! header timeout, an idle keep-alive connection too, and connections beyond the cap are closed
-//! at once while the ones inside it keep working. The plain-HTTP scrape listener (central's
+//! at once while the ones inside it keep working. A connection in use, or waiting for a slow
+//! answer, is never cut by the header timeout. The plain-HTTP scrape listener (central's
 //! `/metrics`) applies the same limits.
 
 use std::time::{Duration, Instant};
