@@ -6,7 +6,8 @@
 //!   synthetic lookup events over mTLS gRPC. Then, in the same run and database, the identical
 //!   rows are written with raw binary COPY into an identical table (same columns, keys, indexes
 //!   and partitions), and through COPY into a staging table plus `INSERT .. ON CONFLICT`. Last,
-//!   the agents send at half the measured rate and the ack latency is measured.
+//!   the agents send at half the measured rate (or at the fractions `--latency-at` gives) and
+//!   the ack latency is measured.
 //! - `pages`: seeds 3,000 sites at two sizes of history and times every dashboard page as a
 //!   signed-in browser would, cold after a start and warm, at both sizes (`pages.rs`).
 //! - `terminal`: counter lookups through the qualification terminal's folders against direct
@@ -48,7 +49,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Mode {
-    /// Ingest throughput against raw COPY, then ack latency at half that rate.
+    /// Ingest throughput against raw COPY, then ack latency at half that rate (or others).
     Ingest {
         #[arg(long, default_value_t = 100)]
         agents: usize,
@@ -70,6 +71,10 @@ enum Mode {
         /// Events per batch in the ack latency run (a site sends few events at a time).
         #[arg(long, default_value_t = 50)]
         latency_batch: usize,
+        /// Rates of the ack latency runs, as fractions of the measured maximum, one run each in
+        /// this order (for example `0.2,0.3,0.4,0.5` to see where the tail starts to grow).
+        #[arg(long, value_delimiter = ',', default_value = "0.5")]
+        latency_at: Vec<f64>,
         /// Also run the throughput phase with central behind PgBouncer in transaction mode
         /// (Debian's `pgbouncer`), on a database of its own, in the same run.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -187,8 +192,12 @@ fn main() -> anyhow::Result<()> {
                 write_method,
                 latency_secs,
                 latency_batch,
+                latency_at,
                 pgbouncer,
             } => {
+                if let Some(bad) = latency_at.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
+                    bail!("--latency-at takes fractions of the maximum rate in (0, 1], got {bad}");
+                }
                 let options = IngestOptions {
                     agents,
                     events,
@@ -197,6 +206,7 @@ fn main() -> anyhow::Result<()> {
                     write_method,
                     latency: Duration::from_secs(latency_secs),
                     latency_batch: latency_batch.max(1),
+                    latency_at,
                     pgbouncer,
                 };
                 tokio::time::timeout(Duration::from_secs(900), ingest(options))
@@ -504,6 +514,7 @@ struct IngestOptions {
     write_method: String,
     latency: Duration,
     latency_batch: usize,
+    latency_at: Vec<f64>,
     pgbouncer: bool,
 }
 
@@ -541,11 +552,22 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     // The ratio is against the faster of one and two COPY streams.
     let copy_rate = raw.copy.max(raw.copy_parallel);
 
-    let latency = if options.latency.is_zero() {
-        None
-    } else {
-        Some(latency_run(&mut sessions, central_rate / 2.0, &options).await?)
-    };
+    let mut latency = Vec::new();
+    if !options.latency.is_zero() {
+        // Each run continues the streams where the one before stopped.
+        let mut next_sequence = (options.events / options.agents) as u64 + 1;
+        for fraction in &options.latency_at {
+            let (run, sent) = latency_run(
+                &mut sessions,
+                central_rate * fraction,
+                next_sequence,
+                &options,
+            )
+            .await?;
+            next_sequence += sent;
+            latency.push(serde_json::json!({ "fraction_of_max": fraction, "run": run }));
+        }
+    }
 
     let ratio = central_rate / copy_rate;
     println!(
@@ -805,19 +827,20 @@ async fn copy_rows(
 }
 
 /// Every agent sends small batches at an even pace so that all together send `rate` events per
-/// second; returns ack latency percentiles.
+/// second, its sequences from `first`; returns ack latency percentiles and how many events each
+/// agent sent. The sessions stay open for the next run.
 async fn latency_run(
     sessions: &mut Vec<(String, AgentSession)>,
     rate: f64,
+    first: u64,
     options: &IngestOptions,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<(serde_json::Value, u64)> {
     let agents = sessions.len();
     let per_agent_rate = rate / agents as f64;
     let pace = Duration::from_secs_f64(options.latency_batch as f64 / per_agent_rate);
     let batches_per_agent = (options.latency.as_secs_f64() / pace.as_secs_f64())
         .ceil()
         .max(1.0) as usize;
-    let first = (options.events / agents) as u64 + 1;
     eprintln!(
         "ack latency at {rate:.0} events/s: {agents} agents, a batch of {} every {pace:.2?}...",
         options.latency_batch
@@ -838,13 +861,15 @@ async fn latency_run(
             let offset = pace.mul_f64(rand_fraction(&site));
             tokio::time::sleep(offset).await;
             let latencies = session.stream(batches, 8, Some(pace)).await?;
-            anyhow::Ok(latencies)
+            anyhow::Ok((site, session, latencies))
         }));
     }
     let began = Instant::now();
     let mut all = Vec::new();
     for task in tasks {
-        all.extend(task.await??);
+        let (site, session, latencies) = task.await??;
+        sessions.push((site, session));
+        all.extend(latencies);
     }
     let achieved = (all.len() * options.latency_batch) as f64 / began.elapsed().as_secs_f64();
     all.sort();
@@ -854,14 +879,15 @@ async fn latency_run(
         "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches",
         all.len()
     );
-    Ok(serde_json::json!({
+    let run = serde_json::json!({
         "target_events_per_sec": rate.round(),
         "achieved_events_per_sec": achieved.round(),
         "batch": options.latency_batch,
         "batches": all.len(),
         "p50_ms": (p50.as_secs_f64() * 1e5).round() / 100.0,
         "p99_ms": (p99.as_secs_f64() * 1e5).round() / 100.0,
-    }))
+    });
+    Ok((run, (batches_per_agent * options.latency_batch) as u64))
 }
 
 /// A stable fraction in [0, 1) from a site code, to spread agents' start times.

@@ -1,15 +1,23 @@
 //! Group commit: batches from many sessions share transactions.
 //!
 //! Sessions hand their batch to a bounded queue and wait for the result; a few writer tasks
-//! each take whatever is queued (up to a group size), write it in one transaction
+//! each take their share of what is queued (up to a group size), write it in one transaction
 //! (`Store::ingest_group`) and answer every batch of the group after the commit. One commit (one
 //! WAL flush) then serves many agents, which is where most of the cost of small batches goes.
+//!
+//! A writer takes its fair share of the queue, not all of it. Sessions whose batches were in one
+//! commit get their acks together and send again together, so batches arrive in bursts; a
+//! writer that took a whole burst made it one long transaction that every batch in it waited
+//! for, while the other writers took the trickle after it one batch at a time. At half the
+//! maximum rate the writer left with the trickle was near its own capacity and the queue never
+//! drained (README, "Performance": ack latency by writers and share).
 //!
 //! Memory stays bounded when PostgreSQL is slow or down: each session has at most one batch in
 //! flight (it does not read the agent's next message before its write returned), the queue holds
 //! at most `queue` batches, and each writer holds one group. Sessions that cannot enqueue simply
 //! wait, so their agents see no acks and HTTP/2 flow control pushes back.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -55,8 +63,19 @@ impl Writer {
     pub fn spawn(store: Store, config: WriterConfig) -> Self {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..config.writers.max(1) {
-            tokio::spawn(write_groups(store.clone(), rx.clone(), config));
+        let config = WriterConfig {
+            writers: config.writers.max(1),
+            ..config
+        };
+        // Writers in a transaction: the others share what is queued.
+        let busy = Arc::new(AtomicUsize::new(0));
+        for _ in 0..config.writers {
+            tokio::spawn(write_groups(
+                store.clone(),
+                rx.clone(),
+                busy.clone(),
+                config,
+            ));
         }
         Self { queue }
     }
@@ -81,42 +100,74 @@ impl Writer {
     }
 }
 
-async fn write_groups(store: Store, rx: Arc<Mutex<mpsc::Receiver<Queued>>>, config: WriterConfig) {
+async fn write_groups(
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<Queued>>>,
+    busy: Arc<AtomicUsize>,
+    config: WriterConfig,
+) {
     loop {
-        let mut batches = Vec::new();
-        let mut replies = Vec::new();
-        let mut traceparents = Vec::new();
-        let mut events = 0;
-        {
+        let group = {
             // One writer collects at a time; the others are writing meanwhile.
             let mut rx = rx.lock().await;
-            let Some((batch, traced, reply)) = rx.recv().await else {
-                return;
-            };
-            events += batch.events.len();
-            batches.push(batch);
-            traceparents.extend(traced);
-            replies.push(reply);
-            while events < config.max_group_events {
-                let Ok((batch, traced, reply)) = rx.try_recv() else {
-                    break;
-                };
-                events += batch.events.len();
-                batches.push(batch);
-                traceparents.extend(traced);
-                replies.push(reply);
-            }
-        }
-        let span = commit_span(batches.len(), events, &traceparents);
+            next_group(&mut rx, &busy, &config).await
+        };
+        let Some(group) = group else {
+            return;
+        };
+        busy.fetch_add(1, Ordering::AcqRel);
+        let span = commit_span(group.batches.len(), group.events, &group.traceparents);
         let started = Instant::now();
-        let results = store.ingest_group(&batches).instrument(span).await;
-        observe_commit(&batches, &results, started);
-        for (reply, result) in replies.into_iter().zip(results) {
+        let results = store.ingest_group(&group.batches).instrument(span).await;
+        observe_commit(&group.batches, &results, started);
+        busy.fetch_sub(1, Ordering::AcqRel);
+        for (reply, result) in group.replies.into_iter().zip(results) {
             // A session that gave up waiting is gone; its agent resends and the resend is a
             // duplicate, stored once.
             let _ = reply.send(result);
         }
     }
+}
+
+/// The batches one transaction writes, with their traces and the sessions waiting for them.
+#[derive(Default)]
+struct Group {
+    batches: Vec<BatchWrite>,
+    traceparents: Vec<String>,
+    replies: Vec<Reply>,
+    events: usize,
+}
+
+impl Group {
+    fn push(&mut self, (batch, traced, reply): Queued) {
+        self.events += batch.events.len();
+        self.batches.push(batch);
+        self.traceparents.extend(traced);
+        self.replies.push(reply);
+    }
+}
+
+/// Waits for a batch, then adds what is already queued up to this writer's share: the queue
+/// divided among the writers free at that moment (not in a transaction, this one included), so
+/// a burst is written by all of them at once, and no more than `max_group_events` events.
+/// `None` once the queue is closed and empty.
+async fn next_group(
+    rx: &mut mpsc::Receiver<Queued>,
+    busy: &AtomicUsize,
+    config: &WriterConfig,
+) -> Option<Group> {
+    let mut group = Group::default();
+    group.push(rx.recv().await?);
+    let free = config
+        .writers
+        .saturating_sub(busy.load(Ordering::Acquire))
+        .max(1);
+    let share = (1 + rx.len()).div_ceil(free);
+    while group.batches.len() < share && group.events < config.max_group_events {
+        let Ok(queued) = rx.try_recv() else { break };
+        group.push(queued);
+    }
+    Some(group)
 }
 
 /// At most this many links on one commit span (the OpenTelemetry SDK's default span limit).
@@ -225,5 +276,60 @@ fn observe_commit(
         {
             m.gaps.add(1, &[]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onshi_domain::events::StreamId;
+    use onshi_domain::site::SiteCode;
+
+    /// A channel holding `n` queued batches (no events: the share counts batches).
+    async fn queue_of(n: usize) -> (mpsc::Sender<Queued>, mpsc::Receiver<Queued>) {
+        let site = SiteCode::parse("1310000000").expect("a valid site code");
+        let (tx, rx) = mpsc::channel(32);
+        for _ in 0..n {
+            let batch = BatchWrite {
+                site: site.clone(),
+                stream: StreamId(uuid::Uuid::nil()),
+                events: Vec::new(),
+            };
+            tx.send((batch, Vec::new(), oneshot::channel().0))
+                .await
+                .unwrap();
+        }
+        (tx, rx)
+    }
+
+    fn four_writers() -> WriterConfig {
+        WriterConfig {
+            writers: 4,
+            ..WriterConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn free_writers_share_a_burst() {
+        let (_tx, mut rx) = queue_of(9).await;
+        let none_busy = AtomicUsize::new(0);
+        // Nine queued among four free writers: three, then what is left shared again.
+        let mut sizes = Vec::new();
+        while !rx.is_empty() {
+            let group = next_group(&mut rx, &none_busy, &four_writers()).await;
+            sizes.push(group.unwrap().batches.len());
+        }
+        assert_eq!(sizes, [3, 2, 1, 1, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn the_only_free_writer_takes_everything_queued() {
+        let (tx, mut rx) = queue_of(9).await;
+        let three_busy = AtomicUsize::new(3);
+        let group = next_group(&mut rx, &three_busy, &four_writers()).await;
+        assert_eq!(group.unwrap().batches.len(), 9);
+        drop(tx);
+        let group = next_group(&mut rx, &three_busy, &four_writers()).await;
+        assert!(group.is_none(), "closed and empty");
     }
 }

@@ -53,9 +53,28 @@ pub(super) fn record(row: &Row) -> EventRecord {
     }
 }
 
-fn walk_rows(site_code: &str, rows: &[Row], walk: &mut ChainWalk) -> Vec<Finding> {
-    let records: Vec<EventRecord> = rows.iter().map(record).collect();
-    walk_records(site_code, &records, walk)
+/// Walks one page of rows on a blocking thread and returns the findings and the walk moved on.
+/// A page is up to [`PAGE`] events, each decoded from JSON, re-encoded and hashed: tens of
+/// milliseconds of CPU that, on an async worker, would hold up every session and group commit
+/// scheduled behind it (a catch-up after a drain walks hundreds of thousands of events).
+async fn walk_rows(
+    site_code: &str,
+    rows: Vec<Row>,
+    mut walk: ChainWalk,
+) -> Result<(Vec<Finding>, ChainWalk), StoreError> {
+    let site_code = site_code.to_string();
+    let walked = tokio::task::spawn_blocking(move || {
+        let records: Vec<EventRecord> = rows.iter().map(record).collect();
+        let findings = walk_records(&site_code, &records, &mut walk);
+        (findings, walk)
+    })
+    .await;
+    match walked {
+        Ok(walked) => Ok(walked),
+        // A panic in the walk is a bug: surface it as it would have surfaced inline.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(StoreError::ShuttingDown),
+    }
 }
 
 /// Events and the stubs of expired ones (`chain_records`, migration 0016), in stream order.
@@ -120,8 +139,10 @@ impl Store {
             if rows.is_empty() {
                 continue;
             }
-            let mut findings = walk_rows(&site_code, &rows, &mut walk);
-            if rows.len() < limit as usize && (walk.through as i64) < contiguous {
+            let walked = rows.len();
+            let (mut findings, walked_on) = walk_rows(&site_code, rows, walk).await?;
+            walk = walked_on;
+            if walked < limit as usize && (walk.through as i64) < contiguous {
                 // The stream says it holds events up to `contiguous`; rows are gone below it.
                 findings.push(Finding::Missing {
                     first: walk.through + 1,
@@ -131,7 +152,7 @@ impl Store {
                 walk.head = None;
             }
             let breaks: Vec<&Finding> = findings.iter().filter(|f| f.is_break()).collect();
-            check.events += rows.len() as u64;
+            check.events += walked as u64;
             check.breaks += breaks.len() as u64;
             let detail = breaks.last().map(|f| describe(f));
             if let Some(detail) = &detail {
@@ -156,7 +177,7 @@ impl Store {
                     &site_code,
                     &stream_id,
                     &serde_json::to_value(&walk).expect("a walk serialises"),
-                    &(rows.len() as i64),
+                    &(walked as i64),
                     &new_breaks,
                     &serde_json::to_value(kept).expect("findings serialise"),
                     &detail,
@@ -223,9 +244,12 @@ impl Store {
                         &[&site_code, &stream_id, &(walk.through as i64), &last, &PAGE],
                     )
                     .await?;
-                events += rows.len() as u64;
-                findings.extend(walk_rows(&site_code, &rows, &mut walk));
-                if (rows.len() as i64) < PAGE {
+                let page = rows.len();
+                events += page as u64;
+                let (page_findings, walked_on) = walk_rows(&site_code, rows, walk).await?;
+                findings.extend(page_findings);
+                walk = walked_on;
+                if (page as i64) < PAGE {
                     break;
                 }
             }
