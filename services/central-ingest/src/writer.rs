@@ -9,8 +9,8 @@
 //! commit get their acks together and send again together, so batches arrive in bursts; a
 //! writer that took a whole burst made it one long transaction that every batch in it waited
 //! for, while the other writers took the trickle after it one batch at a time. At half the
-//! maximum rate the writer left with the trickle was near its own capacity and the queue never
-//! drained (README, "Performance": ack latency by writers and share).
+//! maximum rate the writer left with the trickle was near its own capacity and the queue seldom
+//! drained (README, "Performance": "Where the ack time goes, and the writers' share").
 //!
 //! Memory stays bounded when PostgreSQL is slow or down: each session has at most one batch in
 //! flight (it does not read the agent's next message before its write returned), the queue holds
