@@ -163,7 +163,7 @@ impl Terminal {
             let unsettled = if self.knobs.borrow().silent {
                 false
             } else {
-                self.scan(&mut seen, &mut pending)
+                self.scan(&mut seen, &mut pending, &mut knobs_file)
             };
             while pending.try_join_next().is_some() {}
             let wait = if unsettled {
@@ -212,6 +212,7 @@ impl Terminal {
         &self,
         seen: &mut HashMap<String, Seen>,
         pending: &mut tokio::task::JoinSet<()>,
+        knobs_file: &mut Vec<u8>,
     ) -> bool {
         let found = match list_requests(&self.folders.req) {
             Ok(found) => found,
@@ -220,6 +221,16 @@ impl Terminal {
                 return true;
             }
         };
+        // Knobs changed before a request was written govern that request: read them again
+        // now that the request is listed. Read only before the listing, a terminal silenced
+        // just before a request arrived could take it under the old knobs (the tap's tests
+        // silence the terminal, then write a request the agent must see first).
+        if !found.is_empty() {
+            self.reload_knobs(knobs_file);
+            if self.knobs.borrow().silent {
+                return false;
+            }
+        }
         seen.retain(|name, _| found.iter().any(|(n, _)| n == name));
         let mut unsettled = false;
         let mut consents_read = false;
@@ -424,4 +435,54 @@ fn watch_folders(dirs: &[&Path], wake: Arc<Notify>) -> Option<notify::Recommende
         }
     }
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A terminal silenced just before a request arrives never takes that request, even when it
+    /// last read its knobs before either was written (the run loop's read, then a wake-up by the
+    /// request). Before the knobs were read again after listing, it took the request under the
+    /// old knobs, and the tap's end-to-end test lost the race about once a run under load.
+    #[tokio::test]
+    async fn knobs_written_before_a_request_govern_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let terminal = Terminal::build(TerminalSettings {
+            folder: dir.path().to_path_buf(),
+            institution: MedicalInstitutionCode::parse("0110112489").unwrap(),
+            seed: 1,
+            population: 10,
+            batch_delay: Duration::ZERO,
+            requests: AfterAnswer::Remove,
+            knobs: Knobs::default(),
+            rescan: Duration::from_secs(1),
+            // Any file is answered at once, readable or not.
+            incomplete_grace: Duration::ZERO,
+            copy_results: None,
+            zip_batch: false,
+        })
+        .unwrap();
+        let mut knobs_file = Vec::new();
+        terminal.reload_knobs(&mut knobs_file);
+        assert!(!terminal.knobs.borrow().silent);
+
+        let silent = Knobs {
+            silent: true,
+            ..Knobs::default()
+        };
+        write_knobs(terminal.folders(), &silent).unwrap();
+        let request = terminal
+            .folders()
+            .req
+            .join("OQSsiquc01req_202612010001.xml");
+        std::fs::write(&request, b"<any/>").unwrap();
+        let mut seen = HashMap::new();
+        let mut pending = tokio::task::JoinSet::new();
+        terminal.scan(&mut seen, &mut pending, &mut knobs_file);
+
+        assert!(request.exists(), "the silenced terminal took the request");
+        assert!(pending.is_empty(), "the silenced terminal is answering");
+        assert!(terminal.knobs.borrow().silent);
+    }
 }
