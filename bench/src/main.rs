@@ -472,6 +472,15 @@ impl AgentSession {
                 let last = batch.last().map_or(0, |e| e.sequence);
                 sent_tx.send((last, Instant::now()))?;
                 to_central.send(batch_message(batch)).await?;
+                if pace.is_some() && std::env::var_os("CENTRAL_DIAG").is_some() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64()
+                        * 1e3
+                        % 1e6;
+                    eprintln!("BDIAG send {now:.1}");
+                }
             }
             anyhow::Ok(())
         };
@@ -845,9 +854,15 @@ async fn latency_run(
         "ack latency at {rate:.0} events/s: {agents} agents, a batch of {} every {pace:.2?}...",
         options.latency_batch
     );
+    // Every agent builds its batches before any sends: building is CPU work without an await,
+    // and while it runs the runtime fires no timers, so offsets slept during it would all end
+    // together and the agents would send in lockstep (every site at the same phase of the pace).
+    let built = Arc::new(Barrier::new(agents + 1));
+    let start = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
     let mut tasks = Vec::new();
     for (site, mut session) in sessions.drain(..) {
         let batch = options.latency_batch;
+        let (built, start) = (built.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             let batches: Vec<Vec<pb::Event>> = (0..batches_per_agent)
                 .map(|b| {
@@ -857,13 +872,16 @@ async fn latency_run(
                         .collect()
                 })
                 .collect();
-            // Start the agents spread over one pace, as independent sites would be.
-            let offset = pace.mul_f64(rand_fraction(&site));
-            tokio::time::sleep(offset).await;
+            built.wait().await;
+            // One start for all; each agent begins at its own point of the first pace, as
+            // independent sites would.
+            let start = *start.get_or_init(tokio::time::Instant::now);
+            tokio::time::sleep_until(start + pace.mul_f64(rand_fraction(&site))).await;
             let latencies = session.stream(batches, 8, Some(pace)).await?;
             anyhow::Ok((site, session, latencies))
         }));
     }
+    built.wait().await;
     let began = Instant::now();
     let mut all = Vec::new();
     for task in tasks {

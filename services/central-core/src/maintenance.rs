@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use central_store::{AlertThresholds, CertificateAlertDays, Store};
+use central_store::{AlertThresholds, CertificateAlertDays, Store, VerifierPace};
 
 /// How long the delivery log keeps a delivered notification.
 const NOTIFICATIONS_KEPT: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -119,7 +119,10 @@ pub async fn run(
         loop {
             tick.tick().await;
             // Before the alert check, so a break found now is an alert in the same pass.
-            match store.verify_chains(CHAIN_EVENTS_PER_PASS).await {
+            match store
+                .verify_chains_paced(CHAIN_EVENTS_PER_PASS, VerifierPace::BACKGROUND)
+                .await
+            {
                 Ok(check) if check.breaks > 0 => {
                     tracing::warn!(
                         events = check.events,

@@ -26,7 +26,7 @@ use crate::audit::{self, ChainVerdict, EventRecord, StreamVerification, describe
 
 /// Names the chain verifier among PostgreSQL advisory locks.
 const CHAIN_LOCK: i64 = 0x6f6e_7368_6943_686e; // "onshiChn"
-/// Rows read per query while walking.
+/// Rows read per query while walking a period (`central verify`).
 const PAGE: i64 = 5_000;
 /// Findings kept per stream in `chain_verification` (counts are kept in full).
 const KEPT_FINDINGS: usize = 100;
@@ -36,6 +36,45 @@ const KEPT_FINDINGS: usize = 100;
 pub struct ChainCheck {
     pub events: u64,
     pub breaks: u64,
+}
+
+/// How a verifier pass shares PostgreSQL and central's CPU with ingest.
+///
+/// Walking is read, decode, encode and hash, about 50,000 events a second. A pass over
+/// 200,000 events at full speed (the first after a drain) kept central three quarters busy
+/// for three to four seconds besides PostgreSQL's reads, and at half ingest's maximum rate it
+/// tripled the acks' p99 (README, "Performance"). Beside ingest the verifier therefore walks
+/// small pages and rests after each, so that it works a fixed share of the pass's time: acks
+/// at the counter cannot wait, the check of a chain can.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VerifierPace {
+    /// Events read per query, i.e. per stream and pass.
+    pub page: i64,
+    /// The share of the pass's time spent walking, in (0, 1]; after each page the verifier
+    /// waits for the rest.
+    pub share: f64,
+}
+
+impl VerifierPace {
+    /// As fast as it goes: the operator's catch-up (`central verify`) and the tests.
+    pub const FULL: Self = Self {
+        page: PAGE,
+        share: 1.0,
+    };
+    /// Central's maintenance: pages of 500 events (about 10 ms of work each) and a quarter of
+    /// the time, about 12,000 events a second, thousands of times a chain's real rate (docs/scale.md).
+    pub const BACKGROUND: Self = Self {
+        page: 500,
+        share: 0.25,
+    };
+
+    /// How long to wait after a page that took `busy`.
+    fn rest_after(&self, busy: std::time::Duration) -> std::time::Duration {
+        if self.share >= 1.0 || self.share <= 0.0 {
+            return std::time::Duration::ZERO;
+        }
+        busy.mul_f64((1.0 - self.share) / self.share)
+    }
 }
 
 /// A row of [`EVENTS_PAGE`] as the record the checks read.
@@ -85,9 +124,20 @@ const EVENTS_PAGE: &str = "SELECT sequence, event_id, terminal_id, occurred_at, 
      ORDER BY sequence LIMIT $5";
 
 impl Store {
-    /// One pass of the chain verifier: every stream whose contiguous run has grown is walked
-    /// from where the last pass stopped, at most `max_events` events in all.
+    /// One pass of the chain verifier at full speed: every stream whose contiguous run has
+    /// grown is walked from where the last pass stopped, at most `max_events` events in all.
     pub async fn verify_chains(&self, max_events: u64) -> Result<ChainCheck, StoreError> {
+        self.verify_chains_paced(max_events, VerifierPace::FULL)
+            .await
+    }
+
+    /// [`Store::verify_chains`] at `pace`: a page of each stream per pass, and a rest after
+    /// each page.
+    pub async fn verify_chains_paced(
+        &self,
+        max_events: u64,
+        pace: VerifierPace,
+    ) -> Result<ChainCheck, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
@@ -123,7 +173,10 @@ impl Store {
                 .get::<_, Option<serde_json::Value>>(4)
                 .and_then(|f| serde_json::from_value(f).ok())
                 .unwrap_or_default();
-            let limit = PAGE.min(i64::try_from(max_events - check.events).unwrap_or(i64::MAX));
+            let page_started = std::time::Instant::now();
+            let limit = pace
+                .page
+                .min(i64::try_from(max_events - check.events).unwrap_or(i64::MAX));
             let rows = tx
                 .query(
                     EVENTS_PAGE,
@@ -184,6 +237,9 @@ impl Store {
                 ],
             )
             .await?;
+            // The transaction stays open while resting: it holds the verifier's lock (another
+            // replica skips its pass) and reads nothing it would need again.
+            tokio::time::sleep(pace.rest_after(page_started.elapsed())).await;
         }
         tx.commit().await?;
         Ok(check)
@@ -402,5 +458,25 @@ impl Store {
         )
         .await?;
         Ok(bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_background_pace_rests_three_times_what_a_page_took() {
+        let rest = VerifierPace::BACKGROUND.rest_after(Duration::from_millis(10));
+        assert_eq!(rest, Duration::from_millis(30));
+    }
+
+    #[test]
+    fn full_speed_never_rests() {
+        assert_eq!(
+            VerifierPace::FULL.rest_after(Duration::from_secs(1)),
+            Duration::ZERO
+        );
     }
 }

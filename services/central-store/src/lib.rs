@@ -44,6 +44,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 pub use alerts::{Acknowledgement, Alert, AlertState, AlertThresholds, StreamStatus};
 pub use audit_search::{AuditQuery, AuditTotals};
 pub use certificates::{CertificateAlert, CertificateAlertDays, CertificateRow};
+pub use chain::VerifierPace;
 pub use events::{SiteSummary, StoredEvent, StoredInventory};
 pub use ingest::{BatchOutcome, BatchWrite, WriteMethod};
 
