@@ -133,11 +133,61 @@ impl Store {
 
     /// [`Store::verify_chains`] at `pace`: a page of each stream per pass, and a rest after
     /// each page.
+    ///
+    /// Each page is a transaction of its own, and the rests are outside any. A pass held in one
+    /// transaction kept PostgreSQL from pruning the versions that ingest leaves behind in the
+    /// rows it updates in every group (the streams' positions, the summaries), so those updates
+    /// got slower for as long as the pass lasted.
     pub async fn verify_chains_paced(
         &self,
         max_events: u64,
         pace: VerifierPace,
     ) -> Result<ChainCheck, StoreError> {
+        // The streams that have grown; each page reads its stream's position again under the
+        // lock, so a stream walked meanwhile (by another replica) is continued, not repeated.
+        let streams: Vec<(String, Uuid)> = self
+            .conn()
+            .await?
+            .query(
+                "SELECT s.site_code, s.stream_id
+                 FROM agent_streams s
+                 LEFT JOIN chain_verification v USING (site_code, stream_id)
+                 WHERE s.contiguous_sequence > coalesce((v.walk->>'through')::bigint, 0)
+                 ORDER BY s.site_code, s.stream_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut check = ChainCheck::default();
+        for (site_code, stream_id) in streams {
+            if check.events >= max_events {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let limit = pace
+                .page
+                .min(i64::try_from(max_events - check.events).unwrap_or(i64::MAX));
+            let Some(page) = self.verify_page(&site_code, stream_id, limit).await? else {
+                break; // another replica is walking
+            };
+            check.events += page.events;
+            check.breaks += page.breaks;
+            tokio::time::sleep(pace.rest_after(started.elapsed())).await;
+        }
+        Ok(check)
+    }
+
+    /// Walks up to `limit` events of one stream from where the verifier stopped, and records
+    /// how far it got, in one transaction under the verifier's lock; `None` when another
+    /// replica holds the lock.
+    async fn verify_page(
+        &self,
+        site_code: &str,
+        stream_id: Uuid,
+        limit: i64,
+    ) -> Result<Option<ChainCheck>, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
         let locked: bool = tx
@@ -145,104 +195,92 @@ impl Store {
             .await?
             .get(0);
         if !locked {
-            return Ok(ChainCheck::default()); // another replica is walking
+            return Ok(None);
         }
-        let streams = tx
-            .query(
-                "SELECT s.site_code, s.stream_id, s.contiguous_sequence, v.walk, v.findings
+        let Some(stream) = tx
+            .query_opt(
+                "SELECT s.contiguous_sequence, v.walk, v.findings
                  FROM agent_streams s
                  LEFT JOIN chain_verification v USING (site_code, stream_id)
-                 WHERE s.contiguous_sequence > coalesce((v.walk->>'through')::bigint, 0)
-                 ORDER BY s.site_code, s.stream_id",
-                &[],
+                 WHERE s.site_code = $1 AND s.stream_id = $2",
+                &[&site_code, &stream_id],
             )
-            .await?;
-        let mut check = ChainCheck::default();
-        for stream in streams {
-            if check.events >= max_events {
-                break;
-            }
-            let site_code: String = stream.get(0);
-            let stream_id: Uuid = stream.get(1);
-            let contiguous: i64 = stream.get(2);
-            let mut walk: ChainWalk = stream
-                .get::<_, Option<serde_json::Value>>(3)
-                .and_then(|w| serde_json::from_value(w).ok())
-                .unwrap_or_default();
-            let mut kept: Vec<Finding> = stream
-                .get::<_, Option<serde_json::Value>>(4)
-                .and_then(|f| serde_json::from_value(f).ok())
-                .unwrap_or_default();
-            let page_started = std::time::Instant::now();
-            let limit = pace
-                .page
-                .min(i64::try_from(max_events - check.events).unwrap_or(i64::MAX));
-            let rows = tx
-                .query(
-                    EVENTS_PAGE,
-                    &[
-                        &site_code,
-                        &stream_id,
-                        &(walk.through as i64),
-                        &contiguous,
-                        &limit,
-                    ],
-                )
-                .await?;
-            if rows.is_empty() {
-                continue;
-            }
-            let walked = rows.len();
-            let (mut findings, walked_on) = walk_rows(&site_code, rows, walk).await?;
-            walk = walked_on;
-            if walked < limit as usize && (walk.through as i64) < contiguous {
-                // The stream says it holds events up to `contiguous`; rows are gone below it.
-                findings.push(Finding::Missing {
-                    first: walk.through + 1,
-                    last: contiguous as u64,
-                });
-                walk.through = contiguous as u64;
-                walk.head = None;
-            }
-            let breaks: Vec<&Finding> = findings.iter().filter(|f| f.is_break()).collect();
-            check.events += walked as u64;
-            check.breaks += breaks.len() as u64;
-            let detail = breaks.last().map(|f| describe(f));
-            if let Some(detail) = &detail {
-                tracing::warn!(site = %site_code, stream = %stream_id, finding = %detail, "hash chain broken");
-            }
-            let new_breaks = breaks.len() as i64;
-            kept.extend(findings);
-            let kept = merge_ranges(kept);
-            let kept = &kept[kept.len().saturating_sub(KEPT_FINDINGS)..];
-            tx.execute(
-                "INSERT INTO chain_verification
-                     (site_code, stream_id, walk, events, breaks, findings, break_detail, verified_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-                 ON CONFLICT (site_code, stream_id) DO UPDATE SET
-                     walk = EXCLUDED.walk,
-                     events = chain_verification.events + EXCLUDED.events,
-                     breaks = chain_verification.breaks + EXCLUDED.breaks,
-                     findings = EXCLUDED.findings,
-                     break_detail = coalesce(EXCLUDED.break_detail, chain_verification.break_detail),
-                     verified_at = now()",
+            .await?
+        else {
+            return Ok(Some(ChainCheck::default()));
+        };
+        let contiguous: i64 = stream.get(0);
+        let mut walk: ChainWalk = stream
+            .get::<_, Option<serde_json::Value>>(1)
+            .and_then(|w| serde_json::from_value(w).ok())
+            .unwrap_or_default();
+        let mut kept: Vec<Finding> = stream
+            .get::<_, Option<serde_json::Value>>(2)
+            .and_then(|f| serde_json::from_value(f).ok())
+            .unwrap_or_default();
+        let rows = tx
+            .query(
+                EVENTS_PAGE,
                 &[
                     &site_code,
                     &stream_id,
-                    &serde_json::to_value(&walk).expect("a walk serialises"),
-                    &(walked as i64),
-                    &new_breaks,
-                    &serde_json::to_value(kept).expect("findings serialise"),
-                    &detail,
+                    &(walk.through as i64),
+                    &contiguous,
+                    &limit,
                 ],
             )
             .await?;
-            // The transaction stays open while resting: it holds the verifier's lock (another
-            // replica skips its pass) and reads nothing it would need again.
-            tokio::time::sleep(pace.rest_after(page_started.elapsed())).await;
+        if rows.is_empty() {
+            return Ok(Some(ChainCheck::default()));
         }
+        let walked = rows.len();
+        let (mut findings, walked_on) = walk_rows(site_code, rows, walk).await?;
+        walk = walked_on;
+        if walked < limit as usize && (walk.through as i64) < contiguous {
+            // The stream says it holds events up to `contiguous`; rows are gone below it.
+            findings.push(Finding::Missing {
+                first: walk.through + 1,
+                last: contiguous as u64,
+            });
+            walk.through = contiguous as u64;
+            walk.head = None;
+        }
+        let breaks: Vec<&Finding> = findings.iter().filter(|f| f.is_break()).collect();
+        let page = ChainCheck {
+            events: walked as u64,
+            breaks: breaks.len() as u64,
+        };
+        let detail = breaks.last().map(|f| describe(f));
+        if let Some(detail) = &detail {
+            tracing::warn!(site = %site_code, stream = %stream_id, finding = %detail, "hash chain broken");
+        }
+        kept.extend(findings);
+        let kept = merge_ranges(kept);
+        let kept = &kept[kept.len().saturating_sub(KEPT_FINDINGS)..];
+        tx.execute(
+            "INSERT INTO chain_verification
+                 (site_code, stream_id, walk, events, breaks, findings, break_detail, verified_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+             ON CONFLICT (site_code, stream_id) DO UPDATE SET
+                 walk = EXCLUDED.walk,
+                 events = chain_verification.events + EXCLUDED.events,
+                 breaks = chain_verification.breaks + EXCLUDED.breaks,
+                 findings = EXCLUDED.findings,
+                 break_detail = coalesce(EXCLUDED.break_detail, chain_verification.break_detail),
+                 verified_at = now()",
+            &[
+                &site_code,
+                &stream_id,
+                &serde_json::to_value(&walk).expect("a walk serialises"),
+                &(walked as i64),
+                &(page.breaks as i64),
+                &serde_json::to_value(kept).expect("findings serialise"),
+                &detail,
+            ],
+        )
+        .await?;
         tx.commit().await?;
-        Ok(check)
+        Ok(Some(page))
     }
 
     /// Walks every stream of `site` (or of every site) over the events that occurred in

@@ -109,6 +109,56 @@ async fn the_background_verifier_walks_a_long_stream_a_page_per_pass() {
     assert_eq!(walked, [pace.page as u64, pace.page as u64, 7]);
 }
 
+/// A resting pass holds no transaction (and so no lock and no snapshot that would keep
+/// PostgreSQL from pruning what ingest updates): another replica's pass walks on meanwhile,
+/// from where the resting one stopped.
+#[tokio::test]
+async fn a_resting_verifier_pass_leaves_the_chain_to_another_replica() {
+    let f = fixture(1_000).await;
+    // Rests 99 times what a page took: long enough for the other pass to run whole.
+    let pace = central_store::VerifierPace {
+        page: 500,
+        share: 0.01,
+    };
+    let resting = tokio::spawn({
+        let store = f.store.clone();
+        async move { store.verify_chains_paced(1_000_000, pace).await.unwrap() }
+    });
+    let client = f.db.client().await.unwrap();
+    let through = || async {
+        client
+            .query_opt(
+                "SELECT (walk->>'through')::bigint FROM chain_verification WHERE stream_id = $1",
+                &[&f.stream.0],
+            )
+            .await
+            .unwrap()
+            .map_or(0, |row| row.get::<_, i64>(0))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while through().await < 500 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first page was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let other = f.store.verify_chains(1_000_000).await.unwrap();
+    assert_eq!(
+        (other.events, other.breaks),
+        (500, 0),
+        "the other replica walked on"
+    );
+    // A pass held in one transaction shows its first page only once it has ended.
+    assert!(
+        !resting.is_finished(),
+        "the first page became visible only when its pass ended"
+    );
+    let first = resting.await.unwrap();
+    assert_eq!((first.events, first.breaks), (500, 0));
+    assert_eq!(through().await, 1_000);
+}
+
 #[tokio::test]
 async fn an_intact_chain_verifies_and_the_verifier_raises_no_alert() {
     let f = fixture(20).await;
