@@ -31,13 +31,15 @@ use proto::fleet::v1 as pb;
 use proto::fleet::v1::fleet_uplink_client::FleetUplinkClient;
 use serde::{Deserialize, Serialize};
 use time::{Duration as Span, OffsetDateTime, UtcOffset};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 const TOKYO: UtcOffset = time::macros::offset!(+9);
 /// Heartbeats keep a quiet session from looking silent to central (it waits 90 s by default).
 const HEARTBEAT: Duration = Duration::from_secs(20);
+/// How long a site that stops waits for central to ack what it sent.
+const ACKED_WITHIN: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
@@ -360,13 +362,52 @@ fn history(
             EventBody::ReaderChange(reader(ReaderState::PresentEmpty, 0)),
         )?,
     ];
-    let outage_hour = 10 + dice.below(6) as u8;
-    let unplug_hour = 14 + dice.below(3) as u8;
+    // The hours of the day before now when the site was open (none on a Sunday).
+    let open: Vec<i64> = (0..24)
+        .filter(|hour| {
+            let local = (start + Span::hours(*hour)).to_offset(TOKYO);
+            (9..18).contains(&local.hour()) && local.weekday() != time::Weekday::Sunday
+        })
+        .collect();
+    // An outage or an unplugged reader happens in an open hour when the day had one, else at
+    // any hour, so that a site's trouble is in its history whatever the day and hour the
+    // fleet starts (a Sunday afternoon in Tokyo has only Saturday's last open hours before
+    // it). It starts at most 21 hours after `start`, so that it also ended before now.
+    let candidates: Vec<i64> = open.iter().copied().filter(|hour| *hour <= 21).collect();
+    let trouble_hour = |dice: &mut Dice| match candidates.len() {
+        0 => 2 + dice.below(20) as i64,
+        n => candidates[dice.below(n as u64) as usize],
+    };
+    let outage_hour = trouble_hour(dice);
+    let unplug_hour = trouble_hour(dice);
     let mut cards = 0;
     for hour in 0..24 {
         let at = start + Span::hours(hour);
-        let local = at.to_offset(TOKYO);
-        if !(9..18).contains(&local.hour()) || local.weekday() == time::Weekday::Sunday {
+        let trouble = |profile| site.profile == profile;
+        if trouble(Profile::Outage) && hour == outage_hour {
+            let link = |state, detail: &str| {
+                EventBody::LinkChange(LinkChange {
+                    target: LinkTarget::Onshi,
+                    state,
+                    detail: Some(detail.into()),
+                    rtt_ms: None,
+                    line_type: Some(LineType::IpVpn),
+                })
+            };
+            let down_at = at + Span::minutes(61);
+            events.push(recorder.record(down_at, link(LinkState::Down, "3 probes timed out"))?);
+            events.push(recorder.record(
+                down_at + Span::minutes(20 + dice.below(40) as i64),
+                link(LinkState::Up, "probe answered"),
+            )?);
+        }
+        if trouble(Profile::ReaderUnplugged) && hour == unplug_hour {
+            events.push(recorder.record(
+                at + Span::minutes(61),
+                EventBody::ReaderChange(reader(ReaderState::Removed, cards)),
+            )?);
+        }
+        if !open.contains(&hour) {
             continue;
         }
         let count = if site.pharmacy {
@@ -384,29 +425,6 @@ fn history(
                 cards += 1;
             }
             events.push(recorder.record(at + Span::minutes(minute), body)?);
-        }
-        if site.profile == Profile::Outage && local.hour() == outage_hour {
-            let link = |state, detail: &str| {
-                EventBody::LinkChange(LinkChange {
-                    target: LinkTarget::Onshi,
-                    state,
-                    detail: Some(detail.into()),
-                    rtt_ms: None,
-                    line_type: Some(LineType::IpVpn),
-                })
-            };
-            let down_at = at + Span::minutes(61);
-            events.push(recorder.record(down_at, link(LinkState::Down, "3 probes timed out"))?);
-            events.push(recorder.record(
-                down_at + Span::minutes(20 + dice.below(40) as i64),
-                link(LinkState::Up, "probe answered"),
-            )?);
-        }
-        if site.profile == Profile::ReaderUnplugged && local.hour() == unplug_hour {
-            events.push(recorder.record(
-                at + Span::minutes(61),
-                EventBody::ReaderChange(reader(ReaderState::Removed, cards)),
-            )?);
         }
     }
     Ok(events)
@@ -498,18 +516,41 @@ async fn run_site(options: Arc<Options>, site: SimSite, seed: u64) -> anyhow::Re
         .await
         .with_context(|| format!("opening {}'s session", site.code))?
         .into_inner();
-    // Acks and directives are read, and only read: a real agent would act on directives.
-    let reader_task =
-        tokio::spawn(async move { while let Ok(Some(_)) = from_central.message().await {} });
+    // Acks and directives are read; the highest sequence central holds is kept (a real agent
+    // would also act on directives).
+    let (held_tx, mut held) = watch::channel(0u64);
+    let reader_task = tokio::spawn(async move {
+        while let Ok(Some(message)) = from_central.message().await {
+            match message.kind {
+                Some(pb::central_message::Kind::Welcome(welcome)) => {
+                    held_tx.send_replace(welcome.resume_after_sequence);
+                }
+                Some(pb::central_message::Kind::Ack(ack)) => {
+                    held_tx.send_replace(ack.up_to_sequence);
+                }
+                _ => {}
+            }
+        }
+    });
     for chunk in history.chunks(200) {
         to_central.send(batch(chunk.to_vec())).await?;
     }
     to_central.send(inventory(&site, &mut dice, now)?).await?;
     recorder.state.save(&options.state, &site.code)?;
     if options.once || site.profile == Profile::Stopped {
-        // Give central the batches before the session ends (a stopped agent's last words).
-        to_central.send(heartbeat(recorder.state.sequence)).await?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The session ends once central holds every event (a stopped agent's last words):
+        // batches still unread when it ends would be lost, as this simulator keeps no outbox.
+        let last = recorder.state.sequence;
+        to_central.send(heartbeat(last)).await?;
+        tokio::time::timeout(ACKED_WITHIN, held.wait_for(|held| *held >= last))
+            .await
+            .with_context(|| {
+                format!(
+                    "{}: central did not ack sequence {last} within {ACKED_WITHIN:?}",
+                    site.code
+                )
+            })?
+            .with_context(|| format!("{}: central ended the session", site.code))?;
         reader_task.abort();
         return Ok(());
     }
@@ -640,4 +681,68 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed == 0, "{failed} simulated sites failed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A site of `profile`'s history of the day before `now`, as pb events.
+    fn history_at(profile: Profile, now: OffsetDateTime) -> Vec<pb::Event> {
+        let code = e2e::site_code("131000001");
+        let site = SimSite {
+            code: code.clone(),
+            name: "test".into(),
+            pharmacy: true,
+            profile,
+            agent_version: "1.0.0",
+        };
+        let mut recorder = Recorder {
+            site: SiteCode::parse(&code).unwrap(),
+            terminal: TerminalId::parse("T01").unwrap(),
+            state: StreamState {
+                stream: Uuid::now_v7(),
+                sequence: 0,
+                head: ChainHash::GENESIS,
+            },
+        };
+        history(&site, &mut recorder, &mut Dice::new(7), now).unwrap()
+    }
+
+    fn kinds_before(events: &[pb::Event], now: OffsetDateTime) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| FleetEvent::try_from(e.clone()).unwrap())
+            .inspect(|e| assert!(e.occurred_at <= now, "an event after now: {e:?}"))
+            .map(|e| match e.body {
+                EventBody::LinkChange(l) => format!("link {:?}", l.state),
+                EventBody::ReaderChange(r) => format!("reader {:?}", r.state),
+                other => other.kind().to_string(),
+            })
+            .collect()
+    }
+
+    /// A Sunday afternoon in Tokyo (Saturday's open hours mostly behind the day before) and
+    /// a Monday just after midnight (no open hour at all in the day before): the trouble a
+    /// site is said to have is in its history, and wholly in the past.
+    #[test]
+    fn a_site_s_trouble_is_in_its_history_whatever_the_hour_the_fleet_starts() {
+        for now in [
+            time::macros::datetime!(2026-12-06 16:10 +9),
+            time::macros::datetime!(2026-12-07 00:30 +9),
+            time::macros::datetime!(2026-12-08 12:00 +9),
+        ] {
+            let outage = kinds_before(&history_at(Profile::Outage, now), now);
+            assert!(
+                outage.contains(&"link Down".to_string()),
+                "{now}: {outage:?}"
+            );
+            assert!(outage.contains(&"link Up".to_string()), "{now}: {outage:?}");
+            let unplugged = kinds_before(&history_at(Profile::ReaderUnplugged, now), now);
+            assert!(
+                unplugged.contains(&"reader Removed".to_string()),
+                "{now}: {unplugged:?}"
+            );
+        }
+    }
 }
