@@ -37,11 +37,7 @@ impl Store {
     ) -> Result<RecheckPass, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RECHECK_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(RECHECK_LOCK).await? {
             return Ok(RecheckPass::default());
         }
         let position = tx

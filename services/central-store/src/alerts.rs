@@ -233,11 +233,7 @@ impl Store {
     ) -> Result<AlertCheck, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ALERT_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(ALERT_LOCK).await? {
             // Another replica is checking right now; its result is as good as ours.
             return Ok(AlertCheck::default());
         }

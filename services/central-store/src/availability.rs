@@ -157,14 +157,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one(
-                "SELECT pg_try_advisory_xact_lock($1)",
-                &[&AVAILABILITY_LOCK],
-            )
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(AVAILABILITY_LOCK).await? {
             return Ok(0);
         }
         let chain_default = match tx

@@ -289,11 +289,7 @@ impl Store {
         loop {
             let mut client = self.conn().await?;
             let tx = client.transaction().await?;
-            let locked: bool = tx
-                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PROJECTION_LOCK])
-                .await?
-                .get(0);
-            if !locked {
+            if !tx.try_lock(PROJECTION_LOCK).await? {
                 return Ok(total);
             }
             let rows = tx

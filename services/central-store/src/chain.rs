@@ -190,11 +190,7 @@ impl Store {
     ) -> Result<Option<ChainCheck>, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&CHAIN_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(CHAIN_LOCK).await? {
             return Ok(None);
         }
         let Some(stream) = tx

@@ -144,6 +144,15 @@ impl Tx<'_> {
         self.tx.execute_typed(sql, &typed(params, &types)).await
     }
 
+    /// Takes the advisory lock `key` until this transaction ends, unless another session holds
+    /// it: `false` then. Work that one replica at a time does (maintenance passes) runs under one.
+    pub(crate) async fn try_lock(&self, key: i64) -> Result<bool, Error> {
+        Ok(self
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
+            .await?
+            .get(0))
+    }
+
     /// Binary `COPY … FROM STDIN`; its statement lives and is closed inside this transaction.
     pub(crate) async fn binary_copy_in(
         &self,

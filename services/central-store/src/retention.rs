@@ -92,11 +92,7 @@ impl Store {
     pub async fn expire_events(&self) -> Result<Vec<Expired>, StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(RETENTION_LOCK).await? {
             return Ok(Vec::new());
         }
         let dropped = tx

@@ -368,11 +368,7 @@ impl Store {
     pub async fn step_rollouts(&self, now: OffsetDateTime) -> Result<(), StoreError> {
         let mut client = self.conn().await?;
         let tx = client.transaction().await?;
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&ROLLOUT_LOCK])
-            .await?
-            .get(0);
-        if !locked {
+        if !tx.try_lock(ROLLOUT_LOCK).await? {
             return Ok(());
         }
         let running = tx
