@@ -158,7 +158,7 @@ impl Store {
             )
             .await?
             .iter()
-            .map(|row| (row.get(0), row.get(1)))
+            .map(|row| (row.get("site_code"), row.get("stream_id")))
             .collect();
         let mut check = ChainCheck::default();
         for (site_code, stream_id) in streams {
@@ -205,13 +205,13 @@ impl Store {
         else {
             return Ok(Some(ChainCheck::default()));
         };
-        let contiguous: i64 = stream.get(0);
+        let contiguous: i64 = stream.get("contiguous_sequence");
         let mut walk: ChainWalk = stream
-            .get::<_, Option<serde_json::Value>>(1)
+            .get::<_, Option<serde_json::Value>>("walk")
             .and_then(|w| serde_json::from_value(w).ok())
             .unwrap_or_default();
         let mut kept: Vec<Finding> = stream
-            .get::<_, Option<serde_json::Value>>(2)
+            .get::<_, Option<serde_json::Value>>("findings")
             .and_then(|f| serde_json::from_value(f).ok())
             .unwrap_or_default();
         let rows = tx
