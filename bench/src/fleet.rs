@@ -383,8 +383,7 @@ fn history(
     let mut cards = 0;
     for hour in 0..24 {
         let at = start + Span::hours(hour);
-        let trouble = |profile| site.profile == profile;
-        if trouble(Profile::Outage) && hour == outage_hour {
+        if site.profile == Profile::Outage && hour == outage_hour {
             let link = |state, detail: &str| {
                 EventBody::LinkChange(LinkChange {
                     target: LinkTarget::Onshi,
@@ -401,7 +400,7 @@ fn history(
                 link(LinkState::Up, "probe answered"),
             )?);
         }
-        if trouble(Profile::ReaderUnplugged) && hour == unplug_hour {
+        if site.profile == Profile::ReaderUnplugged && hour == unplug_hour {
             events.push(recorder.record(
                 at + Span::minutes(61),
                 EventBody::ReaderChange(reader(ReaderState::Removed, cards)),

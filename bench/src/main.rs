@@ -472,15 +472,6 @@ impl AgentSession {
                 let last = batch.last().map_or(0, |e| e.sequence);
                 sent_tx.send((last, Instant::now()))?;
                 to_central.send(batch_message(batch)).await?;
-                if pace.is_some() && std::env::var_os("CENTRAL_DIAG").is_some() {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs_f64()
-                        * 1e3
-                        % 1e6;
-                    eprintln!("BDIAG send {now:.1}");
-                }
             }
             anyhow::Ok(())
         };
