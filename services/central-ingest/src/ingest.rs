@@ -612,14 +612,9 @@ impl Session {
             tracing::debug!(site = %self.site, ?delay, "throttling a site above its events-per-second limit");
             tokio::time::sleep(delay).await;
         }
-        let write = self.writer.write_traced(
-            BatchWrite {
-                site: self.site.clone(),
-                stream: self.stream,
-                events,
-            },
-            traceparents,
-        );
+        let batch = BatchWrite::new(self.site.clone(), self.stream, events)
+            .map_err(|error| Status::from(ServiceError::from(error)))?;
+        let write = self.writer.write_traced(batch, traceparents);
         let outcome = within(self.write_timeout, write).await?;
         metrics().acks.add(1, &[]);
         tracing::debug!(site = %self.site, stored = outcome.stored, duplicates = outcome.duplicates, contiguous = outcome.contiguous, "batch committed");

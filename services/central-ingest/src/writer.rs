@@ -140,7 +140,7 @@ struct Group {
 
 impl Group {
     fn push(&mut self, (batch, traced, reply): Queued) {
-        self.events += batch.events.len();
+        self.events += batch.events().len();
         self.batches.push(batch);
         self.traceparents.extend(traced);
         self.replies.push(reply);
@@ -258,7 +258,7 @@ fn observe_commit(
     );
     for (batch, result) in batches.iter().zip(results) {
         let Ok(outcome) = result else { continue };
-        m.batch_size.record(batch.events.len() as u64, &[]);
+        m.batch_size.record(batch.events().len() as u64, &[]);
         for (count, result) in [
             (outcome.stored, "stored"),
             (outcome.duplicates, "duplicate"),
@@ -270,7 +270,7 @@ fn observe_commit(
             }
         }
         if batch
-            .events
+            .events()
             .last()
             .is_some_and(|last| outcome.contiguous < last.sequence)
         {
@@ -290,11 +290,8 @@ mod tests {
         let site = SiteCode::parse("1310000000").expect("a valid site code");
         let (tx, rx) = mpsc::channel(32);
         for _ in 0..n {
-            let batch = BatchWrite {
-                site: site.clone(),
-                stream: StreamId(uuid::Uuid::nil()),
-                events: Vec::new(),
-            };
+            let batch = BatchWrite::new(site.clone(), StreamId(uuid::Uuid::nil()), Vec::new())
+                .expect("an empty batch encodes");
             tx.send((batch, Vec::new(), oneshot::channel().0))
                 .await
                 .unwrap();

@@ -88,8 +88,11 @@ fn account_row(row: &tokio_postgres::Row) -> AccountRow {
 }
 
 /// A constraint the database refused, said for the person who asked.
-fn refused(error: tokio_postgres::Error, what: &str) -> StoreError {
-    match error.code() {
+fn refused(error: StoreError, what: &str) -> StoreError {
+    let StoreError::Db(db) = &error else {
+        return error;
+    };
+    match db.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => {
             StoreError::BadQuery(format!("{what} already exists"))
         }
@@ -100,7 +103,7 @@ fn refused(error: tokio_postgres::Error, what: &str) -> StoreError {
         Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => {
             StoreError::BadQuery(format!("{what} names an account that does not exist"))
         }
-        _ => StoreError::Db(error),
+        _ => error,
     }
 }
 

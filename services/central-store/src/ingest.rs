@@ -21,14 +21,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Tx;
+use bytes::{Bytes, BytesMut};
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
+use tokio_postgres::Statement;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql, Type};
 use uuid::Uuid;
 
 use super::summaries::SummaryDelta;
-use super::{Store, StoreError, seq};
+use super::{Store, StoreError, copy_rows, seq};
 
 /// What one committed batch changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +46,44 @@ pub struct BatchOutcome {
 }
 
 /// One batch of one stream, as the ingest session hands it over. Events are in strictly
-/// increasing sequence order (the session checks it) and name the batch's site.
+/// increasing sequence order (the session checks it) and name the batch's site. Read-only once
+/// made: its rows are encoded from its events then.
 #[derive(Debug, Clone)]
 pub struct BatchWrite {
-    pub site: SiteCode,
-    pub stream: StreamId,
-    pub events: Vec<FleetEvent>,
+    site: SiteCode,
+    stream: StreamId,
+    events: Vec<FleetEvent>,
+    /// The events as rows of a binary `COPY` into `events`, encoded by the session that
+    /// received them, in parallel with the other sessions and outside any transaction.
+    rows: Bytes,
+}
+
+impl BatchWrite {
+    pub fn new(
+        site: SiteCode,
+        stream: StreamId,
+        events: Vec<FleetEvent>,
+    ) -> Result<Self, StoreError> {
+        let rows = encode_events(&site, stream, &events)?;
+        Ok(Self {
+            site,
+            stream,
+            events,
+            rows,
+        })
+    }
+
+    pub fn site(&self) -> &SiteCode {
+        &self.site
+    }
+
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    pub fn events(&self) -> &[FleetEvent] {
+        &self.events
+    }
 }
 
 /// How the fast path writes new rows. `Copy` is what central runs; `Unnest` (one
@@ -79,6 +113,24 @@ const COPY_TYPES: [Type; 9] = [
     Type::BYTEA,
 ];
 
+/// The group's streams, locked in one statement in key order (two groups never deadlock).
+const LOCK_STREAMS: &str = "SELECT s.site_code, s.stream_id, s.contiguous_sequence,
+                                   s.highest_received_sequence
+                            FROM agent_streams s
+                            JOIN UNNEST($1::text[], $2::uuid[]) AS k(site_code, stream_id)
+                              ON s.site_code = k.site_code AND s.stream_id = k.stream_id
+                            ORDER BY s.site_code, s.stream_id
+                            FOR UPDATE OF s";
+/// The streams' positions after the group.
+const SAVE_POSITIONS: &str = "UPDATE agent_streams s SET
+                                  contiguous_sequence = k.contiguous,
+                                  highest_received_sequence =
+                                      GREATEST(s.highest_received_sequence, k.highest),
+                                  last_seen_at = now()
+                              FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
+                                   AS k(site_code, stream_id, contiguous, highest)
+                              WHERE s.site_code = k.site_code AND s.stream_id = k.stream_id";
+
 #[derive(Debug)]
 struct StreamState {
     contiguous: i64,
@@ -93,11 +145,7 @@ impl Store {
         stream: StreamId,
         events: &[FleetEvent],
     ) -> Result<BatchOutcome, StoreError> {
-        let batch = BatchWrite {
-            site: site.clone(),
-            stream,
-            events: events.to_vec(),
-        };
+        let batch = BatchWrite::new(site.clone(), stream, events.to_vec())?;
         self.ingest_group(std::slice::from_ref(&batch))
             .await
             .remove(0)
@@ -145,32 +193,41 @@ impl Store {
         }
     }
 
+    /// One group in one transaction, in three round trips when every batch extends its stream:
+    /// `BEGIN`, the streams' lock and the `COPY`'s preparation; the summaries, the streams'
+    /// positions and the start of the `COPY`; the rows, the statement's close and `COMMIT`.
+    /// The rows are encoded before the transaction begins, so PostgreSQL never waits on
+    /// central's work inside it, only on the network.
     async fn write_group(
         &self,
         batches: &[BatchWrite],
         checked_only: bool,
     ) -> Result<Vec<BatchOutcome>, StoreError> {
+        let copies = !checked_only && self.method == WriteMethod::Copy;
         let mut client = self.conn().await?;
-        let tx = client.transaction().await?;
+        // Statements sent along with `COMMIT` must know their parameter types beforehand
+        // (store::conn); after the first group this costs nothing.
+        for sql in [LOCK_STREAMS, SAVE_POSITIONS]
+            .into_iter()
+            .chain(SummaryDelta::STATEMENTS)
+        {
+            client.learn(sql).await?;
+        }
+        let tx = client.pipelined_transaction();
 
         let mut streams: BTreeMap<(&str, Uuid), Option<StreamState>> = batches
             .iter()
             .map(|b| ((b.site.as_str(), b.stream.0), None))
             .collect();
         let (sites, ids): (Vec<&str>, Vec<Uuid>) = streams.keys().copied().unzip();
-        // Every statement is one round trip (store::conn: unnamed, its parameter types known
-        // after the first time): round trips, not rows, are most of a small group's commit time.
-        let locked = tx
-            .query(
-                "SELECT s.site_code, s.stream_id, s.contiguous_sequence, s.highest_received_sequence
-                 FROM agent_streams s
-                 JOIN UNNEST($1::text[], $2::uuid[]) AS k(site_code, stream_id)
-                   ON s.site_code = k.site_code AND s.stream_id = k.stream_id
-                 ORDER BY s.site_code, s.stream_id
-                 FOR UPDATE OF s",
-                &[&sites, &ids],
-            )
-            .await?;
+        let lock_keys: [&(dyn ToSql + Sync); 2] = [&sites, &ids];
+        let lock = tx.query(LOCK_STREAMS, &lock_keys);
+        let (locked, copy) = if copies {
+            let (locked, copy) = tokio::join!(biased; lock, tx.prepare(COPY_EVENTS));
+            (locked?, Some(copy?))
+        } else {
+            (lock.await?, None)
+        };
         for row in &locked {
             let key: (&str, Uuid) = (row.get(0), row.get(1));
             if let Some(slot) = streams.get_mut(&key) {
@@ -190,10 +247,14 @@ impl Store {
         }
 
         let mut outcomes = Vec::with_capacity(batches.len());
-        let mut pending: Vec<&BatchWrite> = Vec::new();
+        let mut new_rows = NewRows {
+            batches,
+            copy,
+            pending: Vec::new(),
+        };
         // What the rows inserted here change in the summaries, written before the commit.
         let mut summaries = SummaryDelta::default();
-        for batch in batches {
+        for (index, batch) in batches.iter().enumerate() {
             let (Some(first), Some(last)) = (batch.events.first(), batch.events.last()) else {
                 outcomes.push(BatchOutcome {
                     stored: 0,
@@ -220,7 +281,7 @@ impl Store {
                 for event in &batch.events {
                     summaries.add(batch.site.as_str(), event);
                 }
-                pending.push(batch);
+                new_rows.pending.push(index);
                 outcomes.push(BatchOutcome {
                     stored: batch.events.len() as u32,
                     duplicates: 0,
@@ -229,17 +290,20 @@ impl Store {
                 });
             } else {
                 // The check must see the rows of earlier batches of this group.
-                self.write_new(&tx, &mut pending).await?;
+                new_rows.write(&tx, self.method).await?;
                 outcomes.push(write_checked(&tx, batch, &mut summaries).await?);
                 stream.highest = stream.highest.max(last);
             }
         }
-        self.write_new(&tx, &mut pending).await?;
-
-        for ((site, stream_id), stream) in state.iter_mut() {
-            if stream.contiguous < stream.highest {
-                stream.contiguous =
-                    advance_contiguous(&tx, site, *stream_id, stream.contiguous).await?;
+        // A stream whose run does not simply extend is walked, and the walk must see the rows.
+        // So do the rows of `UNNEST` (the benchmark's alternative), sent as one query.
+        if state.values().any(|s| s.contiguous < s.highest) || self.method == WriteMethod::Unnest {
+            new_rows.write(&tx, self.method).await?;
+            for ((site, stream_id), stream) in state.iter_mut() {
+                if stream.contiguous < stream.highest {
+                    stream.contiguous =
+                        advance_contiguous(&tx, site, *stream_id, stream.contiguous).await?;
+                }
             }
         }
         let mut sites = Vec::with_capacity(state.len());
@@ -252,76 +316,145 @@ impl Store {
             contiguous.push(stream.contiguous);
             highest.push(stream.highest);
         }
-        // The summaries and the streams' positions in one round trip (pipelined).
-        tokio::try_join!(summaries.write(&tx), async {
-            tx.execute(
-                "UPDATE agent_streams s SET
-                     contiguous_sequence = k.contiguous,
-                     highest_received_sequence = GREATEST(s.highest_received_sequence, k.highest),
-                     last_seen_at = now()
-                 FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::bigint[])
-                      AS k(site_code, stream_id, contiguous, highest)
-                 WHERE s.site_code = k.site_code AND s.stream_id = k.stream_id",
-                &[&sites, &ids, &contiguous, &highest],
-            )
-            .await
-            .map_err(StoreError::from)
-        },)?;
-        tx.commit().await?;
+        let positions = async {
+            tx.execute(SAVE_POSITIONS, &[&sites, &ids, &contiguous, &highest])
+                .await
+                .map(drop)
+        };
+        // The summaries and positions come from memory, not from the rows, so they may run
+        // before the rows. `COMMIT` must follow everything, the `COPY`'s close included: it is
+        // sent once the `COPY` has started, which is when the statement is closed.
+        let (copy, rows) = new_rows.into_last();
+        let rows_then_commit = async {
+            let Some(statement) = copy else {
+                return tx.commit_pipelined().await;
+            };
+            let started = tx.start_copy(statement).await?;
+            let (copied, committed) =
+                tokio::join!(biased; started.send(rows), tx.commit_pipelined());
+            what_aborted([copied.map(drop), committed])
+        };
+        let (summarised, positioned, committed) =
+            tokio::join!(biased; summaries.write(&tx), positions, rows_then_commit);
+        what_aborted([summarised, positioned, committed])?;
 
         for (batch, outcome) in batches.iter().zip(outcomes.iter_mut()) {
             outcome.contiguous = state[&(batch.site.as_str(), batch.stream.0)].contiguous as u64;
         }
         Ok(outcomes)
     }
+}
 
-    /// Writes the rows of batches known to be new, and empties `pending`.
-    async fn write_new(
-        &self,
-        tx: &Tx<'_>,
-        pending: &mut Vec<&BatchWrite>,
-    ) -> Result<(), StoreError> {
-        if pending.is_empty() {
+/// The fast path's rows of one group: its batches, the prepared `COPY` (none when the group
+/// does not copy), and which batches are still to write.
+struct NewRows<'a> {
+    batches: &'a [BatchWrite],
+    copy: Option<Statement>,
+    pending: Vec<usize>,
+}
+
+impl NewRows<'_> {
+    /// Writes the pending batches now, because what follows must see them.
+    async fn write(&mut self, tx: &Tx<'_>, method: WriteMethod) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        match self.method {
+        match method {
             WriteMethod::Copy => {
-                let writer = tx.binary_copy_in(COPY_EVENTS, &COPY_TYPES).await?;
-                let mut writer = std::pin::pin!(writer);
-                for batch in pending.iter() {
-                    for event in &batch.events {
-                        let id = event.id.as_uuid();
-                        let sequence = seq(event.sequence);
-                        let chain_hash = event.chain_hash.as_ref().map(|h| h.as_bytes().as_slice());
-                        let row: [&(dyn ToSql + Sync); 9] = [
-                            &id,
-                            &batch.site.as_str(),
-                            &batch.stream.0,
-                            &sequence,
-                            &event.terminal.as_str(),
-                            &event.occurred_at,
-                            &event.body.kind(),
-                            &Json(&event.body),
-                            &chain_hash,
-                        ];
-                        writer.as_mut().write(&row).await?;
-                    }
-                }
-                writer.as_mut().finish().await?;
+                let statement = self
+                    .copy
+                    .clone()
+                    .expect("the COPY is prepared whenever the fast path can run");
+                let rows = self.copy_stream();
+                tx.start_copy(statement).await?.send(rows).await?;
             }
             WriteMethod::Unnest => {
                 let mut events = Vec::new();
-                for batch in pending.iter() {
+                for &i in &self.pending {
+                    let batch = &self.batches[i];
                     for event in &batch.events {
-                        events.push((*batch, event));
+                        events.push((batch, event));
                     }
                 }
                 insert_unnest(tx, &events).await?;
             }
         }
-        pending.clear();
+        self.pending.clear();
         Ok(())
     }
+
+    /// The prepared `COPY` (if the group has rows still to copy) and the rows, for the
+    /// group's last round trip.
+    fn into_last(self) -> (Option<Statement>, Bytes) {
+        if self.pending.is_empty() {
+            return (None, Bytes::new());
+        }
+        let rows = self.copy_stream();
+        (self.copy, rows)
+    }
+
+    /// The pending batches' rows as one binary `COPY` stream, sent as one message: each chunk
+    /// would be a hand-over to the connection's task.
+    fn copy_stream(&self) -> Bytes {
+        let size = self
+            .pending
+            .iter()
+            .map(|&i| self.batches[i].rows.len())
+            .sum::<usize>();
+        let mut stream = BytesMut::with_capacity(copy_rows::HEADER.len() + size + 2);
+        stream.extend_from_slice(copy_rows::HEADER);
+        for &i in &self.pending {
+            stream.extend_from_slice(&self.batches[i].rows);
+        }
+        stream.extend_from_slice(copy_rows::TRAILER);
+        stream.freeze()
+    }
+}
+
+/// A batch's events as rows of a binary `COPY` into `events`.
+fn encode_events(
+    site: &SiteCode,
+    stream: StreamId,
+    events: &[FleetEvent],
+) -> Result<Bytes, StoreError> {
+    let mut rows = BytesMut::with_capacity(events.len() * 512);
+    for event in events {
+        let id = event.id.as_uuid();
+        let sequence = seq(event.sequence);
+        let chain_hash = event.chain_hash.as_ref().map(|h| h.as_bytes().as_slice());
+        let row: [&(dyn ToSql + Sync); 9] = [
+            &id,
+            &site.as_str(),
+            &stream.0,
+            &sequence,
+            &event.terminal.as_str(),
+            &event.occurred_at,
+            &event.body.kind(),
+            &Json(&event.body),
+            &chain_hash,
+        ];
+        copy_rows::put_row(&mut rows, &row, &COPY_TYPES)?;
+    }
+    Ok(rows.freeze())
+}
+
+/// Of the results of statements sent together in one transaction, the error that aborted it.
+/// Once one statement fails PostgreSQL refuses the rest ("current transaction is aborted"), and
+/// which of them reaches it first is not fixed.
+fn what_aborted<const N: usize>(results: [Result<(), StoreError>; N]) -> Result<(), StoreError> {
+    let mut refused = None;
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(StoreError::Db(error))
+                if error.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) =>
+            {
+                refused.get_or_insert(StoreError::Db(error));
+            }
+            Err(cause) => return Err(cause),
+        }
+    }
+    refused.map_or(Ok(()), Err)
 }
 
 /// `INSERT .. SELECT FROM UNNEST(..) ON CONFLICT DO NOTHING`; returns the ids inserted.

@@ -15,6 +15,7 @@ pub mod availability;
 pub mod certificates;
 pub mod chain;
 mod conn;
+mod copy_rows;
 pub mod dashboard;
 pub mod dashboard_rollout;
 pub mod durability;
@@ -73,6 +74,13 @@ pub enum StoreError {
     /// A search that cannot be run as asked (the message says why, for the person asking).
     #[error("{0}")]
     BadQuery(String),
+    /// A statement a pipelined transaction would have run outside itself (store::conn): a bug
+    /// in central, refused before anything was sent.
+    #[error("statement refused: {0}")]
+    Refused(&'static str),
+    /// A value central could not put into PostgreSQL's binary form (a bug, not bad input).
+    #[error("a value could not be encoded for PostgreSQL: {0}")]
+    Encode(String),
     #[error("invalid DATABASE_URL: {0}")]
     Url(String),
     /// A stored value this binary cannot read (written by a newer central, or edited by hand).

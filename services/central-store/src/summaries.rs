@@ -21,6 +21,63 @@ use super::{Store, StoreError};
 /// How long lookups per hour are kept: the overview's chart reads the last 24 hours.
 pub const LOOKUP_HOURS_KEPT: Duration = Duration::days(8);
 
+const UPSERT_SITES: &str =
+    "INSERT INTO site_summaries AS s (site_code, last_event_at, last_event_id,
+                 last_lookup_at, last_lookup_id, last_lookup_outcome, first_reader_at,
+                 first_reader_name, first_national_up_at, first_valid_lookup_at)
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::timestamptz[],
+                                  $5::uuid[], $6::text[], $7::timestamptz[], $8::text[],
+                                  $9::timestamptz[], $10::timestamptz[])
+             ORDER BY 1
+             ON CONFLICT (site_code) DO UPDATE SET
+                 (last_event_at, last_event_id) = (
+                     CASE WHEN (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+                               > (s.last_event_at, s.last_event_id)
+                          THEN EXCLUDED.last_event_at ELSE s.last_event_at END,
+                     CASE WHEN (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+                               > (s.last_event_at, s.last_event_id)
+                          THEN EXCLUDED.last_event_id ELSE s.last_event_id END),
+                 (last_lookup_at, last_lookup_id, last_lookup_outcome) = (
+                     CASE WHEN s.last_lookup_at IS NULL
+                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
+                                  > (s.last_lookup_at, s.last_lookup_id)
+                          THEN EXCLUDED.last_lookup_at ELSE s.last_lookup_at END,
+                     CASE WHEN s.last_lookup_at IS NULL
+                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
+                                  > (s.last_lookup_at, s.last_lookup_id)
+                          THEN EXCLUDED.last_lookup_id ELSE s.last_lookup_id END,
+                     CASE WHEN s.last_lookup_at IS NULL
+                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
+                                  > (s.last_lookup_at, s.last_lookup_id)
+                          THEN EXCLUDED.last_lookup_outcome ELSE s.last_lookup_outcome END),
+                 (first_reader_at, first_reader_name) = (
+                     CASE WHEN s.first_reader_at IS NULL
+                               OR EXCLUDED.first_reader_at < s.first_reader_at
+                          THEN EXCLUDED.first_reader_at ELSE s.first_reader_at END,
+                     CASE WHEN s.first_reader_at IS NULL
+                               OR EXCLUDED.first_reader_at < s.first_reader_at
+                          THEN EXCLUDED.first_reader_name ELSE s.first_reader_name END),
+                 first_national_up_at = LEAST(s.first_national_up_at,
+                                              EXCLUDED.first_national_up_at),
+                 first_valid_lookup_at = LEAST(s.first_valid_lookup_at,
+                                               EXCLUDED.first_valid_lookup_at)";
+
+const UPSERT_LINKS: &str =
+    "INSERT INTO site_links AS l (site_code, target, state, occurred_at, event_id)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                                  $5::uuid[])
+             ORDER BY 1, 2
+             ON CONFLICT (site_code, target) DO UPDATE SET state = EXCLUDED.state,
+                 occurred_at = EXCLUDED.occurred_at, event_id = EXCLUDED.event_id
+             WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) > (l.occurred_at, l.event_id)";
+
+const ADD_LOOKUP_HOURS: &str =
+    "INSERT INTO site_lookup_hours AS h (hour, site_code, outcome, lookups)
+             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
+             ORDER BY 1, 2, 3
+             ON CONFLICT (hour, site_code, outcome) DO UPDATE SET
+                 lookups = h.lookups + EXCLUDED.lookups";
+
 /// What one group's inserted events change in the summaries, aggregated in memory.
 #[derive(Debug, Default)]
 pub(crate) struct SummaryDelta {
@@ -126,6 +183,9 @@ impl SummaryDelta {
         }
     }
 
+    /// Every statement [`SummaryDelta::write`] may send.
+    pub(crate) const STATEMENTS: [&'static str; 3] = [UPSERT_SITES, UPSERT_LINKS, ADD_LOOKUP_HOURS];
+
     pub fn is_empty(&self) -> bool {
         self.sites.is_empty()
     }
@@ -170,45 +230,7 @@ impl SummaryDelta {
         // A row comparison with a NULL side is NULL, so CASE keeps the stored value unless the
         // new one is later (latest) or earlier (first).
         tx.execute(
-            "INSERT INTO site_summaries AS s (site_code, last_event_at, last_event_id,
-                 last_lookup_at, last_lookup_id, last_lookup_outcome, first_reader_at,
-                 first_reader_name, first_national_up_at, first_valid_lookup_at)
-             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::timestamptz[],
-                                  $5::uuid[], $6::text[], $7::timestamptz[], $8::text[],
-                                  $9::timestamptz[], $10::timestamptz[])
-             ORDER BY 1
-             ON CONFLICT (site_code) DO UPDATE SET
-                 (last_event_at, last_event_id) = (
-                     CASE WHEN (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
-                               > (s.last_event_at, s.last_event_id)
-                          THEN EXCLUDED.last_event_at ELSE s.last_event_at END,
-                     CASE WHEN (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
-                               > (s.last_event_at, s.last_event_id)
-                          THEN EXCLUDED.last_event_id ELSE s.last_event_id END),
-                 (last_lookup_at, last_lookup_id, last_lookup_outcome) = (
-                     CASE WHEN s.last_lookup_at IS NULL
-                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
-                                  > (s.last_lookup_at, s.last_lookup_id)
-                          THEN EXCLUDED.last_lookup_at ELSE s.last_lookup_at END,
-                     CASE WHEN s.last_lookup_at IS NULL
-                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
-                                  > (s.last_lookup_at, s.last_lookup_id)
-                          THEN EXCLUDED.last_lookup_id ELSE s.last_lookup_id END,
-                     CASE WHEN s.last_lookup_at IS NULL
-                               OR (EXCLUDED.last_lookup_at, EXCLUDED.last_lookup_id)
-                                  > (s.last_lookup_at, s.last_lookup_id)
-                          THEN EXCLUDED.last_lookup_outcome ELSE s.last_lookup_outcome END),
-                 (first_reader_at, first_reader_name) = (
-                     CASE WHEN s.first_reader_at IS NULL
-                               OR EXCLUDED.first_reader_at < s.first_reader_at
-                          THEN EXCLUDED.first_reader_at ELSE s.first_reader_at END,
-                     CASE WHEN s.first_reader_at IS NULL
-                               OR EXCLUDED.first_reader_at < s.first_reader_at
-                          THEN EXCLUDED.first_reader_name ELSE s.first_reader_name END),
-                 first_national_up_at = LEAST(s.first_national_up_at,
-                                              EXCLUDED.first_national_up_at),
-                 first_valid_lookup_at = LEAST(s.first_valid_lookup_at,
-                                               EXCLUDED.first_valid_lookup_at)",
+            UPSERT_SITES,
             &[
                 &codes,
                 &event_at,
@@ -242,17 +264,8 @@ impl SummaryDelta {
             times.push(*at);
             ids.push(*id);
         }
-        tx.execute(
-            "INSERT INTO site_links AS l (site_code, target, state, occurred_at, event_id)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                                  $5::uuid[])
-             ORDER BY 1, 2
-             ON CONFLICT (site_code, target) DO UPDATE SET state = EXCLUDED.state,
-                 occurred_at = EXCLUDED.occurred_at, event_id = EXCLUDED.event_id
-             WHERE (EXCLUDED.occurred_at, EXCLUDED.event_id) > (l.occurred_at, l.event_id)",
-            &[&codes, &targets, &states, &times, &ids],
-        )
-        .await?;
+        tx.execute(UPSERT_LINKS, &[&codes, &targets, &states, &times, &ids])
+            .await?;
         Ok(())
     }
 
@@ -270,15 +283,8 @@ impl SummaryDelta {
             outcomes.push(*outcome);
             counts.push(*n);
         }
-        tx.execute(
-            "INSERT INTO site_lookup_hours AS h (hour, site_code, outcome, lookups)
-             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::bigint[])
-             ORDER BY 1, 2, 3
-             ON CONFLICT (hour, site_code, outcome) DO UPDATE SET
-                 lookups = h.lookups + EXCLUDED.lookups",
-            &[&hours, &codes, &outcomes, &counts],
-        )
-        .await?;
+        tx.execute(ADD_LOOKUP_HOURS, &[&hours, &codes, &outcomes, &counts])
+            .await?;
         Ok(())
     }
 }

@@ -163,22 +163,10 @@ async fn a_group_of_batches_from_several_streams_commits_together_and_resends_ar
     }
     let first_a = events(&a, &[1, 2, 3]);
     let group = vec![
-        BatchWrite {
-            site: site_a.clone(),
-            stream: stream_a,
-            events: first_a.clone(),
-        },
-        BatchWrite {
-            site: site_b.clone(),
-            stream: stream_b,
-            events: events(&b, &[1, 2]),
-        },
+        BatchWrite::new(site_a.clone(), stream_a, first_a.clone()).unwrap(),
+        BatchWrite::new(site_b.clone(), stream_b, events(&b, &[1, 2])).unwrap(),
         // The same stream again in the same group (an old session still draining).
-        BatchWrite {
-            site: site_a.clone(),
-            stream: stream_a,
-            events: events(&a, &[4, 5]),
-        },
+        BatchWrite::new(site_a.clone(), stream_a, events(&a, &[4, 5])).unwrap(),
     ];
     let outcomes: Vec<_> = store
         .ingest_group(&group)
@@ -226,6 +214,85 @@ async fn an_event_id_reused_at_a_new_sequence_is_stored_once_without_failing_the
     let batch = vec![reused, events(&code, &[3]).remove(0)];
     let outcome = store.ingest_batch(&site, stream, &batch).await.unwrap();
     assert_eq!((outcome.stored, outcome.duplicates), (1, 1));
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
+}
+
+/// The backend behind the pool's one connection, whether that connection was outside any
+/// transaction (the first statement of a transaction runs at the transaction's start: PostgreSQL's
+/// "Current Date/Time"), and how many statements are prepared on it. Sent as a simple query,
+/// which is one statement in one message.
+async fn pooled_connection(pool: &deadpool_postgres::Pool) -> (String, bool, String) {
+    #[allow(clippy::disallowed_methods)]
+    let client = pool.get().await.unwrap();
+    let messages = client
+        .simple_query(
+            "SELECT pg_backend_pid(), now() = statement_timestamp(),
+                    (SELECT count(*) FROM pg_prepared_statements)",
+        )
+        .await
+        .unwrap();
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .unwrap();
+    (
+        row.get(0).unwrap().to_string(),
+        row.get(1) == Some("t"),
+        row.get(2).unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_group_leaves_its_connection_outside_any_transaction_with_no_statement_prepared() {
+    // Ingest sends BEGIN and COMMIT with other statements (store::conn's pipelined
+    // transaction), and closes the COPY's statement before COMMIT: a pooled connection must
+    // come back as if nothing had run on it, or a transaction-mode pooler would leak
+    // statements and the next user would find itself inside someone else's transaction.
+    let db = TestDb::create().await.unwrap();
+    let pool = store::connect(&DatabaseUrl::new(&db.url), 1).unwrap();
+    migrate::migrate(&pool).await.unwrap();
+    let store = Store::new(pool.clone());
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", 0)
+        .await
+        .unwrap();
+    // The fast path, the checked path (a resend), and a group the COPY fails in (an id reused
+    // at a new sequence, redone batch by batch).
+    let first = events(&code, &[1, 2]);
+    store.ingest_batch(&site, stream, &first).await.unwrap();
+    store.ingest_batch(&site, stream, &first).await.unwrap();
+    let mut reused = first[0].clone();
+    reused.sequence = 3;
+    store.ingest_batch(&site, stream, &[reused]).await.unwrap();
+    // PostgreSQL may not have processed the statement's close yet when a query checks right
+    // after the commit; it is sent before the commit, so it has by then.
+    let (pid, outside, prepared) = pooled_connection(&pool).await;
+    assert!(outside, "the connection came back inside a transaction");
+    assert_eq!(
+        prepared, "0",
+        "a statement was left prepared on the connection"
+    );
+
+    // A group that fails between BEGIN and COMMIT (a stream never opened) cannot roll back
+    // without waiting: its connection is closed, not pooled.
+    let unknown = StreamId(Uuid::now_v7());
+    let error = store
+        .ingest_batch(&site, unknown, &events(&code, &[1]))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not registered"), "{error}");
+    let (after, outside, _) = pooled_connection(&pool).await;
+    assert_ne!(
+        after, pid,
+        "the connection left in a transaction was pooled again"
+    );
+    assert!(outside);
     assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
 }
 

@@ -87,11 +87,12 @@ impl Stream {
     }
 
     fn batch(&mut self, sequences: impl IntoIterator<Item = u64>) -> BatchWrite {
-        BatchWrite {
-            site: SiteCode::parse(&self.site).unwrap(),
-            stream: self.id,
-            events: sequences.into_iter().map(|s| self.event(s)).collect(),
-        }
+        BatchWrite::new(
+            SiteCode::parse(&self.site).unwrap(),
+            self.id,
+            sequences.into_iter().map(|s| self.event(s)).collect(),
+        )
+        .unwrap()
     }
 }
 
@@ -270,10 +271,11 @@ async fn summaries_agree_with_a_recount_after_resends_late_gaps_and_restarts() {
     .await;
 
     // A broken agent reusing an event id at a new position: stored once, the group not failed.
-    let mut reused = streams[2].batch(131..=132);
-    reused.events[1].id = streams[2].ids[&5];
-    reused.events[1].occurred_at = streams[2].event(5).occurred_at;
-    write_all(vec![reused]).await;
+    let mut reused = vec![streams[2].event(131), streams[2].event(132)];
+    reused[1].id = streams[2].ids[&5];
+    reused[1].occurred_at = streams[2].event(5).occurred_at;
+    let site = SiteCode::parse(&streams[2].site).unwrap();
+    write_all(vec![BatchWrite::new(site, streams[2].id, reused).unwrap()]).await;
 
     let tables = summaries_and_recount(&db).await;
     assert_agree(&tables);
