@@ -776,6 +776,14 @@ async fn raw_copy(db: &TestDb) -> anyhow::Result<RawRates> {
     .await?;
     tx.commit().await?;
     let staged_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
+    // The baseline's tables go and a checkpoint writes back what every phase wrote, so the
+    // ack latency run that follows measures central, not PostgreSQL writing back the
+    // baseline's rows under it (three copies of the throughput phase's rows, just made): the
+    // same build gave p99 66-134 ms without this step and 56-85 ms with it (README, "Ingest",
+    // fourth session).
+    client
+        .batch_execute("DROP TABLE bench_copy, bench_staged; CHECKPOINT")
+        .await?;
     Ok(RawRates {
         copy: copy_rate,
         copy_parallel: parallel_rate,

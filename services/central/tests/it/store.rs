@@ -15,6 +15,19 @@ fn events(site: &str, sequences: &[u64]) -> Vec<FleetEvent> {
         .collect()
 }
 
+/// One site's stream, opened with `produced` events said to be made: the site's code, the site
+/// and the stream.
+async fn one_stream(store: &Store, produced: u64) -> (String, SiteCode, StreamId) {
+    let code = e2e::site_code("341071236");
+    let site = SiteCode::parse(&code).unwrap();
+    let stream = StreamId(Uuid::now_v7());
+    store
+        .open_stream(&site, stream, "test", "0", produced)
+        .await
+        .unwrap();
+    (code, site, stream)
+}
+
 #[tokio::test]
 async fn migrations_apply_once_and_report_where_the_database_stands() {
     let db = TestDb::create().await.unwrap();
@@ -56,13 +69,7 @@ async fn an_edited_migration_is_refused() {
 async fn the_contiguous_sequence_never_passes_a_gap() {
     let db = TestDb::create().await.unwrap();
     let store = crate::support::migrated_store(&db).await;
-    let site_code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&site_code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 5)
-        .await
-        .unwrap();
+    let (site_code, site, stream) = one_stream(&store, 5).await;
 
     let outcome = store
         .ingest_batch(&site, stream, &events(&site_code, &[1, 2]))
@@ -94,13 +101,7 @@ async fn the_contiguous_sequence_never_passes_a_gap() {
 async fn a_different_event_at_a_taken_sequence_is_refused_and_audited() {
     let db = TestDb::create().await.unwrap();
     let store = crate::support::migrated_store(&db).await;
-    let site_code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&site_code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 1)
-        .await
-        .unwrap();
+    let (site_code, site, stream) = one_stream(&store, 1).await;
     store
         .ingest_batch(&site, stream, &events(&site_code, &[1]))
         .await
@@ -198,13 +199,7 @@ async fn a_group_of_batches_from_several_streams_commits_together_and_resends_ar
 async fn an_event_id_reused_at_a_new_sequence_is_stored_once_without_failing_the_group() {
     let db = TestDb::create().await.unwrap();
     let store = crate::support::migrated_store(&db).await;
-    let code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 0)
-        .await
-        .unwrap();
+    let (code, site, stream) = one_stream(&store, 0).await;
     let first = events(&code, &[1]);
     store.ingest_batch(&site, stream, &first).await.unwrap();
     // A broken agent sends the same event again at sequence 2, beside a good event at 3: the
@@ -255,13 +250,7 @@ async fn a_group_leaves_its_connection_outside_any_transaction_with_no_statement
     let pool = store::connect(&DatabaseUrl::new(&db.url), 1).unwrap();
     migrate::migrate(&pool).await.unwrap();
     let store = Store::new(pool.clone());
-    let code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 0)
-        .await
-        .unwrap();
+    let (code, site, stream) = one_stream(&store, 0).await;
     // The fast path, the checked path (a resend), and a group the COPY fails in (an id reused
     // at a new sequence, redone batch by batch).
     let first = events(&code, &[1, 2]);
@@ -322,13 +311,7 @@ async fn partitions_are_made_ahead_and_an_event_of_any_date_is_stored() {
         "a second run creates nothing"
     );
 
-    let code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 0)
-        .await
-        .unwrap();
+    let (code, site, stream) = one_stream(&store, 0).await;
     let future = time::macros::datetime!(2099-01-15 09:00 UTC);
     let past = time::macros::datetime!(1999-12-31 23:59 UTC);
     let batch = vec![
@@ -356,13 +339,7 @@ async fn alerts_open_once_after_their_threshold_and_resolve_when_the_condition_c
     use std::time::Duration;
     let db = TestDb::create().await.unwrap();
     let store = crate::support::migrated_store(&db).await;
-    let code = e2e::site_code("341071236");
-    let site = SiteCode::parse(&code).unwrap();
-    let stream = StreamId(Uuid::now_v7());
-    store
-        .open_stream(&site, stream, "test", "0", 4)
-        .await
-        .unwrap();
+    let (code, site, stream) = one_stream(&store, 4).await;
     store
         .ingest_batch(&site, stream, &events(&code, &[1, 2, 4]))
         .await
