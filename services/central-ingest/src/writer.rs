@@ -60,6 +60,12 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts the writers on a thread of their own, with a runtime of their own. A connection's
+    /// messages are read and written by its own task; on central's runtime that task waited
+    /// behind the sessions' TLS and gRPC work each time PostgreSQL answered, and PostgreSQL
+    /// waited for central, inside the transaction, a fifth of a group's time (README, "Ingest",
+    /// fourth session). `store` should be the writers' own, so that its connections are made,
+    /// and their tasks run, on that runtime.
     pub fn spawn(store: Store, config: WriterConfig) -> Self {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -69,14 +75,33 @@ impl Writer {
         };
         // Writers in a transaction: the others share what is queued.
         let busy = Arc::new(AtomicUsize::new(0));
-        for _ in 0..config.writers {
-            tokio::spawn(write_groups(
-                store.clone(),
-                rx.clone(),
-                busy.clone(),
-                config,
-            ));
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the writers");
+        std::thread::Builder::new()
+            .name("central-writers".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let writers: Vec<_> = (0..config.writers)
+                        .map(|_| {
+                            tokio::spawn(write_groups(
+                                store.clone(),
+                                rx.clone(),
+                                busy.clone(),
+                                config,
+                            ))
+                        })
+                        .collect();
+                    // They end when the last handle on the queue is dropped.
+                    for writer in writers {
+                        if let Err(error) = writer.await {
+                            tracing::error!(%error, "a group writer ended abnormally");
+                        }
+                    }
+                })
+            })
+            .expect("a thread for the writers");
         Self { queue }
     }
 

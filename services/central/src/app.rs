@@ -125,6 +125,8 @@ pub struct Application {
     http_tls: std::sync::Arc<rustls::ServerConfig>,
     web_tls: std::sync::Arc<rustls::ServerConfig>,
     store: Store,
+    /// The group writers' own pool, its connections on the writers' runtime (`Writer::spawn`).
+    writer_store: Store,
     seal_key: Option<std::sync::Arc<central_store::sealing::SealKey>>,
     patient_key: Option<std::sync::Arc<onshi_domain::patient::PatientHashKey>>,
     deny: fleet_tls::deny::DenyList,
@@ -252,6 +254,11 @@ impl Application {
             .notify
             .key()
             .context("loading the notification key")?;
+        let writer_store = Store::new(store::connect(
+            &settings.database_url,
+            settings.tuning.writer.writers,
+        )?)
+        .with_write_method(settings.tuning.write_method);
         // Its own small pool: deliveries waiting on slow receivers never take ingest's slots.
         let notify_pool = store::connect(&settings.database_url, NOTIFY_POOL_SIZE)?;
         let notifier = settings
@@ -266,6 +273,7 @@ impl Application {
             http_tls,
             web_tls,
             store,
+            writer_store,
             seal_key,
             patient_key,
             deny,
@@ -350,7 +358,7 @@ impl Application {
         ));
         // Kept until the end: the pool gauge is read at each metrics collection.
         let _pool_gauge = pool_gauge(self.store.clone());
-        let writer = Writer::spawn(self.store.clone(), tuning.writer);
+        let writer = Writer::spawn(self.writer_store.clone(), tuning.writer);
         let limits = std::sync::Arc::new(RateLimiter::new(
             tuning.events_per_second,
             tuning.events_burst,
