@@ -569,6 +569,13 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
         }
     }
 
+    // The figures depend on it (README, "Ingest"): say under which it was measured.
+    let max_wal_size: String = db
+        .client()
+        .await?
+        .query_one("SHOW max_wal_size", &[])
+        .await?
+        .get(0);
     let ratio = central_rate / copy_rate;
     println!(
         "{}",
@@ -585,6 +592,7 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
             "staging_copy_insert_events_per_sec": raw.staged.round(),
             "ratio_central_to_copy": (ratio * 1000.0).round() / 1000.0,
             "ack_latency": latency,
+            "postgres_max_wal_size": max_wal_size,
             "central_via_pgbouncer_transaction_events_per_sec": pooled_rate.map(f64::round),
             "ratio_pgbouncer_to_direct": pooled_rate.map(|p| (p / central_rate * 1000.0).round() / 1000.0),
         })
