@@ -191,8 +191,9 @@ impl SummaryDelta {
     }
 
     /// Writes the delta in `tx`, the transaction that inserted its events: the three
-    /// statements prepared once per connection and pipelined (one round trip for all three, in
-    /// the same table order in every transaction).
+    /// statements ([`SummaryDelta::STATEMENTS`]) sent together, one round trip for all three.
+    /// Each locks its rows in key order, so two writers touching the same sites never
+    /// deadlock.
     pub(crate) async fn write(&self, tx: &super::Tx<'_>) -> Result<(), StoreError> {
         if self.is_empty() {
             return Ok(());
