@@ -221,8 +221,8 @@ async fn pooled_connection(pool: &deadpool_postgres::Pool) -> (String, bool, Str
     let client = pool.get().await.unwrap();
     let messages = client
         .simple_query(
-            "SELECT pg_backend_pid(), now() = statement_timestamp(),
-                    (SELECT count(*) FROM pg_prepared_statements)",
+            "SELECT pg_backend_pid() AS pid, now() = statement_timestamp() AS outside,
+                    (SELECT count(*) FROM pg_prepared_statements) AS prepared",
         )
         .await
         .unwrap();
@@ -234,9 +234,9 @@ async fn pooled_connection(pool: &deadpool_postgres::Pool) -> (String, bool, Str
         })
         .unwrap();
     (
-        row.get(0).unwrap().to_string(),
-        row.get(1) == Some("t"),
-        row.get(2).unwrap().to_string(),
+        row.get("pid").unwrap().to_string(),
+        row.get("outside") == Some("t"),
+        row.get("prepared").unwrap().to_string(),
     )
 }
 
