@@ -256,7 +256,7 @@ impl Application {
             .context("loading the notification key")?;
         let writer_store = Store::new(store::connect(
             &settings.database_url,
-            settings.tuning.writer.writers,
+            settings.tuning.writer.writers.max(1),
         )?)
         .with_write_method(settings.tuning.write_method);
         // Its own small pool: deliveries waiting on slow receivers never take ingest's slots.
