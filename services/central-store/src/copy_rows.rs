@@ -3,8 +3,9 @@
 //! `tokio_postgres::binary_copy::BinaryCopyInWriter` encodes while it sends, so PostgreSQL sits
 //! in the middle of a `COPY` (holding its transaction open) for as long as central takes to
 //! serialise each event, and for every wake-up of central's task on a busy runtime. Ingest
-//! encodes a group's rows first and then sends them whole: the `COPY` costs PostgreSQL its own
-//! work only. The format is the one `BinaryCopyInWriter` writes (PostgreSQL's documentation,
+//! encodes each batch's rows in the session that received it (`BatchWrite::new`), and a group
+//! sends its batches' rows as one message: PostgreSQL no longer waits on the encoding. The
+//! format is the one `BinaryCopyInWriter` writes (PostgreSQL's documentation,
 //! "COPY", "Binary Format").
 
 use bytes::{BufMut, BytesMut};

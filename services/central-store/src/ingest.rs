@@ -196,8 +196,8 @@ impl Store {
     /// One group in one transaction, in three round trips when every batch extends its stream:
     /// `BEGIN`, the streams' lock and the `COPY`'s preparation; the summaries, the streams'
     /// positions and the start of the `COPY`; the rows, the statement's close and `COMMIT`.
-    /// The rows are encoded before the transaction begins, so PostgreSQL never waits on
-    /// central's work inside it, only on the network.
+    /// The rows were encoded by the sessions before the group formed, so PostgreSQL does not
+    /// wait on their encoding inside the transaction.
     async fn write_group(
         &self,
         batches: &[BatchWrite],
