@@ -319,12 +319,15 @@ pub(crate) fn central_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Central connected to `db` itself, so told nothing pools its connections (ingest keeps its
+/// statements prepared, as a direct deployment does).
 pub(crate) async fn start_central(
     pki: &Pki,
     db: &TestDb,
     extra: &[&str],
 ) -> anyhow::Result<Running> {
-    start_central_at(pki, db, &db.app_login().await?, extra).await
+    let direct = [&["--database-pooler", "none"][..], extra].concat();
+    start_central_at(pki, db, &db.app_login().await?, &direct).await
 }
 
 /// Central serving through `app_url` (a login role of `db` in `onshi_app`, directly or through
@@ -540,7 +543,13 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
         let pooled_db = TestDb::create().await?;
         let bouncer = Bouncer::in_front_of(&pooled_db.url, PoolMode::Transaction).await?;
         let app_url = bouncer.route(&pooled_db.app_login().await?);
-        let pooled_central = start_central_at(&pki, &pooled_db, &app_url, &write_method).await?;
+        let pooled_central = start_central_at(
+            &pki,
+            &pooled_db,
+            &app_url,
+            &[&write_method[..], &["--database-pooler", "transaction"]].concat(),
+        )
+        .await?;
         let (rate, _, pooled_sessions) =
             throughput(&pooled_central, &pooled_db, &pki, &sites, &options).await?;
         drop(pooled_sessions);

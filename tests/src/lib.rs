@@ -372,6 +372,9 @@ pub fn central_serve(pki: &Pki, args: &[&str]) -> Command {
         .args(args)
         .env_remove("CENTRAL_MIGRATE_DATABASE_URL")
         .env_remove("CENTRAL_ALLOW_SCHEMA_OWNER")
+        // The tests' central connects to PostgreSQL itself (tests/pooler.rs says otherwise),
+        // so ingest keeps its statements prepared, as a direct deployment does.
+        .env("CENTRAL_DATABASE_POOLER", "none")
         .env("RUST_LOG", "info");
     command
 }

@@ -15,7 +15,7 @@ async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> 
     let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
     let site = site_code("341071236");
     let pki = Pki::new(&[&site])?;
-    let mut serve = e2e::central_serve(&pki, &[]);
+    let mut serve = e2e::central_serve(&pki, &["--database-pooler", "transaction"]);
     serve
         .env("DATABASE_URL", bouncer.route(&db.app_login().await?))
         .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);

@@ -14,6 +14,12 @@
 //!
 //! Statements that must share a transaction use [`Tx`]; `COPY` runs inside one, its statement
 //! prepared and closed within it.
+//!
+//! Parsing, analysing and planning each statement again costs PostgreSQL little for a page,
+//! but a quarter of its CPU time for ingest's small groups (six statements a group; README,
+//! "Ingest", fifth session). When nothing pools transactions between central and PostgreSQL
+//! ([`super::Pooler::None`]), the connections ingest writes on keep their group statements
+//! prepared by name instead ([`Conn::keeping_statements`], [`Conn::learn`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,6 +42,8 @@ pub(crate) async fn checkout(pool: &Pool) -> Result<Conn, StoreError> {
     Ok(Conn {
         client: Some(pool.get().await?),
         discard: false,
+        keeps: false,
+        kept: HashMap::new(),
     })
 }
 
@@ -47,6 +55,11 @@ pub(crate) struct Conn {
     /// A pipelined transaction was left open on it: it is closed instead of returned to the
     /// pool, where the next user would find itself inside that transaction.
     discard: bool,
+    /// Statements [`Conn::learn`]s are kept prepared on the server connection, for its life.
+    keeps: bool,
+    /// Those statements, by SQL text, for this checkout (the connection keeps them longer:
+    /// deadpool's per-connection statement cache).
+    kept: HashMap<String, Statement>,
 }
 
 impl Drop for Conn {
@@ -62,6 +75,14 @@ impl Drop for Conn {
 impl Conn {
     fn client(&self) -> &Client {
         self.client.as_ref().expect("present until dropped")
+    }
+
+    /// With `keeps`, the statements this connection learns stay prepared on it, by name, for
+    /// its life, and its pipelined transactions run them as such: only where one connection is
+    /// one server connection for its whole life ([`super::Pooler::None`]).
+    pub(crate) fn keeping_statements(mut self, keeps: bool) -> Self {
+        self.keeps = keeps;
+        self
     }
 
     pub(crate) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, Error> {
@@ -130,10 +151,21 @@ impl Conn {
         }
     }
 
-    /// Learns the parameter types of `sql` now, outside any transaction, if this process has
-    /// not run it yet: statements joined with [`Tx::commit_pipelined`] must not have to.
-    pub(crate) async fn learn(&self, sql: &str) -> Result<(), Error> {
-        self.types_of(sql).await.map(drop)
+    /// Readies `sql` now, outside any transaction, for a pipelined transaction: statements
+    /// joined with [`Tx::commit_pipelined`] must not wait on a round trip of their own. On a
+    /// connection that keeps statements it is prepared by name once per server connection
+    /// (and looked up in memory after that); otherwise its parameter types are learned once
+    /// per process.
+    pub(crate) async fn learn(&mut self, sql: &str) -> Result<(), Error> {
+        if !self.keeps {
+            return self.types_of(sql).await.map(drop);
+        }
+        if !self.kept.contains_key(sql) {
+            let client = self.client.as_ref().expect("present until dropped");
+            let statement = client.prepare_cached(sql).await?;
+            self.kept.insert(sql.to_owned(), statement);
+        }
+        Ok(())
     }
 
     async fn types_of(&self, sql: &str) -> Result<Arc<[Type]>, Error> {
@@ -210,12 +242,18 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
+        if let Some(statement) = self.kept(sql) {
+            return self.run(self.client().query(statement, params)).await;
+        }
         let types = self.types_of(sql).await?;
         self.run(self.client().query_typed(sql, &typed(params, &types)))
             .await
     }
 
     pub(crate) async fn query_one(&self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+        if let Some(statement) = self.kept(sql) {
+            return self.run(self.client().query_one(statement, params)).await;
+        }
         let types = self.types_of(sql).await?;
         self.run(self.client().query_typed_one(sql, &typed(params, &types)))
             .await
@@ -226,12 +264,18 @@ impl Tx<'_> {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
+        if let Some(statement) = self.kept(sql) {
+            return self.run(self.client().query_opt(statement, params)).await;
+        }
         let types = self.types_of(sql).await?;
         self.run(self.client().query_typed_opt(sql, &typed(params, &types)))
             .await
     }
 
     pub(crate) async fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        if let Some(statement) = self.kept(sql) {
+            return self.run(self.client().execute(statement, params)).await;
+        }
         let types = self.types_of(sql).await?;
         self.run(self.client().execute_typed(sql, &typed(params, &types)))
             .await
@@ -249,7 +293,12 @@ impl Tx<'_> {
     /// Prepares `sql` as a named statement of this transaction's connection. Dropping the
     /// [`Statement`] closes it; the caller drops it before the commit, so behind a pooler it
     /// never outlives the transaction. Joined with another statement, it adds no round trip.
+    /// A statement the connection keeps is returned as is, with no round trip (dropping this
+    /// handle leaves it prepared).
     pub(crate) async fn prepare(&self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.kept(sql) {
+            return Ok(statement.clone());
+        }
         self.run(self.client().prepare(sql)).await
     }
 
@@ -296,6 +345,15 @@ impl Tx<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// The statement the connection keeps for `sql`, if it keeps statements and learned this
+    /// one ([`Conn::learn`]); any other statement runs unnamed, as everywhere else.
+    fn kept(&self, sql: &str) -> Option<&Statement> {
+        match &self.kind {
+            Kind::Pipelined(p) => p.conn.kept.get(sql),
+            Kind::Awaited(_) => None,
+        }
     }
 
     fn client(&self) -> &Client {

@@ -177,7 +177,11 @@ impl Store {
             Err(error) => {
                 let unique_violation = matches!(&error, StoreError::Db(e)
                     if e.code() == Some(&SqlState::UNIQUE_VIOLATION));
-                if !unique_violation {
+                let unknown_statement = matches!(&error, StoreError::Db(e)
+                    if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME));
+                if unknown_statement {
+                    tracing::error!(%error, "a statement kept prepared was not found on the server connection: with a transaction-mode pooler between central and PostgreSQL, start central with --database-pooler transaction");
+                } else if !unique_violation {
                     tracing::warn!(%error, batches = batches.len(), "group write refused; writing its batches one by one");
                 }
                 let mut results = Vec::with_capacity(batches.len());
@@ -205,11 +209,14 @@ impl Store {
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         let copies = !checked_only && self.method == WriteMethod::Copy;
         let mut client = self.conn().await?;
-        // Statements sent along with `COMMIT` must know their parameter types beforehand
-        // (store::conn); after the first group this costs nothing.
+        // Statements sent along with `COMMIT` must be ready beforehand (store::conn): their
+        // parameter types known, or kept prepared on this connection with the `COPY`'s; after
+        // the first group this costs nothing.
+        let copy_statement = copies.then_some(COPY_EVENTS);
         for sql in [LOCK_STREAMS, SAVE_POSITIONS]
             .into_iter()
             .chain(SummaryDelta::STATEMENTS)
+            .chain(copy_statement)
         {
             client.learn(sql).await?;
         }

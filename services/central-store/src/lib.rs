@@ -112,6 +112,21 @@ impl std::fmt::Debug for DatabaseUrl {
     }
 }
 
+/// What stands between central and PostgreSQL, which decides whether a prepared statement may
+/// outlive its transaction on a connection (`store::conn`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pooler {
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`) may be: each
+    /// transaction may run on a different server connection, so no statement outlives its
+    /// transaction. The default, as it is right whatever is in between.
+    #[default]
+    Transaction,
+    /// PostgreSQL itself, or a pooler in session mode: a connection is one server connection
+    /// for its whole life. Ingest's writers then keep their statements prepared on their
+    /// connections instead of having PostgreSQL parse and plan each one for every group.
+    None,
+}
+
 /// Opens a connection pool. Connections are made lazily, so this does not fail when PostgreSQL
 /// is down; the first query does.
 pub fn connect(url: &DatabaseUrl, max_size: usize) -> Result<Pool, StoreError> {
@@ -189,6 +204,7 @@ pub struct Store {
     /// primary serves them too.
     replica: Option<Pool>,
     method: WriteMethod,
+    pooler: Pooler,
     /// Streamed exports at once: each holds a read connection for its whole download, so a
     /// quarter of the read pool at most, and the pages and the API keep the rest.
     exports: std::sync::Arc<tokio::sync::Semaphore>,
@@ -207,6 +223,7 @@ impl Store {
             pool,
             replica: None,
             method: WriteMethod::default(),
+            pooler: Pooler::default(),
             exports,
         }
     }
@@ -235,7 +252,8 @@ impl Store {
 
     /// A connection to the primary, for writes and reads that must not lag.
     pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
-        conn::checkout(&self.pool).await
+        let conn = conn::checkout(&self.pool).await?;
+        Ok(conn.keeping_statements(self.pooler == Pooler::None))
     }
 
     /// A connection for reads that tolerate a replica's lag ([`Store::reader`]).
@@ -246,6 +264,13 @@ impl Store {
     /// The same store writing new rows with `method` (the benchmark compares them).
     pub fn with_write_method(mut self, method: WriteMethod) -> Self {
         self.method = method;
+        self
+    }
+
+    /// What stands between this store and PostgreSQL ([`Pooler`]); with [`Pooler::None`],
+    /// ingest's group statements stay prepared on the pool's connections.
+    pub fn with_pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
         self
     }
 

@@ -22,7 +22,7 @@ use central_core::maintenance::{self, MaintenanceConfig};
 use central_ingest::ingest::{Ingest, MAX_MESSAGE_BYTES};
 use central_ingest::limits::RateLimiter;
 use central_ingest::writer::{Writer, WriterConfig};
-use central_store::{self as store, DatabaseUrl, Store, WriteMethod};
+use central_store::{self as store, DatabaseUrl, Pooler, Store, WriteMethod};
 
 /// How central is started. Every field has a flag and an environment variable (see `main.rs`).
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct Settings {
     pub agent_ca: PathBuf,
     /// central's own login role: a member of `onshi_app`, owning nothing.
     pub database_url: DatabaseUrl,
+    /// What stands between central and `database_url`: with nothing (or a session-mode
+    /// pooler), ingest keeps its statements prepared.
+    pub database_pooler: Pooler,
     /// A replica for the pages, the JSON API's listings and the auditor's search (reads that
     /// tolerate lag); None: the primary serves them.
     pub read_database_url: Option<DatabaseUrl>,
@@ -258,7 +261,8 @@ impl Application {
             &settings.database_url,
             settings.tuning.writer.writers.max(1),
         )?)
-        .with_write_method(settings.tuning.write_method);
+        .with_write_method(settings.tuning.write_method)
+        .with_pooler(settings.database_pooler);
         // Its own small pool: deliveries waiting on slow receivers never take ingest's slots.
         let notify_pool = store::connect(&settings.database_url, NOTIFY_POOL_SIZE)?;
         let notifier = settings

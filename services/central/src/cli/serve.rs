@@ -9,7 +9,7 @@ use anyhow::Context;
 use central::app::{Application, Settings, Tuning};
 use central_core::maintenance::MaintenanceConfig;
 use central_ingest::writer::WriterConfig;
-use central_store::{self as store, AlertThresholds, DatabaseUrl, WriteMethod};
+use central_store::{self as store, AlertThresholds, DatabaseUrl, Pooler, WriteMethod};
 use clap::Args;
 
 use super::DbArgs;
@@ -35,6 +35,19 @@ pub(crate) struct ServeArgs {
     /// The agent sub-CA that issues agent certificates: the agent listener takes only these.
     #[arg(long, env = "CENTRAL_AGENT_CA")]
     pub(crate) agent_ca: PathBuf,
+    /// What stands between central and DATABASE_URL: `transaction` (a pooler in transaction
+    /// mode, such as PgBouncer's `pool_mode = transaction`, may be: no statement outlives its
+    /// transaction), `none` (PostgreSQL itself) or `session` (a pooler in session mode). With
+    /// `none` or `session`, ingest keeps its statements prepared on its connections, and
+    /// PostgreSQL spends about a sixth less CPU on small groups; behind a transaction pooler
+    /// that would fail ("prepared statement does not exist"), hence the default.
+    #[arg(
+        long,
+        env = "CENTRAL_DATABASE_POOLER",
+        default_value = "transaction",
+        value_parser = ["transaction", "session", "none"]
+    )]
+    pub(crate) database_pooler: String,
     #[arg(long, env = "CENTRAL_DB_POOL_SIZE", default_value_t = 16)]
     pub(crate) db_pool_size: usize,
     /// A read replica's PostgreSQL URL (central's login role there; never printed): the
@@ -208,6 +221,13 @@ pub(crate) async fn run(
         client_ca: args.tls.client_ca.clone(),
         agent_ca: args.agent_ca.clone(),
         database_url: DatabaseUrl::new(args.db.database_url),
+        database_pooler: match args.database_pooler.as_str() {
+            "transaction" => Pooler::Transaction,
+            "none" | "session" => Pooler::None,
+            other => {
+                anyhow::bail!("--database-pooler {other}: expected transaction, session or none")
+            }
+        },
         read_database_url: args.read_database_url.map(DatabaseUrl::new),
         replica_lag_warning: Duration::from_secs(args.replica_lag_warning_secs),
         db_pool_size: args.db_pool_size,

@@ -2,7 +2,9 @@
 //! sequence that acks rest on.
 
 use central_store::scope::SiteScope;
-use central_store::{self as store, AlertThresholds, BatchWrite, DatabaseUrl, Store, migrate};
+use central_store::{
+    self as store, AlertThresholds, BatchWrite, DatabaseUrl, Pooler, Store, migrate,
+};
 use e2e::TestDb;
 use onshi_domain::events::{FleetEvent, StreamId};
 use onshi_domain::site::SiteCode;
@@ -283,6 +285,59 @@ async fn a_group_leaves_its_connection_outside_any_transaction_with_no_statement
     );
     assert!(outside);
     assert_eq!(count(&db, "SELECT count(*) FROM events").await, 2);
+}
+
+#[tokio::test]
+async fn with_no_pooler_a_writer_prepares_its_group_statements_once_per_connection() {
+    // With nothing pooling transactions (Pooler::None), the six statements of a group (the
+    // streams' lock, their positions, three summaries and the COPY) stay prepared on the
+    // connection for its life instead of being parsed and planned for every group; anything
+    // else, such as the checked path of a resend, still runs unnamed and leaves nothing behind.
+    let db = TestDb::create().await.unwrap();
+    let pool = store::connect(&DatabaseUrl::new(&db.url), 1).unwrap();
+    migrate::migrate(&pool).await.unwrap();
+    let store = Store::new(pool.clone()).with_pooler(Pooler::None);
+    let (code, site, stream) = one_stream(&store, 0).await;
+    store
+        .ingest_batch(&site, stream, &events(&code, &[1, 2]))
+        .await
+        .unwrap();
+    let (pid, outside, prepared) = pooled_connection(&pool).await;
+    assert!(outside, "the connection came back inside a transaction");
+    assert_eq!(prepared, "6", "the group's six statements are kept");
+
+    let more = events(&code, &[3, 4]);
+    store.ingest_batch(&site, stream, &more).await.unwrap();
+    let resend = store.ingest_batch(&site, stream, &more).await.unwrap();
+    assert_eq!(resend.duplicates, 2, "the resend went the checked path");
+    let (same, outside, prepared) = pooled_connection(&pool).await;
+    assert_eq!(same, pid, "one connection throughout");
+    assert!(outside);
+    assert_eq!(
+        prepared, "6",
+        "later groups and the checked path prepared nothing more"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 4);
+
+    // A group that fails between BEGIN and COMMIT still closes its connection; the next one
+    // prepares the six again on its own.
+    let unknown = StreamId(Uuid::now_v7());
+    store
+        .ingest_batch(&site, unknown, &events(&code, &[1]))
+        .await
+        .unwrap_err();
+    store
+        .ingest_batch(&site, stream, &events(&code, &[5]))
+        .await
+        .unwrap();
+    let (after, outside, prepared) = pooled_connection(&pool).await;
+    assert_ne!(
+        after, pid,
+        "the connection left in a transaction was pooled again"
+    );
+    assert!(outside);
+    assert_eq!(prepared, "6");
+    assert_eq!(count(&db, "SELECT count(*) FROM events").await, 5);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use central::app::{Application, Settings, Tuning};
-use central_store::{AlertThresholds, DatabaseUrl};
+use central_store::{AlertThresholds, DatabaseUrl, Pooler};
 use e2e::uplink::{Session, agent_tls, lookup_event};
 use e2e::{Pki, TestDb, eventually, site_code};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +31,8 @@ async fn start_central(pki: &Pki, database_url: &str, tuning: Tuning) -> Central
         client_ca: pki.paths.chain_ca(),
         agent_ca: pki.paths.agent_ca().0,
         database_url: DatabaseUrl::new(database_url),
+        // Nothing pools between this central and PostgreSQL: the proxy forwards connections.
+        database_pooler: Pooler::None,
         read_database_url: None,
         replica_lag_warning: std::time::Duration::from_secs(5),
         db_pool_size: 4,
