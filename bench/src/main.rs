@@ -21,7 +21,7 @@
 //! central beside it: `cargo build --release -p central -p fleet-bench` (`make bench` does).
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -302,6 +302,7 @@ fn main() -> anyhow::Result<()> {
 mod drain;
 mod fleet;
 mod pages;
+mod storage_probe;
 mod terminal;
 
 // ------------------------------------------------------------------------------- central
@@ -537,6 +538,40 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     let central = start_central(&pki, &db, &write_method).await?;
     let (central_rate, total, mut sessions) =
         throughput(&central, &db, &pki, &sites, &options).await?;
+    // Each stream's events of the throughput phase: sequences 1 to this.
+    let per_stream = options.events / options.agents.max(1);
+    // The ack latency right after the throughput phase it takes its rate from, once a
+    // checkpoint has written back what that phase left in PostgreSQL's buffers, and before the
+    // raw COPY baseline: the baseline writes three copies of the rows and drops them, and the
+    // file system then writes back and discards hundreds of megabytes while the phase runs
+    // (README, "Ingest", fifth session).
+    let client = db.client().await?;
+    client.batch_execute("CHECKPOINT").await?;
+    // The storage probe's file goes beside PostgreSQL's data directory, on its file system.
+    let data_directory: String = client.query_one("SHOW data_directory", &[]).await?.get(0);
+    let probe_dir = Path::new(&data_directory)
+        .parent()
+        .unwrap_or(Path::new(&data_directory))
+        .to_path_buf();
+    drop(client);
+    let mut latency = Vec::new();
+    if !options.latency.is_zero() {
+        // Each run continues the streams where the one before stopped.
+        let mut next_sequence = per_stream as u64 + 1;
+        for fraction in &options.latency_at {
+            let (run, sent) = latency_run(
+                &mut sessions,
+                central_rate * fraction,
+                next_sequence,
+                &options,
+                &probe_dir,
+            )
+            .await?;
+            next_sequence += sent;
+            latency.push(serde_json::json!({ "fraction_of_max": fraction, "run": run }));
+        }
+    }
+
     // The same phase with central's connections through PgBouncer in transaction mode, on a
     // database of its own (so the direct run's rows stay the raw COPY's input).
     let pooled_rate = if options.pgbouncer {
@@ -557,26 +592,9 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let raw = raw_copy(&db).await?;
+    let raw = raw_copy(&db, per_stream as i64).await?;
     // The ratio is against the faster of one and two COPY streams.
     let copy_rate = raw.copy.max(raw.copy_parallel);
-
-    let mut latency = Vec::new();
-    if !options.latency.is_zero() {
-        // Each run continues the streams where the one before stopped.
-        let mut next_sequence = (options.events / options.agents) as u64 + 1;
-        for fraction in &options.latency_at {
-            let (run, sent) = latency_run(
-                &mut sessions,
-                central_rate * fraction,
-                next_sequence,
-                &options,
-            )
-            .await?;
-            next_sequence += sent;
-            latency.push(serde_json::json!({ "fraction_of_max": fraction, "run": run }));
-        }
-    }
 
     // The figures depend on it (README, "Ingest"): say under which it was measured.
     let max_wal_size: String = db
@@ -693,15 +711,16 @@ type Row = (
     serde_json::Value,
 );
 
-/// Writes the rows central stored again, with raw binary COPY into an identical table, and via a
-/// staging table; returns the rates in rows per second.
-async fn raw_copy(db: &TestDb) -> anyhow::Result<RawRates> {
+/// Writes the rows central stored in the throughput phase (the first `per_stream` of each
+/// stream) again, with raw binary COPY into an identical table, and via a staging table;
+/// returns the rates in rows per second.
+async fn raw_copy(db: &TestDb, per_stream: i64) -> anyhow::Result<RawRates> {
     let mut client = db.client().await?;
     let rows: Vec<Row> = client
         .query(
             "SELECT event_id, site_code, stream_id, sequence, terminal_id, occurred_at, kind, body
-             FROM events",
-            &[],
+             FROM events WHERE sequence <= $1",
+            &[&per_stream],
         )
         .await?
         .iter()
@@ -793,13 +812,9 @@ async fn raw_copy(db: &TestDb) -> anyhow::Result<RawRates> {
     .await?;
     tx.commit().await?;
     let staged_rate = rows.len() as f64 / began.elapsed().as_secs_f64();
-    // The baseline's tables go and a checkpoint writes back what every phase wrote, so the
-    // ack latency run that follows measures central, not PostgreSQL writing back the
-    // baseline's rows under it (three copies of the throughput phase's rows, just made): the
-    // same build gave p99 66-134 ms without this step and 56-85 ms with it (README, "Ingest",
-    // fourth session).
+    // The baseline's three copies of the rows go with it (the ack latency ran before).
     client
-        .batch_execute("DROP TABLE bench_copy, bench_staged; CHECKPOINT")
+        .batch_execute("DROP TABLE bench_copy, bench_staged")
         .await?;
     Ok(RawRates {
         copy: copy_rate,
@@ -859,6 +874,7 @@ async fn latency_run(
     rate: f64,
     first: u64,
     options: &IngestOptions,
+    probe_dir: &Path,
 ) -> anyhow::Result<(serde_json::Value, u64)> {
     let agents = sessions.len();
     let per_agent_rate = rate / agents as f64;
@@ -899,18 +915,25 @@ async fn latency_run(
     }
     built.wait().await;
     let began = Instant::now();
+    let probe = storage_probe::StorageProbe::start(probe_dir);
     let mut all = Vec::new();
     for task in tasks {
         let (site, session, latencies) = task.await??;
         sessions.push((site, session));
         all.extend(latencies);
     }
+    let storage = match probe {
+        Ok(probe) => probe.finish(),
+        Err(error) => serde_json::json!({
+            "not_run": format!("{}: {error}", probe_dir.display())
+        }),
+    };
     let achieved = (all.len() * options.latency_batch) as f64 / began.elapsed().as_secs_f64();
     all.sort();
     let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
     let (p50, p99) = (pick(0.50), pick(0.99));
     eprintln!(
-        "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches",
+        "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches; the storage's flushes meanwhile: {storage}",
         all.len()
     );
     let run = serde_json::json!({
@@ -920,6 +943,7 @@ async fn latency_run(
         "batches": all.len(),
         "p50_ms": (p50.as_secs_f64() * 1e5).round() / 100.0,
         "p99_ms": (p99.as_secs_f64() * 1e5).round() / 100.0,
+        "storage_fsync": storage,
     });
     Ok((run, (batches_per_agent * options.latency_batch) as u64))
 }
