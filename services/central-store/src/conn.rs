@@ -16,8 +16,8 @@
 //! prepared and closed within it.
 //!
 //! Parsing, analysing and planning each statement again costs PostgreSQL little for a page,
-//! but a quarter of its CPU time for ingest's small groups (six statements a group; README,
-//! "Ingest", fifth session). When nothing pools transactions between central and PostgreSQL
+//! but about a quarter of a writer backend's CPU for ingest's small groups (six statements a
+//! group; README, "Ingest", fifth session). When nothing pools transactions between central and PostgreSQL
 //! ([`super::Pooler::None`]), the connections ingest writes on keep their group statements
 //! prepared by name instead ([`Conn::keeping_statements`], [`Conn::learn`]).
 
