@@ -299,6 +299,7 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+mod cpu_times;
 mod drain;
 mod fleet;
 mod pages;
@@ -536,8 +537,11 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
         "3600",
     ];
     let central = start_central(&pki, &db, &write_method).await?;
+    let cpu_before = cpu_times::CpuTimes::now();
     let (central_rate, total, mut sessions) =
         throughput(&central, &db, &pki, &sites, &options).await?;
+    // The maximum, and so the half rate, moves with the CPU the host lends the machine.
+    let throughput_cpu = cpu_times::shares_since(cpu_before);
     // Each stream's events of the throughput phase: sequences 1 to this.
     let per_stream = options.events / options.agents.max(1);
     // The ack latency right after the throughput phase it takes its rate from, once a
@@ -620,6 +624,7 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
             "ratio_central_to_copy": (ratio * 1000.0).round() / 1000.0,
             "ack_latency": latency,
             "postgres_max_wal_size": max_wal_size,
+            "throughput_machine_cpu": throughput_cpu,
             "central_via_pgbouncer_transaction_events_per_sec": pooled_rate.map(f64::round),
             "ratio_pgbouncer_to_direct": pooled_rate.map(|p| (p / central_rate * 1000.0).round() / 1000.0),
         })
@@ -916,12 +921,14 @@ async fn latency_run(
     built.wait().await;
     let began = Instant::now();
     let probe = storage_probe::StorageProbe::start(probe_dir);
+    let cpu_before = cpu_times::CpuTimes::now();
     let mut all = Vec::new();
     for task in tasks {
         let (site, session, latencies) = task.await??;
         sessions.push((site, session));
         all.extend(latencies);
     }
+    let cpu = cpu_times::shares_since(cpu_before);
     let storage = match probe {
         Ok(probe) => probe.finish(),
         Err(error) => serde_json::json!({
@@ -933,7 +940,7 @@ async fn latency_run(
     let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
     let (p50, p99) = (pick(0.50), pick(0.99));
     eprintln!(
-        "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches; the storage's flushes meanwhile: {storage}",
+        "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches; meanwhile the storage's flushes {storage} and the machine's CPU {cpu}",
         all.len()
     );
     let run = serde_json::json!({
@@ -944,6 +951,7 @@ async fn latency_run(
         "p50_ms": (p50.as_secs_f64() * 1e5).round() / 100.0,
         "p99_ms": (p99.as_secs_f64() * 1e5).round() / 100.0,
         "storage_fsync": storage,
+        "machine_cpu": cpu,
     });
     Ok((run, (batches_per_agent * options.latency_batch) as u64))
 }
