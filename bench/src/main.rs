@@ -546,9 +546,8 @@ async fn ingest(options: IngestOptions) -> anyhow::Result<()> {
     let per_stream = options.events / options.agents.max(1);
     // The ack latency right after the throughput phase it takes its rate from, once a
     // checkpoint has written back what that phase left in PostgreSQL's buffers, and before the
-    // raw COPY baseline: the baseline writes three copies of the rows and drops them, and the
-    // file system then writes back and discards hundreds of megabytes while the phase runs
-    // (README, "Ingest", fifth session).
+    // raw COPY baseline, so that it does not run on the baseline's leftovers (three copies of
+    // the rows, written and dropped; README, "Ingest", fourth and fifth sessions).
     let client = db.client().await?;
     client.batch_execute("CHECKPOINT").await?;
     // The storage probe's file goes beside PostgreSQL's data directory, on its file system.
