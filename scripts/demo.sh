@@ -114,7 +114,7 @@ start central env DATABASE_URL="$central_url" "$bin/central" serve --no-migrate 
   --grpc-listen "127.0.0.1:$GRPC_PORT" \
   --http-listen "127.0.0.1:$HTTP_PORT" --web-listen "127.0.0.1:$WEB_PORT" \
   --tls-cert "$pki/central.pem" --tls-key "$pki/central.key" --client-ca "$pki/chain-ca.pem" \
-  --agent-ca "$pki/agent-ca.pem" --database-pooler none
+  --agent-ca "$pki/agent-ca.pem" --database-pooler "${CENTRAL_DATABASE_POOLER:-none}"
 
 # A chain administrator for the dashboard. Its password is generated once into an owner-only
 # file (never printed); the tour says where it is.

@@ -15,11 +15,7 @@ async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> 
     let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
     let site = site_code("341071236");
     let pki = Pki::new(&[&site])?;
-    let mut serve = e2e::central_serve(&pki, &["--database-pooler", "transaction"]);
-    serve
-        .env("DATABASE_URL", bouncer.route(&db.app_login().await?))
-        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);
-    let central = e2e::spawn_ready(serve).await?;
+    let central = central_behind(&bouncer, &db, &pki, "transaction").await?;
     let sim = start_sim(&pki).await?;
     let agent_site = AgentSite::new(
         &pki,
@@ -95,4 +91,62 @@ async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> 
         }
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn central_told_there_is_no_pooler_behind_one_stops_keeping_statements_and_loses_nothing()
+-> anyhow::Result<()> {
+    // `--database-pooler none` behind a transaction pooler is a misconfiguration: the
+    // statements ingest keeps prepared are gone (the strict pooler discards them after every
+    // transaction). Central must notice, write the group again with unnamed statements, keep
+    // none from then on, and acknowledge each event once.
+    let db = TestDb::create().await?;
+    let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
+    let site = site_code("341071236");
+    let pki = Pki::new(&[&site])?;
+    let central = central_behind(&bouncer, &db, &pki, "none").await?;
+    let sim = start_sim(&pki).await?;
+    let agent_site = AgentSite::new(
+        &pki,
+        &site,
+        &https_endpoint(&central, "grpc"),
+        &https_endpoint(&sim, "https"),
+    )?;
+    let _agent = agent_site.start().await?;
+    for person in sim_people("valid", 4).await? {
+        let output = agent_site.lookup(&person).await?;
+        assert!(
+            output.status.success(),
+            "a lookup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    eventually("central to acknowledge every lookup", || async {
+        let status = agent_site.status().await.ok()?;
+        (status["outbox_depth"] == 0 && status["last_acked_sequence"] == 4).then_some(())
+    })
+    .await;
+    let stored: i64 = db
+        .client()
+        .await?
+        .query_one("SELECT count(*) FROM events WHERE kind = 'lookup'", &[])
+        .await?
+        .get(0);
+    assert_eq!(stored, 4, "each lookup stored exactly once");
+    Ok(())
+}
+
+/// Central serving through `bouncer`, told `pooler` (`--database-pooler`); migrations go to
+/// PostgreSQL directly, as the chart's migration Job does.
+async fn central_behind(
+    bouncer: &Bouncer,
+    db: &TestDb,
+    pki: &Pki,
+    pooler: &str,
+) -> anyhow::Result<e2e::Running> {
+    let mut serve = e2e::central_serve(pki, &["--database-pooler", pooler]);
+    serve
+        .env("DATABASE_URL", bouncer.route(&db.app_login().await?))
+        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);
+    e2e::spawn_ready(serve).await
 }

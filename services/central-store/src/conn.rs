@@ -13,13 +13,15 @@
 //! already learned costs one round trip instead of two, pooler or not.
 //!
 //! Statements that must share a transaction use [`Tx`]; `COPY` runs inside one, its statement
-//! prepared and closed within it.
+//! prepared and closed within it (unless the connection keeps it: below).
 //!
 //! Parsing, analysing and planning each statement again costs PostgreSQL little for a page,
 //! but about a quarter of a writer backend's CPU for ingest's small groups (six statements a
 //! group; README, "Ingest", fifth session). When nothing pools transactions between central and PostgreSQL
 //! ([`super::Pooler::None`]), the connections ingest writes on keep their group statements
-//! prepared by name instead ([`Conn::keeping_statements`], [`Conn::learn`]).
+//! prepared by name instead ([`Conn::keeping_statements`], [`Conn::learn`]). Should one turn
+//! out missing on its connection (a transaction pooler after all), the store stops keeping
+//! them (`Store::stop_keeping_statements`).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -179,9 +179,12 @@ impl Store {
                     if e.code() == Some(&SqlState::UNIQUE_VIOLATION));
                 let unknown_statement = matches!(&error, StoreError::Db(e)
                     if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME));
-                if unknown_statement {
-                    tracing::error!(%error, "a statement kept prepared was not found on the server connection: with a transaction-mode pooler between central and PostgreSQL, start central with --database-pooler transaction");
-                } else if !unique_violation {
+                // Told nothing pools transactions, but a kept statement is gone: a pooler in
+                // transaction mode is in between after all. The batches are written again below
+                // with unnamed statements, as every later group will be.
+                if unknown_statement && self.stop_keeping_statements() {
+                    tracing::error!(%error, "a statement kept prepared was not found on its connection: a pooler in transaction mode is between central and PostgreSQL; central keeps no statement from now on, and should be started with --database-pooler transaction");
+                } else if !unique_violation && !unknown_statement {
                     tracing::warn!(%error, batches = batches.len(), "group write refused; writing its batches one by one");
                 }
                 let mut results = Vec::with_capacity(batches.len());
@@ -200,6 +203,8 @@ impl Store {
     /// One group in one transaction, in three round trips when every batch extends its stream:
     /// `BEGIN`, the streams' lock and the `COPY`'s preparation; the summaries, the streams'
     /// positions and the start of the `COPY`; the rows, the statement's close and `COMMIT`.
+    /// On a connection that keeps its statements (`Pooler::None`) the `COPY` is neither
+    /// prepared nor closed: it is already there.
     /// The rows were encoded by the sessions before the group formed, so PostgreSQL does not
     /// wait on their encoding inside the transaction.
     async fn write_group(

@@ -204,7 +204,10 @@ pub struct Store {
     /// primary serves them too.
     replica: Option<Pool>,
     method: WriteMethod,
-    pooler: Pooler,
+    /// Ingest's connections keep their statements prepared ([`Pooler::None`]). Cleared for the
+    /// life of the process when PostgreSQL says a kept statement does not exist: a
+    /// transaction-mode pooler is in between after all ([`Store::stop_keeping_statements`]).
+    keeps_statements: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Streamed exports at once: each holds a read connection for its whole download, so a
     /// quarter of the read pool at most, and the pages and the API keep the rest.
     exports: std::sync::Arc<tokio::sync::Semaphore>,
@@ -223,7 +226,7 @@ impl Store {
             pool,
             replica: None,
             method: WriteMethod::default(),
-            pooler: Pooler::default(),
+            keeps_statements: Default::default(),
             exports,
         }
     }
@@ -253,7 +256,10 @@ impl Store {
     /// A connection to the primary, for writes and reads that must not lag.
     pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
         let conn = conn::checkout(&self.pool).await?;
-        Ok(conn.keeping_statements(self.pooler == Pooler::None))
+        let keeps = self
+            .keeps_statements
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok(conn.keeping_statements(keeps))
     }
 
     /// A connection for reads that tolerate a replica's lag ([`Store::reader`]).
@@ -270,8 +276,14 @@ impl Store {
     /// What stands between this store and PostgreSQL ([`Pooler`]); with [`Pooler::None`],
     /// ingest's group statements stay prepared on the pool's connections.
     pub fn with_pooler(mut self, pooler: Pooler) -> Self {
-        self.pooler = pooler;
+        self.keeps_statements = std::sync::Arc::new((pooler == Pooler::None).into());
         self
+    }
+
+    /// Stops keeping statements on ingest's connections, for good; `true` the first time.
+    pub(crate) fn stop_keeping_statements(&self) -> bool {
+        self.keeps_statements
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn pool(&self) -> &Pool {
