@@ -27,28 +27,7 @@ async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> 
 
     // Several lookups at once, so central's pool holds several connections and PgBouncer
     // hands each transaction whichever server connection is free.
-    let people = sim_people("valid", 12).await?;
-    let lookups = people.iter().map(|person| agent_site.lookup(person));
-    for output in futures_util::future::join_all(lookups).await {
-        let output = output?;
-        assert!(
-            output.status.success(),
-            "a lookup through central behind PgBouncer failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    eventually("central to acknowledge every lookup", || async {
-        let status = agent_site.status().await.ok()?;
-        (status["outbox_depth"] == 0 && status["last_acked_sequence"] == 12).then_some(())
-    })
-    .await;
-    let stored: i64 = db
-        .client()
-        .await?
-        .query_one("SELECT count(*) FROM events WHERE kind = 'lookup'", &[])
-        .await?
-        .get(0);
-    assert_eq!(stored, 12, "each lookup stored exactly once");
+    lookups_are_acked_and_stored_once(&agent_site, &db, 12).await?;
 
     // An administrative write (audited in the same transaction), then the reads: every
     // listing the API serves goes through the same pooler.
@@ -113,17 +92,28 @@ async fn central_told_there_is_no_pooler_behind_one_stops_keeping_statements_and
         &https_endpoint(&sim, "https"),
     )?;
     let _agent = agent_site.start().await?;
-    for person in sim_people("valid", 4).await? {
-        let output = agent_site.lookup(&person).await?;
+    lookups_are_acked_and_stored_once(&agent_site, &db, 4).await
+}
+
+/// `count` lookups at the site at once, each answered, acknowledged by central and stored once.
+async fn lookups_are_acked_and_stored_once(
+    agent_site: &AgentSite,
+    db: &TestDb,
+    count: usize,
+) -> anyhow::Result<()> {
+    let people = sim_people("valid", count).await?;
+    let lookups = people.iter().map(|person| agent_site.lookup(person));
+    for output in futures_util::future::join_all(lookups).await {
+        let output = output?;
         assert!(
             output.status.success(),
-            "a lookup failed: {}",
+            "a lookup through central behind PgBouncer failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
     eventually("central to acknowledge every lookup", || async {
         let status = agent_site.status().await.ok()?;
-        (status["outbox_depth"] == 0 && status["last_acked_sequence"] == 4).then_some(())
+        (status["outbox_depth"] == 0 && status["last_acked_sequence"] == count as u64).then_some(())
     })
     .await;
     let stored: i64 = db
@@ -132,7 +122,7 @@ async fn central_told_there_is_no_pooler_behind_one_stops_keeping_statements_and
         .query_one("SELECT count(*) FROM events WHERE kind = 'lookup'", &[])
         .await?
         .get(0);
-    assert_eq!(stored, 4, "each lookup stored exactly once");
+    assert_eq!(stored, count as i64, "each lookup stored exactly once");
     Ok(())
 }
 
