@@ -936,8 +936,7 @@ async fn latency_run(
     };
     let achieved = (all.len() * options.latency_batch) as f64 / began.elapsed().as_secs_f64();
     all.sort();
-    let pick = |q: f64| all[((all.len() as f64 - 1.0) * q).round() as usize];
-    let (p50, p99) = (pick(0.50), pick(0.99));
+    let (p50, p99) = (pages::percentile(&all, 0.50), pages::percentile(&all, 0.99));
     eprintln!(
         "ack latency p50 {p50:.2?}, p99 {p99:.2?} over {} batches; meanwhile the storage's flushes {storage} and the machine's CPU {cpu}",
         all.len()

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::pages::percentile;
+
 const WRITE: [u8; 8192] = [0x5a; 8192];
 const EVERY: Duration = Duration::from_millis(20);
 /// The probe file cycles over this many blocks (8 MiB), so it stays small however long it runs.
@@ -82,7 +84,6 @@ fn probe(mut file: File, stop: &AtomicBool) -> std::io::Result<Vec<(Duration, Du
 fn summarise(samples: &[(Duration, Duration)]) -> serde_json::Value {
     let mut took: Vec<Duration> = samples.iter().map(|(_, took)| *took).collect();
     took.sort();
-    let pick = |q: f64| took[((took.len() as f64 - 1.0) * q).round() as usize];
     let mut stalled: Vec<u64> = samples
         .iter()
         .filter(|(_, took)| *took > STALL)
@@ -92,8 +93,8 @@ fn summarise(samples: &[(Duration, Duration)]) -> serde_json::Value {
     let ms = |d: Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
     serde_json::json!({
         "flushes": took.len(),
-        "p50_ms": ms(pick(0.50)),
-        "p99_ms": ms(pick(0.99)),
+        "p50_ms": ms(percentile(&took, 0.50)),
+        "p99_ms": ms(percentile(&took, 0.99)),
         "max_ms": ms(*took.last().expect("not empty")),
         "seconds_with_a_flush_over_50_ms": stalled.len(),
     })

@@ -10,28 +10,16 @@ use e2e::{AgentSite, Pki, TestDb, eventually, https_endpoint, sim_people, site_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn central_ingests_and_answers_through_pgbouncer_in_transaction_mode() -> anyhow::Result<()> {
-    let db = TestDb::create().await?;
-    // Strict: a statement left on a server connection fails every time, not by chance.
-    let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
-    let site = site_code("341071236");
-    let pki = Pki::new(&[&site])?;
-    let central = central_behind(&bouncer, &db, &pki, "transaction").await?;
-    let sim = start_sim(&pki).await?;
-    let agent_site = AgentSite::new(
-        &pki,
-        &site,
-        &https_endpoint(&central, "grpc"),
-        &https_endpoint(&sim, "https"),
-    )?;
-    let _agent = agent_site.start().await?;
+    let stack = Stack::behind_pgbouncer("transaction").await?;
+    let (db, pki, central, site) = (&stack.db, &stack.pki, &stack.central, &stack.site);
 
     // Several lookups at once, so central's pool holds several connections and PgBouncer
     // hands each transaction whichever server connection is free.
-    lookups_are_acked_and_stored_once(&agent_site, &db, 12).await?;
+    lookups_are_acked_and_stored_once(&stack.agent_site, db, 12).await?;
 
     // An administrative write (audited in the same transaction), then the reads: every
     // listing the API serves goes through the same pooler.
-    let operator = Operator::new(&pki, &central);
+    let operator = Operator::new(pki, central);
     let (status, body) = operator
         .send(
             "PUT",
@@ -79,20 +67,56 @@ async fn central_told_there_is_no_pooler_behind_one_stops_keeping_statements_and
     // statements ingest keeps prepared are gone (the strict pooler discards them after every
     // transaction). Central must notice, write the group again with unnamed statements, keep
     // none from then on, and acknowledge each event once.
-    let db = TestDb::create().await?;
-    let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
-    let site = site_code("341071236");
-    let pki = Pki::new(&[&site])?;
-    let central = central_behind(&bouncer, &db, &pki, "none").await?;
-    let sim = start_sim(&pki).await?;
-    let agent_site = AgentSite::new(
-        &pki,
-        &site,
-        &https_endpoint(&central, "grpc"),
-        &https_endpoint(&sim, "https"),
-    )?;
-    let _agent = agent_site.start().await?;
-    lookups_are_acked_and_stored_once(&agent_site, &db, 4).await
+    let stack = Stack::behind_pgbouncer("none").await?;
+    lookups_are_acked_and_stored_once(&stack.agent_site, &stack.db, 4).await
+}
+
+/// A site's agent and onshi-sim, and central serving through a strict PgBouncer in transaction
+/// mode (a statement left on a server connection fails every time, not by chance), told
+/// `pooler` (`--database-pooler`); migrations go to PostgreSQL directly, as the chart's
+/// migration Job does.
+/// Fields drop in this order: the processes before the pooler, the database last.
+struct Stack {
+    _agent: e2e::Running,
+    agent_site: AgentSite,
+    _sim: e2e::Running,
+    central: e2e::Running,
+    pki: Pki,
+    site: String,
+    _bouncer: Bouncer,
+    db: TestDb,
+}
+
+impl Stack {
+    async fn behind_pgbouncer(pooler: &str) -> anyhow::Result<Self> {
+        let db = TestDb::create().await?;
+        let bouncer = Bouncer::strict(&db.url, PoolMode::Transaction).await?;
+        let site = site_code("341071236");
+        let pki = Pki::new(&[&site])?;
+        let mut serve = e2e::central_serve(&pki, &["--database-pooler", pooler]);
+        serve
+            .env("DATABASE_URL", bouncer.route(&db.app_login().await?))
+            .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);
+        let central = e2e::spawn_ready(serve).await?;
+        let sim = start_sim(&pki).await?;
+        let agent_site = AgentSite::new(
+            &pki,
+            &site,
+            &https_endpoint(&central, "grpc"),
+            &https_endpoint(&sim, "https"),
+        )?;
+        let agent = agent_site.start().await?;
+        Ok(Self {
+            _agent: agent,
+            agent_site,
+            _sim: sim,
+            central,
+            pki,
+            site,
+            _bouncer: bouncer,
+            db,
+        })
+    }
 }
 
 /// `count` lookups at the site at once, each answered, acknowledged by central and stored once.
@@ -124,19 +148,4 @@ async fn lookups_are_acked_and_stored_once(
         .get(0);
     assert_eq!(stored, count as i64, "each lookup stored exactly once");
     Ok(())
-}
-
-/// Central serving through `bouncer`, told `pooler` (`--database-pooler`); migrations go to
-/// PostgreSQL directly, as the chart's migration Job does.
-async fn central_behind(
-    bouncer: &Bouncer,
-    db: &TestDb,
-    pki: &Pki,
-    pooler: &str,
-) -> anyhow::Result<e2e::Running> {
-    let mut serve = e2e::central_serve(pki, &["--database-pooler", pooler]);
-    serve
-        .env("DATABASE_URL", bouncer.route(&db.app_login().await?))
-        .env("CENTRAL_MIGRATE_DATABASE_URL", &db.url);
-    e2e::spawn_ready(serve).await
 }
